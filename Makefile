@@ -1,0 +1,24 @@
+# Task runner. Every target is a thin wrapper around `python -m helpers ...`, which also
+# works on Windows and macOS without make (see README.md).
+PYTHON ?= python3
+
+.PHONY: setup course test lab release collect autograde feedback export benchmark
+
+setup:       ## create .venv and install the course
+	$(PYTHON) -m helpers setup
+course:      ## generate data, execute every answer notebook, print the summary table
+	$(PYTHON) -m helpers course
+test:        ## run the whole test suite
+	$(PYTHON) -m helpers test
+lab:         ## open JupyterLab on notebooks/
+	$(PYTHON) -m helpers lab
+release:     ## regenerate notebooks/ from answers/ with nbgrader
+	$(PYTHON) -m helpers release
+collect:     ## collect submissions/<student>/<lesson>/*.ipynb into submitted/
+	$(PYTHON) -m helpers collect
+autograde:   ## autograde every collected submission
+	$(PYTHON) -m helpers autograde
+feedback:    ## HTML feedback for every autograded submission
+	$(PYTHON) -m helpers feedback
+export:      ## export grades to grades.csv
+	$(PYTHON) -m helpers export

@@ -1,0 +1,174 @@
+"""Run the course: lesson timers, the per-lesson report and the course summary table.
+
+Each answer notebook starts a :class:`Lesson` in its setup cell and calls
+:meth:`Lesson.finish` in its last cell with its key metrics; that writes
+``runs_dir()/summary/<lesson>.json``. ``python -m helpers course`` executes every answer
+notebook headless and prints one table row per lesson from those files.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from helpers import config
+
+ANSWERS_DIR = config.REPO_ROOT / "answers"
+
+#: Time budget per lesson in minutes at the default scale (2 CPU cores).
+TIME_BUDGET_MINUTES = {"01": 5, "02": 5, "03": 5, "04": 5, "05": 5, "06": 6, "07": 6, "08": 6}
+
+#: Quality bars: lesson number -> {metric name: minimum value}.
+QUALITY_BARS = {
+    "04": {"test_dice": 0.95},
+    "05": {"test_dice": 0.95},
+    "06": {"volumetric_dice": 0.90},
+    "07": {"mean_fold_dice": 0.85},
+    "08": {"dice_WT": 0.80, "dice_TC": 0.70, "dice_ET": 0.60},
+}
+
+
+def summary_dir() -> Path:
+    """Folder holding one JSON report per lesson for the current scale."""
+    return config.runs_dir() / "summary"
+
+
+@dataclass
+class Lesson:
+    """Timer and report of one lesson notebook.
+
+    >>> lesson = Lesson("04_training")      # in the setup cell
+    >>> lesson.finish(test_dice=0.96)       # in the last cell  # doctest: +SKIP
+    """
+
+    name: str
+
+    def __post_init__(self) -> None:
+        self.started = time.perf_counter()
+
+    @property
+    def elapsed_seconds(self) -> float:
+        return time.perf_counter() - self.started
+
+    def finish(self, **metrics: float) -> dict:
+        """Print the elapsed time and the key metrics, and save them for the summary table."""
+        report = {
+            "lesson": self.name,
+            "elapsed_seconds": round(self.elapsed_seconds, 1),
+            "scale": config.scale(),
+            "metrics": {key: float(value) for key, value in metrics.items()},
+        }
+        folder = summary_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{self.name}.json").write_text(json.dumps(report, indent=2) + "\n")
+        shown = ", ".join(f"{key} = {value:.3f}" for key, value in report["metrics"].items())
+        print(f"Lesson {self.name} finished in {report['elapsed_seconds'] / 60:.1f} min"
+              + (f"; {shown}" if shown else ""))
+        return report
+
+
+def lesson_notebooks(selection: list[str] | None = None) -> list[Path]:
+    """Answer notebooks in course order, optionally only those whose folder starts with
+    one of ``selection`` (``["01", "04"]``) or equals it (``["04_training"]``)."""
+    notebooks = sorted(ANSWERS_DIR.glob("[0-9][0-9]_*/[0-9][0-9]_*.ipynb"))
+    if selection:
+        notebooks = [nb for nb in notebooks
+                     if any(nb.parent.name.startswith(item) for item in selection)]
+        if not notebooks:
+            raise SystemExit(f"No lesson in {ANSWERS_DIR} matches {selection}; "
+                             f"try numbers such as 01 04.")
+    return notebooks
+
+
+def read_reports() -> dict[str, dict]:
+    """The saved lesson reports of the current scale, by lesson name."""
+    reports = {}
+    for path in sorted(summary_dir().glob("*.json")):
+        report = json.loads(path.read_text())
+        reports[report["lesson"]] = report
+    return reports
+
+
+def summary_table(reports: dict[str, dict]) -> str:
+    """Format one row per lesson: elapsed time against its budget, key metrics against bars."""
+    rows = [("lesson", "time", "budget", "key metrics", "status")]
+    for name, report in sorted(reports.items()):
+        number = name[:2]
+        minutes = report["elapsed_seconds"] / 60
+        budget = TIME_BUDGET_MINUTES.get(number, 5)
+        ok = minutes <= budget
+        parts = []
+        for key, value in report["metrics"].items():
+            bar = QUALITY_BARS.get(number, {}).get(key)
+            if bar is not None:
+                ok = ok and value >= bar
+                parts.append(f"{key} {value:.3f} (>= {bar})")
+            else:
+                parts.append(f"{key} {value:.3f}")
+        if report.get("error"):
+            ok = False
+            parts.append(report["error"])
+        status = "ok" if ok else ("below bar" if not report.get("error") else "FAILED")
+        rows.append((name, f"{minutes:.1f} min", f"{budget} min", "; ".join(parts) or "-", status))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    scale = config.scale()
+    title = f"Course summary (scale {scale:g}{'' if scale == 1 else ', quality bars apply at scale 1'})"
+    return title + "\n" + "\n".join(lines)
+
+
+def execute_notebook(path: Path, output: Path, timeout: int = 1200) -> None:
+    """Execute ``path`` headless in its own folder with the current environment's kernel
+    and write the executed notebook to ``output``. Raises nbclient's error on failure."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    notebook = nbformat.read(path, as_version=4)
+    client = NotebookClient(notebook, timeout=timeout, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}})
+    try:
+        client.execute()
+    finally:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(notebook, output)
+
+
+def main(selection: list[str] | None = None, update_answers: bool = False) -> int:
+    """Execute the answer notebooks and print the summary table; non-zero on any failure."""
+    notebooks = lesson_notebooks(selection)
+    if not notebooks:
+        print(f"No answer notebooks found in {ANSWERS_DIR}.")
+        return 1
+    executed_dir = config.runs_dir() / "executed"
+    failures = 0
+    for path in notebooks:
+        name = path.parent.name
+        target = path if update_answers else executed_dir / path.name
+        print(f"[{name}] executing {path.relative_to(config.REPO_ROOT)} ...", flush=True)
+        started = time.perf_counter()
+        try:
+            execute_notebook(path, target)
+        except Exception as error:  # report every lesson, then fail at the end
+            failures += 1
+            message = str(error).strip().splitlines()
+            print(f"[{name}] FAILED after {time.perf_counter() - started:.0f} s: "
+                  f"{message[-1] if message else type(error).__name__}\n"
+                  f"         executed notebook with the error: {target}", file=sys.stderr)
+            folder = summary_dir()
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"{name}.json").write_text(json.dumps({
+                "lesson": name, "elapsed_seconds": round(time.perf_counter() - started, 1),
+                "scale": config.scale(), "metrics": {}, "error": "execution failed"}) + "\n")
+            continue
+        print(f"[{name}] done in {time.perf_counter() - started:.0f} s", flush=True)
+    reports = {name: report for name, report in read_reports().items()
+               if any(nb.parent.name == name for nb in notebooks)}
+    print()
+    print(summary_table(reports))
+    if not update_answers:
+        print(f"\nExecuted notebooks: {executed_dir}")
+    return 1 if failures else 0
