@@ -30,6 +30,7 @@ MARKER = ".unet-course-installed"
 
 ENV_COMMANDS = {"setup", "course", "test", "lab"}
 GRADING_COMMANDS = {"release", "collect", "autograde", "feedback", "export"}
+PASS_THROUGH = {"test", "data"} | GRADING_COMMANDS
 
 
 def _in_managed_environment() -> bool:
@@ -95,20 +96,25 @@ def _parser() -> argparse.ArgumentParser:
     course.add_argument("lessons", nargs="*", help="lesson numbers or names (default: all), e.g. 01 04")
     course.add_argument("--update-answers", action="store_true",
                         help="write the executed notebooks back into answers/ (maintainers)")
-    test = sub.add_parser("test", help="run the whole test suite", add_help=False)
-    test.add_argument("pytest_args", nargs=argparse.REMAINDER, help="extra arguments for pytest")
+    sub.add_parser("test", help="run the whole test suite (extra arguments go to pytest)")
     sub.add_parser("lab", help="open JupyterLab on notebooks/")
-    data = sub.add_parser("data", help="list, download and prepare data sets", add_help=False)
-    data.add_argument("data_args", nargs=argparse.REMAINDER)
+    sub.add_parser("data", help="list, download and prepare data sets (python -m helpers data --help)")
     for name in sorted(GRADING_COMMANDS):
-        grading = sub.add_parser(name, help=f"nbgrader: {name} (python -m helpers {name} --help)", add_help=False)
-        grading.add_argument("grading_args", nargs=argparse.REMAINDER)
+        sub.add_parser(name, help=f"nbgrader {name} (python -m helpers {name} --help)")
     return parser
+
+
+def _split(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    """Parse the command; the arguments of pass-through commands (test, data, grading)
+    are handed on verbatim, so `python -m helpers test -k dice` reaches pytest."""
+    if argv and argv[0] in PASS_THROUGH:
+        return argparse.Namespace(command=argv[0]), argv[1:]
+    return _parser().parse_args(argv), []
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = _parser().parse_args(argv)
+    args, rest = _split(argv)
     if args.command in ENV_COMMANDS and not os.environ.get(BOOTSTRAPPED):
         python = ensure_environment()
         if args.command == "setup":
@@ -123,19 +129,18 @@ def main(argv: list[str] | None = None) -> int:
 
         return course.main(args.lessons, update_answers=args.update_answers)
     if args.command == "test":
-        extra = [a for a in args.pytest_args if a != "--"]
-        return subprocess.run([sys.executable, "-m", "pytest", *extra], cwd=REPO_ROOT).returncode
+        return subprocess.run([sys.executable, "-m", "pytest", *rest], cwd=REPO_ROOT).returncode
     if args.command == "lab":
         return subprocess.run([sys.executable, "-m", "jupyter", "lab", "--notebook-dir",
                                str(REPO_ROOT / "notebooks")], cwd=REPO_ROOT).returncode
     if args.command == "data":
         from helpers.data import __main__ as data_cli
 
-        return data_cli.main(args.data_args)
+        return data_cli.main(rest)
     if args.command in GRADING_COMMANDS:
         from helpers import grading
 
-        return grading.main([args.command, *args.grading_args])
+        return grading.main([args.command, *rest])
     raise AssertionError(f"unhandled command {args.command}")  # argparse rejects unknown ones
 
 

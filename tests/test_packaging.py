@@ -1,0 +1,144 @@
+"""Packaging and repository layout: pyproject and environment.yml agree, the layout is
+the documented one, CI runs the README's test command, and importing helpers does no work."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import config
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    tomllib = pytest.importorskip("tomli")
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _requirement_names(requirements):
+    names = {}
+    for line in requirements:
+        match = re.match(r"\s*([A-Za-z0-9_.\-]+)\s*(.*)", line)
+        if match and not line.startswith("-"):
+            names[match.group(1).lower().replace("_", "-")] = match.group(2).replace(" ", "")
+    return names
+
+
+def _environment_pip_requirements():
+    lines = (ROOT / "environment.yml").read_text().splitlines()
+    requirements, in_pip = [], False
+    for line in lines:
+        stripped = line.strip()
+        if stripped.startswith("- pip:"):
+            in_pip = True
+            continue
+        if in_pip:
+            if stripped.startswith("- "):
+                requirements.append(stripped[2:].strip())
+            elif stripped and not stripped.startswith("#"):
+                in_pip = False
+    return requirements
+
+
+def test_environment_yml_lists_the_same_dependencies_as_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    expected = _requirement_names(project["dependencies"] + project["optional-dependencies"]["test"])
+    found = _requirement_names(_environment_pip_requirements())
+    assert found == expected, (
+        "environment.yml and pyproject.toml disagree: "
+        f"only in pyproject: {sorted(set(expected.items()) - set(found.items()))}, "
+        f"only in environment.yml: {sorted(set(found.items()) - set(expected.items()))}. "
+        "Edit both lists together."
+    )
+    assert "-e ." in _environment_pip_requirements(), "environment.yml should install the course itself (- -e .)"
+
+
+def test_python_versions_match():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["requires-python"] == ">=3.10,<3.13"
+    assert "python>=3.10,<3.13" in (ROOT / "environment.yml").read_text()
+
+
+def test_top_level_layout():
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True)
+    if tracked.returncode != 0 or not tracked.stdout:
+        pytest.skip("not a git checkout")
+    top = {line.split("/")[0] for line in tracked.stdout.splitlines()}
+    required = {"README.md", "environment.yml", "notebooks", "answers", "helpers", "data", "tests",
+                "pyproject.toml", "nbgrader_config.py", "Makefile", ".ci"}
+    allowed = required | {".gitignore", "benchmarks", "LICENSE"}
+    assert required <= top, f"missing at top level: {sorted(required - top)}"
+    assert top <= allowed, f"unexpected top-level entries: {sorted(top - allowed)}"
+
+
+def test_generated_data_is_ignored_but_data_readme_is_tracked():
+    tracked = subprocess.run(["git", "ls-files", "data"], cwd=ROOT, capture_output=True, text=True)
+    if tracked.returncode != 0:
+        pytest.skip("not a git checkout")
+    assert tracked.stdout.split() == ["data/README.md"]
+    ignored = subprocess.run(["git", "check-ignore", "data/cxr_synthetic/images/x.png", "gradebook.db"],
+                             cwd=ROOT, capture_output=True, text=True)
+    assert ignored.stdout.split() == ["data/cxr_synthetic/images/x.png", "gradebook.db"]
+
+
+def test_ci_runs_the_test_command_from_the_readme():
+    readme = (ROOT / "README.md").read_text()
+    commands = re.findall(r"^\s*(python3? -m helpers test)\s*$", readme, flags=re.MULTILINE)
+    assert commands, "README.md should show the test command `python -m helpers test` on a line of its own"
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert re.search(r"^exec python3? -m helpers test\s*$", ci, flags=re.MULTILINE), \
+        ".ci/run must call exactly the README's test command"
+
+
+def _modules_after_import(module: str) -> set[str]:
+    code = f"import sys, {module}; print(' '.join(sorted(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert result.stderr.strip() == "", f"importing {module} printed to stderr: {result.stderr[:300]}"
+    return set(result.stdout.split())
+
+
+@pytest.mark.parametrize("module", ["helpers", "helpers.__main__", "helpers.config", "helpers.course", "helpers.data"])
+def test_light_modules_do_not_import_tensorflow(module):
+    loaded = _modules_after_import(module)
+    assert "tensorflow" not in loaded and "keras" not in loaded, f"{module} imports TensorFlow at import time"
+
+
+def test_importing_helpers_modules_does_no_work(tmp_path):
+    code = ("import importlib, pkgutil, helpers\n"
+            "for info in pkgutil.walk_packages(helpers.__path__, 'helpers.'):\n"
+            "    if not info.name.endswith('__main__'):\n"
+            "        importlib.import_module(info.name)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                            env={**__import__("os").environ, config.DATA_VARIABLE: str(tmp_path / "data"),
+                                 "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout == "", f"importing helpers printed: {result.stdout[:300]}"
+    assert not (tmp_path / "data").exists(), "importing helpers created the data folder"
+
+
+def test_scale_knob(monkeypatch):
+    monkeypatch.delenv(config.SCALE_VARIABLE, raising=False)
+    assert config.scale() == 1.0 and config.scaled_epochs(20) == 20
+    monkeypatch.setenv(config.SCALE_VARIABLE, "0.1")
+    assert config.scaled_epochs(20) == 2 and config.scaled_epochs(3) == 1
+    assert config.scaled_count(400) == 40 and config.scaled_count(10, minimum=4) == 4
+    assert config.runs_dir("04_training").parent.name == "runs-scale0.1"
+    monkeypatch.setenv(config.SCALE_VARIABLE, "fast")
+    with pytest.raises(ValueError, match="UNET_COURSE_SCALE"):
+        config.scale()
+    monkeypatch.setenv(config.SCALE_VARIABLE, "-1")
+    with pytest.raises(ValueError, match="positive"):
+        config.scale()
+
+
+def test_cli_help_runs_with_the_standard_library_only():
+    result = subprocess.run([sys.executable, "-I", "-m", "helpers", "--help"], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    for command in ("course", "test", "lab", "release", "autograde", "export"):
+        assert command in result.stdout
