@@ -1,48 +1,108 @@
-"""Command line for the data sets: ``python -m helpers.data <command>``.
+"""Command line for the data sets: ``python -m helpers.data <command>`` (or ``python -m helpers data``).
 
-* ``list``                 the data sets the course knows and whether they are on disk
-* ``generate NAME``        generate a synthetic set now (it is otherwise made on first use)
+* ``list``                         every data set the course knows and whether it is on disk
+* ``info NAME``                    official page, licence, citation and raw layout of a public set
+* ``generate NAME``                generate a synthetic set now (it is otherwise made on first use)
+* ``download NAME [--to DIR]``     download the raw archive where a direct URL is known
+* ``prepare NAME SOURCE``          convert a raw download (archive or folder) into the course layout,
+                                   e.g. ``python -m helpers.data prepare montgomery NLM-MontgomeryCXRSet.zip --size 256``
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from helpers import data
+from helpers import config, data
+from helpers.data import registry
 from helpers.data._store import DatasetError, read_metadata
 
 
+def _table(rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
 def _list() -> int:
-    rows = [("name", "kind", "on disk", "folder")]
+    rows = [("name", "kind", "lessons", "on disk", "folder")]
+    lessons = {"cxr_synthetic": "01-05", "lung_ct_synthetic": "06", "liver_ct_synthetic": "07",
+               "brats_synthetic": "08"}
     for name in sorted(data.GENERATORS):
         folder = data.dataset_dir(name)
         metadata = read_metadata(folder)
         present = "yes" if metadata and metadata.get("complete") else "no (made on first use)"
-        rows.append((name, "synthetic", present, str(folder)))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+        rows.append((name, "synthetic", lessons[name], present, str(folder)))
+    for name, entry in sorted(registry.DATASETS.items()):
+        present = "yes" if registry.is_prepared(name) else (
+            "no (download + prepare)" if entry.url else "no (get by hand + prepare)")
+        rows.append((name, entry.kind, entry.lessons, present, str(config.data_dir() / name)))
+    _table(rows)
+    print("\nIn a lesson, set DATASET = \"<name>\" in its data set cell to use a prepared set.")
+    return 0
+
+
+def _info(name: str) -> int:
+    entry = registry.get(name)
+    for label, value in (("title", entry.title), ("lessons", entry.lessons), ("page", entry.homepage),
+                         ("licence", entry.licence), ("citation", entry.citation),
+                         ("raw layout", entry.raw_layout), ("download", entry.url or "by hand (see page)"),
+                         ("notes", entry.notes)):
+        if value:
+            print(f"{label:>10}: {value}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m helpers.data", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m helpers data", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="command")
     sub.add_parser("list", help="list the data sets and whether they are on disk")
+    info = sub.add_parser("info", help="page, licence, citation and raw layout of a public data set")
+    info.add_argument("name", choices=sorted(registry.DATASETS))
     generate = sub.add_parser("generate", help="generate a synthetic data set now")
     generate.add_argument("name", choices=sorted(data.GENERATORS))
     generate.add_argument("--force", action="store_true", help="delete the folder and regenerate it")
+    download = sub.add_parser("download", help="download the raw archive of a public data set")
+    download.add_argument("name", choices=sorted(registry.DATASETS))
+    download.add_argument("--to", type=Path, default=None, help="folder for the archive (default data/downloads)")
+    download.add_argument("--prepare", action="store_true", help="prepare the archive once downloaded")
+    download.add_argument("--size", type=int, default=config.CXR_IMAGE_SIZE)
+    prepare = sub.add_parser("prepare", help="convert a raw download into the course layout")
+    prepare.add_argument("name", choices=sorted(registry.DATASETS))
+    prepare.add_argument("source", type=Path, help="the downloaded archive or the folder it extracts to")
+    prepare.add_argument("--dest", type=Path, default=None, help="output folder (default data/NAME)")
+    prepare.add_argument("--size", type=int, default=config.CXR_IMAGE_SIZE,
+                         help="side in pixels of prepared chest X-rays (default %(default)s)")
+    prepare.add_argument("--skip-bad", action="store_true", help="leave bad cases out and list them")
+    prepare.add_argument("--force", action="store_true", help="replace a non-empty destination")
     args = parser.parse_args(argv)
-    if args.command == "list":
-        return _list()
+
+    from helpers.data.download import DownloadError
+
     try:
-        folder = data.ensure_dataset(args.name, force=args.force)
-    except DatasetError as error:
+        if args.command == "list":
+            return _list()
+        if args.command == "info":
+            return _info(args.name)
+        if args.command == "generate":
+            print(f"{args.name}: {data.ensure_dataset(args.name, force=args.force)}")
+            return 0
+        if args.command == "download":
+            archive = registry.fetch(args.name, args.to)
+            print(f"{args.name}: {archive}")
+            if not args.prepare:
+                print(f"Next: python -m helpers data prepare {args.name} {archive}")
+                return 0
+            print(registry.prepare(args.name, archive, size=args.size))
+            return 0
+        report = registry.prepare(args.name, args.source, args.dest, size=args.size,
+                                  skip_bad=args.skip_bad, force=args.force)
+        print(report)
+        return 0
+    except (DatasetError, DownloadError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"{args.name}: {folder}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,280 @@
+"""helpers.data.registry: every registered public data set prepares from a fixture in its
+raw layout (tiny images and volumes with the real file names, built here), bad input is
+reported with the file and the fix, and nothing half-written is left behind."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+import zipfile
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from PIL import Image
+
+from helpers.data import DatasetError, registry
+
+RNG = np.random.default_rng(0)
+
+
+def _png(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+
+
+def _radiograph(height=60, width=50, border=4, bits16=False):
+    image = RNG.uniform(0.3, 1.0, (height, width))
+    lungs = np.zeros((height, width), dtype=bool)
+    lungs[15:45, 8:22] = True
+    lungs[15:45, 28:42] = True
+    image[lungs] *= 0.3
+    image[:border], image[-border:] = 0, 0
+    if bits16:
+        return (image * 4095).astype(np.uint16), lungs
+    return (image * 255).astype(np.uint8), lungs
+
+
+def make_montgomery(root: Path, n=3) -> Path:
+    base = root / "MontgomerySet"
+    for i in range(n):
+        name = f"MCUCXR_{i + 1:04d}_{i % 2}.png"
+        image, lungs = _radiograph(bits16=True)
+        _png(base / "CXR_png" / name, image)
+        left, right = lungs.copy(), lungs.copy()
+        left[:, 25:], right[:, :25] = False, False
+        _png(base / "ManualMask" / "leftMask" / name, left.astype(np.uint8) * 255)
+        _png(base / "ManualMask" / "rightMask" / name, right.astype(np.uint8) * 255)
+    return base
+
+
+def make_shenzhen(root: Path, n=3, unmasked=1) -> Path:
+    for i in range(n + unmasked):
+        name = f"CHNCXR_{i + 1:04d}_0"
+        image, lungs = _radiograph()
+        _png(root / "CXR_png" / f"{name}.png", np.stack([image] * 3, axis=-1))  # RGB like some releases
+        if i < n:
+            _png(root / "masks" / f"{name}_mask.png", lungs.astype(np.uint8) * 255)
+    return root
+
+
+def _nifti(path: Path, array: np.ndarray, spacing=(0.8, 0.8, 2.5), compress=True) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    affine = np.diag([*spacing, 1.0])
+    image = nib.Nifti1Image(array, affine)
+    if compress:
+        path.write_bytes(gzip.compress(image.to_bytes()))
+    else:
+        path.write_bytes(image.to_bytes())
+
+
+def make_lctsc(root: Path, n=2) -> Path:
+    for i in range(n):
+        case = root / f"LCTSC-Train-S1-{i + 1:03d}"
+        ct = RNG.integers(-1000, 400, (16, 16, 8)).astype(np.int16)
+        _nifti(case / "ct.nii.gz", ct)
+        left = np.zeros(ct.shape, np.uint8)
+        left[2:7, 3:12, 2:6] = 1
+        right = np.zeros(ct.shape, np.uint8)
+        right[9:14, 3:12, 2:6] = 1
+        _nifti(case / "Lung_L.nii.gz", left)
+        _nifti(case / "Lung_R.nii.gz", right)
+    return root
+
+
+def make_ircad(root: Path, n=2) -> Path:
+    for i in range(n):
+        ct = RNG.integers(-200, 300, (16, 16, 8)).astype(np.int16)
+        liver = np.zeros(ct.shape, np.uint8)
+        liver[3:10, 4:12, 1:7] = 1
+        _nifti(root / f"ircad_e{i + 1:02d}_orig.nii.gz", ct)
+        _nifti(root / f"ircad_e{i + 1:02d}_liver.nii.gz", liver)
+    return root
+
+
+def make_brats(root: Path, n=2, quirk=True) -> Path:
+    for i in range(n):
+        name = f"BraTS20_Training_{i + 1:03d}"
+        case = root / name
+        for modality in ("t1", "t1ce", "t2", "flair"):
+            _nifti(case / f"{name}_{modality}.nii", RNG.uniform(0, 1000, (16, 16, 8)).astype(np.float32),
+                   spacing=(1, 1, 1), compress=False)
+        seg = np.zeros((16, 16, 8), np.uint8)
+        seg[4:12, 4:12, 2:6] = 2
+        seg[6:10, 6:10, 3:5] = 4
+        seg[7:9, 7:9, 3:5] = 1
+        seg_name = "W39_1998.09.19_Segm.nii" if (quirk and i == n - 1) else f"{name}_seg.nii"
+        _nifti(case / seg_name, seg, spacing=(1, 1, 1), compress=False)
+    return root
+
+
+def _zip(folder: Path, archive: Path) -> Path:
+    with zipfile.ZipFile(archive, "w") as out:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                out.write(path, path.relative_to(folder.parent))
+    return archive
+
+
+# ------------------------------------------------------------------------------- chest X-rays
+
+def test_montgomery_from_zip_merges_left_and_right_masks(tmp_path):
+    raw = make_montgomery(tmp_path / "raw")
+    archive = _zip(raw, tmp_path / "NLM-MontgomeryCXRSet.zip")
+    report = registry.prepare("montgomery", archive, tmp_path / "out", size=32)
+    assert report.written == 3 and not report.skipped
+    images = sorted((tmp_path / "out" / "images").glob("*.png"))
+    masks = sorted((tmp_path / "out" / "masks").glob("*.png"))
+    assert [p.name for p in images] == [p.name for p in masks] == [
+        "MCUCXR_0001_0.png", "MCUCXR_0002_1.png", "MCUCXR_0003_0.png"]
+    mask = np.asarray(Image.open(masks[0]))
+    image = np.asarray(Image.open(images[0]))
+    assert mask.shape == image.shape == (32, 32) and image.dtype == np.uint8
+    assert set(np.unique(mask)) == {0, 255}
+    # both lungs are in the merged mask: left and right halves each hold lung pixels
+    assert mask[:, :16].any() and mask[:, 16:].any()
+    # contrast stretch uses the full 8-bit range
+    assert image.min() == 0 and image.max() == 255
+    assert json.loads((tmp_path / "out" / "prepared.json").read_text())["written"] == 3
+
+
+def test_shenzhen_pairs_mask_suffix_and_skips_unmasked_images(tmp_path):
+    raw = make_shenzhen(tmp_path / "raw", n=3, unmasked=1)
+    with pytest.raises(DatasetError, match=r"CHNCXR_0004_0\.png has no mask.*--skip-bad"):
+        registry.prepare("shenzhen", raw, tmp_path / "out", size=32)
+    assert not (tmp_path / "out").exists(), "a failed prepare must leave nothing behind"
+    report = registry.prepare("shenzhen", raw, tmp_path / "out", size=32, skip_bad=True)
+    assert report.written == 3
+    assert [name for name, _ in report.skipped] == ["CHNCXR_0004_0"]
+    assert "skipped 1" in str(report)
+
+
+def test_mlinfn_layout_images_and_masks_folders(tmp_path):
+    raw = tmp_path / "raw"
+    for i in range(2):
+        image, lungs = _radiograph()
+        _png(raw / "images" / f"img_{i}.png", image)
+        _png(raw / "masks" / f"img_{i}.png", lungs.astype(np.uint8))
+    assert registry.prepare("mlinfn_cxr", raw, tmp_path / "out", size=48).written == 2
+    assert np.asarray(Image.open(tmp_path / "out" / "images" / "img_0.png")).shape == (48, 48)
+
+
+def test_black_border_crop():
+    image = np.zeros((20, 30))
+    image[3:17, 5:25] = 1.0
+    rows, cols = registry.crop_black_border(image)
+    assert (rows.start, rows.stop, cols.start, cols.stop) == (3, 17, 5, 25)
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("size", r"masks/CHNCXR_0001_0_mask\.png is 20x20 but its image .*CHNCXR_0001_0\.png is 50x60"),
+    ("corrupt", r"CHNCXR_0001_0\.png cannot be decoded"),
+    ("nonbinary", r"CHNCXR_0001_0_mask\.png is not a binary mask"),
+])
+def test_bad_cxr_pairs_name_the_file(tmp_path, damage, message):
+    raw = make_shenzhen(tmp_path / "raw", n=2, unmasked=0)
+    if damage == "size":
+        _png(raw / "masks" / "CHNCXR_0001_0_mask.png", np.zeros((20, 20), np.uint8))
+    elif damage == "corrupt":
+        (raw / "CXR_png" / "CHNCXR_0001_0.png").write_bytes(b"not a png")
+    else:
+        _png(raw / "masks" / "CHNCXR_0001_0_mask.png", RNG.integers(0, 255, (60, 50)).astype(np.uint8))
+    with pytest.raises(DatasetError, match=message):
+        registry.prepare("shenzhen", raw, tmp_path / "out", size=32)
+    assert not (tmp_path / "out").exists()
+    report = registry.prepare("shenzhen", raw, tmp_path / "out", size=32, skip_bad=True)
+    assert report.written == 1 and report.skipped[0][0] == "CHNCXR_0001_0"
+
+
+def test_empty_or_missing_source(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="no image folder"):
+        registry.prepare("montgomery", tmp_path / "empty", tmp_path / "out")
+    with pytest.raises(DatasetError, match="does not exist"):
+        registry.prepare("montgomery", tmp_path / "nowhere.zip", tmp_path / "out")
+    (tmp_path / "broken.zip").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(DatasetError):
+        registry.prepare("montgomery", tmp_path / "broken.zip", tmp_path / "out")
+
+
+def test_existing_destination_needs_force(tmp_path):
+    raw = make_shenzhen(tmp_path / "raw", n=2, unmasked=0)
+    dest = tmp_path / "out"
+    dest.mkdir()
+    (dest / "mine.txt").write_text("user data")
+    with pytest.raises(DatasetError, match="not empty"):
+        registry.prepare("shenzhen", raw, dest, size=32)
+    assert (dest / "mine.txt").read_text() == "user data"
+    registry.prepare("shenzhen", raw, dest, size=32, force=True)
+    assert not (dest / "mine.txt").exists() and len(list((dest / "images").iterdir())) == 2
+
+
+# ------------------------------------------------------------------------------------ volumes
+
+def test_lctsc_merges_left_and_right_lungs(tmp_path):
+    raw = make_lctsc(tmp_path / "raw")
+    report = registry.prepare("lctsc", raw, tmp_path / "out")
+    assert report.written == 2
+    case = tmp_path / "out" / "LCTSC-Train-S1-001"
+    lung = nib.load(case / "lung.nii.gz")
+    ct = nib.load(case / "ct.nii.gz")
+    assert set(np.unique(np.asarray(lung.dataobj))) == {0, 1}
+    assert np.asarray(lung.dataobj).sum() == 2 * 5 * 9 * 4
+    np.testing.assert_allclose(ct.affine, np.diag([0.8, 0.8, 2.5, 1.0]))
+
+
+def test_ircad_pairs_and_missing_mask(tmp_path):
+    raw = make_ircad(tmp_path / "raw", n=2)
+    (raw / "ircad_e02_liver.nii.gz").unlink()
+    with pytest.raises(DatasetError, match=r"ircad_e02_orig\.nii\.gz has no ircad_e02_liver"):
+        registry.prepare("ircad", raw, tmp_path / "out")
+    report = registry.prepare("ircad", raw, tmp_path / "out", skip_bad=True)
+    assert report.written == 1
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.nii.gz")) == [
+        "ircad_e01_liver.nii.gz", "ircad_e01_orig.nii.gz"]
+
+
+def test_brats_keeps_label_4_and_finds_the_misnamed_label_file(tmp_path):
+    raw = make_brats(tmp_path / "raw", n=2, quirk=True)
+    report = registry.prepare("brats2020", raw, tmp_path / "out")
+    assert report.written == 2
+    for name in ("BraTS20_Training_001", "BraTS20_Training_002"):
+        seg = np.asarray(nib.load(tmp_path / "out" / name / f"{name}_seg.nii.gz").dataobj)
+        assert set(np.unique(seg)) == {0, 1, 2, 4}
+        for modality in ("t1", "t1ce", "t2", "flair"):
+            assert (tmp_path / "out" / name / f"{name}_{modality}.nii.gz").is_file()
+
+
+def test_brats_unexpected_labels_and_shape_mismatch(tmp_path):
+    raw = make_brats(tmp_path / "raw", n=1, quirk=False)
+    case = raw / "BraTS20_Training_001"
+    seg = np.zeros((16, 16, 8), np.uint8)
+    seg[1, 1, 1] = 3
+    _nifti(case / "BraTS20_Training_001_seg.nii", seg, spacing=(1, 1, 1), compress=False)
+    with pytest.raises(DatasetError, match=r"_seg\.nii holds label values \[3\]"):
+        registry.prepare("brats2020", raw, tmp_path / "out")
+    _nifti(case / "BraTS20_Training_001_seg.nii", np.zeros((8, 8, 8), np.uint8), spacing=(1, 1, 1), compress=False)
+    with pytest.raises(DatasetError, match="must share one voxel grid"):
+        registry.prepare("brats2020", raw, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_every_registered_set_has_page_licence_citation_and_layout():
+    for entry in registry.DATASETS.values():
+        assert entry.homepage.startswith("https://") and entry.licence and entry.citation and entry.raw_layout
+        assert entry.kind in {"cxr", "lung_ct", "liver_ct", "brain_mri"}
+
+
+def test_cli_list_and_prepare(tmp_path, capsys):
+    from helpers.data.__main__ import main
+
+    raw = make_shenzhen(tmp_path / "raw", n=2, unmasked=1)
+    assert main(["prepare", "shenzhen", str(raw), "--dest", str(tmp_path / "out"), "--size", "32"]) == 2
+    assert "has no mask" in capsys.readouterr().err
+    assert main(["prepare", "shenzhen", str(raw), "--dest", str(tmp_path / "out"), "--size", "32",
+                 "--skip-bad"]) == 0
+    assert "2 cases written" in capsys.readouterr().out
+    assert main(["list"]) == 0
+    assert "montgomery" in capsys.readouterr().out
