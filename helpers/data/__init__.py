@@ -21,6 +21,7 @@ from pathlib import Path
 
 from helpers import config
 from helpers.data._store import DatasetError
+from helpers.data.io import load_nifti, load_pairs, patient_id, read_image, read_mask, save_nifti
 
 #: Synthetic data set name -> module of ``helpers.data`` that generates it. Each module
 #: has ``generate(folder, *, force=False, **params) -> Path`` and a ``DEFAULTS`` dict.
@@ -31,7 +32,10 @@ GENERATORS = {
     "brats_synthetic": "brain_mri",
 }
 
-__all__ = ["DatasetError", "GENERATORS", "dataset_dir", "ensure_dataset"]
+__all__ = [
+    "DatasetError", "GENERATORS", "dataset_dir", "ensure_dataset",
+    "load_nifti", "load_pairs", "patient_id", "read_image", "read_mask", "save_nifti",
+]
 
 
 def dataset_dir(name: str) -> Path:

@@ -1,0 +1,298 @@
+"""Checks for lesson 08 (brain tumour, multi-class): labels, one-hot, loss, BraTS scores.
+
+Each check calls the learner's function on named cases and random label volumes, compares
+with a NumPy reference written here, and raises ``AssertionError`` naming the case, the
+expected value, the value it got and a hint at the usual mistake. It prints one success
+line (``✓ ...``) when all is well.
+
+Conventions of the lesson: BraTS labels 0 (background), 1 (necrotic core), 2 (oedema),
+4 (enhancing tumour) are remapped to consecutive classes 0, 1, 2, 3; one-hot arrays have
+the classes on the last axis; regions are WT = {1, 2, 3}, TC = {1, 3}, ET = {3} (after the
+remap); Dice of a region empty in both volumes is 1.0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["check_remap_labels", "check_one_hot", "check_cce_dice_loss",
+           "check_region_dice", "check_per_class_scores"]
+
+REGIONS = {"WT": (1, 2, 3), "TC": (1, 3), "ET": (3,)}
+SCORE_NAMES = ("precision", "sensitivity", "specificity")
+
+
+def _ok(message: str) -> None:
+    print(f"✓ {message}")
+
+
+def _random_brats(rng, shape, labels=(0, 1, 2, 4)) -> np.ndarray:
+    """Blocky random label volume (so regions are not just salt and pepper)."""
+    coarse = rng.choice(np.asarray(labels, dtype=np.uint8), size=tuple((s + 1) // 2 for s in shape))
+    volume = coarse
+    for axis, size in enumerate(shape):
+        volume = np.repeat(volume, 2, axis=axis)
+        volume = np.take(volume, np.arange(size), axis=axis)
+    return volume.astype(np.uint8)
+
+
+def _to_numpy(value, name: str) -> np.ndarray:
+    if value is None:
+        raise AssertionError(f"{name} returned None: did you forget `return`?")
+    try:
+        return np.asarray(value)
+    except Exception as error:  # a tensor that cannot be converted, a list of odd things
+        raise AssertionError(f"{name} returned {type(value).__name__}, which is not an array "
+                             f"({error}).") from None
+
+
+# --------------------------------------------------------------------------- remap 4 -> 3
+
+def _remap_reference(labels):
+    out = np.asarray(labels).copy()
+    out[out == 4] = 3
+    return out
+
+
+def check_remap_labels(fn, random_cases: int = 3, seed: int = 0) -> None:
+    """Check ``fn(seg) -> labels`` maps BraTS labels {0, 1, 2, 4} to {0, 1, 2, 3}, keeping
+    the shape, leaving 0, 1, 2 alone and not changing its input in place."""
+    rng = np.random.default_rng(seed)
+    cases = {"the values 0, 1, 2, 4": np.array([0, 1, 2, 4], dtype=np.uint8),
+             "a 3D volume (4, 5, 6)": _random_brats(rng, (4, 5, 6)),
+             "a volume without enhancing tumour": np.array([[0, 1], [2, 2]], dtype=np.uint8)}
+    for k in range(random_cases):
+        cases[f"random volume #{k + 1}"] = _random_brats(rng, tuple(rng.integers(3, 12, size=3)))
+    for name, seg in cases.items():
+        original = seg.copy()
+        got = _to_numpy(fn(seg), "remap_labels")
+        if not np.array_equal(seg, original):
+            raise AssertionError(f"remap_labels changed its input in place on {name}: "
+                                 f"work on a copy (`labels = seg.copy()`) so the volume read from "
+                                 f"disk keeps its BraTS labels.")
+        expected = _remap_reference(seg)
+        if got.shape != expected.shape:
+            raise AssertionError(f"remap_labels on {name}: expected shape {expected.shape}, got "
+                                 f"{got.shape}. Keep the shape; only the values change.")
+        if not np.array_equal(got, expected):
+            values = sorted(np.unique(got).tolist())
+            hint = ("label 4 should become 3" if 4 in values else
+                    "only 4 changes (to 3); 0, 1 and 2 stay as they are")
+            raise AssertionError(f"remap_labels on {name}: expected values "
+                                 f"{sorted(np.unique(expected).tolist())}, got {values}; {hint}.")
+        if not np.issubdtype(got.dtype, np.integer):
+            raise AssertionError(f"remap_labels on {name} returned dtype {got.dtype}: labels are "
+                                 f"integers (keep the input's dtype, e.g. uint8).")
+    _ok("remap_labels maps 4 -> 3 and leaves 0, 1, 2 and the input alone.")
+
+
+# --------------------------------------------------------------------------- one-hot
+
+def check_one_hot(fn, n_classes: int = 4, random_cases: int = 3, seed: int = 0) -> None:
+    """Check ``fn(labels, n_classes) -> float32 (..., n_classes)`` one-hot encoding of an
+    integer label array of any shape."""
+    rng = np.random.default_rng(seed)
+    cases = {f"labels {list(range(n_classes))}": np.arange(n_classes, dtype=np.uint8),
+             "a 2D slice (3, 5)": rng.integers(0, n_classes, size=(3, 5)).astype(np.uint8),
+             "a batch of slices (2, 4, 4)": rng.integers(0, n_classes, size=(2, 4, 4)).astype(np.uint8),
+             "only background": np.zeros((3, 3), dtype=np.uint8)}
+    for k in range(random_cases):
+        shape = tuple(rng.integers(1, 9, size=int(rng.integers(1, 4))))
+        cases[f"random labels #{k + 1} {shape}"] = rng.integers(0, n_classes, size=shape).astype(np.uint8)
+    for name, labels in cases.items():
+        got = _to_numpy(fn(labels, n_classes), "one_hot")
+        expected = np.eye(n_classes, dtype=np.float32)[labels]
+        if got.shape != expected.shape:
+            hint = ("the classes go on a new last axis" if got.size == expected.size else
+                    f"there are n_classes = {n_classes} channels, one per class, even if a class is absent")
+            raise AssertionError(f"one_hot on {name}: expected shape {expected.shape}, got "
+                                 f"{got.shape}; {hint}.")
+        if got.dtype != np.float32:
+            raise AssertionError(f"one_hot on {name}: expected dtype float32 (what Keras "
+                                 f"trains on), got {got.dtype}. Add .astype('float32').")
+        if not np.array_equal(got, expected):
+            wrong = np.argwhere(np.any(got != expected, axis=-1))[0]
+            where = tuple(int(i) for i in wrong)
+            raise AssertionError(f"one_hot on {name}: at position {where} label "
+                                 f"{int(labels[where])} should give {expected[where].tolist()}, got "
+                                 f"{got[where].tolist()}. Channel c is 1 exactly where labels == c.")
+    _ok(f"one_hot gives float32 arrays with {n_classes} channels, exactly one 1 per pixel.")
+
+
+# --------------------------------------------------------------------------- loss
+
+def _softmax(x):
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _cce_dice_reference(y_true, y_pred, pooled: bool, smooth: float = 1.0):
+    t, p = np.asarray(y_true, np.float64), np.asarray(y_pred, np.float64)
+    cce = np.mean(-np.sum(t * np.log(np.clip(p, 1e-7, 1.0)), axis=-1))
+    axes = tuple(range(0 if pooled else 1, t.ndim - 1))
+    inter = np.sum(t * p, axis=axes)
+    total = np.sum(t, axis=axes) + np.sum(p, axis=axes)
+    dice = (2 * inter + smooth) / (total + smooth)           # (C,) or (batch, C)
+    return float(cce + 1.0 - np.mean(dice[..., 1:]))
+
+
+def _loss_value(fn, y_true, y_pred, name):
+    import keras
+
+    got = fn(keras.ops.convert_to_tensor(y_true), keras.ops.convert_to_tensor(y_pred))
+    got = np.asarray(keras.ops.convert_to_numpy(got), dtype=np.float64)
+    if got.size != 1:
+        raise AssertionError(f"cce_dice_loss on {name}: expected one number (a scalar loss), got "
+                             f"an array of shape {got.shape}. Take the mean of the "
+                             f"cross-entropy over pixels and of Dice over classes.")
+    return float(got.reshape(()))
+
+
+def check_cce_dice_loss(fn, random_cases: int = 3, seed: int = 0, atol: float = 2e-4) -> None:
+    """Check ``fn(y_true, y_pred) -> scalar``: mean categorical cross-entropy plus
+    ``1 - mean soft Dice`` over the foreground classes 1..C-1 (smooth = 1), for one-hot
+    ``y_true`` and softmax ``y_pred`` of shape ``(batch, H, W, C)``. Dice per image and class
+    averaged over the batch, or pooled over the batch, are both accepted."""
+    rng = np.random.default_rng(seed)
+    cases = {}
+    labels = rng.integers(0, 4, size=(1, 6, 6))
+    onehot = np.eye(4, dtype=np.float32)[labels]
+    cases["a perfect prediction (1, 6, 6, 4)"] = (onehot, np.clip(onehot, 1e-4, 1.0) / np.clip(onehot, 1e-4, 1.0).sum(-1, keepdims=True))
+    cases["a uniform prediction (1, 6, 6, 4)"] = (onehot, np.full_like(onehot, 0.25))
+    for k in range(random_cases):
+        batch = int(rng.integers(1, 4))
+        labels = rng.integers(0, 4, size=(batch, 8, 8))
+        y_true = np.eye(4, dtype=np.float32)[labels]
+        y_pred = _softmax(rng.normal(0, 2, size=y_true.shape) + 2 * y_true).astype(np.float32)
+        cases[f"random batch #{k + 1} ({batch}, 8, 8, 4)"] = (y_true, y_pred)
+    perfect = None
+    for name, (y_true, y_pred) in cases.items():
+        got = _loss_value(fn, y_true, y_pred, name)
+        options = {_cce_dice_reference(y_true, y_pred, pooled) for pooled in (False, True)}
+        if not any(abs(got - value) <= atol for value in options):
+            expected = _cce_dice_reference(y_true, y_pred, False)
+            t, p = np.asarray(y_true, np.float64), np.asarray(y_pred, np.float64)
+            cce = float(np.mean(-np.sum(t * np.log(np.clip(p, 1e-7, 1)), axis=-1)))
+            hint = "CCE = mean over pixels of -sum_c y_true*log(y_pred); Dice loss = 1 - mean Dice of classes 1..3"
+            if abs(got - cce) < atol:
+                hint = "you return only the cross-entropy: add 1 - (mean multi-class Dice)"
+            elif abs(got - (expected - cce)) < atol:
+                hint = "you return only the Dice loss: add the categorical cross-entropy"
+            else:
+                with_bg = cce + 1.0 - float(np.mean((2 * np.sum(t * p, axis=(1, 2)) + 1)
+                                                    / (np.sum(t + p, axis=(1, 2)) + 1)))
+                if abs(got - with_bg) < atol:
+                    hint = "you include the background (class 0) in the Dice: average classes 1..C-1 only"
+            raise AssertionError(f"cce_dice_loss on {name}: expected {expected:.4f}, got {got:.4f}; {hint}.")
+        if name.startswith("a perfect"):
+            perfect = got
+    if perfect is not None and perfect > 0.01:
+        raise AssertionError(f"cce_dice_loss of a perfect prediction should be close to 0, got {perfect:.4f}.")
+    _ok("cce_dice_loss = cross-entropy + (1 - multi-class Dice), as the reference.")
+
+
+# --------------------------------------------------------------------------- region Dice
+
+def _dice(a, b):
+    total = a.sum() + b.sum()
+    return 1.0 if total == 0 else float(2.0 * np.logical_and(a, b).sum() / total)
+
+
+def _region_reference(true_labels, pred_labels):
+    return {region: _dice(np.isin(true_labels, labels), np.isin(pred_labels, labels))
+            for region, labels in REGIONS.items()}
+
+
+def check_region_dice(fn, random_cases: int = 4, seed: int = 0, atol: float = 1e-6) -> None:
+    """Check ``fn(true_labels, pred_labels) -> {"WT": .., "TC": .., "ET": ..}`` on remapped
+    label volumes (0, 1, 2, 3): WT = 1+2+3, TC = 1+3, ET = 3, Dice 1.0 when a region is
+    empty in both."""
+    rng = np.random.default_rng(seed)
+    base = _remap_reference(_random_brats(rng, (6, 6, 4)))
+    swapped = base.copy()
+    swapped[base == 1], swapped[base == 2] = 2, 1                    # necrosis <-> oedema
+    cases = {
+        "identical volumes": (base, base.copy()),
+        "necrosis and oedema swapped": (base, swapped),
+        "enhancing tumour predicted as necrosis": (base, np.where(base == 3, 1, base)),
+        "no tumour in either": (np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4, 3), np.uint8)),
+        "no enhancing tumour in truth, none predicted": (np.array([[0, 1], [2, 2]], np.uint8),
+                                                          np.array([[0, 2], [2, 0]], np.uint8)),
+    }
+    for k in range(random_cases):
+        shape = tuple(int(s) for s in rng.integers(4, 10, size=3))
+        cases[f"random volumes #{k + 1}"] = (_remap_reference(_random_brats(rng, shape)),
+                                             _remap_reference(_random_brats(rng, shape)))
+    for name, (truth, prediction) in cases.items():
+        got = fn(truth, prediction)
+        if not isinstance(got, dict) or set(got) != set(REGIONS):
+            raise AssertionError(f"region_dice on {name}: expected a dict with keys 'WT', 'TC', "
+                                 f"'ET', got {got!r:.80}.")
+        expected = _region_reference(truth, prediction)
+        for region in ("WT", "TC", "ET"):
+            value = float(np.asarray(got[region]))
+            if np.isnan(value) or abs(value - expected[region]) > atol:
+                hint = {"WT": "WT is every tumour label: 1, 2 and 3",
+                        "TC": "TC is necrosis and enhancing tumour: labels 1 and 3 (not oedema)",
+                        "ET": "ET is the enhancing tumour only: label 3 after the remap"}[region]
+                if np.isnan(value):
+                    hint = "a region absent from both volumes should score 1.0, not 0/0"
+                raise AssertionError(f"region_dice on {name}: {region} expected "
+                                     f"{expected[region]:.4f}, got {value:.4f}; {hint}.")
+    _ok("region_dice gives the BraTS Dice of WT, TC and ET.")
+
+
+# --------------------------------------------------------------------------- per-class scores
+
+def _scores_reference(truth, prediction, n_classes):
+    rows = []
+    for c in range(n_classes):
+        t, p = truth == c, prediction == c
+        tp = np.sum(t & p)
+        fp = np.sum(~t & p)
+        fn = np.sum(t & ~p)
+        tn = np.sum(~t & ~p)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rows.append([tp / (tp + fp) if tp + fp else np.nan,
+                         tp / (tp + fn) if tp + fn else np.nan,
+                         tn / (tn + fp) if tn + fp else np.nan])
+    return np.asarray(rows, dtype=np.float64)
+
+
+def check_per_class_scores(fn, n_classes: int = 4, random_cases: int = 4, seed: int = 0,
+                           atol: float = 1e-6) -> None:
+    """Check ``fn(true_labels, pred_labels, n_classes) -> array (n_classes, 3)`` with columns
+    precision, sensitivity (recall) and specificity of each class, nan where undefined
+    (0/0, e.g. precision of a class never predicted)."""
+    rng = np.random.default_rng(seed)
+    truth = np.array([[0, 0, 1, 1], [2, 2, 3, 3], [0, 2, 2, 3]], dtype=np.uint8)
+    prediction = np.array([[0, 1, 1, 1], [2, 0, 3, 2], [0, 2, 2, 3]], dtype=np.uint8)
+    cases = {"a 3x4 example": (truth, prediction),
+             "a perfect prediction": (truth, truth.copy()),
+             "class 1 never predicted": (truth, np.where(truth == 1, 0, truth))}
+    for k in range(random_cases):
+        shape = tuple(int(s) for s in rng.integers(3, 9, size=3))
+        cases[f"random volumes #{k + 1}"] = (rng.integers(0, n_classes, shape).astype(np.uint8),
+                                             rng.integers(0, n_classes, shape).astype(np.uint8))
+    for name, (t, p) in cases.items():
+        got = _to_numpy(fn(t, p, n_classes), "per_class_scores").astype(np.float64)
+        expected = _scores_reference(t, p, n_classes)
+        if got.shape != expected.shape:
+            raise AssertionError(f"per_class_scores on {name}: expected shape {expected.shape} "
+                                 f"(one row per class, columns precision, sensitivity, "
+                                 f"specificity), got {got.shape}.")
+        same = np.isclose(got, expected, atol=atol, equal_nan=True)
+        if not same.all():
+            c, j = (int(i) for i in np.argwhere(~same)[0])
+            column = SCORE_NAMES[j]
+            hints = {"precision": "precision = TP / (TP + FP): of the pixels predicted as the class, the right ones",
+                     "sensitivity": "sensitivity = TP / (TP + FN): of the pixels of the class, the ones found",
+                     "specificity": "specificity = TN / (TN + FP): of the pixels not of the class, the ones left out"}
+            hint = hints[column]
+            if np.isnan(expected[c, j]):
+                hint = "the ratio is 0/0 here; return nan (np.nan) rather than 0 or 1"
+            elif np.isnan(got[c, j]):
+                hint = f"got nan although the denominator is not 0; {hint}"
+            raise AssertionError(f"per_class_scores on {name}: class {c} {column} expected "
+                                 f"{expected[c, j]:.4f}, got {got[c, j]:.4f}; {hint}.")
+    _ok("per_class_scores gives precision, sensitivity and specificity of every class.")

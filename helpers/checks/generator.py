@@ -1,0 +1,353 @@
+"""Checks for lesson 01 (data generator): contrast stretch, the PyDataset, augmentation.
+
+Each check runs the learner's function or class on named cases (a ramp, an image with a
+hot pixel and a black border, a constant image, PNG files whose content encodes their
+index, masks that must move with their image ...) and on random cases, compares with the
+reference in :mod:`helpers.generator`, and raises ``AssertionError`` naming the case,
+what was expected, what came back and the usual mistake. One success line otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["check_percentile_stretch", "check_dataset", "check_augment_pair"]
+
+ATOL = 1e-4
+
+
+def _success(message: str) -> None:
+    print(f"✓ {message}")
+
+
+def _fail(name: str, case: str, problem: str, hint: str = "") -> None:
+    raise AssertionError(f"{name} — case '{case}': {problem}" + (f" Hint: {hint}" if hint else ""))
+
+
+def _fmt(array, n: int = 4) -> str:
+    flat = np.asarray(array, dtype=np.float64).ravel()
+    shown = ", ".join(f"{v:.3f}" for v in flat[:n])
+    return f"[{shown}{', ...' if flat.size > n else ''}]"
+
+
+# --------------------------------------------------------------------------------------
+# percentile_stretch
+# --------------------------------------------------------------------------------------
+
+def _stretch_cases(random_cases: int, seed: int):
+    rng = np.random.default_rng(seed)
+    ramp = np.tile(np.arange(256, dtype=np.uint8), (8, 1))
+    hot = rng.normal(100, 15, size=(48, 48)).clip(0, 255)
+    hot[:4] = 0           # black border
+    hot[10, 10] = 4000.0  # hot pixel
+    cases = [
+        ("uint8 ramp 0..255", ramp, {}),
+        ("hot pixel and black border", hot, {}),
+        ("constant image", np.full((16, 16), 37, dtype=np.uint8), {}),
+        ("low=2, high=98", hot, {"low": 2, "high": 98}),
+    ]
+    for i in range(random_cases):
+        shape = tuple(int(s) for s in rng.integers(8, 40, size=rng.integers(2, 4)))
+        image = rng.gamma(2.0, 50.0, size=shape) + rng.uniform(-100, 100)
+        low = float(rng.uniform(0, 20))
+        cases.append((f"random image {i + 1} {shape}", image, {"low": low, "high": float(rng.uniform(80, 100))}))
+    return cases
+
+
+def check_percentile_stretch(fn, random_cases: int = 2, seed: int = 0) -> None:
+    """Check ``fn(image, low=5, high=95)`` against :func:`helpers.generator.percentile_stretch`
+    on a ramp, an image with outliers, a constant image, custom percentiles and
+    ``random_cases`` random images (any shape)."""
+    from helpers.generator import percentile_stretch as reference
+
+    name = "percentile_stretch"
+    cases = _stretch_cases(random_cases, seed)
+    for case, image, kwargs in cases:
+        original = image.copy()
+        try:
+            got = fn(image.copy(), **kwargs)
+        except Exception as error:  # report the learner's error with the case
+            raise AssertionError(f"{name} — case '{case}': raised {type(error).__name__}: {error}") from error
+        expected = reference(image, **kwargs)
+        got = np.asarray(got)
+        if got.shape != expected.shape:
+            _fail(name, case, f"expected shape {expected.shape}, got {got.shape}.",
+                  "return an array of the input's shape (no channel axis added, no resizing).")
+        if got.dtype != np.float32:
+            _fail(name, case, f"expected dtype float32, got {got.dtype}.",
+                  "convert with image.astype(np.float32) before computing (uint8 arithmetic also overflows).")
+        if np.isnan(got).any():
+            _fail(name, case, "the result contains NaN.",
+                  "when the two percentiles are equal (a constant image) there is no contrast: "
+                  "return np.zeros_like(image, dtype=np.float32) instead of dividing by zero.")
+        if got.min() < -ATOL or got.max() > 1 + ATOL:
+            _fail(name, case, f"values must lie in [0, 1], got min {got.min():.3f}, max {got.max():.3f}.",
+                  "clip after scaling: np.clip((image - lo) / (hi - lo), 0, 1).")
+        if not np.allclose(got, expected, atol=ATOL):
+            hint = "lo, hi = np.percentile(image, [low, high]); then (image - lo) / (hi - lo), clipped to [0, 1]."
+            lo, hi = float(np.min(image)), float(np.max(image))
+            if hi > lo and np.allclose(got, (image - lo) / (hi - lo), atol=ATOL):
+                hint = ("this is a min-max scaling: one hot pixel squashes the whole image. "
+                        "Use the percentiles: lo, hi = np.percentile(image, [low, high]).")
+            elif "low" in kwargs and np.allclose(got, reference(image), atol=ATOL):
+                hint = "use the low and high arguments instead of the fixed 5 and 95."
+            where = np.unravel_index(np.argmax(np.abs(got - expected)), expected.shape)
+            _fail(name, case, f"expected {_fmt(expected)} (at {where}: {expected[where]:.4f}), "
+                  f"got {_fmt(got)} (at {where}: {got[where]:.4f}).", hint)
+        if not np.array_equal(image, original):
+            _fail(name, case, "the input image was modified in place.",
+                  "compute on a copy: image = np.asarray(image, dtype=np.float32) makes one for integer input.")
+    _success(f"{name}: {len(cases)} cases passed")
+
+
+# --------------------------------------------------------------------------------------
+# Data set
+# --------------------------------------------------------------------------------------
+
+def _index_pair(k: int, size: int = 40):
+    """An image whose content encodes ``k``: a bright bar of width 4 + 2k on a dim
+    gradient, with a few dark speckles; the mask is the bar."""
+    yy, xx = np.mgrid[0:size, 0:size]
+    bar = (yy >= 6) & (yy < size - 6) & (xx >= 4 + (k % 3)) & (xx < 8 + 3 * k)
+    image = 30 + 40 * xx / size + 10 * (yy % (k + 3) == 0)
+    image = np.where(bar, 200 + 5 * k, image)
+    return image.astype(np.uint8), bar.astype(np.uint8)
+
+
+def _write_pairs(folder: Path, n: int):
+    from PIL import Image
+
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    pairs = []
+    for k in range(n):
+        image, mask = _index_pair(k)
+        ip = folder / "images" / f"CASE_{k:04d}_0.png"
+        mp = folder / "masks" / f"CASE_{k:04d}_0.png"
+        Image.fromarray(image).save(ip)
+        Image.fromarray(mask * 255).save(mp)
+        pairs.append((ip, mp))
+    return pairs
+
+
+def _identify(batch, reference, what):
+    """Index of the closest reference item for each sample, and the distance."""
+    flat = np.asarray(batch, np.float64).reshape(len(batch), -1)
+    ref = np.asarray(reference, np.float64).reshape(len(reference), -1)
+    distances = np.abs(flat[:, None, :] - ref[None, :, :]).mean(axis=-1)
+    return distances.argmin(axis=1), distances.min(axis=1)
+
+
+def _epoch(ds, name, case, n, batch_size, size, ref_x, ref_y):
+    """Read one epoch; check shapes and values; return the file indices in order."""
+    order = []
+    n_batches = len(ds)
+    for b in range(n_batches):
+        try:
+            batch = ds[b]
+        except Exception as error:
+            raise AssertionError(f"{name} — case '{case}': ds[{b}] raised {type(error).__name__}: {error}") from error
+        if not isinstance(batch, (tuple, list)) or len(batch) != 2:
+            _fail(name, case, f"ds[{b}] should return a tuple (x, y), got {type(batch).__name__}.",
+                  "end __getitem__ with `return np.stack(images), np.stack(masks)`.")
+        x, y = (np.asarray(a) for a in batch)
+        expected_len = min(batch_size, n - b * batch_size)
+        if b == n_batches - 1 and len(x) != expected_len:
+            _fail(name, case, f"the last batch (ds[{b}]) should hold {expected_len} pairs "
+                  f"({n} pairs, batch_size {batch_size}), got {len(x)}.",
+                  "slice the order with [index * batch_size:(index + 1) * batch_size]; the slice "
+                  "simply stops early at the end.")
+        shape = (expected_len,) + tuple(size) + (1,)
+        for label, array in (("x", x), ("y", y)):
+            if array.shape != shape:
+                _fail(name, case, f"ds[{b}] {label} should have shape {shape} (batch, H, W, 1), got {array.shape}.",
+                      "resize to image_size and add the channel axis with array[..., None] before stacking.")
+            if array.dtype != np.float32:
+                _fail(name, case, f"ds[{b}] {label} should be float32, got {array.dtype}.",
+                      "np.stack(...).astype(np.float32).")
+        if x.min() < -ATOL or x.max() > 1 + ATOL:
+            _fail(name, case, f"images should lie in [0, 1], got {x.min():.3f} .. {x.max():.3f}.",
+                  "apply percentile_stretch to every image.")
+        values = set(np.unique(y).tolist())
+        if not values <= {0.0, 1.0}:
+            _fail(name, case, f"masks should hold only 0 and 1, got values like {sorted(values)[:5]}.",
+                  "resize masks with order=0 (nearest neighbour) and anti_aliasing=False, "
+                  "or threshold them again (mask > 0.5) after resizing.")
+        idx_y, dist_y = _identify(y, ref_y, "mask")
+        idx_x, dist_x = _identify(x, ref_x, "image")
+        for i in range(len(x)):
+            if dist_y[i] > 0.05:
+                _fail(name, case, f"sample {i} of ds[{b}]: its mask matches none of the mask files "
+                      f"(closest differs on {dist_y[i]:.0%} of the pixels).",
+                      "read the mask with data.read_mask (values 0/1) and resize it to image_size.")
+            if dist_x[i] > 0.1:
+                _fail(name, case, f"sample {i} of ds[{b}]: its image matches none of the image files "
+                      f"(mean difference {dist_x[i]:.3f}).",
+                      "read with data.read_image, then percentile_stretch, then resize to image_size.")
+            if idx_x[i] != idx_y[i]:
+                _fail(name, case, f"sample {i} of ds[{b}] pairs image file {idx_x[i]} with mask file "
+                      f"{idx_y[i]}: images and masks are out of step.",
+                      "shuffle the order of the pairs (indices), never the images and masks separately.")
+        order.extend(int(i) for i in idx_y)
+    if sorted(order) != list(range(n)):
+        _fail(name, case, f"one epoch should show every pair exactly once; it showed files {order}.",
+              "take batch `index` from self.order[index * batch_size:(index + 1) * batch_size] "
+              "where self.order is a permutation of range(len(pairs)).")
+    return order
+
+
+def check_dataset(make, n_pairs: int = 7, batch_size: int = 3, image_size=(32, 32),
+                  seed: int = 0, epochs: int = 3) -> None:
+    """Check a ``keras.utils.PyDataset`` class (or a function returning one) called as
+    ``make(pairs, batch_size=..., image_size=..., shuffle=..., seed=...)`` on ``n_pairs``
+    small PNG pairs written to a temporary folder: length, batch shapes and dtypes, value
+    ranges, the last partial batch, image/mask pairing, file order without shuffling,
+    a new order every epoch with shuffling, and the same orders for the same seed."""
+    import keras
+
+    from helpers.generator import SegmentationDataset
+
+    name = "dataset"
+    size = tuple(image_size)
+    n_cases = 0
+    with tempfile.TemporaryDirectory(prefix="check_dataset_") as tmp:
+        pairs = _write_pairs(Path(tmp), n_pairs)
+        reference = SegmentationDataset(pairs, batch_size=n_pairs, image_size=size, shuffle=False)
+        ref_x, ref_y = reference[0]
+
+        def build(case, **kwargs):
+            try:
+                return make(list(pairs), batch_size=batch_size, image_size=size, **kwargs)
+            except Exception as error:
+                raise AssertionError(f"{name} — case '{case}': creating the data set raised "
+                                     f"{type(error).__name__}: {error}") from error
+
+        case = "no shuffling"
+        ds = build(case, shuffle=False, seed=seed)
+        if not isinstance(ds, keras.utils.PyDataset):
+            _fail(name, case, f"expected a keras.utils.PyDataset, got {type(ds).__name__}.",
+                  "declare the class as `class MyDataset(keras.utils.PyDataset):`.")
+        if "_workers" not in vars(ds):
+            _fail(name, case, "keras.utils.PyDataset.__init__ was not called.",
+                  "start __init__ with super().__init__(**kwargs) so Keras can use workers.")
+        expected_len = math.ceil(n_pairs / batch_size)
+        try:
+            length = len(ds)
+        except Exception as error:
+            raise AssertionError(f"{name} — case '{case}': len(ds) raised {type(error).__name__}: {error}") from error
+        if length != expected_len:
+            _fail(name, case, f"{n_pairs} pairs in batches of {batch_size} make {expected_len} batches, "
+                  f"len() gave {length}.",
+                  "return math.ceil(len(self.pairs) / self.batch_size): the last, smaller batch counts too.")
+        order = _epoch(ds, name, case, n_pairs, batch_size, size, ref_x, ref_y)
+        if order != list(range(n_pairs)):
+            _fail(name, case, f"with shuffle=False the pairs should come in file order, got {order}.",
+                  "only shuffle when self.shuffle is True.")
+        n_cases += 1
+
+        case = f"shuffling, seed {seed}"
+        ds = build(case, shuffle=True, seed=seed)
+        orders = []
+        for epoch in range(epochs):
+            orders.append(_epoch(ds, name, f"{case}, epoch {epoch + 1}", n_pairs, batch_size, size, ref_x, ref_y))
+            ds.on_epoch_end()
+        if all(o == list(range(n_pairs)) for o in orders):
+            _fail(name, case, f"shuffle=True gave the file order {orders[0]} in every epoch.",
+                  "shuffle the order in __init__ and in on_epoch_end, e.g. self.rng.shuffle(self.order).")
+        if len({tuple(o) for o in orders}) == 1:
+            _fail(name, case, f"every epoch came in the same order {orders[0]}.",
+                  "reshuffle in on_epoch_end(): Keras calls it after every epoch.")
+        n_cases += 1
+
+        case = f"same seed, same orders (seed {seed})"
+        again = build(case, shuffle=True, seed=seed)
+        again_orders = []
+        for epoch in range(epochs):
+            again_orders.append(_epoch(again, name, case, n_pairs, batch_size, size, ref_x, ref_y))
+            again.on_epoch_end()
+        if again_orders != orders:
+            _fail(name, case, f"two data sets with seed={seed} gave the orders {orders} and {again_orders}.",
+                  "make one generator per data set, self.rng = np.random.default_rng(seed), and use "
+                  "it (not np.random.shuffle) for every shuffle.")
+        n_cases += 1
+    _success(f"{name}: {n_cases} cases passed ({n_pairs} pairs, {epochs} epochs)")
+
+
+# --------------------------------------------------------------------------------------
+# Augmentation
+# --------------------------------------------------------------------------------------
+
+def _blob_pair(rng, size: int = 64):
+    """A float image in [0, 1] (0.2 background, 0.8 inside) with an asymmetric shape,
+    and the binary uint8 mask of that shape."""
+    yy, xx = np.mgrid[0:size, 0:size]
+    cy, cx = rng.uniform(0.35, 0.55, size=2) * size
+    radius = rng.uniform(0.15, 0.22) * size
+    inside = (yy - cy) ** 2 + (xx - cx) ** 2 < radius ** 2
+    inside |= (xx > size * 0.68) & (xx < size * 0.85) & (yy > size * 0.1) & (yy < size * 0.45)
+    image = np.where(inside, 0.8, 0.2) + rng.normal(0, 0.02, size=(size, size))
+    return image.clip(0, 1).astype(np.float32), inside.astype(np.uint8)
+
+
+def _dice(a, b) -> float:
+    a, b = a > 0, b > 0
+    total = a.sum() + b.sum()
+    return 1.0 if total == 0 else 2.0 * np.logical_and(a, b).sum() / total
+
+
+def check_augment_pair(fn, random_cases: int = 8, seed: int = 0) -> None:
+    """Check ``fn(image, mask, rng) -> (image, mask)`` on 2D float images with a binary
+    mask: shapes, the mask stays binary, image and mask move together, the transform is
+    random (uses ``rng``), reproducible for the same ``rng`` seed, small, and leaves the
+    inputs unchanged. ``random_cases`` random generators are tried."""
+    name = "augment_pair"
+    rng = np.random.default_rng(seed)
+    moved = 0
+    n_cases = max(4, int(random_cases))
+    for i in range(n_cases):
+        image, mask = _blob_pair(rng)
+        case = f"random pair {i + 1} (rng seed {seed * 1000 + i})"
+        image_in, mask_in = image.copy(), mask.copy()
+        try:
+            out = fn(image_in, mask_in, np.random.default_rng(seed * 1000 + i))
+        except Exception as error:
+            raise AssertionError(f"{name} — case '{case}': raised {type(error).__name__}: {error}") from error
+        if not isinstance(out, (tuple, list)) or len(out) != 2:
+            _fail(name, case, f"should return a tuple (image, mask), got {type(out).__name__}.",
+                  "end with `return image, mask`.")
+        image_a, mask_a = (np.asarray(a) for a in out)
+        if not (np.array_equal(image_in, image) and np.array_equal(mask_in, mask)):
+            _fail(name, case, "the input image or mask was modified in place.",
+                  "work on copies; np.fliplr and scipy.ndimage functions return new arrays.")
+        if image_a.shape != image.shape or mask_a.shape != mask.shape:
+            _fail(name, case, f"expected shapes {image.shape} and {mask.shape}, got {image_a.shape} and {mask_a.shape}.",
+                  "keep the output size: use reshape=False in scipy.ndimage.rotate.")
+        values = set(np.unique(mask_a).tolist())
+        if not values <= {0, 1}:
+            _fail(name, case, f"the mask should stay binary (0 and 1), got values like {sorted(values)[:5]}.",
+                  "transform the mask with nearest-neighbour interpolation: order=0.")
+        agreement = float(np.mean((image_a > 0.5) == (mask_a > 0)))
+        if agreement < 0.95:
+            _fail(name, case, f"image and mask no longer line up: they disagree on {1 - agreement:.0%} of "
+                  f"the pixels (expected < 5%).",
+                  "apply the same flip, the same angle and the same shift to both: draw the random numbers "
+                  "once and use them for image and mask.")
+        best = max(_dice(mask_a, mask), _dice(mask_a, np.fliplr(mask)), _dice(mask_a, np.flipud(mask)))
+        if best < 0.6:
+            _fail(name, case, f"the transform is too strong: the mask overlaps the original (or its mirror "
+                  f"image) with Dice {best:.2f} only.",
+                  "keep rotations to about ±10 degrees and shifts to a few percent of the image size.")
+        moved += int(not np.array_equal(mask_a, mask))
+        again = fn(image.copy(), mask.copy(), np.random.default_rng(seed * 1000 + i))
+        if not (np.array_equal(np.asarray(again[0]), image_a) and np.array_equal(np.asarray(again[1]), mask_a)):
+            _fail(name, case, "two calls with generators of the same seed gave different results.",
+                  "draw every random number from the `rng` argument (rng.random(), rng.uniform(...)), "
+                  "not from np.random or random.")
+    if moved < n_cases // 2:
+        _fail(name, f"{n_cases} random pairs", f"only {moved} of {n_cases} masks changed.",
+              "flip with probability 1/2 and rotate/shift by a random amount on every call.")
+    _success(f"{name}: {n_cases} cases passed")

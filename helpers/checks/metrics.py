@@ -1,0 +1,608 @@
+"""Checks for lesson 03 (loss and metrics): Dice, IoU, losses, confusion metrics.
+
+Every check calls the learner's function on named cases (identical, partly overlapping,
+disjoint and empty masks, soft predictions, a batch whose samples differ, 3D volumes) and
+on random batches, compares with an exact NumPy reference written here (float64), and
+raises ``AssertionError`` naming the case, the expected value, the value it got and, where
+the wrong value matches a usual mistake (no smoothing, sums over the whole batch, Dice in
+place of IoU ...), the fix. It prints one success line when all is well.
+
+The conventions are those of :mod:`helpers.metrics`: inputs ``(batch, ..., channels)``,
+per-sample values averaged over the batch, ``smooth=1`` for soft Dice and IoU, a tiny
+``smooth=1e-6`` for sensitivity, specificity and precision of thresholded masks.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = ["check_dice", "check_hard_dice", "check_dice_loss", "check_iou",
+           "check_bce_dice_loss", "check_confusion_metrics", "check_sensitivity",
+           "check_specificity", "check_precision", "check_multiclass_dice"]
+
+ATOL = 1e-4
+HARD_SMOOTH = 1e-6
+EPSILON = 1e-7  # Keras' clipping of probabilities in binary cross-entropy
+
+HINT_SMOOTH = ("did you add `smooth` to both numerator and denominator? "
+               "(2*intersection + smooth) / (total + smooth)")
+HINT_BATCH = ("you seem to sum over the whole batch; sum per sample over "
+              "axes = tuple(range(1, len(y_true.shape))) and then take keras.ops.mean "
+              "over the batch")
+HINT_AXES = ("sum over every axis except the batch axis, "
+             "axes = tuple(range(1, len(y_true.shape))), so 2D and 3D inputs both work")
+
+
+# --------------------------------------------------------------------------------------
+# NumPy references (float64, independent of helpers.metrics)
+# --------------------------------------------------------------------------------------
+
+def _axes(a):
+    return tuple(range(1, a.ndim))
+
+
+def _soft_dice(t, p, smooth=1.0, pooled=False, factor=2.0, num_smooth=True,
+               den_smooth=True):
+    t, p = np.asarray(t, np.float64), np.asarray(p, np.float64)
+    axes = None if pooled else _axes(t)
+    inter = np.sum(t * p, axis=axes)
+    total = np.sum(t, axis=axes) + np.sum(p, axis=axes)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        value = ((factor * inter + (smooth if num_smooth else 0.0))
+                 / (total + (smooth if den_smooth else 0.0)))
+    return float(np.mean(value))
+
+
+def _soft_iou(t, p, smooth=1.0, pooled=False):
+    t, p = np.asarray(t, np.float64), np.asarray(p, np.float64)
+    axes = None if pooled else _axes(t)
+    inter = np.sum(t * p, axis=axes)
+    union = np.sum(t, axis=axes) + np.sum(p, axis=axes) - inter
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(np.mean((inter + smooth) / (union + smooth)))
+
+
+def _hard(t, p, threshold=0.5):
+    return (np.asarray(t) > 0.5).astype(np.float64), (np.asarray(p) > threshold).astype(np.float64)
+
+
+def _bce(t, p):
+    t = np.asarray(t, np.float64)
+    p = np.clip(np.asarray(p, np.float64), EPSILON, 1 - EPSILON)
+    return float(np.mean(-(t * np.log(p) + (1 - t) * np.log(1 - p))))
+
+
+def _counts(t, p, threshold=0.5, pooled=False, hard=True):
+    if hard:
+        t, p = _hard(t, p, threshold)
+    else:
+        t, p = np.asarray(t, np.float64), np.asarray(p, np.float64)
+    axes = None if pooled else _axes(t)
+    return {"tp": np.sum(t * p, axis=axes), "fp": np.sum((1 - t) * p, axis=axes),
+            "fn": np.sum(t * (1 - p), axis=axes), "tn": np.sum((1 - t) * (1 - p), axis=axes)}
+
+
+def _ratio(c, num, den, smooth=HARD_SMOOTH):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(np.mean((c[num] + smooth) / (sum(c[k] for k in den) + smooth)))
+
+
+CONFUSION = {
+    "sensitivity": ("tp", ("tp", "fn")),
+    "specificity": ("tn", ("tn", "fp")),
+    "precision": ("tp", ("tp", "fp")),
+}
+
+
+def _multiclass(t, p, include_background=False, smooth=1.0):
+    t, p = np.asarray(t, np.float64), np.asarray(p, np.float64)
+    axes = tuple(range(1, t.ndim - 1))
+    inter = np.sum(t * p, axis=axes)
+    total = np.sum(t, axis=axes) + np.sum(p, axis=axes)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scores = (2 * inter + smooth) / (total + smooth)      # (batch, C)
+    if not include_background:
+        scores = scores[:, 1:]
+    return float(np.mean(scores))
+
+
+# --------------------------------------------------------------------------------------
+# Cases
+# --------------------------------------------------------------------------------------
+
+def _square(size, top, left, side, batch_shape=(1,)):
+    mask = np.zeros(batch_shape + (size, size, 1), np.float32)
+    mask[..., top:top + side, left:left + side, :] = 1.0
+    return mask
+
+
+def _binary_cases():
+    """Named (y_true, y_pred) cases on 8x8 or 16x16 masks."""
+    a = _square(8, 1, 1, 4)
+    b = _square(8, 3, 3, 4)
+    far = _square(8, 5, 5, 3)
+    empty = np.zeros_like(a)
+    soft = np.where(a > 0, 0.8, 0.1).astype(np.float32)
+    soft[0, 1, 1, 0] = 0.3          # one missed foreground pixel (below 0.5)
+    soft[0, 6, 6, 0] = 0.7          # one false positive above 0.5
+    big = _square(16, 2, 2, 10)
+    small_true = _square(16, 12, 12, 2)
+    small_pred = _square(16, 0, 13, 2)
+    batch_true = np.concatenate([big, small_true])
+    batch_pred = np.concatenate([big, small_pred])
+    vol_true = np.zeros((2, 4, 8, 8, 1), np.float32)
+    vol_true[:, 1:3, 2:6, 2:6] = 1.0
+    vol_pred = np.zeros_like(vol_true)
+    vol_pred[0, 1:4, 3:7, 2:6] = 0.9
+    vol_pred[1, 0:2, 2:6, 2:6] = 0.6
+    return [
+        ("identical masks", a, a.copy()),
+        ("two empty masks", empty, empty.copy()),
+        ("partly overlapping squares", a, b),
+        ("disjoint masks", a, far),
+        ("empty truth, non-empty prediction", empty, b),
+        ("non-empty truth, empty prediction", a, empty.copy()),
+        ("soft prediction (probabilities)", a, soft),
+        ("batch of two samples (one good, one bad)", batch_true, batch_pred),
+        ("3D volumes of shape (2, 4, 8, 8, 1)", vol_true, vol_pred),
+    ]
+
+
+def _random_binary(rng, shape=(2, 16, 16, 1)):
+    """A batch of random rectangle masks and noisy soft predictions of them."""
+    t = np.zeros(shape, np.float32)
+    for i in range(shape[0]):
+        if rng.random() < 0.15:
+            continue                                   # a sample without foreground
+        h, w = rng.integers(2, 9, size=2)
+        top, left = rng.integers(0, shape[1] - h), rng.integers(0, shape[2] - w)
+        t[i, top:top + h, left:left + w] = 1.0
+    shift = np.roll(t, tuple(rng.integers(-2, 3, size=2)), axis=(1, 2))
+    p = 0.55 * shift + 0.45 * rng.random(shape)
+    p = np.clip(p, 0.01, 0.99).astype(np.float32)
+    # keep away from the 0.5 threshold so > and >= agree
+    p[np.abs(p - 0.5) < 0.01] = 0.49
+    return t, p
+
+
+def _one_hot(labels, n_classes):
+    return np.eye(n_classes, dtype=np.float32)[labels]
+
+
+def _random_labels(rng, shape, n_classes):
+    labels = np.zeros(shape, np.int64)
+    for i in range(shape[0]):
+        for c in range(1, n_classes):
+            if rng.random() < 0.2:
+                continue                               # class absent in this sample
+            h, w = rng.integers(2, 6, size=2)
+            top, left = rng.integers(0, shape[1] - h), rng.integers(0, shape[2] - w)
+            labels[i, top:top + h, left:left + w] = c
+    return labels
+
+
+def _random_multiclass(rng, shape=(2, 12, 12), n_classes=4):
+    labels = _random_labels(rng, shape, n_classes)
+    t = _one_hot(labels, n_classes)
+    logits = 3.0 * np.roll(t, tuple(rng.integers(-1, 2, size=2)), axis=(1, 2))
+    logits = logits + rng.normal(0, 1.0, t.shape)
+    e = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return t, (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------
+# Calling the learner's function
+# --------------------------------------------------------------------------------------
+
+def _label(fn, name):
+    return name or getattr(fn, "__name__", "your function")
+
+
+def _call(fn, name, case, y_true, y_pred, scalar=True, **kwargs):
+    """Call ``fn`` on Keras tensors; return its value as float (or array)."""
+    import keras
+
+    try:
+        out = fn(keras.ops.convert_to_tensor(y_true), keras.ops.convert_to_tensor(y_pred),
+                 **kwargs)
+    except NotImplementedError:
+        raise AssertionError(f"{name} is not written yet: replace `raise NotImplementedError()` "
+                             f"with your code and run the cell again.") from None
+    except Exception as error:
+        raise AssertionError(
+            f"{name} failed on case '{case}' (y_true and y_pred of shape "
+            f"{tuple(np.shape(y_true))}) with {type(error).__name__}: {error}") from error
+    if out is None:
+        raise AssertionError(f"{name} returned None on case '{case}': did you forget `return`?")
+    try:
+        value = np.asarray(keras.ops.convert_to_numpy(out))
+    except Exception as error:
+        raise AssertionError(f"{name} returned {type(out).__name__}, not a tensor or number: "
+                             f"{error}") from error
+    if value.dtype.kind not in "fiub":
+        raise AssertionError(f"{name} returned values of dtype {value.dtype}; expected a "
+                             f"floating-point number.")
+    if scalar:
+        if value.size != 1:
+            raise AssertionError(
+                f"{name} should return one number (the mean over the batch) but returned an "
+                f"array of shape {value.shape} on case '{case}': average the per-sample "
+                f"values with keras.ops.mean(...).")
+        return float(value.reshape(()))
+    return value.astype(np.float64)
+
+
+def _fmt(x):
+    return "nan" if isinstance(x, float) and math.isnan(x) else f"{x:.4f}"
+
+
+def _compare(name, case, expected, got, hint, diagnoses=(), atol=ATOL):
+    """Raise AssertionError unless ``got`` is close to ``expected``; ``diagnoses`` is a
+    list of (value a usual mistake gives, hint) tried before ``hint``."""
+    if math.isfinite(got) and abs(got - expected) <= atol:
+        return
+    reason = hint
+    if not math.isfinite(got):
+        reason = f"got a non-finite value (0/0 or x/0): {HINT_SMOOTH}"
+    else:
+        for value, diagnosis in diagnoses:
+            if value is not None and math.isfinite(value) and abs(got - value) <= atol \
+                    and abs(value - expected) > atol:
+                reason = diagnosis
+                break
+    raise AssertionError(f"{name}: on case '{case}' expected {_fmt(expected)}, got "
+                         f"{_fmt(got)} — {reason}")
+
+
+def _check_graph_mode(fn, name, y_true, y_pred):
+    """The function must also work on symbolic tensors, as inside model.fit."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return
+    import tensorflow as tf
+
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel("ERROR")      # no "retracing" warnings: each check traces once
+    try:
+        tf.function(lambda t, p: fn(t, p))(tf.constant(y_true), tf.constant(y_pred))
+    except Exception as error:
+        raise AssertionError(
+            f"{name} works on concrete arrays but not inside a compiled model "
+            f"({type(error).__name__}: {str(error).strip().splitlines()[-1][:200]}) — use keras.ops "
+            f"functions (keras.ops.sum, keras.ops.mean ...) rather than NumPy or Python "
+            f"`float(...)`, so Keras can trace it during model.fit.") from error
+    finally:
+        logger.setLevel(level)
+
+
+def _check_gradient(fn, name, y_true, y_pred):
+    """A loss needs a finite, non-zero gradient with respect to y_pred."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return
+    import tensorflow as tf
+
+    p = tf.Variable(y_pred)
+    with tf.GradientTape() as tape:
+        loss = fn(tf.constant(y_true), p)
+    grad = tape.gradient(loss, p)
+    if grad is None or not np.any(np.asarray(grad)):
+        raise AssertionError(
+            f"{name} has no gradient with respect to y_pred, so a model cannot learn from it "
+            f"— did you threshold the prediction (y_pred > 0.5) or convert it with NumPy? "
+            f"A loss must stay soft: use the probabilities directly.")
+    if not np.all(np.isfinite(np.asarray(grad))):
+        raise AssertionError(f"{name} has a non-finite gradient (nan or inf) — {HINT_SMOOTH}.")
+
+
+def _case(cases, name):
+    """(y_true, y_pred) of the named case."""
+    for case, t, p in cases:
+        if case.startswith(name):
+            return t, p
+    raise KeyError(name)
+
+
+def _success(message):
+    print(f"✓ {message}")
+
+
+# --------------------------------------------------------------------------------------
+# Checks
+# --------------------------------------------------------------------------------------
+
+def _dice_diagnoses(t, p):
+    return [
+        (_soft_dice(t, p, smooth=0.0), "this is Dice without smoothing: " + HINT_SMOOTH),
+        (_soft_dice(t, p, num_smooth=False), "`smooth` is missing from the numerator: "
+                                             + HINT_SMOOTH),
+        (_soft_dice(t, p, den_smooth=False), "`smooth` is missing from the denominator: "
+                                             + HINT_SMOOTH),
+        (_soft_dice(t, p, pooled=True), HINT_BATCH),
+        (_soft_dice(t, p, factor=1.0), "the factor 2 is missing: Dice = 2|A∩B| / (|A| + |B|)"),
+        (_soft_iou(t, p), "this is the IoU (Jaccard), not Dice: Dice = 2|A∩B| / (|A| + |B|)"),
+        (_soft_dice(*_hard(t, p)), "you thresholded y_pred; the soft Dice uses the "
+                                   "probabilities themselves (thresholding is for hard_dice)"),
+    ]
+
+
+def check_dice(fn, random_cases=10, seed=0, name=None):
+    """Check a soft Dice ``fn(y_true, y_pred)`` (smooth=1, per-sample mean over the batch)
+    on named edge cases and ``random_cases`` random batches drawn with ``seed``."""
+    name = _label(fn, name)
+    cases = _binary_cases()
+    for case, t, p in cases:
+        got = _call(fn, name, case, t, p)
+        hint = HINT_AXES if t.ndim == 5 else "compare your formula with (2*sum(t*p) + smooth) / (sum(t) + sum(p) + smooth)"
+        _compare(name, case, _soft_dice(t, p), got, hint, _dice_diagnoses(t, p))
+    rng = np.random.default_rng(seed)
+    for i in range(random_cases):
+        t, p = _random_binary(rng)
+        got = _call(fn, name, f"random batch {i} (seed {seed})", t, p)
+        _compare(name, f"random batch {i} (seed {seed})", _soft_dice(t, p), got,
+                 "check the per-sample sums and the mean over the batch",
+                 _dice_diagnoses(t, p))
+    _check_graph_mode(fn, name, *_case(cases, "partly overlapping squares"))
+    _success(f"{name}: {len(cases)} named cases and {random_cases} random batches match the "
+             f"reference soft Dice.")
+
+
+def check_hard_dice(fn, random_cases=10, seed=0, threshold=0.5, name=None):
+    """Check a hard Dice ``fn(y_true, y_pred)``: Dice (smooth=1) of the masks thresholded
+    at ``threshold`` (prediction > threshold), per-sample mean over the batch."""
+    name = _label(fn, name)
+
+    def expected(t, p):
+        return _soft_dice(*_hard(t, p, threshold))
+
+    def diagnoses(t, p):
+        ht, hp = _hard(t, p, threshold)
+        return [(_soft_dice(t, p), "this is the soft Dice: threshold the prediction first, "
+                                   "keras.ops.cast(y_pred > threshold, 'float32')"),
+                (_soft_dice(ht, hp, smooth=0.0), "this is Dice without smoothing: "
+                                                 + HINT_SMOOTH),
+                (_soft_dice(ht, hp, pooled=True), HINT_BATCH),
+                (_soft_dice(ht, 1 - hp), "the prediction is inverted: foreground is "
+                                         "y_pred > threshold")]
+
+    cases = _binary_cases()
+    for case, t, p in cases:
+        _compare(name, case, expected(t, p), _call(fn, name, case, t, p),
+                 "threshold y_pred, then compute the Dice with smoothing per sample",
+                 diagnoses(t, p))
+    rng = np.random.default_rng(seed)
+    for i in range(random_cases):
+        t, p = _random_binary(rng)
+        case = f"random batch {i} (seed {seed})"
+        _compare(name, case, expected(t, p), _call(fn, name, case, t, p),
+                 "threshold y_pred, then compute the Dice with smoothing per sample",
+                 diagnoses(t, p))
+    _check_graph_mode(fn, name, *_case(cases, "soft prediction"))
+    _success(f"{name}: {len(cases)} named cases and {random_cases} random batches match the "
+             f"reference hard Dice.")
+
+
+def check_dice_loss(fn, random_cases=10, seed=0, name=None):
+    """Check a Dice loss ``fn(y_true, y_pred)`` = 1 - soft Dice (smooth=1): values,
+    range [0, 1], a finite gradient and use inside a compiled model."""
+    name = _label(fn, name)
+
+    def diagnoses(t, p):
+        return [(_soft_dice(t, p), "this is the Dice coefficient itself; a loss must go "
+                                   "down as overlap improves: return 1 - dice"),
+                (-_soft_dice(t, p), "return 1 - dice rather than -dice, so the loss is in "
+                                    "[0, 1] and 0 means perfect"),
+                (1 - _soft_dice(t, p, pooled=True), HINT_BATCH)] + [
+                    (1 - value, hint) for value, hint in _dice_diagnoses(t, p)]
+
+    cases = _binary_cases()
+    rng = np.random.default_rng(seed)
+    randoms = [_random_binary(rng) for _ in range(random_cases)]
+    named = [(case, t, p) for case, t, p in cases] + [
+        (f"random batch {i} (seed {seed})", t, p) for i, (t, p) in enumerate(randoms)]
+    for case, t, p in named:
+        got = _call(fn, name, case, t, p)
+        _compare(name, case, 1 - _soft_dice(t, p), got,
+                 "the Dice loss is 1 - soft Dice (with smoothing, per-sample mean)",
+                 diagnoses(t, p))
+        if not -ATOL <= got <= 1 + ATOL:
+            raise AssertionError(f"{name}: on case '{case}' the loss is {got:.4f}, outside "
+                                 f"[0, 1].")
+    _check_gradient(fn, name, *_case(cases, "soft prediction"))
+    _check_graph_mode(fn, name, *_case(cases, "partly overlapping squares"))
+    _success(f"{name}: {len(named)} cases match 1 - Dice, in [0, 1], with a finite gradient.")
+
+
+def check_iou(fn, random_cases=10, seed=0, name=None):
+    """Check a soft IoU / Jaccard ``fn(y_true, y_pred)``: per sample
+    (|A∩B| + 1) / (|A∪B| + 1), averaged over the batch."""
+    name = _label(fn, name)
+
+    def diagnoses(t, p):
+        return [(_soft_dice(t, p), "this is the Dice coefficient; IoU divides the "
+                                   "intersection by the union: sum(t) + sum(p) - intersection"),
+                (_soft_iou(t, p, smooth=0.0), "this is IoU without smoothing: add `smooth` to "
+                                              "numerator and denominator"),
+                (_soft_iou(t, p, pooled=True), HINT_BATCH),
+                (_soft_iou(*_hard(t, p)), "you thresholded y_pred; the soft IoU uses the "
+                                          "probabilities themselves")]
+
+    cases = _binary_cases()
+    rng = np.random.default_rng(seed)
+    named = cases + [(f"random batch {i} (seed {seed})", *_random_binary(rng))
+                     for i in range(random_cases)]
+    for case, t, p in named:
+        hint = HINT_AXES if t.ndim == 5 else \
+            "IoU = (intersection + smooth) / (sum(t) + sum(p) - intersection + smooth)"
+        _compare(name, case, _soft_iou(t, p), _call(fn, name, case, t, p), hint,
+                 diagnoses(t, p))
+    _check_graph_mode(fn, name, *_case(cases, "partly overlapping squares"))
+    _success(f"{name}: {len(named)} cases match the reference IoU.")
+
+
+def check_bce_dice_loss(fn, random_cases=10, seed=0, name=None):
+    """Check ``fn(y_true, y_pred)`` = mean binary cross-entropy + (1 - soft Dice)."""
+    name = _label(fn, name)
+
+    def expected(t, p):
+        return _bce(t, p) + 1 - _soft_dice(t, p)
+
+    def diagnoses(t, p):
+        bce, dice = _bce(t, p), _soft_dice(t, p)
+        return [(bce, "only the cross-entropy is there: add the Dice loss (1 - dice)"),
+                (1 - dice, "only the Dice loss is there: add the binary cross-entropy"),
+                (bce + dice, "add the Dice *loss* (1 - dice), not the Dice coefficient"),
+                (bce - dice, "use + (1 - dice): the Dice part must be a loss in [0, 1]"),
+                (bce + 1 - _soft_dice(t, p, pooled=True), HINT_BATCH),
+                (bce * t[0].size + 1 - dice, "average the cross-entropy over pixels "
+                                             "(keras.ops.mean), do not sum it")]
+
+    rng = np.random.default_rng(seed)
+    cases = []
+    for case, t, p in _binary_cases():
+        # keep probabilities off exactly 0 and 1: cross-entropy there depends on clipping
+        cases.append((case, t, np.clip(p, 0.02, 0.98).astype(np.float32)))
+    cases += [(f"random batch {i} (seed {seed})", *_random_binary(rng))
+              for i in range(random_cases)]
+    for case, t, p in cases:
+        got = _call(fn, name, case, t, p)
+        _compare(name, case, expected(t, p), got,
+                 "BCE (mean over all pixels) + 1 - soft Dice (per-sample mean)",
+                 diagnoses(t, p), atol=5e-4)
+    _check_gradient(fn, name, *_case(cases, "soft prediction"))
+    _check_graph_mode(fn, name, *_case(cases, "partly overlapping squares"))
+    _success(f"{name}: {len(cases)} cases match BCE + (1 - Dice), with a finite gradient.")
+
+
+def _confusion_cases():
+    a = _square(8, 1, 1, 4)
+    b = _square(8, 3, 3, 4)
+    soft = np.where(a > 0, 0.8, 0.1).astype(np.float32)
+    soft[0, 1, 1:3, 0] = 0.3          # two missed foreground pixels
+    soft[0, 6, 5:8, 0] = 0.7          # three false positives
+    empty = np.zeros_like(a)
+    full = np.ones_like(a)
+    batch_t = np.concatenate([a, _square(8, 0, 0, 2)])
+    batch_p = np.concatenate([np.where(a > 0, 0.9, 0.2), np.where(b > 0, 0.9, 0.2)])
+    return [
+        ("partly overlapping squares", a, b),
+        ("soft prediction: 2 missed pixels, 3 false positives", a, soft),
+        ("identical masks", a, a.copy()),
+        ("no foreground in the truth", empty, b),
+        ("empty prediction", a, empty.copy()),
+        ("two empty masks", empty, empty.copy()),
+        ("all foreground in truth and prediction", full, full.copy()),
+        ("batch of two samples", batch_t, batch_p.astype(np.float32)),
+    ]
+
+
+def check_confusion_metrics(sensitivity=None, specificity=None, precision=None,
+                            random_cases=10, seed=0):
+    """Check any of ``sensitivity``, ``specificity``, ``precision`` (functions
+    ``fn(y_true, y_pred)``): prediction thresholded at 0.5, ratio of counts per sample
+    with a tiny smooth (1e-6) in numerator and denominator, mean over the batch."""
+    functions = {"sensitivity": sensitivity, "specificity": specificity,
+                 "precision": precision}
+    functions = {key: fn for key, fn in functions.items() if fn is not None}
+    if not functions:
+        raise ValueError("Pass at least one of sensitivity=, specificity=, precision=.")
+    formulas = {"sensitivity": "TP / (TP + FN)", "specificity": "TN / (TN + FP)",
+                "precision": "TP / (TP + FP)"}
+    rng = np.random.default_rng(seed)
+    cases = _confusion_cases() + [(f"random batch {i} (seed {seed})", *_random_binary(rng))
+                                  for i in range(random_cases)]
+    for key, fn in functions.items():
+        name = _label(fn, None)
+        num, den = CONFUSION[key]
+        for case, t, p in cases:
+            c = _counts(t, p)
+            expected = _ratio(c, num, den)
+            diagnoses = [(_ratio(c, *CONFUSION[other]),
+                          f"this is the {other} ({formulas[other]}); {key} is {formulas[key]}")
+                         for other in CONFUSION if other != key]
+            diagnoses += [
+                (_ratio(_counts(t, p, hard=False), num, den),
+                 "count on thresholded masks: y_pred > 0.5 (and y_true > 0.5) first"),
+                (_ratio(c, num, den, smooth=0.0), f"add a tiny `smooth` to numerator and "
+                                                  f"denominator of {formulas[key]}"),
+                (_ratio(_counts(t, p, pooled=True), num, den), HINT_BATCH),
+            ]
+            if case in ("no foreground in the truth", "empty prediction", "two empty masks",
+                        "all foreground in truth and prediction"):
+                hint = (f"when the denominator of {formulas[key]} is 0 the value should be "
+                        f"1.0: add `smooth` to numerator and denominator")
+            else:
+                hint = f"{key} = {formulas[key]} on the thresholded masks, per sample"
+            _compare(name, case, expected, _call(fn, name, case, t, p), hint, diagnoses)
+        _check_graph_mode(fn, name, *_case(cases, "partly overlapping squares"))
+    _success(f"{', '.join(functions)}: {len(cases)} cases each match the reference.")
+
+
+def check_sensitivity(fn, random_cases=10, seed=0):
+    """Check a sensitivity (recall) function; see :func:`check_confusion_metrics`."""
+    check_confusion_metrics(sensitivity=fn, random_cases=random_cases, seed=seed)
+
+
+def check_specificity(fn, random_cases=10, seed=0):
+    """Check a specificity function; see :func:`check_confusion_metrics`."""
+    check_confusion_metrics(specificity=fn, random_cases=random_cases, seed=seed)
+
+
+def check_precision(fn, random_cases=10, seed=0):
+    """Check a precision function; see :func:`check_confusion_metrics`."""
+    check_confusion_metrics(precision=fn, random_cases=random_cases, seed=seed)
+
+
+def check_multiclass_dice(fn, random_cases=10, seed=0, name=None):
+    """Check ``fn(y_true_onehot, y_pred_softmax, include_background=False)``: per sample and
+    class soft Dice (smooth=1) over the spatial axes, mean over the batch and the classes
+    (class 0 left out unless ``include_background=True``)."""
+    name = _label(fn, name)
+    labels = np.zeros((1, 8, 8), np.int64)
+    labels[0, 1:4, 1:4] = 1
+    labels[0, 4:7, 3:7] = 2
+    shifted = np.roll(labels, 1, axis=2)
+    t3 = _one_hot(labels, 3)
+    only_bg = _one_hot(np.zeros((1, 8, 8), np.int64), 3)
+    two = np.concatenate([labels, np.where(labels == 2, 0, labels)])
+    cases = [
+        ("identical one-hot maps", t3, t3.copy()),
+        ("prediction shifted by one pixel", t3, _one_hot(shifted, 3)),
+        ("class 2 absent from truth and prediction",
+         _one_hot(np.where(labels == 2, 0, labels), 3),
+         _one_hot(np.where(shifted == 2, 0, shifted), 3)),
+        ("background only, predicted right", only_bg, only_bg.copy()),
+        ("softmax probabilities", t3, (0.7 * t3 + 0.1).astype(np.float32)),
+        ("batch of two samples", _one_hot(two, 3), _one_hot(np.roll(two, 1, axis=1), 3)),
+    ]
+    rng = np.random.default_rng(seed)
+    cases += [(f"random batch {i} (seed {seed})", *_random_multiclass(rng))
+              for i in range(random_cases)]
+    for case, t, p in cases:
+        for include_background in (False, True):
+            expected = _multiclass(t, p, include_background)
+            other = _multiclass(t, p, not include_background)
+            flat = _soft_dice(t, p)
+            diagnoses = [
+                (other, "class 0 (background) must be " + (
+                    "left out: use channels 1: when include_background is False"
+                    if not include_background else
+                    "included when include_background is True")),
+                (flat, "this is one Dice over all channels together; compute the Dice of "
+                       "each class (sum over the spatial axes only) and average them"),
+                (_multiclass(t, p, include_background, smooth=0.0),
+                 "add `smooth` to numerator and denominator of each class's Dice"),
+            ]
+            got = _call(fn, name, f"{case}, include_background={include_background}", t, p,
+                        include_background=include_background)
+            _compare(name, f"{case}, include_background={include_background}", expected, got,
+                     "per class c: Dice of y_true[..., c] and y_pred[..., c] per sample over "
+                     "axes 1 .. ndim-2; mean over batch and classes", diagnoses)
+    _check_graph_mode(fn, name, *_case(cases, "prediction shifted"))
+    _success(f"{name}: {len(cases)} cases match the reference multi-class Dice "
+             f"(with and without background).")

@@ -1,0 +1,239 @@
+"""Checks for lesson 05 (prediction and evaluation): threshold, per-image metrics table,
+keeping the largest components, filling holes and the whole post-processing.
+
+Each check compares the learner's function with the reference of
+:mod:`helpers.inference` on fixed and random masks and raises ``AssertionError`` naming
+the case, expected versus got and a hint; it prints one success line when all is well.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["check_threshold", "check_metrics_table", "check_keep_largest_components",
+           "check_fill_holes", "check_postprocess", "random_blobs"]
+
+
+def _fail(message: str):
+    raise AssertionError(message)
+
+
+def random_blobs(shape=(64, 64), n_blobs: int = 4, holes: int = 2, seed: int = 0) -> np.ndarray:
+    """A binary uint8 mask with ``n_blobs`` disks of different radii (some may touch) and
+    ``holes`` small holes punched inside them; for testing post-processing."""
+    rng = np.random.default_rng(seed)
+    h, w = shape
+    yy, xx = np.mgrid[:h, :w]
+    mask = np.zeros(shape, bool)
+    centres = []
+    for _ in range(n_blobs):
+        r = rng.uniform(0.04, 0.18) * min(h, w)
+        cy, cx = rng.uniform(r + 1, h - r - 1), rng.uniform(r + 1, w - r - 1)
+        mask |= (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+        centres.append((cy, cx, r))
+    for cy, cx, r in centres[:holes]:
+        if r > 4:
+            mask[(yy - cy) ** 2 + (xx - cx) ** 2 <= (r / 3) ** 2] = False
+    return mask.astype(np.uint8)
+
+
+def _as_binary(result, name, case, shape):
+    if result is None:
+        _fail(f"{name} returned None on {case}: did you forget `return`?")
+    result = np.asarray(result)
+    if result.shape != tuple(shape):
+        _fail(f"{name} on {case}: expected shape {tuple(shape)}, got {result.shape}.")
+    values = set(np.unique(result).tolist())
+    if not values <= {0, 1, True, False}:
+        _fail(f"{name} on {case}: expected a binary mask of 0 and 1, got values "
+              f"{sorted(values)[:6]}; return (array > value).astype('uint8') or a bool array.")
+    return result.astype(bool)
+
+
+def _compare(got, expected, name, case, hint):
+    if not np.array_equal(got, expected):
+        diff = int(np.count_nonzero(got != expected))
+        _fail(f"{name} on {case}: {diff} pixel(s) differ from the expected mask "
+              f"(expected {int(expected.sum())} foreground pixels, got {int(got.sum())}). {hint}")
+
+
+def check_threshold(fn, cases: int = 3, seed: int = 0) -> None:
+    """Check ``fn(probs, value)``: a binary mask of ``probs``' shape, 1 where the
+    probability is above ``value``, on fixed and ``cases`` random arrays."""
+    from helpers import inference
+
+    fixed = np.array([[0.0, 0.2, 0.49], [0.51, 0.8, 1.0]], dtype=np.float32)
+    expected = np.array([[0, 0, 0], [1, 1, 1]], bool)
+    got = _as_binary(fn(fixed, 0.5), "threshold", "[[0, 0.2, 0.49], [0.51, 0.8, 1]] at 0.5", fixed.shape)
+    if np.array_equal(got, ~expected):
+        _fail("threshold is inverted: foreground is where the probability is ABOVE the value.")
+    _compare(got, expected, "threshold", "[[0, 0.2, 0.49], [0.51, 0.8, 1]] at 0.5", "Use probs > value.")
+    got = _as_binary(fn(fixed, 0.9), "threshold", "the same array at 0.9", fixed.shape)
+    _compare(got, fixed > 0.9, "threshold", "the same array at 0.9",
+             "Use the `value` argument, not a fixed 0.5.")
+    rng = np.random.default_rng(seed)
+    for i in range(int(cases)):
+        shape = tuple(int(s) for s in rng.integers(3, 40, size=int(rng.integers(2, 4))))
+        probs = rng.random(shape).astype(np.float32)
+        value = float(rng.uniform(0.1, 0.9))
+        case = f"random probabilities of shape {shape} at {value:.2f}"
+        got = _as_binary(fn(probs, value), "threshold", case, shape)
+        _compare(got, inference.threshold(probs, value) > 0, "threshold", case,
+                 "Compare every element: probs > value, keeping the shape.")
+    print(f"threshold looks right ({int(cases) + 2} cases).")
+
+
+def _row_value(row, key, index):
+    if not isinstance(row, dict):
+        _fail(f"Row {index} is a {type(row).__name__}; make one dict per image, "
+              f"e.g. {{'name': ..., 'dice': ..., 'iou': ...}}.")
+    if key not in row:
+        _fail(f"Row {index} has no {key!r} (keys: {sorted(row)}).")
+    return row[key]
+
+
+def check_metrics_table(fn, cases: int = 1, seed: int = 0, keys=("dice", "iou")) -> None:
+    """Check ``fn(true_masks, predicted_masks, names)`` -> list of dicts with ``name`` and
+    the per-image ``keys`` (Dice and IoU by default), against the exact NumPy metrics, on
+    a fixed set (identical, disjoint, empty, half overlap) and ``cases`` random sets."""
+    from helpers import metrics
+
+    square = np.zeros((8, 8), np.uint8)
+    square[2:6, 2:6] = 1
+    half = np.zeros((8, 8), np.uint8)
+    half[2:6, 4:8] = 1
+    other = np.zeros((8, 8), np.uint8)
+    other[0:2, 0:2] = 1
+    empty = np.zeros((8, 8), np.uint8)
+    sets = [("fixed masks (identical, half overlap, disjoint, both empty)",
+             [square, square, square, empty], [square, half, other, empty],
+             ["same", "half", "disjoint", "empty"])]
+    rng = np.random.default_rng(seed)
+    for i in range(int(cases)):
+        n = int(rng.integers(3, 8))
+        truth = [(rng.random((16, 20)) < rng.uniform(0.1, 0.6)).astype(np.uint8) for _ in range(n)]
+        pred = [np.where(rng.random(t.shape) < 0.2, 1 - t, t).astype(np.uint8) for t in truth]
+        sets.append((f"random set {i + 1} of {n} masks", truth, pred, [f"img_{j}" for j in range(n)]))
+    reference = {"dice": metrics.dice_numpy, "iou": metrics.iou_numpy,
+                 "sensitivity": lambda t, p: metrics.sensitivity_numpy(t, p, empty=1.0),
+                 "precision": lambda t, p: metrics.precision_numpy(t, p, empty=1.0)}
+    for label, truth, pred, names in sets:
+        rows = fn(truth, pred, names)
+        if rows is None:
+            _fail(f"On {label}: the function returned None; return the list of rows.")
+        rows = list(rows)
+        if len(rows) != len(truth):
+            _fail(f"On {label}: expected {len(truth)} rows (one per image), got {len(rows)}.")
+        for i, row in enumerate(rows):
+            if _row_value(row, "name", i) != names[i]:
+                _fail(f"On {label}: row {i} is named {row['name']!r}, expected {names[i]!r}; keep the "
+                      f"order of the images.")
+            for key in keys:
+                got = float(_row_value(row, key, i))
+                expected = reference[key](truth[i], pred[i])
+                if not np.isclose(got, expected, atol=1e-6):
+                    hint = ""
+                    if names[i] == "empty":
+                        hint = " Two empty masks agree perfectly: return 1.0 when the denominator is 0."
+                    elif key == "iou" and np.isclose(got, metrics.dice_numpy(truth[i], pred[i])):
+                        hint = " That is the Dice: IoU = |A∩B| / |A∪B|."
+                    _fail(f"On {label}: {key} of {names[i]!r} is {got:.4f}, expected {expected:.4f}.{hint}")
+    print(f"The metrics table looks right ({', '.join(keys)} per image, {len(sets)} set(s)).")
+
+
+def check_keep_largest_components(fn, cases: int = 3, seed: int = 0) -> None:
+    """Check ``fn(mask, n)``: keeps the ``n`` largest connected components (8-connected in
+    2D) of a binary mask and removes the rest, on fixed and ``cases`` random masks."""
+    from helpers import inference
+
+    mask = np.zeros((20, 30), np.uint8)
+    mask[2:12, 2:10] = 1        # 80 px, the largest
+    mask[2:10, 14:20] = 1       # 48 px
+    mask[14:17, 24:27] = 1      # 9 px speck
+    mask[18, 2] = 1             # 1 px speck
+    expected = mask.copy()
+    expected[14:17, 24:27] = 0
+    expected[18, 2] = 0
+    label = "two rectangles (80 and 48 px) and two specks (9 and 1 px), n=2"
+    got = _as_binary(fn(mask, 2), "keep_largest_components", label, mask.shape)
+    if np.array_equal(got, mask > 0):
+        _fail(f"keep_largest_components on {label}: nothing was removed; label the components "
+              f"(skimage.measure.label), count the pixels of each and keep the n largest.")
+    if got.sum() == 80 + 48 + 9 and not got[18, 2]:
+        _fail(f"keep_largest_components on {label}: the 9-pixel speck is still there; are you "
+              f"counting the background (label 0) as a component? Set its size to 0 first.")
+    _compare(got, expected > 0, "keep_largest_components", label,
+             "Keep the n labels with the most pixels, never label 0 (the background).")
+    got = _as_binary(fn(mask, 1), "keep_largest_components", label.replace("n=2", "n=1"), mask.shape)
+    only = np.zeros_like(mask)
+    only[2:12, 2:10] = 1
+    _compare(got, only > 0, "keep_largest_components", label.replace("n=2", "n=1"), "Use the `n` argument.")
+    diagonal = np.eye(6, dtype=np.uint8)
+    got = _as_binary(fn(diagonal, 1), "keep_largest_components", "a diagonal line, n=1", diagonal.shape)
+    _compare(got, diagonal > 0, "keep_largest_components", "a diagonal line, n=1",
+             "Pixels touching by a corner belong to one component: label(mask, connectivity=2).")
+    few = np.zeros((10, 10), np.uint8)
+    few[2:5, 2:5] = 1
+    got = _as_binary(fn(few, 2), "keep_largest_components", "a mask with a single component, n=2", few.shape)
+    _compare(got, few > 0, "keep_largest_components", "a mask with a single component, n=2",
+             "With fewer than n components keep them all.")
+    for i in range(int(cases)):
+        case = random_blobs((48, 56), n_blobs=5, holes=0, seed=seed + i)
+        n = 1 + i % 3
+        label = f"random blobs {i + 1}, n={n}"
+        got = _as_binary(fn(case, n), "keep_largest_components", label, case.shape)
+        _compare(got, inference.keep_largest_components(case, n) > 0, "keep_largest_components",
+                 label, "Keep the n largest components.")
+    print(f"keep_largest_components looks right ({int(cases) + 4} cases).")
+
+
+def check_fill_holes(fn, cases: int = 3, seed: int = 0) -> None:
+    """Check ``fn(mask)``: holes (background not connected to the border) become
+    foreground; nothing else changes."""
+    from helpers import inference
+
+    ring = np.zeros((12, 12), np.uint8)
+    ring[2:10, 2:10] = 1
+    ring[4:8, 4:8] = 0
+    cup = ring.copy()
+    cup[4:8, 8:10] = 0          # open to the right: not a hole
+    for label, mask in (("a square ring", ring), ("a cup open to the side", cup)):
+        got = _as_binary(fn(mask), "fill_holes", label, mask.shape)
+        _compare(got, inference.fill_holes(mask) > 0, "fill_holes", label,
+                 "Only background that does not touch the image border is a hole: "
+                 "scipy.ndimage.binary_fill_holes(mask).")
+    for i in range(int(cases)):
+        mask = random_blobs((40, 40), n_blobs=3, holes=3, seed=seed + 100 + i)
+        label = f"random blobs with holes {i + 1}"
+        got = _as_binary(fn(mask), "fill_holes", label, mask.shape)
+        _compare(got, inference.fill_holes(mask) > 0, "fill_holes", label, "Fill every hole.")
+    print(f"fill_holes looks right ({int(cases) + 2} cases).")
+
+
+def check_postprocess(fn, cases: int = 3, seed: int = 0, n_components: int = 2) -> None:
+    """Check ``fn(mask)``: keep the ``n_components`` largest components, then fill holes,
+    like :func:`helpers.inference.postprocess`."""
+    from helpers import inference
+
+    mask = np.zeros((24, 32), np.uint8)
+    mask[2:20, 2:12] = 1
+    mask[8:12, 5:8] = 0          # a hole in the left "lung"
+    mask[2:18, 16:28] = 1
+    mask[20:22, 20:22] = 1       # a speck
+    label = "two lungs, one with a hole, and a speck"
+    got = _as_binary(fn(mask), "postprocess", label, mask.shape)
+    expected = inference.postprocess(mask, n_components) > 0
+    if got[21, 21]:
+        _fail(f"postprocess on {label}: the speck is still there; keep only the "
+              f"{n_components} largest components.")
+    if not got[10, 6]:
+        _fail(f"postprocess on {label}: the hole is still there; fill holes "
+              f"(scipy.ndimage.binary_fill_holes) after keeping the largest components.")
+    _compare(got, expected, "postprocess", label, "keep_largest_components, then fill_holes.")
+    for i in range(int(cases)):
+        mask = random_blobs((48, 48), n_blobs=5, holes=2, seed=seed + 200 + i)
+        label = f"random blobs with holes {i + 1}"
+        got = _as_binary(fn(mask), "postprocess", label, mask.shape)
+        _compare(got, inference.postprocess(mask, n_components) > 0, "postprocess", label,
+                 "keep_largest_components, then fill_holes.")
+    print(f"postprocess looks right ({int(cases) + 1} cases).")

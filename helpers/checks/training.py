@@ -1,0 +1,252 @@
+"""Checks for lesson 04 (training): patient-level split, callbacks, compile, the training run.
+
+Each check calls the learner's function (or inspects the object it made) on fixed and
+random cases and raises ``AssertionError`` naming the case, what was expected, what came
+back and a hint; it prints one short success line when all is well. None of them
+depends on how well a model trained, so they pass at any ``UNET_COURSE_SCALE``.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["check_split_by_patient", "check_callbacks", "check_compile", "check_training_run",
+           "fake_cxr_pairs"]
+
+
+def _fail(message: str):
+    raise AssertionError(message)
+
+
+def fake_cxr_pairs(n_patients: int = 40, second_view: float = 0.3, seed: int = 0,
+                   prefix: str = "SYN") -> list[tuple[str, str]]:
+    """Made-up ``(image, mask)`` path pairs named like the chest X-ray set
+    (``images/SYN_0007_0.png``, about ``second_view`` of the patients with a second view
+    ``_1``). No file is created: the split functions only look at the names."""
+    rng = np.random.default_rng(seed)
+    pairs = []
+    for patient in range(1, n_patients + 1):
+        views = 2 if rng.random() < second_view else 1
+        for view in range(views):
+            name = f"{prefix}_{patient:04d}_{view}.png"
+            pairs.append((f"images/{name}", f"masks/{name}"))
+    return pairs
+
+
+def _patient(item) -> str:
+    from helpers.data import patient_id
+
+    return patient_id(item[0] if isinstance(item, (tuple, list)) else item)
+
+
+def _one_split(fn, items, fractions, seed, label):
+    try:
+        parts = fn(items, fractions=fractions, seed=seed)
+    except TypeError as error:
+        _fail(f"{label}: calling split_by_patient(items, fractions={fractions}, seed={seed}) "
+              f"failed with TypeError: {error}. Keep the signature "
+              f"split_by_patient(items, fractions=(0.7, 0.15, 0.15), seed=42).")
+    if not isinstance(parts, (tuple, list)) or len(parts) != len(fractions):
+        _fail(f"{label}: expected {len(fractions)} lists (one per fraction), got "
+              f"{type(parts).__name__} of length {len(parts) if hasattr(parts, '__len__') else '?'}. "
+              f"Return e.g. (train, val, test).")
+    parts = [list(part) for part in parts]
+    keys = [tuple(map(str, item)) if isinstance(item, (tuple, list)) else str(item) for item in items]
+    seen = {}
+    for p, part in enumerate(parts):
+        for item in part:
+            key = tuple(map(str, item)) if isinstance(item, (tuple, list)) else str(item)
+            if key not in set(keys):
+                _fail(f"{label}: part {p} holds {item!r}, which is not one of the input items; "
+                      f"return the items themselves (the (image, mask) pairs), not patient names.")
+            if key in seen:
+                _fail(f"{label}: item {item!r} is in part {seen[key]} and in part {p}; every item "
+                      f"must be in exactly one part.")
+            seen[key] = p
+    missing = [k for k in keys if k not in seen]
+    if missing:
+        _fail(f"{label}: {len(missing)} of {len(items)} items are in no part (e.g. {missing[0]!r}); "
+              f"every item must be in exactly one part.")
+    owner = {}
+    for p, part in enumerate(parts):
+        for item in part:
+            patient = _patient(item)
+            if owner.setdefault(patient, p) != p:
+                _fail(f"{label}: patient {patient} has images in part {owner[patient]} and in part {p}. "
+                      f"Shuffle and split the list of PATIENTS (data.patient_id), then give each "
+                      f"part all the images of its patients.")
+    n = len(items)
+    for p, (part, fraction) in enumerate(zip(parts, fractions)):
+        expected = fraction * n
+        tolerance = max(3.0, 0.06 * n)
+        if abs(len(part) - expected) > tolerance:
+            _fail(f"{label}: part {p} has {len(part)} of {n} items, expected about "
+                  f"{expected:.0f} ({fraction:.0%}, ± {tolerance:.0f}). Check how you turn the "
+                  f"fractions into numbers of patients (cumulative sums of the fractions).")
+    return parts
+
+
+def check_split_by_patient(fn, cases: int = 1, seed: int = 0) -> None:
+    """Check a patient-level split ``fn(items, fractions=..., seed=...)`` on made-up chest
+    X-ray file pairs: all items used once, no patient in two parts, sizes near the
+    fractions, the same seed gives the same split and another seed another split.
+    ``cases`` random data sets (sizes, fractions, seeds) are tried."""
+    rng = np.random.default_rng(seed)
+    settings = [(40, (0.7, 0.15, 0.15), 42)]
+    for _ in range(int(cases) - 1):
+        n_patients = int(rng.integers(25, 120))
+        if rng.random() < 0.3:
+            first = float(rng.uniform(0.6, 0.85))
+            fractions = (first, 1 - first)
+        else:
+            a, b = rng.uniform(0.1, 0.2, size=2)
+            fractions = (1 - a - b, float(a), float(b))
+        settings.append((n_patients, tuple(round(f, 3) for f in fractions), int(rng.integers(0, 10_000))))
+    for n_patients, fractions, split_seed in settings:
+        fractions = tuple(fractions[:-1]) + (round(1 - sum(fractions[:-1]), 6),)
+        items = fake_cxr_pairs(n_patients, seed=split_seed)
+        label = f"{len(items)} images of {n_patients} patients, fractions {fractions}, seed {split_seed}"
+        first = _one_split(fn, items, fractions, split_seed, label)
+        again = _one_split(fn, list(items), fractions, split_seed, label)
+        if [sorted(map(str, p)) for p in first] != [sorted(map(str, p)) for p in again]:
+            _fail(f"{label}: two calls with the same seed gave different splits; use "
+                  f"np.random.default_rng(seed) for the shuffle (not np.random.shuffle without a seed).")
+        other = _one_split(fn, items, fractions, split_seed + 1, label + " (seed + 1)")
+        if [sorted(map(str, p)) for p in first] == [sorted(map(str, p)) for p in other]:
+            _fail(f"{label}: seeds {split_seed} and {split_seed + 1} gave the same split; the "
+                  f"shuffle must depend on `seed`.")
+    print(f"split_by_patient looks right: no patient in two parts, sizes match the fractions "
+          f"({len(settings)} case{'s' if len(settings) > 1 else ''}).")
+
+
+def _find(callbacks, cls_name):
+    return [cb for cb in callbacks if type(cb).__name__ == cls_name]
+
+
+def check_callbacks(fn_or_list, run_dir=None, monitor: str = "val_dice", mode: str = "max") -> None:
+    """Check the four callbacks of lesson 04, made by ``fn_or_list(run_dir)`` or given as a
+    list: ModelCheckpoint to ``run_dir/best.keras`` keeping only the best, ReduceLROnPlateau,
+    EarlyStopping restoring the best weights (all watching ``monitor`` in ``mode``) and a
+    CSVLogger writing ``run_dir/log.csv``."""
+    import tempfile
+
+    if callable(fn_or_list):
+        run_dir = Path(run_dir) if run_dir is not None else Path(tempfile.mkdtemp(prefix="unet_callbacks_"))
+        callbacks = fn_or_list(run_dir)
+    else:
+        callbacks = fn_or_list
+        run_dir = Path(run_dir) if run_dir is not None else None
+    if callbacks is None or not isinstance(callbacks, (list, tuple)):
+        _fail(f"Expected a list of callbacks, got {type(callbacks).__name__}: did you forget to "
+              f"`return [checkpoint, reduce_lr, early_stop, csv_logger]`?")
+    names = [type(cb).__name__ for cb in callbacks]
+    for needed in ("ModelCheckpoint", "ReduceLROnPlateau", "EarlyStopping", "CSVLogger"):
+        if not _find(callbacks, needed):
+            _fail(f"No {needed} among the callbacks {names}: add keras.callbacks.{needed}(...).")
+    checkpoint = _find(callbacks, "ModelCheckpoint")[0]
+    path = Path(checkpoint.filepath)
+    if path.suffix != ".keras":
+        _fail(f"ModelCheckpoint writes {path}; save the whole model in the Keras 3 format: a "
+              f"file name ending in .keras (e.g. run_dir / 'best.keras'), not .h5 or a folder.")
+    if run_dir is not None and path.resolve() != (run_dir / "best.keras").resolve():
+        _fail(f"ModelCheckpoint writes {path}, expected {run_dir / 'best.keras'} (lesson 05 loads it from there).")
+    if not checkpoint.save_best_only:
+        _fail("ModelCheckpoint(save_best_only=False) overwrites the file every epoch; pass "
+              "save_best_only=True to keep the best model only.")
+    for cb in (checkpoint, _find(callbacks, "ReduceLROnPlateau")[0], _find(callbacks, "EarlyStopping")[0]):
+        if cb.monitor != monitor:
+            _fail(f"{type(cb).__name__} watches {cb.monitor!r}, expected {monitor!r} "
+                  f"(the validation Dice, logged as 'val_dice').")
+        if cb.mode != mode:
+            _fail(f"{type(cb).__name__} has mode={cb.mode!r}, expected {mode!r}: a Dice is better "
+                  f"when larger, so pass mode='max' (Keras cannot guess it for a custom metric).")
+    early = _find(callbacks, "EarlyStopping")[0]
+    if not early.restore_best_weights:
+        _fail("EarlyStopping should restore_best_weights=True, otherwise the model ends with the "
+              "weights of the last epoch, not of the best one.")
+    reduce = _find(callbacks, "ReduceLROnPlateau")[0]
+    if not 0 < reduce.factor < 1:
+        _fail(f"ReduceLROnPlateau(factor={reduce.factor}) must lower the rate: use a factor "
+              f"between 0 and 1, e.g. 0.5.")
+    if reduce.patience >= early.patience:
+        _fail(f"ReduceLROnPlateau patience ({reduce.patience}) should be shorter than EarlyStopping "
+              f"patience ({early.patience}): lower the learning rate before giving up.")
+    logger = _find(callbacks, "CSVLogger")[0]
+    log = Path(logger.filename)
+    if log.suffix != ".csv":
+        _fail(f"CSVLogger writes {log}; use a .csv file name, e.g. run_dir / 'log.csv'.")
+    if run_dir is not None and log.resolve() != (run_dir / "log.csv").resolve():
+        _fail(f"CSVLogger writes {log}, expected {run_dir / 'log.csv'}.")
+    print("Callbacks look right: best.keras checkpoint, learning-rate schedule, early stopping, CSV log.")
+
+
+def check_compile(model, learning_rate: float | None = None) -> None:
+    """Check that ``model`` is compiled with Adam (at ``learning_rate`` if given), the
+    BCE + Dice loss and a metric logged as ``dice``: the loss on a fixed batch must equal
+    the reference :func:`helpers.losses.bce_dice_loss` and evaluate() must report ``dice``."""
+    import keras
+
+    from helpers import losses
+
+    if getattr(model, "optimizer", None) is None or not getattr(model, "compiled", True):
+        _fail("The model is not compiled: call model.compile(optimizer=..., loss=..., metrics=[...]).")
+    optimizer = model.optimizer
+    if type(optimizer).__name__ != "Adam":
+        _fail(f"The optimizer is {type(optimizer).__name__}, expected Adam: "
+              f"optimizer=keras.optimizers.Adam(learning_rate).")
+    if learning_rate is not None:
+        got = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+        if not np.isclose(got, learning_rate, rtol=1e-3):
+            _fail(f"The learning rate is {got:g}, expected {learning_rate:g}: "
+                  f"keras.optimizers.Adam(learning_rate=learning_rate).")
+    shape = tuple(int(s) for s in model.input_shape[1:])
+    rng = np.random.default_rng(0)
+    x = rng.random((2,) + shape).astype("float32")
+    y_pred = np.asarray(model.predict_on_batch(x))
+    y_true = (rng.random(y_pred.shape) < 0.4).astype("float32")
+    expected = float(keras.ops.convert_to_numpy(losses.bce_dice_loss(y_true, y_pred)))
+    logs = model.evaluate(x, y_true, verbose=0, return_dict=True)
+    if "dice" not in logs:
+        _fail(f"evaluate() logs {sorted(logs)} but no 'dice': pass "
+              f"metrics=[metrics.dice_coefficient] to compile (it is logged as 'dice').")
+    got = float(logs["loss"])
+    if not np.isclose(got, expected, rtol=1e-3, atol=1e-4):
+        _fail(f"The loss on a fixed batch is {got:.4f}, but the BCE + Dice loss gives {expected:.4f}: "
+              f"pass loss=losses.bce_dice_loss to compile.")
+    print("Compile looks right: Adam, BCE + Dice loss, 'dice' metric.")
+
+
+def check_training_run(history, run_dir, monitor: str = "val_dice") -> None:
+    """Check a finished ``model.fit`` run: ``history`` logged training and validation loss
+    and Dice, ``run_dir/best.keras`` exists and loads, and ``run_dir/log.csv`` has one row
+    per epoch. Says nothing about how good the model is."""
+    from helpers import training
+
+    logs = getattr(history, "history", history)
+    if not isinstance(logs, dict):
+        _fail(f"Expected the History returned by model.fit, got {type(history).__name__}.")
+    for key in ("loss", "val_loss", "dice", monitor):
+        if key not in logs:
+            _fail(f"The history has no {key!r} (it has {sorted(logs)}): pass validation_data=val_ds "
+                  f"to fit and metrics=[metrics.dice_coefficient] to compile.")
+    epochs = len(logs["loss"])
+    run_dir = Path(run_dir)
+    best = run_dir / "best.keras"
+    if not best.is_file():
+        _fail(f"No {best}: pass the callbacks (with the ModelCheckpoint) to fit(callbacks=...).")
+    try:
+        training.load_model(best)
+    except Exception as error:  # show any loading problem to the learner
+        _fail(f"{best} does not load ({type(error).__name__}: {error}).")
+    log = run_dir / "log.csv"
+    if not log.is_file():
+        _fail(f"No {log}: pass the CSVLogger to fit(callbacks=...).")
+    with log.open(newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    if len(rows) != epochs:
+        _fail(f"{log} has {len(rows)} rows but the history {epochs} epochs; was the log written by "
+              f"another run? Make the callbacks anew before each fit.")
+    print(f"Training run looks right: {epochs} epochs logged, {best.name} saved and loadable.")

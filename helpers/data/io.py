@@ -1,0 +1,260 @@
+"""Reading and writing the files of the course data sets: PNG images and masks, NIfTI
+volumes, image/mask pairs, and patient identifiers.
+
+Every reader checks what it reads and raises :class:`~helpers.data.DatasetError` with a
+message that names the file and says how to fix it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import re
+from pathlib import Path
+
+import numpy as np
+
+from helpers.data._store import DatasetError, atomic_write_bytes
+
+#: File name endings that :func:`load_pairs` treats as images.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+_VIEW_SUFFIX = re.compile(r"^(.*_\d+)_\d+$")
+
+
+def _stem(path: Path) -> str:
+    name = Path(path).name
+    for suffix in (".nii.gz", ".nii", *IMAGE_SUFFIXES):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return Path(name).stem
+
+
+def patient_id(path: str | Path) -> str:
+    """The patient a file belongs to, from its name: a final ``_<view>`` number after a
+    patient number is dropped (``SYN_0007_1.png`` -> ``"SYN_0007"``, ``MCUCXR_0001_0.png``
+    -> ``"MCUCXR_0001"``, ``CHNCXR_0042_1.png`` -> ``"CHNCXR_0042"``); any other name is its
+    own patient (``BraTS20_Training_001`` -> ``"BraTS20_Training_001"``)."""
+    stem = _stem(Path(path))
+    match = _VIEW_SUFFIX.match(stem)
+    return match.group(1) if match else stem
+
+
+def _open(path: Path):
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{path} does not exist: check the path, or regenerate the data set.")
+    try:
+        image = Image.open(path)
+        image.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise DatasetError(
+            f"{path} cannot be read as an image ({error}): the file is damaged or not an image; "
+            f"replace it with the original, or delete the data set folder so that it is regenerated."
+        ) from None
+    return image
+
+
+def _to_uint8(array: np.ndarray) -> np.ndarray:
+    """Scale an integer or float grey array linearly from 0..max to 0..255 (uint8)."""
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype == bool:
+        return array.astype(np.uint8) * 255
+    values = array.astype(np.float64)
+    values = values - min(0.0, float(values.min(initial=0.0)))
+    top = float(values.max(initial=0.0))
+    if top <= 0:
+        return np.zeros(array.shape, np.uint8)
+    return np.round(values * (255.0 / top)).astype(np.uint8)
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read a 2D image file as 8-bit grey, uint8 array of shape (H, W).
+
+    Colour images (RGB, RGBA, palette) are converted to grey with the ITU-R 601 luma
+    weights; 16-bit, 32-bit and float images are scaled linearly so that 0 stays 0 and
+    the image's maximum becomes 255 (negative values are shifted to 0 first). Raises
+    DatasetError naming the file when it is missing or cannot be decoded.
+    """
+    image = _open(Path(path))
+    if image.mode in ("L", "1"):
+        array = np.asarray(image.convert("L"))
+    elif image.mode in ("RGB", "RGBA", "P", "LA", "CMYK", "YCbCr", "PA"):
+        array = np.asarray(image.convert("L"))
+    else:  # "I;16", "I;16B", "I", "F", ...
+        array = _to_uint8(np.asarray(image))
+    if array.ndim != 2:
+        raise DatasetError(f"{path} has shape {array.shape}, expected a 2D grey image: save it as a grey PNG.")
+    return np.ascontiguousarray(array, dtype=np.uint8)
+
+
+def read_mask(path: str | Path) -> np.ndarray:
+    """Read a binary mask file as a uint8 array of shape (H, W) with values 0 and 1.
+
+    The file may hold 0/1 or 0/255 (grey, or colour with equal channels). Any other
+    values raise DatasetError naming the file, the values found and the fix.
+    """
+    path = Path(path)
+    image = _open(path)
+    if image.mode == "1":
+        array = np.asarray(image, dtype=np.uint8)
+    elif image.mode in ("RGB", "RGBA", "P", "LA", "PA"):
+        array = np.asarray(image.convert("L"))
+    else:
+        array = np.asarray(image)
+    if array.ndim != 2:
+        raise DatasetError(f"{path} has shape {array.shape}, expected a 2D mask: save it as a grey PNG.")
+    values = np.unique(array)
+    if set(values.tolist()) <= {0, 1}:
+        return array.astype(np.uint8)
+    if set(values.tolist()) <= {0, 255}:
+        return (array > 0).astype(np.uint8)
+    shown = ", ".join(str(value) for value in values[:8]) + (", ..." if len(values) > 8 else "")
+    raise DatasetError(
+        f"{path} is not a binary mask: it holds the values {shown}, but a mask may only hold 0 and 1 "
+        f"or 0 and 255. Save it as binary, e.g. ((mask > 127) * 255).astype('uint8') (the lossy JPEG "
+        f"format or resizing with interpolation usually causes this)."
+    )
+
+
+def encode_png(array: np.ndarray) -> bytes:
+    """Encode a 2D uint8 array (H, W) as 8-bit grey PNG bytes (deterministic, no metadata)."""
+    from PIL import Image
+
+    array = np.asarray(array)
+    if array.ndim != 2 or array.dtype != np.uint8:
+        raise ValueError(f"encode_png needs a 2D uint8 array, got {array.dtype} with shape {array.shape}")
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(array), mode="L").save(buffer, format="PNG", compress_level=6)
+    return buffer.getvalue()
+
+
+def write_png(array: np.ndarray, path: str | Path, force: bool = False) -> Path:
+    """Write a 2D uint8 array as an 8-bit grey PNG file, atomically; an existing file is
+    only replaced when ``force=True`` (else FileExistsError). Returns the path."""
+    path = Path(path)
+    if path.exists() and not force:
+        raise FileExistsError(f"{path} already exists: choose another name or pass force=True to replace it.")
+    atomic_write_bytes(path, encode_png(array))
+    return path
+
+
+def load_nifti(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Load a NIfTI volume (``.nii`` or ``.nii.gz``) as ``(array, affine)``: the voxel
+    values as float32 in the file's axis order (e.g. (X, Y, Z), Hounsfield units for CT,
+    scaled by the header's slope/intercept) and the 4x4 voxel-to-world affine (mm)."""
+    import nibabel as nib
+
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{path} does not exist: check the path, or regenerate the data set.")
+    try:
+        image = nib.load(str(path))
+        array = np.asarray(image.get_fdata(dtype=np.float32), dtype=np.float32)
+    except (OSError, ValueError, EOFError, nib.filebasedimages.ImageFileError) as error:
+        raise DatasetError(
+            f"{path} cannot be read as NIfTI ({error}): the file is damaged or not NIfTI; replace it, "
+            f"or delete the data set folder so that it is regenerated."
+        ) from None
+    return array, np.asarray(image.affine, dtype=np.float64)
+
+
+def save_nifti(array: np.ndarray, affine: np.ndarray, path: str | Path, force: bool = False) -> Path:
+    """Save ``array`` (any shape, e.g. (X, Y, Z)) with the 4x4 ``affine`` (voxel to world,
+    mm) as NIfTI; ``.nii.gz`` is gzip-compressed. The file appears atomically (readers never
+    see half a file) and an existing file is only replaced when ``force=True`` (else
+    FileExistsError). Booleans are stored as uint8, 64-bit integers as int32 and 64-bit
+    floats as float32; other dtypes are kept. Returns the path."""
+    import nibabel as nib
+
+    path = Path(path)
+    if path.exists() and not force:
+        raise FileExistsError(f"{path} already exists: choose another name or pass force=True to replace it.")
+    array = np.asarray(array)
+    if array.dtype == bool:
+        array = array.astype(np.uint8)
+    elif array.dtype == np.int64:
+        array = array.astype(np.int32)
+    elif array.dtype == np.float64:
+        array = array.astype(np.float32)
+    affine = np.asarray(affine, dtype=np.float64)
+    if affine.shape != (4, 4):
+        raise ValueError(f"affine must be a 4x4 matrix, got shape {affine.shape}")
+    image = nib.Nifti1Image(array, affine)
+    image.header.set_data_dtype(array.dtype)
+    payload = image.to_bytes()
+    if path.name.lower().endswith(".gz"):
+        payload = gzip.compress(payload, compresslevel=6, mtime=0)
+    atomic_write_bytes(path, payload)
+    return path
+
+
+def _list_files(folder: Path) -> dict[str, Path]:
+    return {path.name: path for path in sorted(folder.iterdir())
+            if path.is_file() and path.name.lower().endswith(IMAGE_SUFFIXES) and not path.name.startswith(".")}
+
+
+def _shown(names: list[str], limit: int = 5) -> str:
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def load_pairs(folder: str | Path) -> list[tuple[Path, Path]]:
+    """Check an image/mask data set and return its pairs ``[(image_path, mask_path), ...]``
+    sorted by file name, for ``folder/images/NAME`` and ``folder/masks/NAME``.
+
+    Checks that the folders exist and are not empty, that every image has a mask of the
+    same name and vice versa, that every file decodes, that image and mask sizes match and
+    that every mask is binary (0/1 or 0/255). The first problem found raises DatasetError
+    naming the file(s) and the fix. Decodes every file once (about a second for 400 pairs).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DatasetError(
+            f"{folder} does not exist or is not a folder: check the DATASET cell, or generate the default "
+            f"set with helpers.data.ensure_dataset('cxr_synthetic')."
+        )
+    images_dir, masks_dir = folder / "images", folder / "masks"
+    for sub in (images_dir, masks_dir):
+        if not sub.is_dir():
+            raise DatasetError(
+                f"{folder} has no {sub.name}/ folder: an image/mask data set needs {folder}/images/*.png and "
+                f"{folder}/masks/*.png with the same file names (prepare a public set with "
+                f"`python -m helpers data prepare`)."
+            )
+    images, masks = _list_files(images_dir), _list_files(masks_dir)
+    if not images and not masks:
+        raise DatasetError(
+            f"{images_dir} and {masks_dir} are empty: put the images and masks there, or delete {folder} "
+            f"and call helpers.data.ensure_dataset('cxr_synthetic') to regenerate the default set."
+        )
+    without_mask = sorted(set(images) - set(masks))
+    if without_mask:
+        first = without_mask[0]
+        raise DatasetError(
+            f"{masks_dir} has no mask for images/{first}"
+            + (f" (nor for {_shown(without_mask[1:])})" if len(without_mask) > 1 else "")
+            + f": add masks/{first} or remove the image."
+        )
+    without_image = sorted(set(masks) - set(images))
+    if without_image:
+        first = without_image[0]
+        raise DatasetError(
+            f"{images_dir} has no image for masks/{first}"
+            + (f" (nor for {_shown(without_image[1:])})" if len(without_image) > 1 else "")
+            + f": add images/{first} or remove the mask."
+        )
+    pairs = []
+    for name in sorted(images):
+        image = read_image(images[name])
+        mask = read_mask(masks[name])
+        if image.shape != mask.shape:
+            raise DatasetError(
+                f"images/{name} is {image.shape[1]}x{image.shape[0]} pixels but masks/{name} is "
+                f"{mask.shape[1]}x{mask.shape[0]} (in {folder}): an image and its mask must have the same "
+                f"size; resize the mask with nearest-neighbour interpolation or regenerate it."
+            )
+        pairs.append((images[name], masks[name]))
+    return pairs

@@ -1,0 +1,464 @@
+"""Synthetic chest CT volumes with lung masks, in the layout of the converted LCTSC data.
+
+Each case is a folder ``LCTSC-Train-S1-001/`` holding ``ct.nii.gz`` (int16, Hounsfield
+units) and ``lung.nii.gz`` (uint8, 1 inside the left or right lung, 0 elsewhere), the
+layout that a DICOM-RT to NIfTI conversion of the AAPM Lung CT Segmentation Challenge
+(LCTSC) gives. Arrays are indexed ``(i, j, k)``: ``i`` runs from the patient's right to
+left, ``j`` from anterior to posterior, ``k`` from feet to head (axial slices are
+``volume[:, :, k]``). The affine maps voxel indices to millimetres (RAS, as written by
+``dcm2niix``); spacing is anisotropic and varies per case, like a clinical chest CT
+resampled to a small grid for CPU training (about 5 mm in-plane, 7-8 mm between slices
+at the default 64 x 64 x 48 grid).
+
+The phantom has what makes lung segmentation more than a threshold: air around the body
+and in the trachea and main bronchi (outside the mask), a stomach gas bubble, a CT table
+with a foam core, subcutaneous fat, muscle, ribs, spine and sternum, the heart and the
+diaphragm domes, lung parenchyma about -850 HU with a gravity gradient, pulmonary vessels,
+nodules and ground-glass or dependent opacities (inside the mask), partial-volume blur and
+noise. A -400 HU threshold plus connected components scores clearly below a 3D U-Net
+(``benchmarks/lung_ct_difficulty.py``).
+"""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+
+from helpers import config
+from helpers.data._store import DatasetError, generate_into
+
+#: Bump when the generated volumes change, so that sets on disk are regenerated.
+GENERATOR_VERSION = "1.0"
+
+#: Default parameters of :func:`generate` (``shape`` is ``(i, j, k)`` in voxels).
+DEFAULTS = {"n_cases": 24, "shape": (64, 64, 48), "seed": config.SEED}
+
+#: File names inside every case folder (as in the converted LCTSC data).
+CT_NAME = "ct.nii.gz"
+MASK_NAME = "lung.nii.gz"
+
+#: Hounsfield units of the tissues (centre values; every case varies them a little).
+HU = {
+    "air": -1000.0,
+    "lung": -850.0,
+    "fat": -100.0,
+    "soft_tissue": 40.0,
+    "blood": 45.0,
+    "cancellous_bone": 380.0,
+    "cortical_bone": 900.0,
+}
+
+
+def case_name(index: int) -> str:
+    """LCTSC-like name of case ``index`` (0-based): ``LCTSC-Train-S1-001`` for index 0."""
+    site = 1 + index // 12
+    return f"LCTSC-Train-S{site}-{index % 12 + 1:03d}"
+
+
+# --------------------------------------------------------------------------- geometry
+
+def _segment_distance(points: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """Distance in mm from ``points`` (..., 3) to the segment ``start``-``end``."""
+    direction = end - start
+    length2 = float(direction @ direction) or 1e-9
+    t = np.clip(((points - start) @ direction) / length2, 0.0, 1.0)
+    closest = start + t[..., None] * direction
+    return np.linalg.norm(points - closest, axis=-1)
+
+
+def _tube(grid: np.ndarray, spacing: np.ndarray, start, end, radius: float) -> tuple[tuple, np.ndarray]:
+    """Boolean mask of a cylinder with round caps, computed in its bounding box only.
+
+    Returns ``(slices, inside)`` where ``inside`` has the shape of ``grid[slices]``.
+    """
+    start, end = np.asarray(start, float), np.asarray(end, float)
+    low = np.minimum(start, end) - radius - spacing
+    high = np.maximum(start, end) + radius + spacing
+    axes = [grid[..., 0][:, 0, 0], grid[..., 1][0, :, 0], grid[..., 2][0, 0, :]]
+    slices = []
+    for axis, (lo, hi) in enumerate(zip(low, high)):
+        inside = np.nonzero((axes[axis] >= lo) & (axes[axis] <= hi))[0]
+        if inside.size == 0:
+            return (slice(0, 0),) * 3, np.zeros((0, 0, 0), bool)
+        slices.append(slice(int(inside[0]), int(inside[-1]) + 1))
+    slices = tuple(slices)
+    return slices, _segment_distance(grid[slices], start, end) <= radius
+
+
+def _smooth_noise(rng: np.random.Generator, shape, sigma: float) -> np.ndarray:
+    """Zero-mean, unit-variance Gaussian-filtered noise (a smooth random field)."""
+    from scipy.ndimage import gaussian_filter
+
+    field = gaussian_filter(rng.standard_normal(shape), sigma)
+    return field / (field.std() + 1e-9)
+
+
+def _vessel_tree(rng, hilum, lateral_sign, n_generations=3):
+    """Segments ``(start, end, radius)`` of a branching vessel tree rooted at ``hilum`` (mm)."""
+    segments = []
+    frontier = []
+    for _ in range(3):  # upper, middle and lower lobar branches
+        direction = np.array([lateral_sign * rng.uniform(0.5, 1.0), rng.uniform(-0.5, 0.6),
+                              rng.uniform(-1.0, 1.0)])
+        frontier.append((np.asarray(hilum, float), direction / np.linalg.norm(direction),
+                         rng.uniform(3.5, 4.5), rng.uniform(35, 50)))
+    for _generation in range(n_generations):
+        children = []
+        for start, direction, radius, length in frontier:
+            end = start + direction * length
+            segments.append((start, end, radius))
+            for _ in range(2):
+                turn = rng.normal(0, 0.45, 3)
+                child = direction + turn
+                child[0] = lateral_sign * abs(child[0]) if rng.random() < 0.8 else child[0]
+                children.append((end, child / np.linalg.norm(child), radius * 0.7, length * 0.75))
+        frontier = children
+    return segments
+
+
+def make_case(index: int, shape=DEFAULTS["shape"], seed: int = config.SEED):
+    """Build synthetic case ``index``: ``(ct, lung, affine)``.
+
+    ``ct`` is int16 in Hounsfield units and ``lung`` uint8 {0, 1}, both of ``shape``
+    ``(i, j, k)`` (right-to-left, anterior-to-posterior, feet-to-head); ``affine`` is the
+    4 x 4 voxel-to-millimetre matrix (RAS) with the case's anisotropic spacing.
+    Deterministic in ``(index, shape, seed)``.
+    """
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng([int(seed), int(index), 6])
+    nx, ny, nz = (int(n) for n in shape)
+    fov = rng.uniform(300.0, 350.0)            # in-plane field of view, mm
+    extent_z = rng.uniform(330.0, 380.0)       # scan length, mm
+    spacing = np.array([fov / nx, fov / ny, extent_z / nz])
+    xs = (np.arange(nx) - (nx - 1) / 2) * spacing[0]   # + = patient's left
+    ys = (np.arange(ny) - (ny - 1) / 2) * spacing[1]   # + = posterior
+    zs = (np.arange(nz) - (nz - 1) / 2) * spacing[2]   # + = superior
+    X, Y, Z = np.meshgrid(xs, ys, zs, indexing="ij")
+    grid = np.stack([X, Y, Z], axis=-1)
+
+    ct = np.full(shape, HU["air"], dtype=np.float64)
+    soft = HU["soft_tissue"] + rng.uniform(-15, 15)
+    fat = HU["fat"] + rng.uniform(-15, 15)
+
+    # ---- body: ellipse with a flattened back, fat layer, muscle layer, thoracic cavity
+    half = fov / 2
+    a = half * rng.uniform(0.80, 0.90)
+    b = a * rng.uniform(0.62, 0.74)
+    cx = rng.uniform(-8, 8)
+    cy = -rng.uniform(8, 22)
+    theta = np.arctan2((Y - cy) / b, (X - cx) / a)
+    wobble = np.zeros_like(theta)
+    for k in (2, 3, 5):
+        wobble += rng.uniform(0, 0.025) * np.cos(k * theta + rng.uniform(0, 2 * np.pi))
+    wobble += 0.02 * np.cos(2 * np.pi * Z / rng.uniform(250, 400) + rng.uniform(0, 2 * np.pi))
+    radius = np.sqrt(((X - cx) / a) ** 2 + ((Y - cy) / b) ** 2) / (1 + wobble)
+    back = cy + 0.92 * b
+    body = (radius < 1) & (Y < back)
+    fat_mm = rng.uniform(8, 22)
+    muscle_mm = rng.uniform(9, 15)
+    scale_mean = (a + b) / 2
+    inner = radius < 1 - fat_mm / scale_mean
+    cavity_edge = 1 - (fat_mm + muscle_mm) / scale_mean
+    cavity = (radius < cavity_edge) & (Y < back - fat_mm - muscle_mm)
+    ct[body] = fat
+    ct[inner & (Y < back - fat_mm)] = soft + 10
+    ct[cavity] = soft - 10
+    ac, bc = a * cavity_edge, b * cavity_edge  # cavity semi-axes (mm)
+
+    # ---- CT table under the patient: two carbon plates around a foam core
+    table_top = back + rng.uniform(0.0, 4.0)
+    plate = rng.uniform(2.5, 4.0)
+    core = rng.uniform(10.0, 18.0)
+    table_half_width = half * (1.1 if rng.random() < 0.5 else rng.uniform(0.75, 0.95))
+    curve = rng.uniform(0.0, 12.0) * (X / half) ** 2
+    depth = Y - table_top + curve
+    across = np.abs(X) < table_half_width
+    ct[across & (depth >= 0) & (depth < plate)] = rng.uniform(150, 300)
+    ct[across & (depth >= plate) & (depth < plate + core)] = rng.uniform(-880, -750)
+    ct[across & (depth >= plate + core) & (depth < 2 * plate + core)] = rng.uniform(150, 300)
+
+    # ---- lungs: one envelope per side, domed bases, tapered apices, heart notch
+    lung_length = rng.uniform(230, 275)
+    z_apex = extent_z / 2 - rng.uniform(20, 40)
+    z_base = z_apex - lung_length
+    x_centre = 0.5 * ac
+    y_centre = cy + 0.08 * bc
+    heart_centre = np.array([cx + 0.18 * ac, cy - 0.25 * bc, z_base + rng.uniform(0.28, 0.36) * lung_length])
+    heart_axes = np.array([0.42 * ac, 0.55 * bc, rng.uniform(50, 65)]) * rng.uniform(0.9, 1.1)
+    heart = (((X - heart_centre[0]) / heart_axes[0]) ** 2 + ((Y - heart_centre[1]) / heart_axes[1]) ** 2
+             + ((Z - heart_centre[2]) / heart_axes[2]) ** 2) < 1
+    lungs = np.zeros(shape, bool)
+    sides = {}
+    for side, sign in (("right", -1.0), ("left", 1.0)):
+        ax_ = 0.50 * ac * rng.uniform(0.95, 1.08) * (1.05 if side == "right" else 1.0)
+        ay_ = 0.95 * bc * rng.uniform(0.95, 1.05)
+        xc = cx + sign * x_centre
+        u = (X - xc) / ax_
+        v = (Y - y_centre) / ay_
+        phi = np.arctan2(v, u)
+        bump = 1.0
+        for k in (2, 3, 4):
+            bump = bump + rng.uniform(0, 0.04) * np.cos(k * phi + rng.uniform(0, 2 * np.pi))
+        # apex: the cross-section shrinks to a point at z_apex (parabolic cap)
+        taper = np.clip((z_apex - Z) / rng.uniform(80, 110), 0, 1) ** 0.6
+        # base: diaphragm dome, higher on the right (liver), deeper posteriorly and laterally
+        dome_top = z_base + rng.uniform(55, 75) + (12 if side == "right" else 0)
+        dome = dome_top - 55 * ((u + sign * 0.15) ** 2 + 0.8 * np.clip(v, 0, None) ** 2
+                                + 0.3 * np.clip(-v, 0, None) ** 2)
+        envelope = (u ** 2 + v ** 2 < (bump * taper) ** 2) & (Z > np.maximum(dome, z_base))
+        medial = sign * (X - cx) > 0.1 * ac + 0.06 * ac * np.clip(v, 0, None)  # mediastinum / spine
+        side_mask = envelope & medial & (radius < cavity_edge - 3 / scale_mean) & ~heart
+        lungs |= side_mask
+        sides[side] = (xc, dome_top)
+    # spine and sternum (bone), carved from everything inside the cavity
+    spine_y = cy + 0.86 * bc
+    spine_r = rng.uniform(16, 20)
+    vertebra = ((X - cx) ** 2 + (Y - spine_y) ** 2) < spine_r ** 2
+    canal = ((X - cx) ** 2 + (Y - spine_y - spine_r - 6) ** 2) < 7 ** 2
+    arch = (((X - cx) ** 2 + (Y - spine_y - spine_r - 6) ** 2) < 13 ** 2) & ~canal
+    disc_phase = rng.uniform(0, 25)
+    disc = np.abs(((Z + disc_phase) % 25.0) - 12.5) > 10.5
+    lungs &= ~(vertebra | arch | canal)
+    cancellous = rng.uniform(300, 450)
+    ct[vertebra] = np.where(disc[vertebra], soft + 40, cancellous)
+    shell = vertebra & ~(((X - cx) ** 2 + (Y - spine_y) ** 2) < (spine_r - 2.5) ** 2)
+    ct[shell & ~disc] = rng.uniform(750, 950)
+    ct[arch] = rng.uniform(600, 900)
+    ct[canal] = 15.0
+    sternum = ((((X - cx) / 14) ** 2 + ((Y - (cy - b + fat_mm + 0.6 * muscle_mm)) / 6) ** 2) < 1) & \
+        (Z > z_base + 0.3 * lung_length) & (Z < z_apex - 10)
+    ct[sternum] = rng.uniform(350, 600)
+
+    # ribs: bands in the chest wall that descend anteriorly
+    rib_spacing = rng.uniform(22, 27)
+    angle = np.abs(np.arctan2(-(Y - cy), X - cx))            # 0 = patient left, pi = right
+    from_spine = np.abs(np.arctan2(X - cx, Y - cy))          # 0 at the spine, pi anteriorly
+    rib_shell = (radius > cavity_edge - 0.5 / scale_mean) & (radius < cavity_edge + 9 / scale_mean)
+    rib_bone = rng.uniform(500, 800)
+    for z_rib in np.arange(z_apex + 10, z_base - 20, -rib_spacing):
+        centre = z_rib - 38 * from_spine / np.pi
+        band = rib_shell & (np.abs(Z - centre) < 5.0) & (from_spine < 0.82 * np.pi)
+        ct[band] = rib_bone
+        cortex = band & ((np.abs(Z - centre) > 3.0) | (radius > cavity_edge + 6 / scale_mean))
+        ct[cortex] = rib_bone + 250
+    del angle
+
+    # mediastinum: heart (blood), aorta, oesophagus
+    ct[heart & cavity] = HU["blood"] + rng.uniform(-10, 10)
+    pericardial = heart & ~((((X - heart_centre[0]) / (heart_axes[0] - 6)) ** 2
+                             + ((Y - heart_centre[1]) / (heart_axes[1] - 6)) ** 2
+                             + ((Z - heart_centre[2]) / (heart_axes[2] - 6)) ** 2) < 1)
+    ct[pericardial & cavity] = fat
+    aorta_x = cx + 0.12 * ac
+    aorta_y = spine_y - spine_r - 8
+    for sl, inside in [_tube(grid, spacing, (aorta_x + 10, cy - 0.1 * bc, z_apex - 40),
+                             (aorta_x, aorta_y, z_apex - 70), 13.0),
+                       _tube(grid, spacing, (aorta_x, aorta_y, z_apex - 70),
+                             (aorta_x, aorta_y, z_base - 60), 12.0)]:
+        region = ct[sl]
+        region[inside] = HU["blood"] + 5
+        lungs[sl] &= ~inside
+
+    # below the diaphragm: liver (right), stomach with a gas bubble (left)
+    below = cavity & ~lungs & (Z < z_base + 70) & ~heart
+    liver = below & (X < cx + 0.2 * ac) & (Z < sides["right"][1] - 5) & \
+        (Z < sides["right"][1] - 5 - 70 * np.clip((-(X - sides["right"][0]) / (0.5 * ac)), 0, None) ** 2 + 200)
+    ct[liver & ~(vertebra | arch)] = rng.uniform(55, 70)
+    if rng.random() < 0.7:
+        stomach_c = np.array([cx + 0.45 * ac, cy - 0.2 * bc, sides["left"][1] - rng.uniform(25, 35)])
+        bubble_r = rng.uniform(14, 26)
+        bubble = (((X - stomach_c[0]) / (1.4 * bubble_r)) ** 2 + ((Y - stomach_c[1]) / bubble_r) ** 2
+                  + ((Z - stomach_c[2]) / (0.8 * bubble_r)) ** 2 < 1) & cavity & ~lungs
+        ct[bubble] = HU["air"]
+
+    # ---- lung parenchyma with a gravity gradient; vessels, nodules and opacities inside
+    lung_hu = HU["lung"] + rng.uniform(-25, 25)
+    gradient = rng.uniform(20, 70)
+    y_span = max(bc, 1.0)
+    texture = _smooth_noise(rng, shape, 1.2) * rng.uniform(10, 25)
+    ct[lungs] = (lung_hu + gradient * np.clip((Y[lungs] - y_centre) / y_span + 0.5, 0, 1.5)
+                 + texture[lungs])
+    hilum_z = z_apex - rng.uniform(85, 110)
+    for side, sign in (("right", -1.0), ("left", 1.0)):
+        hilum = np.array([cx + sign * 0.22 * ac, y_centre + 0.05 * bc, hilum_z])
+        for start, end, r in _vessel_tree(rng, hilum, sign):
+            sl, inside = _tube(grid, spacing, start, end, r)
+            region = ct[sl]
+            within = inside & lungs[sl]
+            region[within] = HU["blood"] + rng.uniform(-20, 20)
+    lung_points = np.argwhere(lungs)
+    for _ in range(int(rng.integers(0, 4))):   # nodules (solid, in the mask)
+        centre = grid[tuple(lung_points[rng.integers(len(lung_points))])]
+        r = rng.uniform(4, 11)
+        ball = np.sum((grid - centre) ** 2, axis=-1) < r ** 2
+        ct[ball & lungs] = rng.uniform(10, 50)
+    def irregular_ball(centre, r):
+        wobble = 1 + 0.25 * texture / max(texture.std(), 1e-9)
+        return (np.sum((grid - centre) ** 2, axis=-1) < (r * wobble) ** 2) & lungs
+
+    for _ in range(int(rng.integers(0, 4))):   # ground-glass patches (in the mask)
+        centre = grid[tuple(lung_points[rng.integers(len(lung_points))])]
+        blob = irregular_ball(centre, rng.uniform(20, 45))
+        ct[blob] = np.maximum(ct[blob], rng.uniform(-450, -200) + texture[blob])
+    if rng.random() < 0.35:                     # consolidation with air bronchograms (in the mask)
+        centre = grid[tuple(lung_points[rng.integers(len(lung_points))])]
+        blob = irregular_ball(centre, rng.uniform(30, 55))
+        ct[blob] = rng.uniform(-60, 30) + texture[blob]
+        for _ in range(3):
+            direction = rng.normal(0, 1, 3)
+            direction /= np.linalg.norm(direction)
+            sl, inside = _tube(grid, spacing, centre - 25 * direction, centre + 25 * direction, 2.5)
+            ct[sl][inside & blob[sl]] = rng.uniform(-950, -800)
+    for side, sign in (("right", -1.0), ("left", 1.0)):   # dependent atelectasis (in the mask)
+        if rng.random() < 0.6:
+            level = y_centre + rng.uniform(0.25, 0.55) * bc + 12 * texture / max(texture.std(), 1e-9)
+            band = lungs & (sign * (X - cx) > 0) & (Y > level) & (Z < z_base + rng.uniform(70, 140))
+            ct[band] = rng.uniform(-200, 10) + texture[band]
+
+    # ---- airways: trachea and main bronchi, air with a soft-tissue wall, NOT in the mask
+    trachea_x = cx + rng.uniform(-4, 4)
+    trachea_y = spine_y - spine_r - rng.uniform(14, 22)
+    carina = np.array([trachea_x, trachea_y - 4, hilum_z + rng.uniform(10, 25)])
+    airway_r = rng.uniform(7, 9)
+    pieces = [((trachea_x, trachea_y, extent_z), carina, airway_r)]
+    for sign in (-1.0, 1.0):
+        end = np.array([cx + sign * 0.32 * ac, y_centre + 0.02 * bc, hilum_z - rng.uniform(5, 15)])
+        pieces.append((carina, end, airway_r * 0.7))
+    for start, end, r in pieces:
+        sl, wall = _tube(grid, spacing, start, end, r + 2.0)
+        region, lung_region = ct[sl], lungs[sl]
+        region[wall] = soft
+        lung_region[wall] = False
+        sl, lumen = _tube(grid, spacing, start, end, r)
+        ct[sl][lumen] = HU["air"]
+    oesophagus = _tube(grid, spacing, (trachea_x + 8, trachea_y + 14, extent_z),
+                       (cx + 0.15 * ac, spine_y - spine_r - 6, z_base), 6.0)
+    ct[oesophagus[0]][oesophagus[1] & ~lungs[oesophagus[0]]] = soft
+
+    # ---- scanner: partial-volume blur, noise, reconstruction circle
+    blur = rng.uniform(0.5, 0.75)
+    ct = gaussian_filter(ct, (blur, blur, blur * spacing[0] / spacing[2]))
+    ct += rng.normal(0.0, rng.uniform(12, 25), shape)
+    if rng.random() < 0.5:   # many scanners pad outside the reconstruction circle
+        ct[(X ** 2 + Y ** 2) > half ** 2] = -1024
+    ct = np.clip(np.rint(ct), -1024, 3071).astype(np.int16)
+
+    affine = np.diag([-spacing[0], -spacing[1], spacing[2], 1.0])
+    affine[:3, 3] = [spacing[0] * (nx - 1) / 2 + rng.uniform(-10, 10),
+                     spacing[1] * (ny - 1) / 2 + rng.uniform(-10, 10) - 150.0,
+                     -spacing[2] * (nz - 1) / 2 - rng.uniform(100, 200)]
+    return ct, lungs.astype(np.uint8), affine
+
+
+# --------------------------------------------------------------------------- files
+
+def nifti_bytes(array: np.ndarray, affine: np.ndarray) -> bytes:
+    """Gzipped NIfTI-1 bytes of ``array`` with ``affine`` (mm), deterministic (gzip mtime 0)."""
+    import nibabel as nib
+
+    image = nib.Nifti1Image(np.asarray(array), np.asarray(affine, dtype=np.float64))
+    image.header.set_xyzt_units("mm", "sec")
+    image.set_qform(affine, code=1)
+    image.set_sform(affine, code=1)
+    return gzip.compress(image.to_bytes(), compresslevel=6, mtime=0)
+
+
+def _make(task) -> dict[str, bytes]:
+    index, shape, seed = task
+    ct, lung, affine = make_case(index, shape, seed)
+    name = case_name(index)
+    return {f"{name}/{CT_NAME}": nifti_bytes(ct, affine), f"{name}/{MASK_NAME}": nifti_bytes(lung, affine)}
+
+
+def generate(folder: Path, *, force: bool = False, n_cases: int = DEFAULTS["n_cases"],
+             shape=DEFAULTS["shape"], seed: int = DEFAULTS["seed"]) -> Path:
+    """Generate ``n_cases`` synthetic chest CT cases into ``folder`` unless already there.
+
+    Writes ``<case>/ct.nii.gz`` (int16 HU) and ``<case>/lung.nii.gz`` (uint8 {0, 1}) for
+    cases ``LCTSC-Train-S1-001`` ... with volumes of ``shape`` voxels ``(i, j, k)`` and
+    anisotropic spacing in the affine; deterministic in ``(n_cases, shape, seed)``; about
+    0.2 s per case at the default grid. Returns ``folder``.
+    """
+    n_cases = int(n_cases)
+    shape = tuple(int(n) for n in shape)
+    if n_cases < 1 or len(shape) != 3 or min(shape) < 16:
+        raise ValueError(f"need n_cases >= 1 and a 3-D shape of at least 16 voxels per axis, "
+                         f"got n_cases={n_cases}, shape={shape}")
+    planned = [f"{case_name(i)}/{name}" for i in range(n_cases) for name in (CT_NAME, MASK_NAME)]
+    request = {"generator": "lung_ct", "version": GENERATOR_VERSION,
+               "params": {"n_cases": n_cases, "shape": list(shape), "seed": int(seed)}}
+    return generate_into(Path(folder), request=request, planned=planned,
+                         tasks=[(i, shape, int(seed)) for i in range(n_cases)], make=_make,
+                         force=force, desc="lung CT volumes")
+
+
+# --------------------------------------------------------------------------- loading
+
+def _header(path: Path):
+    import nibabel as nib
+
+    try:
+        image = nib.load(str(path))
+        image.header.get_data_shape()
+    except Exception as error:  # nibabel raises several types for broken files
+        raise DatasetError(
+            f"{path} is not a readable NIfTI file ({type(error).__name__}: {error}). Regenerate "
+            f"the synthetic set with ensure_dataset('lung_ct_synthetic', force=True) or convert "
+            f"that case again."
+        ) from error
+    return image
+
+
+def load_lung_ct_cases(folder: Path, *, check_values: bool = True) -> list[tuple[Path, Path]]:
+    """Validated ``(ct_path, lung_path)`` pairs of the case folders in ``folder``, sorted.
+
+    Every sub-folder holding ``ct.nii.gz`` must hold ``lung.nii.gz`` of the same 3-D shape;
+    with ``check_values`` the masks are read and must contain only 0 and 1 (this reads every
+    mask: a few seconds for a real data set). Raises ``DatasetError`` naming the file and
+    the fix otherwise, or when ``folder`` holds no case at all.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DatasetError(f"{folder} does not exist. Generate the synthetic set with "
+                           f"helpers.data.ensure_dataset('lung_ct_synthetic') or fix the path.")
+    pairs = []
+    for ct_path in sorted(folder.glob(f"*/{CT_NAME}")):
+        lung_path = ct_path.parent / MASK_NAME
+        if not lung_path.is_file():
+            raise DatasetError(f"{ct_path} has no mask: expected {lung_path}. Add the lung mask "
+                               f"(left + right lung, 0/1) or remove the folder {ct_path.parent}.")
+        ct_image, lung_image = _header(ct_path), _header(lung_path)
+        ct_shape, lung_shape = ct_image.shape, lung_image.shape
+        if len(ct_shape) != 3 or tuple(ct_shape) != tuple(lung_shape):
+            raise DatasetError(f"{lung_path} has shape {tuple(lung_shape)} but {ct_path} has "
+                               f"{tuple(ct_shape)}: a mask must be a 3-D volume on the CT's grid. "
+                               f"Resample the mask onto the CT (nearest neighbour) when converting.")
+        if check_values:
+            try:
+                values = np.unique(np.asarray(lung_image.dataobj))
+            except Exception as error:
+                raise DatasetError(f"{lung_path} could not be read ({type(error).__name__}: "
+                                   f"{error}); convert that case again.") from error
+            if not set(values.tolist()) <= {0, 1}:
+                shown = ", ".join(f"{v:g}" for v in values[:6]) + (" ..." if len(values) > 6 else "")
+                raise DatasetError(f"{lung_path} holds values {shown}; a lung mask must hold only "
+                                   f"0 and 1. Binarise it when converting, e.g. (mask > 0).astype('uint8').")
+        pairs.append((ct_path, lung_path))
+    if not pairs:
+        raise DatasetError(f"{folder} holds no case folder with {CT_NAME}. Expected "
+                           f"<case>/{CT_NAME} + <case>/{MASK_NAME}; generate the synthetic set with "
+                           f"helpers.data.ensure_dataset('lung_ct_synthetic').")
+    return pairs
+
+
+def voxel_spacing(affine: np.ndarray) -> np.ndarray:
+    """Voxel spacing in mm along the array axes ``(i, j, k)`` from a 4 x 4 affine."""
+    affine = np.asarray(affine, dtype=float)
+    return np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+
+
+__all__ = ["CT_NAME", "DEFAULTS", "GENERATOR_VERSION", "HU", "MASK_NAME", "case_name",
+           "generate", "load_lung_ct_cases", "make_case", "nifti_bytes", "voxel_spacing"]

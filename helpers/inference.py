@@ -1,0 +1,283 @@
+"""From a trained model to delivered masks: predict, threshold, clean up, measure, save.
+
+* :func:`predict_dataset` returns probabilities ``(N, H, W)`` in the order of the pairs;
+* :func:`threshold` turns them into binary masks; :func:`resize_to` brings a prediction
+  back to the size of the original image;
+* :func:`keep_largest_components`, :func:`fill_holes` and :func:`postprocess` remove
+  specks and holes (two lungs, no holes);
+* :func:`per_case_metrics` gives one row of Dice, IoU, sensitivity and precision per
+  image, :func:`summarise` their means, :func:`save_table_csv` writes the table and
+  :func:`save_masks_png` the masks (neither overwrites a file unless ``force=True``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from helpers import config
+
+__all__ = [
+    "predict_dataset", "threshold", "resize_to", "keep_largest_components", "fill_holes",
+    "postprocess", "per_case_metrics", "summarise", "save_table_csv", "save_masks_png",
+    "METRIC_COLUMNS",
+]
+
+#: Columns of :func:`per_case_metrics` rows, in order.
+METRIC_COLUMNS = ("name", "dice", "iou", "sensitivity", "precision", "true_pixels", "predicted_pixels")
+
+
+# --------------------------------------------------------------------------- prediction
+
+def _model_image_size(model) -> tuple:
+    shape = tuple(model.input_shape)
+    return tuple(int(s) for s in shape[1:-1])
+
+
+def predict_dataset(model, dataset, batch_size: int = 16, image_size=None,
+                    progress: bool = True) -> np.ndarray:
+    """Predict every case of ``dataset`` and return the probabilities in the order of its
+    pairs, float32 ``(N, H, W)`` for one output channel, ``(N, H, W, C)`` otherwise.
+
+    ``dataset`` is a list of ``(image, mask)`` pairs (read, scaled and resized to the
+    model's input size ``image_size`` like in training, never augmented) or a
+    :class:`helpers.generator.SegmentationDataset` (its own order is undone if it
+    shuffles, so row ``i`` always belongs to ``dataset.pairs[i]``) or any Keras
+    ``PyDataset`` returning ``x`` or ``(x, y)`` batches (taken in batch order).
+    Probabilities stay at the model's size: see :func:`resize_to`.
+    """
+    from tqdm.auto import tqdm
+
+    from helpers.generator import SegmentationDataset
+
+    if isinstance(dataset, (list, tuple)):
+        if not dataset:
+            raise ValueError("predict_dataset got no pairs: pass a list of (image, mask) pairs.")
+        size = tuple(image_size) if image_size is not None else _model_image_size(model)
+        dataset = SegmentationDataset(list(dataset), batch_size=batch_size, image_size=size,
+                                      augment=False, shuffle=False)
+    order = None
+    if isinstance(dataset, SegmentationDataset):
+        order = np.asarray(dataset.order).copy()
+    outputs = []
+    batches = range(len(dataset))
+    if progress and len(dataset) > 2:
+        batches = tqdm(batches, desc="predicting", unit="batch", leave=False)
+    for index in batches:
+        batch = dataset[index]
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        outputs.append(np.asarray(model.predict_on_batch(x), dtype=np.float32))
+    probs = np.concatenate(outputs, axis=0)
+    if order is not None:
+        unshuffled = np.empty_like(probs)
+        unshuffled[order[:len(probs)]] = probs
+        probs = unshuffled
+    if probs.shape[-1] == 1:
+        probs = probs[..., 0]
+    return probs
+
+
+def threshold(probs, value: float = 0.5) -> np.ndarray:
+    """Binary mask, uint8 ``{0, 1}`` of the shape of ``probs``: 1 where the probability
+    is strictly above ``value`` (the Keras metric ``hard_dice`` uses the same rule)."""
+    if not 0.0 <= float(value) <= 1.0:
+        raise ValueError(f"threshold value must be in [0, 1], got {value}.")
+    return (np.asarray(probs) > value).astype(np.uint8)
+
+
+def resize_to(prediction, shape) -> np.ndarray:
+    """Resize one prediction ``(h, w)`` (or ``(d, h, w)``) to ``shape``: probabilities
+    (float) linearly, masks and label maps (integers, bool) by nearest neighbour so they
+    keep their values. Returns the input unchanged when the shape already matches."""
+    prediction = np.asarray(prediction)
+    shape = tuple(int(s) for s in shape)
+    if prediction.shape == shape:
+        return prediction
+    from skimage.transform import resize
+
+    if np.issubdtype(prediction.dtype, np.floating):
+        return resize(prediction, shape, order=1, preserve_range=True,
+                      anti_aliasing=False).astype(prediction.dtype)
+    return resize(prediction, shape, order=0, preserve_range=True,
+                  anti_aliasing=False).astype(prediction.dtype)
+
+
+# --------------------------------------------------------------------------- post-processing
+
+def keep_largest_components(mask, n: int = 2) -> np.ndarray:
+    """Keep the ``n`` largest connected components of a binary mask (2D or 3D), and
+    remove every other one. Pixels touching by an edge or a corner are connected. Returns
+    uint8 ``{0, 1}`` of the mask's shape; a mask with ``n`` components or fewer is
+    returned as it is (as uint8)."""
+    from skimage.measure import label
+
+    mask = np.asarray(mask).astype(bool)
+    if int(n) < 1:
+        raise ValueError(f"n must be >= 1 (components to keep), got {n}.")
+    labels, count = label(mask, connectivity=mask.ndim, return_num=True)
+    if count <= n:
+        return mask.astype(np.uint8)
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    keep = np.argsort(sizes, kind="stable")[::-1][:n]
+    return np.isin(labels, keep).astype(np.uint8)
+
+
+def fill_holes(mask) -> np.ndarray:
+    """Fill the holes of a binary mask: background regions that do not touch the border
+    become foreground (``scipy.ndimage.binary_fill_holes``, in 2D or 3D). Returns uint8
+    ``{0, 1}`` of the mask's shape."""
+    from scipy import ndimage
+
+    return ndimage.binary_fill_holes(np.asarray(mask).astype(bool)).astype(np.uint8)
+
+
+def postprocess(mask, n_components: int = 2, fill: bool = True) -> np.ndarray:
+    """Clean a binary lung mask: keep its ``n_components`` largest components (two lungs)
+    and, if ``fill``, fill its holes. uint8 ``{0, 1}`` of the mask's shape."""
+    cleaned = keep_largest_components(mask, n=n_components)
+    return fill_holes(cleaned) if fill else cleaned
+
+
+# --------------------------------------------------------------------------- evaluation
+
+def _case_name(case, index: int) -> str:
+    if isinstance(case, (tuple, list)) and case and isinstance(case[0], (str, Path)):
+        return Path(case[0]).name
+    return f"case_{index:03d}"
+
+
+def _true_mask(case) -> np.ndarray:
+    if isinstance(case, (tuple, list)) and len(case) == 2 and isinstance(case[1], (str, Path)):
+        from helpers.generator import read_any_mask
+
+        return read_any_mask(case[1])
+    return np.asarray(case)
+
+
+def per_case_metrics(cases, predictions, threshold: float = 0.5,
+                     postprocess: Callable | None = None, names: Sequence[str] | None = None) -> list[dict]:
+    """One row per case: ``name``, ``dice``, ``iou``, ``sensitivity``, ``precision``,
+    ``true_pixels`` and ``predicted_pixels``.
+
+    ``cases`` are ``(image, mask)`` pairs (the mask file is read) or the true masks
+    themselves (an array ``(N, H, W)`` or a list of arrays). ``predictions`` hold one
+    prediction per case: probabilities (float; resized linearly to the true mask's size,
+    then thresholded at ``threshold``) or binary masks (integers or bool; resized by
+    nearest neighbour). ``postprocess`` (e.g. :func:`postprocess`) is applied to each
+    binary mask. Metrics are the exact NumPy ones of :mod:`helpers.metrics` (an empty
+    truth and prediction scores 1.0 Dice). Names come from ``names``, the image file
+    names, or ``case_000``...
+    """
+    from helpers import metrics
+
+    cases = list(cases)
+    if len(cases) != len(predictions):
+        raise ValueError(f"{len(cases)} cases but {len(predictions)} predictions: predict every "
+                         f"case once, in the same order (predict_dataset keeps the order).")
+    if names is not None and len(names) != len(cases):
+        raise ValueError(f"{len(names)} names for {len(cases)} cases.")
+    rows = []
+    for index, case in enumerate(cases):
+        truth = _true_mask(case) > 0
+        prediction = np.asarray(predictions[index])
+        if prediction.ndim == truth.ndim + 1 and prediction.shape[-1] == 1:
+            prediction = prediction[..., 0]
+        prediction = resize_to(prediction, truth.shape)
+        if np.issubdtype(prediction.dtype, np.floating):
+            binary = prediction > threshold
+        else:
+            binary = prediction > 0
+        if postprocess is not None:
+            binary = np.asarray(postprocess(binary.astype(np.uint8))) > 0
+        rows.append({
+            "name": names[index] if names is not None else _case_name(case, index),
+            "dice": metrics.dice_numpy(truth, binary),
+            "iou": metrics.iou_numpy(truth, binary),
+            "sensitivity": metrics.sensitivity_numpy(truth, binary, empty=1.0),
+            "precision": metrics.precision_numpy(truth, binary, empty=1.0),
+            "true_pixels": int(truth.sum()),
+            "predicted_pixels": int(binary.sum()),
+        })
+    return rows
+
+
+def summarise(rows: Sequence[dict], keys: Sequence[str] = ("dice", "iou", "sensitivity", "precision")) -> dict:
+    """Mean of each of ``keys`` over the rows of :func:`per_case_metrics`, rounded to 4
+    digits: ``{"dice": 0.962, ...}``."""
+    if not rows:
+        raise ValueError("summarise got no rows.")
+    return {key: round(float(np.mean([row[key] for row in rows])), 4) for key in keys}
+
+
+# --------------------------------------------------------------------------- saving
+
+def _refuse_existing(paths: Sequence[Path], force: bool) -> None:
+    existing = [p for p in paths if p.exists()]
+    if existing and not force:
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise FileExistsError(f"{existing[0]}{more} already exists and would be overwritten: "
+                              f"pass force=True to replace it, or choose another folder or name.")
+
+
+def save_table_csv(rows: Sequence[dict], path, force: bool = False) -> Path:
+    """Write the rows of :func:`per_case_metrics` (any list of dicts with the same keys)
+    as a CSV file with a header line; floats with 6 significant digits. Refuses to
+    overwrite an existing file unless ``force=True`` (FileExistsError naming it). Returns
+    the path."""
+    from helpers.data._store import atomic_write_bytes
+
+    path = Path(path)
+    rows = list(rows)
+    if not rows:
+        raise ValueError(f"No rows to write to {path}.")
+    _refuse_existing([path], force)
+    columns = list(rows[0])
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({key: (f"{value:.6g}" if isinstance(value, float) else value)
+                         for key, value in row.items()})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, buffer.getvalue().encode())
+    return path
+
+
+def save_masks_png(masks, names: Sequence[str], folder, force: bool = False) -> list[Path]:
+    """Save binary masks ``(H, W)`` as 8-bit PNG files (0 background, 255 foreground,
+    the layout of the data sets) named ``names`` (``.png`` added if missing) in
+    ``folder`` (created). Nothing is written if any target exists, unless ``force=True``
+    (FileExistsError naming it). Returns the paths written."""
+    from PIL import Image
+
+    from helpers.data._store import atomic_write_bytes
+
+    folder = Path(folder)
+    names = list(names)
+    if len(names) != len(masks):
+        raise ValueError(f"{len(masks)} masks but {len(names)} names: give one file name per mask.")
+    paths = [folder / (name if str(name).lower().endswith(".png") else f"{name}.png") for name in names]
+    if len(set(paths)) != len(paths):
+        raise ValueError("Two masks would get the same file name: make the names unique.")
+    _refuse_existing(paths, force)
+    arrays = []
+    for path, mask in zip(paths, masks):
+        mask = np.asarray(mask)
+        if mask.ndim != 2:
+            raise ValueError(f"Mask for {path.name} has shape {mask.shape}; expected (H, W).")
+        values = np.unique(mask)
+        if not set(values.tolist()) <= {0, 1, True, False} and not set(values.tolist()) <= {0, 255}:
+            raise ValueError(f"Mask for {path.name} is not binary (values {values[:5].tolist()}...): "
+                             f"threshold the probabilities first (inference.threshold).")
+        arrays.append(((mask > 0) * 255).astype(np.uint8))
+    folder.mkdir(parents=True, exist_ok=True)
+    for path, array in zip(paths, arrays):
+        buffer = io.BytesIO()
+        Image.fromarray(array, mode="L").save(buffer, format="PNG")
+        atomic_write_bytes(path, buffer.getvalue())
+    return paths

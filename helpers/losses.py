@@ -1,0 +1,95 @@
+"""Segmentation losses for ``model.compile(loss=...)``, written with ``keras.ops``.
+
+All take ``y_true`` (binary or one-hot) and ``y_pred`` (sigmoid or softmax
+probabilities) of shape ``(batch, ..., channels)`` and return one scalar, the mean over
+the batch of a per-sample loss (Keras logs it as ``loss`` / ``val_loss``). Overlap
+terms are the soft Dice of :mod:`helpers.metrics`, so ``dice_loss = 1 - dice``.
+
+* binary (one sigmoid channel): :func:`dice_loss`, :func:`bce_dice_loss`,
+  :func:`tversky_loss`;
+* multi-class (softmax channels): :func:`categorical_dice_loss`, :func:`cce_dice_loss`.
+
+To compile a loss with other parameters use
+``metrics.configured(losses.tversky_loss, alpha=0.8, beta=0.2)``.
+"""
+
+from __future__ import annotations
+
+import keras
+
+from helpers import metrics
+
+__all__ = ["dice_loss", "bce_dice_loss", "tversky_loss", "categorical_dice_loss",
+           "cce_dice_loss"]
+
+
+def dice_loss(y_true, y_pred, smooth=1.0):
+    """Soft Dice loss ``1 - dice_coefficient``, a scalar in ``[0, 1]``.
+
+    ``(batch, ..., C)`` tensors; per-sample soft Dice with ``smooth`` in numerator and
+    denominator, averaged over the batch. Insensitive to the amount of background,
+    which suits small structures; on its own it can be slow to start.
+    """
+    return 1.0 - metrics.dice_coefficient(y_true, y_pred, smooth=smooth)
+
+
+def bce_dice_loss(y_true, y_pred, bce_weight=1.0, dice_weight=1.0, smooth=1.0):
+    """``bce_weight * BCE + dice_weight * (1 - Dice)``, a scalar >= 0.
+
+    BCE is the binary cross-entropy averaged over every pixel of the batch
+    (probabilities clipped to ``[1e-7, 1 - 1e-7]``); Dice as in :func:`dice_loss`.
+    Cross-entropy gives smooth per-pixel gradients early in training, Dice keeps the
+    focus on the overlap: the default loss of the core lessons.
+    """
+    ops = keras.ops
+    y_true, y_pred, _ = metrics._prepare(y_true, y_pred)
+    bce = ops.mean(keras.losses.binary_crossentropy(y_true, y_pred))
+    return bce_weight * bce + dice_weight * dice_loss(y_true, y_pred, smooth=smooth)
+
+
+def tversky_loss(y_true, y_pred, alpha=0.7, beta=0.3, smooth=1.0):
+    """Tversky loss ``1 - (TP + s) / (TP + alpha*FN + beta*FP + s)``, scalar in ``[0, 1]``.
+
+    Soft counts per sample over ``(batch, ..., C)`` tensors, averaged over the batch.
+    ``alpha`` weighs false negatives (missed foreground) and ``beta`` false positives;
+    ``alpha > beta`` favours sensitivity for small lesions, and
+    ``alpha = beta = 0.5`` gives the Dice loss (exactly so with ``smooth=0``).
+    """
+    ops = metrics._ops()
+    y_true, y_pred, axes = metrics._prepare(y_true, y_pred)
+    tp = ops.sum(y_true * y_pred, axis=axes)
+    fn = ops.sum(y_true * (1.0 - y_pred), axis=axes)
+    fp = ops.sum((1.0 - y_true) * y_pred, axis=axes)
+    index = (tp + smooth) / (tp + alpha * fn + beta * fp + smooth)
+    return 1.0 - ops.mean(index)
+
+
+def categorical_dice_loss(y_true, y_pred, include_background=False, smooth=1.0):
+    """Multi-class soft Dice loss ``1 - multiclass_dice``, a scalar in ``[0, 1]``.
+
+    One-hot ``y_true`` and softmax ``y_pred`` of shape ``(batch, ..., C)``; the mean
+    over classes (without class 0 unless ``include_background``) of the per-class
+    soft Dice, each class counting equally however small it is.
+    """
+    return 1.0 - metrics.multiclass_dice(y_true, y_pred,
+                                         include_background=include_background,
+                                         smooth=smooth)
+
+
+def cce_dice_loss(y_true, y_pred, cce_weight=1.0, dice_weight=1.0,
+                  include_background=False, smooth=1.0):
+    """``cce_weight * CCE + dice_weight * categorical_dice_loss``, a scalar >= 0.
+
+    CCE is the categorical cross-entropy (over the last axis) averaged over every pixel
+    of the batch, for one-hot ``y_true`` and softmax ``y_pred`` of shape
+    ``(batch, ..., C)``. The multi-class loss of lesson 08 (BraTS).
+    """
+    ops = keras.ops
+    y_true, y_pred, _ = metrics._prepare(y_true, y_pred)
+    cce = ops.mean(keras.losses.categorical_crossentropy(y_true, y_pred))
+    return cce_weight * cce + dice_weight * categorical_dice_loss(
+        y_true, y_pred, include_background=include_background, smooth=smooth)
+
+
+for _fn in (dice_loss, bce_dice_loss, tversky_loss, categorical_dice_loss, cce_dice_loss):
+    metrics._register(_fn)

@@ -1,0 +1,410 @@
+"""Segmentation metrics: Keras metrics for training and NumPy versions for evaluation.
+
+Two families live here.
+
+* **Keras metrics** (``keras.ops``; pass them to ``model.compile(metrics=[...])``). They
+  take batches ``y_true``, ``y_pred`` of shape ``(batch, ..., channels)`` -- 2D
+  ``(B, H, W, C)`` or 3D ``(B, D, H, W, C)`` -- with ``y_true`` binary (or one-hot) and
+  ``y_pred`` probabilities in ``[0, 1]``. Each is computed **per sample** (sums over every
+  axis but the batch axis) and then **averaged over the batch**, and returns one scalar.
+  Keras logs a metric under its function's ``__name__`` (``val_`` prefixed on validation
+  data):
+
+  ==========================  ====================  =========================
+  function                    logged as             validation key
+  ==========================  ====================  =========================
+  ``dice_coefficient``        ``dice``              ``val_dice``
+  ``hard_dice``               ``hard_dice``         ``val_hard_dice``
+  ``iou`` (= ``jaccard``)     ``iou``               ``val_iou``
+  ``sensitivity``             ``sensitivity``       ``val_sensitivity``
+  ``specificity``             ``specificity``       ``val_specificity``
+  ``precision``               ``precision``         ``val_precision``
+  ``multiclass_dice``         ``multiclass_dice``   ``val_multiclass_dice``
+  ==========================  ====================  =========================
+
+  so ``EarlyStopping(monitor="val_dice", mode="max")`` watches the soft Dice. Use
+  :func:`configured` to compile a metric with other parameters under its own name.
+
+* **NumPy evaluation** on whole masks or label volumes of one case (any shape):
+  :func:`dice_numpy`, :func:`iou_numpy`, :func:`confusion_counts`,
+  :func:`precision_numpy`, :func:`sensitivity_numpy`, :func:`specificity_numpy`,
+  :func:`brats_regions`, :func:`brats_region_dice` and :func:`per_class_scores`.
+
+Smoothing: the Keras metrics add ``smooth`` to numerator and denominator. Two empty masks
+then score 1.0 (a correct "nothing here") instead of 0/0 = nan, and the soft Dice has a
+gradient everywhere. On masks of thousands of pixels ``smooth=1`` changes Dice by less
+than 0.001; on tiny toy arrays the bias is visible. The NumPy versions are exact and
+return ``empty`` where the ratio is 0/0.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import keras
+import numpy as np
+
+__all__ = [
+    "dice_coefficient", "dice", "hard_dice", "iou", "jaccard", "sensitivity", "recall",
+    "specificity", "precision", "multiclass_dice", "per_class_dice", "configured",
+    "dice_numpy", "iou_numpy", "confusion_counts", "precision_numpy", "sensitivity_numpy",
+    "specificity_numpy", "brats_regions", "brats_region_dice", "per_class_scores",
+    "format_scores", "KERAS_METRIC_NAMES",
+]
+
+#: Smoothing of the ratios computed on thresholded (0/1) masks: tiny, so that the
+#: value on small arrays is the exact ratio, yet 0/0 becomes 1.0.
+HARD_SMOOTH = 1e-6
+
+
+#: Package under which the metrics and losses are registered with Keras, so that a model
+#: saved with them loads again (``import helpers.losses`` before ``load_model``).
+KERAS_PACKAGE = "unet_course"
+
+
+def _register(fn, name=None):
+    """Register ``fn`` for ``.keras`` saving; returns ``fn``."""
+    return keras.saving.register_keras_serializable(package=KERAS_PACKAGE, name=name)(fn)
+
+
+def _ops():
+    return keras.ops
+
+
+def _prepare(y_true, y_pred):
+    """Both as float tensors of y_pred's dtype, and the axes of one sample."""
+    ops = keras.ops
+    y_pred = ops.convert_to_tensor(y_pred)
+    if not keras.backend.standardize_dtype(y_pred.dtype).startswith(("float", "bfloat")):
+        y_pred = ops.cast(y_pred, "float32")
+    y_true = ops.cast(ops.convert_to_tensor(y_true), y_pred.dtype)
+    if len(y_true.shape) != len(y_pred.shape):
+        raise ValueError(
+            f"y_true has shape {tuple(y_true.shape)} but y_pred has shape "
+            f"{tuple(y_pred.shape)}: both must be (batch, ..., channels); add the channel "
+            f"axis with y[..., None] or keras.ops.expand_dims(y, -1).")
+    if len(y_pred.shape) < 2:
+        raise ValueError(f"Expected batches of shape (batch, ..., channels), got shape "
+                         f"{tuple(y_pred.shape)}: add a batch axis with y[None].")
+    axes = tuple(range(1, len(y_pred.shape)))
+    return y_true, y_pred, axes
+
+
+def _per_sample_dice(y_true, y_pred, axes, smooth):
+    ops = _ops()
+    intersection = ops.sum(y_true * y_pred, axis=axes)
+    total = ops.sum(y_true, axis=axes) + ops.sum(y_pred, axis=axes)
+    return (2.0 * intersection + smooth) / (total + smooth)
+
+
+def dice_coefficient(y_true, y_pred, smooth=1.0):
+    """Soft Dice coefficient of two batches, averaged over the batch (Keras name ``dice``).
+
+    ``y_true`` (binary) and ``y_pred`` (probabilities) have shape ``(batch, ..., C)``.
+    Per sample, ``(2 * sum(t * p) + smooth) / (sum(t) + sum(p) + smooth)`` over all
+    pixels and channels; returns the mean over the batch, a scalar in ``[0, 1]``.
+    ``smooth`` makes two empty masks give 1.0 and avoids 0/0.
+    """
+    y_true, y_pred, axes = _prepare(y_true, y_pred)
+    return _ops().mean(_per_sample_dice(y_true, y_pred, axes, smooth))
+
+
+# Keras logs a function metric under its __name__: ``dice`` / ``val_dice``. The alias
+# ``dice`` keeps the function findable under that name (saving and loading models).
+dice_coefficient.__name__ = dice_coefficient.__qualname__ = "dice"
+dice = _register(dice_coefficient, "dice")
+
+
+def hard_dice(y_true, y_pred, threshold=0.5, smooth=1.0):
+    """Dice of thresholded masks, averaged over the batch (Keras name ``hard_dice``).
+
+    ``y_pred`` (probabilities, ``(batch, ..., C)``) becomes 1 where it is above
+    ``threshold`` and ``y_true`` where it is above 0.5; then :func:`dice_coefficient`
+    with the same ``smooth``. This is the Dice of the masks you would actually deliver.
+    """
+    ops = _ops()
+    y_true, y_pred, axes = _prepare(y_true, y_pred)
+    hard_true = ops.cast(y_true > 0.5, y_pred.dtype)
+    hard_pred = ops.cast(y_pred > threshold, y_pred.dtype)
+    return ops.mean(_per_sample_dice(hard_true, hard_pred, axes, smooth))
+
+
+def iou(y_true, y_pred, smooth=1.0):
+    """Soft intersection over union (Jaccard index), averaged over the batch (``iou``).
+
+    Per sample ``(sum(t * p) + smooth) / (sum(t) + sum(p) - sum(t * p) + smooth)`` for
+    ``(batch, ..., C)`` tensors; a scalar in ``[0, 1]``. For hard masks
+    ``IoU = Dice / (2 - Dice)``, so IoU is never above Dice.
+    """
+    ops = _ops()
+    y_true, y_pred, axes = _prepare(y_true, y_pred)
+    intersection = ops.sum(y_true * y_pred, axis=axes)
+    union = ops.sum(y_true, axis=axes) + ops.sum(y_pred, axis=axes) - intersection
+    return ops.mean((intersection + smooth) / (union + smooth))
+
+
+jaccard = iou
+
+
+def _hard_counts(y_true, y_pred, threshold):
+    ops = _ops()
+    y_true, y_pred, axes = _prepare(y_true, y_pred)
+    t = ops.cast(y_true > 0.5, y_pred.dtype)
+    p = ops.cast(y_pred > threshold, y_pred.dtype)
+    tp = ops.sum(t * p, axis=axes)
+    fp = ops.sum((1.0 - t) * p, axis=axes)
+    fn = ops.sum(t * (1.0 - p), axis=axes)
+    tn = ops.sum((1.0 - t) * (1.0 - p), axis=axes)
+    return tp, fp, fn, tn
+
+
+def sensitivity(y_true, y_pred, threshold=0.5, smooth=HARD_SMOOTH):
+    """Sensitivity (recall, true-positive rate) ``TP / (TP + FN)``, mean over the batch.
+
+    ``y_pred`` is thresholded at ``threshold``; counts are per sample over all axes but
+    the batch axis of ``(batch, ..., C)``. ``smooth`` (tiny) is added to numerator and
+    denominator so a sample without foreground scores 1.0. Keras name ``sensitivity``.
+    """
+    tp, fp, fn, tn = _hard_counts(y_true, y_pred, threshold)
+    return _ops().mean((tp + smooth) / (tp + fn + smooth))
+
+
+recall = sensitivity
+
+
+def specificity(y_true, y_pred, threshold=0.5, smooth=HARD_SMOOTH):
+    """Specificity (true-negative rate) ``TN / (TN + FP)``, mean over the batch.
+
+    Same conventions as :func:`sensitivity`; measures how much background is left
+    alone. It is close to 1 for almost any mask because background dominates, which is
+    why Dice, not accuracy or specificity, is the headline number. Keras name
+    ``specificity``.
+    """
+    tp, fp, fn, tn = _hard_counts(y_true, y_pred, threshold)
+    return _ops().mean((tn + smooth) / (tn + fp + smooth))
+
+
+def precision(y_true, y_pred, threshold=0.5, smooth=HARD_SMOOTH):
+    """Precision (positive predictive value) ``TP / (TP + FP)``, mean over the batch.
+
+    Same conventions as :func:`sensitivity`: the fraction of predicted foreground that is
+    right. A sample with an empty prediction scores 1.0. Keras name ``precision``.
+    """
+    tp, fp, fn, tn = _hard_counts(y_true, y_pred, threshold)
+    return _ops().mean((tp + smooth) / (tp + fp + smooth))
+
+
+def _per_class_per_sample_dice(y_true, y_pred, smooth):
+    """(batch, C) soft Dice for one-hot (batch, ..., C) tensors."""
+    ops = _ops()
+    y_true, y_pred, _ = _prepare(y_true, y_pred)
+    axes = tuple(range(1, len(y_pred.shape) - 1))
+    if not axes:
+        raise ValueError("Multi-class Dice needs (batch, ..., classes) tensors with at "
+                         f"least one spatial axis, got shape {tuple(y_pred.shape)}.")
+    intersection = ops.sum(y_true * y_pred, axis=axes)
+    total = ops.sum(y_true, axis=axes) + ops.sum(y_pred, axis=axes)
+    return (2.0 * intersection + smooth) / (total + smooth)
+
+
+def per_class_dice(y_true, y_pred, smooth=1.0):
+    """Soft Dice of each class, shape ``(C,)``, averaged over the batch.
+
+    ``y_true`` is one-hot and ``y_pred`` softmax probabilities, both
+    ``(batch, ..., C)``; class ``c`` compares channel ``c`` of both, per sample, with
+    ``smooth`` in numerator and denominator (a class absent from both scores 1.0).
+    """
+    return _ops().mean(_per_class_per_sample_dice(y_true, y_pred, smooth), axis=0)
+
+
+def multiclass_dice(y_true, y_pred, include_background=False, smooth=1.0):
+    """Mean soft Dice over classes (Keras name ``multiclass_dice``), a scalar.
+
+    The mean of :func:`per_class_dice` for one-hot ``y_true`` and softmax ``y_pred`` of
+    shape ``(batch, ..., C)``; class 0 (background) is left out unless
+    ``include_background`` -- background is easy and would hide a poor tumour class.
+    """
+    scores = _per_class_per_sample_dice(y_true, y_pred, smooth)
+    if not include_background:
+        if scores.shape[-1] is not None and scores.shape[-1] < 2:
+            raise ValueError("multiclass_dice(include_background=False) needs at least two "
+                             "channels (background + one class).")
+        scores = scores[:, 1:]
+    return _ops().mean(scores)
+
+
+for _fn in (hard_dice, iou, sensitivity, specificity, precision, per_class_dice,
+            multiclass_dice):
+    _register(_fn)
+
+#: Keras log names of the metric functions of this module.
+KERAS_METRIC_NAMES = {
+    "dice_coefficient": "dice", "hard_dice": "hard_dice", "iou": "iou",
+    "sensitivity": "sensitivity", "specificity": "specificity", "precision": "precision",
+    "multiclass_dice": "multiclass_dice",
+}
+
+
+def configured(fn, name=None, **params):
+    """Return ``fn`` with fixed keyword ``params`` under a name Keras can log.
+
+    ``configured(hard_dice, threshold=0.3)`` logs as ``hard_dice_threshold0.3`` (or
+    ``name``). Works for the losses too. A model compiled with such a function is saved
+    fine, but load it with ``keras.models.load_model(path, compile=False)``.
+    """
+    label = name or "_".join([fn.__name__] + [f"{k}{v}" for k, v in sorted(params.items())])
+
+    @functools.wraps(fn)
+    def wrapped(y_true, y_pred):
+        return fn(y_true, y_pred, **params)
+
+    wrapped.__name__ = wrapped.__qualname__ = label
+    return wrapped
+
+
+# --------------------------------------------------------------------------------------
+# NumPy evaluation (one case: a 2D mask or a 3D volume; any shape)
+# --------------------------------------------------------------------------------------
+
+def _as_bool_pair(a, b):
+    a = np.asarray(a)
+    b = np.asarray(b)
+    if a.shape != b.shape:
+        raise ValueError(f"Masks of different shapes {a.shape} and {b.shape}: resize the "
+                         f"prediction to the ground truth's shape before comparing.")
+    return a.astype(bool), b.astype(bool)
+
+
+def confusion_counts(true_mask, pred_mask):
+    """Counts ``{"tp", "fp", "fn", "tn"}`` (Python ints) of two binary masks of one shape.
+
+    Non-zero values count as foreground; threshold probabilities first.
+    """
+    t, p = _as_bool_pair(true_mask, pred_mask)
+    tp = int(np.count_nonzero(t & p))
+    fp = int(np.count_nonzero(~t & p))
+    fn = int(np.count_nonzero(t & ~p))
+    return {"tp": tp, "fp": fp, "fn": fn, "tn": int(t.size - tp - fp - fn)}
+
+
+def _ratio(numerator, denominator, empty):
+    return float(empty) if denominator == 0 else float(numerator / denominator)
+
+
+def dice_numpy(true_mask, pred_mask, empty=1.0):
+    """Exact Dice ``2|A∩B| / (|A| + |B|)`` of two binary masks of one case (any shape).
+
+    Non-zero values are foreground. Returns ``empty`` when both masks are empty
+    (default 1.0: nothing to find and nothing found).
+    """
+    c = confusion_counts(true_mask, pred_mask)
+    return _ratio(2 * c["tp"], 2 * c["tp"] + c["fp"] + c["fn"], empty)
+
+
+def iou_numpy(true_mask, pred_mask, empty=1.0):
+    """Exact IoU (Jaccard) ``|A∩B| / |A∪B|`` of two binary masks; ``empty`` if both empty."""
+    c = confusion_counts(true_mask, pred_mask)
+    return _ratio(c["tp"], c["tp"] + c["fp"] + c["fn"], empty)
+
+
+def sensitivity_numpy(true_mask, pred_mask, empty=float("nan")):
+    """Sensitivity (recall) ``TP / (TP + FN)`` of binary masks; ``empty`` (nan) if no
+    foreground in ``true_mask``."""
+    c = confusion_counts(true_mask, pred_mask)
+    return _ratio(c["tp"], c["tp"] + c["fn"], empty)
+
+
+def specificity_numpy(true_mask, pred_mask, empty=float("nan")):
+    """Specificity ``TN / (TN + FP)`` of binary masks; ``empty`` (nan) if no background."""
+    c = confusion_counts(true_mask, pred_mask)
+    return _ratio(c["tn"], c["tn"] + c["fp"], empty)
+
+
+def precision_numpy(true_mask, pred_mask, empty=float("nan")):
+    """Precision ``TP / (TP + FP)`` of binary masks; ``empty`` (nan) if nothing predicted."""
+    c = confusion_counts(true_mask, pred_mask)
+    return _ratio(c["tp"], c["tp"] + c["fp"], empty)
+
+
+#: BraTS evaluation regions as sets of labels. Enhancing tumour is label 4 in the BraTS
+#: files and label 3 after the usual remap 4 -> 3; both are accepted (3 is unused in
+#: the original labelling).
+BRATS_REGION_LABELS = {"ET": (3, 4), "TC": (1, 3, 4), "WT": (1, 2, 3, 4)}
+
+
+def brats_regions(labels, label_map=None):
+    """Boolean masks ``{"ET", "TC", "WT"}`` of a BraTS label array (any shape).
+
+    ET (enhancing tumour) = label 4 (or 3 after remapping 4 -> 3); TC (tumour core) =
+    1 + ET; WT (whole tumour) = 1 + 2 + ET. ``label_map`` (e.g. ``{3: 4}``) is applied to
+    the labels first, for other label conventions.
+    """
+    labels = np.asarray(labels)
+    if label_map:
+        mapped = labels.copy()
+        for source, target in label_map.items():
+            mapped[labels == source] = target
+        labels = mapped
+    unknown = set(np.unique(labels).tolist()) - {0, 1, 2, 3, 4}
+    if unknown:
+        raise ValueError(f"Unexpected BraTS labels {sorted(unknown)}: expected 0, 1, 2 and "
+                         f"4 (or 3 after remapping); pass label_map= to translate them.")
+    return {region: np.isin(labels, values) for region, values in BRATS_REGION_LABELS.items()}
+
+
+def brats_region_dice(true_labels, pred_labels, label_map=None, empty=1.0):
+    """Dice of the BraTS regions, ``{"ET": .., "TC": .., "WT": ..}``, for one case.
+
+    ``true_labels`` and ``pred_labels`` are integer label arrays of one shape (labels 0,
+    1, 2, 4, or 3 for ET after remapping); see :func:`brats_regions`. A region empty in
+    both scores ``empty``.
+    """
+    true_regions = brats_regions(true_labels, label_map)
+    pred_regions = brats_regions(pred_labels, label_map)
+    return {region: dice_numpy(true_regions[region], pred_regions[region], empty)
+            for region in BRATS_REGION_LABELS}
+
+
+def per_class_scores(true_labels, pred_labels, n_classes, empty=float("nan")):
+    """One row per class 0 .. n_classes-1 with precision, sensitivity, specificity, Dice.
+
+    ``true_labels`` and ``pred_labels`` are integer label arrays of one shape (e.g.
+    ``argmax`` of a softmax output). Each row is a dict ``{"class", "support" (true
+    pixels), "precision", "sensitivity", "specificity", "dice"}``; undefined ratios are
+    ``empty`` (nan) except Dice, which is 1.0 when the class is absent from both.
+    Print with :func:`format_scores`.
+    """
+    true_labels = np.asarray(true_labels)
+    pred_labels = np.asarray(pred_labels)
+    if true_labels.shape != pred_labels.shape:
+        raise ValueError(f"Label arrays of different shapes {true_labels.shape} and "
+                         f"{pred_labels.shape}.")
+    rows = []
+    for c in range(int(n_classes)):
+        t, p = true_labels == c, pred_labels == c
+        rows.append({
+            "class": c,
+            "support": int(np.count_nonzero(t)),
+            "precision": precision_numpy(t, p, empty),
+            "sensitivity": sensitivity_numpy(t, p, empty),
+            "specificity": specificity_numpy(t, p, empty),
+            "dice": dice_numpy(t, p, 1.0),
+        })
+    return rows
+
+
+def format_scores(rows, names=None, digits=3):
+    """Format :func:`per_class_scores` rows as a fixed-width text table.
+
+    ``names`` optionally maps class numbers to names (``{1: "necrotic core"}``).
+    """
+    columns = ["precision", "sensitivity", "specificity", "dice"]
+    names = names or {}
+    labels = [str(names.get(row["class"], row["class"])) for row in rows]
+    width = max([5] + [len(label) for label in labels])
+    lines = ["class".ljust(width) + "  " + "  ".join(f"{c:>11}" for c in columns)
+             + "  " + f"{'support':>9}"]
+    for label, row in zip(labels, rows):
+        cells = "  ".join(f"{row[c]:>11.{digits}f}" for c in columns)
+        lines.append(label.ljust(width) + "  " + cells + "  " + f"{row['support']:>9d}")
+    return "\n".join(lines)

@@ -1,0 +1,161 @@
+"""The U-Net, built from three blocks, in 2D and 3D.
+
+``conv_block`` (Conv–BatchNorm–ReLU twice, optional spatial dropout and residual
+shortcut), ``encoder_block`` (conv block, then 2× max pooling; returns the skip tensor
+too), ``decoder_block`` (2× upsampling, concatenation with the skip tensor, conv block)
+and ``build_unet`` which stacks them. Whether the network is 2D or 3D is decided by the
+rank of the input: ``(H, W, C)`` builds Conv2D layers, ``(D, H, W, C)`` Conv3D layers.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import keras
+
+__all__ = ["layers_for", "conv_block", "encoder_block", "decoder_block", "build_unet",
+           "count_parameters"]
+
+
+def layers_for(x) -> SimpleNamespace:
+    """Layer classes for a tensor ``x`` of shape ``(batch, H, W, C)`` (2D) or
+    ``(batch, D, H, W, C)`` (3D): ``Conv``, ``ConvTranspose``, ``MaxPool``,
+    ``SpatialDropout``, ``UpSampling`` and the spatial ``rank`` (2 or 3)."""
+    rank = len(x.shape) - 2
+    L = keras.layers
+    if rank == 2:
+        return SimpleNamespace(rank=2, Conv=L.Conv2D, ConvTranspose=L.Conv2DTranspose,
+                               MaxPool=L.MaxPooling2D, SpatialDropout=L.SpatialDropout2D,
+                               UpSampling=L.UpSampling2D)
+    if rank == 3:
+        return SimpleNamespace(rank=3, Conv=L.Conv3D, ConvTranspose=L.Conv3DTranspose,
+                               MaxPool=L.MaxPooling3D, SpatialDropout=L.SpatialDropout3D,
+                               UpSampling=L.UpSampling3D)
+    raise ValueError(f"Expected a tensor of shape (batch, H, W, C) or (batch, D, H, W, C), "
+                     f"got {tuple(x.shape)}.")
+
+
+def _name(name, suffix):
+    return f"{name}_{suffix}" if name else None
+
+
+def conv_block(x, filters: int, batch_norm: bool = True, dropout: float = 0.0,
+               residual: bool = False, name: str | None = None, use_bias: bool | None = None):
+    """Two 3×3 (×3) convolutions, each followed by BatchNorm (if ``batch_norm``) and ReLU,
+    then spatial dropout of rate ``dropout`` (if > 0). ``x``: ``(batch, H, W, C)`` or
+    ``(batch, D, H, W, C)``; returns the same spatial shape with ``filters`` channels.
+    With ``residual`` a 1×1 convolution of the input is added before the second ReLU.
+    Convolutions have no bias when followed by BatchNorm (``use_bias`` overrides)."""
+    L = layers_for(x)
+    bias = (not batch_norm) if use_bias is None else use_bias
+    shortcut = x
+    for i in (1, 2):
+        x = L.Conv(filters, 3, padding="same", use_bias=bias, kernel_initializer="he_normal",
+                   name=_name(name, f"conv{i}"))(x)
+        if batch_norm:
+            x = keras.layers.BatchNormalization(name=_name(name, f"bn{i}"))(x)
+        if residual and i == 2:
+            shortcut = L.Conv(filters, 1, padding="same", name=_name(name, "shortcut"))(shortcut)
+            x = keras.layers.Add(name=_name(name, "add"))([x, shortcut])
+        x = keras.layers.Activation("relu", name=_name(name, f"relu{i}"))(x)
+    if dropout and dropout > 0:
+        x = L.SpatialDropout(dropout, name=_name(name, "dropout"))(x)
+    return x
+
+
+def encoder_block(x, filters: int, batch_norm: bool = True, dropout: float = 0.0,
+                  residual: bool = False, name: str | None = None, use_bias: bool | None = None):
+    """One step down: ``conv_block`` then 2× max pooling. Returns ``(skip, pooled)``:
+    ``skip`` has the input's spatial size and ``filters`` channels (it feeds the decoder),
+    ``pooled`` half the size in every spatial axis."""
+    L = layers_for(x)
+    skip = conv_block(x, filters, batch_norm=batch_norm, dropout=dropout, residual=residual,
+                      name=name, use_bias=use_bias)
+    pooled = L.MaxPool(2, name=_name(name, "pool"))(skip)
+    return skip, pooled
+
+
+def decoder_block(x, skip, filters: int, upsampling: str = "transpose", batch_norm: bool = True,
+                  dropout: float = 0.0, residual: bool = False, name: str | None = None,
+                  use_bias: bool | None = None):
+    """One step up: double the spatial size of ``x`` (a 2×2 transposed convolution with
+    ``filters`` channels for ``upsampling="transpose"``; for ``"bilinear"`` interpolation —
+    nearest-neighbour repetition in 3D, where Keras has no trilinear layer — then a 1×1
+    convolution), concatenate with ``skip`` along channels, then ``conv_block``. Returns
+    a tensor of ``skip``'s spatial size with ``filters`` channels."""
+    L = layers_for(x)
+    if upsampling == "transpose":
+        x = L.ConvTranspose(filters, 2, strides=2, padding="same", name=_name(name, "up"))(x)
+    elif upsampling == "bilinear":
+        kwargs = {"interpolation": "bilinear"} if L.rank == 2 else {}
+        x = L.UpSampling(2, name=_name(name, "up"), **kwargs)(x)
+        x = L.Conv(filters, 1, padding="same", name=_name(name, "up_conv"))(x)
+    else:
+        raise ValueError(f"upsampling must be 'transpose' or 'bilinear', got {upsampling!r}.")
+    x = keras.layers.Concatenate(axis=-1, name=_name(name, "concat"))([x, skip])
+    return conv_block(x, filters, batch_norm=batch_norm, dropout=dropout, residual=residual,
+                      name=name, use_bias=use_bias)
+
+
+def check_input_shape(input_shape, depth: int) -> tuple:
+    """Validate ``input_shape`` ``(H, W, C)`` / ``(D, H, W, C)`` for a U-Net of ``depth``
+    poolings: every known spatial size must be divisible by ``2**depth``. Returns it as a
+    tuple; raises ValueError with the nearest valid sizes otherwise."""
+    shape = tuple(input_shape)
+    if len(shape) not in (3, 4):
+        raise ValueError(f"input_shape must be (H, W, C) for 2D or (D, H, W, C) for 3D, got {shape}: "
+                         f"add the channel axis, e.g. (128, 128, 1).")
+    if int(depth) < 1:
+        raise ValueError(f"depth must be >= 1, got {depth}.")
+    factor = 2 ** int(depth)
+    for size in shape[:-1]:
+        if size is not None and size % factor:
+            lower, upper = size // factor * factor, (size // factor + 1) * factor
+            raise ValueError(
+                f"input_shape {shape}: size {size} is not divisible by 2**depth = {factor}, so the "
+                f"decoder could not match the skip connections. Resize or crop to a multiple of "
+                f"{factor} (e.g. {lower or upper} or {upper}), or use a smaller depth.")
+    return shape
+
+
+def build_unet(input_shape, n_classes: int = 1, depth: int = 4, base_filters: int = 16,
+               batch_norm: bool = True, dropout: float = 0.1, upsampling: str = "transpose",
+               residual: bool = False, name: str = "unet", use_bias: bool | None = None) -> keras.Model:
+    """Build a U-Net for inputs ``(H, W, C)`` (2D) or ``(D, H, W, C)`` (3D).
+
+    ``depth`` encoder steps with ``base_filters · 2**level`` filters, a bottleneck with
+    ``base_filters · 2**depth``, ``depth`` decoder steps with skip concatenation, and a 1×1
+    convolution to ``n_classes`` channels: sigmoid for ``n_classes == 1`` (a probability
+    per pixel), softmax over classes otherwise. The output has the input's spatial shape,
+    ``(batch, H, W, n_classes)`` / ``(batch, D, H, W, n_classes)``, float32. Spatial sizes
+    must be divisible by ``2**depth`` (ValueError otherwise).
+    """
+    shape = check_input_shape(input_shape, depth)
+    if int(n_classes) < 1:
+        raise ValueError(f"n_classes must be >= 1, got {n_classes}.")
+    options = dict(batch_norm=batch_norm, dropout=dropout, residual=residual, use_bias=use_bias)
+    inputs = keras.Input(shape, name="image")
+    x = inputs
+    skips = []
+    for level in range(depth):
+        skip, x = encoder_block(x, base_filters * 2 ** level, name=f"enc{level + 1}", **options)
+        skips.append(skip)
+    x = conv_block(x, base_filters * 2 ** depth, name="bottleneck", **options)
+    for level in reversed(range(depth)):
+        x = decoder_block(x, skips[level], base_filters * 2 ** level, upsampling=upsampling,
+                          name=f"dec{level + 1}", **options)
+    activation = "sigmoid" if n_classes == 1 else "softmax"
+    outputs = layers_for(x).Conv(n_classes, 1, activation=activation, dtype="float32",
+                                 name="mask")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def count_parameters(model) -> dict:
+    """Number of weights of a Keras model: ``{"total", "trainable", "non_trainable"}``
+    (BatchNorm moving means and variances are non-trainable)."""
+    trainable = int(sum(int(w.numpy().size) if hasattr(w, "numpy") else int(w.size)
+                        for w in model.trainable_weights))
+    non_trainable = int(sum(int(w.numpy().size) if hasattr(w, "numpy") else int(w.size)
+                            for w in model.non_trainable_weights))
+    return {"total": trainable + non_trainable, "trainable": trainable,
+            "non_trainable": non_trainable}

@@ -1,0 +1,264 @@
+"""Figures of the course: overlays, batches, montages, worst cases, learning curves,
+orthogonal views of volumes and multi-class overlays.
+
+Every function draws with matplotlib at a modest resolution (``DPI``) and returns the
+``matplotlib.figure.Figure`` (in a notebook it is shown once, as the cell's result).
+Colours are fixed across the course: ground truth in green, prediction in red (or
+magenta), so a learner reads any overlay the same way.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+__all__ = [
+    "DPI", "TRUTH_COLOUR", "PREDICTION_COLOUR", "overlay_contours", "show_overlay",
+    "show_batch", "montage", "worst_cases", "plot_learning_curves", "orthogonal_views",
+    "multiclass_overlay",
+]
+
+#: Resolution of the course figures (small notebooks).
+DPI = 72
+#: Contour colours of the ground truth and of the prediction.
+TRUTH_COLOUR = "lime"
+PREDICTION_COLOUR = "red"
+#: Colours of labels 1, 2, 3, ... in :func:`multiclass_overlay`.
+LABEL_COLOURS = ("tab:red", "tab:green", "tab:blue", "tab:orange", "tab:purple", "tab:cyan")
+
+
+def _plt():
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _squeeze(array) -> np.ndarray:
+    """A (H, W) array from (H, W), (H, W, 1) or a tensor."""
+    array = np.asarray(array)
+    while array.ndim > 2 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim == 3 and array.shape[-1] > 1:   # several channels: show the first
+        array = array[..., 0]
+    if array.ndim != 2:
+        raise ValueError(f"Expected a 2D image (H, W) or (H, W, 1), got shape {array.shape}.")
+    return array
+
+
+def _new_axes(ax, size=(4, 4)):
+    if ax is not None:
+        return ax.figure, ax
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=size, dpi=DPI)
+    return fig, ax
+
+
+def _contour(ax, mask, colour, label=None, linewidth=1.2):
+    mask = _squeeze(mask)
+    if mask.any():
+        ax.contour(mask.astype(float), levels=[0.5], colors=[colour], linewidths=linewidth)
+    if label:
+        ax.plot([], [], color=colour, label=label)
+
+
+def overlay_contours(image, mask=None, prediction=None, ax=None, title=None,
+                     threshold: float = 0.5):
+    """Show ``image`` ``(H, W)`` (or ``(H, W, 1)``) in grey with the contour of the true
+    ``mask`` in green and of the ``prediction`` in red (probabilities are thresholded at
+    ``threshold``; either may be None). Draws into ``ax`` if given. Returns the Figure."""
+    fig, ax = _new_axes(ax)
+    ax.imshow(_squeeze(image), cmap="gray")
+    if mask is not None:
+        _contour(ax, np.asarray(mask) > 0.5, TRUTH_COLOUR, "truth")
+    if prediction is not None:
+        prediction = np.asarray(prediction)
+        binary = prediction > threshold if np.issubdtype(prediction.dtype, np.floating) else prediction > 0
+        _contour(ax, binary, PREDICTION_COLOUR, "prediction")
+    if mask is not None or prediction is not None:
+        ax.legend(loc="lower right", fontsize=7, framealpha=0.6)
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.axis("off")
+    return fig
+
+
+#: Alias used in the design notes.
+show_overlay = overlay_contours
+
+
+def show_batch(x, y=None, n: int = 4, predictions=None, titles: Sequence[str] | None = None):
+    """Show the first ``n`` images of a batch ``x`` ``(B, H, W, C)`` with their masks
+    ``y`` ``(B, H, W, 1)`` (and ``predictions``) as contours, in one row. Returns the
+    Figure."""
+    x = np.asarray(x)
+    n = int(min(n, len(x)))
+    if n < 1:
+        raise ValueError("show_batch got an empty batch.")
+    plt = _plt()
+    fig, axes = plt.subplots(1, n, figsize=(2.6 * n, 2.8), dpi=DPI, squeeze=False)
+    for i, ax in enumerate(axes[0]):
+        overlay_contours(x[i], None if y is None else y[i],
+                         None if predictions is None else predictions[i], ax=ax,
+                         title=titles[i] if titles else None)
+        if ax.get_legend() is not None and i:
+            ax.get_legend().remove()
+    fig.tight_layout()
+    return fig
+
+
+def montage(images, masks=None, n: int = 16, columns: int = 4, predictions=None,
+            titles: Sequence[str] | None = None):
+    """A grid of the first ``n`` images (``(N, H, W)`` array or list of 2D arrays),
+    ``columns`` per row, with mask (green) and prediction (red) contours. Returns the
+    Figure."""
+    n = int(min(n, len(images)))
+    if n < 1:
+        raise ValueError("montage got no images.")
+    columns = int(max(1, min(columns, n)))
+    rows = int(np.ceil(n / columns))
+    plt = _plt()
+    fig, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 2.3 * rows), dpi=DPI,
+                             squeeze=False)
+    for i, ax in enumerate(axes.ravel()):
+        if i >= n:
+            ax.axis("off")
+            continue
+        overlay_contours(images[i], None if masks is None else masks[i],
+                         None if predictions is None else predictions[i], ax=ax,
+                         title=titles[i] if titles else None)
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    fig.tight_layout()
+    return fig
+
+
+def worst_cases(rows: Sequence[dict], images, masks, predictions, n: int = 4, key: str = "dice"):
+    """The ``n`` cases with the lowest ``key`` (rows of
+    :func:`helpers.inference.per_case_metrics`, in the order of ``images``, ``masks`` and
+    ``predictions``), as overlays titled with their name and score. Returns the Figure."""
+    if not len(rows) == len(images) == len(masks) == len(predictions):
+        raise ValueError(f"worst_cases needs as many rows ({len(rows)}), images ({len(images)}), "
+                         f"masks ({len(masks)}) and predictions ({len(predictions)}), in one order.")
+    order = np.argsort([row[key] for row in rows], kind="stable")[:int(n)]
+    titles = [f"{rows[i].get('name', i)}\n{key} {rows[i][key]:.3f}" for i in order]
+    return montage([images[i] for i in order], [masks[i] for i in order], n=len(order),
+                   columns=len(order), predictions=[predictions[i] for i in order], titles=titles)
+
+
+def _history_dict(history_or_csv) -> dict:
+    if hasattr(history_or_csv, "history"):
+        return {key: list(values) for key, values in history_or_csv.history.items()}
+    if isinstance(history_or_csv, dict):
+        return {key: list(values) for key, values in history_or_csv.items()}
+    path = Path(history_or_csv)
+    if not path.is_file():
+        raise FileNotFoundError(f"No training log at {path}: pass model.fit's History or the "
+                                f"CSVLogger file (run_dir/'log.csv').")
+    with path.open(newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    if not rows:
+        raise ValueError(f"{path} holds no epochs yet.")
+    return {key: [float(row[key]) for row in rows] for key in rows[0] if key != "epoch"}
+
+
+def plot_learning_curves(history_or_csv, metrics: Sequence[str] = ("loss", "dice")):
+    """Training and validation curves per epoch, one panel per metric (``loss``,
+    ``dice``...), from a Keras ``History``, its ``.history`` dict or a CSVLogger file.
+    The best validation epoch is marked. Returns the Figure."""
+    logs = _history_dict(history_or_csv)
+    shown = [m for m in metrics if m in logs or f"val_{m}" in logs]
+    if not shown:
+        raise ValueError(f"None of {tuple(metrics)} was logged; logged: {sorted(logs)}.")
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(shown), figsize=(4.2 * len(shown), 3.2), dpi=DPI, squeeze=False)
+    for ax, metric in zip(axes[0], shown):
+        for key, style, label in ((metric, "-", "training"), (f"val_{metric}", "--", "validation")):
+            if key in logs:
+                epochs = np.arange(1, len(logs[key]) + 1)
+                ax.plot(epochs, logs[key], style, marker=".", label=label)
+        if f"val_{metric}" in logs:
+            values = np.asarray(logs[f"val_{metric}"])
+            best = int(np.argmin(values) if "loss" in metric else np.argmax(values))
+            ax.axvline(best + 1, color="grey", lw=0.8, ls=":")
+            ax.annotate(f"best {values[best]:.3f}", (best + 1, values[best]), fontsize=7,
+                        xytext=(4, 4), textcoords="offset points")
+        ax.set_xlabel("epoch")
+        ax.set_title(metric, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def orthogonal_views(volume, mask=None, prediction=None, spacing=None, index=None, title=None):
+    """Axial, coronal and sagittal slices through ``volume`` ``(D, H, W)`` (depth = axial
+    slices) at ``index`` ``(z, y, x)`` (default: the centre of the mask, else of the
+    volume), with mask (green) and prediction (red) contours. ``spacing`` ``(dz, dy, dx)``
+    in millimetres sets the aspect ratio so that anisotropic voxels look right. Returns
+    the Figure."""
+    volume = np.asarray(volume)
+    while volume.ndim > 3 and volume.shape[-1] == 1:
+        volume = volume[..., 0]
+    if volume.ndim != 3:
+        raise ValueError(f"orthogonal_views expects a volume (D, H, W), got shape {volume.shape}.")
+    dz, dy, dx = (1.0, 1.0, 1.0) if spacing is None else tuple(float(s) for s in spacing)
+    if index is None:
+        reference = mask if mask is not None and np.asarray(mask).any() else None
+        if reference is not None:
+            index = tuple(int(round(c)) for c in np.argwhere(np.asarray(reference).reshape(volume.shape) > 0).mean(axis=0))
+        else:
+            index = tuple(s // 2 for s in volume.shape)
+    z, y, x = index
+
+    def cut(array, view):
+        if array is None:
+            return None
+        array = np.asarray(array).reshape(volume.shape)
+        return {"axial": array[z], "coronal": array[:, y], "sagittal": array[:, :, x]}[view]
+
+    plt = _plt()
+    fig, axes = plt.subplots(1, 3, figsize=(10, 3.6), dpi=DPI)
+    aspects = {"axial": dy / dx, "coronal": dz / dx, "sagittal": dz / dy}
+    for ax, view in zip(axes, ("axial", "coronal", "sagittal")):
+        ax.imshow(cut(volume, view), cmap="gray", aspect=aspects[view])
+        for array, colour in ((cut(mask, view), TRUTH_COLOUR), (cut(prediction, view), PREDICTION_COLOUR)):
+            if array is not None and np.any(array > 0.5):
+                ax.contour((array > 0.5).astype(float), levels=[0.5], colors=[colour], linewidths=1.0)
+        where = {"axial": f"z={z}", "coronal": f"y={y}", "sagittal": f"x={x}"}[view]
+        ax.set_title(f"{view} ({where})", fontsize=9)
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def multiclass_overlay(image, labels, ax=None, legend: dict | Sequence[str] | None = None,
+                       alpha: float = 0.4, title=None):
+    """Show ``image`` ``(H, W)`` in grey with the label map ``labels`` ``(H, W)`` (integers,
+    0 = background) as translucent colours. ``legend`` names the labels: a dict
+    ``{1: "necrosis", 2: "oedema", 3: "enhancing"}`` or a list for labels 1, 2, ....
+    Returns the Figure."""
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    image = _squeeze(image)
+    labels = _squeeze(labels).astype(int)
+    fig, ax = _new_axes(ax)
+    ax.imshow(image, cmap="gray")
+    top = max(int(labels.max()), 1)
+    colours = [(0, 0, 0, 0)] + [LABEL_COLOURS[(i - 1) % len(LABEL_COLOURS)] for i in range(1, top + 1)]
+    ax.imshow(np.ma.masked_equal(labels, 0), cmap=ListedColormap(colours), vmin=-0.5, vmax=top + 0.5,
+              alpha=alpha, interpolation="nearest")
+    if legend is not None:
+        names = dict(legend) if isinstance(legend, dict) else {i + 1: n for i, n in enumerate(legend)}
+        handles = [Patch(color=colours[k] if k < len(colours) else "grey", label=str(name))
+                   for k, name in sorted(names.items())]
+        ax.legend(handles=handles, loc="lower right", fontsize=7, framealpha=0.6)
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.axis("off")
+    return fig

@@ -1,0 +1,63 @@
+"""nbgrader configuration of the course (read by every ``nbgrader`` command run here).
+
+The course root is the folder of this file (the repository). Lessons are assignments:
+
+    answers/<lesson>/<lesson>.ipynb        source: solutions and hidden tests (committed)
+    notebooks/<lesson>/<lesson>.ipynb      release: what students get (committed, generated)
+    submitted/<student>/<lesson>/          collected submissions  (git-ignored)
+    autograded/<student>/<lesson>/         executed and scored    (git-ignored)
+    feedback/<student>/<lesson>/           HTML feedback          (git-ignored)
+    gradebook.db                           the SQLite gradebook   (git-ignored)
+
+Use it through ``python -m helpers release|collect|autograde|feedback|export`` (or the
+``make`` targets of the same names), or with plain ``nbgrader`` commands from this folder.
+A copy of this file in another folder makes that folder a course root (the tests do this).
+"""
+
+import os
+
+c = get_config()  # noqa: F821  (provided by traitlets when nbgrader loads this file)
+
+# --- Course directory -------------------------------------------------------------------
+c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
+c.CourseDirectory.course_id = "unet-course"
+c.CourseDirectory.source_directory = "answers"
+c.CourseDirectory.release_directory = "notebooks"
+c.CourseDirectory.submitted_directory = "submitted"
+c.CourseDirectory.autograded_directory = "autograded"
+c.CourseDirectory.feedback_directory = "feedback"
+# Lessons carry no data files; never copy checkpoints or caches into the release.
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback"]
+
+# --- Generating the release ---------------------------------------------------------------
+# What a student sees in place of "### BEGIN SOLUTION ... ### END SOLUTION".
+c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
+# No header notebook, and the release must be reproducible from answers/ (tests compare it).
+c.GenerateAssignment.create_assignment = True
+
+# --- Autograding ------------------------------------------------------------------------
+# Per-cell time limit in seconds. nbgrader's default (30 s) would kill the training cells;
+# 900 s leaves room for the slowest lesson cell on a busy laptop CPU.
+c.Execute.timeout = 900
+# On a timeout nbgrader interrupts the kernel, records a CellTimeoutError in that cell
+# (its test scores 0), and goes on with the next cell and the next student.
+c.Execute.interrupt_on_timeout = True
+# Kernel: the "python3" kernel of the notebooks' metadata resolves to the interpreter that
+# runs nbgrader (jupyter_client replaces "python" by sys.executable), i.e. the course's
+# environment. OverwriteKernelspec makes sure a student cannot switch it.
+# Restore graded test cells that a student deleted (they run with the original source).
+c.OverwriteCells.add_missing_cells = True
+
+# --- Collecting downloaded files (nbgrader zip_collect, via `python -m helpers collect`) ---
+# Files below downloaded/<lesson>/archive/ (zips are extracted) are matched by
+#   .../<student>/<lesson>.ipynb   or   .../<student>_<lesson>.ipynb
+c.FileNameCollectorPlugin.named_regexp = (
+    r"^.*[\\/](?P<student_id>[^\\/]+?)[\\/_-](?P<file_id>\d\d_[A-Za-z0-9_]+\.ipynb)$"
+)
+c.ZipCollectApp.strict = True  # skip notebooks of other lessons instead of copying them
+
+# --- JupyterHub with the formgrader (see README, "Instructor guide") -------------------
+# On a shared hub, point the exchange at a folder every user can reach, e.g.
+#   c.Exchange.root = "/srv/nbgrader/exchange"
+# and keep this file in the instructor's course root.

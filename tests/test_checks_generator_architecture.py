@@ -1,0 +1,294 @@
+"""Tests for helpers/checks/generator.py and helpers/checks/architecture.py: the checks
+pass on the reference implementations and fail, with a helpful message, on the usual
+broken ones."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from helpers import checks, generator, models
+from helpers.checks import architecture as arch_checks
+from helpers.checks import generator as gen_checks
+
+
+def _fails(check, fn, *fragments, **kwargs):
+    with pytest.raises(AssertionError) as info:
+        check(fn, **kwargs)
+    message = str(info.value)
+    for fragment in fragments:
+        assert fragment in message, message
+    return message
+
+
+def test_checks_are_found_by_name():
+    assert checks.check_percentile_stretch is gen_checks.check_percentile_stretch
+    assert checks.check_unet_3d is arch_checks.check_unet_3d
+
+
+# --------------------------------------------------------------------------- percentile_stretch
+
+def test_percentile_stretch_check_passes_reference(capsys):
+    checks.check_percentile_stretch(generator.percentile_stretch)
+    checks.check_percentile_stretch(generator.percentile_stretch, random_cases=10, seed=3)
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out == ["✓ percentile_stretch: 6 cases passed", "✓ percentile_stretch: 14 cases passed"]
+
+
+def _min_max(image, low=5, high=95):
+    image = np.asarray(image, np.float32)
+    return ((image - image.min()) / (image.max() - image.min())).astype(np.float32)
+
+
+def _no_clip(image, low=5, high=95):
+    image = np.asarray(image, np.float32)
+    lo, hi = np.percentile(image, [low, high])
+    return ((image - lo) / (hi - lo)).astype(np.float32)
+
+
+def _fixed_percentiles(image, low=5, high=95):
+    return generator.percentile_stretch(image)
+
+
+def _nan_on_constant(image, low=5, high=95):
+    image = np.asarray(image, np.float32)
+    lo, hi = np.percentile(image, [low, high])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.clip((image - lo) / (hi - lo), 0, 1).astype(np.float32)
+
+
+def test_percentile_stretch_check_catches_usual_mistakes():
+    _fails(checks.check_percentile_stretch, _min_max, "hot pixel", "min-max")
+    _fails(checks.check_percentile_stretch, _no_clip, "[0, 1]", "clip")
+    _fails(checks.check_percentile_stretch, _fixed_percentiles, "low=2, high=98", "low and high arguments")
+    _fails(checks.check_percentile_stretch, _nan_on_constant, "constant image", "NaN")
+    _fails(checks.check_percentile_stretch, lambda im, low=5, high=95: generator.percentile_stretch(
+        im, low, high).astype(np.float64), "float32")
+
+
+# --------------------------------------------------------------------------- dataset
+
+def test_dataset_check_passes_reference(capsys):
+    checks.check_dataset(generator.SegmentationDataset)
+    assert capsys.readouterr().out.startswith("✓ dataset: 3 cases passed")
+
+
+class _SeparateShuffle(generator.SegmentationDataset):
+    """Shuffles images and masks independently: pairs out of step."""
+
+    def __getitem__(self, index):
+        x, y = super().__getitem__(index)
+        if self.shuffle and len(y) > 1:
+            y = np.roll(y, 1, axis=0)
+        return x, y
+
+
+class _DropsLastBatch(generator.SegmentationDataset):
+    def __len__(self):
+        return len(self.pairs) // self.batch_size
+
+
+class _NoReshuffle(generator.SegmentationDataset):
+    def on_epoch_end(self):
+        pass
+
+
+class _UnseededShuffle(generator.SegmentationDataset):
+    def _make_order(self):
+        order = np.arange(len(self.pairs))
+        if self.shuffle:
+            np.random.shuffle(order)
+        return order
+
+
+class _NoSuper(generator.SegmentationDataset):
+    def __init__(self, pairs, **kwargs):
+        self.__dict__.update(pairs=[(p, m) for p, m in pairs], batch_size=kwargs["batch_size"],
+                             image_size=kwargs["image_size"], shuffle=kwargs["shuffle"],
+                             seed=kwargs["seed"], augment=False, augment_options={},
+                             preprocess=generator.percentile_stretch, n_classes=1,
+                             label_map={}, epoch=0)
+        self.order = self._make_order()
+
+
+def _bilinear_masks(pairs, **kwargs):
+    """Resizes masks with interpolation: values between 0 and 1."""
+
+    class Soft(generator.SegmentationDataset):
+        def _encode(self, mask, path):
+            return ndimage.uniform_filter(mask.astype(np.float32), 3)[..., None]
+
+    return Soft(pairs, **kwargs)
+
+
+def test_dataset_check_catches_usual_mistakes():
+    _fails(checks.check_dataset, _SeparateShuffle, "out of step")
+    _fails(checks.check_dataset, _DropsLastBatch, "math.ceil")
+    _fails(checks.check_dataset, _NoReshuffle, "on_epoch_end")
+    _fails(checks.check_dataset, _UnseededShuffle, "default_rng(seed)")
+    _fails(checks.check_dataset, _NoSuper, "super().__init__")
+    _fails(checks.check_dataset, _bilinear_masks, "only 0 and 1", "order=0")
+
+
+# --------------------------------------------------------------------------- augment_pair
+
+def test_augment_pair_check_passes_reference(capsys):
+    checks.check_augment_pair(generator.augment_pair)
+    checks.check_augment_pair(generator.augment_pair, random_cases=12, seed=5)
+    assert capsys.readouterr().out.count("✓ augment_pair") == 2
+
+
+def _image_only(image, mask, rng):
+    return generator.augment_pair(image, mask, rng)[0], mask.copy()
+
+
+def _independent(image, mask, rng):
+    return generator.augment_pair(image, mask, rng)[0], generator.augment_pair(image, mask, rng)[1]
+
+
+def _interpolated_mask(image, mask, rng):
+    angle = rng.uniform(-10, 10)
+    return (ndimage.rotate(image, angle, reshape=False, order=1),
+            ndimage.rotate(mask.astype(np.float32), angle, reshape=False, order=1))
+
+
+def _global_random(image, mask, rng):
+    return generator.augment_pair(image, mask, np.random.default_rng())
+
+
+def _too_strong(image, mask, rng):
+    return generator.augment_pair(image, mask, rng, max_rotation=90, max_shift=0.4, flip=False)
+
+
+def test_augment_pair_check_catches_usual_mistakes():
+    _fails(checks.check_augment_pair, _image_only, "line up", "same flip")
+    _fails(checks.check_augment_pair, _independent, "line up")
+    _fails(checks.check_augment_pair, _interpolated_mask, "binary", "order=0")
+    _fails(checks.check_augment_pair, _global_random, "same seed", "rng")
+    _fails(checks.check_augment_pair, _too_strong, "too strong")
+    _fails(checks.check_augment_pair, lambda image, mask, rng: (image.copy(), mask.copy()), "masks changed")
+
+
+# --------------------------------------------------------------------------- blocks
+
+def test_block_checks_pass_reference(capsys):
+    checks.check_conv_block(models.conv_block)
+    checks.check_encoder_block(models.encoder_block)
+    checks.check_decoder_block(models.decoder_block)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split(":")[0] for line in lines] == ["✓ conv_block", "✓ encoder_block", "✓ decoder_block"]
+
+
+def _conv_relu_then_bn(x, filters, batch_norm=True, dropout=0.0):
+    for _ in range(2):
+        x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
+        if batch_norm:
+            x = keras.layers.BatchNormalization()(x)
+    if dropout:
+        x = keras.layers.SpatialDropout2D(dropout)(x)
+    return x
+
+
+def _one_conv(x, filters, batch_norm=True, dropout=0.0):
+    x = keras.layers.Conv2D(filters, 3, padding="same")(x)
+    x = keras.layers.BatchNormalization()(x) if batch_norm else x
+    return keras.layers.Activation("relu")(x)
+
+
+def _valid_padding(x, filters, batch_norm=True, dropout=0.0):
+    for _ in range(2):
+        x = keras.layers.Conv2D(filters, 3)(x)
+        x = keras.layers.BatchNormalization()(x) if batch_norm else x
+        x = keras.layers.Activation("relu")(x)
+    return x
+
+
+def _no_dropout(x, filters, batch_norm=True, dropout=0.0):
+    return models.conv_block(x, filters, batch_norm=batch_norm, dropout=0.0)
+
+
+def test_conv_block_check_catches_usual_mistakes():
+    _fails(checks.check_conv_block, _conv_relu_then_bn, "before BatchNorm")
+    _fails(checks.check_conv_block, _one_conv, "2 convolutions")
+    _fails(checks.check_conv_block, _valid_padding, "output shape", "padding='same'")
+    _fails(checks.check_conv_block, _no_dropout, "dropout=0.3", "SpatialDropout2D")
+
+
+def test_encoder_block_check_catches_usual_mistakes():
+    def pool_first(x, filters, batch_norm=True, dropout=0.0):
+        pooled = keras.layers.MaxPooling2D(2)(x)
+        return pooled, models.conv_block(pooled, filters)
+
+    def swapped(x, filters, batch_norm=True, dropout=0.0):
+        skip, pooled = models.encoder_block(x, filters)
+        return pooled, skip
+
+    _fails(checks.check_encoder_block, pool_first, "skip should have shape")
+    _fails(checks.check_encoder_block, swapped, "swapped")
+
+
+def _no_skip(x, skip, filters, batch_norm=True, dropout=0.0):
+    x = keras.layers.Conv2DTranspose(filters, 2, strides=2, padding="same")(x)
+    return models.conv_block(x, filters, batch_norm=batch_norm, dropout=dropout)
+
+
+def _skip_ignored(x, skip, filters, batch_norm=True, dropout=0.0):
+    x = keras.layers.Conv2DTranspose(filters, 2, strides=2, padding="same")(x)
+    x = keras.layers.Concatenate()([x, x])
+    return models.conv_block(x, filters, batch_norm=batch_norm, dropout=dropout)
+
+
+def test_decoder_block_check_catches_missing_skip():
+    _fails(checks.check_decoder_block, _no_skip, "skip connection is missing")
+    _fails(checks.check_decoder_block, _skip_ignored, "does not depend on the skip")
+
+
+# --------------------------------------------------------------------------- U-Net
+
+def test_unet_checks_pass_reference(capsys):
+    checks.check_unet(models.build_unet)
+    checks.check_unet_3d(models.build_unet)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines == ["✓ build_unet: 3 cases passed", "✓ build_unet (3D): 3 cases passed"]
+
+
+def _unet_without_skips(input_shape, n_classes=1, depth=4, base_filters=16, dropout=0.1):
+    inputs = keras.Input(input_shape)
+    x = inputs
+    for level in range(depth):
+        _, x = models.encoder_block(x, base_filters * 2 ** level, dropout=dropout)
+    x = models.conv_block(x, base_filters * 2 ** depth, dropout=dropout)
+    for level in reversed(range(depth)):
+        x = keras.layers.Conv2DTranspose(base_filters * 2 ** level, 2, strides=2, padding="same")(x)
+        x = models.conv_block(x, base_filters * 2 ** level, dropout=dropout)
+    out = keras.layers.Conv2D(n_classes, 1, activation="sigmoid" if n_classes == 1 else "softmax")(x)
+    return keras.Model(inputs, out)
+
+
+def _unet_no_size_check(input_shape, **kwargs):
+    factor = 2 ** kwargs.get("depth", 4)
+    fixed = tuple(s // factor * factor for s in input_shape[:-1]) + (input_shape[-1],)
+    return models.build_unet(fixed, **kwargs)
+
+
+def _unet_always_sigmoid(input_shape, n_classes=1, **kwargs):
+    model = models.build_unet(input_shape, n_classes=n_classes, **kwargs)
+    model.layers[-1].activation = keras.activations.sigmoid
+    return model
+
+
+def _unet_2d_only(input_shape, **kwargs):
+    if len(input_shape) == 4:  # squeezes the volume into channels: a 2D U-Net
+        input_shape = input_shape[1:3] + (input_shape[0] * input_shape[3],)
+    return models.build_unet(input_shape, **kwargs)
+
+
+def test_unet_checks_catch_usual_mistakes():
+    _fails(checks.check_unet, _unet_without_skips, "skip concatenations")
+    _fails(checks.check_unet, _unet_no_size_check, "ValueError")
+    _fails(checks.check_unet, _unet_always_sigmoid, "sum to 1", "softmax")
+    _fails(checks.check_unet, lambda shape, **kw: models.build_unet(shape, **{**kw, "base_filters": 4}),
+           "parameters")
+    _fails(checks.check_unet_3d, _unet_2d_only, "output shape")

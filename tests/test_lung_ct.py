@@ -1,0 +1,173 @@
+"""helpers.data.lung_ct: synthetic chest CT in Hounsfield units, NIfTI layout, validation."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from helpers.data import DatasetError, lung_ct
+
+SHAPE = (40, 40, 32)  # small grid: fast, but every structure is still there
+
+
+@pytest.fixture(scope="module")
+def case():
+    return lung_ct.make_case(0, SHAPE, seed=3)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return lung_ct.generate(tmp_path_factory.mktemp("lung") / "set", n_cases=3, shape=SHAPE, seed=3)
+
+
+def _digest(*arrays):
+    h = hashlib.sha256()
+    for array in arrays:
+        h.update(np.ascontiguousarray(array).tobytes())
+    return h.hexdigest()
+
+
+def test_case_is_deterministic_and_seed_dependent(case):
+    again = lung_ct.make_case(0, SHAPE, seed=3)
+    assert _digest(*case) == _digest(*again)
+    other_seed = lung_ct.make_case(0, SHAPE, seed=4)
+    other_case = lung_ct.make_case(1, SHAPE, seed=3)
+    assert _digest(*other_seed) != _digest(*case)
+    assert _digest(*other_case) != _digest(*case)
+
+
+def test_types_labels_and_lung_fraction(case):
+    ct, lung, affine = case
+    assert ct.shape == lung.shape == SHAPE
+    assert ct.dtype == np.int16 and lung.dtype == np.uint8
+    assert set(np.unique(lung).tolist()) == {0, 1}
+    assert 0.03 < lung.mean() < 0.20          # both lungs: a few % of a chest CT volume
+    assert affine.shape == (4, 4)
+    # both lungs: the mask has mass on either side of the mid-sagittal plane
+    half = SHAPE[0] // 2
+    assert lung[:half].sum() > 0.25 * lung.sum() and lung[half:].sum() > 0.25 * lung.sum()
+
+
+def test_hounsfield_ranges_per_tissue(case):
+    ct, lung, _ = case
+    corner = ct[:4, :4, :].astype(float)       # outside the body: air (or -1024 padding)
+    assert -1060 < corner.mean() < -960
+    lung_hu = ct[lung == 1].astype(float)
+    assert -900 < np.median(lung_hu) < -700     # parenchyma about -850 HU (+ vessels, noise)
+    assert np.percentile(lung_hu, 5) > -1024
+    assert ct.max() > 500                       # ribs / spine: bone
+    assert ct.min() >= -1024 and ct.max() < 3072
+    # soft tissue and fat are present in the body (between -150 and 100 HU)
+    assert ((ct > -150) & (ct < 100)).mean() > 0.15
+
+
+def test_threshold_alone_does_not_give_the_mask(case):
+    ct, lung, _ = case
+    air = ct < -400
+    dice = 2 * (air & (lung == 1)).sum() / (air.sum() + lung.sum())
+    assert dice < 0.5                            # outside air, trachea, table foam are dark too
+    # airways are air but not lung: some dark voxels inside the body are outside the mask
+    assert ((ct < -900) & (lung == 0))[10:-10, 10:-10, :].any()
+
+
+def test_spacing_is_anisotropic_and_varies_per_case(case):
+    _, _, affine = case
+    spacing = lung_ct.voxel_spacing(affine)
+    assert spacing[0] == pytest.approx(spacing[1])
+    assert spacing[2] > 1.2 * spacing[0]        # slices thicker than the in-plane pixels
+    other = lung_ct.voxel_spacing(lung_ct.make_case(1, SHAPE, seed=3)[2])
+    assert not np.allclose(spacing, other)
+    # physical field of view does not depend on the grid: a finer grid has finer spacing
+    fine = lung_ct.voxel_spacing(lung_ct.make_case(0, (80, 80, 64), seed=3)[2])
+    assert fine == pytest.approx(spacing / 2, rel=1e-6)
+
+
+def test_generate_writes_lctsc_layout_and_round_trips(folder, case):
+    names = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    assert names == ["LCTSC-Train-S1-001", "LCTSC-Train-S1-002", "LCTSC-Train-S1-003"]
+    pairs = lung_ct.load_lung_ct_cases(folder)
+    assert [(c.name, m.name) for c, m in pairs] == [("ct.nii.gz", "lung.nii.gz")] * 3
+    ct_image, lung_image = nib.load(pairs[0][0]), nib.load(pairs[0][1])
+    ct, lung, affine = case
+    assert ct_image.get_data_dtype() == np.int16 and lung_image.get_data_dtype() == np.uint8
+    np.testing.assert_array_equal(np.asarray(ct_image.dataobj), ct)
+    np.testing.assert_array_equal(np.asarray(lung_image.dataobj), lung)
+    np.testing.assert_allclose(ct_image.affine, affine, atol=1e-5)
+    np.testing.assert_allclose(ct_image.header.get_zooms(), lung_ct.voxel_spacing(affine), rtol=1e-5)
+    metadata = json.loads((folder / "dataset.json").read_text())
+    assert metadata["complete"] and metadata["params"]["shape"] == list(SHAPE)
+
+
+def test_nifti_bytes_are_deterministic(case):
+    ct, _, affine = case
+    first, second = lung_ct.nifti_bytes(ct, affine), lung_ct.nifti_bytes(ct, affine)
+    assert first == second and gzip.decompress(first)[:4] == (348).to_bytes(4, "little")
+
+
+def test_generate_reuses_a_complete_set(folder):
+    before = {p: p.stat().st_mtime_ns for p in folder.rglob("*.nii.gz")}
+    lung_ct.generate(folder, n_cases=3, shape=SHAPE, seed=3)
+    assert {p: p.stat().st_mtime_ns for p in folder.rglob("*.nii.gz")} == before
+
+
+def test_generate_rejects_bad_parameters(tmp_path):
+    with pytest.raises(ValueError, match="shape"):
+        lung_ct.generate(tmp_path / "x", n_cases=1, shape=(8, 8))
+
+
+def _copy_set(folder, tmp_path):
+    import shutil
+
+    target = tmp_path / "copy"
+    shutil.copytree(folder, target)
+    return target
+
+
+def test_missing_mask_is_named(folder, tmp_path):
+    target = _copy_set(folder, tmp_path)
+    (target / "LCTSC-Train-S1-002" / "lung.nii.gz").unlink()
+    with pytest.raises(DatasetError, match=r"LCTSC-Train-S1-002.*no mask"):
+        lung_ct.load_lung_ct_cases(target)
+
+
+def test_shape_mismatch_is_named(folder, tmp_path):
+    target = _copy_set(folder, tmp_path)
+    path = target / "LCTSC-Train-S1-001" / "lung.nii.gz"
+    path.write_bytes(lung_ct.nifti_bytes(np.zeros((10, 10, 10), np.uint8), np.eye(4)))
+    with pytest.raises(DatasetError, match=r"LCTSC-Train-S1-001/lung.nii.gz has shape \(10, 10, 10\)"):
+        lung_ct.load_lung_ct_cases(target)
+
+
+def test_non_binary_mask_is_named(folder, tmp_path):
+    target = _copy_set(folder, tmp_path)
+    path = target / "LCTSC-Train-S1-003" / "lung.nii.gz"
+    mask = np.asarray(nib.load(path).dataobj) * 255
+    path.write_bytes(lung_ct.nifti_bytes(mask.astype(np.uint8), np.eye(4)))
+    with pytest.raises(DatasetError, match=r"LCTSC-Train-S1-003/lung.nii.gz holds values 0, 255.*Binarise"):
+        lung_ct.load_lung_ct_cases(target)
+    assert len(lung_ct.load_lung_ct_cases(target, check_values=False)) == 3
+
+
+def test_unreadable_file_is_named(folder, tmp_path):
+    target = _copy_set(folder, tmp_path)
+    (target / "LCTSC-Train-S1-001" / "ct.nii.gz").write_bytes(b"not a nifti file")
+    with pytest.raises(DatasetError, match=r"LCTSC-Train-S1-001/ct.nii.gz is not a readable NIfTI"):
+        lung_ct.load_lung_ct_cases(target)
+
+
+def test_empty_or_missing_folder(tmp_path):
+    with pytest.raises(DatasetError, match="does not exist"):
+        lung_ct.load_lung_ct_cases(tmp_path / "nowhere")
+    with pytest.raises(DatasetError, match="no case folder"):
+        lung_ct.load_lung_ct_cases(tmp_path)
+
+
+def test_case_names():
+    assert lung_ct.case_name(0) == "LCTSC-Train-S1-001"
+    assert lung_ct.case_name(11) == "LCTSC-Train-S1-012"
+    assert lung_ct.case_name(12) == "LCTSC-Train-S2-001"

@@ -1,0 +1,299 @@
+"""Tests for helpers/metrics.py against independent set-counting implementations.
+
+The references below count pixels with Python sets and loops; they never call
+helpers.metrics, so a shared mistake cannot hide.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from helpers import metrics
+
+
+# ---------------------------------------------------------------- independent references
+
+def _set(mask):
+    """Indices of foreground pixels of one sample, as a Python set."""
+    return {tuple(index) for index in np.argwhere(np.asarray(mask) > 0.5)}
+
+
+def ref_dice_exact(a, b, empty=1.0):
+    A, B = _set(a), _set(b)
+    if not A and not B:
+        return empty
+    return 2 * len(A & B) / (len(A) + len(B))
+
+
+def ref_iou_exact(a, b, empty=1.0):
+    A, B = _set(a), _set(b)
+    if not A | B:
+        return empty
+    return len(A & B) / len(A | B)
+
+
+def ref_soft_dice(t, p, smooth=1.0):
+    """Loop over samples and pixels (soft values allowed)."""
+    values = []
+    for ti, pi in zip(t, p):
+        inter = sum(float(x) * float(y) for x, y in zip(ti.ravel(), pi.ravel()))
+        total = float(ti.sum(dtype=np.float64)) + float(pi.sum(dtype=np.float64))
+        values.append((2 * inter + smooth) / (total + smooth))
+    return sum(values) / len(values)
+
+
+def ref_soft_iou(t, p, smooth=1.0):
+    values = []
+    for ti, pi in zip(t, p):
+        inter = sum(float(x) * float(y) for x, y in zip(ti.ravel(), pi.ravel()))
+        union = float(ti.sum(dtype=np.float64)) + float(pi.sum(dtype=np.float64)) - inter
+        values.append((inter + smooth) / (union + smooth))
+    return sum(values) / len(values)
+
+
+def ref_counts(a, b):
+    A, B = _set(a), _set(b)
+    n = int(np.asarray(a).size)
+    tp = len(A & B)
+    return tp, len(B - A), len(A - B), n - len(A | B)
+
+
+def ref_batch_ratio(t, p, which, smooth=1e-6):
+    values = []
+    for ti, pi in zip(t, p):
+        tp, fp, fn, tn = ref_counts(ti, pi)
+        num, den = {"sensitivity": (tp, tp + fn), "specificity": (tn, tn + fp),
+                    "precision": (tp, tp + fp)}[which]
+        values.append((num + smooth) / (den + smooth))
+    return sum(values) / len(values)
+
+
+def random_batch(rng, shape=(3, 12, 12, 1), soft=True):
+    t = (rng.random(shape) < 0.3).astype(np.float32)
+    if soft:
+        p = rng.random(shape).astype(np.float32)
+        p[np.abs(p - 0.5) < 1e-3] = 0.4
+    else:
+        p = (rng.random(shape) < 0.3).astype(np.float32)
+    return t, p
+
+
+def value(x):
+    return float(np.asarray(x))
+
+
+# ------------------------------------------------------------------------ edge cases
+
+SQ = np.zeros((1, 8, 8, 1), np.float32)
+SQ[0, 2:6, 2:6] = 1
+OTHER = np.zeros_like(SQ)
+OTHER[0, 4:8, 4:8] = 1
+EMPTY = np.zeros_like(SQ)
+
+EDGE_CASES = {
+    "both empty": (EMPTY, EMPTY),
+    "truth empty": (EMPTY, SQ),
+    "prediction empty": (SQ, EMPTY),
+    "identical": (SQ, SQ),
+    "disjoint": (SQ, np.roll(SQ, 4, axis=1) * (1 - SQ)),
+    "partial": (SQ, OTHER),
+}
+
+
+@pytest.mark.parametrize("case", sorted(EDGE_CASES))
+def test_soft_dice_and_iou_match_reference_on_edge_cases(case):
+    t, p = EDGE_CASES[case]
+    assert value(metrics.dice_coefficient(t, p)) == pytest.approx(ref_soft_dice(t, p), abs=1e-6)
+    assert value(metrics.iou(t, p)) == pytest.approx(ref_soft_iou(t, p), abs=1e-6)
+    assert value(metrics.hard_dice(t, p)) == pytest.approx(ref_soft_dice(t, p), abs=1e-6)
+
+
+def test_known_values():
+    assert value(metrics.dice_coefficient(EMPTY, EMPTY)) == 1.0
+    assert value(metrics.dice_coefficient(SQ, SQ)) == pytest.approx(1.0)
+    # 16 and 16 pixels, 4 shared: (8 + 1) / (32 + 1)
+    assert value(metrics.dice_coefficient(SQ, OTHER)) == pytest.approx(9 / 33, abs=1e-6)
+    assert value(metrics.dice_coefficient(SQ, OTHER, smooth=0.0)) == pytest.approx(0.25)
+    assert value(metrics.iou(SQ, OTHER, smooth=0.0)) == pytest.approx(4 / 28)
+    assert np.isnan(value(metrics.dice_coefficient(EMPTY, EMPTY, smooth=0.0)))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_soft_metrics_match_reference_on_random_soft_batches(seed):
+    t, p = random_batch(np.random.default_rng(seed))
+    assert value(metrics.dice_coefficient(t, p)) == pytest.approx(ref_soft_dice(t, p), abs=1e-5)
+    assert value(metrics.iou(t, p)) == pytest.approx(ref_soft_iou(t, p), abs=1e-5)
+    hard = (p > 0.5).astype(np.float32)
+    assert value(metrics.hard_dice(t, p)) == pytest.approx(ref_soft_dice(t, hard), abs=1e-5)
+    assert value(metrics.hard_dice(t, p, threshold=0.8)) == pytest.approx(
+        ref_soft_dice(t, (p > 0.8).astype(np.float32)), abs=1e-5)
+    for which in ("sensitivity", "specificity", "precision"):
+        got = value(getattr(metrics, which)(t, p))
+        assert got == pytest.approx(ref_batch_ratio(t, hard, which), abs=1e-5), which
+
+
+def test_batch_average_is_per_sample_mean_not_pooled():
+    big = np.zeros((1, 16, 16, 1), np.float32)
+    big[0, 2:12, 2:12] = 1
+    small_t = np.zeros_like(big)
+    small_t[0, 14:16, 14:16] = 1
+    small_p = np.roll(small_t, -4, axis=1)
+    t = np.concatenate([big, small_t])
+    p = np.concatenate([big, small_p])
+    expected = (1.0 + 1.0 / 9.0) / 2
+    assert value(metrics.dice_coefficient(t, p)) == pytest.approx(expected, abs=1e-6)
+    pooled = (2 * 100 + 1) / (208 + 1)
+    assert abs(value(metrics.dice_coefficient(t, p)) - pooled) > 0.3
+
+
+def test_3d_volumes_and_dtypes():
+    rng = np.random.default_rng(3)
+    t, p = random_batch(rng, shape=(2, 4, 6, 6, 1))
+    assert value(metrics.dice_coefficient(t, p)) == pytest.approx(ref_soft_dice(t, p), abs=1e-5)
+    # integer / boolean truth is cast
+    assert value(metrics.dice_coefficient(t.astype(np.uint8), p)) == pytest.approx(
+        ref_soft_dice(t, p), abs=1e-5)
+
+
+def test_mismatched_rank_raises_helpful_error():
+    with pytest.raises(ValueError, match="channel axis"):
+        metrics.dice_coefficient(np.zeros((2, 8, 8)), np.zeros((2, 8, 8, 1)))
+
+
+def test_confusion_edge_cases_score_one_with_smoothing():
+    assert value(metrics.sensitivity(EMPTY, SQ)) == pytest.approx(1.0)
+    assert value(metrics.precision(SQ, EMPTY)) == pytest.approx(1.0)
+    full = np.ones_like(SQ)
+    assert value(metrics.specificity(full, full)) == pytest.approx(1.0)
+    # 16 true, 16 predicted, 4 shared: 4/16 each; specificity 64-28=36 of 48 negatives
+    assert value(metrics.sensitivity(SQ, OTHER)) == pytest.approx(0.25, abs=1e-6)
+    assert value(metrics.precision(SQ, OTHER)) == pytest.approx(0.25, abs=1e-6)
+    assert value(metrics.specificity(SQ, OTHER)) == pytest.approx(36 / 48, abs=1e-6)
+    assert metrics.recall is metrics.sensitivity and metrics.jaccard is metrics.iou
+
+
+# ----------------------------------------------------------------------- multi-class
+
+def ref_per_class(t_onehot, p, smooth=1.0):
+    n_classes = t_onehot.shape[-1]
+    out = []
+    for c in range(n_classes):
+        out.append(ref_soft_dice(t_onehot[..., c:c + 1], p[..., c:c + 1], smooth))
+    return np.array(out)
+
+
+def random_onehot(rng, shape=(2, 6, 6), n_classes=4):
+    labels = rng.integers(0, n_classes, size=shape)
+    t = np.eye(n_classes, dtype=np.float32)[labels]
+    logits = rng.normal(size=t.shape) + 2 * t
+    p = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    return labels, t, p.astype(np.float32)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_multiclass_dice_matches_per_class_reference(seed):
+    _, t, p = random_onehot(np.random.default_rng(seed))
+    per_class = ref_per_class(t, p)
+    got = np.asarray(metrics.per_class_dice(t, p))
+    assert got.shape == (4,)
+    np.testing.assert_allclose(got, per_class, atol=1e-5)
+    assert value(metrics.multiclass_dice(t, p)) == pytest.approx(per_class[1:].mean(), abs=1e-5)
+    assert value(metrics.multiclass_dice(t, p, include_background=True)) == pytest.approx(
+        per_class.mean(), abs=1e-5)
+
+
+def test_multiclass_absent_class_scores_one():
+    labels = np.zeros((1, 4, 4), int)
+    labels[0, :2] = 1
+    t = np.eye(3, dtype=np.float32)[labels]
+    scores = np.asarray(metrics.per_class_dice(t, t))
+    np.testing.assert_allclose(scores, [1.0, 1.0, 1.0], atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- NumPy
+
+@pytest.mark.parametrize("case", sorted(EDGE_CASES))
+def test_numpy_versions_match_set_counting(case):
+    t, p = EDGE_CASES[case]
+    assert metrics.dice_numpy(t, p) == pytest.approx(ref_dice_exact(t, p))
+    assert metrics.iou_numpy(t, p) == pytest.approx(ref_iou_exact(t, p))
+    tp, fp, fn, tn = ref_counts(t, p)
+    assert metrics.confusion_counts(t, p) == {"tp": tp, "fp": fp, "fn": fn, "tn": tn}
+    sens = metrics.sensitivity_numpy(t, p)
+    assert (math.isnan(sens) if tp + fn == 0 else sens == pytest.approx(tp / (tp + fn)))
+    prec = metrics.precision_numpy(t, p)
+    assert (math.isnan(prec) if tp + fp == 0 else prec == pytest.approx(tp / (tp + fp)))
+    assert metrics.specificity_numpy(t, p) == pytest.approx(tn / (tn + fp))
+
+
+def test_numpy_random_and_empty_value():
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        a = rng.random((5, 7, 9)) < 0.4
+        b = rng.random((5, 7, 9)) < 0.4
+        assert metrics.dice_numpy(a, b) == pytest.approx(ref_dice_exact(a, b))
+        assert metrics.iou_numpy(a, b) == pytest.approx(ref_iou_exact(a, b))
+    empty = np.zeros((4, 4), bool)
+    assert metrics.dice_numpy(empty, empty) == 1.0
+    assert np.isnan(metrics.dice_numpy(empty, empty, empty=np.nan))
+    with pytest.raises(ValueError, match="shape"):
+        metrics.dice_numpy(np.zeros((4, 4)), np.zeros((4, 5)))
+
+
+def test_brats_regions_and_region_dice():
+    labels = np.array([0, 1, 2, 4, 4, 2, 0, 1])
+    regions = metrics.brats_regions(labels)
+    assert regions["ET"].tolist() == [l == 4 for l in labels]
+    assert regions["TC"].tolist() == [l in (1, 4) for l in labels]
+    assert regions["WT"].tolist() == [l in (1, 2, 4) for l in labels]
+    remapped = np.where(labels == 4, 3, labels)
+    for key, mask in metrics.brats_regions(remapped).items():
+        assert mask.tolist() == regions[key].tolist()
+    pred = np.array([0, 1, 1, 4, 0, 2, 2, 0])
+    scores = metrics.brats_region_dice(labels, pred)
+    assert set(scores) == {"ET", "TC", "WT"}
+    for key in scores:
+        t = metrics.brats_regions(labels)[key]
+        p = metrics.brats_regions(pred)[key]
+        assert scores[key] == pytest.approx(ref_dice_exact(t, p))
+    assert scores["ET"] == pytest.approx(2 / 3)
+    # remapped prediction (ET = 3) against original truth (ET = 4) gives the same scores
+    assert metrics.brats_region_dice(labels, np.where(pred == 4, 3, pred)) == scores
+    mapped = metrics.brats_region_dice(labels, np.where(pred == 4, 7, pred), label_map={7: 4})
+    assert mapped == scores
+    with pytest.raises(ValueError, match="label_map"):
+        metrics.brats_regions(np.array([0, 5]))
+
+
+def test_per_class_scores_table():
+    rng = np.random.default_rng(1)
+    true = rng.integers(0, 3, size=(6, 6))
+    pred = true.copy()
+    pred[0] = (pred[0] + 1) % 3
+    rows = metrics.per_class_scores(true, pred, n_classes=4)
+    assert [row["class"] for row in rows] == [0, 1, 2, 3]
+    for row in rows[:3]:
+        c = row["class"]
+        tp, fp, fn, tn = ref_counts(true == c, pred == c)
+        assert row["support"] == tp + fn
+        assert row["precision"] == pytest.approx(tp / (tp + fp))
+        assert row["sensitivity"] == pytest.approx(tp / (tp + fn))
+        assert row["specificity"] == pytest.approx(tn / (tn + fp))
+        assert row["dice"] == pytest.approx(ref_dice_exact(true == c, pred == c))
+    absent = rows[3]
+    assert absent["support"] == 0 and absent["dice"] == 1.0 and math.isnan(absent["precision"])
+    text = metrics.format_scores(rows, names={0: "background"})
+    assert "background" in text and "sensitivity" in text and len(text.splitlines()) == 5
+
+
+def test_keras_names_and_configured():
+    assert metrics.dice_coefficient.__name__ == "dice"
+    for function_name, log_name in metrics.KERAS_METRIC_NAMES.items():
+        assert getattr(metrics, function_name).__name__ == log_name
+    fn = metrics.configured(metrics.hard_dice, threshold=0.3)
+    assert fn.__name__ == "hard_dice_threshold0.3"
+    t, p = random_batch(np.random.default_rng(0))
+    assert value(fn(t, p)) == pytest.approx(value(metrics.hard_dice(t, p, threshold=0.3)))
