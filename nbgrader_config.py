@@ -46,6 +46,12 @@ c.Execute.interrupt_on_timeout = True
 # Kernel: the "python3" kernel of the notebooks' metadata resolves to the interpreter that
 # runs nbgrader (jupyter_client replaces "python" by sys.executable), i.e. the course's
 # environment. OverwriteKernelspec makes sure a student cannot switch it.
+# nbgrader 0.9 scores a test cell 0 when it writes anything to stderr, not only when it
+# raises. Keep the kernels it starts quiet: TensorFlow's C++ log (e.g. "failed call to
+# cuInit" at the first operation), Python warnings and text progress bars go to stderr.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("PYTHONWARNINGS", "ignore")
+os.environ.setdefault("TQDM_DISABLE", "1")
 # Restore graded test cells that a student deleted (they run with the original source).
 c.OverwriteCells.add_missing_cells = True
 

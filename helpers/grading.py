@@ -82,6 +82,20 @@ def _tool_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 @contextlib.contextmanager
+def gradebook(root: str | os.PathLike | None = None):
+    """Open the course's gradebook (``nbgrader.api.Gradebook``) for reading scores::
+
+        with grading.gradebook() as gb:
+            gb.find_submission("03_loss_and_metrics", "alice").score
+    """
+    from nbgrader.api import Gradebook
+
+    coursedir = _coursedir(course_root(root))
+    with _scripts_on_path(), Gradebook(coursedir.db_url, coursedir.course_id) as opened:
+        yield opened
+
+
+@contextlib.contextmanager
 def _scripts_on_path():
     """Put this interpreter's scripts folder on PATH while the gradebook is open."""
     saved = os.environ.get("PATH")
@@ -119,18 +133,20 @@ def _coursedir(root: Path):
     from nbgrader.coursedir import CourseDirectory
     from traitlets.config.loader import PyFileConfigLoader
 
-    loaded = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
+    saved = dict(os.environ)  # the config sets variables for nbgrader's kernels: not for us
+    try:
+        loaded = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
     return CourseDirectory(config=loaded)
 
 
 def add_students(students: list[str], root: str | os.PathLike | None = None) -> None:
     """Create the students (ids as in ``submitted/<student>/``) in the gradebook if missing."""
-    from nbgrader.api import Gradebook
-
-    coursedir = _coursedir(course_root(root))
-    with _scripts_on_path(), Gradebook(coursedir.db_url, coursedir.course_id) as gradebook:
+    with gradebook(root) as opened:
         for student in students:
-            gradebook.update_or_create_student(student)
+            opened.update_or_create_student(student)
 
 
 # --- commands -----------------------------------------------------------------------------
@@ -146,8 +162,15 @@ def release(selection: list[str] | None = None, root: str | os.PathLike | None =
     if not chosen:
         print(f"No lessons in {folder / 'answers'}: nothing to release.")
         return 0
-    failed = [name for name in chosen
-              if run_nbgrader(["generate_assignment", name, "--force"], folder, quiet=quiet)]
+    if selection:
+        failed = [name for name in chosen
+                  if run_nbgrader(["generate_assignment", name, "--force"], folder, quiet=quiet)]
+    elif run_nbgrader(["generate_assignment", "[0-9]*", "--force"], folder, quiet=quiet):
+        # every lesson in one nbgrader run (nbgrader expands the pattern itself)
+        failed = [name for name in chosen
+                  if not (folder / "notebooks" / name / f"{name}.ipynb").is_file()] or chosen
+    else:
+        failed = []
     orphans = sorted(set(lessons(folder, "notebooks")) - set(lessons(folder)))
     for name in orphans:
         print(f"notebooks/{name} has no answers/{name}: delete it, or restore its answer notebook.",

@@ -40,14 +40,14 @@ CXR_RECIPE = {
     "dropout": 0.0,                        # spatial dropout in every conv block
     "batch_norm": True,
     "batch_size": 8,
-    "epochs": 20,                          # at scale 1 (scaled by UNET_COURSE_SCALE)
+    "epochs": 15,                          # at scale 1 (scaled by UNET_COURSE_SCALE)
     "learning_rate": 3e-3,                 # Adam
     "loss": "bce_dice_loss",               # name of a function of helpers.losses
     "augment": {"flip": False, "max_rotation": 5, "max_shift": 0.04, "max_zoom": 0.05,
                 "brightness": 0.05, "contrast": 0.05},
     "fractions": (0.7, 0.15, 0.15),        # train / validation / test, by patient
-    "patience_lr": 3,                      # epochs without val_dice progress before lr / 2
-    "patience_stop": 6,                    # ... before stopping
+    "patience_lr": 2,                      # epochs without val_dice progress before lr / 2
+    "patience_stop": 5,                    # ... before stopping
 }
 
 
@@ -249,7 +249,8 @@ def cxr_datasets(train_pairs, val_pairs, recipe: dict | None = None, seed: int =
     recipe = _recipe(recipe or {})
     size = (int(recipe["image_size"]),) * 2
     train = SegmentationDataset(train_pairs, batch_size=recipe["batch_size"], image_size=size,
-                                augment=recipe["augment"] or False, shuffle=True, seed=seed)
+                                augment=recipe["augment"] or False, shuffle=True, seed=seed,
+                                workers=2)  # read the next batch while the model trains
     val = SegmentationDataset(val_pairs, batch_size=recipe["batch_size"], image_size=size,
                               augment=False, shuffle=False, seed=seed)
     return train, val

@@ -292,3 +292,12 @@ def test_unet_checks_catch_usual_mistakes():
     _fails(checks.check_unet, lambda shape, **kw: models.build_unet(shape, **{**kw, "base_filters": 4}),
            "parameters")
     _fails(checks.check_unet_3d, _unet_2d_only, "output shape")
+
+
+@pytest.mark.parametrize("shape, n_classes, depth, base, batch_norm", [
+    ((32, 48, 3), 3, 2, 4, True), ((16, 16, 16, 2), 4, 2, 4, True), ((32, 32, 1), 1, 3, 8, False)])
+def test_parameter_formula_matches_reference_models(shape, n_classes, depth, base, batch_norm):
+    for use_bias in (None, True):
+        model = models.build_unet(shape, n_classes=n_classes, depth=depth, base_filters=base,
+                                  batch_norm=batch_norm, use_bias=use_bias)
+        assert arch_checks._unet_params(shape, n_classes, depth, base, batch_norm, use_bias) == model.count_params()

@@ -278,3 +278,35 @@ def test_cli_list_and_prepare(tmp_path, capsys):
     assert "2 cases written" in capsys.readouterr().out
     assert main(["list"]) == 0
     assert "montgomery" in capsys.readouterr().out
+
+
+# ----------------------------------------------------- prepared sets feed the lessons' data path
+
+def test_prepared_cxr_set_trains_one_step_through_the_lesson_data_path(tmp_path, monkeypatch):
+    """Lessons 01-05 read `data.ensure_dataset(DATASET)` -> `data.load_pairs` -> SegmentationDataset."""
+    import keras
+
+    from helpers import config, data, generator, losses, metrics, models
+
+    monkeypatch.setenv(config.DATA_VARIABLE, str(tmp_path / "data"))
+    with pytest.raises(DatasetError, match="download montgomery --prepare"):
+        data.ensure_dataset("montgomery")
+    raw = make_montgomery(tmp_path / "raw", n=4)
+    registry.prepare("montgomery", raw, size=64)  # default destination: data/montgomery
+    folder = data.ensure_dataset("montgomery")
+    assert folder == tmp_path / "data" / "montgomery"
+    pairs = data.load_pairs(folder)
+    assert len(pairs) == 4
+    dataset = generator.SegmentationDataset(pairs, batch_size=2, image_size=(32, 32), augment=True)
+    model = models.build_unet((32, 32, 1), depth=2, base_filters=4)
+    model.compile(optimizer="adam", loss=losses.bce_dice_loss, metrics=[metrics.dice_coefficient])
+    history = model.fit(dataset, epochs=1, steps_per_epoch=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+
+
+def test_unknown_name_lists_the_known_ones(tmp_path, monkeypatch):
+    from helpers import config, data
+
+    monkeypatch.setenv(config.DATA_VARIABLE, str(tmp_path))
+    with pytest.raises(DatasetError, match="known names are .*cxr_synthetic.*montgomery"):
+        data.ensure_dataset("nonsense")

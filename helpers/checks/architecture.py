@@ -64,9 +64,42 @@ def _shape(tensor):
     return tuple(tensor.shape)
 
 
-def _reference_params(build, *args, **kwargs):
-    """Parameter counts of the reference with convolution biases off and on."""
-    return {build(*args, use_bias=False, **kwargs), build(*args, use_bias=True, **kwargs)}
+# Parameter counts computed by formula (as helpers.models builds them; tests compare the
+# two), so that a check does not have to build the reference models.
+
+def _conv_params(rank, kernel, c_in, c_out, bias):
+    return kernel ** rank * c_in * c_out + (c_out if bias else 0)
+
+
+def _block_params(rank, c_in, filters, batch_norm=True, use_bias=None):
+    bias = (not batch_norm) if use_bias is None else use_bias
+    bn = 4 * filters if batch_norm else 0
+    return (_conv_params(rank, 3, c_in, filters, bias) + bn
+            + _conv_params(rank, 3, filters, filters, bias) + bn)
+
+
+def _decoder_params(rank, c_in, c_skip, filters, batch_norm=True, use_bias=None):
+    return (_conv_params(rank, 2, c_in, filters, True)
+            + _block_params(rank, filters + c_skip, filters, batch_norm, use_bias))
+
+
+def _unet_params(input_shape, n_classes, depth, base_filters, batch_norm=True, use_bias=None):
+    rank = len(input_shape) - 1
+    channels, total = input_shape[-1], 0
+    for level in range(depth):
+        total += _block_params(rank, channels, base_filters * 2 ** level, batch_norm, use_bias)
+        channels = base_filters * 2 ** level
+    total += _block_params(rank, channels, base_filters * 2 ** depth, batch_norm, use_bias)
+    channels = base_filters * 2 ** depth
+    for level in reversed(range(depth)):
+        filters = base_filters * 2 ** level
+        total += _decoder_params(rank, channels, filters, filters, batch_norm, use_bias)
+        channels = filters
+    return total + _conv_params(rank, 1, channels, n_classes, True)
+
+
+def _counts(fn, *args):
+    return {fn(*args, use_bias=False), fn(*args, use_bias=True)}
 
 
 def _conv_structure(name, case, model, batch_norm, dropout, rank=2):
@@ -124,18 +157,6 @@ def _conv_structure(name, case, model, batch_norm, dropout, rank=2):
 # Blocks
 # --------------------------------------------------------------------------------------
 
-def _ref_conv_params(shape, filters, **kwargs):
-    import keras
-
-    from helpers import models
-
-    def build(shape, filters, use_bias, **kw):
-        inputs = keras.Input(shape)
-        return _model(inputs, models.conv_block(inputs, filters, use_bias=use_bias, **kw)).count_params()
-
-    return _reference_params(build, shape, filters, **kwargs)
-
-
 def check_conv_block(fn, random_cases: int = 1, seed: int = 0) -> None:
     """Check ``fn(x, filters, batch_norm=True, dropout=0.0)``: output shape, two 3×3
     'same' convolutions, Conv -> BatchNorm -> ReLU order, spatial dropout, parameter count."""
@@ -159,7 +180,7 @@ def check_conv_block(fn, random_cases: int = 1, seed: int = 0) -> None:
                   "use `filters` filters in both convolutions and padding='same'.")
         model = _model(inputs, out)
         _conv_structure(name, case, model, kwargs["batch_norm"], kwargs["dropout"])
-        counts = _ref_conv_params(shape, filters, **kwargs)
+        counts = _counts(_block_params, 2, shape[-1], filters, kwargs["batch_norm"])
         if model.count_params() not in counts:
             _fail(name, case, f"expected {' or '.join(map(str, sorted(counts)))} parameters, got {model.count_params()}.",
                   "two Conv(filters, 3, padding='same') layers, each followed by BatchNormalization().")
@@ -204,7 +225,7 @@ def check_encoder_block(fn, random_cases: int = 1, seed: int = 0) -> None:
         if not np.allclose(pooled_v, expected_v, atol=1e-5):
             _fail(name, case, "pooled is not the 2×2 max-pooling of skip.",
                   "compute skip = conv_block(x, ...) first, then pooled = MaxPooling2D(2)(skip).")
-        counts = _ref_conv_params(shape, filters, batch_norm=True, dropout=0.0)
+        counts = _counts(_block_params, 2, shape[-1], filters, True)
         if model.count_params() not in counts:
             _fail(name, case, f"expected {' or '.join(map(str, sorted(counts)))} parameters, got {model.count_params()}.",
                   "an encoder step is one conv block and a pooling layer (no weights).")
@@ -216,8 +237,6 @@ def check_decoder_block(fn, random_cases: int = 1, seed: int = 0) -> None:
     upsampling by a 2×2 transposed convolution, concatenation with ``skip`` (the output
     must depend on it), a conv block after it, and the parameter count."""
     import keras
-
-    from helpers import models
 
     name = "decoder_block"
     rng = np.random.default_rng(seed)
@@ -251,12 +270,7 @@ def check_decoder_block(fn, random_cases: int = 1, seed: int = 0) -> None:
             _fail(name, case, "no upsampling layer found.",
                   "double the size of x with Conv2DTranspose(filters, 2, strides=2, padding='same').")
         _conv_structure(name, case, model, True, 0.0)
-
-        def build(x_shape, skip_shape, filters, use_bias):
-            a, b = keras.Input(x_shape), keras.Input(skip_shape)
-            return _model([a, b], models.decoder_block(a, b, filters, use_bias=use_bias)).count_params()
-
-        counts = _reference_params(build, x_shape, skip_shape, filters)
+        counts = _counts(_decoder_params, 2, x_shape[-1], skip_shape[-1], filters, True)
         if model.count_params() not in counts:
             _fail(name, case, f"expected {' or '.join(map(str, sorted(counts)))} parameters, got {model.count_params()}.",
                   "use Conv2DTranspose(filters, kernel_size=2, strides=2) (with `filters` channels), "
@@ -269,8 +283,6 @@ def check_decoder_block(fn, random_cases: int = 1, seed: int = 0) -> None:
 # --------------------------------------------------------------------------------------
 
 def _check_model(name, case, fn, input_shape, n_classes, depth, base_filters, dropout=0.1):
-    from helpers import models
-
     model = _call(name, case, fn, input_shape, n_classes=n_classes, depth=depth,
                   base_filters=base_filters, dropout=dropout)
     expected = (None,) + tuple(input_shape[:-1]) + (n_classes,)
@@ -304,9 +316,7 @@ def _check_model(name, case, fn, input_shape, n_classes, depth, base_filters, dr
     if n_classes == 1 and _activation_name(model.layers[-1]) not in ("sigmoid", "linear"):
         _fail(name, case, f"one class needs a sigmoid output, got {_activation_name(model.layers[-1])}.",
               "softmax over a single channel is always 1: use sigmoid for n_classes == 1.")
-    counts = _reference_params(lambda use_bias: models.build_unet(
-        input_shape, n_classes=n_classes, depth=depth, base_filters=base_filters, dropout=dropout,
-        use_bias=use_bias).count_params())
+    counts = _counts(_unet_params, tuple(input_shape), n_classes, depth, base_filters, True)
     if model.count_params() not in counts:
         _fail(name, case, f"expected {' or '.join(map(str, sorted(counts)))} parameters, got {model.count_params()}.",
               "level l uses base_filters * 2**l filters (encoder and decoder), the bottleneck "

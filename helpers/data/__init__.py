@@ -58,11 +58,21 @@ def ensure_dataset(name: str = "cxr_synthetic", *, folder: Path | None = None,
         module = importlib.import_module(f"helpers.data.{GENERATORS[name]}")
         return module.generate(Path(folder) if folder else dataset_dir(name), force=force, **params)
     target = Path(folder) if folder else dataset_dir(name)
-    if target.is_dir() and any(target.iterdir()):
+    if (target / "prepared.json").is_file() or (folder is not None and target.is_dir() and any(target.iterdir())):
         return target
-    known = ", ".join(sorted(GENERATORS))
+    from helpers.data import registry
+
+    if name in registry.DATASETS:
+        entry = registry.DATASETS[name]
+        how = (f"python -m helpers data download {name} --prepare" if entry.url
+               else f"python -m helpers data prepare {name} PATH/TO/DOWNLOAD")
+        raise DatasetError(
+            f"The public data set {name!r} is not prepared in {target}. Run `{how}` "
+            f"(`python -m helpers data info {name}` says where to get it), or set DATASET back to a "
+            f"synthetic set: {', '.join(sorted(GENERATORS))}."
+        )
+    known = ", ".join(sorted(GENERATORS) + sorted(registry.DATASETS))
     raise DatasetError(
-        f"No data set {name!r} in {target}. Synthetic sets: {known}. For a public data set, "
-        f"prepare it first, e.g. `python -m helpers data prepare montgomery PATH/TO/DOWNLOAD`, "
-        f"or point the lesson's DATASET cell at the folder that holds it."
+        f"Unknown data set {name!r}: known names are {known}. To use a folder of your own in the "
+        f"course layout, pass folder=PATH."
     )

@@ -1,0 +1,262 @@
+"""nbgrader round trip of every lesson (tests helpers/grading.py and nbgrader_config.py).
+
+For every lesson in answers/ (and the plain-Python example lesson in tests/fixtures/),
+in a temporary course root with the real nbgrader and its SQLite gradebook, submissions
+are built from the answer and release notebooks and graded in ONE ``nbgrader autograde``
+call per lesson, at ``UNET_COURSE_SCALE=0.1``. Scores are read from the gradebook.
+
+Students of a lesson, in the order nbgrader grades them:
+
+* ``a-raises`` (example lesson only): the release with a first cell that raises -> 0.
+* ``b-partial``: the release with the first exercise solved, the first test cell deleted,
+  the last test cell edited to print success, and an endless loop in the last solution
+  cell -> the deleted test is restored and passes, the edited one is graded with the
+  original test and fails, the loop times out in its cell and the rest still runs.
+* ``c-answers``: the answer notebook -> full marks.
+* ``d-untouched``: the release notebook -> 0, and its hidden tests are back when graded.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+from conftest import ANSWER_LESSONS, FIXTURE_LESSONS, LOOP_MARKER, REPO_ROOT
+
+from helpers import grading
+
+LESSONS = FIXTURE_LESSONS + ANSWER_LESSONS
+SCALE = "0.1"
+
+
+# --- building submissions -----------------------------------------------------------------
+
+
+def nbgrader_meta(cell) -> dict:
+    return cell.get("metadata", {}).get("nbgrader", {})
+
+
+def is_test_cell(cell) -> bool:
+    meta = nbgrader_meta(cell)
+    return cell.cell_type == "code" and bool(meta.get("grade")) and not meta.get("solution")
+
+
+def is_solution_cell(cell) -> bool:
+    return bool(nbgrader_meta(cell).get("solution"))
+
+
+def test_cell_indices(nb) -> list[int]:
+    return [i for i, cell in enumerate(nb.cells) if is_test_cell(cell)]
+
+
+def points(nb) -> dict[str, float]:
+    """Points of every graded test cell, by grade_id."""
+    return {nbgrader_meta(c)["grade_id"]: float(nbgrader_meta(c)["points"])
+            for c in nb.cells if is_test_cell(c)}
+
+
+def partial_submission(release, answers):
+    """The release with the first exercise solved from the answers, its test cell deleted,
+    the last test cell edited, and an endless loop in the last exercise's solution cell."""
+    nb = copy.deepcopy(release)
+    solutions = {nbgrader_meta(c)["grade_id"]: c.source for c in answers.cells if is_solution_cell(c)}
+    tests = test_cell_indices(nb)
+    first, last = tests[0], tests[-1]
+    for cell in nb.cells[:first]:
+        if is_solution_cell(cell):
+            cell.source = solutions[nbgrader_meta(cell)["grade_id"]]
+    loop_cells = [i for i in range(tests[-2] + 1, last) if is_solution_cell(nb.cells[i])]
+    assert loop_cells, "the last graded test cell must follow a solution cell of its own"
+    nb.cells[loop_cells[-1]].source = f"# {LOOP_MARKER}\nwhile True:\n    pass\n"
+    nb.cells[last].source = 'print("All tests passed.")  # edited by the student'
+    del nb.cells[first]
+    return nb
+
+
+def raising_submission(release):
+    """The release with a new first cell that raises."""
+    nb = copy.deepcopy(release)
+    nb.cells.insert(0, nbformat.v4.new_code_cell('raise RuntimeError("broken on purpose")'))
+    return nb
+
+
+# --- one autograde call per lesson ----------------------------------------------------------
+
+
+class Graded:
+    """Submissions of one lesson after autograding: notebooks, scores and paths."""
+
+    def __init__(self, root: Path, lesson: str):
+        self.root, self.lesson = root, lesson
+        self.answers = nbformat.read(root / "answers" / lesson / f"{lesson}.ipynb", as_version=4)
+        self.release = nbformat.read(root / "notebooks" / lesson / f"{lesson}.ipynb", as_version=4)
+        self.points = points(self.answers)
+        self.max_score = sum(self.points.values())
+        self.test_ids = [nbgrader_meta(self.answers.cells[i])["grade_id"]
+                         for i in test_cell_indices(self.answers)]
+        self.submissions = {
+            "b-partial": partial_submission(self.release, self.answers),
+            "c-answers": self.answers,
+            "d-untouched": self.release,
+        }
+        if lesson in FIXTURE_LESSONS:
+            self.submissions["a-raises"] = raising_submission(self.release)
+        self.scores: dict[str, float] = {}
+        self.cell_scores: dict[str, dict[str, float]] = {}
+
+    def run(self) -> None:
+        source = self.root / "submissions"
+        for student, nb in self.submissions.items():
+            folder = source / student / self.lesson
+            folder.mkdir(parents=True, exist_ok=True)
+            nbformat.write(nb, folder / f"{self.lesson}.ipynb")
+        assert grading.collect(source, [self.lesson], root=self.root, quiet=True) == 0
+        with grading.gradebook(self.root) as gb:
+            known = {student.id for student in gb.students}
+        missing = set(self.submissions) - known
+        assert not missing, f"collect did not add {missing} to the gradebook"
+        self.status = grading.autograde([self.lesson], root=self.root, quiet=True,
+                                        env={"UNET_COURSE_SCALE": SCALE})
+        with grading.gradebook(self.root) as gb:
+            for student in self.submissions:
+                submission = gb.find_submission(self.lesson, student)
+                self.scores[student] = submission.score
+                notebook = submission.notebooks[0]
+                self.cell_scores[student] = {grade.name: grade.score for grade in notebook.grades}
+
+    def autograded(self, student: str):
+        path = self.root / "autograded" / student / self.lesson / f"{self.lesson}.ipynb"
+        assert path.is_file(), f"nbgrader wrote no autograded notebook for {student}: {path}"
+        return nbformat.read(path, as_version=4)
+
+    def errors(self, student: str, grade_id: str) -> str:
+        """The error text of a graded cell in the autograded notebook (for messages)."""
+        for cell in self.autograded(student).cells:
+            if nbgrader_meta(cell).get("grade_id") == grade_id:
+                return "\n".join(f"{o.get('ename', o.get('name'))}: {o.get('evalue', o.get('text', ''))}"[:300]
+                                 for o in cell.get("outputs", [])
+                                 if o.output_type == "error" or o.get("name") == "stderr")
+        return "(cell not found)"
+
+
+@pytest.fixture(scope="module", params=LESSONS)
+def graded(request, course_root, grading_seconds) -> Graded:
+    result = Graded(course_root, request.param)
+    started = time.perf_counter()
+    result.run()
+    grading_seconds[request.param] = time.perf_counter() - started
+    return result
+
+
+def _fix(lesson: str) -> str:
+    return (f"run `UNET_COURSE_SCALE={SCALE} python -m helpers course {lesson[:2]}` "
+            f"and read the failing check cell of answers/{lesson}/{lesson}.ipynb")
+
+
+# --- tests ------------------------------------------------------------------------------------
+
+
+def test_config_of_the_course():
+    """The repository's nbgrader_config.py: folders, a per-cell limit that fits training."""
+    course = grading._coursedir(REPO_ROOT)
+    assert Path(course.root) == REPO_ROOT
+    assert (course.source_directory, course.release_directory) == ("answers", "notebooks")
+    from traitlets.config.loader import PyFileConfigLoader
+
+    loaded = PyFileConfigLoader("nbgrader_config.py", path=str(REPO_ROOT)).load_config()
+    assert loaded.Execute.timeout >= 600, "training cells need minutes, not nbgrader's 30 s"
+    assert loaded.Execute.interrupt_on_timeout is True
+    assert loaded.OverwriteCells.add_missing_cells is True
+    assert "raise NotImplementedError()" in loaded.ClearSolutions.code_stub["python"]
+
+
+def test_answers_score_full_marks(graded):
+    scores = graded.cell_scores["c-answers"]
+    failed = {gid: (scores.get(gid), pts) for gid, pts in graded.points.items() if scores.get(gid) != pts}
+    assert not failed, (
+        f"{graded.lesson}: the answer notebook loses points under nbgrader at scale {SCALE} "
+        f"in {failed} (got, max). nbgrader gives 0 to a test cell that raises OR writes to "
+        f"stderr (warnings, logs, progress bars). Errors:\n"
+        + "\n".join(f"{gid}: {graded.errors('c-answers', gid)}" for gid in failed)
+        + f"\nFix: {_fix(graded.lesson)}")
+    assert graded.scores["c-answers"] == pytest.approx(graded.max_score)
+
+
+def test_untouched_release_scores_zero(graded):
+    scores = graded.cell_scores["d-untouched"]
+    passing = [gid for gid, score in scores.items() if score]
+    assert not passing, (f"{graded.lesson}: the untouched exercise notebook gets points for "
+                         f"{passing}: those checks pass without the student's code; make them "
+                         f"test what the solution cell computes.")
+    assert graded.scores["d-untouched"] == 0
+
+
+def test_partly_solved_scores_in_between(graded):
+    score = graded.scores["b-partial"]
+    assert 0 < score < graded.max_score, (
+        f"{graded.lesson}: a notebook with only the first exercise solved scored {score} of "
+        f"{graded.max_score}; first check: {graded.errors('b-partial', graded.test_ids[0])}")
+
+
+def test_deleted_test_cell_is_restored_and_run(graded):
+    first = graded.test_ids[0]
+    assert graded.cell_scores["b-partial"][first] == graded.points[first], (
+        f"{graded.lesson}: the deleted test cell {first} (its exercise solved) was not restored "
+        f"and passed: {graded.errors('b-partial', first)}")
+    restored = [c for c in graded.autograded("b-partial").cells if nbgrader_meta(c).get("grade_id") == first]
+    assert restored and "was missing from the submission" in restored[0].source
+
+
+def test_edited_test_cell_is_graded_with_the_original(graded):
+    last = graded.test_ids[-1]
+    assert graded.cell_scores["b-partial"][last] == 0, (
+        f"{graded.lesson}: the edited test cell {last} kept the student's version "
+        f"(is it locked, with grade: true?)")
+    cell = next(c for c in graded.autograded("b-partial").cells if nbgrader_meta(c).get("grade_id") == last)
+    original = next(c for c in graded.answers.cells if nbgrader_meta(c).get("grade_id") == last)
+    assert cell.source == original.source, "the graded test cell should be the original, hidden tests included"
+
+
+def test_endless_loop_times_out_and_grading_goes_on(graded):
+    cells = graded.autograded("b-partial").cells
+    loop = next(i for i, c in enumerate(cells) if LOOP_MARKER in c.source)
+    enames = [o.get("ename") for o in cells[loop].outputs if o.output_type == "error"]
+    assert "CellTimeoutError" in enames, f"the endless loop was not stopped by the time limit: {enames}"
+    later = [c for c in cells[loop + 1:] if c.cell_type == "code" and c.get("outputs")]
+    assert later, "no cell after the timed-out one was executed"
+    # the batch went on: students graded after this one have their scores
+    assert graded.scores["c-answers"] > 0 and "d-untouched" in graded.scores
+
+
+def test_first_cell_raising_scores_zero_without_stopping_the_batch(graded):
+    if "a-raises" not in graded.submissions:
+        pytest.skip("run on the example lesson only: it is nbgrader's behaviour, not the lesson's")
+    assert graded.scores["a-raises"] == 0
+    first = graded.autograded("a-raises").cells[0]
+    assert any(o.get("ename") == "RuntimeError" for o in first.outputs)
+    assert graded.scores["c-answers"] == pytest.approx(graded.max_score)
+
+
+def test_hidden_tests_absent_from_release_and_present_when_grading(graded):
+    release_text = json.dumps(graded.release)
+    assert "BEGIN HIDDEN TESTS" not in release_text and "BEGIN SOLUTION" not in release_text
+    hidden = {nbgrader_meta(c)["grade_id"]: c.source for c in graded.answers.cells
+              if is_test_cell(c) and "BEGIN HIDDEN TESTS" in c.source}
+    graded_cells = {nbgrader_meta(c).get("grade_id"): c.source
+                    for c in graded.autograded("d-untouched").cells}
+    for gid, source in hidden.items():
+        assert graded_cells.get(gid) == source, f"{graded.lesson}: hidden tests of {gid} missing when grading"
+
+
+def test_kernel_is_the_current_environment(graded):
+    if graded.lesson not in FIXTURE_LESSONS:
+        pytest.skip("the example lesson prints its interpreter")
+    setup = graded.autograded("c-answers").cells[2]
+    text = "".join(o.get("text", "") for o in setup.outputs)
+    assert f"kernel: {sys.executable}" in text, (
+        f"nbgrader ran another interpreter than this environment's ({sys.executable}): {text!r}")

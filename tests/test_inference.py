@@ -1,0 +1,193 @@
+"""Tests of helpers.inference and of the lesson 05 checks (helpers.checks.prediction)."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+from helpers import inference, metrics
+from helpers.checks import prediction as checks_prediction
+
+
+def test_threshold_is_strict_and_binary():
+    probs = np.array([[0.2, 0.5], [0.51, 0.9]], np.float32)
+    out = inference.threshold(probs, 0.5)
+    assert out.dtype == np.uint8
+    np.testing.assert_array_equal(out, [[0, 0], [1, 1]])
+    with pytest.raises(ValueError):
+        inference.threshold(probs, 1.5)
+
+
+def test_keep_largest_components_removes_small_ones():
+    mask = np.zeros((20, 20), np.uint8)
+    mask[1:9, 1:9] = 1      # 64
+    mask[1:7, 12:18] = 1    # 36
+    mask[15:17, 15:17] = 1  # 4
+    out = inference.keep_largest_components(mask, 2)
+    assert out.sum() == 100 and out[16, 16] == 0
+    assert inference.keep_largest_components(mask, 1).sum() == 64
+    assert inference.keep_largest_components(mask, 5).sum() == 104
+    # corner-touching pixels are one component
+    assert inference.keep_largest_components(np.eye(5), 1).sum() == 5
+    # 3D works too
+    volume = np.zeros((6, 6, 6), np.uint8)
+    volume[:3, :3, :3] = 1
+    volume[5, 5, 5] = 1
+    assert inference.keep_largest_components(volume, 1).sum() == 27
+
+
+def test_fill_holes_and_postprocess():
+    mask = np.zeros((12, 12), np.uint8)
+    mask[2:10, 2:10] = 1
+    mask[4:6, 4:6] = 0
+    assert inference.fill_holes(mask).sum() == 64
+    mask[0, 11] = 1
+    cleaned = inference.postprocess(mask, n_components=1)
+    assert cleaned.sum() == 64 and cleaned[0, 11] == 0
+    assert inference.postprocess(mask, n_components=1, fill=False).sum() == 60
+
+
+def test_resize_to_keeps_mask_values():
+    mask = np.zeros((4, 4), np.uint8)
+    mask[:2] = 1
+    big = inference.resize_to(mask, (8, 8))
+    assert big.shape == (8, 8) and set(np.unique(big)) == {0, 1} and big.sum() == 32
+    probs = inference.resize_to(np.full((4, 4), 0.7, np.float32), (6, 6))
+    np.testing.assert_allclose(probs, 0.7, atol=1e-6)
+
+
+def test_per_case_metrics_against_numpy_metrics():
+    rng = np.random.default_rng(0)
+    truth = (rng.random((3, 16, 16)) < 0.4).astype(np.uint8)
+    probs = rng.random((3, 8, 8)).astype(np.float32)          # half size: resized up
+    rows = inference.per_case_metrics(truth, probs, names=["a", "b", "c"])
+    assert [r["name"] for r in rows] == ["a", "b", "c"]
+    assert list(rows[0]) == list(inference.METRIC_COLUMNS)
+    for row, t, p in zip(rows, truth, probs):
+        binary = inference.resize_to(p, t.shape) > 0.5
+        assert row["dice"] == pytest.approx(metrics.dice_numpy(t, binary))
+        assert row["iou"] == pytest.approx(metrics.iou_numpy(t, binary))
+    perfect = inference.per_case_metrics(truth, truth)
+    assert all(r["dice"] == 1.0 and r["iou"] == 1.0 for r in perfect)
+    assert inference.summarise(perfect)["dice"] == 1.0
+    with pytest.raises(ValueError, match="predictions"):
+        inference.per_case_metrics(truth, probs[:2])
+
+
+def test_save_table_csv_refuses_to_overwrite(tmp_path):
+    rows = [{"name": "a", "dice": 0.91234567}, {"name": "b", "dice": 1.0}]
+    path = inference.save_table_csv(rows, tmp_path / "t.csv")
+    with path.open() as stream:
+        read = list(csv.DictReader(stream))
+    assert read[0] == {"name": "a", "dice": "0.912346"}
+    with pytest.raises(FileExistsError, match="t.csv"):
+        inference.save_table_csv(rows, path)
+    inference.save_table_csv(rows[:1], path, force=True)
+    assert len(path.read_text().splitlines()) == 2
+
+
+def test_save_masks_png_refuses_to_overwrite_and_round_trips(tmp_path):
+    from helpers.data import read_mask
+
+    masks = [np.eye(8, dtype=np.uint8), np.zeros((8, 8), bool)]
+    paths = inference.save_masks_png(masks, ["x", "y.png"], tmp_path / "out")
+    assert [p.name for p in paths] == ["x.png", "y.png"]
+    np.testing.assert_array_equal(read_mask(paths[0]), masks[0])
+    with pytest.raises(FileExistsError, match="x.png"):
+        inference.save_masks_png(masks, ["x", "z"], tmp_path / "out")
+    assert not (tmp_path / "out" / "z.png").exists()     # nothing written on refusal
+    inference.save_masks_png(masks, ["x", "z"], tmp_path / "out", force=True)
+    with pytest.raises(ValueError, match="binary"):
+        inference.save_masks_png([np.full((4, 4), 0.3)], ["p"], tmp_path / "other")
+
+
+def test_predict_dataset_keeps_pair_order(tmp_path):
+    """A fake 'model' that returns the mean of its input shows the row order."""
+    from PIL import Image
+
+    from helpers.generator import SegmentationDataset
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    pairs = []
+    for i in range(7):
+        image = np.zeros((16, 16), np.uint8)
+        image[: i + 1] = 255                      # a different image per case
+        name = f"SYN_{i:04d}_0.png"
+        Image.fromarray(image).save(tmp_path / "images" / name)
+        Image.fromarray(image).save(tmp_path / "masks" / name)
+        pairs.append((tmp_path / "images" / name, tmp_path / "masks" / name))
+
+    class Echo:
+        input_shape = (None, 16, 16, 1)
+
+        def predict_on_batch(self, x):
+            return np.asarray(x)
+
+    expected = np.stack([SegmentationDataset(pairs, image_size=(16, 16), shuffle=False).load(i)[0][..., 0]
+                         for i in range(7)])
+    np.testing.assert_allclose(inference.predict_dataset(Echo(), pairs, batch_size=3), expected)
+    shuffled = SegmentationDataset(pairs, batch_size=3, image_size=(16, 16), shuffle=True, seed=1)
+    assert list(shuffled.order) != list(range(7))
+    np.testing.assert_allclose(inference.predict_dataset(Echo(), shuffled), expected)
+
+
+# --------------------------------------------------------------------------- checks
+
+def test_prediction_checks_accept_references():
+    checks_prediction.check_threshold(inference.threshold, cases=5)
+    checks_prediction.check_keep_largest_components(inference.keep_largest_components, cases=5)
+    checks_prediction.check_fill_holes(inference.fill_holes, cases=5)
+    checks_prediction.check_postprocess(inference.postprocess, cases=5)
+    checks_prediction.check_metrics_table(
+        lambda t, p, names: inference.per_case_metrics(t, p, names=names), cases=3)
+
+
+def test_prediction_checks_reject_wrong_implementations():
+    with pytest.raises(AssertionError, match="inverted"):
+        checks_prediction.check_threshold(lambda p, v: p < v)
+    with pytest.raises(AssertionError, match="value"):
+        checks_prediction.check_threshold(lambda p, v: p > 0.5)
+
+    def four_connected(mask, n=2):
+        from skimage.measure import label
+
+        labels = label(mask, connectivity=1)
+        sizes = np.bincount(labels.ravel())
+        sizes[0] = 0
+        return np.isin(labels, np.argsort(sizes)[::-1][:n]).astype(np.uint8)
+
+    with pytest.raises(AssertionError, match="corner"):
+        checks_prediction.check_keep_largest_components(four_connected)
+
+    def with_background(mask, n=2):
+        from skimage.measure import label
+
+        labels = label(mask, connectivity=2)
+        sizes = np.bincount(labels.ravel())
+        return np.isin(labels, np.argsort(sizes)[::-1][:n]).astype(np.uint8) * (mask > 0)
+
+    with pytest.raises(AssertionError, match="background"):
+        checks_prediction.check_keep_largest_components(with_background)
+    with pytest.raises(AssertionError, match="hole"):
+        checks_prediction.check_postprocess(lambda m: inference.keep_largest_components(m, 2))
+
+    def dice_as_iou(t, p, names):
+        return [{"name": n, "dice": metrics.dice_numpy(a, b), "iou": metrics.dice_numpy(a, b)}
+                for a, b, n in zip(t, p, names)]
+
+    with pytest.raises(AssertionError, match="IoU"):
+        checks_prediction.check_metrics_table(dice_as_iou)
+
+    def empty_zero(t, p, names):
+        rows = []
+        for a, b, n in zip(t, p, names):
+            inter, total = np.sum((a > 0) & (b > 0)), np.sum(a > 0) + np.sum(b > 0)
+            dice = 2 * inter / total if total else 0.0
+            rows.append({"name": n, "dice": dice, "iou": metrics.iou_numpy(a, b)})
+        return rows
+
+    with pytest.raises(AssertionError, match="empty"):
+        checks_prediction.check_metrics_table(empty_zero)

@@ -1,0 +1,85 @@
+"""Tests of helpers.viz: every figure function returns a Figure and draws what it should."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from helpers import viz  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def _disk(size=32, r=8):
+    yy, xx = np.mgrid[:size, :size]
+    return ((yy - size / 2) ** 2 + (xx - size / 2) ** 2 <= r * r).astype(np.uint8)
+
+
+def test_overlay_contours_draws_truth_and_prediction():
+    image = np.random.default_rng(0).random((32, 32))
+    fig = viz.overlay_contours(image, _disk(), _disk(r=6).astype(np.float32) * 0.9, title="t")
+    ax = fig.axes[0]
+    assert ax.get_title() == "t"
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["truth", "prediction"]
+    assert fig.dpi <= 80
+    # empty masks and (H, W, 1) inputs are fine
+    viz.overlay_contours(image[..., None], np.zeros((32, 32)), None)
+
+
+def test_show_batch_montage_and_worst_cases():
+    rng = np.random.default_rng(1)
+    x = rng.random((6, 32, 32, 1))
+    y = np.stack([_disk(r=4 + i) for i in range(6)])[..., None]
+    assert len(viz.show_batch(x, y, n=3).axes) == 3
+    fig = viz.montage(x[..., 0], y[..., 0], n=5, columns=2)
+    assert len(fig.axes) == 6                  # 3 rows x 2 columns, last one blank
+    rows = [{"name": f"c{i}", "dice": d} for i, d in enumerate([0.9, 0.5, 0.99, 0.7, 0.95, 0.8])]
+    fig = viz.worst_cases(rows, x[..., 0], y[..., 0], y[..., 0], n=2)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[0].startswith("c1") and titles[1].startswith("c3")
+    with pytest.raises(ValueError):
+        viz.worst_cases(rows[:2], x, y, y)
+
+
+def test_plot_learning_curves_from_history_dict_and_csv(tmp_path):
+    logs = {"loss": [1.0, 0.5, 0.4], "val_loss": [1.1, 0.6, 0.7], "dice": [0.5, 0.8, 0.9],
+            "val_dice": [0.4, 0.85, 0.8], "learning_rate": [1e-3] * 3}
+    fig = viz.plot_learning_curves(logs)
+    assert [ax.get_title() for ax in fig.axes] == ["loss", "dice"]
+    path = tmp_path / "log.csv"
+    keys = list(logs)
+    path.write_text("epoch," + ",".join(keys) + "\n" + "\n".join(
+        f"{i}," + ",".join(str(logs[k][i]) for k in keys) for i in range(3)) + "\n")
+    fig = viz.plot_learning_curves(path, metrics=("dice",))
+    assert len(fig.axes) == 1
+    with pytest.raises(ValueError, match="logged"):
+        viz.plot_learning_curves(logs, metrics=("accuracy",))
+    with pytest.raises(FileNotFoundError, match="log.csv"):
+        viz.plot_learning_curves(tmp_path / "missing" / "log.csv")
+
+
+def test_orthogonal_views_and_multiclass_overlay():
+    volume = np.random.default_rng(2).random((10, 20, 24))
+    mask = np.zeros_like(volume, dtype=np.uint8)
+    mask[3:7, 5:15, 6:18] = 1
+    fig = viz.orthogonal_views(volume, mask, mask, spacing=(3.0, 1.0, 1.0))
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[0].startswith("axial") and "z=" in titles[0]
+    assert fig.axes[1].images[0].get_extent() is not None
+    with pytest.raises(ValueError, match="volume"):
+        viz.orthogonal_views(volume[0])
+    labels = np.zeros((20, 20), int)
+    labels[2:8, 2:8] = 1
+    labels[10:15, 10:15] = 3
+    fig = viz.multiclass_overlay(volume[0, :20, :20], labels, legend={1: "necrosis", 2: "oedema", 3: "enhancing"})
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["necrosis", "oedema", "enhancing"]
