@@ -77,7 +77,7 @@ def load(cases, normalise: bool):
 
 def candidate_thresholds(loaded, modality: str) -> np.ndarray:
     values = np.concatenate([channels[modality][brain] for channels, _, brain in loaded])
-    return np.unique(np.percentile(values, np.linspace(50, 99.9, 120)))
+    return np.unique(np.percentile(values, np.linspace(50, 99.9, 60)))
 
 
 def tune(loaded, region: str) -> float:

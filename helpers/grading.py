@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -191,9 +192,9 @@ def _copy_tree(source: Path, target: Path) -> None:
 
 
 def _files_in(folder: Path) -> list[str]:
-    """Names of the files in ``folder`` and inside the zip archives in it (recursively)."""
+    """Names of the .zip/.ipynb files in ``folder`` and of the files inside those zips."""
     names = []
-    for path in folder.rglob("*"):
+    for path in folder.iterdir():
         if path.suffix == ".zip":
             try:
                 with zipfile.ZipFile(path) as archive:
@@ -235,6 +236,10 @@ def collect(source: str | os.PathLike = "submissions", selection: list[str] | No
     loose = [path for path in source.iterdir() if path.is_file() and path.suffix in {".zip", ".ipynb"}]
 
     if loose:  # downloaded files: nbgrader zip_collect, one lesson at a time
+        folders = [p.name for p in source.iterdir() if p.is_dir() and p.name not in _SKIP_NAMES]
+        if folders:
+            print(f"Ignoring the folders {', '.join(folders)} in {source}: a folder of downloaded "
+                  f"files is read as .zip/.ipynb files only.", file=sys.stderr)
         names = _files_in(source)
         found = [name for name in chosen if any(n.endswith(f"{name}.ipynb") for n in names)]
         if not found:
@@ -247,11 +252,8 @@ def collect(source: str | os.PathLike = "submissions", selection: list[str] | No
             if archive.exists():
                 shutil.rmtree(archive)
             archive.mkdir(parents=True)
-            for path in source.iterdir():
-                if path.is_file():
-                    shutil.copy2(path, archive / path.name)
-                elif path.is_dir() and path.name not in _SKIP_NAMES:
-                    shutil.copytree(path, archive / path.name)
+            for path in loose:
+                shutil.copy2(path, archive / path.name)
             status |= run_nbgrader(["zip_collect", name, "--force"], folder, quiet=quiet)
         if status:
             return status
@@ -365,9 +367,32 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _absolute(argv: list[str]) -> list[str]:
+    """``argv`` with the paths of --root, --from and --to made absolute (the command is
+    re-run from the repository root)."""
+    result, expect_path = [], False
+    for item in argv:
+        if expect_path:
+            item, expect_path = str(Path(item).resolve()), False
+        elif item in {"--root", "--from", "--to"}:
+            expect_path = True
+        elif item.split("=", 1)[0] in {"--root", "--from", "--to"}:
+            key, value = item.split("=", 1)
+            item = f"{key}={Path(value).resolve()}"
+        result.append(item)
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m helpers release|collect|autograde|feedback|export``."""
-    args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _parser().parse_args(argv)
+    if importlib.util.find_spec("nbgrader") is None and not os.environ.get("UNET_COURSE_BOOTSTRAPPED"):
+        # a bare Python (`python -m helpers release`): run inside the course environment,
+        # created on first use like `python -m helpers course` does
+        from helpers import __main__ as cli
+
+        return cli._reexec_inside(cli.ensure_environment(), _absolute(argv))
     try:
         if args.command == "release":
             return release(args.lessons, args.root)

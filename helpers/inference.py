@@ -19,8 +19,6 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from helpers import config
-
 __all__ = [
     "predict_dataset", "threshold", "resize_to", "keep_largest_components", "fill_holes",
     "postprocess", "per_case_metrics", "summarise", "save_table_csv", "save_masks_png",
@@ -48,7 +46,8 @@ def predict_dataset(model, dataset, batch_size: int = 16, image_size=None,
     :class:`helpers.generator.SegmentationDataset` (its own order is undone if it
     shuffles, so row ``i`` always belongs to ``dataset.pairs[i]``) or any Keras
     ``PyDataset`` returning ``x`` or ``(x, y)`` batches (taken in batch order).
-    Probabilities stay at the model's size: see :func:`resize_to`.
+    Probabilities stay at the model's size: see :func:`resize_to`. A progress bar is
+    shown for more than 8 batches if ``progress``.
     """
     from tqdm.auto import tqdm
 
@@ -65,7 +64,7 @@ def predict_dataset(model, dataset, batch_size: int = 16, image_size=None,
         order = np.asarray(dataset.order).copy()
     outputs = []
     batches = range(len(dataset))
-    if progress and len(dataset) > 2:
+    if progress and len(dataset) > 8:
         batches = tqdm(batches, desc="predicting", unit="batch", leave=False)
     for index in batches:
         batch = dataset[index]

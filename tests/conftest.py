@@ -65,9 +65,8 @@ def course_root(tmp_path_factory) -> Path:
         for name in names:
             shutil.copytree(base / name, root / "answers" / name,
                             ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
-    status = grading.release(root=root, quiet=True)
-    assert status == 0, (f"nbgrader generate_assignment failed in {root} (messages above); "
-                         f"try `python -m helpers release` in the repository to see why.")
+    # A lesson that nbgrader cannot release fails its own tests (no notebooks/<lesson> here).
+    grading.release(root=root, quiet=True)
     return root
 
 

@@ -19,9 +19,11 @@ Students of a lesson, in the order nbgrader grades them:
 from __future__ import annotations
 
 import copy
+import csv
 import json
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import nbformat
@@ -50,7 +52,7 @@ def is_solution_cell(cell) -> bool:
     return bool(nbgrader_meta(cell).get("solution"))
 
 
-def test_cell_indices(nb) -> list[int]:
+def check_cell_indices(nb) -> list[int]:
     return [i for i, cell in enumerate(nb.cells) if is_test_cell(cell)]
 
 
@@ -65,7 +67,7 @@ def partial_submission(release, answers):
     the last test cell edited, and an endless loop in the last exercise's solution cell."""
     nb = copy.deepcopy(release)
     solutions = {nbgrader_meta(c)["grade_id"]: c.source for c in answers.cells if is_solution_cell(c)}
-    tests = test_cell_indices(nb)
+    tests = check_cell_indices(nb)
     first, last = tests[0], tests[-1]
     for cell in nb.cells[:first]:
         if is_solution_cell(cell):
@@ -94,11 +96,14 @@ class Graded:
     def __init__(self, root: Path, lesson: str):
         self.root, self.lesson = root, lesson
         self.answers = nbformat.read(root / "answers" / lesson / f"{lesson}.ipynb", as_version=4)
-        self.release = nbformat.read(root / "notebooks" / lesson / f"{lesson}.ipynb", as_version=4)
+        released = root / "notebooks" / lesson / f"{lesson}.ipynb"
+        assert released.is_file(), (f"nbgrader generate_assignment could not release {lesson}: "
+                                    f"run `python -m helpers release {lesson[:2]}` to see why.")
+        self.release = nbformat.read(released, as_version=4)
         self.points = points(self.answers)
         self.max_score = sum(self.points.values())
         self.test_ids = [nbgrader_meta(self.answers.cells[i])["grade_id"]
-                         for i in test_cell_indices(self.answers)]
+                         for i in check_cell_indices(self.answers)]
         self.submissions = {
             "b-partial": partial_submission(self.release, self.answers),
             "c-answers": self.answers,
@@ -260,3 +265,35 @@ def test_kernel_is_the_current_environment(graded):
     text = "".join(o.get("text", "") for o in setup.outputs)
     assert f"kernel: {sys.executable}" in text, (
         f"nbgrader ran another interpreter than this environment's ({sys.executable}): {text!r}")
+
+
+def test_feedback_and_export(graded):
+    if graded.lesson not in FIXTURE_LESSONS:
+        pytest.skip("the commands are the same for every lesson: checked on the example lesson")
+    root, lesson = graded.root, graded.lesson
+    assert grading.feedback([lesson], root=root, quiet=True) == 0
+    for student in graded.submissions:
+        page = root / "feedback" / student / lesson / f"{lesson}.html"
+        assert page.is_file(), f"no feedback page for {student}: {page}"
+    assert grading.export("grades.csv", root=root, quiet=True) == 0
+    with open(root / "grades.csv", newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if row["assignment"] == lesson]
+    exported = {row["student_id"]: float(row["score"]) for row in rows}
+    assert exported == pytest.approx(graded.scores)
+
+
+def test_collect_downloaded_files(graded, tmp_path):
+    if graded.lesson not in FIXTURE_LESSONS:
+        pytest.skip("collecting is the same for every lesson: checked on the example lesson")
+    root, lesson = graded.root, graded.lesson
+    notebook = nbformat.writes(graded.release)
+    with zipfile.ZipFile(tmp_path / "zoe.zip", "w") as archive:
+        archive.writestr(f"{lesson}.ipynb", notebook)
+    (tmp_path / f"yann_le_{lesson}.ipynb").write_text(notebook)
+    (tmp_path / "yann_le_99_other.ipynb").write_text(notebook)  # not a lesson: skipped
+    assert grading.collect(tmp_path, [lesson], root=root, quiet=True) == 0
+    for student in ("zoe", "yann_le"):
+        assert (root / "submitted" / student / lesson / f"{lesson}.ipynb").is_file(), student
+    assert not (root / "submitted" / "yann_le" / "99_other").exists()
+    with grading.gradebook(root) as gb:
+        assert {"zoe", "yann_le"} <= {student.id for student in gb.students}

@@ -171,3 +171,74 @@ def test_case_names():
     assert lung_ct.case_name(0) == "LCTSC-Train-S1-001"
     assert lung_ct.case_name(11) == "LCTSC-Train-S1-012"
     assert lung_ct.case_name(12) == "LCTSC-Train-S2-001"
+
+
+# --------------------------------------------------------------------------- checks of lesson 06
+
+def _window(volume, window=(-1000.0, 300.0)):
+    lower, upper = window
+    return np.clip((np.asarray(volume, np.float32) - lower) / (upper - lower), 0, 1).astype(np.float32)
+
+
+def _dice(a, b):
+    a, b = np.asarray(a) > 0.5, np.asarray(b) > 0.5
+    total = a.sum() + b.sum()
+    return 1.0 if total == 0 else float(2 * (a & b).sum() / total)
+
+
+def _save(probabilities, reference, output):
+    from skimage.transform import resize
+
+    image = nib.load(str(reference))
+    resampled = resize(np.asarray(probabilities, np.float32), image.shape, order=1, preserve_range=True)
+    output.write_bytes(lung_ct.nifti_bytes((resampled > 0.5).astype(np.uint8), image.affine))
+    return output
+
+
+def test_checks_accept_correct_answers(capsys):
+    from helpers.checks import lung_ct as lesson_checks
+
+    lesson_checks.check_window_hu(_window, random_cases=5)
+    lesson_checks.check_lung_volume(
+        lambda mask, affine: float((np.asarray(mask) > 0).sum() * abs(np.linalg.det(affine[:3, :3])) / 1000))
+    lesson_checks.check_volumetric_dice(_dice)
+    lesson_checks.check_save_prediction(_save)
+    assert capsys.readouterr().out.count("correct") == 4
+
+
+@pytest.mark.parametrize("wrong, message", [
+    (lambda v, window=(-1000, 300): (np.asarray(v, np.float32) - window[0]) / (window[1] - window[0]), "clipped"),
+    (lambda v, window=(-1000, 300): np.clip((np.asarray(v, float) - window[0]) / (window[1] - window[0]), 0, 1),
+     "float32"),
+    (lambda v, window=(-1000, 300): _window(v), "use the window argument"),
+])
+def test_check_window_hu_explains_mistakes(wrong, message):
+    from helpers.checks import lung_ct as lesson_checks
+
+    with pytest.raises(AssertionError, match=message):
+        lesson_checks.check_window_hu(wrong)
+
+
+def test_checks_of_volume_dice_and_saving_explain_mistakes(tmp_path):
+    from helpers.checks import lung_ct as lesson_checks
+
+    with pytest.raises(AssertionError, match="1000"):
+        lesson_checks.check_lung_volume(lambda m, a: float((m > 0).sum() * abs(np.linalg.det(a[:3, :3]))))
+    with pytest.raises(AssertionError, match="two empty masks"):
+        with np.errstate(invalid="ignore"):
+            lesson_checks.check_volumetric_dice(lambda a, b: 2 * (a * b).sum() / (a.sum() + b.sum()))
+
+    def no_resampling(probabilities, reference, output):
+        output.write_bytes(lung_ct.nifti_bytes((probabilities > 0.5).astype(np.uint8), nib.load(reference).affine))
+        return output
+
+    def identity_affine(probabilities, reference, output):
+        _save(probabilities, reference, output)
+        image = nib.load(output)
+        output.write_bytes(lung_ct.nifti_bytes(np.asarray(image.dataobj), np.eye(4)))
+        return output
+
+    with pytest.raises(AssertionError, match="resample the probabilities"):
+        lesson_checks.check_save_prediction(no_resampling)
+    with pytest.raises(AssertionError, match="affine of the saved mask"):
+        lesson_checks.check_save_prediction(identity_affine)

@@ -162,7 +162,7 @@ def test_tiny_training_run_saves_loads_and_evaluates(tmp_path):
     pairs = _write_tiny_pairs(tmp_path / "data")
     run_dir = tmp_path / "run"
     model, history = training.train_cxr_reference(
-        run_dir=run_dir, pairs=pairs, epochs=2, image_size=32, depth=2, base_filters=4,
+        run_dir=run_dir, pairs=pairs, epochs=1, image_size=32, depth=2, base_filters=4,
         batch_size=4, verbose=0)
     assert {"loss", "dice", "val_loss", "val_dice"} <= set(history.history)
     assert (run_dir / "best.keras").is_file()
