@@ -356,7 +356,7 @@ def _parser() -> argparse.ArgumentParser:
                          help="submissions/<student>/<lesson>/*.ipynb, or a folder of downloaded "
                               ".zip/.ipynb files (default: submissions)")
     command.add_argument("--lesson", action="append", help="only this lesson (repeatable)")
-    command.add_argument("--student", help="only this student")
+    command.add_argument("--student", help="only this student (student folders only)")
     for name, text in (("autograde", "execute and score the collected submissions (nbgrader autograde)"),
                        ("feedback", "HTML feedback per autograded submission (nbgrader generate_feedback)")):
         command = add(name, text)

@@ -40,7 +40,7 @@ CXR_RECIPE = {
     "dropout": 0.0,                        # spatial dropout in every conv block
     "batch_norm": True,
     "batch_size": 8,
-    "epochs": 15,                          # at scale 1 (scaled by UNET_COURSE_SCALE)
+    "epochs": 10,                          # at scale 1 (scaled by UNET_COURSE_SCALE)
     "learning_rate": 3e-3,                 # Adam
     "loss": "bce_dice_loss",               # name of a function of helpers.losses
     "augment": {"flip": False, "max_rotation": 5, "max_shift": 0.04, "max_zoom": 0.05,
