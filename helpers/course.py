@@ -9,6 +9,7 @@ notebook headless and prints one table row per lesson from those files.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -17,6 +18,10 @@ from pathlib import Path
 from helpers import config
 
 ANSWERS_DIR = config.REPO_ROOT / "answers"
+
+#: Environment of kernels that run lessons headless: TensorFlow's C++ start-up messages
+#: (CUDA probing on a CPU machine) would otherwise fill the saved outputs.
+QUIET_KERNEL_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3"}
 
 #: Time budget per lesson in minutes at the default scale (2 CPU cores).
 TIME_BUDGET_MINUTES = {"01": 5, "02": 5, "03": 5, "04": 5, "05": 5, "06": 6, "07": 6, "08": 6}
@@ -127,6 +132,8 @@ def execute_notebook(path: Path, output: Path, timeout: int = 1200) -> None:
     import nbformat
     from nbclient import NotebookClient
 
+    for key, value in QUIET_KERNEL_ENV.items():
+        os.environ.setdefault(key, value)  # inherited by the kernel this process starts
     notebook = nbformat.read(path, as_version=4)
     client = NotebookClient(notebook, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})

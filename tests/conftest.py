@@ -10,10 +10,17 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import pytest
+
+from helpers.course import QUIET_KERNEL_ENV
+
+# Kernels started by nbval and nbgrader inherit this: no TensorFlow start-up noise on stderr.
+for _key, _value in QUIET_KERNEL_ENV.items():
+    os.environ.setdefault(_key, _value)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -76,8 +83,18 @@ def grading_seconds() -> dict[str, float]:
     return GRADING_SECONDS
 
 
+_SESSION_STARTED: list[float] = []
+
+
+def pytest_sessionstart(session):
+    import time
+
+    _SESSION_STARTED.append(time.time())
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    """Print the course summary table when lesson reports exist, and grading times."""
+    """Print the grading times, and the course summary table of the lesson reports that
+    this run wrote (nbval executing the answers writes them)."""
     if GRADING_SECONDS:
         terminalreporter.write_sep("-", "nbgrader round trip (one autograde call per lesson)")
         for name, seconds in sorted(GRADING_SECONDS.items()):
@@ -85,7 +102,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     try:
         from helpers import course
 
-        reports = course.read_reports()
+        started = _SESSION_STARTED[0] if _SESSION_STARTED else 0.0
+        fresh = {path.stem for path in course.summary_dir().glob("*.json") if path.stat().st_mtime >= started}
+        reports = {name: report for name, report in course.read_reports().items() if name in fresh}
     except (OSError, ValueError) as error:  # unreadable report: say so, do not hide the run
         terminalreporter.write_line(f"(course summary not available: {error})")
         return

@@ -308,6 +308,8 @@ def test_load_nifti_corrupt_file_names_it(tmp_path):
     ("CHNCXR_0042_1.png", "CHNCXR_0042"),
     ("BraTS20_Training_001", "BraTS20_Training_001"),
     ("ircad_e05_orig.nii.gz", "ircad_e05_orig"),
+    ("data/lung/LCTSC-Train-S1-001/ct.nii.gz", "LCTSC-Train-S1-001"),
+    ("LCTSC-Test-S2-104/lung.nii.gz", "LCTSC-Test-S2-104"),
 ])
 def test_patient_id(path, patient):
     assert data.patient_id(path) == patient

@@ -34,8 +34,13 @@ def patient_id(path: str | Path) -> str:
     """The patient a file belongs to, from its name: a final ``_<view>`` number after a
     patient number is dropped (``SYN_0007_1.png`` -> ``"SYN_0007"``, ``MCUCXR_0001_0.png``
     -> ``"MCUCXR_0001"``, ``CHNCXR_0042_1.png`` -> ``"CHNCXR_0042"``); any other name is its
-    own patient (``BraTS20_Training_001`` -> ``"BraTS20_Training_001"``)."""
-    stem = _stem(Path(path))
+    own patient (``BraTS20_Training_001`` -> ``"BraTS20_Training_001"``). A name without
+    a digit, as in one-folder-per-case layouts (``LCTSC-Train-S1-001/ct.nii.gz``), belongs to
+    the patient named by its folder (``"LCTSC-Train-S1-001"``)."""
+    path = Path(path)
+    stem = _stem(path)
+    if not any(character.isdigit() for character in stem) and path.parent.name:
+        stem = _stem(path.parent)
     match = _VIEW_SUFFIX.match(stem)
     return match.group(1) if match else stem
 
