@@ -310,3 +310,56 @@ def test_unknown_name_lists_the_known_ones(tmp_path, monkeypatch):
     monkeypatch.setenv(config.DATA_VARIABLE, str(tmp_path))
     with pytest.raises(DatasetError, match="known names are .*cxr_synthetic.*montgomery"):
         data.ensure_dataset("nonsense")
+
+
+def _one_step(model, x, y):
+    model.compile(optimizer="adam", loss="binary_crossentropy" if y.shape[-1] == 1 else "categorical_crossentropy")
+    loss = model.train_on_batch(x, y)
+    assert np.isfinite(np.asarray(loss)).all()
+
+
+def test_prepared_lctsc_feeds_lesson_06(tmp_path, monkeypatch):
+    """Lesson 06: ensure_dataset -> lung_ct.load_lung_ct_cases -> load_nifti -> window_hu -> 3D U-Net."""
+    from helpers import config, data, generator, models
+    from helpers.data import lung_ct
+
+    monkeypatch.setenv(config.DATA_VARIABLE, str(tmp_path / "data"))
+    registry.prepare("lctsc", make_lctsc(tmp_path / "raw"))
+    cases = lung_ct.load_lung_ct_cases(data.ensure_dataset("lctsc"))
+    assert [ct.parent.name for ct, _ in cases] == ["LCTSC-Train-S1-001", "LCTSC-Train-S1-002"]
+    ct, _ = data.load_nifti(cases[0][0])
+    lung, _ = data.load_nifti(cases[0][1])
+    x = generator.window_hu(ct, config.HU_WINDOW_LUNG)[None, ..., None].astype("float32")
+    _one_step(models.build_unet(x.shape[1:], depth=2, base_filters=2), x, lung[None, ..., None])
+
+
+def test_prepared_ircad_feeds_lesson_07(tmp_path, monkeypatch):
+    """Lesson 07: ensure_dataset -> liver_ct.load_liver_cases -> read_case -> axial slices -> 2D U-Net."""
+    from helpers import config, data, generator, models
+    from helpers.data import liver_ct
+
+    monkeypatch.setenv(config.DATA_VARIABLE, str(tmp_path / "data"))
+    registry.prepare("ircad", make_ircad(tmp_path / "raw"))
+    cases = liver_ct.load_liver_cases(data.ensure_dataset("ircad"))
+    assert len(cases) == 2
+    volume, mask, _ = liver_ct.read_case(*cases[0])
+    x = np.moveaxis(generator.window_hu(volume, config.HU_WINDOW_LIVER), -1, 0)[..., None]
+    y = np.moveaxis(mask, -1, 0)[..., None].astype("float32")
+    _one_step(models.build_unet(x.shape[1:], depth=2, base_filters=2), x, y)
+
+
+def test_prepared_brats_feeds_lesson_08(tmp_path, monkeypatch):
+    """Lesson 08: ensure_dataset -> brain_mri.load_brats_cases -> load_case -> remap 4->3, one-hot -> softmax U-Net."""
+    from helpers import config, data, models
+    from helpers.data import brain_mri
+
+    monkeypatch.setenv(config.DATA_VARIABLE, str(tmp_path / "data"))
+    registry.prepare("brats2020", make_brats(tmp_path / "raw", n=2, quirk=True))
+    cases = brain_mri.load_brats_cases(data.ensure_dataset("brats2020"))
+    assert len(cases) == 2
+    image, seg = brain_mri.load_case(*cases[1])
+    assert image.shape == (16, 16, 8, 4) and set(np.unique(seg)) == {0, 1, 2, 4}
+    labels = np.where(seg == 4, 3, seg)
+    x = np.moveaxis(image, 2, 0).astype("float32") / 1000.0
+    y = np.eye(4, dtype="float32")[np.moveaxis(labels, 2, 0)]
+    _one_step(models.build_unet(x.shape[1:], n_classes=4, depth=2, base_filters=2), x, y)

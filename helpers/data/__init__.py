@@ -58,8 +58,8 @@ def ensure_dataset(name: str = "cxr_synthetic", *, folder: Path | None = None,
         module = importlib.import_module(f"helpers.data.{GENERATORS[name]}")
         return module.generate(Path(folder) if folder else dataset_dir(name), force=force, **params)
     target = Path(folder) if folder else dataset_dir(name)
-    if (target / "prepared.json").is_file() or (folder is not None and target.is_dir() and any(target.iterdir())):
-        return target
+    if target.is_dir() and any(target.iterdir()):
+        return target  # prepared with `python -m helpers data prepare`, or copied in by hand
     from helpers.data import registry
 
     if name in registry.DATASETS:
