@@ -26,7 +26,6 @@ tumour well while a U-Net does.
 
 from __future__ import annotations
 
-import gzip
 import re
 from pathlib import Path
 
@@ -34,6 +33,7 @@ import numpy as np
 
 from helpers import config
 from helpers.data._store import DatasetError, generate_into
+from helpers.data.io import nifti_bytes
 
 GENERATOR_VERSION = "1.0"
 
@@ -235,17 +235,6 @@ def synthesize_case(seed: int, index: int, shape=(64, 64, 48)) -> tuple[dict[str
 
 # --------------------------------------------------------------------------- files
 
-def _nifti_bytes(array: np.ndarray, affine: np.ndarray) -> bytes:
-    """Deterministic ``.nii.gz`` bytes of ``array`` (gzip with mtime 0)."""
-    import nibabel as nib
-
-    image = nib.Nifti1Image(array, affine)
-    image.header.set_xyzt_units("mm", "sec")
-    image.header.set_qform(affine, code=1)
-    image.header.set_sform(affine, code=1)
-    return gzip.compress(image.to_bytes(), compresslevel=6, mtime=0)
-
-
 def _make_case(task: tuple) -> dict[str, bytes]:
     """Worker for :func:`generate`: all five files of one case."""
     seed, index, shape = task
@@ -253,9 +242,9 @@ def _make_case(task: tuple) -> dict[str, bytes]:
     volumes, seg = synthesize_case(seed, index, shape)
     affine = brats_affine(shape)
     files = case_files(name)
-    payload = {path: _nifti_bytes(volumes[modality], affine)
+    payload = {path: nifti_bytes(volumes[modality], affine)
                for path, modality in zip(files[:4], MODALITIES)}
-    payload[files[4]] = _nifti_bytes(seg, affine)
+    payload[files[4]] = nifti_bytes(seg, affine)
     return payload
 
 

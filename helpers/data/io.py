@@ -167,6 +167,23 @@ def load_nifti(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     return array, np.asarray(image.affine, dtype=np.float64)
 
 
+def nifti_bytes(array: np.ndarray, affine: np.ndarray, compress: bool = True) -> bytes:
+    """NIfTI-1 file bytes of ``array`` with the 4x4 ``affine`` (voxel to world, mm): spatial
+    units mm, qform and sform code 1 (scanner), gzip-compressed with a zero timestamp when
+    ``compress``, so that the same array gives the same bytes on every run."""
+    import nibabel as nib
+
+    array = np.asarray(array)
+    affine = np.asarray(affine, dtype=np.float64)
+    image = nib.Nifti1Image(array, affine)
+    image.header.set_data_dtype(array.dtype)
+    image.header.set_xyzt_units("mm", "sec")
+    image.header.set_qform(affine, code=1)
+    image.header.set_sform(affine, code=1)
+    payload = image.to_bytes()
+    return gzip.compress(payload, compresslevel=6, mtime=0) if compress else payload
+
+
 def save_nifti(array: np.ndarray, affine: np.ndarray, path: str | Path, force: bool = False) -> Path:
     """Save ``array`` (any shape, e.g. (X, Y, Z)) with the 4x4 ``affine`` (voxel to world,
     mm) as NIfTI; ``.nii.gz`` is gzip-compressed. The file appears atomically (readers never
@@ -188,11 +205,7 @@ def save_nifti(array: np.ndarray, affine: np.ndarray, path: str | Path, force: b
     affine = np.asarray(affine, dtype=np.float64)
     if affine.shape != (4, 4):
         raise ValueError(f"affine must be a 4x4 matrix, got shape {affine.shape}")
-    image = nib.Nifti1Image(array, affine)
-    image.header.set_data_dtype(array.dtype)
-    payload = image.to_bytes()
-    if path.name.lower().endswith(".gz"):
-        payload = gzip.compress(payload, compresslevel=6, mtime=0)
+    payload = nifti_bytes(array, affine, compress=path.name.lower().endswith(".gz"))
     atomic_write_bytes(path, payload)
     return path
 

@@ -29,7 +29,6 @@ organ shapes, contrast and noise; everything is deterministic in ``(seed, case n
 
 from __future__ import annotations
 
-import gzip
 import re
 from pathlib import Path
 
@@ -37,6 +36,7 @@ import numpy as np
 
 from helpers import config
 from helpers.data._store import DatasetError, generate_into
+from helpers.data.io import nifti_bytes
 
 GENERATOR_VERSION = "1.0"
 
@@ -378,24 +378,12 @@ def synthesize_case(seed: int, index: int, shape=DEFAULTS["shape"], *, tissues: 
 
 # --------------------------------------------------------------------------- files
 
-def _nifti_bytes(array: np.ndarray, affine: np.ndarray) -> bytes:
-    """Deterministic ``.nii.gz`` bytes of ``array`` (gzip with mtime 0)."""
-    import nibabel as nib
-
-    image = nib.Nifti1Image(array, affine)
-    image.header.set_data_dtype(array.dtype)
-    image.header.set_xyzt_units("mm", "sec")
-    image.header.set_qform(affine, code=1)
-    image.header.set_sform(affine, code=1)
-    return gzip.compress(image.to_bytes(), compresslevel=6, mtime=0)
-
-
 def _make_case(task: tuple) -> dict[str, bytes]:
     """Worker for :func:`generate`: the volume and the liver mask of one case."""
     seed, index, shape = task
     hu, mask, affine = synthesize_case(seed, index, shape)
     orig, liver = case_files(case_name(index))
-    return {orig: _nifti_bytes(hu, affine), liver: _nifti_bytes(mask, affine)}
+    return {orig: nifti_bytes(hu, affine), liver: nifti_bytes(mask, affine)}
 
 
 def generate(folder, *, force: bool = False, n_cases: int = DEFAULTS["n_cases"],

@@ -21,13 +21,13 @@ noise. A -400 HU threshold plus connected components scores clearly below a 3D U
 
 from __future__ import annotations
 
-import gzip
 from pathlib import Path
 
 import numpy as np
 
 from helpers import config
 from helpers.data._store import DatasetError, generate_into
+from helpers.data.io import nifti_bytes
 
 #: Bump when the generated volumes change, so that sets on disk are regenerated.
 GENERATOR_VERSION = "1.0"
@@ -354,17 +354,6 @@ def make_case(index: int, shape=DEFAULTS["shape"], seed: int = config.SEED):
 
 
 # --------------------------------------------------------------------------- files
-
-def nifti_bytes(array: np.ndarray, affine: np.ndarray) -> bytes:
-    """Gzipped NIfTI-1 bytes of ``array`` with ``affine`` (mm), deterministic (gzip mtime 0)."""
-    import nibabel as nib
-
-    image = nib.Nifti1Image(np.asarray(array), np.asarray(affine, dtype=np.float64))
-    image.header.set_xyzt_units("mm", "sec")
-    image.set_qform(affine, code=1)
-    image.set_sform(affine, code=1)
-    return gzip.compress(image.to_bytes(), compresslevel=6, mtime=0)
-
 
 def _make(task) -> dict[str, bytes]:
     index, shape, seed = task

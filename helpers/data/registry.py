@@ -40,6 +40,7 @@ import numpy as np
 
 from helpers import config
 from helpers.data._store import DatasetError, atomic_write_bytes
+from helpers.data.io import nifti_bytes
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
@@ -325,15 +326,6 @@ def _load_volume(path: Path) -> tuple[np.ndarray, np.ndarray]:
                            f"re-download or remove it.") from None
 
 
-def _nifti_bytes(array: np.ndarray, affine: np.ndarray) -> bytes:
-    import gzip
-
-    import nibabel as nib
-
-    raw = nib.Nifti1Image(array, affine).to_bytes()
-    return gzip.compress(raw, compresslevel=6, mtime=0)
-
-
 def _find_nifti(folder: Path, stem: str) -> Path | None:
     for suffix in NIFTI_SUFFIXES:
         candidate = folder / f"{stem}{suffix}"
@@ -373,8 +365,8 @@ def _volume_cases(entry: PublicDataset, root: Path):
                     _check_shape(part, labels, ct, volume.shape)
                     _check_labels(part, labels, {0, 1, 255})
                     mask |= (labels > 0).astype(np.uint8)
-                return {f"{case.name}/ct.nii.gz": _nifti_bytes(volume.astype(np.int16), affine),
-                        f"{case.name}/lung.nii.gz": _nifti_bytes(mask, affine)}
+                return {f"{case.name}/ct.nii.gz": nifti_bytes(volume.astype(np.int16), affine),
+                        f"{case.name}/lung.nii.gz": nifti_bytes(mask, affine)}
             yield case.name, make
     elif entry.kind == "liver_ct":
         for orig in sorted(root.rglob("ircad_e*_orig.nii*")):
@@ -388,8 +380,8 @@ def _volume_cases(entry: PublicDataset, root: Path):
                 labels, _ = _load_volume(liver)
                 _check_shape(liver, labels, orig, volume.shape)
                 _check_labels(liver, labels, {0, 1, 255})
-                return {f"{stem}_orig.nii.gz": _nifti_bytes(volume.astype(np.int16), affine),
-                        f"{stem}_liver.nii.gz": _nifti_bytes((labels > 0).astype(np.uint8), affine)}
+                return {f"{stem}_orig.nii.gz": nifti_bytes(volume.astype(np.int16), affine),
+                        f"{stem}_liver.nii.gz": nifti_bytes((labels > 0).astype(np.uint8), affine)}
             yield stem, make
     else:  # brain_mri
         for case in sorted({p.parent for p in root.rglob("*_flair.nii*")}):
@@ -406,7 +398,7 @@ def _volume_cases(entry: PublicDataset, root: Path):
                     if reference is None:
                         reference = (path, volume.shape)
                     _check_shape(path, volume, *reference)
-                    files[f"{name}/{name}_{modality}.nii.gz"] = _nifti_bytes(volume.astype(np.float32), affine)
+                    files[f"{name}/{name}_{modality}.nii.gz"] = nifti_bytes(volume.astype(np.float32), affine)
                 seg = _find_nifti(case, f"{name}_seg") or next(iter(sorted(case.glob("*Segm.nii*"))), None)
                 if seg is None:
                     raise DatasetError(f"{case} has no {name}_seg.nii.gz (label file): add it, or pass "
@@ -414,7 +406,7 @@ def _volume_cases(entry: PublicDataset, root: Path):
                 labels, affine = _load_volume(seg)
                 _check_shape(seg, labels, *reference)
                 _check_labels(seg, labels, set(config.BRATS_LABELS))
-                files[f"{name}/{name}_seg.nii.gz"] = _nifti_bytes(labels.astype(np.uint8), affine)
+                files[f"{name}/{name}_seg.nii.gz"] = nifti_bytes(labels.astype(np.uint8), affine)
                 return files
             yield name, make
 
