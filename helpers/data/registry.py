@@ -90,7 +90,7 @@ DATASETS: dict[str, PublicDataset] = {
     "mlinfn_cxr": PublicDataset(
         name="mlinfn_cxr", title="ML-INFN hackathon chest X-ray sets (preprocessed, 128/256/512 px)",
         kind="cxr", lessons="01-05",
-        homepage="https://github.com/ML-INFN (hackathon material on lung segmentation)",
+        homepage="https://github.com/tommasoboccali/ml_infn_hackBase",  # material of the ML-INFN beginner hackathons
         licence="As the original Montgomery/Shenzhen sets; cite them.",
         citation="As Montgomery and Shenzhen.",
         raw_layout="a folder with the images in one subfolder (image/, images/ or CXR_png/) and the masks "
