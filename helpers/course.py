@@ -97,6 +97,19 @@ def read_reports() -> dict[str, dict]:
     return reports
 
 
+def format_metric(value: float) -> str:
+    """``400`` for whole numbers (counts), ``0.982`` otherwise."""
+    return f"{value:.0f}" if float(value).is_integer() else f"{value:.3f}"
+
+
+def lesson_status(minutes: float, budget: float, below_bars: list[str], error: str | None) -> str:
+    """``ok``, ``FAILED`` (the notebook raised) or what is wrong: ``over time``, ``below bar``."""
+    if error:
+        return "FAILED"
+    problems = (["over time"] if minutes > budget else []) + (["below bar"] if below_bars else [])
+    return ", ".join(problems) or "ok"
+
+
 def summary_table(reports: dict[str, dict]) -> str:
     """Format one row per lesson: elapsed time against its budget, key metrics against bars."""
     rows = [("lesson", "time", "budget", "key metrics", "status")]
@@ -104,19 +117,18 @@ def summary_table(reports: dict[str, dict]) -> str:
         number = name[:2]
         minutes = report["elapsed_seconds"] / 60
         budget = TIME_BUDGET_MINUTES.get(number, 5)
-        ok = minutes <= budget
-        parts = []
+        parts, below_bars = [], []
         for key, value in report["metrics"].items():
             bar = QUALITY_BARS.get(number, {}).get(key)
-            if bar is not None:
-                ok = ok and value >= bar
-                parts.append(f"{key} {value:.3f} (>= {bar})")
-            else:
-                parts.append(f"{key} {value:.3f}")
+            if bar is None:
+                parts.append(f"{key} {format_metric(value)}")
+                continue
+            parts.append(f"{key} {format_metric(value)} (>= {bar})")
+            if value < bar:
+                below_bars.append(key)
         if report.get("error"):
-            ok = False
             parts.append(report["error"])
-        status = "ok" if ok else ("below bar" if not report.get("error") else "FAILED")
+        status = lesson_status(minutes, budget, below_bars, report.get("error"))
         rows.append((name, f"{minutes:.1f} min", f"{budget} min", "; ".join(parts) or "-", status))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]

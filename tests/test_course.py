@@ -1,0 +1,79 @@
+"""The course runner's bookkeeping: lesson reports, the summary table, lesson selection."""
+
+import json
+
+import pytest
+
+from helpers import config, course
+
+
+def report(name, minutes, error=None, **metrics):
+    row = {"lesson": name, "elapsed_seconds": minutes * 60, "scale": 1.0, "metrics": metrics}
+    if error:
+        row["error"] = error
+    return row
+
+
+def table_rows(reports):
+    """The summary table's data rows as {lesson: line}."""
+    lines = course.summary_table(reports).splitlines()[3:]
+    return {line.split()[0]: line for line in lines}
+
+
+def test_format_metric_shows_counts_as_integers_and_scores_with_three_decimals():
+    assert course.format_metric(400.0) == "400"
+    assert course.format_metric(0.98234) == "0.982"
+    assert course.format_metric(1945233) == "1945233"
+
+
+@pytest.mark.parametrize("minutes, below, error, expected", [
+    (4.0, [], None, "ok"),
+    (7.0, [], None, "over time"),
+    (4.0, ["test_dice"], None, "below bar"),
+    (9.0, ["test_dice"], None, "over time, below bar"),
+    (1.0, [], "ZeroDivisionError in cell 3", "FAILED"),
+])
+def test_lesson_status_names_each_problem(minutes, below, error, expected):
+    assert course.lesson_status(minutes, 5, below, error) == expected
+
+
+def test_summary_table_checks_time_budgets_and_quality_bars(monkeypatch):
+    monkeypatch.delenv(config.SCALE_VARIABLE, raising=False)
+    reports = {
+        "04_training": report("04_training", 4.2, test_dice=0.982),
+        "05_prediction": report("05_prediction", 0.1, test_dice=0.90),
+        "07_liver_ct": report("07_liver_ct", 9.0, mean_fold_dice=0.90),
+        "01_data_generator": report("01_data_generator", 0.2, n_pairs=400.0),
+        "08_brain_tumour": report("08_brain_tumour", 2.0, error="KeyError in cell 12"),
+    }
+    rows = table_rows(reports)
+    assert list(rows) == sorted(reports), "one row per lesson, in course order"
+    assert rows["04_training"].endswith("ok")
+    assert "test_dice 0.982 (>= 0.95)" in rows["04_training"]
+    assert rows["05_prediction"].endswith("below bar")
+    assert rows["07_liver_ct"].endswith("over time"), "lesson 07's budget is 6 minutes"
+    assert "n_pairs 400 " in rows["01_data_generator"] and "400.0" not in rows["01_data_generator"]
+    assert "KeyError in cell 12" in rows["08_brain_tumour"]
+    assert rows["08_brain_tumour"].endswith("FAILED")
+    assert course.summary_table(reports).startswith("Course summary (scale 1)")
+
+
+def test_lesson_finish_writes_the_report_that_the_table_reads(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(config.DATA_VARIABLE, str(tmp_path))
+    monkeypatch.delenv(config.SCALE_VARIABLE, raising=False)
+    lesson = course.Lesson("06_lung_ct_3d")
+    saved = lesson.finish(volumetric_dice=0.93)
+    assert "Lesson 06_lung_ct_3d finished in" in capsys.readouterr().out
+    path = tmp_path / "runs" / "summary" / "06_lung_ct_3d.json"
+    assert json.loads(path.read_text()) == saved
+    assert course.read_reports() == {"06_lung_ct_3d": saved}
+    assert "volumetric_dice 0.930 (>= 0.9)" in course.summary_table(course.read_reports())
+
+
+def test_lesson_notebooks_selects_by_number_and_explains_a_bad_selection():
+    every = course.lesson_notebooks()
+    assert [nb.parent.name[:2] for nb in every] == [f"{n:02d}" for n in range(1, len(every) + 1)]
+    assert [nb.parent.name for nb in course.lesson_notebooks(["04", "06"])] == [
+        "04_training", "06_lung_ct_3d"]
+    with pytest.raises(SystemExit, match="try numbers"):
+        course.lesson_notebooks(["99"])
