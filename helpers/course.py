@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -138,6 +139,36 @@ def summary_table(reports: dict[str, dict]) -> str:
     return title + "\n" + "\n".join(lines)
 
 
+#: Lines that TensorFlow's C++ runtime writes to stderr however quiet it is asked to be
+#: (absl start-up notice, CUDA probing on a CPU machine, CPU feature notes).
+FRAMEWORK_NOISE = re.compile(
+    r"^(WARNING: All log messages before absl::InitializeLog\(\) is called"
+    r"|[IWEF]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ \S+:\d+\]"
+    r"|To enable the following instructions:)")
+
+
+def drop_framework_noise(notebook) -> int:
+    """Remove TensorFlow's C++ log lines from the stderr outputs of ``notebook`` (in place),
+    so that saved answers show a learner only what the lesson prints. Returns the number
+    of lines removed; stderr streams left empty are dropped."""
+    removed = 0
+    for cell in notebook.cells:
+        if cell.cell_type != "code":
+            continue
+        kept_outputs = []
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream" and output.get("name") == "stderr":
+                lines = output["text"].splitlines(keepends=True)
+                kept = [line for line in lines if not FRAMEWORK_NOISE.match(line)]
+                removed += len(lines) - len(kept)
+                if not "".join(kept).strip():
+                    continue
+                output["text"] = "".join(kept)
+            kept_outputs.append(output)
+        cell["outputs"] = kept_outputs
+    return removed
+
+
 def execute_notebook(path: Path, output: Path, timeout: int = 1200) -> None:
     """Execute ``path`` headless in its own folder with the current environment's kernel
     and write the executed notebook to ``output``. Raises nbclient's error on failure."""
@@ -152,6 +183,7 @@ def execute_notebook(path: Path, output: Path, timeout: int = 1200) -> None:
     try:
         client.execute()
     finally:
+        drop_framework_noise(notebook)
         output.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(notebook, output)
 

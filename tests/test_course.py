@@ -77,3 +77,35 @@ def test_lesson_notebooks_selects_by_number_and_explains_a_bad_selection():
         "04_training", "06_lung_ct_3d"]
     with pytest.raises(SystemExit, match="try numbers"):
         course.lesson_notebooks(["99"])
+
+
+def stderr_cell(*lines):
+    import nbformat
+    cell = nbformat.v4.new_code_cell("import keras")
+    cell.outputs = [nbformat.v4.new_output("stream", name="stderr", text="".join(lines)),
+                    nbformat.v4.new_output("stream", name="stdout", text="ready\n")]
+    return nbformat.v4.new_notebook(cells=[cell])
+
+
+def test_drop_framework_noise_keeps_what_the_lesson_writes_to_stderr():
+    notebook = stderr_cell(
+        "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n",
+        "I0000 00:00:1795396579.057542   29624 cudart_stub.cc:31] Could not find cuda drivers\n",
+        "E0000 00:00:1795396584.529463   29624 cuda_platform.cc:52] failed call to cuInit\n",
+        "training: 100%|##########| 35/35\n")
+    assert course.drop_framework_noise(notebook) == 3
+    outputs = notebook.cells[0].outputs
+    assert [o.name for o in outputs] == ["stderr", "stdout"]
+    assert outputs[0].text == "training: 100%|##########| 35/35\n"
+    only_noise = stderr_cell("I0000 00:00:1795396579.057542   29624 cudart_stub.cc:31] no GPU\n")
+    course.drop_framework_noise(only_noise)
+    assert [o.name for o in only_noise.cells[0].outputs] == ["stdout"], "empty stderr is dropped"
+
+
+@pytest.mark.parametrize("path", course.lesson_notebooks(), ids=lambda path: path.parent.name)
+def test_committed_answer_outputs_carry_no_tensorflow_start_up_logs(path):
+    import nbformat
+    notebook = nbformat.read(path, as_version=4)
+    assert course.drop_framework_noise(notebook) == 0, (
+        f"{path.name} has TensorFlow C++ log lines in its saved outputs; re-run it with "
+        f"`python -m helpers course {path.parent.name[:2]} --update-answers`")
