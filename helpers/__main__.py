@@ -131,9 +131,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "test":
         return subprocess.run([sys.executable, "-m", "pytest", *rest], cwd=REPO_ROOT).returncode
     if args.command == "lab":
-        quiet = {"TF_CPP_MIN_LOG_LEVEL": "3", **os.environ}  # no CUDA probing noise on CPU laptops
+        from helpers import course
+
         return subprocess.run([sys.executable, "-m", "jupyter", "lab", "--notebook-dir",
-                               str(REPO_ROOT / "notebooks")], cwd=REPO_ROOT, env=quiet).returncode
+                               str(REPO_ROOT / "notebooks")], cwd=REPO_ROOT,
+                              env=course.kernel_env()).returncode
     if args.command == "data":
         from helpers.data import __main__ as data_cli
 

@@ -74,12 +74,15 @@ def select_lessons(selection: list[str] | None, available: list[str]) -> list[st
 def _tool_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The current environment with this interpreter's scripts folder first on PATH:
     nbgrader's gradebook runs the ``alembic`` command, which an environment that is not
-    activated (``.venv/bin/python -m helpers ...``) would not find."""
+    activated (``.venv/bin/python -m helpers ...``) would not find. The kernels nbgrader
+    starts get :data:`helpers.course.KERNEL_ENV` where the environment does not set it."""
+    from helpers import course
+
     scripts = str(Path(sys.executable).parent)
     path = os.environ.get("PATH", "")
     if scripts not in path.split(os.pathsep):
         path = scripts + os.pathsep + path if path else scripts
-    return dict(os.environ, PATH=path, **(extra or {}))
+    return dict(course.kernel_env(), PATH=path, **(extra or {}))
 
 
 @contextlib.contextmanager

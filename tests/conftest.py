@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from helpers.course import QUIET_KERNEL_ENV
+from helpers.course import KERNEL_ENV
 
-# Kernels started by nbval and nbgrader inherit this: no TensorFlow start-up noise on stderr.
-for _key, _value in QUIET_KERNEL_ENV.items():
+# Kernels started by nbval and nbgrader inherit this (see helpers.course.KERNEL_ENV).
+for _key, _value in KERNEL_ENV.items():
     os.environ.setdefault(_key, _value)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -109,3 +109,19 @@ def test_committed_answer_outputs_carry_no_tensorflow_start_up_logs(path):
     assert course.drop_framework_noise(notebook) == 0, (
         f"{path.name} has TensorFlow C++ log lines in its saved outputs; re-run it with "
         f"`python -m helpers course {path.parent.name[:2]} --update-answers`")
+
+
+def test_kernel_env_adds_the_course_settings_but_never_overrides_the_users():
+    env = course.kernel_env({"PATH": "/bin", "TF_CPU_ALLOCATOR_USE_BFC": "0"})
+    assert env["PATH"] == "/bin"
+    assert env["TF_CPU_ALLOCATOR_USE_BFC"] == "0", "a value the user set must win"
+    assert env["TF_CPP_MIN_LOG_LEVEL"] == course.KERNEL_ENV["TF_CPP_MIN_LOG_LEVEL"]
+
+
+def test_kernels_started_for_grading_get_the_course_settings(monkeypatch):
+    from helpers import grading
+
+    monkeypatch.delenv("TF_CPU_ALLOCATOR_USE_BFC", raising=False)
+    assert grading._tool_env()["TF_CPU_ALLOCATOR_USE_BFC"] == "1"
+    monkeypatch.setenv("TF_CPU_ALLOCATOR_USE_BFC", "0")
+    assert grading._tool_env()["TF_CPU_ALLOCATOR_USE_BFC"] == "0"
