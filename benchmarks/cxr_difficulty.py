@@ -16,6 +16,7 @@ outlined in red. The course needs Otsu clearly below the U-Net (Otsu <= 0.70, U-
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -26,7 +27,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from helpers import config, data  # noqa: E402
+from helpers import config, course, data  # noqa: E402
+
+os.environ.update(course.kernel_env())  # TensorFlow settings of the lessons' kernels
 
 FIGURE = ROOT / "benchmarks" / "figures" / "cxr_montage.png"
 

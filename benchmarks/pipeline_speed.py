@@ -15,7 +15,6 @@ import argparse
 import os
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def _per_batch(function, repeats: int) -> float:
@@ -34,6 +33,9 @@ def main() -> None:
 
     import numpy as np
 
+    from helpers import course
+
+    os.environ.update(course.kernel_env())  # TensorFlow settings of the lessons' kernels
     from helpers import config, data, generator, losses, metrics, models
 
     pairs = data.load_pairs(data.ensure_dataset("cxr_synthetic"))
