@@ -16,7 +16,6 @@ outlined in red. The course needs Otsu clearly below the U-Net (Otsu <= 0.70, U-
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -29,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from helpers import config, course, data  # noqa: E402
 
-os.environ.update(course.kernel_env())  # TensorFlow settings of the lessons' kernels
+course.apply_kernel_env()  # TensorFlow settings of the lessons' kernels
 
 FIGURE = ROOT / "benchmarks" / "figures" / "cxr_montage.png"
 

@@ -16,7 +16,6 @@ import os
 import time
 
 
-
 def _per_batch(function, repeats: int) -> float:
     function(0)  # warm-up (imports, graph tracing)
     start = time.perf_counter()
@@ -35,7 +34,7 @@ def main() -> None:
 
     from helpers import course
 
-    os.environ.update(course.kernel_env())  # TensorFlow settings of the lessons' kernels
+    course.apply_kernel_env()  # TensorFlow settings of the lessons' kernels
     from helpers import config, data, generator, losses, metrics, models
 
     pairs = data.load_pairs(data.ensure_dataset("cxr_synthetic"))

@@ -37,6 +37,13 @@ def kernel_env(base: dict[str, str] | None = None) -> dict[str, str]:
     """``base`` (default: ``os.environ``) with :data:`KERNEL_ENV` added where not set."""
     return {**KERNEL_ENV, **(os.environ if base is None else base)}
 
+
+def apply_kernel_env() -> None:
+    """Add :data:`KERNEL_ENV` to ``os.environ`` where not set, for this process (call it
+    before TensorFlow is imported) and the kernels it starts."""
+    for key, value in KERNEL_ENV.items():
+        os.environ.setdefault(key, value)
+
 #: Time budget per lesson in minutes at the default scale (2 CPU cores).
 TIME_BUDGET_MINUTES = {"01": 5, "02": 5, "03": 5, "04": 5, "05": 5, "06": 6, "07": 6, "08": 6}
 
@@ -188,8 +195,7 @@ def execute_notebook(path: Path, output: Path, timeout: int = 1200) -> None:
     import nbformat
     from nbclient import NotebookClient
 
-    for key, value in KERNEL_ENV.items():
-        os.environ.setdefault(key, value)  # inherited by the kernel this process starts
+    apply_kernel_env()  # inherited by the kernel this process starts
     notebook = nbformat.read(path, as_version=4)
     client = NotebookClient(notebook, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})

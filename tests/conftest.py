@@ -10,17 +10,15 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 import pytest
 
-from helpers.course import KERNEL_ENV
+from helpers import course
 
 # Kernels started by nbval and nbgrader inherit this (see helpers.course.KERNEL_ENV).
-for _key, _value in KERNEL_ENV.items():
-    os.environ.setdefault(_key, _value)
+course.apply_kernel_env()
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

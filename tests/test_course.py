@@ -1,6 +1,7 @@
 """The course runner's bookkeeping: lesson reports, the summary table, lesson selection."""
 
 import json
+import os
 
 import pytest
 
@@ -125,3 +126,11 @@ def test_kernels_started_for_grading_get_the_course_settings(monkeypatch):
     assert grading._tool_env()["TF_CPU_ALLOCATOR_USE_BFC"] == "1"
     monkeypatch.setenv("TF_CPU_ALLOCATOR_USE_BFC", "0")
     assert grading._tool_env()["TF_CPU_ALLOCATOR_USE_BFC"] == "0"
+
+
+def test_apply_kernel_env_fills_only_what_is_missing(monkeypatch):
+    monkeypatch.delenv("TF_CPU_ALLOCATOR_USE_BFC", raising=False)
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "1")
+    course.apply_kernel_env()
+    assert os.environ["TF_CPU_ALLOCATOR_USE_BFC"] == "1"
+    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "1", "a value the user set must win"
