@@ -67,3 +67,18 @@ c.ZipCollectApp.strict = True  # skip notebooks of other lessons instead of copy
 # On a shared hub, point the exchange at a folder every user can reach, e.g.
 #   c.Exchange.root = "/srv/nbgrader/exchange"
 # and keep this file in the instructor's course root.
+
+# --- Grading sandbox and guards (helpers/grading_execute.py) -----------------------------
+# Every submission runs in the course's grading kernel inside bubblewrap: no access to
+# answers/, gradebook.db, other submissions or the network; helpers/ read-only; the checks
+# restored before every test cell. Grading stops where no sandbox is available, unless
+# UNET_COURSE_NO_SANDBOX=1 (python -m helpers autograde --no-sandbox) accepts the risk.
+from nbgrader.preprocessors import (  # noqa: E402
+    AssignLatePenalties, CheckCellMetadata, IgnorePattern, LimitOutput, SaveAutoGrades)
+from nbconvert.preprocessors import ClearMetadataPreprocessor  # noqa: E402
+
+from helpers.grading_execute import GradingExecute  # noqa: E402
+
+c.Autograde.autograde_preprocessors = [GradingExecute, IgnorePattern, ClearMetadataPreprocessor,
+                                       LimitOutput, SaveAutoGrades, AssignLatePenalties,
+                                       CheckCellMetadata]
