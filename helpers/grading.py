@@ -21,15 +21,29 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
+import csv
+import html
 import importlib.util
+import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
+import time
 import zipfile
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from helpers import config
+
+#: Environment variable naming the trace file of a grading run (see helpers.grading_execute).
+TRACE_VARIABLE = "UNET_COURSE_GRADING_TRACE"
 
 #: Folders a student submission may not bring along into ``submitted/``.
 _SKIP_NAMES = {".ipynb_checkpoints", "__pycache__", ".DS_Store"}
@@ -291,24 +305,325 @@ def _submitted_lessons(folder: Path, student: str | None) -> list[str]:
     return sorted({p.name for p in (folder / "submitted").glob(pattern) if p.is_dir()})
 
 
+#: Work scale at which submissions are graded unless UNET_COURSE_SCALE says otherwise: the
+#: tests check code, not how well a model trains, so training does the least work that
+#: still runs every line.
+GRADING_SCALE = "0.1"
+#: Columns of ``grading_report.csv``.
+REPORT_COLUMNS = ("student", "lesson", "score", "max_score", "status", "reason", "seconds")
+#: Times a submission is graded again with one more faulty cell replaced.
+_MAX_ATTEMPTS = 4
+_WORK = ".grading"
+
+
+@dataclass
+class GradingResult:
+    """One row of the grading report.
+
+    ``status`` is ``graded`` (nothing to say), ``repaired`` (metadata put back or a faulty
+    cell replaced; the other exercises kept their points), ``flagged`` (graded as usual,
+    but the integrity audit found code to review) or ``failed`` (no score: see ``reason``).
+    """
+
+    student: str
+    lesson: str
+    score: float
+    max_score: float
+    status: str
+    reasons: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def row(self) -> dict[str, str]:
+        return {"student": self.student, "lesson": self.lesson, "score": f"{self.score:g}",
+                "max_score": f"{self.max_score:g}", "status": self.status,
+                "reason": "; ".join(self.reasons), "seconds": f"{self.seconds:.1f}"}
+
+
+def _max_score(release: dict) -> float:
+    return float(sum((cell.get("metadata", {}).get("nbgrader") or {}).get("points", 0) or 0
+                     for cell in release.get("cells", [])
+                     if (cell.get("metadata", {}).get("nbgrader") or {}).get("grade")))
+
+
+def _replacement(reason: str) -> str:
+    return (f"# Removed by the grader: {reason}.\n"
+            f"raise RuntimeError({('This cell was removed by the grader: ' + reason + '. See the grading report.')!r})\n")
+
+
+def _read_trace(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    events = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            events.append(json.loads(line))
+        except ValueError:
+            continue
+    return events
+
+
+def _culprits(event: dict, nb: dict) -> list[int]:
+    """Indices of the cells of ``nb`` to replace for the cell that ``event`` (a trace record)
+    names: that cell itself, or, when it is a graded test (nbgrader restores those), the
+    solution cells of its exercise (between the previous graded test and it)."""
+    cells = nb["cells"]
+    found = None
+    for index, cell in enumerate(cells):
+        if event.get("id") and cell.get("id") == event.get("id"):
+            found = index
+            break
+    if found is None:
+        for index, cell in enumerate(cells):
+            if "".join(cell.get("source", ""))[:2000] == event.get("source"):
+                found = index
+                break
+    if found is None and event.get("grade_id"):
+        for index, cell in enumerate(cells):
+            if (cell.get("metadata", {}).get("nbgrader") or {}).get("grade_id") == event["grade_id"]:
+                found = index
+                break
+    if found is None:
+        return []
+    meta = cells[found].get("metadata", {}).get("nbgrader") or {}
+    if not (meta.get("locked") and not meta.get("solution")):
+        return [found]
+    previous = max((i for i in range(found) if ((cells[i].get("metadata", {}).get("nbgrader") or {}).get("grade")
+                    and not (cells[i].get("metadata", {}).get("nbgrader") or {}).get("solution"))), default=-1)
+    return [i for i in range(previous + 1, found)
+            if cells[i].get("cell_type") == "code"
+            and not ((cells[i].get("metadata", {}).get("nbgrader") or {}).get("locked")
+                     and not (cells[i].get("metadata", {}).get("nbgrader") or {}).get("solution"))]
+
+
+def _grade_one(folder: Path, lesson: str, student: str, env: dict[str, str],
+               timeout: float | None) -> GradingResult:
+    """Audit, repair and grade one submission; grade again with a faulty cell replaced when
+    the kernel died or a cell could not be stopped (at most ``_MAX_ATTEMPTS`` runs)."""
+    from helpers import grading_audit
+
+    started = time.perf_counter()
+    release = json.loads((folder / "notebooks" / lesson / f"{lesson}.ipynb").read_text(encoding="utf-8"))
+    result = GradingResult(student, lesson, 0.0, _max_score(release), "failed")
+    source = folder / "submitted" / student / lesson
+    notebook = source / f"{lesson}.ipynb"
+    try:
+        if not notebook.is_file():
+            result.reasons.append(f"no {lesson}.ipynb in submitted/{student}/{lesson}/")
+            return result
+        try:
+            submission = json.loads(notebook.read_text(encoding="utf-8"))
+            if not isinstance(submission, dict) or not isinstance(submission.get("cells"), list):
+                raise ValueError("no list of cells")
+        except (ValueError, UnicodeDecodeError) as error:
+            result.reasons.append(f"{lesson}.ipynb is not a readable notebook ({error})")
+            return result
+        repaired, notes = grading_audit.repair(submission, release)
+        findings = grading_audit.audit(repaired, release)
+        work = folder / _WORK
+        stage = work / "staged" / student / lesson
+        if stage.exists():
+            shutil.rmtree(stage)
+        shutil.copytree(source, stage, ignore=shutil.ignore_patterns(*_SKIP_NAMES),
+                        ignore_dangling_symlinks=True, symlinks=False)
+        for path in stage.rglob("*"):  # sockets, FIFOs: nbgrader cannot copy them
+            if not (path.is_file() or path.is_dir()) or path.is_symlink():
+                path.unlink()
+        replaced: dict[int, str] = {}
+        trace = work / "traces" / f"{student}--{lesson}.jsonl"
+        trace.parent.mkdir(parents=True, exist_ok=True)
+        graded = False
+        log_tail = ""
+        for _attempt in range(_MAX_ATTEMPTS):
+            staged = copy.deepcopy(repaired)
+            for index, reason in replaced.items():
+                staged["cells"][index]["source"] = _replacement(reason)
+                staged["cells"][index]["outputs"] = []
+            (stage / f"{lesson}.ipynb").write_text(json.dumps(staged, indent=1), encoding="utf-8")
+            trace.unlink(missing_ok=True)
+            args = ["autograde", lesson, "--force", "--student", student,
+                    f"--CourseDirectory.submitted_directory={_WORK}/staged"]
+            code, log_tail = _run_logged(args, folder, dict(env, **{TRACE_VARIABLE: str(trace)}), timeout)
+            events = _read_trace(trace)
+            output = folder / "autograded" / student / lesson / f"{lesson}.ipynb"
+            if code == 0 and any(e.get("event") == "complete" for e in events) and output.is_file():
+                graded = True
+                break
+            cells = [e for e in events if e.get("event") == "cell"]
+            if not cells:
+                break
+            stuck = any(e.get("event") == "stuck" for e in events) or code == _TIMED_OUT
+            reason = ("it did not stop at the time limit, nor when interrupted" if stuck
+                      else "the kernel died while it ran")
+            targets = [i for i in _culprits(cells[-1], staged) if i not in replaced]
+            if not targets:
+                break
+            for index in targets:
+                replaced[index] = reason
+        result.reasons += notes
+        result.reasons += [f"cell {i + 1} replaced by one that raises: {why}" for i, why in sorted(replaced.items())]
+        result.reasons += [f"needs review: {finding}" for finding in findings]
+        if not graded:
+            lines = [line for line in log_tail.splitlines() if "ERROR" in line or "Error" in line]
+            result.reasons.append("nbgrader could not grade it" + (f" ({lines[-1].strip()[:200]})" if lines else ""))
+            return result
+        with gradebook(folder) as opened:
+            result.score = float(opened.find_submission(lesson, student).score)
+        result.status = "flagged" if findings else "repaired" if (notes or replaced) else "graded"
+        return result
+    finally:
+        result.seconds = time.perf_counter() - started
+
+
+_TIMED_OUT = -9
+
+
+def _run_logged(args: list[str], folder: Path, env: dict[str, str], timeout: float | None) -> tuple[int, str]:
+    """Run ``python -m nbgrader ARGS`` in ``folder``; return its exit code (``_TIMED_OUT``
+    when it ran past ``timeout`` seconds and was killed) and the end of its log."""
+    command = [sys.executable, "-m", "nbgrader", *args]
+    with tempfile.TemporaryFile(mode="w+") as log:
+        process = subprocess.Popen(command, cwd=folder, env=_tool_env(env), stdout=log,
+                                   stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        try:
+            code = process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            code = _TIMED_OUT
+        log.seek(0)
+        return code, log.read()[-20000:]
+
+
+def _lesson_datasets(folder: Path, lesson: str) -> list[str]:
+    """Data set names the lesson chooses (``DATASET = "..."`` in its release notebook)."""
+    text = (folder / "notebooks" / lesson / f"{lesson}.ipynb").read_text(encoding="utf-8")
+    return sorted(set(re.findall(r'DATASET\s*=\s*\\"([A-Za-z0-9_.-]+)\\"', text)))
+
+
+def prepare_grading_data(folder: Path, lessons_to_grade: list[str], env: dict[str, str]) -> None:
+    """Generate the data sets the lessons read (and lesson 04's model that lesson 05 loads)
+    outside the sandbox, where the grading kernels see them read-only."""
+    names = sorted({name for lesson in lessons_to_grade for name in _lesson_datasets(folder, lesson)})
+    needs_model = any(lesson.startswith("05") for lesson in lessons_to_grade)
+    if not names and not needs_model:
+        return
+    code = ("import sys\nfrom helpers import data, course\ncourse.apply_kernel_env()\n"
+            f"for name in {names!r}:\n    data.ensure_dataset(name)\n")
+    if needs_model:
+        code += "from helpers import training\ntraining.load_or_train_cxr_model(verbose=0)\n"
+    completed = subprocess.run([sys.executable, "-c", code], cwd=folder, env=_tool_env(env),
+                               capture_output=True, text=True)
+    if completed.returncode:
+        raise GradingError(f"Could not prepare the data sets {', '.join(names)} for grading:\n"
+                           + completed.stderr[-2000:])
+
+
+def write_report(results: list[GradingResult], folder: Path) -> tuple[Path, Path]:
+    """Write ``grading_report.csv`` and ``grading_report.html`` in the course root (rows of
+    :class:`GradingResult`, one per submission) and return their paths."""
+    csv_path, html_path = folder / "grading_report.csv", folder / "grading_report.html"
+    rows = [result.row() for result in sorted(results, key=lambda r: (r.lesson, r.student))]
+    with open(csv_path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=REPORT_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    colours = {"graded": "#e8f5e9", "repaired": "#fff8e1", "flagged": "#ffe0b2", "failed": "#ffcdd2"}
+    body = "\n".join(
+        f'<tr style="background:{colours.get(row["status"], "white")}">'
+        + "".join(f"<td>{html.escape(row[key])}</td>" for key in REPORT_COLUMNS) + "</tr>"
+        for row in rows)
+    counts = Counter(row["status"] for row in rows)
+    html_path.write_text(
+        "<!doctype html><meta charset='utf-8'><title>Grading report</title>"
+        "<style>body{font-family:sans-serif}td,th{padding:4px 8px;border-bottom:1px solid #ddd;"
+        "vertical-align:top}</style><h1>Grading report</h1><p>"
+        + ", ".join(f"{counts[key]} {key}" for key in ("graded", "repaired", "flagged", "failed"))
+        + "</p><table><tr>" + "".join(f"<th>{key}</th>" for key in REPORT_COLUMNS) + "</tr>"
+        + body + "</table>", encoding="utf-8")
+    return csv_path, html_path
+
+
 def autograde(lesson: list[str] | None = None, student: str | None = None,
               root: str | os.PathLike | None = None, env: dict[str, str] | None = None,
-              quiet: bool = False) -> int:
-    """Run ``nbgrader autograde <lesson> --force`` once per collected lesson (all its students
-    in one call, or only ``student``): test cells are restored from the source, hidden tests
-    put back, every notebook executed and scored into the gradebook. Returns nbgrader's
-    worst exit code (non-zero also when only one submission failed to execute; the scores
-    of the others are saved)."""
+              quiet: bool = False, jobs: int | None = None, sandboxed: bool = True,
+              submission_timeout: float | None = None) -> int:
+    """Grade every collected submission (or those of ``lesson``/``student``), ``jobs`` at a
+    time (default: the number of CPU cores), each in its own ``nbgrader autograde`` run
+    with the course's sandboxed kernel, and write ``grading_report.csv``/``.html``.
+
+    Before grading, each submission's nbgrader metadata is repaired from the release and
+    its code audited (:mod:`helpers.grading_audit`). A kernel that dies or a cell that
+    cannot be stopped costs only its own exercise: the submission is graded again with that
+    cell replaced by one that raises. Returns 0 when every submission was graded, 1 when
+    some could not be (the report says which and why), 2 when grading could not start.
+    """
+    from helpers import sandbox
+
     folder = course_root(root)
     collected = _submitted_lessons(folder, student)
     if not collected:
         raise GradingError(f"Nothing collected in {folder / 'submitted'}: run "
                            f"`python -m helpers collect` first.")
-    status = 0
-    for name in select_lessons(lesson, collected):
-        args = ["autograde", name, "--force"] + (["--student", student] if student else [])
-        status = max(status, run_nbgrader(args, folder, env=env, quiet=quiet))
-    return status
+    env = dict(env or {})
+    env.setdefault(config.SCALE_VARIABLE, os.environ.get(config.SCALE_VARIABLE) or GRADING_SCALE)
+    if not sandboxed:
+        env[sandbox.NO_SANDBOX_VARIABLE] = "1"
+        print("warning: grading WITHOUT the sandbox (--no-sandbox): submissions run with your "
+              "permissions.", file=sys.stderr)
+    else:
+        env.pop(sandbox.NO_SANDBOX_VARIABLE, None)
+        saved = os.environ.pop(sandbox.NO_SANDBOX_VARIABLE, None)
+        try:
+            sandbox.check_available()
+        except sandbox.SandboxUnavailable as error:
+            raise GradingError(str(error)) from None
+        finally:
+            if saved is not None:
+                os.environ[sandbox.NO_SANDBOX_VARIABLE] = saved
+    chosen = select_lessons(lesson, collected)
+    prepare_grading_data(folder, chosen, env)
+    tasks = [(name, path.parent.name) for name in chosen
+             for path in sorted((folder / "submitted").glob(f"{student or '*'}/{name}")) if path.is_dir()]
+    jobs = max(1, jobs or os.cpu_count() or 1)
+    if not quiet:
+        print(f"Grading {len(tasks)} submission(s) of {', '.join(chosen)}, {jobs} at a time, "
+              f"at {config.SCALE_VARIABLE}={env[config.SCALE_VARIABLE]} ...", flush=True)
+    results: list[GradingResult] = []
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = {pool.submit(_grade_one, folder, name, who, env, submission_timeout): (name, who)
+                   for name, who in tasks}
+        for future in as_completed(futures):
+            name, who = futures[future]
+            try:
+                result = future.result()
+            except Exception as error:  # noqa: BLE001 - one submission must not stop the batch
+                result = GradingResult(who, name, 0.0, 0.0, "failed", [f"grader error: {error!r}"])
+            results.append(result)
+            if not quiet:
+                print(f"  {result.lesson} {result.student:20s} {result.score:g}/{result.max_score:g} "
+                      f"{result.status} ({result.seconds:.0f} s)", flush=True)
+    csv_path, html_path = write_report(results, folder)
+    failed = [r for r in results if r.status == "failed"]
+    if not quiet or failed:
+        counts = Counter(r.status for r in results)
+        print(f"{len(results)} submission(s): " + ", ".join(f"{counts[k]} {k}" for k in
+              ("graded", "repaired", "flagged", "failed")) + f". Report: {csv_path.name}, {html_path.name}",
+              file=sys.stderr if failed else sys.stdout)
+        for result in failed:
+            print(f"  not graded: {result.student}/{result.lesson}: {'; '.join(result.reasons)}",
+                  file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _ungraded(folder: Path, lesson: list[str] | None, student: str | None) -> list[str]:
+    """``student/lesson`` of collected submissions that have no autograded notebook."""
+    missing = []
+    for path in sorted((folder / "submitted").glob(f"{student or '*'}/*")):
+        if not path.is_dir() or (lesson and not any(path.name.startswith(item) for item in lesson)):
+            continue
+        if not (folder / "autograded" / path.parent.name / path.name / f"{path.name}.ipynb").is_file():
+            missing.append(f"{path.parent.name}/{path.name}")
+    return missing
 
 
 def feedback(lesson: list[str] | None = None, student: str | None = None,
@@ -324,6 +639,10 @@ def feedback(lesson: list[str] | None = None, student: str | None = None,
     for name in select_lessons(lesson, graded):
         args = ["generate_feedback", name, "--force"] + (["--student", student] if student else [])
         status = max(status, run_nbgrader(args, folder, quiet=quiet))
+    skipped = _ungraded(folder, lesson, student)
+    if skipped:
+        print(f"No feedback for {len(skipped)} submission(s) that were not graded: "
+              f"{', '.join(skipped)} (see grading_report.csv).", file=sys.stderr)
     return status
 
 
@@ -335,7 +654,12 @@ def export(to: str | os.PathLike = "grades.csv", root: str | os.PathLike | None 
     target = Path(to)
     if not target.is_absolute():
         target = folder / target
-    return run_nbgrader(["export", f"--to={target}"], folder, quiet=quiet)
+    status = run_nbgrader(["export", f"--to={target}"], folder, quiet=quiet)
+    skipped = _ungraded(folder, None, None)
+    if skipped:
+        print(f"{len(skipped)} collected submission(s) were not graded and count as 0 in "
+              f"{target.name}: {', '.join(skipped)} (see grading_report.csv).", file=sys.stderr)
+    return status
 
 
 # --- command line ------------------------------------------------------------------------
@@ -360,11 +684,18 @@ def _parser() -> argparse.ArgumentParser:
                               ".zip/.ipynb files (default: submissions)")
     command.add_argument("--lesson", action="append", help="only this lesson (repeatable)")
     command.add_argument("--student", help="only this student (student folders only)")
-    for name, text in (("autograde", "execute and score the collected submissions (nbgrader autograde)"),
+    for name, text in (("autograde", "execute and score the collected submissions, sandboxed "
+                                     "and in parallel; writes grading_report.csv/.html"),
                        ("feedback", "HTML feedback per autograded submission (nbgrader generate_feedback)")):
         command = add(name, text)
         command.add_argument("--lesson", action="append", help="only this lesson (repeatable)")
         command.add_argument("--student", help="only this student")
+        if name == "autograde":
+            command.add_argument("--jobs", type=int, default=None,
+                                 help="submissions graded at once (default: the number of CPU cores)")
+            command.add_argument("--no-sandbox", action="store_true",
+                                 help="grade without bubblewrap: submissions then run with your "
+                                      "permissions and can read answers/ and the gradebook")
     command = add("export", "export the gradebook to CSV (nbgrader export)")
     command.add_argument("--to", default="grades.csv", help="CSV file (default: grades.csv in the course root)")
     return parser
@@ -402,7 +733,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "collect":
             return collect(args.source, args.lesson, args.student, args.root)
         if args.command == "autograde":
-            return autograde(args.lesson, args.student, args.root)
+            return autograde(args.lesson, args.student, args.root, jobs=args.jobs,
+                             sandboxed=not args.no_sandbox)
         if args.command == "feedback":
             return feedback(args.lesson, args.student, args.root)
         if args.command == "export":

@@ -36,10 +36,9 @@ from nbgrader.preprocessors.execute import UnresponsiveKernelError
 from traitlets import Integer, Unicode
 
 from helpers import sandbox
+from helpers.grading import TRACE_VARIABLE
 from helpers.grading_kernel import META_KEY
 
-#: Environment variable naming the trace file (one JSON object per line).
-TRACE_VARIABLE = "UNET_COURSE_GRADING_TRACE"
 
 
 def _nbgrader_meta(cell) -> dict:
