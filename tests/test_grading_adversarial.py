@@ -1,0 +1,238 @@
+"""Autograding under attack (tests helpers/grading.py, sandbox.py, grading_kernel.py,
+grading_execute.py and grading_audit.py end to end, with the real nbgrader and bubblewrap).
+
+One class of cheeky students, graded in ONE ``grading.autograde(jobs=2)`` call, in a
+temporary course root holding the plain-Python example lesson (fast) and lesson 03 (the
+checks and references of a real lesson). Each submission must score what it deserves
+(0 for no own work, the earned points otherwise), be flagged or repaired as its report row
+says, and leave the gradebook, ``helpers/``, ``answers/`` and other submissions alone;
+the batch completes and the exit code says that one submission could not be graded.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import hashlib
+import json
+import shutil
+
+import nbformat
+import pytest
+from conftest import FIXTURES, LOOP_MARKER, REPO_ROOT, _TEST_CONFIG
+
+from helpers import grading, sandbox
+
+pytestmark = pytest.mark.slow
+
+EXAMPLE, LESSON = "00_example", "03_loss_and_metrics"
+HELPERS_FILE = REPO_ROOT / "helpers" / "checks" / "__init__.py"
+
+
+def _meta(cell) -> dict:
+    return cell.get("metadata", {}).get("nbgrader", {}) or {}
+
+
+def _index(nb, grade_id: str) -> int:
+    return next(i for i, c in enumerate(nb.cells) if _meta(c).get("grade_id") == grade_id)
+
+
+def _with_cell(nb, after_id: str, source: str):
+    """A copy of ``nb`` with a new plain code cell after the cell ``after_id``."""
+    nb = copy.deepcopy(nb)
+    nb.cells.insert(_index(nb, after_id) + 1, nbformat.v4.new_code_cell(source))
+    return nb
+
+
+def _with_source(nb, grade_id: str, source: str):
+    nb = copy.deepcopy(nb)
+    nb.cells[_index(nb, grade_id)].source = source
+    return nb
+
+
+def _example_class(answers, release) -> dict:
+    """Example-lesson submissions: (notebook or raw text, expected score, expected status)."""
+    renamed = copy.deepcopy(answers)
+    renamed.cells[_index(renamed, "square")].metadata["nbgrader"]["grade_id"] = "my_square"
+    extra = _with_cell(answers, "square_check", 'print("free points")')
+    extra.cells[_index(extra, "square_check") + 1].metadata["nbgrader"] = {
+        "grade": True, "grade_id": "bonus", "locked": False, "points": 10, "schema_version": 3,
+        "solution": False, "task": False}
+    ungraded = copy.deepcopy(answers)
+    ungraded.cells[_index(ungraded, "mean_check")].metadata["nbgrader"]["grade"] = False
+    to_markdown = copy.deepcopy(answers)
+    to_markdown.cells[_index(to_markdown, "count_vowels_check")].cell_type = "markdown"
+    to_markdown.cells[_index(to_markdown, "count_vowels_check")].pop("outputs", None)
+    to_markdown.cells[_index(to_markdown, "count_vowels_check")].pop("execution_count", None)
+    steal = ("import json\n"
+             "nb = json.load(open('../../../answers/00_example/00_example.ipynb'))\n"
+             "for cell in nb['cells']:\n"
+             "    if cell['metadata'].get('nbgrader', {}).get('solution'):\n"
+             "        exec(''.join(cell['source']))\n")
+    gradebook = ("import sqlite3, pathlib\n"
+                 "for path in ['../../../gradebook.db', str(pathlib.Path.cwd().parents[2] / 'gradebook.db')]:\n"
+                 "    db = sqlite3.connect(path)\n"
+                 "    db.execute('UPDATE grade SET manual_score = 100')\n"
+                 "    db.commit()\n")
+    edit_helpers = ("import pathlib, helpers\n"
+                    "target = pathlib.Path(helpers.__file__).parent / 'checks' / '__init__.py'\n"
+                    "target.write_text(target.read_text() + '\\n# edited by a student\\n')\n")
+    return {
+        "answers": (answers, 5, "graded"),
+        "blank": (release, 0, "graded"),
+        "kill-grader": (_with_cell(answers, "square_check",
+                                   "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n"
+                                   "os.kill(1, signal.SIGKILL)"), 5, "flagged"),
+        "exit-last": (_with_source(answers, "count_vowels",
+                                   "import os\nos._exit(0)\n" + answers.cells[_index(answers, "count_vowels")].source),
+                      3, "flagged"),
+        "sigint-proof": (_with_source(answers, "mean",
+                                      f"# {LOOP_MARKER}\nimport signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+                                      "while True:\n    pass\n"), 3, "flagged"),
+        "renamed-id": (renamed, 5, "repaired"),
+        "extra-graded": (extra, 5, "repaired"),
+        "grade-false": (ungraded, 5, "repaired"),
+        "test-as-markdown": (to_markdown, 5, "repaired"),
+        "read-answers": (_with_cell(release, "setup", steal), 0, "flagged"),
+        "gradebook": (_with_cell(release, "setup", gradebook), 0, "flagged"),
+        "edit-helpers": (_with_cell(release, "setup", edit_helpers), 0, "flagged"),
+        "invalid-json": ('{"cells": [ this is not json', 0, "failed"),
+    }
+
+
+def _lesson_class(answers, release) -> dict:
+    """Lesson-03 submissions that attack the checks and the references."""
+    first = next(_meta(c)["grade_id"] for c in release.cells if _meta(c).get("solution"))
+    quiet = ("class _Quiet:\n    def __getattr__(self, name):\n        return lambda *a, **k: print('ok')\n"
+             "checks = _Quiet()\n")
+    patch = ("import helpers.checks.metrics as target\n"
+             "for name in dir(target):\n"
+             "    if name.startswith('check_'):\n"
+             "        setattr(target, name, lambda *a, **k: print('ok'))\n")
+    reference = ('def dice_coefficient(y_true, y_pred, smooth=1.0):\n'
+                 '    "Soft Dice, averaged over the batch."\n'
+                 '    return metrics.dice_coefficient(y_true, y_pred, smooth=smooth)\n')
+    return {
+        "transformer": (_with_source(release, first,
+                                     "get_ipython().input_transformers_cleanup.append(lambda lines: [])"),
+                        0, "flagged"),
+        "rebind-checks": (_with_cell(release, first, quiet), 0, "flagged"),
+        "patch-checks": (_with_cell(release, first, patch), 0, "flagged"),
+        "call-reference": (_with_source(answers, "dice_coefficient", reference), None, "flagged"),
+    }
+
+
+@pytest.fixture(scope="module")
+def attacked(tmp_path_factory):
+    """The graded class: root, expected outcomes, exit code, report rows, scores."""
+    if sandbox._probe():
+        pytest.skip(f"no sandbox here: {sandbox._probe()} (CI installs bubblewrap)")
+    root = tmp_path_factory.mktemp("attacked")
+    (root / "nbgrader_config.py").write_text((REPO_ROOT / "nbgrader_config.py").read_text() + _TEST_CONFIG)
+    shutil.copytree(FIXTURES / EXAMPLE, root / "answers" / EXAMPLE)
+    shutil.copytree(REPO_ROOT / "answers" / LESSON, root / "answers" / LESSON)
+    assert grading.release(root=root, quiet=True) == 0
+    expected = {}
+    for lesson, build in ((EXAMPLE, _example_class), (LESSON, _lesson_class)):
+        answers = nbformat.read(root / "answers" / lesson / f"{lesson}.ipynb", as_version=4)
+        release = nbformat.read(root / "notebooks" / lesson / f"{lesson}.ipynb", as_version=4)
+        for student, (nb, score, status) in build(answers, release).items():
+            folder = root / "submissions" / student / lesson
+            folder.mkdir(parents=True)
+            text = nb if isinstance(nb, str) else nbformat.writes(nb)
+            (folder / f"{lesson}.ipynb").write_text(text)
+            expected[(student, lesson)] = (score, status)
+    # an innocent student graded with the others, whose score must survive them
+    assert grading.collect(root / "submissions", root=root, quiet=True) == 0
+    helpers_hash = hashlib.sha256(HELPERS_FILE.read_bytes()).hexdigest()
+    answers_hash = hashlib.sha256((root / "answers" / EXAMPLE / f"{EXAMPLE}.ipynb").read_bytes()).hexdigest()
+    status = grading.autograde(root=root, quiet=True, jobs=2)
+    with open(root / "grading_report.csv", newline="") as handle:
+        rows = {(row["student"], row["lesson"]): row for row in csv.DictReader(handle)}
+    scores, cells = {}, {}
+    with grading.gradebook(root) as gb:
+        for student, lesson in expected:
+            try:
+                submission = gb.find_submission(lesson, student)
+            except Exception:  # noqa: BLE001 - not in the gradebook: not graded
+                continue
+            scores[(student, lesson)] = submission.score
+            cells[(student, lesson)] = {g.name: g.score for g in submission.notebooks[0].grades}
+    return {"root": root, "expected": expected, "status": status, "rows": rows, "scores": scores,
+            "cells": cells, "helpers_hash": helpers_hash, "answers_hash": answers_hash}
+
+
+CASES = [(s, EXAMPLE) for s in ("answers", "blank", "kill-grader", "exit-last", "sigint-proof",
+                                 "renamed-id", "extra-graded", "grade-false", "test-as-markdown",
+                                 "read-answers", "gradebook", "edit-helpers", "invalid-json")] + \
+        [(s, LESSON) for s in ("transformer", "rebind-checks", "patch-checks", "call-reference")]
+
+
+@pytest.mark.parametrize("student,lesson", CASES, ids=[c[0] for c in CASES])
+def test_each_submission_scores_what_it_deserves(attacked, student, lesson):
+    score, status = attacked["expected"][(student, lesson)]
+    row = attacked["rows"].get((student, lesson))
+    assert row is not None, f"{student}/{lesson} has no row in grading_report.csv"
+    assert row["status"] == status, f"{student}: status {row['status']!r}, expected {status!r}: {row['reason']}"
+    if status == "failed":
+        assert row["reason"], "a failed submission must say why"
+        return
+    if score is not None:
+        assert attacked["scores"][(student, lesson)] == pytest.approx(score), (
+            f"{student}/{lesson} scored {attacked['scores'][(student, lesson)]}, deserves {score}: "
+            f"{row['reason']}; cells {attacked['cells'][(student, lesson)]}")
+        assert float(row["score"]) == pytest.approx(score)
+    if status == "flagged":
+        assert "needs review" in row["reason"], row["reason"]
+
+
+def test_calling_the_reference_costs_that_exercise_only(attacked):
+    cells = attacked["cells"][("call-reference", LESSON)]
+    assert cells["dice_coefficient_check"] == 0, "a dice_coefficient that calls the reference got points"
+    assert cells["iou_check"] > 0 and cells["multiclass_dice_check"] > 0, cells
+    assert "calls the reference" in attacked["rows"][("call-reference", LESSON)]["reason"]
+
+
+def test_faults_are_repaired_cell_by_cell(attacked):
+    for student in ("kill-grader", "exit-last", "sigint-proof"):
+        reason = attacked["rows"][(student, EXAMPLE)]["reason"]
+        assert "replaced by one that raises" in reason, f"{student}: {reason}"
+    assert "did not stop" in attacked["rows"][("sigint-proof", EXAMPLE)]["reason"]
+    assert "kernel died" in attacked["rows"][("exit-last", EXAMPLE)]["reason"]
+    cells = attacked["cells"][("exit-last", EXAMPLE)]
+    assert cells == {"square_check": 1, "mean_check": 2, "count_vowels_check": 0}, cells
+
+
+def test_nothing_outside_the_sandbox_changed(attacked):
+    assert hashlib.sha256(HELPERS_FILE.read_bytes()).hexdigest() == attacked["helpers_hash"], \
+        "a submission edited helpers/checks/__init__.py"
+    root = attacked["root"]
+    assert hashlib.sha256((root / "answers" / EXAMPLE / f"{EXAMPLE}.ipynb").read_bytes()).hexdigest() \
+        == attacked["answers_hash"]
+    assert attacked["scores"][("answers", EXAMPLE)] == 5, "another student's score was changed"
+    assert not (root / "autograded" / "read-answers" / EXAMPLE / "stolen").exists()
+
+
+def test_batch_completes_and_exit_code_tells_the_truth(attacked):
+    assert set(attacked["rows"]) == set(attacked["expected"]), "some submissions have no report row"
+    assert attacked["status"] == 1, "one submission (invalid JSON) could not be graded: exit code must be 1"
+    html = (attacked["root"] / "grading_report.html").read_text()
+    assert "invalid-json" in html and "failed" in html
+
+
+def test_grading_refuses_without_a_sandbox(tmp_path, monkeypatch, capsys):
+    root = tmp_path / "course"
+    (root / "submitted" / "alice" / EXAMPLE).mkdir(parents=True)
+    (root / "nbgrader_config.py").write_text((REPO_ROOT / "nbgrader_config.py").read_text())
+    monkeypatch.setattr(sandbox, "_probe", lambda: "bubblewrap is not installed (test)")
+    monkeypatch.delenv(sandbox.NO_SANDBOX_VARIABLE, raising=False)
+    with pytest.raises(grading.GradingError, match="--no-sandbox"):
+        grading.autograde(root=root, quiet=True)
+    assert grading.main(["autograde", "--root", str(root)]) == 2
+    assert "bubblewrap is not installed" in capsys.readouterr().err
+
+
+def test_report_columns(attacked):
+    with open(attacked["root"] / "grading_report.csv", newline="") as handle:
+        assert tuple(csv.DictReader(handle).fieldnames) == grading.REPORT_COLUMNS
+    json.dumps(attacked["rows"])  # plain strings only

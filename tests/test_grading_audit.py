@@ -1,0 +1,161 @@
+"""Unit tests of helpers/grading_audit.py: the integrity audit and the metadata repair.
+
+The audit must flag every kind of tampering a solution cell can try, and must never flag
+the answer notebooks or ordinary correct solutions (the corpus of legitimate variants
+below); the repair must give every cell back the release's nbgrader metadata.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import nbformat
+import pytest
+from conftest import ANSWER_LESSONS, FIXTURES, REPO_ROOT
+
+from helpers import grading_audit
+
+ALIASES = {"checks", "metrics", "losses", "models", "generator", "data", "training", "config"}
+
+CHEATS = {
+    "transformer": ("get_ipython().input_transformers_cleanup.append(lambda lines: [])", "IPython"),
+    "rebind checks": ("class Q:\n    def __getattr__(self, n):\n        return print\nchecks = Q()", "rebinds `checks`"),
+    "patch checks": ("import helpers.checks as hc\nhc.check_dice = print", "attribute of `hc`"),
+    "patch submodule": ("from helpers.checks import metrics as m\nm.check_iou = print", "attribute of `m`"),
+    "setattr checks": ("setattr(checks, 'check_dice', print)", "indirectly"),
+    "globals": ("globals()['checks'] = None", "indirectly"),
+    "call reference": ("def dice_coefficient(t, p, smooth=1.0):\n    return metrics.dice_coefficient(t, p, smooth)",
+                       "calls the reference"),
+    "call reference_": ("def select_slices(mask, empty_fraction=0.1, rng=None):\n"
+                        "    return checks.reference_select_slices(mask, empty_fraction, rng)", "calls the reference"),
+    "subclass reference": ("class D(generator.SegmentationDataset):\n    pass", "inherits from the reference"),
+    "exec answers": ("exec(open('../../../answers/03/03.ipynb').read())", "exec"),
+    "eval": ("eval('1 + 1')", "eval"),
+    "compile": ("code = compile('x = 1', 'f', 'exec')", "compile"),
+    "sqlite": ("import sqlite3\nsqlite3.connect('gradebook.db')", "database"),
+    "gradebook path": ("path = '../../../gradebook.db'", "grader's files"),
+    "kill parent": ("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)", "signals"),
+    "os._exit": ("import os\nos._exit(0)", "os._exit"),
+    "from os import _exit": ("from os import _exit\n_exit(0)", "os._exit"),
+    "sigint": ("import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)", "signal"),
+    "subprocess": ("import subprocess\nsubprocess.run(['ls'])", "processes"),
+    "os.system": ("import os\nos.system('ls')", "shell"),
+    "shell escape": ("!cat /etc/passwd", "shell command"),
+    "magic": ("%%bash\nls", "magic"),
+    "builtins": ("import builtins\nbuiltins.abs = lambda x: 0", "builtins"),
+    "sys.modules": ("import sys\nsys.modules['helpers.checks'] = None", "sys.modules"),
+    "settrace": ("import sys\nsys.settrace(None)", "trace"),
+    "code object": ("f.__code__ = g.__code__", "__code__"),
+    "frames": ("import sys as s\nframe = s._getframe(1)", "frames"),
+    "open helpers": ("open('/course/helpers/checks/__init__.py', 'a').write('x')", "open"),
+    "inspect": ("import inspect\nsrc = inspect.getsource(metrics.dice_coefficient)", "inspect"),
+    "del checks attr": ("del checks.check_dice", "attribute of `checks`"),
+}
+
+LEGITIMATE = [
+    "import numpy as np\nfrom scipy import ndimage\nmask = ndimage.binary_fill_holes(np.ones((4, 4)))",
+    "def dice_coefficient(y_true, y_pred, smooth=1.0):\n    axes = tuple(range(1, len(y_true.shape)))\n"
+    "    i = keras.ops.sum(y_true * y_pred, axis=axes)\n    return keras.ops.mean((2 * i + smooth) / "
+    "(keras.ops.sum(y_true, axis=axes) + keras.ops.sum(y_pred, axis=axes) + smooth))",
+    "def hard_dice(y_true, y_pred, threshold=0.5, smooth=1.0):\n    return metrics.dice_coefficient("
+    "ops.cast(y_true > 0.5, 'float32'), ops.cast(y_pred > threshold, 'float32'), smooth)",
+    "model = models.build_unet((64, 64, 1), depth=3, base_filters=8)\nmodel.summary()",
+    "train = generator.SegmentationDataset(pairs[:8], batch_size=4)\nx, y = train[0]",
+    "class CXRDataset(keras.utils.PyDataset):\n    def __init__(self, pairs, **kwargs):\n"
+    "        super().__init__(**kwargs)\n        self.pairs = list(pairs)\n"
+    "    def __len__(self):\n        return len(self.pairs)",
+    "%matplotlib inline\nimport matplotlib.pyplot as plt\nplt.plot([1, 2])",
+    "import os\nfolder = os.path.join('runs', 'lesson')\nos.makedirs(folder, exist_ok=True)",
+    "from pathlib import Path\ntable = Path('scores.csv')\ntable.write_text('a,b\\n')\nprint(table.read_text())",
+    "callbacks = [keras.callbacks.ModelCheckpoint(str(run_dir / 'best.keras'), save_best_only=True)]",
+    "import nibabel as nib\nnib.save(nib.Nifti1Image(volume, affine), str(path))",
+    "history = model.fit(train, validation_data=val, epochs=config.scaled_epochs(3), verbose=2)",
+    "scores = {name: float(metric(y, p)) for name, metric in [('dice', metrics.dice_coefficient)]}",
+    "print(type(layer).__name__, model.loss.__name__)",
+    "def threshold(probabilities, level=0.5):\n    return (probabilities > level).astype(np.uint8)",
+    "x = data.read_mask(pairs[0][1])\nresult = checks",
+    "import sys\nprint(sys.version)",
+    "with np.printoptions(precision=3):\n    print(np.asarray(values))",
+    "answer_text = 'the answers are in the lesson'",
+]
+
+
+@pytest.mark.parametrize("name", list(CHEATS))
+def test_audit_flags_tampering(name):
+    source, expected = CHEATS[name]
+    reasons = [reason for _, reason in grading_audit.audit_source(source, ALIASES)]
+    assert reasons, f"{name!r} was not flagged"
+    assert any(expected in reason for reason in reasons), f"{name!r}: {reasons}"
+
+
+@pytest.mark.parametrize("source", LEGITIMATE)
+def test_audit_leaves_ordinary_code_alone(source):
+    assert grading_audit.audit_source(source, ALIASES) == []
+
+
+@pytest.mark.parametrize("lesson", ANSWER_LESSONS + ["00_example"])
+def test_answer_notebooks_are_never_flagged(lesson):
+    base = FIXTURES if lesson == "00_example" else REPO_ROOT / "answers"
+    nb = nbformat.read(base / lesson / f"{lesson}.ipynb", as_version=4)
+    assert grading_audit.audit(nb, {"cells": []}) == []
+
+
+def test_audit_skips_the_release_cells_and_names_cell_and_line():
+    release = nbformat.read(FIXTURES / "00_example" / "00_example.ipynb", as_version=4)
+    submission = copy.deepcopy(release)
+    submission.cells.insert(3, nbformat.v4.new_code_cell("x = 1\nimport os\nos._exit(0)"))
+    findings = grading_audit.audit(submission, release)
+    assert [(f.cell, f.line) for f in findings] == [(3, 3)]
+    assert str(findings[0]).startswith("cell 4, line 3:")
+
+
+def _release():
+    return nbformat.read(FIXTURES / "00_example" / "00_example.ipynb", as_version=4)
+
+
+def _ids(nb):
+    return [(c.get("metadata", {}).get("nbgrader") or {}).get("grade_id") for c in nb["cells"]]
+
+
+def test_repair_leaves_an_intact_notebook_alone():
+    release = _release()
+    repaired, notes = grading_audit.repair(release, release)
+    assert notes == [] and _ids(repaired) == _ids(release)
+
+
+def test_repair_restores_renamed_ids_flags_points_and_cell_types():
+    release = _release()
+    submission = copy.deepcopy(release)
+    ids = _ids(release)
+    submission.cells[ids.index("square")].metadata.nbgrader.grade_id = "renamed"
+    submission.cells[ids.index("mean_check")].metadata.nbgrader.grade = False
+    submission.cells[ids.index("mean_check")].metadata.nbgrader.points = 50
+    check = submission.cells[ids.index("count_vowels_check")]
+    check.cell_type = "markdown"
+    submission.cells.insert(1, nbformat.v4.new_code_cell("print('bonus')", metadata={"nbgrader": {
+        "grade": True, "grade_id": "bonus", "points": 9, "solution": False, "locked": False}}))
+    repaired, notes = grading_audit.repair(submission, release)
+    assert [i for i in _ids(repaired) if i] == [i for i in ids if i]
+    meta = {c.metadata.nbgrader.grade_id: c for c in repaired.cells if c.metadata.get("nbgrader")}
+    assert meta["mean_check"].metadata.nbgrader.grade is True
+    assert meta["mean_check"].metadata.nbgrader.points == 2
+    assert meta["count_vowels_check"].cell_type == "code"
+    text = " ".join(notes)
+    for expected in ("renamed", "bonus", "grade", "cell type"):
+        assert expected in text, f"{expected!r} missing from {notes}"
+
+
+def test_repair_recognises_a_locked_cell_by_content():
+    release = _release()
+    submission = copy.deepcopy(release)
+    ids = _ids(release)
+    del submission.cells[ids.index("setup")].metadata["nbgrader"]
+    repaired, notes = grading_audit.repair(submission, release)
+    assert _ids(repaired) == ids
+    assert any("recognised by its content" in note for note in notes)
+
+
+def test_module_reads_nothing_at_import():
+    source = Path(grading_audit.__file__).read_text()
+    assert "open(" not in source.split("def ", 1)[0]
