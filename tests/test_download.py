@@ -263,3 +263,21 @@ def test_fetch_uses_the_registered_url(tmp_path):
 
     registry.fetch("montgomery", tmp_path, downloader=fake)
     assert calls == [(registry.DATASETS["montgomery"].url, "NLM-MontgomeryCXRSet.zip")]
+
+
+def test_cli_download_prints_the_recorded_sha256(server, tmp_path, monkeypatch, capsys):
+    import dataclasses
+
+    from helpers.data.__main__ import main
+
+    entry = dataclasses.replace(registry.DATASETS["montgomery"], url=f"{server}/good.zip")
+    monkeypatch.setitem(registry.DATASETS, "montgomery", entry)
+    assert main(["download", "montgomery", "--to", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"SHA-256: {DIGEST}" in out
+    assert (tmp_path / "NLM-MontgomeryCXRSet.zip.sha256").read_text().split()[0] == DIGEST
+    monkeypatch.setitem(registry.DATASETS, "montgomery", dataclasses.replace(entry, url=f"{server}/page.zip"))
+    (tmp_path / "NLM-MontgomeryCXRSet.zip").write_bytes(HTML)  # a cached error page is not reused
+    assert main(["download", "montgomery", "--to", str(tmp_path)]) == 2
+    assert "web page" in capsys.readouterr().err
+    assert not (tmp_path / "NLM-MontgomeryCXRSet.zip").exists()

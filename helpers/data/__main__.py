@@ -99,9 +99,6 @@ def main(argv: list[str] | None = None) -> int:
     prepare.add_argument("--skip-bad", action="store_true", help="leave bad cases out and list them")
     prepare.add_argument("--force", action="store_true", help="replace a non-empty destination")
     args = parser.parse_args(argv)
-
-    from helpers.data.download import DownloadError
-
     previous = None
     if threading.current_thread() is threading.main_thread():
         # SIGTERM (e.g. `kill`, a job scheduler) unwinds like Ctrl-C: scratch folders and locks are removed.

@@ -45,11 +45,9 @@ full, quota, permissions, a path too long) is reported as such, not as a damaged
 from __future__ import annotations
 
 import errno
-import gzip
 import io
 import json
 import re
-import shutil
 import tarfile
 import warnings
 import zipfile
