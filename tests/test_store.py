@@ -175,3 +175,19 @@ def test_generate_into_reuses_a_complete_set(tmp_path):
     stamp = (folder / "1.txt").stat().st_mtime_ns
     generate_into(folder, request=request, planned=["0.txt", "1.txt", "2.txt"], tasks=[0, 1, 2], make=_make)
     assert (folder / "1.txt").stat().st_mtime_ns == stamp
+
+
+def _fail_on_one(task):
+    if task == 1:
+        raise ValueError("task 1 fails")
+    return {f"{task}.txt": b"x"}
+
+
+def test_a_failing_worker_stops_the_pool_and_the_lock_is_released(tmp_path):
+    with pytest.raises(ValueError, match="task 1 fails"):
+        generate_into(tmp_path / "set", request={"generator": "t", "version": "1"}, planned=["0.txt", "1.txt", "2.txt"],
+                      tasks=[0, 1, 2], make=_fail_on_one, workers=2)
+    assert not (tmp_path / ".set.lock").exists()
+    folder = generate_into(tmp_path / "set", request={"generator": "t", "version": "1"}, planned=["0.txt", "1.txt"],
+                           tasks=[0, 1], make=_make)
+    assert sorted(path.name for path in folder.iterdir()) == ["0.txt", "1.txt", "dataset.json"]

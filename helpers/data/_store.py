@@ -372,7 +372,7 @@ def _generate(folder, request, planned, tasks, make, force, desc, workers) -> Pa
                     written.append(name)
         except BaseException:  # interrupted or failed: stop the workers now, not after their queue
             pool.shutdown(wait=False, cancel_futures=True)
-            for process in list(getattr(pool, "_processes", {}).values()):
+            for process in list((getattr(pool, "_processes", None) or {}).values()):
                 process.terminate()
             raise
         pool.shutdown()

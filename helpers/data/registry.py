@@ -73,6 +73,9 @@ MAX_IMAGE_PIXELS = 80_000_000
 #: Names of operating-system metadata files that are never data (macOS, Windows).
 OS_METADATA = (".DS_Store", "Thumbs.db", "desktop.ini")
 
+# Python releases before 3.10.12 / 3.11.4 have no extraction filters (and never raise this).
+_TAR_FILTER_ERROR = getattr(tarfile, "FilterError", ())
+
 #: Int16 range in which prepared CT volumes are stored (Hounsfield units).
 HU_RANGE = (-32768, 32767)
 
@@ -263,7 +266,7 @@ def _opened_source(source: Path, scratch: Path) -> Iterator[Path]:
         else:
             raise DatasetError(f"{source} is neither a folder nor a .zip/.tar archive: pass the "
                                f"downloaded archive or the folder it extracts to.")
-    except tarfile.FilterError as error:
+    except _TAR_FILTER_ERROR as error:
         raise DatasetError(f"{source} holds an unsafe member ({error}): it would be written outside the "
                            f"extraction folder, so nothing was extracted. Use the official archive.") from None
     except OSError as error:
