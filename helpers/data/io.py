@@ -375,8 +375,6 @@ def save_nifti(array: np.ndarray, affine: np.ndarray, path: str | Path, force: b
     see half a file) and an existing file is only replaced when ``force=True`` (else
     FileExistsError). Booleans are stored as uint8, 64-bit integers as int32 and 64-bit
     floats as float32; other dtypes are kept. Returns the path."""
-    import nibabel as nib
-
     path = Path(path)
     if path.exists() and not force:
         raise FileExistsError(f"{path} already exists: choose another name or pass force=True to replace it.")
