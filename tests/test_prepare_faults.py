@@ -366,3 +366,14 @@ def test_prepared_files_follow_the_umask(tmp_path):
     assert stat.S_IMODE(out.stat().st_mode) == 0o775
     for path in (out / "prepared.json", out / "images" / "CHNCXR_0001_0.png", out / "masks" / "CHNCXR_0001_0.png"):
         assert stat.S_IMODE(path.stat().st_mode) == 0o664, path
+
+
+def test_tar_gz_source_with_os_metadata_prepares(tmp_path):
+    raw = make_shenzhen(tmp_path / "raw", n=2, unmasked=0)
+    (raw / "masks" / "._CHNCXR_0001_0_mask.png").write_bytes(b"\x00\x05\x16\x07")
+    archive = tmp_path / "s.tar.gz"
+    with tarfile.open(archive, "w:gz") as out:
+        out.add(raw, arcname="raw")
+    report = registry.prepare("shenzhen", archive, tmp_path / "out", size=32)
+    assert report.written == 2 and not report.skipped
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "raw", "s.tar.gz"]
