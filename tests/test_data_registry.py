@@ -170,7 +170,7 @@ def test_black_border_crop():
 
 @pytest.mark.parametrize("damage, message", [
     ("size", r"masks/CHNCXR_0001_0_mask\.png is 20x20 but its image .*CHNCXR_0001_0\.png is 50x60"),
-    ("corrupt", r"CHNCXR_0001_0\.png cannot be decoded"),
+    ("corrupt", r"CHNCXR_0001_0\.png cannot be read as an image"),
     ("nonbinary", r"CHNCXR_0001_0_mask\.png is not a binary mask"),
 ])
 def test_bad_cxr_pairs_name_the_file(tmp_path, damage, message):

@@ -156,7 +156,7 @@ def test_non_binary_mask_is_named(folder, tmp_path):
 def test_unreadable_file_is_named(folder, tmp_path):
     target = _copy_set(folder, tmp_path)
     (target / "LCTSC-Train-S1-001" / "ct.nii.gz").write_bytes(b"not a nifti file")
-    with pytest.raises(DatasetError, match=r"LCTSC-Train-S1-001/ct.nii.gz is not a readable NIfTI"):
+    with pytest.raises(DatasetError, match=r"LCTSC-Train-S1-001/ct.nii.gz cannot be read as NIfTI"):
         lung_ct.load_lung_ct_cases(target)
 
 

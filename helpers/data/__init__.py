@@ -12,6 +12,14 @@ name                   layout                                      like
 ``liver_ct_synthetic`` ``ircad_eNN_orig.nii.gz`` + ``ircad_eNN_liver.nii.gz``  3D-IRCADb
 ``brats_synthetic``    ``BraTS20_Training_NNN/..._{t1,t1ce,t2,flair,seg}.nii.gz``  BraTS 2020
 =====================  ==========================================  ===========================
+
+Modules: :mod:`~helpers.data.io` reads, writes and checks every file (PNG, masks, NIfTI) and
+documents the ``(x, y, z)`` axis convention of volumes; the generators ``cxr``, ``lung_ct``,
+``liver_ct``, ``brain_mri``; for the public sets :mod:`~helpers.data.catalogue` (what is
+known), :mod:`~helpers.data.download`, :mod:`~helpers.data.archives` (extraction),
+:mod:`~helpers.data.converters` (raw layout -> course layout) and
+:mod:`~helpers.data.registry` (``prepare``, ``fetch``); :mod:`~helpers.data._store` writes
+generated sets safely (atomic files, a lock that dies with its owner).
 """
 
 from __future__ import annotations
@@ -21,7 +29,8 @@ from pathlib import Path
 
 from helpers import config
 from helpers.data._store import DatasetError
-from helpers.data.io import load_nifti, load_pairs, patient_id, read_image, read_mask, save_nifti
+from helpers.data.io import (from_depth_first, load_nifti, load_pairs, patient_id, read_image, read_mask,
+                             save_nifti, to_depth_first)
 
 #: Synthetic data set name -> module of ``helpers.data`` that generates it. Each module
 #: has ``generate(folder, *, force=False, **params) -> Path`` and a ``DEFAULTS`` dict.
@@ -34,7 +43,8 @@ GENERATORS = {
 
 __all__ = [
     "DatasetError", "GENERATORS", "dataset_dir", "ensure_dataset",
-    "load_nifti", "load_pairs", "patient_id", "read_image", "read_mask", "save_nifti",
+    "from_depth_first", "load_nifti", "load_pairs", "patient_id", "read_image", "read_mask", "save_nifti",
+    "to_depth_first",
 ]
 
 

@@ -11,12 +11,14 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from helpers import config, data
 from helpers.data import registry
-from helpers.data._store import DatasetError, read_metadata
+from helpers.data._store import DatasetError, read_metadata, remove_leftovers, remove_stale_locks
 
 
 def _table(rows: list[tuple[str, ...]]) -> None:
@@ -25,14 +27,30 @@ def _table(rows: list[tuple[str, ...]]) -> None:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
 
 
+def _tidy(folder: Path) -> None:
+    """Remove (and name) what killed runs left in ``folder``: scratch folders and lock files
+    whose owner is gone; name partial downloads, which the next download resumes."""
+    for leftover in remove_leftovers(folder) + remove_stale_locks(folder):
+        print(f"removed {leftover}, left by an interrupted run")
+    downloads = folder / "downloads"
+    if downloads.is_dir():
+        for partial in sorted(downloads.glob("*.part")):
+            print(f"{partial}: an interrupted download; `python -m helpers data download` resumes it "
+                  f"(or delete it)")
+
+
 def _list() -> int:
+    folder = config.data_dir()
+    if folder.is_dir():
+        _tidy(folder)
     rows = [("name", "kind", "lessons", "on disk", "folder")]
     lessons = {"cxr_synthetic": "01-05", "lung_ct_synthetic": "06", "liver_ct_synthetic": "07",
                "brats_synthetic": "08"}
     for name in sorted(data.GENERATORS):
         folder = data.dataset_dir(name)
         metadata = read_metadata(folder)
-        present = "yes" if metadata and metadata.get("complete") else "no (made on first use)"
+        present = ("yes" if metadata and metadata.get("complete") else
+                   "no (interrupted; remade on first use)" if metadata else "no (made on first use)")
         rows.append((name, "synthetic", lessons[name], present, str(folder)))
     for name, entry in sorted(registry.DATASETS.items()):
         present = "yes" if registry.is_prepared(name) else (
@@ -52,6 +70,10 @@ def _info(name: str) -> int:
         if value:
             print(f"{label:>10}: {value}")
     return 0
+
+
+def _terminate(signum, frame) -> None:
+    raise SystemExit(128 + signum)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,7 +99,18 @@ def main(argv: list[str] | None = None) -> int:
     prepare.add_argument("--skip-bad", action="store_true", help="leave bad cases out and list them")
     prepare.add_argument("--force", action="store_true", help="replace a non-empty destination")
     args = parser.parse_args(argv)
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM (e.g. `kill`, a job scheduler) unwinds like Ctrl-C: scratch folders and locks are removed.
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return _run(args)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
+
+def _run(args: argparse.Namespace) -> int:
     from helpers.data.download import DownloadError
 
     try:
@@ -89,8 +122,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.name}: {data.ensure_dataset(args.name, force=args.force)}")
             return 0
         if args.command == "download":
+            from helpers.data.download import recorded_sha256
+
             archive = registry.fetch(args.name, args.to)
-            print(f"{args.name}: {archive}")
+            print(f"{args.name}: {archive}\nSHA-256: {recorded_sha256(archive)} (recorded in {archive.name}.sha256)")
             if not args.prepare:
                 print(f"Next: python -m helpers data prepare {args.name} {archive}")
                 return 0

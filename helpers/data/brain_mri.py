@@ -297,8 +297,9 @@ def load_brats_cases(folder, *, check_labels: bool = True) -> list[tuple[list[Pa
     missing, when the five volumes of a case differ in shape, or (``check_labels=True``,
     reads every seg) when a segmentation holds values other than 0, 1, 2, 4.
     """
-    import nibabel as nib
+    from helpers.data.io import nifti_shape, read_nifti
 
+    fix = "replace the file or regenerate the data set with force=True"
     folder = Path(folder)
     if not folder.is_dir():
         raise DatasetError(f"{folder} is not a folder. Generate the synthetic set with "
@@ -323,11 +324,7 @@ def load_brats_cases(folder, *, check_labels: bool = True) -> list[tuple[list[Pa
             paths.append(path)
         shapes = {}
         for path in paths:
-            try:
-                shapes[path] = tuple(nib.load(path).shape)
-            except Exception as error:  # nibabel raises several types for damaged files
-                raise DatasetError(f"{path} cannot be read as NIfTI ({error}). Replace the file "
-                                   f"or regenerate the data set with force=True.") from None
+            shapes[path] = nifti_shape(path, fix)
         reference = shapes[paths[0]]
         for path, shape in shapes.items():
             if shape != reference:
@@ -336,7 +333,7 @@ def load_brats_cases(folder, *, check_labels: bool = True) -> list[tuple[list[Pa
                     f"modalities and the seg of a case must be co-registered on one grid. "
                     f"Resample the file onto the grid of the others or remove the case.")
         if check_labels:
-            values = np.unique(np.asarray(nib.load(paths[4]).dataobj))
+            values = np.unique(read_nifti(paths[4], fix)[0])
             unexpected = sorted(set(values.tolist()) - set(LABELS))
             if unexpected:
                 raise DatasetError(
@@ -350,9 +347,9 @@ def load_brats_cases(folder, *, check_labels: bool = True) -> list[tuple[list[Pa
 
 def load_case(modality_paths, seg_path=None) -> tuple[np.ndarray, np.ndarray | None]:
     """Read one case: ``(image float32 (X, Y, Z, 4) in MODALITIES order, seg uint8 (X, Y, Z) or None)``."""
-    import nibabel as nib
+    from helpers.data.io import read_nifti
 
-    channels = [np.asarray(nib.load(path).dataobj, dtype=np.float32) for path in modality_paths]
+    channels = [np.asarray(read_nifti(path)[0], dtype=np.float32) for path in modality_paths]
     image = np.stack(channels, axis=-1)
-    seg = None if seg_path is None else np.asarray(nib.load(seg_path).dataobj).astype(np.uint8)
+    seg = None if seg_path is None else read_nifti(seg_path)[0].astype(np.uint8)
     return image, seg

@@ -1,8 +1,19 @@
-"""Reading and writing the files of the course data sets: PNG images and masks, NIfTI
-volumes, image/mask pairs, and patient identifiers.
+"""The one data I/O layer of the course: reading, writing and validating PNG images, masks
+and NIfTI volumes, image/mask pairs, and patient identifiers. The generators, the lesson
+loaders and ``prepare`` all read and check files through these functions.
 
 Every reader checks what it reads and raises :class:`~helpers.data.DatasetError` with a
 message that names the file and says how to fix it.
+
+Axis convention for 3D volumes
+------------------------------
+A volume array is indexed ``volume[x, y, z]``: the NIfTI voxel axes ``(i, j, k)`` in the
+order they are stored, as :func:`load_nifti` returns them. In the course's files ``x`` runs
+from the patient's right to left, ``y`` from front to back and ``z`` from feet to head
+(``affine`` maps ``(i, j, k, 1)`` to millimetres), so an axial slice is ``volume[:, :, k]``
+and ``volume[:, :, k].T`` shows it in the usual radiological view. Networks and plots that
+want depth first, ``(D, H, W) = (z, y, x)``, convert with :func:`to_depth_first` and back
+with :func:`from_depth_first` (the same transpose, its own inverse).
 """
 
 from __future__ import annotations
@@ -15,6 +26,14 @@ from pathlib import Path
 import numpy as np
 
 from helpers.data._store import DatasetError, atomic_write_bytes
+
+#: Largest raster image decoded, in pixels (width x height). Montgomery's radiographs have
+#: 4892 x 4020 = 19.7 million; a file that declares more is refused as a probable
+#: decompression bomb (a tiny file that would expand to gigabytes in memory).
+MAX_IMAGE_PIXELS = 80_000_000
+
+#: Int16 range in which CT volumes are stored (Hounsfield units).
+HU_RANGE = (-32768, 32767)
 
 #: File name endings that :func:`load_pairs` treats as images.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
@@ -45,21 +64,81 @@ def patient_id(path: str | Path) -> str:
     return match.group(1) if match else stem
 
 
-def _open(path: Path):
+def open_image(path: str | Path):
+    """Open a raster image file with Pillow, decoded, after checking that it exists and
+    declares at most :data:`MAX_IMAGE_PIXELS` pixels. Raises DatasetError naming the file
+    when it is missing, too large (a decompression bomb), unreadable or damaged."""
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path} does not exist: check the path, or regenerate the data set.")
     try:
-        image = Image.open(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # checked just below
+            image = Image.open(path)
+        width, height = image.size
+        if width * height > MAX_IMAGE_PIXELS:
+            image.close()
+            raise DatasetError(
+                f"{path} declares {width}x{height} pixels, more than the limit of {MAX_IMAGE_PIXELS:,} "
+                f"(helpers.data.io.MAX_IMAGE_PIXELS): it is probably a decompression bomb or not a "
+                f"radiograph; remove it.")
         image.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+    except DatasetError:
+        raise
+    except Image.DecompressionBombError as error:
+        raise DatasetError(f"{path} is refused as a decompression bomb ({error}): remove it.") from None
+    except PermissionError as error:
+        raise DatasetError(f"{path} cannot be read: permission denied (a problem of this computer's "
+                           f"permissions, not of the data): fix the permissions ({error.strerror}).") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as error:
         raise DatasetError(
             f"{path} cannot be read as an image ({error}): the file is damaged or not an image; "
             f"replace it with the original, or delete the data set folder so that it is regenerated."
         ) from None
     return image
+
+
+_open = open_image
+
+
+def read_grey(path: str | Path) -> np.ndarray:
+    """Read a raster image as float32 grey values at its own bit depth (8- or 16-bit,
+    float; RGB channels averaged), shape (H, W). Raises DatasetError naming the file when
+    it cannot be read (see :func:`open_image`), is not 2D, or holds NaN or infinite values."""
+    with open_image(path) as image:
+        array = np.asarray(image)
+    if array.ndim == 3 and array.shape[-1] in (3, 4):
+        array = array[..., :3].astype(np.float64).mean(axis=-1)
+    elif array.ndim == 3 and array.shape[-1] in (1, 2):
+        array = array[..., 0]
+    if array.ndim != 2:
+        raise DatasetError(f"{path} has shape {array.shape}, expected a 2D image (grey or RGB): remove it or "
+                           f"save it as a grey PNG.")
+    array = array.astype(np.float32)
+    if not np.isfinite(array).all():
+        raise DatasetError(f"{path} holds NaN or infinite values: it is damaged; re-export or remove it.")
+    return array
+
+
+def binary_mask(path: str | Path, array: np.ndarray, what: str = "the lung") -> np.ndarray:
+    """The one rule for binary masks: ``array`` may hold only 0 and 1, or only 0 and 255
+    (an all-0 or all-foreground mask is fine; anything else, e.g. a constant 7 or 0.4, is
+    not). Returns a uint8 array of 0/1; raises DatasetError naming ``path`` and the values."""
+    values = np.unique(np.asarray(array))
+    found = set(values.tolist())
+    if found <= {0, 1} or found <= {0, 255}:
+        return (np.asarray(array) > 0).astype(np.uint8)
+    shown = ", ".join(f"{value:g}" for value in values[:8]) + (", ..." if len(values) > 8 else "")
+    raise DatasetError(
+        f"{path} is not a binary mask: it holds the values {shown}, but a mask may only hold 0 and 1 "
+        f"or 0 and 255 (0 for background, 1 or 255 for {what}). Save it as binary, e.g. "
+        f"((mask > 127) * 255).astype('uint8') (the lossy JPEG format or resizing with interpolation "
+        f"usually causes this)."
+    )
 
 
 def _to_uint8(array: np.ndarray) -> np.ndarray:
@@ -90,7 +169,10 @@ def read_image(path: str | Path) -> np.ndarray:
     elif image.mode in ("RGB", "RGBA", "P", "LA", "CMYK", "YCbCr", "PA"):
         array = np.asarray(image.convert("L"))
     else:  # "I;16", "I;16B", "I", "F", ...
-        array = _to_uint8(np.asarray(image))
+        array = np.asarray(image)
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            raise DatasetError(f"{path} holds NaN or infinite values: it is damaged; re-export or replace it.")
+        array = _to_uint8(array)
     if array.ndim != 2:
         raise DatasetError(f"{path} has shape {array.shape}, expected a 2D grey image: save it as a grey PNG.")
     return np.ascontiguousarray(array, dtype=np.uint8)
@@ -112,17 +194,7 @@ def read_mask(path: str | Path) -> np.ndarray:
         array = np.asarray(image)
     if array.ndim != 2:
         raise DatasetError(f"{path} has shape {array.shape}, expected a 2D mask: save it as a grey PNG.")
-    values = np.unique(array)
-    if set(values.tolist()) <= {0, 1}:
-        return array.astype(np.uint8)
-    if set(values.tolist()) <= {0, 255}:
-        return (array > 0).astype(np.uint8)
-    shown = ", ".join(str(value) for value in values[:8]) + (", ..." if len(values) > 8 else "")
-    raise DatasetError(
-        f"{path} is not a binary mask: it holds the values {shown}, but a mask may only hold 0 and 1 "
-        f"or 0 and 255. Save it as binary, e.g. ((mask > 127) * 255).astype('uint8') (the lossy JPEG "
-        f"format or resizing with interpolation usually causes this)."
-    )
+    return binary_mask(path, array)
 
 
 def encode_png(array: np.ndarray) -> bytes:
@@ -147,10 +219,13 @@ def write_png(array: np.ndarray, path: str | Path, force: bool = False) -> Path:
     return path
 
 
-def load_nifti(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """Load a NIfTI volume (``.nii`` or ``.nii.gz``) as ``(array, affine)``: the voxel
-    values as float32 in the file's axis order (e.g. (X, Y, Z), Hounsfield units for CT,
-    scaled by the header's slope/intercept) and the 4x4 voxel-to-world affine (mm)."""
+_NIFTI_FIX = "replace it, or delete the data set folder so that it is regenerated"
+
+
+def open_nifti(path: str | Path, fix: str = _NIFTI_FIX):
+    """The nibabel image of a NIfTI file (``.nii`` or ``.nii.gz``), header read, voxels not
+    yet loaded. Raises DatasetError naming the file, ending with ``fix``, when it is missing,
+    unreadable (permissions) or not NIfTI."""
     import nibabel as nib
 
     path = Path(path)
@@ -158,13 +233,123 @@ def load_nifti(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         raise DatasetError(f"{path} does not exist: check the path, or regenerate the data set.")
     try:
         image = nib.load(str(path))
+        image.header.get_data_shape()
+    except PermissionError as error:
+        raise DatasetError(f"{path} cannot be read: permission denied (a problem of this computer's "
+                           f"permissions, not of the data): fix the permissions ({error.strerror}).") from None
+    except Exception as error:  # noqa: BLE001 -- nibabel raises many types for damaged files
+        raise DatasetError(f"{path} cannot be read as NIfTI ({type(error).__name__}: {error}): the file is "
+                           f"damaged or not NIfTI; {fix}.") from None
+    return image
+
+
+def nifti_shape(path: str | Path, fix: str = _NIFTI_FIX) -> tuple[int, ...]:
+    """The array shape stored in a NIfTI header (no voxels read); errors as :func:`open_nifti`."""
+    return tuple(int(n) for n in open_nifti(path, fix).shape)
+
+
+def read_nifti(path: str | Path, fix: str = _NIFTI_FIX) -> tuple[np.ndarray, np.ndarray]:
+    """``(voxels, affine)`` of a NIfTI file with the voxels in their stored type (scaled to
+    float only when the header has a slope/intercept), for checks that must see the values
+    before any conversion (labels, Hounsfield units). Errors as :func:`open_nifti`."""
+    image = open_nifti(path, fix)
+    try:
+        array = np.asarray(image.dataobj)
+    except Exception as error:  # noqa: BLE001 -- nibabel/zlib raise many types for truncated files
+        raise DatasetError(f"{path} cannot be read as NIfTI ({type(error).__name__}: {error}): the file is "
+                           f"damaged or truncated; {fix}.") from None
+    return array, np.asarray(image.affine, dtype=np.float64)
+
+
+def load_nifti(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Load a NIfTI volume (``.nii`` or ``.nii.gz``) as ``(array, affine)``: the voxel
+    values as float32 in the file's axis order, ``(x, y, z)`` (see the axis convention
+    above; Hounsfield units for CT, scaled by the header's slope/intercept) and the 4x4
+    voxel-to-world affine (mm). Raises DatasetError naming the file when it cannot be read."""
+    image = open_nifti(path)
+    try:
         array = np.asarray(image.get_fdata(dtype=np.float32), dtype=np.float32)
-    except (OSError, ValueError, EOFError, nib.filebasedimages.ImageFileError) as error:
+    except Exception as error:  # noqa: BLE001 -- nibabel/zlib raise many types for truncated files
         raise DatasetError(
-            f"{path} cannot be read as NIfTI ({error}): the file is damaged or not NIfTI; replace it, "
-            f"or delete the data set folder so that it is regenerated."
+            f"{path} cannot be read as NIfTI ({type(error).__name__}: {error}): the file is damaged or not "
+            f"NIfTI; {_NIFTI_FIX}."
         ) from None
     return array, np.asarray(image.affine, dtype=np.float64)
+
+
+def to_depth_first(volume: np.ndarray) -> np.ndarray:
+    """``volume[x, y, z, ...]`` -> ``volume[z, y, x, ...]`` (depth, height, width first), a
+    view; extra trailing axes (channels) stay last. Its own inverse."""
+    volume = np.asarray(volume)
+    if volume.ndim < 3:
+        raise ValueError(f"to_depth_first needs a volume with at least 3 axes, got shape {volume.shape}")
+    return np.swapaxes(volume, 0, 2)
+
+
+#: ``from_depth_first(to_depth_first(v))`` is ``v``: the transpose is its own inverse.
+from_depth_first = to_depth_first
+
+
+def as_3d(path: str | Path, array: np.ndarray) -> np.ndarray:
+    """Drop trailing axes of length 1 from a volume; refuse anything that is not then 3D
+    (a 4D file with several volumes or time points), naming the file."""
+    array = np.asarray(array)
+    while array.ndim > 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim != 3:
+        raise DatasetError(f"{path} has shape {array.shape} ({array.ndim}D), expected one 3D volume: it may hold "
+                           f"several volumes or time points; save the one you mean as 3D, or remove the case.")
+    return array
+
+
+def check_finite(path: str | Path, array: np.ndarray) -> None:
+    """Raise DatasetError naming ``path`` when ``array`` holds NaN or infinite values."""
+    if array.dtype.kind in "fc" and not np.isfinite(array).all():
+        count = int(array.size - np.count_nonzero(np.isfinite(array)))
+        raise DatasetError(f"{path} holds {count} NaN or infinite voxels: they have no value to learn from; "
+                           f"fix the file (e.g. numpy.nan_to_num with the background value) or remove the case.")
+
+
+def check_labels(path: str | Path, array: np.ndarray, allowed: set[int] | tuple[set[int], ...]) -> np.ndarray:
+    """Check label values before any cast: finite, whole numbers, and all in ``allowed`` (or
+    all in one of the sets of a tuple, e.g. ``({0, 1}, {0, 255})`` for binary masks).
+    Returns them as uint8; raises DatasetError naming the file and the values otherwise."""
+    array = np.asarray(array)
+    check_finite(path, array)
+    values = np.unique(array)
+    fractional = values[values != np.round(values)]
+    if fractional.size:
+        raise DatasetError(f"{path} holds non-integer label values ({', '.join(f'{v:g}' for v in fractional[:5])}"
+                           f"{', ...' if fractional.size > 5 else ''}): labels must be whole numbers; this may be an "
+                           f"image rather than a label file, or a resampled mask (use nearest-neighbour).")
+    found = {int(v) for v in values}
+    choices = allowed if isinstance(allowed, tuple) else (allowed,)
+    if not any(found <= choice for choice in choices):
+        expected = " or ".join(str(sorted(choice)) for choice in choices)
+        extra = sorted(found - set().union(*choices)) or sorted(found)
+        raise DatasetError(f"{path} holds label values {extra} besides the expected {expected}: check that this "
+                           f"is the right file, or remove the case.")
+    return array.astype(np.uint8)
+
+
+#: Label sets of a binary mask, for :func:`check_labels`.
+BINARY_LABELS = ({0, 1}, {0, 255})
+
+
+def to_hounsfield(path: str | Path, array: np.ndarray) -> np.ndarray:
+    """CT values as int16, rounded to the nearest integer. The rule for values that int16
+    cannot hold is to refuse, not clip: such values mean the file is not in Hounsfield
+    units. Raises DatasetError naming the file for those and for NaN or infinite values."""
+    array = np.asarray(array)
+    check_finite(path, array)
+    low, high = float(array.min()), float(array.max())
+    if low < HU_RANGE[0] or high > HU_RANGE[1]:
+        raise DatasetError(f"{path} holds values from {low:g} to {high:g}, outside the int16 range "
+                           f"{HU_RANGE[0]}..{HU_RANGE[1]} in which CT is stored: these are not Hounsfield units "
+                           f"(check the file's scl_slope/scl_inter, or convert it again), or remove the case.")
+    if array.dtype.kind in "fc":
+        array = np.rint(array)
+    return array.astype(np.int16)
 
 
 def nifti_bytes(array: np.ndarray, affine: np.ndarray, compress: bool = True) -> bytes:
@@ -190,8 +375,6 @@ def save_nifti(array: np.ndarray, affine: np.ndarray, path: str | Path, force: b
     see half a file) and an existing file is only replaced when ``force=True`` (else
     FileExistsError). Booleans are stored as uint8, 64-bit integers as int32 and 64-bit
     floats as float32; other dtypes are kept. Returns the path."""
-    import nibabel as nib
-
     path = Path(path)
     if path.exists() and not force:
         raise FileExistsError(f"{path} already exists: choose another name or pass force=True to replace it.")

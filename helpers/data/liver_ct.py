@@ -436,26 +436,19 @@ def _natural_key(path: Path):
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
 
 
-def _read_header_shape(path: Path) -> tuple:
-    import nibabel as nib
+_FIX = "replace the file, or regenerate the synthetic set with data.ensure_dataset('liver_ct_synthetic', force=True)"
 
-    try:
-        return tuple(nib.load(path).shape)
-    except Exception as error:  # nibabel raises several types for damaged files
-        raise DatasetError(f"{path} cannot be read as NIfTI ({type(error).__name__}: {error}). "
-                           f"Replace the file, or regenerate the synthetic set with "
-                           f"data.ensure_dataset('liver_ct_synthetic', force=True).") from None
+
+def _read_header_shape(path: Path) -> tuple:
+    from helpers.data.io import nifti_shape
+
+    return nifti_shape(path, fix=_FIX)
 
 
 def _read_array(path: Path) -> np.ndarray:
-    import nibabel as nib
+    from helpers.data.io import read_nifti
 
-    try:
-        return np.asarray(nib.load(path).dataobj)
-    except Exception as error:  # nibabel/zlib raise several types for damaged files
-        raise DatasetError(f"{path} cannot be read as NIfTI ({type(error).__name__}: {error}). "
-                           f"Replace the file, or regenerate the synthetic set with "
-                           f"data.ensure_dataset('liver_ct_synthetic', force=True).") from None
+    return read_nifti(path, fix=_FIX)[0]
 
 
 def load_liver_cases(folder, *, check_masks: bool = True) -> list[tuple[Path, Path]]:

@@ -387,18 +387,10 @@ def generate(folder: Path, *, force: bool = False, n_cases: int = DEFAULTS["n_ca
 # --------------------------------------------------------------------------- loading
 
 def _header(path: Path):
-    import nibabel as nib
+    from helpers.data.io import open_nifti
 
-    try:
-        image = nib.load(str(path))
-        image.header.get_data_shape()
-    except Exception as error:  # nibabel raises several types for broken files
-        raise DatasetError(
-            f"{path} is not a readable NIfTI file ({type(error).__name__}: {error}). Regenerate "
-            f"the synthetic set with ensure_dataset('lung_ct_synthetic', force=True) or convert "
-            f"that case again."
-        ) from error
-    return image
+    return open_nifti(path, fix="regenerate the synthetic set with ensure_dataset('lung_ct_synthetic', "
+                                "force=True) or convert that case again")
 
 
 def load_lung_ct_cases(folder: Path, *, check_values: bool = True) -> list[tuple[Path, Path]]:
@@ -426,11 +418,9 @@ def load_lung_ct_cases(folder: Path, *, check_values: bool = True) -> list[tuple
                                f"{tuple(ct_shape)}: a mask must be a 3-D volume on the CT's grid. "
                                f"Resample the mask onto the CT (nearest neighbour) when converting.")
         if check_values:
-            try:
-                values = np.unique(np.asarray(lung_image.dataobj))
-            except Exception as error:
-                raise DatasetError(f"{lung_path} could not be read ({type(error).__name__}: "
-                                   f"{error}); convert that case again.") from error
+            from helpers.data.io import read_nifti
+
+            values = np.unique(read_nifti(lung_path, fix="convert that case again")[0])
             if not set(values.tolist()) <= {0, 1}:
                 shown = ", ".join(f"{v:g}" for v in values[:6]) + (" ..." if len(values) > 6 else "")
                 raise DatasetError(f"{lung_path} holds values {shown}; a lung mask must hold only "
