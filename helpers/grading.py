@@ -496,8 +496,13 @@ def _run_logged(args: list[str], folder: Path, env: dict[str, str], timeout: flo
 
 def _lesson_datasets(folder: Path, lesson: str) -> list[str]:
     """Data set names the lesson chooses (``DATASET = "..."`` in its release notebook)."""
-    text = (folder / "notebooks" / lesson / f"{lesson}.ipynb").read_text(encoding="utf-8")
-    return sorted(set(re.findall(r'DATASET\s*=\s*\\"([A-Za-z0-9_.-]+)\\"', text)))
+    nb = json.loads((folder / "notebooks" / lesson / f"{lesson}.ipynb").read_text(encoding="utf-8"))
+    names = set()
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") == "code":
+            source = "".join(cell.get("source", ""))
+            names.update(re.findall(r"""^\s*DATASET\s*=\s*["']([A-Za-z0-9_.-]+)["']""", source, re.M))
+    return sorted(names)
 
 
 def prepare_grading_data(folder: Path, lessons_to_grade: list[str], env: dict[str, str]) -> None:
