@@ -202,6 +202,7 @@ def tiny_model(n_classes=1):
 
 @pytest.mark.parametrize("loss", [losses.dice_loss, losses.bce_dice_loss, losses.tversky_loss,
                                   metrics.configured(losses.tversky_loss, alpha=0.9, beta=0.1)])
+@pytest.mark.slow
 def test_binary_loss_and_metrics_train_one_step(loss, tmp_path):
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
@@ -227,6 +228,7 @@ def test_binary_loss_and_metrics_train_one_step(loss, tmp_path):
 
 
 @pytest.mark.parametrize("loss", [losses.categorical_dice_loss, losses.cce_dice_loss])
+@pytest.mark.slow
 def test_categorical_loss_trains_one_step(loss):
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)

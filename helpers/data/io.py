@@ -133,7 +133,7 @@ def encode_png(array: np.ndarray) -> bytes:
     if array.ndim != 2 or array.dtype != np.uint8:
         raise ValueError(f"encode_png needs a 2D uint8 array, got {array.dtype} with shape {array.shape}")
     buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(array), mode="L").save(buffer, format="PNG", compress_level=6)
+    Image.fromarray(np.ascontiguousarray(array)).save(buffer, format="PNG", compress_level=6)
     return buffer.getvalue()
 
 
@@ -190,7 +190,6 @@ def save_nifti(array: np.ndarray, affine: np.ndarray, path: str | Path, force: b
     see half a file) and an existing file is only replaced when ``force=True`` (else
     FileExistsError). Booleans are stored as uint8, 64-bit integers as int32 and 64-bit
     floats as float32; other dtypes are kept. Returns the path."""
-    import nibabel as nib
 
     path = Path(path)
     if path.exists() and not force:
