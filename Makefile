@@ -2,7 +2,10 @@
 # works on Windows and macOS without make (see README.md).
 PYTHON ?= python3
 
-.PHONY: setup course test lab release collect autograde feedback export benchmark
+.PHONY: setup course test test-quick lab release collect autograde feedback export benchmark
+
+# Interpreter of the course environment for the benchmark scripts (conda: BENCH_PYTHON=python).
+BENCH_PYTHON ?= .venv/bin/python
 
 setup:       ## create .venv and install the course
 	$(PYTHON) -m helpers setup
@@ -10,6 +13,8 @@ course:      ## generate data, execute every answer notebook, print the summary 
 	$(PYTHON) -m helpers course
 test:        ## run the whole test suite
 	$(PYTHON) -m helpers test
+test-quick:  ## unit tests only: no notebooks, no training, no nbgrader
+	$(PYTHON) -m helpers test --quick
 lab:         ## open JupyterLab on notebooks/
 	$(PYTHON) -m helpers lab
 release:     ## regenerate notebooks/ from answers/ with nbgrader
@@ -22,3 +27,6 @@ feedback:    ## HTML feedback for every autograded submission
 	$(PYTHON) -m helpers feedback
 export:      ## export grades to grades.csv
 	$(PYTHON) -m helpers export
+benchmark:   ## run every benchmark script (tens of minutes; prints ratios measured in the run)
+	$(PYTHON) -m helpers setup
+	for script in benchmarks/*.py; do echo "== $$script"; $(BENCH_PYTHON) $$script || exit 1; done

@@ -4,99 +4,50 @@ Commands (``python -m helpers --help`` lists them):
 
 * ``setup``   create ``.venv`` if needed and install the course into it (``pip install -e .[test]``)
 * ``course``  setup, generate the embedded data, execute every answer notebook, print a summary table
-* ``test``    setup, then run the whole test suite (pytest: unit tests, nbval, nbgrader round trip)
+* ``test``    setup, then run the whole test suite (pytest: unit tests, nbval, nbgrader round trip);
+  ``test --quick`` runs the unit tests only (no notebook, no training, no nbgrader)
 * ``lab``     setup, then open JupyterLab on ``notebooks/``
 * ``data``    list, download and prepare data sets (``python -m helpers data --help``)
 * ``release``, ``collect``, ``autograde``, ``feedback``, ``export``: instructor commands around nbgrader
 
-Only the standard library is imported here, so the commands work on a machine that has
-nothing but Python: the first run creates the environment and re-runs itself inside it.
+Every command first finds or builds the course environment (:mod:`helpers._bootstrap`,
+standard library only) and runs again inside it, so the commands work on a machine that
+has nothing but Python. ``--use-current-env`` (anywhere on the line) lets the course
+install into an active environment it did not create, such as conda ``base``.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import subprocess
 import sys
-import venv
-from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-BOOTSTRAPPED = "UNET_COURSE_BOOTSTRAPPED"
-SKIP_INSTALL = "UNET_COURSE_SKIP_INSTALL"
-MARKER = ".unet-course-installed"
+from helpers import _bootstrap
+from helpers._bootstrap import BOOTSTRAPPED, MARKER, REPO_ROOT, SKIP_INSTALL, USE_CURRENT_ENV  # noqa: F401
 
-ENV_COMMANDS = {"setup", "course", "test", "lab"}
+# helpers/grading.py re-uses the bootstrap through these names until it imports
+# helpers._bootstrap itself.
+ensure_environment = _bootstrap.ensure_environment
+_reexec_inside = _bootstrap.reexec_inside
+
 GRADING_COMMANDS = {"release", "collect", "autograde", "feedback", "export"}
 PASS_THROUGH = {"test", "data"} | GRADING_COMMANDS
-
-
-def _in_managed_environment() -> bool:
-    """True inside a virtual environment or an active conda environment."""
-    if sys.prefix != getattr(sys, "base_prefix", sys.prefix):
-        return True
-    conda_prefix = os.environ.get("CONDA_PREFIX")
-    return bool(conda_prefix) and Path(conda_prefix).resolve() == Path(sys.prefix).resolve()
-
-
-def _venv_python(env_dir: Path) -> Path:
-    if os.name == "nt":
-        return env_dir / "Scripts" / "python.exe"
-    return env_dir / "bin" / "python"
-
-
-def _install_fingerprint() -> str:
-    digest = hashlib.sha256((REPO_ROOT / "pyproject.toml").read_bytes())
-    digest.update(sys.version.encode())
-    return digest.hexdigest()
-
-
-def ensure_environment() -> Path:
-    """Return the Python interpreter of an environment that has the course installed.
-
-    Uses the current environment when Python runs inside a venv or conda environment;
-    otherwise creates ``.venv`` in the repository. Installs ``-e .[test]`` when the
-    environment has not seen this version of ``pyproject.toml`` yet.
-    """
-    if _in_managed_environment():
-        python = Path(sys.executable)
-        env_dir = Path(sys.prefix)
-    else:
-        env_dir = REPO_ROOT / ".venv"
-        python = _venv_python(env_dir)
-        if not python.exists():
-            print(f"Creating a virtual environment in {env_dir} ...", flush=True)
-            venv.EnvBuilder(with_pip=True).create(env_dir)
-    marker = env_dir / MARKER
-    fingerprint = _install_fingerprint()
-    installed = marker.is_file() and marker.read_text().strip() == fingerprint
-    if not installed and not os.environ.get(SKIP_INSTALL):
-        print(f"Installing the course and its dependencies into {env_dir} "
-              "(first run: a few minutes) ...", flush=True)
-        subprocess.run([str(python), "-m", "pip", "install", "--upgrade", "pip"], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-e", f"{REPO_ROOT}[test]"], check=True)
-        marker.write_text(fingerprint + "\n")
-    return python
-
-
-def _reexec_inside(python: Path, argv: list[str]) -> int:
-    """Run ``python -m helpers argv`` in the prepared environment and return its exit code."""
-    env = dict(os.environ, **{BOOTSTRAPPED: "1"})
-    completed = subprocess.run([str(python), "-m", "helpers", *argv], cwd=REPO_ROOT, env=env)
-    return completed.returncode
+#: ``python -m helpers test --quick``: what pytest runs instead of the whole suite.
+QUICK_PYTEST_ARGS = ["tests", "-m", "not slow"]
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__.split("\n\n")[0],
+                                     epilog=f"{USE_CURRENT_ENV}: install into the active Python environment "
+                                            "even if the course did not create it (e.g. conda base).")
     sub = parser.add_subparsers(dest="command", required=True, metavar="command")
     sub.add_parser("setup", help="create .venv if needed and install the course")
     course = sub.add_parser("course", help="generate data, execute every answer notebook, print the summary")
     course.add_argument("lessons", nargs="*", help="lesson numbers or names (default: all), e.g. 01 04")
     course.add_argument("--update-answers", action="store_true",
                         help="write the executed notebooks back into answers/ (maintainers)")
-    sub.add_parser("test", help="run the whole test suite (extra arguments go to pytest)")
+    sub.add_parser("test", help="run the whole test suite; --quick: unit tests only (extra arguments go to pytest)")
     sub.add_parser("lab", help="open JupyterLab on notebooks/")
     sub.add_parser("data", help="list, download and prepare data sets (python -m helpers data --help)")
     for name in sorted(GRADING_COMMANDS):
@@ -112,15 +63,31 @@ def _split(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     return _parser().parse_args(argv), []
 
 
+def pytest_args(rest: list[str]) -> list[str]:
+    """The pytest arguments of ``python -m helpers test REST``: ``--quick`` becomes
+    :data:`QUICK_PYTEST_ARGS`; everything else goes to pytest unchanged."""
+    if "--quick" in rest:
+        return QUICK_PYTEST_ARGS + [arg for arg in rest if arg != "--quick"]
+    return list(rest)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    use_current_env = USE_CURRENT_ENV in argv
+    argv = [arg for arg in argv if arg != USE_CURRENT_ENV]
     args, rest = _split(argv)
-    if args.command in ENV_COMMANDS and not os.environ.get(BOOTSTRAPPED):
-        python = ensure_environment()
+    if not os.environ.get(BOOTSTRAPPED):
+        try:
+            python = _bootstrap.ensure_environment(use_current_env=use_current_env)
+        except _bootstrap.BootstrapError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
         if args.command == "setup":
-            print("The course is installed. Next: python -m helpers course")
+            print(f"The course is installed ({python}). Next: python -m helpers course")
             return 0
-        return _reexec_inside(python, argv)
+        if not _bootstrap.running_inside(python):
+            return _bootstrap.reexec_inside(python, argv)
+        os.environ[BOOTSTRAPPED] = "1"      # for the processes this command starts
 
     if args.command == "setup":
         return 0
@@ -129,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return course.main(args.lessons, update_answers=args.update_answers)
     if args.command == "test":
-        return subprocess.run([sys.executable, "-m", "pytest", *rest], cwd=REPO_ROOT).returncode
+        return subprocess.run([sys.executable, "-m", "pytest", *pytest_args(rest)], cwd=REPO_ROOT).returncode
     if args.command == "lab":
         from helpers import course
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -189,9 +188,18 @@ def drop_framework_noise(notebook) -> int:
     return removed
 
 
-def execute_notebook(path: Path, output: Path, timeout: int = 1200) -> None:
+def log_path() -> Path:
+    """Where ``python -m helpers course`` writes the kernels' own console output
+    (TensorFlow and ipykernel start-up messages): ``runs_dir()/course.log``."""
+    return config.runs_dir() / "course.log"
+
+
+def execute_notebook(path: Path, output: Path, timeout: int = 1200, log: Path | None = None) -> None:
     """Execute ``path`` headless in its own folder with the current environment's kernel
-    and write the executed notebook to ``output``. Raises nbclient's error on failure."""
+    and write the executed notebook to ``output``. What the kernel process itself writes
+    to the console (ipykernel's transport warning, TensorFlow's C++ start-up lines) is
+    appended to ``log`` when given; cell outputs are unaffected. Raises nbclient's error
+    on failure."""
     import nbformat
     from nbclient import NotebookClient
 
@@ -199,9 +207,19 @@ def execute_notebook(path: Path, output: Path, timeout: int = 1200) -> None:
     notebook = nbformat.read(path, as_version=4)
     client = NotebookClient(notebook, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
+    stream = None
     try:
-        client.execute()
+        if log is not None:
+            log.parent.mkdir(parents=True, exist_ok=True)
+            stream = open(log, "a", encoding="utf-8")  # closed in finally
+            stream.write(f"==== {path.name} ({time.strftime('%Y-%m-%d %H:%M:%S')})\n")
+            stream.flush()
+            client.execute(stdout=stream, stderr=stream)   # Popen arguments of the kernel
+        else:
+            client.execute()
     finally:
+        if stream is not None:
+            stream.close()
         drop_framework_noise(notebook)
         output.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(notebook, output)
@@ -214,31 +232,36 @@ def main(selection: list[str] | None = None, update_answers: bool = False) -> in
         print(f"No answer notebooks found in {ANSWERS_DIR}.")
         return 1
     executed_dir = config.runs_dir() / "executed"
+    log = log_path()
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("")                      # this run's kernel messages only
     failures = 0
     for path in notebooks:
         name = path.parent.name
         target = path if update_answers else executed_dir / path.name
-        print(f"[{name}] executing {path.relative_to(config.REPO_ROOT)} ...", flush=True)
+        print(f"[{name}] ", end="", flush=True)      # one console line per lesson
         started = time.perf_counter()
         try:
-            execute_notebook(path, target)
+            execute_notebook(path, target, log=log)
         except Exception as error:  # report every lesson, then fail at the end
             failures += 1
             message = str(error).strip().splitlines()
-            print(f"[{name}] FAILED after {time.perf_counter() - started:.0f} s: "
-                  f"{message[-1] if message else type(error).__name__}\n"
-                  f"         executed notebook with the error: {target}", file=sys.stderr)
+            print(f"FAILED after {time.perf_counter() - started:.0f} s: "
+                  f"{message[-1] if message else type(error).__name__} (executed notebook: {target})",
+                  flush=True)
             folder = summary_dir()
             folder.mkdir(parents=True, exist_ok=True)
             (folder / f"{name}.json").write_text(json.dumps({
                 "lesson": name, "elapsed_seconds": round(time.perf_counter() - started, 1),
                 "scale": config.scale(), "metrics": {}, "error": "execution failed"}) + "\n")
             continue
-        print(f"[{name}] done in {time.perf_counter() - started:.0f} s", flush=True)
+        print(f"done in {time.perf_counter() - started:.0f} s", flush=True)
     reports = {name: report for name, report in read_reports().items()
                if any(nb.parent.name == name for nb in notebooks)}
     print()
     print(summary_table(reports))
+    print()
     if not update_answers:
-        print(f"\nExecuted notebooks: {executed_dir}")
+        print(f"Executed notebooks: {executed_dir}")
+    print(f"Kernel start-up messages (TensorFlow, ipykernel): {log}")
     return 1 if failures else 0

@@ -277,6 +277,6 @@ def save_masks_png(masks, names: Sequence[str], folder, force: bool = False) -> 
     folder.mkdir(parents=True, exist_ok=True)
     for path, array in zip(paths, arrays):
         buffer = io.BytesIO()
-        Image.fromarray(array, mode="L").save(buffer, format="PNG")
+        Image.fromarray(array).save(buffer, format="PNG")
         atomic_write_bytes(path, buffer.getvalue())
     return paths

@@ -10,7 +10,10 @@ terms are the soft Dice of :mod:`helpers.metrics`, so ``dice_loss = 1 - dice``.
 * multi-class (softmax channels): :func:`categorical_dice_loss`, :func:`cce_dice_loss`.
 
 To compile a loss with other parameters use
-``metrics.configured(losses.tversky_loss, alpha=0.8, beta=0.2)``.
+``metrics.configured(losses.tversky_loss, alpha=0.2, beta=0.8)``.
+
+The Keras metrics of :mod:`helpers.metrics` return one value per sample; the losses
+here take their mean, as Keras weighs the logged loss by the batch size itself.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ def dice_loss(y_true, y_pred, smooth=1.0):
     denominator, averaged over the batch. Insensitive to the amount of background,
     which suits small structures; on its own it can be slow to start.
     """
-    return 1.0 - metrics.dice_coefficient(y_true, y_pred, smooth=smooth)
+    return 1.0 - keras.ops.mean(metrics.dice_coefficient(y_true, y_pred, smooth=smooth))
 
 
 def bce_dice_loss(y_true, y_pred, bce_weight=1.0, dice_weight=1.0, smooth=1.0):
@@ -47,20 +50,23 @@ def bce_dice_loss(y_true, y_pred, bce_weight=1.0, dice_weight=1.0, smooth=1.0):
     return bce_weight * bce + dice_weight * dice_loss(y_true, y_pred, smooth=smooth)
 
 
-def tversky_loss(y_true, y_pred, alpha=0.7, beta=0.3, smooth=1.0):
-    """Tversky loss ``1 - (TP + s) / (TP + alpha*FN + beta*FP + s)``, scalar in ``[0, 1]``.
+def tversky_loss(y_true, y_pred, alpha=0.3, beta=0.7, smooth=1.0):
+    """Tversky loss ``1 - (TP + s) / (TP + alpha*FP + beta*FN + s)``, scalar in ``[0, 1]``.
 
     Soft counts per sample over ``(batch, ..., C)`` tensors, averaged over the batch.
-    ``alpha`` weighs false negatives (missed foreground) and ``beta`` false positives;
-    ``alpha > beta`` favours sensitivity for small lesions, and
-    ``alpha = beta = 0.5`` gives the Dice loss (exactly so with ``smooth=0``).
+    As in Salehi et al. 2017 (arXiv:1706.05721), ``alpha`` weighs false positives
+    (``sum((1 - t) * p)``) and ``beta`` false negatives (``sum(t * (1 - p))``, missed
+    foreground): ``beta > alpha`` -- the default ``alpha=0.3, beta=0.7`` of the paper --
+    favours sensitivity for small lesions, and ``alpha = beta = 0.5`` gives the Dice
+    loss (exactly so with ``smooth=0``). Libraries have swapped the two (Keras until
+    keras-team/keras pull request 23333), so state the convention when you compare.
     """
     ops = metrics._ops()
     y_true, y_pred, axes = metrics._prepare(y_true, y_pred)
     tp = ops.sum(y_true * y_pred, axis=axes)
     fn = ops.sum(y_true * (1.0 - y_pred), axis=axes)
     fp = ops.sum((1.0 - y_true) * y_pred, axis=axes)
-    index = (tp + smooth) / (tp + alpha * fn + beta * fp + smooth)
+    index = (tp + smooth) / (tp + alpha * fp + beta * fn + smooth)
     return 1.0 - ops.mean(index)
 
 
@@ -71,9 +77,8 @@ def categorical_dice_loss(y_true, y_pred, include_background=False, smooth=1.0):
     over classes (without class 0 unless ``include_background``) of the per-class
     soft Dice, each class counting equally however small it is.
     """
-    return 1.0 - metrics.multiclass_dice(y_true, y_pred,
-                                         include_background=include_background,
-                                         smooth=smooth)
+    return 1.0 - keras.ops.mean(metrics.multiclass_dice(
+        y_true, y_pred, include_background=include_background, smooth=smooth))
 
 
 def cce_dice_loss(y_true, y_pred, cce_weight=1.0, dice_weight=1.0,

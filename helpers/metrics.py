@@ -6,8 +6,11 @@ Two families live here.
   take batches ``y_true``, ``y_pred`` of shape ``(batch, ..., channels)`` -- 2D
   ``(B, H, W, C)`` or 3D ``(B, D, H, W, C)`` -- with ``y_true`` binary (or one-hot) and
   ``y_pred`` probabilities in ``[0, 1]``. Each is computed **per sample** (sums over every
-  axis but the batch axis) and then **averaged over the batch**, and returns one scalar.
-  Keras logs a metric under its function's ``__name__`` (``val_`` prefixed on validation
+  axis but the batch axis) and returns the per-sample values, shape ``(batch,)``; Keras
+  averages them over every sample of the epoch, so a short last batch weighs by its size
+  (a batch mean would count it as much as a full batch). Take ``keras.ops.mean`` of the
+  result for the mean over one batch -- what the exercises of lesson 03 return. Keras
+  logs a metric under its function's ``__name__`` (``val_`` prefixed on validation
   data):
 
   ==========================  ====================  =========================
@@ -98,15 +101,16 @@ def _per_sample_dice(y_true, y_pred, axes, smooth):
 
 
 def dice_coefficient(y_true, y_pred, smooth=1.0):
-    """Soft Dice coefficient of two batches, averaged over the batch (Keras name ``dice``).
+    """Soft Dice coefficient of each sample of two batches (Keras name ``dice``).
 
     ``y_true`` (binary) and ``y_pred`` (probabilities) have shape ``(batch, ..., C)``.
     Per sample, ``(2 * sum(t * p) + smooth) / (sum(t) + sum(p) + smooth)`` over all
-    pixels and channels; returns the mean over the batch, a scalar in ``[0, 1]``.
-    ``smooth`` makes two empty masks give 1.0 and avoids 0/0.
+    pixels and channels; returns shape ``(batch,)``, values in ``[0, 1]`` (take
+    ``keras.ops.mean`` for the batch mean). ``smooth`` makes two empty masks give 1.0
+    and avoids 0/0.
     """
     y_true, y_pred, axes = _prepare(y_true, y_pred)
-    return _ops().mean(_per_sample_dice(y_true, y_pred, axes, smooth))
+    return _per_sample_dice(y_true, y_pred, axes, smooth)
 
 
 # Keras logs a function metric under its __name__: ``dice`` / ``val_dice``. The alias
@@ -116,7 +120,7 @@ dice = _register(dice_coefficient, "dice")
 
 
 def hard_dice(y_true, y_pred, threshold=0.5, smooth=1.0):
-    """Dice of thresholded masks, averaged over the batch (Keras name ``hard_dice``).
+    """Dice of thresholded masks, per sample, shape ``(batch,)`` (Keras name ``hard_dice``).
 
     ``y_pred`` (probabilities, ``(batch, ..., C)``) becomes 1 where it is above
     ``threshold`` and ``y_true`` where it is above 0.5; then :func:`dice_coefficient`
@@ -126,21 +130,21 @@ def hard_dice(y_true, y_pred, threshold=0.5, smooth=1.0):
     y_true, y_pred, axes = _prepare(y_true, y_pred)
     hard_true = ops.cast(y_true > 0.5, y_pred.dtype)
     hard_pred = ops.cast(y_pred > threshold, y_pred.dtype)
-    return ops.mean(_per_sample_dice(hard_true, hard_pred, axes, smooth))
+    return _per_sample_dice(hard_true, hard_pred, axes, smooth)
 
 
 def iou(y_true, y_pred, smooth=1.0):
-    """Soft intersection over union (Jaccard index), averaged over the batch (``iou``).
+    """Soft intersection over union (Jaccard index) per sample (Keras name ``iou``).
 
     Per sample ``(sum(t * p) + smooth) / (sum(t) + sum(p) - sum(t * p) + smooth)`` for
-    ``(batch, ..., C)`` tensors; a scalar in ``[0, 1]``. For hard masks
+    ``(batch, ..., C)`` tensors; shape ``(batch,)``, values in ``[0, 1]``. For hard masks
     ``IoU = Dice / (2 - Dice)``, so IoU is never above Dice.
     """
     ops = _ops()
     y_true, y_pred, axes = _prepare(y_true, y_pred)
     intersection = ops.sum(y_true * y_pred, axis=axes)
     union = ops.sum(y_true, axis=axes) + ops.sum(y_pred, axis=axes) - intersection
-    return ops.mean((intersection + smooth) / (union + smooth))
+    return (intersection + smooth) / (union + smooth)
 
 
 jaccard = iou
@@ -159,21 +163,21 @@ def _hard_counts(y_true, y_pred, threshold):
 
 
 def sensitivity(y_true, y_pred, threshold=0.5, smooth=HARD_SMOOTH):
-    """Sensitivity (recall, true-positive rate) ``TP / (TP + FN)``, mean over the batch.
+    """Sensitivity (recall, true-positive rate) ``TP / (TP + FN)`` per sample, ``(batch,)``.
 
     ``y_pred`` is thresholded at ``threshold``; counts are per sample over all axes but
     the batch axis of ``(batch, ..., C)``. ``smooth`` (tiny) is added to numerator and
     denominator so a sample without foreground scores 1.0. Keras name ``sensitivity``.
     """
     tp, fp, fn, tn = _hard_counts(y_true, y_pred, threshold)
-    return _ops().mean((tp + smooth) / (tp + fn + smooth))
+    return (tp + smooth) / (tp + fn + smooth)
 
 
 recall = sensitivity
 
 
 def specificity(y_true, y_pred, threshold=0.5, smooth=HARD_SMOOTH):
-    """Specificity (true-negative rate) ``TN / (TN + FP)``, mean over the batch.
+    """Specificity (true-negative rate) ``TN / (TN + FP)`` per sample, ``(batch,)``.
 
     Same conventions as :func:`sensitivity`; measures how much background is left
     alone. It is close to 1 for almost any mask because background dominates, which is
@@ -181,17 +185,17 @@ def specificity(y_true, y_pred, threshold=0.5, smooth=HARD_SMOOTH):
     ``specificity``.
     """
     tp, fp, fn, tn = _hard_counts(y_true, y_pred, threshold)
-    return _ops().mean((tn + smooth) / (tn + fp + smooth))
+    return (tn + smooth) / (tn + fp + smooth)
 
 
 def precision(y_true, y_pred, threshold=0.5, smooth=HARD_SMOOTH):
-    """Precision (positive predictive value) ``TP / (TP + FP)``, mean over the batch.
+    """Precision (positive predictive value) ``TP / (TP + FP)`` per sample, ``(batch,)``.
 
     Same conventions as :func:`sensitivity`: the fraction of predicted foreground that is
     right. A sample with an empty prediction scores 1.0. Keras name ``precision``.
     """
     tp, fp, fn, tn = _hard_counts(y_true, y_pred, threshold)
-    return _ops().mean((tp + smooth) / (tp + fp + smooth))
+    return (tp + smooth) / (tp + fp + smooth)
 
 
 def _per_class_per_sample_dice(y_true, y_pred, smooth):
@@ -218,11 +222,13 @@ def per_class_dice(y_true, y_pred, smooth=1.0):
 
 
 def multiclass_dice(y_true, y_pred, include_background=False, smooth=1.0):
-    """Mean soft Dice over classes (Keras name ``multiclass_dice``), a scalar.
+    """Mean soft Dice over classes of each sample (Keras name ``multiclass_dice``).
 
-    The mean of :func:`per_class_dice` for one-hot ``y_true`` and softmax ``y_pred`` of
-    shape ``(batch, ..., C)``; class 0 (background) is left out unless
-    ``include_background`` -- background is easy and would hide a poor tumour class.
+    Per sample, the mean over classes of the per-class soft Dice (see
+    :func:`per_class_dice`) for one-hot ``y_true`` and softmax ``y_pred`` of shape
+    ``(batch, ..., C)``; returns shape ``(batch,)``. Class 0 (background) is left out
+    unless ``include_background`` -- background is easy and would hide a poor tumour
+    class.
     """
     scores = _per_class_per_sample_dice(y_true, y_pred, smooth)
     if not include_background:
@@ -230,7 +236,7 @@ def multiclass_dice(y_true, y_pred, include_background=False, smooth=1.0):
             raise ValueError("multiclass_dice(include_background=False) needs at least two "
                              "channels (background + one class).")
         scores = scores[:, 1:]
-    return _ops().mean(scores)
+    return _ops().mean(scores, axis=-1)
 
 
 for _fn in (hard_dice, iou, sensitivity, specificity, precision, per_class_dice,

@@ -81,6 +81,15 @@ def grading_seconds() -> dict[str, float]:
     return GRADING_SECONDS
 
 
+def pytest_collection_modifyitems(config, items):
+    """Mark as ``slow`` what ``python -m helpers test --quick`` leaves out: every answer
+    notebook run by nbval, and every test that needs the nbgrader-released course root.
+    Tests that train a model carry ``@pytest.mark.slow`` themselves."""
+    for item in items:
+        if item.path.suffix == ".ipynb" or "course_root" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 _SESSION_STARTED: list[float] = []
 
 

@@ -116,16 +116,16 @@ def test_check_dice_loss_catches_mistakes():
     with pytest.raises(AssertionError, match="1 - dice"):
         metric_checks.check_dice_loss(metrics.dice_coefficient)
     with pytest.raises(AssertionError, match="1 - dice"):
-        metric_checks.check_dice_loss(lambda t, p: -metrics.dice_coefficient(t, p))
+        metric_checks.check_dice_loss(lambda t, p: -ops.mean(metrics.dice_coefficient(t, p)))
     with pytest.raises(AssertionError, match="per sample"):
         metric_checks.check_dice_loss(lambda t, p: 1 - dice_pooled(t, p))
     with pytest.raises(AssertionError, match="thresholded"):
         metric_checks.check_dice_loss(
-            lambda t, p: 1 - metrics.dice_coefficient(t, ops.cast(p > 0.5, "float32")))
+            lambda t, p: 1 - ops.mean(metrics.dice_coefficient(t, ops.cast(p > 0.5, "float32"))))
     # right values, but cut off from the graph: no gradient
     with pytest.raises(AssertionError, match="no gradient"):
         metric_checks.check_dice_loss(
-            lambda t, p: 1 - ops.stop_gradient(metrics.dice_coefficient(t, p)))
+            lambda t, p: 1 - ops.stop_gradient(ops.mean(metrics.dice_coefficient(t, p))))
 
 
 def test_check_iou_catches_dice_and_no_smoothing():
@@ -147,7 +147,7 @@ def test_check_bce_dice_loss_catches_mistakes():
     with pytest.raises(AssertionError, match="add the binary cross-entropy"):
         metric_checks.check_bce_dice_loss(losses.dice_loss)
     with pytest.raises(AssertionError, match="not the Dice coefficient"):
-        metric_checks.check_bce_dice_loss(lambda t, p: bce(t, p) + metrics.dice_coefficient(t, p))
+        metric_checks.check_bce_dice_loss(lambda t, p: bce(t, p) + ops.mean(metrics.dice_coefficient(t, p)))
 
 
 def _ratio_fn(num, den, smooth=1e-6, hard=True):
@@ -181,13 +181,13 @@ def test_check_confusion_metrics_catches_swaps_and_soft_counts():
 
 def test_check_multiclass_dice_catches_mistakes():
     def with_background(t, p, include_background=False, smooth=1.0):
-        return metrics.multiclass_dice(t, p, include_background=True)
+        return ops.mean(metrics.multiclass_dice(t, p, include_background=True))
 
     def all_channels(t, p, include_background=False, smooth=1.0):
-        return metrics.dice_coefficient(t, p)
+        return ops.mean(metrics.dice_coefficient(t, p))
 
     def ignores_flag(t, p, include_background=False, smooth=1.0):
-        return metrics.multiclass_dice(t, p)
+        return ops.mean(metrics.multiclass_dice(t, p))
 
     with pytest.raises(AssertionError, match="background"):
         metric_checks.check_multiclass_dice(with_background)

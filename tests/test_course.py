@@ -134,3 +134,76 @@ def test_apply_kernel_env_fills_only_what_is_missing(monkeypatch):
     course.apply_kernel_env()
     assert os.environ["TF_CPU_ALLOCATOR_USE_BFC"] == "1"
     assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "1", "a value the user set must win"
+
+
+# ---------------------------------------------------------------- a quiet console
+
+NOISE = "I0000 00:00:1.5 123 cudart_stub.cc:31] Could not find cuda drivers"
+
+
+def _tiny_lesson(root, name, code):
+    import nbformat
+
+    folder = root / name
+    folder.mkdir(parents=True)
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell(code)]
+    nbformat.write(notebook, folder / f"{name}.ipynb")
+
+
+def _course_in(tmp_path, monkeypatch):
+    answers = tmp_path / "answers"
+    monkeypatch.setattr(course, "ANSWERS_DIR", answers)
+    monkeypatch.setattr(config, "REPO_ROOT", tmp_path)
+    monkeypatch.setenv(config.DATA_VARIABLE, str(tmp_path / "data"))
+    monkeypatch.delenv(config.SCALE_VARIABLE, raising=False)
+    return answers
+
+
+def test_course_prints_one_line_per_lesson_and_logs_the_kernel_noise(tmp_path, monkeypatch, capsys):
+    """The kernels' console output goes to the log (stand-in for a kernel here), the
+    console gets one line per lesson and the table."""
+    answers = _course_in(tmp_path, monkeypatch)
+    for name in ("01_one", "02_two"):
+        _tiny_lesson(answers, name, "pass")
+
+    def fake_execute(path, output, timeout=1200, log=None):
+        with open(log, "a") as stream:
+            stream.write(f"{NOISE}\n[IPKernelApp] WARNING | Kernel is running over TCP without encryption.\n")
+        if path.parent.name == "02_two":
+            raise RuntimeError("cell 3 raised\nValueError: boom")
+        folder = course.summary_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{path.parent.name}.json").write_text(json.dumps(report(path.parent.name, 1, score=0.5)))
+
+    monkeypatch.setattr(course, "execute_notebook", fake_execute)
+    assert course.main() == 1
+    out = capsys.readouterr()
+    lesson_lines = [line for line in out.out.splitlines() if "01_one" in line or "02_two" in line]
+    assert lesson_lines[0] == "[01_one] done in 0 s"
+    assert lesson_lines[1].startswith("[02_two] FAILED after 0 s: ValueError: boom (executed notebook: ")
+    assert lesson_lines[2:] == [line for line in lesson_lines[2:] if line.startswith(("01_one ", "02_two "))]
+    assert "ValueError: boom" in out.out and out.err == ""
+    assert "cudart" not in out.out and "without encryption" not in out.out
+    log = course.log_path()
+    assert log.parent == config.runs_dir() and log.read_text().count("cudart_stub") == 2
+    assert "Course summary" in out.out and str(log) in out.out
+
+
+@pytest.mark.slow
+def test_real_kernel_start_up_noise_goes_to_the_log(tmp_path, monkeypatch, capfd):
+    """A real kernel: what it writes to its own stderr (as TensorFlow's C++ runtime does)
+    reaches course.log, not the console; the notebook's outputs are kept."""
+    import nbformat
+
+    answers = _course_in(tmp_path, monkeypatch)
+    _tiny_lesson(answers, "01_noisy", f"import os\nos.write(2, b'{NOISE}\\n')\nprint('cell output')")
+    assert course.main(["01"]) == 0
+    console = capfd.readouterr()
+    assert "cudart_stub" not in console.out + console.err
+    assert "without encryption" not in console.out + console.err
+    assert [line for line in console.out.splitlines() if line.startswith("[01_noisy]")] == [
+        line for line in console.out.splitlines() if "01_noisy" in line and "done in" in line]
+    assert "cudart_stub" in course.log_path().read_text()
+    executed = nbformat.read(config.runs_dir() / "executed" / "01_noisy.ipynb", as_version=4)
+    assert "cell output" in "".join(o.get("text", "") for o in executed.cells[0].outputs)

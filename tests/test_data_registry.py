@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import shutil
 import zipfile
 from pathlib import Path
 
@@ -282,9 +281,9 @@ def test_cli_list_and_prepare(tmp_path, capsys):
 
 # ----------------------------------------------------- prepared sets feed the lessons' data path
 
+@pytest.mark.slow
 def test_prepared_cxr_set_trains_one_step_through_the_lesson_data_path(tmp_path, monkeypatch):
     """Lessons 01-05 read `data.ensure_dataset(DATASET)` -> `data.load_pairs` -> SegmentationDataset."""
-    import keras
 
     from helpers import config, data, generator, losses, metrics, models
 
@@ -318,6 +317,7 @@ def _one_step(model, x, y):
     assert np.isfinite(np.asarray(loss)).all()
 
 
+@pytest.mark.slow
 def test_prepared_lctsc_feeds_lesson_06(tmp_path, monkeypatch):
     """Lesson 06: ensure_dataset -> lung_ct.load_lung_ct_cases -> load_nifti -> window_hu -> 3D U-Net."""
     from helpers import config, data, generator, models
@@ -333,6 +333,7 @@ def test_prepared_lctsc_feeds_lesson_06(tmp_path, monkeypatch):
     _one_step(models.build_unet(x.shape[1:], depth=2, base_filters=2), x, lung[None, ..., None])
 
 
+@pytest.mark.slow
 def test_prepared_ircad_feeds_lesson_07(tmp_path, monkeypatch):
     """Lesson 07: ensure_dataset -> liver_ct.load_liver_cases -> read_case -> axial slices -> 2D U-Net."""
     from helpers import config, data, generator, models
@@ -348,6 +349,7 @@ def test_prepared_ircad_feeds_lesson_07(tmp_path, monkeypatch):
     _one_step(models.build_unet(x.shape[1:], depth=2, base_filters=2), x, y)
 
 
+@pytest.mark.slow
 def test_prepared_brats_feeds_lesson_08(tmp_path, monkeypatch):
     """Lesson 08: ensure_dataset -> brain_mri.load_brats_cases -> load_case -> remap 4->3, one-hot -> softmax U-Net."""
     from helpers import config, data, models

@@ -36,7 +36,7 @@ def np_tversky(t, p, alpha, beta, smooth=1.0):
         tp = (ti * pi).sum()
         fn = (ti * (1 - pi)).sum()
         fp = ((1 - ti) * pi).sum()
-        values.append((tp + smooth) / (tp + alpha * fn + beta * fp + smooth))
+        values.append((tp + smooth) / (tp + alpha * fp + beta * fn + smooth))
     return 1 - float(np.mean(values))
 
 
@@ -72,13 +72,17 @@ def test_binary_losses_match_numpy(seed):
     assert value(losses.bce_dice_loss(t, p)) == pytest.approx(np_bce(t, p) + 1 - dice, abs=1e-4)
     assert value(losses.bce_dice_loss(t, p, bce_weight=0.5, dice_weight=2.0)) == pytest.approx(
         0.5 * np_bce(t, p) + 2 * (1 - dice), abs=1e-4)
-    assert value(losses.tversky_loss(t, p)) == pytest.approx(np_tversky(t, p, 0.7, 0.3), abs=1e-5)
+    assert value(losses.tversky_loss(t, p)) == pytest.approx(np_tversky(t, p, 0.3, 0.7), abs=1e-5)
+    assert value(losses.tversky_loss(t, p, alpha=0.8, beta=0.2)) == pytest.approx(
+        np_tversky(t, p, 0.8, 0.2), abs=1e-5)
     # alpha = beta = 0.5 is the Dice loss
     assert value(losses.tversky_loss(t, p, alpha=0.5, beta=0.5, smooth=0.0)) == pytest.approx(
         1 - np_soft_dice(t, p, smooth=0.0), abs=1e-5)
 
 
-def test_tversky_alpha_penalises_false_negatives():
+def test_tversky_alpha_weighs_false_positives_beta_false_negatives():
+    """Salehi et al. 2017: alpha multiplies FP, beta FN; the default beta > alpha
+    penalises missed foreground more than false alarms."""
     t = np.zeros((1, 8, 8, 1), np.float32)
     t[0, 2:6, 2:6] = 1
     missed = t.copy()
@@ -86,6 +90,49 @@ def test_tversky_alpha_penalises_false_negatives():
     extra = t.copy()
     extra[0, 6:8, 2:6] = 1                   # 8 false positives
     assert value(losses.tversky_loss(t, missed)) > value(losses.tversky_loss(t, extra))
+    # 16 TP + 8 FP, smooth=0: 1 - 16 / (16 + alpha * 8)
+    assert value(losses.tversky_loss(t, extra, alpha=0.9, beta=0.1, smooth=0.0)) == \
+        pytest.approx(1 - 16 / (16 + 0.9 * 8), abs=1e-6)
+    # 8 TP + 8 FN, smooth=0: 1 - 8 / (8 + beta * 8)
+    assert value(losses.tversky_loss(t, missed, alpha=0.9, beta=0.1, smooth=0.0)) == \
+        pytest.approx(1 - 8 / (8 + 0.1 * 8), abs=1e-6)
+
+
+def asymmetric_pair():
+    """20 true pixels; the prediction misses 2 (FN) and adds 30 false positives."""
+    t = np.zeros((1, 10, 10, 1), np.float32)
+    t[0, 0:4, 0:5] = 1
+    p = t.copy()
+    p[0, 0, 0:2] = 0
+    p[0, 5:10, 0:6] = 1
+    return t, p
+
+
+@pytest.mark.parametrize("alpha, beta", [(0.3, 0.7), (0.7, 0.3), (0.5, 0.5), (1.0, 1.0)])
+def test_losses_follow_written_out_definitions_on_asymmetric_masks(alpha, beta):
+    t, p = asymmetric_pair()
+    tp, fp, fn = 18.0, 30.0, 2.0
+    assert float(np.sum(t * p)) == tp and float(np.sum((1 - t) * p)) == fp
+    assert float(np.sum(t * (1 - p))) == fn
+    tversky = tp / (tp + alpha * fp + beta * fn)
+    assert value(losses.tversky_loss(t, p, alpha=alpha, beta=beta, smooth=0.0)) == \
+        pytest.approx(1 - tversky, abs=1e-6)
+    assert value(losses.dice_loss(t, p, smooth=0.0)) == pytest.approx(
+        1 - 2 * tp / (2 * tp + fp + fn), abs=1e-6)
+    if (alpha, beta) == (1.0, 1.0):          # Tversky with alpha = beta = 1 is the IoU
+        assert 1 - tversky == pytest.approx(1 - metrics.iou_numpy(t, p))
+
+
+def test_dice_and_tversky_losses_agree_with_keras_dice():
+    rng = np.random.default_rng(2)
+    t, p = asymmetric_pair()
+    t = np.concatenate([t, np.roll(t, 4, axis=1)])
+    p = np.clip(np.concatenate([p, p]) * 0.7 + 0.2 * rng.random((2, 10, 10, 1)), 0, 1)
+    p = p.astype(np.float32)
+    keras_dice = float(np.mean(np.asarray(keras.losses.dice(t, p, axis=(1, 2, 3)))))
+    assert value(losses.dice_loss(t, p, smooth=0.0)) == pytest.approx(keras_dice, abs=1e-5)
+    assert value(losses.tversky_loss(t, p, alpha=0.5, beta=0.5, smooth=0.0)) == \
+        pytest.approx(keras_dice, abs=1e-5)
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -155,6 +202,7 @@ def tiny_model(n_classes=1):
 
 @pytest.mark.parametrize("loss", [losses.dice_loss, losses.bce_dice_loss, losses.tversky_loss,
                                   metrics.configured(losses.tversky_loss, alpha=0.9, beta=0.1)])
+@pytest.mark.slow
 def test_binary_loss_and_metrics_train_one_step(loss, tmp_path):
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
@@ -180,6 +228,7 @@ def test_binary_loss_and_metrics_train_one_step(loss, tmp_path):
 
 
 @pytest.mark.parametrize("loss", [losses.categorical_dice_loss, losses.cce_dice_loss])
+@pytest.mark.slow
 def test_categorical_loss_trains_one_step(loss):
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)

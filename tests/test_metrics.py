@@ -82,7 +82,8 @@ def random_batch(rng, shape=(3, 12, 12, 1), soft=True):
 
 
 def value(x):
-    return float(np.asarray(x))
+    """The batch mean of a metric's per-sample values (or a plain number)."""
+    return float(np.mean(np.asarray(x, dtype=np.float64)))
 
 
 # ------------------------------------------------------------------------ edge cases
@@ -297,3 +298,117 @@ def test_keras_names_and_configured():
     assert fn.__name__ == "hard_dice_threshold0.3"
     t, p = random_batch(np.random.default_rng(0))
     assert value(fn(t, p)) == pytest.approx(value(metrics.hard_dice(t, p, threshold=0.3)))
+
+
+# ------------------------------------------- per-sample values and Keras' epoch average
+
+KERAS_METRICS = [metrics.dice_coefficient, metrics.hard_dice, metrics.iou,
+                 metrics.sensitivity, metrics.specificity, metrics.precision]
+
+
+@pytest.mark.parametrize("fn", KERAS_METRICS, ids=lambda fn: fn.__name__)
+def test_keras_metrics_return_one_value_per_sample(fn):
+    t, p = random_batch(np.random.default_rng(4), shape=(5, 8, 8, 1))
+    got = np.asarray(fn(t, p))
+    assert got.shape == (5,)
+    for i in range(5):
+        assert got[i] == pytest.approx(value(fn(t[i:i + 1], p[i:i + 1])), abs=1e-6)
+    _, t_onehot, p_onehot = random_onehot(np.random.default_rng(4), shape=(5, 6, 6))
+    assert np.asarray(metrics.multiclass_dice(t_onehot, p_onehot)).shape == (5,)
+
+
+def test_keras_averages_the_metrics_over_samples_not_batches():
+    """7 samples in batches of 4: a batch mean would give the last 3 samples the weight
+    of 4; per-sample values make the logged metric the mean over all 7 samples."""
+    keras = pytest.importorskip("keras")
+    rng = np.random.default_rng(0)
+    x = rng.random((7, 8, 8, 1)).astype(np.float32)
+    y = (rng.random((7, 8, 8, 1)) < 0.3).astype(np.float32)
+    y[4:] = 1.0            # the short last batch differs a lot from the first
+    inputs = keras.Input((8, 8, 1))
+    model = keras.Model(inputs, keras.layers.Conv2D(1, 1, activation="sigmoid")(inputs))
+    model.compile(loss="binary_crossentropy", metrics=[metrics.dice_coefficient, metrics.iou])
+    result = model.evaluate(x, y, batch_size=4, verbose=0, return_dict=True)
+    p = model.predict(x, batch_size=4, verbose=0)
+    assert result["dice"] == pytest.approx(ref_soft_dice(y, p), abs=1e-5)
+    assert result["iou"] == pytest.approx(ref_soft_iou(y, p), abs=1e-5)
+    batch_means = (ref_soft_dice(y[:4], p[:4]) + ref_soft_dice(y[4:], p[4:])) / 2
+    assert abs(batch_means - ref_soft_dice(y, p)) > 1e-3      # the two differ on this data
+
+
+# ------------------------------------- definitions and other libraries, asymmetric masks
+
+def asymmetric_pair():
+    """Truth of 20 pixels; a prediction that finds 18 of them (2 false negatives) and
+    adds 30 false positives, so any swap of FP and FN changes the result."""
+    t = np.zeros((1, 10, 10, 1), np.float32)
+    t[0, 0:4, 0:5] = 1                                   # 20 true pixels
+    p = t.copy()
+    p[0, 0, 0:2] = 0                                     # 2 false negatives
+    p[0, 5:10, 0:6] = 1                                  # 30 false positives
+    return t, p
+
+
+ASYM_TP, ASYM_FP, ASYM_FN = 18, 30, 2
+
+
+def test_asymmetric_pair_has_the_counts_it_claims():
+    t, p = asymmetric_pair()
+    tp, fp, fn, _ = ref_counts(t, p)
+    assert (tp, fp, fn) == (ASYM_TP, ASYM_FP, ASYM_FN)
+
+
+def test_dice_and_iou_follow_their_definitions_on_asymmetric_masks():
+    t, p = asymmetric_pair()
+    dice = 2 * ASYM_TP / (2 * ASYM_TP + ASYM_FP + ASYM_FN)
+    iou = ASYM_TP / (ASYM_TP + ASYM_FP + ASYM_FN)
+    assert value(metrics.dice_coefficient(t, p, smooth=0.0)) == pytest.approx(dice, abs=1e-6)
+    assert value(metrics.hard_dice(t, p, smooth=0.0)) == pytest.approx(dice, abs=1e-6)
+    assert value(metrics.iou(t, p, smooth=0.0)) == pytest.approx(iou, abs=1e-6)
+    assert metrics.dice_numpy(t, p) == pytest.approx(dice)
+    assert metrics.iou_numpy(t, p) == pytest.approx(iou)
+    # hard IoU: the soft IoU of thresholded masks
+    soft = np.where(p > 0, 0.9, 0.2).astype(np.float32)
+    assert value(metrics.iou((t > 0.5).astype(np.float32), (soft > 0.5).astype(np.float32),
+                             smooth=0.0)) == pytest.approx(iou, abs=1e-6)
+    assert value(metrics.precision(t, p, smooth=0.0)) == pytest.approx(18 / 48, abs=1e-6)
+    assert value(metrics.sensitivity(t, p, smooth=0.0)) == pytest.approx(18 / 20, abs=1e-6)
+
+
+def test_metrics_agree_with_scipy_dice_and_jaccard():
+    distance = pytest.importorskip("scipy.spatial.distance")
+    rng = np.random.default_rng(11)
+    t, p = asymmetric_pair()
+    pairs = [(t.ravel() > 0, p.ravel() > 0)]
+    for _ in range(5):
+        a = rng.random(200) < 0.1
+        pairs.append((a, a | (rng.random(200) < 0.3)))       # many more FP than FN
+    for a, b in pairs:
+        assert metrics.dice_numpy(a, b) == pytest.approx(1 - distance.dice(a, b))
+        assert metrics.iou_numpy(a, b) == pytest.approx(1 - distance.jaccard(a, b))
+        batch = (a.reshape(1, -1, 1).astype(np.float32), b.reshape(1, -1, 1).astype(np.float32))
+        assert value(metrics.hard_dice(*batch, smooth=0.0)) == pytest.approx(
+            1 - distance.dice(a, b), abs=1e-6)
+        assert value(metrics.iou(*batch, smooth=0.0)) == pytest.approx(
+            1 - distance.jaccard(a, b), abs=1e-6)
+
+
+def test_metrics_agree_with_keras_dice_and_binary_iou():
+    keras = pytest.importorskip("keras")
+    t, p = asymmetric_pair()
+    rng = np.random.default_rng(5)
+    soft = np.clip(p * 0.8 + 0.15 * rng.random(p.shape), 0, 1).astype(np.float32)
+    t2 = np.concatenate([t, np.roll(t, 3, axis=2)])
+    p2 = np.concatenate([soft, np.roll(soft, 2, axis=1)])
+    keras_dice = np.asarray(keras.losses.dice(t2, p2, axis=(1, 2, 3)))     # per sample
+    np.testing.assert_allclose(1 - np.asarray(metrics.dice_coefficient(t2, p2, smooth=0.0)),
+                               keras_dice, atol=1e-5)
+    binary_iou = keras.metrics.BinaryIoU(target_class_ids=[1], threshold=0.5)
+    for i in range(2):
+        binary_iou.reset_state()
+        binary_iou.update_state(t2[i], p2[i])
+        expected = float(binary_iou.result())
+        assert metrics.iou_numpy(t2[i] > 0.5, p2[i] > 0.5) == pytest.approx(expected, abs=1e-6)
+        hard = (p2[i:i + 1] > 0.5).astype(np.float32)
+        assert value(metrics.iou(t2[i:i + 1], hard, smooth=0.0)) == pytest.approx(
+            expected, abs=1e-6)

@@ -14,8 +14,8 @@ from helpers import config
 
 try:
     import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    tomllib = pytest.importorskip("tomli")
+except ModuleNotFoundError:  # Python 3.10: tomli comes with the test extra (never skip)
+    import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,8 +60,8 @@ def test_environment_yml_lists_the_same_dependencies_as_pyproject():
 
 def test_python_versions_match():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    assert project["requires-python"] == ">=3.10,<3.13"
-    assert "python>=3.10,<3.13" in (ROOT / "environment.yml").read_text()
+    assert project["requires-python"] == ">=3.10.12,<3.13"
+    assert "python>=3.10.12,<3.13" in (ROOT / "environment.yml").read_text()
 
 
 def test_top_level_layout():
@@ -71,7 +71,7 @@ def test_top_level_layout():
     top = {line.split("/")[0] for line in tracked.stdout.splitlines()}
     required = {"README.md", "environment.yml", "notebooks", "answers", "helpers", "data", "tests",
                 "pyproject.toml", "nbgrader_config.py", "Makefile", ".ci"}
-    allowed = required | {".gitignore", "benchmarks", "LICENSE"}
+    allowed = required | {".gitignore", "benchmarks", "LICENSE", "constraints.txt"}
     assert required <= top, f"missing at top level: {sorted(required - top)}"
     assert top <= allowed, f"unexpected top-level entries: {sorted(top - allowed)}"
 
@@ -142,3 +142,40 @@ def test_cli_help_runs_with_the_standard_library_only():
     assert result.returncode == 0, result.stderr
     for command in ("course", "test", "lab", "release", "autograde", "export"):
         assert command in result.stdout
+
+
+def test_ruff_finds_nothing():
+    """The rule set of [tool.ruff] in pyproject.toml holds for the whole code base."""
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "."], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, f"ruff check . found problems:\n{result.stdout[-3000:]}{result.stderr[-1000:]}"
+
+
+def _constraints():
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            pins[name.strip().lower().replace("_", "-")] = version.strip()
+    return pins
+
+
+def _version(text):
+    return tuple(int(part) for part in re.findall(r"\d+", text)[:3])
+
+
+def test_constraints_pin_every_declared_dependency_within_its_bounds():
+    """constraints.txt (the tested set the bootstrap installs) covers every dependency of
+    pyproject.toml with an exact version that the declared lower bound admits."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pins = _constraints()
+    assert all(re.fullmatch(r"[\w.+!-]+", version) for version in pins.values()), "only exact pins (name==version)"
+    for requirement in project["dependencies"] + project["optional-dependencies"]["test"]:
+        if "python_version" in requirement:
+            continue                                    # e.g. tomli, only below Python 3.11
+        name, bound = re.match(r"([A-Za-z0-9_.\-]+)>=([\d.]+)", requirement).groups()
+        key = name.lower().replace("_", "-")
+        assert key in pins, f"constraints.txt does not pin {name}: regenerate it (see its header)"
+        assert _version(pins[key]) >= _version(bound), f"{name}=={pins[key]} is below {requirement}"
+    assert "unet-course" not in pins, "constraints.txt must not pin the course itself"
+

@@ -200,8 +200,16 @@ def _label(fn, name):
     return name or getattr(fn, "__name__", "your function")
 
 
+def _returns_per_sample(fn):
+    """True for the Keras metrics of :mod:`helpers.metrics`, which return one value per
+    sample (so that Keras averages exactly over an epoch); a learner's function returns
+    the batch mean."""
+    return getattr(fn, "__module__", None) == "helpers.metrics"
+
+
 def _call(fn, name, case, y_true, y_pred, scalar=True, **kwargs):
-    """Call ``fn`` on Keras tensors; return its value as float (or array)."""
+    """Call ``fn`` on Keras tensors; return its value as float (or array). The
+    per-sample values of the reference metrics are averaged over the batch first."""
     import keras
 
     try:
@@ -225,6 +233,8 @@ def _call(fn, name, case, y_true, y_pred, scalar=True, **kwargs):
         raise AssertionError(f"{name} returned values of dtype {value.dtype}; expected a "
                              f"floating-point number.")
     if scalar:
+        if value.shape == np.shape(y_true)[:1] and _returns_per_sample(fn):
+            value = np.mean(value.astype(np.float64))
         if value.size != 1:
             raise AssertionError(
                 f"{name} should return one number (the mean over the batch) but returned an "

@@ -205,7 +205,7 @@ def encode_png(array: np.ndarray) -> bytes:
     if array.ndim != 2 or array.dtype != np.uint8:
         raise ValueError(f"encode_png needs a 2D uint8 array, got {array.dtype} with shape {array.shape}")
     buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(array), mode="L").save(buffer, format="PNG", compress_level=6)
+    Image.fromarray(np.ascontiguousarray(array)).save(buffer, format="PNG", compress_level=6)
     return buffer.getvalue()
 
 

@@ -216,7 +216,6 @@ def synthesize_case(seed: int, index: int, shape=DEFAULTS["shape"], *, tissues: 
     liver_top = z_top - rng.uniform(0.08, 0.20) * coverage
     height = rng.uniform(0.55, 0.72) * coverage
     liver_bottom = liver_top - height
-    z_mid = liver_bottom + 0.5 * height
 
     # spine and back muscles
     ys = B * rng.uniform(0.48, 0.58)             # centre of the vertebral body
