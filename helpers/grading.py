@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from helpers import config
+from helpers._bootstrap import BOOTSTRAPPED as _BOOTSTRAPPED
 
 #: Environment variable naming the trace file of a grading run (see helpers.grading_execute).
 TRACE_VARIABLE = "UNET_COURSE_GRADING_TRACE"
@@ -726,12 +727,17 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m helpers release|collect|autograde|feedback|export``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
-    if importlib.util.find_spec("nbgrader") is None and not os.environ.get("UNET_COURSE_BOOTSTRAPPED"):
+    if importlib.util.find_spec("nbgrader") is None and not os.environ.get(_BOOTSTRAPPED):
         # a bare Python (`python -m helpers release`): run inside the course environment,
         # created on first use like `python -m helpers course` does
-        from helpers import __main__ as cli
+        from helpers import _bootstrap
 
-        return cli._reexec_inside(cli.ensure_environment(), _absolute(argv))
+        try:
+            python = _bootstrap.ensure_environment()
+        except _bootstrap.BootstrapError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        return _bootstrap.reexec_inside(python, _absolute(argv))
     try:
         if args.command == "release":
             return release(args.lessons, args.root)

@@ -66,7 +66,7 @@ _OS_PREFIXES = ("exec", "spawn", "posix_spawn")
 _FORBIDDEN_DUNDERS = {"__code__", "__globals__", "__closure__", "__subclasses__", "__builtins__",
                       "__kwdefaults__", "__defaults__", "__dict__", "__class__", "__bases__", "__mro__",
                       "f_back", "f_globals", "f_locals", "f_builtins", "gi_frame", "tb_frame",
-                      "__loader__", "__spec__"}
+                      "__loader__", "__spec__", "__file__", "__path__"}
 #: Text that names the grader's files.
 _FORBIDDEN_TEXT = re.compile(r"answers[/\\]|gradebook|nbgrader_config|autograded[/\\]|submitted[/\\]"
                              r"|\.nbgrader|/proc/|/etc/passwd")

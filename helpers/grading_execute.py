@@ -31,6 +31,7 @@ import uuid
 from pathlib import Path
 from queue import Empty
 
+from jupyter_core.utils import run_sync
 from nbgrader.preprocessors import Execute
 from nbgrader.preprocessors.execute import UnresponsiveKernelError
 from traitlets import Integer, Unicode
@@ -112,6 +113,10 @@ class GradingExecute(Execute):
         client.execute = execute
         return client
 
+    # nbclient binds its synchronous entry points to its own coroutines at class creation:
+    # bind them again so that the overrides above are the ones that run.
+    start_new_kernel_client = run_sync(async_start_new_kernel_client)
+
     _cell_info: dict = {}
 
     async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
@@ -121,6 +126,8 @@ class GradingExecute(Execute):
             self._trace({"event": "cell", "index": cell_index, "id": cell.get("id"),
                          "grade_id": meta.get("grade_id"), "source": cell.get("source", "")[:2000]})
         return await super().async_execute_cell(cell, cell_index, execution_count, store_history)
+
+    execute_cell = run_sync(async_execute_cell)
 
     async def _async_handle_timeout(self, timeout, cell=None):
         reply = await super()._async_handle_timeout(timeout, cell)

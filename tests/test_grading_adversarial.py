@@ -194,7 +194,7 @@ def test_calling_the_reference_costs_that_exercise_only(attacked):
 
 
 def test_faults_are_repaired_cell_by_cell(attacked):
-    for student in ("kill-grader", "exit-last", "sigint-proof"):
+    for student in ("exit-last", "sigint-proof"):
         reason = attacked["rows"][(student, EXAMPLE)]["reason"]
         assert "replaced by one that raises" in reason, f"{student}: {reason}"
     assert "did not stop" in attacked["rows"][("sigint-proof", EXAMPLE)]["reason"]
@@ -210,7 +210,8 @@ def test_nothing_outside_the_sandbox_changed(attacked):
     assert hashlib.sha256((root / "answers" / EXAMPLE / f"{EXAMPLE}.ipynb").read_bytes()).hexdigest() \
         == attacked["answers_hash"]
     assert attacked["scores"][("answers", EXAMPLE)] == 5, "another student's score was changed"
-    assert not (root / "autograded" / "read-answers" / EXAMPLE / "stolen").exists()
+    # killing "the parent" from inside the sandbox reaches neither nbgrader nor the batch
+    assert attacked["scores"][("kill-grader", EXAMPLE)] == 5
 
 
 def test_batch_completes_and_exit_code_tells_the_truth(attacked):
@@ -235,4 +236,4 @@ def test_grading_refuses_without_a_sandbox(tmp_path, monkeypatch, capsys):
 def test_report_columns(attacked):
     with open(attacked["root"] / "grading_report.csv", newline="") as handle:
         assert tuple(csv.DictReader(handle).fieldnames) == grading.REPORT_COLUMNS
-    json.dumps(attacked["rows"])  # plain strings only
+    json.dumps(list(attacked["rows"].values()))  # plain strings only
