@@ -552,7 +552,7 @@ def write_report(results: list[GradingResult], folder: Path) -> tuple[Path, Path
 def autograde(lesson: list[str] | None = None, student: str | None = None,
               root: str | os.PathLike | None = None, env: dict[str, str] | None = None,
               quiet: bool = False, jobs: int | None = None, sandboxed: bool = True,
-              submission_timeout: float | None = None) -> int:
+              submission_timeout: float | None = 3600.0) -> int:
     """Grade every collected submission (or those of ``lesson``/``student``), ``jobs`` at a
     time (default: the number of CPU cores), each in its own ``nbgrader autograde`` run
     with the course's sandboxed kernel, and write ``grading_report.csv``/``.html``.
@@ -562,6 +562,8 @@ def autograde(lesson: list[str] | None = None, student: str | None = None,
     cannot be stopped costs only its own exercise: the submission is graded again with that
     cell replaced by one that raises. Returns 0 when every submission was graded, 1 when
     some could not be (the report says which and why), 2 when grading could not start.
+    ``submission_timeout`` bounds one nbgrader run (a safety net: the per-cell limit of
+    ``nbgrader_config.py`` normally stops a runaway cell long before).
     """
     from helpers import sandbox
 
