@@ -30,7 +30,7 @@ MARKER = ".unet-course-installed"
 
 ENV_COMMANDS = {"setup", "course", "test", "lab"}
 GRADING_COMMANDS = {"release", "collect", "autograde", "feedback", "export"}
-PASS_THROUGH = {"test", "data"} | GRADING_COMMANDS
+PASS_THROUGH = {"test", "data", "lab"} | GRADING_COMMANDS
 
 
 def _in_managed_environment() -> bool:
@@ -131,11 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "test":
         return subprocess.run([sys.executable, "-m", "pytest", *rest], cwd=REPO_ROOT).returncode
     if args.command == "lab":
-        from helpers import course
+        from helpers import lab
 
-        return subprocess.run([sys.executable, "-m", "jupyter", "lab", "--notebook-dir",
-                               str(REPO_ROOT / "notebooks")], cwd=REPO_ROOT,
-                              env=course.kernel_env()).returncode
+        return lab.main(rest)   # learner lab; `lab --instructor` keeps nbgrader's instructor tools
     if args.command == "data":
         from helpers.data import __main__ as data_cli
 
