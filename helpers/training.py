@@ -22,7 +22,8 @@ More than one device (``tf.distribute``, data parallelism):
   precision (``mixed_float16``; the U-Net's output layer and the losses stay float32).
 * :func:`distribution_scope` is the scope in which models are built:
   :func:`helpers.models.build_unet` and :func:`load_model` use it, so the lessons' cells
-  train on every device without a change.
+  train on all GPUs of a machine without a change (on a cluster, :func:`fit_multi_worker`
+  replaces ``model.fit``, which Keras 3 cannot run under ``MultiWorkerMirroredStrategy``).
 * :func:`global_batch_size` and :func:`scaled_learning_rate` state the batch and
   learning-rate rule: the recipe's ``batch_size`` is per replica, the global batch is
   ``batch_size × replicas``, and Adam's learning rate grows with the square root of the
