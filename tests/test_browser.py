@@ -213,6 +213,9 @@ def test_learner_lab_lesson_03_success_line_and_kernel(browser_lab):
     text = line.inner_text().strip()
     assert text.startswith("KERNEL_ENV="), text
     assert json.loads(text.split("=", 1)[1]) == dict(sorted(course.KERNEL_ENV.items()))
+    # JupyterLab asks about news a few seconds after start-up: still no prompt by now
+    assert page.get_by_text("Jupyter news").count() == 0, "the news prompt must be off"
+    page.screenshot(path=str(ARTIFACTS / "03_kernel_settings.png"))
 
 
 @pytest.mark.browser
