@@ -32,7 +32,7 @@ ensure_environment = _bootstrap.ensure_environment
 _reexec_inside = _bootstrap.reexec_inside
 
 GRADING_COMMANDS = {"release", "collect", "autograde", "feedback", "export"}
-PASS_THROUGH = {"test", "data"} | GRADING_COMMANDS
+PASS_THROUGH = {"test", "data", "lab"} | GRADING_COMMANDS
 #: ``python -m helpers test --quick``: what pytest runs instead of the whole suite.
 QUICK_PYTEST_ARGS = ["tests", "-m", "not slow"]
 
@@ -98,11 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "test":
         return subprocess.run([sys.executable, "-m", "pytest", *pytest_args(rest)], cwd=REPO_ROOT).returncode
     if args.command == "lab":
-        from helpers import course
+        from helpers import lab
 
-        return subprocess.run([sys.executable, "-m", "jupyter", "lab", "--notebook-dir",
-                               str(REPO_ROOT / "notebooks")], cwd=REPO_ROOT,
-                              env=course.kernel_env()).returncode
+        return lab.main(rest)   # learner lab; `lab --instructor` keeps nbgrader's instructor tools
     if args.command == "data":
         from helpers.data import __main__ as data_cli
 

@@ -32,6 +32,14 @@ HU_WINDOW_LIVER = (-150.0, 250.0)
 #: BraTS label values: 1 necrotic core, 2 oedema, 4 enhancing tumour (remapped to 3).
 BRATS_LABELS = (0, 1, 2, 4)
 
+#: The course's public repository: the "Open in Colab" and "Binder" badges of every lesson
+#: and the hosted set-up cell's ``pip install`` derive from it (and :data:`REPOSITORY_BRANCH`).
+#: A fork changes these two lines, then runs ``python -m helpers.hosted`` and
+#: ``python -m helpers release``.
+REPOSITORY_URL = "https://github.com/unet-course/unet-course"
+#: The branch that the badges open.
+REPOSITORY_BRANCH = "main"
+
 SCALE_VARIABLE = "UNET_COURSE_SCALE"
 DATA_VARIABLE = "UNET_COURSE_DATA"
 

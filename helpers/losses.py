@@ -26,6 +26,25 @@ __all__ = ["dice_loss", "bce_dice_loss", "tversky_loss", "categorical_dice_loss"
            "cce_dice_loss"]
 
 
+def _per_replica(loss):
+    """``loss`` (a scalar, the batch mean) divided by the number of replicas training in
+    step under ``tf.distribute``; unchanged on one device and outside ``fit``.
+
+    Keras divides a per-sample loss by the replicas before their gradients are summed,
+    but passes a scalar loss through as it is and still multiplies the logged value by
+    the replicas: a scalar loss must divide itself, or the gradients and the logged loss
+    come out N times too large (tests/test_distribute.py measures it).
+    """
+    if keras.backend.backend() != "tensorflow":
+        return loss
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return loss
+    return loss / context.num_replicas_in_sync
+
+
 def dice_loss(y_true, y_pred, smooth=1.0):
     """Soft Dice loss ``1 - dice_coefficient``, a scalar in ``[0, 1]``.
 
@@ -33,7 +52,7 @@ def dice_loss(y_true, y_pred, smooth=1.0):
     denominator, averaged over the batch. Insensitive to the amount of background,
     which suits small structures; on its own it can be slow to start.
     """
-    return 1.0 - keras.ops.mean(metrics.dice_coefficient(y_true, y_pred, smooth=smooth))
+    return _per_replica(1.0 - keras.ops.mean(metrics.dice_coefficient(y_true, y_pred, smooth=smooth)))
 
 
 def bce_dice_loss(y_true, y_pred, bce_weight=1.0, dice_weight=1.0, smooth=1.0):
@@ -47,7 +66,8 @@ def bce_dice_loss(y_true, y_pred, bce_weight=1.0, dice_weight=1.0, smooth=1.0):
     ops = keras.ops
     y_true, y_pred, _ = metrics._prepare(y_true, y_pred)
     bce = ops.mean(keras.losses.binary_crossentropy(y_true, y_pred))
-    return bce_weight * bce + dice_weight * dice_loss(y_true, y_pred, smooth=smooth)
+    dice = 1.0 - metrics.dice_coefficient(y_true, y_pred, smooth=smooth)
+    return _per_replica(bce_weight * bce + dice_weight * dice)
 
 
 def tversky_loss(y_true, y_pred, alpha=0.3, beta=0.7, smooth=1.0):
@@ -67,7 +87,7 @@ def tversky_loss(y_true, y_pred, alpha=0.3, beta=0.7, smooth=1.0):
     fn = ops.sum(y_true * (1.0 - y_pred), axis=axes)
     fp = ops.sum((1.0 - y_true) * y_pred, axis=axes)
     index = (tp + smooth) / (tp + alpha * fp + beta * fn + smooth)
-    return 1.0 - ops.mean(index)
+    return _per_replica(1.0 - ops.mean(index))
 
 
 def categorical_dice_loss(y_true, y_pred, include_background=False, smooth=1.0):
@@ -77,8 +97,8 @@ def categorical_dice_loss(y_true, y_pred, include_background=False, smooth=1.0):
     over classes (without class 0 unless ``include_background``) of the per-class
     soft Dice, each class counting equally however small it is.
     """
-    return 1.0 - keras.ops.mean(metrics.multiclass_dice(
-        y_true, y_pred, include_background=include_background, smooth=smooth))
+    return _per_replica(1.0 - keras.ops.mean(metrics.multiclass_dice(
+        y_true, y_pred, include_background=include_background, smooth=smooth)))
 
 
 def cce_dice_loss(y_true, y_pred, cce_weight=1.0, dice_weight=1.0,
@@ -92,8 +112,9 @@ def cce_dice_loss(y_true, y_pred, cce_weight=1.0, dice_weight=1.0,
     ops = keras.ops
     y_true, y_pred, _ = metrics._prepare(y_true, y_pred)
     cce = ops.mean(keras.losses.categorical_crossentropy(y_true, y_pred))
-    return cce_weight * cce + dice_weight * categorical_dice_loss(
-        y_true, y_pred, include_background=include_background, smooth=smooth)
+    dice = 1.0 - metrics.multiclass_dice(y_true, y_pred, include_background=include_background,
+                                         smooth=smooth)
+    return _per_replica(cce_weight * cce + dice_weight * dice)
 
 
 for _fn in (dice_loss, bce_dice_loss, tversky_loss, categorical_dice_loss, cce_dice_loss):

@@ -128,26 +128,30 @@ def build_unet(input_shape, n_classes: int = 1, depth: int = 4, base_filters: in
     convolution to ``n_classes`` channels: sigmoid for ``n_classes == 1`` (a probability
     per pixel), softmax over classes otherwise. The output has the input's spatial shape,
     ``(batch, H, W, n_classes)`` / ``(batch, D, H, W, n_classes)``, float32. Spatial sizes
-    must be divisible by ``2**depth`` (ValueError otherwise).
+    must be divisible by ``2**depth`` (ValueError otherwise). The model is built in
+    :func:`helpers.training.distribution_scope`, so it trains on all devices (a no-op on one).
     """
     shape = check_input_shape(input_shape, depth)
     if int(n_classes) < 1:
         raise ValueError(f"n_classes must be >= 1, got {n_classes}.")
     options = dict(batch_norm=batch_norm, dropout=dropout, residual=residual, use_bias=use_bias)
-    inputs = keras.Input(shape, name="image")
-    x = inputs
-    skips = []
-    for level in range(depth):
-        skip, x = encoder_block(x, base_filters * 2 ** level, name=f"enc{level + 1}", **options)
-        skips.append(skip)
-    x = conv_block(x, base_filters * 2 ** depth, name="bottleneck", **options)
-    for level in reversed(range(depth)):
-        x = decoder_block(x, skips[level], base_filters * 2 ** level, upsampling=upsampling,
-                          name=f"dec{level + 1}", **options)
-    activation = "sigmoid" if n_classes == 1 else "softmax"
-    outputs = layers_for(x).Conv(n_classes, 1, activation=activation, dtype="float32",
-                                 name="mask")(x)
-    return keras.Model(inputs, outputs, name=name)
+    from helpers.training import distribution_scope
+
+    with distribution_scope():   # all devices of this machine/cluster (helpers.training)
+        inputs = keras.Input(shape, name="image")
+        x = inputs
+        skips = []
+        for level in range(depth):
+            skip, x = encoder_block(x, base_filters * 2 ** level, name=f"enc{level + 1}", **options)
+            skips.append(skip)
+        x = conv_block(x, base_filters * 2 ** depth, name="bottleneck", **options)
+        for level in reversed(range(depth)):
+            x = decoder_block(x, skips[level], base_filters * 2 ** level, upsampling=upsampling,
+                              name=f"dec{level + 1}", **options)
+        activation = "sigmoid" if n_classes == 1 else "softmax"
+        outputs = layers_for(x).Conv(n_classes, 1, activation=activation, dtype="float32",
+                                     name="mask")(x)
+        return keras.Model(inputs, outputs, name=name)
 
 
 def count_parameters(model) -> dict:
