@@ -66,7 +66,7 @@ def bce_dice_loss(y_true, y_pred, bce_weight=1.0, dice_weight=1.0, smooth=1.0):
     ops = keras.ops
     y_true, y_pred, _ = metrics._prepare(y_true, y_pred)
     bce = ops.mean(keras.losses.binary_crossentropy(y_true, y_pred))
-    dice = 1.0 - metrics.dice_coefficient(y_true, y_pred, smooth=smooth)
+    dice = 1.0 - ops.mean(metrics.dice_coefficient(y_true, y_pred, smooth=smooth))
     return _per_replica(bce_weight * bce + dice_weight * dice)
 
 
@@ -112,8 +112,8 @@ def cce_dice_loss(y_true, y_pred, cce_weight=1.0, dice_weight=1.0,
     ops = keras.ops
     y_true, y_pred, _ = metrics._prepare(y_true, y_pred)
     cce = ops.mean(keras.losses.categorical_crossentropy(y_true, y_pred))
-    dice = 1.0 - metrics.multiclass_dice(y_true, y_pred, include_background=include_background,
-                                         smooth=smooth)
+    dice = 1.0 - ops.mean(metrics.multiclass_dice(y_true, y_pred, include_background=include_background,
+                                                  smooth=smooth))
     return _per_replica(cce_weight * cce + dice_weight * dice)
 
 
