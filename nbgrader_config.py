@@ -43,15 +43,10 @@ c.Execute.timeout = 900
 # On a timeout nbgrader interrupts the kernel, records a CellTimeoutError in that cell
 # (its test scores 0), and goes on with the next cell and the next student.
 c.Execute.interrupt_on_timeout = True
-# Kernel: the "python3" kernel of the notebooks' metadata resolves to the interpreter that
-# runs nbgrader (jupyter_client replaces "python" by sys.executable), i.e. the course's
-# environment. OverwriteKernelspec makes sure a student cannot switch it.
-# nbgrader 0.9 scores a test cell 0 when it writes anything to stderr, not only when it
-# raises. Keep the kernels it starts quiet: TensorFlow's C++ log (e.g. "failed call to
-# cuInit" at the first operation), Python warnings and text progress bars go to stderr.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("PYTHONWARNINGS", "ignore")
-os.environ.setdefault("TQDM_DISABLE", "1")
+# Kernel: every submission runs in the course's grading kernel (see the end of this file),
+# whose kernelspec carries the course kernel settings (helpers.course.kernelspec) plus
+# quiet warnings and progress bars (helpers.sandbox.GRADING_ENV): nbgrader 0.9 scores a
+# test cell 0 when it writes anything to stderr, not only when it raises.
 # Restore graded test cells that a student deleted (they run with the original source).
 c.OverwriteCells.add_missing_cells = True
 

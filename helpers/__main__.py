@@ -82,14 +82,18 @@ def main(argv: list[str] | None = None) -> int:
         except _bootstrap.BootstrapError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
-        if args.command == "setup":
-            print(f"The course is installed ({python}). Next: python -m helpers course")
-            return 0
         if not _bootstrap.running_inside(python):
+            if args.command == "setup":  # install the kernelspec with the course's Python
+                code = _bootstrap.reexec_inside(python, argv)
+                print(f"The course is installed ({python}). Next: python -m helpers course")
+                return code
             return _bootstrap.reexec_inside(python, argv)
         os.environ[BOOTSTRAPPED] = "1"      # for the processes this command starts
 
     if args.command == "setup":
+        from helpers import course
+
+        print(f"Course kernel installed in {course.install_kernelspec()}")
         return 0
     if args.command == "course":
         from helpers import course

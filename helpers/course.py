@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,40 @@ KERNEL_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "TF_CPU_ALLOCATOR_USE_BFC": "1"}
 def kernel_env(base: dict[str, str] | None = None) -> dict[str, str]:
     """``base`` (default: ``os.environ``) with :data:`KERNEL_ENV` added where not set."""
     return {**KERNEL_ENV, **(os.environ if base is None else base)}
+
+
+#: Name of the course kernel: the ``python3`` that every notebook's metadata names, so a
+#: Jupyter in this environment (JupyterLab, nbclient, nbgrader, a JupyterHub single-user
+#: server) starts the course's kernel without any notebook naming it.
+KERNEL_NAME = "python3"
+#: What Jupyter shows as the kernel's name.
+KERNEL_DISPLAY_NAME = "Python 3 (U-Net course)"
+
+
+def kernelspec(python: str | None = None) -> dict:
+    """The course kernelspec (``kernel.json`` content): ``python`` (default: this
+    interpreter) running ipykernel, with :data:`KERNEL_ENV` in its ``env`` section. The one
+    place where the kernels' settings live; the grading kernel adds its sandbox to it
+    (:func:`helpers.sandbox.write_kernelspec`)."""
+    return {
+        "argv": [python or sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": KERNEL_DISPLAY_NAME,
+        "language": "python",
+        "env": dict(KERNEL_ENV),
+        "metadata": {"debugger": True},
+    }
+
+
+def install_kernelspec(prefix: str | os.PathLike | None = None) -> Path:
+    """Write :func:`kernelspec` as ``<prefix>/share/jupyter/kernels/python3/kernel.json``
+    (default prefix: this environment, ``sys.prefix``), where every Jupyter started from
+    this environment finds it before ipykernel's built-in ``python3``. ``python -m helpers
+    setup`` calls it; on a JupyterHub, run it in the single-user servers' environment.
+    Returns the kernelspec folder."""
+    folder = Path(prefix or sys.prefix) / "share" / "jupyter" / "kernels" / KERNEL_NAME
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "kernel.json").write_text(json.dumps(kernelspec(), indent=1) + "\n")
+    return folder
 
 
 def apply_kernel_env() -> None:

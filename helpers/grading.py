@@ -152,12 +152,7 @@ def _coursedir(root: Path):
     from nbgrader.coursedir import CourseDirectory
     from traitlets.config.loader import PyFileConfigLoader
 
-    saved = dict(os.environ)  # the config sets variables for nbgrader's kernels: not for us
-    try:
-        loaded = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    loaded = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
     return CourseDirectory(config=loaded)
 
 

@@ -40,9 +40,9 @@ INSTRUCTOR_SERVER_EXTENSIONS = (
     "nbgrader.server_extensions.course_list",
 )
 #: The kernel named in every notebook's metadata; inside the course lab it is the course's.
-KERNEL_NAME = "python3"
+KERNEL_NAME = course.KERNEL_NAME
 #: What the lab shows as the kernel's name.
-KERNEL_DISPLAY_NAME = "Python 3 (U-Net course)"
+KERNEL_DISPLAY_NAME = course.KERNEL_DISPLAY_NAME
 
 
 def lab_dir(instructor: bool = False) -> Path:
@@ -78,13 +78,7 @@ def prepare(instructor: bool = False, root: Path | None = None) -> dict[str, str
                 {"fetchNews": "false", "checkForUpdates": False})
     _write_json(root / "user-settings" / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings",
                 {"windowingMode": "none"})
-    _write_json(root / "share" / "kernels" / KERNEL_NAME / "kernel.json", {
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": KERNEL_DISPLAY_NAME,
-        "language": "python",
-        "env": dict(course.KERNEL_ENV),
-        "metadata": {"debugger": True},
-    })
+    _write_json(root / "share" / "kernels" / KERNEL_NAME / "kernel.json", course.kernelspec())
     env = course.kernel_env()
 
     def first(variable: str, folder: Path) -> str:

@@ -39,6 +39,10 @@ KERNEL_NAME = "unet-course-grader"
 #: Set to 1 to grade without a sandbox (the instructor accepts the risk).
 NO_SANDBOX_VARIABLE = "UNET_COURSE_NO_SANDBOX"
 
+#: Added to the course kernel's settings when grading: nbgrader scores a test cell that
+#: writes anything to stderr 0, so Python warnings and text progress bars stay quiet.
+GRADING_ENV = {"PYTHONWARNINGS": "ignore", "TQDM_DISABLE": "1"}
+
 _HELPERS_DIR = Path(__file__).resolve().parent
 _SYSTEM_FOLDERS = ("/usr", "/etc", "/opt", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 
@@ -196,14 +200,11 @@ def write_kernelspec(folder: Path) -> Path:
     spec_dir.mkdir(parents=True, exist_ok=True)
     from helpers import course
 
-    spec = {
-        "argv": [sys.executable, "-m", "helpers.sandbox", "-f", "{connection_file}"],
-        "display_name": "U-Net course (grading sandbox)",
-        "language": "python",
-        "interrupt_mode": "message",
-        "env": dict(course.KERNEL_ENV),
-        "metadata": {"debugger": False},
-    }
+    spec = course.kernelspec()
+    spec.update(argv=[sys.executable, "-m", "helpers.sandbox", "-f", "{connection_file}"],
+                display_name="U-Net course (grading sandbox)", interrupt_mode="message",
+                metadata={"debugger": False})
+    spec["env"].update(GRADING_ENV)
     (spec_dir / "kernel.json").write_text(json.dumps(spec, indent=1))
     return folder
 

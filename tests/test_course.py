@@ -207,3 +207,23 @@ def test_real_kernel_start_up_noise_goes_to_the_log(tmp_path, monkeypatch, capfd
     assert "cudart_stub" in course.log_path().read_text()
     executed = nbformat.read(config.runs_dir() / "executed" / "01_noisy.ipynb", as_version=4)
     assert "cell output" in "".join(o.get("text", "") for o in executed.cells[0].outputs)
+
+
+def test_one_kernelspec_carries_the_kernel_settings(tmp_path):
+    """setup installs the course kernel (python3, with KERNEL_ENV) into the environment;
+    the lab and the grading kernel start from the same spec."""
+    import json
+
+    from helpers import lab, sandbox
+
+    folder = course.install_kernelspec(tmp_path)
+    assert folder == tmp_path / "share" / "jupyter" / "kernels" / "python3"
+    spec = json.loads((folder / "kernel.json").read_text())
+    assert spec == course.kernelspec()
+    assert spec["env"] == course.KERNEL_ENV and spec["argv"][1:3] == ["-m", "ipykernel_launcher"]
+    assert lab.KERNEL_NAME == course.KERNEL_NAME == "python3"
+    grading_spec = json.loads((sandbox.write_kernelspec(tmp_path / "grading") / "kernels"
+                               / sandbox.KERNEL_NAME / "kernel.json").read_text())
+    assert grading_spec["env"] == {**course.KERNEL_ENV, **sandbox.GRADING_ENV}
+    assert grading_spec["argv"][1:3] == ["-m", "helpers.sandbox"]
+    assert grading_spec["interrupt_mode"] == "message"
