@@ -237,3 +237,16 @@ def test_report_columns(attacked):
     with open(attacked["root"] / "grading_report.csv", newline="") as handle:
         assert tuple(csv.DictReader(handle).fieldnames) == grading.REPORT_COLUMNS
     json.dumps(list(attacked["rows"].values()))  # plain strings only
+
+
+def test_feedback_and_export_name_the_skipped_submission(attacked, capsys):
+    root = attacked["root"]
+    capsys.readouterr()
+    assert grading.feedback([EXAMPLE], root=root, quiet=True) == 0
+    assert "invalid-json/00_example" in capsys.readouterr().err
+    assert (root / "feedback" / "exit-last" / EXAMPLE / f"{EXAMPLE}.html").is_file()
+    assert grading.export("grades.csv", root=root, quiet=True) == 0
+    assert "invalid-json/00_example" in capsys.readouterr().err
+    with open(root / "grades.csv", newline="") as handle:
+        exported = {(row["student_id"], row["assignment"]): float(row["score"]) for row in csv.DictReader(handle)}
+    assert exported[("exit-last", EXAMPLE)] == 3 and exported[("answers", EXAMPLE)] == 5
