@@ -164,14 +164,16 @@ def bwrap_command(inner: list[str], workdir: Path, connection_dir: Path, scratch
     home.mkdir(parents=True, exist_ok=True)
     data = scratch_data_dir(data_dir, scratch)
     roots = _python_roots()
+    # /tmp first: mounts are made in order, and a tmpfs laid over /tmp after the binds would
+    # hide an environment or a course that lives under /tmp (a CI clone, say).
     args = [shutil.which("bwrap") or "bwrap", "--unshare-all", "--die-with-parent", "--new-session",
-            "--cap-drop", "ALL", *_system_binds()]
+            "--cap-drop", "ALL", "--tmpfs", "/tmp", *_system_binds()]
     for root in roots:
         if not _covered(root, [Path(f) for f in _SYSTEM_FOLDERS if Path(f).is_dir()]):
             args += ["--ro-bind", str(root), str(root)]
     if data_dir.is_dir():
         args += ["--ro-bind", str(data_dir.resolve()), str(data_dir.resolve())]
-    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    args += ["--proc", "/proc", "--dev", "/dev"]
     if Path("/sys").is_dir():
         args += ["--ro-bind", "/sys", "/sys"]
     for folder in (scratch, connection_dir, workdir):

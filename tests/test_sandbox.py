@@ -74,15 +74,19 @@ def test_sandboxed_process_cannot_see_the_course_or_the_network(tmp_path):
     work, connection, scratch = (tmp_path / name for name in ("work", "conn", "scratch"))
     for folder in (work, connection, scratch):
         folder.mkdir()
+    data = tmp_path / "data"   # under /tmp, like a CI clone: must stay visible
+    (data / "cxr_synthetic").mkdir(parents=True)
+    (data / "cxr_synthetic" / "dataset.json").write_text("{}")
     probe = ("import os, socket, pathlib, sys\n"
+             "print(pathlib.Path(os.environ['UNET_COURSE_DATA'], 'cxr_synthetic', 'dataset.json').read_text())\n"
              f"print(pathlib.Path({str(REPO_ROOT / 'answers')!r}).exists())\n"
              f"print(os.access({str(REPO_ROOT / 'helpers')!r}, os.W_OK))\n"
              "try:\n    socket.create_connection(('127.0.0.1', 9), timeout=2); print('net')\n"
              "except OSError: print('no-net')\n"
              "print(os.getpid())\n")
-    command = sandbox.bwrap_command([sys.executable, "-c", probe], work, connection, scratch, config.data_dir())
+    command = sandbox.bwrap_command([sys.executable, "-c", probe], work, connection, scratch, data)
     out = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.split()
-    assert lines[:3] == ["False", "False", "no-net"], out.stdout
-    assert int(lines[3]) < 10, "the kernel should run in a PID namespace of its own"
+    assert lines[:4] == ["{}", "False", "False", "no-net"], out.stdout
+    assert int(lines[4]) < 10, "the kernel should run in a PID namespace of its own"
