@@ -11,6 +11,8 @@ expected versus got and the usual mistake. One success line otherwise.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 __all__ = ["check_conv_block", "check_encoder_block", "check_decoder_block", "check_unet",
@@ -316,6 +318,13 @@ def _check_model(name, case, fn, input_shape, n_classes, depth, base_filters, dr
     if n_classes == 1 and _activation_name(model.layers[-1]) not in ("sigmoid", "linear"):
         _fail(name, case, f"one class needs a sigmoid output, got {_activation_name(model.layers[-1])}.",
               "softmax over a single channel is always 1: use sigmoid for n_classes == 1.")
+    rates = [float(layer.rate) for layer in model.layers if type(layer).__name__.startswith("SpatialDropout")]
+    if dropout > 0 and not any(abs(r - dropout) < 1e-9 for r in rates):
+        _fail(name, case, f"dropout={dropout} was asked for, but the model's dropout rates are {rates or 'none'}.",
+              "pass the dropout argument on to every conv_block (encoder, bottleneck and decoder).")
+    if dropout == 0 and any(r > 0 for r in rates):
+        _fail(name, case, f"dropout=0 was asked for, but the model has dropout rates {rates}.",
+              "pass the dropout argument on instead of a fixed rate.")
     counts = _counts(_unet_params, tuple(input_shape), n_classes, depth, base_filters, True)
     if model.count_params() not in counts:
         _fail(name, case, f"expected {' or '.join(map(str, sorted(counts)))} parameters, got {model.count_params()}.",
@@ -323,10 +332,26 @@ def _check_model(name, case, fn, input_shape, n_classes, depth, base_filters, dr
               "base_filters * 2**depth.")
 
 
+def _raised_by_keras(error) -> bool:
+    """True when the innermost frame of the traceback lies inside Keras or TensorFlow."""
+    tb = error.__traceback__
+    last = None
+    while tb is not None:
+        last = tb.tb_frame.f_code.co_filename
+        tb = tb.tb_next
+    parts = Path(last or "").parts
+    return "keras" in parts or "tensorflow" in parts
+
+
 def _check_bad_shape(name, case, fn, input_shape, depth):
     try:
         fn(input_shape, n_classes=1, depth=depth, base_filters=2, dropout=0.0)
-    except ValueError:
+    except ValueError as error:
+        if _raised_by_keras(error) or "Concatenate" in str(error):
+            _fail(name, case, f"the ValueError came from Keras, deep inside the model "
+                  f"({str(error).strip().splitlines()[0][:120]}), not from your own size check.",
+                  f"check the sizes yourself before building any layer: `if size % 2**depth: raise "
+                  f"ValueError(...)` with a message saying which sizes work (multiples of {2 ** depth}).")
         return
     except Exception as error:
         _fail(name, case, f"expected a ValueError, got {type(error).__name__}: {error}",
@@ -343,15 +368,17 @@ def check_unet(fn, random_cases: int = 0, seed: int = 0) -> None:
     ``2**depth``."""
     name = "build_unet"
     rng = np.random.default_rng(seed)
-    cases = [("64×64×1, depth 3, 8 filters", (64, 64, 1), 1, 3, 8),
-             ("32×48×3, 3 classes, depth 2", (32, 48, 3), 3, 2, 4)]
+    cases = [("64×64×1, depth 3, 8 filters", (64, 64, 1), 1, 3, 8, 0.1),
+             ("32×48×3, 3 classes, depth 2, dropout 0.25", (32, 48, 3), 3, 2, 4, 0.25),
+             ("16×32×1, depth 1, no dropout", (16, 32, 1), 1, 1, 4, 0.0)]
     for i in range(random_cases):
         depth = int(rng.integers(1, 4))
         factor = 2 ** depth
         shape = (factor * int(rng.integers(2, 5)), factor * int(rng.integers(2, 5)), int(rng.integers(1, 4)))
-        cases.append((f"random {i + 1}", shape, int(rng.choice([1, 2, 4])), depth, int(rng.choice([2, 4]))))
-    for case, shape, n_classes, depth, base in cases:
-        _check_model(name, case, fn, shape, n_classes, depth, base)
+        cases.append((f"random {i + 1}", shape, int(rng.choice([1, 2, 4])), depth, int(rng.choice([2, 4])),
+                      float(rng.choice([0.0, 0.1, 0.3]))))
+    for case, shape, n_classes, depth, base, dropout in cases:
+        _check_model(name, case, fn, shape, n_classes, depth, base, dropout)
     _check_bad_shape(name, "60×60×1 with depth 3", fn, (60, 60, 1), 3)
     _success(f"{name}: {len(cases) + 1} cases passed")
 

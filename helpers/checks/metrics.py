@@ -382,9 +382,21 @@ def check_hard_dice(fn, random_cases=10, seed=0, threshold=0.5, name=None):
         _compare(name, case, expected(t, p), _call(fn, name, case, t, p),
                  "threshold y_pred, then compute the Dice with smoothing per sample",
                  diagnoses(t, p))
+    # the threshold argument must be used: the same soft predictions at other thresholds
+    for other in (0.25, 0.75):
+        for case, t, p in cases + [(f"random batch (seed {seed + 100})", *_random_binary(np.random.default_rng(seed + 100)))]:
+            want = _soft_dice(*_hard(t, p, other))
+            got = _call(fn, name, f"{case}, threshold={other}", t, p, threshold=other)
+            if abs(float(got) - want) > 1e-4:
+                at_default = _soft_dice(*_hard(t, p, threshold))
+                hint = ("you ignore the threshold argument: compare y_pred > threshold, not > 0.5"
+                        if abs(float(got) - at_default) < 1e-4 else
+                        "threshold the prediction at the `threshold` argument (the truth at 0.5)")
+                raise AssertionError(f"{name}: on case '{case}' with threshold={other} expected {want:.4f}, "
+                                     f"got {float(got):.4f} — {hint}.")
     _check_graph_mode(fn, name, *_case(cases, "soft prediction"))
     _success(f"{name}: {len(cases)} named cases and {random_cases} random batches match the "
-             f"reference hard Dice.")
+             f"reference hard Dice (also at thresholds 0.25 and 0.75).")
 
 
 def check_dice_loss(fn, random_cases=10, seed=0, name=None):

@@ -219,10 +219,12 @@ def check_compile(model, learning_rate: float | None = None) -> None:
     print("Compile looks right: Adam, BCE + Dice loss, 'dice' metric.")
 
 
-def check_training_run(history, run_dir, monitor: str = "val_dice") -> None:
+def check_training_run(history, run_dir, monitor: str = "val_dice", started: float | None = None) -> None:
     """Check a finished ``model.fit`` run: ``history`` logged training and validation loss
     and Dice, ``run_dir/best.keras`` exists and loads, and ``run_dir/log.csv`` has one row
-    per epoch. Says nothing about how good the model is."""
+    per epoch. ``started`` (a ``time.time()`` taken before ``fit``) makes files left by an
+    earlier run fail: both must have been written after it. Says nothing about how good the
+    model is."""
     from helpers import training
 
     logs = getattr(history, "history", history)
@@ -244,6 +246,12 @@ def check_training_run(history, run_dir, monitor: str = "val_dice") -> None:
     log = run_dir / "log.csv"
     if not log.is_file():
         _fail(f"No {log}: pass the CSVLogger to fit(callbacks=...).")
+    if started is not None:
+        for path in (best, log):
+            if path.stat().st_mtime < started - 1.0:
+                _fail(f"{path.name} in the run folder was written before this fit started: it is left over "
+                      f"from an earlier run, so this fit wrote neither a checkpoint nor a log. Pass "
+                      f"callbacks=callbacks to model.fit.")
     with log.open(newline="") as stream:
         rows = list(csv.DictReader(stream))
     if len(rows) != epochs:
