@@ -389,14 +389,14 @@ def check_unet_3d(fn, random_cases: int = 0, seed: int = 0) -> None:
     ValueError for sizes not divisible by ``2**depth``."""
     name = "build_unet (3D)"
     rng = np.random.default_rng(seed)
-    cases = [("16×16×16×1, depth 2, 4 filters", (16, 16, 16, 1), 1, 2, 4),
-             ("8×16×16×2, 3 classes, depth 3", (8, 16, 16, 2), 3, 3, 2)]
+    cases = [("16×16×16×1, depth 2, 4 filters", (16, 16, 16, 1), 1, 2, 4, 0.1),
+             ("8×16×16×2, 3 classes, depth 3, dropout 0.2", (8, 16, 16, 2), 3, 3, 2, 0.2)]
     for i in range(random_cases):
         depth = int(rng.integers(1, 3))
         factor = 2 ** depth
         shape = tuple(factor * int(rng.integers(1, 4)) for _ in range(3)) + (int(rng.integers(1, 3)),)
-        cases.append((f"random {i + 1}", shape, int(rng.choice([1, 2])), depth, 2))
-    for case, shape, n_classes, depth, base in cases:
-        _check_model(name, case, fn, shape, n_classes, depth, base)
+        cases.append((f"random {i + 1}", shape, int(rng.choice([1, 2])), depth, 2, float(rng.choice([0.0, 0.1]))))
+    for case, shape, n_classes, depth, base, dropout in cases:
+        _check_model(name, case, fn, shape, n_classes, depth, base, dropout)
     _check_bad_shape(name, "16×16×12×1 with depth 3", fn, (16, 16, 12, 1), 3)
     _success(f"{name}: {len(cases) + 1} cases passed")

@@ -69,10 +69,14 @@ def check_percentile_stretch(fn, random_cases: int = 2, seed: int = 0) -> None:
     for case, image, kwargs in cases:
         original = image.copy()
         try:
-            got = fn(image.copy(), **kwargs)
+            got = fn(image, **kwargs)       # the case's own array: an in-place change shows below
         except Exception as error:  # report the learner's error with the case
             raise AssertionError(f"{name} — case '{case}': raised {type(error).__name__}: {error}") from error
-        expected = reference(image, **kwargs)
+        if not np.array_equal(image, original):
+            _fail(name, case, "the input image was modified in place.",
+                  "compute on a copy: image = np.asarray(image, dtype=np.float32) makes one for integer "
+                  "input; for float input use image.astype(np.float32) (a new array), not image -= lo.")
+        expected = reference(original, **kwargs)
         got = np.asarray(got)
         if got.shape != expected.shape:
             _fail(name, case, f"expected shape {expected.shape}, got {got.shape}.",

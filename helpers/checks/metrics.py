@@ -290,6 +290,11 @@ def _check_gradient(fn, name, y_true, y_pred):
     p = tf.Variable(y_pred)
     with tf.GradientTape() as tape:
         loss = fn(tf.constant(y_true), p)
+    if not tf.is_tensor(loss):
+        raise AssertionError(
+            f"{name} returns a plain {type(loss).__name__}, not a tensor, so it has no gradient and "
+            f"cannot train a model — compute it with keras.ops (keras.ops.sum, keras.ops.mean) instead "
+            f"of NumPy or float(...).")
     grad = tape.gradient(loss, p)
     if grad is None or not np.any(np.asarray(grad)):
         raise AssertionError(
@@ -486,9 +491,17 @@ def check_bce_dice_loss(fn, random_cases=10, seed=0, name=None):
         _compare(name, case, expected(t, p), got,
                  "BCE (mean over all pixels) + 1 - soft Dice (per-sample mean)",
                  diagnoses(t, p), atol=5e-4)
+    # a confident, perfect prediction (exact 0 and 1): log(0) must not turn the loss into nan
+    t = _square(8, 1, 1, 4)
+    got = _call(fn, name, "a perfect prediction with exact 0 and 1", t, t.copy())
+    if not np.isfinite(got) or abs(got) > 1e-3:
+        raise AssertionError(
+            f"{name}: on case 'a perfect prediction with exact 0 and 1' expected about 0.0000, got {got:.4f} "
+            f"— log(0) is -inf and 0 * log(0) is nan: clip y_pred to [1e-7, 1 - 1e-7] before the log "
+            f"(keras.losses.binary_crossentropy does it for you).")
     _check_gradient(fn, name, *_case(cases, "soft prediction"))
     _check_graph_mode(fn, name, *_case(cases, "partly overlapping squares"))
-    _success(f"{name}: {len(cases)} cases match BCE + (1 - Dice), with a finite gradient.")
+    _success(f"{name}: {len(cases) + 1} cases match BCE + (1 - Dice), with a finite gradient.")
 
 
 def _confusion_cases():
