@@ -515,8 +515,9 @@ def _confusion(mistake=None, which=("sensitivity", "specificity", "precision")):
 
 
 E = "confusion_metrics_check"
-for _m in ("soft counts", "swapped", "no smooth", "smooth denominator only", "pooled"):
-    WRONG.append((E, _m, _confusion(_m), ()))
+for _m, _frag in (("soft counts", "threshold"), ("swapped", "this is the"), ("no smooth", "smooth"),
+                  ("smooth denominator only", "only in the denominator"), ("pooled", "")):
+    WRONG.append((E, _m, _confusion(_m), (_frag,) if _frag else ()))
 WRONG.append((E, "precision and sensitivity swapped", lambda: checks.check_confusion_metrics(
     sensitivity=_ratio("precision"), specificity=_ratio("specificity"), precision=_ratio("sensitivity")), ()))
 RIGHT.append((E, "lesson-like", _confusion()))
@@ -815,8 +816,9 @@ def _volume_ml(mask, affine, *, mistake=None):
 
 
 E = "lung_volume_check"
-for _m in ("no abs", "diagonal product", "count only", "mm3", "first spacing cubed"):
-    _w(E, checks.check_lung_volume, lambda mask, affine, m=_m: _volume_ml(mask, affine, mistake=m), _m)
+for _m, _frag in (("no abs", "absolute value"), ("diagonal product", "diagonal"), ("count only", ""),
+                  ("mm3", "1000"), ("first spacing cubed", "")):
+    _w(E, checks.check_lung_volume, lambda mask, affine, m=_m: _volume_ml(mask, affine, mistake=m), _m, _frag)
 _r(E, checks.check_lung_volume, _volume_ml, "lesson-like")
 
 

@@ -547,7 +547,11 @@ def check_confusion_metrics(sensitivity=None, specificity=None, precision=None,
         for case, t, p in cases:
             c = _counts(t, p)
             expected = _ratio(c, num, den)
-            diagnoses = [(_ratio(c, *CONFUSION[other]),
+            with np.errstate(divide="ignore", invalid="ignore"):
+                denominator_only = float(np.mean(c[num] / (sum(c[k] for k in den) + HARD_SMOOTH)))
+            diagnoses = [(denominator_only, f"`smooth` is only in the denominator: add it to the numerator "
+                                            f"too, so that {formulas[key]} is 1.0 when both counts are 0")]
+            diagnoses += [(_ratio(c, *CONFUSION[other]),
                           f"this is the {other} ({formulas[other]}); {key} is {formulas[key]}")
                          for other in CONFUSION if other != key]
             diagnoses += [
