@@ -692,6 +692,59 @@ RIGHT.append((E, "fresh run", lambda tmp_path: (lambda h, d, s: checks.check_tra
     *_fake_run(tmp_path))))
 
 
+E = "monitor_check"
+for _monitor, _mode, _frag in (("dice", "max", "validation"), ("val_dice", "min", "larger"), ("val_loss", "max", "smaller"),
+                               ("val_dice", "auto", "auto"), ("val_accuracy", "max", "not logged"),
+                               ("val_dice_coefficient", "max", "not logged"), ("loss", "min", "validation")):
+    WRONG.append((E, f"{_monitor} / {_mode}", lambda a=_monitor, b=_mode: checks.check_monitor(a, b), (_frag,)))
+RIGHT.append((E, "val_dice / max", lambda: checks.check_monitor("val_dice", "max")))
+RIGHT.append((E, "val_loss / min", lambda: checks.check_monitor("val_loss", "min")))
+RIGHT.append((E, "val_hard_dice / max", lambda: checks.check_monitor("val_hard_dice", "max")))
+
+
+def _step(model, optimizer, loss_fn, x, y, *, mistake=None):
+    import tensorflow as tf
+
+    if mistake == "forward pass outside the tape":
+        predictions = model(x, training=True)
+    with tf.GradientTape() as tape:
+        if mistake != "forward pass outside the tape":
+            predictions = model(x, training=mistake != "inference mode")
+        loss = loss_fn(predictions, y) if mistake == "arguments swapped" else loss_fn(y, predictions)
+    gradients = tape.gradient(loss, model.trainable_weights)
+    if mistake == "gradient ascent":
+        gradients = [-g for g in gradients]
+    if mistake != "no update":
+        optimizer.apply_gradients(zip(gradients, model.trainable_weights))
+    if mistake == "loss after the update":
+        return loss_fn(y, model(x, training=True))
+    if mistake == "no return":
+        return None
+    return loss
+
+
+E = "train_step_check"
+for _m, _frag in (("inference mode", "training=True"), ("no update", "apply the gradients"),
+                  ("gradient ascent", "uphill"), ("loss after the update", "before the update"),
+                  ("no return", "None"), ("forward pass outside the tape", "GradientTape"),
+                  ("arguments swapped", "")):
+    _w(E, checks.check_train_step, lambda model, opt, loss_fn, x, y, m=_m: _step(model, opt, loss_fn, x, y, mistake=m),
+       _m, _frag)
+_r(E, checks.check_train_step, _step, "lesson-like")
+
+
+def _step_trainable_variables(model, optimizer, loss_fn, x, y):
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        loss = loss_fn(y, model(x, training=True))
+    optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
+    return float(loss)
+
+
+_r(E, checks.check_train_step, _step_trainable_variables, "trainable_variables, float loss")
+
+
 # ======================================================================================
 # 05 prediction
 # ======================================================================================
