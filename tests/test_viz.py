@@ -83,3 +83,30 @@ def test_orthogonal_views_and_multiclass_overlay():
     labels[10:15, 10:15] = 3
     fig = viz.multiclass_overlay(volume[0, :20, :20], labels, legend={1: "necrosis", 2: "oedema", 3: "enhancing"})
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["necrosis", "oedema", "enhancing"]
+
+
+@pytest.mark.parametrize("shape, depth, residual", [((64, 64, 1), 3, False), ((16, 32, 32, 2), 2, True)])
+def test_plot_unet_draws_every_level_of_the_model(shape, depth, residual):
+    from helpers import models
+
+    model = models.build_unet(shape, n_classes=2, depth=depth, base_filters=4, residual=residual)
+    info = viz.unet_structure(model)
+    assert [channels for _, channels, _ in info["levels"]] == [4 * 2 ** level for level in range(depth)]
+    assert [channels for _, _, channels in info["levels"]] == [4 * 2 ** level for level in range(depth)]
+    assert info["bottleneck"] == (tuple(s // 2 ** depth for s in shape[:-1]), 4 * 2 ** depth)
+    assert info["skips"] == depth and info["output"] == shape[:-1] + (2,)
+    fig = viz.plot_unet(model)
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    boxes = [t for t in texts if t.endswith(" ch")]
+    assert len(boxes) == 2 * depth + 1
+    assert f"{4 * 2 ** depth} ch" in boxes[-1]
+    assert sum("skip" in t for t in texts) == depth
+
+
+def test_unet_structure_rejects_a_model_without_pooling():
+    import keras
+
+    inputs = keras.Input((8, 8, 1))
+    model = keras.Model(inputs, keras.layers.Conv2D(1, 3, padding="same")(inputs))
+    with pytest.raises(ValueError, match="no pooling"):
+        viz.unet_structure(model)

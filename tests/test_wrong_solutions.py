@@ -365,6 +365,31 @@ for _m, _frag in (("no size check", "your own size check"), ("ignores dropout", 
 _r(E, checks.check_unet_3d, _unet, "lesson-like")
 
 
+def _depth(input_shape, min_size=4, *, mistake=None):
+    sizes = list(input_shape[:-1])
+    if mistake == "first size only":
+        sizes = sizes[:1]
+    if mistake == "channels as a size":
+        sizes = list(input_shape)
+    if mistake == "log2":
+        return int(math.log2(min(sizes)))
+    depth = 0
+    while all(size % 2 ** (depth + 1) == 0 and (mistake == "ignores min_size" or size // 2 ** (depth + 1) >= min_size)
+              for size in sizes):
+        depth += 1
+    return depth + 1 if mistake == "one too deep" else depth
+
+
+E = "max_depth_check"
+for _m, _frag in (("first size only", "every spatial size"), ("channels as a size", "channels"),
+                  ("log2", ""), ("ignores min_size", "min_size"), ("one too deep", "one too deep")):
+    _w(E, checks.check_max_depth, lambda shape, min_size=4, m=_m: _depth(shape, min_size, mistake=m), _m, _frag)
+_r(E, checks.check_max_depth, _depth, "while loop")
+_r(E, checks.check_max_depth, lambda shape, min_size=4: max(
+    [d for d in range(0, 20) if all(s % 2 ** d == 0 and s // 2 ** d >= min_size for s in shape[:-1])] or [0]),
+   "search over depths")
+
+
 # ======================================================================================
 # 03 loss and metrics
 # ======================================================================================

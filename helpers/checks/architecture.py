@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["check_conv_block", "check_encoder_block", "check_decoder_block", "check_unet",
-           "check_unet_3d"]
+           "check_unet_3d", "check_max_depth"]
 
 
 def _success(message: str) -> None:
@@ -400,3 +400,54 @@ def check_unet_3d(fn, random_cases: int = 0, seed: int = 0) -> None:
         _check_model(name, case, fn, shape, n_classes, depth, base, dropout)
     _check_bad_shape(name, "16×16×12×1 with depth 3", fn, (16, 16, 12, 1), 3)
     _success(f"{name}: {len(cases) + 1} cases passed")
+
+
+# --------------------------------------------------------------------------------------
+# Which input sizes work
+# --------------------------------------------------------------------------------------
+
+def _max_depth(input_shape, min_size=4) -> int:
+    depth = 0
+    while all(size % 2 ** (depth + 1) == 0 and size // 2 ** (depth + 1) >= min_size
+              for size in input_shape[:-1]):
+        depth += 1
+    return depth
+
+
+def check_max_depth(fn, random_cases: int = 10, seed: int = 0) -> None:
+    """Check ``fn(input_shape, min_size=4) -> int``: the largest depth for which every
+    spatial size of ``input_shape`` (the last number is the channels) is divisible by
+    ``2**depth`` and the bottleneck keeps at least ``min_size`` pixels per side; 0 when
+    no pooling is possible."""
+    name = "max_depth"
+    cases = [("(128, 128, 1)", (128, 128, 1), 4), ("(96, 80, 1)", (96, 80, 1), 4),
+             ("(24, 24, 24, 1), a 3D volume", (24, 24, 24, 1), 4), ("(100, 100, 3)", (100, 100, 3), 4),
+             ("(128, 128, 1) with min_size=16", (128, 128, 1), 16), ("(30, 31, 1)", (30, 31, 1), 4),
+             ("(256, 64, 1) with min_size=1", (256, 64, 1), 1)]
+    rng = np.random.default_rng(seed)
+    for i in range(random_cases):
+        rank = int(rng.integers(2, 4))
+        shape = tuple(int(2 ** rng.integers(0, 7) * rng.integers(1, 8)) for _ in range(rank)) + (int(rng.integers(1, 5)),)
+        cases.append((f"random {shape}", shape, int(rng.choice([1, 2, 4, 8]))))
+    for case, shape, min_size in cases:
+        try:
+            got = fn(shape, min_size=min_size)
+        except Exception as error:
+            raise AssertionError(f"{name} — case '{case}': raised {type(error).__name__}: {error}") from error
+        expected = _max_depth(shape, min_size)
+        if got is None or not float(got).is_integer():
+            _fail(name, case, f"expected the integer {expected}, got {got!r}.", "return a depth: an int.")
+        if int(got) == expected:
+            continue
+        hint = ("a depth d needs every spatial size divisible by 2**d and at least min_size pixels left per "
+                "side after d poolings; increase d while both hold.")
+        if int(got) == _max_depth(shape, 1) and min_size > 1:
+            hint = "the bottleneck must keep at least min_size pixels per side: stop before it gets smaller."
+        elif int(got) == _max_depth(shape[:1] + (1,), min_size):
+            hint = "every spatial size counts, not only the first: use all of input_shape[:-1]."
+        elif int(got) == _max_depth(tuple(shape) + (1,), min_size):
+            hint = "the last number of input_shape is the channels, not a size: use input_shape[:-1]."
+        elif int(got) == expected + 1:
+            hint = "one too deep: check depth + 1 before you accept it."
+        _fail(name, case, f"expected depth {expected}, got {got}.", hint)
+    _success(f"{name}: {len(cases)} cases passed")
