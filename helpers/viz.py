@@ -18,7 +18,7 @@ import numpy as np
 __all__ = [
     "DPI", "TRUTH_COLOUR", "PREDICTION_COLOUR", "overlay_contours", "show_overlay",
     "show_batch", "montage", "worst_cases", "plot_learning_curves", "orthogonal_views",
-    "multiclass_overlay", "unet_structure", "plot_unet",
+    "multiclass_overlay", "unet_structure", "plot_unet", "plot_assignment", "brats_regions",
 ]
 
 #: Resolution of the course figures (small notebooks).
@@ -351,5 +351,89 @@ def plot_unet(model, title: str | None = None):
     ax.set_ylim(-depth - 1.0, 1.0)
     ax.axis("off")
     ax.set_title(title or f"{model.name}: depth {depth}, {model.count_params():,} parameters", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- splits and folds
+
+#: Colours of the parts of a split, by name (others cycle through the default palette).
+PART_COLOURS = {"train": "tab:blue", "training": "tab:blue", "validation": "tab:orange", "val": "tab:orange",
+                "test": "0.55"}
+
+
+def plot_assignment(rows, row_labels: Sequence[str] | None = None, groups: Sequence | None = None,
+                    column_label: str = "image", title: str | None = None):
+    """Draw which part (``"train"``, ``"validation"``, ``"test"``, ...) every item goes to, one
+    row per split: a patient-level split against an image-level one, or the k folds of a
+    cross-validation. ``rows``: sequences of part names, one per column (item);
+    ``groups``: the patient of each column, drawn as separators, so an image-level split
+    shows one patient's images in two colours. Returns the Figure."""
+    from matplotlib.patches import Patch, Rectangle
+
+    rows = [list(row) for row in rows]
+    n_rows, n_cols = len(rows), max(len(row) for row in rows)
+    names = list(dict.fromkeys(name for row in rows for name in row))
+    palette = iter(["tab:green", "tab:purple", "tab:brown", "tab:pink", "tab:olive"])
+    colours = {name: PART_COLOURS.get(name) or next(palette) for name in names}
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(min(11, 1.5 + 0.16 * n_cols), 0.9 + 0.45 * n_rows), dpi=DPI)
+    for r, row in enumerate(rows):
+        for c, name in enumerate(row):
+            ax.add_patch(Rectangle((c, n_rows - 1 - r), 0.92, 0.8, color=colours[name]))
+    if groups is not None:
+        groups = list(groups)
+        for c in range(1, len(groups)):
+            if groups[c] != groups[c - 1]:
+                ax.axvline(c - 0.04, color="black", lw=0.8)
+    ax.set_xlim(-0.2, n_cols + 0.2)
+    ax.set_ylim(-0.2, n_rows)
+    ax.set_yticks([n_rows - 1 - r + 0.4 for r in range(n_rows)])
+    ax.set_yticklabels(row_labels or [f"split {r + 1}" for r in range(n_rows)], fontsize=8)
+    ax.set_xticks([])
+    ax.set_xlabel(f"{column_label}s" + (" (black lines separate patients)" if groups is not None else ""), fontsize=8)
+    for side in ("top", "right", "bottom", "left"):
+        ax.spines[side].set_visible(False)
+    ax.legend(handles=[Patch(color=colours[n], label=n) for n in names], fontsize=7, ncol=len(names),
+              loc="upper center", bbox_to_anchor=(0.5, -0.25 if groups is not None else -0.1), frameon=False)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- BraTS regions
+
+def brats_regions(image, labels, title: str | None = None):
+    """The three nested BraTS regions on one slice: whole tumour (WT: every tumour label),
+    tumour core (TC: necrosis and enhancing tumour) and enhancing tumour (ET), each as a
+    filled panel and all three as nested contours on the image. ``labels``: a 2D label map
+    with 0/1/2/4 (BraTS) or 0/1/2/3 (remapped). Returns the Figure."""
+    from matplotlib.colors import ListedColormap
+
+    image, labels = _squeeze(image), np.asarray(labels)
+    enhancing = 4 if np.any(labels == 4) else 3
+    regions = {"WT = 1 + 2 + 4": np.isin(labels, (1, 2, enhancing)),
+               "TC = 1 + 4": np.isin(labels, (1, enhancing)),
+               "ET = 4": labels == enhancing}
+    colours = ("yellow", "orange", "red")
+    plt = _plt()
+    fig, axes = plt.subplots(1, 4, figsize=(11, 3), dpi=DPI)
+    for ax, (name, region), colour in zip(axes[:3], regions.items(), colours):
+        ax.imshow(image, cmap="gray")
+        ax.imshow(np.ma.masked_where(~region, region), cmap=ListedColormap([colour]), alpha=0.55,
+                  vmin=0, vmax=1)
+        ax.set_title(f"{name}: {int(region.sum())} px", fontsize=9)
+        ax.axis("off")
+    axes[3].imshow(image, cmap="gray")
+    for (name, region), colour in zip(regions.items(), colours):
+        if region.any():
+            axes[3].contour(region.astype(float), levels=[0.5], colors=colour, linewidths=1.2)
+        axes[3].plot([], [], color=colour, label=name.split(" ")[0])
+    axes[3].legend(fontsize=7, loc="lower right")
+    axes[3].set_title("nested: ET ⊂ TC ⊂ WT", fontsize=9)
+    axes[3].axis("off")
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig

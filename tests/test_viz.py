@@ -110,3 +110,27 @@ def test_unet_structure_rejects_a_model_without_pooling():
     model = keras.Model(inputs, keras.layers.Conv2D(1, 3, padding="same")(inputs))
     with pytest.raises(ValueError, match="no pooling"):
         viz.unet_structure(model)
+
+
+def test_plot_assignment_draws_one_cell_per_item_and_patient_separators():
+    rows = [["train", "train", "validation", "test", "train"], ["train", "validation", "validation", "test", "test"]]
+    fig = viz.plot_assignment(rows, ["by patient", "by image"], groups=["a", "a", "b", "c", "c"])
+    ax = fig.axes[0]
+    assert len(ax.patches) == 10
+    assert len(ax.lines) == 2                      # separators between a|b and b|c
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["train", "validation", "test"]
+
+
+def test_brats_regions_are_nested_and_counted():
+    labels = np.zeros((32, 32), np.uint8)
+    labels[4:28, 4:28] = 2
+    labels[8:24, 8:24] = 4
+    labels[12:20, 12:20] = 1
+    fig = viz.brats_regions(np.random.default_rng(0).random((32, 32)), labels)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[0] == "WT = 1 + 2 + 4: 576 px"
+    assert titles[1] == "TC = 1 + 4: 256 px"
+    assert titles[2] == "ET = 4: 192 px"
+    remapped = np.where(labels == 4, 3, labels)
+    fig = viz.brats_regions(np.zeros((32, 32)), remapped)
+    assert fig.axes[2].get_title() == "ET = 4: 192 px"
