@@ -925,24 +925,26 @@ for _m in ("smoothed", "empty is 0", "per slice", "iou", "accuracy"):
 _r(E, checks.check_volumetric_dice, _vdice, "lesson-like")
 
 
-def _unet3d(mistake=None):
-    depth, base, dropout, shape = 3, 8, 0.05, (24, 24, 24, 1)
-    kwargs = {"depth 2": dict(depth=2), "dropout 0.1": dict(dropout=0.1), "no dropout": dict(dropout=0.0),
-              "16 filters": dict(base=16)}.get(mistake, {})
-    depth, base, dropout = kwargs.get("depth", depth), kwargs.get("base", base), kwargs.get("dropout", dropout)
-    if mistake == "two classes":
-        return _unet(shape, n_classes=2, depth=depth, base_filters=base, dropout=dropout)
-    if mistake == "2D slice model":
-        return _unet((24, 24, 1), depth=depth, base_filters=base, dropout=dropout)
-    return _unet(shape, depth=depth, base_filters=base, dropout=dropout)
+def _unet3d_cell(model):
+    """Lesson 06's check cell, visible and hidden parts."""
+    checks.check_3d_unet(model, (32, 32, 24, 1), max_parameters=400_000, min_depth=2, min_bottleneck=3, dropout=0.05)
+    assert model.count_params() >= 300_000, (f"{model.count_params():,} weights leave most of the 400 000 budget "
+                                             "unused: take more filters or one more level")
+    assert model.output_shape[1:] == (32, 32, 24, 1)
 
 
 E = "unet3d_check"
-for _m in ("depth 2", "dropout 0.1", "no dropout", "16 filters", "two classes", "2D slice model"):
-    WRONG.append((E, _m, lambda m=_m: checks.check_3d_unet(_unet3d(m), (24, 24, 24, 1), max_parameters=1_000_000,
-                                                        depth=3, dropout=0.05, base_filters=8), ()))
-RIGHT.append((E, "lesson-like", lambda: checks.check_3d_unet(_unet3d(), (24, 24, 24, 1), max_parameters=1_000_000,
-                                                            depth=3, dropout=0.05, base_filters=8)))
+for _label, _make, _frag in (
+        ("16 filters, depth 3: over budget", lambda: _unet((32, 32, 24, 1), depth=3, base_filters=16, dropout=0.05), "400,000"),
+        ("depth 1", lambda: _unet((32, 32, 24, 1), depth=1, base_filters=32, dropout=0.05), "at least 2"),
+        ("8 filters, depth 2: budget unused", lambda: _unet((32, 32, 24, 1), depth=2, base_filters=8, dropout=0.05), "budget"),
+        ("no dropout", lambda: _unet((32, 32, 24, 1), depth=3, base_filters=8, dropout=0.0), "dropout"),
+        ("two classes", lambda: _unet((32, 32, 24, 1), n_classes=2, depth=3, base_filters=8, dropout=0.05), ""),
+        ("2D slice model", lambda: _unet((32, 32, 1), depth=3, base_filters=8, dropout=0.05), "3D"),
+        ("built for another grid", lambda: _unet((32, 32, 8, 1), depth=3, base_filters=8, dropout=0.05), "TRAIN_SHAPE")):
+    WRONG.append((E, _label, lambda make=_make: _unet3d_cell(make()), (_frag,) if _frag else ()))
+RIGHT.append((E, "depth 3, 8 filters", lambda: _unet3d_cell(_unet((32, 32, 24, 1), depth=3, base_filters=8, dropout=0.05))))
+RIGHT.append((E, "depth 2, 16 filters", lambda: _unet3d_cell(_unet((32, 32, 24, 1), depth=2, base_filters=16, dropout=0.05))))
 
 
 def _save(probabilities, reference_path, output_path, *, mistake=None):

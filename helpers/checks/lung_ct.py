@@ -158,11 +158,13 @@ def check_volumetric_dice(fn, random_cases: int = 5, seed: int = 0) -> None:
 
 
 def check_3d_unet(model, input_shape=None, max_parameters: int = 1_500_000, depth: int | None = None,
-                  dropout: float | None = None, base_filters: int | None = None) -> None:
+                  dropout: float | None = None, base_filters: int | None = None, min_depth: int = 1,
+                  min_bottleneck: int = 1) -> None:
     """Check a Keras model for 3D binary segmentation: input ``(D, H, W, 1)``, output
     ``(D, H, W, 1)`` with a sigmoid, 3D convolutions, at most ``max_parameters`` weights
-    (so that it trains on a laptop CPU); if given, ``depth`` poolings, a spatial dropout of
-    rate ``dropout`` and ``base_filters`` filters in the first convolution."""
+    (so that it trains on a laptop CPU), at least ``min_depth`` poolings and a bottleneck of
+    at least ``min_bottleneck`` voxels per side; if given, exactly ``depth`` poolings, a
+    spatial dropout of rate ``dropout`` and ``base_filters`` filters in the first convolution."""
     import keras
 
     if not isinstance(model, keras.Model):
@@ -190,6 +192,14 @@ def check_3d_unet(model, input_shape=None, max_parameters: int = 1_500_000, dept
     if depth is not None and pools != depth:
         _fail("number of poolings (depth)", depth, pools,
               f"depth={depth}: the encoder halves the volume {depth} times (pass depth={depth} to build_unet).")
+    if pools < min_depth:
+        _fail("number of poolings (depth)", f"at least {min_depth}", pools,
+              "a U-Net needs a few poolings to see context: a larger depth.")
+    bottleneck = min(int(v) for v in shape_in[1:4]) // 2 ** pools
+    if bottleneck < min_bottleneck:
+        _fail("smallest side of the bottleneck", f"at least {min_bottleneck} voxels", bottleneck,
+              f"each pooling halves every side: with {pools} poolings the smallest side of "
+              f"{min(int(v) for v in shape_in[1:4])} shrinks to {bottleneck}; use a smaller depth.")
     rates = [float(layer.rate) for layer in model.layers if type(layer).__name__.startswith("SpatialDropout")]
     if dropout is not None and dropout > 0 and not any(abs(r - dropout) < 1e-9 for r in rates):
         _fail("spatial dropout rate", dropout, rates or "no dropout layer", f"pass dropout={dropout} to build_unet.")
