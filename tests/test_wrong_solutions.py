@@ -195,8 +195,7 @@ for _m, _frag in (("flip by default", "flip=False"), ("up-down", "upside down"),
     _w(E, checks.check_augment_pair, lambda i, m, r, flip=False, m_=_m: _augment(i, m, r, flip, mistake=m_), _m, _frag)
 _w(E, checks.check_augment_pair, lambda image, mask, rng: _augment(image, mask, rng), "no flip parameter",
    "flip=True")
-_w(E, checks.check_dataset, _dataset_with("ignores augment"), "data set ignores augment=True",
-   "augment=True", augment=True)
+_w(E, checks.check_dataset_augments, _dataset_with("ignores augment"), "data set ignores augment=True", "augment=True")
 _r(E, checks.check_augment_pair, _augment, "lesson-like")
 
 
@@ -214,7 +213,12 @@ def _augment_np_flip(image, mask, rng, flip=False, max_rotation=10, max_shift=0.
 
 
 _r(E, checks.check_augment_pair, _augment_np_flip, "shift then rotate, np.flip")
-_r(E, checks.check_dataset, _Dataset, "data set augments", augment=True)
+_r(E, checks.check_dataset_augments, _Dataset, "data set augments")
+
+
+def test_unfinished_dataset_costs_no_augmentation_points(capsys):
+    checks.check_dataset_augments(_dataset_with("drops last"))
+    assert "skipped" in capsys.readouterr().out
 
 
 # ======================================================================================
