@@ -159,10 +159,11 @@ def check_callbacks(fn_or_list, run_dir=None, monitor: str = "val_dice", mode: s
     for cb in (checkpoint, _find(callbacks, "ReduceLROnPlateau")[0], _find(callbacks, "EarlyStopping")[0]):
         if cb.monitor != monitor:
             _fail(f"{type(cb).__name__} watches {cb.monitor!r}, expected {monitor!r} "
-                  f"(the validation Dice, logged as 'val_dice').")
+                  f"(the quantity you chose to watch): pass monitor={monitor!r} to all three.")
         if cb.mode != mode:
-            _fail(f"{type(cb).__name__} has mode={cb.mode!r}, expected {mode!r}: a Dice is better "
-                  f"when larger, so pass mode='max' (Keras cannot guess it for a custom metric).")
+            _fail(f"{type(cb).__name__} has mode={cb.mode!r}, expected {mode!r}: "
+                  + ("a Dice is better when larger" if mode == "max" else "a loss is better when smaller")
+                  + f", so pass mode={mode!r} (Keras cannot guess it for a custom metric).")
     early = _find(callbacks, "EarlyStopping")[0]
     if not early.restore_best_weights:
         _fail("EarlyStopping should restore_best_weights=True, otherwise the model ends with the "
