@@ -94,14 +94,15 @@ def _affine(array: np.ndarray, rank: int, matrix: np.ndarray, offset: np.ndarray
                                     mode="constant", cval=cval, prefilter=False)
 
 
-def augment_pair(image, mask, rng, flip: bool = True, max_rotation: float = 10,
+def augment_pair(image, mask, rng, flip: bool = False, max_rotation: float = 10,
                  max_shift: float = 0.05, max_zoom: float = 0.1, brightness: float = 0.1,
                  contrast: float = 0.1):
     """Apply the same random geometric transform to ``image`` and ``mask``.
 
     ``image``: ``(H, W)``, ``(H, W, C)``, ``(D, H, W)`` or ``(D, H, W, C)``; ``mask``: the
     same spatial shape (label map, optionally with a trailing channel of 1). The transform
-    is a left-right flip (probability 1/2 if ``flip``), a rotation of up to
+    is a left-right flip (probability 1/2, only if ``flip``: off by default, because the
+    heart, the liver and the two lungs are not mirror images; see lesson 01), a rotation of up to
     ``max_rotation`` degrees, a shift of up to ``max_shift`` of the side and a zoom of up to
     ``1 ± max_zoom``, all in the (H, W) plane (every slice of a volume alike). The image is
     interpolated linearly, the mask with nearest neighbour so it keeps its label values

@@ -18,7 +18,7 @@ import numpy as np
 __all__ = [
     "DPI", "TRUTH_COLOUR", "PREDICTION_COLOUR", "overlay_contours", "show_overlay",
     "show_batch", "montage", "worst_cases", "plot_learning_curves", "orthogonal_views",
-    "multiclass_overlay",
+    "multiclass_overlay", "unet_structure", "plot_unet", "plot_assignment", "brats_regions",
 ]
 
 #: Resolution of the course figures (small notebooks).
@@ -261,4 +261,179 @@ def multiclass_overlay(image, labels, ax=None, legend: dict | Sequence[str] | No
     if title:
         ax.set_title(title, fontsize=9)
     ax.axis("off")
+    return fig
+
+
+# --------------------------------------------------------------------------- the network
+
+def unet_structure(model) -> dict:
+    """Read the levels of a U-Net from its layers: ``{"levels": [(spatial size, encoder
+    channels, decoder channels), ...] from the top level down, "bottleneck": (spatial size,
+    channels), "skips": number of concatenations, "input": input shape, "output": output
+    shape}``. Works for any model made of (strided or pooled) convolutions, up-sampling
+    and concatenations, such as :func:`helpers.models.build_unet` in 2D or 3D (plain or
+    residual blocks). Raises ValueError for a model without pooling."""
+    down, up, order = {}, {}, []
+    phase = "down"
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if kind.startswith(("Conv2DTranspose", "Conv3DTranspose", "UpSampling")):
+            phase = "up"
+            continue
+        if kind in ("Conv2D", "Conv3D") and max(layer.kernel_size) > 1:
+            shape = tuple(int(v) for v in layer.output.shape[1:])
+            spatial, channels = shape[:-1], shape[-1]
+            target = down if phase == "down" else up
+            if spatial not in target and phase == "down":
+                order.append(spatial)
+            target[spatial] = channels
+    pools = [layer for layer in model.layers if type(layer).__name__.startswith("MaxPooling")]
+    if not pools or not order:
+        raise ValueError(f"unet_structure: {model.name!r} has no pooling layer, so it is not a U-Net encoder.")
+    levels = [(spatial, down[spatial], up.get(spatial)) for spatial in order[:-1]]
+    bottleneck = (order[-1], down[order[-1]])
+    skips = sum(type(layer).__name__ == "Concatenate" for layer in model.layers)
+    return {"levels": levels, "bottleneck": bottleneck, "skips": skips,
+            "input": tuple(model.input_shape[1:]), "output": tuple(model.output_shape[1:])}
+
+
+def plot_unet(model, title: str | None = None):
+    """Draw the U of a U-Net from the model itself: one box per level with its feature-map
+    size and number of channels (encoder on the left, decoder on the right, the bottleneck
+    at the bottom), max-pooling arrows down, up-sampling arrows up and the skip
+    connections across. Returns the Figure."""
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+    info = unet_structure(model)
+    levels, (bottom_size, bottom_channels) = info["levels"], info["bottleneck"]
+    depth = len(levels)
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(2.0 + 1.5 * depth, 1.2 + 0.95 * (depth + 1)), dpi=DPI)
+    step, height = 0.9, 0.62
+
+    def size_text(spatial):
+        return "×".join(str(v) for v in spatial)
+
+    def box(x, y, text, colour):
+        width = 1.35
+        ax.add_patch(FancyBboxPatch((x - width / 2, y - height / 2), width, height,
+                                    boxstyle="round,pad=0.02", fc=colour, ec="0.3", lw=0.8))
+        ax.text(x, y, text, ha="center", va="center", fontsize=8)
+
+    def arrow(start, end, colour, style="-|>", dashed=False):
+        ax.add_patch(FancyArrowPatch(start, end, arrowstyle=style, mutation_scale=10, color=colour,
+                                     lw=1.1, linestyle="--" if dashed else "-"))
+
+    right = 2 * step * depth + 3.2
+    for level, (spatial, enc, dec) in enumerate(levels):
+        y = -level
+        x_left, x_right = level * step, right - level * step
+        box(x_left, y, f"{size_text(spatial)}\n{enc} ch", "#dbe9f6")
+        box(x_right, y, f"{size_text(spatial)}\n{dec} ch" if dec else size_text(spatial), "#dff2df")
+        arrow((x_left + 0.7, y), (x_right - 0.7, y), "0.45", dashed=True)
+        ax.text((x_left + x_right) / 2, y + 0.1, "skip: copy, concatenate", ha="center", va="bottom",
+                fontsize=7, color="0.4")
+        below_left = (level + 1) * step if level + 1 < depth else right / 2
+        below_right = right - (level + 1) * step if level + 1 < depth else right / 2
+        arrow((x_left, y - height / 2), (below_left - 0.25 if level + 1 == depth else below_left,
+                                         y - 1 + height / 2), "tab:red")
+        arrow((below_right + 0.25 if level + 1 == depth else below_right, y - 1 + height / 2),
+              (x_right, y - height / 2), "tab:green")
+    box(right / 2, -depth, f"{size_text(bottom_size)}\n{bottom_channels} ch", "#f6e3c8")
+    ax.text(right / 2, -depth - 0.55, "bottleneck", ha="center", va="top", fontsize=7, color="0.4")
+    ax.text(0, 0.55, f"input {size_text(info['input'])}", ha="center", va="bottom", fontsize=8)
+    ax.text(right, 0.55, f"output {size_text(info['output'])} (1×1 conv)", ha="center", va="bottom", fontsize=8)
+    ax.plot([], [], color="tab:red", label="max-pool 2×, conv block")
+    ax.plot([], [], color="tab:green", label="up-sample 2×, concat, conv block")
+    ax.plot([], [], color="0.45", linestyle="--", label=f"skip connection ({info['skips']})")
+    ax.legend(loc="lower left", fontsize=7, frameon=False)
+    ax.set_xlim(-1.0, right + 1.0)
+    ax.set_ylim(-depth - 1.0, 1.0)
+    ax.axis("off")
+    ax.set_title(title or f"{model.name}: depth {depth}, {model.count_params():,} parameters", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- splits and folds
+
+#: Colours of the parts of a split, by name (others cycle through the default palette).
+PART_COLOURS = {"train": "tab:blue", "training": "tab:blue", "validation": "tab:orange", "val": "tab:orange",
+                "test": "0.55"}
+
+
+def plot_assignment(rows, row_labels: Sequence[str] | None = None, groups: Sequence | None = None,
+                    column_label: str = "image", title: str | None = None):
+    """Draw which part (``"train"``, ``"validation"``, ``"test"``, ...) every item goes to, one
+    row per split: a patient-level split against an image-level one, or the k folds of a
+    cross-validation. ``rows``: sequences of part names, one per column (item);
+    ``groups``: the patient of each column, drawn as separators, so an image-level split
+    shows one patient's images in two colours. Returns the Figure."""
+    from matplotlib.patches import Patch, Rectangle
+
+    rows = [list(row) for row in rows]
+    n_rows, n_cols = len(rows), max(len(row) for row in rows)
+    names = list(dict.fromkeys(name for row in rows for name in row))
+    palette = iter(["tab:green", "tab:purple", "tab:brown", "tab:pink", "tab:olive"])
+    colours = {name: PART_COLOURS.get(name) or next(palette) for name in names}
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(min(11, 1.5 + 0.16 * n_cols), 0.9 + 0.45 * n_rows), dpi=DPI)
+    for r, row in enumerate(rows):
+        for c, name in enumerate(row):
+            ax.add_patch(Rectangle((c, n_rows - 1 - r), 0.92, 0.8, color=colours[name]))
+    if groups is not None:
+        groups = list(groups)
+        for c in range(1, len(groups)):
+            if groups[c] != groups[c - 1]:
+                ax.axvline(c - 0.04, color="black", lw=0.8)
+    ax.set_xlim(-0.2, n_cols + 0.2)
+    ax.set_ylim(-0.2, n_rows)
+    ax.set_yticks([n_rows - 1 - r + 0.4 for r in range(n_rows)])
+    ax.set_yticklabels(row_labels or [f"split {r + 1}" for r in range(n_rows)], fontsize=8)
+    ax.set_xticks([])
+    ax.set_xlabel(f"{column_label}s" + (" (black lines separate patients)" if groups is not None else ""), fontsize=8)
+    for side in ("top", "right", "bottom", "left"):
+        ax.spines[side].set_visible(False)
+    ax.legend(handles=[Patch(color=colours[n], label=n) for n in names], fontsize=7, ncol=len(names),
+              loc="upper center", bbox_to_anchor=(0.5, -0.25 if groups is not None else -0.1), frameon=False)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- BraTS regions
+
+def brats_regions(image, labels, title: str | None = None):
+    """The three nested BraTS regions on one slice: whole tumour (WT: every tumour label),
+    tumour core (TC: necrosis and enhancing tumour) and enhancing tumour (ET), each as a
+    filled panel and all three as nested contours on the image. ``labels``: a 2D label map
+    with 0/1/2/4 (BraTS) or 0/1/2/3 (remapped). Returns the Figure."""
+    from matplotlib.colors import ListedColormap
+
+    image, labels = _squeeze(image), np.asarray(labels)
+    enhancing = 4 if np.any(labels == 4) else 3
+    regions = {"WT = 1 + 2 + 4": np.isin(labels, (1, 2, enhancing)),
+               "TC = 1 + 4": np.isin(labels, (1, enhancing)),
+               "ET = 4": labels == enhancing}
+    colours = ("yellow", "orange", "red")
+    plt = _plt()
+    fig, axes = plt.subplots(1, 4, figsize=(11, 3), dpi=DPI)
+    for ax, (name, region), colour in zip(axes[:3], regions.items(), colours):
+        ax.imshow(image, cmap="gray")
+        ax.imshow(np.ma.masked_where(~region, region), cmap=ListedColormap([colour]), alpha=0.55,
+                  vmin=0, vmax=1)
+        ax.set_title(f"{name}: {int(region.sum())} px", fontsize=9)
+        ax.axis("off")
+    axes[3].imshow(image, cmap="gray")
+    for (name, region), colour in zip(regions.items(), colours):
+        if region.any():
+            axes[3].contour(region.astype(float), levels=[0.5], colors=colour, linewidths=1.2)
+        axes[3].plot([], [], color=colour, label=name.split(" ")[0])
+    axes[3].legend(fontsize=7, loc="lower right")
+    axes[3].set_title("nested: ET ⊂ TC ⊂ WT", fontsize=9)
+    axes[3].axis("off")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
     return fig

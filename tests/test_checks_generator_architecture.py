@@ -251,7 +251,7 @@ def test_unet_checks_pass_reference(capsys):
     checks.check_unet(models.build_unet)
     checks.check_unet_3d(models.build_unet)
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines == ["✓ build_unet: 3 cases passed", "✓ build_unet (3D): 3 cases passed"]
+    assert lines == ["✓ build_unet: 4 cases passed", "✓ build_unet (3D): 3 cases passed"]
 
 
 def _unet_without_skips(input_shape, n_classes=1, depth=4, base_filters=16, dropout=0.1):

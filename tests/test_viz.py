@@ -83,3 +83,54 @@ def test_orthogonal_views_and_multiclass_overlay():
     labels[10:15, 10:15] = 3
     fig = viz.multiclass_overlay(volume[0, :20, :20], labels, legend={1: "necrosis", 2: "oedema", 3: "enhancing"})
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["necrosis", "oedema", "enhancing"]
+
+
+@pytest.mark.parametrize("shape, depth, residual", [((64, 64, 1), 3, False), ((16, 32, 32, 2), 2, True)])
+def test_plot_unet_draws_every_level_of_the_model(shape, depth, residual):
+    from helpers import models
+
+    model = models.build_unet(shape, n_classes=2, depth=depth, base_filters=4, residual=residual)
+    info = viz.unet_structure(model)
+    assert [channels for _, channels, _ in info["levels"]] == [4 * 2 ** level for level in range(depth)]
+    assert [channels for _, _, channels in info["levels"]] == [4 * 2 ** level for level in range(depth)]
+    assert info["bottleneck"] == (tuple(s // 2 ** depth for s in shape[:-1]), 4 * 2 ** depth)
+    assert info["skips"] == depth and info["output"] == shape[:-1] + (2,)
+    fig = viz.plot_unet(model)
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    boxes = [t for t in texts if t.endswith(" ch")]
+    assert len(boxes) == 2 * depth + 1
+    assert f"{4 * 2 ** depth} ch" in boxes[-1]
+    assert sum("skip" in t for t in texts) == depth
+
+
+def test_unet_structure_rejects_a_model_without_pooling():
+    import keras
+
+    inputs = keras.Input((8, 8, 1))
+    model = keras.Model(inputs, keras.layers.Conv2D(1, 3, padding="same")(inputs))
+    with pytest.raises(ValueError, match="no pooling"):
+        viz.unet_structure(model)
+
+
+def test_plot_assignment_draws_one_cell_per_item_and_patient_separators():
+    rows = [["train", "train", "validation", "test", "train"], ["train", "validation", "validation", "test", "test"]]
+    fig = viz.plot_assignment(rows, ["by patient", "by image"], groups=["a", "a", "b", "c", "c"])
+    ax = fig.axes[0]
+    assert len(ax.patches) == 10
+    assert len(ax.lines) == 2                      # separators between a|b and b|c
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["train", "validation", "test"]
+
+
+def test_brats_regions_are_nested_and_counted():
+    labels = np.zeros((32, 32), np.uint8)
+    labels[4:28, 4:28] = 2
+    labels[8:24, 8:24] = 4
+    labels[12:20, 12:20] = 1
+    fig = viz.brats_regions(np.random.default_rng(0).random((32, 32)), labels)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[0] == "WT = 1 + 2 + 4: 576 px"
+    assert titles[1] == "TC = 1 + 4: 256 px"
+    assert titles[2] == "ET = 4: 192 px"
+    remapped = np.where(labels == 4, 3, labels)
+    fig = viz.brats_regions(np.zeros((32, 32)), remapped)
+    assert fig.axes[2].get_title() == "ET = 4: 192 px"

@@ -11,10 +11,12 @@ expected versus got and the usual mistake. One success line otherwise.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 __all__ = ["check_conv_block", "check_encoder_block", "check_decoder_block", "check_unet",
-           "check_unet_3d"]
+           "check_unet_3d", "check_max_depth"]
 
 
 def _success(message: str) -> None:
@@ -316,6 +318,13 @@ def _check_model(name, case, fn, input_shape, n_classes, depth, base_filters, dr
     if n_classes == 1 and _activation_name(model.layers[-1]) not in ("sigmoid", "linear"):
         _fail(name, case, f"one class needs a sigmoid output, got {_activation_name(model.layers[-1])}.",
               "softmax over a single channel is always 1: use sigmoid for n_classes == 1.")
+    rates = [float(layer.rate) for layer in model.layers if type(layer).__name__.startswith("SpatialDropout")]
+    if dropout > 0 and not any(abs(r - dropout) < 1e-9 for r in rates):
+        _fail(name, case, f"dropout={dropout} was asked for, but the model's dropout rates are {rates or 'none'}.",
+              "pass the dropout argument on to every conv_block (encoder, bottleneck and decoder).")
+    if dropout == 0 and any(r > 0 for r in rates):
+        _fail(name, case, f"dropout=0 was asked for, but the model has dropout rates {rates}.",
+              "pass the dropout argument on instead of a fixed rate.")
     counts = _counts(_unet_params, tuple(input_shape), n_classes, depth, base_filters, True)
     if model.count_params() not in counts:
         _fail(name, case, f"expected {' or '.join(map(str, sorted(counts)))} parameters, got {model.count_params()}.",
@@ -323,10 +332,26 @@ def _check_model(name, case, fn, input_shape, n_classes, depth, base_filters, dr
               "base_filters * 2**depth.")
 
 
+def _raised_by_keras(error) -> bool:
+    """True when the innermost frame of the traceback lies inside Keras or TensorFlow."""
+    tb = error.__traceback__
+    last = None
+    while tb is not None:
+        last = tb.tb_frame.f_code.co_filename
+        tb = tb.tb_next
+    parts = Path(last or "").parts
+    return "keras" in parts or "tensorflow" in parts
+
+
 def _check_bad_shape(name, case, fn, input_shape, depth):
     try:
         fn(input_shape, n_classes=1, depth=depth, base_filters=2, dropout=0.0)
-    except ValueError:
+    except ValueError as error:
+        if _raised_by_keras(error) or "Concatenate" in str(error):
+            _fail(name, case, f"the ValueError came from Keras, deep inside the model "
+                  f"({str(error).strip().splitlines()[0][:120]}), not from your own size check.",
+                  f"check the sizes yourself before building any layer: `if size % 2**depth: raise "
+                  f"ValueError(...)` with a message saying which sizes work (multiples of {2 ** depth}).")
         return
     except Exception as error:
         _fail(name, case, f"expected a ValueError, got {type(error).__name__}: {error}",
@@ -343,15 +368,17 @@ def check_unet(fn, random_cases: int = 0, seed: int = 0) -> None:
     ``2**depth``."""
     name = "build_unet"
     rng = np.random.default_rng(seed)
-    cases = [("64×64×1, depth 3, 8 filters", (64, 64, 1), 1, 3, 8),
-             ("32×48×3, 3 classes, depth 2", (32, 48, 3), 3, 2, 4)]
+    cases = [("64×64×1, depth 3, 8 filters", (64, 64, 1), 1, 3, 8, 0.1),
+             ("32×48×3, 3 classes, depth 2, dropout 0.25", (32, 48, 3), 3, 2, 4, 0.25),
+             ("16×32×1, depth 1, no dropout", (16, 32, 1), 1, 1, 4, 0.0)]
     for i in range(random_cases):
         depth = int(rng.integers(1, 4))
         factor = 2 ** depth
         shape = (factor * int(rng.integers(2, 5)), factor * int(rng.integers(2, 5)), int(rng.integers(1, 4)))
-        cases.append((f"random {i + 1}", shape, int(rng.choice([1, 2, 4])), depth, int(rng.choice([2, 4]))))
-    for case, shape, n_classes, depth, base in cases:
-        _check_model(name, case, fn, shape, n_classes, depth, base)
+        cases.append((f"random {i + 1}", shape, int(rng.choice([1, 2, 4])), depth, int(rng.choice([2, 4])),
+                      float(rng.choice([0.0, 0.1, 0.3]))))
+    for case, shape, n_classes, depth, base, dropout in cases:
+        _check_model(name, case, fn, shape, n_classes, depth, base, dropout)
     _check_bad_shape(name, "60×60×1 with depth 3", fn, (60, 60, 1), 3)
     _success(f"{name}: {len(cases) + 1} cases passed")
 
@@ -362,14 +389,65 @@ def check_unet_3d(fn, random_cases: int = 0, seed: int = 0) -> None:
     ValueError for sizes not divisible by ``2**depth``."""
     name = "build_unet (3D)"
     rng = np.random.default_rng(seed)
-    cases = [("16×16×16×1, depth 2, 4 filters", (16, 16, 16, 1), 1, 2, 4),
-             ("8×16×16×2, 3 classes, depth 3", (8, 16, 16, 2), 3, 3, 2)]
+    cases = [("16×16×16×1, depth 2, 4 filters", (16, 16, 16, 1), 1, 2, 4, 0.1),
+             ("8×16×16×2, 3 classes, depth 3, dropout 0.2", (8, 16, 16, 2), 3, 3, 2, 0.2)]
     for i in range(random_cases):
         depth = int(rng.integers(1, 3))
         factor = 2 ** depth
         shape = tuple(factor * int(rng.integers(1, 4)) for _ in range(3)) + (int(rng.integers(1, 3)),)
-        cases.append((f"random {i + 1}", shape, int(rng.choice([1, 2])), depth, 2))
-    for case, shape, n_classes, depth, base in cases:
-        _check_model(name, case, fn, shape, n_classes, depth, base)
+        cases.append((f"random {i + 1}", shape, int(rng.choice([1, 2])), depth, 2, float(rng.choice([0.0, 0.1]))))
+    for case, shape, n_classes, depth, base, dropout in cases:
+        _check_model(name, case, fn, shape, n_classes, depth, base, dropout)
     _check_bad_shape(name, "16×16×12×1 with depth 3", fn, (16, 16, 12, 1), 3)
     _success(f"{name}: {len(cases) + 1} cases passed")
+
+
+# --------------------------------------------------------------------------------------
+# Which input sizes work
+# --------------------------------------------------------------------------------------
+
+def _max_depth(input_shape, min_size=4) -> int:
+    depth = 0
+    while all(size % 2 ** (depth + 1) == 0 and size // 2 ** (depth + 1) >= min_size
+              for size in input_shape[:-1]):
+        depth += 1
+    return depth
+
+
+def check_max_depth(fn, random_cases: int = 10, seed: int = 0) -> None:
+    """Check ``fn(input_shape, min_size=4) -> int``: the largest depth for which every
+    spatial size of ``input_shape`` (the last number is the channels) is divisible by
+    ``2**depth`` and the bottleneck keeps at least ``min_size`` pixels per side; 0 when
+    no pooling is possible."""
+    name = "max_depth"
+    cases = [("(128, 128, 1)", (128, 128, 1), 4), ("(96, 80, 1)", (96, 80, 1), 4),
+             ("(24, 24, 24, 1), a 3D volume", (24, 24, 24, 1), 4), ("(100, 100, 3)", (100, 100, 3), 4),
+             ("(128, 128, 1) with min_size=16", (128, 128, 1), 16), ("(30, 31, 1)", (30, 31, 1), 4),
+             ("(256, 64, 1) with min_size=1", (256, 64, 1), 1)]
+    rng = np.random.default_rng(seed)
+    for i in range(random_cases):
+        rank = int(rng.integers(2, 4))
+        shape = tuple(int(2 ** rng.integers(0, 7) * rng.integers(1, 8)) for _ in range(rank)) + (int(rng.integers(1, 5)),)
+        cases.append((f"random {shape}", shape, int(rng.choice([1, 2, 4, 8]))))
+    for case, shape, min_size in cases:
+        try:
+            got = fn(shape, min_size=min_size)
+        except Exception as error:
+            raise AssertionError(f"{name} — case '{case}': raised {type(error).__name__}: {error}") from error
+        expected = _max_depth(shape, min_size)
+        if got is None or not float(got).is_integer():
+            _fail(name, case, f"expected the integer {expected}, got {got!r}.", "return a depth: an int.")
+        if int(got) == expected:
+            continue
+        hint = ("a depth d needs every spatial size divisible by 2**d and at least min_size pixels left per "
+                "side after d poolings; increase d while both hold.")
+        if int(got) == _max_depth(shape, 1) and min_size > 1:
+            hint = "the bottleneck must keep at least min_size pixels per side: stop before it gets smaller."
+        elif int(got) == _max_depth(shape[:1] + (1,), min_size):
+            hint = "every spatial size counts, not only the first: use all of input_shape[:-1]."
+        elif int(got) == _max_depth(tuple(shape) + (1,), min_size):
+            hint = "the last number of input_shape is the channels, not a size: use input_shape[:-1]."
+        elif int(got) == expected + 1:
+            hint = "one too deep: check depth + 1 before you accept it."
+        _fail(name, case, f"expected depth {expected}, got {got}.", hint)
+    _success(f"{name}: {len(cases)} cases passed")

@@ -157,8 +157,10 @@ def check_cce_dice_loss(fn, random_cases: int = 3, seed: int = 0, atol: float = 
     cases = {}
     labels = rng.integers(0, 4, size=(1, 6, 6))
     onehot = np.eye(4, dtype=np.float32)[labels]
-    cases["a perfect prediction (1, 6, 6, 4)"] = (onehot, np.clip(onehot, 1e-4, 1.0) / np.clip(onehot, 1e-4, 1.0).sum(-1, keepdims=True))
+    # the uniform case first: there cross-entropy (log 4) and Dice loss differ clearly, so the
+    # hint can tell which part is missing
     cases["a uniform prediction (1, 6, 6, 4)"] = (onehot, np.full_like(onehot, 0.25))
+    cases["a perfect prediction (1, 6, 6, 4)"] = (onehot, np.clip(onehot, 1e-4, 1.0) / np.clip(onehot, 1e-4, 1.0).sum(-1, keepdims=True))
     for k in range(random_cases):
         batch = int(rng.integers(1, 4))
         labels = rng.integers(0, 4, size=(batch, 8, 8))
@@ -188,7 +190,42 @@ def check_cce_dice_loss(fn, random_cases: int = 3, seed: int = 0, atol: float = 
             perfect = got
     if perfect is not None and perfect > 0.01:
         raise AssertionError(f"cce_dice_loss of a perfect prediction should be close to 0, got {perfect:.4f}.")
+    _check_loss_in_graph(fn, *cases["a uniform prediction (1, 6, 6, 4)"])
     _ok("cce_dice_loss = cross-entropy + (1 - multi-class Dice), as the reference.")
+
+
+def _check_loss_in_graph(fn, y_true, y_pred) -> None:
+    """The loss runs inside ``model.fit``: traced by ``tf.function`` on symbolic tensors, with
+    a finite gradient with respect to ``y_pred``."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return
+    import tensorflow as tf
+
+    def value_and_gradient(t, p):
+        with tf.GradientTape() as tape:
+            tape.watch(p)
+            loss = fn(t, p)
+        return loss, tape.gradient(loss, p)
+
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel("ERROR")
+    try:
+        loss, gradient = tf.function(value_and_gradient)(tf.constant(y_true), tf.constant(y_pred))
+    except Exception as error:
+        raise AssertionError(
+            "cce_dice_loss works on concrete arrays but not inside model.fit, which traces the loss into a "
+            f"graph ({type(error).__name__}: {str(error).strip().splitlines()[-1][:160]}). Hint: use keras.ops "
+            "(keras.ops.sum, keras.ops.log, keras.ops.clip, keras.ops.mean) instead of NumPy or float(...)."
+        ) from error
+    finally:
+        logger.setLevel(level)
+    if gradient is None or not np.all(np.isfinite(np.asarray(gradient))) or not np.any(np.asarray(gradient)):
+        raise AssertionError("cce_dice_loss has no usable gradient with respect to y_pred (None, zero or "
+                             "not finite), so training cannot learn from it. Hint: compute it with keras.ops "
+                             "on the tensors themselves (no NumPy round trip) and clip y_pred before the log.")
 
 
 # --------------------------------------------------------------------------- region Dice

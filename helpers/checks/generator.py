@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["check_percentile_stretch", "check_dataset", "check_augment_pair"]
+__all__ = ["check_percentile_stretch", "check_dataset", "check_augment_pair", "check_dataset_augments"]
 
 ATOL = 1e-4
 
@@ -69,10 +69,14 @@ def check_percentile_stretch(fn, random_cases: int = 2, seed: int = 0) -> None:
     for case, image, kwargs in cases:
         original = image.copy()
         try:
-            got = fn(image.copy(), **kwargs)
+            got = fn(image, **kwargs)       # the case's own array: an in-place change shows below
         except Exception as error:  # report the learner's error with the case
             raise AssertionError(f"{name} — case '{case}': raised {type(error).__name__}: {error}") from error
-        expected = reference(image, **kwargs)
+        if not np.array_equal(image, original):
+            _fail(name, case, "the input image was modified in place.",
+                  "compute on a copy: image = np.asarray(image, dtype=np.float32) makes one for integer "
+                  "input; for float input use image.astype(np.float32) (a new array), not image -= lo.")
+        expected = reference(original, **kwargs)
         got = np.asarray(got)
         if got.shape != expected.shape:
             _fail(name, case, f"expected shape {expected.shape}, got {got.shape}.",
@@ -201,12 +205,15 @@ def _epoch(ds, name, case, n, batch_size, size, ref_x, ref_y):
 
 
 def check_dataset(make, n_pairs: int = 7, batch_size: int = 3, image_size=(32, 32),
-                  seed: int = 0, epochs: int = 3) -> None:
+                  seed: int = 0, epochs: int = 3, augment: bool = False) -> None:
     """Check a ``keras.utils.PyDataset`` class (or a function returning one) called as
     ``make(pairs, batch_size=..., image_size=..., shuffle=..., seed=...)`` on ``n_pairs``
     small PNG pairs written to a temporary folder: length, batch shapes and dtypes, value
     ranges, the last partial batch, image/mask pairing, file order without shuffling,
-    a new order every epoch with shuffling, and the same orders for the same seed."""
+    a new order every epoch with shuffling, and the same orders for the same seed.
+    With ``augment=True`` (once the augmentation is written) it also builds the data set
+    with ``augment=True, shuffle=False``: the batches must differ from the unaugmented
+    files, with masks still binary and aligned with their images."""
     import keras
 
     from helpers.generator import SegmentationDataset
@@ -274,6 +281,33 @@ def check_dataset(make, n_pairs: int = 7, batch_size: int = 3, image_size=(32, 3
                   "make one generator per data set, self.rng = np.random.default_rng(seed), and use "
                   "it (not np.random.shuffle) for every shuffle.")
         n_cases += 1
+
+        if augment:
+            case = "augment=True"
+            ds = build(case, shuffle=False, seed=seed, augment=True)
+            changed = 0
+            for b in range(len(ds)):
+                x, y = (np.asarray(a) for a in ds[b])
+                start = b * batch_size
+                expected_shape = (min(batch_size, n_pairs - start),) + size + (1,)
+                if x.shape != expected_shape or y.shape != expected_shape:
+                    _fail(name, case, f"ds[{b}] should give x and y of shape {expected_shape}, got {x.shape} "
+                          f"and {y.shape}.", "augment the 2D image and mask, then add the channel axis.")
+                if not set(np.unique(y).tolist()) <= {0.0, 1.0}:
+                    _fail(name, case, "augmented masks should hold only 0 and 1.",
+                          "augment_pair must transform the mask with order=0.")
+                agreement = float(np.mean((x > 0.5) == (y > 0.5)))
+                if agreement < 0.9:
+                    _fail(name, case, f"augmented images and masks disagree on {1 - agreement:.0%} of the pixels.",
+                          "augment each image together with its own mask: "
+                          "image, mask = augment_pair(image, mask, self.rng).")
+                for i in range(len(y)):
+                    changed += int(not np.array_equal(y[i], ref_y[start + i]))
+            if changed == 0:
+                _fail(name, case, "with augment=True every batch equals the unaugmented files.",
+                      "in __getitem__, when self.augment is true, call "
+                      "image, mask = augment_pair(image, mask, self.rng) before adding the channel axis.")
+            n_cases += 1
     _success(f"{name}: {n_cases} cases passed ({n_pairs} pairs, {epochs} epochs)")
 
 
@@ -299,11 +333,37 @@ def _dice(a, b) -> float:
     return 1.0 if total == 0 else 2.0 * np.logical_and(a, b).sum() / total
 
 
+def _call_augment(fn, name, case, image, mask, rng, **kwargs):
+    try:
+        out = fn(image, mask, rng, **kwargs)
+    except TypeError as error:
+        if kwargs and "flip" in str(error):
+            raise AssertionError(f"{name} — case '{case}': calling it with flip=True raised TypeError: {error}. "
+                                 "Hint: keep the signature augment_pair(image, mask, rng, flip=False, ...).") from error
+        raise AssertionError(f"{name} — case '{case}': raised TypeError: {error}") from error
+    except Exception as error:  # report the learner's error with the case
+        raise AssertionError(f"{name} — case '{case}': raised {type(error).__name__}: {error}") from error
+    if not isinstance(out, (tuple, list)) or len(out) != 2:
+        _fail(name, case, f"should return a tuple (image, mask), got {type(out).__name__}.",
+              "end with `return image, mask`.")
+    return tuple(np.asarray(a) for a in out)
+
+
+def _orientation(mask) -> float:
+    """Orientation in degrees of the long axis of a binary shape (second moments)."""
+    yy, xx = np.nonzero(mask)
+    yy, xx = yy - yy.mean(), xx - xx.mean()
+    return float(np.degrees(0.5 * np.arctan2(2 * np.mean(xx * yy), np.mean(xx * xx) - np.mean(yy * yy))))
+
+
 def check_augment_pair(fn, random_cases: int = 8, seed: int = 0) -> None:
-    """Check ``fn(image, mask, rng) -> (image, mask)`` on 2D float images with a binary
-    mask: shapes, the mask stays binary, image and mask move together, the transform is
+    """Check ``fn(image, mask, rng, flip=False) -> (image, mask)`` on 2D float images with a
+    binary mask: shapes, the mask stays binary, image and mask move together, the transform is
     random (uses ``rng``), reproducible for the same ``rng`` seed, small, and leaves the
-    inputs unchanged. ``random_cases`` random generators are tried."""
+    inputs unchanged; by default no mirror image at all, with ``flip=True`` about half of
+    the pairs mirrored left-right and never upside down; every call rotates (a centred bar
+    turns by up to ~10 degrees) and shifts (a centred disc moves by up to ~5 % of the side).
+    ``random_cases`` random generators are tried."""
     name = "augment_pair"
     rng = np.random.default_rng(seed)
     moved = 0
@@ -312,14 +372,7 @@ def check_augment_pair(fn, random_cases: int = 8, seed: int = 0) -> None:
         image, mask = _blob_pair(rng)
         case = f"random pair {i + 1} (rng seed {seed * 1000 + i})"
         image_in, mask_in = image.copy(), mask.copy()
-        try:
-            out = fn(image_in, mask_in, np.random.default_rng(seed * 1000 + i))
-        except Exception as error:
-            raise AssertionError(f"{name} — case '{case}': raised {type(error).__name__}: {error}") from error
-        if not isinstance(out, (tuple, list)) or len(out) != 2:
-            _fail(name, case, f"should return a tuple (image, mask), got {type(out).__name__}.",
-                  "end with `return image, mask`.")
-        image_a, mask_a = (np.asarray(a) for a in out)
+        image_a, mask_a = _call_augment(fn, name, case, image_in, mask_in, np.random.default_rng(seed * 1000 + i))
         if not (np.array_equal(image_in, image) and np.array_equal(mask_in, mask)):
             _fail(name, case, "the input image or mask was modified in place.",
                   "work on copies; np.fliplr and scipy.ndimage functions return new arrays.")
@@ -336,11 +389,20 @@ def check_augment_pair(fn, random_cases: int = 8, seed: int = 0) -> None:
                   f"the pixels (expected < 5%).",
                   "apply the same flip, the same angle and the same shift to both: draw the random numbers "
                   "once and use them for image and mask.")
-        best = max(_dice(mask_a, mask), _dice(mask_a, np.fliplr(mask)), _dice(mask_a, np.flipud(mask)))
+        plain, mirror_lr, mirror_ud = _dice(mask_a, mask), _dice(mask_a, np.fliplr(mask)), _dice(mask_a, np.flipud(mask))
+        best = max(plain, mirror_lr, mirror_ud)
         if best < 0.6:
             _fail(name, case, f"the transform is too strong: the mask overlaps the original (or its mirror "
                   f"image) with Dice {best:.2f} only.",
                   "keep rotations to about ±10 degrees and shifts to a few percent of the image size.")
+        if mirror_ud > plain + 0.1:
+            _fail(name, case, "the result is upside down (flipped along the rows).",
+                  "a chest X-ray is never upside down: never use np.flipud; a flip, when asked for, is "
+                  "left-right (np.fliplr, the last axis).")
+        if mirror_lr > plain + 0.1:
+            _fail(name, case, "with the default flip=False the result is mirrored left-right.",
+                  "flip only when the `flip` argument is True: the heart and the two lungs are not mirror "
+                  "images, so the course's default for chest X-rays is no flip.")
         moved += int(not np.array_equal(mask_a, mask))
         again = fn(image.copy(), mask.copy(), np.random.default_rng(seed * 1000 + i))
         if not (np.array_equal(np.asarray(again[0]), image_a) and np.array_equal(np.asarray(again[1]), mask_a)):
@@ -349,5 +411,81 @@ def check_augment_pair(fn, random_cases: int = 8, seed: int = 0) -> None:
                   "not from np.random or random.")
     if moved < n_cases // 2:
         _fail(name, f"{n_cases} random pairs", f"only {moved} of {n_cases} masks changed.",
-              "flip with probability 1/2 and rotate/shift by a random amount on every call.")
-    _success(f"{name}: {n_cases} cases passed")
+              "rotate and shift by a random amount on every call.")
+
+    # flip=True: about half mirrored left-right, never upside down
+    n_flip = max(40, 2 * n_cases)
+    mirrored = 0
+    for i in range(n_flip):
+        image, mask = _blob_pair(rng, size=48)
+        case = f"flip=True, pair {i + 1}"
+        image_a, mask_a = _call_augment(fn, name, case, image, mask, np.random.default_rng(seed * 7919 + i), flip=True)
+        plain, mirror_lr, mirror_ud = _dice(mask_a, mask), _dice(mask_a, np.fliplr(mask)), _dice(mask_a, np.flipud(mask))
+        if mirror_ud > max(plain, mirror_lr) + 0.1:
+            _fail(name, case, "with flip=True the result is upside down (flipped along the rows).",
+                  "flip left-right only: np.fliplr (the last axis), never np.flipud.")
+        if float(np.mean((image_a > 0.5) == (mask_a > 0))) < 0.95:
+            _fail(name, case, "with flip=True image and mask no longer line up.",
+                  "flip the image and the mask together, with one random draw.")
+        mirrored += int(mirror_lr > plain)
+    if not 0.2 * n_flip <= mirrored <= 0.8 * n_flip:
+        _fail(name, f"flip=True, {n_flip} pairs", f"{mirrored} of {n_flip} results were mirrored left-right "
+              f"(expected about half).",
+              "with flip=True mirror with probability 1/2: `if flip and rng.random() < 0.5:`"
+              + (" — flip is ignored." if mirrored == 0 else " — not on every call."))
+
+    # a centred disc: rotation leaves it in place, only the shift moves it
+    size = 64
+    yy, xx = np.mgrid[0:size, 0:size]
+    centre = (size - 1) / 2
+    disc = ((yy - centre) ** 2 + (xx - centre) ** 2 < (0.2 * size) ** 2).astype(np.uint8)
+    bar = ((np.abs(yy - centre) < 0.08 * size) & (np.abs(xx - centre) < 0.35 * size)).astype(np.uint8)
+    moves, turns = [], []
+    for i in range(12):
+        r = np.random.default_rng(seed * 31 + i)
+        _, disc_a = _call_augment(fn, name, "centred disc", disc.astype(np.float32) * 0.6 + 0.2, disc, r)
+        _, bar_a = _call_augment(fn, name, "centred bar", bar.astype(np.float32) * 0.6 + 0.2, bar,
+                                 np.random.default_rng(seed * 37 + i))
+        if disc_a.sum() == 0 or bar_a.sum() == 0:
+            _fail(name, "centred disc and bar", "the mask came back empty.",
+                  "keep transforms small; shift by a fraction of the size, not by whole images.")
+        cy, cx = np.argwhere(disc_a > 0).mean(axis=0)
+        moves.append(float(np.hypot(cy - centre, cx - centre)))
+        turn = abs(_orientation(bar_a) - _orientation(bar))
+        turns.append(min(turn, 180 - turn))
+    limit = 0.05 * size * np.sqrt(2) + 1.5
+    if max(moves) < 0.75:
+        _fail(name, "centred disc", f"in 12 calls the disc never moved (largest centre shift {max(moves):.2f} px).",
+              "shift image and mask by the same random offset: "
+              "offset = rng.uniform(-max_shift, max_shift, size=2) * np.array(image.shape), "
+              "then scipy.ndimage.shift(a, offset, order=...).")
+    if max(moves) > limit:
+        _fail(name, "centred disc", f"the disc moved by up to {max(moves):.1f} px on a {size}-px image "
+              f"(at most {limit:.1f} expected for max_shift=0.05).",
+              "the shift is a fraction of the size: rng.uniform(-max_shift, max_shift) * size.")
+    if max(turns) < 1.5:
+        _fail(name, "centred bar", f"in 12 calls a bar never turned (largest turn {max(turns):.1f} degrees).",
+              "rotate image and mask by the same angle rng.uniform(-max_rotation, max_rotation) with "
+              "scipy.ndimage.rotate(a, angle, reshape=False, order=...).")
+    if max(turns) > 14:
+        _fail(name, "centred bar", f"a bar turned by {max(turns):.1f} degrees (at most 10 expected).",
+              "angles are in degrees: rng.uniform(-max_rotation, max_rotation) with max_rotation=10.")
+    _success(f"{name}: {n_cases + n_flip + 24} cases passed (no flip by default; flip=True mirrors "
+             f"{mirrored}/{n_flip} left-right)")
+
+
+def check_dataset_augments(make, **kwargs) -> None:
+    """Check that the data set of Exercise 1.2 augments with ``augment=True`` (see
+    :func:`check_dataset`), once the augmentation exists. A data set that does not yet pass
+    the plain check is skipped with a note, so that an unfinished Exercise 1.2 costs points
+    only there."""
+    import contextlib
+    import io
+
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            check_dataset(make, **kwargs)
+    except AssertionError:
+        print("dataset with augment=True: skipped, the data set does not pass the check of Exercise 1.2 yet.")
+        return
+    check_dataset(make, augment=True, **kwargs)

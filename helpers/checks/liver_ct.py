@@ -177,6 +177,15 @@ def check_select_slices(select_slices, random_cases=5, seed=0):
             raise AssertionError(f"case '{case}': two calls with the same seeded rng gave different "
                                  f"indices. Hint: draw the random slices with the rng argument "
                                  f"(rng.choice), not np.random.")
+    mask = _toy_mask(np.random.default_rng(seed + 1), first=6, last=9)   # 12 empty slices on both sides
+    draws = {tuple(np.asarray(_call(select_slices, "empty_fraction=0.25, ten seeds", mask.copy(), 0.25,
+                                    np.random.default_rng(k))).tolist()) for k in range(10)}
+    if len(draws) == 1:
+        raise AssertionError("case 'empty_fraction=0.25 with ten different rng seeds': every seed gave the same "
+                             f"slices {sorted(draws)[0]}. Hint: the empty slices must be a random sample "
+                             "(rng.choice(empty, size=n_empty, replace=False)), not the first ones: the first "
+                             "empty slices all lie at one end of the volume (the lung bases), so the model would "
+                             "never see the pelvis without liver.")
     _success(f"select_slices keeps every liver slice and the right number of empty ones "
              f"({len(cases)} cases).")
 

@@ -108,7 +108,9 @@ def check_lung_volume(fn, random_cases: int = 3, seed: int = 0) -> None:
         got, expected = float(fn(mask, affine)), _reference_volume_ml(mask, affine)
         if abs(got - expected) > 1e-6 * max(1.0, expected):
             _fail(f"random mask {case}", f"{expected:.5f} mL", f"{got:.5f}",
-                  "count the voxels where mask > 0.")
+                  "a volume is never negative: take the absolute value of the determinant "
+                  "(an odd number of flipped axes makes it negative)." if abs(got + expected) < 1e-6 * max(1.0, expected)
+                  else "count the voxels where mask > 0 and multiply by |det(affine[:3, :3])| / 1000.")
     print("lung_volume_ml: correct (voxel count x |det(affine)| / 1000).")
 
 
@@ -155,10 +157,14 @@ def check_volumetric_dice(fn, random_cases: int = 5, seed: int = 0) -> None:
     print("volumetric_dice: correct (hard Dice over the whole volume, 1.0 for two empty masks).")
 
 
-def check_3d_unet(model, input_shape=None, max_parameters: int = 1_500_000) -> None:
+def check_3d_unet(model, input_shape=None, max_parameters: int = 1_500_000, depth: int | None = None,
+                  dropout: float | None = None, base_filters: int | None = None, min_depth: int = 1,
+                  min_bottleneck: int = 1) -> None:
     """Check a Keras model for 3D binary segmentation: input ``(D, H, W, 1)``, output
     ``(D, H, W, 1)`` with a sigmoid, 3D convolutions, at most ``max_parameters`` weights
-    (so that it trains on a laptop CPU)."""
+    (so that it trains on a laptop CPU), at least ``min_depth`` poolings and a bottleneck of
+    at least ``min_bottleneck`` voxels per side; if given, exactly ``depth`` poolings, a
+    spatial dropout of rate ``dropout`` and ``base_filters`` filters in the first convolution."""
     import keras
 
     if not isinstance(model, keras.Model):
@@ -182,6 +188,27 @@ def check_3d_unet(model, input_shape=None, max_parameters: int = 1_500_000) -> N
     if activation != "sigmoid":
         _fail("activation of the last layer", "sigmoid", activation,
               "one class (lung vs background) needs a sigmoid: n_classes=1.")
+    pools = sum(type(layer).__name__.startswith("MaxPooling3D") for layer in model.layers)
+    if depth is not None and pools != depth:
+        _fail("number of poolings (depth)", depth, pools,
+              f"depth={depth}: the encoder halves the volume {depth} times (pass depth={depth} to build_unet).")
+    if pools < min_depth:
+        _fail("number of poolings (depth)", f"at least {min_depth}", pools,
+              "a U-Net needs a few poolings to see context: a larger depth.")
+    bottleneck = min(int(v) for v in shape_in[1:4]) // 2 ** pools
+    if bottleneck < min_bottleneck:
+        _fail("smallest side of the bottleneck", f"at least {min_bottleneck} voxels", bottleneck,
+              f"each pooling halves every side: with {pools} poolings the smallest side of "
+              f"{min(int(v) for v in shape_in[1:4])} shrinks to {bottleneck}; use a smaller depth.")
+    rates = [float(layer.rate) for layer in model.layers if type(layer).__name__.startswith("SpatialDropout")]
+    if dropout is not None and dropout > 0 and not any(abs(r - dropout) < 1e-9 for r in rates):
+        _fail("spatial dropout rate", dropout, rates or "no dropout layer", f"pass dropout={dropout} to build_unet.")
+    if dropout == 0 and any(r > 0 for r in rates):
+        _fail("spatial dropout rate", 0, rates, "pass dropout=0.0 to build_unet.")
+    first = next((layer for layer in model.layers if isinstance(layer, keras.layers.Conv3D)), None)
+    if base_filters is not None and first is not None and first.filters != base_filters:
+        _fail("filters of the first convolution (base_filters)", base_filters, first.filters,
+              f"pass base_filters={base_filters} to build_unet.")
     count = model.count_params()
     if count > max_parameters:
         _fail("number of weights", f"at most {max_parameters:,}", f"{count:,}",
@@ -211,8 +238,13 @@ def check_save_prediction(fn) -> None:
         reference = folder / "case" / "ct.nii.gz"
         reference.parent.mkdir()
         reference.write_bytes(nifti_bytes(np.full(reference_shape, -1000, np.int16), affine))
+        # an off-centre ellipsoid with three different radii: a transposed or flipped
+        # volume does not match (a symmetric blob would)
         grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, 16)] * 3, indexing="ij"))
-        probabilities = (1 / (1 + np.exp(8 * (np.sqrt(((grid - 0.15) ** 2).sum(0)) - 0.6)))).astype(np.float32)
+        centre = np.array([0.35, -0.2, 0.05])[:, None, None, None]
+        radii = np.array([0.45, 0.7, 0.3])[:, None, None, None]
+        distance = np.sqrt((((grid - centre) / radii) ** 2).sum(0))
+        probabilities = (1 / (1 + np.exp(8 * (distance - 1.0)))).astype(np.float32)
         output = folder / "case" / "prediction.nii.gz"
         returned = fn(probabilities.copy(), reference, output)
         if not output.is_file():

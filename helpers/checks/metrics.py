@@ -300,6 +300,11 @@ def _check_gradient(fn, name, y_true, y_pred):
     p = tf.Variable(y_pred)
     with tf.GradientTape() as tape:
         loss = fn(tf.constant(y_true), p)
+    if not tf.is_tensor(loss):
+        raise AssertionError(
+            f"{name} returns a plain {type(loss).__name__}, not a tensor, so it has no gradient and "
+            f"cannot train a model — compute it with keras.ops (keras.ops.sum, keras.ops.mean) instead "
+            f"of NumPy or float(...).")
     grad = tape.gradient(loss, p)
     if grad is None or not np.any(np.asarray(grad)):
         raise AssertionError(
@@ -392,9 +397,21 @@ def check_hard_dice(fn, random_cases=10, seed=0, threshold=0.5, name=None):
         _compare(name, case, expected(t, p), _call(fn, name, case, t, p),
                  "threshold y_pred, then compute the Dice with smoothing per sample",
                  diagnoses(t, p))
+    # the threshold argument must be used: the same soft predictions at other thresholds
+    for other in (0.25, 0.75):
+        for case, t, p in cases + [(f"random batch (seed {seed + 100})", *_random_binary(np.random.default_rng(seed + 100)))]:
+            want = _soft_dice(*_hard(t, p, other))
+            got = _call(fn, name, f"{case}, threshold={other}", t, p, threshold=other)
+            if abs(float(got) - want) > 1e-4:
+                at_default = _soft_dice(*_hard(t, p, threshold))
+                hint = ("you ignore the threshold argument: compare y_pred > threshold, not > 0.5"
+                        if abs(float(got) - at_default) < 1e-4 else
+                        "threshold the prediction at the `threshold` argument (the truth at 0.5)")
+                raise AssertionError(f"{name}: on case '{case}' with threshold={other} expected {want:.4f}, "
+                                     f"got {float(got):.4f} — {hint}.")
     _check_graph_mode(fn, name, *_case(cases, "soft prediction"))
     _success(f"{name}: {len(cases)} named cases and {random_cases} random batches match the "
-             f"reference hard Dice.")
+             f"reference hard Dice (also at thresholds 0.25 and 0.75).")
 
 
 def check_dice_loss(fn, random_cases=10, seed=0, name=None):
@@ -484,9 +501,17 @@ def check_bce_dice_loss(fn, random_cases=10, seed=0, name=None):
         _compare(name, case, expected(t, p), got,
                  "BCE (mean over all pixels) + 1 - soft Dice (per-sample mean)",
                  diagnoses(t, p), atol=5e-4)
+    # a confident, perfect prediction (exact 0 and 1): log(0) must not turn the loss into nan
+    t = _square(8, 1, 1, 4)
+    got = _call(fn, name, "a perfect prediction with exact 0 and 1", t, t.copy())
+    if not np.isfinite(got) or abs(got) > 1e-3:
+        raise AssertionError(
+            f"{name}: on case 'a perfect prediction with exact 0 and 1' expected about 0.0000, got {got:.4f} "
+            f"— log(0) is -inf and 0 * log(0) is nan: clip y_pred to [1e-7, 1 - 1e-7] before the log "
+            f"(keras.losses.binary_crossentropy does it for you).")
     _check_gradient(fn, name, *_case(cases, "soft prediction"))
     _check_graph_mode(fn, name, *_case(cases, "partly overlapping squares"))
-    _success(f"{name}: {len(cases)} cases match BCE + (1 - Dice), with a finite gradient.")
+    _success(f"{name}: {len(cases) + 1} cases match BCE + (1 - Dice), with a finite gradient.")
 
 
 def _confusion_cases():
@@ -532,7 +557,11 @@ def check_confusion_metrics(sensitivity=None, specificity=None, precision=None,
         for case, t, p in cases:
             c = _counts(t, p)
             expected = _ratio(c, num, den)
-            diagnoses = [(_ratio(c, *CONFUSION[other]),
+            with np.errstate(divide="ignore", invalid="ignore"):
+                denominator_only = float(np.mean(c[num] / (sum(c[k] for k in den) + HARD_SMOOTH)))
+            diagnoses = [(denominator_only, f"`smooth` is only in the denominator: add it to the numerator "
+                                            f"too, so that {formulas[key]} is 1.0 when both counts are 0")]
+            diagnoses += [(_ratio(c, *CONFUSION[other]),
                           f"this is the {other} ({formulas[other]}); {key} is {formulas[key]}")
                          for other in CONFUSION if other != key]
             diagnoses += [

@@ -57,17 +57,25 @@ def _compare(got, expected, name, case, hint):
               f"(expected {int(expected.sum())} foreground pixels, got {int(got.sum())}). {hint}")
 
 
-def check_threshold(fn, cases: int = 3, seed: int = 0) -> None:
-    """Check ``fn(probs, value)``: a binary mask of ``probs``' shape, 1 where the
-    probability is above ``value``, on fixed and ``cases`` random arrays."""
+def check_threshold(fn, cases: int = 3, seed: int = 0, dtype: str | None = "uint8") -> None:
+    """Check ``fn(probs, value)``: a binary mask of ``probs``' shape and of ``dtype``
+    (``None`` accepts any), 1 where the probability is strictly above ``value``, on fixed
+    and ``cases`` random arrays."""
     from helpers import inference
 
-    fixed = np.array([[0.0, 0.2, 0.49], [0.51, 0.8, 1.0]], dtype=np.float32)
+    fixed = np.array([[0.0, 0.2, 0.5], [0.51, 0.8, 1.0]], dtype=np.float32)
     expected = np.array([[0, 0, 0], [1, 1, 1]], bool)
-    got = _as_binary(fn(fixed, 0.5), "threshold", "[[0, 0.2, 0.49], [0.51, 0.8, 1]] at 0.5", fixed.shape)
-    if np.array_equal(got, ~expected):
+    raw = fn(fixed, 0.5)
+    got = _as_binary(raw, "threshold", "[[0, 0.2, 0.5], [0.51, 0.8, 1]] at 0.5", fixed.shape)
+    if np.array_equal(got, ~expected) or np.array_equal(got, fixed < 0.5) or np.array_equal(got, fixed <= 0.5):
         _fail("threshold is inverted: foreground is where the probability is ABOVE the value.")
-    _compare(got, expected, "threshold", "[[0, 0.2, 0.49], [0.51, 0.8, 1]] at 0.5", "Use probs > value.")
+    if np.array_equal(got, fixed >= 0.5):
+        _fail("threshold on [[0, 0.2, 0.5], [0.51, 0.8, 1]] at 0.5: a probability of exactly 0.5 gave 1. "
+              "'Above' is strict: use probs > value, not >=.")
+    _compare(got, expected, "threshold", "[[0, 0.2, 0.5], [0.51, 0.8, 1]] at 0.5", "Use probs > value.")
+    if dtype is not None and np.asarray(raw).dtype != np.dtype(dtype):
+        _fail(f"threshold returned dtype {np.asarray(raw).dtype}, expected {dtype} (0 and 1): masks are "
+              f"saved and counted as {dtype}. Convert with (probs > value).astype(np.{dtype}).")
     got = _as_binary(fn(fixed, 0.9), "threshold", "the same array at 0.9", fixed.shape)
     _compare(got, fixed > 0.9, "threshold", "the same array at 0.9",
              "Use the `value` argument, not a fixed 0.5.")

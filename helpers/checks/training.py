@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["check_split_by_patient", "check_callbacks", "check_compile", "check_training_run",
-           "fake_cxr_pairs"]
+           "check_monitor", "check_train_step", "fake_cxr_pairs"]
 
 
 def _fail(message: str):
@@ -159,10 +159,11 @@ def check_callbacks(fn_or_list, run_dir=None, monitor: str = "val_dice", mode: s
     for cb in (checkpoint, _find(callbacks, "ReduceLROnPlateau")[0], _find(callbacks, "EarlyStopping")[0]):
         if cb.monitor != monitor:
             _fail(f"{type(cb).__name__} watches {cb.monitor!r}, expected {monitor!r} "
-                  f"(the validation Dice, logged as 'val_dice').")
+                  f"(the quantity you chose to watch): pass monitor={monitor!r} to all three.")
         if cb.mode != mode:
-            _fail(f"{type(cb).__name__} has mode={cb.mode!r}, expected {mode!r}: a Dice is better "
-                  f"when larger, so pass mode='max' (Keras cannot guess it for a custom metric).")
+            _fail(f"{type(cb).__name__} has mode={cb.mode!r}, expected {mode!r}: "
+                  + ("a Dice is better when larger" if mode == "max" else "a loss is better when smaller")
+                  + f", so pass mode={mode!r} (Keras cannot guess it for a custom metric).")
     early = _find(callbacks, "EarlyStopping")[0]
     if not early.restore_best_weights:
         _fail("EarlyStopping should restore_best_weights=True, otherwise the model ends with the "
@@ -219,10 +220,12 @@ def check_compile(model, learning_rate: float | None = None) -> None:
     print("Compile looks right: Adam, BCE + Dice loss, 'dice' metric.")
 
 
-def check_training_run(history, run_dir, monitor: str = "val_dice") -> None:
+def check_training_run(history, run_dir, monitor: str = "val_dice", started: float | None = None) -> None:
     """Check a finished ``model.fit`` run: ``history`` logged training and validation loss
     and Dice, ``run_dir/best.keras`` exists and loads, and ``run_dir/log.csv`` has one row
-    per epoch. Says nothing about how good the model is."""
+    per epoch. ``started`` (a ``time.time()`` taken before ``fit``) makes files left by an
+    earlier run fail: both must have been written after it. Says nothing about how good the
+    model is."""
     from helpers import training
 
     logs = getattr(history, "history", history)
@@ -244,9 +247,134 @@ def check_training_run(history, run_dir, monitor: str = "val_dice") -> None:
     log = run_dir / "log.csv"
     if not log.is_file():
         _fail(f"No {log}: pass the CSVLogger to fit(callbacks=...).")
+    if started is not None:
+        for path in (best, log):
+            if path.stat().st_mtime < started - 1.0:
+                _fail(f"{path.name} in the run folder was written before this fit started: it is left over "
+                      f"from an earlier run, so this fit wrote neither a checkpoint nor a log. Pass "
+                      f"callbacks=callbacks to model.fit.")
     with log.open(newline="") as stream:
         rows = list(csv.DictReader(stream))
     if len(rows) != epochs:
         _fail(f"{log} has {len(rows)} rows but the history {epochs} epochs; was the log written by "
               f"another run? Make the callbacks anew before each fit.")
     print(f"Training run looks right: {epochs} epochs logged, {best.name} saved and loadable.")
+
+
+# --------------------------------------------------------------------------- what to watch
+
+#: Quantities logged by lesson 04's compile, and the direction in which each improves.
+LOGGED = {"loss": "min", "dice": "max", "hard_dice": "max"}
+
+
+def check_monitor(monitor, mode, logged=LOGGED) -> None:
+    """Check the choice of the quantity the callbacks watch: a *validation* quantity that
+    ``fit`` logs (``val_`` + one of ``logged``) and the ``mode`` in which it improves
+    (``max`` for a Dice, ``min`` for a loss)."""
+    if not isinstance(monitor, str) or not isinstance(mode, str):
+        _fail(f"MONITOR and MODE should be strings such as 'val_...' and 'max' or 'min', got "
+              f"{monitor!r} and {mode!r}.")
+    options = sorted(f"val_{key}" for key in logged)
+    if monitor in logged:
+        _fail(f"MONITOR = {monitor!r} is measured on the training batches, which the model has learnt "
+              f"from (with augmentation and dropout on): it keeps improving while the model over-fits. "
+              f"Watch the validation version, 'val_{monitor}'.")
+    if monitor not in options:
+        _fail(f"MONITOR = {monitor!r} is not logged by this fit; it logs {options} on the validation set "
+              f"(a metric is logged under its function's name, with 'val_' in front).")
+    expected = logged[monitor[len("val_"):]]
+    if mode == "auto":
+        _fail(f"MODE = 'auto' lets Keras guess from the name: it knows 'loss' and 'accuracy', not a custom "
+              f"Dice. Say it: {monitor!r} improves when it gets {'larger' if expected == 'max' else 'smaller'}.")
+    if mode != expected:
+        _fail(f"MODE = {mode!r} for {monitor!r}: the callbacks would keep the worst epoch and stop when "
+              f"the model improves. A {'Dice is better when larger' if expected == 'max' else 'loss is better when smaller'}"
+              f": use {expected!r}.")
+    print(f"Watching {monitor!r} in mode {mode!r}: a validation quantity, in the direction it improves.")
+
+
+# --------------------------------------------------------------------------- a step by hand
+
+def _step_model(seed: int):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((12, 12, 1))
+    x = keras.layers.Conv2D(4, 3, padding="same", use_bias=False)(inputs)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.Activation("relu")(x)
+    outputs = keras.layers.Conv2D(1, 1, activation="sigmoid")(x)
+    return keras.Model(inputs, outputs)
+
+
+def _step_loss(y_true, y_pred):
+    import keras
+
+    y_pred = keras.ops.clip(y_pred, 1e-7, 1 - 1e-7)
+    bce = -keras.ops.mean(y_true * keras.ops.log(y_pred) + (1 - y_true) * keras.ops.log(1 - y_pred))
+    axes = tuple(range(1, len(y_true.shape)))
+    dice = (2 * keras.ops.sum(y_true * y_pred, axis=axes) + 1) / (
+        keras.ops.sum(y_true, axis=axes) + keras.ops.sum(y_pred, axis=axes) + 1)
+    return bce + 1 - keras.ops.mean(dice)
+
+
+def check_train_step(fn, seed: int = 0, steps: int = 3) -> None:
+    """Check ``fn(model, optimizer, loss_fn, x, y) -> loss``, one training step written with
+    ``tf.GradientTape``, against Keras's own ``train_on_batch`` on an identical model: the
+    same loss before each of ``steps`` steps and the same weights after them, batch-norm
+    statistics included."""
+    import keras
+
+    rng = np.random.default_rng(seed)
+    x = rng.random((4, 12, 12, 1)).astype("float32")
+    yy, xx = np.mgrid[0:12, 0:12]
+    y = np.broadcast_to(((xx > 3) & (yy < 8))[None, ..., None], x.shape).astype("float32")
+    reference = _step_model(seed)
+    reference.compile(optimizer=keras.optimizers.Adam(1e-2), loss=_step_loss)
+    model = _step_model(seed)
+    optimizer = keras.optimizers.Adam(1e-2)
+    before = [np.array(w) for w in model.weights]
+    trainable_before = [np.array(w) for w in model.trainable_weights]
+    for step in range(steps):
+        expected = float(np.asarray(reference.train_on_batch(x, y)).reshape(-1)[0])
+        try:
+            got = fn(model, optimizer, _step_loss, x, y)
+        except Exception as error:
+            raise AssertionError(
+                f"train_step raised {type(error).__name__} at step {step + 1}: {error}. Hint: inside "
+                f"`with tf.GradientTape() as tape:` compute predictions = model(x, training=True) and "
+                f"loss = loss_fn(y, predictions); then gradients = tape.gradient(loss, "
+                f"model.trainable_weights) and optimizer.apply_gradients(zip(gradients, "
+                f"model.trainable_weights)).") from error
+        if got is None:
+            _fail("train_step returned None: return the loss of the batch (the value before the update).")
+        got = float(np.asarray(got).reshape(-1)[0]) if np.size(got) == 1 else float("nan")
+        if step == 0 and not np.isclose(got, expected, rtol=1e-4, atol=1e-5):
+            inference_loss = float(np.asarray(_step_loss(y, _step_model(seed)(x, training=False))))
+            hint = ("this is the loss in inference mode: call the model with training=True, so that batch "
+                    "normalisation uses the batch's own statistics while training"
+                    if np.isclose(got, inference_loss, rtol=1e-4, atol=1e-5) else
+                    "return loss_fn(y, model(x, training=True)) computed before the update, with the truth first")
+            _fail(f"step 1: the loss of the batch is {expected:.5f} (Keras's own training step), "
+                  f"train_step returned {got:.5f}. Hint: {hint}.")
+    after = [np.array(w) for w in model.weights]
+    if all(np.array_equal(a, np.array(b)) for a, b in zip(trainable_before, model.trainable_weights)):
+        _fail(f"after {steps} steps no trainable weight has changed. Hint: apply the gradients: "
+              f"optimizer.apply_gradients(zip(gradients, model.trainable_weights)).")
+    names = [w.path if hasattr(w, "path") else w.name for w in model.weights]
+    for name, w, r, b in zip(names, after, [np.array(v) for v in reference.weights], before):
+        if np.allclose(w, r, rtol=1e-3, atol=1e-5):
+            continue
+        if "moving" in name:
+            _fail(f"after {steps} steps the batch-norm statistic {name} differs from Keras's training step. "
+                  f"Hint: call model(x, training=True) inside the tape: only then does batch "
+                  f"normalisation update its running averages.")
+        if np.sum((w - b) * (r - b)) < 0:
+            _fail(f"after {steps} steps {name} moved away from where Keras's step takes it: the step goes "
+                  f"uphill. Hint: apply the gradients of the loss as they are (the optimizer subtracts "
+                  f"them); do not negate them, and minimise the loss, not the Dice.")
+        _fail(f"after {steps} steps the weights {name} differ from Keras's own training step "
+              f"(largest difference {np.max(np.abs(w - r)):.2e}). Hint: one gradient of loss_fn(y, "
+              f"model(x, training=True)) with respect to model.trainable_weights, applied once per call "
+              f"with the given optimizer.")
+    print(f"train_step matches Keras's own training step: the same loss and weights over {steps} steps.")

@@ -1,0 +1,1264 @@
+"""Plausible beginner mistakes for every graded exercise of every lesson, each of which the
+exercise's check must catch with an ``AssertionError`` whose hint names the fault, and
+legitimate variants the check must accept.
+
+The wrong solutions are self-contained (they do not call the reference implementations in
+``helpers``), so they behave like a learner's code. Inputs are tiny: this file belongs to
+the quick tier. ``test_every_graded_exercise_is_covered`` reads the answer notebooks and
+fails when a graded exercise has fewer than five wrong solutions here.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+from scipy import ndimage
+from skimage import measure
+from skimage.transform import resize
+
+from helpers import checks, config, data
+
+ROOT = Path(__file__).resolve().parents[1]
+
+WRONG: list = []     # (exercise, label, run, fragments): run() must raise AssertionError
+RIGHT: list = []     # (exercise, label, run): run() must pass
+
+
+def wrong(exercise: str, label: str, *fragments: str):
+    """Register ``run`` (the decorated function) as a wrong solution of ``exercise``."""
+    def register(run):
+        WRONG.append((exercise, label, run, fragments))
+        return run
+    return register
+
+
+def right(exercise: str, label: str):
+    def register(run):
+        RIGHT.append((exercise, label, run))
+        return run
+    return register
+
+
+def _w(exercise, check, fn, label, *fragments, **kwargs):
+    """Shorthand: ``check(fn, **kwargs)`` must fail with ``fragments`` in the message."""
+    WRONG.append((exercise, label, lambda: check(fn, **kwargs), fragments))
+
+
+def _r(exercise, check, fn, label, **kwargs):
+    RIGHT.append((exercise, label, lambda: check(fn, **kwargs)))
+
+
+# ======================================================================================
+# 01 data generator
+# ======================================================================================
+
+def _stretch(image, low=5, high=95, *, mistake=None):
+    image = np.asarray(image, dtype=np.float32)
+    lo, hi = np.percentile(image, [5, 95] if mistake == "fixed" else [low, high])
+    if mistake == "min-max":
+        lo, hi = image.min(), image.max()
+    if hi <= lo and mistake != "nan":
+        return np.zeros_like(image)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = (image - lo) / (hi - lo)
+    if mistake != "no clip":
+        out = np.clip(out, 0, 1)
+    return out.astype(np.float64 if mistake == "float64" else np.float32)
+
+
+def _stretch_in_place(image, low=5, high=95):
+    if np.asarray(image).dtype.kind != "f":
+        image = np.asarray(image, np.float32)
+    lo, hi = np.percentile(image, [low, high])
+    if hi <= lo:
+        return np.zeros(np.shape(image), np.float32)
+    image -= lo                 # modifies the caller's float array
+    image /= hi - lo
+    return np.clip(image, 0, 1).astype(np.float32)
+
+
+E = "percentile_stretch_check"
+for _m, _frag in (("min-max", "min-max"), ("no clip", "clip"), ("fixed", "low and high"),
+                  ("nan", "NaN"), ("float64", "float32")):
+    _w(E, checks.check_percentile_stretch, lambda im, low=5, high=95, m=_m: _stretch(im, low, high, mistake=m),
+       _m, _frag)
+_w(E, checks.check_percentile_stretch, _stretch_in_place, "modifies the input", "in place")
+_r(E, checks.check_percentile_stretch, _stretch, "reference-like")
+_r(E, checks.check_percentile_stretch,
+   lambda im, low=5, high=95: np.interp(np.asarray(im, np.float32), np.percentile(im, [low, high]), [0, 1]).astype(np.float32)
+   if np.ptp(np.percentile(im, [low, high])) > 0 else np.zeros(np.shape(im), np.float32), "np.interp")
+
+
+def _load_pair(image_path, mask_path, image_size, soft=False):
+    image = _stretch(data.read_image(image_path))
+    mask = data.read_mask(mask_path)
+    image = resize(image, image_size, order=1, anti_aliasing=True, preserve_range=True)
+    mask = resize(mask.astype(np.float32), image_size, order=1 if soft else 0,
+                  anti_aliasing=soft, preserve_range=True)
+    return image.astype(np.float32), mask.astype(np.float32)
+
+
+def _augment(image, mask, rng, flip=False, max_rotation=10, max_shift=0.05, *, mistake=None):
+    do_flip = rng.random() < 0.5
+    angle = rng.uniform(-max_rotation, max_rotation)
+    shift = rng.uniform(-max_shift, max_shift, size=2) * np.array(image.shape)
+    if mistake == "global random":
+        angle = np.random.uniform(-max_rotation, max_rotation)
+    if mistake == "shift in pixels":
+        shift = rng.uniform(-max_shift, max_shift, size=2)
+    if mistake == "too strong":
+        angle, shift = angle * 9, shift * 8
+    if (do_flip and flip) or mistake == "flip by default":
+        if do_flip:
+            image, mask = np.fliplr(image), np.fliplr(mask)
+    if mistake == "up-down" and do_flip:
+        image, mask = np.flipud(image), np.flipud(mask)
+    mask_order = 1 if mistake == "interpolated mask" else 0
+    if mistake != "no rotation":
+        image = ndimage.rotate(image, angle, reshape=False, order=1, mode="nearest")
+        if mistake != "image only":
+            mask = ndimage.rotate(mask.astype(np.float32) if mask_order else mask, angle, reshape=False,
+                                  order=mask_order, mode="nearest")
+    if mistake != "no shift":
+        image = ndimage.shift(image, shift, order=1, mode="nearest")
+        if mistake != "image only":
+            mask = ndimage.shift(mask, shift, order=mask_order, mode="nearest")
+    return image, mask
+
+
+class _Dataset(keras.utils.PyDataset):
+    """The lesson's CXRDataset, with a switch for each usual mistake."""
+
+    mistake = None
+
+    def __init__(self, pairs, batch_size=8, image_size=(32, 32), shuffle=True, seed=0, augment=False,
+                 **kwargs):
+        if self.mistake != "no super":
+            super().__init__(**kwargs)
+        self.pairs, self.batch_size, self.image_size = list(pairs), batch_size, tuple(image_size)
+        self.shuffle, self.augment = shuffle, augment and self.mistake != "ignores augment"
+        self.rng = np.random.default_rng(seed)
+        self.order = np.arange(len(self.pairs))
+        self._shuffle()
+
+    def _shuffle(self):
+        if self.shuffle:
+            (np.random if self.mistake == "unseeded" else self.rng).shuffle(self.order)
+
+    def __len__(self):
+        n = len(self.pairs) / self.batch_size
+        return int(n) if self.mistake == "drops last" else math.ceil(n)
+
+    def __getitem__(self, index):
+        images, masks = [], []
+        for i in self.order[index * self.batch_size:(index + 1) * self.batch_size]:
+            image, mask = _load_pair(*self.pairs[i], self.image_size, soft=self.mistake == "soft masks")
+            if self.augment:
+                image, mask = _augment(image, mask, self.rng)
+            images.append(image[..., None])
+            masks.append(mask[..., None])
+        x, y = np.stack(images).astype(np.float32), np.stack(masks).astype(np.float32)
+        if self.mistake == "separate shuffle" and self.shuffle:
+            y = np.roll(y, 1, axis=0)
+        return x, y
+
+    def on_epoch_end(self):
+        if self.mistake != "no reshuffle":
+            self._shuffle()
+
+
+def _dataset_with(mistake):
+    return type(f"Dataset_{mistake}", (_Dataset,), {"mistake": mistake})
+
+
+E = "cxr_dataset_check"
+for _m, _frag in (("separate shuffle", "out of step"), ("drops last", "math.ceil"),
+                  ("no reshuffle", "on_epoch_end"), ("unseeded", "default_rng(seed)"),
+                  ("no super", "super().__init__"), ("soft masks", "order=0")):
+    _w(E, checks.check_dataset, _dataset_with(_m), _m, _frag)
+_r(E, checks.check_dataset, _Dataset, "lesson-like")
+
+E = "augment_pair_check"
+for _m, _frag in (("flip by default", "flip=False"), ("up-down", "upside down"), ("no shift", "never moved"),
+                  ("shift in pixels", "never moved"), ("no rotation", "never turned"),
+                  ("global random", "same seed"), ("image only", "line up"),
+                  ("interpolated mask", "order=0"), ("too strong", "too strong")):
+    _w(E, checks.check_augment_pair, lambda i, m, r, flip=False, m_=_m: _augment(i, m, r, flip, mistake=m_), _m, _frag)
+_w(E, checks.check_augment_pair, lambda image, mask, rng: _augment(image, mask, rng), "no flip parameter",
+   "flip=True")
+_w(E, checks.check_dataset_augments, _dataset_with("ignores augment"), "data set ignores augment=True", "augment=True")
+_r(E, checks.check_augment_pair, _augment, "lesson-like")
+
+
+def _augment_np_flip(image, mask, rng, flip=False, max_rotation=10, max_shift=0.05):
+    """Shift first, rotate second, np.flip on the last axis, random numbers drawn as needed."""
+    dy, dx = rng.uniform(-max_shift, max_shift, size=2) * np.array(image.shape)
+    image = ndimage.shift(image, (dy, dx), order=1)
+    mask = ndimage.shift(mask, (dy, dx), order=0)
+    angle = rng.uniform(-max_rotation, max_rotation)
+    image = ndimage.rotate(image, angle, reshape=False, order=1)
+    mask = ndimage.rotate(mask, angle, reshape=False, order=0)
+    if flip and rng.random() < 0.5:
+        image, mask = np.flip(image, axis=-1), np.flip(mask, axis=-1)
+    return image, mask
+
+
+_r(E, checks.check_augment_pair, _augment_np_flip, "shift then rotate, np.flip")
+_r(E, checks.check_dataset_augments, _Dataset, "data set augments")
+
+
+def test_unfinished_dataset_costs_no_augmentation_points(capsys):
+    checks.check_dataset_augments(_dataset_with("drops last"))
+    assert "skipped" in capsys.readouterr().out
+
+
+# ======================================================================================
+# 02 architecture
+# ======================================================================================
+
+def _layers(x):
+    if len(x.shape) == 4:
+        return SimpleNamespace(Conv=keras.layers.Conv2D, ConvTranspose=keras.layers.Conv2DTranspose,
+                               MaxPool=keras.layers.MaxPooling2D, SpatialDropout=keras.layers.SpatialDropout2D,
+                               Up=keras.layers.UpSampling2D)
+    return SimpleNamespace(Conv=keras.layers.Conv3D, ConvTranspose=keras.layers.Conv3DTranspose,
+                           MaxPool=keras.layers.MaxPooling3D, SpatialDropout=keras.layers.SpatialDropout3D,
+                           Up=keras.layers.UpSampling3D)
+
+
+def _conv_block(x, filters, batch_norm=True, dropout=0.0, *, mistake=None):
+    L = _layers(x)
+    for _ in range(1 if mistake == "one conv" else 2):
+        x = L.Conv(filters, 3, padding="valid" if mistake == "valid padding" else "same",
+                   use_bias=not batch_norm)(x)
+        if mistake == "relu before bn":
+            x = keras.layers.Activation("relu")(x)
+        if batch_norm and mistake != "no batchnorm":
+            x = keras.layers.BatchNormalization()(x)
+        if mistake != "relu before bn":
+            x = keras.layers.Activation("relu")(x)
+    if dropout > 0 and mistake != "no dropout":
+        x = (keras.layers.Dropout(dropout) if mistake == "plain dropout" else L.SpatialDropout(dropout))(x)
+    return x
+
+
+E = "conv_block_check"
+for _m, _frag in (("one conv", ""), ("valid padding", "same"), ("relu before bn", ""),
+                  ("no dropout", "SpatialDropout"), ("plain dropout", "SpatialDropout"),
+                  ("no batchnorm", "")):
+    _w(E, checks.check_conv_block, lambda x, f, batch_norm=True, dropout=0.0, m=_m: _conv_block(
+        x, f, batch_norm, dropout, mistake=m), _m, _frag)
+_r(E, checks.check_conv_block, _conv_block, "lesson-like")
+
+
+def _encoder(x, filters, batch_norm=True, dropout=0.0, *, mistake=None):
+    L = _layers(x)
+    if mistake == "pool first":
+        pooled = L.MaxPool(2)(x)
+        skip = _conv_block(pooled, filters, batch_norm, dropout)
+        return skip, skip
+    skip = _conv_block(x, filters, batch_norm, dropout if mistake != "drops dropout" else 0.0)
+    if mistake == "strided conv":
+        pooled = L.Conv(filters, 3, strides=2, padding="same")(skip)
+    elif mistake == "pool 4":
+        pooled = L.MaxPool(4)(skip)
+    else:
+        pooled = L.MaxPool(2)(skip)
+    if mistake == "swapped":
+        return pooled, skip
+    if mistake == "skip is input":
+        return x, pooled
+    return skip, pooled
+
+
+E = "encoder_block_check"
+for _m in ("pool first", "strided conv", "pool 4", "swapped", "skip is input"):
+    _w(E, checks.check_encoder_block, lambda x, f, batch_norm=True, dropout=0.0, m=_m: _encoder(
+        x, f, batch_norm, dropout, mistake=m), _m)
+_r(E, checks.check_encoder_block, _encoder, "lesson-like")
+
+
+def _decoder(x, skip, filters, batch_norm=True, dropout=0.0, *, mistake=None):
+    L = _layers(x)
+    if mistake == "upsampling, no conv":
+        x = L.Up(2)(x)
+    else:
+        x = L.ConvTranspose(filters, 2, strides=2 if mistake != "stride 1" else 1, padding="same")(x)
+    if mistake == "add instead of concatenate":
+        x = keras.layers.Add()([x, L.Conv(filters, 1)(skip)])
+    elif mistake != "no skip":
+        x = keras.layers.Concatenate(axis=-1)([x, skip])
+    if mistake == "no conv block":
+        return x
+    return _conv_block(x, filters * (2 if mistake == "double filters" else 1), batch_norm, dropout)
+
+
+E = "decoder_block_check"
+for _m in ("no skip", "add instead of concatenate", "no conv block", "double filters", "stride 1"):
+    _w(E, checks.check_decoder_block, lambda x, s, f, batch_norm=True, dropout=0.0, m=_m: _decoder(
+        x, s, f, batch_norm, dropout, mistake=m), _m)
+_r(E, checks.check_decoder_block, _decoder, "lesson-like")
+
+
+def _unet(input_shape, n_classes=1, depth=4, base_filters=16, batch_norm=True, dropout=0.1, *, mistake=None):
+    factor = 2 ** depth
+    if mistake != "no size check":
+        for size in input_shape[:-1]:
+            if size % factor:
+                raise ValueError(f"size {size} is not divisible by {factor}")
+    if mistake == "ignores dropout":
+        dropout = 0.1
+    inputs = keras.Input(input_shape)
+    x, skips = inputs, []
+    for level in range(depth):
+        skip, x = _encoder(x, base_filters * (2 ** level if mistake != "constant filters" else 1),
+                           batch_norm, dropout)
+        skips.append(skip)
+    x = _conv_block(x, base_filters * 2 ** depth, batch_norm, dropout)
+    for level in reversed(range(depth)):
+        x = _decoder(x, skips[level], base_filters * 2 ** level, batch_norm, dropout)
+    activation = "sigmoid" if (n_classes == 1 or mistake == "always sigmoid") else "softmax"
+    if mistake == "no activation":
+        activation = None
+    outputs = _layers(x).Conv(n_classes, 1, activation=activation)(x)
+    return keras.Model(inputs, outputs)
+
+
+E = "build_unet_check"
+for _m, _frag in (("no size check", "your own size check"), ("ignores dropout", "dropout"),
+                  ("constant filters", "parameters"), ("always sigmoid", "softmax"),
+                  ("no activation", "activation")):
+    _w(E, checks.check_unet, lambda s, n_classes=1, depth=4, base_filters=16, batch_norm=True, dropout=0.1, m=_m:
+       _unet(s, n_classes, depth, base_filters, batch_norm, dropout, mistake=m), _m, _frag)
+_r(E, checks.check_unet, _unet, "lesson-like")
+
+
+def _unet_2d_only(input_shape, n_classes=1, depth=4, base_filters=16, batch_norm=True, dropout=0.1):
+    if len(input_shape) != 3:
+        raise ValueError("2D only")
+    return _unet(input_shape, n_classes, depth, base_filters, batch_norm, dropout)
+
+
+def _unet_conv2d_for_3d(input_shape, n_classes=1, depth=4, base_filters=16, batch_norm=True, dropout=0.1):
+    if len(input_shape) == 4:      # squeezes depth into channels: a 2D network on volumes
+        d, h, w, c = input_shape
+        inputs = keras.Input(input_shape)
+        x = keras.layers.Reshape((h, w, d * c))(inputs)
+        model2d = _unet((h, w, d * c), d * n_classes, depth, base_filters, batch_norm, dropout)
+        out = keras.layers.Reshape((d, h, w, n_classes))(keras.layers.Permute((3, 1, 2))(model2d(x)))
+        return keras.Model(inputs, out)
+    return _unet(input_shape, n_classes, depth, base_filters, batch_norm, dropout)
+
+
+E = "unet_3d_check"
+_w(E, checks.check_unet_3d, _unet_2d_only, "2D only", "ValueError")
+_w(E, checks.check_unet_3d, _unet_conv2d_for_3d, "Conv2D on volumes", "Conv3D")
+for _m, _frag in (("no size check", "your own size check"), ("ignores dropout", "dropout"),
+                  ("constant filters", "parameters")):
+    _w(E, checks.check_unet_3d, lambda s, n_classes=1, depth=4, base_filters=16, batch_norm=True, dropout=0.1, m=_m:
+       _unet(s, n_classes, depth, base_filters, batch_norm, dropout, mistake=m), _m, _frag)
+_r(E, checks.check_unet_3d, _unet, "lesson-like")
+
+
+def _depth(input_shape, min_size=4, *, mistake=None):
+    sizes = list(input_shape[:-1])
+    if mistake == "first size only":
+        sizes = sizes[:1]
+    if mistake == "channels as a size":
+        sizes = list(input_shape)
+    if mistake == "log2":
+        return int(math.log2(min(sizes)))
+    depth = 0
+    while all(size % 2 ** (depth + 1) == 0 and (mistake == "ignores min_size" or size // 2 ** (depth + 1) >= min_size)
+              for size in sizes):
+        depth += 1
+    return depth + 1 if mistake == "one too deep" else depth
+
+
+E = "max_depth_check"
+for _m, _frag in (("first size only", "every spatial size"), ("channels as a size", "channels"),
+                  ("log2", ""), ("ignores min_size", "min_size"), ("one too deep", "one too deep")):
+    _w(E, checks.check_max_depth, lambda shape, min_size=4, m=_m: _depth(shape, min_size, mistake=m), _m, _frag)
+_r(E, checks.check_max_depth, _depth, "while loop")
+_r(E, checks.check_max_depth, lambda shape, min_size=4: max(
+    [d for d in range(0, 20) if all(s % 2 ** d == 0 and s // 2 ** d >= min_size for s in shape[:-1])] or [0]),
+   "search over depths")
+
+
+# ======================================================================================
+# 03 loss and metrics
+# ======================================================================================
+
+def _axes(t):
+    return tuple(range(1, len(t.shape)))
+
+
+def _dice(t, p, smooth=1.0, *, mistake=None):
+    axes = _axes(t)
+    if mistake == "pooled":
+        axes = None
+    inter = ops.sum(t * p, axis=axes)
+    total = ops.sum(t, axis=axes) + ops.sum(p, axis=axes)
+    two = 1.0 if mistake == "no factor 2" else 2.0
+    if mistake == "no smooth":
+        smooth = 0.0
+    if mistake == "smooth numerator only":
+        return ops.mean((two * inter + smooth) / total)
+    if mistake == "union":
+        return ops.mean((two * inter + smooth) / (total - inter + smooth))
+    value = (two * inter + smooth) / (total + smooth)
+    if mistake == "vector":
+        return value
+    if mistake == "numpy":
+        return float(np.mean(np.asarray(value)))
+    return ops.mean(value)
+
+
+E = "dice_coefficient_check"
+for _m in ("pooled", "no factor 2", "no smooth", "smooth numerator only", "vector", "numpy"):
+    _w(E, checks.check_dice, lambda t, p, smooth=1.0, m=_m: _dice(t, p, smooth, mistake=m), _m)
+_r(E, checks.check_dice, _dice, "lesson-like")
+
+
+def _hard(t, p, threshold=0.5, smooth=1.0, *, mistake=None):
+    tt = ops.cast(t > 0.5, "float32")
+    pp = ops.cast(p > (0.5 if mistake == "ignores threshold" else threshold), "float32")
+    if mistake == "soft":
+        pp = p
+    if mistake == "round":
+        pp = ops.round(p * 0 + ops.cast(p >= 0.5, "float32"))
+    if mistake == "inverted":
+        pp = 1.0 - pp
+    return _dice(tt, pp, 0.0 if mistake == "no smooth" else smooth, mistake="pooled" if mistake == "pooled" else None)
+
+
+E = "hard_dice_check"
+for _m, _frag in (("ignores threshold", "threshold"), ("soft", "soft Dice"), ("inverted", "inverted"),
+                  ("no smooth", ""), ("pooled", "")):
+    _w(E, checks.check_hard_dice, lambda t, p, threshold=0.5, smooth=1.0, m=_m: _hard(t, p, threshold, smooth, mistake=m),
+       _m, _frag)
+_r(E, checks.check_hard_dice, _hard, "lesson-like")
+
+E = "dice_loss_check"
+for _label, _fn in (("minus Dice", lambda t, p, smooth=1.0: -_dice(t, p, smooth)),
+                    ("Dice itself", lambda t, p, smooth=1.0: _dice(t, p, smooth)),
+                    ("1 - hard Dice", lambda t, p, smooth=1.0: 1.0 - _hard(t, p)),
+                    ("1 - pooled Dice", lambda t, p, smooth=1.0: 1.0 - _dice(t, p, smooth, mistake="pooled")),
+                    ("NumPy", lambda t, p, smooth=1.0: 1.0 - _dice(t, p, smooth, mistake="numpy")),
+                    ("1 / Dice", lambda t, p, smooth=1.0: 1.0 / _dice(t, p, smooth))):
+    _w(E, checks.check_dice_loss, _fn, _label)
+_r(E, checks.check_dice_loss, lambda t, p, smooth=1.0: 1.0 - _dice(t, p, smooth), "lesson-like")
+
+
+def _iou(t, p, smooth=1.0, *, mistake=None):
+    axes = None if mistake == "pooled" else _axes(t)
+    inter = ops.sum(t * p, axis=axes)
+    union = ops.sum(t, axis=axes) + ops.sum(p, axis=axes)
+    if mistake != "sum as union":
+        union = union - inter
+    if mistake == "no smooth":
+        smooth = 0.0
+    if mistake == "max union":
+        union = ops.sum(ops.maximum(t, p), axis=axes) * 2
+    return ops.mean((inter + smooth) / (union + smooth))
+
+
+E = "iou_check"
+for _m in ("pooled", "sum as union", "no smooth", "max union"):
+    _w(E, checks.check_iou, lambda t, p, smooth=1.0, m=_m: _iou(t, p, smooth, mistake=m), _m)
+_w(E, checks.check_iou, lambda t, p, smooth=1.0: _dice(t, p, smooth), "Dice instead of IoU")
+_r(E, checks.check_iou, _iou, "lesson-like")
+_r(E, checks.check_iou, lambda t, p, smooth=1.0: ops.mean(
+    (ops.sum(t * p, axis=[1, 2, 3]) + smooth)
+    / (ops.sum(t + p - t * p, axis=[1, 2, 3]) + smooth)), "union as t + p - t*p")
+
+
+def _bce_dice(t, p, smooth=1.0, *, mistake=None):
+    eps = 1e-7
+    pc = ops.clip(p, eps, 1 - eps)
+    bce = -(t * ops.log(pc) + (1 - t) * ops.log(1 - pc))
+    if mistake == "no clip":
+        bce = -(t * ops.log(p) + (1 - t) * ops.log(1 - p))
+    if mistake == "only positives":
+        bce = -(t * ops.log(pc))
+    bce = ops.mean(bce) if mistake != "sum" else ops.sum(bce)
+    dice_part = 1.0 - _dice(t, p, smooth)
+    if mistake == "bce only":
+        return bce
+    if mistake == "minus dice":
+        return bce - _dice(t, p, smooth)
+    if mistake == "times":
+        return bce * dice_part
+    return bce + dice_part
+
+
+E = "bce_dice_loss_check"
+for _m in ("no clip", "only positives", "sum", "bce only", "minus dice", "times"):
+    _w(E, checks.check_bce_dice_loss, lambda t, p, smooth=1.0, m=_m: _bce_dice(t, p, smooth, mistake=m), _m)
+_r(E, checks.check_bce_dice_loss, _bce_dice, "clipped by hand")
+_r(E, checks.check_bce_dice_loss, lambda t, p, smooth=1.0: ops.mean(keras.losses.binary_crossentropy(t, p))
+   + 1.0 - _dice(t, p, smooth), "keras.losses.binary_crossentropy")
+
+
+def _counts(t, p, threshold=0.5):
+    axes = _axes(t)
+    t = ops.cast(t > 0.5, "float32")
+    p = ops.cast(p > threshold, "float32")
+    return (ops.sum(t * p, axis=axes), ops.sum((1 - t) * p, axis=axes), ops.sum(t * (1 - p), axis=axes),
+            ops.sum((1 - t) * (1 - p), axis=axes))
+
+
+def _ratio(which, mistake=None):
+    def fn(t, p, threshold=0.5, smooth=1e-6):
+        if mistake == "soft counts":
+            axes = _axes(t)
+            tp, fp = ops.sum(t * p, axis=axes), ops.sum((1 - t) * p, axis=axes)
+            fn_, tn = ops.sum(t * (1 - p), axis=axes), ops.sum((1 - t) * (1 - p), axis=axes)
+        else:
+            tp, fp, fn_, tn = _counts(t, p, threshold)
+        num, den = {"sensitivity": (tp, tp + fn_), "specificity": (tn, tn + fp), "precision": (tp, tp + fp)}[which]
+        if mistake == "swapped":
+            num, den = {"sensitivity": (tp, tp + fp), "specificity": (tn, tn + fn_), "precision": (tp, tp + fn_)}[which]
+        if mistake == "no smooth":
+            return ops.mean(num / den)
+        if mistake == "smooth denominator only":
+            return ops.mean(num / (den + smooth))
+        if mistake == "pooled":
+            return (ops.sum(num) + smooth) / (ops.sum(den) + smooth)
+        return ops.mean((num + smooth) / (den + smooth))
+    return fn
+
+
+def _confusion(mistake=None, which=("sensitivity", "specificity", "precision")):
+    return lambda: checks.check_confusion_metrics(**{w: _ratio(w, mistake if w in which else None)
+                                                     for w in ("sensitivity", "specificity", "precision")})
+
+
+E = "confusion_metrics_check"
+for _m, _frag in (("soft counts", "threshold"), ("swapped", "this is the"), ("no smooth", "smooth"),
+                  ("smooth denominator only", "only in the denominator"), ("pooled", "")):
+    WRONG.append((E, _m, _confusion(_m), (_frag,) if _frag else ()))
+WRONG.append((E, "precision and sensitivity swapped", lambda: checks.check_confusion_metrics(
+    sensitivity=_ratio("precision"), specificity=_ratio("specificity"), precision=_ratio("sensitivity")), ()))
+RIGHT.append((E, "lesson-like", _confusion()))
+
+
+def _mc_dice(t, p, include_background=False, smooth=1.0, *, mistake=None):
+    axes = tuple(range(1, len(t.shape) - 1))
+    if mistake == "pooled over batch":
+        axes = tuple(range(0, len(t.shape) - 1))
+    inter = ops.sum(t * p, axis=axes)
+    total = ops.sum(t, axis=axes) + ops.sum(p, axis=axes)
+    per = (2.0 * inter + smooth) / (total + smooth)
+    if mistake == "binary dice":
+        return ops.mean((2.0 * ops.sum(t * p, axis=_axes(t)) + smooth)
+                        / (ops.sum(t, axis=_axes(t)) + ops.sum(p, axis=_axes(t)) + smooth))
+    if mistake == "always background":
+        include_background = True
+    if mistake == "never background":
+        include_background = False
+    if not include_background:
+        per = per[..., 1:] if mistake != "drops last class" else per[..., :-1]
+    if mistake == "drops last class" and include_background:
+        per = per[..., :-1]
+    return ops.mean(per)
+
+
+E = "multiclass_dice_check"
+for _m in ("pooled over batch", "binary dice", "always background", "never background", "drops last class"):
+    _w(E, checks.check_multiclass_dice, lambda t, p, include_background=False, smooth=1.0, m=_m: _mc_dice(
+        t, p, include_background, smooth, mistake=m), _m)
+_r(E, checks.check_multiclass_dice, _mc_dice, "lesson-like")
+
+
+# ======================================================================================
+# 04 training
+# ======================================================================================
+
+def _pairs_of(items, parts):
+    return tuple([items[i] for i in part] for part in parts)
+
+
+def _split(items, fractions=(0.7, 0.15, 0.15), seed=0, *, mistake=None):
+    items = list(items)
+    rng = np.random.default_rng(seed)
+    if mistake in ("by image", "by image, unshuffled"):
+        order = rng.permutation(len(items)) if mistake == "by image" else np.arange(len(items))
+        ends = np.round(np.cumsum(fractions) * len(items)).astype(int)
+        starts = np.concatenate([[0], ends[:-1]])
+        return tuple([items[i] for i in order[s:e]] for s, e in zip(starts, ends))
+    patients = sorted({data.patient_id(image) for image, _ in items})
+    if mistake == "global random":
+        np.random.shuffle(patients)
+    elif mistake != "no shuffle":
+        rng.shuffle(patients)
+    ends = np.round(np.cumsum(fractions) * len(patients)).astype(int)
+    if mistake == "floor drops patients":
+        ends = np.floor(np.cumsum(fractions) * len(patients) - 1e-9).astype(int)
+    starts = np.concatenate([[0], ends[:-1]])
+    part_of = {}
+    for part, (start, end) in enumerate(zip(starts, ends)):
+        for patient in patients[start:end]:
+            part_of[patient] = part
+    parts = [[] for _ in fractions]
+    for image, mask in items:
+        if data.patient_id(image) in part_of:
+            parts[part_of[data.patient_id(image)]].append((image, mask))
+    if mistake == "two parts":
+        return parts[0], parts[1] + parts[2]
+    return tuple(parts)
+
+
+E = "split_by_patient_check"
+for _m in ("by image", "by image, unshuffled", "global random", "no shuffle", "floor drops patients", "two parts"):
+    _w(E, checks.check_split_by_patient, lambda items, fractions=(0.7, 0.15, 0.15), seed=0, m=_m: _split(
+        items, fractions, seed, mistake=m), _m)
+_r(E, checks.check_split_by_patient, _split, "lesson-like")
+
+
+def _bce_dice_plain(t, p):
+    return _bce_dice(t, p)
+
+
+def _dice_metric(t, p):
+    return _dice(t, p)
+
+
+_dice_metric.__name__ = _dice_metric.__qualname__ = "dice"   # as helpers.metrics logs it
+
+
+def _tiny_model():
+    inputs = keras.Input((16, 16, 1))
+    x = keras.layers.Conv2D(2, 3, padding="same", activation="relu")(inputs)
+    return keras.Model(inputs, keras.layers.Conv2D(1, 1, activation="sigmoid")(x))
+
+
+def _compiled(optimizer, loss, metrics_):
+    model = _tiny_model()
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics_)
+    return model
+
+
+E = "compile_model_check"
+for _label, _make in (
+        ("SGD", lambda: _compiled(keras.optimizers.SGD(3e-3), _bce_dice_plain, [_dice_metric])),
+        ("default learning rate", lambda: _compiled("adam", _bce_dice_plain, [_dice_metric])),
+        ("binary cross-entropy only", lambda: _compiled(keras.optimizers.Adam(3e-3), "binary_crossentropy",
+                                                        [_dice_metric])),
+        ("accuracy instead of Dice", lambda: _compiled(keras.optimizers.Adam(3e-3), _bce_dice_plain, ["accuracy"])),
+        ("Dice metric as loss", lambda: _compiled(keras.optimizers.Adam(3e-3), _dice_metric, [_dice_metric])),
+        ("not compiled", _tiny_model)):
+    WRONG.append((E, _label, lambda make=_make: checks.check_compile(make(), learning_rate=3e-3), ()))
+RIGHT.append((E, "lesson-like", lambda: checks.check_compile(
+    _compiled(keras.optimizers.Adam(3e-3), _bce_dice_plain, [_dice_metric]), learning_rate=3e-3)))
+
+
+def _callbacks(run_dir, *, mistake=None):
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    mode = "min" if mistake == "mode min" else "max"
+    monitor = "val_loss" if mistake == "val_loss with mode max" else "val_dice"
+    out = [
+        keras.callbacks.ModelCheckpoint(str(run_dir / ("best.h5" if mistake == "h5" else "best.keras")),
+                                        monitor=monitor, mode=mode, save_best_only=mistake != "saves every epoch")
+        if mistake != "h5" else keras.callbacks.ModelCheckpoint(str(run_dir / "best.weights.h5"), monitor=monitor,
+                                                                 mode=mode, save_best_only=True, save_weights_only=True),
+        keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode=mode, factor=0.5, patience=2),
+        keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=5,
+                                      restore_best_weights=mistake != "no restore"),
+        keras.callbacks.CSVLogger(str(run_dir / "log.csv")),
+    ]
+    if mistake == "no logger":
+        out = out[:3]
+    return out
+
+
+E = "make_callbacks_check"
+for _m in ("mode min", "val_loss with mode max", "saves every epoch", "h5", "no restore", "no logger"):
+    WRONG.append((E, _m, lambda m=_m: checks.check_callbacks(lambda run_dir: _callbacks(run_dir, mistake=m)), ()))
+RIGHT.append((E, "lesson-like", lambda: checks.check_callbacks(_callbacks)))
+
+
+def _fake_run(tmp_path, *, mistake=None, epochs=3):
+    """A run folder and a History-like object as fit would leave them; ``mistake`` mimics a
+    wrong ``fit`` call. Returns ``(history, run_dir, started)``."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    keys = ["loss", "dice", "val_loss", "val_dice", "learning_rate"]
+    if mistake == "no validation_data":
+        keys = ["loss", "dice"]
+    if mistake == "no dice metric":
+        keys = ["loss", "val_loss"]
+    logs = {k: [0.5 - 0.1 * e for e in range(epochs)] for k in keys}
+    stale = mistake == "no callbacks, stale files"
+    if mistake not in ("no callbacks", "no validation_data"):
+        model = _tiny_model()
+        model.save(run_dir / "best.keras")
+        rows = epochs if mistake != "log of another run" else epochs + 4
+        with (run_dir / "log.csv").open("w", newline="") as stream:
+            writer = csv.writer(stream)
+            writer.writerow(["epoch"] + keys)
+            for e in range(rows):
+                writer.writerow([e] + [0.5] * len(keys))
+    started = time.time() + (5.0 if stale else -5.0)
+    return SimpleNamespace(history=logs), run_dir, started
+
+
+E = "fit_check"
+for _m in ("no callbacks", "no callbacks, stale files", "no validation_data", "no dice metric", "log of another run"):
+    WRONG.append((E, _m, lambda tmp_path, m=_m: (lambda h, d, s: checks.check_training_run(h, d, started=s))(
+        *_fake_run(tmp_path, mistake=m)), ()))
+RIGHT.append((E, "fresh run", lambda tmp_path: (lambda h, d, s: checks.check_training_run(h, d, started=s))(
+    *_fake_run(tmp_path))))
+
+
+E = "monitor_check"
+for _monitor, _mode, _frag in (("dice", "max", "validation"), ("val_dice", "min", "larger"), ("val_loss", "max", "smaller"),
+                               ("val_dice", "auto", "auto"), ("val_accuracy", "max", "not logged"),
+                               ("val_dice_coefficient", "max", "not logged"), ("loss", "min", "validation")):
+    WRONG.append((E, f"{_monitor} / {_mode}", lambda a=_monitor, b=_mode: checks.check_monitor(a, b), (_frag,)))
+RIGHT.append((E, "val_dice / max", lambda: checks.check_monitor("val_dice", "max")))
+RIGHT.append((E, "val_loss / min", lambda: checks.check_monitor("val_loss", "min")))
+RIGHT.append((E, "val_hard_dice / max", lambda: checks.check_monitor("val_hard_dice", "max")))
+
+
+def _step(model, optimizer, loss_fn, x, y, *, mistake=None):
+    import tensorflow as tf
+
+    if mistake == "forward pass outside the tape":
+        predictions = model(x, training=True)
+    with tf.GradientTape() as tape:
+        if mistake != "forward pass outside the tape":
+            predictions = model(x, training=mistake != "inference mode")
+        loss = loss_fn(predictions, y) if mistake == "arguments swapped" else loss_fn(y, predictions)
+    gradients = tape.gradient(loss, model.trainable_weights)
+    if mistake == "gradient ascent":
+        gradients = [-g for g in gradients]
+    if mistake != "no update":
+        optimizer.apply_gradients(zip(gradients, model.trainable_weights))
+    if mistake == "loss after the update":
+        return loss_fn(y, model(x, training=True))
+    if mistake == "no return":
+        return None
+    return loss
+
+
+E = "train_step_check"
+for _m, _frag in (("inference mode", "training=True"), ("no update", "apply the gradients"),
+                  ("gradient ascent", "uphill"), ("loss after the update", "before the update"),
+                  ("no return", "None"), ("forward pass outside the tape", "GradientTape"),
+                  ("arguments swapped", "")):
+    _w(E, checks.check_train_step, lambda model, opt, loss_fn, x, y, m=_m: _step(model, opt, loss_fn, x, y, mistake=m),
+       _m, _frag)
+_r(E, checks.check_train_step, _step, "lesson-like")
+
+
+def _step_trainable_variables(model, optimizer, loss_fn, x, y):
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        loss = loss_fn(y, model(x, training=True))
+    optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
+    return float(loss)
+
+
+_r(E, checks.check_train_step, _step_trainable_variables, "trainable_variables, float loss")
+
+
+# ======================================================================================
+# 05 prediction
+# ======================================================================================
+
+E = "threshold_check"
+for _label, _fn, _frag in (
+        ("bool", lambda probs, value=0.5: np.asarray(probs) > value, "uint8"),
+        (">=", lambda probs, value=0.5: (np.asarray(probs) >= value).astype(np.uint8), "strict"),
+        ("fixed 0.5", lambda probs, value=0.5: (np.asarray(probs) > 0.5).astype(np.uint8), "value"),
+        ("inverted", lambda probs, value=0.5: (np.asarray(probs) < value).astype(np.uint8), "inverted"),
+        ("float", lambda probs, value=0.5: (np.asarray(probs) > value).astype(np.float32), "uint8"),
+        ("round", lambda probs, value=0.5: np.round(probs).astype(np.uint8), "")):
+    _w(E, checks.check_threshold, _fn, _label, _frag)
+_r(E, checks.check_threshold, lambda probs, value=0.5: np.where(np.asarray(probs) > value, 1, 0).astype("uint8"),
+   "np.where")
+
+
+def _table(true_masks, pred_masks, names, *, mistake=None):
+    rows = []
+    for truth, pred, name in zip(true_masks, pred_masks, names):
+        a, b = np.asarray(truth) > 0, np.asarray(pred) > 0
+        inter = np.count_nonzero(a & b)
+        total = np.count_nonzero(a) + np.count_nonzero(b)
+        union = np.count_nonzero(a | b)
+        dice = 2 * inter / total if total else (0.0 if mistake == "empty is 0" else 1.0)
+        iou = inter / union if union else (0.0 if mistake == "empty is 0" else 1.0)
+        if mistake == "iou from sum":
+            iou = inter / total if total else 1.0
+        if mistake == "dice without 2":
+            dice = inter / total if total else 1.0
+        if mistake == "swapped":
+            dice, iou = iou, dice
+        rows.append({"name": name, "dice": float(dice), "iou": float(iou)})
+    if mistake == "mean only":
+        return [{"name": "mean", "dice": float(np.mean([r["dice"] for r in rows])),
+                 "iou": float(np.mean([r["iou"] for r in rows]))}]
+    return rows
+
+
+E = "metrics_table_check"
+for _m in ("empty is 0", "iou from sum", "dice without 2", "swapped", "mean only"):
+    _w(E, checks.check_metrics_table, lambda t, p, n, m=_m: _table(t, p, n, mistake=m), _m)
+_r(E, checks.check_metrics_table, _table, "lesson-like")
+
+
+def _keep(mask, n=2, *, mistake=None):
+    labels = measure.label(np.asarray(mask) > 0, connectivity=1 if mistake == "4-connected" else 2)
+    sizes = np.bincount(labels.ravel())
+    if mistake != "background counted":
+        sizes[0] = 0
+    order = np.argsort(sizes)[::-1] if mistake != "smallest" else np.argsort(np.where(sizes == 0, 10**9, sizes))
+    keep = order[:n if mistake != "off by one" else n - 1]
+    if mistake == "first labels":
+        keep = np.arange(1, min(n + 1, len(sizes)))
+    keep = keep[sizes[keep] > 0]
+    return np.isin(labels, keep).astype(np.uint8)
+
+
+E = "keep_largest_components_check"
+for _m in ("4-connected", "background counted", "smallest", "off by one", "first labels"):
+    _w(E, checks.check_keep_largest_components, lambda mask, n=2, m=_m: _keep(mask, n, mistake=m), _m)
+_r(E, checks.check_keep_largest_components, _keep, "lesson-like")
+
+
+def _post(mask, n_components=2, *, mistake=None):
+    if mistake == "fill first":
+        return _keep(ndimage.binary_fill_holes(np.asarray(mask) > 0).astype(np.uint8), n_components)
+    kept = _keep(mask, n_components if mistake != "fixed 2" else 2)
+    if mistake == "no fill":
+        return kept
+    if mistake == "closing instead of fill":
+        return ndimage.binary_closing(kept).astype(np.uint8)
+    if mistake == "no keep":
+        return ndimage.binary_fill_holes(np.asarray(mask) > 0).astype(np.uint8)
+    filled = ndimage.binary_fill_holes(kept)
+    return filled if mistake == "bool" else filled.astype(np.uint8)
+
+
+E = "postprocess_check"
+for _m in ("no fill", "closing instead of fill", "no keep", "fixed 2", "bool"):
+    WRONG.append((E, _m, lambda m=_m: (checks.check_postprocess(lambda mask, n_components=2: _post(
+        mask, n_components, mistake=m)), checks.check_fill_holes(lambda mask: _post(mask, 100, mistake=m)),
+        checks.check_postprocess(lambda mask, n_components=2: _post(mask, n_components, mistake=m), n_components=3)),
+        ()))
+RIGHT.append((E, "lesson-like", lambda: (checks.check_postprocess(_post),
+                                         checks.check_fill_holes(lambda mask: _post(mask, 100)))))
+
+
+# ======================================================================================
+# 06 lung CT 3D
+# ======================================================================================
+
+def _window(volume, window=config.HU_WINDOW_LUNG, *, mistake=None):
+    lower, upper = window
+    if mistake == "fixed window":
+        lower, upper = -1000, 300
+    v = np.asarray(volume, dtype=np.float32)
+    if mistake == "integer maths":
+        v = np.asarray(volume)
+        return np.clip((v - lower) // (upper - lower), 0, 1).astype(np.float32)
+    scaled = (v - lower) / (upper - lower) if mistake != "divide by upper" else (v - lower) / upper
+    if mistake == "min-max":
+        scaled = (v - v.min()) / (v.max() - v.min())
+    if mistake == "no clip":
+        return scaled.astype(np.float32)
+    return np.clip(scaled, 0, 1).astype(np.float32)
+
+
+E = "window_hu_check"
+for _m in ("fixed window", "integer maths", "divide by upper", "min-max", "no clip"):
+    _w(E, checks.check_window_hu, lambda v, window=config.HU_WINDOW_LUNG, m=_m: _window(v, window, mistake=m), _m)
+_r(E, checks.check_window_hu, _window, "lesson-like")
+
+
+def _volume_ml(mask, affine, *, mistake=None):
+    a = np.asarray(affine, dtype=float)
+    det = np.linalg.det(a[:3, :3])
+    voxel = {"no abs": det, "diagonal product": np.prod(np.diag(a)[:3]), "count only": 1.0,
+             "first spacing cubed": abs(a[0, 0]) ** 3}.get(mistake, abs(det))
+    count = np.count_nonzero(np.asarray(mask) > 0)
+    return float(count * voxel / (1000.0 if mistake != "mm3" else 1.0))
+
+
+E = "lung_volume_check"
+for _m, _frag in (("no abs", "absolute value"), ("diagonal product", "diagonal"), ("count only", ""),
+                  ("mm3", "1000"), ("first spacing cubed", "")):
+    _w(E, checks.check_lung_volume, lambda mask, affine, m=_m: _volume_ml(mask, affine, mistake=m), _m, _frag)
+_r(E, checks.check_lung_volume, _volume_ml, "lesson-like")
+
+
+def _vdice(t, p, *, mistake=None):
+    a, b = np.asarray(t) > 0.5, np.asarray(p) > 0.5
+    total = int(a.sum()) + int(b.sum())
+    if total == 0:
+        return 0.0 if mistake == "empty is 0" else 1.0
+    inter = np.logical_and(a, b).sum()
+    if mistake == "per slice":
+        scores = [(2 * np.logical_and(a[..., k], b[..., k]).sum() + 1) / (a[..., k].sum() + b[..., k].sum() + 1)
+                  for k in range(a.shape[-1])]
+        return float(np.mean(scores))
+    if mistake == "iou":
+        return float(inter / np.logical_or(a, b).sum())
+    if mistake == "accuracy":
+        return float(np.mean(a == b))
+    if mistake == "smoothed":
+        return float((2.0 * inter + 1.0) / (total + 1.0))
+    return float(2.0 * inter / total)
+
+
+E = "volumetric_dice_check"
+for _m in ("smoothed", "empty is 0", "per slice", "iou", "accuracy"):
+    _w(E, checks.check_volumetric_dice, lambda t, p, m=_m: _vdice(t, p, mistake=m), _m)
+_r(E, checks.check_volumetric_dice, _vdice, "lesson-like")
+
+
+def _unet3d_cell(model):
+    """Lesson 06's check cell, visible and hidden parts."""
+    checks.check_3d_unet(model, (32, 32, 24, 1), max_parameters=400_000, min_depth=2, min_bottleneck=3, dropout=0.05)
+    assert model.count_params() >= 300_000, (f"{model.count_params():,} weights leave most of the 400 000 budget "
+                                             "unused: take more filters or one more level")
+    assert model.output_shape[1:] == (32, 32, 24, 1)
+
+
+E = "unet3d_check"
+for _label, _make, _frag in (
+        ("16 filters, depth 3: over budget", lambda: _unet((32, 32, 24, 1), depth=3, base_filters=16, dropout=0.05), "400,000"),
+        ("depth 1", lambda: _unet((32, 32, 24, 1), depth=1, base_filters=32, dropout=0.05), "at least 2"),
+        ("8 filters, depth 2: budget unused", lambda: _unet((32, 32, 24, 1), depth=2, base_filters=8, dropout=0.05), "budget"),
+        ("no dropout", lambda: _unet((32, 32, 24, 1), depth=3, base_filters=8, dropout=0.0), "dropout"),
+        ("two classes", lambda: _unet((32, 32, 24, 1), n_classes=2, depth=3, base_filters=8, dropout=0.05), ""),
+        ("2D slice model", lambda: _unet((32, 32, 1), depth=3, base_filters=8, dropout=0.05), "3D"),
+        ("built for another grid", lambda: _unet((32, 32, 8, 1), depth=3, base_filters=8, dropout=0.05), "TRAIN_SHAPE")):
+    WRONG.append((E, _label, lambda make=_make: _unet3d_cell(make()), (_frag,) if _frag else ()))
+RIGHT.append((E, "depth 3, 8 filters", lambda: _unet3d_cell(_unet((32, 32, 24, 1), depth=3, base_filters=8, dropout=0.05))))
+RIGHT.append((E, "depth 2, 16 filters", lambda: _unet3d_cell(_unet((32, 32, 24, 1), depth=2, base_filters=16, dropout=0.05))))
+
+
+def _save(probabilities, reference_path, output_path, *, mistake=None):
+    reference, affine = data.load_nifti(reference_path)
+    p = np.asarray(probabilities, np.float32)
+    if mistake == "transposed":
+        p = p.transpose(2, 1, 0)
+    if mistake == "flipped":
+        p = p[::-1]
+    resampled = resize(p, reference.shape, order=1, preserve_range=True, anti_aliasing=False)
+    mask = (resampled > (0.5 if mistake != "threshold 0.1" else 0.1)).astype(np.uint8)
+    if mistake == "identity affine":
+        affine = np.eye(4)
+    if mistake == "float mask":
+        mask = mask.astype(np.float32)
+    return data.save_nifti(mask, affine, output_path, force=True)
+
+
+E = "save_prediction_check"
+for _m, _frag in (("transposed", "Dice"), ("flipped", "Dice"), ("threshold 0.1", ""), ("identity affine", "affine"),
+                  ("float mask", "uint8")):
+    _w(E, checks.check_save_prediction, lambda p, r, o, m=_m: _save(p, r, o, mistake=m), _m, _frag)
+_w(E, checks.check_save_prediction, lambda p, r, o: None, "writes nothing", "file")
+_r(E, checks.check_save_prediction, _save, "lesson-like")
+
+
+# ======================================================================================
+# 07 liver CT
+# ======================================================================================
+
+def _select(mask, empty_fraction=0.2, rng=None, *, mistake=None):
+    rng = np.random.default_rng(0) if rng is None else rng
+    axis = (1, 2) if mistake == "wrong axis" else (0, 1)
+    has = np.asarray(mask).any(axis=axis)
+    liver, empty = np.flatnonzero(has), np.flatnonzero(~has)
+    n_empty = int(round(empty_fraction * len(empty)))
+    if mistake == "fraction of all":
+        n_empty = int(round(empty_fraction * len(has)))
+    if mistake == "first empty":
+        chosen = empty[:n_empty]
+    elif mistake == "with replacement":
+        chosen = rng.choice(empty, size=n_empty, replace=True) if n_empty else empty[:0]
+    elif mistake == "global random":
+        chosen = np.random.choice(empty, size=n_empty, replace=False)
+    else:
+        chosen = rng.choice(empty, size=n_empty, replace=False)
+    out = np.concatenate([liver, chosen]).astype(int)
+    return out if mistake == "unsorted" else np.sort(out)
+
+
+E = "select_slices_check"
+for _m, _frag in (("first empty", "random"), ("wrong axis", ""), ("fraction of all", ""),
+                  ("with replacement", ""), ("global random", ""), ("unsorted", "sorted")):
+    _w(E, checks.check_select_slices, lambda mask, f=0.2, rng=None, m=_m: _select(mask, f, rng, mistake=m), _m, _frag)
+_r(E, checks.check_select_slices, _select, "lesson-like")
+
+
+def _to_slices(volume, mask, indices, size=64, window=config.HU_WINDOW_LIVER, *, mistake=None):
+    low, high = window
+    indices = np.asarray(indices, dtype=int)
+    images = np.moveaxis(np.asarray(volume)[:, :, indices], -1, 0).astype(np.float32)
+    labels = np.moveaxis(np.asarray(mask)[:, :, indices], -1, 0).astype(np.float32)
+    if mistake != "not transposed":
+        images, labels = images.transpose(0, 2, 1), labels.transpose(0, 2, 1)
+    if mistake != "no window":
+        images = np.clip((images - low) / (high - low), 0, 1)
+    shape = (len(indices), size, size)
+    images = resize(images, shape, order=1, anti_aliasing=True, preserve_range=True)
+    labels = resize(labels, shape, order=1, anti_aliasing=False, preserve_range=True)
+    if mistake != "soft mask":
+        labels = labels >= 0.5
+    out_i, out_l = images[..., None].astype(np.float32), labels[..., None].astype(np.float32)
+    if mistake == "no channel":
+        return out_i[..., 0], out_l[..., 0]
+    if mistake == "float64":
+        return out_i.astype(np.float64), out_l
+    return out_i, out_l
+
+
+E = "volume_to_slices_check"
+for _m in ("not transposed", "no window", "soft mask", "no channel", "float64"):
+    _w(E, checks.check_volume_to_slices, lambda v, m_, i, size=64, window=config.HU_WINDOW_LIVER, m=_m: _to_slices(
+        v, m_, i, size, window, mistake=m), _m)
+_r(E, checks.check_volume_to_slices, _to_slices, "lesson-like")
+
+
+def _flip(images, masks, rng, p=0.5, *, mistake=None):
+    draws = rng.random(len(images)) < p
+    images, masks = (images, masks) if mistake == "in place" else (images.copy(), masks.copy())
+    other = rng.random(len(images)) < p if mistake == "independent draws" else draws
+    ax = 1 if mistake == "up-down" else 2
+    sl = (slice(None),) * ax + (slice(None, None, -1),)
+    if mistake == "whole batch":
+        draws = other = np.full(len(images), rng.random() < p)
+    if mistake == "always":
+        draws = other = np.ones(len(images), bool)
+    images[draws] = images[draws][sl]
+    if mistake != "image only":
+        masks[other] = masks[other][sl]
+    return images, masks
+
+
+E = "random_flip_check"
+for _m in ("in place", "independent draws", "up-down", "whole batch", "always", "image only"):
+    _w(E, checks.check_flip_augmentation, lambda i, m_, r, p=0.5, m=_m: _flip(i, m_, r, p, mistake=m), _m)
+_r(E, checks.check_flip_augmentation, _flip, "lesson-like")
+
+
+def _kfold(case_ids, k=3, seed=0, *, mistake=None):
+    unique = sorted(set(case_ids)) if mistake != "duplicates kept" else list(case_ids)
+    order = np.random.default_rng(seed).permutation(len(unique)) if mistake != "no shuffle" else np.arange(len(unique))
+    if mistake == "global random":
+        order = np.random.permutation(len(unique))
+    shuffled = [unique[i] for i in order]
+    folds = []
+    size = len(shuffled) // k
+    for i in range(k):
+        val = shuffled[i::k] if mistake != "floor blocks" else shuffled[i * size:(i + 1) * size]
+        train = [c for c in shuffled if c not in val] if mistake != "train is everything" else list(shuffled)
+        folds.append((train, val))
+    return folds
+
+
+E = "kfold_check"
+for _m in ("duplicates kept", "no shuffle", "global random", "floor blocks", "train is everything"):
+    _w(E, checks.check_kfold, lambda ids, k=3, seed=0, m=_m: _kfold(ids, k, seed, mistake=m), _m)
+_r(E, checks.check_kfold, _kfold, "lesson-like")
+
+
+# ======================================================================================
+# 08 brain tumour
+# ======================================================================================
+
+def _remap(seg, *, mistake=None):
+    labels = np.array(seg, copy=True) if mistake != "in place" else seg
+    if mistake == "4 to 0":
+        labels[labels == 4] = 0
+    elif mistake == "divide":
+        labels = labels // 2 + (labels == 1)
+    elif mistake == "float":
+        labels = labels.astype(np.float32)
+        labels[labels == 4] = 3
+    elif mistake == "shift all":
+        labels[labels > 0] -= 1
+        labels[labels == 3] = 3
+    elif mistake == "3 to 4":
+        labels[labels == 3] = 4
+    else:
+        labels[labels == 4] = 3
+    return labels
+
+
+E = "remap_labels_check"
+for _m in ("in place", "4 to 0", "divide", "shift all", "3 to 4"):
+    _w(E, checks.check_remap_labels, lambda seg, m=_m: _remap(seg, mistake=m), _m)
+_r(E, checks.check_remap_labels, _remap, "lesson-like")
+
+
+def _one_hot(labels, n_classes=4, *, mistake=None):
+    labels = np.asarray(labels)
+    if mistake == "keras to_categorical float64":
+        return np.eye(n_classes)[labels]
+    if mistake == "channels first":
+        return np.moveaxis(np.eye(n_classes, dtype=np.float32)[labels], -1, 0)
+    if mistake == "fixed 4":
+        return np.eye(4, dtype=np.float32)[labels]
+    if mistake == "off by one":
+        return np.eye(n_classes + 1, dtype=np.float32)[labels][..., 1:]
+    if mistake == "uint8":
+        return np.eye(n_classes, dtype=np.uint8)[labels]
+    return np.eye(n_classes, dtype=np.float32)[labels]
+
+
+E = "one_hot_check"
+for _m in ("keras to_categorical float64", "channels first", "fixed 4", "off by one", "uint8"):
+    WRONG.append((E, _m, lambda m=_m: (checks.check_one_hot(lambda l, n_classes=4: _one_hot(l, n_classes, mistake=m)),
+                                       checks.check_one_hot(lambda l, n_classes=4: _one_hot(l, n_classes, mistake=m),
+                                                            n_classes=3)), ()))
+RIGHT.append((E, "lesson-like", lambda: (checks.check_one_hot(_one_hot), checks.check_one_hot(_one_hot, n_classes=3))))
+
+
+def _cce_dice(t, p, smooth=1.0, *, mistake=None):
+    if mistake == "numpy":
+        t_, p_ = np.asarray(t), np.clip(np.asarray(p), 1e-7, 1)
+        cce = np.mean(-np.sum(t_ * np.log(p_), axis=-1))
+        inter = np.sum(t_ * p_, axis=(1, 2))
+        dice = (2 * inter + smooth) / (np.sum(t_ + p_, axis=(1, 2)) + smooth)
+        return float(cce + 1 - np.mean(dice[:, 1:]))
+    cce = ops.mean(keras.losses.categorical_crossentropy(t, p))
+    axes = tuple(range(1, len(t.shape) - 1))
+    inter = ops.sum(t * p, axis=axes)
+    dice = (2.0 * inter + smooth) / (ops.sum(t, axis=axes) + ops.sum(p, axis=axes) + smooth)
+    if mistake == "cce only":
+        return cce
+    if mistake == "dice only":
+        return 1.0 - ops.mean(dice[:, 1:])
+    if mistake == "with background":
+        return cce + 1.0 - ops.mean(dice)
+    if mistake == "binary cross-entropy":
+        return ops.mean(keras.losses.binary_crossentropy(t, p)) + 1.0 - ops.mean(dice[:, 1:])
+    if mistake == "summed cross-entropy":
+        return ops.sum(keras.losses.categorical_crossentropy(t, p)) + 1.0 - ops.mean(dice[:, 1:])
+    return cce + 1.0 - ops.mean(dice[:, 1:])
+
+
+E = "cce_dice_loss_check"
+for _m, _frag in (("numpy", "model.fit"), ("cce only", "only the cross-entropy"), ("dice only", "only the Dice"),
+                  ("with background", "background"), ("binary cross-entropy", ""), ("summed cross-entropy", "")):
+    _w(E, checks.check_cce_dice_loss, lambda t, p, smooth=1.0, m=_m: _cce_dice(t, p, smooth, mistake=m), _m, _frag)
+_r(E, checks.check_cce_dice_loss, _cce_dice, "lesson-like")
+
+
+REGIONS = {"WT": (1, 2, 3), "TC": (1, 3), "ET": (3,)}
+
+
+def _regions(true_labels, pred_labels, *, mistake=None):
+    regions = {"labels as regions": {"WT": (1,), "TC": (2,), "ET": (3,)},
+               "TC with edema": {"WT": (1, 2, 3), "TC": (1, 2), "ET": (3,)},
+               "BraTS labels": {"WT": (1, 2, 4), "TC": (1, 4), "ET": (4,)}}.get(mistake, REGIONS)
+    scores = {}
+    for region, classes in regions.items():
+        a, b = np.isin(true_labels, classes), np.isin(pred_labels, classes)
+        total = a.sum() + b.sum()
+        if total == 0:
+            scores[region] = 0.0 if mistake == "empty is 0" else 1.0
+        else:
+            inter = np.logical_and(a, b).sum()
+            scores[region] = float((inter / np.logical_or(a, b).sum()) if mistake == "iou" else 2.0 * inter / total)
+    return scores
+
+
+E = "region_dice_check"
+for _m in ("labels as regions", "TC with edema", "BraTS labels", "empty is 0", "iou"):
+    _w(E, checks.check_region_dice, lambda t, p, m=_m: _regions(t, p, mistake=m), _m)
+_r(E, checks.check_region_dice, _regions, "lesson-like")
+
+
+def _per_class(true_labels, pred_labels, n_classes=4, *, mistake=None):
+    scores = np.full((n_classes, 3), np.nan)
+    for c in range(n_classes):
+        truth, pred = true_labels == c, pred_labels == c
+        tp, fp = np.sum(truth & pred), np.sum(~truth & pred)
+        fn, tn = np.sum(truth & ~pred), np.sum(~truth & ~pred)
+        if mistake == "swapped columns":
+            tp, fp, fn = tp, fn, fp
+        zero = 0.0 if mistake == "zero for 0/0" else np.nan
+        scores[c, 0] = tp / (tp + fp) if tp + fp else zero
+        scores[c, 1] = tp / (tp + fn) if tp + fn else zero
+        scores[c, 2] = tn / (tn + fp) if tn + fp else zero
+        if mistake == "specificity as 1 - sensitivity":
+            scores[c, 2] = 1 - scores[c, 1]
+        if mistake == "accuracy for specificity":
+            scores[c, 2] = (tp + tn) / truth.size
+    if mistake == "skip background":
+        scores[0] = np.nan
+    return scores
+
+
+E = "per_class_scores_check"
+for _m in ("swapped columns", "zero for 0/0", "specificity as 1 - sensitivity", "accuracy for specificity",
+           "skip background"):
+    _w(E, checks.check_per_class_scores, lambda t, p, n_classes=4, m=_m: _per_class(t, p, n_classes, mistake=m), _m)
+_r(E, checks.check_per_class_scores, _per_class, "lesson-like")
+
+
+# ======================================================================================
+# The tests
+# ======================================================================================
+
+def _run(run, tmp_path):
+    import inspect
+
+    return run(tmp_path) if "tmp_path" in inspect.signature(run).parameters else run()
+
+
+@pytest.mark.parametrize("exercise, label, run, fragments", WRONG,
+                         ids=[f"{e}:{label}" for e, label, _, _ in WRONG])
+def test_wrong_solution_is_caught(exercise, label, run, fragments, tmp_path, capsys):
+    with pytest.raises(AssertionError) as info:
+        _run(run, tmp_path)
+    message = str(info.value)
+    assert len(message) > 40, f"{exercise} / {label}: the message does not explain the fault: {message!r}"
+    for fragment in fragments:
+        assert fragment.lower() in message.lower(), f"{exercise} / {label}: expected {fragment!r} in {message!r}"
+
+
+@pytest.mark.parametrize("exercise, label, run", RIGHT, ids=[f"{e}:{label}" for e, label, _ in RIGHT])
+def test_legitimate_variant_passes(exercise, label, run, tmp_path, capsys):
+    _run(run, tmp_path)
+
+
+def _graded_exercises():
+    graded = []
+    for notebook in sorted((ROOT / "answers").glob("*/*.ipynb")):
+        cells = json.loads(notebook.read_text())["cells"]
+        for cell in cells:
+            meta = cell.get("metadata", {}).get("nbgrader", {})
+            if meta.get("grade") and meta.get("points", 0) > 0:
+                graded.append(meta["grade_id"])
+    return graded
+
+
+def test_every_graded_exercise_is_covered():
+    counts = {}
+    for exercise, *_ in WRONG:
+        counts[exercise] = counts.get(exercise, 0) + 1
+    right_ids = {exercise for exercise, *_ in RIGHT}
+    graded = _graded_exercises()
+    assert len(graded) >= 24
+    thin = {e: counts.get(e, 0) for e in graded if counts.get(e, 0) < 5}
+    assert not thin, f"graded exercises with fewer than five wrong solutions here: {thin}"
+    assert not set(graded) - right_ids, f"no legitimate variant for {sorted(set(graded) - right_ids)}"
+    assert not set(counts) - set(graded), f"wrong solutions for unknown exercises: {sorted(set(counts) - set(graded))}"
