@@ -24,6 +24,7 @@ cell; the integrity audit (:mod:`helpers.grading_audit`) flags such code for rev
 
 from __future__ import annotations
 
+import ast
 import builtins
 import importlib
 import pkgutil
@@ -161,9 +162,12 @@ class _Snapshot:
         sys.setprofile(None)
         return changed
 
-    def restore_helpers(self, user_ns: dict) -> list[str]:
+    def restore_helpers(self, user_ns: dict, used: set[str] = frozenset()) -> list[str]:
         """Put back the helpers modules, their functions and classes, and the notebook names
-        that referred to them; return what had changed."""
+        that the test cell uses as modules (``used``, e.g. ``checks`` in
+        ``checks.check_dice(...)``); return what had changed. A notebook variable that merely
+        shares a module's name (``losses = history.history["loss"]``) is left alone unless
+        the test uses it as that module."""
         changed = []
         for name, module in self.modules.items():
             if sys.modules.get(name) is not module:
@@ -200,7 +204,7 @@ class _Snapshot:
         short_names = {name.rsplit(".", 1)[-1]: module for name, module in self.modules.items()}
         short_names["helpers"] = self.modules.get("helpers")
         for key, module in short_names.items():
-            if module is None or key not in user_ns:
+            if module is None or key not in user_ns or key not in used:
                 continue
             value = user_ns[key]
             if isinstance(value, types.ModuleType) and value.__name__.startswith("helpers") \
@@ -246,6 +250,16 @@ class _Snapshot:
         return trace
 
 
+def _module_names_used(code: str) -> set[str]:
+    """Names that ``code`` uses as modules: the ``x`` of every ``x.attribute``."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return set()
+    return {node.value.id for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)}
+
+
 class GradingKernel(IPythonKernel):
     """IPython kernel that restores its guards before every cell (see the module docstring)."""
 
@@ -262,7 +276,7 @@ class GradingKernel(IPythonKernel):
         changed = snapshot.restore_shell(self.shell)
         is_test = bool(info.get("test"))
         if is_test:
-            changed += snapshot.restore_helpers(self.shell.user_ns)
+            changed += snapshot.restore_helpers(self.shell.user_ns, _module_names_used(code))
             tampered = [item for item in changed if "checks" in item or "notebook name" in item
                         or "sys.modules" in item]
             if tampered:

@@ -96,9 +96,23 @@ def test_audit_leaves_ordinary_code_alone(source):
 
 @pytest.mark.parametrize("lesson", ANSWER_LESSONS + ["00_example"])
 def test_answer_notebooks_are_never_flagged(lesson):
-    base = FIXTURES if lesson == "00_example" else REPO_ROOT / "answers"
-    nb = nbformat.read(base / lesson / f"{lesson}.ipynb", as_version=4)
-    assert grading_audit.audit(nb, {"cells": []}) == []
+    """The answers, audited as a submission against their release (cells given by the
+    release, such as the hosted set-up cell, are the course's code, not the student's)."""
+    if lesson == "00_example":
+        nb, release = nbformat.read(FIXTURES / lesson / f"{lesson}.ipynb", as_version=4), {"cells": []}
+    else:
+        nb = nbformat.read(REPO_ROOT / "answers" / lesson / f"{lesson}.ipynb", as_version=4)
+        release = nbformat.read(REPO_ROOT / "notebooks" / lesson / f"{lesson}.ipynb", as_version=4)
+    assert grading_audit.audit(nb, release) == []
+
+
+@pytest.mark.parametrize("lesson", ANSWER_LESSONS)
+def test_solution_cells_of_the_answers_are_never_flagged(lesson):
+    """Every solution cell of the answers, audited on its own (no release to lean on)."""
+    nb = nbformat.read(REPO_ROOT / "answers" / lesson / f"{lesson}.ipynb", as_version=4)
+    solutions = {"cells": [c for c in nb.cells if (c.metadata.get("nbgrader") or {}).get("solution")]}
+    assert solutions["cells"], f"{lesson} has no solution cells"
+    assert grading_audit.audit(solutions, {"cells": []}) == []
 
 
 def test_audit_skips_the_release_cells_and_names_cell_and_line():
