@@ -4,8 +4,10 @@ Evaluates a trained U-Net on a prepared real set (``python -m helpers data prepa
 shenzhen|montgomery|mlinfn_cxr ... --size 256``) and prints, side by side with a global
 Otsu threshold (best polarity per image, an optimistic baseline), the mean, the median
 and the worst-decile Dice (the mean of the lowest tenth of the per-image scores, at least
-one image). Writes a montage of the worst cases: the radiograph with the true lung
-outline in green and the model's in red.
+one image). The U-Net is scored on its thresholded output as it is and after
+``helpers.inference.postprocess`` (two largest components, holes filled). Writes a
+montage of the worst cases: the radiograph with the true lung outline in green and the
+model's in red.
 
 The model is ``--model PATH`` if given, else the lesson-04 model
 (``data/runs/04_training/best.keras``), else a fresh reference run of
@@ -132,8 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     probs = inference.predict_dataset(model, pairs)
     rows = inference.per_case_metrics(pairs, probs)
     unet = [row["dice"] for row in rows]
+    cleaned = [row["dice"] for row in inference.per_case_metrics(pairs, probs, postprocess=inference.postprocess)]
     otsu = otsu_scores(pairs)
-    table = {"U-Net": summary(unet), "Otsu (best polarity)": summary(otsu)}
+    table = {"U-Net": summary(unet), "U-Net + postprocess": summary(cleaned), "Otsu (best polarity)": summary(otsu)}
     width = max(len(name) for name in ("Dice", *table))
     print(f"\n{'Dice'.ljust(width)}  {'mean':>6}  {'median':>6}  {'worst decile':>12}")
     for name, stats in table.items():
