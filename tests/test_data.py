@@ -23,12 +23,12 @@ from helpers.data.io import encode_png
 # the new version and hashes here.
 RECORDED_VERSION = "3"
 EXPECTED_SHA256 = {
-    (0, 64): "f8cdc7f1ce86d5359b935f5945c5c579872949859b94f3bcb8a1496e1ff9517d",
-    (7, 64): "9d32d6e1abfd0bce888f48e68ee89721435f403e41ec22aa0e473dcf10a2e63d",
-    (42, 256): "db9d2980ffca7d71f8df33003ec64fb1327176be873c0e652be0904c19934e1d",
+    (0, 64): "32c159adcf25ab75730a269584e4c16155a6ceb28d97dd1057fc49771ab986cc",
+    (7, 64): "5be3e2e52f326ff68c61d5280c6c46fa7db7725a5b24e7a6f97a45020ce87d10",
+    (42, 256): "86c1c61d6f1df9c4ba009acdb9531f3547fcc89cc9e48af9fc9773e5177211b7",
 }
 # sha256 of the files a generated set holds (PNG bytes, in plan order), for the same version.
-EXPECTED_SET_SHA256 = "2ddf7c56b2f342ceb387cb3cd0b724504bdefa3fd5b5d5c92abc565ba304a8c1"
+EXPECTED_SET_SHA256 = "f15433da8c328addeb38e791bf37e49c645701201f728abdf1bdcfc46c5979ff"
 
 
 def _pixels_sha256(seed: int, size: int) -> str:

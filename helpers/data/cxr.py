@@ -78,7 +78,7 @@ def _anatomy(rng: np.random.Generator) -> dict:
         "air_floor": u(0.50, 0.75),
         "apex_u": u(0.30, 0.38),
         "apex_k": u(2.4, 3.4),
-        "dome_rise": u(0.12, 0.26),
+        "dome_rise": u(0.14, 0.32),
         "dome_u": u(0.34, 0.44),
         "med_top": u(0.11, 0.15),
         "med_bot": u(0.09, 0.13),
@@ -87,7 +87,6 @@ def _anatomy(rng: np.random.Generator) -> dict:
         "heart_a": u(0.34, 0.46),
         "heart_b": u(0.22, 0.30),
         "heart_angle": u(-0.55, -0.25),
-        "heart_rest": u(0.0, 0.10),
         "rib_start": u(-0.80, -0.72),
         "rib_gap": u(0.088, 0.104),
         "rib_th": u(0.020, 0.027),
@@ -224,16 +223,9 @@ def _heart_field(u: np.ndarray, v: np.ndarray, a: dict) -> np.ndarray:
     q = (-s * du + c * dv) / a["heart_b"]
     q = np.where(q > 0, q * 1.15, q)
     g = (np.sqrt(p * p + q * q) - 1.0) * 0.5 * (a["heart_a"] + a["heart_b"])
-    # below its widest row the heart keeps that width down to the diaphragm (it rests on it)
-    rest = a["heart_v"] + a.get("heart_rest", 0.0)
-    if "heart_rest" in a:
-        dv_rest = np.minimum(v, rest) - a["heart_v"]
-        p2 = (c * du + s * dv_rest) / a["heart_a"]
-        q2 = (-s * du + c * dv_rest) / a["heart_b"]
-        q2 = np.where(q2 > 0, q2 * 1.15, q2)
-        column = (np.sqrt(p2 * p2 + q2 * q2) - 1.0) * 0.5 * (a["heart_a"] + a["heart_b"])
-        g = np.minimum(g, np.where(v > rest, column, 1.0))
-    return g
+    # the heart rests on the diaphragm: everything below its outline is heart too (the
+    # downward shadow of the ellipse; rows run down the v axis), so no lung wraps under it
+    return np.minimum.accumulate(np.broadcast_to(g, (v.shape[0], u.shape[1])), axis=0)
 
 
 def _ribs(u: np.ndarray, v: np.ndarray, a: dict, px: float) -> np.ndarray:
