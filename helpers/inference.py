@@ -7,13 +7,17 @@
   specks and holes (two lungs, no holes);
 * :func:`per_case_metrics` gives one row of Dice, IoU, sensitivity and precision per
   image, :func:`summarise` their means, :func:`save_table_csv` writes the table and
-  :func:`save_masks_png` the masks (neither overwrites a file unless ``force=True``).
+  :func:`save_masks_png` the masks (neither overwrites a file unless ``force=True``);
+* :func:`segment_radiograph` runs a chest X-ray model on one image file of any size and
+  bit depth (the preprocessing of ``python -m helpers data prepare``) and returns the
+  mask at the file's size and the lung area.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -22,7 +26,7 @@ import numpy as np
 __all__ = [
     "predict_dataset", "threshold", "resize_to", "keep_largest_components", "fill_holes",
     "postprocess", "per_case_metrics", "summarise", "save_table_csv", "save_masks_png",
-    "METRIC_COLUMNS",
+    "METRIC_COLUMNS", "RadiographSegmentation", "looks_negative", "segment_radiograph",
 ]
 
 #: Columns of :func:`per_case_metrics` rows, in order.
@@ -280,3 +284,124 @@ def save_masks_png(masks, names: Sequence[str], folder, force: bool = False) -> 
         Image.fromarray(array).save(buffer, format="PNG")
         atomic_write_bytes(path, buffer.getvalue())
     return paths
+
+
+# --------------------------------------------------------------------------- one radiograph
+
+@dataclass
+class RadiographSegmentation:
+    """What :func:`segment_radiograph` found on one radiograph.
+
+    ``image``: the radiograph as 8-bit grey at the file's size (lungs dark, inverted back
+    if the file was a negative), for display. ``mask``: uint8 ``{0, 1}`` at the file's
+    size. ``probability``: float32 at the file's size (0 outside the cropped black
+    border). ``lung_pixels``: pixels of the mask; ``lung_fraction``: their share of the
+    image. ``inverted``: True if the file was read as a negative (white lungs).
+    """
+
+    image: np.ndarray
+    mask: np.ndarray
+    probability: np.ndarray
+    lung_pixels: int
+    lung_fraction: float
+    inverted: bool
+
+
+def looks_negative(image) -> bool:
+    """True if a frontal chest radiograph looks like a negative (lungs brighter than the
+    mediastinum and spine): the central vertical band (columns 45-55 %, rows 25-70 %) is
+    compared with the two lung bands (columns 18-35 % and 65-82 %, same rows). On a
+    radiograph the spine and heart are brighter than the aerated lungs."""
+    array = np.asarray(image, dtype=np.float64)
+    if array.ndim != 2:
+        raise ValueError(f"looks_negative needs a 2D grey image, got shape {array.shape}.")
+    h, w = array.shape
+    rows = slice(int(0.25 * h), max(int(0.70 * h), int(0.25 * h) + 1))
+
+    def band(lo: float, hi: float) -> np.ndarray:
+        return array[rows, int(lo * w):max(int(hi * w), int(lo * w) + 1)]
+
+    centre = float(np.median(band(0.45, 0.55)))
+    lungs = float(np.median(np.concatenate([band(0.18, 0.35).ravel(), band(0.65, 0.82).ravel()])))
+    return centre < lungs
+
+
+def _overlap(a: slice, b: slice, length: int) -> slice:
+    start = max(a.indices(length)[0], b.indices(length)[0])
+    stop = min(a.indices(length)[1], b.indices(length)[1])
+    return slice(start, max(start, stop))
+
+
+def segment_radiograph(model, path, invert="auto", threshold: float = 0.5, clean: bool = True,
+                       prepared_size: int = 256) -> RadiographSegmentation:
+    """Segment the lungs of one frontal chest radiograph file with a trained model.
+
+    The file (PNG, JPEG, TIFF, ...; any size; 8 or 16 bit; grey or RGB, whose channels are
+    averaged) gets the preprocessing of ``python -m helpers data prepare``: black-border
+    crop, resize to ``prepared_size`` pixels, 5th-95th percentile stretch to 8 bit; then
+    that of the lessons' data sets (percentile stretch to [0, 1], resize to the model's
+    input size). The probabilities are resized back to the cropped region, thresholded at
+    ``threshold``, cleaned with :func:`postprocess` if ``clean`` (two largest components,
+    holes filled) and placed in a mask of the file's size.
+
+    Args:
+        model: a Keras model taking ``(1, H, W, 1)`` images in [0, 1] and returning lung
+            probabilities ``(1, H, W, 1)`` (e.g. lesson 04's ``best.keras``).
+        path: the image file.
+        invert: ``"auto"`` detects a negative (white lungs, :func:`looks_negative`) and
+            inverts it; ``True`` always inverts, ``False`` never does.
+        threshold: probability above which a pixel is lung.
+        clean: apply :func:`postprocess` to the mask.
+        prepared_size: side of the intermediate image, as ``prepare --size`` (256 in the
+            course).
+
+    Returns:
+        A :class:`RadiographSegmentation` (mask and probability at the file's size, lung
+        area in pixels and as a fraction of the image, whether it was inverted).
+
+    Raises:
+        helpers.data.DatasetError: the file is missing, unreadable or not a 2D image.
+        ValueError: ``invert`` is not ``"auto"``, True or False, or the model's input is
+            not a single-channel 2D image.
+    """
+    from helpers.data.converters import crop_black_border, preprocess_cxr
+    from helpers.data.io import read_grey
+    from helpers.generator import percentile_stretch
+
+    if invert not in ("auto", True, False):
+        raise ValueError(f"invert must be 'auto', True or False, got {invert!r}.")
+    shape = tuple(model.input_shape)
+    if len(shape) != 4 or shape[-1] != 1:
+        raise ValueError(f"segment_radiograph needs a model of 2D grey images (input (None, H, W, 1)), "
+                         f"but this model takes {shape}.")
+    size = tuple(int(s) if s is not None else int(prepared_size) for s in shape[1:3])
+    raw = read_grey(path)
+    low, high = float(raw.min()), float(raw.max())
+    if invert == "auto":
+        # judge the polarity inside any black (or, on a negative, white) padding
+        dark_rows, dark_cols = crop_black_border(raw - low)
+        white_rows, white_cols = crop_black_border(high - raw)
+        inner = raw[_overlap(dark_rows, white_rows, raw.shape[0]), _overlap(dark_cols, white_cols, raw.shape[1])]
+        inverted = bool(looks_negative(inner if inner.size else raw))
+    else:
+        inverted = bool(invert)
+    image = (high + low) - raw if inverted else raw
+    rows, cols = crop_black_border(image - low)
+    cropped = image[rows, cols]
+    prepared, _ = preprocess_cxr(cropped, np.zeros(cropped.shape, bool), int(prepared_size))
+    x = percentile_stretch(prepared.astype(np.float32))
+    if x.shape != size:
+        from skimage.transform import resize
+
+        x = resize(x, size, order=1, anti_aliasing=True, preserve_range=True).astype(np.float32)
+    probs = np.asarray(model.predict_on_batch(x[None, ..., None]), dtype=np.float32)[0, ..., 0]
+    probability = np.zeros(raw.shape, np.float32)
+    probability[rows, cols] = np.clip(resize_to(probs, cropped.shape), 0.0, 1.0)
+    mask = (probability > threshold).astype(np.uint8)
+    if clean:
+        mask = postprocess(mask)
+    span = max(high - low, 1e-6)
+    display = np.clip((image - low) / span * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    pixels = int(mask.sum())
+    return RadiographSegmentation(image=display, mask=mask, probability=probability, lung_pixels=pixels,
+                                  lung_fraction=pixels / mask.size, inverted=inverted)

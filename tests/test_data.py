@@ -17,14 +17,18 @@ from helpers import data
 from helpers.data import DatasetError, cxr
 from helpers.data.io import encode_png
 
-# sha256 of the decoded pixels (image bytes then mask bytes) of generate_cxr(seed, size).
-# A change here means the default data changed: bump cxr.GENERATOR_VERSION (so that sets
-# on disk are regenerated) and record the new hashes.
+# sha256 of the decoded pixels (image bytes then mask bytes) of generate_cxr(seed, size),
+# recorded for one GENERATOR_VERSION. A change of the pixels means the default data
+# changed: bump cxr.GENERATOR_VERSION (so that sets on disk are regenerated) and record
+# the new version and hashes here.
+RECORDED_VERSION = "3"
 EXPECTED_SHA256 = {
-    (0, 64): "0125a98a25a7bb0807c26a89a5eb4e5ff33710c715b1aee40a2d353382166328",
-    (7, 64): "2932b8d3833824d9206a174f59fe65769810b47fcef71125ba3fc481046d6b2c",
-    (42, 256): "17bf743c69e31123a2a54fe5612f150c2214e82ffc9ccb96d2995b3304b91097",
+    (0, 64): "32c159adcf25ab75730a269584e4c16155a6ceb28d97dd1057fc49771ab986cc",
+    (7, 64): "5be3e2e52f326ff68c61d5280c6c46fa7db7725a5b24e7a6f97a45020ce87d10",
+    (42, 256): "86c1c61d6f1df9c4ba009acdb9531f3547fcc89cc9e48af9fc9773e5177211b7",
 }
+# sha256 of the files a generated set holds (PNG bytes, in plan order), for the same version.
+EXPECTED_SET_SHA256 = "f15433da8c328addeb38e791bf37e49c645701201f728abdf1bdcfc46c5979ff"
 
 
 def _pixels_sha256(seed: int, size: int) -> str:
@@ -41,7 +45,27 @@ def test_generated_pixels_match_recorded_hashes(seed, size):
     got = _pixels_sha256(seed, size)
     assert got == EXPECTED_SHA256[(seed, size)], (
         f"generate_cxr({seed}, {size}) changed (sha256 {got}): if intended, bump GENERATOR_VERSION "
-        f"and update EXPECTED_SHA256"
+        f"and update RECORDED_VERSION and EXPECTED_SHA256"
+    )
+    assert cxr.GENERATOR_VERSION == RECORDED_VERSION, (
+        f"GENERATOR_VERSION is {cxr.GENERATOR_VERSION!r} but these hashes were recorded for "
+        f"{RECORDED_VERSION!r}: record the hashes of the new version (RECORDED_VERSION, EXPECTED_SHA256)"
+    )
+
+
+def test_generated_set_files_are_unchanged_unless_version_bumped():
+    """The bytes written by ``generate`` (images and masks of the first files of the default
+    plan, at a small size) are those recorded for this GENERATOR_VERSION."""
+    digest = hashlib.sha256()
+    for name, seed, view in cxr.plan(4, seed=42):
+        files = cxr._make((name, seed, view, 48))
+        for key in sorted(files):
+            digest.update(key.encode() + files[key])
+    got = digest.hexdigest()
+    assert (cxr.GENERATOR_VERSION, got) == (RECORDED_VERSION, EXPECTED_SET_SHA256), (
+        f"version {cxr.GENERATOR_VERSION!r} writes files with sha256 {got}, recorded: version "
+        f"{RECORDED_VERSION!r}, {EXPECTED_SET_SHA256}. If the generator changed on purpose, bump "
+        f"GENERATOR_VERSION and record the new version and hash."
     )
 
 

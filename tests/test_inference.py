@@ -191,3 +191,131 @@ def test_prediction_checks_reject_wrong_implementations():
 
     with pytest.raises(AssertionError, match="empty"):
         checks_prediction.check_metrics_table(empty_zero)
+
+
+# --------------------------------------------------------------------------- one radiograph
+
+class DarkIsLung:
+    """Stub model: lung probability high where the (stretched) input is dark."""
+
+    input_shape = (None, 64, 64, 1)
+
+    def __init__(self):
+        self.seen = []
+
+    def predict_on_batch(self, x):
+        x = np.asarray(x)
+        self.seen.append(x)
+        return 1.0 / (1.0 + np.exp(20.0 * (x - 0.45)))
+
+
+def _phantom(height: int, width: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A crude radiograph in [0, 1]: soft tissue, two dark lungs, a bright mediastinum; and
+    the lung mask."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width]
+    y, x = (yy + 0.5) / height, (xx + 0.5) / width
+    lungs = np.zeros((height, width), bool)
+    for cx in (0.28, 0.72):
+        lungs |= ((x - cx) / 0.16) ** 2 + ((y - 0.5) / 0.32) ** 2 < 1
+    image = np.full((height, width), 0.7)
+    image[np.abs(x - 0.5) < 0.06] = 0.95
+    image[lungs] = 0.2
+    image += 0.02 * rng.standard_normal(image.shape)
+    return np.clip(image, 0, 1), lungs.astype(np.uint8)
+
+
+def _save(path, array, mode=None):
+    from PIL import Image
+
+    Image.fromarray(array, mode=mode).save(path)
+    return path
+
+
+def _dice(a, b):
+    return metrics.dice_numpy(np.asarray(a) > 0, np.asarray(b) > 0)
+
+
+def test_segment_radiograph_8bit_grey(tmp_path):
+    image, truth = _phantom(200, 200)
+    path = _save(tmp_path / "cxr.png", (image * 255).astype(np.uint8))
+    model = DarkIsLung()
+    result = inference.segment_radiograph(model, path)
+    assert result.mask.shape == (200, 200) and result.mask.dtype == np.uint8
+    assert set(np.unique(result.mask)) <= {0, 1}
+    assert result.probability.shape == (200, 200)
+    assert _dice(result.mask, truth) > 0.95
+    assert result.lung_pixels == int(result.mask.sum())
+    assert result.lung_fraction == pytest.approx(result.mask.mean())
+    assert not result.inverted
+    assert result.image.shape == (200, 200) and result.image.dtype == np.uint8
+    (x,) = model.seen
+    assert x.shape == (1, 64, 64, 1) and x.dtype == np.float32 and 0 <= x.min() and x.max() <= 1
+
+
+def test_segment_radiograph_16bit_matches_8bit(tmp_path):
+    image, truth = _phantom(180, 180, seed=1)
+    eight = inference.segment_radiograph(DarkIsLung(), _save(tmp_path / "a.png", (image * 255).astype(np.uint8)))
+    # 12-bit detector values in a 16-bit file: a plain /255 or /65535 reading would be wrong
+    sixteen_path = _save(tmp_path / "b.png", (image * 4095).astype(np.uint16))
+    from PIL import Image
+
+    assert Image.open(sixteen_path).mode.startswith("I")
+    sixteen = inference.segment_radiograph(DarkIsLung(), sixteen_path)
+    assert _dice(sixteen.mask, truth) > 0.95
+    assert _dice(sixteen.mask, eight.mask) > 0.98
+
+
+def test_segment_radiograph_rgb_jpeg_non_square(tmp_path):
+    image, truth = _phantom(300, 220, seed=2)
+    rgb = np.repeat((image * 255).astype(np.uint8)[..., None], 3, axis=-1)
+    path = tmp_path / "photo.jpg"
+    from PIL import Image
+
+    Image.fromarray(rgb, mode="RGB").save(path, quality=90)
+    result = inference.segment_radiograph(DarkIsLung(), path)
+    assert result.mask.shape == (300, 220)
+    assert _dice(result.mask, truth) > 0.93
+
+
+def test_segment_radiograph_negative_image_is_detected(tmp_path):
+    image, truth = _phantom(200, 240, seed=3)
+    path = _save(tmp_path / "negative.png", ((1.0 - image) * 255).astype(np.uint8))
+    result = inference.segment_radiograph(DarkIsLung(), path)
+    assert result.inverted
+    assert _dice(result.mask, truth) > 0.95
+    # the displayed image is inverted back: lungs dark
+    assert result.image[truth > 0].mean() < result.image[truth == 0].mean()
+    # forcing the wrong polarity segments something else
+    wrong = inference.segment_radiograph(DarkIsLung(), path, invert=False)
+    assert not wrong.inverted and _dice(wrong.mask, truth) < 0.5
+    assert inference.looks_negative((1.0 - image)) and not inference.looks_negative(image)
+
+
+def test_segment_radiograph_crops_black_border_and_maps_back(tmp_path):
+    image, truth = _phantom(160, 160, seed=4)
+    padded = np.zeros((220, 200))
+    padded[30:190, 25:185] = image
+    padded_truth = np.zeros((220, 200), np.uint8)
+    padded_truth[30:190, 25:185] = truth
+    result = inference.segment_radiograph(DarkIsLung(), _save(tmp_path / "p.png", (padded * 255).astype(np.uint8)))
+    assert result.mask.shape == (220, 200)
+    assert result.mask[:30].sum() == 0 and result.mask[:, :25].sum() == 0
+    assert _dice(result.mask, padded_truth) > 0.95
+
+
+def test_segment_radiograph_refuses_bad_arguments(tmp_path):
+    from helpers.data import DatasetError
+
+    image, _ = _phantom(64, 64)
+    path = _save(tmp_path / "c.png", (image * 255).astype(np.uint8))
+    with pytest.raises(ValueError, match="invert"):
+        inference.segment_radiograph(DarkIsLung(), path, invert="yes")
+
+    class ThreeChannels(DarkIsLung):
+        input_shape = (None, 64, 64, 3)
+
+    with pytest.raises(ValueError, match="grey"):
+        inference.segment_radiograph(ThreeChannels(), path)
+    with pytest.raises(DatasetError, match="missing.png"):
+        inference.segment_radiograph(DarkIsLung(), tmp_path / "missing.png")

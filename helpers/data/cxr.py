@@ -4,11 +4,18 @@ Each image is drawn procedurally, deterministically from a seed, in the radiolog
 convention (the patient's left is on the image right). Anatomy: thorax and soft-tissue
 outline with shoulders, neck and (sometimes) arms; two lung fields of varied shape with
 apices, costophrenic angles and diaphragm domes (the patient's left lung is the smaller
-one); mediastinum, trachea, spine; a heart shadow that overlaps the left lung; clavicles;
-posterior and anterior ribs crossing the lung fields; vessel markings; breast shadows;
-a gastric bubble. Appearance: opacities (consolidation, nodules) inside the lungs,
+one), over the range of heights and aspect ratios of real adult films; mediastinum,
+trachea, spine; a heart shadow that overlaps the left lung and rests on the diaphragm;
+clavicles; posterior and anterior ribs crossing the lung fields; vessel markings; breast
+shadows; a gastric bubble and bowel gas. Appearance: lung fields that fade towards the
+chest wall and under the soft tissue of the apices; uneven soft tissue outside the lungs
+(some of it as dark as lung); opacities (consolidation, nodules) inside the lungs,
 intensity bias field, contrast and gamma, noise, pose (rotation, scale, shift),
-occasional black collimation borders and an "L"/"R" side marker.
+occasional black collimation borders and an "L"/"R" side marker. Each radiograph then
+gets the preprocessing of prepared real sets (``helpers.data.converters.preprocess_cxr``:
+black-border crop, resize, 5th-95th percentile stretch), so synthetic and real images
+reach the lessons alike. Realism is measured by ``benchmarks/real_cxr.py`` (a model
+trained only on this set, evaluated on real radiographs).
 
 The mask holds the *visible* lung fields, as in the Montgomery annotations: lung behind
 ribs, vessels and opacities is lung; the part hidden by the heart and the mediastinum
@@ -30,7 +37,7 @@ import numpy as np
 from helpers import config
 from helpers.data._store import generate_into
 
-GENERATOR_VERSION = "2"
+GENERATOR_VERSION = "3"
 
 #: Default parameters of :func:`generate` (a different value regenerates the set).
 DEFAULTS = {"n_images": config.CXR_N_IMAGES, "size": config.CXR_IMAGE_SIZE, "seed": config.SEED}
@@ -64,27 +71,28 @@ def _anatomy(rng: np.random.Generator) -> dict:
         "arms": rng.random() < 0.4,
         "arm_gap": u(0.03, 0.10),
         "arm_w": u(0.20, 0.30),
-        "apex_v": u(-0.72, -0.60),
-        "cp_v": u(0.42, 0.58),
-        "lung_w": u(0.70, 0.80),
+        "apex_v": u(-0.86, -0.64),
+        "cp_v": u(0.50, 0.86),
+        "lung_w": u(0.62, 0.80),
+        "periphery": u(0.08, 0.22),
+        "air_floor": u(0.50, 0.75),
         "apex_u": u(0.30, 0.38),
         "apex_k": u(2.4, 3.4),
-        "dome_rise": u(0.14, 0.24),
+        "dome_rise": u(0.14, 0.32),
         "dome_u": u(0.34, 0.44),
         "med_top": u(0.11, 0.15),
         "med_bot": u(0.09, 0.13),
         "aortic_knob": u(0.03, 0.07),
-        "heart_u": u(0.09, 0.15),
-        "heart_v": u(0.20, 0.27),
-        "heart_a": u(0.37, 0.43),
-        "heart_b": u(0.24, 0.28),
-        "heart_angle": u(-0.50, -0.30),
+        "heart_u": u(0.08, 0.16),
+        "heart_a": u(0.34, 0.46),
+        "heart_b": u(0.22, 0.30),
+        "heart_angle": u(-0.55, -0.25),
         "rib_start": u(-0.80, -0.72),
-        "rib_gap": u(0.100, 0.118),
+        "rib_gap": u(0.088, 0.104),
         "rib_th": u(0.020, 0.027),
         "rib_rise": u(0.08, 0.14),
         "rib_fall": u(0.34, 0.46),
-        "rib_strength": u(0.75, 1.2, size=10).tolist(),
+        "rib_strength": u(0.75, 1.2, size=12).tolist(),
         "clav_v": u(-0.66, -0.56),
         "clav_tilt": u(0.08, 0.20),
         "breasts": rng.random() < 0.45,
@@ -99,6 +107,9 @@ def _anatomy(rng: np.random.Generator) -> dict:
     a["dome_v_right"] = a["cp_v"] - a["dome_rise"] - u(0.02, 0.06)
     a["dome_v_left"] = a["cp_v"] - a["dome_rise"] + u(0.00, 0.03)
     a["lung_w_left"] = a["lung_w"] - u(0.0, 0.04)
+    # the heart rests on the left hemidiaphragm; ribs are spaced over the lung height
+    a["heart_v"] = a["dome_v_left"] - u(0.02, 0.10)
+    a["rib_gap"] *= (a["cp_v"] - a["apex_v"]) / 1.15
     return a
 
 
@@ -121,16 +132,22 @@ def _appearance(rng: np.random.Generator) -> dict:
         "rotation": u(-7.0, 7.0),
         "scale": u(0.86, 1.08),
         "shift": (u(-0.06, 0.06), u(-0.06, 0.06)),
-        "lung_air": u(0.28, 0.38),
+        "lung_air": u(0.22, 0.36),
+        "apex_tissue": u(0.02, 0.10),
         "tissue": u(0.42, 0.52),
-        "bone": u(0.06, 0.11),
+        "bone": u(0.07, 0.13),
         "heart": u(0.0, 0.03),
         "vessel": u(0.08, 0.14),
+        "abdomen": u(0.10, 0.22),
+        "mediastinum": u(0.05, 0.12),
         "opacities": opacities,
         "nodules": nodules,
         "bias_add": (u(-0.15, 0.15), u(-0.15, 0.15), u(-0.12, 0.12)),
         "bias_mul": (u(-0.25, 0.25), u(-0.25, 0.25)),
-        "gamma": math.exp(u(-0.45, 0.45)),
+        "gamma": math.exp(u(-0.55, 0.35)),
+        "soft_var": u(0.0, 0.10),
+        "bowel_gas": [(u(-0.6, 0.6), u(0.0, 0.6), u(0.03, 0.09), u(0.2, 0.6))
+                      for _ in range(int(rng.integers(0, 7)))],
         "window": (u(-0.05, 0.10), u(0.85, 1.10)),
         "noise": u(0.008, 0.035),
         "mottle": u(0.0, 0.04),
@@ -205,7 +222,10 @@ def _heart_field(u: np.ndarray, v: np.ndarray, a: dict) -> np.ndarray:
     p = (c * du + s * dv) / a["heart_a"]
     q = (-s * du + c * dv) / a["heart_b"]
     q = np.where(q > 0, q * 1.15, q)
-    return (np.sqrt(p * p + q * q) - 1.0) * 0.5 * (a["heart_a"] + a["heart_b"])
+    g = (np.sqrt(p * p + q * q) - 1.0) * 0.5 * (a["heart_a"] + a["heart_b"])
+    # the heart rests on the diaphragm: everything below its outline is heart too (the
+    # downward shadow of the ellipse; rows run down the v axis), so no lung wraps under it
+    return np.minimum.accumulate(np.broadcast_to(g, (v.shape[0], u.shape[1])), axis=0)
 
 
 def _ribs(u: np.ndarray, v: np.ndarray, a: dict, px: float) -> np.ndarray:
@@ -219,7 +239,7 @@ def _ribs(u: np.ndarray, v: np.ndarray, a: dict, px: float) -> np.ndarray:
         x = side * uu
         w = np.clip((x - 0.05) / (wall - 0.05), 0.0, 1.0)  # 0 at the spine .. 1 at the wall
         fade = np.clip((x - 0.05) / 0.04, 0, 1) * np.clip((wall - x) / 0.04, 0, 1)
-        for i in range(10):
+        for i in range(len(a["rib_strength"])):
             strength = a["rib_strength"][i]
             v0 = a["rib_start"] + i * a["rib_gap"] * (1.0 + 0.03 * i)
             centre = v0 - a["rib_rise"] * w + a["rib_fall"] * w ** 1.6
@@ -371,18 +391,22 @@ def _render(a: dict, p: dict, size: int) -> tuple[np.ndarray, np.ndarray]:
     g_heart[box] = _heart_field(ub, vb, a)
     g_visible = np.maximum(g_lungs, -g_heart)
     lung_soft = _ramp(g_visible, px)
-    depth = np.clip(-g_visible / 0.10, 0.0, 1.0)
-    air_weight = (0.6 + 0.4 * np.sqrt(depth)) * _ramp(g_visible, 1.5 * px)
+    # the chest wall overlaps the lung periphery: air shows less towards the lung edges
+    depth = np.clip(-g_visible / a["periphery"], 0.0, 1.0)
+    floor = a["air_floor"]
+    air_weight = (floor + (1.0 - floor) * np.sqrt(depth)) * _ramp(g_visible, 1.5 * px)
     lungs_all = _ramp(g_lungs, 2 * px)
     retro = 0.12 * lungs_all * (1.0 - lung_soft)  # lung air behind the heart
     heart = _ramp(g_heart, 2.5 * px)
 
     attenuation = p["tissue"] * tissue
     attenuation -= p["lung_air"] * (air_weight + retro)
+    # neck and shoulder soft tissue over the apices
+    attenuation += p["apex_tissue"] * np.clip((a["clav_v"] + 0.05 - v) / 0.15, 0, 1) * lungs_all
     # abdomen below the domes is thicker than the chest wall; the heart merges into it
     dome = np.where(u < 0, a["dome_v_right"], a["dome_v_left"]) + 0.4 * u * u
     below = np.clip((v - dome) / 0.08, 0, 1)
-    attenuation += 0.06 * below * body * (1.0 - lungs_all)
+    attenuation += p["abdomen"] * below * body * (1.0 - lungs_all)
     attenuation += p["heart"] * heart * (1.0 - below)
     # hila: vessels and nodes, denser around the roots of the lungs
     for side, hv in ((-1, -0.08), (1, -0.12)):
@@ -392,7 +416,7 @@ def _render(a: dict, p: dict, size: int) -> tuple[np.ndarray, np.ndarray]:
     spine = _band(u, 0.065, 2 * px) * np.clip((v + 1.2) / 0.1, 0, 1)
     vertebra = 0.75 + 0.25 * np.cos(2 * math.pi * (v - a["rib_start"]) / (a["rib_gap"] * 0.9))
     attenuation += 0.8 * p["bone"] * spine * vertebra * (1.0 - 0.5 * lung_soft)
-    attenuation += 0.05 * _band(u, 0.16, 0.05) * body
+    attenuation += p["mediastinum"] * _band(u, 0.16, 0.05) * body
     trachea = _band(u - 0.01, 0.028, 2 * px) * np.clip((-0.28 - v) / 0.08, 0, 1)
     attenuation -= 0.10 * trachea * body
     if a["gastric_bubble"]:
@@ -405,7 +429,7 @@ def _render(a: dict, p: dict, size: int) -> tuple[np.ndarray, np.ndarray]:
             g_breast = np.sqrt(((u - side * 0.5) / 0.34) ** 2 + ((v - a["breast_v"] - 0.05) / 0.3) ** 2) - 1
             attenuation += 0.05 * _ramp(g_breast * 0.3, 4 * px) * np.clip((v - a["breast_v"] + 0.1) / 0.2, 0, 1)
     # bones: ribs show best through the lungs
-    ribs = _ribs(u, v, a, px) * body * (0.35 + 0.65 * lungs_all) * np.clip((a["cp_v"] + 0.35 - v) / 0.25, 0, 1)
+    ribs = _ribs(u, v, a, px) * body * (0.2 + 0.8 * lungs_all) * np.clip((a["cp_v"] + 0.2 - v) / 0.25, 0, 1)
     attenuation += p["bone"] * ribs
     attenuation += 1.3 * p["bone"] * _clavicles(u, v, a, px) * body
     # vessels and opacities: inside the lung fields, part of the mask
@@ -413,6 +437,17 @@ def _render(a: dict, p: dict, size: int) -> tuple[np.ndarray, np.ndarray]:
     attenuation += p["vessel"] * np.clip(vessels, 0, 2.0) * (lung_soft + 0.5 * retro)
     interior = np.clip(-g_visible / 0.05, 0.0, 1.0)
     rng = np.random.default_rng(p["noise_seed"])
+    # soft tissue outside the lungs is not uniform (axillae, breasts, fat): smooth darker
+    # patches, some as dark as a lung, and bowel gas below the diaphragm
+    outside = body * (1.0 - lungs_all)
+    if p["soft_var"] > 0:
+        patches = ndimage.gaussian_filter(rng.standard_normal((n, n)).astype(_DTYPE), 0.08 / px)
+        patches *= 1.0 / (patches.std() + 1e-9)
+        attenuation -= p["soft_var"] * np.clip(patches, 0, 3) * outside
+    for cu, dv, radius, strength in p["bowel_gas"]:
+        cv = max(a["dome_v_right"], a["dome_v_left"]) + 0.12 + dv
+        gas = np.exp(-(((u - cu) / radius) ** 2 + ((v - cv) / (0.7 * radius)) ** 2))
+        attenuation -= strength * p["lung_air"] * np.clip(gas * 1.5, 0, 1) * below * outside
     if p["opacities"]:
         texture = ndimage.gaussian_filter(rng.standard_normal((n, n)).astype(_DTYPE), max(1.0, 0.012 / px))
         texture *= 1.0 / (texture.std() + 1e-9)
@@ -472,7 +507,12 @@ def _render(a: dict, p: dict, size: int) -> tuple[np.ndarray, np.ndarray]:
         region[...] = np.maximum(region, 0.97 * letter)
         mask[r0:r0 + m, c0:c0 + m][letter > 0.5] = 0
 
-    return np.round(image * 255.0).astype(np.uint8), mask
+    # the preprocessing of prepared real radiographs (``data prepare``): black-border crop,
+    # resize back to ``size``, 5th-95th percentile stretch
+    from helpers.data.converters import preprocess_cxr
+
+    image8, mask255 = preprocess_cxr(image, mask, size)
+    return image8, (mask255 > 0).astype(np.uint8)
 
 
 def generate_cxr(seed: int, size: int = config.CXR_IMAGE_SIZE, view: int = 0) -> tuple[np.ndarray, np.ndarray]:

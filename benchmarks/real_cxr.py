@@ -1,0 +1,156 @@
+"""How well does the chest X-ray model of lesson 04 segment real radiographs?
+
+Evaluates a trained U-Net on a prepared real set (``python -m helpers data prepare
+shenzhen|montgomery|mlinfn_cxr ... --size 256``) and prints, side by side with a global
+Otsu threshold (best polarity per image, an optimistic baseline), the mean, the median
+and the worst-decile Dice (the mean of the lowest tenth of the per-image scores, at least
+one image). The U-Net is scored on its thresholded output as it is and after
+``helpers.inference.postprocess`` (two largest components, holes filled). Writes a
+montage of the worst cases: the radiograph with the true lung outline in green and the
+model's in red.
+
+The model is ``--model PATH`` if given, else the lesson-04 model
+(``data/runs/04_training/best.keras``), else a fresh reference run of
+``helpers.training.CXR_RECIPE`` on the synthetic set at the current ``UNET_COURSE_SCALE``
+(about three minutes on two CPU cores at scale 1), which is saved there.
+
+    .venv/bin/python benchmarks/real_cxr.py PREPARED_FOLDER [--model PATH] [--out PNG]
+
+The montage goes to ``--out`` (default ``data/real_cxr_worst.png``, not committed: real
+radiographs must not enter the repository).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from helpers import config, course, data  # noqa: E402
+
+course.apply_kernel_env()  # TensorFlow settings of the lessons' kernels
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    """Dice of two boolean masks (1.0 when both are empty)."""
+    total = int(a.sum()) + int(b.sum())
+    return 1.0 if total == 0 else 2.0 * int(np.logical_and(a, b).sum()) / total
+
+
+def otsu_scores(pairs) -> list[float]:
+    """Per-image Dice of a global Otsu threshold, with whichever polarity scores better."""
+    from skimage.filters import threshold_otsu
+
+    scores = []
+    for image_path, mask_path in pairs:
+        image, mask = data.read_image(image_path), data.read_mask(mask_path).astype(bool)
+        level = threshold_otsu(image)
+        scores.append(max(dice(image <= level, mask), dice(image > level, mask)))
+    return scores
+
+
+def summary(scores) -> dict:
+    """Mean, median and worst-decile (mean of the lowest ceil(n/10) scores) of per-image Dice."""
+    scores = np.sort(np.asarray(scores, dtype=np.float64))
+    if scores.size == 0:
+        raise ValueError("no scores to summarise: the prepared folder holds no images.")
+    k = max(1, math.ceil(scores.size / 10))
+    return {"mean": float(scores.mean()), "median": float(np.median(scores)),
+            "worst decile": float(scores[:k].mean())}
+
+
+def get_model(path: Path | None):
+    """The model to evaluate (see the module docstring) and a phrase saying where it came from."""
+    from helpers import training
+
+    if path is not None:
+        if not path.is_file():
+            raise SystemExit(f"{path} does not exist: pass the .keras file of a trained model "
+                             f"(lesson 04 saves data/runs/04_training/best.keras).")
+        return training.load_model(path), str(path)
+    default = config.runs_dir("04_training") / "best.keras"
+    if default.is_file():
+        return training.load_model(default), "lesson 04 model (data/runs/04_training/best.keras)"
+    start = time.perf_counter()
+    model = training.load_or_train_cxr_model(verbose=2)
+    return model, f"fresh reference run at scale {config.scale():g} ({time.perf_counter() - start:.0f} s)"
+
+
+def montage(pairs, predictions, scores, path: Path, n: int = 8) -> Path:
+    """Save the ``n`` worst cases: radiograph, true outline (green), predicted outline (red)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from helpers import inference
+
+    worst = np.argsort(scores, kind="stable")[:n]
+    cols = min(4, len(worst))
+    rows = int(math.ceil(len(worst) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(2.5 * cols, 2.7 * rows), dpi=100, squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, index in zip(axes.flat, worst):
+        image_path, mask_path = pairs[index]
+        image, truth = data.read_image(image_path), data.read_mask(mask_path)
+        predicted = inference.resize_to(predictions[index], truth.shape) > 0.5
+        ax.imshow(image, cmap="gray", vmin=0, vmax=255)
+        ax.contour(truth, levels=[0.5], colors="lime", linewidths=0.8)
+        if predicted.any():
+            ax.contour(predicted, levels=[0.5], colors="red", linewidths=0.8)
+        ax.set_title(f"{Path(image_path).stem}  Dice {scores[index]:.3f}", fontsize=7, pad=2)
+    fig.suptitle("worst cases: truth green, model red", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("folder", type=Path, help="a prepared real set (images/ and masks/)")
+    parser.add_argument("--model", type=Path, default=None, help="a trained .keras model (default: lesson 04's)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="montage of the worst cases (default data/real_cxr_worst.png)")
+    parser.add_argument("--n-worst", type=int, default=8, help="cases in the montage")
+    parser.add_argument("--csv", type=Path, default=None, help="also write the per-image Dice table here")
+    args = parser.parse_args(argv)
+
+    from helpers import inference
+
+    pairs = data.load_pairs(args.folder)
+    model, origin = get_model(args.model)
+    print(f"model: {origin}")
+    print(f"data: {args.folder.name} ({len(pairs)} images)")
+    probs = inference.predict_dataset(model, pairs)
+    rows = inference.per_case_metrics(pairs, probs)
+    unet = [row["dice"] for row in rows]
+    cleaned = [row["dice"] for row in inference.per_case_metrics(pairs, probs, postprocess=inference.postprocess)]
+    otsu = otsu_scores(pairs)
+    table = {"U-Net": summary(unet), "U-Net + postprocess": summary(cleaned), "Otsu (best polarity)": summary(otsu)}
+    width = max(len(name) for name in ("Dice", *table))
+    print(f"\n{'Dice'.ljust(width)}  {'mean':>6}  {'median':>6}  {'worst decile':>12}")
+    for name, stats in table.items():
+        print(f"{name.ljust(width)}  {stats['mean']:6.3f}  {stats['median']:6.3f}  {stats['worst decile']:12.3f}")
+    order = np.argsort(unet, kind="stable")[:args.n_worst]
+    print("\nworst images: " + ", ".join(f"{rows[i]['name']} {unet[i]:.3f}" for i in order))
+    if args.csv is not None:
+        for row, score in zip(rows, otsu):
+            row["otsu_dice"] = score
+        print(f"table: {inference.save_table_csv(rows, args.csv, force=True)}")
+    out = args.out or config.data_dir() / "real_cxr_worst.png"
+    print(f"montage: {montage(pairs, probs, unet, out, n=args.n_worst)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
