@@ -33,7 +33,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import traceback
 import zipfile
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -308,7 +310,7 @@ GRADING_SCALE = "0.1"
 #: Columns of ``grading_report.csv``.
 REPORT_COLUMNS = ("student", "lesson", "score", "max_score", "status", "reason", "seconds")
 #: Times a submission is graded again with one more faulty cell replaced.
-_MAX_ATTEMPTS = 4
+_MAX_ATTEMPTS = 6
 _WORK = ".grading"
 
 
@@ -413,8 +415,10 @@ def _grade_one(folder: Path, lesson: str, student: str, env: dict[str, str],
         except (ValueError, UnicodeDecodeError) as error:
             result.reasons.append(f"{lesson}.ipynb is not a readable notebook ({error})")
             return result
-        repaired, notes = grading_audit.repair(submission, release)
-        findings = grading_audit.audit(repaired, release)
+        with _AST_LOCK:  # CPython 3.11's ast.parse is not thread-safe ("AST constructor
+            # recursion depth mismatch" when two grading threads parse at once)
+            repaired, notes = grading_audit.repair(submission, release)
+            findings = grading_audit.audit(repaired, release)
         work = folder / _WORK
         stage = work / "staged" / student / lesson
         if stage.exists():
@@ -429,6 +433,7 @@ def _grade_one(folder: Path, lesson: str, student: str, env: dict[str, str],
         trace.parent.mkdir(parents=True, exist_ok=True)
         graded = False
         log_tail = ""
+        startup_failures = 0
         for _attempt in range(_MAX_ATTEMPTS):
             staged = copy.deepcopy(repaired)
             for index, reason in replaced.items():
@@ -438,6 +443,9 @@ def _grade_one(folder: Path, lesson: str, student: str, env: dict[str, str],
             trace.unlink(missing_ok=True)
             args = ["autograde", lesson, "--force", "--student", student,
                     f"--CourseDirectory.submitted_directory={_WORK}/staged"]
+            if not _custom_db_url(folder):
+                # parallel runs share one SQLite file: wait for a writer instead of failing
+                args.append(f"--CourseDirectory.db_url=sqlite:///{folder / 'gradebook.db'}?timeout=300")
             code, log_tail = _run_logged(args, folder, dict(env, **{TRACE_VARIABLE: str(trace)}), timeout)
             events = _read_trace(trace)
             output = folder / "autograded" / student / lesson / f"{lesson}.ipynb"
@@ -446,6 +454,10 @@ def _grade_one(folder: Path, lesson: str, student: str, env: dict[str, str],
                 break
             cells = [e for e in events if e.get("event") == "cell"]
             if not cells:
+                if startup_failures < 2:  # nbgrader failed before running anything: once more
+                    startup_failures += 1
+                    time.sleep(2 * startup_failures)
+                    continue
                 break
             stuck = any(e.get("event") == "stuck" for e in events) or code == _TIMED_OUT
             reason = ("it did not stop at the time limit, nor when interrupted" if stuck
@@ -461,6 +473,10 @@ def _grade_one(folder: Path, lesson: str, student: str, env: dict[str, str],
         if not graded:
             lines = [line for line in log_tail.splitlines() if "ERROR" in line or "Error" in line]
             result.reasons.append("nbgrader could not grade it" + (f" ({lines[-1].strip()[:200]})" if lines else ""))
+            log = work / "logs" / f"{student}--{lesson}.log"
+            log.parent.mkdir(parents=True, exist_ok=True)
+            log.write_text(log_tail, encoding="utf-8")
+            result.reasons.append(f"nbgrader's log: {log.relative_to(folder)}")
             return result
         with gradebook(folder) as opened:
             result.score = float(opened.find_submission(lesson, student).score)
@@ -471,6 +487,13 @@ def _grade_one(folder: Path, lesson: str, student: str, env: dict[str, str],
 
 
 _TIMED_OUT = -9
+_AST_LOCK = threading.Lock()
+
+
+def _custom_db_url(folder: Path) -> bool:
+    """True when the course's nbgrader_config.py chooses its own gradebook database."""
+    text = (folder / "nbgrader_config.py").read_text(encoding="utf-8")
+    return bool(re.search(r"^\s*c\.CourseDirectory\.db_url\s*=", text, re.M))
 
 
 def _run_logged(args: list[str], folder: Path, env: dict[str, str], timeout: float | None) -> tuple[int, str]:
@@ -520,10 +543,19 @@ def prepare_grading_data(folder: Path, lessons_to_grade: list[str], env: dict[st
 
 
 def write_report(results: list[GradingResult], folder: Path) -> tuple[Path, Path]:
-    """Write ``grading_report.csv`` and ``grading_report.html`` in the course root (rows of
-    :class:`GradingResult`, one per submission) and return their paths."""
+    """Write ``grading_report.csv`` and ``grading_report.html`` in the course root (one row
+    per submission: ``results`` replace the rows of the same student and lesson, rows of
+    earlier runs stay) and return their paths."""
     csv_path, html_path = folder / "grading_report.csv", folder / "grading_report.html"
-    rows = [result.row() for result in sorted(results, key=lambda r: (r.lesson, r.student))]
+    merged: dict[tuple[str, str], dict[str, str]] = {}
+    if csv_path.is_file():  # rows of earlier runs (other lessons or students) stay
+        with open(csv_path, newline="", encoding="utf-8") as handle:
+            for row in csv.DictReader(handle):
+                if set(REPORT_COLUMNS) <= set(row):
+                    merged[(row["lesson"], row["student"])] = {key: row[key] for key in REPORT_COLUMNS}
+    for result in results:
+        merged[(result.lesson, result.student)] = result.row()
+    rows = [merged[key] for key in sorted(merged)]
     with open(csv_path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=REPORT_COLUMNS)
         writer.writeheader()
@@ -600,7 +632,11 @@ def autograde(lesson: list[str] | None = None, student: str | None = None,
             try:
                 result = future.result()
             except Exception as error:  # noqa: BLE001 - one submission must not stop the batch
-                result = GradingResult(who, name, 0.0, 0.0, "failed", [f"grader error: {error!r}"])
+                log = folder / _WORK / "logs" / f"{who}--{name}.grader-error.log"
+                log.parent.mkdir(parents=True, exist_ok=True)
+                log.write_text(traceback.format_exc(), encoding="utf-8")
+                result = GradingResult(who, name, 0.0, 0.0, "failed",
+                                       [f"grader error: {error!r} (traceback: {log.relative_to(folder)})"])
             results.append(result)
             if not quiet:
                 print(f"  {result.lesson} {result.student:20s} {result.score:g}/{result.max_score:g} "

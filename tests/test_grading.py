@@ -127,6 +127,11 @@ class Graded:
         assert not missing, f"collect did not add {missing} to the gradebook"
         self.status = grading.autograde([self.lesson], root=self.root, quiet=True,
                                         env={"UNET_COURSE_SCALE": SCALE})
+        with open(self.root / "grading_report.csv", newline="") as handle:
+            report = {row["student"]: row for row in csv.DictReader(handle) if row["lesson"] == self.lesson}
+        failed = {student: report.get(student, {}).get("reason") for student in self.submissions
+                  if report.get(student, {}).get("status") == "failed"}
+        assert not failed, f"{self.lesson}: submissions not graded (grading_report.csv): {failed}"
         with grading.gradebook(self.root) as gb:
             for student in self.submissions:
                 submission = gb.find_submission(self.lesson, student)

@@ -173,3 +173,19 @@ def test_repair_recognises_a_locked_cell_by_content():
 def test_module_reads_nothing_at_import():
     source = Path(grading_audit.__file__).read_text()
     assert "open(" not in source.split("def ", 1)[0]
+
+
+def test_report_keeps_rows_of_earlier_runs(tmp_path):
+    from helpers import grading
+
+    first = grading.GradingResult("alice", "01_x", 3, 5, "graded")
+    grading.write_report([first, grading.GradingResult("bob", "01_x", 0, 5, "failed", ["not a notebook"])], tmp_path)
+    grading.write_report([grading.GradingResult("bob", "01_x", 5, 5, "graded"),
+                          grading.GradingResult("alice", "02_y", 1, 2, "flagged", ["needs review: x"])], tmp_path)
+    import csv
+
+    with open(tmp_path / "grading_report.csv", newline="") as handle:
+        rows = {(r["student"], r["lesson"]): r for r in csv.DictReader(handle)}
+    assert set(rows) == {("alice", "01_x"), ("bob", "01_x"), ("alice", "02_y")}
+    assert rows[("bob", "01_x")]["status"] == "graded" and rows[("alice", "01_x")]["score"] == "3"
+    assert "needs review" in (tmp_path / "grading_report.html").read_text()
