@@ -75,6 +75,55 @@ def test_threshold_alone_does_not_give_the_mask(case):
     assert ((ct < -900) & (lung == 0))[10:-10, 10:-10, :].any()
 
 
+@pytest.fixture(scope="module")
+def small_set():
+    return [lung_ct.make_case(i, SHAPE, seed=3)[:2] for i in range(10)]
+
+
+def test_dense_lung_at_the_pleura_is_in_the_mask(small_set):
+    """Vessels, collapse and consolidation belong to the lung; some of it touches the mask's edge,
+    where filling holes cannot bring it back."""
+    from scipy import ndimage
+
+    dense_inside, dense_at_edge = 0, 0
+    for ct, lung in small_set:
+        lung = lung.astype(bool)
+        edge = lung & ~ndimage.binary_erosion(lung)
+        dense_inside += int((lung & (ct > -300)).sum())
+        dense_at_edge += int((edge & (ct > -100)).sum())
+    total = sum(int(lung.sum()) for _, lung in small_set)
+    assert dense_inside > 0.08 * total, f"only {dense_inside / total:.1%} of the mask is dense lung"
+    assert dense_at_edge > 0.02 * total
+
+
+def test_the_trachea_is_air_outside_the_mask(small_set):
+    """In the upper half of the chest, between the lungs, dark voxels that are not lung: the
+    trachea and main bronchi."""
+    centre = np.zeros(SHAPE, bool)
+    centre[SHAPE[0] // 3: -SHAPE[0] // 3, SHAPE[1] // 4: -SHAPE[1] // 4, SHAPE[2] // 2:] = True
+    for ct, lung in small_set:
+        assert ((ct < -500) & (lung == 0) & centre).sum() >= 20
+
+
+def test_the_best_threshold_recipe_stays_below_the_unet_bar():
+    """benchmarks/lung_ct_difficulty.py: no threshold of its range, with outside air removed,
+    two largest components and holes filled and closed, reaches the lesson's bar of 0.90."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "lung_ct_difficulty.py"
+    spec = importlib.util.spec_from_file_location("lung_ct_difficulty", path)
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    cases = []
+    for index in range(6):
+        ct, lung, _ = lung_ct.make_case(index)
+        cases.append((ct.astype(np.float32), lung > 0))
+    scores = benchmark.score_thresholds(cases, (-400.0, -300.0, -200.0))
+    best = max(float(table.mean(axis=1).max()) for table in scores.values())
+    assert 0.6 < best < 0.88, f"best threshold recipe on 6 cases: mean Dice {best:.3f}"
+
+
 def test_spacing_is_anisotropic_and_varies_per_case(case):
     _, _, affine = case
     spacing = lung_ct.voxel_spacing(affine)

@@ -10,13 +10,23 @@ left, ``j`` from anterior to posterior, ``k`` from feet to head (axial slices ar
 resampled to a small grid for CPU training (about 5 mm in-plane, 7-8 mm between slices
 at the default 64 x 64 x 48 grid).
 
-The phantom has what makes lung segmentation more than a threshold: air around the body
-and in the trachea and main bronchi (outside the mask), a stomach gas bubble, a CT table
-with a foam core, subcutaneous fat, muscle, ribs, spine and sternum, the heart and the
-diaphragm domes, lung parenchyma about -850 HU with a gravity gradient, pulmonary vessels,
-nodules and ground-glass or dependent opacities (inside the mask), partial-volume blur and
-noise. A -400 HU threshold plus connected components scores clearly below a 3D U-Net
-(``benchmarks/lung_ct_difficulty.py``).
+The phantom has what makes lung segmentation more than a threshold, as in the lung cancer
+patients of LCTSC: air around the body and in the trachea and main bronchi (outside the
+mask, as the RTOG 1106 atlas used for LCTSC leaves them out), a stomach gas bubble, a CT
+table with a foam core, subcutaneous fat, muscle, ribs, spine and sternum, the heart and the
+diaphragm domes; lung parenchyma about -850 HU with a gravity gradient; inside the mask,
+branching pulmonary vessels (10-14 mm wide at the hilum) and segmental bronchi, ground-glass
+patches, solid nodules, juxtapleural nodules and masses and consolidation with air
+bronchograms against the pleura, dependent atelectasis and the collapse of part of a lower
+lobe. Pleural effusion (fluid, 0-18 HU, layering behind the lung with a horizontal level) is
+*outside* the mask, as in LCTSC-style contours, and the lung it compresses is collapsed
+(inside the mask, 25-60 HU): two dense regions side by side with opposite labels. The
+scanner adds beam hardening (cupping, streaks between the shoulders and from a dense
+source in the mediastinum), the slice profile (partial volume along ``k``, at the diaphragm
+domes and the apices), in-plane blur and noise. The best threshold recipe of
+``benchmarks/lung_ct_difficulty.py`` (a range of thresholds; outside air removed per slice,
+the two largest components, holes filled and closed) scores clearly below the 3D U-Net of
+lesson 06.
 """
 
 from __future__ import annotations
@@ -30,7 +40,7 @@ from helpers.data._store import DatasetError, generate_into
 from helpers.data.io import nifti_bytes
 
 #: Bump when the generated volumes change, so that sets on disk are regenerated.
-GENERATOR_VERSION = "1.0"
+GENERATOR_VERSION = "2.0"
 
 #: Default parameters of :func:`generate` (``shape`` is ``(i, j, k)`` in voxels).
 DEFAULTS = {"n_cases": 24, "shape": (64, 64, 48), "seed": config.SEED}
@@ -95,15 +105,17 @@ def _smooth_noise(rng: np.random.Generator, shape, sigma: float) -> np.ndarray:
     return field / (field.std() + 1e-9)
 
 
-def _vessel_tree(rng, hilum, lateral_sign, n_generations=3):
-    """Segments ``(start, end, radius)`` of a branching vessel tree rooted at ``hilum`` (mm)."""
+def _vessel_tree(rng, hilum, lateral_sign, n_generations=3, root_radius=(3.5, 4.5)):
+    """Segments ``(start, end, radius)`` of a branching tree (vessels or bronchi) rooted at
+    ``hilum`` (mm): three lobar branches of radius ``root_radius`` mm; every generation splits
+    each branch in two, 0.7 times as thick and 0.75 times as long."""
     segments = []
     frontier = []
     for _ in range(3):  # upper, middle and lower lobar branches
         direction = np.array([lateral_sign * rng.uniform(0.5, 1.0), rng.uniform(-0.5, 0.6),
                               rng.uniform(-1.0, 1.0)])
         frontier.append((np.asarray(hilum, float), direction / np.linalg.norm(direction),
-                         rng.uniform(3.5, 4.5), rng.uniform(35, 50)))
+                         rng.uniform(*root_radius), rng.uniform(35, 50)))
     for _generation in range(n_generations):
         children = []
         for start, direction, radius, length in frontier:
@@ -126,7 +138,7 @@ def make_case(index: int, shape=DEFAULTS["shape"], seed: int = config.SEED):
     4 x 4 voxel-to-millimetre matrix (RAS) with the case's anisotropic spacing.
     Deterministic in ``(index, shape, seed)``.
     """
-    from scipy.ndimage import gaussian_filter
+    from scipy.ndimage import binary_erosion, gaussian_filter
 
     rng = np.random.default_rng([int(seed), int(index), 6])
     nx, ny, nz = (int(n) for n in shape)
@@ -274,49 +286,101 @@ def make_case(index: int, shape=DEFAULTS["shape"], seed: int = config.SEED):
                   + ((Z - stomach_c[2]) / (0.8 * bubble_r)) ** 2 < 1) & cavity & ~lungs
         ct[bubble] = HU["air"]
 
-    # ---- lung parenchyma with a gravity gradient; vessels, nodules and opacities inside
+    # ---- pleural effusion (NOT in the mask): fluid layers behind the lung of a supine
+    # patient with a horizontal level, deepest at the base; the lung above it is compressed
+    # (atelectasis, in the mask). LCTSC-style contours follow the aerated and collapsed lung
+    # and leave the fluid out, so here a dense region is outside the mask and a similar one
+    # next to it is inside.
+    side_of = {"right": X < cx, "left": X >= cx}
+    effusion_all = np.zeros(shape, bool)
+    compressed = np.zeros(shape, bool)
+    for side, sign in (("right", -1.0), ("left", 1.0)):
+        if rng.random() < 0.4:
+            top = z_base + rng.uniform(70, 150)
+            depth_mm = rng.uniform(18, 45) * np.clip((top - Z) / (top - z_base), 0, 1) ** 0.5
+            level = y_centre + 0.95 * bc - depth_mm
+            fluid = lungs & side_of[side] & (Y > level) & (depth_mm > 0)
+            effusion_all |= fluid
+            compressed |= lungs & side_of[side] & ~fluid & (Y > level - rng.uniform(8, 18)) & (depth_mm > 0)
+    lungs &= ~effusion_all
+
+    # ---- lung parenchyma with a gravity gradient; vessels, airways, nodules and opacities inside
     lung_hu = HU["lung"] + rng.uniform(-25, 25)
     gradient = rng.uniform(20, 70)
     y_span = max(bc, 1.0)
     texture = _smooth_noise(rng, shape, 1.2) * rng.uniform(10, 25)
     ct[lungs] = (lung_hu + gradient * np.clip((Y[lungs] - y_centre) / y_span + 0.5, 0, 1.5)
                  + texture[lungs])
+    ct[effusion_all] = rng.uniform(0, 18)
     hilum_z = z_apex - rng.uniform(85, 110)
     for side, sign in (("right", -1.0), ("left", 1.0)):
+        # pulmonary arteries and veins: thick near the hilum (blood, in the mask)
         hilum = np.array([cx + sign * 0.22 * ac, y_centre + 0.05 * bc, hilum_z])
-        for start, end, r in _vessel_tree(rng, hilum, sign):
+        for start, end, r in _vessel_tree(rng, hilum, sign, n_generations=4, root_radius=(5.0, 7.0)):
             sl, inside = _tube(grid, spacing, start, end, r)
             region = ct[sl]
             within = inside & lungs[sl]
             region[within] = HU["blood"] + rng.uniform(-20, 20)
+        # segmental bronchi: air in a soft-tissue wall, in the mask (only the trachea and
+        # the main bronchi are outside)
+        for start, end, r in _vessel_tree(rng, hilum + np.array([0, -8.0, 4.0]), sign, n_generations=2,
+                                          root_radius=(3.0, 4.0)):
+            sl, wall = _tube(grid, spacing, start, end, r + 1.5)
+            region = ct[sl]
+            region[wall & lungs[sl]] = soft
+            sl, lumen = _tube(grid, spacing, start, end, r)
+            region = ct[sl]
+            region[lumen & lungs[sl]] = HU["air"] + 30
+    edge = lungs & ~binary_erosion(lungs)
+    pleural = np.argwhere(edge & (np.abs(X - cx) > 0.3 * ac))   # chest-wall side of the lungs
     lung_points = np.argwhere(lungs)
-    for _ in range(int(rng.integers(0, 4))):   # nodules (solid, in the mask)
-        centre = grid[tuple(lung_points[rng.integers(len(lung_points))])]
-        r = rng.uniform(4, 11)
-        ball = np.sum((grid - centre) ** 2, axis=-1) < r ** 2
-        ct[ball & lungs] = rng.uniform(10, 50)
+
     def irregular_ball(centre, r):
         wobble = 1 + 0.25 * texture / max(texture.std(), 1e-9)
         return (np.sum((grid - centre) ** 2, axis=-1) < (r * wobble) ** 2) & lungs
 
+    for _ in range(int(rng.integers(0, 4))):   # solid nodules anywhere in the lung (in the mask)
+        centre = grid[tuple(lung_points[rng.integers(len(lung_points))])]
+        ball = np.sum((grid - centre) ** 2, axis=-1) < rng.uniform(4, 11) ** 2
+        ct[ball & lungs] = rng.uniform(10, 50)
+    for _ in range(int(rng.integers(0, 3))):   # juxtapleural nodules and masses (in the mask)
+        centre = grid[tuple(pleural[rng.integers(len(pleural))])]
+        blob = irregular_ball(centre, rng.uniform(8, 28))
+        ct[blob] = rng.uniform(15, 55) + 0.5 * texture[blob]
     for _ in range(int(rng.integers(0, 4))):   # ground-glass patches (in the mask)
         centre = grid[tuple(lung_points[rng.integers(len(lung_points))])]
         blob = irregular_ball(centre, rng.uniform(20, 45))
         ct[blob] = np.maximum(ct[blob], rng.uniform(-450, -200) + texture[blob])
-    if rng.random() < 0.35:                     # consolidation with air bronchograms (in the mask)
-        centre = grid[tuple(lung_points[rng.integers(len(lung_points))])]
-        blob = irregular_ball(centre, rng.uniform(30, 55))
-        ct[blob] = rng.uniform(-60, 30) + texture[blob]
-        for _ in range(3):
+
+    def air_bronchograms(blob, centre, n=4):
+        for _ in range(n):
             direction = rng.normal(0, 1, 3)
             direction /= np.linalg.norm(direction)
-            sl, inside = _tube(grid, spacing, centre - 25 * direction, centre + 25 * direction, 2.5)
-            ct[sl][inside & blob[sl]] = rng.uniform(-950, -800)
+            sl, inside = _tube(grid, spacing, centre - 30 * direction, centre + 30 * direction, 2.5)
+            region = ct[sl]
+            region[inside & blob[sl]] = rng.uniform(-950, -750)
+
+    for _ in range(int(rng.choice([0, 1, 1, 2, 2]))):   # consolidation against the pleura (in the mask)
+        centre = grid[tuple(pleural[rng.integers(len(pleural))])]
+        blob = irregular_ball(centre, rng.uniform(35, 65))
+        ct[blob] = rng.uniform(-80, 40) + texture[blob]
+        air_bronchograms(blob, centre)
+    if rng.random() < 0.4:   # collapse of part of a lower lobe behind a central tumour (in the mask)
+        side = "right" if rng.random() < 0.5 else "left"
+        slope = rng.uniform(0.8, 1.4)                       # the oblique fissure, seen from the side
+        lobe = lungs & side_of[side] & (Z < hilum_z - rng.uniform(10, 40) + slope * (Y - y_centre))
+        ct[lobe] = rng.uniform(10, 50) + texture[lobe]
+        if lobe.any():
+            air_bronchograms(lobe, grid[tuple(np.argwhere(lobe).mean(axis=0).astype(int))], n=4)
     for side, sign in (("right", -1.0), ("left", 1.0)):   # dependent atelectasis (in the mask)
-        if rng.random() < 0.6:
-            level = y_centre + rng.uniform(0.25, 0.55) * bc + 12 * texture / max(texture.std(), 1e-9)
-            band = lungs & (sign * (X - cx) > 0) & (Y > level) & (Z < z_base + rng.uniform(70, 140))
-            ct[band] = rng.uniform(-200, 10) + texture[band]
+        if rng.random() < 0.7:
+            level = y_centre + rng.uniform(0.1, 0.5) * bc + 12 * texture / max(texture.std(), 1e-9)
+            band = lungs & (sign * (X - cx) > 0) & (Y > level) & (Z < z_base + rng.uniform(80, 170))
+            ct[band] = rng.uniform(-120, 30) + texture[band]
+    if compressed.any():                                    # lung collapsed on the effusion
+        compressed &= lungs
+        ct[compressed] = rng.uniform(25, 60) + texture[compressed]
+        air_bronchograms(compressed, grid[tuple(np.argwhere(compressed).mean(axis=0).astype(int))], n=3)
 
     # ---- airways: trachea and main bronchi, air with a soft-tissue wall, NOT in the mask
     trachea_x = cx + rng.uniform(-4, 4)
@@ -338,10 +402,25 @@ def make_case(index: int, shape=DEFAULTS["shape"], seed: int = config.SEED):
                        (cx + 0.15 * ac, spine_y - spine_r - 6, z_base), 6.0)
     ct[oesophagus[0]][oesophagus[1] & ~lungs[oesophagus[0]]] = soft
 
-    # ---- scanner: partial-volume blur, noise, reconstruction circle
-    blur = rng.uniform(0.5, 0.75)
-    ct = gaussian_filter(ct, (blur, blur, blur * spacing[0] / spacing[2]))
-    ct += rng.normal(0.0, rng.uniform(12, 25), shape)
+    # ---- scanner: beam hardening (cupping and streaks), slice profile, noise, reconstruction circle
+    cupping = rng.uniform(10, 40)                     # the centre of the body reads darker
+    ct[body] -= cupping * np.clip(1 - radius[body] ** 2, 0, 1)
+    shoulders = Z > z_apex - rng.uniform(30, 60)      # streaks between the shoulders at the apex
+    streak_y = cy + rng.uniform(-0.3, 0.3) * bc
+    ct -= np.where(body & shoulders, rng.uniform(40, 120) * np.exp(-((Y - streak_y) / rng.uniform(6, 12)) ** 2), 0)
+    source = np.array([cx + rng.uniform(0.05, 0.2) * ac, cy - rng.uniform(0.0, 0.3) * bc])  # dense SVC / clip
+    z_range = (Z > hilum_z - rng.uniform(0, 40)) & (Z < hilum_z + rng.uniform(30, 80))
+    theta = np.arctan2(Y - source[1], X - source[0])
+    reach = 1.0 / (1.0 + np.hypot(X - source[0], Y - source[1]) / 40.0)
+    streaks = np.zeros(shape)
+    for _ in range(int(rng.integers(2, 6))):
+        gap = np.angle(np.exp(2j * (theta - rng.uniform(0, np.pi)))) / 2   # lines through the source
+        streaks += rng.choice([-1.0, 1.0]) * rng.uniform(60, 180) * np.exp(-(gap / 0.05) ** 2)
+    ct += np.where(body & z_range, streaks * reach, 0)
+    blur = rng.uniform(0.5, 0.75)                       # in-plane point spread, voxels
+    profile = rng.uniform(0.4, 0.55)                    # slice profile: partial volume along k
+    ct = gaussian_filter(ct, (blur, blur, profile))
+    ct += rng.normal(0.0, rng.uniform(15, 40), shape)
     if rng.random() < 0.5:   # many scanners pad outside the reconstruction circle
         ct[(X ** 2 + Y ** 2) > half ** 2] = -1024
     ct = np.clip(np.rint(ct), -1024, 3071).astype(np.int16)
@@ -369,7 +448,7 @@ def generate(folder: Path, *, force: bool = False, n_cases: int = DEFAULTS["n_ca
     Writes ``<case>/ct.nii.gz`` (int16 HU) and ``<case>/lung.nii.gz`` (uint8 {0, 1}) for
     cases ``LCTSC-Train-S1-001`` ... with volumes of ``shape`` voxels ``(i, j, k)`` and
     anisotropic spacing in the affine; deterministic in ``(n_cases, shape, seed)``; about
-    0.2 s per case at the default grid. Returns ``folder``.
+    half a second per case at the default grid. Returns ``folder``.
     """
     n_cases = int(n_cases)
     shape = tuple(int(n) for n in shape)
