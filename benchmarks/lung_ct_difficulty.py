@@ -129,10 +129,14 @@ def main(argv=None) -> int:
         metrics = json.loads(report.read_text())["metrics"]
         if "volumetric_dice" in metrics:
             print(f"Side by side (mean volumetric Dice), scale {config.scale():g}:")
-            print(f"  best threshold recipe, all cases ({best_name} at {thresholds[best_row]:g} HU)  {best_mean:.3f}")
+            rows = [(f"best threshold recipe ({best_name} at {thresholds[best_row]:g} HU), all cases", best_mean)]
             if "threshold_dice" in metrics:
-                print(f"  best threshold recipe, lesson 06's held-out cases        {metrics['threshold_dice']:.3f}")
-            print(f"  3D U-Net (lesson 06), held-out cases                     {metrics['volumetric_dice']:.3f}")
+                rows.append(("lesson 06's threshold recipe (threshold chosen on its training cases), "
+                             "held-out cases", metrics["threshold_dice"]))
+            rows.append(("3D U-Net of lesson 06, held-out cases", metrics["volumetric_dice"]))
+            width = max(len(label) for label, _ in rows)
+            for label, value in rows:
+                print(f"  {label:<{width}s}  {value:.3f}")
     else:
         print(f"  3D U-Net: run lesson 06 first (no {report.name} in the run summaries)")
     return 0
