@@ -7,6 +7,7 @@ import random
 
 import numpy as np
 import pytest
+from _fakes import fake_cxr_pairs
 
 from helpers import training
 from helpers.checks import training as checks_training
@@ -37,7 +38,7 @@ def _write_tiny_pairs(folder, n_patients=12, size=32, seed=0):
 # --------------------------------------------------------------------------- splits
 
 def test_split_by_patient_has_no_leakage_and_right_sizes():
-    pairs = checks_training.fake_cxr_pairs(300, seed=3)
+    pairs = fake_cxr_pairs(300, seed=3)
     train, val, test = training.split_by_patient(pairs, (0.7, 0.15, 0.15), seed=1)
     assert sorted(train + val + test) == sorted(pairs)
     patients = [{patient_id(a) for a, _ in part} for part in (train, val, test)]
@@ -48,7 +49,7 @@ def test_split_by_patient_has_no_leakage_and_right_sizes():
 
 
 def test_split_by_patient_is_deterministic_and_seed_dependent():
-    pairs = checks_training.fake_cxr_pairs(50)
+    pairs = fake_cxr_pairs(50)
     assert training.split_by_patient(pairs, seed=5) == training.split_by_patient(pairs, seed=5)
     assert training.split_by_patient(pairs, seed=5) != training.split_by_patient(pairs, seed=6)
     # keeps the input order inside each part and accepts plain paths
@@ -57,7 +58,7 @@ def test_split_by_patient_is_deterministic_and_seed_dependent():
 
 
 def test_split_by_patient_small_sets_and_bad_fractions():
-    pairs = checks_training.fake_cxr_pairs(4, second_view=0.0)
+    pairs = fake_cxr_pairs(4, second_view=0.0)
     parts = training.split_by_patient(pairs)
     assert all(len(part) >= 1 for part in parts)
     with pytest.raises(ValueError, match="sum"):
@@ -67,7 +68,7 @@ def test_split_by_patient_small_sets_and_bad_fractions():
 
 
 def test_kfold_by_patient_validates_each_item_once():
-    pairs = checks_training.fake_cxr_pairs(37, seed=2)
+    pairs = fake_cxr_pairs(37, seed=2)
     folds = training.kfold_by_patient(pairs, k=5, seed=0)
     assert len(folds) == 5
     validated = [item for _, val in folds for item in val]

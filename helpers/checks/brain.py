@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from helpers.checks._common import ok
+
 __all__ = ["check_remap_labels", "check_one_hot", "check_cce_dice_loss",
            "check_region_dice", "check_per_class_scores"]
 
 REGIONS = {"WT": (1, 2, 3), "TC": (1, 3), "ET": (3,)}
 SCORE_NAMES = ("precision", "sensitivity", "specificity")
-
-
-def _ok(message: str) -> None:
-    print(f"✓ {message}")
 
 
 def _random_brats(rng, shape, labels=(0, 1, 2, 4)) -> np.ndarray:
@@ -83,7 +81,7 @@ def check_remap_labels(fn, random_cases: int = 3, seed: int = 0) -> None:
         if not np.issubdtype(got.dtype, np.integer):
             raise AssertionError(f"remap_labels on {name} returned dtype {got.dtype}: labels are "
                                  f"integers (keep the input's dtype, e.g. uint8).")
-    _ok("remap_labels maps 4 -> 3 and leaves 0, 1, 2 and the input alone.")
+    ok("remap_labels maps 4 -> 3 and leaves 0, 1, 2 and the input alone.")
 
 
 # --------------------------------------------------------------------------- one-hot
@@ -116,7 +114,7 @@ def check_one_hot(fn, n_classes: int = 4, random_cases: int = 3, seed: int = 0) 
             raise AssertionError(f"one_hot on {name}: at position {where} label "
                                  f"{int(labels[where])} should give {expected[where].tolist()}, got "
                                  f"{got[where].tolist()}. Channel c is 1 exactly where labels == c.")
-    _ok(f"one_hot gives float32 arrays with {n_classes} channels, exactly one 1 per pixel.")
+    ok(f"one_hot gives float32 arrays with {n_classes} channels, exactly one 1 per pixel.")
 
 
 # --------------------------------------------------------------------------- loss
@@ -191,7 +189,7 @@ def check_cce_dice_loss(fn, random_cases: int = 3, seed: int = 0, atol: float = 
     if perfect is not None and perfect > 0.01:
         raise AssertionError(f"cce_dice_loss of a perfect prediction should be close to 0, got {perfect:.4f}.")
     _check_loss_in_graph(fn, *cases["a uniform prediction (1, 6, 6, 4)"])
-    _ok("cce_dice_loss = cross-entropy + (1 - multi-class Dice), as the reference.")
+    ok("cce_dice_loss = cross-entropy + (1 - multi-class Dice), as the reference.")
 
 
 def _check_loss_in_graph(fn, y_true, y_pred) -> None:
@@ -276,7 +274,7 @@ def check_region_dice(fn, random_cases: int = 4, seed: int = 0, atol: float = 1e
                     hint = "a region absent from both volumes should score 1.0, not 0/0"
                 raise AssertionError(f"region_dice on {name}: {region} expected "
                                      f"{expected[region]:.4f}, got {value:.4f}; {hint}.")
-    _ok("region_dice gives the BraTS Dice of WT, TC and ET.")
+    ok("region_dice gives the BraTS Dice of WT, TC and ET.")
 
 
 # --------------------------------------------------------------------------- per-class scores
@@ -332,4 +330,4 @@ def check_per_class_scores(fn, n_classes: int = 4, random_cases: int = 4, seed: 
                 hint = f"got nan although the denominator is not 0; {hint}"
             raise AssertionError(f"per_class_scores on {name}: class {c} {column} expected "
                                  f"{expected[c, j]:.4f}, got {got[c, j]:.4f}; {hint}.")
-    _ok("per_class_scores gives precision, sensitivity and specificity of every class.")
+    ok("per_class_scores gives precision, sensitivity and specificity of every class.")
