@@ -79,7 +79,7 @@ def main(argv=None) -> int:
     parser.add_argument("--threshold", type=float, default=-400.0)
     args = parser.parse_args(argv)
     folder = data.ensure_dataset("lung_ct_synthetic")
-    pairs = lung_ct.load_lung_ct_cases(folder)[: args.cases]
+    pairs = lung_ct.load_cases(folder)[: args.cases]
     import nibabel as nib
 
     scores: dict[str, list[float]] = {}
