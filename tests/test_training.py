@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from _fakes import fake_cxr_pairs
 
-from helpers import training
+from helpers import inference, training
 from helpers.checks import training as checks_training
 from helpers.data import patient_id
 
@@ -173,7 +173,7 @@ def test_tiny_training_run_saves_loads_and_evaluates(tmp_path):
     loaded = training.load_or_train_cxr_model(run_dir)
     x = np.random.default_rng(0).random((2, 32, 32, 1)).astype("float32")
     np.testing.assert_allclose(loaded.predict_on_batch(x), model.predict_on_batch(x), atol=1e-5)
-    dice = training.evaluate_cxr(loaded, pairs[:4])
+    dice = inference.evaluate_cxr(loaded, pairs[:4])
     assert 0.0 <= dice <= 1.0
     with pytest.raises(FileNotFoundError, match="best.keras"):
         training.load_model(tmp_path / "nowhere" / "best.keras")
