@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from helpers import config, slices
-from helpers.checks._common import call, name_of, ok
+from helpers.checks._common import call, fail, name_of, ok
 
 __all__ = ["check_select_slices", "check_volume_to_slices", "check_flip_augmentation",
            "check_kfold"]
@@ -68,44 +68,43 @@ def check_select_slices(select_slices, random_cases=5, seed=0):
         out = call(select_slices, name_of(select_slices), case, mask.copy(), fraction, np.random.default_rng(7))
         got = np.asarray(out)
         if got.ndim != 1 or got.dtype.kind not in "iu":
-            raise AssertionError(f"case '{case}': expected a 1D array of integer slice indices, got "
-                                 f"{type(out).__name__} of shape {got.shape} and dtype {got.dtype}. "
-                                 f"Hint: np.flatnonzero(...) gives integer indices.")
+            fail('select_slices', case, f"expected a 1D array of integer slice indices, got "
+                                        f"{type(out).__name__} of shape {got.shape} and dtype {got.dtype}. "
+                                        f"Hint: np.flatnonzero(...) gives integer indices.")
         has_liver = mask.any(axis=(0, 1))
         liver = np.flatnonzero(has_liver)
         n_empty = int(round(fraction * (~has_liver).sum()))
         missing = sorted(set(liver.tolist()) - set(got.tolist()))
         if missing:
-            raise AssertionError(f"case '{case}': liver slices {missing[:8]} are missing. Expected every "
-                                 f"slice k with mask[:, :, k].any(); got {got.tolist()}. Hint: slices are "
-                                 f"the LAST axis of an (X, Y, Z) volume: mask.any(axis=(0, 1)).")
+            fail('select_slices', case, f"liver slices {missing[:8]} are missing. Expected every "
+                                        f"slice k with mask[:, :, k].any(); got {got.tolist()}. Hint: slices are "
+                                        f"the LAST axis of an (X, Y, Z) volume: mask.any(axis=(0, 1)).")
         if len(np.unique(got)) != len(got):
-            raise AssertionError(f"case '{case}': indices repeat ({got.tolist()}). Hint: draw the empty "
-                                 f"slices with rng.choice(..., replace=False).")
+            fail('select_slices', case, f"indices repeat ({got.tolist()}). Hint: draw the empty "
+                                        f"slices with rng.choice(..., replace=False).")
         if np.any(np.diff(got) < 0):
-            raise AssertionError(f"case '{case}': indices should be sorted, got {got.tolist()}. Hint: np.sort.")
+            fail('select_slices', case, f"indices should be sorted, got {got.tolist()}. Hint: np.sort.")
         if got.size and (got.min() < 0 or got.max() >= mask.shape[-1]):
-            raise AssertionError(f"case '{case}': index out of range 0..{mask.shape[-1] - 1}: {got.tolist()}.")
+            fail('select_slices', case, f"index out of range 0..{mask.shape[-1] - 1}: {got.tolist()}.")
         extra = len(got) - len(liver)
         if extra != n_empty:
-            raise AssertionError(
-                f"case '{case}': expected {len(liver)} liver slices + round({fraction} * "
-                f"{int((~has_liver).sum())} empty) = {n_empty} empty slices = {len(liver) + n_empty} "
-                f"indices, got {len(got)}. Hint: n_empty = int(round(empty_fraction * number_of_empty_slices)).")
+            fail('select_slices', case, f"expected {len(liver)} liver slices + round({fraction} * "
+                                        f"{int((~has_liver).sum())} empty) = {n_empty} empty slices = {len(liver) + n_empty} "
+                                        f"indices, got {len(got)}. Hint: n_empty = int(round(empty_fraction * number_of_empty_slices)).")
         again = np.asarray(call(select_slices, name_of(select_slices), case, mask.copy(), fraction, np.random.default_rng(7)))
         if not np.array_equal(again, got):
-            raise AssertionError(f"case '{case}': two calls with the same seeded rng gave different "
-                                 f"indices. Hint: draw the random slices with the rng argument "
-                                 f"(rng.choice), not np.random.")
+            fail('select_slices', case, "two calls with the same seeded rng gave different "
+                                        "indices. Hint: draw the random slices with the rng argument "
+                                        "(rng.choice), not np.random.")
     mask = _toy_mask(np.random.default_rng(seed + 1), first=6, last=9)   # 12 empty slices on both sides
     draws = {tuple(np.asarray(call(select_slices, name_of(select_slices), "empty_fraction=0.25, ten seeds", mask.copy(), 0.25,
                                     np.random.default_rng(k))).tolist()) for k in range(10)}
     if len(draws) == 1:
-        raise AssertionError("case 'empty_fraction=0.25 with ten different rng seeds': every seed gave the same "
-                             f"slices {sorted(draws)[0]}. Hint: the empty slices must be a random sample "
-                             "(rng.choice(empty, size=n_empty, replace=False)), not the first ones: the first "
-                             "empty slices all lie at one end of the volume (the lung bases), so the model would "
-                             "never see the pelvis without liver.")
+        fail('select_slices', 'empty_fraction=0.25 with ten different rng seeds', "every seed gave the same "
+                                                                                  f"slices {sorted(draws)[0]}. Hint: the empty slices must be a random sample "
+                                                                                  "(rng.choice(empty, size=n_empty, replace=False)), not the first ones: the first "
+                                                                                  "empty slices all lie at one end of the volume (the lung bases), so the model would "
+                                                                                  "never see the pelvis without liver.")
     ok(f"select_slices keeps every liver slice and the right number of empty ones "
              f"({len(cases)} cases).")
 
@@ -119,41 +118,40 @@ def check_volume_to_slices(volume_to_slices, size=32, seed=0):
                           ("all slices", list(range(volume.shape[2])))):
         out = call(volume_to_slices, name_of(volume_to_slices), case, volume.copy(), mask.copy(), np.array(indices), size)
         if not isinstance(out, tuple) or len(out) != 2:
-            raise AssertionError(f"case '{case}': expected a tuple (images, masks), got {type(out).__name__}.")
+            fail('volume_to_slices', case, f"expected a tuple (images, masks), got {type(out).__name__}.")
         images, masks = (np.asarray(a) for a in out)
         expected_shape = (len(indices), size, size, 1)
         for what, array in (("images", images), ("masks", masks)):
             if array.shape != expected_shape:
-                raise AssertionError(
-                    f"case '{case}': {what} should have shape {expected_shape} (slices, H, W, channel), "
-                    f"got {array.shape}. Hint: take volume[:, :, indices], move the slice axis first "
-                    f"(np.moveaxis), resize to (size, size) and add a channel axis with [..., None].")
+                fail('volume_to_slices', case, f"{what} should have shape {expected_shape} (slices, H, W, channel), "
+                                               f"got {array.shape}. Hint: take volume[:, :, indices], move the slice axis first "
+                                               f"(np.moveaxis), resize to (size, size) and add a channel axis with [..., None].")
             if array.dtype != np.float32:
-                raise AssertionError(f"case '{case}': {what} should be float32, got {array.dtype}. Hint: .astype(np.float32).")
+                fail('volume_to_slices', case, f"{what} should be float32, got {array.dtype}. Hint: .astype(np.float32).")
         ref_images, ref_masks = slices.volume_to_slices(volume, mask, indices, size)
         if images.min() < -1e-6 or images.max() > 1 + 1e-6:
-            raise AssertionError(f"case '{case}': images should lie in [0, 1] after the HU window "
-                                 f"{config.HU_WINDOW_LIVER}, got {images.min():.3f}..{images.max():.3f}. "
-                                 f"Hint: (hu - low) / (high - low), then np.clip(..., 0, 1).")
+            fail('volume_to_slices', case, f"images should lie in [0, 1] after the HU window "
+                                           f"{config.HU_WINDOW_LIVER}, got {images.min():.3f}..{images.max():.3f}. "
+                                           f"Hint: (hu - low) / (high - low), then np.clip(..., 0, 1).")
         if not set(np.unique(masks).tolist()) <= {0.0, 1.0}:
-            raise AssertionError(f"case '{case}': masks should hold only 0 and 1 after resizing, got "
-                                 f"{np.unique(masks)[:6]}. Hint: threshold the resized mask at 0.5.")
+            fail('volume_to_slices', case, f"masks should hold only 0 and 1 after resizing, got "
+                                           f"{np.unique(masks)[:6]}. Hint: threshold the resized mask at 0.5.")
         transposed = np.swapaxes(ref_images, 1, 2)
         error = float(np.abs(images - ref_images).mean())
         if error > 0.03:
             if float(np.abs(images - transposed).mean()) < 0.03:
-                raise AssertionError(f"case '{case}': the images are transposed. NIfTI stores (x, y) but "
-                                     f"an image is (rows, cols) = (y, x): transpose each slice "
-                                     f"(e.g. .transpose(0, 2, 1) after moving the slice axis first).")
-            raise AssertionError(f"case '{case}': images differ from the expected windowed, resized slices "
-                                 f"(mean |difference| {error:.3f}, expected < 0.03). Hint: window with "
-                                 f"config.HU_WINDOW_LIVER = {config.HU_WINDOW_LIVER} before resizing, and "
-                                 f"resize with skimage.transform.resize(..., order=1).")
+                fail('volume_to_slices', case, "the images are transposed. NIfTI stores (x, y) but "
+                                               "an image is (rows, cols) = (y, x): transpose each slice "
+                                               "(e.g. .transpose(0, 2, 1) after moving the slice axis first).")
+            fail('volume_to_slices', case, f"images differ from the expected windowed, resized slices "
+                                           f"(mean |difference| {error:.3f}, expected < 0.03). Hint: window with "
+                                           f"config.HU_WINDOW_LIVER = {config.HU_WINDOW_LIVER} before resizing, and "
+                                           f"resize with skimage.transform.resize(..., order=1).")
         overlap = 2 * float((masks * ref_masks).sum()) / max(float(masks.sum() + ref_masks.sum()), 1.0)
         if overlap < 0.9:
-            raise AssertionError(f"case '{case}': masks do not match the expected resized masks "
-                                 f"(Dice {overlap:.2f}, expected > 0.9). Hint: transpose masks exactly "
-                                 f"like the images.")
+            fail('volume_to_slices', case, f"masks do not match the expected resized masks "
+                                           f"(Dice {overlap:.2f}, expected > 0.9). Hint: transpose masks exactly "
+                                           f"like the images.")
     ok(f"volume_to_slices windows, orients and resizes slices to (n, {size}, {size}, 1).")
 
 
@@ -167,14 +165,14 @@ def check_flip_augmentation(random_flip, n=200, seed=0):
         before = images.copy(), masks.copy()
         out = call(random_flip, name_of(random_flip), f"p={p}", images, masks, np.random.default_rng(1), p)
         if not isinstance(out, tuple) or len(out) != 2:
-            raise AssertionError(f"p={p}: expected a tuple (images, masks), got {type(out).__name__}.")
+            fail('random_flip', f"p={p}", f"expected a tuple (images, masks), got {type(out).__name__}.")
         got_images, got_masks = (np.asarray(a) for a in out)
         if not (np.array_equal(images, before[0]) and np.array_equal(masks, before[1])):
-            raise AssertionError("random_flip changed its input arrays in place. Hint: work on copies "
-                                 "(images.copy()) so that the original training set stays as it was.")
+            fail('random_flip', f"p={p}", "it changed its input arrays in place.",
+                 "work on copies (images.copy()) so that the original training set stays as it was.")
         if got_images.shape != images.shape or got_masks.shape != masks.shape:
-            raise AssertionError(f"p={p}: expected shapes {images.shape} and {masks.shape}, got "
-                                 f"{got_images.shape} and {got_masks.shape}.")
+            fail('random_flip', f"p={p}", f"expected shapes {images.shape} and {masks.shape}, got "
+                                         f"{got_images.shape} and {got_masks.shape}.")
         flipped_images = np.array([np.array_equal(g, x[:, ::-1]) and not np.array_equal(g, x)
                                    for g, x in zip(got_images, images)])
         same_images = np.array([np.array_equal(g, x) for g, x in zip(got_images, images)])
@@ -187,13 +185,13 @@ def check_flip_augmentation(random_flip, n=200, seed=0):
                 + (" (they were flipped upside down: flip axis W, i.e. image[:, ::-1] for (H, W, C))" if upside else
                    ". Hint: flip one pair as image[:, ::-1] (axis W of an (H, W, C) image)."))
         if not np.all((flipped_images & flipped_masks) | (same_images & same_masks)):
-            raise AssertionError(f"p={p}: an image and its mask were not flipped together. Draw ONE random "
-                                 f"decision per pair and apply it to both.")
+            fail('random_flip', f"p={p}", "an image and its mask were not flipped together.",
+                 "draw ONE random decision per pair and apply it to both.")
         share = flipped_images.mean()
         low, high = {0.0: (0, 0), 0.5: (0.35, 0.65), 1.0: (1, 1)}[p]
         if not low <= share <= high:
-            raise AssertionError(f"p={p}: expected a share of flipped pairs in [{low}, {high}], got {share:.2f}. "
-                                 f"Hint: flip pair i when rng.random() < p.")
+            fail('random_flip', f"p={p}", f"expected a share of flipped pairs in [{low}, {high}], got {share:.2f}.",
+                 "flip pair i when rng.random() < p.")
     ok("random_flip flips each image together with its mask, with probability p.")
 
 
@@ -210,7 +208,7 @@ def check_kfold(kfold_by_patient, n_cases=20, k=3, seed=0):
         folds = list(folds)
         patients = sorted(set(case_ids))
         if len(folds) != kk:
-            raise AssertionError(f"case '{case}': expected {kk} folds, got {len(folds)}.")
+            fail('kfold_by_patient', case, f"expected {kk} folds, got {len(folds)}.")
         vals = []
         for number, fold in enumerate(folds, start=1):
             try:
@@ -219,34 +217,34 @@ def check_kfold(kfold_by_patient, n_cases=20, k=3, seed=0):
                 raise AssertionError(f"case '{case}': fold {number} should be a pair (train_ids, val_ids), "
                                      f"got {fold!r:.80}") from None
             if set(train) & set(val):
-                raise AssertionError(f"case '{case}': fold {number} has patients both in train and validation: "
-                                     f"{sorted(set(train) & set(val))[:5]}. This leaks slices of one patient "
-                                     f"into both sets. Hint: split the UNIQUE patient ids.")
+                fail('kfold_by_patient', case, f"fold {number} has patients both in train and validation: "
+                                               f"{sorted(set(train) & set(val))[:5]}. This leaks slices of one patient "
+                                               f"into both sets. Hint: split the UNIQUE patient ids.")
             if set(train) | set(val) != set(patients) or len(set(val)) != len(val) or len(set(train)) != len(train):
-                raise AssertionError(f"case '{case}': fold {number}: train + validation should hold every "
-                                     f"patient exactly once ({len(patients)}), got {len(train)} + {len(val)} "
-                                     f"ids. Hint: use sorted(set(case_ids)) first.")
+                fail('kfold_by_patient', case, f"fold {number}: train + validation should hold every "
+                                               f"patient exactly once ({len(patients)}), got {len(train)} + {len(val)} "
+                                               f"ids. Hint: use sorted(set(case_ids)) first.")
             vals.append(val)
         all_val = [pid for val in vals for pid in val]
         if sorted(all_val) != patients:
-            raise AssertionError(f"case '{case}': every patient must be in exactly one validation fold; "
-                                 f"got validation folds of sizes {[len(v) for v in vals]} covering "
-                                 f"{len(set(all_val))} of {len(patients)} patients.")
+            fail('kfold_by_patient', case, f"every patient must be in exactly one validation fold; "
+                                           f"got validation folds of sizes {[len(v) for v in vals]} covering "
+                                           f"{len(set(all_val))} of {len(patients)} patients.")
         sizes = [len(v) for v in vals]
         if max(sizes) - min(sizes) > 1:
-            raise AssertionError(f"case '{case}': validation fold sizes should differ by at most 1, got {sizes}. "
-                                 f"Hint: shuffled[i::k] gives near-equal folds.")
+            fail('kfold_by_patient', case, f"validation fold sizes should differ by at most 1, got {sizes}. "
+                                           f"Hint: shuffled[i::k] gives near-equal folds.")
         again = [(sorted(t), sorted(v)) for t, v in call(kfold_by_patient, name_of(kfold_by_patient), case, list(case_ids), kk, seed)]
         if again != [(sorted(t), sorted(v)) for t, v in folds]:
-            raise AssertionError(f"case '{case}': two calls with the same seed gave different folds. "
-                                 f"Hint: np.random.default_rng(seed).permutation(...).")
+            fail('kfold_by_patient', case, "two calls with the same seed gave different folds. "
+                                           "Hint: np.random.default_rng(seed).permutation(...).")
     contiguous = [sorted(ids[i * len(ids) // k:(i + 1) * len(ids) // k]) for i in range(k)]
     strided = [sorted(ids[i::k]) for i in range(k)]
     folds = [sorted(v) for _, v in kfold_by_patient(list(ids), k, seed)]
     if folds in (contiguous, strided):
-        raise AssertionError("the folds follow the order of the case numbers: shuffle the patients with "
-                             "the seed first (cases are often sorted by hospital or date).")
+        fail('kfold_by_patient', None, "the folds follow the order of the case numbers.",
+             "shuffle the patients with the seed first (cases are often sorted by hospital or date).")
     other = [sorted(v) for _, v in kfold_by_patient(list(ids), k, seed + 1)]
     if other == folds:
-        raise AssertionError("seed has no effect on the folds. Hint: np.random.default_rng(seed).permutation(...).")
+        fail('kfold_by_patient', None, "seed has no effect on the folds.", "np.random.default_rng(seed).permutation(...).")
     ok(f"kfold_by_patient makes {k} patient-level folds with no leak between train and validation.")
