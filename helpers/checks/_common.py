@@ -66,7 +66,7 @@ def call(fn: Callable, name: str, case: str | None, *args: Any, allow_none: bool
 
     Raises:
         AssertionError: ``fn`` still raises ``NotImplementedError``, raised another
-            exception (chained, so the traceback stays available), or returned ``None``
+            exception (kept as the context, so its traceback stays available), or returned ``None``
             unless ``allow_none``. An ``AssertionError`` from ``fn`` itself (a nested
             check) passes through unchanged.
     """
