@@ -18,7 +18,7 @@ __all__ = ["check_threshold", "check_metrics_table", "check_keep_largest_compone
 
 def _random_blobs(shape=(64, 64), n_blobs: int = 4, holes: int = 2, seed: int = 0) -> np.ndarray:
     """The checks' random input: a binary uint8 mask with ``n_blobs`` disks of different radii (some may touch) and
-    ``holes`` small holes punched inside them; for testing post-processing."""
+    ``holes`` small holes punched inside them, for the post-processing checks."""
     rng = np.random.default_rng(seed)
     h, w = shape
     yy, xx = np.mgrid[:h, :w]
