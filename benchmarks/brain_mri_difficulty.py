@@ -66,7 +66,7 @@ def rule(region: str, channel: np.ndarray, threshold: float, brain: np.ndarray) 
 def load(cases, normalise: bool):
     loaded = []
     for modality_paths, seg_path in cases:
-        image, seg = brain_mri.load_case(modality_paths, seg_path)
+        image, seg = brain_mri.read_case(modality_paths, seg_path)
         brain = image[..., 0] > 0
         channels = {}
         for k, name in enumerate(brain_mri.MODALITIES):
@@ -130,7 +130,7 @@ def main(argv=None) -> int:
                         help="BraTS-layout folder (default: the synthetic set, generated if needed)")
     args = parser.parse_args(argv)
     folder = args.folder or ensure_dataset("brats_synthetic")
-    cases = brain_mri.load_brats_cases(folder)
+    cases = brain_mri.load_cases(folder)
     n_test = max(1, len(cases) // 4)
     train_cases, test_cases = cases[:-n_test], cases[-n_test:]
     print(f"{folder}: {len(train_cases)} cases to tune thresholds, {len(test_cases)} held out")

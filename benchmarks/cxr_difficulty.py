@@ -71,10 +71,10 @@ def split(pairs, seed: int):
 
 def unet_dice(pairs, test_pairs, run_dir: Path, seed: int, **overrides) -> float:
     """Train the reference U-Net (default recipe) on ``pairs`` and return its test Dice."""
-    from helpers import training
+    from helpers import inference, training
 
     model, _ = training.train_cxr_reference(run_dir=run_dir, pairs=pairs, seed=seed, verbose=2, **overrides)
-    return training.evaluate_cxr(model, test_pairs)
+    return inference.evaluate_cxr(model, test_pairs)
 
 
 def montage(pairs, path: Path, n: int = 16) -> Path:

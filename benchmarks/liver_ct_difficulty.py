@@ -69,7 +69,7 @@ def main(argv=None) -> int:
                         help="a 3D-IRCADb-layout folder (default: the synthetic set, generated if needed)")
     args = parser.parse_args(argv)
     folder = args.folder or liver_ct.generate(config.data_dir() / "liver_ct_synthetic")
-    cases = liver_ct.load_liver_cases(folder)[: args.cases]
+    cases = liver_ct.load_cases(folder)[: args.cases]
     volumes = [(smooth_volume(vol), mask) for vol, mask, _ in
                (liver_ct.read_case(orig, liver) for orig, liver in cases)]
 

@@ -106,7 +106,7 @@ def main(argv=None) -> int:
                         help="HU thresholds to try (default: -800 ... -100 in steps of 50)")
     args = parser.parse_args(argv)
     folder = data.ensure_dataset("lung_ct_synthetic")
-    pairs = lung_ct.load_lung_ct_cases(folder)[: args.cases]
+    pairs = lung_ct.load_cases(folder)[: args.cases]
     cases = []
     for ct_path, lung_path in pairs:
         ct, _ = data.load_nifti(ct_path)

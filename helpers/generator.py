@@ -5,7 +5,14 @@ units) to ``[0, 1]``; ``augment_pair`` applies one random geometric transform to
 and its mask together (plus brightness/contrast jitter to the image only);
 ``SegmentationDataset`` is a ``keras.utils.PyDataset`` that reads PNG or NIfTI pairs a
 batch at a time, resizes, scales, augments and returns ``(x, y)`` float32 batches of
-shape ``(batch, H, W, C)`` / ``(batch, D, H, W, C)``.
+shape ``(batch, H, W, C)`` / ``(batch, D, H, W, C)``. Files are read only through
+:mod:`helpers.data.io`, whose errors (:class:`helpers.data.DatasetError`) name the file.
+
+Axes: 3D volumes keep the course's one convention (:mod:`helpers.data.io`): arrays as
+stored in the NIfTI files, ``(x, y, z)``. ``(D, H, W)`` here simply names the three array
+axes in that order (a U-Net does not care which is which); a caller that wants depth =
+axial slices converts first with :func:`helpers.data.to_depth_first`, as
+:func:`helpers.viz.orthogonal_views` expects.
 """
 
 from __future__ import annotations
@@ -21,9 +28,6 @@ from helpers import config
 
 __all__ = ["percentile_stretch", "window_hu", "augment_pair", "SegmentationDataset",
            "read_any_image", "read_any_mask"]
-
-_PNG_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-
 
 # --------------------------------------------------------------------------- intensities
 
@@ -151,60 +155,46 @@ def _is_nifti(path: Path) -> bool:
     return name.endswith(".nii") or name.endswith(".nii.gz")
 
 
-def _read_png(path: Path, as_mask: bool) -> np.ndarray:
-    try:  # the course's readers (they validate and explain); PIL if they are not there
-        from helpers.data import read_image, read_mask
-    except ImportError:
-        read_image = read_mask = None
-    if read_image is not None:
-        return read_mask(path) if as_mask else read_image(path)
-    from PIL import Image
-
-    with Image.open(path) as picture:
-        array = np.asarray(picture.convert("L"))
-    if as_mask:
-        return (array >= 128 if array.max() > 1 else array > 0).astype(np.uint8)
+def _drop_trailing_channels(array: np.ndarray) -> np.ndarray:
+    while array.ndim > 2 and array.shape[-1] == 1:
+        array = array[..., 0]
     return array
 
 
 def read_any_image(path) -> np.ndarray:
-    """Read a 2D image (PNG/JPEG/TIFF, grey levels) or a NIfTI volume as float32,
-    ``(H, W)`` or ``(D, H, W)`` (a trailing axis of size 1 is dropped)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Image {path} does not exist: check the pairs you passed "
-                                f"(data.load_pairs(folder) lists the valid ones).")
-    if _is_nifti(path):
-        import nibabel
+    """Read a 2D image (PNG/JPEG/TIFF/BMP, grey levels 0..255) or a NIfTI volume as float32,
+    ``(H, W)`` or ``(D, H, W)`` in the file's axis order (a trailing axis of size 1 is
+    dropped), through :mod:`helpers.data.io`. Raises :class:`helpers.data.DatasetError`
+    naming the file when it is missing, of another type or cannot be read."""
+    from helpers.data.io import IMAGE_SUFFIXES, DatasetError, load_nifti, read_image
 
-        array = np.asarray(nibabel.load(str(path)).get_fdata(dtype=np.float32))
-    elif path.suffix.lower() in _PNG_SUFFIXES:
-        array = _read_png(path, as_mask=False).astype(np.float32)
+    path = Path(path)
+    if _is_nifti(path):
+        array = load_nifti(path)[0]
+    elif path.suffix.lower() in IMAGE_SUFFIXES:
+        array = read_image(path).astype(np.float32)
     else:
-        raise ValueError(f"Cannot read {path}: expected .png/.jpg/.tif or .nii/.nii.gz.")
-    while array.ndim > 2 and array.shape[-1] == 1:
-        array = array[..., 0]
-    return array
+        raise DatasetError(f"Cannot read {path}: expected an image ({', '.join(IMAGE_SUFFIXES)}) or "
+                           f".nii/.nii.gz; data.load_pairs(folder) lists the valid pairs of a folder.")
+    return _drop_trailing_channels(array)
 
 
 def read_any_mask(path) -> np.ndarray:
-    """Read a mask (PNG: 0/255 or 0/1 -> {0, 1}; NIfTI: integer labels) as int32,
-    ``(H, W)`` or ``(D, H, W)``."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Mask {path} does not exist: check the pairs you passed "
-                                f"(data.load_pairs(folder) lists the valid ones).")
-    if _is_nifti(path):
-        import nibabel
+    """Read a mask (an image with 0/255 or 0/1 -> {0, 1}; NIfTI: integer labels) as int32,
+    ``(H, W)`` or ``(D, H, W)``, through :mod:`helpers.data.io`. Raises
+    :class:`helpers.data.DatasetError` naming the file when it is missing, of another type,
+    cannot be read or (images) is not binary."""
+    from helpers.data.io import IMAGE_SUFFIXES, DatasetError, read_mask, read_nifti
 
-        array = np.rint(np.asarray(nibabel.load(str(path)).get_fdata(dtype=np.float32)))
-    elif path.suffix.lower() in _PNG_SUFFIXES:
-        array = _read_png(path, as_mask=True)
+    path = Path(path)
+    if _is_nifti(path):
+        array = np.rint(np.asarray(read_nifti(path)[0], dtype=np.float32))
+    elif path.suffix.lower() in IMAGE_SUFFIXES:
+        array = read_mask(path)
     else:
-        raise ValueError(f"Cannot read {path}: expected .png or .nii/.nii.gz.")
-    while array.ndim > 2 and array.shape[-1] == 1:
-        array = array[..., 0]
-    return array.astype(np.int32)
+        raise DatasetError(f"Cannot read {path}: expected a mask image ({', '.join(IMAGE_SUFFIXES)}) or "
+                           f".nii/.nii.gz; data.load_pairs(folder) lists the valid pairs of a folder.")
+    return _drop_trailing_channels(array).astype(np.int32)
 
 
 def _resize(array: np.ndarray, size: tuple, is_mask: bool) -> np.ndarray:

@@ -25,7 +25,7 @@ import numpy as np
 
 __all__ = [
     "predict_dataset", "threshold", "resize_to", "keep_largest_components", "fill_holes",
-    "postprocess", "per_case_metrics", "summarise", "save_table_csv", "save_masks_png",
+    "postprocess", "per_case_metrics", "summarise", "evaluate_cxr", "save_table_csv", "save_masks_png",
     "METRIC_COLUMNS", "RadiographSegmentation", "looks_negative", "segment_radiograph",
 ]
 
@@ -405,3 +405,11 @@ def segment_radiograph(model, path, invert="auto", threshold: float = 0.5, clean
     pixels = int(mask.sum())
     return RadiographSegmentation(image=display, mask=mask, probability=probability, lung_pixels=pixels,
                                   lung_fraction=pixels / mask.size, inverted=inverted)
+
+
+def evaluate_cxr(model, pairs, threshold: float = 0.5, batch_size: int = 16) -> float:
+    """Mean per-image Dice of ``model`` on ``pairs``: probabilities are predicted at the
+    model's input size, resized back to each mask's size, thresholded at ``threshold`` and
+    compared with the mask (:func:`helpers.metrics.dice_numpy`). Returns a float in [0, 1]."""
+    rows = per_case_metrics(pairs, predict_dataset(model, pairs, batch_size=batch_size), threshold=threshold)
+    return float(np.mean([row["dice"] for row in rows]))

@@ -129,15 +129,15 @@ def build_unet(input_shape, n_classes: int = 1, depth: int = 4, base_filters: in
     per pixel), softmax over classes otherwise. The output has the input's spatial shape,
     ``(batch, H, W, n_classes)`` / ``(batch, D, H, W, n_classes)``, float32. Spatial sizes
     must be divisible by ``2**depth`` (ValueError otherwise). The model is built in
-    :func:`helpers.training.distribution_scope`, so it trains on all devices (a no-op on one).
+    :func:`helpers.distribute.distribution_scope`, so it trains on all devices (a no-op on one).
     """
     shape = check_input_shape(input_shape, depth)
     if int(n_classes) < 1:
         raise ValueError(f"n_classes must be >= 1, got {n_classes}.")
     options = dict(batch_norm=batch_norm, dropout=dropout, residual=residual, use_bias=use_bias)
-    from helpers.training import distribution_scope
+    from helpers.distribute import distribution_scope
 
-    with distribution_scope():   # all devices of this machine/cluster (helpers.training)
+    with distribution_scope():   # all devices of this machine/cluster (helpers.distribute)
         inputs = keras.Input(shape, name="image")
         x = inputs
         skips = []

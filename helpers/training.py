@@ -8,12 +8,13 @@
   model (``best.keras``), lower the learning rate on a plateau, stop early, log to CSV.
 * :data:`CXR_RECIPE` is the tuned recipe of the core lessons, :func:`train_cxr_reference`
   trains it, :func:`load_or_train_cxr_model` reuses a trained model (so lesson 05 works
-  even if lesson 04 was skipped) and :func:`evaluate_cxr` measures its test Dice.
+  even if lesson 04 was skipped); :func:`helpers.inference.evaluate_cxr` measures its test Dice.
 
 Epochs and the number of training images follow ``UNET_COURSE_SCALE``
 (:func:`helpers.config.scaled_epochs`, :func:`helpers.config.scaled_count`).
 
-More than one device (``tf.distribute``, data parallelism):
+More than one device (``tf.distribute``, data parallelism; defined in :mod:`helpers.distribute`,
+below the models in the pipeline, and re-exported here):
 
 * :func:`choose_strategy` picks the strategy: ``MultiWorkerMirroredStrategy`` when
   ``TF_CONFIG`` describes a cluster of two or more workers, ``MirroredStrategy`` over the
@@ -32,25 +33,27 @@ More than one device (``tf.distribute``, data parallelism):
 
 from __future__ import annotations
 
-import contextlib
-import json
-import math
-import os
-import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from helpers import config
+# The strategy, the scope models are built in and the batch / learning-rate rule live in
+# helpers.distribute (below helpers.models in the pipeline); the lessons use them from here.
+from helpers.distribute import (
+    LEARNING_RATE_RULE, MIXED_PRECISION_VARIABLE, choose_strategy, cluster_workers, distribution_scope,
+    fit_multi_worker, global_batch_size, is_chief, replicas, scaled_learning_rate, strategy, use_strategy,
+)
 
 __all__ = [
     "CXR_RECIPE", "set_seed", "patient_of", "split_by_patient", "kfold_by_patient",
     "standard_callbacks", "custom_objects", "load_model", "build_cxr_model", "cxr_datasets",
-    "train_cxr_reference", "load_or_train_cxr_model", "evaluate_cxr",
+    "train_cxr_reference", "load_or_train_cxr_model",
     "LEARNING_RATE_RULE", "cluster_workers", "choose_strategy", "strategy", "distribution_scope",
     "use_strategy", "replicas", "is_chief", "global_batch_size", "scaled_learning_rate", "fit_multi_worker",
+    "MIXED_PRECISION_VARIABLE",
 ]
 
 #: The recipe of the core lessons (04, 05) on the chest X-ray data. Tuned so that at
@@ -78,221 +81,8 @@ CXR_RECIPE = {
 
 # --------------------------------------------------------------------------- devices (tf.distribute)
 
-#: How the learning rate follows the number of replicas when the global batch grows with
-#: them: ``"sqrt"`` multiplies it by ``sqrt(replicas)`` (the rule for Adam, whose steps are
-#: already normalised by the gradient's scale), ``"linear"`` by ``replicas`` (Goyal et al.,
-#: 2017, for SGD with momentum, with a few epochs of warm-up), ``"none"`` keeps it.
-LEARNING_RATE_RULE = "sqrt"
-
-#: Environment variable that turns mixed precision off on GPUs (``0``); it is never used on CPUs.
-MIXED_PRECISION_VARIABLE = "UNET_COURSE_MIXED_PRECISION"
-
-_STRATEGY = None
-
-
-def cluster_workers(tf_config: str | None = None) -> int:
-    """Number of workers (chief included) that ``TF_CONFIG`` (default: the environment
-    variable) describes; 0 when it is unset or empty.
-
-    Raises ValueError naming the variable and the fix when it is not valid JSON or has no
-    ``cluster`` / ``task`` entries.
-    """
-    raw = os.environ.get("TF_CONFIG", "") if tf_config is None else tf_config
-    if not raw.strip():
-        return 0
-    try:
-        spec = json.loads(raw)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"TF_CONFIG is not valid JSON ({error}): set it to e.g. "
-                         '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
-                         '"task": {"type": "worker", "index": 0}} or unset it.') from None
-    if not isinstance(spec, dict) or not isinstance(spec.get("cluster"), dict) or "task" not in spec:
-        raise ValueError("TF_CONFIG needs a 'cluster' (job name -> list of host:port) and a 'task' "
-                         "({'type': 'worker', 'index': i}); see the README, section 'GPU and clusters'.")
-    return sum(len(spec["cluster"].get(job, [])) for job in ("chief", "worker"))
-
-
-def choose_strategy(devices: Sequence[str] | None = None):
-    """The ``tf.distribute.Strategy`` for this machine (a new one on every call).
-
-    * ``TF_CONFIG`` describes two or more workers: ``MultiWorkerMirroredStrategy`` (each
-      worker runs the same program; gradients are summed across workers every step).
-    * ``devices`` (e.g. ``["/cpu:0", "/cpu:1"]``) names two or more devices, or two or more
-      GPUs are visible: ``MirroredStrategy`` over them (one model copy per device).
-    * otherwise TensorFlow's default strategy: one device, training as without any strategy.
-
-    Multi-worker strategies must be created at the start of the program, before other
-    TensorFlow work; :func:`strategy` creates one per process.
-    """
-    import tensorflow as tf
-
-    if cluster_workers() >= 2:
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    if devices is None:
-        devices = [device.name for device in tf.config.list_logical_devices("GPU")]
-    if len(devices) >= 2:
-        return tf.distribute.MirroredStrategy(devices=list(devices))
-    return tf.distribute.get_strategy()
-
-
-def _gpus_used(chosen) -> bool:
-    import tensorflow as tf
-
-    try:
-        devices = [str(device) for device in chosen.extended.worker_devices]
-    except RuntimeError:     # the default strategy: the one device TensorFlow picks (a GPU if any)
-        return bool(tf.config.list_logical_devices("GPU"))
-    return any("GPU" in device.upper() for device in devices)
-
-
-def strategy():
-    """The strategy of this process: :func:`choose_strategy` on the first call (made
-    current with :func:`use_strategy`), the same object afterwards. When it trains on
-    GPUs, Keras' global dtype policy becomes ``mixed_float16`` (float16 arithmetic, float32
-    weights; ``compile`` adds loss scaling) unless ``UNET_COURSE_MIXED_PRECISION=0``; the
-    U-Net's last layer is float32, so outputs, losses and metrics stay float32. On CPUs the
-    policy stays ``float32``."""
-    if _STRATEGY is None:
-        chosen = choose_strategy()
-        if _gpus_used(chosen) and os.environ.get(MIXED_PRECISION_VARIABLE, "1").strip() != "0":
-            import keras
-
-            keras.mixed_precision.set_global_policy("mixed_float16")
-        use_strategy(chosen)
-    return _STRATEGY
-
-
-def use_strategy(chosen) -> None:
-    """Make ``chosen`` the strategy of this process (:func:`strategy` returns it).
-
-    A strategy other than the default one also becomes TensorFlow's current strategy
-    (``tf.distribute.experimental_set_strategy``), as if the rest of the program ran
-    inside ``with chosen.scope():``. That is what lets a notebook's cells train on every
-    device unchanged: the optimizer that a cell creates (``keras.optimizers.Adam(...)``)
-    must belong to the model's strategy. ``use_strategy(None)`` goes back to one device.
-    """
-    import tensorflow as tf
-
-    global _STRATEGY
-    default = chosen is None or chosen is tf.distribute.get_strategy() and not tf.distribute.has_strategy()
-    tf.distribute.experimental_set_strategy(None)
-    if default:
-        _STRATEGY = tf.distribute.get_strategy()
-    else:
-        tf.distribute.experimental_set_strategy(chosen)
-        _STRATEGY = chosen
-
-
-@contextlib.contextmanager
-def distribution_scope() -> Iterator:
-    """Context in which to build (and compile) a model so that it trains on every device.
-
-    Inside a scope that the caller opened (``with some_strategy.scope():``) it keeps that
-    strategy; otherwise it opens :func:`strategy`'s scope. On one device this is
-    TensorFlow's default strategy and changes nothing. Yields the strategy.
-    """
-    import tensorflow as tf
-
-    if tf.distribute.has_strategy():
-        yield tf.distribute.get_strategy()
-        return
-    chosen = strategy()
-    with chosen.scope():
-        yield chosen
-
-
-def replicas(chosen=None) -> int:
-    """Number of model copies trained in step (devices × workers) under ``chosen``
-    (default: the strategy in scope, else :func:`strategy`)."""
-    import tensorflow as tf
-
-    if chosen is None:
-        chosen = tf.distribute.get_strategy() if tf.distribute.has_strategy() else strategy()
-    return int(chosen.num_replicas_in_sync)
-
-
-def is_chief(tf_config: str | None = None) -> bool:
-    """True for the worker that writes checkpoints and logs: always on one machine; in a
-    ``TF_CONFIG`` cluster the ``chief`` task, or worker 0 when there is no chief."""
-    raw = os.environ.get("TF_CONFIG", "") if tf_config is None else tf_config
-    if cluster_workers(raw) < 2:
-        return True
-    spec = json.loads(raw)
-    task = spec.get("task", {})
-    if "chief" in spec["cluster"]:
-        return task.get("type") == "chief"
-    return task.get("type") == "worker" and int(task.get("index", 0)) == 0
-
-
-def global_batch_size(per_replica: int, n_replicas: int | None = None) -> int:
-    """The batch that ``fit`` receives: ``per_replica × replicas``. Each replica then
-    computes on ``per_replica`` images, as on one device. ``n_replicas`` defaults to
-    :func:`replicas`."""
-    n = replicas() if n_replicas is None else int(n_replicas)
-    if int(per_replica) < 1 or n < 1:
-        raise ValueError(f"per_replica ({per_replica}) and replicas ({n}) must be >= 1.")
-    return int(per_replica) * n
-
-
-def scaled_learning_rate(learning_rate: float, n_replicas: int | None = None,
-                         rule: str = LEARNING_RATE_RULE) -> float:
-    """The learning rate for ``n_replicas`` (default :func:`replicas`) when the global batch
-    is ``per_replica × n_replicas``: ``learning_rate × sqrt(n)`` (``rule="sqrt"``, Adam),
-    ``× n`` (``"linear"``, SGD) or unchanged (``"none"``). One replica: unchanged."""
-    n = replicas() if n_replicas is None else int(n_replicas)
-    factors = {"sqrt": math.sqrt(n), "linear": float(n), "none": 1.0}
-    if rule not in factors:
-        raise ValueError(f"rule must be one of {sorted(factors)}, got {rule!r}.")
-    return float(learning_rate) * factors[rule]
-
-
-def fit_multi_worker(model, dataset, epochs: int, run_dir, chosen=None) -> list[float]:
-    """Train a compiled ``model`` on ``dataset`` (a ``tf.data.Dataset`` of global batches)
-    for ``epochs`` epochs under a ``MultiWorkerMirroredStrategy``; returns the mean loss
-    of every epoch, the same on every worker.
-
-    Keras 3's ``Model.fit`` stops with a ``ValueError`` under this strategy (it reduces
-    each scalar log along an axis it does not have; keras-team/keras#20585), so this short
-    loop does what ``fit`` would: each worker computes the loss and gradients on its share
-    of the batch, the optimizer sums the gradients over workers (the course's losses are
-    already divided by the number of replicas), every worker applies the same update. The
-    chief (:func:`is_chief`) keeps ``run_dir/"checkpoint.keras"``, written after every epoch. Build
-    and compile the model in :func:`distribution_scope` first.
-    """
-    import tensorflow as tf
-
-    chosen = chosen if chosen is not None else strategy()
-    run_dir = Path(run_dir)
-    loss_fn, optimizer = model.loss, model.optimizer
-    with chosen.scope():
-        optimizer.build(model.trainable_variables)
-
-    def replica_step(x, y):
-        with tf.GradientTape() as tape:
-            loss = loss_fn(y, model(x, training=True))
-        gradients = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-        return loss
-
-    @tf.function
-    def train_step(x, y):
-        return chosen.reduce("SUM", chosen.run(replica_step, args=(x, y)), axis=None)
-
-    history = []
-    for _ in range(int(epochs)):
-        total, steps = 0.0, 0
-        for x, y in chosen.experimental_distribute_dataset(dataset):
-            total += float(train_step(x, y))
-            steps += 1
-        history.append(total / max(steps, 1))
-        # Saving reads the variables with collective ops: every worker saves, the others
-        # into a temporary folder that is removed at once.
-        target = run_dir if is_chief() else Path(tempfile.mkdtemp(prefix="unet-course-worker-"))
-        target.mkdir(parents=True, exist_ok=True)
-        model.save(str(target / "checkpoint.keras"))
-        if target != run_dir:
-            shutil.rmtree(target, ignore_errors=True)
-    return history
+# choose_strategy, strategy, distribution_scope, global_batch_size, scaled_learning_rate,
+# fit_multi_worker ...: see helpers.distribute (imported above).
 
 
 # --------------------------------------------------------------------------- seeds and splits
@@ -557,14 +347,3 @@ def load_or_train_cxr_model(run_dir=None, pairs=None, verbose: int = 2, **overri
     print(f"No trained model at {path}: training the reference recipe (a few minutes) ...")
     model, _ = train_cxr_reference(run_dir=run_dir, pairs=pairs, verbose=verbose, **overrides)
     return model
-
-
-def evaluate_cxr(model, pairs, threshold: float = 0.5, batch_size: int = 16) -> float:
-    """Mean per-image Dice of ``model`` on ``pairs``: probabilities are predicted at the
-    model's input size, resized back to each mask's size, thresholded at ``threshold`` and
-    compared with the mask (:func:`helpers.metrics.dice_numpy`). Returns a float in [0, 1]."""
-    from helpers import inference
-
-    rows = inference.per_case_metrics(pairs, inference.predict_dataset(model, pairs, batch_size=batch_size),
-                                      threshold=threshold)
-    return float(np.mean([row["dice"] for row in rows]))

@@ -198,7 +198,11 @@ def orthogonal_views(volume, mask=None, prediction=None, spacing=None, index=Non
     slices) at ``index`` ``(z, y, x)`` (default: the centre of the mask, else of the
     volume), with mask (green) and prediction (red) contours. ``spacing`` ``(dz, dy, dx)``
     in millimetres sets the aspect ratio so that anisotropic voxels look right. Returns
-    the Figure."""
+    the Figure.
+
+    Volumes read with :func:`helpers.data.load_nifti` are ``(x, y, z)`` (the course's axis
+    convention, :mod:`helpers.data.io`): pass ``data.to_depth_first(volume)`` (and the same
+    for the masks, spacing reversed), the one converter of the course."""
     volume = np.asarray(volume)
     while volume.ndim > 3 and volume.shape[-1] == 1:
         volume = volume[..., 0]

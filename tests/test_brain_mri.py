@@ -22,7 +22,7 @@ def small_set(tmp_path_factory):
 @pytest.fixture(scope="module")
 def cases():
     """Three default-size cases in memory: ({modality: volume}, seg)."""
-    return [brain_mri.synthesize_case(42, index) for index in (1, 2, 3)]
+    return [brain_mri.make_case(number, seed=42)[:2] for number in (1, 2, 3)]
 
 
 def _digest(folder):
@@ -55,7 +55,7 @@ def test_gzip_header_has_no_timestamp(small_set):
 
 
 def test_volumes_dtype_affine_labels_and_background(small_set):
-    (modalities, seg_path), _ = brain_mri.load_brats_cases(small_set)
+    (modalities, seg_path), _ = brain_mri.load_cases(small_set)
     seg_image = nib.load(seg_path)
     seg = np.asarray(seg_image.dataobj)
     assert seg.dtype == np.uint8 and seg.shape == (32, 32, 24)
@@ -105,7 +105,7 @@ def test_tumour_contrasts_look_like_brats(cases):
 
 def test_healthy_tissue_contrasts():
     """T1: WM > GM > CSF; T2: CSF brightest; FLAIR: CSF dark (suppressed)."""
-    volumes, seg = brain_mri.synthesize_case(42, 1)
+    volumes, seg, _ = brain_mri.make_case(1, seed=42)
     t1, t2, flair = volumes["t1"], volumes["t2"], volumes["flair"]
     brain = (t1 > 0) & (seg == 0)
     # use T1 itself to split tissues: CSF is darkest, WM brightest
@@ -129,12 +129,12 @@ def test_tumour_size_and_position_vary(cases):
 
 
 def test_load_brats_cases_returns_modalities_in_course_order(small_set):
-    cases = brain_mri.load_brats_cases(small_set)
+    cases = brain_mri.load_cases(small_set)
     assert len(cases) == 2
     modalities, seg = cases[0]
     assert [p.name.split("_")[-1] for p in modalities] == [f"{m}.nii.gz" for m in brain_mri.MODALITIES]
     assert seg.name == "BraTS20_Training_001_seg.nii.gz"
-    image, labels = brain_mri.load_case(modalities, seg)
+    image, labels = brain_mri.read_case(modalities, seg)
     assert image.shape == (32, 32, 24, 4) and labels.shape == (32, 32, 24)
 
 
@@ -148,14 +148,14 @@ def test_missing_modality_is_named(small_set, tmp_path):
     folder = _copy_set(small_set, tmp_path / "copy")
     (folder / "BraTS20_Training_002" / "BraTS20_Training_002_t1ce.nii.gz").unlink()
     with pytest.raises(DatasetError, match=r"BraTS20_Training_002_t1ce\.nii\.gz is missing"):
-        brain_mri.load_brats_cases(folder)
+        brain_mri.load_cases(folder)
 
 
 def test_missing_seg_is_named(small_set, tmp_path):
     folder = _copy_set(small_set, tmp_path / "copy")
     (folder / "BraTS20_Training_001" / "BraTS20_Training_001_seg.nii.gz").unlink()
     with pytest.raises(DatasetError, match="_seg.nii.gz is missing"):
-        brain_mri.load_brats_cases(folder)
+        brain_mri.load_cases(folder)
 
 
 def test_shape_mismatch_is_named(small_set, tmp_path):
@@ -163,7 +163,7 @@ def test_shape_mismatch_is_named(small_set, tmp_path):
     path = folder / "BraTS20_Training_001" / "BraTS20_Training_001_flair.nii.gz"
     nib.save(nib.Nifti1Image(np.zeros((32, 32, 20), np.float32), np.eye(4)), path)
     with pytest.raises(DatasetError, match=r"_flair\.nii\.gz has shape \(32, 32, 20\)"):
-        brain_mri.load_brats_cases(folder)
+        brain_mri.load_cases(folder)
 
 
 def test_unexpected_label_is_named(small_set, tmp_path):
@@ -173,15 +173,15 @@ def test_unexpected_label_is_named(small_set, tmp_path):
     seg[seg == 4] = 3
     nib.save(nib.Nifti1Image(seg, np.eye(4)), path)
     with pytest.raises(DatasetError, match=r"_seg\.nii\.gz holds label values \[3\]"):
-        brain_mri.load_brats_cases(folder)
-    assert len(brain_mri.load_brats_cases(folder, check_labels=False)) == 2
+        brain_mri.load_cases(folder)
+    assert len(brain_mri.load_cases(folder, check_masks=False)) == 2
 
 
 def test_empty_or_wrong_folder(tmp_path):
     with pytest.raises(DatasetError, match="No BraTS case folders"):
-        brain_mri.load_brats_cases(tmp_path)
+        brain_mri.load_cases(tmp_path)
     with pytest.raises(DatasetError, match="is not a folder"):
-        brain_mri.load_brats_cases(tmp_path / "nowhere")
+        brain_mri.load_cases(tmp_path / "nowhere")
 
 
 def test_foreign_files_are_not_clobbered(tmp_path):
@@ -203,7 +203,7 @@ def test_bad_parameters():
 def test_ensure_dataset_dispatches_here(tmp_path):
     from helpers.data import ensure_dataset
     folder = ensure_dataset("brats_synthetic", folder=tmp_path / "b", **SMALL)
-    assert len(brain_mri.load_brats_cases(folder)) == 2
+    assert len(brain_mri.load_cases(folder)) == 2
 
 
 # --------------------------------------------------------------------------- lesson 08 checks

@@ -319,13 +319,13 @@ def _one_step(model, x, y):
 
 @pytest.mark.slow
 def test_prepared_lctsc_feeds_lesson_06(tmp_path, monkeypatch):
-    """Lesson 06: ensure_dataset -> lung_ct.load_lung_ct_cases -> load_nifti -> window_hu -> 3D U-Net."""
+    """Lesson 06: ensure_dataset -> lung_ct.load_cases -> load_nifti -> window_hu -> 3D U-Net."""
     from helpers import config, data, generator, models
     from helpers.data import lung_ct
 
     monkeypatch.setenv(config.DATA_VARIABLE, str(tmp_path / "data"))
     registry.prepare("lctsc", make_lctsc(tmp_path / "raw"))
-    cases = lung_ct.load_lung_ct_cases(data.ensure_dataset("lctsc"))
+    cases = lung_ct.load_cases(data.ensure_dataset("lctsc"))
     assert [ct.parent.name for ct, _ in cases] == ["LCTSC-Train-S1-001", "LCTSC-Train-S1-002"]
     ct, _ = data.load_nifti(cases[0][0])
     lung, _ = data.load_nifti(cases[0][1])
@@ -335,13 +335,13 @@ def test_prepared_lctsc_feeds_lesson_06(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_prepared_ircad_feeds_lesson_07(tmp_path, monkeypatch):
-    """Lesson 07: ensure_dataset -> liver_ct.load_liver_cases -> read_case -> axial slices -> 2D U-Net."""
+    """Lesson 07: ensure_dataset -> liver_ct.load_cases -> read_case -> axial slices -> 2D U-Net."""
     from helpers import config, data, generator, models
     from helpers.data import liver_ct
 
     monkeypatch.setenv(config.DATA_VARIABLE, str(tmp_path / "data"))
     registry.prepare("ircad", make_ircad(tmp_path / "raw"))
-    cases = liver_ct.load_liver_cases(data.ensure_dataset("ircad"))
+    cases = liver_ct.load_cases(data.ensure_dataset("ircad"))
     assert len(cases) == 2
     volume, mask, _ = liver_ct.read_case(*cases[0])
     x = np.moveaxis(generator.window_hu(volume, config.HU_WINDOW_LIVER), -1, 0)[..., None]
@@ -351,15 +351,15 @@ def test_prepared_ircad_feeds_lesson_07(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_prepared_brats_feeds_lesson_08(tmp_path, monkeypatch):
-    """Lesson 08: ensure_dataset -> brain_mri.load_brats_cases -> load_case -> remap 4->3, one-hot -> softmax U-Net."""
+    """Lesson 08: ensure_dataset -> brain_mri.load_cases -> read_case -> remap 4->3, one-hot -> softmax U-Net."""
     from helpers import config, data, models
     from helpers.data import brain_mri
 
     monkeypatch.setenv(config.DATA_VARIABLE, str(tmp_path / "data"))
     registry.prepare("brats2020", make_brats(tmp_path / "raw", n=2, quirk=True))
-    cases = brain_mri.load_brats_cases(data.ensure_dataset("brats2020"))
+    cases = brain_mri.load_cases(data.ensure_dataset("brats2020"))
     assert len(cases) == 2
-    image, seg = brain_mri.load_case(*cases[1])
+    image, seg = brain_mri.read_case(*cases[1])
     assert image.shape == (16, 16, 8, 4) and set(np.unique(seg)) == {0, 1, 2, 4}
     labels = np.where(seg == 4, 3, seg)
     x = np.moveaxis(image, 2, 0).astype("float32") / 1000.0

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from helpers import generator
+from helpers.data import DatasetError
 from helpers.generator import SegmentationDataset, augment_pair, percentile_stretch, window_hu
 
 
@@ -237,11 +238,11 @@ def test_dataset_bad_arguments(png_pairs, tmp_path):
         SegmentationDataset([])
     with pytest.raises(ValueError):
         SegmentationDataset(png_pairs, batch_size=0)
-    with pytest.raises(FileNotFoundError, match="missing.png"):
+    with pytest.raises(DatasetError, match="missing.png"):
         SegmentationDataset([(tmp_path / "missing.png", png_pairs[0][1])], image_size=(32, 32))[0]
 
 
-def test_png_reader_fallback_matches(png_pairs):
+def test_png_reader_matches(png_pairs):
     image = generator.read_any_image(png_pairs[3][0])
     mask = generator.read_any_mask(png_pairs[3][1])
     expected_image, expected_mask = _index_image(3)

@@ -16,7 +16,7 @@ from conftest import ANSWER_LESSONS, FIXTURES, REPO_ROOT
 
 from helpers import grading_audit
 
-ALIASES = {"checks", "metrics", "losses", "models", "generator", "data", "training", "config"}
+ALIASES = {"checks", "metrics", "losses", "models", "generator", "data", "training", "config", "slices"}
 
 CHEATS = {
     "transformer": ("get_ipython().input_transformers_cleanup.append(lambda lines: [])", "IPython"),
@@ -29,6 +29,8 @@ CHEATS = {
                        "calls the reference"),
     "call reference_": ("def select_slices(mask, empty_fraction=0.1, rng=None):\n"
                         "    return checks.reference_select_slices(mask, empty_fraction, rng)", "calls the reference"),
+    "call lesson 07 reference": ("def select_slices(mask, empty_fraction=0.1, rng=None):\n"
+                                 "    return slices.select_slices(mask, empty_fraction, rng)", "calls the reference"),
     "subclass reference": ("class D(generator.SegmentationDataset):\n    pass", "inherits from the reference"),
     "exec answers": ("exec(open('../../../answers/03/03.ipynb').read())", "exec"),
     "eval": ("eval('1 + 1')", "eval"),

@@ -1,7 +1,7 @@
 """Tests of helpers/data/liver_ct.py: the synthetic 3D-IRCADb-like abdominal CT set.
 
 Small grids and few cases keep this file fast; the tissue checks use the label map that
-``synthesize_case(..., tissues=True)`` returns before blur and noise.
+``make_case(..., tissues=True)`` returns before blur and noise.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def small_set(tmp_path_factory):
 @pytest.fixture(scope="module")
 def phantoms():
     """Two default-size cases with their tissue label maps."""
-    return [liver_ct.synthesize_case(config.SEED, index, tissues=True) for index in (1, 2)]
+    return [liver_ct.make_case(number, seed=config.SEED, tissues=True) for number in (1, 2)]
 
 
 def _median(hu, label, tissue):
@@ -74,7 +74,7 @@ def test_generation_is_byte_deterministic_and_gzip_has_no_timestamp(small_set, t
 
 
 def test_affine_is_anisotropic_and_round_trips(small_set):
-    hu, mask, affine = liver_ct.synthesize_case(config.SEED, 2, SMALL["shape"])
+    hu, mask, affine = liver_ct.make_case(2, shape=SMALL["shape"], seed=config.SEED)
     volume, loaded_mask, loaded_affine = liver_ct.read_case(small_set / "ircad_e02_orig.nii.gz",
                                                             small_set / "ircad_e02_liver.nii.gz")
     np.testing.assert_allclose(loaded_affine, affine, atol=1e-3)
@@ -87,7 +87,7 @@ def test_affine_is_anisotropic_and_round_trips(small_set):
 
 
 def test_masks_are_binary_and_liver_only_in_a_range_of_slices(small_set):
-    for orig, liver in liver_ct.load_liver_cases(small_set):
+    for orig, liver in liver_ct.load_cases(small_set):
         mask = np.asarray(nib.load(liver).dataobj)
         assert set(np.unique(mask).tolist()) == {0, 1}
         with_liver = mask.any(axis=(0, 1))
@@ -129,7 +129,7 @@ def test_liver_on_the_patients_right_and_spleen_on_the_left(phantoms):
 def test_lesions_and_vessels_are_hypo_and_hyperdense_and_inside_the_mask():
     found = 0
     for index in range(1, 6):
-        hu, mask, _, label = liver_ct.synthesize_case(config.SEED, index, (80, 80, 24), tissues=True)
+        hu, mask, _, label = liver_ct.make_case(index, shape=(80, 80, 24), seed=config.SEED, tissues=True)
         assert np.all(mask[label == T["lesion"]] == 1)
         assert np.all(mask[label == T["liver_vessel"]] == 1)
         assert np.all(mask[label == T["gallbladder"]] == 0)
@@ -143,8 +143,8 @@ def test_lesions_and_vessels_are_hypo_and_hyperdense_and_inside_the_mask():
 
 
 def test_cases_differ_in_pose_spacing_and_contrast():
-    a = liver_ct.synthesize_case(config.SEED, 1, (64, 64, 20), tissues=True)
-    b = liver_ct.synthesize_case(config.SEED, 2, (64, 64, 20), tissues=True)
+    a = liver_ct.make_case(1, shape=(64, 64, 20), seed=config.SEED, tissues=True)
+    b = liver_ct.make_case(2, shape=(64, 64, 20), seed=config.SEED, tissues=True)
     assert not np.allclose(a[2], b[2])
     assert (a[1] != b[1]).mean() > 0.01
     assert _median(a[0], a[3], "liver") != _median(b[0], b[3], "liver")
@@ -165,7 +165,7 @@ def _copy_case(src, dst, names=("ircad_e01_orig.nii.gz", "ircad_e01_liver.nii.gz
 
 
 def test_load_liver_cases_sorted(small_set):
-    cases = liver_ct.load_liver_cases(small_set)
+    cases = liver_ct.load_cases(small_set)
     assert [(o.name, m.name) for o, m in cases] == [
         (f"ircad_e0{i}_orig.nii.gz", f"ircad_e0{i}_liver.nii.gz") for i in (1, 2, 3)]
 
@@ -173,7 +173,7 @@ def test_load_liver_cases_sorted(small_set):
 def test_missing_mask_is_named(small_set, tmp_path):
     folder = _copy_case(small_set, tmp_path / "c", names=("ircad_e01_orig.nii.gz",))
     with pytest.raises(DatasetError, match=r"ircad_e01_liver\.nii\.gz is missing"):
-        liver_ct.load_liver_cases(folder)
+        liver_ct.load_cases(folder)
 
 
 def test_shape_mismatch_is_named(small_set, tmp_path):
@@ -181,7 +181,7 @@ def test_shape_mismatch_is_named(small_set, tmp_path):
     bad = nib.Nifti1Image(np.zeros((64, 64, 19), np.uint8), np.eye(4))
     (folder / "ircad_e01_liver.nii.gz").write_bytes(gzip.compress(bad.to_bytes()))
     with pytest.raises(DatasetError, match=r"ircad_e01_liver\.nii\.gz has shape \(64, 64, 19\)"):
-        liver_ct.load_liver_cases(folder)
+        liver_ct.load_cases(folder)
 
 
 def test_non_binary_mask_is_named_but_0_255_is_accepted(small_set, tmp_path):
@@ -191,10 +191,10 @@ def test_non_binary_mask_is_named_but_0_255_is_accepted(small_set, tmp_path):
     labels[30:40, 30:40, 5:9] = 1
     (folder / "ircad_e01_liver.nii.gz").write_bytes(gzip.compress(nib.Nifti1Image(labels, np.eye(4)).to_bytes()))
     with pytest.raises(DatasetError, match=r"holds values \[0, 1, 2\].*must be binary"):
-        liver_ct.load_liver_cases(folder)
+        liver_ct.load_cases(folder)
     (folder / "ircad_e01_liver.nii.gz").write_bytes(
         gzip.compress(nib.Nifti1Image((labels > 0).astype(np.uint8) * 255, np.eye(4)).to_bytes()))
-    [(orig, liver)] = liver_ct.load_liver_cases(folder)
+    [(orig, liver)] = liver_ct.load_cases(folder)
     _, mask, _ = liver_ct.read_case(orig, liver)
     assert set(np.unique(mask).tolist()) == {0, 1}
 
@@ -203,14 +203,14 @@ def test_unreadable_file_is_named(small_set, tmp_path):
     folder = _copy_case(small_set, tmp_path / "c")
     (folder / "ircad_e01_liver.nii.gz").write_bytes(b"not a nifti file")
     with pytest.raises(DatasetError, match=r"ircad_e01_liver\.nii\.gz cannot be read"):
-        liver_ct.load_liver_cases(folder)
+        liver_ct.load_cases(folder)
 
 
 def test_empty_or_missing_folder(tmp_path):
     with pytest.raises(DatasetError, match="is not a folder"):
-        liver_ct.load_liver_cases(tmp_path / "nope")
+        liver_ct.load_cases(tmp_path / "nope")
     with pytest.raises(DatasetError, match="No CT volumes"):
-        liver_ct.load_liver_cases(tmp_path)
+        liver_ct.load_cases(tmp_path)
 
 
 def test_generate_refuses_foreign_files_and_bad_parameters(tmp_path):

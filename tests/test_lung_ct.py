@@ -17,7 +17,7 @@ SHAPE = (40, 40, 32)  # small grid: fast, but every structure is still there
 
 @pytest.fixture(scope="module")
 def case():
-    return lung_ct.make_case(0, SHAPE, seed=3)
+    return lung_ct.make_case(1, shape=SHAPE, seed=3)
 
 
 @pytest.fixture(scope="module")
@@ -33,10 +33,10 @@ def _digest(*arrays):
 
 
 def test_case_is_deterministic_and_seed_dependent(case):
-    again = lung_ct.make_case(0, SHAPE, seed=3)
+    again = lung_ct.make_case(1, shape=SHAPE, seed=3)
     assert _digest(*case) == _digest(*again)
-    other_seed = lung_ct.make_case(0, SHAPE, seed=4)
-    other_case = lung_ct.make_case(1, SHAPE, seed=3)
+    other_seed = lung_ct.make_case(1, shape=SHAPE, seed=4)
+    other_case = lung_ct.make_case(2, shape=SHAPE, seed=3)
     assert _digest(*other_seed) != _digest(*case)
     assert _digest(*other_case) != _digest(*case)
 
@@ -77,7 +77,7 @@ def test_threshold_alone_does_not_give_the_mask(case):
 
 @pytest.fixture(scope="module")
 def small_set():
-    return [lung_ct.make_case(i, SHAPE, seed=3)[:2] for i in range(10)]
+    return [lung_ct.make_case(number, shape=SHAPE, seed=3)[:2] for number in range(1, 11)]
 
 
 def test_dense_lung_at_the_pleura_is_in_the_mask(small_set):
@@ -116,8 +116,8 @@ def test_the_best_threshold_recipe_stays_below_the_unet_bar():
     benchmark = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(benchmark)
     cases = []
-    for index in range(6):
-        ct, lung, _ = lung_ct.make_case(index)
+    for number in range(1, 7):
+        ct, lung, _ = lung_ct.make_case(number)
         cases.append((ct.astype(np.float32), lung > 0))
     scores = benchmark.score_thresholds(cases, (-400.0, -300.0, -200.0))
     best = max(float(table.mean(axis=1).max()) for table in scores.values())
@@ -129,17 +129,17 @@ def test_spacing_is_anisotropic_and_varies_per_case(case):
     spacing = lung_ct.voxel_spacing(affine)
     assert spacing[0] == pytest.approx(spacing[1])
     assert spacing[2] > 1.2 * spacing[0]        # slices thicker than the in-plane pixels
-    other = lung_ct.voxel_spacing(lung_ct.make_case(1, SHAPE, seed=3)[2])
+    other = lung_ct.voxel_spacing(lung_ct.make_case(2, shape=SHAPE, seed=3)[2])
     assert not np.allclose(spacing, other)
     # physical field of view does not depend on the grid: a finer grid has finer spacing
-    fine = lung_ct.voxel_spacing(lung_ct.make_case(0, (80, 80, 64), seed=3)[2])
+    fine = lung_ct.voxel_spacing(lung_ct.make_case(1, shape=(80, 80, 64), seed=3)[2])
     assert fine == pytest.approx(spacing / 2, rel=1e-6)
 
 
 def test_generate_writes_lctsc_layout_and_round_trips(folder, case):
     names = sorted(p.name for p in folder.iterdir() if p.is_dir())
     assert names == ["LCTSC-Train-S1-001", "LCTSC-Train-S1-002", "LCTSC-Train-S1-003"]
-    pairs = lung_ct.load_lung_ct_cases(folder)
+    pairs = lung_ct.load_cases(folder)
     assert [(c.name, m.name) for c, m in pairs] == [("ct.nii.gz", "lung.nii.gz")] * 3
     ct_image, lung_image = nib.load(pairs[0][0]), nib.load(pairs[0][1])
     ct, lung, affine = case
@@ -181,7 +181,7 @@ def test_missing_mask_is_named(folder, tmp_path):
     target = _copy_set(folder, tmp_path)
     (target / "LCTSC-Train-S1-002" / "lung.nii.gz").unlink()
     with pytest.raises(DatasetError, match=r"LCTSC-Train-S1-002.*no mask"):
-        lung_ct.load_lung_ct_cases(target)
+        lung_ct.load_cases(target)
 
 
 def test_shape_mismatch_is_named(folder, tmp_path):
@@ -189,7 +189,7 @@ def test_shape_mismatch_is_named(folder, tmp_path):
     path = target / "LCTSC-Train-S1-001" / "lung.nii.gz"
     path.write_bytes(lung_ct.nifti_bytes(np.zeros((10, 10, 10), np.uint8), np.eye(4)))
     with pytest.raises(DatasetError, match=r"LCTSC-Train-S1-001/lung.nii.gz has shape \(10, 10, 10\)"):
-        lung_ct.load_lung_ct_cases(target)
+        lung_ct.load_cases(target)
 
 
 def test_non_binary_mask_is_named(folder, tmp_path):
@@ -198,28 +198,28 @@ def test_non_binary_mask_is_named(folder, tmp_path):
     mask = np.asarray(nib.load(path).dataobj) * 255
     path.write_bytes(lung_ct.nifti_bytes(mask.astype(np.uint8), np.eye(4)))
     with pytest.raises(DatasetError, match=r"LCTSC-Train-S1-003/lung.nii.gz holds values 0, 255.*Binarise"):
-        lung_ct.load_lung_ct_cases(target)
-    assert len(lung_ct.load_lung_ct_cases(target, check_values=False)) == 3
+        lung_ct.load_cases(target)
+    assert len(lung_ct.load_cases(target, check_masks=False)) == 3
 
 
 def test_unreadable_file_is_named(folder, tmp_path):
     target = _copy_set(folder, tmp_path)
     (target / "LCTSC-Train-S1-001" / "ct.nii.gz").write_bytes(b"not a nifti file")
     with pytest.raises(DatasetError, match=r"LCTSC-Train-S1-001/ct.nii.gz cannot be read as NIfTI"):
-        lung_ct.load_lung_ct_cases(target)
+        lung_ct.load_cases(target)
 
 
 def test_empty_or_missing_folder(tmp_path):
     with pytest.raises(DatasetError, match="does not exist"):
-        lung_ct.load_lung_ct_cases(tmp_path / "nowhere")
+        lung_ct.load_cases(tmp_path / "nowhere")
     with pytest.raises(DatasetError, match="no case folder"):
-        lung_ct.load_lung_ct_cases(tmp_path)
+        lung_ct.load_cases(tmp_path)
 
 
 def test_case_names():
-    assert lung_ct.case_name(0) == "LCTSC-Train-S1-001"
-    assert lung_ct.case_name(11) == "LCTSC-Train-S1-012"
-    assert lung_ct.case_name(12) == "LCTSC-Train-S2-001"
+    assert lung_ct.case_name(1) == "LCTSC-Train-S1-001"
+    assert lung_ct.case_name(12) == "LCTSC-Train-S1-012"
+    assert lung_ct.case_name(13) == "LCTSC-Train-S2-001"
 
 
 # --------------------------------------------------------------------------- checks of lesson 06

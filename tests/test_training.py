@@ -7,8 +7,9 @@ import random
 
 import numpy as np
 import pytest
+from _fakes import fake_cxr_pairs
 
-from helpers import training
+from helpers import inference, training
 from helpers.checks import training as checks_training
 from helpers.data import patient_id
 
@@ -37,7 +38,7 @@ def _write_tiny_pairs(folder, n_patients=12, size=32, seed=0):
 # --------------------------------------------------------------------------- splits
 
 def test_split_by_patient_has_no_leakage_and_right_sizes():
-    pairs = checks_training.fake_cxr_pairs(300, seed=3)
+    pairs = fake_cxr_pairs(300, seed=3)
     train, val, test = training.split_by_patient(pairs, (0.7, 0.15, 0.15), seed=1)
     assert sorted(train + val + test) == sorted(pairs)
     patients = [{patient_id(a) for a, _ in part} for part in (train, val, test)]
@@ -48,7 +49,7 @@ def test_split_by_patient_has_no_leakage_and_right_sizes():
 
 
 def test_split_by_patient_is_deterministic_and_seed_dependent():
-    pairs = checks_training.fake_cxr_pairs(50)
+    pairs = fake_cxr_pairs(50)
     assert training.split_by_patient(pairs, seed=5) == training.split_by_patient(pairs, seed=5)
     assert training.split_by_patient(pairs, seed=5) != training.split_by_patient(pairs, seed=6)
     # keeps the input order inside each part and accepts plain paths
@@ -57,7 +58,7 @@ def test_split_by_patient_is_deterministic_and_seed_dependent():
 
 
 def test_split_by_patient_small_sets_and_bad_fractions():
-    pairs = checks_training.fake_cxr_pairs(4, second_view=0.0)
+    pairs = fake_cxr_pairs(4, second_view=0.0)
     parts = training.split_by_patient(pairs)
     assert all(len(part) >= 1 for part in parts)
     with pytest.raises(ValueError, match="sum"):
@@ -67,7 +68,7 @@ def test_split_by_patient_small_sets_and_bad_fractions():
 
 
 def test_kfold_by_patient_validates_each_item_once():
-    pairs = checks_training.fake_cxr_pairs(37, seed=2)
+    pairs = fake_cxr_pairs(37, seed=2)
     folds = training.kfold_by_patient(pairs, k=5, seed=0)
     assert len(folds) == 5
     validated = [item for _, val in folds for item in val]
@@ -172,7 +173,7 @@ def test_tiny_training_run_saves_loads_and_evaluates(tmp_path):
     loaded = training.load_or_train_cxr_model(run_dir)
     x = np.random.default_rng(0).random((2, 32, 32, 1)).astype("float32")
     np.testing.assert_allclose(loaded.predict_on_batch(x), model.predict_on_batch(x), atol=1e-5)
-    dice = training.evaluate_cxr(loaded, pairs[:4])
+    dice = inference.evaluate_cxr(loaded, pairs[:4])
     assert 0.0 <= dice <= 1.0
     with pytest.raises(FileNotFoundError, match="best.keras"):
         training.load_model(tmp_path / "nowhere" / "best.keras")

@@ -2,49 +2,62 @@
 
 Each check compares a learner's function with the reference implementation in
 ``helpers`` on fixed and random inputs and raises ``AssertionError`` naming the failed
-case, what was expected, what came back, and a hint. All is well when it prints one
-short success line. One submodule per lesson topic; ``checks.check_dice`` and friends
-are found in whichever submodule defines them, so notebooks write
-``from helpers import checks`` and ``checks.check_dice(dice_coefficient)``.
+case, what was expected, what came back, and a hint; all is well when it prints one
+``✓`` line. How they fail, succeed and call the learner's code is shared
+(:mod:`helpers.checks._common`). One submodule per lesson, in the order of the lessons;
+every check is re-exported here by name, so notebooks write ``from helpers import checks``
+and ``checks.check_dice(dice_coefficient)``. The submodules import only NumPy at import
+time (Keras and TensorFlow inside the checks that need them).
 """
 
 from __future__ import annotations
 
-import importlib
-
-#: Submodules searched, in order, for a check function (imported on first use).
-SUBMODULES = (
-    "generator",     # lesson 01
-    "architecture",  # lesson 02
-    "metrics",       # lesson 03
-    "training",      # lesson 04
-    "prediction",    # lesson 05
-    "lung_ct",       # lesson 06
-    "liver_ct",      # lesson 07
-    "brain",         # lesson 08
+from helpers.checks.generator import (  # lesson 01
+    check_augment_pair, check_dataset, check_dataset_augments, check_percentile_stretch,
+)
+from helpers.checks.architecture import (  # lesson 02
+    check_conv_block, check_decoder_block, check_encoder_block, check_max_depth, check_unet, check_unet_3d,
+)
+from helpers.checks.metrics import (  # lesson 03
+    check_bce_dice_loss, check_confusion_metrics, check_dice, check_dice_loss, check_hard_dice, check_iou,
+    check_multiclass_dice, check_precision, check_sensitivity, check_specificity,
+)
+from helpers.checks.training import (  # lesson 04
+    check_callbacks, check_compile, check_monitor, check_split_by_patient, check_train_step, check_training_run,
+)
+from helpers.checks.prediction import (  # lesson 05
+    check_fill_holes, check_keep_largest_components, check_metrics_table, check_postprocess, check_threshold,
+)
+from helpers.checks.lung_ct import (  # lesson 06
+    check_3d_unet, check_lung_volume, check_save_prediction, check_volumetric_dice, check_window_hu,
+)
+from helpers.checks.liver_ct import (  # lesson 07
+    check_flip_augmentation, check_kfold, check_select_slices, check_volume_to_slices,
+)
+from helpers.checks.brain import (  # lesson 08
+    check_cce_dice_loss, check_one_hot, check_per_class_scores, check_region_dice, check_remap_labels,
 )
 
-
-def _submodules():
-    for name in SUBMODULES:
-        try:
-            yield importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as error:
-            if error.name != f"{__name__}.{name}":
-                raise
-
-
-def __getattr__(name: str):
-    if name.startswith("_"):
-        raise AttributeError(name)
-    for module in _submodules():
-        if hasattr(module, name):
-            return getattr(module, name)
-    raise AttributeError(f"helpers.checks has no check named {name!r}")
-
-
-def __dir__():
-    names = set(globals())
-    for module in _submodules():
-        names.update(n for n in dir(module) if n.startswith("check_"))
-    return sorted(names)
+__all__ = [
+    # 01 data generator
+    "check_percentile_stretch", "check_dataset", "check_augment_pair", "check_dataset_augments",
+    # 02 architecture
+    "check_conv_block", "check_encoder_block", "check_decoder_block", "check_unet", "check_unet_3d",
+    "check_max_depth",
+    # 03 loss and metrics
+    "check_dice", "check_hard_dice", "check_dice_loss", "check_iou", "check_bce_dice_loss",
+    "check_confusion_metrics", "check_sensitivity", "check_specificity", "check_precision",
+    "check_multiclass_dice",
+    # 04 training
+    "check_split_by_patient", "check_callbacks", "check_compile", "check_training_run", "check_monitor",
+    "check_train_step",
+    # 05 prediction
+    "check_threshold", "check_metrics_table", "check_keep_largest_components", "check_fill_holes",
+    "check_postprocess",
+    # 06 lung CT 3D
+    "check_window_hu", "check_lung_volume", "check_volumetric_dice", "check_3d_unet", "check_save_prediction",
+    # 07 liver CT
+    "check_select_slices", "check_volume_to_slices", "check_flip_augmentation", "check_kfold",
+    # 08 brain tumour
+    "check_remap_labels", "check_one_hot", "check_cce_dice_loss", "check_region_dice", "check_per_class_scores",
+]

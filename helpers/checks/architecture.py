@@ -15,23 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from helpers.checks._common import call, fail, ok
+
 __all__ = ["check_conv_block", "check_encoder_block", "check_decoder_block", "check_unet",
            "check_unet_3d", "check_max_depth"]
-
-
-def _success(message: str) -> None:
-    print(f"✓ {message}")
-
-
-def _fail(name: str, case: str, problem: str, hint: str = "") -> None:
-    raise AssertionError(f"{name} — case '{case}': {problem}" + (f" Hint: {hint}" if hint else ""))
-
-
-def _call(name, case, fn, *args, **kwargs):
-    try:
-        return fn(*args, **kwargs)
-    except Exception as error:
-        raise AssertionError(f"{name} — case '{case}': raised {type(error).__name__}: {error}") from error
 
 
 def _model(inputs, outputs):
@@ -108,30 +95,30 @@ def _conv_structure(name, case, model, batch_norm, dropout, rank=2):
     """Shared checks of a model that should contain exactly one conv block."""
     convs = [layer for layer in model.layers if _is_conv(layer) and layer.kernel_size != (1,) * rank]
     if len(convs) != 2:
-        _fail(name, case, f"expected 2 convolutions (Conv{rank}D), found {len(convs)}.",
+        fail(name, case, f"expected 2 convolutions (Conv{rank}D), found {len(convs)}.",
               "a conv block applies Conv -> BatchNorm -> ReLU twice.")
     for conv in convs:
         if tuple(conv.kernel_size) != (3,) * rank:
-            _fail(name, case, f"convolution kernels should be {'×'.join(['3'] * rank)}, got {conv.kernel_size}.",
+            fail(name, case, f"convolution kernels should be {'×'.join(['3'] * rank)}, got {conv.kernel_size}.",
                   "pass kernel_size=3.")
         if conv.padding != "same":
-            _fail(name, case, f"convolutions should use padding='same', got '{conv.padding}'.",
+            fail(name, case, f"convolutions should use padding='same', got '{conv.padding}'.",
                   "with padding='valid' the image shrinks by 2 pixels per convolution and the skips no longer fit.")
         if batch_norm and _activation_name(conv) != "linear":
-            _fail(name, case, f"a convolution has activation='{_activation_name(conv)}' before BatchNorm.",
+            fail(name, case, f"a convolution has activation='{_activation_name(conv)}' before BatchNorm.",
                   "leave the convolution linear and apply ReLU after BatchNorm: Conv -> BN -> ReLU.")
     kinds = _kinds(model)
     n_bn = kinds.count("BatchNormalization")
     if batch_norm and n_bn != 2:
-        _fail(name, case, f"expected 2 BatchNormalization layers, found {n_bn}.",
+        fail(name, case, f"expected 2 BatchNormalization layers, found {n_bn}.",
               "one after each convolution (and none when batch_norm=False).")
     if not batch_norm and n_bn:
-        _fail(name, case, f"batch_norm=False but found {n_bn} BatchNormalization layers.",
+        fail(name, case, f"batch_norm=False but found {n_bn} BatchNormalization layers.",
               "add BatchNormalization only `if batch_norm:`.")
     relus = sum(_is_relu(layer) for layer in model.layers) + sum(
         _activation_name(conv) == "relu" for conv in convs)
     if relus < 2:
-        _fail(name, case, f"expected 2 ReLU activations, found {relus}.",
+        fail(name, case, f"expected 2 ReLU activations, found {relus}.",
               "apply keras.layers.Activation('relu') after each BatchNorm.")
     if batch_norm:
         order = [k for k in kinds if k in (f"Conv{rank}D", "BatchNormalization")
@@ -139,19 +126,19 @@ def _conv_structure(name, case, model, batch_norm, dropout, rank=2):
         first_conv = order.index(f"Conv{rank}D")
         if order[first_conv + 1:first_conv + 3] not in (["BatchNormalization", "Activation"],
                                                         ["BatchNormalization", "ReLU"]):
-            _fail(name, case, f"layers should go Conv -> BatchNorm -> ReLU, found {order[first_conv:first_conv + 3]}.",
+            fail(name, case, f"layers should go Conv -> BatchNorm -> ReLU, found {order[first_conv:first_conv + 3]}.",
                   "BatchNorm normalises the convolution's output, then ReLU.")
     dropouts = [layer for layer in model.layers if type(layer).__name__.startswith("SpatialDropout")]
     if dropout > 0:
         if not dropouts:
-            _fail(name, case, f"dropout={dropout} but no SpatialDropout{rank}D layer was found.",
+            fail(name, case, f"dropout={dropout} but no SpatialDropout{rank}D layer was found.",
                   f"end the block with keras.layers.SpatialDropout{rank}D(dropout) when dropout > 0 "
                   f"(spatial dropout drops whole feature maps).")
         if not any(abs(layer.rate - dropout) < 1e-9 for layer in dropouts):
-            _fail(name, case, f"expected a dropout rate of {dropout}, got {[layer.rate for layer in dropouts]}.",
+            fail(name, case, f"expected a dropout rate of {dropout}, got {[layer.rate for layer in dropouts]}.",
                   "pass the dropout argument as the rate.")
     elif dropouts and any(layer.rate > 0 for layer in dropouts):
-        _fail(name, case, "dropout=0 but the block has a dropout layer with rate > 0.",
+        fail(name, case, "dropout=0 but the block has a dropout layer with rate > 0.",
               "add the dropout layer only `if dropout > 0:`.")
 
 
@@ -175,18 +162,18 @@ def check_conv_block(fn, random_cases: int = 1, seed: int = 0) -> None:
                       dict(batch_norm=bool(rng.random() < 0.7), dropout=float(rng.choice([0.0, 0.2])))))
     for case, shape, filters, kwargs in cases:
         inputs = keras.Input(shape)
-        out = _call(name, case, fn, inputs, filters, **kwargs)
+        out = call(fn, name, case, inputs, filters, **kwargs)
         expected = (None,) + shape[:-1] + (filters,)
         if _shape(out) != expected:
-            _fail(name, case, f"expected output shape {expected}, got {_shape(out)}.",
+            fail(name, case, f"expected output shape {expected}, got {_shape(out)}.",
                   "use `filters` filters in both convolutions and padding='same'.")
         model = _model(inputs, out)
         _conv_structure(name, case, model, kwargs["batch_norm"], kwargs["dropout"])
         counts = _counts(_block_params, 2, shape[-1], filters, kwargs["batch_norm"])
         if model.count_params() not in counts:
-            _fail(name, case, f"expected {' or '.join(map(str, sorted(counts)))} parameters, got {model.count_params()}.",
+            fail(name, case, f"expected {' or '.join(map(str, sorted(counts)))} parameters, got {model.count_params()}.",
                   "two Conv(filters, 3, padding='same') layers, each followed by BatchNormalization().")
-    _success(f"{name}: {len(cases)} cases passed")
+    ok(f"{name}: {len(cases)} cases passed")
 
 
 def check_encoder_block(fn, random_cases: int = 1, seed: int = 0) -> None:
@@ -202,36 +189,36 @@ def check_encoder_block(fn, random_cases: int = 1, seed: int = 0) -> None:
                                           int(rng.integers(1, 5))), int(rng.choice([2, 4, 8]))))
     for case, shape, filters in cases:
         inputs = keras.Input(shape)
-        out = _call(name, case, fn, inputs, filters, batch_norm=True, dropout=0.0)
+        out = call(fn, name, case, inputs, filters, batch_norm=True, dropout=0.0)
         if not isinstance(out, (tuple, list)) or len(out) != 2:
-            _fail(name, case, f"should return a tuple (skip, pooled), got {type(out).__name__}.",
+            fail(name, case, f"should return a tuple (skip, pooled), got {type(out).__name__}.",
                   "return both: the conv block's output (for the skip connection) and its pooled version.")
         skip, pooled = out
         expected_skip = (None,) + shape[:-1] + (filters,)
         expected_pool = (None,) + tuple(s // 2 for s in shape[:-1]) + (filters,)
         if _shape(skip) == expected_pool and _shape(pooled) == expected_skip:
-            _fail(name, case, "skip and pooled seem swapped.", "return (skip, pooled) in that order.")
+            fail(name, case, "skip and pooled seem swapped.", "return (skip, pooled) in that order.")
         if _shape(skip) != expected_skip:
-            _fail(name, case, f"skip should have shape {expected_skip}, got {_shape(skip)}.",
+            fail(name, case, f"skip should have shape {expected_skip}, got {_shape(skip)}.",
                   "the skip tensor is the conv block's output, before pooling.")
         if _shape(pooled) != expected_pool:
-            _fail(name, case, f"pooled should have shape {expected_pool}, got {_shape(pooled)}.",
+            fail(name, case, f"pooled should have shape {expected_pool}, got {_shape(pooled)}.",
                   "pool the conv block's output with MaxPooling2D(2).")
         model = _model(inputs, [skip, pooled])
         if not any(type(layer).__name__.startswith("MaxPooling") for layer in model.layers):
-            _fail(name, case, "no MaxPooling layer found.", "downsample with keras.layers.MaxPooling2D(2).")
+            fail(name, case, "no MaxPooling layer found.", "downsample with keras.layers.MaxPooling2D(2).")
         x = np.random.default_rng(1).random((2,) + shape).astype("float32")
         skip_v, pooled_v = (np.asarray(a) for a in model(x, training=False))
         h, w = skip_v.shape[1] // 2 * 2, skip_v.shape[2] // 2 * 2
         expected_v = skip_v[:, :h, :w].reshape(2, h // 2, 2, w // 2, 2, -1).max(axis=(2, 4))
         if not np.allclose(pooled_v, expected_v, atol=1e-5):
-            _fail(name, case, "pooled is not the 2×2 max-pooling of skip.",
+            fail(name, case, "pooled is not the 2×2 max-pooling of skip.",
                   "compute skip = conv_block(x, ...) first, then pooled = MaxPooling2D(2)(skip).")
         counts = _counts(_block_params, 2, shape[-1], filters, True)
         if model.count_params() not in counts:
-            _fail(name, case, f"expected {' or '.join(map(str, sorted(counts)))} parameters, got {model.count_params()}.",
+            fail(name, case, f"expected {' or '.join(map(str, sorted(counts)))} parameters, got {model.count_params()}.",
                   "an encoder step is one conv block and a pooling layer (no weights).")
-    _success(f"{name}: {len(cases)} cases passed")
+    ok(f"{name}: {len(cases)} cases passed")
 
 
 def check_decoder_block(fn, random_cases: int = 1, seed: int = 0) -> None:
@@ -249,16 +236,16 @@ def check_decoder_block(fn, random_cases: int = 1, seed: int = 0) -> None:
         cases.append((f"random {i + 1}", (h, w, 2 * f), (2 * h, 2 * w, f), f))
     for case, x_shape, skip_shape, filters in cases:
         x_in, skip_in = keras.Input(x_shape), keras.Input(skip_shape)
-        out = _call(name, case, fn, x_in, skip_in, filters, batch_norm=True, dropout=0.0)
+        out = call(fn, name, case, x_in, skip_in, filters, batch_norm=True, dropout=0.0)
         expected = (None,) + skip_shape[:-1] + (filters,)
         if _shape(out) != expected:
-            _fail(name, case, f"expected output shape {expected}, got {_shape(out)}.",
+            fail(name, case, f"expected output shape {expected}, got {_shape(out)}.",
                   "upsample x with Conv2DTranspose(filters, 2, strides=2, padding='same'), concatenate "
                   "with skip, then apply conv_block(..., filters).")
         model = _model([x_in, skip_in], out)
         kinds = _kinds(model)
         if "Concatenate" not in kinds:
-            _fail(name, case, "no Concatenate layer: the skip connection is missing.",
+            fail(name, case, "no Concatenate layer: the skip connection is missing.",
                   "keras.layers.Concatenate()([upsampled, skip]) brings back the encoder's detail.")
         rng_v = np.random.default_rng(2)
         x = rng_v.random((1,) + x_shape).astype("float32")
@@ -266,18 +253,18 @@ def check_decoder_block(fn, random_cases: int = 1, seed: int = 0) -> None:
         s2 = rng_v.random((1,) + skip_shape).astype("float32")
         o1, o2 = (np.asarray(model([x, s], training=False)) for s in (s1, s2))
         if np.allclose(o1, o2):
-            _fail(name, case, "the output does not depend on the skip tensor.",
+            fail(name, case, "the output does not depend on the skip tensor.",
                   "concatenate the upsampled tensor with `skip` and feed the result to the conv block.")
         if not any(k.startswith(("Conv2DTranspose", "UpSampling")) for k in kinds):
-            _fail(name, case, "no upsampling layer found.",
+            fail(name, case, "no upsampling layer found.",
                   "double the size of x with Conv2DTranspose(filters, 2, strides=2, padding='same').")
         _conv_structure(name, case, model, True, 0.0)
         counts = _counts(_decoder_params, 2, x_shape[-1], skip_shape[-1], filters, True)
         if model.count_params() not in counts:
-            _fail(name, case, f"expected {' or '.join(map(str, sorted(counts)))} parameters, got {model.count_params()}.",
+            fail(name, case, f"expected {' or '.join(map(str, sorted(counts)))} parameters, got {model.count_params()}.",
                   "use Conv2DTranspose(filters, kernel_size=2, strides=2) (with `filters` channels), "
                   "then one conv block with `filters` filters.")
-    _success(f"{name}: {len(cases)} cases passed")
+    ok(f"{name}: {len(cases)} cases passed")
 
 
 # --------------------------------------------------------------------------------------
@@ -285,49 +272,49 @@ def check_decoder_block(fn, random_cases: int = 1, seed: int = 0) -> None:
 # --------------------------------------------------------------------------------------
 
 def _check_model(name, case, fn, input_shape, n_classes, depth, base_filters, dropout=0.1):
-    model = _call(name, case, fn, input_shape, n_classes=n_classes, depth=depth,
+    model = call(fn, name, case, input_shape, n_classes=n_classes, depth=depth,
                   base_filters=base_filters, dropout=dropout)
     expected = (None,) + tuple(input_shape[:-1]) + (n_classes,)
     output_shape = tuple(model.output_shape)
     if output_shape != expected:
-        _fail(name, case, f"expected output shape {expected}, got {output_shape}.",
+        fail(name, case, f"expected output shape {expected}, got {output_shape}.",
               "end with a 1×1 convolution to n_classes channels; padding='same' everywhere keeps the size.")
     rank = len(input_shape) - 1
     kinds = _kinds(model)
     conv = f"Conv{rank}D"
     if conv not in kinds:
-        _fail(name, case, f"no {conv} layer in the model (found {sorted(set(kinds))}).",
+        fail(name, case, f"no {conv} layer in the model (found {sorted(set(kinds))}).",
               f"for {rank}D input every layer must be the {rank}D version: ask layers_for(x) for the classes.")
     n_concat = kinds.count("Concatenate")
     if n_concat != depth:
-        _fail(name, case, f"depth={depth} needs {depth} skip concatenations, found {n_concat}.",
+        fail(name, case, f"depth={depth} needs {depth} skip concatenations, found {n_concat}.",
               "keep every encoder step's skip tensor in a list and pass them to the decoder steps in "
               "reverse order.")
     n_pool = sum(k.startswith("MaxPooling") for k in kinds)
     if n_pool != depth:
-        _fail(name, case, f"depth={depth} needs {depth} poolings, found {n_pool}.",
+        fail(name, case, f"depth={depth} needs {depth} poolings, found {n_pool}.",
               "loop `for level in range(depth)` over the encoder steps.")
     x = np.random.default_rng(0).random((1,) + tuple(input_shape)).astype("float32")
     y = np.asarray(model(x, training=False))
     if not np.isfinite(y).all() or y.min() < 0 or y.max() > 1:
-        _fail(name, case, f"outputs should be probabilities in [0, 1], got {y.min():.3f} .. {y.max():.3f}.",
+        fail(name, case, f"outputs should be probabilities in [0, 1], got {y.min():.3f} .. {y.max():.3f}.",
               "the last layer needs an activation: sigmoid for one class, softmax for several.")
     if n_classes > 1 and not np.allclose(y.sum(axis=-1), 1.0, atol=1e-4):
-        _fail(name, case, "with several classes the probabilities of each pixel should sum to 1.",
+        fail(name, case, "with several classes the probabilities of each pixel should sum to 1.",
               "use activation='softmax' when n_classes > 1 (sigmoid only for n_classes == 1).")
     if n_classes == 1 and _activation_name(model.layers[-1]) not in ("sigmoid", "linear"):
-        _fail(name, case, f"one class needs a sigmoid output, got {_activation_name(model.layers[-1])}.",
+        fail(name, case, f"one class needs a sigmoid output, got {_activation_name(model.layers[-1])}.",
               "softmax over a single channel is always 1: use sigmoid for n_classes == 1.")
     rates = [float(layer.rate) for layer in model.layers if type(layer).__name__.startswith("SpatialDropout")]
     if dropout > 0 and not any(abs(r - dropout) < 1e-9 for r in rates):
-        _fail(name, case, f"dropout={dropout} was asked for, but the model's dropout rates are {rates or 'none'}.",
+        fail(name, case, f"dropout={dropout} was asked for, but the model's dropout rates are {rates or 'none'}.",
               "pass the dropout argument on to every conv_block (encoder, bottleneck and decoder).")
     if dropout == 0 and any(r > 0 for r in rates):
-        _fail(name, case, f"dropout=0 was asked for, but the model has dropout rates {rates}.",
+        fail(name, case, f"dropout=0 was asked for, but the model has dropout rates {rates}.",
               "pass the dropout argument on instead of a fixed rate.")
     counts = _counts(_unet_params, tuple(input_shape), n_classes, depth, base_filters, True)
     if model.count_params() not in counts:
-        _fail(name, case, f"expected {' or '.join(map(str, sorted(counts)))} parameters, got {model.count_params()}.",
+        fail(name, case, f"expected {' or '.join(map(str, sorted(counts)))} parameters, got {model.count_params()}.",
               "level l uses base_filters * 2**l filters (encoder and decoder), the bottleneck "
               "base_filters * 2**depth.")
 
@@ -348,15 +335,15 @@ def _check_bad_shape(name, case, fn, input_shape, depth):
         fn(input_shape, n_classes=1, depth=depth, base_filters=2, dropout=0.0)
     except ValueError as error:
         if _raised_by_keras(error) or "Concatenate" in str(error):
-            _fail(name, case, f"the ValueError came from Keras, deep inside the model "
+            fail(name, case, f"the ValueError came from Keras, deep inside the model "
                   f"({str(error).strip().splitlines()[0][:120]}), not from your own size check.",
                   f"check the sizes yourself before building any layer: `if size % 2**depth: raise "
                   f"ValueError(...)` with a message saying which sizes work (multiples of {2 ** depth}).")
         return
     except Exception as error:
-        _fail(name, case, f"expected a ValueError, got {type(error).__name__}: {error}",
+        fail(name, case, f"expected a ValueError, got {type(error).__name__}: {error}",
               "check the sizes before building: `if size % 2**depth: raise ValueError(...)`.")
-    _fail(name, case, f"input_shape {input_shape} with depth={depth} should raise ValueError "
+    fail(name, case, f"input_shape {input_shape} with depth={depth} should raise ValueError "
           f"(sizes must be divisible by 2**depth = {2 ** depth}).",
           "check every spatial size first and raise ValueError with a message saying which sizes work.")
 
@@ -380,7 +367,7 @@ def check_unet(fn, random_cases: int = 0, seed: int = 0) -> None:
     for case, shape, n_classes, depth, base, dropout in cases:
         _check_model(name, case, fn, shape, n_classes, depth, base, dropout)
     _check_bad_shape(name, "60×60×1 with depth 3", fn, (60, 60, 1), 3)
-    _success(f"{name}: {len(cases) + 1} cases passed")
+    ok(f"{name}: {len(cases) + 1} cases passed")
 
 
 def check_unet_3d(fn, random_cases: int = 0, seed: int = 0) -> None:
@@ -399,7 +386,7 @@ def check_unet_3d(fn, random_cases: int = 0, seed: int = 0) -> None:
     for case, shape, n_classes, depth, base, dropout in cases:
         _check_model(name, case, fn, shape, n_classes, depth, base, dropout)
     _check_bad_shape(name, "16×16×12×1 with depth 3", fn, (16, 16, 12, 1), 3)
-    _success(f"{name}: {len(cases) + 1} cases passed")
+    ok(f"{name}: {len(cases) + 1} cases passed")
 
 
 # --------------------------------------------------------------------------------------
@@ -436,7 +423,7 @@ def check_max_depth(fn, random_cases: int = 10, seed: int = 0) -> None:
             raise AssertionError(f"{name} — case '{case}': raised {type(error).__name__}: {error}") from error
         expected = _max_depth(shape, min_size)
         if got is None or not float(got).is_integer():
-            _fail(name, case, f"expected the integer {expected}, got {got!r}.", "return a depth: an int.")
+            fail(name, case, f"expected the integer {expected}, got {got!r}.", "return a depth: an int.")
         if int(got) == expected:
             continue
         hint = ("a depth d needs every spatial size divisible by 2**d and at least min_size pixels left per "
@@ -449,5 +436,5 @@ def check_max_depth(fn, random_cases: int = 10, seed: int = 0) -> None:
             hint = "the last number of input_shape is the channels, not a size: use input_shape[:-1]."
         elif int(got) == expected + 1:
             hint = "one too deep: check depth + 1 before you accept it."
-        _fail(name, case, f"expected depth {expected}, got {got}.", hint)
-    _success(f"{name}: {len(cases)} cases passed")
+        fail(name, case, f"expected depth {expected}, got {got}.", hint)
+    ok(f"{name}: {len(cases)} cases passed")

@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from helpers.checks._common import fail, ok
+
 __all__ = ["check_remap_labels", "check_one_hot", "check_cce_dice_loss",
            "check_region_dice", "check_per_class_scores"]
 
 REGIONS = {"WT": (1, 2, 3), "TC": (1, 3), "ET": (3,)}
 SCORE_NAMES = ("precision", "sensitivity", "specificity")
-
-
-def _ok(message: str) -> None:
-    print(f"✓ {message}")
 
 
 def _random_brats(rng, shape, labels=(0, 1, 2, 4)) -> np.ndarray:
@@ -72,18 +70,18 @@ def check_remap_labels(fn, random_cases: int = 3, seed: int = 0) -> None:
                                  f"disk keeps its BraTS labels.")
         expected = _remap_reference(seg)
         if got.shape != expected.shape:
-            raise AssertionError(f"remap_labels on {name}: expected shape {expected.shape}, got "
-                                 f"{got.shape}. Keep the shape; only the values change.")
+            fail('remap_labels', name, f"expected shape {expected.shape}, got "
+                                       f"{got.shape}. Keep the shape; only the values change.")
         if not np.array_equal(got, expected):
             values = sorted(np.unique(got).tolist())
             hint = ("label 4 should become 3" if 4 in values else
                     "only 4 changes (to 3); 0, 1 and 2 stay as they are")
-            raise AssertionError(f"remap_labels on {name}: expected values "
-                                 f"{sorted(np.unique(expected).tolist())}, got {values}; {hint}.")
+            fail('remap_labels', name, f"expected values "
+                                       f"{sorted(np.unique(expected).tolist())}, got {values}; {hint}.")
         if not np.issubdtype(got.dtype, np.integer):
             raise AssertionError(f"remap_labels on {name} returned dtype {got.dtype}: labels are "
                                  f"integers (keep the input's dtype, e.g. uint8).")
-    _ok("remap_labels maps 4 -> 3 and leaves 0, 1, 2 and the input alone.")
+    ok("remap_labels maps 4 -> 3 and leaves 0, 1, 2 and the input alone.")
 
 
 # --------------------------------------------------------------------------- one-hot
@@ -105,18 +103,18 @@ def check_one_hot(fn, n_classes: int = 4, random_cases: int = 3, seed: int = 0) 
         if got.shape != expected.shape:
             hint = ("the classes go on a new last axis" if got.size == expected.size else
                     f"there are n_classes = {n_classes} channels, one per class, even if a class is absent")
-            raise AssertionError(f"one_hot on {name}: expected shape {expected.shape}, got "
-                                 f"{got.shape}; {hint}.")
+            fail('one_hot', name, f"expected shape {expected.shape}, got "
+                                  f"{got.shape}; {hint}.")
         if got.dtype != np.float32:
-            raise AssertionError(f"one_hot on {name}: expected dtype float32 (what Keras "
-                                 f"trains on), got {got.dtype}. Add .astype('float32').")
+            fail('one_hot', name, f"expected dtype float32 (what Keras "
+                                  f"trains on), got {got.dtype}. Add .astype('float32').")
         if not np.array_equal(got, expected):
             wrong = np.argwhere(np.any(got != expected, axis=-1))[0]
             where = tuple(int(i) for i in wrong)
-            raise AssertionError(f"one_hot on {name}: at position {where} label "
-                                 f"{int(labels[where])} should give {expected[where].tolist()}, got "
-                                 f"{got[where].tolist()}. Channel c is 1 exactly where labels == c.")
-    _ok(f"one_hot gives float32 arrays with {n_classes} channels, exactly one 1 per pixel.")
+            fail('one_hot', name, f"at position {where} label "
+                                  f"{int(labels[where])} should give {expected[where].tolist()}, got "
+                                  f"{got[where].tolist()}. Channel c is 1 exactly where labels == c.")
+    ok(f"one_hot gives float32 arrays with {n_classes} channels, exactly one 1 per pixel.")
 
 
 # --------------------------------------------------------------------------- loss
@@ -142,9 +140,9 @@ def _loss_value(fn, y_true, y_pred, name):
     got = fn(keras.ops.convert_to_tensor(y_true), keras.ops.convert_to_tensor(y_pred))
     got = np.asarray(keras.ops.convert_to_numpy(got), dtype=np.float64)
     if got.size != 1:
-        raise AssertionError(f"cce_dice_loss on {name}: expected one number (a scalar loss), got "
-                             f"an array of shape {got.shape}. Take the mean of the "
-                             f"cross-entropy over pixels and of Dice over classes.")
+        fail('cce_dice_loss', name, f"expected one number (a scalar loss), got "
+                                    f"an array of shape {got.shape}. Take the mean of the "
+                                    f"cross-entropy over pixels and of Dice over classes.")
     return float(got.reshape(()))
 
 
@@ -185,13 +183,13 @@ def check_cce_dice_loss(fn, random_cases: int = 3, seed: int = 0, atol: float = 
                                                     / (np.sum(t + p, axis=(1, 2)) + 1)))
                 if abs(got - with_bg) < atol:
                     hint = "you include the background (class 0) in the Dice: average classes 1..C-1 only"
-            raise AssertionError(f"cce_dice_loss on {name}: expected {expected:.4f}, got {got:.4f}; {hint}.")
+            fail('cce_dice_loss', name, f"expected {expected:.4f}, got {got:.4f}; {hint}.")
         if name.startswith("a perfect"):
             perfect = got
     if perfect is not None and perfect > 0.01:
         raise AssertionError(f"cce_dice_loss of a perfect prediction should be close to 0, got {perfect:.4f}.")
     _check_loss_in_graph(fn, *cases["a uniform prediction (1, 6, 6, 4)"])
-    _ok("cce_dice_loss = cross-entropy + (1 - multi-class Dice), as the reference.")
+    ok("cce_dice_loss = cross-entropy + (1 - multi-class Dice), as the reference.")
 
 
 def _check_loss_in_graph(fn, y_true, y_pred) -> None:
@@ -263,8 +261,8 @@ def check_region_dice(fn, random_cases: int = 4, seed: int = 0, atol: float = 1e
     for name, (truth, prediction) in cases.items():
         got = fn(truth, prediction)
         if not isinstance(got, dict) or set(got) != set(REGIONS):
-            raise AssertionError(f"region_dice on {name}: expected a dict with keys 'WT', 'TC', "
-                                 f"'ET', got {got!r:.80}.")
+            fail('region_dice', name, f"expected a dict with keys 'WT', 'TC', "
+                                      f"'ET', got {got!r:.80}.")
         expected = _region_reference(truth, prediction)
         for region in ("WT", "TC", "ET"):
             value = float(np.asarray(got[region]))
@@ -274,9 +272,9 @@ def check_region_dice(fn, random_cases: int = 4, seed: int = 0, atol: float = 1e
                         "ET": "ET is the enhancing tumour only: label 3 after the remap"}[region]
                 if np.isnan(value):
                     hint = "a region absent from both volumes should score 1.0, not 0/0"
-                raise AssertionError(f"region_dice on {name}: {region} expected "
-                                     f"{expected[region]:.4f}, got {value:.4f}; {hint}.")
-    _ok("region_dice gives the BraTS Dice of WT, TC and ET.")
+                fail('region_dice', name, f"{region} expected "
+                                          f"{expected[region]:.4f}, got {value:.4f}; {hint}.")
+    ok("region_dice gives the BraTS Dice of WT, TC and ET.")
 
 
 # --------------------------------------------------------------------------- per-class scores
@@ -315,9 +313,9 @@ def check_per_class_scores(fn, n_classes: int = 4, random_cases: int = 4, seed: 
         got = _to_numpy(fn(t, p, n_classes), "per_class_scores").astype(np.float64)
         expected = _scores_reference(t, p, n_classes)
         if got.shape != expected.shape:
-            raise AssertionError(f"per_class_scores on {name}: expected shape {expected.shape} "
-                                 f"(one row per class, columns precision, sensitivity, "
-                                 f"specificity), got {got.shape}.")
+            fail('per_class_scores', name, f"expected shape {expected.shape} "
+                                           f"(one row per class, columns precision, sensitivity, "
+                                           f"specificity), got {got.shape}.")
         same = np.isclose(got, expected, atol=atol, equal_nan=True)
         if not same.all():
             c, j = (int(i) for i in np.argwhere(~same)[0])
@@ -330,6 +328,6 @@ def check_per_class_scores(fn, n_classes: int = 4, random_cases: int = 4, seed: 
                 hint = "the ratio is 0/0 here; return nan (np.nan) rather than 0 or 1"
             elif np.isnan(got[c, j]):
                 hint = f"got nan although the denominator is not 0; {hint}"
-            raise AssertionError(f"per_class_scores on {name}: class {c} {column} expected "
-                                 f"{expected[c, j]:.4f}, got {got[c, j]:.4f}; {hint}.")
-    _ok("per_class_scores gives precision, sensitivity and specificity of every class.")
+            fail('per_class_scores', name, f"class {c} {column} expected "
+                                           f"{expected[c, j]:.4f}, got {got[c, j]:.4f}; {hint}.")
+    ok("per_class_scores gives precision, sensitivity and specificity of every class.")

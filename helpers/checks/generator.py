@@ -15,17 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
+from helpers.checks._common import fail, ok
+
 __all__ = ["check_percentile_stretch", "check_dataset", "check_augment_pair", "check_dataset_augments"]
 
 ATOL = 1e-4
-
-
-def _success(message: str) -> None:
-    print(f"✓ {message}")
-
-
-def _fail(name: str, case: str, problem: str, hint: str = "") -> None:
-    raise AssertionError(f"{name} — case '{case}': {problem}" + (f" Hint: {hint}" if hint else ""))
 
 
 def _fmt(array, n: int = 4) -> str:
@@ -73,23 +67,23 @@ def check_percentile_stretch(fn, random_cases: int = 2, seed: int = 0) -> None:
         except Exception as error:  # report the learner's error with the case
             raise AssertionError(f"{name} — case '{case}': raised {type(error).__name__}: {error}") from error
         if not np.array_equal(image, original):
-            _fail(name, case, "the input image was modified in place.",
+            fail(name, case, "the input image was modified in place.",
                   "compute on a copy: image = np.asarray(image, dtype=np.float32) makes one for integer "
                   "input; for float input use image.astype(np.float32) (a new array), not image -= lo.")
         expected = reference(original, **kwargs)
         got = np.asarray(got)
         if got.shape != expected.shape:
-            _fail(name, case, f"expected shape {expected.shape}, got {got.shape}.",
+            fail(name, case, f"expected shape {expected.shape}, got {got.shape}.",
                   "return an array of the input's shape (no channel axis added, no resizing).")
         if got.dtype != np.float32:
-            _fail(name, case, f"expected dtype float32, got {got.dtype}.",
+            fail(name, case, f"expected dtype float32, got {got.dtype}.",
                   "convert with image.astype(np.float32) before computing (uint8 arithmetic also overflows).")
         if np.isnan(got).any():
-            _fail(name, case, "the result contains NaN.",
+            fail(name, case, "the result contains NaN.",
                   "when the two percentiles are equal (a constant image) there is no contrast: "
                   "return np.zeros_like(image, dtype=np.float32) instead of dividing by zero.")
         if got.min() < -ATOL or got.max() > 1 + ATOL:
-            _fail(name, case, f"values must lie in [0, 1], got min {got.min():.3f}, max {got.max():.3f}.",
+            fail(name, case, f"values must lie in [0, 1], got min {got.min():.3f}, max {got.max():.3f}.",
                   "clip after scaling: np.clip((image - lo) / (hi - lo), 0, 1).")
         if not np.allclose(got, expected, atol=ATOL):
             hint = "lo, hi = np.percentile(image, [low, high]); then (image - lo) / (hi - lo), clipped to [0, 1]."
@@ -100,12 +94,12 @@ def check_percentile_stretch(fn, random_cases: int = 2, seed: int = 0) -> None:
             elif "low" in kwargs and np.allclose(got, reference(image), atol=ATOL):
                 hint = "use the low and high arguments instead of the fixed 5 and 95."
             where = np.unravel_index(np.argmax(np.abs(got - expected)), expected.shape)
-            _fail(name, case, f"expected {_fmt(expected)} (at {where}: {expected[where]:.4f}), "
+            fail(name, case, f"expected {_fmt(expected)} (at {where}: {expected[where]:.4f}), "
                   f"got {_fmt(got)} (at {where}: {got[where]:.4f}).", hint)
         if not np.array_equal(image, original):
-            _fail(name, case, "the input image was modified in place.",
+            fail(name, case, "the input image was modified in place.",
                   "compute on a copy: image = np.asarray(image, dtype=np.float32) makes one for integer input.")
-    _success(f"{name}: {len(cases)} cases passed")
+    ok(f"{name}: {len(cases)} cases passed")
 
 
 # --------------------------------------------------------------------------------------
@@ -156,49 +150,49 @@ def _epoch(ds, name, case, n, batch_size, size, ref_x, ref_y):
         except Exception as error:
             raise AssertionError(f"{name} — case '{case}': ds[{b}] raised {type(error).__name__}: {error}") from error
         if not isinstance(batch, (tuple, list)) or len(batch) != 2:
-            _fail(name, case, f"ds[{b}] should return a tuple (x, y), got {type(batch).__name__}.",
+            fail(name, case, f"ds[{b}] should return a tuple (x, y), got {type(batch).__name__}.",
                   "end __getitem__ with `return np.stack(images), np.stack(masks)`.")
         x, y = (np.asarray(a) for a in batch)
         expected_len = min(batch_size, n - b * batch_size)
         if b == n_batches - 1 and len(x) != expected_len:
-            _fail(name, case, f"the last batch (ds[{b}]) should hold {expected_len} pairs "
+            fail(name, case, f"the last batch (ds[{b}]) should hold {expected_len} pairs "
                   f"({n} pairs, batch_size {batch_size}), got {len(x)}.",
                   "slice the order with [index * batch_size:(index + 1) * batch_size]; the slice "
                   "simply stops early at the end.")
         shape = (expected_len,) + tuple(size) + (1,)
         for label, array in (("x", x), ("y", y)):
             if array.shape != shape:
-                _fail(name, case, f"ds[{b}] {label} should have shape {shape} (batch, H, W, 1), got {array.shape}.",
+                fail(name, case, f"ds[{b}] {label} should have shape {shape} (batch, H, W, 1), got {array.shape}.",
                       "resize to image_size and add the channel axis with array[..., None] before stacking.")
             if array.dtype != np.float32:
-                _fail(name, case, f"ds[{b}] {label} should be float32, got {array.dtype}.",
+                fail(name, case, f"ds[{b}] {label} should be float32, got {array.dtype}.",
                       "np.stack(...).astype(np.float32).")
         if x.min() < -ATOL or x.max() > 1 + ATOL:
-            _fail(name, case, f"images should lie in [0, 1], got {x.min():.3f} .. {x.max():.3f}.",
+            fail(name, case, f"images should lie in [0, 1], got {x.min():.3f} .. {x.max():.3f}.",
                   "apply percentile_stretch to every image.")
         values = set(np.unique(y).tolist())
         if not values <= {0.0, 1.0}:
-            _fail(name, case, f"masks should hold only 0 and 1, got values like {sorted(values)[:5]}.",
+            fail(name, case, f"masks should hold only 0 and 1, got values like {sorted(values)[:5]}.",
                   "resize masks with order=0 (nearest neighbour) and anti_aliasing=False, "
                   "or threshold them again (mask > 0.5) after resizing.")
         idx_y, dist_y = _identify(y, ref_y, "mask")
         idx_x, dist_x = _identify(x, ref_x, "image")
         for i in range(len(x)):
             if dist_y[i] > 0.05:
-                _fail(name, case, f"sample {i} of ds[{b}]: its mask matches none of the mask files "
+                fail(name, case, f"sample {i} of ds[{b}]: its mask matches none of the mask files "
                       f"(closest differs on {dist_y[i]:.0%} of the pixels).",
                       "read the mask with data.read_mask (values 0/1) and resize it to image_size.")
             if dist_x[i] > 0.1:
-                _fail(name, case, f"sample {i} of ds[{b}]: its image matches none of the image files "
+                fail(name, case, f"sample {i} of ds[{b}]: its image matches none of the image files "
                       f"(mean difference {dist_x[i]:.3f}).",
                       "read with data.read_image, then percentile_stretch, then resize to image_size.")
             if idx_x[i] != idx_y[i]:
-                _fail(name, case, f"sample {i} of ds[{b}] pairs image file {idx_x[i]} with mask file "
+                fail(name, case, f"sample {i} of ds[{b}] pairs image file {idx_x[i]} with mask file "
                       f"{idx_y[i]}: images and masks are out of step.",
                       "shuffle the order of the pairs (indices), never the images and masks separately.")
         order.extend(int(i) for i in idx_y)
     if sorted(order) != list(range(n)):
-        _fail(name, case, f"one epoch should show every pair exactly once; it showed files {order}.",
+        fail(name, case, f"one epoch should show every pair exactly once; it showed files {order}.",
               "take batch `index` from self.order[index * batch_size:(index + 1) * batch_size] "
               "where self.order is a permutation of range(len(pairs)).")
     return order
@@ -236,10 +230,10 @@ def check_dataset(make, n_pairs: int = 7, batch_size: int = 3, image_size=(32, 3
         case = "no shuffling"
         ds = build(case, shuffle=False, seed=seed)
         if not isinstance(ds, keras.utils.PyDataset):
-            _fail(name, case, f"expected a keras.utils.PyDataset, got {type(ds).__name__}.",
+            fail(name, case, f"expected a keras.utils.PyDataset, got {type(ds).__name__}.",
                   "declare the class as `class MyDataset(keras.utils.PyDataset):`.")
         if "_workers" not in vars(ds):
-            _fail(name, case, "keras.utils.PyDataset.__init__ was not called.",
+            fail(name, case, "keras.utils.PyDataset.__init__ was not called.",
                   "start __init__ with super().__init__(**kwargs) so Keras can use workers.")
         expected_len = math.ceil(n_pairs / batch_size)
         try:
@@ -247,12 +241,12 @@ def check_dataset(make, n_pairs: int = 7, batch_size: int = 3, image_size=(32, 3
         except Exception as error:
             raise AssertionError(f"{name} — case '{case}': len(ds) raised {type(error).__name__}: {error}") from error
         if length != expected_len:
-            _fail(name, case, f"{n_pairs} pairs in batches of {batch_size} make {expected_len} batches, "
+            fail(name, case, f"{n_pairs} pairs in batches of {batch_size} make {expected_len} batches, "
                   f"len() gave {length}.",
                   "return math.ceil(len(self.pairs) / self.batch_size): the last, smaller batch counts too.")
         order = _epoch(ds, name, case, n_pairs, batch_size, size, ref_x, ref_y)
         if order != list(range(n_pairs)):
-            _fail(name, case, f"with shuffle=False the pairs should come in file order, got {order}.",
+            fail(name, case, f"with shuffle=False the pairs should come in file order, got {order}.",
                   "only shuffle when self.shuffle is True.")
         n_cases += 1
 
@@ -263,10 +257,10 @@ def check_dataset(make, n_pairs: int = 7, batch_size: int = 3, image_size=(32, 3
             orders.append(_epoch(ds, name, f"{case}, epoch {epoch + 1}", n_pairs, batch_size, size, ref_x, ref_y))
             ds.on_epoch_end()
         if all(o == list(range(n_pairs)) for o in orders):
-            _fail(name, case, f"shuffle=True gave the file order {orders[0]} in every epoch.",
+            fail(name, case, f"shuffle=True gave the file order {orders[0]} in every epoch.",
                   "shuffle the order in __init__ and in on_epoch_end, e.g. self.rng.shuffle(self.order).")
         if len({tuple(o) for o in orders}) == 1:
-            _fail(name, case, f"every epoch came in the same order {orders[0]}.",
+            fail(name, case, f"every epoch came in the same order {orders[0]}.",
                   "reshuffle in on_epoch_end(): Keras calls it after every epoch.")
         n_cases += 1
 
@@ -277,7 +271,7 @@ def check_dataset(make, n_pairs: int = 7, batch_size: int = 3, image_size=(32, 3
             again_orders.append(_epoch(again, name, case, n_pairs, batch_size, size, ref_x, ref_y))
             again.on_epoch_end()
         if again_orders != orders:
-            _fail(name, case, f"two data sets with seed={seed} gave the orders {orders} and {again_orders}.",
+            fail(name, case, f"two data sets with seed={seed} gave the orders {orders} and {again_orders}.",
                   "make one generator per data set, self.rng = np.random.default_rng(seed), and use "
                   "it (not np.random.shuffle) for every shuffle.")
         n_cases += 1
@@ -291,24 +285,24 @@ def check_dataset(make, n_pairs: int = 7, batch_size: int = 3, image_size=(32, 3
                 start = b * batch_size
                 expected_shape = (min(batch_size, n_pairs - start),) + size + (1,)
                 if x.shape != expected_shape or y.shape != expected_shape:
-                    _fail(name, case, f"ds[{b}] should give x and y of shape {expected_shape}, got {x.shape} "
+                    fail(name, case, f"ds[{b}] should give x and y of shape {expected_shape}, got {x.shape} "
                           f"and {y.shape}.", "augment the 2D image and mask, then add the channel axis.")
                 if not set(np.unique(y).tolist()) <= {0.0, 1.0}:
-                    _fail(name, case, "augmented masks should hold only 0 and 1.",
+                    fail(name, case, "augmented masks should hold only 0 and 1.",
                           "augment_pair must transform the mask with order=0.")
                 agreement = float(np.mean((x > 0.5) == (y > 0.5)))
                 if agreement < 0.9:
-                    _fail(name, case, f"augmented images and masks disagree on {1 - agreement:.0%} of the pixels.",
+                    fail(name, case, f"augmented images and masks disagree on {1 - agreement:.0%} of the pixels.",
                           "augment each image together with its own mask: "
                           "image, mask = augment_pair(image, mask, self.rng).")
                 for i in range(len(y)):
                     changed += int(not np.array_equal(y[i], ref_y[start + i]))
             if changed == 0:
-                _fail(name, case, "with augment=True every batch equals the unaugmented files.",
+                fail(name, case, "with augment=True every batch equals the unaugmented files.",
                       "in __getitem__, when self.augment is true, call "
                       "image, mask = augment_pair(image, mask, self.rng) before adding the channel axis.")
             n_cases += 1
-    _success(f"{name}: {n_cases} cases passed ({n_pairs} pairs, {epochs} epochs)")
+    ok(f"{name}: {n_cases} cases passed ({n_pairs} pairs, {epochs} epochs)")
 
 
 # --------------------------------------------------------------------------------------
@@ -344,7 +338,7 @@ def _call_augment(fn, name, case, image, mask, rng, **kwargs):
     except Exception as error:  # report the learner's error with the case
         raise AssertionError(f"{name} — case '{case}': raised {type(error).__name__}: {error}") from error
     if not isinstance(out, (tuple, list)) or len(out) != 2:
-        _fail(name, case, f"should return a tuple (image, mask), got {type(out).__name__}.",
+        fail(name, case, f"should return a tuple (image, mask), got {type(out).__name__}.",
               "end with `return image, mask`.")
     return tuple(np.asarray(a) for a in out)
 
@@ -374,43 +368,43 @@ def check_augment_pair(fn, random_cases: int = 8, seed: int = 0) -> None:
         image_in, mask_in = image.copy(), mask.copy()
         image_a, mask_a = _call_augment(fn, name, case, image_in, mask_in, np.random.default_rng(seed * 1000 + i))
         if not (np.array_equal(image_in, image) and np.array_equal(mask_in, mask)):
-            _fail(name, case, "the input image or mask was modified in place.",
+            fail(name, case, "the input image or mask was modified in place.",
                   "work on copies; np.fliplr and scipy.ndimage functions return new arrays.")
         if image_a.shape != image.shape or mask_a.shape != mask.shape:
-            _fail(name, case, f"expected shapes {image.shape} and {mask.shape}, got {image_a.shape} and {mask_a.shape}.",
+            fail(name, case, f"expected shapes {image.shape} and {mask.shape}, got {image_a.shape} and {mask_a.shape}.",
                   "keep the output size: use reshape=False in scipy.ndimage.rotate.")
         values = set(np.unique(mask_a).tolist())
         if not values <= {0, 1}:
-            _fail(name, case, f"the mask should stay binary (0 and 1), got values like {sorted(values)[:5]}.",
+            fail(name, case, f"the mask should stay binary (0 and 1), got values like {sorted(values)[:5]}.",
                   "transform the mask with nearest-neighbour interpolation: order=0.")
         agreement = float(np.mean((image_a > 0.5) == (mask_a > 0)))
         if agreement < 0.95:
-            _fail(name, case, f"image and mask no longer line up: they disagree on {1 - agreement:.0%} of "
+            fail(name, case, f"image and mask no longer line up: they disagree on {1 - agreement:.0%} of "
                   f"the pixels (expected < 5%).",
                   "apply the same flip, the same angle and the same shift to both: draw the random numbers "
                   "once and use them for image and mask.")
         plain, mirror_lr, mirror_ud = _dice(mask_a, mask), _dice(mask_a, np.fliplr(mask)), _dice(mask_a, np.flipud(mask))
         best = max(plain, mirror_lr, mirror_ud)
         if best < 0.6:
-            _fail(name, case, f"the transform is too strong: the mask overlaps the original (or its mirror "
+            fail(name, case, f"the transform is too strong: the mask overlaps the original (or its mirror "
                   f"image) with Dice {best:.2f} only.",
                   "keep rotations to about ±10 degrees and shifts to a few percent of the image size.")
         if mirror_ud > plain + 0.1:
-            _fail(name, case, "the result is upside down (flipped along the rows).",
+            fail(name, case, "the result is upside down (flipped along the rows).",
                   "a chest X-ray is never upside down: never use np.flipud; a flip, when asked for, is "
                   "left-right (np.fliplr, the last axis).")
         if mirror_lr > plain + 0.1:
-            _fail(name, case, "with the default flip=False the result is mirrored left-right.",
+            fail(name, case, "with the default flip=False the result is mirrored left-right.",
                   "flip only when the `flip` argument is True: the heart and the two lungs are not mirror "
                   "images, so the course's default for chest X-rays is no flip.")
         moved += int(not np.array_equal(mask_a, mask))
         again = fn(image.copy(), mask.copy(), np.random.default_rng(seed * 1000 + i))
         if not (np.array_equal(np.asarray(again[0]), image_a) and np.array_equal(np.asarray(again[1]), mask_a)):
-            _fail(name, case, "two calls with generators of the same seed gave different results.",
+            fail(name, case, "two calls with generators of the same seed gave different results.",
                   "draw every random number from the `rng` argument (rng.random(), rng.uniform(...)), "
                   "not from np.random or random.")
     if moved < n_cases // 2:
-        _fail(name, f"{n_cases} random pairs", f"only {moved} of {n_cases} masks changed.",
+        fail(name, f"{n_cases} random pairs", f"only {moved} of {n_cases} masks changed.",
               "rotate and shift by a random amount on every call.")
 
     # flip=True: about half mirrored left-right, never upside down
@@ -422,14 +416,14 @@ def check_augment_pair(fn, random_cases: int = 8, seed: int = 0) -> None:
         image_a, mask_a = _call_augment(fn, name, case, image, mask, np.random.default_rng(seed * 7919 + i), flip=True)
         plain, mirror_lr, mirror_ud = _dice(mask_a, mask), _dice(mask_a, np.fliplr(mask)), _dice(mask_a, np.flipud(mask))
         if mirror_ud > max(plain, mirror_lr) + 0.1:
-            _fail(name, case, "with flip=True the result is upside down (flipped along the rows).",
+            fail(name, case, "with flip=True the result is upside down (flipped along the rows).",
                   "flip left-right only: np.fliplr (the last axis), never np.flipud.")
         if float(np.mean((image_a > 0.5) == (mask_a > 0))) < 0.95:
-            _fail(name, case, "with flip=True image and mask no longer line up.",
+            fail(name, case, "with flip=True image and mask no longer line up.",
                   "flip the image and the mask together, with one random draw.")
         mirrored += int(mirror_lr > plain)
     if not 0.2 * n_flip <= mirrored <= 0.8 * n_flip:
-        _fail(name, f"flip=True, {n_flip} pairs", f"{mirrored} of {n_flip} results were mirrored left-right "
+        fail(name, f"flip=True, {n_flip} pairs", f"{mirrored} of {n_flip} results were mirrored left-right "
               f"(expected about half).",
               "with flip=True mirror with probability 1/2: `if flip and rng.random() < 0.5:`"
               + (" — flip is ignored." if mirrored == 0 else " — not on every call."))
@@ -447,7 +441,7 @@ def check_augment_pair(fn, random_cases: int = 8, seed: int = 0) -> None:
         _, bar_a = _call_augment(fn, name, "centred bar", bar.astype(np.float32) * 0.6 + 0.2, bar,
                                  np.random.default_rng(seed * 37 + i))
         if disc_a.sum() == 0 or bar_a.sum() == 0:
-            _fail(name, "centred disc and bar", "the mask came back empty.",
+            fail(name, "centred disc and bar", "the mask came back empty.",
                   "keep transforms small; shift by a fraction of the size, not by whole images.")
         cy, cx = np.argwhere(disc_a > 0).mean(axis=0)
         moves.append(float(np.hypot(cy - centre, cx - centre)))
@@ -455,22 +449,22 @@ def check_augment_pair(fn, random_cases: int = 8, seed: int = 0) -> None:
         turns.append(min(turn, 180 - turn))
     limit = 0.05 * size * np.sqrt(2) + 1.5
     if max(moves) < 0.75:
-        _fail(name, "centred disc", f"in 12 calls the disc never moved (largest centre shift {max(moves):.2f} px).",
+        fail(name, "centred disc", f"in 12 calls the disc never moved (largest centre shift {max(moves):.2f} px).",
               "shift image and mask by the same random offset: "
               "offset = rng.uniform(-max_shift, max_shift, size=2) * np.array(image.shape), "
               "then scipy.ndimage.shift(a, offset, order=...).")
     if max(moves) > limit:
-        _fail(name, "centred disc", f"the disc moved by up to {max(moves):.1f} px on a {size}-px image "
+        fail(name, "centred disc", f"the disc moved by up to {max(moves):.1f} px on a {size}-px image "
               f"(at most {limit:.1f} expected for max_shift=0.05).",
               "the shift is a fraction of the size: rng.uniform(-max_shift, max_shift) * size.")
     if max(turns) < 1.5:
-        _fail(name, "centred bar", f"in 12 calls a bar never turned (largest turn {max(turns):.1f} degrees).",
+        fail(name, "centred bar", f"in 12 calls a bar never turned (largest turn {max(turns):.1f} degrees).",
               "rotate image and mask by the same angle rng.uniform(-max_rotation, max_rotation) with "
               "scipy.ndimage.rotate(a, angle, reshape=False, order=...).")
     if max(turns) > 14:
-        _fail(name, "centred bar", f"a bar turned by {max(turns):.1f} degrees (at most 10 expected).",
+        fail(name, "centred bar", f"a bar turned by {max(turns):.1f} degrees (at most 10 expected).",
               "angles are in degrees: rng.uniform(-max_rotation, max_rotation) with max_rotation=10.")
-    _success(f"{name}: {n_cases + n_flip + 24} cases passed (no flip by default; flip=True mirrors "
+    ok(f"{name}: {n_cases + n_flip + 24} cases passed (no flip by default; flip=True mirrors "
              f"{mirrored}/{n_flip} left-right)")
 
 

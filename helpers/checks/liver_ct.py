@@ -1,10 +1,9 @@
 """Checks for lesson 07 (liver CT, 2D slices from 3D volumes, k-fold cross-validation).
 
 Each check runs the learner's function on small synthetic volumes and masks, compares
-with the reference implementation written here, and raises ``AssertionError`` naming the
+with the reference implementation in :mod:`helpers.slices`, and raises ``AssertionError`` naming the
 case, what was expected, what came back and a hint; it prints one success line when all
-is well. The references (``reference_*``) are what the answer notebook implements; later
-code may import them.
+is well.
 
 Conventions of the lesson: volumes and masks are ``(X, Y, Z)`` arrays as stored in NIfTI
 (x towards the patient's left, y towards the back, axial slices along the last axis);
@@ -16,95 +15,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from helpers import config
+from helpers import config, slices
+from helpers.checks._common import call, fail, name_of, ok
 
 __all__ = ["check_select_slices", "check_volume_to_slices", "check_flip_augmentation",
-           "check_kfold", "reference_select_slices", "reference_volume_to_slices",
-           "reference_random_flip", "reference_kfold_by_patient"]
-
-
-# --------------------------------------------------------------------------------------
-# References
-# --------------------------------------------------------------------------------------
-
-def reference_select_slices(mask, empty_fraction=0.1, rng=None) -> np.ndarray:
-    """Indices (sorted int array) of the axial slices of ``mask`` (X, Y, Z) to train on:
-    every slice that contains liver, plus ``round(empty_fraction * n_empty)`` slices
-    without liver drawn at random (without replacement) with ``rng``."""
-    rng = np.random.default_rng(config.SEED) if rng is None else rng
-    has_liver = np.asarray(mask).reshape(-1, np.shape(mask)[-1]).any(axis=0)
-    liver = np.flatnonzero(has_liver)
-    empty = np.flatnonzero(~has_liver)
-    n_empty = int(round(empty_fraction * len(empty)))
-    chosen = rng.choice(empty, size=n_empty, replace=False) if n_empty else np.array([], int)
-    return np.sort(np.concatenate([liver, chosen])).astype(int)
-
-
-def reference_volume_to_slices(volume, mask, indices, size=64, window=config.HU_WINDOW_LIVER):
-    """``(images, masks)``, both float32 ``(len(indices), size, size, 1)``: the axial slices
-    ``indices`` of ``volume`` (X, Y, Z, HU) and ``mask``, transposed to (rows=y, cols=x),
-    windowed (``window`` HU -> [0, 1], clipped), resized to ``size`` x ``size`` (bilinear,
-    anti-aliased; the mask bilinear then thresholded at 0.5)."""
-    from skimage.transform import resize
-
-    low, high = window
-    indices = np.asarray(indices, int)
-    images = np.moveaxis(np.asarray(volume, np.float32)[:, :, indices], -1, 0).transpose(0, 2, 1)
-    labels = np.moveaxis(np.asarray(mask, np.float32)[:, :, indices], -1, 0).transpose(0, 2, 1)
-    images = np.clip((images - low) / (high - low), 0.0, 1.0)
-    shape = (len(indices), size, size)
-    images = resize(images, shape, order=1, anti_aliasing=True, preserve_range=True)
-    labels = resize(labels, shape, order=1, anti_aliasing=False, preserve_range=True) >= 0.5
-    return images[..., None].astype(np.float32), labels[..., None].astype(np.float32)
-
-
-def reference_random_flip(images, masks, rng, p=0.5):
-    """Flip each pair ``(images[i], masks[i])`` left-right (along W) with probability ``p``;
-    inputs ``(n, H, W, C)``; returns new arrays, the inputs are not changed."""
-    flip = rng.random(len(images)) < p
-    images, masks = np.array(images, copy=True), np.array(masks, copy=True)
-    images[flip] = images[flip, :, ::-1]
-    masks[flip] = masks[flip, :, ::-1]
-    return images, masks
-
-
-def reference_kfold_by_patient(case_ids, k=3, seed=config.SEED):
-    """``k`` folds ``[(train_ids, val_ids), ...]`` of the unique ``case_ids`` (patients),
-    shuffled with ``seed``; every patient is in exactly one validation fold, fold sizes
-    differ by at most one, and train and validation never share a patient."""
-    unique = sorted(set(case_ids))
-    order = np.random.default_rng(seed).permutation(len(unique))
-    shuffled = [unique[i] for i in order]
-    folds = [shuffled[i::k] for i in range(k)]
-    return [([c for c in shuffled if c not in set(val)], list(val)) for val in folds]
+           "check_kfold"]
 
 
 # --------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------
-
-def _success(message):
-    print(f"✓ {message}")
-
-
-def _name(fn):
-    return getattr(fn, "__name__", "your function")
-
-
-def _call(fn, case, *args, **kwargs):
-    try:
-        out = fn(*args, **kwargs)
-    except NotImplementedError:
-        raise AssertionError(f"{_name(fn)} is not written yet: replace `raise NotImplementedError()` "
-                             f"with your code and run the cell again.") from None
-    except AssertionError:
-        raise
-    except Exception as error:
-        raise AssertionError(f"{_name(fn)} failed on case '{case}' with {type(error).__name__}: {error}") from error
-    if out is None:
-        raise AssertionError(f"{_name(fn)} returned None on case '{case}': did you forget `return`?")
-    return out
-
 
 def _toy_mask(rng, shape=(24, 20, 16), first=None, last=None):
     """A blob mask present in slices first..last (inclusive), empty elsewhere."""
@@ -145,48 +65,47 @@ def check_select_slices(select_slices, random_cases=5, seed=0):
     for i in range(random_cases):
         cases.append((f"random mask {i}", _toy_mask(rng), float(rng.choice([0.0, 0.1, 0.2, 0.5, 1.0]))))
     for case, mask, fraction in cases:
-        out = _call(select_slices, case, mask.copy(), fraction, np.random.default_rng(7))
+        out = call(select_slices, name_of(select_slices), case, mask.copy(), fraction, np.random.default_rng(7))
         got = np.asarray(out)
         if got.ndim != 1 or got.dtype.kind not in "iu":
-            raise AssertionError(f"case '{case}': expected a 1D array of integer slice indices, got "
-                                 f"{type(out).__name__} of shape {got.shape} and dtype {got.dtype}. "
-                                 f"Hint: np.flatnonzero(...) gives integer indices.")
+            fail('select_slices', case, f"expected a 1D array of integer slice indices, got "
+                                        f"{type(out).__name__} of shape {got.shape} and dtype {got.dtype}. "
+                                        f"Hint: np.flatnonzero(...) gives integer indices.")
         has_liver = mask.any(axis=(0, 1))
         liver = np.flatnonzero(has_liver)
         n_empty = int(round(fraction * (~has_liver).sum()))
         missing = sorted(set(liver.tolist()) - set(got.tolist()))
         if missing:
-            raise AssertionError(f"case '{case}': liver slices {missing[:8]} are missing. Expected every "
-                                 f"slice k with mask[:, :, k].any(); got {got.tolist()}. Hint: slices are "
-                                 f"the LAST axis of an (X, Y, Z) volume: mask.any(axis=(0, 1)).")
+            fail('select_slices', case, f"liver slices {missing[:8]} are missing. Expected every "
+                                        f"slice k with mask[:, :, k].any(); got {got.tolist()}. Hint: slices are "
+                                        f"the LAST axis of an (X, Y, Z) volume: mask.any(axis=(0, 1)).")
         if len(np.unique(got)) != len(got):
-            raise AssertionError(f"case '{case}': indices repeat ({got.tolist()}). Hint: draw the empty "
-                                 f"slices with rng.choice(..., replace=False).")
+            fail('select_slices', case, f"indices repeat ({got.tolist()}). Hint: draw the empty "
+                                        f"slices with rng.choice(..., replace=False).")
         if np.any(np.diff(got) < 0):
-            raise AssertionError(f"case '{case}': indices should be sorted, got {got.tolist()}. Hint: np.sort.")
+            fail('select_slices', case, f"indices should be sorted, got {got.tolist()}. Hint: np.sort.")
         if got.size and (got.min() < 0 or got.max() >= mask.shape[-1]):
-            raise AssertionError(f"case '{case}': index out of range 0..{mask.shape[-1] - 1}: {got.tolist()}.")
+            fail('select_slices', case, f"index out of range 0..{mask.shape[-1] - 1}: {got.tolist()}.")
         extra = len(got) - len(liver)
         if extra != n_empty:
-            raise AssertionError(
-                f"case '{case}': expected {len(liver)} liver slices + round({fraction} * "
-                f"{int((~has_liver).sum())} empty) = {n_empty} empty slices = {len(liver) + n_empty} "
-                f"indices, got {len(got)}. Hint: n_empty = int(round(empty_fraction * number_of_empty_slices)).")
-        again = np.asarray(_call(select_slices, case, mask.copy(), fraction, np.random.default_rng(7)))
+            fail('select_slices', case, f"expected {len(liver)} liver slices + round({fraction} * "
+                                        f"{int((~has_liver).sum())} empty) = {n_empty} empty slices = {len(liver) + n_empty} "
+                                        f"indices, got {len(got)}. Hint: n_empty = int(round(empty_fraction * number_of_empty_slices)).")
+        again = np.asarray(call(select_slices, name_of(select_slices), case, mask.copy(), fraction, np.random.default_rng(7)))
         if not np.array_equal(again, got):
-            raise AssertionError(f"case '{case}': two calls with the same seeded rng gave different "
-                                 f"indices. Hint: draw the random slices with the rng argument "
-                                 f"(rng.choice), not np.random.")
+            fail('select_slices', case, "two calls with the same seeded rng gave different "
+                                        "indices. Hint: draw the random slices with the rng argument "
+                                        "(rng.choice), not np.random.")
     mask = _toy_mask(np.random.default_rng(seed + 1), first=6, last=9)   # 12 empty slices on both sides
-    draws = {tuple(np.asarray(_call(select_slices, "empty_fraction=0.25, ten seeds", mask.copy(), 0.25,
+    draws = {tuple(np.asarray(call(select_slices, name_of(select_slices), "empty_fraction=0.25, ten seeds", mask.copy(), 0.25,
                                     np.random.default_rng(k))).tolist()) for k in range(10)}
     if len(draws) == 1:
-        raise AssertionError("case 'empty_fraction=0.25 with ten different rng seeds': every seed gave the same "
-                             f"slices {sorted(draws)[0]}. Hint: the empty slices must be a random sample "
-                             "(rng.choice(empty, size=n_empty, replace=False)), not the first ones: the first "
-                             "empty slices all lie at one end of the volume (the lung bases), so the model would "
-                             "never see the pelvis without liver.")
-    _success(f"select_slices keeps every liver slice and the right number of empty ones "
+        fail('select_slices', 'empty_fraction=0.25 with ten different rng seeds', "every seed gave the same "
+                                                                                  f"slices {sorted(draws)[0]}. Hint: the empty slices must be a random sample "
+                                                                                  "(rng.choice(empty, size=n_empty, replace=False)), not the first ones: the first "
+                                                                                  "empty slices all lie at one end of the volume (the lung bases), so the model would "
+                                                                                  "never see the pelvis without liver.")
+    ok(f"select_slices keeps every liver slice and the right number of empty ones "
              f"({len(cases)} cases).")
 
 
@@ -197,44 +116,43 @@ def check_volume_to_slices(volume_to_slices, size=32, seed=0):
     volume, mask = _toy_volume(rng)
     for case, indices in (("slices [1, 3, 4]", [1, 3, 4]), ("one slice [0]", [0]),
                           ("all slices", list(range(volume.shape[2])))):
-        out = _call(volume_to_slices, case, volume.copy(), mask.copy(), np.array(indices), size)
+        out = call(volume_to_slices, name_of(volume_to_slices), case, volume.copy(), mask.copy(), np.array(indices), size)
         if not isinstance(out, tuple) or len(out) != 2:
-            raise AssertionError(f"case '{case}': expected a tuple (images, masks), got {type(out).__name__}.")
+            fail('volume_to_slices', case, f"expected a tuple (images, masks), got {type(out).__name__}.")
         images, masks = (np.asarray(a) for a in out)
         expected_shape = (len(indices), size, size, 1)
         for what, array in (("images", images), ("masks", masks)):
             if array.shape != expected_shape:
-                raise AssertionError(
-                    f"case '{case}': {what} should have shape {expected_shape} (slices, H, W, channel), "
-                    f"got {array.shape}. Hint: take volume[:, :, indices], move the slice axis first "
-                    f"(np.moveaxis), resize to (size, size) and add a channel axis with [..., None].")
+                fail('volume_to_slices', case, f"{what} should have shape {expected_shape} (slices, H, W, channel), "
+                                               f"got {array.shape}. Hint: take volume[:, :, indices], move the slice axis first "
+                                               f"(np.moveaxis), resize to (size, size) and add a channel axis with [..., None].")
             if array.dtype != np.float32:
-                raise AssertionError(f"case '{case}': {what} should be float32, got {array.dtype}. Hint: .astype(np.float32).")
-        ref_images, ref_masks = reference_volume_to_slices(volume, mask, indices, size)
+                fail('volume_to_slices', case, f"{what} should be float32, got {array.dtype}. Hint: .astype(np.float32).")
+        ref_images, ref_masks = slices.volume_to_slices(volume, mask, indices, size)
         if images.min() < -1e-6 or images.max() > 1 + 1e-6:
-            raise AssertionError(f"case '{case}': images should lie in [0, 1] after the HU window "
-                                 f"{config.HU_WINDOW_LIVER}, got {images.min():.3f}..{images.max():.3f}. "
-                                 f"Hint: (hu - low) / (high - low), then np.clip(..., 0, 1).")
+            fail('volume_to_slices', case, f"images should lie in [0, 1] after the HU window "
+                                           f"{config.HU_WINDOW_LIVER}, got {images.min():.3f}..{images.max():.3f}. "
+                                           f"Hint: (hu - low) / (high - low), then np.clip(..., 0, 1).")
         if not set(np.unique(masks).tolist()) <= {0.0, 1.0}:
-            raise AssertionError(f"case '{case}': masks should hold only 0 and 1 after resizing, got "
-                                 f"{np.unique(masks)[:6]}. Hint: threshold the resized mask at 0.5.")
+            fail('volume_to_slices', case, f"masks should hold only 0 and 1 after resizing, got "
+                                           f"{np.unique(masks)[:6]}. Hint: threshold the resized mask at 0.5.")
         transposed = np.swapaxes(ref_images, 1, 2)
         error = float(np.abs(images - ref_images).mean())
         if error > 0.03:
             if float(np.abs(images - transposed).mean()) < 0.03:
-                raise AssertionError(f"case '{case}': the images are transposed. NIfTI stores (x, y) but "
-                                     f"an image is (rows, cols) = (y, x): transpose each slice "
-                                     f"(e.g. .transpose(0, 2, 1) after moving the slice axis first).")
-            raise AssertionError(f"case '{case}': images differ from the expected windowed, resized slices "
-                                 f"(mean |difference| {error:.3f}, expected < 0.03). Hint: window with "
-                                 f"config.HU_WINDOW_LIVER = {config.HU_WINDOW_LIVER} before resizing, and "
-                                 f"resize with skimage.transform.resize(..., order=1).")
+                fail('volume_to_slices', case, "the images are transposed. NIfTI stores (x, y) but "
+                                               "an image is (rows, cols) = (y, x): transpose each slice "
+                                               "(e.g. .transpose(0, 2, 1) after moving the slice axis first).")
+            fail('volume_to_slices', case, f"images differ from the expected windowed, resized slices "
+                                           f"(mean |difference| {error:.3f}, expected < 0.03). Hint: window with "
+                                           f"config.HU_WINDOW_LIVER = {config.HU_WINDOW_LIVER} before resizing, and "
+                                           f"resize with skimage.transform.resize(..., order=1).")
         overlap = 2 * float((masks * ref_masks).sum()) / max(float(masks.sum() + ref_masks.sum()), 1.0)
         if overlap < 0.9:
-            raise AssertionError(f"case '{case}': masks do not match the expected resized masks "
-                                 f"(Dice {overlap:.2f}, expected > 0.9). Hint: transpose masks exactly "
-                                 f"like the images.")
-    _success(f"volume_to_slices windows, orients and resizes slices to (n, {size}, {size}, 1).")
+            fail('volume_to_slices', case, f"masks do not match the expected resized masks "
+                                           f"(Dice {overlap:.2f}, expected > 0.9). Hint: transpose masks exactly "
+                                           f"like the images.")
+    ok(f"volume_to_slices windows, orients and resizes slices to (n, {size}, {size}, 1).")
 
 
 def check_flip_augmentation(random_flip, n=200, seed=0):
@@ -245,16 +163,16 @@ def check_flip_augmentation(random_flip, n=200, seed=0):
     masks = (rng.random((n, 8, 6, 1)) > 0.5).astype(np.float32)
     for p in (0.0, 0.5, 1.0):
         before = images.copy(), masks.copy()
-        out = _call(random_flip, f"p={p}", images, masks, np.random.default_rng(1), p)
+        out = call(random_flip, name_of(random_flip), f"p={p}", images, masks, np.random.default_rng(1), p)
         if not isinstance(out, tuple) or len(out) != 2:
-            raise AssertionError(f"p={p}: expected a tuple (images, masks), got {type(out).__name__}.")
+            fail('random_flip', f"p={p}", f"expected a tuple (images, masks), got {type(out).__name__}.")
         got_images, got_masks = (np.asarray(a) for a in out)
         if not (np.array_equal(images, before[0]) and np.array_equal(masks, before[1])):
-            raise AssertionError("random_flip changed its input arrays in place. Hint: work on copies "
-                                 "(images.copy()) so that the original training set stays as it was.")
+            fail('random_flip', f"p={p}", "it changed its input arrays in place.",
+                 "work on copies (images.copy()) so that the original training set stays as it was.")
         if got_images.shape != images.shape or got_masks.shape != masks.shape:
-            raise AssertionError(f"p={p}: expected shapes {images.shape} and {masks.shape}, got "
-                                 f"{got_images.shape} and {got_masks.shape}.")
+            fail('random_flip', f"p={p}", f"expected shapes {images.shape} and {masks.shape}, got "
+                                         f"{got_images.shape} and {got_masks.shape}.")
         flipped_images = np.array([np.array_equal(g, x[:, ::-1]) and not np.array_equal(g, x)
                                    for g, x in zip(got_images, images)])
         same_images = np.array([np.array_equal(g, x) for g, x in zip(got_images, images)])
@@ -267,14 +185,14 @@ def check_flip_augmentation(random_flip, n=200, seed=0):
                 + (" (they were flipped upside down: flip axis W, i.e. image[:, ::-1] for (H, W, C))" if upside else
                    ". Hint: flip one pair as image[:, ::-1] (axis W of an (H, W, C) image)."))
         if not np.all((flipped_images & flipped_masks) | (same_images & same_masks)):
-            raise AssertionError(f"p={p}: an image and its mask were not flipped together. Draw ONE random "
-                                 f"decision per pair and apply it to both.")
+            fail('random_flip', f"p={p}", "an image and its mask were not flipped together.",
+                 "draw ONE random decision per pair and apply it to both.")
         share = flipped_images.mean()
         low, high = {0.0: (0, 0), 0.5: (0.35, 0.65), 1.0: (1, 1)}[p]
         if not low <= share <= high:
-            raise AssertionError(f"p={p}: expected a share of flipped pairs in [{low}, {high}], got {share:.2f}. "
-                                 f"Hint: flip pair i when rng.random() < p.")
-    _success("random_flip flips each image together with its mask, with probability p.")
+            fail('random_flip', f"p={p}", f"expected a share of flipped pairs in [{low}, {high}], got {share:.2f}.",
+                 "flip pair i when rng.random() < p.")
+    ok("random_flip flips each image together with its mask, with probability p.")
 
 
 def check_kfold(kfold_by_patient, n_cases=20, k=3, seed=0):
@@ -286,11 +204,11 @@ def check_kfold(kfold_by_patient, n_cases=20, k=3, seed=0):
     for case, case_ids, kk in ((f"{n_cases} patients, k={k}", ids, k),
                                (f"{n_cases} patients listed once per slice, k={k}", with_repeats, k),
                                ("7 patients, k=2", ids[:7], 2), ("5 patients, k=5", ids[:5], 5)):
-        folds = _call(kfold_by_patient, case, list(case_ids), kk, seed)
+        folds = call(kfold_by_patient, name_of(kfold_by_patient), case, list(case_ids), kk, seed)
         folds = list(folds)
         patients = sorted(set(case_ids))
         if len(folds) != kk:
-            raise AssertionError(f"case '{case}': expected {kk} folds, got {len(folds)}.")
+            fail('kfold_by_patient', case, f"expected {kk} folds, got {len(folds)}.")
         vals = []
         for number, fold in enumerate(folds, start=1):
             try:
@@ -299,34 +217,34 @@ def check_kfold(kfold_by_patient, n_cases=20, k=3, seed=0):
                 raise AssertionError(f"case '{case}': fold {number} should be a pair (train_ids, val_ids), "
                                      f"got {fold!r:.80}") from None
             if set(train) & set(val):
-                raise AssertionError(f"case '{case}': fold {number} has patients both in train and validation: "
-                                     f"{sorted(set(train) & set(val))[:5]}. This leaks slices of one patient "
-                                     f"into both sets. Hint: split the UNIQUE patient ids.")
+                fail('kfold_by_patient', case, f"fold {number} has patients both in train and validation: "
+                                               f"{sorted(set(train) & set(val))[:5]}. This leaks slices of one patient "
+                                               f"into both sets. Hint: split the UNIQUE patient ids.")
             if set(train) | set(val) != set(patients) or len(set(val)) != len(val) or len(set(train)) != len(train):
-                raise AssertionError(f"case '{case}': fold {number}: train + validation should hold every "
-                                     f"patient exactly once ({len(patients)}), got {len(train)} + {len(val)} "
-                                     f"ids. Hint: use sorted(set(case_ids)) first.")
+                fail('kfold_by_patient', case, f"fold {number}: train + validation should hold every "
+                                               f"patient exactly once ({len(patients)}), got {len(train)} + {len(val)} "
+                                               f"ids. Hint: use sorted(set(case_ids)) first.")
             vals.append(val)
         all_val = [pid for val in vals for pid in val]
         if sorted(all_val) != patients:
-            raise AssertionError(f"case '{case}': every patient must be in exactly one validation fold; "
-                                 f"got validation folds of sizes {[len(v) for v in vals]} covering "
-                                 f"{len(set(all_val))} of {len(patients)} patients.")
+            fail('kfold_by_patient', case, f"every patient must be in exactly one validation fold; "
+                                           f"got validation folds of sizes {[len(v) for v in vals]} covering "
+                                           f"{len(set(all_val))} of {len(patients)} patients.")
         sizes = [len(v) for v in vals]
         if max(sizes) - min(sizes) > 1:
-            raise AssertionError(f"case '{case}': validation fold sizes should differ by at most 1, got {sizes}. "
-                                 f"Hint: shuffled[i::k] gives near-equal folds.")
-        again = [(sorted(t), sorted(v)) for t, v in _call(kfold_by_patient, case, list(case_ids), kk, seed)]
+            fail('kfold_by_patient', case, f"validation fold sizes should differ by at most 1, got {sizes}. "
+                                           f"Hint: shuffled[i::k] gives near-equal folds.")
+        again = [(sorted(t), sorted(v)) for t, v in call(kfold_by_patient, name_of(kfold_by_patient), case, list(case_ids), kk, seed)]
         if again != [(sorted(t), sorted(v)) for t, v in folds]:
-            raise AssertionError(f"case '{case}': two calls with the same seed gave different folds. "
-                                 f"Hint: np.random.default_rng(seed).permutation(...).")
+            fail('kfold_by_patient', case, "two calls with the same seed gave different folds. "
+                                           "Hint: np.random.default_rng(seed).permutation(...).")
     contiguous = [sorted(ids[i * len(ids) // k:(i + 1) * len(ids) // k]) for i in range(k)]
     strided = [sorted(ids[i::k]) for i in range(k)]
     folds = [sorted(v) for _, v in kfold_by_patient(list(ids), k, seed)]
     if folds in (contiguous, strided):
-        raise AssertionError("the folds follow the order of the case numbers: shuffle the patients with "
-                             "the seed first (cases are often sorted by hospital or date).")
+        fail('kfold_by_patient', None, "the folds follow the order of the case numbers.",
+             "shuffle the patients with the seed first (cases are often sorted by hospital or date).")
     other = [sorted(v) for _, v in kfold_by_patient(list(ids), k, seed + 1)]
     if other == folds:
-        raise AssertionError("seed has no effect on the folds. Hint: np.random.default_rng(seed).permutation(...).")
-    _success(f"kfold_by_patient makes {k} patient-level folds with no leak between train and validation.")
+        fail('kfold_by_patient', None, "seed has no effect on the folds.", "np.random.default_rng(seed).permutation(...).")
+    ok(f"kfold_by_patient makes {k} patient-level folds with no leak between train and validation.")

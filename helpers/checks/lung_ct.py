@@ -12,12 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
+from helpers.checks._common import fail, ok
+
 __all__ = ["check_window_hu", "check_lung_volume", "check_volumetric_dice", "check_3d_unet",
            "check_save_prediction"]
-
-
-def _fail(case: str, expected, got, hint: str):
-    raise AssertionError(f"{case}: expected {expected}, got {got}. Hint: {hint}")
 
 
 def _reference_window(volume, window):
@@ -32,29 +30,33 @@ def check_window_hu(fn, random_cases: int = 3, seed: int = 0) -> None:
     got = np.asarray(fn(fixed.copy(), window=(-1000, 300)))
     expected = np.array([0.0, 0.0, 0.5, 1.0, 1.0], np.float32)
     if got.shape != fixed.shape:
-        _fail("window (-1000, 300) on 5 values", f"shape {fixed.shape}", f"shape {got.shape}",
-              "return an array of the input's shape (no reduction, no channel axis).")
+        fail('window_hu', "window (-1000, 300) on 5 values",
+             f"expected shape {fixed.shape}, got shape {got.shape}.",
+             "return an array of the input's shape (no reduction, no channel axis).")
     if got.dtype != np.float32:
-        _fail("window (-1000, 300)", "dtype float32", f"dtype {got.dtype}",
-              "convert with .astype(np.float32): Keras trains in float32, and int16 HU would "
+        fail('window_hu', "window (-1000, 300)",
+             f"expected dtype float32, got dtype {got.dtype}.",
+             "convert with .astype(np.float32): Keras trains in float32, and int16 HU would "
               "overflow or truncate.")
     if not np.allclose(got, expected, atol=1e-6):
         hint = ("values outside the window must be clipped to 0 and 1 (np.clip)."
                 if got.min() < 0 or got.max() > 1 else
                 "subtract the lower bound, then divide by the width (upper - lower).")
-        _fail("HU [-3024, -1000, -350, 300, 1500] with window (-1000, 300)",
-              expected.tolist(), np.round(got, 4).tolist(), hint)
+        fail('window_hu', "HU [-3024, -1000, -350, 300, 1500] with window (-1000, 300)",
+             f"expected {expected.tolist()}, got {np.round(got, 4).tolist()}.",
+             hint)
     volume = np.array([[[-1024, -100], [40, 250]]], dtype=np.int16)
     before = volume.copy()
     got = np.asarray(fn(volume, window=(-150, 250)))
     expected = _reference_window(before, (-150, 250))
     if not np.array_equal(volume, before):
-        _fail("input volume after the call", "unchanged", "modified in place",
-              "work on a float copy, e.g. np.asarray(volume, dtype=np.float32).")
+        fail('window_hu', "input volume after the call",
+             "expected unchanged, got modified in place.",
+             "work on a float copy, e.g. np.asarray(volume, dtype=np.float32).")
     if got.shape != before.shape or not np.allclose(got, expected, atol=1e-6):
-        _fail("liver window (-150, 250) on a (1, 2, 2) volume", np.round(expected, 4).tolist(),
-              np.round(np.asarray(got, float), 4).tolist(),
-              "use the window argument, not fixed numbers for the lung window.")
+        fail('window_hu', "liver window (-150, 250) on a (1, 2, 2) volume",
+             f"expected {np.round(expected, 4).tolist()}, got {np.round(np.asarray(got, float), 4).tolist()}.",
+             "use the window argument, not fixed numbers for the lung window.")
     rng = np.random.default_rng(seed)
     for case in range(random_cases):
         lower = float(rng.uniform(-1200, 0))
@@ -64,10 +66,10 @@ def check_window_hu(fn, random_cases: int = 3, seed: int = 0) -> None:
         expected = _reference_window(volume, window)
         if got.shape != expected.shape or not np.allclose(got, expected, atol=1e-5):
             worst = np.unravel_index(np.argmax(np.abs(np.asarray(got, float) - expected)), expected.shape)
-            _fail(f"random volume {case} with window ({window[0]:.0f}, {window[1]:.0f}) at voxel {worst}",
-                  f"{expected[worst]:.4f}", f"{np.asarray(got, float)[worst]:.4f}",
-                  "(HU - lower) / (upper - lower), then clip to [0, 1].")
-    print("window_hu: correct (linear in the window, clipped to [0, 1], float32).")
+            fail('window_hu', f"random volume {case} with window ({window[0]:.0f}, {window[1]:.0f}) at voxel {worst}",
+                 f"expected {expected[worst]:.4f}, got {np.asarray(got, float)[worst]:.4f}.",
+                 "(HU - lower) / (upper - lower), then clip to [0, 1].")
+    ok("window_hu: correct (linear in the window, clipped to [0, 1], float32).")
 
 
 def _reference_volume_ml(mask, affine):
@@ -84,22 +86,27 @@ def check_lung_volume(fn, random_cases: int = 3, seed: int = 0) -> None:
     try:
         got = float(got)
     except (TypeError, ValueError):
-        _fail("100 voxels of 0.8 x 0.8 x 2.5 mm", "a number (mL)", repr(got), "return a float.")
+        fail('lung_volume_ml', "100 voxels of 0.8 x 0.8 x 2.5 mm",
+             f"expected a number (mL), got {repr(got)}.",
+             "return a float.")
     if abs(got - 0.16) > 1e-6:
         hint = "the affine's diagonal has negative entries: take the absolute value of the determinant." \
             if abs(got + 0.16) < 1e-6 else ("divide mm^3 by 1000 to get millilitres."
                                            if abs(got - 160) < 1e-3 else
                                            "voxel volume = |det(affine[:3, :3])| in mm^3; volume = "
                                            "number of mask voxels x voxel volume / 1000.")
-        _fail("100 voxels of 0.8 x 0.8 x 2.5 mm", "0.16 mL", f"{got:g}", hint)
+        fail('lung_volume_ml', "100 voxels of 0.8 x 0.8 x 2.5 mm",
+             f"expected 0.16 mL, got {got:g}.",
+             hint)
     rotated = np.eye(4)
     c, s = np.cos(0.4), np.sin(0.4)
     rotated[:3, :3] = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]) @ np.diag([0.7, 0.9, 3.0])
     got = float(fn(mask, rotated))
     expected = _reference_volume_ml(mask, rotated)
     if abs(got - expected) > 1e-6:
-        _fail("100 voxels with a rotated affine (spacing 0.7, 0.9, 3.0 mm)", f"{expected:.4f} mL",
-              f"{got:.4f}", "use the determinant of affine[:3, :3], not its diagonal: the "
+        fail('lung_volume_ml', "100 voxels with a rotated affine (spacing 0.7, 0.9, 3.0 mm)",
+             f"expected {expected:.4f} mL, got {got:.4f}.",
+             "use the determinant of affine[:3, :3], not its diagonal: the "
               "diagonal is not the spacing when the axes are rotated.")
     rng = np.random.default_rng(seed)
     for case in range(random_cases):
@@ -107,11 +114,12 @@ def check_lung_volume(fn, random_cases: int = 3, seed: int = 0) -> None:
         affine = np.diag(list(rng.uniform(0.5, 5.0, 3) * rng.choice([-1, 1], 3)) + [1.0])
         got, expected = float(fn(mask, affine)), _reference_volume_ml(mask, affine)
         if abs(got - expected) > 1e-6 * max(1.0, expected):
-            _fail(f"random mask {case}", f"{expected:.5f} mL", f"{got:.5f}",
-                  "a volume is never negative: take the absolute value of the determinant "
+            fail('lung_volume_ml', f"random mask {case}",
+                 f"expected {expected:.5f} mL, got {got:.5f}.",
+                 "a volume is never negative: take the absolute value of the determinant "
                   "(an odd number of flipped axes makes it negative)." if abs(got + expected) < 1e-6 * max(1.0, expected)
                   else "count the voxels where mask > 0 and multiply by |det(affine[:3, :3])| / 1000.")
-    print("lung_volume_ml: correct (voxel count x |det(affine)| / 1000).")
+    ok("lung_volume_ml: correct (voxel count x |det(affine)| / 1000).")
 
 
 def _reference_dice(a, b):
@@ -136,25 +144,29 @@ def check_volumetric_dice(fn, random_cases: int = 5, seed: int = 0) -> None:
         try:
             got = float(fn(truth, prediction))
         except Exception as error:  # show the learner what their function raised
-            _fail(case, f"{expected:.4f}", f"{type(error).__name__}: {error}",
-                  "convert both masks to booleans first (mask > 0.5).")
+            fail('volumetric_dice', case,
+                 f"expected {expected:.4f}, got {type(error).__name__}: {error}.",
+                 "convert both masks to booleans first (mask > 0.5).")
         if not np.isfinite(got):
-            _fail(case, f"{expected:.4f}", got, "two empty masks agree perfectly: return 1.0 when "
+            fail('volumetric_dice', case,
+                 f"expected {expected:.4f}, got {got}.",
+                 "two empty masks agree perfectly: return 1.0 when "
                   "both are empty instead of dividing 0 by 0.")
         if abs(got - expected) > 1e-6:
             hint = {"bool inputs": "bool + bool is logical or: count with np.sum on each mask, or cast to int.",
                     "half of the truth predicted": "Dice = 2 |A and B| / (|A| + |B|), summed over the whole volume."
                     }.get(case, "Dice = 2 |A and B| / (|A| + |B|); 1.0 for two empty masks.")
-            _fail(case, f"{expected:.4f}", f"{got:.4f}", hint)
+            fail('volumetric_dice', case, f"expected {expected:.4f}, got {got:.4f}.", hint)
     rng = np.random.default_rng(seed)
     for case in range(random_cases):
         truth = rng.random((12, 10, 8)) > rng.uniform(0.1, 0.9)
         prediction = rng.random((12, 10, 8)) > rng.uniform(0.1, 0.9)
         got, expected = float(fn(truth.astype(np.uint8), prediction.astype(np.uint8))), _reference_dice(truth, prediction)
         if abs(got - expected) > 1e-6:
-            _fail(f"random volumes {case}", f"{expected:.5f}", f"{got:.5f}",
-                  "sum over every voxel of the volume (not per slice, not a mean of slices).")
-    print("volumetric_dice: correct (hard Dice over the whole volume, 1.0 for two empty masks).")
+            fail('volumetric_dice', f"random volumes {case}",
+                 f"expected {expected:.5f}, got {got:.5f}.",
+                 "sum over every voxel of the volume (not per slice, not a mean of slices).")
+    ok("volumetric_dice: correct (hard Dice over the whole volume, 1.0 for two empty masks).")
 
 
 def check_3d_unet(model, input_shape=None, max_parameters: int = 1_500_000, depth: int | None = None,
@@ -168,52 +180,68 @@ def check_3d_unet(model, input_shape=None, max_parameters: int = 1_500_000, dept
     import keras
 
     if not isinstance(model, keras.Model):
-        _fail("the model", "a keras.Model", type(model).__name__,
-              "return the model built by models.build_unet(...).")
+        fail('3D U-Net', "the model",
+             f"expected a keras.Model, got {type(model).__name__}.",
+             "return the model built by models.build_unet(...).")
     shape_in = tuple(model.input_shape)
     if len(shape_in) != 5:
-        _fail("model input shape", "(None, D, H, W, 1): a 3D volume with one channel", shape_in,
-              "pass a 4-number input_shape (D, H, W, 1) to build_unet: 4 numbers make it 3D.")
+        fail('3D U-Net', "model input shape",
+             f"expected (None, D, H, W, 1): a 3D volume with one channel, got {shape_in}.",
+             "pass a 4-number input_shape (D, H, W, 1) to build_unet: 4 numbers make it 3D.")
     if input_shape is not None and tuple(shape_in[1:]) != tuple(input_shape):
-        _fail("model input shape", tuple(input_shape), tuple(shape_in[1:]),
-              "build the model for the training grid TRAIN_SHAPE plus one channel.")
+        fail('3D U-Net', "model input shape",
+             f"expected {tuple(input_shape)}, got {tuple(shape_in[1:])}.",
+             "build the model for the training grid TRAIN_SHAPE plus one channel.")
     shape_out = tuple(model.output_shape)
     if shape_out[1:] != shape_in[1:4] + (1,):
-        _fail("model output shape", shape_in[1:4] + (1,), shape_out[1:],
-              "one output channel (n_classes=1) on the input's grid.")
+        fail('3D U-Net', "model output shape",
+             f"expected {shape_in[1:4] + (1,)}, got {shape_out[1:]}.",
+             "one output channel (n_classes=1) on the input's grid.")
     if not any(isinstance(layer, keras.layers.Conv3D) for layer in model.layers):
-        _fail("layers", "Conv3D layers", "none", "a 4-D input_shape makes build_unet use Conv3D.")
+        fail('3D U-Net', "layers",
+             "expected Conv3D layers, got none.",
+             "a 4-D input_shape makes build_unet use Conv3D.")
     last = model.layers[-1]
     activation = getattr(getattr(last, "activation", None), "__name__", None)
     if activation != "sigmoid":
-        _fail("activation of the last layer", "sigmoid", activation,
-              "one class (lung vs background) needs a sigmoid: n_classes=1.")
+        fail('3D U-Net', "activation of the last layer",
+             f"expected sigmoid, got {activation}.",
+             "one class (lung vs background) needs a sigmoid: n_classes=1.")
     pools = sum(type(layer).__name__.startswith("MaxPooling3D") for layer in model.layers)
     if depth is not None and pools != depth:
-        _fail("number of poolings (depth)", depth, pools,
-              f"depth={depth}: the encoder halves the volume {depth} times (pass depth={depth} to build_unet).")
+        fail('3D U-Net', "number of poolings (depth)",
+             f"expected {depth}, got {pools}.",
+             f"depth={depth}: the encoder halves the volume {depth} times (pass depth={depth} to build_unet).")
     if pools < min_depth:
-        _fail("number of poolings (depth)", f"at least {min_depth}", pools,
-              "a U-Net needs a few poolings to see context: a larger depth.")
+        fail('3D U-Net', "number of poolings (depth)",
+             f"expected at least {min_depth}, got {pools}.",
+             "a U-Net needs a few poolings to see context: a larger depth.")
     bottleneck = min(int(v) for v in shape_in[1:4]) // 2 ** pools
     if bottleneck < min_bottleneck:
-        _fail("smallest side of the bottleneck", f"at least {min_bottleneck} voxels", bottleneck,
-              f"each pooling halves every side: with {pools} poolings the smallest side of "
+        fail('3D U-Net', "smallest side of the bottleneck",
+             f"expected at least {min_bottleneck} voxels, got {bottleneck}.",
+             f"each pooling halves every side: with {pools} poolings the smallest side of "
               f"{min(int(v) for v in shape_in[1:4])} shrinks to {bottleneck}; use a smaller depth.")
     rates = [float(layer.rate) for layer in model.layers if type(layer).__name__.startswith("SpatialDropout")]
     if dropout is not None and dropout > 0 and not any(abs(r - dropout) < 1e-9 for r in rates):
-        _fail("spatial dropout rate", dropout, rates or "no dropout layer", f"pass dropout={dropout} to build_unet.")
+        fail('3D U-Net', "spatial dropout rate",
+             f"expected {dropout}, got {rates or 'no dropout layer'}.",
+             f"pass dropout={dropout} to build_unet.")
     if dropout == 0 and any(r > 0 for r in rates):
-        _fail("spatial dropout rate", 0, rates, "pass dropout=0.0 to build_unet.")
+        fail('3D U-Net', "spatial dropout rate",
+             f"expected 0, got {rates}.",
+             "pass dropout=0.0 to build_unet.")
     first = next((layer for layer in model.layers if isinstance(layer, keras.layers.Conv3D)), None)
     if base_filters is not None and first is not None and first.filters != base_filters:
-        _fail("filters of the first convolution (base_filters)", base_filters, first.filters,
-              f"pass base_filters={base_filters} to build_unet.")
+        fail('3D U-Net', "filters of the first convolution (base_filters)",
+             f"expected {base_filters}, got {first.filters}.",
+             f"pass base_filters={base_filters} to build_unet.")
     count = model.count_params()
     if count > max_parameters:
-        _fail("number of weights", f"at most {max_parameters:,}", f"{count:,}",
-              "a 3D U-Net grows fast: use base_filters=8 and depth=3 for a CPU.")
-    print(f"3D U-Net: input {shape_in[1:]}, output {shape_out[1:]}, {count:,} weights: OK.")
+        fail('3D U-Net', "number of weights",
+             f"expected at most {max_parameters:,}, got {count:,}.",
+             "a 3D U-Net grows fast: use base_filters=8 and depth=3 for a CPU.")
+    ok(f"3D U-Net: input {shape_in[1:]}, output {shape_out[1:]}, {count:,} weights.")
 
 
 def _reference_resample(probabilities, shape):
@@ -248,27 +276,34 @@ def check_save_prediction(fn) -> None:
         output = folder / "case" / "prediction.nii.gz"
         returned = fn(probabilities.copy(), reference, output)
         if not output.is_file():
-            _fail("after the call", f"a file {output.name}", "no file",
-                  "write to output_path (e.g. data.save_nifti(mask, affine, output_path, force=True)).")
+            fail('save_prediction', "after the call",
+                 f"expected a file {output.name}, got no file.",
+                 "write to output_path (e.g. data.save_nifti(mask, affine, output_path, force=True)).")
         if returned is None or Path(returned) != output:
-            _fail("return value", f"the output path {output}", repr(returned), "return output_path.")
+            fail('save_prediction', "return value",
+                 f"expected the output path {output}, got {repr(returned)}.",
+                 "return output_path.")
         image = nib.load(str(output))
         saved = np.asarray(image.dataobj)
         if saved.shape != reference_shape:
-            _fail("shape of the saved mask", f"{reference_shape} (the CT's grid)", saved.shape,
-                  "resample the probabilities to the shape of the reference CT before thresholding "
+            fail('save_prediction', "shape of the saved mask",
+                 f"expected {reference_shape} (the CT's grid), got {saved.shape}.",
+                 "resample the probabilities to the shape of the reference CT before thresholding "
                   "(inference.resize_to(probabilities, ct_shape)).")
         if not np.allclose(image.affine, affine, atol=1e-4):
-            _fail("affine of the saved mask", np.round(affine, 2).tolist(), np.round(image.affine, 2).tolist(),
-                  "save with the affine of the reference CT (data.load_nifti(reference_path)[1]), not "
+            fail('save_prediction', "affine of the saved mask",
+                 f"expected {np.round(affine, 2).tolist()}, got {np.round(image.affine, 2).tolist()}.",
+                 "save with the affine of the reference CT (data.load_nifti(reference_path)[1]), not "
                   "np.eye(4): otherwise the mask lands in the wrong place in a viewer.")
         if saved.dtype != np.uint8 or not set(np.unique(saved).tolist()) <= {0, 1}:
-            _fail("saved values", "uint8 in {0, 1}", f"{saved.dtype} {np.unique(saved)[:5].tolist()}",
-                  "threshold at 0.5 and convert with .astype(np.uint8).")
+            fail('save_prediction', "saved values",
+                 f"expected uint8 in {{0, 1}}, got {saved.dtype} {np.unique(saved)[:5].tolist()}.",
+                 "threshold at 0.5 and convert with .astype(np.uint8).")
         expected = _reference_resample(probabilities, reference_shape) > 0.5
         agreement = _reference_dice(expected, saved)
         if agreement < 0.97:
-            _fail("saved mask against the resampled, thresholded probabilities", "Dice >= 0.97",
-                  f"{agreement:.3f}", "resample the probabilities linearly (order 1), then threshold "
+            fail('save_prediction', "saved mask against the resampled, thresholded probabilities",
+                 f"expected Dice >= 0.97, got {agreement:.3f}.",
+                 "resample the probabilities linearly (order 1), then threshold "
                   "at 0.5; do not transpose or flip axes.")
-    print("save_prediction: correct (CT grid, CT affine, uint8 {0, 1}).")
+    ok("save_prediction: correct (CT grid, CT affine, uint8 {0, 1}).")

@@ -18,6 +18,8 @@ import math
 
 import numpy as np
 
+from helpers.checks._common import call, fail, ok
+
 __all__ = ["check_dice", "check_hard_dice", "check_dice_loss", "check_iou",
            "check_bce_dice_loss", "check_confusion_metrics", "check_sensitivity",
            "check_specificity", "check_precision", "check_multiclass_dice"]
@@ -212,18 +214,8 @@ def _call(fn, name, case, y_true, y_pred, scalar=True, **kwargs):
     per-sample values of the reference metrics are averaged over the batch first."""
     import keras
 
-    try:
-        out = fn(keras.ops.convert_to_tensor(y_true), keras.ops.convert_to_tensor(y_pred),
-                 **kwargs)
-    except NotImplementedError:
-        raise AssertionError(f"{name} is not written yet: replace `raise NotImplementedError()` "
-                             f"with your code and run the cell again.") from None
-    except Exception as error:
-        raise AssertionError(
-            f"{name} failed on case '{case}' (y_true and y_pred of shape "
-            f"{tuple(np.shape(y_true))}) with {type(error).__name__}: {error}") from error
-    if out is None:
-        raise AssertionError(f"{name} returned None on case '{case}': did you forget `return`?")
+    out = call(fn, name, f"{case}, y_true and y_pred of shape {tuple(np.shape(y_true))}",
+               keras.ops.convert_to_tensor(y_true), keras.ops.convert_to_tensor(y_pred), **kwargs)
     try:
         value = np.asarray(keras.ops.convert_to_numpy(out))
     except Exception as error:
@@ -236,10 +228,8 @@ def _call(fn, name, case, y_true, y_pred, scalar=True, **kwargs):
         if value.shape == np.shape(y_true)[:1] and _returns_per_sample(fn):
             value = np.mean(value.astype(np.float64))
         if value.size != 1:
-            raise AssertionError(
-                f"{name} should return one number (the mean over the batch) but returned an "
-                f"array of shape {value.shape} on case '{case}': average the per-sample "
-                f"values with keras.ops.mean(...).")
+            fail(name, case, f"expected one number (the mean over the batch), got an array of shape "
+                             f"{value.shape}.", "average the per-sample values with keras.ops.mean(...).")
         return float(value.reshape(()))
     return value.astype(np.float64)
 
@@ -262,8 +252,7 @@ def _compare(name, case, expected, got, hint, diagnoses=(), atol=ATOL):
                     and abs(value - expected) > atol:
                 reason = diagnosis
                 break
-    raise AssertionError(f"{name}: on case '{case}' expected {_fmt(expected)}, got "
-                         f"{_fmt(got)} — {reason}")
+    fail(name, case, f"expected {_fmt(expected)}, got {_fmt(got)}.", reason)
 
 
 def _check_graph_mode(fn, name, y_true, y_pred):
@@ -323,10 +312,6 @@ def _case(cases, name):
     raise KeyError(name)
 
 
-def _success(message):
-    print(f"✓ {message}")
-
-
 # --------------------------------------------------------------------------------------
 # Checks
 # --------------------------------------------------------------------------------------
@@ -363,7 +348,7 @@ def check_dice(fn, random_cases=10, seed=0, name=None):
                  "check the per-sample sums and the mean over the batch",
                  _dice_diagnoses(t, p))
     _check_graph_mode(fn, name, *_case(cases, "partly overlapping squares"))
-    _success(f"{name}: {len(cases)} named cases and {random_cases} random batches match the "
+    ok(f"{name}: {len(cases)} named cases and {random_cases} random batches match the "
              f"reference soft Dice.")
 
 
@@ -407,10 +392,10 @@ def check_hard_dice(fn, random_cases=10, seed=0, threshold=0.5, name=None):
                 hint = ("you ignore the threshold argument: compare y_pred > threshold, not > 0.5"
                         if abs(float(got) - at_default) < 1e-4 else
                         "threshold the prediction at the `threshold` argument (the truth at 0.5)")
-                raise AssertionError(f"{name}: on case '{case}' with threshold={other} expected {want:.4f}, "
-                                     f"got {float(got):.4f} — {hint}.")
+                fail(name, f"{case}, threshold={other}", f"expected {want:.4f}, got {float(got):.4f}.",
+                     f"{hint}.")
     _check_graph_mode(fn, name, *_case(cases, "soft prediction"))
-    _success(f"{name}: {len(cases)} named cases and {random_cases} random batches match the "
+    ok(f"{name}: {len(cases)} named cases and {random_cases} random batches match the "
              f"reference hard Dice (also at thresholds 0.25 and 0.75).")
 
 
@@ -438,11 +423,10 @@ def check_dice_loss(fn, random_cases=10, seed=0, name=None):
                  "the Dice loss is 1 - soft Dice (with smoothing, per-sample mean)",
                  diagnoses(t, p))
         if not -ATOL <= got <= 1 + ATOL:
-            raise AssertionError(f"{name}: on case '{case}' the loss is {got:.4f}, outside "
-                                 f"[0, 1].")
+            fail(name, case, f"the loss is {got:.4f}, outside [0, 1].")
     _check_gradient(fn, name, *_case(cases, "soft prediction"))
     _check_graph_mode(fn, name, *_case(cases, "partly overlapping squares"))
-    _success(f"{name}: {len(named)} cases match 1 - Dice, in [0, 1], with a finite gradient.")
+    ok(f"{name}: {len(named)} cases match 1 - Dice, in [0, 1], with a finite gradient.")
 
 
 def check_iou(fn, random_cases=10, seed=0, name=None):
@@ -469,7 +453,7 @@ def check_iou(fn, random_cases=10, seed=0, name=None):
         _compare(name, case, _soft_iou(t, p), _call(fn, name, case, t, p), hint,
                  diagnoses(t, p))
     _check_graph_mode(fn, name, *_case(cases, "partly overlapping squares"))
-    _success(f"{name}: {len(named)} cases match the reference IoU.")
+    ok(f"{name}: {len(named)} cases match the reference IoU.")
 
 
 def check_bce_dice_loss(fn, random_cases=10, seed=0, name=None):
@@ -511,7 +495,7 @@ def check_bce_dice_loss(fn, random_cases=10, seed=0, name=None):
             f"(keras.losses.binary_crossentropy does it for you).")
     _check_gradient(fn, name, *_case(cases, "soft prediction"))
     _check_graph_mode(fn, name, *_case(cases, "partly overlapping squares"))
-    _success(f"{name}: {len(cases) + 1} cases match BCE + (1 - Dice), with a finite gradient.")
+    ok(f"{name}: {len(cases) + 1} cases match BCE + (1 - Dice), with a finite gradient.")
 
 
 def _confusion_cases():
@@ -579,7 +563,7 @@ def check_confusion_metrics(sensitivity=None, specificity=None, precision=None,
                 hint = f"{key} = {formulas[key]} on the thresholded masks, per sample"
             _compare(name, case, expected, _call(fn, name, case, t, p), hint, diagnoses)
         _check_graph_mode(fn, name, *_case(cases, "partly overlapping squares"))
-    _success(f"{', '.join(functions)}: {len(cases)} cases each match the reference.")
+    ok(f"{', '.join(functions)}: {len(cases)} cases each match the reference.")
 
 
 def check_sensitivity(fn, random_cases=10, seed=0):
@@ -643,5 +627,5 @@ def check_multiclass_dice(fn, random_cases=10, seed=0, name=None):
                      "per class c: Dice of y_true[..., c] and y_pred[..., c] per sample over "
                      "axes 1 .. ndim-2; mean over batch and classes", diagnoses)
     _check_graph_mode(fn, name, *_case(cases, "prediction shifted"))
-    _success(f"{name}: {len(cases)} cases match the reference multi-class Dice "
+    ok(f"{name}: {len(cases)} cases match the reference multi-class Dice "
              f"(with and without background).")

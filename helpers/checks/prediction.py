@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from helpers.checks._common import fail, ok
+
 __all__ = ["check_threshold", "check_metrics_table", "check_keep_largest_components",
-           "check_fill_holes", "check_postprocess", "random_blobs"]
+           "check_fill_holes", "check_postprocess"]
 
 
-def _fail(message: str):
-    raise AssertionError(message)
-
-
-def random_blobs(shape=(64, 64), n_blobs: int = 4, holes: int = 2, seed: int = 0) -> np.ndarray:
-    """A binary uint8 mask with ``n_blobs`` disks of different radii (some may touch) and
-    ``holes`` small holes punched inside them; for testing post-processing."""
+def _random_blobs(shape=(64, 64), n_blobs: int = 4, holes: int = 2, seed: int = 0) -> np.ndarray:
+    """The checks' random input: a binary uint8 mask with ``n_blobs`` disks of different radii (some may touch) and
+    ``holes`` small holes punched inside them, for the post-processing checks."""
     rng = np.random.default_rng(seed)
     h, w = shape
     yy, xx = np.mgrid[:h, :w]
@@ -39,22 +37,22 @@ def random_blobs(shape=(64, 64), n_blobs: int = 4, holes: int = 2, seed: int = 0
 
 def _as_binary(result, name, case, shape):
     if result is None:
-        _fail(f"{name} returned None on {case}: did you forget `return`?")
+        fail(name, case, "returned None.", "did you forget `return`?")
     result = np.asarray(result)
     if result.shape != tuple(shape):
-        _fail(f"{name} on {case}: expected shape {tuple(shape)}, got {result.shape}.")
+        fail(name, case, f"expected shape {tuple(shape)}, got {result.shape}.")
     values = set(np.unique(result).tolist())
     if not values <= {0, 1, True, False}:
-        _fail(f"{name} on {case}: expected a binary mask of 0 and 1, got values "
-              f"{sorted(values)[:6]}; return (array > value).astype('uint8') or a bool array.")
+        fail(name, case, f"expected a binary mask of 0 and 1, got values "
+                         f"{sorted(values)[:6]}; return (array > value).astype('uint8') or a bool array.")
     return result.astype(bool)
 
 
 def _compare(got, expected, name, case, hint):
     if not np.array_equal(got, expected):
         diff = int(np.count_nonzero(got != expected))
-        _fail(f"{name} on {case}: {diff} pixel(s) differ from the expected mask "
-              f"(expected {int(expected.sum())} foreground pixels, got {int(got.sum())}). {hint}")
+        fail(name, case, f"{diff} pixel(s) differ from the expected mask "
+                         f"(expected {int(expected.sum())} foreground pixels, got {int(got.sum())}). {hint}")
 
 
 def check_threshold(fn, cases: int = 3, seed: int = 0, dtype: str | None = "uint8") -> None:
@@ -68,14 +66,14 @@ def check_threshold(fn, cases: int = 3, seed: int = 0, dtype: str | None = "uint
     raw = fn(fixed, 0.5)
     got = _as_binary(raw, "threshold", "[[0, 0.2, 0.5], [0.51, 0.8, 1]] at 0.5", fixed.shape)
     if np.array_equal(got, ~expected) or np.array_equal(got, fixed < 0.5) or np.array_equal(got, fixed <= 0.5):
-        _fail("threshold is inverted: foreground is where the probability is ABOVE the value.")
+        fail('threshold', None, "threshold is inverted: foreground is where the probability is ABOVE the value.")
     if np.array_equal(got, fixed >= 0.5):
-        _fail("threshold on [[0, 0.2, 0.5], [0.51, 0.8, 1]] at 0.5: a probability of exactly 0.5 gave 1. "
-              "'Above' is strict: use probs > value, not >=.")
+        fail('threshold', "[[0, 0.2, 0.5], [0.51, 0.8, 1]] at 0.5", "a probability of exactly 0.5 gave 1. "
+                                                                    "'Above' is strict: use probs > value, not >=.")
     _compare(got, expected, "threshold", "[[0, 0.2, 0.5], [0.51, 0.8, 1]] at 0.5", "Use probs > value.")
     if dtype is not None and np.asarray(raw).dtype != np.dtype(dtype):
-        _fail(f"threshold returned dtype {np.asarray(raw).dtype}, expected {dtype} (0 and 1): masks are "
-              f"saved and counted as {dtype}. Convert with (probs > value).astype(np.{dtype}).")
+        fail('threshold', None, f"returned dtype {np.asarray(raw).dtype}, expected {dtype} (0 and 1): masks are "
+                                f"saved and counted as {dtype}. Convert with (probs > value).astype(np.{dtype}).")
     got = _as_binary(fn(fixed, 0.9), "threshold", "the same array at 0.9", fixed.shape)
     _compare(got, fixed > 0.9, "threshold", "the same array at 0.9",
              "Use the `value` argument, not a fixed 0.5.")
@@ -88,15 +86,15 @@ def check_threshold(fn, cases: int = 3, seed: int = 0, dtype: str | None = "uint
         got = _as_binary(fn(probs, value), "threshold", case, shape)
         _compare(got, inference.threshold(probs, value) > 0, "threshold", case,
                  "Compare every element: probs > value, keeping the shape.")
-    print(f"threshold looks right ({int(cases) + 2} cases).")
+    ok(f"threshold: {int(cases) + 2} cases passed.")
 
 
 def _row_value(row, key, index):
     if not isinstance(row, dict):
-        _fail(f"Row {index} is a {type(row).__name__}; make one dict per image, "
-              f"e.g. {{'name': ..., 'dice': ..., 'iou': ...}}.")
+        fail('metrics table', None, f"Row {index} is a {type(row).__name__}; make one dict per image, "
+                                    f"e.g. {{'name': ..., 'dice': ..., 'iou': ...}}.")
     if key not in row:
-        _fail(f"Row {index} has no {key!r} (keys: {sorted(row)}).")
+        fail('metrics table', None, f"Row {index} has no {key!r} (keys: {sorted(row)}).")
     return row[key]
 
 
@@ -128,14 +126,14 @@ def check_metrics_table(fn, cases: int = 1, seed: int = 0, keys=("dice", "iou"))
     for label, truth, pred, names in sets:
         rows = fn(truth, pred, names)
         if rows is None:
-            _fail(f"On {label}: the function returned None; return the list of rows.")
+            fail('metrics table', label, "the function returned None; return the list of rows.")
         rows = list(rows)
         if len(rows) != len(truth):
-            _fail(f"On {label}: expected {len(truth)} rows (one per image), got {len(rows)}.")
+            fail('metrics table', label, f"expected {len(truth)} rows (one per image), got {len(rows)}.")
         for i, row in enumerate(rows):
             if _row_value(row, "name", i) != names[i]:
-                _fail(f"On {label}: row {i} is named {row['name']!r}, expected {names[i]!r}; keep the "
-                      f"order of the images.")
+                fail('metrics table', label, f"row {i} is named {row['name']!r}, expected {names[i]!r}; keep the "
+                                             f"order of the images.")
             for key in keys:
                 got = float(_row_value(row, key, i))
                 expected = reference[key](truth[i], pred[i])
@@ -145,8 +143,8 @@ def check_metrics_table(fn, cases: int = 1, seed: int = 0, keys=("dice", "iou"))
                         hint = " Two empty masks agree perfectly: return 1.0 when the denominator is 0."
                     elif key == "iou" and np.isclose(got, metrics.dice_numpy(truth[i], pred[i])):
                         hint = " That is the Dice: IoU = |A∩B| / |A∪B|."
-                    _fail(f"On {label}: {key} of {names[i]!r} is {got:.4f}, expected {expected:.4f}.{hint}")
-    print(f"The metrics table looks right ({', '.join(keys)} per image, {len(sets)} set(s)).")
+                    fail('metrics table', label, f"{key} of {names[i]!r} is {got:.4f}, expected {expected:.4f}.{hint}")
+    ok(f"metrics table: {', '.join(keys)} per image, {len(sets)} set(s) match.")
 
 
 def check_keep_largest_components(fn, cases: int = 3, seed: int = 0) -> None:
@@ -165,11 +163,11 @@ def check_keep_largest_components(fn, cases: int = 3, seed: int = 0) -> None:
     label = "two rectangles (80 and 48 px) and two specks (9 and 1 px), n=2"
     got = _as_binary(fn(mask, 2), "keep_largest_components", label, mask.shape)
     if np.array_equal(got, mask > 0):
-        _fail(f"keep_largest_components on {label}: nothing was removed; label the components "
-              f"(skimage.measure.label), count the pixels of each and keep the n largest.")
+        fail('keep_largest_components', label, "nothing was removed; label the components "
+                                               "(skimage.measure.label), count the pixels of each and keep the n largest.")
     if got.sum() == 80 + 48 + 9 and not got[18, 2]:
-        _fail(f"keep_largest_components on {label}: the 9-pixel speck is still there; are you "
-              f"counting the background (label 0) as a component? Set its size to 0 first.")
+        fail('keep_largest_components', label, "the 9-pixel speck is still there; are you "
+                                               "counting the background (label 0) as a component? Set its size to 0 first.")
     _compare(got, expected > 0, "keep_largest_components", label,
              "Keep the n labels with the most pixels, never label 0 (the background).")
     got = _as_binary(fn(mask, 1), "keep_largest_components", label.replace("n=2", "n=1"), mask.shape)
@@ -186,13 +184,13 @@ def check_keep_largest_components(fn, cases: int = 3, seed: int = 0) -> None:
     _compare(got, few > 0, "keep_largest_components", "a mask with a single component, n=2",
              "With fewer than n components keep them all.")
     for i in range(int(cases)):
-        case = random_blobs((48, 56), n_blobs=5, holes=0, seed=seed + i)
+        case = _random_blobs((48, 56), n_blobs=5, holes=0, seed=seed + i)
         n = 1 + i % 3
         label = f"random blobs {i + 1}, n={n}"
         got = _as_binary(fn(case, n), "keep_largest_components", label, case.shape)
         _compare(got, inference.keep_largest_components(case, n) > 0, "keep_largest_components",
                  label, "Keep the n largest components.")
-    print(f"keep_largest_components looks right ({int(cases) + 4} cases).")
+    ok(f"keep_largest_components: {int(cases) + 4} cases passed.")
 
 
 def check_fill_holes(fn, cases: int = 3, seed: int = 0) -> None:
@@ -211,11 +209,11 @@ def check_fill_holes(fn, cases: int = 3, seed: int = 0) -> None:
                  "Only background that does not touch the image border is a hole: "
                  "scipy.ndimage.binary_fill_holes(mask).")
     for i in range(int(cases)):
-        mask = random_blobs((40, 40), n_blobs=3, holes=3, seed=seed + 100 + i)
+        mask = _random_blobs((40, 40), n_blobs=3, holes=3, seed=seed + 100 + i)
         label = f"random blobs with holes {i + 1}"
         got = _as_binary(fn(mask), "fill_holes", label, mask.shape)
         _compare(got, inference.fill_holes(mask) > 0, "fill_holes", label, "Fill every hole.")
-    print(f"fill_holes looks right ({int(cases) + 2} cases).")
+    ok(f"fill_holes: {int(cases) + 2} cases passed.")
 
 
 def check_postprocess(fn, cases: int = 3, seed: int = 0, n_components: int = 2) -> None:
@@ -232,16 +230,16 @@ def check_postprocess(fn, cases: int = 3, seed: int = 0, n_components: int = 2) 
     got = _as_binary(fn(mask), "postprocess", label, mask.shape)
     expected = inference.postprocess(mask, n_components) > 0
     if got[21, 21]:
-        _fail(f"postprocess on {label}: the speck is still there; keep only the "
-              f"{n_components} largest components.")
+        fail('postprocess', label, f"the speck is still there; keep only the "
+                                   f"{n_components} largest components.")
     if not got[10, 6]:
-        _fail(f"postprocess on {label}: the hole is still there; fill holes "
-              f"(scipy.ndimage.binary_fill_holes) after keeping the largest components.")
+        fail('postprocess', label, "the hole is still there; fill holes "
+                                   "(scipy.ndimage.binary_fill_holes) after keeping the largest components.")
     _compare(got, expected, "postprocess", label, "keep_largest_components, then fill_holes.")
     for i in range(int(cases)):
-        mask = random_blobs((48, 48), n_blobs=5, holes=2, seed=seed + 200 + i)
+        mask = _random_blobs((48, 48), n_blobs=5, holes=2, seed=seed + 200 + i)
         label = f"random blobs with holes {i + 1}"
         got = _as_binary(fn(mask), "postprocess", label, mask.shape)
         _compare(got, inference.postprocess(mask, n_components) > 0, "postprocess", label,
                  "keep_largest_components, then fill_holes.")
-    print(f"postprocess looks right ({int(cases) + 1} cases).")
+    ok(f"postprocess: {int(cases) + 1} cases passed.")

@@ -13,17 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
+from helpers.checks._common import fail, ok
+
 __all__ = ["check_split_by_patient", "check_callbacks", "check_compile", "check_training_run",
-           "check_monitor", "check_train_step", "fake_cxr_pairs"]
+           "check_monitor", "check_train_step"]
 
 
-def _fail(message: str):
-    raise AssertionError(message)
-
-
-def fake_cxr_pairs(n_patients: int = 40, second_view: float = 0.3, seed: int = 0,
-                   prefix: str = "SYN") -> list[tuple[str, str]]:
-    """Made-up ``(image, mask)`` path pairs named like the chest X-ray set
+def _fake_cxr_pairs(n_patients: int = 40, second_view: float = 0.3, seed: int = 0,
+                    prefix: str = "SYN") -> list[tuple[str, str]]:
+    """The split check's input: made-up ``(image, mask)`` path pairs named like the chest X-ray set
     (``images/SYN_0007_0.png``, about ``second_view`` of the patients with a second view
     ``_1``). No file is created: the split functions only look at the names."""
     rng = np.random.default_rng(seed)
@@ -46,13 +44,13 @@ def _one_split(fn, items, fractions, seed, label):
     try:
         parts = fn(items, fractions=fractions, seed=seed)
     except TypeError as error:
-        _fail(f"{label}: calling split_by_patient(items, fractions={fractions}, seed={seed}) "
-              f"failed with TypeError: {error}. Keep the signature "
-              f"split_by_patient(items, fractions=(0.7, 0.15, 0.15), seed=42).")
+        fail('split_by_patient', label, f"calling split_by_patient(items, fractions={fractions}, seed={seed}) "
+                                        f"failed with TypeError: {error}. Keep the signature "
+                                        f"split_by_patient(items, fractions=(0.7, 0.15, 0.15), seed=42).")
     if not isinstance(parts, (tuple, list)) or len(parts) != len(fractions):
-        _fail(f"{label}: expected {len(fractions)} lists (one per fraction), got "
-              f"{type(parts).__name__} of length {len(parts) if hasattr(parts, '__len__') else '?'}. "
-              f"Return e.g. (train, val, test).")
+        fail('split_by_patient', label, f"expected {len(fractions)} lists (one per fraction), got "
+                                        f"{type(parts).__name__} of length {len(parts) if hasattr(parts, '__len__') else '?'}. "
+                                        f"Return e.g. (train, val, test).")
     parts = [list(part) for part in parts]
     keys = [tuple(map(str, item)) if isinstance(item, (tuple, list)) else str(item) for item in items]
     seen = {}
@@ -60,32 +58,32 @@ def _one_split(fn, items, fractions, seed, label):
         for item in part:
             key = tuple(map(str, item)) if isinstance(item, (tuple, list)) else str(item)
             if key not in set(keys):
-                _fail(f"{label}: part {p} holds {item!r}, which is not one of the input items; "
-                      f"return the items themselves (the (image, mask) pairs), not patient names.")
+                fail('split_by_patient', label, f"part {p} holds {item!r}, which is not one of the input items; "
+                                                f"return the items themselves (the (image, mask) pairs), not patient names.")
             if key in seen:
-                _fail(f"{label}: item {item!r} is in part {seen[key]} and in part {p}; every item "
-                      f"must be in exactly one part.")
+                fail('split_by_patient', label, f"item {item!r} is in part {seen[key]} and in part {p}; every item "
+                                                f"must be in exactly one part.")
             seen[key] = p
     missing = [k for k in keys if k not in seen]
     if missing:
-        _fail(f"{label}: {len(missing)} of {len(items)} items are in no part (e.g. {missing[0]!r}); "
-              f"every item must be in exactly one part.")
+        fail('split_by_patient', label, f"{len(missing)} of {len(items)} items are in no part (e.g. {missing[0]!r}); "
+                                        f"every item must be in exactly one part.")
     owner = {}
     for p, part in enumerate(parts):
         for item in part:
             patient = _patient(item)
             if owner.setdefault(patient, p) != p:
-                _fail(f"{label}: patient {patient} has images in part {owner[patient]} and in part {p}. "
-                      f"Shuffle and split the list of PATIENTS (data.patient_id), then give each "
-                      f"part all the images of its patients.")
+                fail('split_by_patient', label, f"patient {patient} has images in part {owner[patient]} and in part {p}. "
+                                                f"Shuffle and split the list of PATIENTS (data.patient_id), then give each "
+                                                f"part all the images of its patients.")
     n = len(items)
     for p, (part, fraction) in enumerate(zip(parts, fractions)):
         expected = fraction * n
         tolerance = max(4.0, 0.1 * n)
         if abs(len(part) - expected) > tolerance:
-            _fail(f"{label}: part {p} has {len(part)} of {n} items, expected about "
-                  f"{expected:.0f} ({fraction:.0%}, ± {tolerance:.0f}). Check how you turn the "
-                  f"fractions into numbers of patients (cumulative sums of the fractions).")
+            fail('split_by_patient', label, f"part {p} has {len(part)} of {n} items, expected about "
+                                            f"{expected:.0f} ({fraction:.0%}, ± {tolerance:.0f}). Check how you turn the "
+                                            f"fractions into numbers of patients (cumulative sums of the fractions).")
     return parts
 
 
@@ -107,19 +105,19 @@ def check_split_by_patient(fn, cases: int = 1, seed: int = 0) -> None:
         settings.append((n_patients, tuple(round(f, 3) for f in fractions), int(rng.integers(0, 10_000))))
     for n_patients, fractions, split_seed in settings:
         fractions = tuple(float(f) for f in fractions[:-1]) + (round(1 - float(sum(fractions[:-1])), 6),)
-        items = fake_cxr_pairs(n_patients, seed=split_seed)
+        items = _fake_cxr_pairs(n_patients, seed=split_seed)
         label = f"{len(items)} images of {n_patients} patients, fractions {fractions}, seed {split_seed}"
         first = _one_split(fn, items, fractions, split_seed, label)
         again = _one_split(fn, list(items), fractions, split_seed, label)
         if [sorted(map(str, p)) for p in first] != [sorted(map(str, p)) for p in again]:
-            _fail(f"{label}: two calls with the same seed gave different splits; use "
-                  f"np.random.default_rng(seed) for the shuffle (not np.random.shuffle without a seed).")
+            fail('split_by_patient', label, "two calls with the same seed gave different splits; use "
+                                            "np.random.default_rng(seed) for the shuffle (not np.random.shuffle without a seed).")
         other = _one_split(fn, items, fractions, split_seed + 1, label + " (seed + 1)")
         if [sorted(map(str, p)) for p in first] == [sorted(map(str, p)) for p in other]:
-            _fail(f"{label}: seeds {split_seed} and {split_seed + 1} gave the same split; the "
-                  f"shuffle must depend on `seed`.")
-    print(f"split_by_patient looks right: no patient in two parts, sizes match the fractions "
-          f"({len(settings)} case{'s' if len(settings) > 1 else ''}).")
+            fail('split_by_patient', label, f"seeds {split_seed} and {split_seed + 1} gave the same split; the "
+                                            f"shuffle must depend on `seed`.")
+    ok(f"split_by_patient: no patient in two parts, sizes match the fractions "
+       f"({len(settings)} case{'s' if len(settings) > 1 else ''}).")
 
 
 def _find(callbacks, cls_name):
@@ -140,48 +138,48 @@ def check_callbacks(fn_or_list, run_dir=None, monitor: str = "val_dice", mode: s
         callbacks = fn_or_list
         run_dir = Path(run_dir) if run_dir is not None else None
     if callbacks is None or not isinstance(callbacks, (list, tuple)):
-        _fail(f"Expected a list of callbacks, got {type(callbacks).__name__}: did you forget to "
-              f"`return [checkpoint, reduce_lr, early_stop, csv_logger]`?")
+        fail('callbacks', None, f"Expected a list of callbacks, got {type(callbacks).__name__}: did you forget to "
+                                f"`return [checkpoint, reduce_lr, early_stop, csv_logger]`?")
     names = [type(cb).__name__ for cb in callbacks]
     for needed in ("ModelCheckpoint", "ReduceLROnPlateau", "EarlyStopping", "CSVLogger"):
         if not _find(callbacks, needed):
-            _fail(f"No {needed} among the callbacks {names}: add keras.callbacks.{needed}(...).")
+            fail('callbacks', None, f"No {needed} among the callbacks {names}: add keras.callbacks.{needed}(...).")
     checkpoint = _find(callbacks, "ModelCheckpoint")[0]
     path = Path(checkpoint.filepath)
     if path.suffix != ".keras":
-        _fail(f"ModelCheckpoint writes {path}; save the whole model in the Keras 3 format: a "
-              f"file name ending in .keras (e.g. run_dir / 'best.keras'), not .h5 or a folder.")
+        fail('callbacks', None, f"ModelCheckpoint writes {path}; save the whole model in the Keras 3 format: a "
+                                f"file name ending in .keras (e.g. run_dir / 'best.keras'), not .h5 or a folder.")
     if run_dir is not None and path.resolve() != (run_dir / "best.keras").resolve():
-        _fail(f"ModelCheckpoint writes {path}, expected {run_dir / 'best.keras'} (lesson 05 loads it from there).")
+        fail('callbacks', None, f"ModelCheckpoint writes {path}, expected {run_dir / 'best.keras'} (lesson 05 loads it from there).")
     if not checkpoint.save_best_only:
-        _fail("ModelCheckpoint(save_best_only=False) overwrites the file every epoch; pass "
-              "save_best_only=True to keep the best model only.")
+        fail('callbacks', None, "ModelCheckpoint(save_best_only=False) overwrites the file every epoch; pass "
+                                "save_best_only=True to keep the best model only.")
     for cb in (checkpoint, _find(callbacks, "ReduceLROnPlateau")[0], _find(callbacks, "EarlyStopping")[0]):
         if cb.monitor != monitor:
-            _fail(f"{type(cb).__name__} watches {cb.monitor!r}, expected {monitor!r} "
-                  f"(the quantity you chose to watch): pass monitor={monitor!r} to all three.")
+            fail('callbacks', None, f"{type(cb).__name__} watches {cb.monitor!r}, expected {monitor!r} "
+                                    f"(the quantity you chose to watch): pass monitor={monitor!r} to all three.")
         if cb.mode != mode:
-            _fail(f"{type(cb).__name__} has mode={cb.mode!r}, expected {mode!r}: "
-                  + ("a Dice is better when larger" if mode == "max" else "a loss is better when smaller")
-                  + f", so pass mode={mode!r} (Keras cannot guess it for a custom metric).")
+            fail('callbacks', None, f"{type(cb).__name__} has mode={cb.mode!r}, expected {mode!r}: "
+                                    + ("a Dice is better when larger" if mode == "max" else "a loss is better when smaller")
+                                    + f", so pass mode={mode!r} (Keras cannot guess it for a custom metric).")
     early = _find(callbacks, "EarlyStopping")[0]
     if not early.restore_best_weights:
-        _fail("EarlyStopping should restore_best_weights=True, otherwise the model ends with the "
-              "weights of the last epoch, not of the best one.")
+        fail('callbacks', None, "EarlyStopping should restore_best_weights=True, otherwise the model ends with the "
+                                "weights of the last epoch, not of the best one.")
     reduce = _find(callbacks, "ReduceLROnPlateau")[0]
     if not 0 < reduce.factor < 1:
-        _fail(f"ReduceLROnPlateau(factor={reduce.factor}) must lower the rate: use a factor "
-              f"between 0 and 1, e.g. 0.5.")
+        fail('callbacks', None, f"ReduceLROnPlateau(factor={reduce.factor}) must lower the rate: use a factor "
+                                f"between 0 and 1, e.g. 0.5.")
     if reduce.patience >= early.patience:
-        _fail(f"ReduceLROnPlateau patience ({reduce.patience}) should be shorter than EarlyStopping "
-              f"patience ({early.patience}): lower the learning rate before giving up.")
+        fail('callbacks', None, f"ReduceLROnPlateau patience ({reduce.patience}) should be shorter than EarlyStopping "
+                                f"patience ({early.patience}): lower the learning rate before giving up.")
     logger = _find(callbacks, "CSVLogger")[0]
     log = Path(logger.filename)
     if log.suffix != ".csv":
-        _fail(f"CSVLogger writes {log}; use a .csv file name, e.g. run_dir / 'log.csv'.")
+        fail('callbacks', None, f"CSVLogger writes {log}; use a .csv file name, e.g. run_dir / 'log.csv'.")
     if run_dir is not None and log.resolve() != (run_dir / "log.csv").resolve():
-        _fail(f"CSVLogger writes {log}, expected {run_dir / 'log.csv'}.")
-    print("Callbacks look right: best.keras checkpoint, learning-rate schedule, early stopping, CSV log.")
+        fail('callbacks', None, f"CSVLogger writes {log}, expected {run_dir / 'log.csv'}.")
+    ok("callbacks: best.keras checkpoint, learning-rate schedule, early stopping, CSV log.")
 
 
 def check_compile(model, learning_rate: float | None = None) -> None:
@@ -193,16 +191,16 @@ def check_compile(model, learning_rate: float | None = None) -> None:
     from helpers import losses
 
     if getattr(model, "optimizer", None) is None or not getattr(model, "compiled", True):
-        _fail("The model is not compiled: call model.compile(optimizer=..., loss=..., metrics=[...]).")
+        fail('compile', None, "The model is not compiled: call model.compile(optimizer=..., loss=..., metrics=[...]).")
     optimizer = model.optimizer
     if type(optimizer).__name__ != "Adam":
-        _fail(f"The optimizer is {type(optimizer).__name__}, expected Adam: "
-              f"optimizer=keras.optimizers.Adam(learning_rate).")
+        fail('compile', None, f"The optimizer is {type(optimizer).__name__}, expected Adam: "
+                              f"optimizer=keras.optimizers.Adam(learning_rate).")
     if learning_rate is not None:
         got = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
         if not np.isclose(got, learning_rate, rtol=1e-3):
-            _fail(f"The learning rate is {got:g}, expected {learning_rate:g}: "
-                  f"keras.optimizers.Adam(learning_rate=learning_rate).")
+            fail('compile', None, f"The learning rate is {got:g}, expected {learning_rate:g}: "
+                                  f"keras.optimizers.Adam(learning_rate=learning_rate).")
     shape = tuple(int(s) for s in model.input_shape[1:])
     rng = np.random.default_rng(0)
     x = rng.random((2,) + shape).astype("float32")
@@ -211,13 +209,13 @@ def check_compile(model, learning_rate: float | None = None) -> None:
     expected = float(keras.ops.convert_to_numpy(losses.bce_dice_loss(y_true, y_pred)))
     logs = model.evaluate(x, y_true, verbose=0, return_dict=True)
     if "dice" not in logs:
-        _fail(f"evaluate() logs {sorted(logs)} but no 'dice': pass "
-              f"metrics=[metrics.dice_coefficient] to compile (it is logged as 'dice').")
+        fail('compile', None, f"evaluate() logs {sorted(logs)} but no 'dice': pass "
+                              f"metrics=[metrics.dice_coefficient] to compile (it is logged as 'dice').")
     got = float(logs["loss"])
     if not np.isclose(got, expected, rtol=1e-3, atol=1e-4):
-        _fail(f"The loss on a fixed batch is {got:.4f}, but the BCE + Dice loss gives {expected:.4f}: "
-              f"pass loss=losses.bce_dice_loss to compile.")
-    print("Compile looks right: Adam, BCE + Dice loss, 'dice' metric.")
+        fail('compile', None, f"The loss on a fixed batch is {got:.4f}, but the BCE + Dice loss gives {expected:.4f}: "
+                              f"pass loss=losses.bce_dice_loss to compile.")
+    ok("compile: Adam, BCE + Dice loss, 'dice' metric.")
 
 
 def check_training_run(history, run_dir, monitor: str = "val_dice", started: float | None = None) -> None:
@@ -230,35 +228,35 @@ def check_training_run(history, run_dir, monitor: str = "val_dice", started: flo
 
     logs = getattr(history, "history", history)
     if not isinstance(logs, dict):
-        _fail(f"Expected the History returned by model.fit, got {type(history).__name__}.")
+        fail('training run', None, f"Expected the History returned by model.fit, got {type(history).__name__}.")
     for key in ("loss", "val_loss", "dice", monitor):
         if key not in logs:
-            _fail(f"The history has no {key!r} (it has {sorted(logs)}): pass validation_data=val_ds "
-                  f"to fit and metrics=[metrics.dice_coefficient] to compile.")
+            fail('training run', None, f"The history has no {key!r} (it has {sorted(logs)}): pass validation_data=val_ds "
+                                       f"to fit and metrics=[metrics.dice_coefficient] to compile.")
     epochs = len(logs["loss"])
     run_dir = Path(run_dir)
     best = run_dir / "best.keras"
     if not best.is_file():
-        _fail(f"No {best}: pass the callbacks (with the ModelCheckpoint) to fit(callbacks=...).")
+        fail('training run', None, f"No {best}: pass the callbacks (with the ModelCheckpoint) to fit(callbacks=...).")
     try:
         training.load_model(best)
     except Exception as error:  # show any loading problem to the learner
-        _fail(f"{best} does not load ({type(error).__name__}: {error}).")
+        fail('training run', None, f"{best} does not load ({type(error).__name__}: {error}).")
     log = run_dir / "log.csv"
     if not log.is_file():
-        _fail(f"No {log}: pass the CSVLogger to fit(callbacks=...).")
+        fail('training run', None, f"No {log}: pass the CSVLogger to fit(callbacks=...).")
     if started is not None:
         for path in (best, log):
             if path.stat().st_mtime < started - 1.0:
-                _fail(f"{path.name} in the run folder was written before this fit started: it is left over "
-                      f"from an earlier run, so this fit wrote neither a checkpoint nor a log. Pass "
-                      f"callbacks=callbacks to model.fit.")
+                fail('training run', None, f"{path.name} in the run folder was written before this fit started: it is left over "
+                                           f"from an earlier run, so this fit wrote neither a checkpoint nor a log. Pass "
+                                           f"callbacks=callbacks to model.fit.")
     with log.open(newline="") as stream:
         rows = list(csv.DictReader(stream))
     if len(rows) != epochs:
-        _fail(f"{log} has {len(rows)} rows but the history {epochs} epochs; was the log written by "
-              f"another run? Make the callbacks anew before each fit.")
-    print(f"Training run looks right: {epochs} epochs logged, {best.name} saved and loadable.")
+        fail('training run', None, f"{log} has {len(rows)} rows but the history {epochs} epochs; was the log written by "
+                                   f"another run? Make the callbacks anew before each fit.")
+    ok(f"training run: {epochs} epochs logged, {best.name} saved and loadable.")
 
 
 # --------------------------------------------------------------------------- what to watch
@@ -272,25 +270,25 @@ def check_monitor(monitor, mode, logged=LOGGED) -> None:
     ``fit`` logs (``val_`` + one of ``logged``) and the ``mode`` in which it improves
     (``max`` for a Dice, ``min`` for a loss)."""
     if not isinstance(monitor, str) or not isinstance(mode, str):
-        _fail(f"MONITOR and MODE should be strings such as 'val_...' and 'max' or 'min', got "
-              f"{monitor!r} and {mode!r}.")
+        fail('MONITOR and MODE', None, f"MONITOR and MODE should be strings such as 'val_...' and 'max' or 'min', got "
+                                       f"{monitor!r} and {mode!r}.")
     options = sorted(f"val_{key}" for key in logged)
     if monitor in logged:
-        _fail(f"MONITOR = {monitor!r} is measured on the training batches, which the model has learnt "
-              f"from (with augmentation and dropout on): it keeps improving while the model over-fits. "
-              f"Watch the validation version, 'val_{monitor}'.")
+        fail('MONITOR and MODE', None, f"MONITOR = {monitor!r} is measured on the training batches, which the model has learnt "
+                                       f"from (with augmentation and dropout on): it keeps improving while the model over-fits. "
+                                       f"Watch the validation version, 'val_{monitor}'.")
     if monitor not in options:
-        _fail(f"MONITOR = {monitor!r} is not logged by this fit; it logs {options} on the validation set "
-              f"(a metric is logged under its function's name, with 'val_' in front).")
+        fail('MONITOR and MODE', None, f"MONITOR = {monitor!r} is not logged by this fit; it logs {options} on the validation set "
+                                       f"(a metric is logged under its function's name, with 'val_' in front).")
     expected = logged[monitor[len("val_"):]]
     if mode == "auto":
-        _fail(f"MODE = 'auto' lets Keras guess from the name: it knows 'loss' and 'accuracy', not a custom "
-              f"Dice. Say it: {monitor!r} improves when it gets {'larger' if expected == 'max' else 'smaller'}.")
+        fail('MONITOR and MODE', None, f"MODE = 'auto' lets Keras guess from the name: it knows 'loss' and 'accuracy', not a custom "
+                                       f"Dice. Say it: {monitor!r} improves when it gets {'larger' if expected == 'max' else 'smaller'}.")
     if mode != expected:
-        _fail(f"MODE = {mode!r} for {monitor!r}: the callbacks would keep the worst epoch and stop when "
-              f"the model improves. A {'Dice is better when larger' if expected == 'max' else 'loss is better when smaller'}"
-              f": use {expected!r}.")
-    print(f"Watching {monitor!r} in mode {mode!r}: a validation quantity, in the direction it improves.")
+        fail('MONITOR and MODE', None, f"MODE = {mode!r} for {monitor!r}: the callbacks would keep the worst epoch and stop when "
+                                       f"the model improves. A {'Dice is better when larger' if expected == 'max' else 'loss is better when smaller'}"
+                                       f": use {expected!r}.")
+    ok(f"MONITOR and MODE: watching {monitor!r} in mode {mode!r}, a validation quantity, in the direction it improves.")
 
 
 # --------------------------------------------------------------------------- a step by hand
@@ -347,7 +345,7 @@ def check_train_step(fn, seed: int = 0, steps: int = 3) -> None:
                 f"model.trainable_weights) and optimizer.apply_gradients(zip(gradients, "
                 f"model.trainable_weights)).") from error
         if got is None:
-            _fail("train_step returned None: return the loss of the batch (the value before the update).")
+            fail('train_step', None, "train_step returned None: return the loss of the batch (the value before the update).")
         got = float(np.asarray(got).reshape(-1)[0]) if np.size(got) == 1 else float("nan")
         if step == 0 and not np.isclose(got, expected, rtol=1e-4, atol=1e-5):
             inference_loss = float(np.asarray(_step_loss(y, _step_model(seed)(x, training=False))))
@@ -355,26 +353,26 @@ def check_train_step(fn, seed: int = 0, steps: int = 3) -> None:
                     "normalisation uses the batch's own statistics while training"
                     if np.isclose(got, inference_loss, rtol=1e-4, atol=1e-5) else
                     "return loss_fn(y, model(x, training=True)) computed before the update, with the truth first")
-            _fail(f"step 1: the loss of the batch is {expected:.5f} (Keras's own training step), "
-                  f"train_step returned {got:.5f}. Hint: {hint}.")
+            fail('train_step', None, f"step 1: the loss of the batch is {expected:.5f} (Keras's own training step), "
+                                     f"train_step returned {got:.5f}. Hint: {hint}.")
     after = [np.array(w) for w in model.weights]
     if all(np.array_equal(a, np.array(b)) for a, b in zip(trainable_before, model.trainable_weights)):
-        _fail(f"after {steps} steps no trainable weight has changed. Hint: apply the gradients: "
-              f"optimizer.apply_gradients(zip(gradients, model.trainable_weights)).")
+        fail('train_step', None, f"after {steps} steps no trainable weight has changed. Hint: apply the gradients: "
+                                 f"optimizer.apply_gradients(zip(gradients, model.trainable_weights)).")
     names = [w.path if hasattr(w, "path") else w.name for w in model.weights]
     for name, w, r, b in zip(names, after, [np.array(v) for v in reference.weights], before):
         if np.allclose(w, r, rtol=1e-3, atol=1e-5):
             continue
         if "moving" in name:
-            _fail(f"after {steps} steps the batch-norm statistic {name} differs from Keras's training step. "
-                  f"Hint: call model(x, training=True) inside the tape: only then does batch "
-                  f"normalisation update its running averages.")
+            fail('train_step', None, f"after {steps} steps the batch-norm statistic {name} differs from Keras's training step. "
+                                     f"Hint: call model(x, training=True) inside the tape: only then does batch "
+                                     f"normalisation update its running averages.")
         if np.sum((w - b) * (r - b)) < 0:
-            _fail(f"after {steps} steps {name} moved away from where Keras's step takes it: the step goes "
-                  f"uphill. Hint: apply the gradients of the loss as they are (the optimizer subtracts "
-                  f"them); do not negate them, and minimise the loss, not the Dice.")
-        _fail(f"after {steps} steps the weights {name} differ from Keras's own training step "
-              f"(largest difference {np.max(np.abs(w - r)):.2e}). Hint: one gradient of loss_fn(y, "
-              f"model(x, training=True)) with respect to model.trainable_weights, applied once per call "
-              f"with the given optimizer.")
-    print(f"train_step matches Keras's own training step: the same loss and weights over {steps} steps.")
+            fail('train_step', None, f"after {steps} steps {name} moved away from where Keras's step takes it: the step goes "
+                                     f"uphill. Hint: apply the gradients of the loss as they are (the optimizer subtracts "
+                                     f"them); do not negate them, and minimise the loss, not the Dice.")
+        fail('train_step', None, f"after {steps} steps the weights {name} differ from Keras's own training step "
+                                 f"(largest difference {np.max(np.abs(w - r)):.2e}). Hint: one gradient of loss_fn(y, "
+                                 f"model(x, training=True)) with respect to model.trainable_weights, applied once per call "
+                                 f"with the given optimizer.")
+    ok(f"train_step: matches Keras's own training step: the same loss and weights over {steps} steps.")

@@ -70,9 +70,9 @@ def brats_affine(shape) -> np.ndarray:
     return affine
 
 
-def case_name(index: int) -> str:
-    """BraTS case folder name of case ``index`` (1-based): ``BraTS20_Training_007``."""
-    return f"{CASE_PREFIX}{index:03d}"
+def case_name(number: int) -> str:
+    """BraTS folder name of case ``number`` (1-based): ``BraTS20_Training_007`` for 7."""
+    return f"{CASE_PREFIX}{number:03d}"
 
 
 def case_files(name: str) -> list[str]:
@@ -110,15 +110,20 @@ def _ellipsoid(coords, centre, radii, rotation=None) -> np.ndarray:
     return np.sqrt(np.sum((offset / radii) ** 2, axis=0))
 
 
-def synthesize_case(seed: int, index: int, shape=(64, 64, 48)) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Make one case: ``({modality: float32 volume}, seg uint8)``, all of ``shape`` (x, y, z).
+def make_case(number: int, *, shape=DEFAULTS["shape"],
+              seed: int = DEFAULTS["seed"]) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """Make case ``number`` (1-based, as in ``BraTS20_Training_001``): ``({modality: float32
+    volume}, seg uint8, affine 4x4)``, volumes of ``shape`` (x, y, z), affine
+    :func:`brats_affine`.
 
-    Deterministic in ``(seed, index)``. Intensities are arbitrary positive units, 0 outside
-    the brain; seg holds BraTS labels 0, 1, 2, 4.
+    Deterministic in ``(number, shape, seed)``. Intensities are arbitrary positive units, 0
+    outside the brain; seg holds BraTS labels 0, 1, 2, 4.
     """
     from scipy.ndimage import binary_dilation, gaussian_filter
 
-    rng = np.random.default_rng([int(seed), int(index), 8])
+    if int(number) < 1:
+        raise ValueError(f"case numbers start at 1, got {number}")
+    rng = np.random.default_rng([int(seed), int(number), 8])
     shape = tuple(int(s) for s in shape)
     size = np.array(shape, dtype=np.float32)
     coords = np.indices(shape, dtype=np.float32)
@@ -230,17 +235,16 @@ def synthesize_case(seed: int, index: int, shape=(64, 64, 48)) -> tuple[dict[str
         image *= float(np.exp(rng.uniform(np.log(150.0), np.log(2500.0))))  # scanner units
         image[~brain] = 0.0                           # skull-stripped
         volumes[modality] = image.astype(np.float32)
-    return volumes, seg
+    return volumes, seg, brats_affine(shape)
 
 
 # --------------------------------------------------------------------------- files
 
-def _make_case(task: tuple) -> dict[str, bytes]:
+def _make(task: tuple) -> dict[str, bytes]:
     """Worker for :func:`generate`: all five files of one case."""
-    seed, index, shape = task
-    name = case_name(index)
-    volumes, seg = synthesize_case(seed, index, shape)
-    affine = brats_affine(shape)
+    number, shape, seed = task
+    name = case_name(number)
+    volumes, seg, affine = make_case(number, shape=shape, seed=seed)
     files = case_files(name)
     payload = {path: nifti_bytes(volumes[modality], affine)
                for path, modality in zip(files[:4], MODALITIES)}
@@ -270,9 +274,9 @@ def generate(folder, *, force: bool = False, n_cases: int = DEFAULTS["n_cases"],
         "params": {"n_cases": int(n_cases), "shape": list(shape), "seed": int(seed)},
     }
     planned = [path for name in names for path in case_files(name)]
-    tasks = [(int(seed), i, shape) for i in range(1, int(n_cases) + 1)]
+    tasks = [(number, shape, int(seed)) for number in range(1, int(n_cases) + 1)]
     return generate_into(Path(folder), request=request, planned=planned, tasks=tasks,
-                         make=_make_case, force=force, desc="brain MRI cases", workers=workers)
+                         make=_make, force=force, desc="brain MRI cases", workers=workers)
 
 
 # --------------------------------------------------------------------------- loading
@@ -288,13 +292,13 @@ def _find(case_dir: Path, suffix: str) -> Path | None:
     return None
 
 
-def load_brats_cases(folder, *, check_labels: bool = True) -> list[tuple[list[Path], Path]]:
+def load_cases(folder, *, check_masks: bool = True) -> list[tuple[list[Path], Path]]:
     """Find and validate the cases of a BraTS-layout folder.
 
     Returns one ``([t1, t1ce, t2, flair], seg)`` tuple of paths per case folder
     ``<prefix>_NNN`` (sorted by name); ``.nii.gz`` and ``.nii`` are both accepted. Raises
     :class:`DatasetError` naming the file and the fix when a modality or the segmentation is
-    missing, when the five volumes of a case differ in shape, or (``check_labels=True``,
+    missing, when the five volumes of a case differ in shape, or (``check_masks=True``,
     reads every seg) when a segmentation holds values other than 0, 1, 2, 4.
     """
     from helpers.data.io import nifti_shape, read_nifti
@@ -332,7 +336,7 @@ def load_brats_cases(folder, *, check_labels: bool = True) -> list[tuple[list[Pa
                     f"{path} has shape {shape} but {paths[0].name} has {reference}: the four "
                     f"modalities and the seg of a case must be co-registered on one grid. "
                     f"Resample the file onto the grid of the others or remove the case.")
-        if check_labels:
+        if check_masks:
             values = np.unique(read_nifti(paths[4], fix)[0])
             unexpected = sorted(set(values.tolist()) - set(LABELS))
             if unexpected:
@@ -345,7 +349,7 @@ def load_brats_cases(folder, *, check_labels: bool = True) -> list[tuple[list[Pa
     return cases
 
 
-def load_case(modality_paths, seg_path=None) -> tuple[np.ndarray, np.ndarray | None]:
+def read_case(modality_paths, seg_path=None) -> tuple[np.ndarray, np.ndarray | None]:
     """Read one case: ``(image float32 (X, Y, Z, 4) in MODALITIES order, seg uint8 (X, Y, Z) or None)``."""
     from helpers.data.io import read_nifti
 

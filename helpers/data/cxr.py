@@ -586,3 +586,41 @@ def generate(folder: Path, *, force: bool = False, n_images: int = DEFAULTS["n_i
     tasks = [(name, patient, view, size) for name, patient, view in entries]
     return generate_into(Path(folder), request=request, planned=planned, tasks=tasks, make=_make,
                          force=force, desc="chest X-rays", workers=workers if n_images >= 40 else 1)
+
+
+# --------------------------------------------------------------------------------------
+# The generator contract (helpers.data): case names, one case, loading
+# --------------------------------------------------------------------------------------
+
+def case_name(number: int) -> str:
+    """Name of patient (case) ``number`` (1-based): ``SYN_0007`` for 7; its radiographs are
+    ``SYN_0007_0.png``, ``SYN_0007_1.png``."""
+    return f"SYN_{number:04d}"
+
+
+def make_case(number: int, *, size: int = DEFAULTS["size"], seed: int = DEFAULTS["seed"],
+              view: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Radiograph ``view`` (0, 1, ...) of patient ``number`` (1-based) of a set generated with
+    ``seed``: ``(image uint8 (size, size), mask uint8 {0, 1})``, the pixels of
+    ``images/<case_name(number)>_<view>.png`` before PNG encoding. Deterministic in
+    ``(number, size, seed, view)``; :func:`generate_cxr` draws it from the patient's seed."""
+    if int(number) < 1:
+        raise ValueError(f"patient numbers start at 1, got {number}")
+    return generate_cxr(patient_seed(seed, int(number)), size, view)
+
+
+def load_cases(folder) -> list[tuple[Path, Path]]:
+    """The checked ``(image_path, mask_path)`` pairs of a chest X-ray folder
+    (``images/`` + ``masks/``), sorted by name: :func:`helpers.data.load_pairs`, which
+    decodes every file and raises DatasetError naming the file and the fix."""
+    from helpers.data.io import load_pairs
+
+    return load_pairs(folder)
+
+
+def read_case(image_path, mask_path=None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Read one pair: ``(image uint8 (H, W), mask uint8 {0, 1} (H, W) or None)`` through
+    :mod:`helpers.data.io` (DatasetError naming the file when it cannot be read)."""
+    from helpers.data.io import read_image, read_mask
+
+    return read_image(image_path), None if mask_path is None else read_mask(mask_path)

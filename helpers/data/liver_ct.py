@@ -47,7 +47,7 @@ DEFAULTS = {
     "seed": config.SEED,
 }
 
-#: Integer codes of the tissues in the label map returned by ``synthesize_case(..., tissues=True)``
+#: Integer codes of the tissues in the label map returned by ``make_case(..., tissues=True)``
 #: (used by the tests and the benchmark; not written to disk).
 TISSUES = {
     "air": 0, "subcutaneous_fat": 1, "muscle": 2, "visceral_fat": 3, "liver": 4, "lesion": 5,
@@ -60,9 +60,9 @@ TISSUES = {
 PADDING_HU = -1024
 
 
-def case_name(index: int) -> str:
-    """IRCAD-style case name of case ``index`` (1-based): ``ircad_e07``."""
-    return f"ircad_e{index:02d}"
+def case_name(number: int) -> str:
+    """IRCAD-style name of case ``number`` (1-based): ``ircad_e07`` for 7."""
+    return f"ircad_e{number:02d}"
 
 
 def case_files(name: str) -> list[str]:
@@ -129,30 +129,33 @@ def _tube(x, y, z, start, end, radius):
     return (dx - t * ax) ** 2 + (dy - t * ay) ** 2 + (dz - t * az) ** 2 < float(radius) ** 2
 
 
-def case_spacing(seed: int, index: int, shape=DEFAULTS["shape"]) -> tuple[float, float, float]:
-    """Voxel spacing (sx, sy, sz) in mm of case ``index``: field of view 340-390 mm in-plane,
-    170-200 mm along z, divided by the grid ``shape``."""
-    rng = np.random.default_rng([int(seed), int(index), 7, 1])
+def case_spacing(number: int, *, shape=DEFAULTS["shape"], seed: int = DEFAULTS["seed"]) -> tuple[float, float, float]:
+    """Voxel spacing (sx, sy, sz) in mm of case ``number`` (1-based): field of view 340-390 mm
+    in-plane, 170-200 mm along z, divided by the grid ``shape``."""
+    rng = np.random.default_rng([int(seed), int(number), 7, 1])
     fov = rng.uniform(340.0, 390.0)
     coverage = rng.uniform(170.0, 200.0)
     sxy = round(fov / shape[0], 3)
     return (sxy, round(fov / shape[1], 3), round(coverage / shape[2], 2))
 
 
-def synthesize_case(seed: int, index: int, shape=DEFAULTS["shape"], *, tissues: bool = False):
-    """Make one case: ``(hu int16 (X, Y, Z), liver uint8 {0,1} (X, Y, Z), affine 4x4)``.
+def make_case(number: int, *, shape=DEFAULTS["shape"], seed: int = DEFAULTS["seed"], tissues: bool = False):
+    """Make case ``number`` (1-based, as in ``ircad_e01``): ``(hu int16 (X, Y, Z), liver uint8
+    {0,1} (X, Y, Z), affine 4x4)``.
 
-    Deterministic in ``(seed, index)``. Axes as in the files (x towards the patient's left,
+    Deterministic in ``(number, shape, seed)``. Axes as in the files (x towards the patient's left,
     y towards the back, z towards the head), Hounsfield units, spacing from
     :func:`case_spacing`. With ``tissues=True`` a fourth item is returned: a uint8 label map
     with the codes of :data:`TISSUES` (before blur and noise), for tests and benchmarks.
     """
     from scipy.ndimage import gaussian_filter
 
+    if int(number) < 1:
+        raise ValueError(f"case numbers start at 1, got {number}")
     shape = tuple(int(s) for s in shape)
     nx, ny, nz = shape
-    spacing = case_spacing(seed, index, shape)
-    rng = np.random.default_rng([int(seed), int(index), 7])
+    spacing = case_spacing(number, shape=shape, seed=seed)
+    rng = np.random.default_rng([int(seed), int(number), 7])
     sx, sy, sz = spacing
 
     # world coordinates in mm: x to the patient's left, y to the back, z to the head
@@ -377,11 +380,11 @@ def synthesize_case(seed: int, index: int, shape=DEFAULTS["shape"], *, tissues: 
 
 # --------------------------------------------------------------------------- files
 
-def _make_case(task: tuple) -> dict[str, bytes]:
+def _make(task: tuple) -> dict[str, bytes]:
     """Worker for :func:`generate`: the volume and the liver mask of one case."""
-    seed, index, shape = task
-    hu, mask, affine = synthesize_case(seed, index, shape)
-    orig, liver = case_files(case_name(index))
+    number, shape, seed = task
+    hu, mask, affine = make_case(number, shape=shape, seed=seed)
+    orig, liver = case_files(case_name(number))
     return {orig: nifti_bytes(hu, affine), liver: nifti_bytes(mask, affine)}
 
 
@@ -407,9 +410,9 @@ def generate(folder, *, force: bool = False, n_cases: int = DEFAULTS["n_cases"],
         "params": {"n_cases": int(n_cases), "shape": list(shape), "seed": int(seed)},
     }
     planned = [path for name in names for path in case_files(name)]
-    tasks = [(int(seed), i, shape) for i in range(1, int(n_cases) + 1)]
+    tasks = [(number, shape, int(seed)) for number in range(1, int(n_cases) + 1)]
     return generate_into(Path(folder), request=request, planned=planned, tasks=tasks,
-                         make=_make_case, force=force, desc="liver CT cases", workers=workers)
+                         make=_make, force=force, desc="liver CT cases", workers=workers)
 
 
 # --------------------------------------------------------------------------- loading
@@ -450,7 +453,7 @@ def _read_array(path: Path) -> np.ndarray:
     return read_nifti(path, fix=_FIX)[0]
 
 
-def load_liver_cases(folder, *, check_masks: bool = True) -> list[tuple[Path, Path]]:
+def load_cases(folder, *, check_masks: bool = True) -> list[tuple[Path, Path]]:
     """Find and validate the cases of a 3D-IRCADb-layout folder.
 
     Returns one ``(orig_path, liver_path)`` tuple per ``<case>_orig.nii.gz`` (or ``.nii``)

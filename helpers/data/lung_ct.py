@@ -61,10 +61,11 @@ HU = {
 }
 
 
-def case_name(index: int) -> str:
-    """LCTSC-like name of case ``index`` (0-based): ``LCTSC-Train-S1-001`` for index 0."""
-    site = 1 + index // 12
-    return f"LCTSC-Train-S{site}-{index % 12 + 1:03d}"
+def case_name(number: int) -> str:
+    """LCTSC-like name of case ``number`` (1-based): ``LCTSC-Train-S1-001`` for 1, twelve
+    cases per site (``LCTSC-Train-S2-001`` for 13)."""
+    site = 1 + (number - 1) // 12
+    return f"LCTSC-Train-S{site}-{(number - 1) % 12 + 1:03d}"
 
 
 # --------------------------------------------------------------------------- geometry
@@ -130,15 +131,19 @@ def _vessel_tree(rng, hilum, lateral_sign, n_generations=3, root_radius=(3.5, 4.
     return segments
 
 
-def make_case(index: int, shape=DEFAULTS["shape"], seed: int = config.SEED):
-    """Build synthetic case ``index``: ``(ct, lung, affine)``.
+def make_case(number: int, *, shape=DEFAULTS["shape"], seed: int = DEFAULTS["seed"]):
+    """Build synthetic case ``number`` (1-based, as in :func:`case_name`): ``(ct, lung, affine)``.
 
     ``ct`` is int16 in Hounsfield units and ``lung`` uint8 {0, 1}, both of ``shape``
     ``(i, j, k)`` (right-to-left, anterior-to-posterior, feet-to-head); ``affine`` is the
     4 x 4 voxel-to-millimetre matrix (RAS) with the case's anisotropic spacing.
-    Deterministic in ``(index, shape, seed)``.
+    Deterministic in ``(number, shape, seed)``.
     """
     from scipy.ndimage import binary_erosion, gaussian_filter
+
+    if int(number) < 1:
+        raise ValueError(f"case numbers start at 1, got {number}")
+    index = int(number) - 1     # the random streams were numbered from 0: same volumes as before
 
     rng = np.random.default_rng([int(seed), int(index), 6])
     nx, ny, nz = (int(n) for n in shape)
@@ -435,32 +440,33 @@ def make_case(index: int, shape=DEFAULTS["shape"], seed: int = config.SEED):
 # --------------------------------------------------------------------------- files
 
 def _make(task) -> dict[str, bytes]:
-    index, shape, seed = task
-    ct, lung, affine = make_case(index, shape, seed)
-    name = case_name(index)
+    number, shape, seed = task
+    ct, lung, affine = make_case(number, shape=shape, seed=seed)
+    name = case_name(number)
     return {f"{name}/{CT_NAME}": nifti_bytes(ct, affine), f"{name}/{MASK_NAME}": nifti_bytes(lung, affine)}
 
 
 def generate(folder: Path, *, force: bool = False, n_cases: int = DEFAULTS["n_cases"],
-             shape=DEFAULTS["shape"], seed: int = DEFAULTS["seed"]) -> Path:
+             shape=DEFAULTS["shape"], seed: int = DEFAULTS["seed"], workers: int = 1) -> Path:
     """Generate ``n_cases`` synthetic chest CT cases into ``folder`` unless already there.
 
     Writes ``<case>/ct.nii.gz`` (int16 HU) and ``<case>/lung.nii.gz`` (uint8 {0, 1}) for
     cases ``LCTSC-Train-S1-001`` ... with volumes of ``shape`` voxels ``(i, j, k)`` and
     anisotropic spacing in the affine; deterministic in ``(n_cases, shape, seed)``; about
-    half a second per case at the default grid. Returns ``folder``.
+    half a second per case at the default grid; ``workers`` processes draw the cases (it does
+    not change the result). Returns ``folder``.
     """
     n_cases = int(n_cases)
     shape = tuple(int(n) for n in shape)
     if n_cases < 1 or len(shape) != 3 or min(shape) < 16:
         raise ValueError(f"need n_cases >= 1 and a 3-D shape of at least 16 voxels per axis, "
                          f"got n_cases={n_cases}, shape={shape}")
-    planned = [f"{case_name(i)}/{name}" for i in range(n_cases) for name in (CT_NAME, MASK_NAME)]
+    planned = [f"{case_name(number)}/{name}" for number in range(1, n_cases + 1) for name in (CT_NAME, MASK_NAME)]
     request = {"generator": "lung_ct", "version": GENERATOR_VERSION,
                "params": {"n_cases": n_cases, "shape": list(shape), "seed": int(seed)}}
     return generate_into(Path(folder), request=request, planned=planned,
-                         tasks=[(i, shape, int(seed)) for i in range(n_cases)], make=_make,
-                         force=force, desc="lung CT volumes")
+                         tasks=[(number, shape, int(seed)) for number in range(1, n_cases + 1)], make=_make,
+                         force=force, desc="lung CT volumes", workers=workers)
 
 
 # --------------------------------------------------------------------------- loading
@@ -472,11 +478,11 @@ def _header(path: Path):
                                 "force=True) or convert that case again")
 
 
-def load_lung_ct_cases(folder: Path, *, check_values: bool = True) -> list[tuple[Path, Path]]:
+def load_cases(folder: Path, *, check_masks: bool = True) -> list[tuple[Path, Path]]:
     """Validated ``(ct_path, lung_path)`` pairs of the case folders in ``folder``, sorted.
 
     Every sub-folder holding ``ct.nii.gz`` must hold ``lung.nii.gz`` of the same 3-D shape;
-    with ``check_values`` the masks are read and must contain only 0 and 1 (this reads every
+    with ``check_masks`` the masks are read and must contain only 0 and 1 (this reads every
     mask: a few seconds for a real data set). Raises ``DatasetError`` naming the file and
     the fix otherwise, or when ``folder`` holds no case at all.
     """
@@ -496,7 +502,7 @@ def load_lung_ct_cases(folder: Path, *, check_values: bool = True) -> list[tuple
             raise DatasetError(f"{lung_path} has shape {tuple(lung_shape)} but {ct_path} has "
                                f"{tuple(ct_shape)}: a mask must be a 3-D volume on the CT's grid. "
                                f"Resample the mask onto the CT (nearest neighbour) when converting.")
-        if check_values:
+        if check_masks:
             from helpers.data.io import read_nifti
 
             values = np.unique(read_nifti(lung_path, fix="convert that case again")[0])
@@ -512,6 +518,20 @@ def load_lung_ct_cases(folder: Path, *, check_values: bool = True) -> list[tuple
     return pairs
 
 
+def read_case(ct_path, lung_path=None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """Read one case: ``(ct float32 HU (X, Y, Z), lung uint8 {0, 1} (X, Y, Z) or None, affine
+    4x4)``, the paths as :func:`load_cases` returns them. Raises DatasetError naming the
+    file when it cannot be read or the mask is not binary."""
+    from helpers.data.io import BINARY_LABELS, check_labels, load_nifti, read_nifti
+
+    ct, affine = load_nifti(ct_path)
+    lung = None
+    if lung_path is not None:
+        labels = read_nifti(lung_path, fix="convert that case again")[0]
+        lung = (check_labels(lung_path, labels, BINARY_LABELS) > 0).astype(np.uint8)
+    return ct, lung, affine
+
+
 def voxel_spacing(affine: np.ndarray) -> np.ndarray:
     """Voxel spacing in mm along the array axes ``(i, j, k)`` from a 4 x 4 affine."""
     affine = np.asarray(affine, dtype=float)
@@ -519,4 +539,5 @@ def voxel_spacing(affine: np.ndarray) -> np.ndarray:
 
 
 __all__ = ["CT_NAME", "DEFAULTS", "GENERATOR_VERSION", "HU", "MASK_NAME", "case_name",
-           "generate", "load_lung_ct_cases", "make_case", "nifti_bytes", "voxel_spacing"]
+           "generate", "load_cases", "make_case", "nifti_bytes", "read_case",
+           "voxel_spacing"]

@@ -1,0 +1,80 @@
+"""Tests of helpers/checks/_common.py: the one failure format, the one success line, and how
+a learner's function is called."""
+
+from __future__ import annotations
+
+import pytest
+
+from helpers import checks
+from helpers.checks._common import call, fail, name_of, ok
+
+
+def test_fail_names_function_case_problem_and_hint():
+    with pytest.raises(AssertionError) as info:
+        fail("dice_coefficient", "two empty masks", "expected 1.0, got nan.", "add `smooth` to both.")
+    assert str(info.value) == ("dice_coefficient — case 'two empty masks': expected 1.0, got nan. "
+                               "Hint: add `smooth` to both.")
+    with pytest.raises(AssertionError, match=r"^compile: The model is not compiled\.$"):
+        fail("compile", None, "The model is not compiled.")
+
+
+def test_ok_prints_one_tick_line(capsys):
+    ok("threshold: 5 cases passed.")
+    assert capsys.readouterr().out == "✓ threshold: 5 cases passed.\n"
+
+
+def test_call_turns_accidents_into_check_failures():
+    def unfinished(x):
+        raise NotImplementedError()
+
+    def broken(x):
+        return x / 0
+
+    def no_return(x):
+        x + 1
+
+    def nested_check(x):
+        raise AssertionError("inner check")
+
+    with pytest.raises(AssertionError, match="not written yet"):
+        call(unfinished, "unfinished", "a case", 1)
+    with pytest.raises(AssertionError, match=r"broken — case 'zero': raised ZeroDivisionError") as info:
+        call(broken, name_of(broken), "zero", 1)
+    assert isinstance(info.value.__context__, ZeroDivisionError)
+    with pytest.raises(AssertionError, match="returned None.*forget `return`"):
+        call(no_return, "no_return", "one", 1)
+    assert call(no_return, "no_return", "one", 1, allow_none=True) is None
+    with pytest.raises(AssertionError, match="^inner check$"):
+        call(nested_check, "nested_check", "one", 1)
+    assert call(lambda x, y=0: x + y, "add", "two", 1, y=2) == 3
+
+
+def test_checks_package_re_exports_every_check_explicitly():
+    import helpers.checks as package
+
+    assert not hasattr(package, "__getattr__"), "names must be re-exported, not searched"
+    for name in package.__all__:
+        assert name.startswith("check_") and callable(getattr(checks, name))
+    from helpers.checks import architecture, brain, generator, liver_ct, lung_ct, metrics, prediction, training
+
+    exported = set()
+    for module in (generator, architecture, metrics, training, prediction, lung_ct, liver_ct, brain):
+        exported |= set(module.__all__)
+    assert exported == set(package.__all__)
+    assert not {"fake_cxr_pairs", "random_blobs"} & set(dir(package))
+
+
+def test_every_check_the_notebooks_call_is_exported():
+    import json
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    used = set()
+    for notebook in sorted(root.glob("answers/*/*.ipynb")):
+        for cell in json.loads(notebook.read_text(encoding="utf-8"))["cells"]:
+            if cell["cell_type"] == "code":
+                used |= set(re.findall(r"\bchecks\.(\w+)", "".join(cell["source"])))
+    assert len(used) >= 40
+    missing = sorted(name for name in used if name not in checks.__all__)
+    assert not missing, f"the answer notebooks call checks that helpers.checks does not export: {missing}"

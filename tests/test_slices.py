@@ -1,0 +1,85 @@
+"""Tests of helpers/slices.py, the reference versions of lesson 07's exercises: the lesson's
+checks accept them, they keep the lesson's conventions, and the grader guards them like any
+other reference (a learner's function may not hand its work to the reference of the same
+name)."""
+
+from __future__ import annotations
+
+import sys
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from helpers import checks, config, slices
+
+
+def _mask(shape=(20, 16, 12), first=3, last=7):
+    mask = np.zeros(shape, np.uint8)
+    mask[5:12, 4:10, first:last + 1] = 1
+    return mask
+
+
+def test_the_lesson_checks_accept_the_references(capsys):
+    checks.check_select_slices(slices.select_slices)
+    checks.check_volume_to_slices(slices.volume_to_slices)
+    checks.check_flip_augmentation(slices.random_flip)
+    checks.check_kfold(slices.kfold_by_patient)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 4 and all(line.startswith("✓ ") for line in lines)
+
+
+def test_select_slices_keeps_organ_slices_and_a_fraction_of_empty_ones():
+    kept = slices.select_slices(_mask(), empty_fraction=0.5, rng=np.random.default_rng(0))
+    assert set(range(3, 8)) <= set(kept.tolist())
+    assert len(kept) == 5 + round(0.5 * 7) and np.all(np.diff(kept) > 0)
+    assert slices.select_slices(_mask(), 0.0).tolist() == [3, 4, 5, 6, 7]
+
+
+def test_volume_to_slices_is_in_radiological_view_and_windowed():
+    volume = np.full((16, 16, 12), -1000.0, np.float32)
+    volume[2, 9, :] = 250.0                     # x = 2, y = 9: row 9, column 2 after the transpose
+    images, masks = slices.volume_to_slices(volume, _mask((16, 16, 12)), [4, 5], size=16)
+    assert images.shape == masks.shape == (2, 16, 16, 1) and images.dtype == np.float32
+    low, high = config.HU_WINDOW_LIVER
+    assert images.min() == 0.0 and images.max() == pytest.approx((250 - low) / (high - low))
+    assert np.argwhere(images[0, ..., 0] > 0.5).tolist() == [[9, 2]], "not (rows = y, columns = x)"
+    assert set(np.unique(masks).tolist()) == {0.0, 1.0}
+
+
+def test_random_flip_moves_image_and_mask_together_and_copies():
+    rng = np.random.default_rng(0)
+    images = rng.random((6, 8, 8, 1)).astype(np.float32)
+    before = images.copy()
+    flipped, flipped_masks = slices.random_flip(images, images > 0.5, np.random.default_rng(1), p=1.0)
+    assert np.array_equal(images, before)
+    assert np.array_equal(flipped, images[:, :, ::-1]) and np.array_equal(flipped_masks, flipped > 0.5)
+
+
+def test_kfold_by_patient_validates_every_patient_once():
+    ids = [f"ircad_e{i:02d}" for i in range(1, 12)] + ["ircad_e01"]
+    folds = slices.kfold_by_patient(ids, k=4, seed=3)
+    validated = [case for _, val in folds for case in val]
+    assert sorted(validated) == sorted(set(ids))
+    assert all(not set(train) & set(val) for train, val in folds)
+    assert folds == slices.kfold_by_patient(ids, k=4, seed=3) != slices.kfold_by_patient(ids, k=4, seed=4)
+
+
+def test_the_grading_kernel_guards_the_references():
+    grading_kernel = pytest.importorskip("helpers.grading_kernel")
+    manager = SimpleNamespace(cleanup_transforms=[], line_transforms=[], token_transformers=[])
+    shell = SimpleNamespace(input_transformer_manager=manager, input_transformers_post=[],
+                            ast_transformers=[], events=SimpleNamespace(callbacks={}))
+    snapshot = grading_kernel._Snapshot(shell)
+    learner = {"slices": slices}
+    exec(compile("def select_slices(mask, empty_fraction=0.1, rng=None):\n"
+                 "    return slices.select_slices(mask, empty_fraction, rng)\n"
+                 "def my_pipeline(mask):\n"
+                 "    return slices.select_slices(mask, 0.0)\n", "<learner's cell>", "exec"), learner)
+    sys.settrace(snapshot.guard())
+    try:
+        with pytest.raises(grading_kernel.ReferenceCallError, match="calls the course's reference"):
+            learner["select_slices"](_mask())
+        assert learner["my_pipeline"](_mask()).tolist() == [3, 4, 5, 6, 7]   # other code may use it
+    finally:
+        sys.settrace(None)

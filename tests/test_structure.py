@@ -1,0 +1,127 @@
+"""The structure of helpers/ reads as the pipeline and has no import cycle.
+
+Layers, lowest first: the foundation (``config``, ``distribute``), ``data``, ``generator``
+(with lesson 07's ``slices``), ``models``, ``losses``/``metrics``, ``training``,
+``inference``, ``viz``; ``checks`` beside them (they may use any of them) and the command
+line on top (``__main__``, ``course``, ``lab``, grading ...). A module imports only from its
+own layer or lower ones, counting the imports inside functions too, and the graph of all
+imports between helpers modules is acyclic. A new module must be given its layer here.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+HELPERS = ROOT / "helpers"
+
+PIPELINE = ["foundation", "data", "generator", "models", "losses/metrics", "training", "inference", "viz"]
+BESIDE, TOP = "checks", "command line"
+RANK = {name: rank for rank, name in enumerate(PIPELINE)} | {BESIDE: len(PIPELINE), TOP: len(PIPELINE) + 1}
+
+LAYER_OF = {
+    "helpers": "foundation", "helpers.config": "foundation", "helpers.distribute": "foundation",
+    "helpers.generator": "generator", "helpers.slices": "generator",
+    "helpers.models": "models",
+    "helpers.losses": "losses/metrics", "helpers.metrics": "losses/metrics",
+    "helpers.training": "training",
+    "helpers.inference": "inference",
+    "helpers.viz": "viz",
+    "helpers.__main__": TOP, "helpers._bootstrap": TOP, "helpers.course": TOP, "helpers.lab": TOP,
+    "helpers.hosted": TOP, "helpers.grading": TOP, "helpers.grading_audit": TOP, "helpers.grading_execute": TOP,
+    "helpers.grading_kernel": TOP, "helpers.sandbox": TOP, "helpers.data.__main__": TOP,
+}
+
+
+def _modules() -> dict[str, Path]:
+    modules = {}
+    for path in sorted(HELPERS.rglob("*.py")):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return modules
+
+
+MODULES = _modules()
+
+
+def _layer(module: str) -> str:
+    if module in LAYER_OF:
+        return LAYER_OF[module]
+    if module == "helpers.data" or module.startswith("helpers.data."):
+        return "data"
+    if module == "helpers.checks" or module.startswith("helpers.checks."):
+        return BESIDE
+    raise AssertionError(f"{module} has no layer: add it to LAYER_OF in tests/test_structure.py "
+                         f"(where does it sit in data -> generator -> models -> ... -> viz?)")
+
+
+def _imports(module: str, path: Path) -> set[str]:
+    """The helpers modules ``module`` imports, anywhere in its code (functions included)."""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([node.module] if node.module else []))
+            # `from helpers import data` imports the module helpers.data; `from helpers.data
+            # import load_pairs` imports helpers.data
+            names = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in MODULES else base for alias in node.names]
+        else:
+            continue
+        found.update(name for name in names if name in MODULES and name != module)
+    return found
+
+
+GRAPH = {module: _imports(module, path) for module, path in MODULES.items()}
+
+
+def test_every_module_has_a_layer():
+    for module in MODULES:
+        _layer(module)
+
+
+def test_no_import_cycle():
+    state: dict[str, int] = {}          # 1 = on the current path, 2 = done
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for imported in sorted(GRAPH[module]):
+            if state.get(imported) == 1:
+                cycle = path[path.index(imported):] + [module, imported] if imported in path else [module, imported]
+                raise AssertionError("import cycle: " + " -> ".join(dict.fromkeys(cycle)) + f" -> {imported}")
+            if imported not in state:
+                visit(imported, path + [module])
+        state[module] = 2
+
+    for module in sorted(GRAPH):
+        if module not in state:
+            visit(module, [])
+
+
+def test_lower_layers_do_not_import_higher_ones():
+    wrong = []
+    for module, imported in sorted(GRAPH.items()):
+        layer = _layer(module)
+        for target in sorted(imported):
+            if RANK[_layer(target)] > RANK[layer]:
+                wrong.append(f"{module} ({layer}) imports {target} ({_layer(target)})")
+    assert not wrong, "imports against the pipeline order:\n" + "\n".join(wrong)
+
+
+def test_the_graph_sees_imports_inside_functions():
+    # models builds in distribute's scope from inside build_unet: the edge must be there
+    assert "helpers.distribute" in GRAPH["helpers.models"]
+    assert "helpers.training" not in GRAPH["helpers.models"]
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if _layer(m) != TOP or m == "helpers.course"))
+def test_every_pipeline_and_checks_module_imports(module):
+    importlib.import_module(module)
