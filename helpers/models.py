@@ -1,7 +1,7 @@
 """The U-Net, built from three blocks, in 2D and 3D.
 
-``conv_block`` (Conv–BatchNorm–ReLU twice, optional spatial dropout and residual
-shortcut), ``encoder_block`` (conv block, then 2× max pooling; returns the skip tensor
+``conv_block`` (Conv–BatchNorm–ReLU twice, optional spatial dropout), ``residual_block``
+(the same two convolutions plus a shortcut added before the last ReLU), ``encoder_block`` (conv block, then 2× max pooling; returns the skip tensor
 too), ``decoder_block`` (2× upsampling, concatenation with the skip tensor, conv block)
 and ``build_unet`` which stacks them. Whether the network is 2D or 3D is decided by the
 rank of the input: ``(H, W, C)`` builds Conv2D layers, ``(D, H, W, C)`` Conv3D layers.
@@ -13,8 +13,11 @@ from types import SimpleNamespace
 
 import keras
 
-__all__ = ["layers_for", "conv_block", "encoder_block", "decoder_block", "build_unet",
-           "count_parameters"]
+__all__ = ["layers_for", "conv_block", "residual_block", "encoder_block", "decoder_block",
+           "build_unet", "count_parameters", "BLOCKS"]
+
+#: The block kinds ``build_unet(block=...)`` knows.
+BLOCKS = ("plain", "residual")
 
 
 def layers_for(x) -> SimpleNamespace:
@@ -42,22 +45,85 @@ def _name(name, suffix):
 def conv_block(x, filters: int, batch_norm: bool = True, dropout: float = 0.0,
                residual: bool = False, name: str | None = None, use_bias: bool | None = None):
     """Two 3×3 (×3) convolutions, each followed by BatchNorm (if ``batch_norm``) and ReLU,
-    then spatial dropout of rate ``dropout`` (if > 0). ``x``: ``(batch, H, W, C)`` or
-    ``(batch, D, H, W, C)``; returns the same spatial shape with ``filters`` channels.
-    With ``residual`` a 1×1 convolution of the input is added before the second ReLU.
-    Convolutions have no bias when followed by BatchNorm (``use_bias`` overrides)."""
+    then spatial dropout of rate ``dropout`` (if > 0).
+
+    Args:
+        x: a tensor ``(batch, H, W, C)`` or ``(batch, D, H, W, C)``.
+        filters: output channels of both convolutions.
+        batch_norm: BatchNormalization after each convolution.
+        dropout: spatial dropout rate at the end of the block (0 for none).
+        residual: build :func:`residual_block` instead (same arguments).
+        name: prefix of the layer names (None: Keras's automatic names).
+        use_bias: bias in the convolutions; default: only without BatchNorm.
+
+    Returns:
+        A tensor of ``x``'s spatial shape with ``filters`` channels.
+
+    Raises:
+        ValueError: ``x`` is neither 4-D nor 5-D.
+    """
+    if residual:
+        return residual_block(x, filters, batch_norm=batch_norm, dropout=dropout, name=name,
+                              use_bias=use_bias)
     L = layers_for(x)
     bias = (not batch_norm) if use_bias is None else use_bias
-    shortcut = x
     for i in (1, 2):
         x = L.Conv(filters, 3, padding="same", use_bias=bias, kernel_initializer="he_normal",
                    name=_name(name, f"conv{i}"))(x)
         if batch_norm:
             x = keras.layers.BatchNormalization(name=_name(name, f"bn{i}"))(x)
-        if residual and i == 2:
-            shortcut = L.Conv(filters, 1, padding="same", name=_name(name, "shortcut"))(shortcut)
-            x = keras.layers.Add(name=_name(name, "add"))([x, shortcut])
         x = keras.layers.Activation("relu", name=_name(name, f"relu{i}"))(x)
+    if dropout and dropout > 0:
+        x = L.SpatialDropout(dropout, name=_name(name, "dropout"))(x)
+    return x
+
+
+def residual_block(x, filters: int, batch_norm: bool = True, dropout: float = 0.0,
+                   name: str | None = None, use_bias: bool | None = None):
+    """A residual conv block (He et al., 2016), 2D or 3D from the rank of ``x``.
+
+    ``Conv 3×3 → BN → ReLU → Conv 3×3 → BN``, plus a **shortcut**, then ReLU and
+    optional spatial dropout: ``relu(F(x) + shortcut(x))``. The shortcut is ``x`` itself
+    (the identity, no weights) when ``x`` already has ``filters`` channels, and otherwise a
+    1×1 (×1) convolution to ``filters`` channels followed by BatchNorm (if ``batch_norm``)
+    — a *projection*. The addition comes before the last ReLU, so the block can pass its
+    input on unchanged (``F(x) = 0``) and gradients reach earlier layers through the
+    shortcut without crossing the convolutions.
+
+    Args:
+        x: a tensor ``(batch, H, W, C)`` or ``(batch, D, H, W, C)``.
+        filters: output channels.
+        batch_norm: BatchNormalization after each convolution (and the projection).
+        dropout: spatial dropout rate after the final ReLU (0 for none).
+        name: prefix of the layer names (None: Keras's automatic names).
+        use_bias: bias in the convolutions; default: only without BatchNorm.
+
+    Returns:
+        A tensor of ``x``'s spatial shape with ``filters`` channels. Compared with
+        :func:`conv_block` it has ``C·filters`` more weights (+ ``4·filters`` BatchNorm
+        values) when ``C != filters`` and exactly the same number otherwise.
+
+    Raises:
+        ValueError: ``x`` is neither 4-D nor 5-D.
+    """
+    L = layers_for(x)
+    bias = (not batch_norm) if use_bias is None else use_bias
+    if x.shape[-1] == filters:
+        shortcut = x
+    else:
+        shortcut = L.Conv(filters, 1, padding="same", use_bias=bias, kernel_initializer="he_normal",
+                          name=_name(name, "shortcut"))(x)
+        if batch_norm:
+            shortcut = keras.layers.BatchNormalization(name=_name(name, "shortcut_bn"))(shortcut)
+    for i in (1, 2):
+        x = L.Conv(filters, 3, padding="same", use_bias=bias, kernel_initializer="he_normal",
+                   name=_name(name, f"conv{i}"))(x)
+        if batch_norm:
+            x = keras.layers.BatchNormalization(name=_name(name, f"bn{i}"))(x)
+        if i == 1:
+            x = keras.layers.Activation("relu", name=_name(name, "relu1"))(x)
+    x = keras.layers.Add(name=_name(name, "add"))([x, shortcut])
+    x = keras.layers.Activation("relu", name=_name(name, "relu2"))(x)
     if dropout and dropout > 0:
         x = L.SpatialDropout(dropout, name=_name(name, "dropout"))(x)
     return x
@@ -120,20 +186,45 @@ def check_input_shape(input_shape, depth: int) -> tuple:
 
 def build_unet(input_shape, n_classes: int = 1, depth: int = 4, base_filters: int = 16,
                batch_norm: bool = True, dropout: float = 0.1, upsampling: str = "transpose",
-               residual: bool = False, name: str = "unet", use_bias: bool | None = None) -> keras.Model:
+               residual: bool = False, name: str = "unet", use_bias: bool | None = None,
+               block: str = "plain") -> keras.Model:
     """Build a U-Net for inputs ``(H, W, C)`` (2D) or ``(D, H, W, C)`` (3D).
 
     ``depth`` encoder steps with ``base_filters · 2**level`` filters, a bottleneck with
     ``base_filters · 2**depth``, ``depth`` decoder steps with skip concatenation, and a 1×1
     convolution to ``n_classes`` channels: sigmoid for ``n_classes == 1`` (a probability
-    per pixel), softmax over classes otherwise. The output has the input's spatial shape,
-    ``(batch, H, W, n_classes)`` / ``(batch, D, H, W, n_classes)``, float32. Spatial sizes
-    must be divisible by ``2**depth`` (ValueError otherwise). The model is built in
+    per pixel), softmax over classes otherwise. The model is built in
     :func:`helpers.distribute.distribution_scope`, so it trains on all devices (a no-op on one).
+
+    Args:
+        input_shape: ``(H, W, C)`` or ``(D, H, W, C)``; sizes divisible by ``2**depth``
+            (None for any size).
+        n_classes: output channels.
+        depth: number of poolings.
+        base_filters: filters of the first level, doubled at each level down.
+        batch_norm: BatchNormalization after every convolution of the blocks.
+        dropout: spatial dropout rate at the end of every block.
+        upsampling: ``"transpose"`` or ``"bilinear"`` (see :func:`decoder_block`).
+        residual: same as ``block="residual"`` (kept for older code).
+        name: the model's name.
+        use_bias: bias in the blocks' convolutions; default: only without BatchNorm.
+        block: ``"plain"`` (:func:`conv_block`) or ``"residual"`` (:func:`residual_block`)
+            for every block of the encoder, bottleneck and decoder.
+
+    Returns:
+        A ``keras.Model`` from the image to ``(batch, H, W, n_classes)`` /
+        ``(batch, D, H, W, n_classes)`` probabilities, float32.
+
+    Raises:
+        ValueError: a size not divisible by ``2**depth``, a bad ``input_shape``,
+            ``n_classes < 1``, an unknown ``block`` or ``upsampling``.
     """
     shape = check_input_shape(input_shape, depth)
     if int(n_classes) < 1:
         raise ValueError(f"n_classes must be >= 1, got {n_classes}.")
+    if block not in BLOCKS:
+        raise ValueError(f"block must be one of {BLOCKS}, got {block!r}.")
+    residual = bool(residual) or block == "residual"
     options = dict(batch_norm=batch_norm, dropout=dropout, residual=residual, use_bias=use_bias)
     from helpers.distribute import distribution_scope
 

@@ -301,3 +301,29 @@ def test_parameter_formula_matches_reference_models(shape, n_classes, depth, bas
         model = models.build_unet(shape, n_classes=n_classes, depth=depth, base_filters=base,
                                   batch_norm=batch_norm, use_bias=use_bias)
         assert arch_checks._unet_params(shape, n_classes, depth, base, batch_norm, use_bias) == model.count_params()
+
+
+# --------------------------------------------------------------------------- residual block
+
+def test_residual_block_check_passes_reference_and_variants(capsys):
+    checks.check_residual_block(models.residual_block)
+    checks.check_residual_block(lambda x, f, batch_norm=True, dropout=0.0: models.residual_block(
+        x, f, batch_norm=batch_norm, dropout=dropout, use_bias=True), random_cases=3, seed=4)
+    assert capsys.readouterr().out.count("✓ residual_block") == 2
+
+
+def test_residual_block_check_rejects_the_plain_block():
+    _fails(checks.check_residual_block, models.conv_block, "no shortcut")
+
+
+def test_numpy_convolution_matches_keras():
+    rng = np.random.default_rng(0)
+    for shape, kernel in (((2, 6, 5, 3), (3, 3, 3, 4)), ((1, 4, 5, 3, 2), (3, 3, 3, 2, 3)),
+                          ((1, 4, 5, 3), (1, 1, 3, 2))):
+        rank = len(shape) - 2
+        layer = (keras.layers.Conv2D if rank == 2 else keras.layers.Conv3D)(
+            kernel[-1], kernel[0], padding="same")
+        x = rng.normal(size=shape).astype("float32")
+        expected = np.asarray(layer(x))
+        np.testing.assert_allclose(arch_checks._np_conv_same(x, np.asarray(layer.kernel), np.asarray(layer.bias)),
+                                   expected, rtol=1e-4, atol=1e-4)

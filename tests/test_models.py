@@ -101,3 +101,67 @@ def test_save_load_round_trip(tmp_path):
     loaded = keras.models.load_model(path)
     np.testing.assert_allclose(np.asarray(loaded(x, training=False)), expected, atol=1e-6)
     assert loaded.name == "unet"
+
+
+# ---------------------------------------------------------------------- residual block
+
+def _block_model(shape, filters, **kwargs):
+    inputs = keras.Input(shape)
+    return keras.Model(inputs, models.residual_block(inputs, filters, **kwargs))
+
+
+@pytest.mark.parametrize("shape, filters", [((12, 10, 3), 8), ((12, 10, 8), 8), ((6, 8, 10, 2), 4),
+                                            ((6, 8, 10, 4), 4)])
+def test_residual_block_shapes_and_projection_only_when_channels_differ(shape, filters):
+    model = _block_model(shape, filters, dropout=0.2)
+    assert model.output_shape == (None,) + shape[:-1] + (filters,)
+    rank = len(shape) - 1
+    convs = [layer for layer in model.layers if type(layer).__name__ == f"Conv{rank}D"]
+    projections = [c for c in convs if tuple(c.kernel_size) == (1,) * rank]
+    assert len(convs) - len(projections) == 2
+    assert len(projections) == (1 if shape[-1] != filters else 0)
+    types = _layer_types(model)
+    assert types.count("Add") == 1 and types[-1] == f"SpatialDropout{rank}D"
+    plain = keras.Model(model.inputs, models.conv_block(model.inputs[0], filters, dropout=0.2))
+    extra = 0 if shape[-1] == filters else shape[-1] * filters + 4 * filters   # 1×1 conv + BatchNorm
+    assert model.count_params() == plain.count_params() + extra
+
+
+@pytest.mark.parametrize("shape, filters", [((6, 5, 4), 4), ((6, 5, 3), 4), ((3, 4, 5, 2), 2)])
+def test_residual_block_adds_the_shortcut_before_the_relu(shape, filters):
+    """With the 3×3 kernels zeroed (and BatchNorm an identity at inference) the residual
+    branch is 0 and the block outputs relu(shortcut): x itself, or its 1×1 projection."""
+    model = _block_model(shape, filters, use_bias=False)
+    rank = len(shape) - 1
+    projection = None
+    for layer in model.layers:
+        if type(layer).__name__.startswith("Conv") and tuple(layer.kernel_size) == (3,) * rank:
+            layer.kernel.assign(np.zeros(layer.kernel.shape, "float32"))
+        elif type(layer).__name__.startswith("Conv"):
+            projection = layer
+        elif type(layer).__name__ == "BatchNormalization":
+            layer.moving_variance.assign(np.full(layer.moving_variance.shape, 1 - layer.epsilon, "float32"))
+    x = np.random.default_rng(3).normal(size=(2,) + shape).astype("float32")
+    got = np.asarray(model(x, training=False))
+    shortcut = x if projection is None else np.tensordot(x, np.asarray(projection.kernel).reshape(shape[-1], filters), 1)
+    assert (shortcut < 0).any()           # so that relu(shortcut) != shortcut
+    np.testing.assert_allclose(got, np.maximum(shortcut, 0), rtol=1e-5, atol=1e-5)
+
+
+def test_build_unet_block_option():
+    for shape, kwargs in (((64, 64, 1), dict(depth=3, base_filters=8)), ((16, 16, 16, 1), dict(depth=2, base_filters=4))):
+        plain = models.build_unet(shape, **kwargs)
+        residual = models.build_unet(shape, block="residual", **kwargs)
+        assert residual.output_shape == plain.output_shape
+        assert _layer_types(residual).count("Add") == 2 * kwargs["depth"] + 1
+        assert "Add" not in _layer_types(plain)
+        # every block of a U-Net changes the channels, so each gets a 1×1 projection + BatchNorm
+        depth, base = kwargs["depth"], kwargs["base_filters"]
+        ins = [1] + [base * 2 ** level for level in range(depth)]
+        outs = [base * 2 ** level for level in range(depth + 1)]
+        extra = sum(c * f + 4 * f for c, f in zip(ins, outs))
+        extra += sum(2 * f * f + 4 * f for f in (base * 2 ** level for level in range(depth)))
+        assert residual.count_params() == plain.count_params() + extra
+        assert models.build_unet(shape, residual=True, **kwargs).count_params() == residual.count_params()
+    with pytest.raises(ValueError, match="block"):
+        models.build_unet((32, 32, 1), depth=2, block="dense")

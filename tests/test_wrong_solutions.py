@@ -369,6 +369,74 @@ for _m, _frag in (("no size check", "your own size check"), ("ignores dropout", 
 _r(E, checks.check_unet_3d, _unet, "lesson-like")
 
 
+def _residual(x, filters, batch_norm=True, dropout=0.0, *, mistake=None):
+    """A learner's residual block; ``mistake`` picks one beginner error."""
+    L = _layers(x) if mistake != "2D only" else SimpleNamespace(
+        Conv=keras.layers.Conv2D, SpatialDropout=keras.layers.SpatialDropout2D)
+    shortcut = x
+    if x.shape[-1] != filters or mistake == "projection always":
+        if mistake == "no projection":
+            pass                      # x + shortcut then fails on the channel mismatch
+        elif mistake == "skips shortcut when channels differ":
+            shortcut = None
+        else:
+            shortcut = L.Conv(filters, 1, use_bias=not batch_norm)(x)
+            if batch_norm:
+                shortcut = keras.layers.BatchNormalization()(shortcut)
+    for i in (1, 2):
+        x = L.Conv(filters, 3, padding="same", use_bias=not batch_norm)(x)
+        if batch_norm:
+            x = keras.layers.BatchNormalization()(x)
+        if i == 1 or mistake in ("relu before add", "add after relu"):
+            x = keras.layers.Activation("relu")(x)
+        if i == 1 and mistake == "shortcut after first conv":
+            shortcut = x
+    if dropout > 0 and mistake == "dropout before add":
+        x = L.SpatialDropout(dropout)(x)
+    if mistake == "no shortcut" or shortcut is None:
+        pass
+    elif mistake == "concatenate":
+        x = keras.layers.Concatenate()([x, shortcut])
+    else:
+        x = keras.layers.Add()([x, shortcut])
+    if mistake not in ("add after relu", "no final relu"):
+        x = keras.layers.Activation("relu")(x)
+    if dropout > 0 and mistake not in ("dropout before add", "no dropout"):
+        x = (keras.layers.Dropout(dropout) if mistake == "plain dropout" else L.SpatialDropout(dropout))(x)
+    return x
+
+
+def _residual_ops(x, filters, batch_norm=True, dropout=0.0):
+    """Legitimate variant: operators instead of Add/Activation layers, the projection
+    without BatchNorm and with a bias, ReLU layers."""
+    L = _layers(x)
+    shortcut = x if x.shape[-1] == filters else L.Conv(filters, 1, use_bias=True)(x)
+    y = x
+    for i in (1, 2):
+        y = L.Conv(filters, 3, padding="same", use_bias=True)(y)
+        if batch_norm:
+            y = keras.layers.BatchNormalization()(y)
+        if i == 1:
+            y = keras.layers.ReLU()(y)
+    y = keras.ops.relu(y + shortcut)
+    return L.SpatialDropout(dropout)(y) if dropout > 0 else y
+
+
+E = "residual_block_check"
+for _m, _frag in (("no shortcut", "no shortcut"), ("add after relu", "after the final ReLU"),
+                  ("no projection", "1×1 convolution"),
+                  ("skips shortcut when channels differ", "no shortcut when the channels change"),
+                  ("projection always", "identity"), ("shortcut after first conv", "input"),
+                  ("concatenate", "concatenat"), ("2D only", "volumes"),
+                  ("relu before add", "ReLU before the addition"), ("no final relu", "no ReLU after"),
+                  ("dropout before add", "dropout"), ("plain dropout", "whole maps"),
+                  ("no dropout", "spatial dropout")):
+    _w(E, checks.check_residual_block, lambda x, f, batch_norm=True, dropout=0.0, m=_m: _residual(
+        x, f, batch_norm, dropout, mistake=m), _m, _frag)
+_r(E, checks.check_residual_block, _residual, "lesson-like")
+_r(E, checks.check_residual_block, _residual_ops, "operators, projection without BatchNorm")
+
+
 def _depth(input_shape, min_size=4, *, mistake=None):
     sizes = list(input_shape[:-1])
     if mistake == "first size only":

@@ -1,5 +1,5 @@
 """Checks for lesson 02 (architecture): conv block, encoder and decoder steps, the U-Net in
-2D and 3D.
+2D and 3D, the residual block.
 
 Each check builds the learner's block on small ``keras.Input`` tensors, inspects the
 layers it made (kinds, order, kernel sizes), compares output shapes and parameter counts
@@ -18,7 +18,7 @@ import numpy as np
 from helpers.checks._common import call, fail, ok
 
 __all__ = ["check_conv_block", "check_encoder_block", "check_decoder_block", "check_unet",
-           "check_unet_3d", "check_max_depth"]
+           "check_unet_3d", "check_max_depth", "check_residual_block"]
 
 
 def _model(inputs, outputs):
@@ -438,3 +438,220 @@ def check_max_depth(fn, random_cases: int = 10, seed: int = 0) -> None:
             hint = "one too deep: check depth + 1 before you accept it."
         fail(name, case, f"expected depth {expected}, got {got}.", hint)
     ok(f"{name}: {len(cases)} cases passed")
+
+
+# --------------------------------------------------------------------------------------
+# The residual block
+# --------------------------------------------------------------------------------------
+
+def _np_conv_same(x, kernel, bias=None):
+    """'same' convolution of ``x`` (batch, *spatial, C_in) with an odd ``kernel``
+    (*k, C_in, C_out), stride 1, in NumPy (float64)."""
+    rank = x.ndim - 2
+    k = kernel.shape[:rank]
+    pads = [(0, 0)] + [(size // 2, size // 2) for size in k] + [(0, 0)]
+    padded = np.pad(x.astype(np.float64), pads)
+    spatial = x.shape[1:-1]
+    out = np.zeros(x.shape[:-1] + (kernel.shape[-1],))
+    for offset in np.ndindex(*k):
+        window = padded[(slice(None),) + tuple(slice(o, o + n) for o, n in zip(offset, spatial))]
+        out += window @ kernel[offset].astype(np.float64)
+    return out if bias is None else out + bias
+
+
+_BN_GAMMA, _BN_BETA = 2.0, 0.5
+
+
+def _set_known_weights(model, rng):
+    """Give every convolution random weights and every BatchNorm the inference transform
+    ``z -> 2 z + 0.5`` (moving mean 0, moving variance 1 - epsilon)."""
+    for layer in model.layers:
+        if _is_conv(layer):
+            layer.kernel.assign(rng.normal(0, 0.4, tuple(layer.kernel.shape)).astype("float32"))
+            if getattr(layer, "bias", None) is not None:
+                layer.bias.assign(rng.normal(0, 0.2, tuple(layer.bias.shape)).astype("float32"))
+        elif type(layer).__name__ == "BatchNormalization":
+            n = int(layer.moving_mean.shape[0])
+            if layer.gamma is not None:
+                layer.gamma.assign(np.full(n, _BN_GAMMA, "float32"))
+            if layer.beta is not None:
+                layer.beta.assign(np.full(n, _BN_BETA, "float32"))
+            layer.moving_mean.assign(np.zeros(n, "float32"))
+            layer.moving_variance.assign(np.full(n, 1.0 - layer.epsilon, "float32"))
+
+
+def _conv_np(layer, x):
+    bias = np.asarray(layer.bias) if getattr(layer, "bias", None) is not None else None
+    return _np_conv_same(x, np.asarray(layer.kernel), bias)
+
+
+def _residual_params(rank, c_in, filters, batch_norm, use_bias, projection_bn):
+    total = _block_params(rank, c_in, filters, batch_norm, use_bias)
+    if c_in != filters:
+        total += _conv_params(rank, 1, c_in, filters, use_bias)
+        total += 4 * filters if projection_bn else 0
+    return total
+
+
+def _residual_case(name, case, fn, shape, filters, batch_norm, rng):
+    """Build fn on ``shape``, compare its output with a NumPy residual block using the same
+    weights, and return the model."""
+    import keras
+
+    rank = len(shape) - 1
+    c_in = shape[-1]
+    inputs = keras.Input(shape)
+    try:
+        out = fn(inputs, filters, batch_norm=batch_norm, dropout=0.0)
+    except Exception as error:
+        hint = ""
+        if rank == 3:
+            hint = (" Hint: the same function must work for volumes (batch, D, H, W, C): take the layer "
+                    "classes from layers_for(x) instead of naming Conv2D.")
+        elif c_in != filters:
+            hint = (f" Hint: x has {c_in} channels and the block's output {filters}, so x cannot be added "
+                    f"as it is: project it first with a 1×1 convolution to `filters` channels.")
+        raise AssertionError(f"{name} — case '{case}': raised {type(error).__name__}: "
+                             f"{str(error).strip()[:300]}{hint}") from error
+    expected_shape = (None,) + tuple(shape[:-1]) + (filters,)
+    if _shape(out) != expected_shape:
+        got = _shape(out)
+        hint = "padding='same' everywhere, `filters` channels at the end."
+        if got[:-1] == expected_shape[:-1] and got[-1] in (2 * filters, c_in + filters):
+            hint = ("the output has the channels of a concatenation: a residual block *adds* the shortcut "
+                    "to the convolutions' output (keras.layers.Add), it does not concatenate it.")
+        fail(name, case, f"expected output shape {expected_shape}, got {got}.", hint)
+    model = _model(inputs, out)
+    convs = [layer for layer in model.layers if _is_conv(layer)]
+    big = [c for c in convs if tuple(c.kernel_size) == (3,) * rank]
+    small = [c for c in convs if tuple(c.kernel_size) == (1,) * rank]
+    other = [c for c in convs if c not in big and c not in small]
+    if len(big) != 2 or other:
+        fail(name, case, f"expected two {'×'.join('3' * rank)} convolutions (and a 1×1 projection when the "
+              f"channels change), found kernels {[tuple(c.kernel_size) for c in convs]}.",
+              "the residual branch is the conv block's Conv -> BN -> ReLU -> Conv -> BN; the projection "
+              "shortcut is a single 1×1 convolution.")
+    if c_in == filters and small:
+        fail(name, case, f"x already has {filters} channels, but the shortcut goes through a 1×1 convolution.",
+              "when the channels match, the shortcut is x itself (the identity): no weights, and the "
+              "gradient passes through unchanged. Project only when x.shape[-1] != filters.")
+    if len(small) > 1:
+        fail(name, case, f"found {len(small)} 1×1 convolutions; one projection is enough.",
+              "project the shortcut once: Conv(filters, 1) on the block's input.")
+    _set_known_weights(model, rng)
+    x = rng.normal(0, 1, (2,) + tuple(shape)).astype("float32")
+    got = np.asarray(model(x, training=False), dtype=np.float64)
+
+    def bn(z):
+        return _BN_GAMMA * z + _BN_BETA if batch_norm else z
+
+    relu = lambda z: np.maximum(z, 0.0)  # noqa: E731
+    conv1, conv2 = big            # model.layers is in graph order: conv1 feeds conv2
+    first = relu(bn(_conv_np(conv1, x)))
+    main = bn(_conv_np(conv2, first))
+    if small:
+        projected = _conv_np(small[0], x)
+        shortcuts = [projected, bn(projected)]
+    else:
+        shortcuts = [x.astype(np.float64)] if c_in == filters else []
+    close = lambda a: a.shape == got.shape and np.allclose(got, a, rtol=1e-3, atol=1e-3 * (1 + np.abs(a).max()))  # noqa: E731
+    if any(close(relu(main + sc)) for sc in shortcuts):
+        return model
+    if close(relu(main)):
+        if c_in != filters:
+            fail(name, case, f"the output is the plain conv block's: there is no shortcut when the "
+                  f"channels change ({c_in} -> {filters}).",
+                  "when x.shape[-1] != filters, project x with a 1×1 convolution to `filters` channels "
+                  "and add that.")
+        fail(name, case, "the output is the plain conv block's: nothing is added to it.",
+              "add the block's input x (the shortcut) to the second BatchNorm's output, then ReLU.")
+    if any(close(relu(main) + sc) for sc in shortcuts):
+        fail(name, case, "the shortcut is added after the final ReLU, so the block's output can be negative.",
+              "add first, then apply ReLU: relu(F(x) + shortcut).")
+    if any(close(main + sc) for sc in shortcuts):
+        fail(name, case, "no ReLU after the addition (the output has negative values).",
+              "finish with ReLU on the sum: relu(F(x) + shortcut).")
+    if any(close(relu(relu(main) + sc)) for sc in shortcuts):
+        fail(name, case, "the residual branch ends with a ReLU before the addition.",
+              "the second convolution's path is Conv -> BN, then the addition, then the only ReLU: "
+              "a ReLU before the sum means the branch can only ever add, never subtract.")
+    if filters == first.shape[-1] and close(relu(main + first)):
+        fail(name, case, "the shortcut starts after the first convolution, not at the block's input.",
+              "keep a reference to the input (shortcut = x) before x is overwritten by the first Conv.")
+    fail(name, case, "with known weights, the output differs from relu(F(x) + shortcut(x)), "
+          "F = Conv -> BN -> ReLU -> Conv -> BN.",
+          "the shortcut is x itself (or its 1×1 projection when the channels change), added to the second "
+          "BatchNorm's output before the final ReLU.")
+
+
+def _dropped_maps(model, x, training=True):
+    y = np.asarray(model(x, training=training))
+    maps = y.reshape(y.shape[0], -1, y.shape[-1])
+    return float(np.mean(np.all(maps == 0, axis=1)))
+
+
+def check_residual_block(fn, random_cases: int = 1, seed: int = 0) -> None:
+    """Check ``fn(x, filters, batch_norm=True, dropout=0.0)``, a residual block that works
+    for 2D ``(batch, H, W, C)`` and 3D ``(batch, D, H, W, C)`` inputs.
+
+    With known weights (random kernels, BatchNorm set to ``z -> 2z + 0.5``) the output must
+    equal a NumPy ``relu(F(x) + s(x))`` on asymmetric inputs, where ``F`` is
+    Conv -> BN -> ReLU -> Conv -> BN and ``s`` is the identity when ``x`` has ``filters``
+    channels and a 1×1 convolution (with or without BatchNorm) otherwise; the parameter
+    count matches; with ``dropout > 0`` whole feature maps are dropped at the rate asked
+    for during training (after the addition). A Keras functional block runs as a graph
+    inside ``fit``; the check calls it the same way."""
+    import keras
+
+    name = "residual_block"
+    rng = np.random.default_rng(seed)
+    cases = [("2D, 3 -> 8 channels (projection)", (6, 5, 3), 8, True),
+             ("2D, 8 -> 8 channels (identity)", (6, 5, 8), 8, True),
+             ("2D, 4 -> 6 channels, batch_norm=False", (5, 7, 4), 6, False),
+             ("2D, 6 -> 6 channels, batch_norm=False", (7, 5, 6), 6, False),
+             ("3D, 2 -> 4 channels (projection)", (4, 5, 3, 2), 4, True),
+             ("3D, 4 -> 4 channels (identity)", (3, 5, 4, 4), 4, True)]
+    for i in range(random_cases):
+        rank = int(rng.integers(2, 4))
+        spatial = tuple(int(v) for v in rng.integers(3, 7, rank))
+        filters = int(rng.choice([2, 4, 6]))
+        c_in = filters if rng.random() < 0.5 else int(rng.integers(1, 7))
+        cases.append((f"random {i + 1}: {rank}D, {c_in} -> {filters} channels", spatial + (c_in,), filters,
+                      bool(rng.random() < 0.7)))
+    for case, shape, filters, batch_norm in cases:
+        model = _residual_case(name, case, fn, shape, filters, batch_norm, rng)
+        rank = len(shape) - 1
+        counts = {_residual_params(rank, shape[-1], filters, batch_norm, bias, projection_bn)
+                  for bias in (False, True) for projection_bn in ((False, True) if batch_norm else (False,))}
+        if model.count_params() not in counts:
+            fail(name, case, f"expected {' or '.join(map(str, sorted(counts)))} parameters, got "
+                  f"{model.count_params()}.",
+                  "two 3×3 convolutions with `filters` filters and BatchNorm, plus a 1×1 projection only "
+                  "when the channels change.")
+    # Dropout: whole maps, at the rate asked for, after the addition (2D and 3D).
+    for case, shape, filters, rate in (("2D, dropout=0.5", (6, 5, 4), 4, 0.5),
+                                       ("3D, dropout=0.25", (4, 3, 5, 2), 4, 0.25)):
+        inputs = keras.Input(shape)
+        out = call(fn, name, case, inputs, filters, batch_norm=True, dropout=rate)
+        model = _model(inputs, out)
+        x = rng.normal(0, 1, (16,) + shape).astype("float32")
+        dropped = np.mean([_dropped_maps(model, x) for _ in range(2)])
+        if dropped < rate / 3:
+            fail(name, case, f"during training only {dropped:.0%} of the feature maps are entirely zero, "
+                  f"expected about {rate:.0%}.",
+                  "end the block with spatial dropout (layers_for(x).SpatialDropout(dropout)) after the "
+                  "final ReLU, when dropout > 0: dropout before the addition is undone by the shortcut, "
+                  "and ordinary Dropout zeroes single pixels, not whole maps.")
+        if abs(dropped - rate) > 0.2:
+            fail(name, case, f"during training {dropped:.0%} of the feature maps are dropped, expected "
+                  f"about {rate:.0%}.", "pass the `dropout` argument as the rate.")
+        if _dropped_maps(model, x, training=False) > 0.05:
+            fail(name, case, "feature maps are dropped at inference too.",
+                  "use the dropout layer, which is active only in training.")
+    inputs = keras.Input((6, 5, 4))
+    model = _model(inputs, call(fn, name, "dropout=0", inputs, 4, batch_norm=True, dropout=0.0))
+    x = rng.normal(0, 1, (16, 6, 5, 4)).astype("float32")
+    if _dropped_maps(model, x) > 0.1:
+        fail(name, "dropout=0", "feature maps are dropped although dropout=0.",
+              "add the dropout layer only `if dropout > 0:`, with the rate `dropout`.")
+    ok(f"{name}: {len(cases) + 3} cases passed (2D and 3D, identity and projection shortcuts, dropout)")
