@@ -138,3 +138,40 @@ def test_answer_notebook_follows_the_exercise_conventions(path: Path):
     assert all(cell.get("id") for cell in nb.cells), (
         f"{path.name}: cells without ids make the release change on every run; save it with "
         f"nbformat >= 5.1 (e.g. open and save it in JupyterLab).")
+
+
+def _measured_seconds(readme: str) -> dict[str, int]:
+    """The README's one measured run: ``| 04 | 105 | ... |`` rows."""
+    import re
+
+    rows = re.findall(r"^\| (\d\d) \| (\d+) \| [^\n]*\|$", readme, re.M)
+    return {number: int(seconds) for number, seconds in rows}
+
+
+def _compute_label(seconds: int) -> tuple[str, str]:
+    """What the lesson table and a lesson's **Time** line say for ``seconds`` of compute:
+    under a minute, else the nearest half minute."""
+    if seconds < 60:
+        return "< 1 min", "under a minute"
+    text = f"~{round(seconds / 30) / 2:g} min"
+    return text, text
+
+
+def test_lesson_times_in_readme_and_headers_come_from_the_measured_run():
+    import re
+
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    measured = _measured_seconds(readme)
+    assert sorted(measured) == sorted(name[:2] for name in ANSWER_LESSONS), measured
+    for number, seconds in measured.items():
+        column, phrase = _compute_label(seconds)
+        row = re.search(r"^\| \[" + number + r" [^\n]*\| ([^|\n]+) \|$", readme, re.M)
+        assert row and row.group(1).strip() == column, (
+            f"README lesson table, lesson {number}: compute {row and row.group(1)!r}, "
+            f"the measured run says {seconds} s -> {column!r}")
+        path = next((REPO_ROOT / "answers").glob(f"{number}_*/*.ipynb"))
+        header = "".join(nbformat.read(path, as_version=4).cells[0].source)
+        time_line = re.search(r"\*\*Time\*\*[^\n]*", header)
+        assert time_line and f"in class, {phrase} of compute" in time_line.group(0), (
+            f"{path.name}: the **Time** line says {time_line and time_line.group(0)!r}; the measured run "
+            f"says {seconds} s -> {phrase!r}")
