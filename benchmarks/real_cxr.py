@@ -5,9 +5,13 @@ shenzhen|montgomery|mlinfn_cxr ... --size 256``) and prints, side by side with a
 Otsu threshold (best polarity per image, an optimistic baseline), the mean, the median
 and the worst-decile Dice (the mean of the lowest tenth of the per-image scores, at least
 one image). The U-Net is scored on its thresholded output as it is and after
-``helpers.inference.postprocess`` (two largest components, holes filled). Writes a
-montage of the worst cases: the radiograph with the true lung outline in green and the
-model's in red.
+``helpers.inference.postprocess`` (two largest components, holes filled). Then it says
+*where* the U-Net errs: each true lung's bounding box is cut into a 3 x 3 grid (top, middle,
+bottom x lateral, middle, medial; lateral is towards the image border) and the missed and
+falsely added pixels of each zone are printed in per cent of all true lung pixels (false
+positives belong to the nearest lung). Run it on the synthetic set too (``data/cxr_synthetic``)
+to see which zones are hard only on real films. Writes a montage of the worst cases: the
+radiograph with the true lung outline in green and the model's in red.
 
 The model is ``--model PATH`` if given, else the lesson-04 model
 (``data/runs/04_training/best.keras``), else a fresh reference run of
@@ -64,6 +68,76 @@ def summary(scores) -> dict:
     k = max(1, math.ceil(scores.size / 10))
     return {"mean": float(scores.mean()), "median": float(np.median(scores)),
             "worst decile": float(scores[:k].mean())}
+
+
+def zone_errors(truth: np.ndarray, predicted: np.ndarray, min_pixels: int = 50) -> tuple[np.ndarray, np.ndarray, int]:
+    """Missed and falsely added pixels of one image by zone of the lung they belong to.
+
+    Every connected component of ``truth`` with at least ``min_pixels`` pixels is a lung; its
+    bounding box is cut into thirds vertically (top, middle, bottom) and horizontally
+    (lateral, middle, medial, where lateral is the side nearer the image border). A missed
+    pixel counts in the zone of its own lung, a false positive in the zone of the nearest lung
+    (clipped to the box's edge zones when it lies outside the box).
+
+    Args:
+        truth: boolean mask ``(H, W)``.
+        predicted: boolean mask of the same shape.
+        min_pixels: smaller true components (specks) are not lungs.
+
+    Returns:
+        ``(false_positives, missed, true_pixels)``: two ``(3, 3)`` integer arrays (rows top to
+        bottom, columns lateral to medial) and the number of true pixels.
+
+    Raises:
+        ValueError: the masks differ in shape or are not 2-D.
+    """
+    from scipy import ndimage
+
+    truth, predicted = np.asarray(truth, bool), np.asarray(predicted, bool)
+    if truth.ndim != 2 or truth.shape != predicted.shape:
+        raise ValueError(f"zone_errors needs two 2-D masks of one shape, got {truth.shape} and {predicted.shape}.")
+    false_positives, missed = np.zeros((3, 3), np.int64), np.zeros((3, 3), np.int64)
+    labels, count = ndimage.label(truth)
+    sizes = ndimage.sum(truth, labels, index=np.arange(1, count + 1))
+    lungs = [k + 1 for k, size in enumerate(sizes) if size >= min_pixels]
+    if not lungs:
+        return false_positives, missed, int(truth.sum())
+    kept = np.where(np.isin(labels, lungs), labels, 0)
+    nearest_index = ndimage.distance_transform_edt(kept == 0, return_indices=True)[1]
+    nearest = kept[tuple(nearest_index)]
+    width = truth.shape[1]
+    for lung in lungs:
+        rows, cols = np.nonzero(kept == lung)
+        top, bottom, left, right = rows.min(), rows.max(), cols.min(), cols.max()
+        on_image_left = cols.mean() < width / 2
+        for counts, errors in ((false_positives, predicted & ~truth), (missed, truth & ~predicted)):
+            ys, xs = np.nonzero(errors & (nearest == lung))
+            vertical = np.clip((ys - top) * 3 // max(1, bottom - top + 1), 0, 2)
+            horizontal = np.clip((xs - left) * 3 // max(1, right - left + 1), 0, 2)
+            if not on_image_left:
+                horizontal = 2 - horizontal      # column 0 is always the lateral third
+            np.add.at(counts, (vertical, horizontal), 1)
+    return false_positives, missed, int(truth.sum())
+
+
+def print_zone_errors(pairs, probabilities) -> None:
+    """Print the zone table of :func:`zone_errors` summed over a prepared set."""
+    from helpers import inference
+
+    false_positives, missed, true_pixels = np.zeros((3, 3)), np.zeros((3, 3)), 0
+    for (_, mask_path), probability in zip(pairs, probabilities):
+        truth = data.read_mask(mask_path).astype(bool)
+        predicted = inference.resize_to(probability, truth.shape) > 0.5
+        fp, fn, n = zone_errors(truth, predicted)
+        false_positives += fp
+        missed += fn
+        true_pixels += n
+    scale = 100.0 / max(true_pixels, 1)
+    print("\nwhere the U-Net errs, % of true lung pixels (lung box in thirds; columns lateral, middle, medial)")
+    print(f"{'':8s} {'missed':>22s}   {'false positive':>22s}")
+    for row, name in enumerate(("top", "middle", "bottom")):
+        cells = lambda a: " ".join(f"{value * scale:6.2f}" for value in a[row])  # noqa: E731
+        print(f"{name:8s} {cells(missed)}   {cells(false_positives)}")
 
 
 def get_model(path: Path | None):
@@ -141,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{'Dice'.ljust(width)}  {'mean':>6}  {'median':>6}  {'worst decile':>12}")
     for name, stats in table.items():
         print(f"{name.ljust(width)}  {stats['mean']:6.3f}  {stats['median']:6.3f}  {stats['worst decile']:12.3f}")
+    print_zone_errors(pairs, probs)
     order = np.argsort(unet, kind="stable")[:args.n_worst]
     print("\nworst images: " + ", ".join(f"{rows[i]['name']} {unet[i]:.3f}" for i in order))
     if args.csv is not None:
