@@ -57,7 +57,7 @@ __all__ = [
 ]
 
 #: The recipe of the core lessons (04, 05) on the chest X-ray data. Tuned so that at
-#: ``UNET_COURSE_SCALE=1`` the held-out test Dice is >= 0.95 in about three minutes on two
+#: ``UNET_COURSE_SCALE=1`` the held-out test Dice is >= 0.95 in about a minute on two
 #: CPU cores. ``augment`` holds the keyword arguments of
 #: :func:`helpers.generator.augment_pair`: no flip (lesson 01 measures that the two halves of
 #: a chest X-ray are not mirror images; an up-down flip is never plausible).
