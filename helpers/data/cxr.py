@@ -9,7 +9,9 @@ trachea, spine; a heart shadow that overlaps the left lung and rests on the diap
 clavicles; posterior and anterior ribs crossing the lung fields; vessel markings; breast
 shadows; a gastric bubble and bowel gas. Appearance: lung fields that fade towards the
 chest wall and under the soft tissue of the apices; uneven soft tissue outside the lungs
-(some of it as dark as lung); opacities (consolidation, nodules) inside the lungs,
+(some of it as dark as lung); opacities (consolidation, nodules) inside the lungs, half
+of them in the apices and upper zones where tuberculosis - the finding of the public
+Shenzhen and Montgomery sets - shows, some dense enough to hide the lung behind them;
 intensity bias field, contrast and gamma, noise, pose (rotation, scale, shift),
 occasional black collimation borders and an "L"/"R" side marker. Each radiograph then
 gets the preprocessing of prepared real sets (``helpers.data.converters.preprocess_cxr``:
@@ -19,7 +21,11 @@ trained only on this set, evaluated on real radiographs).
 
 The mask holds the *visible* lung fields, as in the Montgomery annotations: lung behind
 ribs, vessels and opacities is lung; the part hidden by the heart and the mediastinum
-is not. Lung pixels are dark (air), bone and heart bright.
+is not. Lung pixels are dark (air), bone and heart bright. As in the real Shenzhen masks
+(measured on the development set), the outline runs on the outer end of the lung's edge
+(one pixel beyond the middle of the dark-to-bright transition), the apices rise close to
+the mediastinum under a flat dome, and the hila and heart widen the mediastinum below
+them (version 4).
 
 ``generate(folder)`` writes ``images/SYN_<pppp>_<k>.png`` (8-bit grey) and
 ``masks/SYN_<pppp>_<k>.png`` (0/255). About one patient in four has a second radiograph
@@ -37,7 +43,7 @@ import numpy as np
 from helpers import config
 from helpers.data._store import generate_into
 
-GENERATOR_VERSION = "3"
+GENERATOR_VERSION = "4"
 
 #: Default parameters of :func:`generate` (a different value regenerates the set).
 DEFAULTS = {"n_images": config.CXR_N_IMAGES, "size": config.CXR_IMAGE_SIZE, "seed": config.SEED}
@@ -110,6 +116,10 @@ def _anatomy(rng: np.random.Generator) -> dict:
     # the heart rests on the left hemidiaphragm; ribs are spaced over the lung height
     a["heart_v"] = a["dome_v_left"] - u(0.02, 0.10)
     a["rib_gap"] *= (a["cp_v"] - a["apex_v"]) / 1.15
+    # the apex rises close to the mediastinum under a broad, flat dome (real lungs are
+    # widest at the top medially)
+    a["apex_u"] = a["med_top"] + 0.08 + 1.4 * (a["apex_u"] - 0.30)
+    a["apex_k"] *= 0.6
     return a
 
 
@@ -121,11 +131,15 @@ def _appearance(rng: np.random.Generator) -> dict:
     for _ in range(n_opacities):
         side = rng.choice([-1, 1])
         n_blobs = int(rng.integers(2, 7))
-        centre = (side * u(0.25, 0.6), u(-0.45, 0.35))
+        if rng.random() < 0.5:
+            # tuberculosis favours the apices and upper zones (infiltrates, fibrosis)
+            centre = (side * u(0.15, 0.55), u(-0.85, -0.40))
+        else:
+            centre = (side * u(0.20, 0.65), u(-0.45, 0.65))
         spread = u(0.04, 0.14)
         blobs = [(centre[0] + rng.normal(0, spread), centre[1] + rng.normal(0, spread),
                   u(0.04, 0.13), u(0.5, 1.0)) for _ in range(n_blobs)]
-        opacities.append({"blobs": blobs, "strength": u(0.08, 0.22), "texture": u(0.0, 0.6)})
+        opacities.append({"blobs": blobs, "strength": u(0.08, 0.30), "texture": u(0.0, 0.6)})
     nodules = [(rng.choice([-1, 1]) * u(0.25, 0.6), u(-0.5, 0.3), u(0.015, 0.035), u(0.06, 0.14))
                for _ in range(int(rng.choice([0, 0, 1, 2])))]
     return {
@@ -195,6 +209,8 @@ def _lung_field(u: np.ndarray, v: np.ndarray, a: dict, side: int) -> np.ndarray:
     lateral = lung_w - 0.10 * (1.0 - t) ** 2 + 0.02 * np.sin(math.pi * t)
     # medial border: mediastinum, aortic knob on the patient's left, right atrium on the right
     medial = a["med_top"] + (a["med_bot"] - a["med_top"]) * t
+    # the hila and the heart widen the mediastinum below the apices
+    medial = medial + (0.03 + a["aortic_knob"]) * np.exp(-(((t - 0.58) / 0.2) ** 2))
     if side > 0:
         medial = medial + a["aortic_knob"] * np.exp(-(((v + 0.36) / 0.09) ** 2))
     # apex: rounded dome, steeper on the medial side
@@ -473,9 +489,14 @@ def _render(a: dict, p: dict, size: int) -> tuple[np.ndarray, np.ndarray]:
     offset = centre_canon - matrix @ (centre_out + np.array([shift_y, shift_x]) / out_px)
     image = ndimage.affine_transform(attenuation.astype(_DTYPE), matrix, offset, output_shape=(size, size),
                                      order=1, mode="nearest")
-    lung = ndimage.affine_transform(lung_soft.astype(_DTYPE), matrix, offset, output_shape=(size, size),
-                                    order=1, mode="constant")
-    mask = (lung >= 0.5).astype(np.uint8)
+    # the outline is drawn on the outer end of the lung's edge, as in real masks (Shenzhen's
+    # last lung pixel sits at ~80 % of the dark-to-bright ramp, past its steepest step): one
+    # pixel of the default image size beyond the middle of the rendered edge, whatever the size
+    # (the implicit function g_visible is about the distance to the edge in anatomy units)
+    outward = 2.0 / config.CXR_IMAGE_SIZE / scale
+    g_out = ndimage.affine_transform(g_visible.astype(_DTYPE), matrix, offset, output_shape=(size, size),
+                                     order=1, mode="constant", cval=1.0)
+    mask = (g_out <= outward).astype(np.uint8)
 
     # exposure: bias field, window, gamma, noise
     ramp = np.linspace(-1, 1, size, dtype=_DTYPE)
