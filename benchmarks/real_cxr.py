@@ -16,7 +16,7 @@ radiograph with the true lung outline in green and the model's in red.
 The model is ``--model PATH`` if given, else the lesson-04 model
 (``data/runs/04_training/best.keras``), else a fresh reference run of
 ``helpers.training.CXR_RECIPE`` on the synthetic set at the current ``UNET_COURSE_SCALE``
-(about a minute on two CPU cores at scale 1), which is saved there.
+(about two minutes on two CPU cores at scale 1), which is saved there.
 
     .venv/bin/python benchmarks/real_cxr.py PREPARED_FOLDER [--model PATH] [--out PNG]
 
