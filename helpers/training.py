@@ -62,8 +62,9 @@ __all__ = [
 #: radiographs well (``benchmarks/real_cxr.py``): 16 epochs, with the learning rate halved
 #: after every epoch without progress, let the model settle instead of stopping while
 #: its Dice on real films still swings from epoch to epoch. ``augment`` holds the keyword
-#: arguments of :func:`helpers.generator.augment_pair`: no flip (lesson 01 measures that the two halves of
-#: a chest X-ray are not mirror images; an up-down flip is never plausible).
+#: arguments of :func:`helpers.generator.augment_pair`: no flip (lesson 01 measures that
+#: the two halves of a chest X-ray are not mirror images; an up-down flip is never
+#: plausible).
 CXR_RECIPE = {
     "image_size": config.CXR_TRAIN_SIZE,   # pixels per side fed to the network
     "depth": 4,                            # poolings in the encoder

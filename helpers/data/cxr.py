@@ -23,7 +23,8 @@ The mask holds the *visible* lung fields, as in the Montgomery annotations: lung
 ribs, vessels and opacities is lung; the part hidden by the heart and the mediastinum
 is not. Lung pixels are dark (air), bone and heart bright. As in the real Shenzhen masks
 (measured on the development set), the outline runs on the outer end of the lung's edge
-(one pixel beyond the middle of the dark-to-bright transition), the apices rise close to
+(one pixel of the 256-pixel image beyond the middle of the dark-to-bright transition, at
+any image size), the apices rise close to
 the mediastinum under a flat dome, and the hila and heart widen the mediastinum below
 them (version 4).
 
