@@ -67,3 +67,54 @@ def test_a_perfect_prediction_has_no_errors_and_shapes_are_checked(benchmark):
     assert benchmark.zone_errors(np.zeros((8, 8), bool), np.ones((8, 8), bool))[0].sum() == 0
     with pytest.raises(ValueError, match="one shape"):
         benchmark.zone_errors(truth, truth[:-1])
+
+
+def test_recipe_changes_are_read_as_literals_and_checked(benchmark):
+    assert benchmark.parse_recipe(["epochs=10", "learning_rate=1e-3", "loss=bce_dice_loss"]) == {
+        "epochs": 10, "learning_rate": 0.001, "loss": "bce_dice_loss"}
+    assert benchmark.parse_recipe(None) == {}
+    with pytest.raises(SystemExit, match="not a recipe entry"):
+        benchmark.parse_recipe(["epoch=10"])
+    with pytest.raises(SystemExit, match="KEY=VALUE"):
+        benchmark.parse_recipe(["epochs"])
+
+
+@pytest.mark.slow
+def test_a_seed_study_trains_one_model_per_seed_and_scores_its_own_test_split(benchmark, tmp_path, capsys):
+    """Two seeds of a one-epoch toy recipe on a small generated set (used as the 'real' set
+    too): one row per seed, each with its own model, Dice values in [0, 1], and a summary."""
+    from helpers import inference, training
+    from helpers.data import cxr
+
+    folder = tmp_path / "cxr"
+    cxr.generate(folder, n_images=24, size=64, seed=5)
+    pairs = cxr.load_cases(folder)
+    rows = benchmark.seed_study(pairs[:6], [3, 4], synthetic_pairs=pairs, run_root=tmp_path / "runs",
+                                epochs=1, depth=2, base_filters=4, image_size=32, batch_size=4)
+    assert [row["seed"] for row in rows] == [3, 4]
+    for row in rows:
+        assert row["epochs"] == 1
+        for key in ("mean", "median", "worst decile", "synthetic_test"):
+            assert 0.0 <= row[key] <= 1.0, (key, row)
+        saved = tmp_path / "runs" / f"seed_{row['seed']}" / "best.keras"
+        own_test = training.split_by_patient(pairs, training.CXR_RECIPE["fractions"], seed=row["seed"])[-1]
+        assert inference.evaluate_cxr(training.load_model(saved), own_test) == pytest.approx(row["synthetic_test"], abs=1e-4)
+    benchmark.print_seed_study(rows)
+    lines = capsys.readouterr().out.splitlines()
+    by_first_word = {line.split()[0]: line.split() for line in lines if line.split()}
+    for row in rows:
+        assert by_first_word[str(row["seed"])][2] == f"{row['mean']:.3f}", lines
+    mean = sum(row["mean"] for row in rows) / 2
+    assert by_first_word["mean"][1] == f"{mean:.3f}", lines
+    assert f"real mean Dice over 2 seed(s): {mean:.3f}" in lines[-1]
+
+
+def test_seeds_and_model_exclude_each_other(benchmark, tmp_path):
+    from helpers.data import cxr
+
+    folder = tmp_path / "cxr"
+    cxr.generate(folder, n_images=4, size=64, seed=5)
+    with pytest.raises(SystemExit, match="leave out --model"):
+        benchmark.main([str(folder), "--seeds", "1", "--model", str(tmp_path / "m.keras")])
+    with pytest.raises(SystemExit, match="give --seeds too"):
+        benchmark.main([str(folder), "--recipe", "epochs=1"])
