@@ -1,8 +1,8 @@
 """The sandbox that grading kernels run in (Linux, bubblewrap).
 
 A student's submission is untrusted code. When ``python -m helpers autograde`` (or a plain
-``nbgrader autograde`` in the course root) executes it, the kernel is started through
-:func:`main`, which wraps the real kernel (:mod:`helpers.grading_kernel`) in ``bwrap``:
+``nbgrader autograde`` in the course root) executes it, the grading runner is started
+through :func:`main`, which wraps it (:mod:`helpers.grading_runner`) in ``bwrap``:
 
 * the file system is empty except for what the kernel needs, all read-only: the system
   folders (``/usr``, ``/etc``, ...), the Python installation and its environment, the
@@ -26,20 +26,16 @@ grading commands stop rather than grade unsandboxed, unless the instructor passe
 from __future__ import annotations
 
 import functools
-import json
 import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-#: Name of the kernelspec that grading selects.
-KERNEL_NAME = "unet-course-grader"
 #: Set to 1 to grade without a sandbox (the instructor accepts the risk).
 NO_SANDBOX_VARIABLE = "UNET_COURSE_NO_SANDBOX"
 
-#: Added to the course kernel's settings when grading: nbgrader scores a test cell that
+#: Added to the course kernel's settings for the grading runner: nbgrader scores a test cell that
 #: writes anything to stderr 0, so Python warnings and text progress bars stay quiet.
 GRADING_ENV = {"PYTHONWARNINGS": "ignore", "TQDM_DISABLE": "1"}
 
@@ -194,32 +190,39 @@ def bwrap_command(inner: list[str], workdir: Path, connection_dir: Path, scratch
     return args
 
 
-def write_kernelspec(folder: Path) -> Path:
-    """Write the grading kernelspec ``<folder>/kernels/unet-course-grader/kernel.json``
-    (this interpreter, started through :func:`main`; interrupts as messages, since the
-    sandbox does not pass signals on) and return ``folder`` (put it on ``JUPYTER_PATH``)."""
-    spec_dir = folder / "kernels" / KERNEL_NAME
-    spec_dir.mkdir(parents=True, exist_ok=True)
-    from helpers import course
+#: Python code that drops the working folder from ``sys.path`` before importing anything
+#: else: the launcher and the runner start in the submission's folder, where a ``helpers/``
+#: or ``json.py`` must not shadow the course's modules.
+_SAFE_START = ("import sys; sys.path[:] = [p for p in sys.path if p not in ('', '.')]; "
+               "from {module} import main; sys.exit(main())")
 
-    spec = course.kernelspec()
-    spec.update(argv=[sys.executable, "-m", "helpers.sandbox", "-f", "{connection_file}"],
-                display_name="U-Net course (grading sandbox)", interrupt_mode="message",
-                metadata={"debugger": False})
-    spec["env"].update(GRADING_ENV)
-    (spec_dir / "kernel.json").write_text(json.dumps(spec, indent=1))
-    return folder
+
+def launcher_command(scratch: Path) -> list[str]:
+    """The command that starts :mod:`helpers.grading_runner` inside the sandbox (through
+    :func:`main`), with ``scratch`` as the folder of its home and data folder."""
+    return [sys.executable, "-c", _SAFE_START.format(module="helpers.sandbox"), "--runner",
+            "--scratch", str(scratch)]
+
+
+def remove_scratch(scratch: Path) -> None:
+    """Delete a scratch folder made for a runner (files the sandbox made read-only too)."""
+    shutil.rmtree(scratch, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Kernel launcher: ``python -m helpers.sandbox -f CONNECTION_FILE [kernel args]``.
+    """Launcher: ``... --runner --scratch FOLDER`` (see :func:`launcher_command`).
 
-    Starts :mod:`helpers.grading_kernel` inside bubblewrap (or directly when the sandbox
-    was switched off with ``UNET_COURSE_NO_SANDBOX=1``), waits for it, and removes its
-    scratch folder. Returns the kernel's exit code.
+    Starts :mod:`helpers.grading_runner` inside bubblewrap (or directly when the sandbox
+    was switched off with ``UNET_COURSE_NO_SANDBOX=1``), with its standard input and output
+    (the grader's pipes), waits for it, and removes its scratch folder. Returns the
+    runner's exit code.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    inner = [sys.executable, "-m", "helpers.grading_kernel", *argv]
+    if "--runner" not in argv or "--scratch" not in argv:
+        print("error: usage: python -m helpers.sandbox --runner --scratch FOLDER", file=sys.stderr)
+        return 2
+    scratch = Path(argv[argv.index("--scratch") + 1]).resolve()
+    inner = [sys.executable, "-c", _SAFE_START.format(module="helpers.grading_runner")]
     if sandbox_disabled():
         return subprocess.call(inner)
     try:
@@ -227,18 +230,14 @@ def main(argv: list[str] | None = None) -> int:
     except SandboxUnavailable as error:
         print(f"error: {error}", file=sys.stderr)
         return 3
-    connection = Path(argv[argv.index("-f") + 1]).resolve() if "-f" in argv else None
-    if connection is None:
-        print("error: the grading kernel needs -f CONNECTION_FILE", file=sys.stderr)
-        return 2
     from helpers import config
 
-    scratch = Path(tempfile.mkdtemp(prefix="kernel-scratch-", dir=connection.parent))
+    scratch.mkdir(parents=True, exist_ok=True)
     try:
-        command = bwrap_command(inner, Path.cwd(), connection.parent, scratch, config.data_dir())
+        command = bwrap_command(inner, Path.cwd(), scratch, scratch, config.data_dir())
         return subprocess.call(command)
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        remove_scratch(scratch)
 
 
 if __name__ == "__main__":

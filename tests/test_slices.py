@@ -6,7 +6,6 @@ name)."""
 from __future__ import annotations
 
 import sys
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -65,21 +64,28 @@ def test_kfold_by_patient_validates_every_patient_once():
     assert folds == slices.kfold_by_patient(ids, k=4, seed=3) != slices.kfold_by_patient(ids, k=4, seed=4)
 
 
-def test_the_grading_kernel_guards_the_references():
-    grading_kernel = pytest.importorskip("helpers.grading_kernel")
-    manager = SimpleNamespace(cleanup_transforms=[], line_transforms=[], token_transformers=[])
-    shell = SimpleNamespace(input_transformer_manager=manager, input_transformers_post=[],
-                            ast_transformers=[], events=SimpleNamespace(callbacks={}))
-    snapshot = grading_kernel._Snapshot(shell)
-    learner = {"slices": slices}
+def test_the_grading_guard_keeps_the_reference_out():
+    grading_guard = pytest.importorskip("helpers.grading_guard")
+    snapshot = grading_guard.Snapshot()
+    learner = {"slices": slices, "__name__": "__main__"}
     exec(compile("def select_slices(mask, empty_fraction=0.1, rng=None):\n"
                  "    return slices.select_slices(mask, empty_fraction, rng)\n"
                  "def my_pipeline(mask):\n"
-                 "    return slices.select_slices(mask, 0.0)\n", "<learner's cell>", "exec"), learner)
+                 "    return slices.select_slices(mask, 0.0)\n", "<cell 3>", "exec"), learner)
     sys.settrace(snapshot.guard())
     try:
-        with pytest.raises(grading_kernel.ReferenceCallError, match="calls the course's reference"):
+        with pytest.raises(grading_guard.ReferenceCallError, match="calls the course's reference"):
             learner["select_slices"](_mask())
         assert learner["my_pipeline"](_mask()).tolist() == [3, 4, 5, 6, 7]   # other code may use it
     finally:
         sys.settrace(None)
+    # while the select_slices exercise is tested, no learner code may reach its reference
+    sys.settrace(snapshot.guard(frozenset({"select_slices"}), "<cell 9>"))
+    try:
+        with pytest.raises(grading_guard.ReferenceCallError):
+            learner["my_pipeline"](_mask())
+    finally:
+        sys.settrace(None)
+    assert snapshot.stands_in(learner["select_slices"], "select_slices") is None
+    learner["select_slices"] = slices.select_slices
+    assert "reference" in snapshot.stands_in(learner["select_slices"], "select_slices")
