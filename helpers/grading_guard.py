@@ -104,8 +104,9 @@ class Snapshot:
         self.module_dicts = {name: dict(vars(module)) for name, module in self.modules.items()}
         self.functions: dict[types.FunctionType, tuple] = {}
         self.classes: dict[type, dict] = {}
-        #: code object of a reference -> the exercise name it implements
-        self.references: dict[types.CodeType, str] = {}
+        #: code object of a reference -> the exercise names it implements (the module
+        #: attribute names it is bound to, e.g. ``dice_coefficient`` and ``dice``)
+        self.references: dict[types.CodeType, frozenset[str]] = {}
         #: exercise name -> the reference objects (functions and classes) of that name
         self.reference_objects: dict[str, list] = {}
         for name, module in self.modules.items():
@@ -113,7 +114,7 @@ class Snapshot:
                 continue
             for key, value in vars(module).items():
                 if isinstance(value, _FunctionType) and value.__module__ == name:
-                    self._add_function(value)
+                    self._add_function(value, key=key)
                 elif isinstance(value, type) and value.__module__ == name:
                     self.classes[value] = dict(vars(value))
                     if not key.startswith("_"):
@@ -124,15 +125,22 @@ class Snapshot:
                             self._add_function(function, owner=value.__name__)
         self.prefixes = _trusted_prefixes()
 
-    def _add_function(self, function: types.FunctionType, owner: str | None = None) -> None:
+    def _add_function(self, function: types.FunctionType, owner: str | None = None,
+                      key: str | None = None) -> None:
         self.functions[function] = (function.__code__, function.__defaults__, function.__kwdefaults__)
-        name = function.__name__
-        if owner and name in _GUARDED_METHODS:
-            # a learner's PyDataset must not hand __getitem__ to the reference class
-            self.references[function.__code__] = name
-        elif not owner and not name.startswith(("check_", "_")):
-            self.references[function.__code__] = name.removeprefix("reference_")
-            self.reference_objects.setdefault(name.removeprefix("reference_"), []).append(function)
+        if owner:
+            if function.__name__ in _GUARDED_METHODS:
+                # a learner's PyDataset must not hand __getitem__ to the reference class
+                self.references[function.__code__] = frozenset({function.__name__})
+            return
+        names = {name.removeprefix("reference_") for name in (key, function.__name__)
+                 if name and not name.startswith(("check_", "_"))}
+        if names:
+            code = function.__code__
+            self.references[code] = self.references.get(code, frozenset()) | names
+            for name in names:
+                if function not in self.reference_objects.setdefault(name, []):
+                    self.reference_objects[name].append(function)
 
     # -- restoring ---------------------------------------------------------------------
 
@@ -263,7 +271,7 @@ class Snapshot:
             return False
 
         if reaches(value, 0):
-            where = ", ".join(sorted({f"{getattr(r, '__module__', 'helpers')}.{r.__qualname__}" for r in references}))
+            where = ", ".join(sorted({f"{getattr(r, '__module__', 'helpers')}.{name}" for r in references}))
             return (f"your {name} is, wraps or reaches the course's reference implementation "
                     f"({where}). Write the code of this exercise yourself instead of using the "
                     f"reference; other helpers may be used as the lesson says.")
@@ -277,7 +285,7 @@ class Snapshot:
         function is anywhere on the stack, or of any reference from a learner function of
         the same name, raises :class:`ReferenceCallError`."""
         references = self.references
-        reference_names = set(references.values())
+        reference_names = set().union(*references.values()) if references else set()
         exercise = frozenset(name.removeprefix("reference_") for name in exercise)
         prefixes = self.prefixes
 
@@ -293,14 +301,14 @@ class Snapshot:
                 return "library"
             return "learner"
 
-        def reference_of(frame) -> str | None:
-            target = references.get(frame.f_code)
-            if target is not None:
-                return target
+        def reference_of(frame) -> frozenset[str]:
+            targets = references.get(frame.f_code)
+            if targets is not None:
+                return targets
             if _AUTOGRAPH_FILE in frame.f_code.co_filename and kind(frame) == "helpers":
                 name = frame.f_code.co_name.removeprefix("tf__")
-                return name if name in reference_names else None
-            return None
+                return frozenset({name}) if name in reference_names else frozenset()
+            return frozenset()
 
         def learner_function(frame) -> bool:
             return (kind(frame) == "learner" and frame.f_code.co_name != "<module>"
@@ -309,18 +317,18 @@ class Snapshot:
         def trace(frame, event, arg):
             if event != "call":
                 return None
-            target = reference_of(frame)
-            if target is None:
+            targets = reference_of(frame)
+            if not targets:
                 return None
-            wanted = target.split(".", 1)[-1]
+            under_test = bool(targets & exercise)
             caller = frame.f_back
             while caller is not None:
-                if target in exercise and learner_function(caller):
+                if under_test and learner_function(caller):
                     raise ReferenceCallError(_message(caller.f_code.co_name, frame))
                 name = caller.f_code.co_name.removeprefix("tf__")
-                if kind(caller) == "learner" and name == wanted:
+                if kind(caller) == "learner" and name in targets:
                     raise ReferenceCallError(_message(name, frame))
-                if kind(caller) != "learner" and target not in exercise:
+                if kind(caller) != "learner" and not under_test:
                     break
                 caller = caller.f_back
             return None

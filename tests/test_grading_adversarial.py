@@ -88,7 +88,9 @@ def _example_class(answers, release) -> dict:
                                    "import os\nos._exit(0)\n" + answers.cells[_index(answers, "count_vowels")].source),
                       3, "flagged"),
         "sigint-proof": (_with_source(answers, "mean",
-                                      f"# {LOOP_MARKER}\nimport signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+                                      f"# {LOOP_MARKER}\nimport signal\n"
+                                      "for number in (signal.SIGINT, signal.SIGALRM, signal.SIGTERM):\n"
+                                      "    signal.signal(number, signal.SIG_IGN)\n"
                                       "while True:\n    pass\n"), 3, "flagged"),
         "renamed-id": (renamed, 5, "repaired"),
         "extra-graded": (extra, 5, "repaired"),
@@ -113,7 +115,60 @@ def _lesson_class(answers, release) -> dict:
     reference = ('def dice_coefficient(y_true, y_pred, smooth=1.0):\n'
                  '    "Soft Dice, averaged over the batch."\n'
                  '    return metrics.dice_coefficient(y_true, y_pred, smooth=smooth)\n')
+    # Kind: errors that never reach the grader (hooks of IPython, the kernel, the runner).
+    custom_exc = ("%time pass\n"
+                  "get_ipython().set_custom_exc((BaseException,), lambda *a, **k: None)\n")
+    display_hook = ("import sys, builtins\n"
+                    "sys.excepthook = lambda *a: None\n"
+                    "sys.displayhook = lambda value: None\n"
+                    "builtins.AssertionError = type('AssertionError', (Exception,), {})\n"
+                    "get_ipython().displayhook.write_output_prompt = lambda: None\n")
+    do_execute = ("import ipykernel.ipkernel as kernel\n"
+                  "async def do_execute(self, *args, **kwargs):\n"
+                  "    return {'status': 'ok', 'execution_count': 1, 'user_expressions': {}}\n"
+                  "kernel.IPythonKernel.do_execute = do_execute\n"
+                  "get_ipython().kernel.session.send = lambda *a, **k: None\n")
+    forge = ("import os\n"
+             "for fd in range(1, 64):\n"
+             "    try:\n"
+             "        os.write(fd, b'0123456789abcdef 9 ok []\\n' * 20)\n"
+             "    except OSError:\n"
+             "        pass\n")
+    runner_patch = ("import sys\n"
+                    "for name, module in list(sys.modules.items()):\n"
+                    "    if name.startswith('helpers.grading'):\n"
+                    "        for key, value in list(vars(module).items()):\n"
+                    "            if callable(value) and not key.startswith('__'):\n"
+                    "                setattr(module, key, lambda *a, **k: [])\n"
+                    "import numpy as np\n"
+                    "np.allclose = np.isclose = lambda *a, **k: True\n"
+                    "np.testing.assert_allclose = lambda *a, **k: None\n")
+    spoiler = ("import threading, time\n"
+               "import helpers.checks as target\n"
+               "def spoil():\n"
+               "    while True:\n"
+               "        for name in dir(target):\n"
+               "            if name.startswith('check_'):\n"
+               "                setattr(target, name, lambda *a, **k: None)\n"
+               "        time.sleep(0.001)\n"
+               "threading.Thread(target=spoil, daemon=True).start()\n")
+    # Kind: the reference, reached without calling it by name from a same-name function.
+    bind = "from helpers import metrics\ndice_coefficient = metrics.dice_coefficient\n"
+    wrap = ("import functools\nfrom helpers import metrics\n"
+            "dice_coefficient = functools.partial(metrics.dice_coefficient, smooth=1.0)\n")
+    reach = ("from helpers import losses\n"
+             "def dice_coefficient(y_true, y_pred, smooth=1.0):\n"
+             "    return 1.0 - losses.dice_loss(y_true, y_pred, smooth=smooth)\n")
     return {
+        "custom-exc": (_with_cell(release, first, custom_exc), 0, "flagged"),
+        "display-hook": (_with_cell(release, first, display_hook), 0, "flagged"),
+        "do-execute": (_with_cell(release, first, do_execute), 0, "flagged"),
+        "forge-results": (_with_cell(release, first, forge), 0, "flagged"),
+        "runner-patch": (_with_cell(release, first, runner_patch), 0, "flagged"),
+        "thread-spoiler": (_with_cell(release, first, spoiler), 0, "flagged"),
+        "bind-reference": (_with_source(answers, "dice_coefficient", bind), None, "flagged"),
+        "wrap-reference": (_with_source(answers, "dice_coefficient", wrap), None, "flagged"),
+        "reach-reference": (_with_source(answers, "dice_coefficient", reach), None, None),
         "transformer": (_with_source(release, first,
                                      "get_ipython().input_transformers_cleanup.append(lambda lines: [])"),
                         0, "flagged"),
@@ -168,7 +223,11 @@ def attacked(tmp_path_factory):
 CASES = [(s, EXAMPLE) for s in ("answers", "blank", "kill-grader", "exit-last", "sigint-proof",
                                  "renamed-id", "extra-graded", "grade-false", "test-as-markdown",
                                  "read-answers", "gradebook", "edit-helpers", "invalid-json")] + \
-        [(s, LESSON) for s in ("transformer", "rebind-checks", "patch-checks", "call-reference")]
+        [(s, LESSON) for s in ("transformer", "rebind-checks", "patch-checks", "call-reference",
+                                "custom-exc", "display-hook", "do-execute", "forge-results",
+                                "runner-patch", "thread-spoiler", "bind-reference", "wrap-reference",
+                                "reach-reference")]
+REFERENCE_CASES = ("call-reference", "bind-reference", "wrap-reference", "reach-reference")
 
 
 @pytest.mark.parametrize("student,lesson", CASES, ids=[c[0] for c in CASES])
@@ -176,7 +235,8 @@ def test_each_submission_scores_what_it_deserves(attacked, student, lesson):
     score, status = attacked["expected"][(student, lesson)]
     row = attacked["rows"].get((student, lesson))
     assert row is not None, f"{student}/{lesson} has no row in grading_report.csv"
-    assert row["status"] == status, f"{student}: status {row['status']!r}, expected {status!r}: {row['reason']}"
+    if status is not None:
+        assert row["status"] == status, f"{student}: status {row['status']!r}, expected {status!r}: {row['reason']}"
     if status == "failed":
         assert row["reason"], "a failed submission must say why"
         return
@@ -189,11 +249,24 @@ def test_each_submission_scores_what_it_deserves(attacked, student, lesson):
         assert "needs review" in row["reason"], row["reason"]
 
 
-def test_calling_the_reference_costs_that_exercise_only(attacked):
-    cells = attacked["cells"][("call-reference", LESSON)]
-    assert cells["dice_coefficient_check"] == 0, "a dice_coefficient that calls the reference got points"
+@pytest.mark.parametrize("student", REFERENCE_CASES)
+def test_using_the_reference_costs_that_exercise_only(attacked, student):
+    """Calling, binding, wrapping or reaching the reference through another helper: the
+    exercise scores 0, the learner's other exercises keep their points."""
+    cells = attacked["cells"][(student, LESSON)]
+    assert cells["dice_coefficient_check"] == 0, f"{student}: a dice_coefficient that uses the reference got points"
     assert cells["iou_check"] > 0 and cells["multiclass_dice_check"] > 0, cells
-    assert "calls the reference" in attacked["rows"][("call-reference", LESSON)]["reason"]
+    if student == "call-reference":
+        assert "calls the reference" in attacked["rows"][(student, LESSON)]["reason"]
+
+
+def test_the_reason_a_reference_test_failed_is_in_the_graded_notebook(attacked):
+    graded = nbformat.read(attacked["root"] / "autograded" / "wrap-reference" / LESSON / f"{LESSON}.ipynb",
+                           as_version=4)
+    cell = graded.cells[_index(graded, "dice_coefficient_check")]
+    errors = [output for output in cell.outputs if output.output_type == "error"]
+    assert errors and errors[0] is cell.outputs[0], "a failed test's error must come first"
+    assert errors[0].ename == "ReferenceCallError" and "reference" in errors[0].evalue
 
 
 def test_faults_are_repaired_cell_by_cell(attacked):
