@@ -8,8 +8,16 @@ Two functions, both pure (they read notebooks and return results, nothing is exe
   notebook or count points the release does not give. Cells are matched to the release by
   ``grade_id``, then by content (locked cells) and by position (solution cells).
 * :func:`audit` reads every code cell the student could write (not the release's locked
-  cells) as a Python syntax tree and lists what a solution has no business doing:
-  IPython internals, ``builtins``/``sys.modules`` edits, assignments to ``checks``,
+  cells) as IPython reads it: IPython's own input transformation
+  (``TransformerManager.transform_cell``) turns magics, shell escapes (``!cmd``,
+  ``x = !cmd``) and help (``x?``) into Python, whose syntax tree is read; the code that the
+  allowed magics run (``%time``/``%timeit``/``%%time``/``%%timeit``, the value ``%config``
+  executes, the ``{expressions}`` IPython expands in a magic's arguments) is read as code
+  too, and a cell that does not parse even so is a finding (reviewed by hand) unless it is
+  the release's own. It lists what a solution has no business doing: magics other than
+  ``%matplotlib``, ``%time``, ``%timeit``, ``%load_ext autoreload``, ``%autoreload`` and
+  ``%config``, shell escapes, help (``x?``, ``x??``) on the course's code, IPython
+  internals, ``builtins``/``sys.modules`` edits, assignments to ``checks``,
   ``helpers`` or their attributes, ``exec``/``eval``/``compile``, file, database and
   process access, signals, ``os._exit``, reading ``answers/`` or the gradebook, and
   calling the reference implementation of the exercise being written. A finding does not
@@ -71,7 +79,7 @@ _FORBIDDEN_DUNDERS = {"__code__", "__globals__", "__closure__", "__subclasses__"
 _FORBIDDEN_TEXT = re.compile(r"answers[/\\]|gradebook|nbgrader_config|autograded[/\\]|submitted[/\\]"
                              r"|\.nbgrader|/proc/|/etc/passwd")
 #: Cell magics and line magics that are fine in a solution.
-_ALLOWED_MAGICS = {"matplotlib", "time", "timeit", "load_ext", "autoreload", "config"}
+_ALLOWED_MAGICS = {"matplotlib", "time", "timeit", "load_ext", "autoreload", "config", "pinfo", "pinfo2"}
 
 
 @dataclass(frozen=True)
@@ -95,22 +103,171 @@ def _source(cell) -> str:
     return "".join(source) if isinstance(source, list) else source
 
 
-def _strip_magics(source: str) -> tuple[str, list[tuple[int, str]]]:
-    """The source with IPython magics and shell escapes blanked, and findings for them."""
-    lines, findings = [], []
-    for number, line in enumerate(source.splitlines(), start=1):
-        stripped = line.lstrip()
-        if stripped.startswith("!"):
-            findings.append((number, "runs a shell command (!)"))
-            lines.append("")
-        elif stripped.startswith("%"):
-            name = stripped.lstrip("%").split(None, 1)[0] if stripped.lstrip("%") else ""
-            if name not in _ALLOWED_MAGICS:
-                findings.append((number, f"uses the IPython magic %{name}"))
-            lines.append("")
-        else:
-            lines.append(line)
-    return "\n".join(lines), findings
+# --- cells read as IPython reads them --------------------------------------------------------
+
+#: Magics whose argument (and cell body) is Python that runs in the kernel: it is audited
+#: as code. IPython expands no ``{expression}`` in their arguments.
+_CODE_MAGICS = {"time", "timeit"}
+_NO_VAR_EXPAND = {"time", "timeit", "prun", "debug"}
+#: What the generated ``get_ipython().<method>(...)`` calls of IPython's transformation are.
+_MAGIC_METHODS = {"run_line_magic": 2, "run_cell_magic": 3, "system": 1, "getoutput": 1}
+#: Why some magics that are not allowed are worth a word more.
+_MAGIC_WHY = {"bash": "runs a shell", "sh": "runs a shell", "script": "runs another program",
+              "system": "runs a shell command", "sx": "runs a shell command", "writefile": "writes a file",
+              "python": "runs another Python", "python2": "runs another Python", "python3": "runs another Python",
+              "pypy": "runs another Python", "perl": "runs another program", "ruby": "runs another program",
+              "run": "runs a file", "load": "loads a file into the cell", "pip": "installs packages",
+              "conda": "installs packages", "env": "changes the environment", "cd": "changes the folder",
+              "capture": "hides the cell's output", "store": "stores variables on disk"}
+#: Extensions ``%load_ext`` may load (an extension runs with the kernel's internals).
+_ALLOWED_EXTENSIONS = {"autoreload"}
+#: Nesting of magics inside the code of magics that is read (``%time %time ...``).
+_MAX_MAGIC_DEPTH = 4
+
+
+@dataclass
+class _Parsed:
+    """A cell's code as IPython runs it: the cell's syntax tree, then the trees of the code its
+    magics run (``%time``'s argument, a ``%%time`` body, the ``{expressions}`` IPython expands
+    in a magic's arguments), every line number that of the cell; and findings for code that
+    does not parse."""
+
+    trees: list
+    findings: list
+
+
+def _transform(source: str) -> str:
+    """The cell as IPython's own input transformation makes it Python (magics become
+    ``get_ipython().run_line_magic(...)`` calls, ``!cmd`` ``get_ipython().system(...)``)."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    return TransformerManager().transform_cell(source)
+
+
+def _line_map(source: str, transformed: str) -> list[int]:
+    """For each line of ``transformed``, the line of ``source`` it comes from (1-based).
+    Line magics keep lines one for one; IPython drops leading blank lines and joins the
+    lines of a magic continued with a backslash, and a cell magic becomes one line."""
+    import difflib
+
+    before, after = source.splitlines() or [""], transformed.splitlines() or [""]
+    lines = [1] * len(after)
+    matcher = difflib.SequenceMatcher(None, before, after, autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal" or (i2 - i1) == (j2 - j1):
+            for k in range(j2 - j1):
+                lines[j1 + k] = min(i1 + k, len(before) - 1) + 1
+            continue
+        start = i1
+        while start < i2 - 1 and not before[start].strip():
+            start += 1  # blank lines IPython dropped
+        for k in range(j2 - j1):
+            lines[j1 + k] = min(start + k, max(i2 - 1, i1), len(before) - 1) + 1
+    return lines
+
+
+def _renumber(tree: ast.AST, line_of) -> None:
+    for node in ast.walk(tree):
+        for attribute in ("lineno", "end_lineno"):
+            if getattr(node, attribute, None) is not None:
+                setattr(node, attribute, line_of(getattr(node, attribute)))
+
+
+def _magic_call(node: ast.AST) -> tuple[str, list[str]] | None:
+    """``(method, arguments)`` when ``node`` is a call that IPython's transformation writes:
+    ``get_ipython().run_line_magic('name', 'args')`` and the like, all arguments strings."""
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and not node.keywords):
+        return None
+    method, owner = node.func.attr, node.func.value
+    if not (method in _MAGIC_METHODS and len(node.args) == _MAGIC_METHODS[method]
+            and isinstance(owner, ast.Call) and isinstance(owner.func, ast.Name)
+            and owner.func.id == "get_ipython" and not owner.args and not owner.keywords):
+        return None
+    if not all(isinstance(arg, ast.Constant) and isinstance(arg.value, str) for arg in node.args):
+        return None
+    return method, [arg.value for arg in node.args]
+
+
+def _strip_options(argument: str) -> str:
+    """The statement of ``%time``/``%timeit`` without their leading options (``-n 10 -r 3``)."""
+    rest = argument.strip()
+    while rest:
+        option, _, after = rest.partition(" ")
+        if not re.fullmatch(r"--?[\w-]*", option):
+            break
+        after = after.lstrip()
+        if option in ("-n", "-r", "-p", "-v") and after:  # the options of %timeit with a value
+            after = after.partition(" ")[2].lstrip()
+        rest = after
+    return rest
+
+
+def _expansions(argument: str) -> list[str]:
+    """The ``{expressions}`` IPython evaluates in a magic's or a shell command's arguments."""
+    import string
+
+    try:
+        fields = list(string.Formatter().parse(argument))
+    except ValueError:
+        return []  # IPython leaves such an argument as it is
+    return [field + (":" + spec if spec else "") for _, field, spec, _ in fields if field]
+
+
+def _magic_code(method: str, arguments: list[str]) -> list[tuple[str, int, str]]:
+    """``(code, first line, what)`` for the Python a magic call runs: the first line is 0 for
+    the magic's own line, 1 for the line after it (a cell magic's body)."""
+    if method in ("system", "getoutput"):
+        return [(code, 0, "an expression in the shell command") for code in _expansions(arguments[0])]
+    name, line = arguments[0], arguments[1]
+    code = []
+    if name in _CODE_MAGICS:
+        if _strip_options(line):
+            code.append((_strip_options(line), 0, f"the code of %{name}"))
+    else:
+        if name == "config" and "=" in line:
+            code.append(("cfg." + line.strip(), 0, "the value given to %config"))  # %config execs it
+        if name not in _NO_VAR_EXPAND:
+            code += [(expression, 0, f"an expression in the arguments of %{name}")
+                     for expression in _expansions(line)]
+    if method == "run_cell_magic" and name in _CODE_MAGICS:
+        code.append((arguments[2], 1, f"the body of %%{name}"))
+    return code
+
+
+def _parse(source: str, what: str = "cell", depth: int = 0) -> _Parsed:
+    """Read ``source`` as IPython does (see :class:`_Parsed`)."""
+    try:
+        transformed = _transform(source)
+    except Exception:  # noqa: BLE001 - a cell IPython cannot transform is read as it is
+        transformed = source
+    lines = _line_map(source, transformed)
+
+    def line_of(number: int) -> int:
+        return lines[min(max(number, 1), len(lines)) - 1]
+
+    try:
+        tree = ast.parse(transformed)
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as error:
+        message = getattr(error, "msg", None) or str(error) or type(error).__name__
+        line = line_of(getattr(error, "lineno", None) or 1)
+        return _Parsed([], [(line, f"{what} does not parse: {message} — reviewed by hand")])
+    _renumber(tree, line_of)
+    parsed = _Parsed([tree], [])
+    for node in ast.walk(tree):
+        magic = _magic_call(node)
+        if magic is None:
+            continue
+        for code, first, code_what in _magic_code(*magic):
+            if depth >= _MAX_MAGIC_DEPTH:
+                parsed.findings.append((node.lineno, f"magics nested too deep in {what} — reviewed by hand"))
+                break
+            inner = _parse(code, code_what, depth + 1)
+            base = node.lineno + first - 1
+            for inner_tree in inner.trees:
+                _renumber(inner_tree, lambda number, base=base: base + number)
+            parsed.trees += inner.trees
+            parsed.findings += [(base + line, reason) for line, reason in inner.findings]
+    return parsed
 
 
 class _Auditor(ast.NodeVisitor):
@@ -229,6 +386,10 @@ class _Auditor(ast.NodeVisitor):
     visit_AsyncFunctionDef = visit_FunctionDef  # type: ignore[assignment]
 
     def visit_Call(self, node: ast.Call) -> None:
+        magic = _magic_call(node)
+        if magic is not None:
+            self._magic(node, *magic)
+            return
         function = node.func
         if isinstance(function, ast.Attribute) and self._root(function) in self.aliases | {"helpers"}:
             called = function.attr.removeprefix("reference_")
@@ -237,44 +398,75 @@ class _Auditor(ast.NodeVisitor):
                                 f"{ast.unparse(function)} instead of doing its own work")
         self.generic_visit(node)
 
+    def _magic(self, node: ast.Call, method: str, arguments: list[str]) -> None:
+        """A magic or shell escape (its code, if it runs any, is a tree of its own)."""
+        if method in ("system", "getoutput"):
+            self.flag(node, f"runs a shell command (!{arguments[0][:40]}): a solution does not use the shell")
+        elif method == "run_cell_magic" and arguments[0] not in _CODE_MAGICS:
+            name = arguments[0]
+            why = f" ({_MAGIC_WHY[name]})" if name in _MAGIC_WHY else ""
+            self.flag(node, f"uses the IPython cell magic %%{name}{why}: a solution is plain Python")
+        elif method == "run_line_magic":
+            name, argument = arguments
+            if name not in _ALLOWED_MAGICS:
+                why = f" ({_MAGIC_WHY[name]})" if name in _MAGIC_WHY else ""
+                self.flag(node, f"uses the IPython magic %{name}{why}: a solution is plain Python")
+            elif name == "load_ext" and argument.strip() not in _ALLOWED_EXTENSIONS:
+                self.flag(node, f"loads the IPython extension {argument.strip()!r}, which runs with the "
+                                f"kernel's internals: a solution is plain Python")
+            elif name in ("pinfo", "pinfo2"):
+                self._help(node, name, argument)
+        if method in ("system", "getoutput") or arguments[0] not in _CODE_MAGICS:
+            for argument in node.args:
+                self.visit(argument)  # names of the grader's files in a command
+
+    def _help(self, node: ast.Call, name: str, target: str) -> None:
+        """``x?`` / ``x??`` on the course's code shows its documentation or its source."""
+        try:
+            expression = ast.parse(target.strip(), mode="eval").body
+        except (SyntaxError, ValueError, RecursionError):
+            return
+        if self._root(expression) in self.aliases | {"helpers"}:
+            marks = "??" if name == "pinfo2" else "?"
+            self.flag(node, f"shows the source of the course's code ({target.strip()}{marks}): "
+                            f"a solution is written from the lesson, not from the reference")
+
     def visit_Constant(self, node: ast.Constant) -> None:
         if isinstance(node.value, str) and _FORBIDDEN_TEXT.search(node.value):
             self.flag(node, f"names the grader's files ({node.value[:60]!r})")
 
 
-def _helpers_aliases(cells) -> set[str]:
+def _helpers_aliases(parsed: list[_Parsed]) -> set[str]:
     """Local names bound to helpers modules anywhere in the notebook
     (``from helpers import checks``, ``import helpers.metrics as m``)."""
     aliases = set()
-    for cell in cells:
-        if cell.get("cell_type") != "code":
-            continue
-        try:
-            tree = ast.parse(_strip_magics(_source(cell))[0])
-        except SyntaxError:
-            continue
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "helpers":
-                aliases.update(alias.asname or alias.name for alias in node.names)
-            elif isinstance(node, ast.Import):
-                for alias in node.names:
-                    if alias.name.split(".")[0] == "helpers":
-                        aliases.add(alias.asname or "helpers")
+    for cell in parsed:
+        for tree in cell.trees:
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "helpers":
+                    aliases.update(alias.asname or alias.name for alias in node.names)
+                elif isinstance(node, ast.Import):
+                    for alias in node.names:
+                        if alias.name.split(".")[0] == "helpers":
+                            aliases.add(alias.asname or "helpers")
     return aliases
+
+
+def _audit_parsed(parsed: _Parsed, helpers_aliases: set[str]) -> list[tuple[int, str]]:
+    aliases = set(helpers_aliases) | {"checks", "helpers"}
+    findings = list(parsed.findings)
+    for tree in parsed.trees:
+        auditor = _Auditor(set(aliases))
+        auditor.visit(tree)
+        findings += auditor.findings
+    return sorted(set(findings))
 
 
 def audit_source(source: str, helpers_aliases: set[str] | None = None) -> list[tuple[int, str]]:
     """``(line, reason)`` for every suspicious construct in one cell's source (see the module
-    docstring). Source that does not parse gives no finding: it fails by itself when run."""
-    aliases = set(helpers_aliases or ()) | {"checks", "helpers"}
-    stripped, findings = _strip_magics(source)
-    try:
-        tree = ast.parse(stripped)
-    except SyntaxError:
-        return findings
-    auditor = _Auditor(aliases)
-    auditor.visit(tree)
-    return sorted(set(findings + auditor.findings))
+    docstring), read as IPython reads it; source that does not parse is a finding."""
+    parsed = _parse(source)
+    return _audit_parsed(parsed, set(helpers_aliases or ()) | _helpers_aliases([parsed]))
 
 
 def audit(submission, release) -> list[Finding]:
@@ -282,7 +474,8 @@ def audit(submission, release) -> list[Finding]:
     identical to a cell of ``release`` are skipped), in cell order."""
     given = {_source(cell) for cell in release.get("cells", []) if cell.get("cell_type") == "code"}
     cells = submission.get("cells", [])
-    aliases = _helpers_aliases(cells)
+    parsed = {index: _parse(_source(cell)) for index, cell in enumerate(cells) if cell.get("cell_type") == "code"}
+    aliases = _helpers_aliases(list(parsed.values()))
     findings = []
     for index, cell in enumerate(cells):
         if cell.get("cell_type") != "code" or _source(cell) in given:
@@ -290,7 +483,7 @@ def audit(submission, release) -> list[Finding]:
         meta = _nbgrader(cell)
         if meta.get("locked") and not meta.get("solution"):
             continue  # nbgrader puts the original back before running it
-        for line, reason in audit_source(_source(cell), aliases):
+        for line, reason in _audit_parsed(parsed[index], aliases):
             findings.append(Finding(index, line, reason))
     return findings
 

@@ -55,6 +55,37 @@ CHEATS = {
     "del checks attr": ("del checks.check_dice", "attribute of `checks`"),
 }
 
+#: IPython syntax: read as IPython reads it (TransformerManager), never a reason to skip a cell.
+IPYTHON_CHEATS = {
+    "shell output assigned": ("x = !ls ../..", "shell command"),
+    "shell escape indented": ("if True:\n    !cat /etc/passwd", "shell command"),
+    "%sx": ("files = %sx ls", "%sx"),
+    "%system": ("%system ls", "%system"),
+    "%%bash": ("%%bash\nls", "%%bash"),
+    "%%script": ("%%script bash\nls", "%%script"),
+    "%%writefile": ("%%writefile helpers_patch.py\nx = 1", "%%writefile"),
+    "%%python": ("%%python3\nimport os", "%%python3"),
+    "%run": ("%run other_notebook.ipynb", "%run"),
+    "%load_ext of a module": ("%load_ext my_extension", "extension 'my_extension'"),
+    "x?? on the reference": ("metrics.dice_coefficient??", "source of the course's code"),
+    "?x on the reference": ("?metrics.dice_coefficient", "source of the course's code"),
+    "%time exec": ("%time exec('import os')", "exec"),
+    "x = %time eval": ("x = %time eval('1 + 1')", "eval"),
+    "%timeit with options": ("%timeit -n 1 -r 1 eval('1')", "eval"),
+    "%%time body": ("%%time\nfor _ in range(1):\n    exec('x = 1')", "exec"),
+    "%%timeit setup line": ("%%timeit -n 1 exec('x = 1')\npass", "exec"),
+    "magic inside %%time": ("%%time\n%time exec('x = 1')", "exec"),
+    "continued magic": ("%time \\\n    exec('x = 1')", "exec"),
+    "indented magic": ("def f():\n    %time exec('x = 1')", "exec"),
+    "%config runs its value": ("%config InlineBackend.rc = __import__('os').system('ls')", "__import__"),
+    "{expression} in a magic": ("%matplotlib {exec('x = 1')}", "exec"),
+    "{expression} in a shell command": ("!echo {eval('1')}", "eval"),
+    "hand-written magic call": ("get_ipython().run_line_magic('time', \"exec('x')\")", "exec"),
+    "no Python after transformation": ("f(x)??", "does not parse"),
+    "no Python at all": ("def dice_coefficient(y_true, y_pred:\n    return 1", "does not parse"),
+    "%time of code that does not parse": ("%time exec('x'", "does not parse"),
+}
+
 LEGITIMATE = [
     "import numpy as np\nfrom scipy import ndimage\nmask = ndimage.binary_fill_holes(np.ones((4, 4)))",
     "def dice_coefficient(y_true, y_pred, smooth=1.0):\n    axes = tuple(range(1, len(y_true.shape)))\n"
@@ -80,6 +111,18 @@ LEGITIMATE = [
     "import sys\nprint(sys.version)",
     "with np.printoptions(precision=3):\n    print(np.asarray(values))",
     "answer_text = 'the answers are in the lesson'",
+    # IPython a learner may use: allowed magics, help on other code, text that only looks like magic
+    "%time history = model.fit(train, validation_data=val, epochs=2, verbose=0)",
+    "%%time\nhistory = model.fit(train, validation_data=val, epochs=2, verbose=0)\nprint(history.history)",
+    "%%timeit -n 3 -r 1\nmodel.predict(x, verbose=0)",
+    "%timeit -n 10 threshold(probs)",
+    "\n%matplotlib inline\nplt.imshow(image)",
+    "if SHOW:\n    %matplotlib inline\n    plt.show()",
+    "%load_ext autoreload\n%autoreload 2",
+    "%config InlineBackend.figure_format = 'retina'",
+    "np.percentile?",
+    "keras.layers.Conv2D??",
+    "text = '''\n!rm -rf /\n%%bash\n'''\nprint('100%', text)",
 ]
 
 
@@ -89,6 +132,60 @@ def test_audit_flags_tampering(name):
     reasons = [reason for _, reason in grading_audit.audit_source(source, ALIASES)]
     assert reasons, f"{name!r} was not flagged"
     assert any(expected in reason for reason in reasons), f"{name!r}: {reasons}"
+
+
+@pytest.mark.parametrize("name", list(IPYTHON_CHEATS))
+def test_audit_reads_ipython_syntax(name):
+    """A line of IPython syntax does not hide its cell: magics, shell escapes and help on the
+    course's code are findings, and the code that allowed magics run is audited as code."""
+    source, expected = IPYTHON_CHEATS[name]
+    reasons = [reason for _, reason in grading_audit.audit_source(source, ALIASES)]
+    assert any(expected in reason for reason in reasons), f"{name!r}: {reasons}"
+
+
+def test_generated_ipython_calls_are_not_ipython_internals():
+    """``get_ipython()`` written by IPython's transformation is not the learner's; written by
+    hand outside the form of a magic it is."""
+    for source in ("%time x = 1", "%%time\nx = 1", "%matplotlib inline", "%%bash\nls", "!ls", "x?"):
+        reasons = [reason for _, reason in grading_audit.audit_source(source, ALIASES)]
+        assert not any("internals" in reason for reason in reasons), (source, reasons)
+    for source in ("get_ipython().events.register('pre_run_cell', print)", "ip = get_ipython()",
+                   "%time get_ipython().input_transformers_cleanup.clear()"):
+        reasons = [reason for _, reason in grading_audit.audit_source(source, ALIASES)]
+        assert any("IPython internals" in reason for reason in reasons), (source, reasons)
+
+
+def test_findings_point_at_the_learners_line_through_ipython_syntax():
+    """IPython drops leading blank lines, joins a magic continued with a backslash and turns a
+    cell magic into one call: each finding still names the line the learner wrote."""
+    source = ("\n"                       # 1: dropped by IPython
+              "x = 1\n"                  # 2
+              "%time \\\n"               # 3: continued ...
+              "    exec('a = 1')\n"      # 4: ... here (IPython joins 3 and 4 into one line)
+              "if x:\n"                  # 5
+              "    y = !ls\n"            # 6
+              "%matplotlib inline\n"     # 7
+              "eval('b')\n")             # 8
+    found = [(line, reason.split(" (")[0]) for line, reason in grading_audit.audit_source(source, ALIASES)]
+    assert found == [(3, "runs code from a string"), (6, "runs a shell command"), (8, "runs code from a string")]
+    cell_magic = "%%time\nx = 1\n\nexec('a = 1')\n%time eval('1')\n"
+    assert [line for line, _ in grading_audit.audit_source(cell_magic, ALIASES)] == [4, 5]
+    assert [line for line, _ in grading_audit.audit_source("x = 1\ny = (\n", ALIASES)] == [2]
+    release = _release()
+    submission = copy.deepcopy(release)
+    submission.cells.insert(2, nbformat.v4.new_code_cell("\n\nx = !ls\n%time y = 1"))
+    assert [(f.cell, f.line) for f in grading_audit.audit(submission, release)] == [(2, 3)]
+
+
+def test_a_cell_that_does_not_parse_is_reviewed_unless_it_is_the_releases():
+    release = _release()
+    release.cells.insert(1, nbformat.v4.new_code_cell("print('an example that does not run'"))
+    submission = copy.deepcopy(release)
+    assert grading_audit.audit(submission, release) == []
+    submission.cells[1].source += ")\nx = ("
+    findings = grading_audit.audit(submission, release)
+    assert [(f.cell, f.line) for f in findings] == [(1, 2)]
+    assert "does not parse" in findings[0].reason and "by hand" in findings[0].reason
 
 
 @pytest.mark.parametrize("source", LEGITIMATE)
