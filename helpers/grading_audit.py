@@ -13,8 +13,10 @@ Two functions, both pure (they read notebooks and return results, nothing is exe
   (``!cmd``, ``x = !cmd``) and help (``x?``, ``x??``) into Python, whose syntax tree is
   read, line numbers kept those of the cell; the code that the allowed magics run
   (``%time``/``%timeit``/``%%time``/``%%timeit``, the value ``%config`` executes, the
-  ``{expressions}`` IPython expands in a magic's arguments) is read as code too. A cell
-  that does not parse even so is a finding (reviewed by hand). It lists what a solution has
+  ``{expressions}`` IPython expands in a magic's arguments) is read as code too; a
+  ``get_ipython().run_line_magic('name', '...')`` call written by hand in the very form the
+  transformation writes is read as the magic it stands for, any other use of ``get_ipython``
+  is IPython internals. A cell that does not parse even so is a finding (reviewed by hand). It lists what a solution has
   no business doing: magics other than ``%matplotlib``, ``%time``, ``%timeit``,
   ``%load_ext autoreload``, ``%autoreload`` and ``%config`` (``%%bash``, ``%%writefile``,
   ``%sx``, ``%run``, ...), shell escapes, help on the course's code, IPython internals,

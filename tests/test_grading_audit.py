@@ -1,8 +1,9 @@
 """Unit tests of helpers/grading_audit.py: the integrity audit and the metadata repair.
 
-The audit must flag every kind of tampering a solution cell can try, and must never flag
-the answer notebooks or ordinary correct solutions (the corpus of legitimate variants
-below); the repair must give every cell back the release's nbgrader metadata.
+The audit must flag every kind of tampering a solution cell can try (IPython syntax included,
+and the reference of an exercise reached in any way), and must never flag the answer notebooks
+or ordinary correct solutions (the corpus of legitimate variants below); the repair must give
+every cell back the release's nbgrader metadata.
 """
 
 from __future__ import annotations
