@@ -46,12 +46,10 @@ Two functions, both pure (they read notebooks and return results, nothing is exe
   beside the notebook that the notebook imports, a file it reads); a reference reached at
   run time through another ``helpers`` function or object (``metrics.hard_dice`` calling
   ``metrics.dice_coefficient``, ``training.custom_objects()`` kept in a variable) or through
-  names that only exist at run time. While the tests run, the grading kernel
-  (:mod:`helpers.grading_kernel`) stops a reference called from the learner's function of
-  the same name, directly or through the learner's own code; it does not stop one that a
-  test calls with no learner's code between (the name bound to the reference, which this
-  audit reports) nor one called from inside another ``helpers`` function (which neither
-  sees). Like any static reading the audit can be fooled by code that builds code; such
+  names that only exist at run time. Those are the run-time guard's
+  (:mod:`helpers.grading_guard`): before a test the graded names must not be, wrap or reach
+  the exercise's reference, and while it runs no learner function may be on the stack when
+  that reference is called, through other ``helpers`` functions included. Like any static reading the audit can be fooled by code that builds code; such
   code (``exec``, ``eval``, ``__import__``, ``vars``, ``__dict__``, ``inspect``,
   ``importlib``, ``sys.modules``) is itself a finding.
 """
@@ -64,6 +62,8 @@ import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from helpers.grading_guard import is_tool_module
 
 #: Names whose use is tampering with the kernel or the interpreter.
 _FORBIDDEN_NAMES = {
@@ -97,7 +97,8 @@ _FORBIDDEN_ATTRIBUTES = {
     ("os", "killpg"): "sends signals (os.killpg)", ("os", "system"): "runs shell commands",
     ("os", "popen"): "runs shell commands", ("os", "fork"): "forks the kernel",
     ("os", "remove"): "deletes files", ("os", "unlink"): "deletes files", ("os", "rmdir"): "deletes folders",
-    ("os", "open"): "opens files directly", ("os", "chmod"): "changes file permissions",
+    ("os", "open"): "opens files directly", ("os", "write"): "writes to file descriptors directly",
+    ("os", "dup2"): "rewires file descriptors", ("os", "chmod"): "changes file permissions",
     ("os", "environ"): None, ("os", "getppid"): "looks for the grader's process",
 }
 _OS_PREFIXES = ("exec", "spawn", "posix_spawn")
@@ -308,11 +309,6 @@ def _parse(source: str, what: str = "cell", depth: int = 0) -> _Parsed:
 
 # --- the reference of an exercise, however it is reached -------------------------------------
 
-#: helpers modules that hold no reference of an exercise (the grading machinery, the command
-#: line), as :mod:`helpers.grading_kernel` counts them.
-_NOT_REFERENCE_MODULES = {"helpers.__main__", "helpers.grading", "helpers.grading_kernel",
-                          "helpers.grading_execute", "helpers.grading_audit", "helpers.sandbox",
-                          "helpers.data.__main__", "helpers.lab", "helpers._bootstrap"}
 #: Methods that put their arguments into the object they are called on.
 _STORING_METHODS = {"append", "extend", "insert", "update", "setdefault", "add", "appendleft",
                     "extendleft", "__setitem__"}
@@ -338,7 +334,7 @@ class _Index:
 def _helpers_index() -> _Index:
     """Every public function and class defined in a ``helpers`` module is the reference of
     the exercise of the same name (the course's own checks, ``check_*``, are not), as
-    :mod:`helpers.grading_kernel` guards them at run time."""
+    :mod:`helpers.grading_guard` guards them at run time."""
     root = Path(__file__).resolve().parent
     modules, exports, references = set(), {}, set()
     for path in sorted(root.rglob("*.py")):
@@ -350,7 +346,7 @@ def _helpers_index() -> _Index:
             tree = ast.parse(path.read_text(encoding="utf-8"))
         except (OSError, SyntaxError, ValueError):
             continue
-        holds_references = name not in _NOT_REFERENCE_MODULES and not any(p.startswith("_") for p in parts[1:])
+        holds_references = not is_tool_module(name) and not any(p.startswith("_") for p in parts[1:])
         public, listed = set(), None
         for node in tree.body:
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
