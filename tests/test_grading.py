@@ -129,6 +129,7 @@ class Graded:
                                         env={"UNET_COURSE_SCALE": SCALE})
         with open(self.root / "grading_report.csv", newline="") as handle:
             report = {row["student"]: row for row in csv.DictReader(handle) if row["lesson"] == self.lesson}
+        self.report = report
         failed = {student: report.get(student, {}).get("reason") for student in self.submissions
                   if report.get(student, {}).get("status") == "failed"}
         assert not failed, f"{self.lesson}: submissions not graded (grading_report.csv): {failed}"
@@ -204,6 +205,14 @@ def test_untouched_release_scores_zero(graded):
                          f"{passing}: those checks pass without the student's code; make them "
                          f"test what the solution cell computes.")
     assert graded.scores["d-untouched"] == 0
+
+
+def test_answers_and_untouched_release_are_not_flagged(graded):
+    """The grader's audit and guards never mistake the course's own code for a cheat."""
+    for student in ("c-answers", "d-untouched"):
+        row = graded.report[student]
+        assert row["status"] == "graded", (
+            f"{graded.lesson}: the {student} notebook was {row['status']}: {row['reason']}")
 
 
 def test_partly_solved_scores_in_between(graded):

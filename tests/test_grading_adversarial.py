@@ -1,5 +1,6 @@
-"""Autograding under attack (tests helpers/grading.py, sandbox.py, grading_kernel.py,
-grading_execute.py and grading_audit.py end to end, with the real nbgrader and bubblewrap).
+"""Autograding under attack (tests helpers/grading.py, sandbox.py, grading_runner.py,
+grading_guard.py, grading_execute.py and grading_audit.py end to end, with the real
+nbgrader and bubblewrap).
 
 One class of cheeky students, graded in ONE ``grading.autograde(jobs=2)`` call, in a
 temporary course root holding the plain-Python example lesson (fast) and lesson 03 (the
