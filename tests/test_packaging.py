@@ -71,7 +71,8 @@ def test_top_level_layout():
     top = {line.split("/")[0] for line in tracked.stdout.splitlines()}
     required = {"README.md", "environment.yml", "notebooks", "answers", "helpers", "data", "tests",
                 "pyproject.toml", "nbgrader_config.py", "Makefile", ".ci"}
-    allowed = required | {".gitignore", "benchmarks", "LICENSE", "constraints.txt"}
+    allowed = required | {".gitignore", "benchmarks", "docs", "LICENSE", "LICENSE-CONTENT.md", "CREDITS.md",
+                          "constraints.txt"}
     assert required <= top, f"missing at top level: {sorted(required - top)}"
     assert top <= allowed, f"unexpected top-level entries: {sorted(top - allowed)}"
 
@@ -179,3 +180,18 @@ def test_constraints_pin_every_declared_dependency_within_its_bounds():
         assert _version(pins[key]) >= _version(bound), f"{name}=={pins[key]} is below {requirement}"
     assert "unet-course" not in pins, "constraints.txt must not pin the course itself"
 
+
+
+def test_licences_and_credits():
+    """MIT for the code (SPDX in pyproject.toml), CC BY 4.0 for the lesson text, and
+    CREDITS.md naming every data set the course can read with its licence and citation."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "MIT" and project["license-files"] == ["LICENSE"]
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License")
+    assert "CC BY 4.0" in (ROOT / "LICENSE-CONTENT.md").read_text()
+    from helpers.data import catalogue
+
+    credits = (ROOT / "CREDITS.md").read_text()
+    for entry in catalogue.DATASETS.values():
+        for text in (entry.title, entry.homepage, entry.licence, entry.citation):
+            assert text in credits, f"CREDITS.md does not say {text!r} ({entry.name}): copy it from helpers/data/catalogue.py"

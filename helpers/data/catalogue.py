@@ -43,7 +43,7 @@ DATASETS: dict[str, PublicDataset] = {
     "shenzhen": PublicDataset(
         name="shenzhen", title="Shenzhen Hospital chest X-ray set with lung masks", kind="cxr", lessons="01-05",
         homepage="https://lhncbc.nlm.nih.gov/LHC-downloads/downloads.html#tuberculosis-image-data-sets",
-        licence="Public, for research and education; cite both papers below.",
+        licence="Images public, for research and education; lung masks (Stirenko et al.) CC BY-NC-SA 4.0. Cite both papers below.",
         citation="Jaeger S. et al. Quant Imaging Med Surg 2014;4(6):475-477; lung masks: Stirenko S. et al. "
                  "Chest X-Ray Analysis of Tuberculosis by Deep Learning with Segmentation and Augmentation. "
                  "ELNANO 2018.",
