@@ -99,3 +99,7 @@ from helpers.grading_feedback import SafeFeedbackExporter, SanitizeFeedback, Tes
 
 c.GenerateFeedback.preprocessors = [GetGrades, TestSummaries, SanitizeFeedback, CSSHTMLHeaderPreprocessor]
 c.GenerateFeedback.exporter_class = SafeFeedbackExporter
+# The formgrader shows each autograded notebook to the instructor with nbconvert's
+# HTMLExporter: the same sanitiser keeps a submission's HTML, JavaScript, SVG and markdown
+# from running there, in the instructor's Jupyter session (test source stays visible).
+c.HTMLExporter.preprocessors = [SanitizeFeedback]

@@ -212,6 +212,7 @@ _SAFE_NOTEBOOK_NAME = re.compile(r"[A-Za-z0-9_.-]{1,200}")
 _SAFE_CLASS = re.compile(r"highlight|hl-[a-z0-9]+|anchor-link|[a-z]{1,3}[0-9]?")
 _SAFE_IMAGE_URL = re.compile(r"data:image/(?:png|jpeg|gif);base64,[A-Za-z0-9+/]+={0,2}")
 _MAX_IMAGE_CHARS = 20_000_000
+_RESOURCE_NAMES = ("student", "first_name", "last_name", "notebook_id", "assignment_id")
 _NBGRADER_KEYS = ("grade", "solution", "locked", "task", "grade_id", "points", "score", "comment",
                   "schema_version")
 
@@ -234,8 +235,6 @@ def _markdown_attribute(tag: str, name: str, value: str) -> bool:
         return True
     if name == "class" and tag in ("a", "div", "pre", "code", "span"):
         return all(_SAFE_CLASS.fullmatch(token) for token in value.split())
-    if name == "style" and tag in ("th", "td"):
-        return bool(re.fullmatch(r"text-align:\s*(left|right|center);?", value.strip()))
     if name == "start" and tag == "ol":
         return value.isdigit()
     return False
@@ -278,10 +277,29 @@ def _safe_attachments(attachments) -> dict[str, str]:
     return safe
 
 
+_ONE_LINE_START, _ONE_LINE_END = '<div class="unet-feedback-markdown">', "</div>"
+
+
 def _one_line(body: str) -> str:
     """``body`` (HTML) as one ``<div>`` line: markdown passes it through unchanged (an HTML
     block lasts until a blank line), and ``&#10;`` is a newline inside ``<pre>``."""
-    return '<div class="unet-feedback-markdown">' + body.replace("\r", "").replace("\n", "&#10;") + "</div>"
+    return _ONE_LINE_START + body.replace("\r", "").replace("\n", "&#10;") + _ONE_LINE_END
+
+
+def _clean(rendered: str) -> str:
+    import bleach
+
+    return bleach.clean(rendered, tags=MARKDOWN_TAGS, attributes=_markdown_attribute,
+                        protocols={"http", "https", "mailto", "data"}, strip=False, strip_comments=True)
+
+
+def _already_safe(source: str) -> bool:
+    """Whether ``source`` is in :func:`safe_markdown`'s form and bleach leaves it as it is
+    (then it is safe whoever wrote it: running the sanitiser twice changes nothing)."""
+    if not (source.startswith(_ONE_LINE_START) and source.endswith(_ONE_LINE_END) and "\n" not in source):
+        return False
+    body = source[len(_ONE_LINE_START):-len(_ONE_LINE_END)].replace("&#10;", "\n")
+    return _one_line(_clean(body)) == source and _passes_through(source)
 
 
 def _passes_through(text: str) -> bool:
@@ -304,22 +322,21 @@ def safe_markdown(source: str, attachments=None) -> str:
     Raw HTML is escaped (shown as text), links other than http(s), mailto and relative
     ones go nowhere, images other than embedded PNG/JPEG/GIF become links, and the result
     is cleaned by bleach with a list of allowed tags and attributes. Falls back to the
-    escaped source in ``<pre>`` if rendering fails.
+    escaped source in ``<pre>`` if rendering fails. Idempotent: its own result comes back
+    unchanged (the formgrader's exporter and the feedback both run the sanitiser).
     """
-    import bleach
     from nbconvert.filters.markdown_mistune import MarkdownWithMath
 
     source = _text(source)
     if not source.strip():
         return ""
     try:
+        if _already_safe(source):
+            return source
         renderer = _renderer_class()(escape=True, allow_harmful_protocols=False,
                                      attachments=_safe_attachments(attachments))
         rendered = MarkdownWithMath(renderer=renderer).render(source)
-        cleaned = bleach.clean(rendered, tags=MARKDOWN_TAGS, attributes=_markdown_attribute,
-                               protocols={"http", "https", "mailto", "data"}, strip=False,
-                               strip_comments=True)
-        result = _one_line(cleaned)
+        result = _one_line(_clean(rendered))
         if _passes_through(result):
             return result
     except Exception:  # noqa: BLE001 - any failure: show the source as plain text
@@ -374,6 +391,11 @@ def _safe_output(output) -> dict | None:
     return result
 
 
+def _escape_once(value) -> str:
+    """``value`` HTML-escaped, quotes included; escaping it again changes nothing."""
+    return html.escape(html.unescape(str(value)), quote=True)
+
+
 def _safe_nbgrader(meta: dict) -> dict:
     safe = {key: meta[key] for key in _NBGRADER_KEYS if key in meta}
     for key in ("grade", "solution", "locked", "task"):
@@ -384,7 +406,7 @@ def _safe_nbgrader(meta: dict) -> dict:
             safe[key] = 0.0 if safe[key] is not None else None
     if "grade_id" in safe:
         grade_id = str(safe["grade_id"])
-        safe["grade_id"] = grade_id if _SAFE_ID.fullmatch(grade_id) else html.escape(grade_id, quote=True)
+        safe["grade_id"] = grade_id if _SAFE_ID.fullmatch(grade_id) else _escape_once(grade_id)
     if safe.get("comment"):
         safe["comment"] = safe_markdown(_text(safe["comment"]))
     return safe
@@ -402,7 +424,10 @@ class SanitizeFeedback(Preprocessor):
       a plain identifier, the grader's comment as safe markdown), cell ids are plain
       identifiers, the notebook keeps only ``kernelspec`` and ``language_info``;
     * resources: the template's own sanitising switch on (no JavaScript or widget
-      output blocks), the notebook name escaped.
+      output blocks), the names the templates print escaped.
+
+    Running it twice changes nothing more than running it once: the formgrader's exporter
+    runs it (``HTMLExporter.preprocessors``), and so does the feedback, after GetGrades.
     """
 
     enabled = Bool(True, help="nbconvert runs a preprocessor only when enabled").tag(config=True)
@@ -435,10 +460,13 @@ class SanitizeFeedback(Preprocessor):
         nb["metadata"] = {key: nb.get("metadata", {})[key] for key in ("kernelspec", "language_info")
                           if isinstance(nb.get("metadata", {}).get(key), dict)}
         resources["should_sanitize_html"] = True
+        # names the templates print unescaped (feedback: the notebook; formgrader: the
+        # student, their name, the notebook and the assignment)
         graded = resources.get("nbgrader")
-        if isinstance(graded, dict) and "notebook" in graded \
-                and not _SAFE_NOTEBOOK_NAME.fullmatch(str(graded["notebook"])):
-            graded["notebook"] = html.escape(str(graded["notebook"]), quote=True)
+        for where, key in [(graded, "notebook")] + [(resources, key) for key in _RESOURCE_NAMES]:
+            if isinstance(where, dict) and isinstance(where.get(key), str) \
+                    and not _SAFE_NOTEBOOK_NAME.fullmatch(where[key]):
+                where[key] = _escape_once(where[key])
         return nb, resources
 
 

@@ -269,6 +269,15 @@ def test_outputs_and_metadata_from_the_submission_become_inert():
     assert resources["should_sanitize_html"] is True and resources["nbgrader"]["notebook"] == "&lt;b&gt;x&lt;/b&gt;"
 
 
+def test_sanitising_twice_changes_nothing():
+    """The formgrader's exporter and the feedback's list both run SanitizeFeedback."""
+    once, resources = SanitizeFeedback().preprocess(graded_notebook(), {"student": "<b>"})
+    twice, again = SanitizeFeedback().preprocess(copy.deepcopy(once), copy.deepcopy(resources))
+    assert twice == once and again == resources
+    crafted = '<div class="unet-feedback-markdown"><script>alert(1)</script></div>'
+    assert "&lt;script&gt;" in safe_markdown(crafted), "only what bleach leaves as it is counts as done"
+
+
 def test_unsafe_grade_id_is_escaped():
     nb = graded_notebook()
     nb.cells[1].metadata["nbgrader"]["grade_id"] = '"><script>alert(1)</script>'
@@ -303,6 +312,56 @@ def test_preprocessors_alone_leave_only_the_templates_mathjax():
         "https://cdnjs.cloudflare.com/ajax/libs/mathjax/2.7.7/latest.js?config=TeX-AMS_CHTML-full,Safe",
         "text/x-mathjax-config"]
     assert not [item for item in live_content(page) if not item.startswith("<script")]
+
+
+class _Scripts(HTMLParser):
+    """The script elements of a page: (src, inline text)."""
+
+    def __init__(self, page: str):
+        super().__init__()
+        self.scripts: list[list[str]] = []
+        self._inside = False
+        self.feed(page)
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "script":
+            self.scripts.append([dict(attrs).get("src") or "", ""])
+            self._inside = True
+
+    def handle_endtag(self, tag):
+        self._inside = self._inside and tag != "script"
+
+    def handle_data(self, data):
+        if self._inside:
+            self.scripts[-1][1] += data
+
+
+def test_formgrader_view_of_a_submission_runs_none_of_it():
+    """The instructor's formgrader renders autograded notebooks with nbconvert's HTMLExporter
+    and the course config: the submission's content must not run there either."""
+    from nbconvert.exporters import HTMLExporter
+    from nbgrader.server_extensions.formgrader import handlers
+    from traitlets.config.loader import PyFileConfigLoader
+
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(REPO_ROOT)).load_config()
+    config.HTMLExporter.template_name = "formgrade"  # what FormgradeExtension adds
+    config.HTMLExporter.extra_template_basedirs = [handlers.template_path]
+    resources = {"assignment_id": EXAMPLE, "notebook_id": EXAMPLE, "submission_id": "1", "index": 0,
+                 "total": 1, "base_url": "/hub", "student": '<img src=x onerror="alert(15)">',
+                 "last_name": None, "first_name": None, "notebook_path": "x"}
+    page, _ = HTMLExporter(config=config).from_notebook_node(graded_notebook(), resources=resources)
+    for src, inline in _Scripts(page).scripts:  # only the formgrader's own scripts
+        assert "alert(" not in inline and "alert(" not in src, (src, inline)
+        assert not src or src.startswith(("/hub/formgrader/static/", "https://cdnjs.cloudflare.com/")), src
+    for tag, attrs in _Elements(page).tags:  # the template's own handlers call toggle_name()
+        assert tag not in {"iframe", "object", "embed", "svg", "math", "base"}, tag
+        for name, value in attrs.items():
+            assert not (name.startswith("on") and "toggle_name(" not in value), (tag, name, value)
+            assert not re.sub(r"[\x00-\x20]", "", value).lower().startswith(("javascript:", "data:text")), value
+    text = text_of(page)
+    for shown in ("<script>alert(1)</script><b>bold</b>", '<img src=x onerror="alert(9)">',
+                  '<img src=x onerror="alert(15)">', f"# {MARKER}"):  # the instructor sees the tests
+        assert shown in text, shown
 
 
 def test_inert_page_removes_what_runs():
