@@ -33,6 +33,7 @@ extracted as such: accepted notebooks are read into memory and written as
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import os
@@ -212,6 +213,8 @@ _SAFE_NOTEBOOK_NAME = re.compile(r"[A-Za-z0-9_.-]{1,200}")
 _SAFE_CLASS = re.compile(r"highlight|hl-[a-z0-9]+|anchor-link|[a-z]{1,3}[0-9]?")
 _SAFE_IMAGE_URL = re.compile(r"data:image/(?:png|jpeg|gif);base64,[A-Za-z0-9+/]+={0,2}")
 _MAX_IMAGE_CHARS = 20_000_000
+#: Most characters of an HTML/JavaScript/... output shown as text (a plotly figure is MBs).
+_MAX_SHOWN_CHARS = 20_000
 _RESOURCE_NAMES = ("student", "first_name", "last_name", "notebook_id", "assignment_id")
 _NBGRADER_KEYS = ("grade", "solution", "locked", "task", "grade_id", "points", "score", "comment",
                   "schema_version")
@@ -366,7 +369,7 @@ def _safe_output(output) -> dict | None:
     for key, value in data.items():
         if key == "text/plain":
             safe[key] = _text(value)
-        elif key in ("image/png", "image/jpeg") and isinstance(value, str) \
+        elif key in SAFE_OUTPUT_TYPES and isinstance(value, str) \
                 and len(value) <= _MAX_IMAGE_CHARS and _BASE64.fullmatch(value):
             safe[key] = value
             sizes = (output.get("metadata") or {}).get(key)
@@ -381,7 +384,10 @@ def _safe_output(output) -> dict | None:
     plain = safe.get("text/plain", "")
     if unsafe and (not plain.strip() or _GENERIC_REPR.fullmatch(plain.strip())):
         key = next((k for k in _UNSAFE_PRIORITY if k in unsafe), sorted(unsafe)[0])
-        safe["text/plain"] = f"[{key} output, shown as text]\n{_text(unsafe[key])}"
+        shown = _text(unsafe[key])
+        if len(shown) > _MAX_SHOWN_CHARS:
+            shown = shown[:_MAX_SHOWN_CHARS] + f"\n... ({len(shown) - _MAX_SHOWN_CHARS} more characters)"
+        safe["text/plain"] = f"[{key} output, shown as text]\n{shown}"
     if not safe:
         return None
     result = {"output_type": kind, "data": safe, "metadata": metadata}
@@ -548,6 +554,7 @@ MAX_MEMBERS = 10_000
 _ARCHIVE_SUFFIXES = (".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar")
 _JUNK = {"__MACOSX", ".ipynb_checkpoints", "__pycache__", ".DS_Store"}
 _BAD_ID = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def valid_student_id(name: str) -> bool:
@@ -616,19 +623,20 @@ def read_archive(path: str | os.PathLike, lessons: Iterable[str], wanted: Iterab
     Nothing is written; accepted notebooks are read into memory, at most ``max_bytes`` each.
     """
     path = Path(path)
+    label = _CONTROL.sub("?", path.name)  # the name as printed (no terminal escapes)
     lessons = list(lessons)
     wanted = set(lessons if wanted is None else wanted)
     student = archive_student(path.name, lessons)
     contents = ArchiveContents(path.name, student)
     if student is None:
         contents.messages.append(
-            f"{path.name}: not collected: its name names no student. An archive holds one "
+            f"{label}: not collected: its name names no student. An archive holds one "
             f"student's work and is named for them: <student>.zip or <student>_<lesson>.zip.")
         return contents
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as error:
-        contents.messages.append(f"{path.name}: not collected: not a readable zip file ({error}); "
+        contents.messages.append(f"{label}: not collected: not a readable zip file ({error}); "
                                  f"download it again.")
         return contents
     refuse = contents.messages.append
@@ -636,18 +644,18 @@ def read_archive(path: str | os.PathLike, lessons: Iterable[str], wanted: Iterab
     with archive:
         members = archive.infolist()
         if len(members) > MAX_MEMBERS:
-            refuse(f"{path.name}: not collected: {len(members)} files (at most {MAX_MEMBERS}); "
+            refuse(f"{label}: not collected: {len(members)} files (at most {MAX_MEMBERS}); "
                    f"ask {student} to zip only the notebook.")
             return contents
         candidates: dict[str, list[zipfile.ZipInfo]] = {}
         for info in members:
             name = info.filename
             if _unsafe_name(name) or _unsafe_name(info.orig_filename):
-                refuse(f"{path.name}: refused {name!r}: an absolute path or '..' (a member may "
+                refuse(f"{label}: refused {name!r}: an absolute path or '..' (a member may "
                        f"not point outside the archive). Ask {student} to zip the notebook itself.")
                 continue
             if stat.S_ISLNK(info.external_attr >> 16):
-                refuse(f"{path.name}: refused {name!r}: a symbolic link. Ask {student} to zip the "
+                refuse(f"{label}: refused {name!r}: a symbolic link. Ask {student} to zip the "
                        f"notebook file itself.")
                 continue
             if info.is_dir():
@@ -656,13 +664,13 @@ def read_archive(path: str | os.PathLike, lessons: Iterable[str], wanted: Iterab
             if not parts or any(part in _JUNK for part in parts) or parts[-1].startswith("._"):
                 continue
             if parts[-1].lower().endswith(_ARCHIVE_SUFFIXES):
-                refuse(f"{path.name}: not extracted {name!r}: an archive inside the archive. "
+                refuse(f"{label}: not extracted {name!r}: an archive inside the archive. "
                        f"Ask {student} for one zip with the notebook in it.")
                 continue
             owner = notebook_owner(parts[-1], lessons)
             if owner is None:
                 if parts[-1].endswith(".ipynb"):
-                    refuse(f"{path.name}: skipped {name!r}: not named <lesson>.ipynb for a lesson "
+                    refuse(f"{label}: skipped {name!r}: not named <lesson>.ipynb for a lesson "
                            f"of the course ({', '.join(lessons)}).")
                 continue
             prefix, lesson = owner
@@ -671,7 +679,7 @@ def read_archive(path: str | os.PathLike, lessons: Iterable[str], wanted: Iterab
             named = [_strip_lesson(part, lessons)[0] for part in parts[:-1]] + [prefix]
             others = [part for part in named if part and part not in neutral]
             if others:
-                refuse(f"{path.name}: refused {name!r}: the archive is named for {student!r}, but "
+                refuse(f"{label}: refused {name!r}: the archive is named for {student!r}, but "
                        f"this notebook's path names {others[-1]!r}. An archive is collected only "
                        f"for the student it is named for: if the notebook is {student}'s, put it "
                        f"at the top of the archive as {lesson}.ipynb; if it is {others[-1]}'s, it "
@@ -681,17 +689,17 @@ def read_archive(path: str | os.PathLike, lessons: Iterable[str], wanted: Iterab
             candidates.setdefault(lesson, []).append(info)
         for lesson, infos in sorted(candidates.items()):
             if len(infos) > 1:
-                refuse(f"{path.name}: refused {lesson}: {len(infos)} notebooks for it "
+                refuse(f"{label}: refused {lesson}: {len(infos)} notebooks for it "
                        f"({', '.join(info.filename for info in infos)}); ask {student} for an "
                        f"archive with one.")
                 continue
             info = infos[0]
             if info.flag_bits & 0x1:
-                refuse(f"{path.name}: refused {info.filename!r}: encrypted. Ask {student} for an "
+                refuse(f"{label}: refused {info.filename!r}: encrypted. Ask {student} for an "
                        f"archive without a password.")
                 continue
             if info.file_size > max_bytes:
-                refuse(f"{path.name}: refused {info.filename!r}: {info.file_size} bytes unpacked "
+                refuse(f"{label}: refused {info.filename!r}: {info.file_size} bytes unpacked "
                        f"(at most {max_bytes}); clear the notebook's outputs and zip it again.")
                 continue
             try:
@@ -699,11 +707,11 @@ def read_archive(path: str | os.PathLike, lessons: Iterable[str], wanted: Iterab
                     data = handle.read(max_bytes + 1)
             except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError,
                     ValueError) as error:
-                refuse(f"{path.name}: refused {info.filename!r}: cannot be read ({error}); "
+                refuse(f"{label}: refused {info.filename!r}: cannot be read ({error}); "
                        f"download the archive again.")
                 continue
             if len(data) > max_bytes:
-                refuse(f"{path.name}: refused {info.filename!r}: over {max_bytes} bytes unpacked; "
+                refuse(f"{label}: refused {info.filename!r}: over {max_bytes} bytes unpacked; "
                        f"clear the notebook's outputs and zip it again.")
                 continue
             contents.notebooks[lesson] = data
@@ -734,33 +742,42 @@ def stage_downloads(files: Iterable[str | os.PathLike], lessons: Iterable[str],
     """
     lessons, wanted = list(lessons), list(wanted)
     messages: list[str] = []
-    staged: dict[tuple[str, str], list[tuple[str, bytes]]] = {}
+    sources: dict[tuple[str, str], list[str]] = {}  # (student, lesson): files that hand it in
+
+    def put(student: str, lesson: str, shown: str, data: bytes) -> None:
+        sources.setdefault((student, lesson), []).append(shown)
+        if len(sources[(student, lesson)]) == 1:  # one notebook in memory at a time
+            _write_notebook(target(lesson), student, lesson, data)
+
     for item in sorted(Path(file) for file in files):
+        shown = _CONTROL.sub("?", item.name)  # as printed (no terminal escapes)
         if item.suffix.lower() == ".zip":
             contents = read_archive(item, lessons, wanted)
             messages.extend(contents.messages)
             for lesson, data in contents.notebooks.items():
-                staged.setdefault((contents.student, lesson), []).append((item.name, data))
+                put(contents.student, lesson, shown, data)
         elif item.suffix == ".ipynb":
             owner = notebook_owner(item.name, lessons)
             if owner is None or owner[1] not in wanted:
                 continue
             student, lesson = owner
             if not valid_student_id(student):
-                messages.append(f"{item.name}: not collected: its name names no student; name it "
+                messages.append(f"{shown}: not collected: its name names no student; name it "
                                 f"<student>_{lesson}.ipynb.")
                 continue
             if item.stat().st_size > MAX_NOTEBOOK_BYTES:
-                messages.append(f"{item.name}: not collected: over {MAX_NOTEBOOK_BYTES} bytes; clear "
+                messages.append(f"{shown}: not collected: over {MAX_NOTEBOOK_BYTES} bytes; clear "
                                 f"the notebook's outputs.")
                 continue
-            staged.setdefault((student, lesson), []).append((item.name, item.read_bytes()))
-    for (student, lesson), found in sorted(staged.items()):
-        if len(found) > 1:
-            messages.append(f"{student}: {lesson} not collected: {len(found)} downloads hand it in "
-                            f"({', '.join(name for name, _ in found)}); keep one and collect again.")
-            continue
-        _write_notebook(target(lesson), student, lesson, found[0][1])
+            put(student, lesson, shown, item.read_bytes())
+    for (student, lesson), names in sorted(sources.items()):
+        if len(names) > 1:
+            written = target(lesson) / student / f"{lesson}.ipynb"
+            written.unlink()
+            with contextlib.suppress(OSError):  # the student's folder, when nothing else is in it
+                written.parent.rmdir()
+            messages.append(f"{student}: {lesson} not collected: {len(names)} downloads hand it in "
+                            f"({', '.join(names)}); keep one and collect again.")
     return messages
 
 
