@@ -392,6 +392,21 @@ LESSONS = [EXAMPLE, "03_loss_and_metrics"]
 NOTEBOOK = nbformat.writes(new_notebook(cells=[new_code_cell("x = 1")])).encode()
 
 
+@pytest.mark.parametrize("name,student", [
+    ("alice.zip", "alice"), (f"alice_{EXAMPLE}.zip", "alice"), (f"alice-{EXAMPLE}.ZIP", "alice"),
+    (f"yann_le_{EXAMPLE}.zip", "yann_le"), ("bob_12.zip", "bob_12"), (f"{EXAMPLE}.zip", None),
+    (".hidden.zip", None), ("a<b.zip", None), ("x\x1b[31m.zip", None)])
+def test_the_student_an_archive_is_named_for(name, student):
+    assert grading_feedback.archive_student(name, LESSONS) == student
+
+
+def test_the_student_a_notebook_is_named_for():
+    owner = grading_feedback.notebook_owner
+    assert owner(f"yann_le_{EXAMPLE}.ipynb", LESSONS) == ("yann_le", EXAMPLE)
+    assert owner(f"{EXAMPLE}.ipynb", LESSONS) == ("", EXAMPLE)
+    assert owner("yann_le_99_other.ipynb", LESSONS) is None and owner(f"{EXAMPLE}.py", LESSONS) is None
+
+
 def make_zip(path: Path, members: dict[str, bytes], symlinks: dict[str, str] | None = None) -> Path:
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
         for name, data in members.items():
