@@ -57,6 +57,14 @@ c.FileNameCollectorPlugin.named_regexp = (
     r"^.*[\\/](?P<student_id>[^\\/]+?)[\\/_-](?P<file_id>\d\d_[A-Za-z0-9_]+\.ipynb)$"
 )
 c.ZipCollectApp.strict = True  # skip notebooks of other lessons instead of copying them
+# An archive is one student's: alice.zip or alice_<lesson>.zip holds alice's notebook, and a
+# notebook inside whose path names anyone else (bob/<lesson>.ipynb, bob_<lesson>.ipynb) is
+# refused, as are members with absolute paths or '..', symbolic links and oversized members.
+# `python -m helpers collect` applies this itself (helpers.grading_feedback.stage_downloads);
+# this plugin applies it to a plain `nbgrader zip_collect` as well.
+from helpers.grading_feedback import SafeExtractorPlugin  # noqa: E402
+
+c.ZipCollectApp.extractor_plugin = SafeExtractorPlugin
 
 # --- JupyterHub with the formgrader (see README, "Instructor guide") -------------------
 # On a shared hub, point the exchange at a folder every user can reach, e.g.
@@ -77,3 +85,21 @@ from helpers.grading_execute import GradingExecute  # noqa: E402
 c.Autograde.autograde_preprocessors = [GradingExecute, IgnorePattern, ClearMetadataPreprocessor,
                                        LimitOutput, SaveAutoGrades, AssignLatePenalties,
                                        CheckCellMetadata]
+
+# --- Feedback (nbgrader generate_feedback, python -m helpers feedback, the formgrader) ------
+# Feedback pages leak nothing and run nothing (helpers/grading_feedback.py): each test cell
+# shows its grade_id, points, passed/failed and for a failure only the error's type and
+# message, never its source (hidden tests included) or traceback; outputs other than text
+# and PNG/JPEG images, markdown and metadata from the submission are escaped or cleaned; the
+# page has no script (nbgrader's template loads MathJax: formulas stay as TeX text).
+from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
+from nbgrader.preprocessors import GetGrades  # noqa: E402
+
+from helpers.grading_feedback import SafeFeedbackExporter, SanitizeFeedback, TestSummaries  # noqa: E402
+
+c.GenerateFeedback.preprocessors = [GetGrades, TestSummaries, SanitizeFeedback, CSSHTMLHeaderPreprocessor]
+c.GenerateFeedback.exporter_class = SafeFeedbackExporter
+# The formgrader shows each autograded notebook to the instructor with nbconvert's
+# HTMLExporter: the same sanitiser keeps a submission's HTML, JavaScript, SVG and markdown
+# from running there, in the instructor's Jupyter session (test source stays visible).
+c.HTMLExporter.preprocessors = [SanitizeFeedback]

@@ -231,9 +231,24 @@ def collect(source: str | os.PathLike = "submissions", selection: list[str] | No
     Two layouts are understood. Student folders, ``<source>/<student>/<lesson>/*.ipynb``
     (e.g. what students handed in on a shared drive), are copied as they are. Downloaded
     files, ``<source>/*.zip`` or ``<source>/*.ipynb`` (from an LMS), go through
-    ``nbgrader zip_collect``: zips are extracted into ``downloaded/<lesson>/`` and each
-    notebook is matched by ``.../<student>/<lesson>.ipynb`` or ``.../<student>_<lesson>.ipynb``
-    (``FileNameCollectorPlugin.named_regexp`` in nbgrader_config.py).
+    ``nbgrader zip_collect`` (staged as ``downloaded/<lesson>/archive/<student>/<lesson>.ipynb``).
+
+    Naming rule for downloaded files: each file is ONE student's, the one its name says.
+
+    * ``<student>_<lesson>.ipynb`` (or ``<student>-<lesson>.ipynb``) is that student's.
+    * ``<student>.zip`` or ``<student>_<lesson>.zip`` holds that student's notebook, named
+      ``<lesson>.ipynb`` or ``<student>_<lesson>.ipynb``, at the top or in a folder named
+      for the student, the lesson or the archive. A notebook in it whose path names anyone
+      else (``bob/<lesson>.ipynb``, ``bob_<lesson>.ipynb`` in ``alice.zip``) is refused:
+      it can only come in bob's own download. Unpack an LMS's bulk download (one zip of
+      everybody's files) into the folder first.
+    * Also refused: archive members with an absolute path or ``..``, symbolic links,
+      encrypted members, notebooks over 64 MiB unpacked, archives inside archives, and a
+      student with two downloads for one lesson. Nothing is extracted as it is: accepted
+      notebooks are read (size-limited) and written under ``downloaded/``.
+
+    Every refusal is printed (the archive, the student it is named for, the fix); the
+    other files are still collected (:func:`helpers.grading_feedback.stage_downloads`).
     """
     folder = course_root(root)
     source = Path(source)
@@ -260,15 +275,20 @@ def collect(source: str | os.PathLike = "submissions", selection: list[str] | No
         if not found:
             raise GradingError(f"No file in {source} ends with <lesson>.ipynb for "
                                f"{', '.join(chosen)}; name them <student>_<lesson>.ipynb "
-                               f"or <student>/<lesson>.ipynb inside the zips.")
+                               f"or put <lesson>.ipynb in <student>.zip.")
+        from helpers import grading_feedback
+
         status = 0
         for name in found:
             archive = folder / "downloaded" / name / "archive"
             if archive.exists():
                 shutil.rmtree(archive)
             archive.mkdir(parents=True)
-            for path in loose:
-                shutil.copy2(path, archive / path.name)
+        # each file only for the student its name says (see the naming rule above)
+        for message in grading_feedback.stage_downloads(
+                loose, known, found, lambda lesson: folder / "downloaded" / lesson / "archive"):
+            print(message, file=sys.stderr)
+        for name in found:
             status |= run_nbgrader(["zip_collect", name, "--force"], folder, quiet=quiet)
         if status:
             return status
