@@ -783,12 +783,10 @@ def feedback(lesson: list[str] | None = None, student: str | None = None,
         # nbgrader copies every file of autograded/<student>/<lesson>/ into feedback/,
         # following links, and writes the HTML through whatever is at its path: links and
         # special files go first, and are looked for again afterwards.
-        who = [student] if student else sorted(p.name for p in (folder / "autograded").iterdir()
-                                               if (p / name).is_dir() and not p.is_symlink())
+        who = [student] if student else sorted(p.name for p in (folder / "autograded").iterdir())
         removed = []
         for person in who:
-            removed += _dropped_reasons(_remove_irregular(folder / "autograded" / person / name, folder),
-                                        "before nbgrader read")
+            removed += _clear_output_folder(folder, "autograded", person, name, "before nbgrader read")
             removed += _clear_output_folder(folder, "feedback", person, name)
         args = ["generate_feedback", name, "--force"] + (["--student", student] if student else [])
         status = max(status, run_nbgrader(args, folder, quiet=quiet))

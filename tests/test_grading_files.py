@@ -193,10 +193,12 @@ def test_feedback_removes_links_before_and_after_nbgrader(course, monkeypatch, c
     page_dir = course / "feedback" / "mallory" / LESSON
     page_dir.mkdir(parents=True)
     (page_dir / f"{LESSON}.html").symlink_to(REPO_ROOT / "helpers" / "checks" / "__init__.py")
+    (course / "autograded" / "ghost").symlink_to(course / "answers")  # nbgrader would read the answers
     seen = {}
 
     def fake(args, folder, env=None, quiet=False):
         seen["autograded"] = sorted(p.name for p in graded.iterdir())
+        seen["students"] = sorted(p.name for p in (course / "autograded").iterdir())
         seen["feedback"] = sorted(p.name for p in page_dir.iterdir()) if page_dir.exists() else []
         page_dir.mkdir(parents=True, exist_ok=True)
         (page_dir / f"{LESSON}.html").write_text("<html>feedback</html>")
@@ -205,7 +207,8 @@ def test_feedback_removes_links_before_and_after_nbgrader(course, monkeypatch, c
 
     monkeypatch.setattr(grading, "run_nbgrader", fake)
     assert grading.feedback([LESSON], root=course, quiet=True) == 0
-    assert seen == {"autograded": [f"{LESSON}.ipynb"], "feedback": []}
+    assert seen == {"autograded": [f"{LESSON}.ipynb"], "students": ["mallory"], "feedback": []}
+    assert (course / "answers" / LESSON / f"{LESSON}.ipynb").is_file()
     assert sorted(p.name for p in page_dir.iterdir()) == [f"{LESSON}.html"]
     assert (page_dir / f"{LESSON}.html").read_text() == "<html>feedback</html>"
     err = capsys.readouterr().err
