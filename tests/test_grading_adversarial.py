@@ -154,7 +154,8 @@ def _example_class(answers, release) -> dict:
                                    "    threading.Thread(target=time.sleep, args=(600,), daemon=True).start()"),
                         5, "flagged"),
         "output-flood": (_with_cell(answers, "square_check",
-                                    "import os\nfor _ in range(256):\n    os.write(2, b'x' * 2**20)"), 5, "repaired"),
+                                    "with open('/dev/stderr', 'wb', buffering=0) as log:\n"
+                                    "    for _ in range(256):\n        log.write(b'x' * 2**20)"), 5, "flagged"),
         "disk-hog": (_with_cell(answers, "square_check",
                                 "for i in range(100):\n    with open(f'junk{i}.bin', 'wb') as f:\n"
                                 "        f.write(b'x' * 2**25)"), 5, "flagged"),
@@ -277,11 +278,7 @@ def _host_files(root) -> dict[str, str]:
 
 CASES = [(s, EXAMPLE) for s in ("answers", "blank", "kill-grader", "exit-last", "sigint-proof",
                                  "renamed-id", "extra-graded", "grade-false", "test-as-markdown",
-                                 "read-answers", "gradebook", "edit-helpers", "invalid-json",
-                                 "link-notebook", "link-html", "link-submitted", "fifo-submitted",
-                                 "linked-notebook", "json-module", "helpers-module", "environ",
-                                 "environ-proc", "memory-hog", "fork-bomb", "thread-bomb",
-                                 "output-flood", "disk-hog")] + \
+                                 "read-answers", "gradebook", "edit-helpers", "invalid-json")] + \
         [(s, LESSON) for s in ("transformer", "rebind-checks", "patch-checks", "call-reference")]
 
 
@@ -335,6 +332,17 @@ def test_nothing_outside_the_sandbox_changed(attacked):
     changed = sorted(name for name in set(after) | set(attacked["host"])
                      if after.get(name) != attacked["host"].get(name))
     assert not changed, f"grading changed files outside the sandbox: {changed[:10]}"
+
+
+#: The students of _example_class that attack the host (links, modules, environment, limits).
+HOST_CASES = ("link-notebook", "link-html", "link-submitted", "fifo-submitted", "linked-notebook",
+              "json-module", "helpers-module", "environ", "environ-proc", "memory-hog", "fork-bomb",
+              "thread-bomb", "output-flood", "disk-hog")
+
+
+@pytest.mark.parametrize("student", HOST_CASES)
+def test_each_host_attack_scores_what_it_deserves(attacked, student):
+    test_each_submission_scores_what_it_deserves(attacked, student, EXAMPLE)
 
 
 def test_links_and_special_files_never_reach_nbgrader(attacked):
