@@ -30,6 +30,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -200,10 +201,25 @@ def release(selection: list[str] | None = None, root: str | os.PathLike | None =
     return 0
 
 
-def _copy_tree(source: Path, target: Path) -> None:
-    if target.exists():
-        shutil.rmtree(target)
-    shutil.copytree(source, target, ignore=shutil.ignore_patterns(*_SKIP_NAMES))
+def _copy_tree(source: Path, target: Path) -> list[str]:
+    """Replace ``target`` by a copy of the folders and regular files of ``source``: no
+    symbolic link is followed or copied, no FIFO, socket or device either (a student's
+    link to ``../../../answers/...`` would otherwise bring the answers along). Returns one
+    line per entry left out."""
+    from helpers import sandbox
+
+    return sandbox.copy_regular_files(source, target, frozenset(_SKIP_NAMES))
+
+
+def _notes_file(folder: Path, student: str, lesson: str) -> Path:
+    """Where collect leaves, for the grading report, what it did not copy of a submission."""
+    return folder / _WORK / "collect-notes" / f"{student}--{lesson}.json"
+
+
+def _dropped_reasons(dropped: list[str], when: str) -> list[str]:
+    """Report lines for entries left out or removed (``when``: "at collection", ...)."""
+    return [f"needs review: {line} {when} (only regular files and folders are graded)"
+            for line in dropped]
 
 
 def _files_in(folder: Path) -> list[str]:
@@ -297,8 +313,15 @@ def collect(source: str | os.PathLike = "submissions", selection: list[str] | No
         for student_dir in sorted(p for p in source.iterdir() if p.is_dir()):
             if student_dir.name in _SKIP_NAMES or (student and student_dir.name != student):
                 continue
+            if student_dir.is_symlink():  # e.g. a link to another student's folder
+                print(f"Skipping {student_dir}: a symbolic link, not a student's folder.", file=sys.stderr)
+                continue
             for lesson_dir in sorted(p for p in student_dir.iterdir() if p.is_dir()):
                 if lesson_dir.name in _SKIP_NAMES:
+                    continue
+                if lesson_dir.is_symlink():  # e.g. a link to answers/<lesson>
+                    print(f"Skipping {lesson_dir}: a symbolic link, not a submission folder.",
+                          file=sys.stderr)
                     continue
                 if lesson_dir.name not in known:
                     print(f"Skipping {lesson_dir}: no released lesson of that name "
@@ -309,7 +332,14 @@ def collect(source: str | os.PathLike = "submissions", selection: list[str] | No
                 if not list(lesson_dir.glob("*.ipynb")):
                     print(f"Skipping {lesson_dir}: no notebook in it.", file=sys.stderr)
                     continue
-                _copy_tree(lesson_dir, submitted / student_dir.name / lesson_dir.name)
+                dropped = _copy_tree(lesson_dir, submitted / student_dir.name / lesson_dir.name)
+                notes = _notes_file(folder, student_dir.name, lesson_dir.name)
+                notes.unlink(missing_ok=True)
+                if dropped:
+                    notes.parent.mkdir(parents=True, exist_ok=True)
+                    notes.write_text(json.dumps(dropped, indent=1), encoding="utf-8")
+                    print(f"{student_dir.name}/{lesson_dir.name}: not copied: " + "; ".join(dropped),
+                          file=sys.stderr)
                 copied += 1
         if not quiet:
             print(f"Collected {copied} submission(s) from {source} into {submitted}.")
@@ -423,9 +453,19 @@ def _grade_one(folder: Path, lesson: str, student: str, env: dict[str, str],
     release = json.loads((folder / "notebooks" / lesson / f"{lesson}.ipynb").read_text(encoding="utf-8"))
     result = GradingResult(student, lesson, 0.0, _max_score(release), "failed")
     source = folder / "submitted" / student / lesson
-    notebook = source / f"{lesson}.ipynb"
+    work = folder / _WORK
+    stage = work / "staged" / student / lesson
+    notebook = stage / f"{lesson}.ipynb"
     try:
+        # The staged copy is what nbgrader reads: folders and regular files only, so no link
+        # leads nbgrader (outside the sandbox) to a file of the host, not even the notebook.
+        dropped = _dropped_reasons(_collect_notes(folder, student, lesson), "at collection")
+        if source.is_dir():
+            dropped += _dropped_reasons(_copy_tree(source, stage), "when staged")
+        else:
+            _remove(stage)
         if not notebook.is_file():
+            result.reasons += dropped
             result.reasons.append(f"no {lesson}.ipynb in submitted/{student}/{lesson}/")
             return result
         try:
@@ -433,21 +473,13 @@ def _grade_one(folder: Path, lesson: str, student: str, env: dict[str, str],
             if not isinstance(submission, dict) or not isinstance(submission.get("cells"), list):
                 raise ValueError("no list of cells")
         except (ValueError, UnicodeDecodeError) as error:
+            result.reasons += dropped
             result.reasons.append(f"{lesson}.ipynb is not a readable notebook ({error})")
             return result
         with _AST_LOCK:  # CPython 3.11's ast.parse is not thread-safe ("AST constructor
             # recursion depth mismatch" when two grading threads parse at once)
             repaired, notes = grading_audit.repair(submission, release)
             findings = grading_audit.audit(repaired, release)
-        work = folder / _WORK
-        stage = work / "staged" / student / lesson
-        if stage.exists():
-            shutil.rmtree(stage)
-        shutil.copytree(source, stage, ignore=shutil.ignore_patterns(*_SKIP_NAMES),
-                        ignore_dangling_symlinks=True, symlinks=False)
-        for path in stage.rglob("*"):  # sockets, FIFOs: nbgrader cannot copy them
-            if not (path.is_file() or path.is_dir()) or path.is_symlink():
-                path.unlink()
         replaced: dict[int, str] = {}
         trace = work / "traces" / f"{student}--{lesson}.jsonl"
         trace.parent.mkdir(parents=True, exist_ok=True)
@@ -461,6 +493,7 @@ def _grade_one(folder: Path, lesson: str, student: str, env: dict[str, str],
                 staged["cells"][index]["outputs"] = []
             (stage / f"{lesson}.ipynb").write_text(json.dumps(staged, indent=1), encoding="utf-8")
             trace.unlink(missing_ok=True)
+            dropped += _clear_output_folder(folder, "autograded", student, lesson)
             args = ["autograde", lesson, "--force", "--student", student,
                     f"--CourseDirectory.submitted_directory={_WORK}/staged"]
             if not _custom_db_url(folder):
@@ -469,7 +502,9 @@ def _grade_one(folder: Path, lesson: str, student: str, env: dict[str, str],
             code, log_tail = _run_logged(args, folder, dict(env, **{TRACE_VARIABLE: str(trace)}), timeout)
             events = _read_trace(trace)
             output = folder / "autograded" / student / lesson / f"{lesson}.ipynb"
-            if code == 0 and any(e.get("event") == "complete" for e in events) and output.is_file():
+            # nbgrader wrote the graded notebook as a regular file in a folder of regular files
+            dropped += _dropped_reasons(_remove_irregular(output.parent, folder), "after grading")
+            if code == 0 and any(e.get("event") == "complete" for e in events) and _is_regular(output):
                 graded = True
                 break
             cells = [e for e in events if e.get("event") == "cell"]
@@ -480,8 +515,13 @@ def _grade_one(folder: Path, lesson: str, student: str, env: dict[str, str],
                     continue
                 break
             stuck = any(e.get("event") == "stuck" for e in events) or code == _TIMED_OUT
-            reason = ("it did not stop at the time limit, nor when interrupted" if stuck
-                      else "the kernel died while it ran")
+            limit = next((e for e in reversed(events) if e.get("event") == "limit"), None)
+            if limit is not None:  # the sandbox's watchdog stopped it (helpers.sandbox)
+                reason = f"it exceeded the {limit.get('detail') or str(limit.get('limit')) + ' limit'}"
+            elif stuck:
+                reason = "it did not stop at the time limit, nor when interrupted"
+            else:
+                reason = "the kernel died while it ran"
             targets = [i for i in _culprits(cells[-1], staged) if i not in replaced]
             if not targets:
                 break
@@ -490,6 +530,7 @@ def _grade_one(folder: Path, lesson: str, student: str, env: dict[str, str],
         result.reasons += notes
         result.reasons += [f"cell {i + 1} replaced by one that raises: {why}" for i, why in sorted(replaced.items())]
         result.reasons += [f"needs review: {finding}" for finding in findings]
+        result.reasons += dropped
         if not graded:
             lines = [line for line in log_tail.splitlines() if "ERROR" in line or "Error" in line]
             result.reasons.append("nbgrader could not grade it" + (f" ({lines[-1].strip()[:200]})" if lines else ""))
@@ -500,7 +541,7 @@ def _grade_one(folder: Path, lesson: str, student: str, env: dict[str, str],
             return result
         with gradebook(folder) as opened:
             result.score = float(opened.find_submission(lesson, student).score)
-        result.status = "flagged" if findings else "repaired" if (notes or replaced) else "graded"
+        result.status = "flagged" if (findings or dropped) else "repaired" if (notes or replaced) else "graded"
         return result
     finally:
         result.seconds = time.perf_counter() - started
@@ -508,6 +549,65 @@ def _grade_one(folder: Path, lesson: str, student: str, env: dict[str, str],
 
 _TIMED_OUT = -9
 _AST_LOCK = threading.Lock()
+
+
+def _collect_notes(folder: Path, student: str, lesson: str) -> list[str]:
+    """What collect did not copy of this submission (see :func:`collect`)."""
+    try:
+        notes = json.loads(_notes_file(folder, student, lesson).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return [str(note) for note in notes] if isinstance(notes, list) else []
+
+
+def _is_regular(path: Path) -> bool:
+    """True when ``path`` is a regular file itself (not a link to one)."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _remove(path: Path) -> bool:
+    """Remove ``path``, whatever it is (a link itself, never its target)."""
+    from helpers import sandbox
+
+    return sandbox.remove_path(path)
+
+
+def _remove_irregular(folder: Path, root: Path) -> list[str]:
+    """Remove every link, FIFO, socket or device below ``folder``; one line per removal
+    (paths relative to ``root``)."""
+    from helpers import sandbox
+
+    removed = []
+    for path in sandbox.irregular_entries(folder):
+        removed.append(f"{path.relative_to(root)}{sandbox.describe_entry(path)}, removed")
+        sandbox.remove_path(path)
+    return removed
+
+
+def _clear_output_folder(folder: Path, kind: str, student: str, lesson: str,
+                         when: str = "before nbgrader wrote") -> list[str]:
+    """Before nbgrader writes ``<kind>/<student>/<lesson>/`` (kind: autograded, feedback):
+    none of those three folders may be a link or a special file (nbgrader would write
+    through it), nor hold one (nbgrader copies them along and chmods them)."""
+    from helpers import sandbox
+
+    problems = []
+    path = folder
+    for part in (kind, student, lesson):
+        path = path / part
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            return problems
+        if not stat.S_ISDIR(mode):
+            problems.append(f"{path.relative_to(folder)}{sandbox.describe_entry(path)}, removed")
+            sandbox.remove_path(path)
+            return _dropped_reasons(problems, when)
+    problems += _remove_irregular(path, folder)
+    return _dropped_reasons(problems, when)
 
 
 def _custom_db_url(folder: Path) -> bool:
@@ -621,6 +721,10 @@ def autograde(lesson: list[str] | None = None, student: str | None = None,
                            f"`python -m helpers collect` first.")
     env = dict(env or {})
     env.setdefault(config.SCALE_VARIABLE, os.environ.get(config.SCALE_VARIABLE) or GRADING_SCALE)
+    try:  # the sandbox's limits (UNET_COURSE_GRADING_MEMORY, ...): a typo stops here
+        sandbox.Limits.from_environment({**os.environ, **env})
+    except ValueError as error:
+        raise GradingError(str(error)) from None
     if not sandboxed:
         env[sandbox.NO_SANDBOX_VARIABLE] = "1"
         print("warning: grading WITHOUT the sandbox (--no-sandbox): submissions run with your "
@@ -696,8 +800,20 @@ def feedback(lesson: list[str] | None = None, student: str | None = None,
                            f"`python -m helpers autograde` first.")
     status = 0
     for name in select_lessons(lesson, graded):
+        # nbgrader copies every file of autograded/<student>/<lesson>/ into feedback/,
+        # following links, and writes the HTML through whatever is at its path: links and
+        # special files go first, and are looked for again afterwards.
+        who = [student] if student else sorted(p.name for p in (folder / "autograded").iterdir())
+        removed = []
+        for person in who:
+            removed += _clear_output_folder(folder, "autograded", person, name, "before nbgrader read")
+            removed += _clear_output_folder(folder, "feedback", person, name)
         args = ["generate_feedback", name, "--force"] + (["--student", student] if student else [])
         status = max(status, run_nbgrader(args, folder, quiet=quiet))
+        for person in who:
+            removed += _clear_output_folder(folder, "feedback", person, name, "after nbgrader wrote")
+        for line in removed:
+            print(f"warning: {line.removeprefix('needs review: ')}", file=sys.stderr)
     skipped = _ungraded(folder, lesson, student)
     if skipped:
         print(f"No feedback for {len(skipped)} submission(s) that were not graded: "

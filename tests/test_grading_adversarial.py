@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 
 import nbformat
 import pytest
@@ -52,8 +53,44 @@ def _with_source(nb, grade_id: str, source: str):
     return nb
 
 
+#: A secret in the grader's environment that no output may show.
+SECRET = "grader-secret-0f1e2d3c4b5a"
+#: What a student's module writes beside itself when a process outside the sandbox imports it.
+IMPORTED_OUTSIDE = "IMPORTED-OUTSIDE"
+_HOSTILE_MODULE = ("import os, sys\n"
+                   "sys.stderr.write('student module imported\\n')\n"
+                   "open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "
+                   f"{IMPORTED_OUTSIDE!r}), 'a').write(__name__)\n")
+
+
+def _link_to_answers(folder):
+    (folder / "key.ipynb").symlink_to("../../../answers/00_example/00_example.ipynb")
+
+
+def _fifo_and_link(folder):
+    os.mkfifo(folder / "pipe")
+    (folder / "passwd.txt").symlink_to("/etc/passwd")
+
+
+def _notebook_is_a_link(folder):
+    (folder / "00_example.ipynb").unlink()
+    (folder / "00_example.ipynb").symlink_to("../../../answers/00_example/00_example.ipynb")
+
+
+def _hostile_modules(folder):
+    for name in ("json.py", "subprocess.py", "signal.py", "selectors.py"):
+        (folder / name).write_text(_HOSTILE_MODULE)
+
+
+def _hostile_helpers(folder):
+    for name in ("__init__.py", "sandbox.py", "grading_runner.py", "grading_guard.py", "checks/__init__.py"):
+        (folder / "helpers" / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / "helpers" / name).write_text(_HOSTILE_MODULE)
+
+
 def _example_class(answers, release) -> dict:
-    """Example-lesson submissions: (notebook or raw text, expected score, expected status)."""
+    """Example-lesson submissions: (notebook or raw text, expected score, expected status[,
+    a function that adds files to the submission folder])."""
     renamed = copy.deepcopy(answers)
     renamed.cells[_index(renamed, "square")].metadata["nbgrader"]["grade_id"] = "my_square"
     extra = _with_cell(answers, "square_check", 'print("free points")')
@@ -79,7 +116,50 @@ def _example_class(answers, release) -> dict:
     edit_helpers = ("import pathlib, helpers\n"
                     "target = pathlib.Path(helpers.__file__).parent / 'checks' / '__init__.py'\n"
                     "target.write_text(target.read_text() + '\\n# edited by a student\\n')\n")
+    host_link = ("import os, pathlib, helpers\n"
+                 "target = pathlib.Path(helpers.__file__).parent / 'checks' / '__init__.py'\n"
+                 "if os.path.lexists('00_example.ipynb'):\n    os.remove('00_example.ipynb')\n"
+                 "os.symlink(target, '00_example.ipynb')\n")
+    html_link = ("import os\n"
+                 "os.symlink('../../../answers/00_example/00_example.ipynb', 'answers.html')\n"
+                 "os.symlink(os.path.abspath('../../../answers/00_example/00_example.ipynb'), '00_example.html')\n")
+    steal_link = ("import json\nnb = json.load(open('key.ipynb'))\n"
+                  "for cell in nb['cells']:\n"
+                  "    if cell['metadata'].get('nbgrader', {}).get('solution'):\n"
+                  "        exec(''.join(cell['source']))\n")
+    fork_bomb = ("import sys\n"  # a file name under sys.prefix passes the runner's own audit hook
+                 "bomb = 'import subprocess\\nfor _ in range(2000):\\n    subprocess.Popen([\"sleep\", \"600\"])\\n'\n"
+                 "exec(compile(bomb, sys.prefix + '/bomb.py', 'exec'), {})\n")
     return {
+        # 1. links and special files, made by the runner or handed in
+        "link-notebook": (_with_cell(answers, "square_check", host_link), 5, "flagged"),
+        "link-html": (_with_cell(answers, "square_check", html_link), 5, "flagged"),
+        "link-submitted": (_with_cell(release, "setup", steal_link), 0, "flagged", _link_to_answers),
+        "fifo-submitted": (answers, 5, "flagged", _fifo_and_link),
+        "linked-notebook": (answers, 0, "failed", _notebook_is_a_link),
+        # 2. modules beside the notebook
+        "json-module": (answers, 5, "graded", _hostile_modules),
+        "helpers-module": (answers, 5, "graded", _hostile_helpers),
+        # 3. the grader's environment
+        "environ": (_with_cell(answers, "square_check", "import os\nprint(dict(os.environ))"), 5, "graded"),
+        "environ-proc": (_with_cell(answers, "square_check",
+                                    "for path in ('/proc/1/environ', '/proc/self/environ'):\n"
+                                    "    print(open(path, 'rb').read())"), 5, "flagged"),
+        # 4. resources: each limit kills the sandbox, the cell is replaced, the rest keeps its points
+        "memory-hog": (_with_cell(answers, "square_check",
+                                  "chunks = []\nfor _ in range(40):\n    chunks.append(bytearray(256 * 2**20))"),
+                       5, "repaired"),
+        "fork-bomb": (_with_cell(answers, "square_check", fork_bomb), 5, "flagged"),
+        "thread-bomb": (_with_cell(answers, "square_check",
+                                   "import threading, time\nfor _ in range(5000):\n"
+                                   "    threading.Thread(target=time.sleep, args=(600,), daemon=True).start()"),
+                        5, "flagged"),
+        "output-flood": (_with_cell(answers, "square_check",
+                                    "with open('/dev/stderr', 'wb', buffering=0) as log:\n"
+                                    "    for _ in range(256):\n        log.write(b'x' * 2**20)"), 5, "flagged"),
+        "disk-hog": (_with_cell(answers, "square_check",
+                                "for i in range(100):\n    with open(f'junk{i}.bin', 'wb') as f:\n"
+                                "        f.write(b'x' * 2**25)"), 5, "flagged"),
         "answers": (answers, 5, "graded"),
         "blank": (release, 0, "graded"),
         "kill-grader": (_with_cell(answers, "square_check",
@@ -195,17 +275,23 @@ def attacked(tmp_path_factory):
     for lesson, build in ((EXAMPLE, _example_class), (LESSON, _lesson_class)):
         answers = nbformat.read(root / "answers" / lesson / f"{lesson}.ipynb", as_version=4)
         release = nbformat.read(root / "notebooks" / lesson / f"{lesson}.ipynb", as_version=4)
-        for student, (nb, score, status) in build(answers, release).items():
+        for student, (nb, score, status, *extra) in build(answers, release).items():
             folder = root / "submissions" / student / lesson
             folder.mkdir(parents=True)
             text = nb if isinstance(nb, str) else nbformat.writes(nb)
             (folder / f"{lesson}.ipynb").write_text(text)
+            for add_files in extra:
+                add_files(folder)
             expected[(student, lesson)] = (score, status)
     # an innocent student graded with the others, whose score must survive them
     assert grading.collect(root / "submissions", root=root, quiet=True) == 0
     helpers_hash = hashlib.sha256(HELPERS_FILE.read_bytes()).hexdigest()
     answers_hash = hashlib.sha256((root / "answers" / EXAMPLE / f"{EXAMPLE}.ipynb").read_bytes()).hexdigest()
-    status = grading.autograde(root=root, quiet=True, jobs=2)
+    host = _host_files(root)
+    started = time.monotonic()
+    status = grading.autograde(root=root, quiet=True, jobs=2,
+                               env={"SECRET_TOKEN": SECRET, "AWS_SECRET_ACCESS_KEY": SECRET})
+    seconds = time.monotonic() - started
     with open(root / "grading_report.csv", newline="") as handle:
         rows = {(row["student"], row["lesson"]): row for row in csv.DictReader(handle)}
     scores, cells = {}, {}
@@ -218,7 +304,32 @@ def attacked(tmp_path_factory):
             scores[(student, lesson)] = submission.score
             cells[(student, lesson)] = {g.name: g.score for g in submission.notebooks[0].grades}
     return {"root": root, "expected": expected, "status": status, "rows": rows, "scores": scores,
-            "cells": cells, "helpers_hash": helpers_hash, "answers_hash": answers_hash}
+            "cells": cells, "helpers_hash": helpers_hash, "answers_hash": answers_hash, "host": host,
+            "seconds": seconds}
+
+
+def _host_files(root) -> dict[str, str]:
+    """Path -> digest of every file that grading must leave alone: the host's helpers/, and
+    in the test root everything but what grading writes (gradebook.db, autograded/,
+    feedback/, .grading/, the reports). Links are recorded as links, FIFOs by kind."""
+    found = {}
+    bases = [(REPO_ROOT / "helpers", "helpers")]
+    written = {"gradebook.db", "autograded", "feedback", ".grading", "grading_report.csv",
+               "grading_report.html", "grades.csv", ".nbgrader.log"}
+    bases += [(path, f"root/{path.name}") for path in sorted(root.iterdir()) if path.name not in written]
+    for base, label in bases:
+        paths = [base] if not base.is_dir() or base.is_symlink() else sorted(base.rglob("*"))
+        for path in paths:
+            name = label if path == base else f"{label}/{path.relative_to(base)}"
+            if "__pycache__" in path.parts:
+                continue
+            if path.is_symlink():
+                found[name] = "link -> " + os.readlink(path)
+            elif path.is_file():
+                found[name] = hashlib.sha256(path.read_bytes()).hexdigest()
+            elif not path.is_dir():
+                found[name] = "special"
+    return found
 
 
 CASES = [(s, EXAMPLE) for s in ("answers", "blank", "kill-grader", "exit-last", "sigint-proof",
@@ -289,6 +400,64 @@ def test_nothing_outside_the_sandbox_changed(attacked):
     assert attacked["scores"][("answers", EXAMPLE)] == 5, "another student's score was changed"
     # killing "the parent" from inside the sandbox reaches neither nbgrader nor the batch
     assert attacked["scores"][("kill-grader", EXAMPLE)] == 5
+    # byte for byte: the host's helpers/, the test root's answers/, notebooks/, config,
+    # submissions/ and submitted/ (other students' work)
+    after = _host_files(root)
+    changed = sorted(name for name in set(after) | set(attacked["host"])
+                     if after.get(name) != attacked["host"].get(name))
+    assert not changed, f"grading changed files outside the sandbox: {changed[:10]}"
+
+
+#: The students of _example_class that attack the host (links, modules, environment, limits).
+HOST_CASES = ("link-notebook", "link-html", "link-submitted", "fifo-submitted", "linked-notebook",
+              "json-module", "helpers-module", "environ", "environ-proc", "memory-hog", "fork-bomb",
+              "thread-bomb", "output-flood", "disk-hog")
+
+
+@pytest.mark.parametrize("student", HOST_CASES)
+def test_each_host_attack_scores_what_it_deserves(attacked, student):
+    test_each_submission_scores_what_it_deserves(attacked, student, EXAMPLE)
+
+
+def test_links_and_special_files_never_reach_nbgrader(attacked):
+    root, rows = attacked["root"], attacked["rows"]
+    for folder in ("submitted", "autograded", ".grading"):
+        links = [p for p in (root / folder).rglob("*") if p.is_symlink() or not (p.is_file() or p.is_dir())]
+        assert not links, f"links or special files in {folder}/: {links[:5]}"
+    reason = rows[("link-submitted", EXAMPLE)]["reason"]
+    assert "key.ipynb -> ../../../answers/00_example/00_example.ipynb: symbolic link" in reason, reason
+    reason = rows[("fifo-submitted", EXAMPLE)]["reason"]
+    assert "pipe: named pipe (FIFO)" in reason and "passwd.txt -> /etc/passwd" in reason, reason
+    reason = rows[("linked-notebook", EXAMPLE)]["reason"]
+    assert "no 00_example.ipynb" in reason and "symbolic link" in reason, reason
+    for student in ("link-notebook", "link-html"):
+        folder = root / "autograded" / student / EXAMPLE
+        assert sorted(p.name for p in folder.iterdir()) == [f"{EXAMPLE}.ipynb"], student
+
+
+def test_no_student_module_ran_outside_the_sandbox(attacked):
+    found = list(attacked["root"].rglob(IMPORTED_OUTSIDE)) + list((REPO_ROOT / "helpers").rglob(IMPORTED_OUTSIDE))
+    assert not found, f"a student's module was imported outside the sandbox: {found}"
+
+
+def test_no_secret_of_the_grader_in_outputs(attacked):
+    root = attacked["root"]
+    printed = (root / "autograded" / "environ" / EXAMPLE / f"{EXAMPLE}.ipynb").read_text()
+    assert "'HOME'" in printed and "UNET_COURSE_SCALE" in printed, "the environment was not printed"
+    for path in [*root.rglob("*.ipynb"), *(root / ".grading").rglob("*")]:
+        if path.is_file() and not path.is_symlink():
+            assert SECRET not in path.read_text(errors="replace"), f"the grader's secret is in {path}"
+
+
+@pytest.mark.parametrize("student,limit", [("memory-hog", "memory limit (4 GiB)"),
+                                           ("fork-bomb", "processes limit (128 processes)"),
+                                           ("thread-bomb", "threads limit"),
+                                           ("output-flood", "output limit (64 MiB)"),
+                                           ("disk-hog", "disk limit (2 GiB)")])
+def test_limits_are_named_and_cost_only_their_cell(attacked, student, limit):
+    reason = attacked["rows"][(student, EXAMPLE)]["reason"]
+    assert f"replaced by one that raises: it exceeded the {limit}" in reason, reason
+    assert attacked["cells"][(student, EXAMPLE)] == {"square_check": 1, "mean_check": 2, "count_vowels_check": 2}
 
 
 def test_batch_completes_and_exit_code_tells_the_truth(attacked):
@@ -327,3 +496,9 @@ def test_feedback_and_export_name_the_skipped_submission(attacked, capsys):
     with open(root / "grades.csv", newline="") as handle:
         exported = {(row["student_id"], row["assignment"]): float(row["score"]) for row in csv.DictReader(handle)}
     assert exported[("exit-last", EXAMPLE)] == 3 and exported[("answers", EXAMPLE)] == 5
+    for student in ("link-html", "link-notebook", "environ"):
+        folder = root / "feedback" / student / EXAMPLE
+        assert sorted(p.name for p in folder.iterdir()) == [f"{EXAMPLE}.html"], student
+        assert not (folder / f"{EXAMPLE}.html").is_symlink()
+        assert SECRET not in (folder / f"{EXAMPLE}.html").read_text()
+    assert not [p for p in (root / "feedback").rglob("*") if p.is_symlink()]
