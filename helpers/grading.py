@@ -49,6 +49,8 @@ from helpers._bootstrap import BOOTSTRAPPED as _BOOTSTRAPPED
 #: Environment variable naming the trace file of a grading run (see helpers.grading_execute).
 TRACE_VARIABLE = "UNET_COURSE_GRADING_TRACE"
 
+#: What a student id (a folder name under ``submissions/``) may look like.
+_STUDENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}")
 #: Folders a student submission may not bring along into ``submitted/``.
 _SKIP_NAMES = {".ipynb_checkpoints", "__pycache__", ".DS_Store"}
 
@@ -316,6 +318,10 @@ def collect(source: str | os.PathLike = "submissions", selection: list[str] | No
             if student_dir.is_symlink():  # e.g. a link to another student's folder
                 print(f"Skipping {student_dir}: a symbolic link, not a student's folder.", file=sys.stderr)
                 continue
+            if not _STUDENT_ID.fullmatch(student_dir.name):  # shown by the formgrader and reports
+                print(f"Skipping {student_dir!s:.200}: a student id may hold letters, digits and . _ @ + - "
+                      f"only (no spaces, quotes or <>); rename the folder.", file=sys.stderr)
+                continue
             for lesson_dir in sorted(p for p in student_dir.iterdir() if p.is_dir()):
                 if lesson_dir.name in _SKIP_NAMES:
                     continue
@@ -446,7 +452,7 @@ def _culprits(event: dict, nb: dict) -> list[int]:
 def _grade_one(folder: Path, lesson: str, student: str, env: dict[str, str],
                timeout: float | None) -> GradingResult:
     """Audit, repair and grade one submission; grade again with a faulty cell replaced when
-    the kernel died or a cell could not be stopped (at most ``_MAX_ATTEMPTS`` runs)."""
+    the grading process died or a cell could not be stopped (at most ``_MAX_ATTEMPTS`` runs)."""
     from helpers import grading_audit
 
     started = time.perf_counter()
@@ -521,7 +527,7 @@ def _grade_one(folder: Path, lesson: str, student: str, env: dict[str, str],
             elif stuck:
                 reason = "it did not stop at the time limit, nor when interrupted"
             else:
-                reason = "the kernel died while it ran"
+                reason = "the grading process died while it ran"
             targets = [i for i in _culprits(cells[-1], staged) if i not in replaced]
             if not targets:
                 break
@@ -646,7 +652,7 @@ def _lesson_datasets(folder: Path, lesson: str) -> list[str]:
 
 def prepare_grading_data(folder: Path, lessons_to_grade: list[str], env: dict[str, str]) -> None:
     """Generate the data sets the lessons read (and lesson 04's model that lesson 05 loads)
-    outside the sandbox, where the grading kernels see them read-only."""
+    outside the sandbox, where the grading runners see them read-only."""
     names = sorted({name for lesson in lessons_to_grade for name in _lesson_datasets(folder, lesson)})
     needs_model = any(lesson.startswith("05") for lesson in lessons_to_grade)
     if not names and not needs_model:
@@ -702,10 +708,10 @@ def autograde(lesson: list[str] | None = None, student: str | None = None,
               submission_timeout: float | None = 3600.0) -> int:
     """Grade every collected submission (or those of ``lesson``/``student``), ``jobs`` at a
     time (default: the number of CPU cores), each in its own ``nbgrader autograde`` run
-    with the course's sandboxed kernel, and write ``grading_report.csv``/``.html``.
+    with the course's sandboxed runner, and write ``grading_report.csv``/``.html``.
 
     Before grading, each submission's nbgrader metadata is repaired from the release and
-    its code audited (:mod:`helpers.grading_audit`). A kernel that dies or a cell that
+    its code audited (:mod:`helpers.grading_audit`). A runner that dies or a cell that
     cannot be stopped costs only its own exercise: the submission is graded again with that
     cell replaced by one that raises. Returns 0 when every submission was graded, 1 when
     some could not be (the report says which and why), 2 when grading could not start.

@@ -222,3 +222,16 @@ def test_a_typo_in_a_limit_stops_grading_before_it_starts(course, monkeypatch):
     monkeypatch.setattr(sandbox, "check_available", lambda: None)
     with pytest.raises(grading.GradingError, match=sandbox.MEMORY_VARIABLE):
         grading.autograde(root=course, quiet=True)
+
+
+def test_collect_skips_student_ids_that_are_not_plain(course, tmp_path, capsys, monkeypatch):
+    """A student id ends up in the gradebook, the report and the formgrader's pages: folder
+    names with markup, quotes or spaces are refused with a message, the others collected."""
+    monkeypatch.setattr(grading, "add_students", lambda students, root=None: None)
+    for name in ("alice", "bob.smith_2", '<img src=x onerror=alert(1)>', "eve 'quoted'"):
+        folder = tmp_path / "submissions" / name / LESSON
+        folder.mkdir(parents=True)
+        shutil.copy(FIXTURE, folder / f"{LESSON}.ipynb")
+    assert grading.collect(tmp_path / "submissions", root=course, quiet=True) == 0
+    assert sorted(p.name for p in (course / "submitted").iterdir()) == ["alice", "bob.smith_2"]
+    assert capsys.readouterr().err.count("a student id may hold") == 2
