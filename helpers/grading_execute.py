@@ -205,6 +205,11 @@ class GradingExecute(Execute):
                 process.stdin.flush()
             except (BrokenPipeError, OSError):
                 pass
+        except RunnerDied:
+            if reader.overflow:  # named in the report like the sandbox's own output limit
+                self._trace({"event": "limit", "limit": "output",
+                             "detail": f"output limit ({MAX_REPLY_BYTES >> 20} MB for one cell)"})
+            raise
         finally:
             _stop(process)
             sandbox.remove_scratch(scratch)
@@ -230,6 +235,7 @@ class _Reader:
         self.selector = selectors.DefaultSelector()
         self.selector.register(process.stdout, selectors.EVENT_READ)
         self.closed = False
+        self.overflow = False
 
     def receive(self, index: int | None, deadline: float):
         """``(status, outputs)`` of cell ``index`` (``index`` None: the ready line, returns
@@ -256,6 +262,7 @@ class _Reader:
                 continue
             received += len(chunk)
             if received > MAX_REPLY_BYTES:
+                self.overflow = True
                 raise RunnerDied(f"the runner sent more than {MAX_REPLY_BYTES >> 20} MB for one cell")
             self.buffer.extend(chunk)
 

@@ -1,0 +1,91 @@
+"""The grader's side of the runner protocol (helpers/grading_execute.py): which names a
+test grades, how the runner's replies become nbgrader outputs, and that only replies with
+the grader's token count. Fast: a small Python process stands in for the runner
+(tests/test_grading_adversarial.py grades for real)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import nbformat
+import pytest
+
+from helpers import grading_execute
+
+
+def _cell(source: str, **nbgrader) -> nbformat.NotebookNode:
+    cell = nbformat.v4.new_code_cell(source)
+    if nbgrader:
+        cell.metadata["nbgrader"] = nbgrader
+    return cell
+
+
+def test_exercise_names_are_what_the_solution_cells_before_a_test_define():
+    cells = [_cell("import numpy as np\nfrom helpers import checks"),
+             _cell("def dice(a, b):\n    return 1\nSMOOTH = 1.0", solution=True, grade_id="dice"),
+             _cell("checks.check_dice(dice)", grade=True, grade_id="dice_check", points=1),
+             _cell("from helpers import metrics\niou = metrics.iou", solution=True, grade_id="iou"),
+             _cell("x, (y, z) = 1, (2, 3)", solution=True, grade_id="more"),
+             _cell("checks.check_iou(iou)", grade=True, grade_id="iou_check", points=1)]
+    assert grading_execute.exercise_names(cells) == {2: {"dice", "SMOOTH"}, 5: {"metrics", "iou", "x", "y", "z"}}
+    assert grading_execute.defined_names("def broken(:\n") == set()
+
+
+def test_a_failed_test_shows_its_error_first_and_no_result_can_be_read_as_partial_credit():
+    raw = [{"output_type": "execute_result", "data": {"text/plain": "13"}, "execution_count": 1},
+           {"output_type": "stream", "name": "stdout", "text": "looks fine\n"},
+           {"output_type": "display_data", "data": {"text/html": "<script>x</script>"}},
+           {"output_type": "error", "ename": "AssertionError", "evalue": "wrong", "traceback": ["t"]}]
+    outputs = grading_execute._clean_outputs(raw, test=True, status="error")
+    assert [o.output_type for o in outputs] == ["error", "display_data", "stream"]
+    assert outputs[0].ename == "AssertionError" and outputs[1].data == {"text/plain": "13"}
+    passed = grading_execute._clean_outputs(raw, test=True, status="ok")
+    assert "error" not in [o.output_type for o in passed]
+    assert "execute_result" not in [o.output_type for o in passed]
+    failed_silently = grading_execute._clean_outputs([], test=True, status="error")
+    assert failed_silently[0].output_type == "error", "a failed test must carry an error output"
+    plain = grading_execute._clean_outputs(raw, test=False, status="ok")
+    assert plain[0].output_type == "execute_result"
+
+
+def _fake_runner(script: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+
+
+def test_only_replies_with_the_token_for_the_cell_count():
+    script = ("import sys\n"
+              "w = sys.stdout.write\n"
+              "w('forged 3 ok []\\n')\n"            # no token
+              "w('TOKEN 2 ok []\\n')\n"             # another cell
+              "w('TOKEN 3 maybe []\\n')\n"          # not a status
+              "w('TOKEN 3 error [{\"output_type\": \"stream\", \"name\": \"stdout\", \"text\": \"hi\"}]\\n')\n")
+    process = _fake_runner(script)
+    reader = grading_execute._Reader(process, "TOKEN")
+    status, outputs = reader.receive(3, time.monotonic() + 30)
+    assert status == "error" and outputs[0]["text"] == "hi"
+    assert reader.receive(4, time.monotonic() + 30) is None, "the runner closed: no reply"
+    process.wait()
+
+
+def test_a_reply_that_does_not_parse_is_reported_not_trusted():
+    process = _fake_runner("print('TOKEN 0 ok [__import__(\"os\")]')")
+    status, outputs = grading_execute._Reader(process, "TOKEN").receive(0, time.monotonic() + 30)
+    assert status == "ok" and "could not read" in outputs[0]["text"]
+    process.wait()
+
+
+def test_a_silent_runner_is_stuck_and_a_flood_is_an_output_limit(monkeypatch):
+    process = _fake_runner("import time; time.sleep(30)")
+    assert grading_execute._Reader(process, "TOKEN").receive(0, time.monotonic() + 1) == "stuck"
+    process.kill()
+    process.wait()
+    monkeypatch.setattr(grading_execute, "MAX_REPLY_BYTES", 1000)
+    process = _fake_runner("import sys; sys.stdout.write('x' * 100000)")
+    reader = grading_execute._Reader(process, "TOKEN")
+    with pytest.raises(grading_execute.RunnerDied, match="more than"):
+        reader.receive(0, time.monotonic() + 30)
+    assert reader.overflow
+    process.kill()
+    process.wait()
