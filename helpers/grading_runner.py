@@ -399,7 +399,10 @@ def main() -> int:  # noqa: C901 - one frame on purpose: the verdict must not le
         sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
         if status == "error":
             try:
-                lines = format_exception(type(failure), failure, failure.__traceback__)
+                frames = failure.__traceback__
+                while frames is not None and not frames.tb_frame.f_code.co_filename.startswith("<cell"):
+                    frames = frames.tb_next  # the runner's own frames are not the learner's business
+                lines = format_exception(type(failure), failure, frames)
                 evalue = str(failure)
             except BaseException:  # noqa: BLE001 - an exception that cannot be printed
                 lines, evalue = [], "(the error could not be printed)"
