@@ -291,6 +291,59 @@ def test_set_from_folder(source: str | os.PathLike, seed: str, out: str | os.Pat
     return out
 
 
+# ------------------------------------------------------------------------------ predicting
+
+#: The baseline of lesson 09: lesson 04's recipe (:data:`helpers.training.CXR_RECIPE`) with
+#: these changes, trained by :func:`helpers.training.train_cxr_reference` on the standard
+#: synthetic set. Short on purpose: it must run in the lesson's budget and leave room to improve.
+BASELINE_CHANGES = {"epochs": 8}
+
+
+def image_files(images_dir: str | os.PathLike) -> list[Path]:
+    """The PNG test images of a folder, sorted by name (hidden files left out)."""
+    folder = Path(images_dir)
+    if not folder.is_dir():
+        raise ChallengeError(f"{folder} is not a folder of test images: use the images/ folder your instructor "
+                             f"handed out, or challenge.practice_set().")
+    files = [p for p in sorted(folder.iterdir()) if not p.name.startswith(".") and _kind(p.name) == "png"]
+    if not files:
+        raise ChallengeError(f"{folder} holds no PNG image.")
+    return files
+
+
+def predict_images(model, images_dir: str | os.PathLike, threshold: float = 0.5, postprocess=None,
+                   batch_size: int = 16) -> tuple[list[str], list[np.ndarray]]:
+    """Masks of a 2D model for every PNG image of ``images_dir``, at each image's size.
+
+    Each image gets the lessons' preprocessing (:func:`helpers.generator.percentile_stretch`,
+    resized to the model's input), the probabilities are resized back to the image
+    (:func:`helpers.inference.resize_to`), thresholded at ``threshold`` and, if given,
+    cleaned by ``postprocess`` (e.g. :func:`helpers.inference.postprocess`).
+
+    Returns:
+        ``(names, masks)``: the image file names and uint8 ``{0, 1}`` masks ``(H, W)``.
+    """
+    from skimage.transform import resize
+
+    from helpers import inference
+    from helpers.data.io import read_image
+    from helpers.generator import percentile_stretch
+
+    files = image_files(images_dir)
+    size = tuple(int(s) for s in model.input_shape[1:3])
+    images = [read_image(path) for path in files]
+    masks = []
+    for start in range(0, len(images), int(batch_size)):
+        chunk = images[start:start + int(batch_size)]
+        x = np.stack([resize(percentile_stretch(image.astype(np.float32)), size, order=1, anti_aliasing=True,
+                             preserve_range=True).astype(np.float32) for image in chunk])[..., None]
+        probs = np.asarray(model.predict_on_batch(x), dtype=np.float32)[..., 0]
+        for image, prob in zip(chunk, probs):
+            mask = inference.threshold(inference.resize_to(prob, image.shape), threshold)
+            masks.append(np.asarray(postprocess(mask), dtype=np.uint8) if postprocess is not None else mask)
+    return [path.name for path in files], masks
+
+
 # ------------------------------------------------------------------------------ reading safely
 
 @dataclass(frozen=True)
@@ -364,18 +417,23 @@ def _decode_png(payload: bytes, expected: tuple[int, ...] | None) -> np.ndarray:
     if not payload.startswith(PNG_SIGNATURE):
         raise _Refused("corrupt", "is not a PNG file (its first bytes are not PNG's signature): save the mask "
                                   "as PNG, e.g. with PIL.Image.fromarray(mask).save(path).")
+    # The size is read from the IHDR chunk (always first, right after the signature) before
+    # Pillow sees the file: a huge declared size is refused without decoding anything.
+    if len(payload) < 24 or payload[12:16] != b"IHDR":
+        raise _Refused("corrupt", "is not a complete PNG file (no IHDR header): the file is damaged or truncated; "
+                                  "write it again.")
+    width, height = int.from_bytes(payload[16:20], "big"), int.from_bytes(payload[20:24], "big")
+    if expected is not None and (height, width) != tuple(expected):
+        raise _Refused("wrong_size", f"is {width}x{height} pixels, but the test image is "
+                                     f"{expected[1]}x{expected[0]}: resize the predicted mask to the image's "
+                                     f"size (nearest neighbour, e.g. helpers.inference.resize_to).")
+    if width * height > 80_000_000:
+        raise _Refused("too_large", f"declares {width}x{height} pixels: far too many for a mask.")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             image = Image.open(io.BytesIO(payload), formats=["PNG"])
-        width, height = image.size
-        if expected is not None and (height, width) != tuple(expected):
-            raise _Refused("wrong_size", f"is {width}x{height} pixels, but the test image is "
-                                         f"{expected[1]}x{expected[0]}: resize the predicted mask to the image's "
-                                         f"size (nearest neighbour, e.g. helpers.inference.resize_to).")
-        if width * height > 80_000_000:
-            raise _Refused("too_large", f"declares {width}x{height} pixels: far too many for a mask.")
-        image.load()
+            image.load()
         if image.mode in ("RGB", "RGBA", "P", "LA", "PA"):
             image = image.convert("L")
         array = np.asarray(image)

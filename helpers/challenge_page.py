@@ -98,6 +98,11 @@ def _png(figure) -> str:
 def _distribution_figure(ranking: Ranking, unit: str) -> str:
     from matplotlib.figure import Figure
 
+    import matplotlib
+
+    # horizontal boxes: ``orientation`` since Matplotlib 3.10, which deprecates ``vert``
+    major_minor = tuple(int(part) for part in matplotlib.__version__.split(".")[:2])
+    horizontal = {"orientation": "horizontal"} if major_minor >= (3, 10) else {"vert": False}
     n = len(ranking.teams)
     figure = Figure(figsize=(11, 1.4 + 0.5 * n))
     axes = figure.subplots(1, 2, sharey=True)
@@ -107,7 +112,7 @@ def _distribution_figure(ranking: Ranking, unit: str) -> str:
                            (axes[1], "hd95", f"HD95 per image, {unit} (lower is better)")):
         values = [getattr(t, key) for t in ranking.teams]
         positions = np.arange(n)[::-1]
-        ax.boxplot(values, positions=positions, vert=False, widths=0.6, showfliers=False,
+        ax.boxplot(values, positions=positions, widths=0.6, showfliers=False, **horizontal,
                    medianprops={"color": "black"})
         for i, (pos, v) in enumerate(zip(positions, values)):
             ax.scatter(v, pos + rng.uniform(-0.18, 0.18, len(v)), s=8, alpha=0.6, color=_colour(i))
