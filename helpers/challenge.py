@@ -58,7 +58,7 @@ __all__ = [
     "TASK", "RANKING_RULE", "METRIC_RULE", "DEFAULT_N_IMAGES", "PRACTICE_SEED", "Problem", "TestCase", "TestSet",
     "TeamResult", "Ranking", "make_test_set", "test_set_from_folder", "practice_set", "challenge_dir",
     "read_test_set", "write_submission", "validate_submission", "check_submission", "score_submission",
-    "score_submissions", "rank", "watch", "main",
+    "score_submissions", "rank", "write_leaderboard", "watch", "main", "BASELINE_CHANGES", "predict_images",
 ]
 
 #: What the teams segment, in one line (the leaderboard's subtitle).
@@ -953,13 +953,28 @@ def _labels_and_images(args) -> tuple[Path, Path | None]:
     return labels, images if images.is_dir() else None
 
 
-def _score_once(submissions: Path, test_set: TestSet, labels: dict, out: Path, cache: dict,
-                refresh: int | None = None, force: bool = False) -> tuple[list[TeamResult], Ranking, Path]:
+def write_leaderboard(results: Sequence[TeamResult], ranking: Ranking, test_set: TestSet,
+                      labels: dict[str, np.ndarray] | None, out: str | os.PathLike, refresh: int | None = None,
+                      force: bool = False) -> Path:
+    """Write the leaderboard (``index.html``, ``leaderboard.csv``, ``per_image.csv``) into
+    ``out`` with :func:`helpers.challenge_page.write_leaderboard`, with this challenge's task
+    and rules. ``labels`` (the true masks) draw the hardest images; ``refresh`` makes the page
+    reload itself every so many seconds. Returns the page's path.
+
+    Raises:
+        FileExistsError: ``out/index.html`` was not written by the scorer and ``force`` is False.
+    """
     from helpers import challenge_page
 
+    return challenge_page.write_leaderboard(results, ranking, test_set, labels, out, refresh=refresh, force=force,
+                                            task=TASK, metric_rule=METRIC_RULE, ranking_rule=RANKING_RULE)
+
+
+def _score_once(submissions: Path, test_set: TestSet, labels: dict, out: Path, cache: dict,
+                refresh: int | None = None, force: bool = False) -> tuple[list[TeamResult], Ranking, Path]:
     results = score_submissions(submissions, test_set, labels, cache=cache)
     ranking = rank(results)
-    page = challenge_page.write_leaderboard(results, ranking, test_set, labels, out, refresh=refresh, force=force)
+    page = write_leaderboard(results, ranking, test_set, labels, out, refresh=refresh, force=force)
     return results, ranking, page
 
 

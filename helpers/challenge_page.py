@@ -1,6 +1,7 @@
 """The challenge's leaderboard: one self-contained HTML page and two CSV files.
 
-:func:`write_leaderboard` writes ``index.html`` (no network: styles inline, figures as
+:func:`write_leaderboard` (called through :func:`helpers.challenge.write_leaderboard`, which
+adds the task and the rules) writes ``index.html`` (no network: styles inline, figures as
 embedded PNG), ``leaderboard.csv`` (one row per team folder, ranked or not) and
 ``per_image.csv`` (Dice and HD95 of every team on every test image) into one folder. The
 page shows the ranking with each team's interval and ties, the rule, per-image score
@@ -18,11 +19,12 @@ import html
 import io
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-from helpers.challenge import METRIC_RULE, RANKING_RULE, TASK, Ranking, TeamResult, TestSet
+# The challenge's objects (helpers.challenge.TeamResult, Ranking, TestSet; typed Any here) are only read:
+# this module does not import helpers.challenge, which calls it (no import cycle).
 
 __all__ = ["write_leaderboard", "render_html", "leaderboard_rows", "hardest_images", "MARKER"]
 
@@ -46,7 +48,7 @@ def _safe_cell(value):
     return value
 
 
-def leaderboard_rows(results: Sequence[TeamResult], ranking: Ranking) -> list[dict]:
+def leaderboard_rows(results: Sequence[Any], ranking: Any) -> list[dict]:
     """One row per team folder: the ranked teams in order, then the invalid ones."""
     rows = []
     for i, team in enumerate(ranking.teams):
@@ -78,7 +80,7 @@ def _csv_bytes(rows: list[dict]) -> bytes:
     return buffer.getvalue().encode("utf-8")
 
 
-def hardest_images(ranking: Ranking, test_set: TestSet, n: int = 3) -> list[int]:
+def hardest_images(ranking: Any, test_set: Any, n: int = 3) -> list[int]:
     """Indices of the ``n`` test images with the lowest mean Dice over the ranked teams (the
     highest mean HD95 breaking ties)."""
     if not ranking.teams:
@@ -95,7 +97,7 @@ def _png(figure) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _distribution_figure(ranking: Ranking, unit: str) -> str:
+def _distribution_figure(ranking: Any, unit: str) -> str:
     from matplotlib.figure import Figure
 
     import matplotlib
@@ -123,7 +125,7 @@ def _distribution_figure(ranking: Ranking, unit: str) -> str:
     return _png(figure)
 
 
-def _image_for(test_set: TestSet, index: int, truth: np.ndarray) -> np.ndarray:
+def _image_for(test_set: Any, index: int, truth: np.ndarray) -> np.ndarray:
     """The test image to draw outlines on (2D, or the middle slice of a volume); the truth
     mask in grey when the images are not at hand."""
     case = test_set.cases[index]
@@ -150,7 +152,7 @@ def _viewer(truth: np.ndarray):
     return lambda array: np.asarray(array)[..., k].T
 
 
-def _hardest_figure(ranking: Ranking, test_set: TestSet, labels: dict[str, np.ndarray],
+def _hardest_figure(ranking: Any, test_set: Any, labels: dict[str, np.ndarray],
                     indices: list[int]) -> str:
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
@@ -198,10 +200,12 @@ img { max-width: 100%; } .stamp { color: #777; font-size: 0.85em; }
 """
 
 
-def render_html(results: Sequence[TeamResult], ranking: Ranking, test_set: TestSet,
+def render_html(results: Sequence[Any], ranking: Any, test_set: Any,
                 labels: dict[str, np.ndarray] | None = None, refresh: int | None = None,
-                title: str = "Challenge leaderboard") -> str:
-    """The leaderboard as one self-contained HTML document (see the module docstring)."""
+                title: str = "Challenge leaderboard", task: str = "", metric_rule: str = "",
+                ranking_rule: str = "") -> str:
+    """The leaderboard as one self-contained HTML document (see the module docstring):
+    ``task`` is the subtitle's "Segment ...", ``metric_rule`` and ``ranking_rule`` the rules."""
     e = html.escape
     unit = "mm" if test_set.kind == "nifti" else "pixels"
     invalid = [r for r in results if not r.valid]
@@ -211,7 +215,7 @@ def render_html(results: Sequence[TeamResult], ranking: Ranking, test_set: TestS
         head.append(f'<meta http-equiv="refresh" content="{int(refresh)}">')
     head.append(f"<style>{_STYLE}</style></head><body>")
     body = [f"<h1>{e(title)}</h1>",
-            f'<p class="sub">Segment {e(TASK)}: {len(test_set.cases)} hidden test images, '
+            f'<p class="sub">Segment {e(task)}: {len(test_set.cases)} hidden test images, '
             f"{len(ranking.teams)} team(s) ranked, {len(invalid)} submission(s) not scored.</p>",
             f'<p class="stamp">Scored {e(time.strftime("%Y-%m-%d %H:%M:%S"))}'
             + (f" &middot; this page reloads every {int(refresh)} s" if refresh else "") + "</p>"]
@@ -232,7 +236,7 @@ def render_html(results: Sequence[TeamResult], ranking: Ranking, test_set: TestS
     if not ranking.teams:
         body.append('<tr><td colspan="7">No valid submission yet.</td></tr>')
     body.append("</tbody></table>")
-    body.append(f'<div class="rule"><p><b>Metrics.</b> {e(METRIC_RULE)}</p><p><b>Ranking.</b> {e(RANKING_RULE)}</p>'
+    body.append(f'<div class="rule"><p><b>Metrics.</b> {e(metric_rule)}</p><p><b>Ranking.</b> {e(ranking_rule)}</p>'
                 "</div>")
     if invalid:
         body.append('<h2>Not scored</h2><table id="invalid"><thead><tr><th>folder</th><th>team</th>'
@@ -258,12 +262,13 @@ def render_html(results: Sequence[TeamResult], ranking: Ranking, test_set: TestS
     return "\n".join(head + body + ["</body></html>"]) + "\n"
 
 
-def write_leaderboard(results: Sequence[TeamResult], ranking: Ranking, test_set: TestSet,
+def write_leaderboard(results: Sequence[Any], ranking: Any, test_set: Any,
                       labels: dict[str, np.ndarray] | None, out, refresh: int | None = None,
-                      force: bool = False) -> Path:
+                      force: bool = False, **texts: str) -> Path:
     """Write ``index.html``, ``leaderboard.csv`` and ``per_image.csv`` into ``out`` (created),
     each atomically. An ``index.html`` that the scorer did not write (no :data:`MARKER`) is
-    never replaced unless ``force`` (FileExistsError). Returns the page's path."""
+    never replaced unless ``force`` (FileExistsError). ``texts`` go to :func:`render_html`
+    (``task``, ``metric_rule``, ``ranking_rule``). Returns the page's path."""
     from helpers.data._store import atomic_write_bytes
 
     out = Path(out)
@@ -280,5 +285,5 @@ def write_leaderboard(results: Sequence[TeamResult], ranking: Ranking, test_set:
                   "hd95": round(float(t.hd95[j]), 4)}
                  for t in ranking.teams for j, case in enumerate(test_set.cases)]
     atomic_write_bytes(out / "per_image.csv", _csv_bytes(per_image) if per_image else b"team,folder,image,dice,hd95\n")
-    atomic_write_bytes(page, render_html(results, ranking, test_set, labels, refresh=refresh).encode("utf-8"))
+    atomic_write_bytes(page, render_html(results, ranking, test_set, labels, refresh=refresh, **texts).encode("utf-8"))
     return page

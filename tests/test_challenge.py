@@ -290,7 +290,7 @@ def test_leaderboard_files_escape_untrusted_text(small_test):
     results = challenge.score_submissions(subs, test_set)
     ranking = challenge.rank(results)
     out = tmp / "board"
-    page = challenge_page.write_leaderboard(results, ranking, test_set, challenge.load_labels(test_set), out)
+    page = challenge.write_leaderboard(results, ranking, test_set, challenge.load_labels(test_set), out)
     text = page.read_text()
     assert text.startswith(challenge_page.MARKER)
     assert "<script>alert" not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
@@ -302,8 +302,8 @@ def test_leaderboard_files_escape_untrusted_text(small_test):
     assert len((out / "per_image.csv").read_text().splitlines()) == 1 + 3
     (out / "index.html").write_text("<html>the instructor's own page</html>")
     with pytest.raises(FileExistsError, match="--force"):
-        challenge_page.write_leaderboard(results, ranking, test_set, None, out)
-    challenge_page.write_leaderboard(results, ranking, test_set, None, out, force=True)
+        challenge.write_leaderboard(results, ranking, test_set, None, out)
+    challenge.write_leaderboard(results, ranking, test_set, None, out, force=True)
 
 
 def test_hardest_images_have_the_lowest_mean_dice():
@@ -445,7 +445,7 @@ def test_leaderboard_page_renders_in_chromium_with_its_rows(small_test):
     broken = make_team(subs / "broken", truths, team="Broken")
     write_png(np.full((SIZE, SIZE), 3, np.uint8), broken / "CHL_0001.png", force=True)
     results = challenge.score_submissions(subs, test_set)
-    page = challenge_page.write_leaderboard(results, challenge.rank(results), test_set,
+    page = challenge.write_leaderboard(results, challenge.rank(results), test_set,
                                             challenge.load_labels(test_set), tmp / "board")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with playwright_api.sync_playwright() as playwright:
