@@ -491,7 +491,7 @@ def _binary(array: np.ndarray) -> np.ndarray:
     found = set(values.tolist())
     if found <= {0, 1} or found <= {0, 255}:
         return np.asarray(array) > 0
-    shown = ", ".join(f"{v:g}" for v in values[:6]) + (", ..." if values.size > 6 else "")
+    shown = ", ".join(f"{v:g}" for v in values[:6]) + (f" ... ({values.size} values)" if values.size > 6 else "")
     raise _Refused("not_binary", f"is not a binary mask: it holds the values {shown}. A mask holds only 0 and 1 "
                                  f"or 0 and 255: threshold the probabilities (e.g. (prob > 0.5)) before saving, "
                                  f"and never save masks as JPEG.")

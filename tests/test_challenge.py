@@ -494,3 +494,39 @@ def test_baseline_submission_validates_and_scores_above_the_floor(tmp_path, monk
 #: What the baseline must reach on the practice set (measured values in the README).
 BASELINE_FLOOR_DICE = 0.85
 BASELINE_CEILING_HD95 = 40.0
+
+
+# ----------------------------------------------------------------------------- the capstone's prose
+
+def _capstone_outputs() -> tuple[dict[str, str], dict[str, str]]:
+    """The committed answer notebook of lesson 09: the printed text of each code cell and the
+    source of every cell, by cell id."""
+    import nbformat
+
+    path = Path(__file__).resolve().parent.parent / "answers" / "09_challenge" / "09_challenge.ipynb"
+    notebook = nbformat.read(path, as_version=4)
+    return {cell.get("id"): "".join(o.get("text", "") for o in cell.get("outputs", []) if o.output_type == "stream")
+            for cell in notebook.cells if cell.cell_type == "code"}, {c.get("id"): c.source for c in notebook.cells}
+
+
+def test_capstone_prose_matches_its_committed_outputs():
+    """Each sentence of lesson 09 that says what its run did, against what the run printed."""
+    import re
+
+    outputs, sources = _capstone_outputs()
+    # "The practice set has 40 images of the test set's kind with their masks."
+    assert "The practice set** has 40 images" in sources["rules"]
+    assert outputs["practice_summary"].startswith("practice set: 40 images")
+    # "It misses lung ... And it adds lung ..., part of it more than 10 pixels outside the lungs"
+    rows = re.findall(r"missed\s+(\d+)%, added\s+(\d+)% \(of which\s+(\d+)% more than 10 px", outputs["worst"])
+    assert len(rows) == 3 and all(int(missed) > 0 for missed, _, _ in rows)
+    assert any(int(far) > 0 for _, _, far in rows) and all(int(added) > 0 for _, added, _ in rows)
+    # the post-processing decision follows the stated rule, and the method text follows the decision
+    numbers = re.search(r"Dice ([\d.]+) -> ([\d.]+), HD95 ([\d.]+) -> ([\d.]+)", outputs["postprocess"])
+    dice_raw, dice_clean, hd_raw, hd_clean = map(float, numbers.groups())
+    clean = dice_clean > dice_raw and hd_clean <= hd_raw
+    assert ("decision: post-process the submission" in outputs["postprocess"]) == clean
+    # "Here the order is beyond the noise: the post-processed masks take place 1 alone"
+    assert "the post-processed masks take place 1 alone" in sources["rank_text"]
+    assert re.search(r"^place 1: Baseline, post-processed ", outputs["rank"], re.M)
+    assert "(tie)" not in outputs["rank"]
