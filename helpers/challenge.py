@@ -758,17 +758,21 @@ def validate_submission(folder: str | os.PathLike, test_set: TestSet, keep_masks
     if missing:
         result.problems.append(Problem("missing", _shown(missing), f"{len(missing)} of {len(expected)} test images "
                                                                    f"have no mask: predict every test image."))
-    # the masks themselves
+    # the masks themselves; the same problem in several files is reported once, with their names
+    refused: dict[tuple[str, str], list[str]] = {}
     for name, case in expected.items():
         if name not in entries:
             continue
         try:
             mask, _ = _read_mask(folder / name, case.shape, MAX_MASK_BYTES)
-        except _Refused as refused:
-            result.problems.append(Problem(refused.code, name, refused.message))
+        except _Refused as problem:
+            refused.setdefault((problem.code, problem.message), []).append(name)
             continue
         if keep_masks:
             result.masks[name] = mask
+    for (code, message), names in refused.items():
+        result.problems.append(Problem(code, _shown(names), message if len(names) == 1 else
+                                       f"({len(names)} files) {message}"))
     return result
 
 

@@ -178,6 +178,16 @@ def test_each_malformed_submission_gets_a_named_problem_and_the_others_are_score
     assert np.all(results["a-good"].dice == 1.0)
 
 
+def test_the_same_problem_in_several_files_is_reported_once_with_their_names(small_test):
+    truths, test_set, tmp = small_test
+    team = make_team(tmp / "subs" / "t", truths)
+    for name in sorted(truths)[:2]:
+        write_png(np.zeros((SIZE // 2, SIZE // 2), np.uint8), team / name, force=True)
+    problems = challenge.validate_submission(team, test_set).problems
+    assert [(p.code, p.file) for p in problems] == [("wrong_size", "CHL_0001.png, CHL_0002.png")]
+    assert problems[0].message.startswith("(2 files) is 16x16 pixels")
+
+
 def test_gzip_bomb_and_wrong_shape_nifti_are_refused_before_inflating(tmp_path):
     affine = np.diag([2.0, 1.0, 1.0, 1.0])
     truth = np.zeros((6, 8, 8), np.uint8)
