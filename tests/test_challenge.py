@@ -202,6 +202,10 @@ def test_gzip_bomb_and_wrong_shape_nifti_are_refused_before_inflating(tmp_path):
     (team / "case_001.nii.gz").write_bytes(nifti_bytes(truth, affine))
     result = challenge.score_submission(team, test_set, challenge.load_labels(test_set))
     assert result.scored and result.dice[0] == 1.0 and result.hd95[0] == 0.0
+    results = [result]
+    page = challenge.write_leaderboard(results, challenge.rank(results), test_set, challenge.load_labels(test_set),
+                                       tmp_path / "board")
+    assert "HD95, mm" in page.read_text() and 'id="hardest"' in page.read_text()     # 3D: a slice, millimetres
     (team / "case_001.nii.gz").write_bytes(nifti_bytes(np.zeros((6, 8, 9), np.uint8), affine))
     assert [p.code for p in challenge.validate_submission(team, test_set).problems] == ["wrong_size"]
     (team / "case_001.nii.gz").write_bytes(gzip.compress(b"\0" * 30_000_000))      # inflates 1000-fold
