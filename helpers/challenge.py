@@ -394,13 +394,16 @@ def _read_untrusted(path: Path, limit: int) -> bytes:
     if info.st_size > limit:
         raise _Refused("too_large", f"has {info.st_size:,} bytes, more than the limit of {limit:,}: a mask "
                                     f"is small; save it as a binary 8-bit (or uint8 NIfTI) mask.")
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    # no link followed, no wait on a FIFO swapped in since lstat; what was opened is checked again
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
     try:
         handle = os.open(path, flags)
     except OSError as error:
         raise _Refused("symlink" if os.path.islink(path) else "corrupt", f"cannot be opened ({error.strerror}).") \
             from None
     with os.fdopen(handle, "rb") as stream:
+        if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
+            raise _Refused("not_a_file", "is not a regular file: remove it.")
         payload = stream.read(limit + 1)
     if len(payload) > limit:
         raise _Refused("too_large", f"grew beyond {limit:,} bytes while it was read: hand it in again.")
@@ -613,6 +616,8 @@ def read_test_set(labels_dir: str | os.PathLike | None = None, images_dir: str |
 
 # ------------------------------------------------------------------------------ submissions
 
+#: More stray entries than this in a folder are reported as one problem.
+MAX_LISTED_EXTRAS = 8
 #: Names in a submission folder that are ignored (operating-system metadata, notebook caches).
 IGNORED_NAMES = {"Thumbs.db", "desktop.ini", "__MACOSX"}
 
@@ -753,6 +758,11 @@ def validate_submission(folder: str | os.PathLike, test_set: TestSet, keep_masks
         hint = f" (did you mean {near}? names must match the test images exactly)" if near else ""
         result.problems.append(Problem("extra", name, f"is not a mask of a test image{hint}: remove it, or rename "
                                                       f"it to its test image's name."))
+    extras = [p for p in result.problems if p.code == "extra"]
+    if len(extras) > MAX_LISTED_EXTRAS:       # a folder of thousands of stray files: one line, not thousands
+        result.problems = [p for p in result.problems if p.code != "extra"] + [Problem(
+            "extra", _shown([p.file for p in extras]), f"({len(extras)} entries) are not masks of test images: a "
+                                                       f"submission holds only the masks and {TEAM_FILE}.")]
     # missing masks
     missing = [name for name in expected if name not in entries]
     if missing:

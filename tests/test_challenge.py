@@ -221,6 +221,15 @@ def test_submission_that_is_not_a_folder(tmp_path, small_test):
     assert [p.code for p in challenge.validate_submission(tmp_path / "link", test_set).problems] == ["not_a_folder"]
 
 
+def test_many_stray_files_are_one_problem(small_test):
+    truths, test_set, tmp = small_test
+    team = make_team(tmp / "subs" / "t", truths)
+    for i in range(30):
+        (team / f"probability_{i:02d}.npy").write_bytes(b"\0")
+    problems = challenge.validate_submission(team, test_set).problems
+    assert [p.code for p in problems] == ["extra"] and problems[0].message.startswith("(30 entries)")
+
+
 def test_hidden_files_are_ignored(small_test):
     truths, test_set, tmp = small_test
     team = make_team(tmp / "subs" / "t", truths)
