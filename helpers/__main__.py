@@ -3,7 +3,8 @@
 Commands (``python -m helpers --help`` lists them):
 
 * ``setup``   create ``.venv`` if needed and install the course into it (``pip install -e .[test]``)
-* ``course``  setup, generate the embedded data, execute every answer notebook, print a summary table
+* ``course``  setup, generate the embedded data, execute the answer notebooks of lessons 01-08 (``course 09``:
+  the capstone), print a summary table
 * ``test``    setup, then run the whole test suite (pytest: unit tests, nbval, nbgrader round trip);
   ``test --quick`` runs the unit tests only (no notebook, no training, no nbgrader)
 * ``lab``     setup, then open JupyterLab on ``notebooks/``
