@@ -3,11 +3,13 @@
 Commands (``python -m helpers --help`` lists them):
 
 * ``setup``   create ``.venv`` if needed and install the course into it (``pip install -e .[test]``)
-* ``course``  setup, generate the embedded data, execute every answer notebook, print a summary table
+* ``course``  setup, generate the embedded data, execute the answer notebooks of lessons 01-08 (``course 09``:
+  the capstone), print a summary table
 * ``test``    setup, then run the whole test suite (pytest: unit tests, nbval, nbgrader round trip);
   ``test --quick`` runs the unit tests only (no notebook, no training, no nbgrader)
 * ``lab``     setup, then open JupyterLab on ``notebooks/``
 * ``data``    list, download and prepare data sets (``python -m helpers data --help``)
+* ``challenge`` the hackathon finale: hidden test set, scoring, leaderboard (``python -m helpers challenge --help``)
 * ``release``, ``collect``, ``autograde``, ``feedback``, ``export``: instructor commands around nbgrader
 
 Every command first finds or builds the course environment (:mod:`helpers._bootstrap`,
@@ -32,7 +34,7 @@ ensure_environment = _bootstrap.ensure_environment
 _reexec_inside = _bootstrap.reexec_inside
 
 GRADING_COMMANDS = {"release", "collect", "autograde", "feedback", "export"}
-PASS_THROUGH = {"test", "data", "lab"} | GRADING_COMMANDS
+PASS_THROUGH = {"test", "data", "lab", "challenge"} | GRADING_COMMANDS
 #: ``python -m helpers test --quick``: what pytest runs instead of the whole suite.
 QUICK_PYTEST_ARGS = ["tests", "-m", "not slow"]
 
@@ -50,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("test", help="run the whole test suite; --quick: unit tests only (extra arguments go to pytest)")
     sub.add_parser("lab", help="open JupyterLab on notebooks/")
     sub.add_parser("data", help="list, download and prepare data sets (python -m helpers data --help)")
+    sub.add_parser("challenge", help="the finale: make the hidden test set, score submissions, leaderboard "
+                                     "(python -m helpers challenge --help)")
     for name in sorted(GRADING_COMMANDS):
         sub.add_parser(name, help=f"nbgrader {name} (python -m helpers {name} --help)")
     return parser
@@ -109,6 +113,10 @@ def main(argv: list[str] | None = None) -> int:
         from helpers.data import __main__ as data_cli
 
         return data_cli.main(rest)
+    if args.command == "challenge":
+        from helpers import challenge
+
+        return challenge.main(rest)
     if args.command in GRADING_COMMANDS:
         from helpers import grading
 

@@ -79,7 +79,13 @@ def apply_kernel_env() -> None:
         os.environ.setdefault(key, value)
 
 #: Time budget per lesson in minutes at the default scale (2 CPU cores).
-TIME_BUDGET_MINUTES = {"01": 5, "02": 5, "03": 5, "04": 5, "05": 5, "06": 6, "07": 6, "08": 6}
+TIME_BUDGET_MINUTES = {"01": 5, "02": 5, "03": 5, "04": 5, "05": 5, "06": 6, "07": 6, "08": 6, "09": 5}
+
+#: Lessons that ``python -m helpers course`` runs only when named (``course 09``, or
+#: ``python -m helpers challenge baseline``): the capstone's baseline is a real training run
+#: that an instructor checks once before a workshop's finale, and keeping it out keeps the
+#: ten-minute course budget for the teaching lessons 01-08.
+CAPSTONE_LESSONS = ("09_challenge",)
 
 #: Quality bars: lesson number -> {metric name: minimum value}.
 QUALITY_BARS = {
@@ -88,6 +94,7 @@ QUALITY_BARS = {
     "06": {"volumetric_dice": 0.90},
     "07": {"mean_fold_dice": 0.85},
     "08": {"dice_WT": 0.80, "dice_TC": 0.70, "dice_ET": 0.60},
+    "09": {"baseline_practice_dice": 0.85},
 }
 
 
@@ -132,8 +139,11 @@ class Lesson:
 
 def lesson_notebooks(selection: list[str] | None = None) -> list[Path]:
     """Answer notebooks in course order, optionally only those whose folder starts with
-    one of ``selection`` (``["01", "04"]``) or equals it (``["04_training"]``)."""
+    one of ``selection`` (``["01", "04"]``) or equals it (``["04_training"]``). Without a
+    selection the :data:`CAPSTONE_LESSONS` are left out (run them by name)."""
     notebooks = sorted(ANSWERS_DIR.glob("[0-9][0-9]_*/[0-9][0-9]_*.ipynb"))
+    if not selection:
+        notebooks = [nb for nb in notebooks if nb.parent.name not in CAPSTONE_LESSONS]
     if selection:
         notebooks = [nb for nb in notebooks
                      if any(nb.parent.name.startswith(item) for item in selection)]

@@ -80,6 +80,15 @@ def test_lesson_notebooks_selects_by_number_and_explains_a_bad_selection():
         course.lesson_notebooks(["99"])
 
 
+def test_the_capstone_runs_only_when_named():
+    """`course` keeps its budget for lessons 01-08; `course 09` (or `challenge baseline`) runs
+    the capstone, whose time budget and quality bar the table knows."""
+    assert not any(nb.parent.name in course.CAPSTONE_LESSONS for nb in course.lesson_notebooks())
+    assert [nb.parent.name for nb in course.lesson_notebooks(["09"])] == list(course.CAPSTONE_LESSONS)
+    for name in course.CAPSTONE_LESSONS:
+        assert name[:2] in course.TIME_BUDGET_MINUTES and name[:2] in course.QUALITY_BARS
+
+
 def stderr_cell(*lines):
     import nbformat
     cell = nbformat.v4.new_code_cell("import keras")

@@ -113,6 +113,34 @@ def test_second_view_is_the_same_patient_in_another_radiograph():
     assert 0.6 < ratio < 1.6, f"lung area changed by a factor {ratio:.2f} between two views of one patient"
 
 
+def test_hard_setting_is_deterministic_other_poses_and_denser_opacities():
+    """The challenge's setting: the same seed gives the same hard radiograph; its poses reach
+    beyond the standard range and its opacities are denser, so the lungs are less dark than
+    the standard radiograph of the same patient on average; the standard pixels are unchanged."""
+    hard, hard_mask = cxr.generate_cxr(5, 64, setting="hard")
+    again, again_mask = cxr.generate_cxr(5, 64, setting="hard")
+    assert np.array_equal(hard, again) and np.array_equal(hard_mask, again_mask)
+    standard, _ = cxr.generate_cxr(5, 64)
+    assert not np.array_equal(hard, standard)
+    rotations, strengths, standard_strengths = [], [], []
+    for seed in range(40):
+        appearance = cxr._appearance(np.random.default_rng(seed))
+        harder = cxr.harden(appearance, np.random.default_rng([seed, 0, 7919]))
+        rotations.append(abs(harder["rotation"]))
+        strengths += [o["strength"] for o in harder["opacities"]]
+        standard_strengths += [o["strength"] for o in appearance["opacities"]]
+        assert len(harder["opacities"]) > len(appearance["opacities"])
+    assert max(rotations) > 10 and np.mean(strengths) > np.mean(standard_strengths) + 0.05
+    brighter = []
+    for seed in range(6):
+        image_s, mask_s = cxr.generate_cxr(seed, 64)
+        image_h, mask_h = cxr.generate_cxr(seed, 64, setting="hard")
+        brighter.append(image_h[mask_h > 0].mean() - image_s[mask_s > 0].mean())
+    assert np.mean(brighter) > 0, f"hard lungs should be brighter (denser) on average: {brighter}"
+    with pytest.raises(ValueError, match="setting"):
+        cxr.generate_cxr(5, 64, setting="harder")
+
+
 def test_size_out_of_range_is_refused():
     with pytest.raises(ValueError, match="size"):
         cxr.generate_cxr(0, 1024)

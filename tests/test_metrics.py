@@ -412,3 +412,160 @@ def test_metrics_agree_with_keras_dice_and_binary_iou():
         hard = (p2[i:i + 1] > 0.5).astype(np.float32)
         assert value(metrics.iou(t2[i:i + 1], hard, smooth=0.0)) == pytest.approx(
             expected, abs=1e-6)
+
+
+# ------------------------------------------------------------------------ boundary distances
+# hausdorff_distance and average_surface_distance against medpy (an independent
+# implementation, test-only dependency), hand-computed cases, symmetry and spacing.
+
+def _medpy_directed(a, b, spacing):
+    """medpy's directed surface distances from a's surface to b's (4/6-connected borders)."""
+    from medpy.metric import binary
+
+    return getattr(binary, "__surface_distances")(a, b, voxelspacing=spacing, connectivity=1)
+
+
+def random_blobs(rng, shape, fill=0.45):
+    """A binary mask of a few smooth blobs (some touching the array's edge)."""
+    from scipy import ndimage
+
+    noise = ndimage.gaussian_filter(rng.standard_normal(shape), sigma=max(shape) / 8)
+    return noise > np.quantile(noise, 1 - fill)
+
+
+BOUNDARY_CASES = [(2, seed) for seed in range(4)] + [(3, seed) for seed in range(3)]
+
+
+@pytest.mark.parametrize("ndim,seed", BOUNDARY_CASES)
+def test_boundary_distances_match_medpy_with_anisotropic_spacing(ndim, seed):
+    from medpy.metric import binary
+
+    rng = np.random.default_rng(seed)
+    shape = (40, 33) if ndim == 2 else (14, 18, 11)
+    truth, pred = random_blobs(rng, shape), random_blobs(rng, shape, fill=0.35)
+    spacing = tuple(rng.uniform(0.4, 3.0, ndim))
+    forward, backward = _medpy_directed(pred, truth, spacing), _medpy_directed(truth, pred, spacing)
+    np.testing.assert_allclose(np.sort(metrics.surface_distances(pred, truth, spacing)), np.sort(forward))
+    assert metrics.hausdorff_distance(truth, pred, spacing, percentile=100) == pytest.approx(
+        binary.hd(pred, truth, voxelspacing=spacing))
+    assert metrics.hausdorff_distance(truth, pred, spacing) == pytest.approx(
+        max(np.percentile(forward, 95), np.percentile(backward, 95)))      # MONAI's HD95
+    assert metrics.average_surface_distance(truth, pred, spacing, symmetric=False) == pytest.approx(
+        binary.asd(pred, truth, voxelspacing=spacing))
+    assert metrics.average_surface_distance(truth, pred, spacing) == pytest.approx(
+        np.concatenate([forward, backward]).mean())                     # MONAI's pooled mean
+
+
+def test_hd95_takes_the_larger_directed_percentile_not_the_pooled_one():
+    """MONAI's HD95 (ours) and medpy's hd95 (both directions pooled) differ when the far
+    part holds more than 5 % of one surface but less than 5 % of both: a documented choice."""
+    from medpy.metric import binary
+
+    truth = np.zeros((100, 100), bool)
+    truth[10:50, 10:50] = True          # 156 surface pixels
+    pred = truth.copy()
+    pred[85:89, 85:89] = True           # + a far 4x4 blob: 12 of 168 (7 %), 12 of 324 pooled (4 %)
+    ours = metrics.hausdorff_distance(truth, pred)
+    forward, backward = _medpy_directed(pred, truth, None), _medpy_directed(truth, pred, None)
+    assert ours == pytest.approx(max(np.percentile(forward, 95), np.percentile(backward, 95)))
+    assert ours > 40 and binary.hd95(pred, truth) == 0.0
+
+
+def test_boundary_distances_hand_computed_2d():
+    a = np.zeros((10, 10), np.uint8)
+    a[2:6, 2:6] = 1
+    b = np.roll(a, 1, axis=1)          # the same square one column to the right
+    # b's surface: 12 pixels; the 6 in a's top and bottom rows (and left column overlap) are
+    # at 0 or 1: distances [0,0,0,1] top, [0,0,0,1] bottom, [1,1] left, [1,1] right
+    np.testing.assert_array_equal(np.sort(metrics.surface_distances(b, a)), [0] * 6 + [1] * 6)
+    assert metrics.hausdorff_distance(a, b) == 1.0
+    assert metrics.average_surface_distance(a, b) == 0.5
+    # two single pixels 3 rows and 4 columns apart: 5 pixels; with 2 mm rows, 0.5 mm columns
+    p = np.zeros((8, 8), bool)
+    q = np.zeros((8, 8), bool)
+    p[1, 1], q[4, 5] = True, True
+    assert metrics.hausdorff_distance(p, q) == pytest.approx(5.0)
+    assert metrics.hausdorff_distance(p, q, spacing=(2.0, 0.5)) == pytest.approx(math.hypot(6.0, 2.0))
+    assert metrics.average_surface_distance(p, q, spacing=(2.0, 0.5)) == pytest.approx(math.hypot(6.0, 2.0))
+
+
+def test_hd95_interpolates_the_percentile_and_ignores_a_small_outlier():
+    """A 40x40 square (156 surface pixels) and the same square plus one far pixel: the maximum
+    Hausdorff distance is the pixel's distance, HD95 stays 0, and a blob big enough to hold
+    more than 5 % of the surface moves HD95 too."""
+    truth = np.zeros((100, 100), bool)
+    truth[10:50, 10:50] = True
+    pred = truth.copy()
+    pred[90, 90] = True                # 40 rows and 40 columns beyond the corner (49, 49)
+    assert metrics.hausdorff_distance(truth, pred, percentile=100) == pytest.approx(math.hypot(41, 41))
+    assert metrics.hausdorff_distance(truth, pred) == 0.0
+    assert metrics.dice_numpy(truth, pred) > 0.999
+    blob = truth.copy()
+    blob[85:95, 85:95] = True          # 36 surface pixels of 192: more than 5 %
+    forward = np.sort(metrics.surface_distances(blob, truth))
+    assert forward.size == 156 + 36
+    assert metrics.hausdorff_distance(truth, blob) == pytest.approx(np.percentile(forward, 95))
+    assert metrics.hausdorff_distance(truth, blob) > 40
+
+
+def test_boundary_distances_hand_computed_3d_with_spacing():
+    a = np.zeros((4, 5, 6), bool)
+    b = np.zeros_like(a)
+    a[0, 0, 0], b[1, 2, 2] = True, True
+    assert metrics.hausdorff_distance(a, b, spacing=(3.0, 1.0, 1.0)) == pytest.approx(math.sqrt(17))
+    cube = np.zeros((7, 7, 7), bool)
+    cube[1:6, 1:6, 1:6] = True
+    assert int(metrics.mask_surface(cube).sum()) == 125 - 27      # the 3x3x3 core has no outside neighbour
+    shifted = np.roll(cube, 1, axis=0)
+    assert metrics.hausdorff_distance(cube, shifted, spacing=(2.5, 1.0, 1.0), percentile=100) == pytest.approx(2.5)
+
+
+def test_surface_uses_4_connected_neighbours_and_counts_the_array_edge():
+    plus = np.zeros((5, 5), bool)
+    plus[1:4, 1:4] = True
+    plus[1, 1] = plus[3, 3] = False   # centre's outside neighbours would be diagonal only
+    assert not metrics.mask_surface(plus)[2, 2]
+    full = np.ones((4, 5), bool)
+    np.testing.assert_array_equal(metrics.mask_surface(full), ~np.pad(np.ones((2, 3), bool), 1, constant_values=False))
+
+
+@pytest.mark.parametrize("fn", [metrics.hausdorff_distance, metrics.average_surface_distance])
+def test_boundary_distances_empty_masks_follow_monai(fn):
+    empty = np.zeros((6, 6), bool)
+    square = empty.copy()
+    square[1:4, 1:4] = True
+    assert math.isnan(fn(empty, empty))
+    assert fn(square, empty) == math.inf and fn(empty, square) == math.inf
+    if fn is metrics.average_surface_distance:
+        assert fn(square, empty, symmetric=False) == math.inf and fn(empty, square, symmetric=False) == math.inf
+    assert fn(square, square) == 0.0
+
+
+@pytest.mark.parametrize("ndim,seed", BOUNDARY_CASES[:3] + BOUNDARY_CASES[-1:])
+def test_boundary_distances_are_symmetric_and_scale_with_spacing(ndim, seed):
+    rng = np.random.default_rng(100 + seed)
+    shape = (30, 26) if ndim == 2 else (12, 10, 9)
+    a, b = random_blobs(rng, shape), random_blobs(rng, shape, fill=0.3)
+    for fn in (metrics.hausdorff_distance, metrics.average_surface_distance):
+        assert fn(a, b) == pytest.approx(fn(b, a))
+        assert fn(a, b, spacing=2.5) == pytest.approx(2.5 * fn(a, b))
+    spacing = tuple(rng.uniform(0.5, 2.0, ndim))
+    order = tuple(reversed(range(ndim)))       # transposed arrays with the spacing reordered
+    assert metrics.hausdorff_distance(a, b, spacing) == pytest.approx(
+        metrics.hausdorff_distance(a.transpose(order), b.transpose(order), spacing[::-1]))
+    assert metrics.hausdorff_distance(a, b, spacing) != pytest.approx(
+        metrics.hausdorff_distance(a.transpose(order), b.transpose(order), spacing)) or len(set(spacing)) == 1
+
+
+def test_boundary_distances_refuse_bad_input_with_a_hint():
+    a = np.zeros((5, 5), bool)
+    with pytest.raises(ValueError, match="different shapes"):
+        metrics.hausdorff_distance(a, np.zeros((5, 6), bool))
+    with pytest.raises(ValueError, match="one case"):
+        metrics.hausdorff_distance(np.zeros((1, 5, 5, 1)), np.zeros((1, 5, 5, 1)))
+    with pytest.raises(ValueError, match="spacing"):
+        metrics.average_surface_distance(a, a, spacing=(1.0, 0.0))
+    with pytest.raises(ValueError, match="spacing"):
+        metrics.hausdorff_distance(a, a, spacing=(1.0, 1.0, 1.0))
+    with pytest.raises(ValueError, match="percentile"):
+        metrics.hausdorff_distance(a, a, percentile=120)

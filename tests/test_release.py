@@ -13,6 +13,8 @@ import nbformat
 import pytest
 from conftest import ANSWER_LESSONS, FIXTURE_LESSONS, FIXTURES, REPO_ROOT, lesson_names
 
+from helpers.course import CAPSTONE_LESSONS
+
 FIX = "python -m helpers release"
 MAX_NOTEBOOK_BYTES = 1_000_000
 FORBIDDEN = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
@@ -122,7 +124,11 @@ def test_answer_notebook_follows_the_exercise_conventions(path: Path):
     assert not duplicates, f"{path.name}: grade_id used twice: {duplicates}"
     tests = [(i, c, m) for i, c, m in meta
              if m and m.get("grade") and not m.get("solution") and c.cell_type == "code"]
-    assert len(tests) >= 3, f"{path.name}: {len(tests)} graded test cells, at least 3 needed"
+    if path.parent.name in CAPSTONE_LESSONS:   # not autograded: no points, no blanks, every cell runs
+        assert not tests and not any(m and m.get("solution") for _, _, m in meta), (
+            f"{path.name}: the capstone is not autograded; it must have no graded or solution cells")
+    else:
+        assert len(tests) >= 3, f"{path.name}: {len(tests)} graded test cells, at least 3 needed"
     for i, cell, m in tests:
         assert float(m.get("points", 0)) > 0, f"{path.name} cell {i} ({m['grade_id']}): no points"
         assert m.get("locked"), f"{path.name} cell {i} ({m['grade_id']}): a test cell must be locked"

@@ -34,7 +34,7 @@ LAYER_OF = {
     "helpers.__main__": TOP, "helpers._bootstrap": TOP, "helpers.course": TOP, "helpers.lab": TOP,
     "helpers.hosted": TOP, "helpers.grading": TOP, "helpers.grading_audit": TOP, "helpers.grading_execute": TOP,
     "helpers.grading_guard": TOP, "helpers.grading_runner": TOP, "helpers.sandbox": TOP, "helpers.data.__main__": TOP,
-    "helpers.grading_feedback": TOP,
+    "helpers.grading_feedback": TOP, "helpers.challenge": TOP, "helpers.challenge_page": TOP,
 }
 
 

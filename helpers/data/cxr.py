@@ -28,6 +28,10 @@ any image size), the apices rise close to
 the mediastinum under a flat dome, and the hila and heart widen the mediastinum below
 them (version 4).
 
+Two settings: ``"standard"`` (the lessons' data) and ``"hard"`` (:func:`harden`: other poses,
+more and denser opacities, stronger noise), from which the capstone challenge draws its hidden
+test set from, so that the test set is not a copy of the training distribution.
+
 ``generate(folder)`` writes ``images/SYN_<pppp>_<k>.png`` (8-bit grey) and
 ``masks/SYN_<pppp>_<k>.png`` (0/255). About one patient in four has a second radiograph
 (``k = 1``: same anatomy, another pose, exposure and opacities), so data must be split by
@@ -51,6 +55,9 @@ DEFAULTS = {"n_images": config.CXR_N_IMAGES, "size": config.CXR_IMAGE_SIZE, "see
 
 #: Fraction of patients that have a second radiograph.
 SECOND_VIEW_FRACTION = 0.25
+
+#: Settings of :func:`generate_cxr`: the lessons' data, and the harder one of the challenge.
+SETTINGS = ("standard", "hard")
 
 #: Largest image side supported by :func:`generate_cxr`.
 MAX_SIZE = 512
@@ -174,6 +181,35 @@ def _appearance(rng: np.random.Generator) -> dict:
         "marker_size": u(0.05, 0.08),
         "noise_seed": int(rng.integers(2**31)),
     }
+
+
+def harden(appearance: dict, rng: np.random.Generator) -> dict:
+    """The ``"hard"`` setting: a copy of ``appearance`` (from :func:`_appearance`) with other
+    poses (rotation up to 14 degrees, scale 0.78-1.14, shift up to 0.10 of the half-width,
+    against 7, 0.86-1.08 and 0.06), one to three more opacities, denser (strength 0.20-0.45
+    against 0.08-0.30) and wider, one or two more nodules, and stronger noise and gamma.
+    The anatomy and the mask's rules are unchanged: lung behind an opacity is still lung."""
+    u = rng.uniform
+    hard = dict(appearance)
+    hard["rotation"] = float(rng.choice([-1, 1])) * u(4.0, 14.0)
+    hard["scale"] = u(0.78, 1.14)
+    hard["shift"] = (u(-0.10, 0.10), u(-0.10, 0.10))
+    opacities = list(appearance["opacities"])
+    for _ in range(int(rng.integers(1, 4))):
+        side = rng.choice([-1, 1])
+        centre = (side * u(0.15, 0.60), u(-0.85, 0.60))
+        spread = u(0.06, 0.18)
+        blobs = [(centre[0] + rng.normal(0, spread), centre[1] + rng.normal(0, spread),
+                  u(0.06, 0.16), u(0.6, 1.0)) for _ in range(int(rng.integers(3, 8)))]
+        opacities.append({"blobs": blobs, "strength": u(0.20, 0.45), "texture": u(0.0, 0.8)})
+    hard["opacities"] = opacities
+    hard["nodules"] = list(appearance["nodules"]) + [
+        (rng.choice([-1, 1]) * u(0.25, 0.6), u(-0.6, 0.4), u(0.02, 0.045), u(0.10, 0.20))
+        for _ in range(int(rng.integers(1, 3)))]
+    hard["noise"] = u(0.02, 0.05)
+    hard["gamma"] = math.exp(u(-0.75, 0.5))
+    hard["mottle"] = u(0.02, 0.06)
+    return hard
 
 
 # --------------------------------------------------------------------------------------
@@ -537,22 +573,29 @@ def _render(a: dict, p: dict, size: int) -> tuple[np.ndarray, np.ndarray]:
     return image8, (mask255 > 0).astype(np.uint8)
 
 
-def generate_cxr(seed: int, size: int = config.CXR_IMAGE_SIZE, view: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def generate_cxr(seed: int, size: int = config.CXR_IMAGE_SIZE, view: int = 0,
+                 setting: str = "standard") -> tuple[np.ndarray, np.ndarray]:
     """Draw one synthetic frontal chest radiograph and its lung mask.
 
     ``seed`` fixes the patient (anatomy) and, with ``view`` (0, 1, ...), the radiograph
     (pose, exposure, opacities): the same arguments always give the same pixels. Returns
     ``(image, mask)``: ``image`` uint8 (size, size), lungs dark; ``mask`` uint8 (size, size)
     with 1 on the visible lung fields and 0 elsewhere. ``size`` is the side in pixels
-    (16..512); the geometry does not depend on it.
+    (16..512); the geometry does not depend on it. ``setting`` is ``"standard"`` (the lessons'
+    data) or ``"hard"`` (the same patient and radiograph made harder by :func:`harden`).
     """
     size = int(size)
     if not 16 <= size <= MAX_SIZE:
         raise ValueError(f"size must be between 16 and {MAX_SIZE} pixels, got {size}")
+    if setting not in SETTINGS:
+        raise ValueError(f"setting must be one of {SETTINGS}, got {setting!r}")
     rng = np.random.default_rng(seed)
     anatomy = _anatomy(rng)
     appearance_rng = rng if view == 0 else np.random.default_rng([int(seed), int(view)])
-    return _render(anatomy, _appearance(appearance_rng), size)
+    appearance = _appearance(appearance_rng)
+    if setting == "hard":
+        appearance = harden(appearance, np.random.default_rng([int(seed), int(view), 7919]))
+    return _render(anatomy, appearance, size)
 
 
 # --------------------------------------------------------------------------------------
