@@ -134,7 +134,7 @@ def prepare(name: str, source: Path, dest: Path | None = None, *, size: int = co
                 if entry.kind == "cxr":
                     converters.prepare_cxr(entry, root, out, size, skip_bad, report)
                 else:
-                    converters.prepare_volumes(entry, root, out, size, skip_bad, report)
+                    converters.prepare_volumes(entry, root, out, size, skip_bad, report, scratch=scratch)
             if report.written == 0:
                 raise DatasetError(f"no usable case in {source} for {name}: nothing was written. "
                                    + "\n".join(f"{n}: {r}" for n, r in report.skipped[:5]))
