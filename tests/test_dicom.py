@@ -11,14 +11,13 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pydicom
 import pytest
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, RTStructureSetStorage, generate_uid
 
-pydicom = pytest.importorskip("pydicom")
-from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
-from pydicom.sequence import Sequence  # noqa: E402
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, RTStructureSetStorage, generate_uid  # noqa: E402
-
-from helpers.data import DatasetError, dicom, registry  # noqa: E402
+from helpers.data import DatasetError, dicom, registry
 
 SHAPE = (16, 16, 6)                      # (columns, rows, slices)
 PIXEL_SPACING = (0.7, 0.9)               # (between rows, between columns) in mm
