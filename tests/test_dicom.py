@@ -50,13 +50,16 @@ def _base(modality: str, sop_class: str, patient: str, study: str) -> Dataset:
     return ds
 
 
-def _geometry(orientation, origin, k):
+def _geometry(orientation, origin, k, tilt=(0.0, 0.0, 0.0)):
+    """ImagePositionPatient of slice k: ``THICKNESS`` along the normal, plus ``tilt`` mm
+    in-plane per slice (a gantry tilt shears the stack)."""
     row, col = np.asarray(orientation[:3]), np.asarray(orientation[3:])
-    return np.round(np.asarray(origin) + k * THICKNESS * np.cross(row, col), 4)
+    return np.round(np.asarray(origin) + k * (THICKNESS * np.cross(row, col) + np.asarray(tilt)), 4)
 
 
 def write_series(folder: Path, stored: np.ndarray, *, orientation=AXIAL, origin=(-5.0, -7.0, 30.0), slope=1.0,
-                 intercept=0.0, patient="P1", study="1.2.3", series=None, modality="CT", seed=0) -> list[dict]:
+                 intercept=0.0, patient="P1", study="1.2.3", series=None, modality="CT", seed=0,
+                 tilt=(0.0, 0.0, 0.0)) -> list[dict]:
     """Write ``stored`` (columns, rows, slices) as one file per slice, named in shuffled
     order (``image_N`` without extension, as 3D-IRCADb does). Returns per slice (in slice
     order) its path, SOPInstanceUID and ImagePositionPatient."""
@@ -70,7 +73,7 @@ def write_series(folder: Path, stored: np.ndarray, *, orientation=AXIAL, origin=
         ds.Rows, ds.Columns = stored.shape[1], stored.shape[0]
         ds.PixelSpacing = [str(v) for v in PIXEL_SPACING]
         ds.ImageOrientationPatient = [f"{v:.7g}" for v in orientation]
-        position = _geometry(orientation, origin, k)
+        position = _geometry(orientation, origin, k, tilt)
         ds.ImagePositionPatient = [f"{v:.4f}" for v in position]
         ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
         ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
@@ -88,10 +91,10 @@ def _box(shape=SHAPE, i=(3, 9), j=(4, 12), k=(1, 5)) -> np.ndarray:
     return mask
 
 
-def _expected_ras(orientation, origin, i, j, k) -> np.ndarray:
+def _expected_ras(orientation, origin, i, j, k, tilt=(0.0, 0.0, 0.0)) -> np.ndarray:
     """World position (RAS mm) of voxel (column i, row j, slice k), from the DICOM definition."""
     row, col = np.asarray(orientation[:3]), np.asarray(orientation[3:])
-    lps = _geometry(orientation, origin, k) + i * PIXEL_SPACING[1] * row + j * PIXEL_SPACING[0] * col
+    lps = _geometry(orientation, origin, k, tilt) + i * PIXEL_SPACING[1] * row + j * PIXEL_SPACING[0] * col
     return lps * [-1, -1, 1]
 
 
@@ -112,6 +115,16 @@ def test_series_in_shuffled_files_gets_order_values_and_affine_from_the_headers(
                                    atol=1e-3)
     # nibabel reads the same orientation from the affine: the rows run to the left (R->L is 'L')
     assert nib.aff2axcodes(series.affine)[0] == ("R" if orientation == FLIPPED else "L")
+
+
+def test_gantry_tilt_keeps_its_shear_in_the_affine(tmp_path):
+    stored = np.random.default_rng(2).integers(0, 100, SHAPE).astype(np.int16)
+    write_series(tmp_path / "ct", stored, tilt=(0.0, 0.6, 0.0))
+    series = dicom.read_series(sorted((tmp_path / "ct").iterdir()))
+    np.testing.assert_array_equal(series.voxels, stored)
+    for i, j, k in [(0, 0, 5), (7, 13, 4)]:
+        np.testing.assert_allclose(series.affine @ [i, j, k, 1],
+                                   [*_expected_ras(AXIAL, (-5, -7, 30), i, j, k, (0.0, 0.6, 0.0)), 1], atol=1e-3)
 
 
 def test_slope_and_intercept_can_differ_per_slice(tmp_path):
@@ -233,9 +246,10 @@ def test_cli_prepares_ircad_from_a_zip_of_the_download(tmp_path, capsys):
 # ------------------------------------------------------------------------------ prepare lctsc
 
 def write_rtstruct(path: Path, ct: list[dict], rois: dict[str, list[tuple[int, tuple, tuple]]], *,
-                   orientation=AXIAL, origin=(-5.0, -7.0, 30.0), patient="P1", series="") -> None:
+                   orientation=AXIAL, origin=(-5.0, -7.0, 30.0), patient="P1", series="", reference=True) -> None:
     """An RTSTRUCT with one ROI per ``rois`` entry: (slice k, (i0, i1), (j0, j1)) rectangles
-    (voxels i0..i1-1, j0..j1-1 of slice k), each contour referencing its CT slice."""
+    (voxels i0..i1-1, j0..j1-1 of slice k), each contour referencing its CT slice (unless
+    not ``reference``; a slice k beyond ``ct`` is drawn where that slice would be)."""
     ds = _base("RTSTRUCT", RTStructureSetStorage, patient, "1.2.3")
     ds.SeriesInstanceUID = generate_uid()
     row, col = np.asarray(orientation[:3]), np.asarray(orientation[3:])
@@ -257,10 +271,11 @@ def write_rtstruct(path: Path, ct: list[dict], rois: dict[str, list[tuple[int, t
             corners = [(i0 - 0.4, j0 - 0.4), (i1 - 0.6, j0 - 0.4), (i1 - 0.6, j1 - 0.6), (i0 - 0.4, j1 - 0.6)]
             points = [_geometry(orientation, origin, k) + i * PIXEL_SPACING[1] * row + j * PIXEL_SPACING[0] * col
                       for i, j in corners]
-            image = Dataset()
-            image.ReferencedSOPClassUID, image.ReferencedSOPInstanceUID = CTImageStorage, ct[k]["uid"]
             contour = Dataset()
-            contour.ContourImageSequence = Sequence([image])
+            if reference:
+                image = Dataset()
+                image.ReferencedSOPClassUID, image.ReferencedSOPInstanceUID = CTImageStorage, ct[k]["uid"]
+                contour.ContourImageSequence = Sequence([image])
             contour.ContourGeometricType = "CLOSED_PLANAR"
             contour.NumberOfContourPoints = len(points)
             contour.ContourData = [f"{v:.4f}" for point in points for v in point]
@@ -350,3 +365,23 @@ def test_rtstruct_without_lungs_or_missing_is_named(tmp_path):
     rtstruct.unlink()
     with pytest.raises(DatasetError, match=r"patient A .* hold a CT series but no RTSTRUCT"):
         registry.prepare("lctsc", tmp_path / "raw", tmp_path / "out")
+
+
+def test_contours_without_slice_references_are_placed_by_position(tmp_path):
+    slices = write_series(tmp_path / "ct", np.zeros(SHAPE, np.int16), orientation=OBLIQUE)
+    ct = dicom.read_series(sorted((tmp_path / "ct").iterdir()))
+    write_rtstruct(tmp_path / "rs.dcm", slices, LUNGS, orientation=OBLIQUE, reference=False)
+    mask, names = dicom.rasterise_rtstruct(tmp_path / "rs.dcm", ct)
+    assert names == ["Lung_L", "Lung_R"]
+    np.testing.assert_array_equal(mask, _expected_lungs())
+    write_rtstruct(tmp_path / "rs.dcm", slices, {"Lung_R": [(SHAPE[2], (2, 7), (3, 12))]}, orientation=OBLIQUE,
+                   reference=False)
+    with pytest.raises(DatasetError, match=r"rs\.dcm: contour 1 of ROI 'Lung_R' lies at a position where the CT "
+                                           r"series .* has no slice"):
+        dicom.rasterise_rtstruct(tmp_path / "rs.dcm", ct)
+
+
+@pytest.mark.parametrize("name, lung", [("Lung_L", True), ("LUNG_RIGHT", True), ("Lungs", True), ("R Lung", True),
+                                        ("Lung_GTV", False), ("Heart", False)])
+def test_lung_roi_names(name, lung):
+    assert bool(dicom.LUNG_ROI.fullmatch(name)) is lung

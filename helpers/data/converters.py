@@ -304,7 +304,8 @@ def _unpacked(folder: Path, name: str, scratch: Path, what: str) -> Path:
 def _slice_files(folder: Path) -> list[Path]:
     """Every file of a series folder (3D-IRCADb names them ``image_N`` without an extension);
     OS metadata left out. File names play no part in the slice order."""
-    return [p for p in list_files(folder, "*") if not p.name.lower().endswith((".txt", ".json", ".csv", ".xml"))]
+    return [p for p in list_files(folder, "*")
+            if p.name.upper() != "DICOMDIR" and not p.name.lower().endswith((".txt", ".json", ".csv", ".xml"))]
 
 
 def _ircad_dicom_cases(root: Path, scratch: Path):

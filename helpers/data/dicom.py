@@ -48,8 +48,9 @@ from helpers.data._store import DatasetError
 #: Flip from DICOM's patient frame (LPS: x to the left, y to the back) to NIfTI's (RAS).
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
-#: ROI names of RTSTRUCT structure sets that are lungs (LCTSC: ``Lung_L``, ``Lung_R``).
-LUNG_ROI = re.compile(r"lungs?([ _-]?(l|r|left|right))?", re.IGNORECASE)
+#: ROI names of RTSTRUCT structure sets that are lungs (LCTSC: ``Lung_L``, ``Lung_R``; also
+#: ``Lungs``, ``LUNG_LEFT``, ``L_Lung``, ``Lung left``); ``Lung_GTV``-like names are not lungs.
+LUNG_ROI = re.compile(r"lungs?([ _-]?(l|r|left|right))?|(l|r|left|right)[ _-]?lungs?", re.IGNORECASE)
 
 _DUPLICATE_MM = 0.01   # two slices closer than this along the normal are one position
 _GAP_FACTOR = 1.5      # a step this many times the smallest is a missing slice
