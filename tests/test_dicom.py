@@ -385,3 +385,20 @@ def test_contours_without_slice_references_are_placed_by_position(tmp_path):
                                         ("Lung_GTV", False), ("Heart", False)])
 def test_lung_roi_names(name, lung):
     assert bool(dicom.LUNG_ROI.fullmatch(name)) is lung
+
+
+@pytest.mark.parametrize("orientation", [FLIPPED, OBLIQUE], ids=["flipped", "oblique"])
+def test_series_agrees_with_simpleitk(tmp_path, orientation):
+    """An independent reader (ITK/GDCM, installed with medpy) finds the same voxels and geometry."""
+    sitk = pytest.importorskip("SimpleITK")
+    stored = np.random.default_rng(3).integers(0, 3000, SHAPE).astype(np.int16)
+    write_series(tmp_path / "ct", stored, orientation=orientation, slope=1.0, intercept=-1024.0)
+    ours = dicom.read_series(sorted((tmp_path / "ct").iterdir()))
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(tmp_path / "ct")))
+    image = reader.Execute()
+    lps = np.eye(4)
+    lps[:3, :3] = np.asarray(image.GetDirection()).reshape(3, 3) * np.asarray(image.GetSpacing())
+    lps[:3, 3] = image.GetOrigin()
+    np.testing.assert_allclose(ours.affine, dicom.LPS_TO_RAS @ lps, atol=1e-3)
+    np.testing.assert_array_equal(ours.voxels, sitk.GetArrayFromImage(image).T)
