@@ -131,7 +131,8 @@ def _vector(ds, keyword: str, size: int, path: Path) -> np.ndarray:
 
 def series_affine(orientation: np.ndarray, pixel_spacing: np.ndarray, first: np.ndarray,
                   last: np.ndarray, n_slices: int) -> np.ndarray:
-    """Voxel-to-RAS affine of a series (see the module docstring).
+    """Voxel-to-RAS affine of a series (see the module docstring); the third column is the
+    step between consecutive slices, which keeps a gantry tilt's shear.
 
     Args:
         orientation: ImageOrientationPatient, 6 direction cosines (row direction, column direction).
@@ -203,16 +204,24 @@ def read_series(files: list[Path], *, rescale: bool = True, what: str = "CT seri
             of different size, spacing or orientation; a duplicated or missing slice, unequal
             spacing, or NaN/infinite values. The message names the file and the fix.
     """
-    if not files:
-        raise DatasetError(f"the {what} has no slice files.")
+    if len(files) < 2:
+        where = f" ({files[0]})" if files else ""
+        raise DatasetError(f"the {what} has {len(files)} slice file{'' if files else 's'}{where}: a volume needs at "
+                           f"least two slices. Add the slices from the download, or pass --skip-bad to leave the "
+                           f"case out.")
     slices = []
     for path in files:
         ds = read_header(path, pixels=True)
         orientation = _vector(ds, "ImageOrientationPatient", 6, path)
         spacing = _vector(ds, "PixelSpacing", 2, path)
         position = _vector(ds, "ImagePositionPatient", 3, path)
-        if "PixelData" not in ds:
-            raise DatasetError(f"{path} holds no image (no PixelData): it does not belong in the {what}; remove it.")
+        if "PixelData" not in ds or not isinstance(getattr(ds, "Rows", None), int) \
+                or not isinstance(getattr(ds, "Columns", None), int):
+            raise DatasetError(f"{path} holds no image (no PixelData, Rows or Columns): it does not belong in the "
+                               f"{what}; remove it.")
+        if not (spacing > 0).all():
+            raise DatasetError(f"{path} has PixelSpacing {spacing.tolist()}: the spacing must be positive; the file "
+                               f"is damaged, download it again.")
         slices.append((path, ds, orientation, spacing, position))
     path0, ds0, orientation, spacing, _ = slices[0]
     size0 = (int(ds0.Rows), int(ds0.Columns))
