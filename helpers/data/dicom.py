@@ -40,10 +40,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from helpers.data._store import DatasetError
+
+if TYPE_CHECKING:
+    from pydicom import Dataset
 
 #: Flip from DICOM's patient frame (LPS: x to the left, y to the back) to NIfTI's (RAS).
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -99,7 +103,7 @@ def is_dicom(path: Path) -> bool:
     return len(head) == 132 and head[128:] == b"DICM"
 
 
-def read_header(path: Path, *, pixels: bool = False):
+def read_header(path: Path, *, pixels: bool = False) -> Dataset:
     """The pydicom dataset of ``path`` (without the pixel data unless ``pixels``).
 
     Raises:
@@ -116,7 +120,7 @@ def read_header(path: Path, *, pixels: bool = False):
                            f"download it again, or remove it.") from None
 
 
-def _vector(ds, keyword: str, size: int, path: Path) -> np.ndarray:
+def _vector(ds: Dataset, keyword: str, size: int, path: Path) -> np.ndarray:
     value = getattr(ds, keyword, None)
     try:
         array = np.asarray([float(v) for v in value], dtype=np.float64)
@@ -289,11 +293,11 @@ def check_same_grid(mask: Series, ct: Series, mask_what: str, ct_what: str) -> N
                            f"case out.")
 
 
-def _roi_names(ds) -> dict[int, str]:
+def _roi_names(ds: Dataset) -> dict[int, str]:
     return {int(item.ROINumber): str(getattr(item, "ROIName", "")) for item in getattr(ds, "StructureSetROISequence", [])}
 
 
-def referenced_series_uids(ds) -> set[str]:
+def referenced_series_uids(ds: Dataset) -> set[str]:
     """SeriesInstanceUIDs that an RTSTRUCT dataset says its contours are drawn on."""
     uids = set()
     for frame in getattr(ds, "ReferencedFrameOfReferenceSequence", []):
