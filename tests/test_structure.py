@@ -29,7 +29,7 @@ LAYER_OF = {
     "helpers.models": "models",
     "helpers.losses": "losses/metrics", "helpers.metrics": "losses/metrics",
     "helpers.training": "training",
-    "helpers.inference": "inference",
+    "helpers.inference": "inference", "helpers.geometry": "data", "helpers.patches": "generator",
     "helpers.viz": "viz",
     "helpers.__main__": TOP, "helpers._bootstrap": TOP, "helpers.course": TOP, "helpers.lab": TOP,
     "helpers.hosted": TOP, "helpers.grading": TOP, "helpers.grading_audit": TOP, "helpers.grading_execute": TOP,
