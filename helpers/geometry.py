@@ -261,6 +261,22 @@ def _check_order(order: int) -> int:
     return int(order)
 
 
+def _separable_linear(array: np.ndarray, scale: np.ndarray, offset: np.ndarray, out_shape) -> np.ndarray:
+    """Linear interpolation on an axis-aligned grid, one axis at a time (the result of
+    ``scipy.ndimage.affine_transform(order=1, mode="nearest")`` with a diagonal matrix, some
+    ten times faster on a CT: the axis that shrinks most goes first)."""
+    ratios = [out_shape[axis] / array.shape[axis] for axis in range(3)]
+    for axis in sorted(range(3), key=lambda a: ratios[a]):
+        n = array.shape[axis]
+        source = np.clip(scale[axis] * np.arange(out_shape[axis]) + offset[axis], 0, n - 1)
+        low = np.minimum(np.floor(source).astype(np.intp), max(n - 2, 0))
+        high = np.minimum(low + 1, n - 1)
+        weight = (source - low).astype(np.float32).reshape((-1,) + (1,) * (array.ndim - axis - 1))
+        below = np.take(array, low, axis=axis)
+        array = below + (np.take(array, high, axis=axis) - below) * weight
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
 def resample_to_grid(volume, affine, shape, target_affine, order: int = 1, mode: str = "nearest",
                      cval: float = 0.0) -> np.ndarray:
     """Resample ``volume`` (on the grid of ``affine``) onto the grid ``(shape, target_affine)``:
@@ -302,6 +318,8 @@ def resample_to_grid(volume, affine, shape, target_affine, order: int = 1, mode:
     if np.allclose(matrix, np.diag(np.diag(matrix)), atol=1e-9):
         matrix = np.diag(matrix)
     dtype = array.dtype if order == 0 else np.float32
+    if order == 1 and mode == "nearest" and matrix.ndim == 1:
+        return _separable_linear(array.astype(np.float32, copy=False), matrix, offset, out_shape)
     work = array if order == 0 or array.dtype.kind == "f" else array.astype(np.float32)
     if order == 0 and work.dtype == bool:
         work = work.astype(np.uint8)
