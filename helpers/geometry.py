@@ -28,6 +28,8 @@ Typical use (the lesson's pipeline)::
     ...                                   # predict probabilities on the working grid
     back = geometry.resample_to_grid(probabilities, working_affine, canonical.shape, canonical_affine)
     original = geometry.from_canonical(back, affine)       # on the grid of the file again
+    # or in one step, since resampling works in millimetres:
+    original = geometry.resample_to_grid(probabilities, working_affine, ct.shape, affine)
 
 Arrays may carry trailing axes after the three spatial ones (channels, classes): they are
 carried along untouched. Only NumPy, SciPy and nibabel's orientation helpers are used.
@@ -284,8 +286,11 @@ def resample_to_grid(volume, affine, shape, target_affine, order: int = 1, mode:
     to bring a prediction made on the working grid back onto the original volume's grid.
 
     The same result as ``nibabel.processing.resample_from_to`` (one
-    ``scipy.ndimage.affine_transform``; when both grids are axis-aligned with each other,
-    the fast diagonal path).
+    ``scipy.ndimage.affine_transform``; linear interpolation between grids whose axes are
+    parallel goes one axis at a time, faster). Since it works in millimetres, a prediction
+    made on the working grid of a reoriented volume goes straight back onto the file's
+    grid: ``resample_to_grid(probabilities, working_affine, ct.shape, affine)``, no
+    :func:`from_canonical` needed.
 
     Args:
         volume: ``(X, Y, Z)`` or ``(X, Y, Z, C)``; each trailing channel is resampled alone.

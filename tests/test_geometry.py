@@ -301,3 +301,16 @@ def test_the_fast_axis_aligned_path_equals_scipy(shape, spacing):
         expected = ndimage.affine_transform(volume[..., channel].astype(np.float64), np.diag(voxel_map[:3, :3]),
                                             offset=voxel_map[:3, 3], output_shape=new_shape, order=1, mode="nearest")
         np.testing.assert_allclose(got[..., channel], expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(AFFINES))
+def test_back_onto_the_file_grid_in_one_step_equals_the_two_step_route(name):
+    affine = AFFINES[name]
+    image = _smooth_volume((9, 8, 6))
+    canonical, canonical_affine = geometry.to_canonical(image, affine)
+    working, working_affine = geometry.resample_to_spacing(canonical, canonical_affine, (1.2, 0.5, 2.0))
+    for order in (0, 1):
+        two_steps = geometry.from_canonical(
+            geometry.resample_to_grid(working, working_affine, canonical.shape, canonical_affine, order=order), affine)
+        one_step = geometry.resample_to_grid(working, working_affine, image.shape, affine, order=order)
+        np.testing.assert_allclose(one_step, two_steps, atol=1e-4)
