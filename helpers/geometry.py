@@ -1,9 +1,10 @@
 """Where the voxels are: spacing, orientation and resampling of 3D volumes in millimetres.
 
 A NIfTI volume is an array ``volume[i, j, k]`` plus a 4 x 4 ``affine`` that maps the voxel
-index ``(i, j, k, 1)`` to a point in millimetres in the scanner's frame (RAS+: x towards the
-patient's left, y towards the front, z towards the head; see :mod:`helpers.data.io`). Three
-things follow from the affine alone:
+index ``(i, j, k, 1)`` to a point in millimetres in the scanner's frame (NIfTI's RAS+: x grows
+towards the patient's right, y towards the front, z towards the head). The course's files
+are stored ``"LPS"``, as DICOM: the index ``i`` grows towards the patient's left, ``j``
+towards the back (see :mod:`helpers.data.io`). Three things follow from the affine alone:
 
 * :func:`voxel_spacing` -- the size of a voxel along each array axis, the Euclidean norm of
   the affine's columns (never its diagonal: with a rotated or oblique affine the diagonal
