@@ -67,3 +67,34 @@ def test_the_glossary_is_checked():
 def test_relative_links_resolve(name, folder, markdown):
     broken = [target for target in relative_links(markdown) if not (folder / target).exists()]
     assert not broken, f"{name}: relative links to nothing: {broken}"
+
+
+#: ``data.load_nifti``, ``helpers.metrics.hausdorff_distance``: a name of the course's library,
+#: not preceded by another package (``monai.data.partition_dataset`` is MONAI's) or a folder
+#: (``helpers/metrics.py`` is a file).
+HELPERS_NAME = re.compile(r"(?<![\w./])(?:helpers\.)?(config|data|generator|slices|models|losses|metrics|training"
+                          r"|inference|viz)\.(?!py\b)([A-Za-z_]\w*)")
+
+
+def helpers_names(markdown: str) -> set[tuple[str, str]]:
+    return set(HELPERS_NAME.findall(markdown))
+
+
+def test_helpers_names_finder():
+    text = ("`data.load_nifti` and `helpers.metrics.iou`; `monai.data.partition_dataset`, `model.fit`, "
+            "`helpers/config.py`, a `config.py`")
+    assert helpers_names(text) == {("data", "load_nifti"), ("metrics", "iou")}
+
+
+NAMING = [d for d in DOCUMENTS if d[0] == "docs/glossary.md" or "00_start_here" in d[0] or "10_where_next" in d[0]]
+
+
+@pytest.mark.parametrize("name, folder, markdown", NAMING, ids=[d[0] for d in NAMING])
+def test_helpers_names_in_the_glossary_and_reading_lessons_exist(name, folder, markdown):
+    """The glossary and lessons 00 and 10 name the course's functions (``metrics.hausdorff_distance``);
+    every such name exists in helpers (a renamed function fails here, not in a learner's hands)."""
+    import importlib
+
+    missing = sorted(f"{module}.{attribute}" for module, attribute in helpers_names(markdown)
+                     if not hasattr(importlib.import_module(f"helpers.{module}"), attribute))
+    assert not missing, f"{name} names what helpers does not have: {missing}"
