@@ -1,7 +1,7 @@
 """The structure of helpers/ reads as the pipeline and has no import cycle.
 
-Layers, lowest first: the foundation (``config``, ``distribute``), ``data``, ``generator``
-(with lesson 07's ``slices``), ``models``, ``losses``/``metrics``, ``training``,
+Layers, lowest first: the foundation (``config``, ``distribute``), ``data`` (with
+``geometry``), ``generator`` (with lesson 07's ``slices`` and lesson 06's ``patches``), ``models``, ``losses``/``metrics``, ``training``,
 ``inference``, ``viz``; ``checks`` beside them (they may use any of them) and the command
 line on top (``__main__``, ``course``, ``lab``, grading ...). A module imports only from its
 own layer or lower ones, counting the imports inside functions too, and the graph of all
@@ -29,7 +29,7 @@ LAYER_OF = {
     "helpers.models": "models",
     "helpers.losses": "losses/metrics", "helpers.metrics": "losses/metrics",
     "helpers.training": "training",
-    "helpers.inference": "inference",
+    "helpers.inference": "inference", "helpers.geometry": "data", "helpers.patches": "generator",
     "helpers.viz": "viz",
     "helpers.__main__": TOP, "helpers._bootstrap": TOP, "helpers.course": TOP, "helpers.lab": TOP,
     "helpers.hosted": TOP, "helpers.grading": TOP, "helpers.grading_audit": TOP, "helpers.grading_execute": TOP,
