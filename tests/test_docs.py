@@ -72,7 +72,7 @@ def test_relative_links_resolve(name, folder, markdown):
 #: ``data.load_nifti``, ``helpers.metrics.hausdorff_distance``: a name of the course's library,
 #: not preceded by another package (``monai.data.partition_dataset`` is MONAI's) or a folder
 #: (``helpers/metrics.py`` is a file).
-HELPERS_NAME = re.compile(r"(?<![\w./])(?:helpers\.)?(config|data|generator|slices|models|losses|metrics|training"
+HELPERS_NAME = re.compile(r"(?<![\w./])(?:helpers\.)?(config|data|geometry|generator|slices|patches|models|losses|metrics|training"
                           r"|inference|viz)\.(?!py\b)([A-Za-z_]\w*)")
 
 
