@@ -87,6 +87,14 @@ TIME_BUDGET_MINUTES = {"01": 5, "02": 5, "03": 5, "04": 5, "05": 5, "06": 6, "07
 #: ten-minute course budget for the teaching lessons 01-08.
 CAPSTONE_LESSONS = ("09_challenge",)
 
+#: Lessons to read, with nothing to train or grade: the orientation (00) and the closing map
+#: to MONAI and nnU-Net (10). They hold no graded points, have no time budget or quality bar,
+#: and ``python -m helpers course`` runs them only when named (``course 00``), like the
+#: capstone.
+READING_LESSONS = ("00_start_here", "10_where_next")
+#: Lessons whose answers hold no graded points (nbgrader has nothing to autograde).
+UNGRADED_LESSONS = CAPSTONE_LESSONS + READING_LESSONS
+
 #: Quality bars: lesson number -> {metric name: minimum value}.
 QUALITY_BARS = {
     "04": {"test_dice": 0.95},
@@ -140,10 +148,11 @@ class Lesson:
 def lesson_notebooks(selection: list[str] | None = None) -> list[Path]:
     """Answer notebooks in course order, optionally only those whose folder starts with
     one of ``selection`` (``["01", "04"]``) or equals it (``["04_training"]``). Without a
-    selection the :data:`CAPSTONE_LESSONS` are left out (run them by name)."""
+    selection the :data:`CAPSTONE_LESSONS` and :data:`READING_LESSONS` are left out (run
+    them by name)."""
     notebooks = sorted(ANSWERS_DIR.glob("[0-9][0-9]_*/[0-9][0-9]_*.ipynb"))
     if not selection:
-        notebooks = [nb for nb in notebooks if nb.parent.name not in CAPSTONE_LESSONS]
+        notebooks = [nb for nb in notebooks if nb.parent.name not in UNGRADED_LESSONS]
     if selection:
         notebooks = [nb for nb in notebooks
                      if any(nb.parent.name.startswith(item) for item in selection)]
@@ -151,6 +160,34 @@ def lesson_notebooks(selection: list[str] | None = None) -> list[Path]:
             raise SystemExit(f"No lesson in {ANSWERS_DIR} matches {selection}; "
                              f"try numbers such as 01 04.")
     return notebooks
+
+
+def lesson_time_rows(answers_dir: Path | None = None) -> list[tuple[str, str, str]]:
+    """One row per lesson in course order: its folder name, its compute budget from
+    :data:`TIME_BUDGET_MINUTES` (``"-"`` for a lesson without one) and what the lesson's own
+    **Time** line says (the text after ``**Time** —`` in its first cell, ``"-"`` if none).
+    Read from the answer notebooks in ``answers_dir`` (default :data:`ANSWERS_DIR`)."""
+    import nbformat
+
+    rows = []
+    for path in sorted((answers_dir or ANSWERS_DIR).glob("[0-9][0-9]_*/[0-9][0-9]_*.ipynb")):
+        name = path.parent.name
+        cells = nbformat.read(path, as_version=4).cells
+        header = cells[0].source if cells and cells[0].cell_type == "markdown" else ""
+        match = re.search(r"\*\*Time\*\*\s*[—–-]+\s*(.+?)(?:\n\s*\n|\Z)", header, re.S)
+        said = " ".join(match.group(1).split()) if match else "-"
+        budget = TIME_BUDGET_MINUTES.get(name[:2])
+        rows.append((name, f"{budget} min" if budget is not None else "-", said))
+    return rows
+
+
+def lesson_time_table(answers_dir: Path | None = None) -> str:
+    """:func:`lesson_time_rows` as an aligned text table (what lesson 00 prints)."""
+    rows = [("lesson", "compute budget", "what the lesson's Time line says")] + lesson_time_rows(answers_dir)
+    widths = [max(len(row[i]) for row in rows) for i in range(2)]
+    lines = [f"{row[0].ljust(widths[0])}  {row[1].ljust(widths[1])}  {row[2]}" for row in rows]
+    lines.insert(1, f"{'-' * widths[0]}  {'-' * widths[1]}  {'-' * len(rows[0][2])}")
+    return "\n".join(lines)
 
 
 def read_reports() -> dict[str, dict]:
