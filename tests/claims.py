@@ -10,7 +10,7 @@ sentence is rewritten (and its claim with it).
 Numbers in prose that are *not* about the run (a definition, a worked example, a recipe
 constant, a target) are :class:`Given`: the same prose pattern, with the reason instead of
 an output. Every decimal number and percentage in a lesson's markdown (outside code spans,
-code blocks, link targets and exercise numbers) must lie inside the span of a claim or a
+code blocks, link targets, exercise and section numbers) must lie inside the span of a claim or a
 given, so a new number cannot slip into the prose unbound.
 
 Relations (prose value ``p``, printed value ``o``, one pair per capture group):
@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: Decimal numbers and percentages in prose; what coverage counts.
 NUMBER = re.compile(r"(?<![\w.\-/^_])(\d+\.\d+|\d+(?:\.\d+)?\s?%)(?![\w.]\d)")
-_EXERCISE = re.compile(r"Exercise \d+\.\d+")
+_EXERCISE = re.compile(r"Exercise \d+\.\d+|^#+ \d+(?:\.\d+)*", flags=re.M)
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ def output_text(path: Path) -> str:
 
 
 def prose_without_code(source: str) -> str:
-    """The markdown with code blocks, code spans, link targets and exercise numbers blanked
+    """The markdown with code blocks, code spans, link targets, exercise and section numbers blanked
     out (same length, so spans keep their positions)."""
     def blank(match: re.Match) -> str:
         return re.sub(r"[^\n]", " ", match.group(0))

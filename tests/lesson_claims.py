@@ -69,6 +69,7 @@ def _small_post_processing_gain(outputs: str, said: tuple[str, ...]) -> str | No
     return None if abs(gain) <= 0.01 else f"the mean Dice moved by {gain:+.4f}, not a small gain"
 
 LEDGER: dict[str, list] = {
+    "00_start_here": [],
     "01_data_generator": [
         Given(r"`contour` at level 0\.5", DEFINITION),
         Given(r"up to 5 % of the\s+size", CONSTANT),
@@ -147,5 +148,8 @@ LEDGER: dict[str, list] = {
         Given(r"~1\.5 min of compute", TIME),
         Given(r"at least 95 % of the resamples", DEFINITION),
         Given(r"trains on 70 % of the 400", CONSTANT),
+    ],
+    "10_where_next": [
+        Given(r"those of MONAI 1\.5 and nnU-Net v2", "the library versions whose names the lesson quotes"),
     ],
 }
