@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from helpers import checks
-from helpers.checks._common import call, fail, name_of, ok
+from helpers.checks._common import call, fail, learner_or_reference, name_of, ok
 
 
 def test_fail_names_function_case_problem_and_hint():
@@ -54,10 +54,10 @@ def test_checks_package_re_exports_every_check_explicitly():
 
     assert not hasattr(package, "__getattr__"), "names must be re-exported, not searched"
     for name in package.__all__:
-        assert name.startswith("check_") and callable(getattr(checks, name))
+        assert (name.startswith("check_") or name == "learner_or_reference") and callable(getattr(checks, name))
     from helpers.checks import architecture, brain, generator, liver_ct, lung_ct, metrics, prediction, training
 
-    exported = set()
+    exported = {"learner_or_reference"}
     for module in (generator, architecture, metrics, training, prediction, lung_ct, liver_ct, brain):
         exported |= set(module.__all__)
     assert exported == set(package.__all__)
@@ -78,3 +78,79 @@ def test_every_check_the_notebooks_call_is_exported():
     assert len(used) >= 40
     missing = sorted(name for name in used if name not in checks.__all__)
     assert not missing, f"the answer notebooks call checks that helpers.checks does not export: {missing}"
+
+
+def _check_doubles(fn):
+    """A check in the course's style: a ✓ line, or an AssertionError naming the problem."""
+    result = call(fn, name_of(fn), "two", 2)
+    if result != 4:
+        fail(name_of(fn), "two", f"expected 4, got {result}.", "multiply by 2.")
+    ok(f"{name_of(fn)}: doubles")
+
+
+def _reference(x):
+    return 2 * x
+
+
+def test_learner_or_reference_keeps_a_working_version_silently(capsys):
+    def mine(x):
+        return x + x
+
+    assert learner_or_reference("double", lambda: mine, _reference, _check_doubles) is mine
+    assert capsys.readouterr().out == ""   # not even the check's own tick line
+
+
+@pytest.mark.parametrize("learner, reason", [
+    ("unfinished", "yours raised NotImplementedError"),
+    ("wrong", "yours does not pass its check (wrong — case 'two': expected 4, got 5. Hint: multiply by 2.)"),
+    ("broken", "yours does not pass its check (broken — case 'two': raised ZeroDivisionError: division by zero)"),
+    ("undefined", "yours is not defined"),
+])
+def test_learner_or_reference_falls_back_with_one_line(capsys, learner, reason):
+    def unfinished(x):
+        raise NotImplementedError()
+
+    def wrong(x):
+        return x + 3
+
+    def broken(x):
+        return x / 0
+
+    functions = {"unfinished": unfinished, "wrong": wrong, "broken": broken}
+
+    def get():
+        return functions[learner] if learner in functions else undefined_name  # noqa: F821
+
+    assert learner_or_reference("double", get, _reference, _check_doubles) is _reference
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and out.startswith(f"using the reference `double`: {reason}"), out
+
+
+def test_learner_or_reference_builds_the_reference_only_when_needed(capsys):
+    built = []
+
+    def make():
+        built.append(1)
+        return "reference model"
+
+    assert learner_or_reference("model", lambda: "my model", make, lambda m: None, build=True) == "my model"
+    assert built == []
+    def unfinished_model():
+        raise NotImplementedError()
+
+    assert learner_or_reference("model", unfinished_model, make, build=True) == "reference model"
+    assert built == [1]
+    assert capsys.readouterr().out == "using the reference `model`: yours raised NotImplementedError\n"
+
+
+def test_learner_or_reference_without_a_check_only_needs_the_name():
+    assert learner_or_reference("THRESHOLD", lambda: 0.4, 0.5) == 0.4
+
+
+def test_learner_or_reference_cuts_a_long_check_message(capsys):
+    def long_check(fn):
+        fail("double", None, "x" * 500)
+
+    learner_or_reference("double", lambda: _reference, _reference, long_check)
+    line = capsys.readouterr().out
+    assert len(line) < 260 and line.rstrip().endswith("...)")

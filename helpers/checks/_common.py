@@ -9,14 +9,19 @@ One message style for the whole course:
 * success prints one line, ``✓ <name>: <what was checked>`` (:func:`ok`);
 * the learner's function is called through :func:`call`, which turns the usual accidents
   (``raise NotImplementedError()`` still there, an exception, a forgotten ``return``) into
-  such a failure instead of a traceback from inside the check.
+  such a failure instead of a traceback from inside the check;
+* after an exercise, :func:`learner_or_reference` hands the rest of the lesson the learner's
+  version when it passes its check, else the reference from ``helpers`` with one line that
+  says so: an unfinished blank is no dead end.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 from typing import Any, Callable, NoReturn
 
-__all__ = ["fail", "ok", "call", "name_of"]
+__all__ = ["fail", "ok", "call", "name_of", "learner_or_reference"]
 
 
 def fail(name: str, case: str | None, problem: str, hint: str = "") -> NoReturn:
@@ -82,3 +87,71 @@ def call(fn: Callable, name: str, case: str | None, *args: Any, allow_none: bool
     if out is None and not allow_none:
         fail(name, case, "returned None.", "did you forget `return`?")
     return out
+
+
+def _why_not(error: BaseException) -> str:
+    """Why the learner's version is not used, in a few words: ``raised NotImplementedError``
+    when that is anywhere in the chain of ``error``, else the check's first line."""
+    seen, current = set(), error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, NotImplementedError):
+            return "raised NotImplementedError"
+        if isinstance(current, AssertionError) and "is not written yet" in str(current):
+            return "raised NotImplementedError"
+        current = current.__cause__ or current.__context__
+    if isinstance(error, AssertionError):
+        first = (str(error).strip().splitlines() or [""])[0]
+        if len(first) > 160:
+            first = first[:157] + "..."
+        return f"does not pass its check ({first})" if first else "does not pass its check"
+    return f"raised {type(error).__name__}: {error}"
+
+
+def learner_or_reference(name: str, get_learner: Callable[[], Any], reference: Any,
+                         check: Callable[[Any], Any] | None = None, *, build: bool = False) -> Any:
+    """The learner's version of ``name`` when it works, else the course's reference.
+
+    Used in the cell after an exercise's check, so that the rest of the lesson runs whether
+    or not the blank is finished::
+
+        build_unet = checks.learner_or_reference("build_unet", lambda: build_unet,
+                                                 models.build_unet, checks.check_unet)
+
+    prints nothing when the learner's ``build_unet`` passes ``check_unet``, and otherwise one
+    line, ``using the reference `build_unet`: yours raised NotImplementedError``, and returns
+    ``models.build_unet``. The check runs quietly (its ``✓`` line was printed by the check
+    cell above). Grading is not affected: the exercise's own check cell ran before, on the
+    learner's version, and a graded name that is or reaches the reference fails its test.
+
+    Args:
+        name: the learner's name of the object, as the lesson writes it.
+        get_learner: no arguments, returns the learner's object (a ``lambda: build_unet``,
+            so that a name the learner never defined is a reason, not a ``NameError``).
+        reference: the reference from ``helpers`` (or, with ``build``, a function of no
+            arguments that makes it, e.g. a model built with the reference builder).
+        check: the exercise's visible check, called with the learner's object; it raises
+            ``AssertionError`` when the object is wrong. ``None``: only that the name exists.
+        build: call ``reference()`` to get the reference, only when it is needed.
+
+    Returns:
+        The learner's object if it exists and passes ``check``, else the reference.
+    """
+    try:
+        learner = get_learner()
+    except NameError:
+        reason = "yours is not defined (run its cell)"
+    except Exception as error:  # noqa: BLE001 - any failure means: use the reference
+        reason = f"yours {_why_not(error)}"
+    else:
+        if check is None:
+            return learner
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                check(learner)
+        except Exception as error:  # noqa: BLE001 - any failure means: use the reference
+            reason = f"yours {_why_not(error)}"
+        else:
+            return learner
+    print(f"using the reference `{name}`: {reason}")
+    return reference() if build else reference
