@@ -3,7 +3,7 @@
 ``percentile_stretch`` and ``window_hu`` map raw intensities (grey levels, Hounsfield
 units) to ``[0, 1]``; ``augment_pair`` applies one random geometric transform to an image
 and its mask together (plus brightness/contrast jitter to the image only);
-``SegmentationDataset`` is a ``keras.utils.PyDataset`` that reads PNG or NIfTI pairs a
+``SegmentationDataset`` (and ``CXRDataset``, its chest X-ray form of lesson 01) is a ``keras.utils.PyDataset`` that reads PNG or NIfTI pairs a
 batch at a time, resizes, scales, augments and returns ``(x, y)`` float32 batches of
 shape ``(batch, H, W, C)`` / ``(batch, D, H, W, C)``. Files are read only through
 :mod:`helpers.data.io`, whose errors (:class:`helpers.data.DatasetError`) name the file.
@@ -26,7 +26,7 @@ import numpy as np
 
 from helpers import config
 
-__all__ = ["percentile_stretch", "window_hu", "augment_pair", "SegmentationDataset",
+__all__ = ["percentile_stretch", "window_hu", "augment_pair", "SegmentationDataset", "CXRDataset",
            "read_any_image", "read_any_mask"]
 
 # --------------------------------------------------------------------------- intensities
@@ -336,3 +336,19 @@ class SegmentationDataset(keras.utils.PyDataset):
             xs.append(image)
             ys.append(self._encode(mask, self.pairs[item][1]))
         return np.stack(xs), np.stack(ys)
+
+
+class CXRDataset(SegmentationDataset):
+    """The reference of lesson 01's ``CXRDataset`` (Exercise 1.2): chest X-ray batches.
+
+    :class:`SegmentationDataset` with the lesson's signature, ``CXRDataset(pairs,
+    batch_size=8, image_size=(H, W), shuffle=True, seed=config.SEED, augment=False)``:
+    grey PNG pairs, percentile-stretched, resized to ``image_size``, augmented with
+    :func:`augment_pair` when ``augment``. ``x`` and ``y`` are float32 ``(batch, H, W, 1)``,
+    ``y`` 0/1. The lesson uses it when the learner's class is not finished yet.
+    """
+
+    def __init__(self, pairs, batch_size: int = 8, image_size=(config.CXR_TRAIN_SIZE,) * 2,
+                 shuffle: bool = True, seed: int = config.SEED, augment=False, **kwargs):
+        super().__init__(pairs, batch_size=batch_size, image_size=image_size, augment=augment,
+                         shuffle=shuffle, seed=seed, **kwargs)
