@@ -25,7 +25,7 @@ import numpy as np
 
 __all__ = [
     "predict_dataset", "threshold", "resize_to", "keep_largest_components", "fill_holes",
-    "postprocess", "per_case_metrics", "summarise", "evaluate_cxr", "save_table_csv", "save_masks_png",
+    "postprocess", "metrics_table", "per_case_metrics", "summarise", "evaluate_cxr", "save_table_csv", "save_masks_png",
     "METRIC_COLUMNS", "RadiographSegmentation", "looks_negative", "segment_radiograph",
 ]
 
@@ -160,6 +160,26 @@ def _true_mask(case) -> np.ndarray:
 
         return read_any_mask(case[1])
     return np.asarray(case)
+
+
+def metrics_table(true_masks, predicted_masks, names) -> list[dict]:
+    """Lesson 05's per-image table (Exercise 3.1): one row per image, in order.
+
+    Args:
+        true_masks: the true masks, each an array of any shape (0/1 or boolean; > 0 is
+            foreground).
+        predicted_masks: the predicted masks, the same number and shapes.
+        names: one name per image.
+
+    Returns:
+        A list of dicts ``{"name": str, "dice": float, "iou": float}``, the exact Dice and
+        IoU of each pair; both are 1.0 when both masks are empty.
+    """
+    from helpers import metrics
+
+    return [{"name": name, "dice": float(metrics.dice_numpy(truth, pred)),
+             "iou": float(metrics.iou_numpy(truth, pred))}
+            for truth, pred, name in zip(true_masks, predicted_masks, names)]
 
 
 def per_case_metrics(cases, predictions, threshold: float = 0.5,

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import keras
 
 __all__ = ["layers_for", "conv_block", "residual_block", "encoder_block", "decoder_block",
-           "build_unet", "count_parameters", "BLOCKS"]
+           "reference_decoder_block", "build_unet", "count_parameters", "BLOCKS"]
 
 #: The block kinds ``build_unet(block=...)`` knows.
 BLOCKS = ("plain", "residual")
@@ -161,6 +161,22 @@ def decoder_block(x, skip, filters: int, upsampling: str = "transpose", batch_no
     x = keras.layers.Concatenate(axis=-1, name=_name(name, "concat"))([x, skip])
     return conv_block(x, filters, batch_norm=batch_norm, dropout=dropout, residual=residual,
                       name=name, use_bias=use_bias)
+
+
+def reference_decoder_block(x, skip, filters: int, batch_norm: bool = True, dropout: float = 0.0):
+    """Lesson 02's ``decoder_block(x, skip, filters, batch_norm, dropout)`` (Exercise 2.3), in
+    the lesson's argument order: :func:`decoder_block` with a transposed-convolution upsampling.
+
+    Args:
+        x: the tensor from the level below, ``(batch, H/2, W/2, C)`` or ``(batch, D/2, H/2, W/2, C)``.
+        skip: the encoder's tensor at this level, ``(batch, H, W, C_skip)`` (3D likewise).
+        filters: channels of the upsampling and of the conv block.
+        batch_norm, dropout: as in :func:`conv_block`.
+
+    Returns:
+        A tensor of ``skip``'s spatial size with ``filters`` channels.
+    """
+    return decoder_block(x, skip, filters, upsampling="transpose", batch_norm=batch_norm, dropout=dropout)
 
 
 def check_input_shape(input_shape, depth: int) -> tuple:

@@ -154,3 +154,26 @@ def test_learner_or_reference_cuts_a_long_check_message(capsys):
     learner_or_reference("double", lambda: _reference, _reference, long_check)
     line = capsys.readouterr().out
     assert len(line) < 260 and line.rstrip().endswith("...)")
+
+
+def test_learner_or_reference_leaves_the_random_numbers_of_the_lesson_alone():
+    import random
+
+    import keras
+    import numpy as np
+
+    def noisy_check(fn):
+        keras.utils.set_random_seed(123)            # as check_train_step does
+        keras.random.uniform((3,))
+        np.random.random(5)
+        random.random()
+
+    keras.utils.set_random_seed(7)
+    keras.random.uniform((2,))                       # the global seed generator exists and moved
+    expected = (random.random(), np.random.random(), np.asarray(keras.random.uniform((2,))))
+    keras.utils.set_random_seed(7)
+    keras.random.uniform((2,))
+    learner_or_reference("double", lambda: _reference, _reference, noisy_check)
+    got = (random.random(), np.random.random(), np.asarray(keras.random.uniform((2,))))
+    assert got[0] == expected[0] and got[1] == expected[1]
+    np.testing.assert_array_equal(got[2], expected[2])

@@ -19,8 +19,8 @@ from helpers.checks.generator import (  # lesson 01
     check_augment_pair, check_dataset, check_dataset_augments, check_percentile_stretch,
 )
 from helpers.checks.architecture import (  # lesson 02
-    check_conv_block, check_decoder_block, check_encoder_block, check_max_depth, check_residual_block, check_unet,
-    check_unet_3d,
+    check_conv_block, check_decoder_block, check_encoder_block, check_layers_for, check_max_depth,
+    check_residual_block, check_unet, check_unet_3d,
 )
 from helpers.checks.metrics import (  # lesson 03
     check_bce_dice_loss, check_confusion_metrics, check_dice, check_dice_loss, check_hard_dice, check_iou,
@@ -48,7 +48,8 @@ __all__ = [
     # 01 data generator
     "check_percentile_stretch", "check_dataset", "check_augment_pair", "check_dataset_augments",
     # 02 architecture
-    "check_conv_block", "check_encoder_block", "check_decoder_block", "check_unet", "check_unet_3d",
+    "check_conv_block", "check_encoder_block", "check_decoder_block", "check_unet", "check_layers_for",
+    "check_unet_3d",
     "check_max_depth", "check_residual_block",
     # 03 loss and metrics
     "check_dice", "check_hard_dice", "check_dice_loss", "check_iou", "check_bce_dice_loss",

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import random
+import sys
 from typing import Any, Callable, NoReturn
 
 __all__ = ["fail", "ok", "call", "name_of", "learner_or_reference"]
@@ -89,6 +91,39 @@ def call(fn: Callable, name: str, case: str | None, *args: Any, allow_none: bool
     return out
 
 
+@contextlib.contextmanager
+def _random_state_kept():
+    """Run a block without moving the lesson's random numbers: Python's and NumPy's global
+    generators and Keras's global seed (a check builds models and may call
+    ``keras.utils.set_random_seed``) are put back afterwards, so that the cells after a
+    quiet check compute what they computed without it."""
+    import numpy as np
+
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    keras_state = None
+    if "keras" in sys.modules:
+        from keras.src.backend.common import global_state
+        from keras.src.random import seed_generator
+        from keras.src.utils import rng_utils
+
+        names = (rng_utils.GLOBAL_RANDOM_SEED, seed_generator.GLOBAL_SEED_GENERATOR)
+        values = [global_state.get_global_attribute(name) for name in names]
+        generator = values[1]
+        state = None if generator is None else np.array(generator.state.numpy())
+        keras_state = (global_state, names, values, generator, state)
+    try:
+        yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+        if keras_state is not None:
+            global_state, names, values, generator, state = keras_state
+            for name, value in zip(names, values):
+                global_state.set_global_attribute(name, value)
+            if generator is not None:
+                generator.state.assign(state)
+
+
 def _why_not(error: BaseException) -> str:
     """Why the learner's version is not used, in a few words: ``raised NotImplementedError``
     when that is anywhere in the chain of ``error``, else the check's first line."""
@@ -121,7 +156,8 @@ def learner_or_reference(name: str, get_learner: Callable[[], Any], reference: A
     prints nothing when the learner's ``build_unet`` passes ``check_unet``, and otherwise one
     line, ``using the reference `build_unet`: yours raised NotImplementedError``, and returns
     ``models.build_unet``. The check runs quietly (its ``✓`` line was printed by the check
-    cell above). Grading is not affected: the exercise's own check cell ran before, on the
+    cell above) and leaves the random generators as it found them, so the cells after it
+    compute the same numbers with or without it. Grading is not affected: the exercise's own check cell ran before, on the
     learner's version, and a graded name that is or reaches the reference fails its test.
 
     Args:
@@ -147,7 +183,7 @@ def learner_or_reference(name: str, get_learner: Callable[[], Any], reference: A
         if check is None:
             return learner
         try:
-            with contextlib.redirect_stdout(io.StringIO()):
+            with contextlib.redirect_stdout(io.StringIO()), _random_state_kept():
                 check(learner)
         except Exception as error:  # noqa: BLE001 - any failure means: use the reference
             reason = f"yours {_why_not(error)}"

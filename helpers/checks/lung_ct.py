@@ -171,10 +171,11 @@ def check_volumetric_dice(fn, random_cases: int = 5, seed: int = 0) -> None:
 
 def check_3d_unet(model, input_shape=None, max_parameters: int = 1_500_000, depth: int | None = None,
                   dropout: float | None = None, base_filters: int | None = None, min_depth: int = 1,
-                  min_bottleneck: int = 1) -> None:
+                  min_bottleneck: int = 1, min_parameters: int = 0) -> None:
     """Check a Keras model for 3D binary segmentation: input ``(D, H, W, 1)``, output
     ``(D, H, W, 1)`` with a sigmoid, 3D convolutions, at most ``max_parameters`` weights
-    (so that it trains on a laptop CPU), at least ``min_depth`` poolings and a bottleneck of
+    (so that it trains on a laptop CPU) and at least ``min_parameters`` (so that the budget is
+    used), at least ``min_depth`` poolings and a bottleneck of
     at least ``min_bottleneck`` voxels per side; if given, exactly ``depth`` poolings, a
     spatial dropout of rate ``dropout`` and ``base_filters`` filters in the first convolution."""
     import keras
@@ -241,6 +242,12 @@ def check_3d_unet(model, input_shape=None, max_parameters: int = 1_500_000, dept
         fail('3D U-Net', "number of weights",
              f"expected at most {max_parameters:,}, got {count:,}.",
              "a 3D U-Net grows fast: use base_filters=8 and depth=3 for a CPU.")
+    if count < min_parameters:
+        fail('3D U-Net', "number of weights",
+             f"expected at least {min_parameters:,}, got {count:,}: most of the budget of "
+             f"{max_parameters:,} is unused.",
+             "take more filters (base_filters) or one more level (depth), as long as the bottleneck "
+             "keeps its size.")
     ok(f"3D U-Net: input {shape_in[1:]}, output {shape_out[1:]}, {count:,} weights.")
 
 
