@@ -26,7 +26,7 @@ import numpy as np
 
 from helpers import config
 
-__all__ = ["percentile_stretch", "window_hu", "augment_pair", "SegmentationDataset", "CXRDataset",
+__all__ = ["percentile_stretch", "window_hu", "augment_pair", "one_hot", "SegmentationDataset", "CXRDataset",
            "read_any_image", "read_any_mask"]
 
 # --------------------------------------------------------------------------- intensities
@@ -205,6 +205,19 @@ def _resize(array: np.ndarray, size: tuple, is_mask: bool) -> np.ndarray:
     if is_mask:
         return resize(array, size, order=0, anti_aliasing=False, preserve_range=True).astype(array.dtype)
     return resize(array, size, order=1, anti_aliasing=True, preserve_range=True).astype(np.float32)
+
+
+def one_hot(labels, n_classes: int = 4) -> np.ndarray:
+    """Lesson 08's ``one_hot`` (Exercise 2.2): integer labels to one-hot targets.
+
+    Args:
+        labels: an integer array of any shape ``(...)``, values in ``0 .. n_classes - 1``.
+        n_classes: the number of channels, also when a class is absent.
+
+    Returns:
+        float32 ``(..., n_classes)``: 1 in channel ``labels[...]``, 0 in the others.
+    """
+    return np.eye(int(n_classes), dtype=np.float32)[np.asarray(labels)]
 
 
 # --------------------------------------------------------------------------- data set

@@ -177,3 +177,45 @@ def test_learner_or_reference_leaves_the_random_numbers_of_the_lesson_alone():
     got = (random.random(), np.random.random(), np.asarray(keras.random.uniform((2,))))
     assert got[0] == expected[0] and got[1] == expected[1]
     np.testing.assert_array_equal(got[2], expected[2])
+
+
+def test_an_object_the_reference_made_is_marked_and_graded_as_the_reference():
+    """Moving the fallback cell above the check cannot score: the grader's guard sees the mark."""
+    from helpers import grading_guard
+    from helpers.checks._common import REFERENCE_TAG
+
+    class History:          # like keras.callbacks.History: an object with attributes
+        pass
+
+    def unfinished():
+        raise NotImplementedError()
+
+    made = learner_or_reference("history", unfinished, History, build=True)
+    assert getattr(made, REFERENCE_TAG) == "history"
+    snapshot = grading_guard.Snapshot()
+    assert "made by the course's reference" in snapshot.stands_in(made, "history")
+    assert snapshot.stands_in(History(), "history") is None            # the learner's own
+    assert learner_or_reference("pair", unfinished, ("val_dice", "max")) == ("val_dice", "max")  # no mark possible
+    assert not hasattr(_reference, REFERENCE_TAG)                        # functions are known by identity
+    learner_or_reference("double", unfinished, _reference)
+    assert not hasattr(_reference, REFERENCE_TAG)
+
+
+def test_a_quiet_check_leaves_no_retracing_warning_behind(caplog):
+    """Models built by a quiet check do not count towards TensorFlow's retracing warning."""
+    import keras
+    import numpy as np
+
+    def fits_small_models(fn):
+        for _ in range(6):
+            model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+            model.compile(optimizer="sgd", loss="mse")
+            model.fit(np.zeros((2, 4)), np.zeros((2, 1)), verbose=0)
+
+    caplog.clear()
+    learner_or_reference("double", lambda: _reference, _reference, fits_small_models)
+    for _ in range(2):
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+        model.compile(optimizer="sgd", loss="mse")
+        model.fit(np.zeros((2, 4)), np.zeros((2, 1)), verbose=0)
+    assert "retracing" not in caplog.text

@@ -18,9 +18,11 @@ One message style for the whole course:
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import random
 import sys
+import types
 from typing import Any, Callable, NoReturn
 
 __all__ = ["fail", "ok", "call", "name_of", "learner_or_reference"]
@@ -124,6 +126,47 @@ def _random_state_kept():
                 generator.state.assign(state)
 
 
+@contextlib.contextmanager
+def _tracing_history_kept():
+    """Run a block without counting its ``tf.function`` tracings in TensorFlow's
+    frequent-retracing detector: the models a quiet check builds would otherwise make the
+    lesson's next ``fit`` print "triggered tf.function retracing" warnings (to stderr, which
+    nbgrader scores as a failure in a test cell). TensorFlow's internals, if they are not
+    where expected, are left alone."""
+    import logging
+
+    tf_logger = logging.getLogger("tensorflow")
+    level = tf_logger.level
+    tf_logger.setLevel(logging.ERROR)          # nor print them while the check runs
+    manager = None
+    if "tensorflow" in sys.modules:
+        try:
+            from tensorflow.python.eager.polymorphic_function import polymorphic_function
+
+            manager = polymorphic_function._frequent_tracing_detector_manager
+            with manager._lock:
+                saved = {key: (list(d._calls_per_tracings), d._call_count, d._total_warning_count)
+                         for key, d in manager._detectors.items()}
+        except (ImportError, AttributeError):
+            manager = None
+    try:
+        yield
+    finally:
+        tf_logger.setLevel(level)
+        if manager is not None:
+            try:
+                with manager._lock:
+                    for key in [key for key in manager._detectors.keys() if key not in saved]:
+                        del manager._detectors[key]
+                    for key, (calls, count, warnings) in saved.items():
+                        detector = manager._detectors.get(key)
+                        if detector is not None:
+                            detector._calls_per_tracings, detector._call_count = calls, count
+                            detector._total_warning_count = warnings
+            except (AttributeError, TypeError, KeyError):
+                pass
+
+
 def _why_not(error: BaseException) -> str:
     """Why the learner's version is not used, in a few words: ``raised NotImplementedError``
     when that is anywhere in the chain of ``error``, else the check's first line."""
@@ -157,7 +200,8 @@ def learner_or_reference(name: str, get_learner: Callable[[], Any], reference: A
     line, ``using the reference `build_unet`: yours raised NotImplementedError``, and returns
     ``models.build_unet``. The check runs quietly (its ``✓`` line was printed by the check
     cell above) and leaves the random generators as it found them, so the cells after it
-    compute the same numbers with or without it. Grading is not affected: the exercise's own check cell ran before, on the
+    compute the same numbers with or without it. An object the reference made (a model, a
+    ``History``) is marked with :data:`REFERENCE_TAG`: graded as the learner's own, it fails. Grading is not affected: the exercise's own check cell ran before, on the
     learner's version, and a graded name that is or reaches the reference fails its test.
 
     Args:
@@ -183,11 +227,32 @@ def learner_or_reference(name: str, get_learner: Callable[[], Any], reference: A
         if check is None:
             return learner
         try:
-            with contextlib.redirect_stdout(io.StringIO()), _random_state_kept():
+            with contextlib.redirect_stdout(io.StringIO()), _random_state_kept(), _tracing_history_kept():
                 check(learner)
         except Exception as error:  # noqa: BLE001 - any failure means: use the reference
             reason = f"yours {_why_not(error)}"
         else:
             return learner
     print(f"using the reference `{name}`: {reason}")
-    return reference() if build else reference
+    chosen = reference() if build else reference
+    _tag(chosen, name)
+    return chosen
+
+
+#: Attribute that marks an object (a model, a History) the lesson made with the reference,
+#: so that grading can tell it from the learner's own (:mod:`helpers.grading_guard`).
+REFERENCE_TAG = "_unet_course_reference"
+
+
+def _tag(value: Any, name: str) -> None:
+    """Mark an object built by the reference (not functions, classes or modules: those are
+    known to the grader by identity) with :data:`REFERENCE_TAG`; objects that take no
+    attributes (numbers, strings, tuples) stay as they are."""
+    if callable(value) and not hasattr(value, "__dict__"):
+        return
+    if isinstance(value, (type, types.FunctionType, types.ModuleType, types.MethodType, functools.partial)):
+        return
+    try:
+        setattr(value, REFERENCE_TAG, name)
+    except (AttributeError, TypeError):
+        pass
