@@ -28,7 +28,7 @@ import sys
 from helpers import _bootstrap
 from helpers._bootstrap import BOOTSTRAPPED, MARKER, REPO_ROOT, SKIP_INSTALL, USE_CURRENT_ENV  # noqa: F401
 
-# helpers/grading.py re-uses the bootstrap through these names until it imports
+# helpers/grading/commands.py re-uses the bootstrap through these names until it imports
 # helpers._bootstrap itself.
 ensure_environment = _bootstrap.ensure_environment
 _reexec_inside = _bootstrap.reexec_inside
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return challenge.main(rest)
     if args.command in GRADING_COMMANDS:
-        from helpers import grading
+        from helpers.grading import commands as grading
 
         return grading.main([args.command, *rest])
     raise AssertionError(f"unhandled command {args.command}")  # argparse rejects unknown ones

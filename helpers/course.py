@@ -50,7 +50,7 @@ def kernelspec(python: str | None = None) -> dict:
     """The course kernelspec (``kernel.json`` content): ``python`` (default: this
     interpreter) running ipykernel, with :data:`KERNEL_ENV` in its ``env`` section. The one
     place where the kernels' settings live; the grading kernel adds its sandbox to it
-    (:func:`helpers.sandbox.write_kernelspec`)."""
+    (:func:`helpers.grading.sandbox.write_kernelspec`)."""
     return {
         "argv": [python or sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
         "display_name": KERNEL_DISPLAY_NAME,

@@ -2,7 +2,7 @@
 
 * ``course_root``: a temporary nbgrader course root (copy of ``nbgrader_config.py``, every
   lesson of ``answers/`` plus the example lesson of ``tests/fixtures/``), released once per
-  session with ``helpers.grading.release``. Used by test_release.py and test_grading.py.
+  session with ``helpers.grading.commands.release``. Used by test_release.py and test_grading.py.
 * The terminal summary prints the course table (``helpers.course.summary_table``) when
   lesson reports exist (``python -m helpers course`` or nbval runs of the answers write
   them), and the seconds the nbgrader round trip took per lesson.
@@ -61,7 +61,7 @@ FIXTURE_LESSONS = lesson_names(FIXTURES)
 @pytest.fixture(scope="session")
 def course_root(tmp_path_factory) -> Path:
     """A released temporary course root holding every answer lesson and the fixture lessons."""
-    from helpers import grading
+    from helpers.grading import commands as grading
 
     root = tmp_path_factory.mktemp("course")
     config_text = (REPO_ROOT / "nbgrader_config.py").read_text()

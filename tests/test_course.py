@@ -129,7 +129,7 @@ def test_kernel_env_adds_the_course_settings_but_never_overrides_the_users():
 
 
 def test_kernels_started_for_grading_get_the_course_settings(monkeypatch):
-    from helpers import grading
+    from helpers.grading import commands as grading
 
     monkeypatch.delenv("TF_CPU_ALLOCATOR_USE_BFC", raising=False)
     assert grading._tool_env()["TF_CPU_ALLOCATOR_USE_BFC"] == "1"

@@ -5,8 +5,8 @@ submission cannot rewrite, and a trace for the grader's repairs.
 ``Autograde.autograde_preprocessors``, so plain ``nbgrader autograde``, the formgrader and
 ``python -m helpers autograde`` all
 
-* run every submission in :mod:`helpers.grading_runner` inside the sandbox
-  (:mod:`helpers.sandbox`), not in a Jupyter kernel: the result of each cell comes back on
+* run every submission in :mod:`helpers.grading.runner` inside the sandbox
+  (:mod:`helpers.grading.sandbox`), not in a Jupyter kernel: the result of each cell comes back on
   a pipe, marked with a token this process drew, decided in one frame of the runner that no
   IPython or ipykernel hook stands between (the runner's docstring argues the design);
   they stop with a clear message where no sandbox is available, unless
@@ -46,8 +46,9 @@ from nbgrader.preprocessors import Execute
 from nbgrader.preprocessors.execute import UnresponsiveKernelError
 from traitlets import Integer
 
-from helpers import course, sandbox
-from helpers.grading import TRACE_VARIABLE
+from helpers import course
+from helpers.grading import sandbox
+from helpers.grading.commands import TRACE_VARIABLE
 
 #: Most bytes the runner may send for one cell before it is stopped.
 MAX_REPLY_BYTES = 64 * 1024 * 1024
