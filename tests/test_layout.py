@@ -120,3 +120,45 @@ def test_no_module_imports_the_shims():
             else:
                 continue
             assert not names & shims, f"{path.relative_to(ROOT)}:{node.lineno} imports {sorted(names & shims)}"
+
+
+def test_tooling_constants_name_the_repository():
+    from helpers import config
+    from helpers.tools import bootstrap, runner
+
+    assert bootstrap.REPO_ROOT == config.REPO_ROOT == ROOT
+    assert bootstrap.PYPROJECT == ROOT / "pyproject.toml" and bootstrap.VENV_DIR == ROOT / ".venv"
+    assert runner.ANSWERS_DIR == ROOT / "answers"
+
+
+def test_python_m_helpers_is_the_tools_cli():
+    import helpers.__main__ as entry
+    from helpers.tools import cli
+
+    assert entry.main is cli.main
+    result = subprocess.run([sys.executable, "-m", "helpers", "--help"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0 and "python -m helpers" in result.stdout, result.stderr
+
+
+def test_python_m_helpers_hosted_still_runs(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "helpers.hosted", "99_no_such_lesson"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "0 notebook(s) changed" in result.stdout, result.stderr
+    sys.modules.pop("helpers.hosted", None)
+    with pytest.warns(DeprecationWarning, match=r"helpers\.tools\.hosted"):
+        shim = importlib.import_module("helpers.hosted")
+    assert shim is importlib.import_module("helpers.tools.hosted")
+
+
+def test_course_keeps_the_lesson_api_and_forwards_moved_names():
+    from helpers import course
+    from helpers.tools import kernels, runner
+
+    assert {"Lesson", "QUALITY_BARS", "TIME_BUDGET_MINUTES", "CAPSTONE_LESSONS", "summary_dir"} <= set(vars(course))
+    with pytest.warns(DeprecationWarning, match=r"helpers\.tools\.kernels\.apply_kernel_env"):
+        assert course.apply_kernel_env is kernels.apply_kernel_env
+    with pytest.warns(DeprecationWarning, match=r"helpers\.tools\.runner\.summary_table"):
+        assert course.summary_table is runner.summary_table
+    with pytest.raises(AttributeError):
+        course.no_such_name  # noqa: B018

@@ -33,13 +33,12 @@ LAYER_OF = {
     "helpers.viz": "viz",
     # the lesson timer and the capstone's kit: notebooks import them, the command line runs them
     "helpers.course": TOP, "helpers.challenge": TOP, "helpers.challenge_page": TOP,
-    "helpers._bootstrap": TOP, "helpers.lab": TOP, "helpers.hosted": TOP,
 }
 
 #: Packages (and shim names) on top: everything under helpers/grading/ and helpers/tools/.
 TOP_PREFIXES = ("helpers.grading", "helpers.tools")
 #: One-release shims of modules that moved into helpers/grading/ or helpers/tools/.
-SHIMS = {"helpers.grading_execute", "helpers.grading_feedback"}
+SHIMS = {"helpers.grading_execute", "helpers.grading_feedback", "helpers.hosted"}
 
 
 def _modules() -> dict[str, Path]:
@@ -134,3 +133,50 @@ def test_the_graph_sees_imports_inside_functions():
 @pytest.mark.parametrize("module", sorted(m for m in MODULES if _layer(m) != TOP or m == "helpers.course"))
 def test_every_pipeline_and_checks_module_imports(module):
     importlib.import_module(module)
+
+
+#: Packages only the instructor's grading and the course tooling may import: a learner's
+#: install (the library the notebooks import) does not need them.
+INSTRUCTOR_PACKAGES = ("nbformat", "nbclient", "nbconvert", "nbgrader", "ipykernel")
+
+
+def _instructor_package(name: str) -> bool:
+    top = name.split(".")[0]
+    return top in INSTRUCTOR_PACKAGES or top.startswith("jupyter")
+
+
+def _third_party_imports(path: Path) -> set[tuple[str, int]]:
+    """Absolute imports of ``path`` anywhere in its code (functions included), and the
+    modules named by a constant in ``importlib.import_module``/``__import__`` calls."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update((alias.name, node.lineno) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found.add((node.module, node.lineno))
+        elif (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)
+              and isinstance(node.args[0].value, str)
+              and (getattr(node.func, "attr", None) == "import_module" or getattr(node.func, "id", None) == "__import__")):
+            found.add((node.args[0].value, node.lineno))
+    return found
+
+
+def test_the_learner_library_does_not_import_the_instructor_tools():
+    """Only helpers/grading/, helpers/tools/ and the shims of moved modules may import
+    nbformat, nbclient, nbconvert, nbgrader, ipykernel or jupyter_*."""
+    wrong = []
+    for module, path in sorted(MODULES.items()):
+        if module.startswith(TOP_PREFIXES) or module in SHIMS:
+            continue
+        wrong += [f"{path.relative_to(ROOT)}:{line} imports {name}"
+                  for name, line in sorted(_third_party_imports(path)) if _instructor_package(name)]
+    assert not wrong, "instructor packages imported outside helpers/grading and helpers/tools:\n" + "\n".join(wrong)
+
+
+def test_the_import_boundary_sees_imports_inside_functions(tmp_path):
+    path = tmp_path / "module.py"
+    path.write_text("def run():\n    import nbformat\n    from nbclient import NotebookClient\n"
+                    "    from jupyter_client import KernelManager\n    importlib.import_module('nbgrader.api')\n")
+    names = {name for name, _ in _third_party_imports(path)}
+    assert names == {"nbformat", "nbclient", "jupyter_client", "nbgrader.api"}
+    assert all(_instructor_package(name) for name in names) and not _instructor_package("numpy")

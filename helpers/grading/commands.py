@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from helpers import config
-from helpers._bootstrap import BOOTSTRAPPED as _BOOTSTRAPPED
+from helpers.tools.bootstrap import BOOTSTRAPPED as _BOOTSTRAPPED
 
 #: Environment variable naming the trace file of a grading run (see helpers.grading.execute).
 TRACE_VARIABLE = "UNET_COURSE_GRADING_TRACE"
@@ -95,14 +95,14 @@ def _tool_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The current environment with this interpreter's scripts folder first on PATH:
     nbgrader's gradebook runs the ``alembic`` command, which an environment that is not
     activated (``.venv/bin/python -m helpers ...``) would not find. The kernels nbgrader
-    starts get :data:`helpers.course.KERNEL_ENV` where the environment does not set it."""
-    from helpers import course
+    starts get :data:`helpers.tools.kernels.KERNEL_ENV` where the environment does not set it."""
+    from helpers.tools import kernels
 
     scripts = str(Path(sys.executable).parent)
     path = os.environ.get("PATH", "")
     if scripts not in path.split(os.pathsep):
         path = scripts + os.pathsep + path if path else scripts
-    return dict(course.kernel_env(), PATH=path, **(extra or {}))
+    return dict(kernels.kernel_env(), PATH=path, **(extra or {}))
 
 
 @contextlib.contextmanager
@@ -657,7 +657,7 @@ def prepare_grading_data(folder: Path, lessons_to_grade: list[str], env: dict[st
     needs_model = any(lesson.startswith("05") for lesson in lessons_to_grade)
     if not names and not needs_model:
         return
-    code = ("import sys\nfrom helpers import data, course\ncourse.apply_kernel_env()\n"
+    code = ("import sys\nfrom helpers import data\nfrom helpers.tools import kernels\nkernels.apply_kernel_env()\n"
             f"for name in {names!r}:\n    data.ensure_dataset(name)\n")
     if needs_model:
         code += "from helpers import training\ntraining.load_or_train_cxr_model(verbose=0)\n"
@@ -905,7 +905,7 @@ def main(argv: list[str] | None = None) -> int:
     if importlib.util.find_spec("nbgrader") is None and not os.environ.get(_BOOTSTRAPPED):
         # a bare Python (`python -m helpers release`): run inside the course environment,
         # created on first use like `python -m helpers course` does
-        from helpers import _bootstrap
+        from helpers.tools import bootstrap as _bootstrap
 
         try:
             python = _bootstrap.ensure_environment()

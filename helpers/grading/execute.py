@@ -46,7 +46,7 @@ from nbgrader.preprocessors import Execute
 from nbgrader.preprocessors.execute import UnresponsiveKernelError
 from traitlets import Integer
 
-from helpers import course
+from helpers.tools import kernels
 from helpers.grading import sandbox
 from helpers.grading.commands import TRACE_VARIABLE
 
@@ -158,7 +158,7 @@ class GradingExecute(Execute):
         token = secrets.token_hex(16)
         scratch = Path(tempfile.mkdtemp(prefix="unet-course-runner-"))
         command = sandbox.launcher_command(scratch)
-        environment = {**course.kernel_env(), **sandbox.GRADING_ENV}
+        environment = {**kernels.kernel_env(), **sandbox.GRADING_ENV}
         process = subprocess.Popen(command, cwd=path, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                    env=environment, start_new_session=True)
         reader = _Reader(process, token)

@@ -12,10 +12,13 @@ Commands (``python -m helpers --help`` lists them):
 * ``challenge`` the hackathon finale: hidden test set, scoring, leaderboard (``python -m helpers challenge --help``)
 * ``release``, ``collect``, ``autograde``, ``feedback``, ``export``: instructor commands around nbgrader
 
-Every command first finds or builds the course environment (:mod:`helpers._bootstrap`,
+Every command first finds or builds the course environment (:mod:`helpers.tools.bootstrap`,
 standard library only) and runs again inside it, so the commands work on a machine that
 has nothing but Python. ``--use-current-env`` (anywhere on the line) lets the course
 install into an active environment it did not create, such as conda ``base``.
+
+``helpers/__main__.py`` only calls :func:`main`; this module and :mod:`helpers.tools.bootstrap`
+import nothing but the standard library at import time.
 """
 
 from __future__ import annotations
@@ -25,11 +28,11 @@ import os
 import subprocess
 import sys
 
-from helpers import _bootstrap
-from helpers._bootstrap import BOOTSTRAPPED, MARKER, REPO_ROOT, SKIP_INSTALL, USE_CURRENT_ENV  # noqa: F401
+from helpers.tools import bootstrap as _bootstrap
+from helpers.tools.bootstrap import BOOTSTRAPPED, MARKER, REPO_ROOT, SKIP_INSTALL, USE_CURRENT_ENV  # noqa: F401
 
-# helpers/grading/commands.py re-uses the bootstrap through these names until it imports
-# helpers._bootstrap itself.
+# Older code reached the bootstrap through these names (helpers/grading/commands.py now
+# imports helpers.tools.bootstrap itself).
 ensure_environment = _bootstrap.ensure_environment
 _reexec_inside = _bootstrap.reexec_inside
 
@@ -95,18 +98,18 @@ def main(argv: list[str] | None = None) -> int:
         os.environ[BOOTSTRAPPED] = "1"      # for the processes this command starts
 
     if args.command == "setup":
-        from helpers import course
+        from helpers.tools import kernels
 
-        print(f"Course kernel installed in {course.install_kernelspec()}")
+        print(f"Course kernel installed in {kernels.install_kernelspec()}")
         return 0
     if args.command == "course":
-        from helpers import course
+        from helpers.tools import runner
 
-        return course.main(args.lessons, update_answers=args.update_answers)
+        return runner.main(args.lessons, update_answers=args.update_answers)
     if args.command == "test":
         return subprocess.run([sys.executable, "-m", "pytest", *pytest_args(rest)], cwd=REPO_ROOT).returncode
     if args.command == "lab":
-        from helpers import lab
+        from helpers.tools import lab
 
         return lab.main(rest)   # learner lab; `lab --instructor` keeps nbgrader's instructor tools
     if args.command == "data":
