@@ -162,3 +162,24 @@ def test_course_keeps_the_lesson_api_and_forwards_moved_names():
         assert course.summary_table is runner.summary_table
     with pytest.raises(AttributeError):
         course.no_such_name  # noqa: B018
+
+
+def test_package_discovery_includes_the_subpackages():
+    """pyproject.toml's [tool.setuptools.packages.find] picks every folder of helpers/ that
+    holds Python code, helpers/grading/ and helpers/tools/ included (a wheel has them all)."""
+    import fnmatch
+
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    include = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    folders = {path.parent for path in HELPERS_DIR.rglob("*.py") if "__pycache__" not in path.parts}
+    for folder in folders:
+        name = ".".join(folder.relative_to(ROOT).parts)
+        assert (folder / "__init__.py").is_file(), f"{name} has no __init__.py: setuptools would leave it out"
+        assert any(fnmatch.fnmatchcase(name, pattern) for pattern in include), f"{name} is not packaged"
+    assert {HELPERS_DIR / "grading", HELPERS_DIR / "tools"} <= folders
+    tracked = subprocess.run(["git", "ls-files", "helpers"], cwd=ROOT, capture_output=True, text=True).stdout.split()
+    data_files = [name for name in tracked if not name.endswith(".py")]
+    assert not data_files, f"helpers/ tracks data files {data_files}: declare them as package data in pyproject.toml"

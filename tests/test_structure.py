@@ -2,8 +2,9 @@
 
 Layers, lowest first: the foundation (``config``, ``distribute``), ``data``, ``generator``
 (with lesson 07's ``slices``), ``models``, ``losses``/``metrics``, ``training``,
-``inference``, ``viz``; ``checks`` beside them (they may use any of them) and the command
-line on top (``__main__``, ``course``, ``lab``, grading ...). A module imports only from its
+``inference``, ``viz``; ``checks`` beside them (they may use any of them) and on top the
+lessons' ``course`` and ``challenge``, the instructor's grading (``helpers/grading/``), the
+course tooling (``helpers/tools/``) and every ``__main__``. A module imports only from its
 own layer or lower ones, counting the imports inside functions too, and the graph of all
 imports between helpers modules is acyclic. A new module must be given its layer here.
 """
