@@ -44,7 +44,7 @@ c.Execute.timeout = 900
 # (its test scores 0), and goes on with the next cell and the next student.
 c.Execute.interrupt_on_timeout = True
 # Kernel: every submission runs in the course's grading kernel (see the end of this file),
-# whose kernelspec carries the course kernel settings (helpers.course.kernelspec) plus
+# whose kernelspec carries the course kernel settings (helpers.tools.kernels.kernelspec) plus
 # quiet warnings and progress bars (helpers.grading.sandbox.GRADING_ENV): nbgrader 0.9 scores a
 # test cell 0 when it writes anything to stderr, not only when it raises.
 # Restore graded test cells that a student deleted (they run with the original source).
