@@ -43,8 +43,7 @@ _HELPERS_DIR = Path(__file__).resolve().parents[1]
 _TOOL_PREFIXES = ("helpers.grading", "helpers.tools")
 #: Tool modules outside those packages (every ``__main__`` is one too): the settings, the
 #: lesson timer, and the one-release shim ``helpers.hosted`` (now ``helpers.tools.hosted``).
-_TOOL_MODULES = {"helpers.config", "helpers.course",
-                 "helpers.hosted"}
+_TOOL_MODULES = {"helpers.config", "helpers.course", "helpers.hosted"}
 #: Third-party modules whose attributes a test may use (``np.allclose``): restored too.
 _LIBRARY_MODULES = ("numpy", "numpy.testing", "tensorflow", "keras", "keras.ops", "math")
 #: Names that output caching or the runner may set in builtins.
