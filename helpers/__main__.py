@@ -1,7 +1,8 @@
-"""``python -m helpers <command>``: the course's command line (:mod:`helpers.tools.cli`).
+"""Command line of the course: ``python -m helpers <command>``.
 
-``python -m helpers --help`` lists the commands. Standard library only until a command
-runs (the command line works on a bare Python and builds the course environment first).
+A thin entry: the commands live in :mod:`helpers.tools.cli` (``python -m helpers --help``
+lists them). Standard library only until a command runs: the command line works on a bare
+Python and builds the course environment first.
 """
 
 import sys

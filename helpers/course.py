@@ -1,23 +1,27 @@
-"""The lessons' timer and report, their time budgets and quality bars.
+"""Run the course: lesson timers, the per-lesson report and the course summary table.
 
-Each answer notebook starts a :class:`Lesson` in its setup cell and calls
-:meth:`Lesson.finish` in its last cell with its key metrics; that writes
-``runs_dir()/summary/<lesson>.json``. ``python -m helpers course``
-(:mod:`helpers.tools.runner`) executes every answer notebook headless and prints one table
-row per lesson from those files. The course kernel's settings are in
-:mod:`helpers.tools.kernels`.
+The lessons' side lives here: each answer notebook starts a :class:`Lesson` in its setup
+cell and calls :meth:`Lesson.finish` in its last cell with its key metrics; that writes
+``runs_dir()/summary/<lesson>.json``, judged against :data:`TIME_BUDGET_MINUTES` and
+:data:`QUALITY_BARS`. ``python -m helpers course`` (:mod:`helpers.tools.runner`) executes
+every answer notebook headless and prints the summary table from those files; the course
+kernel's settings are in :mod:`helpers.tools.kernels`.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
+import re
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 from helpers import config
+
+#: The answer notebooks (the lessons' source), one folder per lesson.
+ANSWERS_DIR = config.REPO_ROOT / "answers"
 
 #: Time budget per lesson in minutes at the default scale (2 CPU cores).
 TIME_BUDGET_MINUTES = {"01": 5, "02": 5, "03": 5, "04": 5, "05": 5, "06": 6, "07": 6, "08": 6, "09": 5}
@@ -27,6 +31,14 @@ TIME_BUDGET_MINUTES = {"01": 5, "02": 5, "03": 5, "04": 5, "05": 5, "06": 6, "07
 #: that an instructor checks once before a workshop's finale, and keeping it out keeps the
 #: ten-minute course budget for the teaching lessons 01-08.
 CAPSTONE_LESSONS = ("09_challenge",)
+
+#: Lessons to read, with nothing to train or grade: the orientation (00) and the closing map
+#: to MONAI and nnU-Net (10). They hold no graded points, have no time budget or quality bar,
+#: and ``python -m helpers course`` runs them only when named (``course 00``), like the
+#: capstone.
+READING_LESSONS = ("00_start_here", "10_where_next")
+#: Lessons whose answers hold no graded points (nbgrader has nothing to autograde).
+UNGRADED_LESSONS = CAPSTONE_LESSONS + READING_LESSONS
 
 #: Quality bars: lesson number -> {metric name: minimum value}.
 QUALITY_BARS = {
@@ -78,10 +90,39 @@ class Lesson:
         return report
 
 
+def lesson_time_rows(answers_dir: Path | None = None) -> list[tuple[str, str, str]]:
+    """One row per lesson in course order: its folder name, its compute budget from
+    :data:`TIME_BUDGET_MINUTES` (``"-"`` for a lesson without one) and what the lesson's own
+    **Time** line says (the text after ``**Time** —`` in its first cell, ``"-"`` if none).
+    Read from the answer notebooks in ``answers_dir`` (default :data:`ANSWERS_DIR`) as
+    plain JSON (the learner library does without nbformat)."""
+    rows = []
+    for path in sorted((answers_dir or ANSWERS_DIR).glob("[0-9][0-9]_*/[0-9][0-9]_*.ipynb")):
+        name = path.parent.name
+        cells = json.loads(path.read_text(encoding="utf-8")).get("cells", [])
+        first = cells[0] if cells else {}
+        source = first.get("source", "") if first.get("cell_type") == "markdown" else ""
+        header = "".join(source) if isinstance(source, list) else source
+        match = re.search(r"\*\*Time\*\*\s*[—–-]+\s*(.+?)(?:\n\s*\n|\Z)", header, re.S)
+        said = " ".join(match.group(1).split()) if match else "-"
+        budget = TIME_BUDGET_MINUTES.get(name[:2])
+        rows.append((name, f"{budget} min" if budget is not None else "-", said))
+    return rows
+
+
+def lesson_time_table(answers_dir: Path | None = None) -> str:
+    """:func:`lesson_time_rows` as an aligned text table (what lesson 00 prints)."""
+    rows = [("lesson", "compute budget", "what the lesson's Time line says")] + lesson_time_rows(answers_dir)
+    widths = [max(len(row[i]) for row in rows) for i in range(2)]
+    lines = [f"{row[0].ljust(widths[0])}  {row[1].ljust(widths[1])}  {row[2]}" for row in rows]
+    lines.insert(1, f"{'-' * widths[0]}  {'-' * widths[1]}  {'-' * len(rows[0][2])}")
+    return "\n".join(lines)
+
+
 #: Names that moved to the course tooling (one release: ``course.<name>`` still finds them).
 _MOVED = {**dict.fromkeys(("KERNEL_ENV", "kernel_env", "KERNEL_NAME", "KERNEL_DISPLAY_NAME", "kernelspec",
                            "install_kernelspec", "apply_kernel_env"), "helpers.tools.kernels"),
-          **dict.fromkeys(("ANSWERS_DIR", "lesson_notebooks", "read_reports", "format_metric", "lesson_status",
+          **dict.fromkeys(("lesson_notebooks", "read_reports", "format_metric", "lesson_status",
                            "summary_table", "FRAMEWORK_NOISE", "drop_framework_noise", "log_path",
                            "execute_notebook", "main"), "helpers.tools.runner")}
 

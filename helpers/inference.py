@@ -10,7 +10,12 @@
   :func:`save_masks_png` the masks (neither overwrites a file unless ``force=True``);
 * :func:`segment_radiograph` runs a chest X-ray model on one image file of any size and
   bit depth (the preprocessing of ``python -m helpers data prepare``) and returns the
-  mask at the file's size and the lung area.
+  mask at the file's size and the lung area;
+* :func:`sliding_window` predicts a whole volume (a CT larger than the network's patch)
+  window by window and blends the overlapping windows back into probabilities on the
+  volume's grid; its two parts are :func:`window_positions` (where the windows go, from
+  :func:`window_starts` along each axis) and :func:`blending_weights` (how much each voxel
+  of a window counts).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ __all__ = [
     "predict_dataset", "threshold", "resize_to", "keep_largest_components", "fill_holes",
     "postprocess", "per_case_metrics", "summarise", "evaluate_cxr", "save_table_csv", "save_masks_png",
     "METRIC_COLUMNS", "RadiographSegmentation", "looks_negative", "segment_radiograph",
+    "window_starts", "window_positions", "blending_weights", "sliding_window",
 ]
 
 #: Columns of :func:`per_case_metrics` rows, in order.
@@ -413,3 +419,201 @@ def evaluate_cxr(model, pairs, threshold: float = 0.5, batch_size: int = 16) -> 
     compared with the mask (:func:`helpers.metrics.dice_numpy`). Returns a float in [0, 1]."""
     rows = per_case_metrics(pairs, predict_dataset(model, pairs, batch_size=batch_size), threshold=threshold)
     return float(np.mean([row["dice"] for row in rows]))
+
+
+# --------------------------------------------------------------------------- sliding window
+#
+# Conventions are MONAI's ``sliding_window_inference`` (monai/inferers/utils.py), so that a
+# learner moving on finds the same numbers: the step between windows is
+# ``int(patch * (1 - overlap))`` (at least 1), the last window is moved back to end at the
+# border (``dense_patch_slices``), a volume smaller than the patch is padded evenly with a
+# constant (the extra voxel after), and the Gaussian weights are those of
+# ``compute_importance_map``: sigma = ``sigma_scale * patch`` (0.125, as nnU-Net), centred at
+# ``(n - 1) / 2`` (symmetric), peak about 1, clamped below at 1e-3 so that no voxel has zero
+# weight. MONAI's default overlap is 0.25 and blend "constant"; ours are nnU-Net's 0.5 and
+# "gaussian".
+
+def _sizes(patch_size, ndim: int | None = None) -> tuple[int, ...]:
+    sizes = (int(patch_size),) * (ndim or 3) if np.ndim(patch_size) == 0 else tuple(int(p) for p in patch_size)
+    if not sizes or min(sizes) < 1 or (ndim is not None and len(sizes) != ndim):
+        raise ValueError(f"patch_size must hold {ndim or 'one or more'} positive sizes (one per spatial axis), "
+                         f"got {patch_size!r}.")
+    return sizes
+
+
+def _check_overlap(overlap: float) -> float:
+    if not 0.0 <= float(overlap) < 1.0:
+        raise ValueError(f"overlap is the fraction of a window shared with the next one, in [0, 1); got {overlap} "
+                         f"(0.5 is the usual choice, 0 puts windows edge to edge).")
+    return float(overlap)
+
+
+def window_starts(length: int, patch: int, overlap: float = 0.5) -> list[int]:
+    """Start indices of the windows along one axis of ``length`` voxels.
+
+    Windows of ``patch`` voxels are placed every ``step = int(patch * (1 - overlap))``
+    voxels (at least 1) from 0, and the last one is moved back to end exactly at the border,
+    so every voxel is covered and no window sticks out (MONAI's ``dense_patch_slices``).
+    E.g. ``window_starts(10, 4, 0.5) == [0, 2, 4, 6]``, ``window_starts(9, 4, 0.5) == [0,
+    2, 4, 5]``, ``window_starts(4, 4) == [0]``.
+
+    Args:
+        length: voxels along the axis; at least ``patch`` (pad shorter axes first).
+        patch: window size along the axis.
+        overlap: fraction of a window shared with the next, in [0, 1).
+
+    Returns:
+        The starts, increasing, from 0 to ``length - patch``.
+
+    Raises:
+        ValueError: ``patch < 1``, ``length < patch`` or ``overlap`` outside [0, 1).
+    """
+    length, patch = int(length), int(patch)
+    overlap = _check_overlap(overlap)
+    if patch < 1:
+        raise ValueError(f"patch must be >= 1 voxel, got {patch}.")
+    if length < patch:
+        raise ValueError(f"an axis of {length} voxels is shorter than the window ({patch}): pad the volume to the "
+                         f"window size first (sliding_window does it for you).")
+    step = max(1, int(patch * (1 - overlap)))
+    return list(range(0, length - patch, step)) + [length - patch]
+
+
+def window_positions(shape, patch_size, overlap: float = 0.5) -> list[tuple[int, ...]]:
+    """The first voxel of every window that tiles a volume of ``shape``: all combinations of
+    :func:`window_starts` along each axis, the last axis varying fastest.
+
+    Args:
+        shape: spatial shape, e.g. ``(X, Y, Z)``; each axis at least the patch's.
+        patch_size: window size per axis (one number: the same for all).
+        overlap: fraction of a window shared with its neighbour along each axis, in [0, 1).
+
+    Returns:
+        List of start tuples; window ``s`` covers ``volume[s[0]:s[0] + px, s[1]:s[1] + py, ...]``.
+
+    Raises:
+        ValueError: as :func:`window_starts`, or ``patch_size`` has another number of axes.
+    """
+    import itertools
+
+    shape = tuple(int(n) for n in shape)
+    sizes = _sizes(patch_size, len(shape))
+    return list(itertools.product(*(window_starts(n, p, overlap) for n, p in zip(shape, sizes))))
+
+
+def blending_weights(patch_size, blend: str = "gaussian", sigma_scale: float = 0.125) -> np.ndarray:
+    """How much each voxel of a window counts when overlapping windows are averaged.
+
+    ``"constant"``: 1 everywhere (a plain mean of the windows covering a voxel).
+    ``"gaussian"``: the product over axes of ``exp(-(i - (n - 1) / 2)**2 / (2 sigma**2))``
+    with ``sigma = sigma_scale * n``, i.e. 1 at the centre, falling towards the edges where a
+    network sees the least context, then clamped below at 1e-3 so that no voxel gets zero
+    weight (MONAI's ``compute_importance_map``; nnU-Net uses the same sigma of 1/8).
+
+    Args:
+        patch_size: window size per axis, e.g. ``(px, py, pz)``.
+        blend: ``"gaussian"`` or ``"constant"``.
+        sigma_scale: sigma as a fraction of the window size (Gaussian only).
+
+    Returns:
+        float32 array of shape ``patch_size``, positive, symmetric along every axis.
+
+    Raises:
+        ValueError: unknown ``blend``, invalid ``patch_size`` or ``sigma_scale <= 0``.
+    """
+    sizes = _sizes(patch_size, None if np.ndim(patch_size) else 3)
+    if blend == "constant":
+        return np.ones(sizes, np.float32)
+    if blend != "gaussian":
+        raise ValueError(f"blend must be 'gaussian' or 'constant', got {blend!r}.")
+    if not float(sigma_scale) > 0:
+        raise ValueError(f"sigma_scale must be > 0 (sigma as a fraction of the window), got {sigma_scale}.")
+    weights = np.ones((), np.float64)
+    for n in sizes:
+        offsets = np.arange(n) - (n - 1) / 2.0
+        profile = np.exp(-offsets ** 2 / (2.0 * (float(sigma_scale) * n) ** 2))
+        weights = np.multiply.outer(weights, profile)
+    return np.maximum(weights, 1e-3).astype(np.float32)
+
+
+def sliding_window(model, volume, patch_size, overlap: float = 0.5, blend: str = "gaussian",
+                   batch_size: int = 4, pad_value: float = 0.0, sigma_scale: float = 0.125,
+                   progress: bool = True) -> np.ndarray:
+    """Predict a whole volume with a model that takes fixed-size patches.
+
+    The volume is padded to at least ``patch_size`` (evenly, with ``pad_value``), cut into
+    overlapping windows (:func:`window_positions`), predicted ``batch_size`` windows at a
+    time (the last batch is filled up with repeats so the model always sees one batch
+    shape), and each window's output is added into the full volume weighted by
+    :func:`blending_weights`; the sums are divided by the summed weights at every voxel and
+    the padding is cut off. Conventions are MONAI's ``sliding_window_inference`` (see the
+    comment above), with nnU-Net's defaults of 0.5 overlap and Gaussian weights.
+
+    Args:
+        model: a Keras model (``predict_on_batch`` is used) or any callable taking float32
+            ``(B, *patch_size, C)`` and returning ``(B, *patch_size, K)`` (or
+            ``(B, *patch_size)``) probabilities.
+        volume: ``(X, Y, Z)`` or ``(X, Y, Z, C)`` (any number of spatial axes, as many as
+            ``patch_size`` has), scaled as in training.
+        patch_size: the window, e.g. the training patch ``(px, py, pz)``.
+        overlap: fraction of a window shared with its neighbour, in [0, 1).
+        blend: ``"gaussian"`` (edges of a window count less) or ``"constant"`` (plain mean).
+        batch_size: windows per forward pass.
+        pad_value: value of the voxels added around a volume smaller than the window.
+        sigma_scale: width of the Gaussian weights as a fraction of the window.
+        progress: show a progress bar (for more than 8 batches).
+
+    Returns:
+        float32 probabilities on the input's grid: ``(X, Y, Z)`` for a model with one output
+        channel, ``(X, Y, Z, K)`` otherwise.
+
+    Raises:
+        ValueError: invalid ``overlap``, ``blend``, ``batch_size`` or ``patch_size``, a
+            volume whose rank does not match the patch, or a model whose output does not have
+            the window's spatial size.
+    """
+    from tqdm.auto import tqdm
+
+    array = np.asarray(volume, dtype=np.float32)
+    sizes = _sizes(patch_size, None if np.ndim(patch_size) else 3)
+    spatial = len(sizes)
+    if array.ndim == spatial:
+        array = array[..., None]
+    if array.ndim != spatial + 1:
+        raise ValueError(f"volume has shape {np.shape(volume)} but patch_size {sizes} has {spatial} axes: pass a "
+                         f"volume of {spatial} spatial axes, optionally with a trailing channel axis.")
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+    batch_size = int(batch_size)
+    weights = blending_weights(sizes, blend, sigma_scale)[..., None]
+    original = array.shape[:spatial]
+    deficit = [max(0, p - n) for p, n in zip(sizes, original)]
+    before = [d // 2 for d in deficit]
+    if any(deficit):
+        widths = [(b, d - b) for b, d in zip(before, deficit)] + [(0, 0)]
+        array = np.pad(array, widths, mode="constant", constant_values=float(pad_value))
+    positions = window_positions(array.shape[:spatial], sizes, overlap)
+    predict = getattr(model, "predict_on_batch", model)
+    output = None
+    total = np.zeros(array.shape[:spatial] + (1,), np.float32)
+    batches = range(0, len(positions), batch_size)
+    if progress and len(batches) > 8:
+        batches = tqdm(batches, desc="sliding window", unit="batch", leave=False)
+    for first in batches:
+        chunk = positions[first:first + batch_size]
+        windows = [tuple(slice(s, s + p) for s, p in zip(start, sizes)) for start in chunk]
+        x = np.stack([array[window] for window in windows] + [array[windows[-1]]] * (batch_size - len(chunk)))
+        y = np.asarray(predict(x), dtype=np.float32)
+        if y.shape[:spatial + 1] != (batch_size,) + sizes or y.ndim not in (spatial + 1, spatial + 2):
+            raise ValueError(f"the model returned {y.shape} for windows {x.shape}: sliding_window needs an output "
+                             f"of the window's size, (batch, {', '.join(map(str, sizes))}, classes).")
+        if y.ndim == spatial + 1:
+            y = y[..., None]
+        if output is None:
+            output = np.zeros(array.shape[:spatial] + (y.shape[-1],), np.float32)
+        for window, prediction in zip(windows, y):
+            output[window] += prediction * weights
+            total[window] += weights
+    output /= total
+    output = output[tuple(slice(b, b + n) for b, n in zip(before, original))]
+    return output[..., 0] if output.shape[-1] == 1 else output

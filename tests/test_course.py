@@ -232,3 +232,47 @@ def test_one_kernelspec_carries_the_kernel_settings(tmp_path):
     assert spec == kernels.kernelspec()
     assert spec["env"] == kernels.KERNEL_ENV and spec["argv"][1:3] == ["-m", "ipykernel_launcher"]
     assert lab.KERNEL_NAME == kernels.KERNEL_NAME == "python3"
+
+
+def test_the_reading_lessons_run_only_when_named():
+    """00 (start here) and 10 (where next) train nothing: `course` leaves them out, `course 00`
+    runs them; they have no time budget or quality bar, and the summary table copes with them."""
+    default = [nb.parent.name for nb in runner.lesson_notebooks()]
+    assert not set(course.READING_LESSONS) & set(default)
+    for name in course.READING_LESSONS:
+        assert [nb.parent.name for nb in runner.lesson_notebooks([name[:2]])] == [name]
+        assert name[:2] not in course.TIME_BUDGET_MINUTES and name[:2] not in course.QUALITY_BARS
+    table = runner.summary_table({"00_start_here": {"lesson": "00_start_here", "elapsed_seconds": 3.0,
+                                                    "metrics": {}}})
+    assert "00_start_here" in table and table.rstrip().endswith("ok")
+
+
+def test_lesson_time_table_reads_budgets_and_each_lessons_time_line(tmp_path):
+    import nbformat
+
+    for name, header in (("01_one", "# 01 · One\n\n**Time** — about 40 min in class,\nunder a minute of compute.\n\nMore."),
+                         ("00_zero", "# 00 · Zero\n\nNo time line.")):
+        (tmp_path / name).mkdir()
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(header)])
+        nbformat.write(nb, tmp_path / name / f"{name}.ipynb")
+    assert course.lesson_time_rows(tmp_path) == [
+        ("00_zero", "-", "-"), ("01_one", f"{course.TIME_BUDGET_MINUTES['01']} min",
+                                "about 40 min in class, under a minute of compute.")]
+    lines = course.lesson_time_table(tmp_path).splitlines()
+    assert lines[0].split()[:3] == ["lesson", "compute", "budget"] and set(lines[1]) == {"-", " "}
+
+
+def test_start_here_prints_the_current_time_table():
+    """Lesson 00's committed output is the table that helpers/course.py and the lessons' **Time**
+    lines give now: a changed budget or Time line means re-running `python -m helpers course 00
+    --update-answers` (and the release)."""
+    import nbformat
+
+    path = course.ANSWERS_DIR / "00_start_here" / "00_start_here.ipynb"
+    cells = [c for c in nbformat.read(path, as_version=4).cells
+             if c.cell_type == "code" and "course.lesson_time_table()" in c.source]
+    assert len(cells) == 1
+    printed = "".join(o.get("text", "") for o in cells[0].outputs if o.get("output_type") == "stream")
+    assert printed == course.lesson_time_table() + "\n", (
+        "answers/00_start_here shows an old lesson time table: run `python -m helpers course 00 "
+        "--update-answers` and `python -m helpers release 00`")

@@ -157,21 +157,22 @@ class Graded:
 
 def ungraded(lesson: str) -> bool:
     """True for a lesson whose answers hold no graded points: the capstone (09), which is not
-    autograded (its checks only validate a submission's format)."""
+    autograded (its checks only validate a submission's format), and the reading lessons
+    (00 start here, 10 where next)."""
     path = REPO_ROOT / "answers" / lesson / f"{lesson}.ipynb"
     return path.is_file() and not points(nbformat.read(path, as_version=4))
 
 
-def test_only_the_capstone_has_no_graded_points():
+def test_only_the_capstone_and_the_reading_lessons_have_no_graded_points():
     from helpers import course
 
-    assert [lesson for lesson in ANSWER_LESSONS if ungraded(lesson)] == list(course.CAPSTONE_LESSONS)
+    assert [lesson for lesson in ANSWER_LESSONS if ungraded(lesson)] == sorted(course.UNGRADED_LESSONS)
 
 
 @pytest.fixture(scope="module", params=LESSONS)
 def graded(request, course_root, grading_seconds) -> Graded:
     if ungraded(request.param):
-        pytest.skip(f"{request.param} has no graded points (the capstone): nothing to autograde")
+        pytest.skip(f"{request.param} has no graded points (the capstone, a reading lesson): nothing to autograde")
     result = Graded(course_root, request.param)
     started = time.perf_counter()
     result.run()

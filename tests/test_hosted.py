@@ -53,7 +53,7 @@ def local_runtime(monkeypatch):
 
 
 def test_every_lesson_has_the_setup_cell_right_after_its_title_cell():
-    assert len(LESSONS) == 9            # lessons 01-08 and the capstone 09
+    assert len(LESSONS) == 11           # 00 start here, lessons 01-08, the capstone 09, 10 where next
     for path in NOTEBOOKS:
         cells = _cells(path)
         assert cells[0]["cell_type"] == "markdown" and "".join(cells[0]["source"]).startswith("# ")

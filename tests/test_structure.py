@@ -1,10 +1,10 @@
 """The structure of helpers/ reads as the pipeline and has no import cycle.
 
-Layers, lowest first: the foundation (``config``, ``distribute``), ``data``, ``generator``
-(with lesson 07's ``slices``), ``models``, ``losses``/``metrics``, ``training``,
-``inference``, ``viz``; ``checks`` beside them (they may use any of them) and on top the
-lessons' ``course`` and ``challenge``, the instructor's grading (``helpers/grading/``), the
-course tooling (``helpers/tools/``) and every ``__main__``. A module imports only from its
+Layers, lowest first: the foundation (``config``, ``distribute``), ``data`` (with
+``geometry``), ``generator`` (with lesson 07's ``slices`` and lesson 06's ``patches``), ``models``,
+``losses``/``metrics``, ``training``, ``inference``, ``viz``; ``checks`` beside them (they may
+use any of them) and on top the lessons' ``course`` and ``challenge``, the instructor's grading
+(``helpers/grading/``), the course tooling (``helpers/tools/``) and every ``__main__``. A module imports only from its
 own layer or lower ones, counting the imports inside functions too, and the graph of all
 imports between helpers modules is acyclic. A new module must be given its layer here.
 """
@@ -30,7 +30,7 @@ LAYER_OF = {
     "helpers.models": "models",
     "helpers.losses": "losses/metrics", "helpers.metrics": "losses/metrics",
     "helpers.training": "training",
-    "helpers.inference": "inference",
+    "helpers.inference": "inference", "helpers.geometry": "data", "helpers.patches": "generator",
     "helpers.viz": "viz",
     # the lesson timer and the capstone's kit: notebooks import them, the command line runs them
     "helpers.course": TOP, "helpers.challenge": TOP, "helpers.challenge_page": TOP,

@@ -60,20 +60,14 @@ def local_problem(error: OSError) -> str:
     return f"{where}: {what} (a problem of this computer's disk or permissions, not of the data): {fix}."
 
 
-@contextmanager
-def opened_source(source: Path, scratch: Path) -> Iterator[Path]:
-    """Yield a folder for ``source``: the folder itself, or an archive extracted into
-    ``scratch/extract`` (beside the destination, never the system temp folder). OS metadata
-    members are not extracted; unsafe tar members (absolute paths, links leaving the
-    archive) are refused."""
-    source = Path(source)
-    if source.is_dir():
-        yield source
-        return
-    if not source.is_file():
-        raise DatasetError(f"{source} does not exist: pass the downloaded archive or the folder it extracts to.")
-    target = Path(scratch) / "extract"
-    target.mkdir()
+def extract_archive(source: Path, target: Path) -> None:
+    """Extract the ``.zip`` or ``.tar`` archive ``source`` into the existing folder ``target``:
+    OS metadata members are left out, unsafe tar members refused.
+
+    Raises:
+        DatasetError: not an archive, a damaged archive, an unsafe member, or a local
+            disk/permission problem while extracting; the message names the archive.
+    """
     try:
         if zipfile.is_zipfile(source):
             with zipfile.ZipFile(source) as archive:
@@ -104,6 +98,23 @@ def opened_source(source: Path, scratch: Path) -> Iterator[Path]:
         raise DatasetError(f"{source} is a damaged archive ({error}): download it again.") from None
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error) as error:
         raise DatasetError(f"{source} is a damaged archive ({error}): download it again.") from None
+
+
+@contextmanager
+def opened_source(source: Path, scratch: Path) -> Iterator[Path]:
+    """Yield a folder for ``source``: the folder itself, or an archive extracted into
+    ``scratch/extract`` (beside the destination, never the system temp folder). OS metadata
+    members are not extracted; unsafe tar members (absolute paths, links leaving the
+    archive) are refused."""
+    source = Path(source)
+    if source.is_dir():
+        yield source
+        return
+    if not source.is_file():
+        raise DatasetError(f"{source} does not exist: pass the downloaded archive or the folder it extracts to.")
+    target = Path(scratch) / "extract"
+    target.mkdir()
+    extract_archive(source, target)
     yield target
 
 

@@ -62,23 +62,25 @@ DATASETS: dict[str, PublicDataset] = {
                    "in another (mask/, masks/), same file names (a _mask suffix is accepted)",
     ),
     "lctsc": PublicDataset(
-        name="lctsc", title="Lung CT Segmentation Challenge 2017 (TCIA), converted to NIfTI", kind="lung_ct",
+        name="lctsc", title="Lung CT Segmentation Challenge 2017 (TCIA)", kind="lung_ct",
         lessons="06", homepage="https://www.cancerimagingarchive.net/collection/lctsc/",
         licence="CC BY 3.0 (TCIA); cite the data set and TCIA.",
         citation="Yang J. et al. Data from Lung CT Segmentation Challenge. The Cancer Imaging Archive, 2017. "
                  "doi:10.7937/K9/TCIA.2017.3r3fvz08",
-        raw_layout="<case>/ct.nii.gz with <case>/lung.nii.gz, or <case>/Lung_L.nii.gz + <case>/Lung_R.nii.gz "
-                   "(convert the DICOM/RTSTRUCT download first, e.g. with plastimatch or dcmrtstruct2nii)",
+        raw_layout="the TCIA download as it comes (DICOM: per patient a CT series and an RTSTRUCT whose "
+                   "Lung_L/Lung_R contours are rasterised onto the CT grid and merged; any folder layout, e.g. "
+                   "LCTSC/LCTSC-Train-S1-001/<study>/<series>/1-NNN.dcm), or NIfTI conversions: <case>/ct.nii.gz "
+                   "with <case>/lung.nii.gz, or <case>/Lung_L.nii.gz + <case>/Lung_R.nii.gz",
     ),
     "ircad": PublicDataset(
-        name="ircad", title="3D-IRCADb-01 liver CT (NIfTI conversion)", kind="liver_ct", lessons="07",
+        name="ircad", title="3D-IRCADb-01 liver CT", kind="liver_ct", lessons="07",
         homepage="https://www.ircad.fr/research/data-sets/liver-segmentation-3d-ircadb-01/",
         licence="Free for research and education (CC BY-NC-SA 4.0); cite IRCAD.",
         citation="Soler L. et al. 3D image reconstruction for comparison of algorithm database: "
                  "a patient-specific anatomical and medical image database. IRCAD, 2010.",
-        raw_layout="ircad_eNN_orig.nii.gz + ircad_eNN_liver.nii.gz in one folder. The original per-patient "
-                   "DICOM folders (PATIENT_DICOM/, MASKS_DICOM/liver/) are not read: convert them to NIfTI "
-                   "first (a DICOM reader would add a dependency for one lesson).",
+        raw_layout="the download as it comes: 3Dircadb1.N/PATIENT_DICOM/ + 3Dircadb1.N/MASKS_DICOM/liver/ "
+                   "(DICOM; unpacked, or the PATIENT_DICOM.zip and MASKS_DICOM.zip each patient folder ships), "
+                   "or NIfTI conversions: ircad_eNN_orig.nii.gz + ircad_eNN_liver.nii.gz in one folder",
     ),
     "brats2020": PublicDataset(
         name="brats2020", title="BraTS 2020 training set", kind="brain_mri", lessons="08",

@@ -19,7 +19,7 @@ import numpy as np
 
 from helpers import config
 from helpers.data._store import DatasetError, atomic_write_bytes
-from helpers.data.archives import find_dir, list_files
+from helpers.data.archives import find_dir, is_os_metadata, list_files
 from helpers.data.catalogue import PublicDataset
 from helpers.data.io import (
     BINARY_LABELS,
@@ -266,10 +266,140 @@ def _volume_cases(entry: PublicDataset, root: Path):
             yield name, make
 
 
-def prepare_volumes(entry, root, out, size, skip_bad, report):
+# ------------------------------------------------------------------------ DICOM (lessons 06, 07)
+
+_IRCAD_PATIENT = re.compile(r"3Dircadb(?P<db>\d+)\.(?P<number>\d+)", re.IGNORECASE)
+
+
+def _safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "case"
+
+
+def _ircad_case_name(folder: Path) -> str:
+    """``ircad_e07`` for ``3Dircadb1.7`` (``ircad2_e07`` for ``3Dircadb2.7``); other folder names as they are."""
+    match = _IRCAD_PATIENT.fullmatch(folder.name)
+    if not match:
+        return _safe_name(folder.name)
+    prefix = "ircad" if match["db"] == "1" else f"ircad{match['db']}"
+    return f"{prefix}_e{int(match['number']):02d}"
+
+
+def _unpacked(folder: Path, name: str, scratch: Path, what: str) -> Path:
+    """``folder/name/`` when it is there, else ``folder/name.zip`` extracted into ``scratch``
+    (the source is never written to). Raises DatasetError when neither exists."""
+    from helpers.data.archives import extract_archive
+
+    if (folder / name).is_dir():
+        return folder / name
+    archive = folder / f"{name}.zip"
+    if not archive.is_file():
+        raise DatasetError(f"{folder} has no {name}/ folder nor {name}.zip ({what}): add it from the download, or "
+                           f"pass --skip-bad to leave the case out.")
+    target = scratch / name
+    target.mkdir(parents=True)
+    extract_archive(archive, target)
+    return target / name if (target / name).is_dir() else target
+
+
+def _slice_files(folder: Path) -> list[Path]:
+    """Every file of a series folder (3D-IRCADb names them ``image_N`` without an extension);
+    OS metadata left out. File names play no part in the slice order."""
+    return [p for p in list_files(folder, "*")
+            if p.name.upper() != "DICOMDIR" and not p.name.lower().endswith((".txt", ".json", ".csv", ".xml"))]
+
+
+def _ircad_dicom_cases(root: Path, scratch: Path):
+    """3D-IRCADb as downloaded: ``3Dircadb1.N/PATIENT_DICOM/`` + ``MASKS_DICOM/liver/``, each
+    unpacked or as ``PATIENT_DICOM.zip``/``MASKS_DICOM.zip``; written as ``ircad_eNN_orig.nii.gz``
+    (int16 HU) + ``ircad_eNN_liver.nii.gz`` (uint8 0/1) on the CT grid."""
+    import shutil
+
+    from helpers.data import dicom
+
+    patients = sorted({p.parent for p in root.rglob("PATIENT_DICOM*")
+                       if not is_os_metadata(p) and (p.name == "PATIENT_DICOM" and p.is_dir()
+                                                     or p.name == "PATIENT_DICOM.zip" and p.is_file())},
+                      key=lambda folder: (_ircad_case_name(folder), str(folder)))
+    for folder in patients:
+        name = _ircad_case_name(folder)
+
+        def make(folder=folder, name=name):
+            work = scratch / "dicom" / name
+            try:
+                ct_dir = _unpacked(folder, "PATIENT_DICOM", work, "the CT slices")
+                masks = _unpacked(folder, "MASKS_DICOM", work, "the organ masks")
+                liver_dir = next((p for p in masks.iterdir() if p.is_dir() and p.name.lower() == "liver"), None)
+                if liver_dir is None:
+                    raise DatasetError(f"{folder}: MASKS_DICOM has no liver/ folder (found: "
+                                       f"{', '.join(sorted(p.name for p in masks.iterdir())) or 'nothing'}): add "
+                                       f"it from the download, or pass --skip-bad to leave the case out.")
+                ct = dicom.read_series(_slice_files(ct_dir), what="CT series")
+                liver = dicom.read_series(_slice_files(liver_dir), rescale=False, what="liver mask series")
+                dicom.check_same_grid(liver, ct, "liver mask series", "CT series")
+                hu = to_hounsfield(ct_dir, ct.voxels)
+                mask = (check_labels(liver_dir, liver.voxels, BINARY_LABELS) > 0).astype(np.uint8)
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+            return ({f"{name}_orig.nii.gz": nifti_bytes(hu, ct.affine),
+                     f"{name}_liver.nii.gz": nifti_bytes(mask, ct.affine)}, bool(mask.any() and not mask.all()))
+        yield name, make
+
+
+def _lctsc_dicom_cases(root: Path):
+    """LCTSC as downloaded from TCIA: per patient a CT series and an RTSTRUCT (any folder
+    layout; files are told apart by their headers). Written as ``<PatientID>/ct.nii.gz``
+    (int16 HU) + ``<PatientID>/lung.nii.gz`` (the lung ROIs rasterised, merged, uint8 0/1)."""
+    from helpers.data import dicom
+
+    patients: dict[str, dict] = {}
+    for path in list_files(root, "*", recursive=True):
+        if not dicom.is_dicom(path):
+            continue
+        header = dicom.read_header(path)
+        modality = str(getattr(header, "Modality", ""))
+        top = path.relative_to(root).parts[0] if len(path.relative_to(root).parts) > 1 else root.name
+        name = _safe_name(str(getattr(header, "PatientID", "") or top))
+        patient = patients.setdefault(name, {"ct": {}, "rtstruct": []})
+        if modality == "CT":
+            patient["ct"].setdefault(str(getattr(header, "SeriesInstanceUID", "")), []).append(path)
+        elif modality == "RTSTRUCT":
+            patient["rtstruct"].append((path, dicom.referenced_series_uids(header)))
+    for name in sorted(patients):
+        def make(name=name, patient=patients[name]):
+            structures, series = patient["rtstruct"], patient["ct"]
+            where = f"the DICOM files of patient {name} in {root}"
+            if not structures:
+                raise DatasetError(f"{where} hold a CT series but no RTSTRUCT (the lung contours): add it from the "
+                                   f"download, or pass --skip-bad to leave the case out.")
+            if len(structures) > 1:
+                raise DatasetError(f"{where} hold {len(structures)} RTSTRUCT files "
+                                   f"({', '.join(str(p) for p, _ in structures)}): keep the one with the lung "
+                                   f"contours, or pass --skip-bad to leave the case out.")
+            rtstruct, references = structures[0]
+            if not series:
+                raise DatasetError(f"{rtstruct} has no CT series beside it (patient {name}): add the CT slices "
+                                   f"from the download, or pass --skip-bad to leave the case out.")
+            chosen = [uid for uid in series if uid in references]
+            if not chosen and (references or len(series) > 1):
+                raise DatasetError(f"{rtstruct} references the CT series {', '.join(sorted(references)) or '(none)'}, "
+                                   f"but {where} hold {', '.join(sorted(series))}: add the CT series the contours "
+                                   f"were drawn on, or pass --skip-bad to leave the case out.")
+            ct = dicom.read_series(series[(chosen or list(series))[0]], what="CT series")
+            mask, _ = dicom.rasterise_rtstruct(rtstruct, ct)
+            hu = to_hounsfield(ct.files[0].parent, ct.voxels)
+            return ({f"{name}/ct.nii.gz": nifti_bytes(hu, ct.affine),
+                     f"{name}/lung.nii.gz": nifti_bytes(mask, ct.affine)}, bool(mask.any() and not mask.all()))
+        yield name, make
+
+
+def prepare_volumes(entry, root, out, size, skip_bad, report, scratch: Path | None = None):
     from tqdm.auto import tqdm
 
     cases = list(_volume_cases(entry, root))
+    if not cases and entry.kind == "liver_ct":
+        cases = list(_ircad_dicom_cases(root, Path(scratch or out.parent)))
+    elif not cases and entry.kind == "lung_ct":
+        cases = list(_lctsc_dicom_cases(root))
     if not cases:
         raise DatasetError(f"no cases found in {root} for {entry.name}. Expected layout: {entry.raw_layout}")
     for name, make in tqdm(cases, desc=f"prepare {entry.name}", unit="case"):

@@ -482,7 +482,8 @@ def load_cases(folder, *, check_masks: bool = True) -> list[tuple[Path, Path]]:
         if liver is None:
             raise DatasetError(
                 f"{folder / f'{case}_liver.nii.gz'} is missing: every {orig.name} needs its liver "
-                f"mask. Add the mask (for 3D-IRCADb: MASKS_DICOM/liver converted to NIfTI) or move "
+                f"mask. Add the mask (for 3D-IRCADb: `python -m helpers data prepare ircad DOWNLOAD` "
+                f"writes both from PATIENT_DICOM/ and MASKS_DICOM/liver/) or move "
                 f"{orig.name} out of the folder.")
         shape = _read_header_shape(orig)
         if len(shape) != 3:

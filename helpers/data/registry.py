@@ -15,8 +15,11 @@ folder, into the layout that the lessons read, with a progress bar:
   stretch, resize to ``size`` x ``size``; Montgomery's left and right lung masks are merged,
   Shenzhen's ``<id>_mask.png`` files are paired with their images;
 * lung CT (lesson 06): ``<case>/ct.nii.gz`` + ``<case>/lung.nii.gz`` (left and right lung
-  masks merged when they come separately);
-* liver CT (lesson 07): ``ircad_eNN_orig.nii.gz`` + ``ircad_eNN_liver.nii.gz``;
+  masks merged when they come separately), from NIfTI or from LCTSC's DICOM download (CT
+  series + RTSTRUCT, the lung contours rasterised onto the CT grid; :mod:`helpers.data.dicom`);
+* liver CT (lesson 07): ``ircad_eNN_orig.nii.gz`` + ``ircad_eNN_liver.nii.gz``, from NIfTI or
+  from 3D-IRCADb's DICOM folders ``3Dircadb1.N/PATIENT_DICOM/`` + ``MASKS_DICOM/liver/``
+  (unpacked or as the per-patient zips, which are extracted into the scratch folder);
 * brain MRI (lesson 08): ``<case>/<case>_{t1,t1ce,t2,flair,seg}.nii.gz``, labels 0/1/2/4.
 
 Every case is validated, values as well as shapes. A bad case raises
@@ -32,7 +35,10 @@ left out and listed in the returned report:
   is to refuse, not clip, since such values mean the file is not in Hounsfield units;
   fractional CT values are rounded to the nearest integer;
 * labels that are not integers or not in the expected set, checked before any cast (masks:
-  0/1 or 0/255; BraTS: 0, 1, 2, 4); a mask of image and mask size mismatch.
+  0/1 or 0/255; BraTS: 0, 1, 2, 4); a mask of image and mask size mismatch;
+* DICOM: a slice without its geometry, a duplicated or missing slice, unequal slice spacing,
+  a mask series off the CT grid, an RTSTRUCT without lung ROIs or whose contour references
+  a CT slice that is absent.
 
 Masks may be empty or full in a single case, but at least one case must hold both
 background and foreground. OS metadata files (``._*``, ``.DS_Store``, ``Thumbs.db``,
@@ -134,7 +140,7 @@ def prepare(name: str, source: Path, dest: Path | None = None, *, size: int = co
                 if entry.kind == "cxr":
                     converters.prepare_cxr(entry, root, out, size, skip_bad, report)
                 else:
-                    converters.prepare_volumes(entry, root, out, size, skip_bad, report)
+                    converters.prepare_volumes(entry, root, out, size, skip_bad, report, scratch=scratch)
             if report.written == 0:
                 raise DatasetError(f"no usable case in {source} for {name}: nothing was written. "
                                    + "\n".join(f"{n}: {r}" for n, r in report.skipped[:5]))

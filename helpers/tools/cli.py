@@ -4,7 +4,7 @@ Commands (``python -m helpers --help`` lists them):
 
 * ``setup``   create ``.venv`` if needed and install the course into it (``pip install -e .[test]``)
 * ``course``  setup, generate the embedded data, execute the answer notebooks of lessons 01-08 (``course 09``:
-  the capstone), print a summary table
+  the capstone; ``course 00 10``: the reading lessons), print a summary table
 * ``test``    setup, then run the whole test suite (pytest: unit tests, nbval, nbgrader round trip);
   ``test --quick`` runs the unit tests only (no notebook, no training, no nbgrader)
 * ``lab``     setup, then open JupyterLab on ``notebooks/``
@@ -49,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="command")
     sub.add_parser("setup", help="create .venv if needed and install the course")
     course = sub.add_parser("course", help="generate data, execute every answer notebook, print the summary")
-    course.add_argument("lessons", nargs="*", help="lesson numbers or names (default: all), e.g. 01 04")
+    course.add_argument("lessons", nargs="*", help="lesson numbers or names (default: 01-08), e.g. 01 04")
     course.add_argument("--update-answers", action="store_true",
                         help="write the executed notebooks back into answers/ (maintainers)")
     sub.add_parser("test", help="run the whole test suite; --quick: unit tests only (extra arguments go to pytest)")

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from helpers import config
-from helpers.course import CAPSTONE_LESSONS, QUALITY_BARS, TIME_BUDGET_MINUTES, summary_dir
+from helpers.course import QUALITY_BARS, TIME_BUDGET_MINUTES, UNGRADED_LESSONS, summary_dir
 from helpers.tools.kernels import apply_kernel_env
 
 ANSWERS_DIR = config.REPO_ROOT / "answers"
@@ -25,10 +25,11 @@ ANSWERS_DIR = config.REPO_ROOT / "answers"
 def lesson_notebooks(selection: list[str] | None = None) -> list[Path]:
     """Answer notebooks in course order, optionally only those whose folder starts with
     one of ``selection`` (``["01", "04"]``) or equals it (``["04_training"]``). Without a
-    selection the :data:`CAPSTONE_LESSONS` are left out (run them by name)."""
+    selection the :data:`CAPSTONE_LESSONS` and :data:`READING_LESSONS` are left out (run
+    them by name)."""
     notebooks = sorted(ANSWERS_DIR.glob("[0-9][0-9]_*/[0-9][0-9]_*.ipynb"))
     if not selection:
-        notebooks = [nb for nb in notebooks if nb.parent.name not in CAPSTONE_LESSONS]
+        notebooks = [nb for nb in notebooks if nb.parent.name not in UNGRADED_LESSONS]
     if selection:
         notebooks = [nb for nb in notebooks
                      if any(nb.parent.name.startswith(item) for item in selection)]
