@@ -44,8 +44,8 @@ c.Execute.timeout = 900
 # (its test scores 0), and goes on with the next cell and the next student.
 c.Execute.interrupt_on_timeout = True
 # Kernel: every submission runs in the course's grading kernel (see the end of this file),
-# whose kernelspec carries the course kernel settings (helpers.course.kernelspec) plus
-# quiet warnings and progress bars (helpers.sandbox.GRADING_ENV): nbgrader 0.9 scores a
+# whose kernelspec carries the course kernel settings (helpers.tools.kernels.kernelspec) plus
+# quiet warnings and progress bars (helpers.grading.sandbox.GRADING_ENV): nbgrader 0.9 scores a
 # test cell 0 when it writes anything to stderr, not only when it raises.
 # Restore graded test cells that a student deleted (they run with the original source).
 c.OverwriteCells.add_missing_cells = True
@@ -60,9 +60,9 @@ c.ZipCollectApp.strict = True  # skip notebooks of other lessons instead of copy
 # An archive is one student's: alice.zip or alice_<lesson>.zip holds alice's notebook, and a
 # notebook inside whose path names anyone else (bob/<lesson>.ipynb, bob_<lesson>.ipynb) is
 # refused, as are members with absolute paths or '..', symbolic links and oversized members.
-# `python -m helpers collect` applies this itself (helpers.grading_feedback.stage_downloads);
+# `python -m helpers collect` applies this itself (helpers.grading.feedback.stage_downloads);
 # this plugin applies it to a plain `nbgrader zip_collect` as well.
-from helpers.grading_feedback import SafeExtractorPlugin  # noqa: E402
+from helpers.grading.feedback import SafeExtractorPlugin  # noqa: E402
 
 c.ZipCollectApp.extractor_plugin = SafeExtractorPlugin
 
@@ -71,7 +71,7 @@ c.ZipCollectApp.extractor_plugin = SafeExtractorPlugin
 #   c.Exchange.root = "/srv/nbgrader/exchange"
 # and keep this file in the instructor's course root.
 
-# --- Grading sandbox and guards (helpers/grading_execute.py) -----------------------------
+# --- Grading sandbox and guards (helpers/grading/execute.py) -----------------------------
 # Every submission runs in the course's grading kernel inside bubblewrap: no access to
 # answers/, gradebook.db, other submissions or the network; helpers/ read-only; the checks
 # restored before every test cell. Grading stops where no sandbox is available, unless
@@ -80,14 +80,14 @@ from nbgrader.preprocessors import (  # noqa: E402
     AssignLatePenalties, CheckCellMetadata, IgnorePattern, LimitOutput, SaveAutoGrades)
 from nbconvert.preprocessors import ClearMetadataPreprocessor  # noqa: E402
 
-from helpers.grading_execute import GradingExecute  # noqa: E402
+from helpers.grading.execute import GradingExecute  # noqa: E402
 
 c.Autograde.autograde_preprocessors = [GradingExecute, IgnorePattern, ClearMetadataPreprocessor,
                                        LimitOutput, SaveAutoGrades, AssignLatePenalties,
                                        CheckCellMetadata]
 
 # --- Feedback (nbgrader generate_feedback, python -m helpers feedback, the formgrader) ------
-# Feedback pages leak nothing and run nothing (helpers/grading_feedback.py): each test cell
+# Feedback pages leak nothing and run nothing (helpers/grading/feedback.py): each test cell
 # shows its grade_id, points, passed/failed and for a failure only the error's type and
 # message, never its source (hidden tests included) or traceback; outputs other than text
 # and PNG/JPEG images, markdown and metadata from the submission are escaped or cleaned; the
@@ -95,7 +95,7 @@ c.Autograde.autograde_preprocessors = [GradingExecute, IgnorePattern, ClearMetad
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
 from nbgrader.preprocessors import GetGrades  # noqa: E402
 
-from helpers.grading_feedback import SafeFeedbackExporter, SanitizeFeedback, TestSummaries  # noqa: E402
+from helpers.grading.feedback import SafeFeedbackExporter, SanitizeFeedback, TestSummaries  # noqa: E402
 
 c.GenerateFeedback.preprocessors = [GetGrades, TestSummaries, SanitizeFeedback, CSSHTMLHeaderPreprocessor]
 c.GenerateFeedback.exporter_class = SafeFeedbackExporter

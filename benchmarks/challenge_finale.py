@@ -34,9 +34,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from helpers import challenge, config, course  # noqa: E402
+from helpers import challenge, config  # noqa: E402
+from helpers.tools import kernels  # noqa: E402
 
-course.apply_kernel_env()  # TensorFlow settings of the lessons' kernels
+kernels.apply_kernel_env()  # TensorFlow settings of the lessons' kernels
 
 #: The checklist idea trained by this script: stronger pose augmentation, lesson 04's 16 epochs.
 AUGMENTED = {"epochs": 16, "augment": {"flip": False, "max_rotation": 15, "max_shift": 0.08, "max_zoom": 0.10,

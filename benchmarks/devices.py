@@ -64,9 +64,9 @@ def _child(n_devices: int, steps: int, batch: int) -> dict:
 
 
 def _run(n_devices: int, steps: int, batch: int) -> dict:
-    from helpers import course
+    from helpers.tools import kernels
 
-    env = course.kernel_env()
+    env = kernels.kernel_env()
     env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")])
     completed = subprocess.run([sys.executable, __file__, "--child", str(n_devices), "--steps", str(steps),
                                 "--batch", str(batch)], cwd=REPO_ROOT, env=env, capture_output=True, text=True)

@@ -29,7 +29,7 @@ import nbformat
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from helpers import grading  # noqa: E402
+from helpers.grading import commands as grading  # noqa: E402
 
 
 def _meta(cell) -> dict:

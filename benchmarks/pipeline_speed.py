@@ -32,9 +32,9 @@ def main() -> None:
 
     import numpy as np
 
-    from helpers import course
+    from helpers.tools import kernels
 
-    course.apply_kernel_env()  # TensorFlow settings of the lessons' kernels
+    kernels.apply_kernel_env()  # TensorFlow settings of the lessons' kernels
     from helpers import config, data, generator, losses, metrics, models
 
     pairs = data.load_pairs(data.ensure_dataset("cxr_synthetic"))

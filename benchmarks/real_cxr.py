@@ -46,9 +46,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from helpers import config, course, data  # noqa: E402
+from helpers import config, data  # noqa: E402
+from helpers.tools import kernels  # noqa: E402
 
-course.apply_kernel_env()  # TensorFlow settings of the lessons' kernels
+kernels.apply_kernel_env()  # TensorFlow settings of the lessons' kernels
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:

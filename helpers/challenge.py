@@ -1137,9 +1137,10 @@ def main(argv: list[str] | None = None) -> int:
             _print_summary(results, ranking, page)
             return 0 if all(r.valid for r in results) else 1
         if args.action == "baseline":
-            from helpers import course
+            from helpers.course import CAPSTONE_LESSONS
+            from helpers.tools import runner
 
-            return course.main(list(course.CAPSTONE_LESSONS))
+            return runner.main(list(CAPSTONE_LESSONS))
     except (ChallengeError, FileExistsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

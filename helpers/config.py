@@ -34,7 +34,7 @@ BRATS_LABELS = (0, 1, 2, 4)
 
 #: The course's public repository: the "Open in Colab" and "Binder" badges of every lesson
 #: and the hosted set-up cell's ``pip install`` derive from it (and :data:`REPOSITORY_BRANCH`).
-#: A fork changes these two lines, then runs ``python -m helpers.hosted`` and
+#: A fork changes these two lines, then runs ``python -m helpers.tools.hosted`` and
 #: ``python -m helpers release``.
 REPOSITORY_URL = "https://github.com/unet-course/unet-course"
 #: The branch that the badges open.

@@ -2,8 +2,8 @@
 
 * ``course_root``: a temporary nbgrader course root (copy of ``nbgrader_config.py``, every
   lesson of ``answers/`` plus the example lesson of ``tests/fixtures/``), released once per
-  session with ``helpers.grading.release``. Used by test_release.py and test_grading.py.
-* The terminal summary prints the course table (``helpers.course.summary_table``) when
+  session with ``helpers.grading.commands.release``. Used by test_release.py and test_grading.py.
+* The terminal summary prints the course table (``helpers.tools.runner.summary_table``) when
   lesson reports exist (``python -m helpers course`` or nbval runs of the answers write
   them), and the seconds the nbgrader round trip took per lesson.
 """
@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from helpers import course
+from helpers.tools import kernels
 
-# Kernels started by nbval and nbgrader inherit this (see helpers.course.KERNEL_ENV).
-course.apply_kernel_env()
+# Kernels started by nbval and nbgrader inherit this (see helpers.tools.kernels.KERNEL_ENV).
+kernels.apply_kernel_env()
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -61,7 +61,7 @@ FIXTURE_LESSONS = lesson_names(FIXTURES)
 @pytest.fixture(scope="session")
 def course_root(tmp_path_factory) -> Path:
     """A released temporary course root holding every answer lesson and the fixture lessons."""
-    from helpers import grading
+    from helpers.grading import commands as grading
 
     root = tmp_path_factory.mktemp("course")
     config_text = (REPO_ROOT / "nbgrader_config.py").read_text()
@@ -108,13 +108,14 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
             terminalreporter.write_line(f"{name:28s} {seconds:6.0f} s")
     try:
         from helpers import course
+        from helpers.tools import runner
 
         started = _SESSION_STARTED[0] if _SESSION_STARTED else 0.0
         fresh = {path.stem for path in course.summary_dir().glob("*.json") if path.stat().st_mtime >= started}
-        reports = {name: report for name, report in course.read_reports().items() if name in fresh}
+        reports = {name: report for name, report in runner.read_reports().items() if name in fresh}
     except (OSError, ValueError) as error:  # unreadable report: say so, do not hide the run
         terminalreporter.write_line(f"(course summary not available: {error})")
         return
     if reports:
         terminalreporter.write_sep("-", "course summary")
-        terminalreporter.write_line(course.summary_table(reports))
+        terminalreporter.write_line(runner.summary_table(reports))

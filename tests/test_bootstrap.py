@@ -1,4 +1,4 @@
-"""Tests for helpers/_bootstrap.py and the thin CLI on top of it (helpers/__main__.py).
+"""Tests for helpers/tools/bootstrap.py and the thin CLI on top of it (helpers/tools/cli.py, helpers/__main__.py).
 
 Environments are thrown away after each test: fake prefixes in tmp_path, a fake
 ``subprocess.run`` that records the pip commands instead of running them, and one real
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers import _bootstrap
-from helpers import __main__ as cli
-from helpers._bootstrap import BootstrapError, Environment
+from helpers.tools import bootstrap as _bootstrap
+from helpers.tools import cli
+from helpers.tools.bootstrap import BootstrapError, Environment
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -296,7 +296,7 @@ def test_data_list_reexecutes_on_a_python_without_numpy(tmp_path):
     code = (
         "import sys\n"
         "sys.modules['numpy'] = None  # a bare Python: `import numpy` fails\n"
-        "from helpers import _bootstrap\n"
+        "from helpers.tools import bootstrap as _bootstrap\n"
         f"_bootstrap.ensure_environment = lambda **kw: {str(fake)!r}\n"
         "from helpers.__main__ import main\n"
         "sys.exit(main(['data', 'list']))\n")
@@ -307,7 +307,7 @@ def test_data_list_reexecutes_on_a_python_without_numpy(tmp_path):
 
 
 def test_bootstrap_imports_only_the_standard_library():
-    code = "import sys, helpers.__main__, helpers._bootstrap; print(' '.join(sorted(sys.modules)))"
+    code = "import sys, helpers.__main__, helpers.tools.bootstrap; print(' '.join(sorted(sys.modules)))"
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     loaded = set(result.stdout.split())
     assert not loaded & {"numpy", "keras", "tensorflow", "nbformat", "traitlets"}

@@ -8,7 +8,7 @@ with Playwright (``pip install playwright``; no browser download: ``executable_p
 * lesson 03: the lab is clean (no *Nbgrader* menu, no *Create Assignment* sidebar, no
   news prompt, the course kernel selected); a correct ``dice_coefficient`` typed into the
   exercise cell makes its check print the success line; the kernel has the course's
-  kernel settings (:data:`helpers.course.KERNEL_ENV`);
+  kernel settings (:data:`helpers.tools.kernels.KERNEL_ENV`);
 * lesson 04: a split by image instead of by patient makes the check show its hint.
 
 Screenshots go to ``tests/artifacts/browser/`` (git-ignored; CI keeps them). Skipped, with
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import course, lab
+from helpers.tools import kernels, lab
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
@@ -54,7 +54,7 @@ SPLIT_BY_IMAGE = '''def split_by_patient(items, fractions=(0.7, 0.15, 0.15), see
     return items[:a], items[a:b], items[b:]'''
 
 KERNEL_PROBE = ('import os, json; print("KERNEL_ENV=" + json.dumps('
-                '{k: os.environ.get(k) for k in course.KERNEL_ENV}, sort_keys=True))')
+                '{k: os.environ.get(k) for k in kernels.KERNEL_ENV}, sort_keys=True))')
 
 
 def _free_port() -> int:
@@ -76,7 +76,7 @@ def browser_lab(tmp_path_factory):
     for lesson in LESSONS:
         shutil.copytree(REPO_ROOT / "notebooks" / lesson, root / lesson)
     port = _free_port()
-    env = {k: v for k, v in os.environ.items() if k not in course.KERNEL_ENV}  # the lab must add them
+    env = {k: v for k, v in os.environ.items() if k not in kernels.KERNEL_ENV}  # the lab must add them
     env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")])
     env["UNET_COURSE_BOOTSTRAPPED"] = "1"
     log = open(root / "lab.log", "w")
@@ -212,7 +212,7 @@ def test_learner_lab_lesson_03_success_line_and_kernel(browser_lab):
     line.wait_for(state="visible")
     text = line.inner_text().strip()
     assert text.startswith("KERNEL_ENV="), text
-    assert json.loads(text.split("=", 1)[1]) == dict(sorted(course.KERNEL_ENV.items()))
+    assert json.loads(text.split("=", 1)[1]) == dict(sorted(kernels.KERNEL_ENV.items()))
     # JupyterLab asks about news a few seconds after start-up: still no prompt by now
     assert page.get_by_text("Jupyter news").count() == 0, "the news prompt must be off"
     page.screenshot(path=str(ARTIFACTS / "03_kernel_settings.png"))
@@ -239,9 +239,9 @@ def test_learner_and_instructor_settings(tmp_path):
     server = json.loads((tmp_path / "learner/config/jupyter_server_config.json").read_text())
     assert not any(server["ServerApp"]["jpserver_extensions"].values())
     kernel = json.loads((tmp_path / "learner/share/kernels/python3/kernel.json").read_text())
-    assert kernel["env"] == course.KERNEL_ENV and kernel["display_name"] == lab.KERNEL_DISPLAY_NAME
+    assert kernel["env"] == kernels.KERNEL_ENV and kernel["display_name"] == lab.KERNEL_DISPLAY_NAME
     assert env["JUPYTER_CONFIG_PATH"].split(os.pathsep)[0] == str(tmp_path / "learner" / "config")
-    assert all(env[k] for k in course.KERNEL_ENV)
+    assert all(env[k] for k in kernels.KERNEL_ENV)
     lab.prepare(instructor=True, root=tmp_path / "instructor")
     page_config = json.loads((tmp_path / "instructor/config/labconfig/page_config.json").read_text())
     assert page_config["disabledExtensions"] == {}

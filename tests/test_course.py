@@ -6,6 +6,7 @@ import os
 import pytest
 
 from helpers import config, course
+from helpers.tools import kernels, runner
 
 
 def report(name, minutes, error=None, **metrics):
@@ -17,14 +18,14 @@ def report(name, minutes, error=None, **metrics):
 
 def table_rows(reports):
     """The summary table's data rows as {lesson: line}."""
-    lines = course.summary_table(reports).splitlines()[3:]
+    lines = runner.summary_table(reports).splitlines()[3:]
     return {line.split()[0]: line for line in lines}
 
 
 def test_format_metric_shows_counts_as_integers_and_scores_with_three_decimals():
-    assert course.format_metric(400.0) == "400"
-    assert course.format_metric(0.98234) == "0.982"
-    assert course.format_metric(1945233) == "1945233"
+    assert runner.format_metric(400.0) == "400"
+    assert runner.format_metric(0.98234) == "0.982"
+    assert runner.format_metric(1945233) == "1945233"
 
 
 @pytest.mark.parametrize("minutes, below, error, expected", [
@@ -35,7 +36,7 @@ def test_format_metric_shows_counts_as_integers_and_scores_with_three_decimals()
     (1.0, [], "ZeroDivisionError in cell 3", "FAILED"),
 ])
 def test_lesson_status_names_each_problem(minutes, below, error, expected):
-    assert course.lesson_status(minutes, 5, below, error) == expected
+    assert runner.lesson_status(minutes, 5, below, error) == expected
 
 
 def test_summary_table_checks_time_budgets_and_quality_bars(monkeypatch):
@@ -56,7 +57,7 @@ def test_summary_table_checks_time_budgets_and_quality_bars(monkeypatch):
     assert "n_pairs 400 " in rows["01_data_generator"] and "400.0" not in rows["01_data_generator"]
     assert "KeyError in cell 12" in rows["08_brain_tumour"]
     assert rows["08_brain_tumour"].endswith("FAILED")
-    assert course.summary_table(reports).startswith("Course summary (scale 1)")
+    assert runner.summary_table(reports).startswith("Course summary (scale 1)")
 
 
 def test_lesson_finish_writes_the_report_that_the_table_reads(tmp_path, monkeypatch, capsys):
@@ -67,24 +68,24 @@ def test_lesson_finish_writes_the_report_that_the_table_reads(tmp_path, monkeypa
     assert "Lesson 06_lung_ct_3d finished in" in capsys.readouterr().out
     path = tmp_path / "runs" / "summary" / "06_lung_ct_3d.json"
     assert json.loads(path.read_text()) == saved
-    assert course.read_reports() == {"06_lung_ct_3d": saved}
-    assert "volumetric_dice 0.930 (>= 0.9)" in course.summary_table(course.read_reports())
+    assert runner.read_reports() == {"06_lung_ct_3d": saved}
+    assert "volumetric_dice 0.930 (>= 0.9)" in runner.summary_table(runner.read_reports())
 
 
 def test_lesson_notebooks_selects_by_number_and_explains_a_bad_selection():
-    every = course.lesson_notebooks()
+    every = runner.lesson_notebooks()
     assert [nb.parent.name[:2] for nb in every] == [f"{n:02d}" for n in range(1, len(every) + 1)]
-    assert [nb.parent.name for nb in course.lesson_notebooks(["04", "06"])] == [
+    assert [nb.parent.name for nb in runner.lesson_notebooks(["04", "06"])] == [
         "04_training", "06_lung_ct_3d"]
     with pytest.raises(SystemExit, match="try numbers"):
-        course.lesson_notebooks(["99"])
+        runner.lesson_notebooks(["99"])
 
 
 def test_the_capstone_runs_only_when_named():
     """`course` keeps its budget for lessons 01-08; `course 09` (or `challenge baseline`) runs
     the capstone, whose time budget and quality bar the table knows."""
-    assert not any(nb.parent.name in course.CAPSTONE_LESSONS for nb in course.lesson_notebooks())
-    assert [nb.parent.name for nb in course.lesson_notebooks(["09"])] == list(course.CAPSTONE_LESSONS)
+    assert not any(nb.parent.name in course.CAPSTONE_LESSONS for nb in runner.lesson_notebooks())
+    assert [nb.parent.name for nb in runner.lesson_notebooks(["09"])] == list(course.CAPSTONE_LESSONS)
     for name in course.CAPSTONE_LESSONS:
         assert name[:2] in course.TIME_BUDGET_MINUTES and name[:2] in course.QUALITY_BARS
 
@@ -103,33 +104,33 @@ def test_drop_framework_noise_keeps_what_the_lesson_writes_to_stderr():
         "I0000 00:00:1795396579.057542   29624 cudart_stub.cc:31] Could not find cuda drivers\n",
         "E0000 00:00:1795396584.529463   29624 cuda_platform.cc:52] failed call to cuInit\n",
         "training: 100%|##########| 35/35\n")
-    assert course.drop_framework_noise(notebook) == 3
+    assert runner.drop_framework_noise(notebook) == 3
     outputs = notebook.cells[0].outputs
     assert [o.name for o in outputs] == ["stderr", "stdout"]
     assert outputs[0].text == "training: 100%|##########| 35/35\n"
     only_noise = stderr_cell("I0000 00:00:1795396579.057542   29624 cudart_stub.cc:31] no GPU\n")
-    course.drop_framework_noise(only_noise)
+    runner.drop_framework_noise(only_noise)
     assert [o.name for o in only_noise.cells[0].outputs] == ["stdout"], "empty stderr is dropped"
 
 
-@pytest.mark.parametrize("path", course.lesson_notebooks(), ids=lambda path: path.parent.name)
+@pytest.mark.parametrize("path", runner.lesson_notebooks(), ids=lambda path: path.parent.name)
 def test_committed_answer_outputs_carry_no_tensorflow_start_up_logs(path):
     import nbformat
     notebook = nbformat.read(path, as_version=4)
-    assert course.drop_framework_noise(notebook) == 0, (
+    assert runner.drop_framework_noise(notebook) == 0, (
         f"{path.name} has TensorFlow C++ log lines in its saved outputs; re-run it with "
         f"`python -m helpers course {path.parent.name[:2]} --update-answers`")
 
 
 def test_kernel_env_adds_the_course_settings_but_never_overrides_the_users():
-    env = course.kernel_env({"PATH": "/bin", "TF_CPU_ALLOCATOR_USE_BFC": "0"})
+    env = kernels.kernel_env({"PATH": "/bin", "TF_CPU_ALLOCATOR_USE_BFC": "0"})
     assert env["PATH"] == "/bin"
     assert env["TF_CPU_ALLOCATOR_USE_BFC"] == "0", "a value the user set must win"
-    assert env["TF_CPP_MIN_LOG_LEVEL"] == course.KERNEL_ENV["TF_CPP_MIN_LOG_LEVEL"]
+    assert env["TF_CPP_MIN_LOG_LEVEL"] == kernels.KERNEL_ENV["TF_CPP_MIN_LOG_LEVEL"]
 
 
 def test_kernels_started_for_grading_get_the_course_settings(monkeypatch):
-    from helpers import grading
+    from helpers.grading import commands as grading
 
     monkeypatch.delenv("TF_CPU_ALLOCATOR_USE_BFC", raising=False)
     assert grading._tool_env()["TF_CPU_ALLOCATOR_USE_BFC"] == "1"
@@ -140,7 +141,7 @@ def test_kernels_started_for_grading_get_the_course_settings(monkeypatch):
 def test_apply_kernel_env_fills_only_what_is_missing(monkeypatch):
     monkeypatch.delenv("TF_CPU_ALLOCATOR_USE_BFC", raising=False)
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "1")
-    course.apply_kernel_env()
+    kernels.apply_kernel_env()
     assert os.environ["TF_CPU_ALLOCATOR_USE_BFC"] == "1"
     assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "1", "a value the user set must win"
 
@@ -162,7 +163,7 @@ def _tiny_lesson(root, name, code):
 
 def _course_in(tmp_path, monkeypatch):
     answers = tmp_path / "answers"
-    monkeypatch.setattr(course, "ANSWERS_DIR", answers)
+    monkeypatch.setattr(runner, "ANSWERS_DIR", answers)
     monkeypatch.setattr(config, "REPO_ROOT", tmp_path)
     monkeypatch.setenv(config.DATA_VARIABLE, str(tmp_path / "data"))
     monkeypatch.delenv(config.SCALE_VARIABLE, raising=False)
@@ -185,8 +186,8 @@ def test_course_prints_one_line_per_lesson_and_logs_the_kernel_noise(tmp_path, m
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"{path.parent.name}.json").write_text(json.dumps(report(path.parent.name, 1, score=0.5)))
 
-    monkeypatch.setattr(course, "execute_notebook", fake_execute)
-    assert course.main() == 1
+    monkeypatch.setattr(runner, "execute_notebook", fake_execute)
+    assert runner.main() == 1
     out = capsys.readouterr()
     lesson_lines = [line for line in out.out.splitlines() if "01_one" in line or "02_two" in line]
     assert lesson_lines[0] == "[01_one] done in 0 s"
@@ -194,7 +195,7 @@ def test_course_prints_one_line_per_lesson_and_logs_the_kernel_noise(tmp_path, m
     assert lesson_lines[2:] == [line for line in lesson_lines[2:] if line.startswith(("01_one ", "02_two "))]
     assert "ValueError: boom" in out.out and out.err == ""
     assert "cudart" not in out.out and "without encryption" not in out.out
-    log = course.log_path()
+    log = runner.log_path()
     assert log.parent == config.runs_dir() and log.read_text().count("cudart_stub") == 2
     assert "Course summary" in out.out and str(log) in out.out
 
@@ -207,13 +208,13 @@ def test_real_kernel_start_up_noise_goes_to_the_log(tmp_path, monkeypatch, capfd
 
     answers = _course_in(tmp_path, monkeypatch)
     _tiny_lesson(answers, "01_noisy", f"import os\nos.write(2, b'{NOISE}\\n')\nprint('cell output')")
-    assert course.main(["01"]) == 0
+    assert runner.main(["01"]) == 0
     console = capfd.readouterr()
     assert "cudart_stub" not in console.out + console.err
     assert "without encryption" not in console.out + console.err
     assert [line for line in console.out.splitlines() if line.startswith("[01_noisy]")] == [
         line for line in console.out.splitlines() if "01_noisy" in line and "done in" in line]
-    assert "cudart_stub" in course.log_path().read_text()
+    assert "cudart_stub" in runner.log_path().read_text()
     executed = nbformat.read(config.runs_dir() / "executed" / "01_noisy.ipynb", as_version=4)
     assert "cell output" in "".join(o.get("text", "") for o in executed.cells[0].outputs)
 
@@ -223,25 +224,25 @@ def test_one_kernelspec_carries_the_kernel_settings(tmp_path):
     the lab and the grading kernel start from the same spec."""
     import json
 
-    from helpers import lab
+    from helpers.tools import lab
 
-    folder = course.install_kernelspec(tmp_path)
+    folder = kernels.install_kernelspec(tmp_path)
     assert folder == tmp_path / "share" / "jupyter" / "kernels" / "python3"
     spec = json.loads((folder / "kernel.json").read_text())
-    assert spec == course.kernelspec()
-    assert spec["env"] == course.KERNEL_ENV and spec["argv"][1:3] == ["-m", "ipykernel_launcher"]
-    assert lab.KERNEL_NAME == course.KERNEL_NAME == "python3"
+    assert spec == kernels.kernelspec()
+    assert spec["env"] == kernels.KERNEL_ENV and spec["argv"][1:3] == ["-m", "ipykernel_launcher"]
+    assert lab.KERNEL_NAME == kernels.KERNEL_NAME == "python3"
 
 
 def test_the_reading_lessons_run_only_when_named():
     """00 (start here) and 10 (where next) train nothing: `course` leaves them out, `course 00`
     runs them; they have no time budget or quality bar, and the summary table copes with them."""
-    default = [nb.parent.name for nb in course.lesson_notebooks()]
+    default = [nb.parent.name for nb in runner.lesson_notebooks()]
     assert not set(course.READING_LESSONS) & set(default)
     for name in course.READING_LESSONS:
-        assert [nb.parent.name for nb in course.lesson_notebooks([name[:2]])] == [name]
+        assert [nb.parent.name for nb in runner.lesson_notebooks([name[:2]])] == [name]
         assert name[:2] not in course.TIME_BUDGET_MINUTES and name[:2] not in course.QUALITY_BARS
-    table = course.summary_table({"00_start_here": {"lesson": "00_start_here", "elapsed_seconds": 3.0,
+    table = runner.summary_table({"00_start_here": {"lesson": "00_start_here", "elapsed_seconds": 3.0,
                                                     "metrics": {}}})
     assert "00_start_here" in table and table.rstrip().endswith("ok")
 

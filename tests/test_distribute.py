@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import course, training
+from helpers import training
+from helpers.tools import kernels
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -85,7 +86,7 @@ print(json.dumps({"multi_worker": isinstance(chosen, tf.distribute.MultiWorkerMi
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = course.kernel_env()
+    env = kernels.kernel_env()
     env.pop("TF_CONFIG", None)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")])
     env.update(extra)

@@ -1,4 +1,4 @@
-"""nbgrader round trip of every lesson (tests helpers/grading.py and nbgrader_config.py).
+"""nbgrader round trip of every lesson (tests helpers/grading/commands.py and nbgrader_config.py).
 
 For every lesson in answers/ (and the plain-Python example lesson in tests/fixtures/),
 in a temporary course root with the real nbgrader and its SQLite gradebook, submissions
@@ -30,7 +30,7 @@ import nbformat
 import pytest
 from conftest import ANSWER_LESSONS, FIXTURE_LESSONS, LOOP_MARKER, REPO_ROOT
 
-from helpers import grading
+from helpers.grading import commands as grading
 
 LESSONS = FIXTURE_LESSONS + ANSWER_LESSONS
 SCALE = "0.1"

@@ -1,5 +1,5 @@
-"""Autograding under attack (tests helpers/grading.py, sandbox.py, grading_runner.py,
-grading_guard.py, grading_execute.py and grading_audit.py end to end, with the real
+"""Autograding under attack (tests helpers/grading/: commands.py, sandbox.py, runner.py,
+guard.py, execute.py and audit.py end to end, with the real
 nbgrader and bubblewrap).
 
 One class of cheeky students, graded in ONE ``grading.autograde(jobs=2)`` call, in a
@@ -24,7 +24,8 @@ import nbformat
 import pytest
 from conftest import FIXTURES, LOOP_MARKER, REPO_ROOT, _TEST_CONFIG
 
-from helpers import grading, sandbox
+from helpers.grading import commands as grading
+from helpers.grading import sandbox
 
 pytestmark = pytest.mark.slow
 
@@ -83,7 +84,8 @@ def _hostile_modules(folder):
 
 
 def _hostile_helpers(folder):
-    for name in ("__init__.py", "sandbox.py", "grading_runner.py", "grading_guard.py", "checks/__init__.py"):
+    for name in ("__init__.py", "sandbox.py", "grading_runner.py", "grading_guard.py", "grading/__init__.py",
+                 "grading/sandbox.py", "grading/runner.py", "grading/guard.py", "checks/__init__.py"):
         (folder / "helpers" / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / "helpers" / name).write_text(_HOSTILE_MODULE)
 

@@ -1,4 +1,4 @@
-"""Unit tests of helpers/grading_audit.py: the integrity audit and the metadata repair.
+"""Unit tests of helpers/grading/audit.py: the integrity audit and the metadata repair.
 
 The audit must flag every kind of tampering a solution cell can try (IPython syntax included,
 and the reference of an exercise reached in any way), and must never flag the answer notebooks
@@ -15,7 +15,7 @@ import nbformat
 import pytest
 from conftest import ANSWER_LESSONS, FIXTURES, REPO_ROOT
 
-from helpers import grading_audit
+from helpers.grading import audit as grading_audit
 
 ALIASES = {"checks", "metrics", "losses", "models", "generator", "data", "training", "config", "slices"}
 
@@ -455,7 +455,7 @@ def test_module_reads_nothing_at_import():
 
 
 def test_report_keeps_rows_of_earlier_runs(tmp_path):
-    from helpers import grading
+    from helpers.grading import commands as grading
 
     first = grading.GradingResult("alice", "01_x", 3, 5, "graded")
     grading.write_report([first, grading.GradingResult("bob", "01_x", 0, 5, "failed", ["not a notebook"])], tmp_path)

@@ -1,4 +1,4 @@
-"""The grader's side of the runner protocol (helpers/grading_execute.py): which names a
+"""The grader's side of the runner protocol (helpers/grading/execute.py): which names a
 test grades, how the runner's replies become nbgrader outputs, and that only replies with
 the grader's token count. Fast: a small Python process stands in for the runner
 (tests/test_grading_adversarial.py grades for real)."""
@@ -12,7 +12,7 @@ import time
 import nbformat
 import pytest
 
-from helpers import grading_execute
+from helpers.grading import execute as grading_execute
 
 
 def _cell(source: str, **nbgrader) -> nbformat.NotebookNode:

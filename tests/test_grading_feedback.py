@@ -1,6 +1,6 @@
 """Feedback that leaks nothing and runs nothing, and downloads collected only for the student
-they are named for (tests helpers/grading_feedback.py, its use in nbgrader_config.py and
-the zip branch of helpers.grading.collect).
+they are named for (tests helpers/grading/feedback.py, its use in nbgrader_config.py and
+the zip branch of helpers.grading.commands.collect).
 
 Unit tests build notebooks and zips in memory. The ``slow`` tests run the real nbgrader in
 a temporary course root holding the plain-Python example lesson, whose hidden tests carry a
@@ -27,8 +27,9 @@ from conftest import FIXTURES, REPO_ROOT, _TEST_CONFIG
 from nbconvert.preprocessors import Preprocessor
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output, new_raw_cell
 
-from helpers import grading, grading_feedback
-from helpers.grading_feedback import (SafeFeedbackExporter, SanitizeFeedback, TestSummaries,
+from helpers.grading import commands as grading
+from helpers.grading import feedback as grading_feedback
+from helpers.grading.feedback import (SafeFeedbackExporter, SanitizeFeedback, TestSummaries,
                                       read_archive, safe_markdown, stage_downloads)
 
 EXAMPLE = "00_example"
@@ -577,7 +578,7 @@ display({{"application/vnd.jupyter.widget-view+json": {{"model_id": "</script><s
 @pytest.fixture(scope="module")
 def feedback_pages(course) -> dict[str, str]:
     """Feedback pages of a hostile student and of the answers, through the real nbgrader."""
-    from helpers import sandbox
+    from helpers.grading import sandbox
 
     answers = nbformat.read(course / "answers" / EXAMPLE / f"{EXAMPLE}.ipynb", as_version=4)
     release = nbformat.read(course / "notebooks" / EXAMPLE / f"{EXAMPLE}.ipynb", as_version=4)

@@ -1,4 +1,4 @@
-"""File handling of helpers/grading.py: what collect, staging, autograde and feedback copy,
+"""File handling of helpers/grading/commands.py: what collect, staging, autograde and feedback copy,
 and that no link or special file of a submission leads nbgrader (which runs outside the
 sandbox) to a file of the host. Fast: nbgrader itself is replaced where it would run
 (tests/test_grading_adversarial.py grades for real)."""
@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import grading, sandbox
+from helpers.grading import commands as grading
+from helpers.grading import sandbox
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = REPO_ROOT / "tests" / "fixtures" / "00_example" / "00_example.ipynb"

@@ -1,4 +1,4 @@
-"""Tests of helpers/hosted.py: the "Open in Colab" / "Binder" badges and the hosted set-up
+"""Tests of helpers/tools/hosted.py: the "Open in Colab" / "Binder" badges and the hosted set-up
 cell of every lesson, and environment.yml as repo2docker (Binder) reads it."""
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import config, hosted
+from helpers import config
+from helpers.tools import hosted
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LESSONS = sorted(p.name for p in (REPO_ROOT / "answers").iterdir() if (p / f"{p.name}.ipynb").is_file())
@@ -58,7 +59,7 @@ def test_every_lesson_has_the_setup_cell_right_after_its_title_cell():
         assert cells[0]["cell_type"] == "markdown" and "".join(cells[0]["source"]).startswith("# ")
         assert cells[1]["cell_type"] == "code", path
         assert "".join(cells[1]["source"]) == hosted.setup_cell_source(), \
-            f"{path}: the set-up cell differs from helpers.hosted: run python -m helpers.hosted and release"
+            f"{path}: the set-up cell differs from helpers.tools.hosted: run python -m helpers.tools.hosted and release"
 
 
 def test_setup_cell_does_nothing_locally(local_runtime):
@@ -131,7 +132,7 @@ def test_badges_follow_the_repository_url(monkeypatch):
 def test_apply_is_idempotent_and_replaces_old_badges(tmp_path):
     copy = tmp_path / "03_loss_and_metrics.ipynb"
     shutil.copy(REPO_ROOT / "answers" / "03_loss_and_metrics" / "03_loss_and_metrics.ipynb", copy)
-    assert hosted.apply(copy) is False, "answers/ is not up to date: run python -m helpers.hosted"
+    assert hosted.apply(copy) is False, "answers/ is not up to date: run python -m helpers.tools.hosted"
     cells = _cells(copy)
     first = "".join(cells[0]["source"])
     assert first.count(hosted.BADGE_MARKER) == 1

@@ -1,5 +1,5 @@
 """notebooks/ is exactly what nbgrader generates from answers/, and the answer notebooks
-follow the exercise conventions (tests helpers/grading.py's release and nbgrader_config.py).
+follow the exercise conventions (tests helpers/grading/commands.py's release and nbgrader_config.py).
 
 The release is regenerated into a temporary course root (``course_root`` in conftest.py)
 and compared with the committed notebooks/ cell by cell.
@@ -79,7 +79,7 @@ def test_committed_release_matches_answers(lesson, course_root):
 
 def test_release_is_deterministic(course_root):
     """Generating twice gives identical files (no timestamps, stable cell ids)."""
-    from helpers import grading
+    from helpers.grading import commands as grading
 
     lesson = FIXTURE_LESSONS[0]
     path = course_root / "notebooks" / lesson / f"{lesson}.ipynb"

@@ -1,4 +1,4 @@
-"""Unit tests of helpers/sandbox.py: what the grading kernel can see, and the refusal to
+"""Unit tests of helpers/grading/sandbox.py: what the grading kernel can see, and the refusal to
 grade without a sandbox. (tests/test_grading_adversarial.py attacks it for real.)"""
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import config, sandbox
+from helpers import config
+from helpers.grading import sandbox
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -184,9 +185,10 @@ def _hostile_modules(folder: Path, marker: Path) -> None:
     and says so on stderr when imported."""
     code = (f"import sys\nsys.stderr.write('HOSTILE MODULE IMPORTED\\\\n')\n"
             f"open({str(marker)!r}, 'a').write(__name__ + '\\\\n')\n")
-    (folder / "helpers").mkdir(parents=True)
+    (folder / "helpers" / "grading").mkdir(parents=True)
     for name in ("json.py", "subprocess.py", "signal.py", "helpers/__init__.py", "helpers/sandbox.py",
-                 "helpers/grading_runner.py"):
+                 "helpers/grading_runner.py", "helpers/grading/__init__.py", "helpers/grading/sandbox.py",
+                 "helpers/grading/runner.py"):
         (folder / name).write_text(code)
 
 
@@ -427,6 +429,6 @@ def test_remove_scratch_also_removes_read_only_folders(tmp_path):
 
 
 def test_trace_variable_matches_grading():
-    from helpers import grading
+    from helpers.grading import commands as grading
 
     assert sandbox.TRACE_VARIABLE == grading.TRACE_VARIABLE

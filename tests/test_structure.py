@@ -1,9 +1,10 @@
 """The structure of helpers/ reads as the pipeline and has no import cycle.
 
 Layers, lowest first: the foundation (``config``, ``distribute``), ``data`` (with
-``geometry``), ``generator`` (with lesson 07's ``slices`` and lesson 06's ``patches``), ``models``, ``losses``/``metrics``, ``training``,
-``inference``, ``viz``; ``checks`` beside them (they may use any of them) and the command
-line on top (``__main__``, ``course``, ``lab``, grading ...). A module imports only from its
+``geometry``), ``generator`` (with lesson 07's ``slices`` and lesson 06's ``patches``), ``models``,
+``losses``/``metrics``, ``training``, ``inference``, ``viz``; ``checks`` beside them (they may
+use any of them) and on top the lessons' ``course`` and ``challenge``, the instructor's grading
+(``helpers/grading/``), the course tooling (``helpers/tools/``) and every ``__main__``. A module imports only from its
 own layer or lower ones, counting the imports inside functions too, and the graph of all
 imports between helpers modules is acyclic. A new module must be given its layer here.
 """
@@ -31,11 +32,14 @@ LAYER_OF = {
     "helpers.training": "training",
     "helpers.inference": "inference", "helpers.geometry": "data", "helpers.patches": "generator",
     "helpers.viz": "viz",
-    "helpers.__main__": TOP, "helpers._bootstrap": TOP, "helpers.course": TOP, "helpers.lab": TOP,
-    "helpers.hosted": TOP, "helpers.grading": TOP, "helpers.grading_audit": TOP, "helpers.grading_execute": TOP,
-    "helpers.grading_guard": TOP, "helpers.grading_runner": TOP, "helpers.sandbox": TOP, "helpers.data.__main__": TOP,
-    "helpers.grading_feedback": TOP, "helpers.challenge": TOP, "helpers.challenge_page": TOP,
+    # the lesson timer and the capstone's kit: notebooks import them, the command line runs them
+    "helpers.course": TOP, "helpers.challenge": TOP, "helpers.challenge_page": TOP,
 }
+
+#: Packages (and shim names) on top: everything under helpers/grading/ and helpers/tools/.
+TOP_PREFIXES = ("helpers.grading", "helpers.tools")
+#: One-release shims of modules that moved into helpers/grading/ or helpers/tools/.
+SHIMS = {"helpers.grading_execute", "helpers.grading_feedback", "helpers.hosted"}
 
 
 def _modules() -> dict[str, Path]:
@@ -52,6 +56,10 @@ MODULES = _modules()
 def _layer(module: str) -> str:
     if module in LAYER_OF:
         return LAYER_OF[module]
+    # the instructor's grading, the course tooling, every command-line entry and the
+    # one-release shims of moved modules (helpers.grading_execute, ...) sit on top
+    if module.startswith(TOP_PREFIXES) or module.rpartition(".")[2] == "__main__" or module in SHIMS:
+        return TOP
     if module == "helpers.data" or module.startswith("helpers.data."):
         return "data"
     if module == "helpers.checks" or module.startswith("helpers.checks."):
@@ -126,3 +134,50 @@ def test_the_graph_sees_imports_inside_functions():
 @pytest.mark.parametrize("module", sorted(m for m in MODULES if _layer(m) != TOP or m == "helpers.course"))
 def test_every_pipeline_and_checks_module_imports(module):
     importlib.import_module(module)
+
+
+#: Packages only the instructor's grading and the course tooling may import: a learner's
+#: install (the library the notebooks import) does not need them.
+INSTRUCTOR_PACKAGES = ("nbformat", "nbclient", "nbconvert", "nbgrader", "ipykernel")
+
+
+def _instructor_package(name: str) -> bool:
+    top = name.split(".")[0]
+    return top in INSTRUCTOR_PACKAGES or top.startswith("jupyter")
+
+
+def _third_party_imports(path: Path) -> set[tuple[str, int]]:
+    """Absolute imports of ``path`` anywhere in its code (functions included), and the
+    modules named by a constant in ``importlib.import_module``/``__import__`` calls."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update((alias.name, node.lineno) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found.add((node.module, node.lineno))
+        elif (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)
+              and isinstance(node.args[0].value, str)
+              and (getattr(node.func, "attr", None) == "import_module" or getattr(node.func, "id", None) == "__import__")):
+            found.add((node.args[0].value, node.lineno))
+    return found
+
+
+def test_the_learner_library_does_not_import_the_instructor_tools():
+    """Only helpers/grading/, helpers/tools/ and the shims of moved modules may import
+    nbformat, nbclient, nbconvert, nbgrader, ipykernel or jupyter_*."""
+    wrong = []
+    for module, path in sorted(MODULES.items()):
+        if module.startswith(TOP_PREFIXES) or module in SHIMS:
+            continue
+        wrong += [f"{path.relative_to(ROOT)}:{line} imports {name}"
+                  for name, line in sorted(_third_party_imports(path)) if _instructor_package(name)]
+    assert not wrong, "instructor packages imported outside helpers/grading and helpers/tools:\n" + "\n".join(wrong)
+
+
+def test_the_import_boundary_sees_imports_inside_functions(tmp_path):
+    path = tmp_path / "module.py"
+    path.write_text("def run():\n    import nbformat\n    from nbclient import NotebookClient\n"
+                    "    from jupyter_client import KernelManager\n    importlib.import_module('nbgrader.api')\n")
+    names = {name for name, _ in _third_party_imports(path)}
+    assert names == {"nbformat", "nbclient", "jupyter_client", "nbgrader.api"}
+    assert all(_instructor_package(name) for name in names) and not _instructor_package("numpy")

@@ -1,7 +1,7 @@
 """What the grading runner puts back before a test, and the guard that keeps the course's
 reference implementations out of a learner's answer.
 
-Used by :mod:`helpers.grading_runner` inside the grading sandbox. A snapshot is taken after
+Used by :mod:`helpers.grading.runner` inside the grading sandbox. A snapshot is taken after
 every ``helpers`` module was imported and before any learner code runs:
 
 * :meth:`Snapshot.restore` puts back what a solution cell could have bent to make a check
@@ -35,11 +35,15 @@ import sysconfig
 import types
 from pathlib import Path
 
-_HELPERS_DIR = Path(__file__).resolve().parent
-#: Modules of ``helpers`` that are tools, not lesson code: no references live there, and the
-#: grading machinery is never imported into a graded process by name.
-_TOOL_MODULES = {"helpers.__main__", "helpers.data.__main__", "helpers.lab", "helpers._bootstrap",
-                 "helpers.course", "helpers.hosted", "helpers.sandbox", "helpers.config"}
+#: The ``helpers`` package root (this file is helpers/grading/guard.py).
+_HELPERS_DIR = Path(__file__).resolve().parents[1]
+#: Packages of ``helpers`` that are tools, not lesson code: no references live in any module
+#: under them, and the grading machinery is never imported into a graded process by name.
+#: ``helpers.grading`` also covers the one-release shims ``helpers.grading_execute`` and co.
+_TOOL_PREFIXES = ("helpers.grading", "helpers.tools")
+#: Tool modules outside those packages (every ``__main__`` is one too): the settings, the
+#: lesson timer, and the one-release shim ``helpers.hosted`` (now ``helpers.tools.hosted``).
+_TOOL_MODULES = {"helpers.config", "helpers.course", "helpers.hosted"}
 #: Third-party modules whose attributes a test may use (``np.allclose``): restored too.
 _LIBRARY_MODULES = ("numpy", "numpy.testing", "tensorflow", "keras", "keras.ops", "math")
 #: Names that output caching or the runner may set in builtins.
@@ -61,7 +65,7 @@ class ReferenceCallError(AssertionError):
 
 def is_tool_module(name: str) -> bool:
     """True for ``helpers`` modules that hold no reference implementation (grading, tools)."""
-    return name in _TOOL_MODULES or name.startswith("helpers.grading")
+    return name.startswith(_TOOL_PREFIXES) or name.rpartition(".")[2] == "__main__" or name in _TOOL_MODULES
 
 
 def _is_code(value) -> bool:

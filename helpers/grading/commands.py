@@ -44,9 +44,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from helpers import config
-from helpers._bootstrap import BOOTSTRAPPED as _BOOTSTRAPPED
+from helpers.tools.bootstrap import BOOTSTRAPPED as _BOOTSTRAPPED
 
-#: Environment variable naming the trace file of a grading run (see helpers.grading_execute).
+#: Environment variable naming the trace file of a grading run (see helpers.grading.execute).
 TRACE_VARIABLE = "UNET_COURSE_GRADING_TRACE"
 
 #: What a student id (a folder name under ``submissions/``) may look like.
@@ -95,14 +95,14 @@ def _tool_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The current environment with this interpreter's scripts folder first on PATH:
     nbgrader's gradebook runs the ``alembic`` command, which an environment that is not
     activated (``.venv/bin/python -m helpers ...``) would not find. The kernels nbgrader
-    starts get :data:`helpers.course.KERNEL_ENV` where the environment does not set it."""
-    from helpers import course
+    starts get :data:`helpers.tools.kernels.KERNEL_ENV` where the environment does not set it."""
+    from helpers.tools import kernels
 
     scripts = str(Path(sys.executable).parent)
     path = os.environ.get("PATH", "")
     if scripts not in path.split(os.pathsep):
         path = scripts + os.pathsep + path if path else scripts
-    return dict(course.kernel_env(), PATH=path, **(extra or {}))
+    return dict(kernels.kernel_env(), PATH=path, **(extra or {}))
 
 
 @contextlib.contextmanager
@@ -208,7 +208,7 @@ def _copy_tree(source: Path, target: Path) -> list[str]:
     symbolic link is followed or copied, no FIFO, socket or device either (a student's
     link to ``../../../answers/...`` would otherwise bring the answers along). Returns one
     line per entry left out."""
-    from helpers import sandbox
+    from helpers.grading import sandbox
 
     return sandbox.copy_regular_files(source, target, frozenset(_SKIP_NAMES))
 
@@ -266,7 +266,7 @@ def collect(source: str | os.PathLike = "submissions", selection: list[str] | No
       notebooks are read (size-limited) and written under ``downloaded/``.
 
     Every refusal is printed (the archive, the student it is named for, the fix); the
-    other files are still collected (:func:`helpers.grading_feedback.stage_downloads`).
+    other files are still collected (:func:`helpers.grading.feedback.stage_downloads`).
     """
     folder = course_root(root)
     source = Path(source)
@@ -294,7 +294,7 @@ def collect(source: str | os.PathLike = "submissions", selection: list[str] | No
             raise GradingError(f"No file in {source} ends with <lesson>.ipynb for "
                                f"{', '.join(chosen)}; name them <student>_<lesson>.ipynb "
                                f"or put <lesson>.ipynb in <student>.zip.")
-        from helpers import grading_feedback
+        from helpers.grading import feedback as grading_feedback
 
         status = 0
         for name in found:
@@ -453,7 +453,7 @@ def _grade_one(folder: Path, lesson: str, student: str, env: dict[str, str],
                timeout: float | None) -> GradingResult:
     """Audit, repair and grade one submission; grade again with a faulty cell replaced when
     the grading process died or a cell could not be stopped (at most ``_MAX_ATTEMPTS`` runs)."""
-    from helpers import grading_audit
+    from helpers.grading import audit as grading_audit
 
     started = time.perf_counter()
     release = json.loads((folder / "notebooks" / lesson / f"{lesson}.ipynb").read_text(encoding="utf-8"))
@@ -522,7 +522,7 @@ def _grade_one(folder: Path, lesson: str, student: str, env: dict[str, str],
                 break
             stuck = any(e.get("event") == "stuck" for e in events) or code == _TIMED_OUT
             limit = next((e for e in reversed(events) if e.get("event") == "limit"), None)
-            if limit is not None:  # the sandbox's watchdog stopped it (helpers.sandbox)
+            if limit is not None:  # the sandbox's watchdog stopped it (helpers.grading.sandbox)
                 reason = f"it exceeded the {limit.get('detail') or str(limit.get('limit')) + ' limit'}"
             elif stuck:
                 reason = "it did not stop at the time limit, nor when interrupted"
@@ -576,7 +576,7 @@ def _is_regular(path: Path) -> bool:
 
 def _remove(path: Path) -> bool:
     """Remove ``path``, whatever it is (a link itself, never its target)."""
-    from helpers import sandbox
+    from helpers.grading import sandbox
 
     return sandbox.remove_path(path)
 
@@ -584,7 +584,7 @@ def _remove(path: Path) -> bool:
 def _remove_irregular(folder: Path, root: Path) -> list[str]:
     """Remove every link, FIFO, socket or device below ``folder``; one line per removal
     (paths relative to ``root``)."""
-    from helpers import sandbox
+    from helpers.grading import sandbox
 
     removed = []
     for path in sandbox.irregular_entries(folder):
@@ -598,7 +598,7 @@ def _clear_output_folder(folder: Path, kind: str, student: str, lesson: str,
     """Before nbgrader writes ``<kind>/<student>/<lesson>/`` (kind: autograded, feedback):
     none of those three folders may be a link or a special file (nbgrader would write
     through it), nor hold one (nbgrader copies them along and chmods them)."""
-    from helpers import sandbox
+    from helpers.grading import sandbox
 
     problems = []
     path = folder
@@ -657,7 +657,7 @@ def prepare_grading_data(folder: Path, lessons_to_grade: list[str], env: dict[st
     needs_model = any(lesson.startswith("05") for lesson in lessons_to_grade)
     if not names and not needs_model:
         return
-    code = ("import sys\nfrom helpers import data, course\ncourse.apply_kernel_env()\n"
+    code = ("import sys\nfrom helpers import data\nfrom helpers.tools import kernels\nkernels.apply_kernel_env()\n"
             f"for name in {names!r}:\n    data.ensure_dataset(name)\n")
     if needs_model:
         code += "from helpers import training\ntraining.load_or_train_cxr_model(verbose=0)\n"
@@ -711,14 +711,14 @@ def autograde(lesson: list[str] | None = None, student: str | None = None,
     with the course's sandboxed runner, and write ``grading_report.csv``/``.html``.
 
     Before grading, each submission's nbgrader metadata is repaired from the release and
-    its code audited (:mod:`helpers.grading_audit`). A runner that dies or a cell that
+    its code audited (:mod:`helpers.grading.audit`). A runner that dies or a cell that
     cannot be stopped costs only its own exercise: the submission is graded again with that
     cell replaced by one that raises. Returns 0 when every submission was graded, 1 when
     some could not be (the report says which and why), 2 when grading could not start.
     ``submission_timeout`` bounds one nbgrader run (a safety net: the per-cell limit of
     ``nbgrader_config.py`` normally stops a runaway cell long before).
     """
-    from helpers import sandbox
+    from helpers.grading import sandbox
 
     folder = course_root(root)
     collected = _submitted_lessons(folder, student)
@@ -905,7 +905,7 @@ def main(argv: list[str] | None = None) -> int:
     if importlib.util.find_spec("nbgrader") is None and not os.environ.get(_BOOTSTRAPPED):
         # a bare Python (`python -m helpers release`): run inside the course environment,
         # created on first use like `python -m helpers course` does
-        from helpers import _bootstrap
+        from helpers.tools import bootstrap as _bootstrap
 
         try:
             python = _bootstrap.ensure_environment()

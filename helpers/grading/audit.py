@@ -47,7 +47,7 @@ Two functions, both pure (they read notebooks and return results, nothing is exe
   run time through another ``helpers`` function or object (``metrics.hard_dice`` calling
   ``metrics.dice_coefficient``, ``training.custom_objects()`` kept in a variable) or through
   names that only exist at run time. Those are the run-time guard's
-  (:mod:`helpers.grading_guard`): before a test the graded names must not be, wrap or reach
+  (:mod:`helpers.grading.guard`): before a test the graded names must not be, wrap or reach
   the exercise's reference, and while it runs no learner function may be on the stack when
   that reference is called, through other ``helpers`` functions included. Like any static reading the audit can be fooled by code that builds code; such
   code (``exec``, ``eval``, ``__import__``, ``vars``, ``__dict__``, ``inspect``,
@@ -63,7 +63,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from helpers.grading_guard import is_tool_module
+from helpers.grading.guard import is_tool_module
 
 #: Names whose use is tampering with the kernel or the interpreter.
 _FORBIDDEN_NAMES = {
@@ -334,8 +334,8 @@ class _Index:
 def _helpers_index() -> _Index:
     """Every public function and class defined in a ``helpers`` module is the reference of
     the exercise of the same name (the course's own checks, ``check_*``, are not), as
-    :mod:`helpers.grading_guard` guards them at run time."""
-    root = Path(__file__).resolve().parent
+    :mod:`helpers.grading.guard` guards them at run time."""
+    root = Path(__file__).resolve().parents[1]    # helpers/, the package root
     modules, exports, references = set(), {}, set()
     for path in sorted(root.rglob("*.py")):
         parts = ("helpers", *path.relative_to(root).with_suffix("").parts)

@@ -42,7 +42,8 @@ import venv
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+#: The repository: the folder above the ``helpers`` package (this file is helpers/tools/bootstrap.py).
+REPO_ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT = REPO_ROOT / "pyproject.toml"
 CONSTRAINTS = REPO_ROOT / "constraints.txt"
 ENVIRONMENT_YML = REPO_ROOT / "environment.yml"

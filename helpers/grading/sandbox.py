@@ -2,8 +2,8 @@
 
 A student's submission is untrusted code. When ``python -m helpers autograde`` (or a plain
 ``nbgrader autograde`` in the course root) executes it, nbgrader's Execute step
-(:mod:`helpers.grading_execute`) starts the launcher :func:`main` (outside the sandbox) in
-the notebook's folder; the launcher wraps the grading runner (:mod:`helpers.grading_runner`)
+(:mod:`helpers.grading.execute`) starts the launcher :func:`main` (outside the sandbox) in
+the notebook's folder; the launcher wraps the grading runner (:mod:`helpers.grading.runner`)
 in ``bwrap``, relays its standard output and error, and watches it.
 
 **What the runner sees.** The file system is empty except for what it needs:
@@ -119,7 +119,7 @@ from pathlib import Path
 
 #: Set to 1 to grade without a sandbox (the instructor accepts the risk).
 NO_SANDBOX_VARIABLE = "UNET_COURSE_NO_SANDBOX"
-#: The grading trace (the same name as :data:`helpers.grading.TRACE_VARIABLE`; not
+#: The grading trace (the same name as :data:`helpers.grading.commands.TRACE_VARIABLE`; not
 #: imported from there, so that the launcher imports as little as possible).
 TRACE_VARIABLE = "UNET_COURSE_GRADING_TRACE"
 
@@ -127,7 +127,9 @@ TRACE_VARIABLE = "UNET_COURSE_GRADING_TRACE"
 #: writes anything to stderr 0, so Python warnings and text progress bars stay quiet.
 GRADING_ENV = {"PYTHONWARNINGS": "ignore", "TQDM_DISABLE": "1"}
 
-_HELPERS_DIR = Path(__file__).resolve().parent
+#: The ``helpers`` package root (this file is helpers/grading/sandbox.py): bound read-only
+#: into the sandbox, and its parent goes first on the runner's ``sys.path``.
+_HELPERS_DIR = Path(__file__).resolve().parents[1]
 _SYSTEM_FOLDERS = ("/usr", "/etc", "/opt", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 
 # --- environment ------------------------------------------------------------------------
@@ -571,16 +573,16 @@ def bwrap_command(inner: list[str], workdir: Path, connection_dir: Path, scratch
 #: ``python -I -c`` code of the launcher: isolated mode keeps the working folder (the
 #: submission's) and PYTHONPATH off sys.path; this package's parent goes first instead.
 _LAUNCHER_CODE = ("import sys; sys.path.insert(0, {parent!r}); "
-                  "from helpers.sandbox import main; sys.exit(main())")
+                  "from helpers.grading.sandbox import main; sys.exit(main())")
 #: ``python -c`` code of the runner: the working folder ('' for -c) leaves sys.path before
 #: anything is imported, and the read-only helpers go first.
 _RUNNER_CODE = ("import sys; sys.path[:] = [p for p in sys.path if p not in ('', '.')]; "
                 "sys.path.insert(0, {parent!r}); "
-                "from helpers.sandbox import runner_main; sys.exit(runner_main())")
+                "from helpers.grading.sandbox import runner_main; sys.exit(runner_main())")
 
 
 def launcher_command(scratch: Path) -> list[str]:
-    """The command that starts :mod:`helpers.grading_runner` inside the sandbox (through
+    """The command that starts :mod:`helpers.grading.runner` inside the sandbox (through
     :func:`main`, this interpreter in isolated mode, this very ``helpers`` package), with
     ``scratch`` as the folder of its home, data folder and working copy."""
     return [sys.executable, "-I", "-c", _LAUNCHER_CODE.format(parent=str(_HELPERS_DIR.parent)),
@@ -637,14 +639,14 @@ def _apply_rlimits(limits: Limits) -> None:
 
 def runner_main() -> int:
     """Inside the sandbox (started by :func:`runner_command`): the resource backstops, then
-    :func:`helpers.grading_runner.main` of the read-only ``helpers``."""
+    :func:`helpers.grading.runner.main` of the read-only ``helpers``."""
     try:
         limits = Limits.from_environment()
     except ValueError as error:
         print(f"grading runner: {error}; using the default limits", file=sys.stderr)
         limits = Limits()
     _apply_rlimits(limits)
-    from helpers import grading_runner
+    from helpers.grading import runner as grading_runner
 
     return grading_runner.main()
 
@@ -877,14 +879,14 @@ class Watchdog:
 def main(argv: list[str] | None = None) -> int:
     """Launcher: ``... --runner --scratch FOLDER`` (see :func:`launcher_command`).
 
-    Starts :mod:`helpers.grading_runner` inside bubblewrap (or directly when the sandbox
+    Starts :mod:`helpers.grading.runner` inside bubblewrap (or directly when the sandbox
     was switched off with ``UNET_COURSE_NO_SANDBOX=1``) with the grader's standard input,
     relays its standard output and error, kills it at a limit (:class:`Watchdog`), waits
     for it, and removes its scratch folder. Returns the runner's exit code.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--runner" not in argv or "--scratch" not in argv[:-1]:
-        print("error: usage: python -m helpers.sandbox --runner --scratch FOLDER", file=sys.stderr)
+        print("error: usage: python -m helpers.grading.sandbox --runner --scratch FOLDER", file=sys.stderr)
         return 2
     scratch = Path(argv[argv.index("--scratch") + 1]).resolve()
     try:

@@ -8,7 +8,7 @@ Learners get a clean lab on ``notebooks/``:
   parent, the repository, so that both folders are reachable).
 * no "get notified about Jupyter news?" prompt and no update check; every cell rendered;
 * the notebooks' kernel (``python3``) is the course kernel: this Python, with
-  :data:`helpers.course.KERNEL_ENV` in its ``env``, shown as :data:`KERNEL_DISPLAY_NAME`.
+  :data:`helpers.tools.kernels.KERNEL_ENV` in its ``env``, shown as :data:`KERNEL_DISPLAY_NAME`.
 
 Nothing outside the course is changed: the settings live in
 ``<data dir>/lab/<learner|instructor>/`` (see :func:`helpers.config.data_dir`) and reach
@@ -25,7 +25,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from helpers import config, course
+from helpers import config
+from helpers.tools import kernels
 
 #: Lab extensions (plugins of ``@jupyter/nbgrader``) that only instructors need.
 INSTRUCTOR_LAB_PLUGINS = (
@@ -40,9 +41,9 @@ INSTRUCTOR_SERVER_EXTENSIONS = (
     "nbgrader.server_extensions.course_list",
 )
 #: The kernel named in every notebook's metadata; inside the course lab it is the course's.
-KERNEL_NAME = course.KERNEL_NAME
+KERNEL_NAME = kernels.KERNEL_NAME
 #: What the lab shows as the kernel's name.
-KERNEL_DISPLAY_NAME = course.KERNEL_DISPLAY_NAME
+KERNEL_DISPLAY_NAME = kernels.KERNEL_DISPLAY_NAME
 
 
 def lab_dir(instructor: bool = False) -> Path:
@@ -58,7 +59,7 @@ def _write_json(path: Path, value) -> None:
 def prepare(instructor: bool = False, root: Path | None = None) -> dict[str, str]:
     """Write the lab's settings into ``root`` (default :func:`lab_dir`) and return the
     environment variables that point JupyterLab at them (``JUPYTER_CONFIG_PATH``,
-    ``JUPYTER_PATH``, with :data:`helpers.course.KERNEL_ENV`), on top of ``os.environ``.
+    ``JUPYTER_PATH``, with :data:`helpers.tools.kernels.KERNEL_ENV`), on top of ``os.environ``.
 
     * ``config/labconfig/page_config.json``: the instructor lab plugins disabled (learners);
     * ``config/jupyter_server_config.json``: the instructor server extensions off (learners);
@@ -78,8 +79,8 @@ def prepare(instructor: bool = False, root: Path | None = None) -> dict[str, str
                 {"fetchNews": "false", "checkForUpdates": False})
     _write_json(root / "user-settings" / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings",
                 {"windowingMode": "none"})
-    _write_json(root / "share" / "kernels" / KERNEL_NAME / "kernel.json", course.kernelspec())
-    env = course.kernel_env()
+    _write_json(root / "share" / "kernels" / KERNEL_NAME / "kernel.json", kernels.kernelspec())
+    env = kernels.kernel_env()
 
     def first(variable: str, folder: Path) -> str:
         rest = [p for p in env.get(variable, "").split(os.pathsep) if p]

@@ -1,7 +1,7 @@
 """The process that runs one submission while it is graded (inside the grading sandbox).
 
-``python -m helpers.grading_runner`` is started by :mod:`helpers.grading_execute` through
-:mod:`helpers.sandbox`; it executes the notebook cell by cell and reports every cell's
+``python -m helpers.grading.runner`` is started by :mod:`helpers.grading.execute` through
+:mod:`helpers.grading.sandbox`; it executes the notebook cell by cell and reports every cell's
 outputs and whether it raised.
 
 Why not a Jupyter kernel
@@ -27,9 +27,9 @@ token that the grader sent when the process started: a line without it is not a 
 
 What runs before every test cell
 --------------------------------
-* This module's and :mod:`helpers.grading_guard`'s own globals are reset from the copy taken
+* This module's and :mod:`helpers.grading.guard`'s own globals are reset from the copy taken
   at start (a cell that replaced a function the runner uses is undone first).
-* :meth:`helpers.grading_guard.Snapshot.restore`: builtins, ``sys.modules``, every function,
+* :meth:`helpers.grading.guard.Snapshot.restore`: builtins, ``sys.modules``, every function,
   class and module attribute of ``helpers``, numpy, TensorFlow and Keras, and the notebook
   names the test uses as modules. A test cell whose checks had been replaced fails and
   says so.
@@ -52,8 +52,8 @@ What it does not cover
 ----------------------
 Code in the same process can in principle still reach this frame: through a signal
 handler's ``frame`` argument, a C extension, a bug in CPython. Each needs code that the
-static audit (:mod:`helpers.grading_audit`) flags for review, and the process stays inside
-bubblewrap (:mod:`helpers.sandbox`), so the worst it can do is misreport its own score.
+static audit (:mod:`helpers.grading.audit`) flags for review, and the process stays inside
+bubblewrap (:mod:`helpers.grading.sandbox`), so the worst it can do is misreport its own score.
 Class attributes of third-party libraries (``tf.Tensor.__eq__ = ...``) are not restored.
 The hidden tests of a test cell are in this process while that cell runs.
 
@@ -285,7 +285,7 @@ def main() -> int:  # noqa: C901 - one frame on purpose: the verdict must not le
 
     warnings.simplefilter("ignore")
     sys.dont_write_bytecode = True
-    from helpers import grading_guard
+    from helpers.grading import guard as grading_guard
 
     failed_imports = grading_guard.import_all_helpers()
     from IPython.core.inputtransformer2 import TransformerManager

@@ -1,0 +1,301 @@
+"""nbgrader's ``Execute`` step for this course: a sandboxed runner whose verdicts the
+submission cannot rewrite, and a trace for the grader's repairs.
+
+``nbgrader_config.py`` puts :class:`GradingExecute` in place of nbgrader's ``Execute`` in
+``Autograde.autograde_preprocessors``, so plain ``nbgrader autograde``, the formgrader and
+``python -m helpers autograde`` all
+
+* run every submission in :mod:`helpers.grading.runner` inside the sandbox
+  (:mod:`helpers.grading.sandbox`), not in a Jupyter kernel: the result of each cell comes back on
+  a pipe, marked with a token this process drew, decided in one frame of the runner that no
+  IPython or ipykernel hook stands between (the runner's docstring argues the design);
+  they stop with a clear message where no sandbox is available, unless
+  ``UNET_COURSE_NO_SANDBOX=1`` (``--no-sandbox``) says to accept the risk;
+* send every graded test cell with the release's source (nbgrader has put it back, hidden
+  tests included) and the names its exercise's solution cells define, so that the runner
+  restores the checks before it and keeps the reference of that exercise out of the
+  learner's answer;
+* write the outputs into the notebook in the form nbgrader scores: a failed test cell's
+  error comes first, and a test cell never ends in an ``execute_result`` (nbgrader would
+  read a number there as partial credit);
+* write a trace, one JSON line per cell started and one at the end, to the file named by
+  ``UNET_COURSE_GRADING_TRACE``: when the runner dies, or a cell ignores its time limit,
+  :mod:`helpers.grading` knows which cell it was and grades again with only that cell
+  replaced.
+
+A cell that runs past its limit (``Execute.timeout``, or ``timeout_func``) is stopped inside
+the runner with ``CellTimeoutError`` and grading goes on; one that does not stop
+``interrupt_grace`` seconds later is killed with its runner.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import secrets
+import selectors
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from nbformat import NotebookNode
+from nbgrader.preprocessors import Execute
+from nbgrader.preprocessors.execute import UnresponsiveKernelError
+from traitlets import Integer
+
+from helpers.tools import kernels
+from helpers.grading import sandbox
+from helpers.grading.commands import TRACE_VARIABLE
+
+#: Most bytes the runner may send for one cell before it is stopped.
+MAX_REPLY_BYTES = 64 * 1024 * 1024
+#: Output types and MIME types that are taken from the runner (the rest is dropped).
+_TEXT_MIME = "text/plain"
+
+
+class RunnerDied(RuntimeError):
+    """The runner exited (or was killed) before it answered for a cell."""
+
+
+def _nbgrader_meta(cell) -> dict:
+    return cell.get("metadata", {}).get("nbgrader", {}) or {}
+
+
+def is_graded_test(cell) -> bool:
+    """A graded test cell: code, ``grade: true``, not a solution cell."""
+    meta = _nbgrader_meta(cell)
+    return cell.get("cell_type") == "code" and bool(meta.get("grade")) and not meta.get("solution")
+
+
+def defined_names(source: str) -> set[str]:
+    """Top-level names a cell binds (functions, classes, assignments, imports)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                names.update(n.id for n in ast.walk(target) if isinstance(n, ast.Name))
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+    return names
+
+
+def exercise_names(cells) -> dict[int, set[str]]:
+    """For every graded test cell (by index), the names that the solution cells since the
+    previous graded test cell define: what the test grades."""
+    result, pending = {}, set()
+    for index, cell in enumerate(cells):
+        if cell.get("cell_type") != "code":
+            continue
+        if _nbgrader_meta(cell).get("solution"):
+            pending |= defined_names(cell.get("source", ""))
+        elif is_graded_test(cell):
+            result[index] = set(pending)
+            pending = set()
+    return result
+
+
+def _clean_outputs(raw, test: bool, status: str) -> list[NotebookNode]:
+    """nbformat outputs from the runner's reply: known types and fields only; for a test
+    cell, the error first and no ``execute_result``."""
+    outputs = []
+    for item in raw if isinstance(raw, list) else []:
+        if not isinstance(item, dict):
+            continue
+        kind = item.get("output_type")
+        if kind == "stream" and item.get("name") in ("stdout", "stderr"):
+            outputs.append(NotebookNode(output_type="stream", name=item["name"], text=str(item.get("text", ""))))
+        elif kind == "error":
+            traceback = item.get("traceback")
+            outputs.append(NotebookNode(output_type="error", ename=str(item.get("ename", "Error")),
+                                        evalue=str(item.get("evalue", "")),
+                                        traceback=[str(line) for line in traceback]
+                                        if isinstance(traceback, list) else []))
+        elif kind in ("execute_result", "display_data"):
+            data = item.get("data") if isinstance(item.get("data"), dict) else {}
+            kept = {key: str(value) for key, value in data.items() if key in (_TEXT_MIME, "image/png")}
+            if not kept:
+                continue
+            if kind == "execute_result" and not test:
+                count = item.get("execution_count")
+                outputs.append(NotebookNode(output_type="execute_result", metadata={}, data=kept,
+                                            execution_count=count if isinstance(count, int) else None))
+            else:
+                outputs.append(NotebookNode(output_type="display_data", metadata={}, data=kept))
+    if test:
+        errors = [output for output in outputs if output.output_type == "error"]
+        if status == "error" and not errors:
+            errors = [NotebookNode(output_type="error", ename="Error", evalue="the test failed",
+                                   traceback=["the test failed"])]
+        if status == "ok":
+            errors = []  # the verdict is the runner's, not the text a cell printed
+        rest = [output for output in outputs if output.output_type != "error"]
+        outputs = errors + rest
+    return outputs
+
+
+class GradingExecute(Execute):
+    """nbgrader ``Execute`` that runs the course's sandboxed grading runner."""
+
+    interrupt_grace = Integer(
+        15, help="Seconds a cell may run past its time limit before its runner is killed and "
+                 "the submission graded again without that cell.").tag(config=True)
+
+    def preprocess(self, nb, resources=None, km=None):
+        sandbox.check_available()
+        resources = resources if resources is not None else {}
+        path = Path((resources.get("metadata") or {}).get("path") or os.getcwd())
+        self._trace({"event": "start", "cells": len(nb.cells)})
+        token = secrets.token_hex(16)
+        scratch = Path(tempfile.mkdtemp(prefix="unet-course-runner-"))
+        command = sandbox.launcher_command(scratch)
+        environment = {**kernels.kernel_env(), **sandbox.GRADING_ENV}
+        process = subprocess.Popen(command, cwd=path, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                   env=environment, start_new_session=True)
+        reader = _Reader(process, token)
+        try:
+            process.stdin.write(token.encode("ascii") + b"\n")
+            process.stdin.flush()
+            ready = reader.receive(None, deadline=time.monotonic() + 600)
+            if ready is None:
+                raise RunnerDied("the grading runner did not start (see nbgrader's log)")
+            names = exercise_names(nb.cells)
+            count = 0
+            for index, cell in enumerate(nb.cells):
+                if cell.cell_type != "code" or not cell.source.strip():
+                    continue
+                meta = _nbgrader_meta(cell)
+                test = is_graded_test(cell)
+                self._trace({"event": "cell", "index": index, "id": cell.get("id"),
+                             "grade_id": meta.get("grade_id"), "source": cell.source[:2000]})
+                timeout = self._get_timeout(cell)
+                body = cell.source.encode("utf-8")
+                request = f"{'test' if test else 'code'} {index} {timeout or 0} {len(body)}\n".encode() + body
+                if test:
+                    listed = " ".join(sorted(names.get(index, ()))).encode("utf-8")
+                    request += f"{len(listed)}\n".encode() + listed
+                try:
+                    process.stdin.write(request)
+                    process.stdin.flush()
+                except (BrokenPipeError, OSError):
+                    raise RunnerDied(f"the grading runner died before cell {index + 1}") from None
+                deadline = time.monotonic() + (timeout + self.interrupt_grace if timeout else 10 ** 9)
+                reply = reader.receive(index, deadline)
+                if reply == "stuck":
+                    self._trace({"event": "stuck", "id": cell.get("id"), "seconds": timeout})
+                    self.log.error("Cell %d did not stop %d s after its time limit: killing the runner.",
+                                   index + 1, self.interrupt_grace)
+                    raise UnresponsiveKernelError()
+                if reply is None:
+                    raise RunnerDied(f"the grading runner died while cell {index + 1} ran")
+                status, outputs = reply
+                count += 1
+                cell.outputs = _clean_outputs(outputs, test, status)
+                cell.execution_count = count
+            try:
+                process.stdin.write(b"end 0 0 0\n")
+                process.stdin.flush()
+            except (BrokenPipeError, OSError):
+                pass
+        except RunnerDied:
+            if reader.overflow:  # named in the report like the sandbox's own output limit
+                self._trace({"event": "limit", "limit": "output",
+                             "detail": f"output limit ({MAX_REPLY_BYTES >> 20} MB for one cell)"})
+            raise
+        finally:
+            _stop(process)
+            sandbox.remove_scratch(scratch)
+        self._trace({"event": "complete"})
+        return nb, resources
+
+    def _trace(self, record: dict) -> None:
+        path = os.environ.get(TRACE_VARIABLE)
+        if not path:
+            return
+        record["time"] = time.time()
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+
+class _Reader:
+    """Reads the runner's replies: lines ``TOKEN INDEX STATUS OUTPUTS``; anything else
+    (a line without the token, a reply for another cell) is ignored."""
+
+    def __init__(self, process: subprocess.Popen, token: str) -> None:
+        self.process, self.prefix = process, (token + " ").encode("ascii")
+        self.buffer = bytearray()
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(process.stdout, selectors.EVENT_READ)
+        self.closed = False
+        self.overflow = False
+
+    def receive(self, index: int | None, deadline: float):
+        """``(status, outputs)`` of cell ``index`` (``index`` None: the ready line, returns
+        True); None when the runner closed its end; ``"stuck"`` past ``deadline``."""
+        received = 0
+        while True:
+            while b"\n" in self.buffer:
+                cut = self.buffer.index(b"\n")
+                line = bytes(self.buffer[:cut])
+                del self.buffer[: cut + 1]
+                parsed = self._parse(line, index)
+                if parsed is not None:
+                    return parsed
+            if self.closed:
+                return None
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return "stuck"
+            if not self.selector.select(timeout=min(remaining, 5.0)):
+                continue
+            chunk = os.read(self.process.stdout.fileno(), 1 << 20)
+            if not chunk:
+                self.closed = True
+                continue
+            received += len(chunk)
+            if received > MAX_REPLY_BYTES:
+                self.overflow = True
+                raise RunnerDied(f"the runner sent more than {MAX_REPLY_BYTES >> 20} MB for one cell")
+            self.buffer.extend(chunk)
+
+    def _parse(self, line: bytes, index: int | None):
+        if not line.startswith(self.prefix):
+            return None
+        fields = line[len(self.prefix):].decode("utf-8", "replace").split(" ", 2)
+        if index is None:
+            return True if fields[:1] == ["ready"] else None
+        if len(fields) != 3 or fields[0] != str(index) or fields[1] not in ("ok", "error"):
+            return None
+        try:
+            outputs = ast.literal_eval(fields[2])
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            outputs = [{"output_type": "stream", "name": "stderr",
+                        "text": "the grader could not read this cell's output\n"}]
+        return fields[1], outputs
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """Close the runner's input and end its process group."""
+    for stream in (process.stdin, process.stdout):
+        try:
+            stream.close()
+        except OSError:
+            pass
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    process.wait()
