@@ -31,6 +31,57 @@ def _at_least(outputs: str, pattern: str, bound: float) -> str | None:
     return None if value >= bound else f"the run printed {value}, below {bound}"
 
 
+def _falls(pattern: str):
+    """The first printed value of ``pattern`` is at least 1.5 times its last (a loss that falls fast)."""
+    def check(outputs: str, said: tuple[str, ...]) -> str | None:
+        match = re.search(pattern, outputs)
+        if not match:
+            return f"no output matches {pattern!r}"
+        first, last = (float(value) for value in match.groups())
+        return None if last <= first / 1.5 else f"the loss went from {first} to {last} only"
+    return check
+
+
+def _above_in_first_half(outputs: str, said: tuple[str, ...]) -> str | None:
+    """The fit log's ``val_dice`` passes the stated value by the middle epoch."""
+    values = [float(value) for value in re.findall(r" - val_dice: ([\d.]+)", outputs)]
+    if not values:
+        return "no val_dice in the outputs"
+    first = next((epoch for epoch, value in enumerate(values, 1) if value > float(said[0])), None)
+    if first is None or first > len(values) / 2:
+        return f"val_dice first passes {said[0]} at epoch {first} of {len(values)}"
+    return None
+
+
+def _reductions(outputs: str, said: tuple[str, ...]) -> str | None:
+    """The epochs the prose says the learning rate was reduced at are the log's."""
+    logged = [int(epoch) for epoch in re.findall(r"Epoch (\d+): ReduceLROnPlateau reducing", outputs)]
+    stated = [int(epoch) for epoch in re.findall(r"\d+", said[0])]
+    return None if logged == stated else f"the log reduces the rate at epochs {logged}, the prose says {stated}"
+
+
+def _all_epochs_ran(outputs: str, said: tuple[str, ...]) -> str | None:
+    """Every epoch of ``fit`` ran (no early-stopping line) and there were as many as the prose says."""
+    runs = re.findall(r"^Epoch (\d+)/(\d+)$", outputs, flags=re.M)
+    if not runs:
+        return "no fit log in the outputs"
+    last, total = (int(value) for value in runs[-1])
+    if re.search(r"Epoch \d+: early stopping", outputs) or last != total:
+        return f"training stopped at epoch {last} of {total}"
+    return None if total == int(said[0]) else f"the log ran {total} epochs, the prose says {said[0]}"
+
+
+def _val_loss_near_lowest(margin: float):
+    """The fit log's last ``val_loss`` is within ``margin`` of its lowest."""
+    def check(outputs: str, said: tuple[str, ...]) -> str | None:
+        losses = [float(value) for value in re.findall(r" - val_loss: ([\d.]+)", outputs)]
+        if not losses:
+            return "no val_loss in the outputs"
+        return None if losses[-1] <= min(losses) * (1 + margin) else (
+            f"the last val_loss {losses[-1]} is more than {margin:.0%} above the lowest {min(losses)}")
+    return check
+
+
 def _spacing_times(factor: float):
     """Lesson 06: the coarse grid's spacing (``factor`` 2) or half of it (1), in mm, from the
     CT spacing the lesson prints; the prose's values, as a set, must match."""
@@ -76,7 +127,11 @@ LEDGER: dict[str, list] = {
     ],
     "02_architecture": [
         Given(r"outputs about 0\.5 everywhere", DEFINITION),
-        Claim(r"The loss must fall fast", r"loss: (\d\.\d+) at step 1 -> (\d\.\d+) at step \d+", "shown"),
+        Claim(r"The loss must fall fast", _falls(r"loss: (\d\.\d+) at step 1 -> (\d\.\d+) at step \d+")),
+        Claim(r"In this run the residual U-Net came out ahead",
+              r"verdict: the residual U-Net is ahead by more than the epoch-to-epoch noise", "shown"),
+        Claim(r"the prediction must start to look like lungs",
+              lambda out, said: _at_least(out, r"three of the memorised images: (\d\.\d+)", 0.5)),
     ],
     "03_loss_and_metrics": [
         Given(r"the change is below 0\.001", DEFINITION),
@@ -98,8 +153,11 @@ LEDGER: dict[str, list] = {
         Given(r"threshold at 0\.5", CONSTANT),
         Given(r"at\s+least 0\.95 at the default scale", TARGET),
         Given(r"runs differ by up to 0\.03", "measured by benchmarks/real_cxr.py --seeds, quoted in the README"),
-        Claim(r"climbing above (0\.9)", r"val_dice: (\d\.\d+) - val_hard_dice: [\d.]+ - val_loss: [\d.]+ - "
-              r"learning_rate: [\d.]+\s*\n[^\n]*Restoring", "at_least"),
+        Claim(r"halved at epochs ([\d, and]+) \(the `ReduceLROnPlateau` lines", _reductions),
+        Claim(r"early stopping did not fire \(all (\d+) epochs ran\)", _all_epochs_ran),
+        Claim(r"the validation loss ended\s+within 10 % of its lowest value", _val_loss_near_lowest(0.10)),
+        Claim(r"put back the\s+weights of epoch (\d+)", r"Restoring model weights from the end of the best epoch: (\d+)"),
+        Claim(r"climbing above (0\.9) within the first half of the epochs", _above_in_first_half),
     ],
     "05_prediction": [
         Given(r"both are 1\.0 when", DEFINITION),
