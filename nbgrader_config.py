@@ -40,13 +40,15 @@ c.GenerateAssignment.create_assignment = True
 # Per-cell time limit in seconds. nbgrader's default (30 s) would kill the training cells;
 # 900 s leaves room for the slowest lesson cell on a busy laptop CPU.
 c.Execute.timeout = 900
-# On a timeout nbgrader interrupts the kernel, records a CellTimeoutError in that cell
-# (its test scores 0), and goes on with the next cell and the next student.
+# On a timeout the grading runner stops the cell with a CellTimeoutError (its test scores 0)
+# and goes on with the next cell and the next student; a cell that ignores every signal is
+# replaced by one that raises and the submission is graded again.
 c.Execute.interrupt_on_timeout = True
-# Kernel: every submission runs in the course's grading kernel (see the end of this file),
-# whose kernelspec carries the course kernel settings (helpers.tools.kernels.kernelspec) plus
-# quiet warnings and progress bars (helpers.grading.sandbox.GRADING_ENV): nbgrader 0.9 scores a
-# test cell 0 when it writes anything to stderr, not only when it raises.
+# Runner: every submission runs in the course's grading runner (helpers/grading/runner.py,
+# no Jupyter kernel; see the sandbox section below) with the course kernel settings
+# (helpers.tools.kernels.kernel_env) plus quiet warnings and progress bars
+# (helpers.grading.sandbox.GRADING_ENV): nbgrader 0.9 scores a test cell 0 when it writes
+# anything to stderr, not only when it raises.
 # Restore graded test cells that a student deleted (they run with the original source).
 c.OverwriteCells.add_missing_cells = True
 
@@ -72,7 +74,7 @@ c.ZipCollectApp.extractor_plugin = SafeExtractorPlugin
 # and keep this file in the instructor's course root.
 
 # --- Grading sandbox and guards (helpers/grading/execute.py) -----------------------------
-# Every submission runs in the course's grading kernel inside bubblewrap: no access to
+# Every submission runs in the course's grading runner inside bubblewrap: no access to
 # answers/, gradebook.db, other submissions or the network; helpers/ read-only; the checks
 # restored before every test cell. Grading stops where no sandbox is available, unless
 # UNET_COURSE_NO_SANDBOX=1 (python -m helpers autograde --no-sandbox) accepts the risk.
