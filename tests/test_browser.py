@@ -53,8 +53,9 @@ SPLIT_BY_IMAGE = '''def split_by_patient(items, fractions=(0.7, 0.15, 0.15), see
     b = a + int(fractions[1] * len(items))
     return items[:a], items[a:b], items[b:]'''
 
+# Run in the learner's kernel, where only the lesson's imports exist: the names are spelled out.
 KERNEL_PROBE = ('import os, json; print("KERNEL_ENV=" + json.dumps('
-                '{k: os.environ.get(k) for k in kernels.KERNEL_ENV}, sort_keys=True))')
+                f'{{k: os.environ.get(k) for k in {sorted(kernels.KERNEL_ENV)!r}}}, sort_keys=True))')
 
 
 def _free_port() -> int:

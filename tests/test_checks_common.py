@@ -181,7 +181,7 @@ def test_learner_or_reference_leaves_the_random_numbers_of_the_lesson_alone():
 
 def test_an_object_the_reference_made_is_marked_and_graded_as_the_reference():
     """Moving the fallback cell above the check cannot score: the grader's guard sees the mark."""
-    from helpers import grading_guard
+    from helpers.grading import guard as grading_guard
     from helpers.checks._common import REFERENCE_TAG
 
     class History:          # like keras.callbacks.History: an object with attributes
