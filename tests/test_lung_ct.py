@@ -152,6 +152,46 @@ def test_generate_writes_lctsc_layout_and_round_trips(folder, case):
     assert metadata["complete"] and metadata["params"]["shape"] == list(SHAPE)
 
 
+def test_lctsc_sized_mode_is_the_design_patient_on_a_finer_grid(case):
+    """LCTSC-sized volumes: the anatomy of the design grid, interpolated onto the fine grid
+    of the same field of view; the noise is drawn on the fine grid."""
+    from scipy import ndimage
+
+    ct, lung, affine = lung_ct.make_case(1, shape=(80, 80, 48), seed=3, design_shape=SHAPE)
+    again = lung_ct.make_case(1, shape=(80, 80, 48), seed=3, design_shape=SHAPE)
+    assert _digest(ct, lung) == _digest(*again[:2])
+    assert ct.shape == lung.shape == (80, 80, 48) and ct.dtype == np.int16 and lung.dtype == np.uint8
+    spacing = lung_ct.voxel_spacing(affine)
+    np.testing.assert_allclose(spacing * (80, 80, 48), lung_ct.voxel_spacing(case[2]) * SHAPE, rtol=1e-6)
+    down = ndimage.zoom(lung.astype(np.float32), np.divide(SHAPE, lung.shape), order=1, grid_mode=True,
+                        mode="grid-constant") > 0.5
+    overlap = 2 * np.logical_and(down, case[1] > 0).sum() / (down.sum() + case[1].sum())
+    assert overlap > 0.97, overlap                           # the same lungs, not another patient
+    assert -900 < np.median(ct[lung > 0]) < -500 and np.median(ct[ct > -500]) > -200
+
+
+def test_full_preset_is_lctsc_sized():
+    """256 px in-plane, slices 2-3 mm apart, 30-35 cm field of view (the preset's numbers)."""
+    fov_mm, length_mm = (300.0, 350.0), (330.0, 380.0)   # make_case's ranges
+    nx, _, nz = lung_ct.FULL["shape"]
+    assert nx >= 256
+    assert 2.0 <= length_mm[0] / nz and length_mm[1] / nz <= 3.0
+    assert 1.0 <= fov_mm[0] / nx and fov_mm[1] / nx <= 1.4
+
+
+def test_ensure_dataset_generates_the_full_preset(tmp_path):
+    from helpers import data
+
+    folder = data.ensure_dataset("lung_ct_synthetic_full", folder=tmp_path / "full", n_cases=1,
+                                 shape=(48, 48, 40), design_shape=(32, 32, 24), workers=1)
+    metadata = json.loads((folder / "dataset.json").read_text())
+    assert metadata["params"]["design_shape"] == [32, 32, 24]
+    (ct_path, _), = lung_ct.load_cases(folder)
+    assert nib.load(ct_path).shape == (48, 48, 40)
+    with pytest.raises(ValueError, match="design_shape"):
+        lung_ct.generate(tmp_path / "bad", n_cases=1, shape=(48, 48, 40), design_shape=(8, 8, 8))
+
+
 def test_nifti_bytes_are_deterministic(case):
     ct, _, affine = case
     first, second = lung_ct.nifti_bytes(ct, affine), lung_ct.nifti_bytes(ct, affine)
