@@ -538,7 +538,7 @@ def blending_weights(patch_size, blend: str = "gaussian", sigma_scale: float = 0
 
 def sliding_window(model, volume, patch_size, overlap: float = 0.5, blend: str = "gaussian",
                    batch_size: int = 4, pad_value: float = 0.0, sigma_scale: float = 0.125,
-                   progress: bool = True) -> np.ndarray:
+                   progress: bool = True, starts=None, weights=None) -> np.ndarray:
     """Predict a whole volume with a model that takes fixed-size patches.
 
     The volume is padded to at least ``patch_size`` (evenly, with ``pad_value``), cut into
@@ -562,6 +562,11 @@ def sliding_window(model, volume, patch_size, overlap: float = 0.5, blend: str =
         pad_value: value of the voxels added around a volume smaller than the window.
         sigma_scale: width of the Gaussian weights as a fraction of the window.
         progress: show a progress bar (for more than 8 batches).
+        starts: the function that places the windows along one axis,
+            ``starts(length, patch, overlap) -> list`` (default :func:`window_starts`;
+            lesson 06 passes the learner's own).
+        weights: the blending weights, an array of ``patch_size`` (default
+            :func:`blending_weights` of ``blend`` and ``sigma_scale``).
 
     Returns:
         float32 probabilities on the input's grid: ``(X, Y, Z)`` for a model with one output
@@ -585,14 +590,25 @@ def sliding_window(model, volume, patch_size, overlap: float = 0.5, blend: str =
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
     batch_size = int(batch_size)
-    weights = blending_weights(sizes, blend, sigma_scale)[..., None]
+    if weights is None:
+        weights = blending_weights(sizes, blend, sigma_scale)
+    weights = np.asarray(weights, np.float32)
+    if weights.shape != sizes:
+        raise ValueError(f"weights have shape {weights.shape}, the window is {sizes}: give one weight per voxel.")
+    weights = weights[..., None]
     original = array.shape[:spatial]
     deficit = [max(0, p - n) for p, n in zip(sizes, original)]
     before = [d // 2 for d in deficit]
     if any(deficit):
         widths = [(b, d - b) for b, d in zip(before, deficit)] + [(0, 0)]
         array = np.pad(array, widths, mode="constant", constant_values=float(pad_value))
-    positions = window_positions(array.shape[:spatial], sizes, overlap)
+    if starts is None:
+        positions = window_positions(array.shape[:spatial], sizes, overlap)
+    else:
+        import itertools
+
+        positions = list(itertools.product(*(list(starts(n, p, overlap))
+                                             for n, p in zip(array.shape[:spatial], sizes))))
     predict = getattr(model, "predict_on_batch", model)
     output = None
     total = np.zeros(array.shape[:spatial] + (1,), np.float32)

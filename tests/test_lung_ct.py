@@ -275,11 +275,14 @@ def _dice(a, b):
     return 1.0 if total == 0 else float(2 * (a & b).sum() / total)
 
 
-def _save(probabilities, reference, output):
-    from skimage.transform import resize
+def _save(probabilities, working_affine, reference, output):
+    """In millimetres with scipy alone: every CT voxel's position in the working grid."""
+    from scipy import ndimage
 
     image = nib.load(str(reference))
-    resampled = resize(np.asarray(probabilities, np.float32), image.shape, order=1, preserve_range=True)
+    to_working = np.linalg.inv(working_affine) @ image.affine
+    resampled = ndimage.affine_transform(np.asarray(probabilities, np.float32), to_working[:3, :3],
+                                         to_working[:3, 3], output_shape=image.shape, order=1, mode="nearest")
     output.write_bytes(lung_ct.nifti_bytes((resampled > 0.5).astype(np.uint8), image.affine))
     return output
 
@@ -317,12 +320,12 @@ def test_checks_of_volume_dice_and_saving_explain_mistakes(tmp_path):
         with np.errstate(invalid="ignore"):
             lesson_checks.check_volumetric_dice(lambda a, b: 2 * (a * b).sum() / (a.sum() + b.sum()))
 
-    def no_resampling(probabilities, reference, output):
+    def no_resampling(probabilities, working_affine, reference, output):
         output.write_bytes(lung_ct.nifti_bytes((probabilities > 0.5).astype(np.uint8), nib.load(reference).affine))
         return output
 
-    def identity_affine(probabilities, reference, output):
-        _save(probabilities, reference, output)
+    def identity_affine(probabilities, working_affine, reference, output):
+        _save(probabilities, working_affine, reference, output)
         image = nib.load(output)
         output.write_bytes(lung_ct.nifti_bytes(np.asarray(image.dataobj), np.eye(4)))
         return output
@@ -331,3 +334,63 @@ def test_checks_of_volume_dice_and_saving_explain_mistakes(tmp_path):
         lesson_checks.check_save_prediction(no_resampling)
     with pytest.raises(AssertionError, match="affine of the saved mask"):
         lesson_checks.check_save_prediction(identity_affine)
+
+
+# independent implementations (no helpers): the checks must accept them
+
+def _grid(shape, affine, spacing):
+    affine = np.asarray(affine, float)
+    old = np.linalg.norm(affine[:3, :3], axis=0)
+    new = np.broadcast_to(np.asarray(spacing, float), (3,))
+    n = np.maximum(1, np.round(np.asarray(shape) * old / new)).astype(int)
+    out = affine.copy()
+    out[:3, :3] = affine[:3, :3] * (new / old)
+    centre = affine[:3, :3] @ ((np.asarray(shape) - 1) / 2) + affine[:3, 3]
+    out[:3, 3] = centre - out[:3, :3] @ ((n - 1) / 2)
+    return tuple(int(v) for v in n), out
+
+
+def _start(voxel, shape, patch_size):
+    return tuple(int(min(max(v - p // 2, 0), n - p)) for v, n, p in zip(voxel, shape, patch_size))
+
+
+def _starts(length, patch, overlap=0.5):
+    step = max(1, int(patch * (1 - overlap)))
+    starts = list(range(0, length - patch + 1, step))
+    return starts if starts[-1] == length - patch else starts + [length - patch]
+
+
+def _weights(patch_size, sigma_scale=0.125):
+    profiles = [np.exp(-(np.arange(n) - (n - 1) / 2) ** 2 / (2 * (sigma_scale * n) ** 2)) for n in patch_size]
+    return np.maximum(np.einsum("i,j,k->ijk", *profiles), 1e-3).astype(np.float32)
+
+
+def test_new_checks_accept_independent_answers(capsys):
+    from helpers.checks import lung_ct as lesson_checks
+
+    lesson_checks.check_resampled_grid(_grid, random_cases=10)
+    lesson_checks.check_foreground_patch_start(_start, random_cases=50)
+    lesson_checks.check_window_starts(_starts, random_cases=50)
+    lesson_checks.check_blending_weights(_weights, random_cases=10)
+    assert capsys.readouterr().out.count("✓") == 4
+
+
+def test_patch_dataset_and_sliding_window_use_the_functions_they_are_given():
+    from helpers import inference, patches
+
+    image = np.random.default_rng(0).random((20, 18, 12)).astype(np.float32)
+    label = np.zeros((20, 18, 12), np.uint8)
+    label[15:, 2:5, 3:9] = 1
+    corner = patches.PatchDataset([image], [label], (8, 8, 4), foreground_fraction=1.0,
+                                  patch_start=lambda voxel, shape, size: (0, 0, 0))
+    assert all(corner.location(i).start == (0, 0, 0) for i in range(5))
+    default = patches.PatchDataset([image], [label], (8, 8, 4), foreground_fraction=1.0)
+    for i in range(5):
+        where = default.location(i)
+        assert label[where.start[0]:where.start[0] + 8, where.start[1]:where.start[1] + 8,
+                     where.start[2]:where.start[2] + 4].any()
+    same = inference.sliding_window(lambda x: x, image, (8, 8, 4), starts=_starts,
+                                    weights=_weights((8, 8, 4)), progress=False)
+    np.testing.assert_allclose(same, image, atol=1e-5)
+    with pytest.raises(ValueError, match="weights"):
+        inference.sliding_window(lambda x: x, image, (8, 8, 4), weights=np.ones((4, 4, 4)), progress=False)
