@@ -3,7 +3,7 @@
 ``percentile_stretch`` and ``window_hu`` map raw intensities (grey levels, Hounsfield
 units) to ``[0, 1]``; ``augment_pair`` applies one random geometric transform to an image
 and its mask together (plus brightness/contrast jitter to the image only);
-``SegmentationDataset`` is a ``keras.utils.PyDataset`` that reads PNG or NIfTI pairs a
+``SegmentationDataset`` (and ``CXRDataset``, its chest X-ray form of lesson 01) is a ``keras.utils.PyDataset`` that reads PNG or NIfTI pairs a
 batch at a time, resizes, scales, augments and returns ``(x, y)`` float32 batches of
 shape ``(batch, H, W, C)`` / ``(batch, D, H, W, C)``. Files are read only through
 :mod:`helpers.data.io`, whose errors (:class:`helpers.data.DatasetError`) name the file.
@@ -26,7 +26,7 @@ import numpy as np
 
 from helpers import config
 
-__all__ = ["percentile_stretch", "window_hu", "augment_pair", "SegmentationDataset",
+__all__ = ["percentile_stretch", "window_hu", "augment_pair", "one_hot", "SegmentationDataset", "CXRDataset",
            "read_any_image", "read_any_mask"]
 
 # --------------------------------------------------------------------------- intensities
@@ -207,6 +207,19 @@ def _resize(array: np.ndarray, size: tuple, is_mask: bool) -> np.ndarray:
     return resize(array, size, order=1, anti_aliasing=True, preserve_range=True).astype(np.float32)
 
 
+def one_hot(labels, n_classes: int = 4) -> np.ndarray:
+    """Lesson 08's ``one_hot`` (Exercise 2.2): integer labels to one-hot targets.
+
+    Args:
+        labels: an integer array of any shape ``(...)``, values in ``0 .. n_classes - 1``.
+        n_classes: the number of channels, also when a class is absent.
+
+    Returns:
+        float32 ``(..., n_classes)``: 1 in channel ``labels[...]``, 0 in the others.
+    """
+    return np.eye(int(n_classes), dtype=np.float32)[np.asarray(labels)]
+
+
 # --------------------------------------------------------------------------- data set
 
 class SegmentationDataset(keras.utils.PyDataset):
@@ -336,3 +349,19 @@ class SegmentationDataset(keras.utils.PyDataset):
             xs.append(image)
             ys.append(self._encode(mask, self.pairs[item][1]))
         return np.stack(xs), np.stack(ys)
+
+
+class CXRDataset(SegmentationDataset):
+    """The reference of lesson 01's ``CXRDataset`` (Exercise 1.2): chest X-ray batches.
+
+    :class:`SegmentationDataset` with the lesson's signature, ``CXRDataset(pairs,
+    batch_size=8, image_size=(H, W), shuffle=True, seed=config.SEED, augment=False)``:
+    grey PNG pairs, percentile-stretched, resized to ``image_size``, augmented with
+    :func:`augment_pair` when ``augment``. ``x`` and ``y`` are float32 ``(batch, H, W, 1)``,
+    ``y`` 0/1. The lesson uses it when the learner's class is not finished yet.
+    """
+
+    def __init__(self, pairs, batch_size: int = 8, image_size=(config.CXR_TRAIN_SIZE,) * 2,
+                 shuffle: bool = True, seed: int = config.SEED, augment=False, **kwargs):
+        super().__init__(pairs, batch_size=batch_size, image_size=image_size, augment=augment,
+                         shuffle=shuffle, seed=seed, **kwargs)

@@ -47,6 +47,8 @@ _OUTPUT_NAMES = {"_", "__", "___", "display", "get_ipython"}
 #: Methods of reference classes that a learner's class of its own must not delegate to.
 _GUARDED_METHODS = {"__getitem__", "__len__", "on_epoch_end"}
 _AUTOGRAPH_FILE = "__autograph_generated_file"
+#: Set by helpers.checks.learner_or_reference on objects the reference made (REFERENCE_TAG).
+_REFERENCE_TAG = "_unet_course_reference"
 
 _FunctionType, _ModuleType, _MethodType, _CodeType = (types.FunctionType, types.ModuleType,
                                                       types.MethodType, types.CodeType)
@@ -217,7 +219,13 @@ class Snapshot:
 
     def stands_in(self, value, name: str) -> str | None:
         """A sentence when ``value`` (the learner's ``name``) is, wraps or reaches the
-        reference implementation of ``name``; None when it is the learner's own."""
+        reference implementation of ``name``; None when it is the learner's own. An object
+        that the lesson made with the reference after an unfinished exercise (marked by
+        :func:`helpers.checks.learner_or_reference`) is the reference too."""
+        if _reference_tag(value) == name:
+            return (f"your {name} was made by the course's reference (the lesson's stand-in for an "
+                    f"unfinished exercise), not by your code. Write the code of this exercise "
+                    f"yourself and run it before its check.")
         references = self.reference_objects.get(name.removeprefix("reference_"), [])
         if not references:
             return None
@@ -334,6 +342,17 @@ class Snapshot:
             return None
 
         return trace
+
+
+def _reference_tag(value) -> str | None:
+    """The name under which :func:`helpers.checks.learner_or_reference` marked ``value`` as
+    made by the reference, read from its instance dictionary without running any of its code."""
+    try:
+        attributes = object.__getattribute__(value, "__dict__")
+    except (AttributeError, TypeError):
+        return None
+    tag = attributes.get(_REFERENCE_TAG) if isinstance(attributes, dict) else None
+    return tag if isinstance(tag, str) else None
 
 
 def _message(name: str, frame) -> str:

@@ -30,7 +30,7 @@ import numpy as np
 
 __all__ = [
     "predict_dataset", "threshold", "resize_to", "keep_largest_components", "fill_holes",
-    "postprocess", "per_case_metrics", "summarise", "evaluate_cxr", "save_table_csv", "save_masks_png",
+    "postprocess", "metrics_table", "save_prediction", "per_case_metrics", "summarise", "evaluate_cxr", "save_table_csv", "save_masks_png",
     "METRIC_COLUMNS", "RadiographSegmentation", "looks_negative", "segment_radiograph",
     "window_starts", "window_positions", "blending_weights", "sliding_window",
 ]
@@ -166,6 +166,51 @@ def _true_mask(case) -> np.ndarray:
 
         return read_any_mask(case[1])
     return np.asarray(case)
+
+
+def metrics_table(true_masks, predicted_masks, names) -> list[dict]:
+    """Lesson 05's per-image table (Exercise 3.1): one row per image, in order.
+
+    Args:
+        true_masks: the true masks, each an array of any shape (0/1 or boolean; > 0 is
+            foreground).
+        predicted_masks: the predicted masks, the same number and shapes.
+        names: one name per image.
+
+    Returns:
+        A list of dicts ``{"name": str, "dice": float, "iou": float}``, the exact Dice and
+        IoU of each pair; both are 1.0 when both masks are empty.
+    """
+    from helpers import metrics
+
+    return [{"name": name, "dice": float(metrics.dice_numpy(truth, pred)),
+             "iou": float(metrics.iou_numpy(truth, pred))}
+            for truth, pred, name in zip(true_masks, predicted_masks, names)]
+
+
+def save_prediction(probabilities, working_affine, reference_path, output_path, threshold: float = 0.5) -> Path:
+    """Save a prediction made on a working grid (reoriented, resampled) as a mask on a CT's
+    own grid, with the CT's affine (lesson 06).
+
+    Args:
+        probabilities: ``(X, Y, Z)`` probabilities on the working grid.
+        working_affine: the 4 x 4 affine of the working grid (millimetres).
+        reference_path: the CT's NIfTI file: its shape and affine are the output's.
+        output_path: where to write the mask (``.nii.gz``); an existing file is replaced.
+        threshold: foreground where the resampled probability is above it.
+
+    Returns:
+        ``output_path``: a uint8 ``{0, 1}`` NIfTI mask, the probabilities resampled linearly
+        in millimetres onto the CT's grid (:func:`helpers.geometry.resample_to_grid`) and
+        thresholded, saved with the CT's affine.
+    """
+    from helpers import data, geometry
+
+    reference, affine = data.load_nifti(reference_path)
+    resampled = geometry.resample_to_grid(np.asarray(probabilities, dtype=np.float32), working_affine,
+                                          reference.shape, affine)
+    mask = (resampled > threshold).astype(np.uint8)
+    return data.save_nifti(mask, affine, output_path, force=True)
 
 
 def per_case_metrics(cases, predictions, threshold: float = 0.5,

@@ -53,8 +53,8 @@ import numpy as np
 __all__ = [
     "dice_coefficient", "dice", "hard_dice", "iou", "jaccard", "sensitivity", "recall",
     "specificity", "precision", "multiclass_dice", "per_class_dice", "configured",
-    "dice_numpy", "iou_numpy", "confusion_counts", "precision_numpy", "sensitivity_numpy",
-    "specificity_numpy", "brats_regions", "brats_region_dice", "per_class_scores",
+    "dice_numpy", "volumetric_dice", "iou_numpy", "confusion_counts", "precision_numpy", "sensitivity_numpy",
+    "specificity_numpy", "brats_regions", "brats_region_dice", "per_class_scores", "reference_per_class_scores",
     "format_scores", "KERAS_METRIC_NAMES", "mask_surface", "surface_distances", "hausdorff_distance",
     "average_surface_distance",
 ]
@@ -311,6 +311,19 @@ def dice_numpy(true_mask, pred_mask, empty=1.0):
     return _ratio(2 * c["tp"], 2 * c["tp"] + c["fp"] + c["fn"], empty)
 
 
+def volumetric_dice(true_mask, pred_mask) -> float:
+    """Lesson 06's ``volumetric_dice`` (Exercise 2.1): one hard Dice over a whole volume.
+
+    Args:
+        true_mask, pred_mask: arrays of one shape (bool, integer or float; ``> 0.5`` is
+            foreground).
+
+    Returns:
+        ``2|A∩B| / (|A| + |B|)`` summed over every voxel; 1.0 when both are empty.
+    """
+    return dice_numpy(np.asarray(true_mask) > 0.5, np.asarray(pred_mask) > 0.5, empty=1.0)
+
+
 def iou_numpy(true_mask, pred_mask, empty=1.0):
     """Exact IoU (Jaccard) ``|A∩B| / |A∪B|`` of two binary masks; ``empty`` if both empty."""
     c = confusion_counts(true_mask, pred_mask)
@@ -401,6 +414,28 @@ def per_class_scores(true_labels, pred_labels, n_classes, empty=float("nan")):
             "dice": dice_numpy(t, p, 1.0),
         })
     return rows
+
+
+def reference_per_class_scores(true_labels, pred_labels, n_classes: int = 4) -> np.ndarray:
+    """Lesson 08's ``per_class_scores`` (Exercise 5.2), as an array.
+
+    Args:
+        true_labels, pred_labels: integer class arrays of one shape (values 0 .. n_classes-1).
+        n_classes: the number of classes (rows).
+
+    Returns:
+        float ``(n_classes, 3)``: precision, sensitivity and specificity of each class
+        against all others; ``nan`` where a ratio is 0/0.
+    """
+    true_labels, pred_labels = np.asarray(true_labels), np.asarray(pred_labels)
+    scores = np.full((int(n_classes), 3), np.nan)
+    for c in range(int(n_classes)):
+        counts = confusion_counts(true_labels == c, pred_labels == c)
+        tp, fp, fn, tn = counts["tp"], counts["fp"], counts["fn"], counts["tn"]
+        for column, (numerator, denominator) in enumerate(((tp, tp + fp), (tp, tp + fn), (tn, tn + fp))):
+            if denominator:
+                scores[c, column] = numerator / denominator
+    return scores
 
 
 def format_scores(rows, names=None, digits=3):

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import keras
 
 __all__ = ["layers_for", "conv_block", "residual_block", "encoder_block", "decoder_block",
-           "build_unet", "count_parameters", "BLOCKS"]
+           "reference_decoder_block", "build_unet", "reference_model", "count_parameters", "BLOCKS"]
 
 #: The block kinds ``build_unet(block=...)`` knows.
 BLOCKS = ("plain", "residual")
@@ -163,6 +163,22 @@ def decoder_block(x, skip, filters: int, upsampling: str = "transpose", batch_no
                       name=name, use_bias=use_bias)
 
 
+def reference_decoder_block(x, skip, filters: int, batch_norm: bool = True, dropout: float = 0.0):
+    """Lesson 02's ``decoder_block(x, skip, filters, batch_norm, dropout)`` (Exercise 2.3), in
+    the lesson's argument order: :func:`decoder_block` with a transposed-convolution upsampling.
+
+    Args:
+        x: the tensor from the level below, ``(batch, H/2, W/2, C)`` or ``(batch, D/2, H/2, W/2, C)``.
+        skip: the encoder's tensor at this level, ``(batch, H, W, C_skip)`` (3D likewise).
+        filters: channels of the upsampling and of the conv block.
+        batch_norm, dropout: as in :func:`conv_block`.
+
+    Returns:
+        A tensor of ``skip``'s spatial size with ``filters`` channels.
+    """
+    return decoder_block(x, skip, filters, upsampling="transpose", batch_norm=batch_norm, dropout=dropout)
+
+
 def check_input_shape(input_shape, depth: int) -> tuple:
     """Validate ``input_shape`` ``(H, W, C)`` / ``(D, H, W, C)`` for a U-Net of ``depth``
     poolings: every known spatial size must be divisible by ``2**depth``. Returns it as a
@@ -243,6 +259,21 @@ def build_unet(input_shape, n_classes: int = 1, depth: int = 4, base_filters: in
         outputs = layers_for(x).Conv(n_classes, 1, activation=activation, dtype="float32",
                                      name="mask")(x)
         return keras.Model(inputs, outputs, name=name)
+
+
+def reference_model(patch_size=(32, 32, 32)) -> keras.Model:
+    """Lesson 06's ``model``: a residual 3D U-Net for the lung CT training patches.
+
+    Args:
+        patch_size: the training patch ``(X, Y, Z)``, each side divisible by 8.
+
+    Returns:
+        ``build_unet(patch_size + (1,), depth=3, base_filters=8, dropout=0.05,
+        block="residual")``, named ``unet3d``: three poolings, about 358 000 weights (inside
+        the lesson's budget of 300 000 to 400 000), a sigmoid output ``(X, Y, Z, 1)``.
+    """
+    return build_unet(tuple(patch_size) + (1,), n_classes=1, depth=3, base_filters=8, dropout=0.05,
+                      block="residual", name="unet3d")
 
 
 def count_parameters(model) -> dict:

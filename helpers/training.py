@@ -48,8 +48,9 @@ from helpers.distribute import (
 )
 
 __all__ = [
-    "CXR_RECIPE", "set_seed", "patient_of", "split_by_patient", "kfold_by_patient",
-    "standard_callbacks", "custom_objects", "load_model", "build_cxr_model", "cxr_datasets",
+    "CXR_RECIPE", "MONITOR", "MODE", "set_seed", "patient_of", "split_by_patient", "kfold_by_patient",
+    "standard_callbacks", "custom_objects", "load_model", "build_cxr_model", "compile_model", "train_step",
+    "cxr_datasets",
     "train_cxr_reference", "load_or_train_cxr_model",
     "LEARNING_RATE_RULE", "cluster_workers", "choose_strategy", "strategy", "distribution_scope",
     "use_strategy", "replicas", "is_chief", "global_batch_size", "scaled_learning_rate", "fit_multi_worker",
@@ -82,6 +83,10 @@ CXR_RECIPE = {
     "patience_stop": 5,                    # ... before stopping
 }
 
+#: What the course's callbacks watch, and the direction in which it improves (lesson 04's
+#: Exercise 4.1): the validation Dice, larger is better.
+MONITOR = "val_dice"
+MODE = "max"
 
 # --------------------------------------------------------------------------- devices (tf.distribute)
 
@@ -286,6 +291,50 @@ def build_cxr_model(recipe: dict | None = None, compile: bool = True):
             model.compile(optimizer=keras.optimizers.Adam(rate), loss=loss,
                           metrics=[metrics.dice_coefficient, metrics.hard_dice])
     return model
+
+
+def compile_model(model, learning_rate: float = CXR_RECIPE["learning_rate"]):
+    """Lesson 04's ``compile_model`` (Exercise 3.1): compile a binary-segmentation U-Net.
+
+    Args:
+        model: a Keras model with a sigmoid output ``(batch, H, W, 1)``.
+        learning_rate: Adam's learning rate.
+
+    Returns:
+        ``model``, compiled with ``keras.optimizers.Adam(learning_rate)``, the loss
+        :func:`helpers.losses.bce_dice_loss` and the metrics ``dice`` and ``hard_dice``
+        (logged with ``val_`` in front on validation data).
+    """
+    import keras
+
+    from helpers import losses, metrics
+
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=losses.bce_dice_loss,
+                  metrics=[metrics.dice_coefficient, metrics.hard_dice])
+    return model
+
+
+def train_step(model, optimizer, loss_fn, x, y):
+    """Lesson 04's ``train_step`` (Exercise 3.2): one gradient step, as ``fit`` takes it.
+
+    Args:
+        model: a Keras model, called in training mode (batch normalisation uses and updates
+            the batch statistics, dropout is on).
+        optimizer: a Keras optimizer, e.g. ``keras.optimizers.Adam(1e-3)``.
+        loss_fn: ``loss_fn(y_true, y_pred)`` -> a scalar tensor.
+        x, y: one batch, ``(batch, H, W, C)`` and ``(batch, H, W, 1)``.
+
+    Returns:
+        The loss on the batch before the update (a scalar tensor).
+    """
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        predictions = model(x, training=True)
+        loss = loss_fn(y, predictions)
+    gradients = tape.gradient(loss, model.trainable_weights)
+    optimizer.apply_gradients(zip(gradients, model.trainable_weights))
+    return loss
 
 
 def cxr_datasets(train_pairs, val_pairs, recipe: dict | None = None, seed: int = config.SEED):

@@ -265,3 +265,23 @@ def test_loss_check_accepts_reference_and_names_missing_dice():
     with_background = lambda t, p: losses.cce_dice_loss(t, p, include_background=True)  # noqa: E731
     with pytest.raises(AssertionError, match="background"):
         brain.check_cce_dice_loss(with_background)
+
+
+def test_lesson_08_references_pass_their_checks():
+    """remap_labels, one_hot and per_class_scores: the references lesson 08 falls back on."""
+    import numpy as np
+
+    from helpers import checks, generator, metrics
+    from helpers.data import brain_mri
+
+    seg = np.array([[0, 1], [2, 4]], np.uint8)
+    remapped = brain_mri.remap_labels(seg)
+    assert remapped.tolist() == [[0, 1], [2, 3]] and remapped.dtype == np.uint8 and seg[1, 1] == 4
+    checks.check_remap_labels(brain_mri.remap_labels, random_cases=5)
+    encoded = generator.one_hot(np.array([0, 3]), 4)
+    assert encoded.dtype == np.float32 and encoded.tolist() == [[1, 0, 0, 0], [0, 0, 0, 1]]
+    checks.check_one_hot(generator.one_hot, random_cases=5)
+    table = metrics.reference_per_class_scores(np.array([0, 1, 1, 2]), np.array([0, 1, 2, 2]), 4)
+    assert table.shape == (4, 3) and table[1].tolist() == [1.0, 0.5, 1.0] and np.isnan(table[3, 0])
+    checks.check_per_class_scores(metrics.reference_per_class_scores, random_cases=5)
+    checks.check_region_dice(metrics.brats_region_dice)

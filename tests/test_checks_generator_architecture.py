@@ -327,3 +327,37 @@ def test_numpy_convolution_matches_keras():
         expected = np.asarray(layer(x))
         np.testing.assert_allclose(arch_checks._np_conv_same(x, np.asarray(layer.kernel), np.asarray(layer.bias)),
                                    expected, rtol=1e-4, atol=1e-4)
+
+
+def test_layers_for_check_passes_the_reference_and_names_the_usual_mistakes(capsys):
+    from types import SimpleNamespace
+
+    from helpers import models
+
+    checks.check_layers_for(models.layers_for)
+    assert capsys.readouterr().out.startswith("✓ layers_for")
+
+    L = keras.layers
+    two_d = SimpleNamespace(Conv=L.Conv2D, ConvTranspose=L.Conv2DTranspose, MaxPool=L.MaxPooling2D,
+                            SpatialDropout=L.SpatialDropout2D)
+
+    def only_2d(x):
+        if len(x.shape) == 4:
+            return two_d
+        raise NotImplementedError()
+
+    def always_2d(x):            # forgets the rank: a 3D tensor gets 2D layers
+        return two_d
+
+    def no_error(x):             # the 3D classes for everything that is not 2D
+        return two_d if len(x.shape) == 4 else models.layers_for(keras.Input((4, 4, 4, 1)))
+
+    def drops_2d(x):             # 3D right, 2D lost
+        if len(x.shape) == 5:
+            return models.layers_for(x)
+        raise ValueError("only 3D")
+
+    for wrong, message in ((only_2d, "not written yet"), (always_2d, "3D tensor.*Conv2D"),
+                           (no_error, "1D tensor.*expected a ValueError"), (drops_2d, "2D tensor")):
+        with pytest.raises(AssertionError, match=message):
+            checks.check_layers_for(wrong)

@@ -248,3 +248,15 @@ def test_png_reader_matches(png_pairs):
     expected_image, expected_mask = _index_image(3)
     np.testing.assert_array_equal(image, expected_image.astype(np.float32))
     np.testing.assert_array_equal(mask, expected_mask)
+
+
+def test_cxr_dataset_is_lesson_01s_reference_and_passes_its_check(png_pairs):
+    from helpers import checks
+    from helpers.generator import CXRDataset
+
+    dataset = CXRDataset(png_pairs, batch_size=2, image_size=(32, 32), shuffle=False)
+    x, y = dataset[0]
+    assert x.shape == (2, 32, 32, 1) and y.shape == (2, 32, 32, 1)
+    assert x.dtype == np.float32 and set(np.unique(y)) <= {0.0, 1.0}
+    checks.check_dataset(CXRDataset)
+    checks.check_dataset(CXRDataset, augment=True)

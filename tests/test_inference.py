@@ -319,3 +319,41 @@ def test_segment_radiograph_refuses_bad_arguments(tmp_path):
         inference.segment_radiograph(ThreeChannels(), path)
     with pytest.raises(DatasetError, match="missing.png"):
         inference.segment_radiograph(DarkIsLung(), tmp_path / "missing.png")
+
+
+def test_metrics_table_is_lesson_05s_reference():
+    square = np.zeros((8, 8), np.uint8)
+    square[2:6, 2:6] = 1
+    half = np.zeros((8, 8), np.uint8)
+    half[2:6, 4:8] = 1
+    empty = np.zeros((8, 8), np.uint8)
+    rows = inference.metrics_table([square, square, empty], [square, half, empty], ["a", "b", "c"])
+    assert [row["name"] for row in rows] == ["a", "b", "c"]
+    assert rows[0] == {"name": "a", "dice": 1.0, "iou": 1.0}
+    assert rows[1]["dice"] == pytest.approx(0.5) and rows[1]["iou"] == pytest.approx(1 / 3)
+    assert rows[2]["dice"] == 1.0 and rows[2]["iou"] == 1.0      # both empty
+    checks_prediction.check_metrics_table(inference.metrics_table, cases=3)
+
+
+def test_checks_state_and_test_what_the_hidden_tests_ask():
+    """An empty mask stays empty, and postprocess honours n_components: both in the visible checks."""
+    from skimage.measure import label
+
+    def size_cut_off(mask, n=2):          # the n-th largest size as a cut-off: no size at all when empty
+        labels = label(np.asarray(mask) > 0, connectivity=2)
+        sizes = np.bincount(labels.ravel())
+        cut_off = np.sort(sizes[1:])[::-1][:n].min()
+        keep = np.flatnonzero(sizes >= cut_off)
+        return np.isin(labels, keep[keep > 0]).astype(np.uint8)
+
+    def fills_empty(mask, n=2):           # the background (label 0) kept when there is nothing else
+        labels = label(np.asarray(mask) > 0, connectivity=2)
+        if labels.max() == 0:
+            return np.ones_like(labels, dtype=np.uint8)
+        return size_cut_off(mask, n)
+
+    for wrong in (size_cut_off, fills_empty):
+        with pytest.raises(AssertionError, match="an empty mask"):
+            checks_prediction.check_keep_largest_components(wrong)
+    with pytest.raises(AssertionError, match="n_components=3"):
+        checks_prediction.check_postprocess(lambda mask, n_components=2: inference.postprocess(mask, 2))

@@ -394,3 +394,55 @@ def test_patch_dataset_and_sliding_window_use_the_functions_they_are_given():
     np.testing.assert_allclose(same, image, atol=1e-5)
     with pytest.raises(ValueError, match="weights"):
         inference.sliding_window(lambda x: x, image, (8, 8, 4), weights=np.ones((4, 4, 4)), progress=False)
+
+
+def test_lesson_06_references_pass_their_checks(tmp_path):
+    """lung_volume_ml, volumetric_dice, the 3D U-Net and save_prediction: the references
+    that the lesson falls back on pass the lesson's checks (hidden requirements included)."""
+    import numpy as np
+
+    from helpers import checks, inference, metrics, models
+    from helpers.data import lung_ct
+
+    checks.check_lung_volume(lung_ct.lung_volume_ml, random_cases=5)
+    affine = np.diag([2.0, 2.0, 2.5, 1.0])
+    assert lung_ct.lung_volume_ml(np.ones((10, 10, 4)), affine) == pytest.approx(4.0)
+    checks.check_volumetric_dice(metrics.volumetric_dice, random_cases=5)
+    assert metrics.volumetric_dice(np.zeros((3, 3, 3)), np.zeros((3, 3, 3))) == 1.0
+    model = models.reference_model((32, 32, 32))
+    checks.check_3d_unet(model, (32, 32, 32, 1), max_parameters=400_000, min_parameters=300_000, min_depth=2,
+                         min_bottleneck=3, dropout=0.05)
+    checks.check_residual_blocks(model)
+    checks.check_save_prediction(inference.save_prediction)
+    from helpers import geometry, patches
+
+    checks.check_resampled_grid(geometry.resampled_grid)
+    checks.check_foreground_patch_start(patches.foreground_patch_start)
+    checks.check_window_starts(inference.window_starts)
+    checks.check_blending_weights(lambda p, sigma_scale=0.125: inference.blending_weights(p, "gaussian", sigma_scale))
+
+
+def test_lesson_06_checks_ask_what_the_hidden_tests_ask(tmp_path):
+    """The default window, an empty prediction, the weight floor: in the visible checks."""
+    import numpy as np
+
+    from helpers import checks, generator, inference, models
+
+    def no_default(volume, window=(-150, 250)):
+        return generator.window_hu(volume, window)
+
+    with pytest.raises(AssertionError, match="default"):
+        checks.check_window_hu(no_default)
+
+    def normalised(probabilities, working_affine, reference_path, output_path):   # p / p.max(): nan, then all on
+        p = np.asarray(probabilities, np.float32)
+        with np.errstate(invalid="ignore"):
+            p = np.nan_to_num(p / p.max(), nan=1.0)
+        return inference.save_prediction(p, working_affine, reference_path, output_path)
+
+    with pytest.raises(AssertionError, match="all-zero prediction"):
+        checks.check_save_prediction(normalised)
+    small = models.build_unet((32, 32, 24, 1), depth=3, base_filters=6, dropout=0.05)
+    with pytest.raises(AssertionError, match="at least 300,000"):
+        checks.check_3d_unet(small, (32, 32, 24, 1), max_parameters=400_000, min_parameters=300_000,
+                             min_depth=2, min_bottleneck=3, dropout=0.05)

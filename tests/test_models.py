@@ -165,3 +165,18 @@ def test_build_unet_block_option():
         assert models.build_unet(shape, residual=True, **kwargs).count_params() == residual.count_params()
     with pytest.raises(ValueError, match="block"):
         models.build_unet((32, 32, 1), depth=2, block="dense")
+
+
+def test_reference_decoder_block_has_the_lessons_argument_order():
+    """Lesson 02's decoder_block(x, skip, filters, batch_norm, dropout), positional arguments
+    included, is the reference decoder step with a transposed convolution."""
+    import keras
+
+    from helpers import checks
+
+    x, skip = keras.Input((8, 8, 16)), keras.Input((16, 16, 8))
+    out = models.reference_decoder_block(x, skip, 8, False, 0.1)   # positional, as build_unet calls it
+    assert tuple(out.shape[1:]) == (16, 16, 8)
+    kinds = [type(layer).__name__ for layer in keras.Model([x, skip], out).layers]
+    assert "Conv2DTranspose" in kinds and "BatchNormalization" not in kinds and "SpatialDropout2D" in kinds
+    checks.check_decoder_block(models.reference_decoder_block)

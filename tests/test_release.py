@@ -181,3 +181,44 @@ def test_lesson_times_in_readme_and_headers_come_from_the_measured_run():
         assert time_line and f"in class, {phrase} of compute" in time_line.group(0), (
             f"{path.name}: the **Time** line says {time_line and time_line.group(0)!r}; the measured run "
             f"says {seconds} s -> {phrase!r}")
+
+
+def _exercise_or_check(cell) -> bool:
+    """An exercise cell (the learner's blank) or a check cell (a graded test)."""
+    meta = cell.get("metadata", {}).get("nbgrader", {})
+    return bool(meta.get("solution") or meta.get("grade"))
+
+
+def dead_ends(path: Path, timeout: int = 900) -> list[str]:
+    """Execute a released notebook as a learner who leaves every blank empty would (errors
+    allowed) and return, for every other code cell that raised, ``"cell N: <error>"``."""
+    from nbclient import NotebookClient
+
+    from helpers.course import apply_kernel_env
+
+    apply_kernel_env()
+    notebook = nbformat.read(path, as_version=4)
+    NotebookClient(notebook, timeout=timeout, kernel_name="python3", allow_errors=True,
+                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    found = []
+    for index, cell in enumerate(notebook.cells):
+        if cell.cell_type != "code" or _exercise_or_check(cell):
+            continue
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                found.append(f"cell {index}: {output.get('ename')}: {output.get('evalue', '')[:200]}")
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lesson", [name for name in ANSWER_LESSONS if name not in CAPSTONE_LESSONS])
+def test_untouched_release_has_no_dead_end(lesson, monkeypatch):
+    """No dead ends: with every blank of the released notebook left as it is, every cell but
+    the exercises and their checks runs, with the reference from helpers standing in for each
+    unfinished exercise (``checks.learner_or_reference``), at UNET_COURSE_SCALE=0.1."""
+    monkeypatch.setenv("UNET_COURSE_SCALE", "0.1")
+    path = REPO_ROOT / "notebooks" / lesson / f"{lesson}.ipynb"
+    found = dead_ends(path)
+    assert not found, (f"{lesson}: cells that stop when the blanks are left empty (give them the "
+                       f"reference with checks.learner_or_reference after the exercise's check): "
+                       + "; ".join(found))

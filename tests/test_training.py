@@ -156,6 +156,44 @@ def test_check_compile_accepts_reference_and_rejects_other_loss():
         checks_training.check_compile(model)
 
 
+def test_compile_model_and_train_step_are_lesson_04s_references():
+    import keras
+
+    from helpers import losses, models
+
+    model = training.compile_model(models.build_unet((32, 32, 1), depth=2, base_filters=4), learning_rate=1e-3)
+    checks_training.check_compile(model, learning_rate=1e-3)      # dice and hard_dice logged
+    checks_training.check_train_step(training.train_step)
+    keras.utils.set_random_seed(0)
+    small = models.build_unet((16, 16, 1), depth=1, base_filters=2, dropout=0.0)
+    x = np.random.default_rng(0).random((2, 16, 16, 1)).astype("float32")
+    y = (x > 0.5).astype("float32")
+    before = float(losses.bce_dice_loss(y, small(x, training=True)))
+    loss = float(training.train_step(small, keras.optimizers.Adam(1e-2), losses.bce_dice_loss, x, y))
+    assert loss == pytest.approx(before, rel=1e-4)
+
+
+def test_lesson_04_checks_ask_for_what_the_hidden_tests_ask(tmp_path):
+    """hard_dice must be compiled in and logged, fit stays within EPOCHS, make_callbacks gets a new folder."""
+    import keras
+
+    from helpers import losses, metrics, models
+
+    model = models.build_unet((32, 32, 1), depth=2, base_filters=4)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=losses.bce_dice_loss,
+                  metrics=[metrics.dice_coefficient])
+    with pytest.raises(AssertionError, match="hard_dice"):
+        checks_training.check_compile(model, learning_rate=1e-3)
+    seen = []
+
+    def remembers(run_dir):
+        seen.append(run_dir)
+        return training.standard_callbacks(run_dir)
+
+    checks_training.check_callbacks(remembers)
+    assert seen and seen[0].name == "run" and seen[0].parent.name == "new"
+
+
 # --------------------------------------------------------------------------- a tiny training run
 
 @pytest.mark.slow

@@ -6,18 +6,21 @@ case, what was expected, what came back, and a hint; all is well when it prints 
 ``✓`` line. How they fail, succeed and call the learner's code is shared
 (:mod:`helpers.checks._common`). One submodule per lesson, in the order of the lessons;
 every check is re-exported here by name, so notebooks write ``from helpers import checks``
-and ``checks.check_dice(dice_coefficient)``. The submodules import only NumPy at import
+and ``checks.check_dice(dice_coefficient)``. After an exercise,
+``checks.learner_or_reference`` lets the lesson go on with the reference when the blank is
+unfinished. The submodules import only NumPy at import
 time (Keras and TensorFlow inside the checks that need them).
 """
 
 from __future__ import annotations
 
+from helpers.checks._common import learner_or_reference  # every lesson: no dead ends
 from helpers.checks.generator import (  # lesson 01
     check_augment_pair, check_dataset, check_dataset_augments, check_percentile_stretch,
 )
 from helpers.checks.architecture import (  # lesson 02
-    check_conv_block, check_decoder_block, check_encoder_block, check_max_depth, check_residual_block, check_unet,
-    check_unet_3d,
+    check_conv_block, check_decoder_block, check_encoder_block, check_layers_for, check_max_depth,
+    check_residual_block, check_unet, check_unet_3d,
 )
 from helpers.checks.metrics import (  # lesson 03
     check_bce_dice_loss, check_confusion_metrics, check_dice, check_dice_loss, check_hard_dice, check_iou,
@@ -41,10 +44,13 @@ from helpers.checks.brain import (  # lesson 08
 )
 
 __all__ = [
+    # every lesson: the learner's version when it works, else the reference
+    "learner_or_reference",
     # 01 data generator
     "check_percentile_stretch", "check_dataset", "check_augment_pair", "check_dataset_augments",
     # 02 architecture
-    "check_conv_block", "check_encoder_block", "check_decoder_block", "check_unet", "check_unet_3d",
+    "check_conv_block", "check_encoder_block", "check_decoder_block", "check_unet", "check_layers_for",
+    "check_unet_3d",
     "check_max_depth", "check_residual_block",
     # 03 loss and metrics
     "check_dice", "check_hard_dice", "check_dice_loss", "check_iou", "check_bce_dice_loss",

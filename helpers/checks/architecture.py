@@ -18,7 +18,7 @@ import numpy as np
 from helpers.checks._common import call, fail, ok
 
 __all__ = ["check_conv_block", "check_encoder_block", "check_decoder_block", "check_unet",
-           "check_unet_3d", "check_max_depth", "check_residual_block"]
+           "check_layers_for", "check_unet_3d", "check_max_depth", "check_residual_block"]
 
 
 def _model(inputs, outputs):
@@ -368,6 +368,43 @@ def check_unet(fn, random_cases: int = 0, seed: int = 0) -> None:
         _check_model(name, case, fn, shape, n_classes, depth, base, dropout)
     _check_bad_shape(name, "60×60×1 with depth 3", fn, (60, 60, 1), 3)
     ok(f"{name}: {len(cases) + 1} cases passed")
+
+
+def check_layers_for(fn) -> None:
+    """Check ``fn(x)``, the layer classes for a tensor ``x``: ``Conv2D``,
+    ``Conv2DTranspose``, ``MaxPooling2D``, ``SpatialDropout2D`` for ``(batch, H, W, C)``,
+    their 3D versions for ``(batch, D, H, W, C)``, and a ``ValueError`` for any other rank."""
+    import keras
+
+    name = "layers_for"
+    L = keras.layers
+    expected = {
+        "a 2D tensor (batch, 16, 16, 1)": ((16, 16, 1), (L.Conv2D, L.Conv2DTranspose, L.MaxPooling2D,
+                                                          L.SpatialDropout2D)),
+        "a 3D tensor (batch, 8, 16, 16, 1)": ((8, 16, 16, 1), (L.Conv3D, L.Conv3DTranspose, L.MaxPooling3D,
+                                                                L.SpatialDropout3D)),
+    }
+    for case, (shape, classes) in expected.items():
+        got = call(fn, name, case, keras.Input(shape))
+        for field, cls in zip(("Conv", "ConvTranspose", "MaxPool", "SpatialDropout"), classes):
+            value = getattr(got, field, None)
+            if value is not cls:
+                fail(name, case, f"{field} is {getattr(value, '__name__', value)!r}, expected keras.layers."
+                                 f"{cls.__name__}.",
+                     "return SimpleNamespace(Conv=..., ConvTranspose=..., MaxPool=..., SpatialDropout=...) "
+                     "with the 3D classes (Conv3D, ...) when len(x.shape) == 5, the 2D ones when it is 4.")
+    case = "a 1D tensor (batch, 16, 1)"
+    try:
+        fn(keras.Input((16, 1)))
+    except ValueError:
+        pass
+    except Exception as error:  # any other error is the learner's to fix
+        fail(name, case, f"raised {type(error).__name__}: {error}; expected a ValueError.",
+             "keep the final `raise ValueError(...)` for shapes that are neither 2D nor 3D.")
+    else:
+        fail(name, case, "returned layers; expected a ValueError.",
+             "keep the final `raise ValueError(...)` for shapes that are neither 2D nor 3D.")
+    ok(f"{name}: 2D and 3D layer classes, a ValueError for other shapes")
 
 
 def check_unet_3d(fn, random_cases: int = 0, seed: int = 0) -> None:

@@ -26,7 +26,8 @@ def _reference_window(volume, window):
 
 def check_window_hu(fn, random_cases: int = 3, seed: int = 0) -> None:
     """Check ``fn(volume, window=(lower, upper))``: HU mapped linearly to ``[0, 1]``,
-    clipped, float32, same shape, input untouched; on fixed values and random volumes."""
+    clipped, float32, same shape, input untouched, the lung window by default; on fixed
+    values and random volumes."""
     fixed = np.array([-3024, -1000, -350, 300, 1500], dtype=np.int16)
     got = np.asarray(fn(fixed.copy(), window=(-1000, 300)))
     expected = np.array([0.0, 0.0, 0.5, 1.0, 1.0], np.float32)
@@ -46,6 +47,11 @@ def check_window_hu(fn, random_cases: int = 3, seed: int = 0) -> None:
         fail('window_hu', "HU [-3024, -1000, -350, 300, 1500] with window (-1000, 300)",
              f"expected {expected.tolist()}, got {np.round(got, 4).tolist()}.",
              hint)
+    got = np.asarray(fn(fixed.copy()))
+    if got.shape != fixed.shape or not np.allclose(got, expected, atol=1e-6):
+        fail('window_hu', "no window given: the default",
+             f"expected the lung window's {expected.tolist()}, got {np.round(np.asarray(got, float), 4).tolist()}.",
+             "keep the default window=config.HU_WINDOW_LUNG, (-1000, 300) HU.")
     volume = np.array([[[-1024, -100], [40, 250]]], dtype=np.int16)
     before = volume.copy()
     got = np.asarray(fn(volume, window=(-150, 250)))
@@ -172,10 +178,11 @@ def check_volumetric_dice(fn, random_cases: int = 5, seed: int = 0) -> None:
 
 def check_3d_unet(model, input_shape=None, max_parameters: int = 1_500_000, depth: int | None = None,
                   dropout: float | None = None, base_filters: int | None = None, min_depth: int = 1,
-                  min_bottleneck: int = 1) -> None:
+                  min_bottleneck: int = 1, min_parameters: int = 0) -> None:
     """Check a Keras model for 3D binary segmentation: input ``(D, H, W, 1)``, output
     ``(D, H, W, 1)`` with a sigmoid, 3D convolutions, at most ``max_parameters`` weights
-    (so that it trains on a laptop CPU), at least ``min_depth`` poolings and a bottleneck of
+    (so that it trains on a laptop CPU) and at least ``min_parameters`` (so that the budget is
+    used), at least ``min_depth`` poolings and a bottleneck of
     at least ``min_bottleneck`` voxels per side; if given, exactly ``depth`` poolings, a
     spatial dropout of rate ``dropout`` and ``base_filters`` filters in the first convolution."""
     import keras
@@ -242,6 +249,12 @@ def check_3d_unet(model, input_shape=None, max_parameters: int = 1_500_000, dept
         fail('3D U-Net', "number of weights",
              f"expected at most {max_parameters:,}, got {count:,}.",
              "a 3D U-Net grows fast: use base_filters=8 and depth=3 for a CPU.")
+    if count < min_parameters:
+        fail('3D U-Net', "number of weights",
+             f"expected at least {min_parameters:,}, got {count:,}: most of the budget of "
+             f"{max_parameters:,} is unused.",
+             "take more filters (base_filters) or one more level (depth), as long as the bottleneck "
+             "keeps its size.")
     ok(f"3D U-Net: input {shape_in[1:]}, output {shape_out[1:]}, {count:,} weights.")
 
 
@@ -272,7 +285,7 @@ def check_save_prediction(fn) -> None:
     probabilities, on a working grid of affine ``working_affine`` (reoriented and resampled),
     are resampled onto the reference CT's grid in millimetres
     (``geometry.resample_to_grid``, linear), thresholded at 0.5 and saved as uint8 {0, 1}
-    NIfTI with the reference's affine."""
+    NIfTI with the reference's affine; an all-zero prediction gives an empty mask."""
     import nibabel as nib
 
     from helpers import geometry
@@ -315,6 +328,16 @@ def check_save_prediction(fn) -> None:
                  "the working grid is reoriented (RAS) and has another spacing: resizing the array to the CT's "
                  "shape flips and shifts it. Resample in millimetres with geometry.resample_to_grid(probabilities, "
                  "working_affine, ct.shape, ct_affine) (linear), then threshold at 0.5.")
+        empty_output = folder / "case" / "empty.nii.gz"
+        call(fn, 'save_prediction', "an all-zero prediction", np.zeros_like(probabilities), working_affine.copy(),
+             reference, empty_output, allow_none=True)
+        empty = np.asarray(nib.load(str(empty_output)).dataobj) if empty_output.is_file() else None
+        if empty is None or empty.shape != reference_shape or empty.any():
+            got = "no file" if empty is None else f"{int(np.count_nonzero(empty))} foreground voxels"
+            fail('save_prediction', "an all-zero prediction",
+                 f"expected an empty mask on the CT's grid, got {got}.",
+                 "threshold the probabilities at a fixed 0.5 (not at their mean or after dividing by "
+                 "their maximum): a prediction of no lung is an empty mask.")
     ok("save_prediction: correct (CT grid, CT affine, uint8 {0, 1}).")
 
 

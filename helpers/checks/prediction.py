@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from helpers.checks._common import fail, ok
+from helpers.checks._common import call, fail, ok
 
 __all__ = ["check_threshold", "check_metrics_table", "check_keep_largest_components",
            "check_fill_holes", "check_postprocess"]
@@ -149,7 +149,8 @@ def check_metrics_table(fn, cases: int = 1, seed: int = 0, keys=("dice", "iou"))
 
 def check_keep_largest_components(fn, cases: int = 3, seed: int = 0) -> None:
     """Check ``fn(mask, n)``: keeps the ``n`` largest connected components (8-connected in
-    2D) of a binary mask and removes the rest, on fixed and ``cases`` random masks."""
+    2D) of a binary mask and removes the rest, keeps an empty mask empty, on fixed and
+    ``cases`` random masks."""
     from helpers import inference
 
     mask = np.zeros((20, 30), np.uint8)
@@ -183,6 +184,14 @@ def check_keep_largest_components(fn, cases: int = 3, seed: int = 0) -> None:
     got = _as_binary(fn(few, 2), "keep_largest_components", "a mask with a single component, n=2", few.shape)
     _compare(got, few > 0, "keep_largest_components", "a mask with a single component, n=2",
              "With fewer than n components keep them all.")
+    empty = np.zeros((5, 5), np.uint8)
+    got = _as_binary(call(fn, "keep_largest_components", "an empty mask, n=2", empty, 2),
+                     "keep_largest_components", "an empty mask, n=2", empty.shape)
+    if got.any():
+        fail('keep_largest_components', "an empty mask, n=2",
+             f"an empty mask must stay empty, got {int(got.sum())} foreground pixels of {got.size}.",
+             "the background (label 0) is never a component: keep only labels with more than 0 pixels "
+             "after setting the background's size to 0, e.g. keep = keep[sizes[keep] > 0].")
     for i in range(int(cases)):
         case = _random_blobs((48, 56), n_blobs=5, holes=0, seed=seed + i)
         n = 1 + i % 3
@@ -190,7 +199,7 @@ def check_keep_largest_components(fn, cases: int = 3, seed: int = 0) -> None:
         got = _as_binary(fn(case, n), "keep_largest_components", label, case.shape)
         _compare(got, inference.keep_largest_components(case, n) > 0, "keep_largest_components",
                  label, "Keep the n largest components.")
-    ok(f"keep_largest_components: {int(cases) + 4} cases passed.")
+    ok(f"keep_largest_components: {int(cases) + 5} cases passed.")
 
 
 def check_fill_holes(fn, cases: int = 3, seed: int = 0) -> None:
@@ -218,7 +227,7 @@ def check_fill_holes(fn, cases: int = 3, seed: int = 0) -> None:
 
 def check_postprocess(fn, cases: int = 3, seed: int = 0, n_components: int = 2) -> None:
     """Check ``fn(mask)``: keep the ``n_components`` largest components, then fill holes,
-    like :func:`helpers.inference.postprocess`."""
+    like :func:`helpers.inference.postprocess`; ``fn(mask, n_components=3)`` must keep three."""
     from helpers import inference
 
     mask = np.zeros((24, 32), np.uint8)
@@ -236,10 +245,17 @@ def check_postprocess(fn, cases: int = 3, seed: int = 0, n_components: int = 2) 
         fail('postprocess', label, "the hole is still there; fill holes "
                                    "(scipy.ndimage.binary_fill_holes) after keeping the largest components.")
     _compare(got, expected, "postprocess", label, "keep_largest_components, then fill_holes.")
+    label = f"{label}, n_components=3"
+    got = _as_binary(fn(mask, n_components=3), "postprocess", label, mask.shape)
+    if not got[21, 21]:
+        fail('postprocess', label, "the speck was removed although n_components=3 keeps three components.",
+             "pass n_components on to keep_largest_components instead of a fixed 2.")
+    _compare(got, inference.postprocess(mask, 3) > 0, "postprocess", label,
+             "keep_largest_components(mask, n_components), then fill_holes.")
     for i in range(int(cases)):
         mask = _random_blobs((48, 48), n_blobs=5, holes=2, seed=seed + 200 + i)
         label = f"random blobs with holes {i + 1}"
         got = _as_binary(fn(mask), "postprocess", label, mask.shape)
         _compare(got, inference.postprocess(mask, n_components) > 0, "postprocess", label,
                  "keep_largest_components, then fill_holes.")
-    ok(f"postprocess: {int(cases) + 1} cases passed.")
+    ok(f"postprocess: {int(cases) + 2} cases passed.")

@@ -132,7 +132,8 @@ def check_callbacks(fn_or_list, run_dir=None, monitor: str = "val_dice", mode: s
     import tempfile
 
     if callable(fn_or_list):
-        run_dir = Path(run_dir) if run_dir is not None else Path(tempfile.mkdtemp(prefix="unet_callbacks_"))
+        # a folder that does not exist yet: make_callbacks must work for a new run folder
+        run_dir = Path(run_dir) if run_dir is not None else Path(tempfile.mkdtemp(prefix="unet_callbacks_")) / "new" / "run"
         callbacks = fn_or_list(run_dir)
     else:
         callbacks = fn_or_list
@@ -182,10 +183,11 @@ def check_callbacks(fn_or_list, run_dir=None, monitor: str = "val_dice", mode: s
     ok("callbacks: best.keras checkpoint, learning-rate schedule, early stopping, CSV log.")
 
 
-def check_compile(model, learning_rate: float | None = None) -> None:
+def check_compile(model, learning_rate: float | None = None, hard_dice: bool = True) -> None:
     """Check that ``model`` is compiled with Adam (at ``learning_rate`` if given), the
-    BCE + Dice loss and a metric logged as ``dice``: the loss on a fixed batch must equal
-    the reference :func:`helpers.losses.bce_dice_loss` and evaluate() must report ``dice``."""
+    BCE + Dice loss and the metrics logged as ``dice`` and (if ``hard_dice``) ``hard_dice``:
+    the loss on a fixed batch must equal the reference :func:`helpers.losses.bce_dice_loss`
+    and evaluate() must report both metrics."""
     import keras
 
     from helpers import losses
@@ -215,13 +217,18 @@ def check_compile(model, learning_rate: float | None = None) -> None:
     if not np.isclose(got, expected, rtol=1e-3, atol=1e-4):
         fail('compile', None, f"The loss on a fixed batch is {got:.4f}, but the BCE + Dice loss gives {expected:.4f}: "
                               f"pass loss=losses.bce_dice_loss to compile.")
-    ok("compile: Adam, BCE + Dice loss, 'dice' metric.")
+    if hard_dice and "hard_dice" not in logs:
+        fail('compile', None, f"evaluate() logs {sorted(logs)} but no 'hard_dice': pass "
+                              f"metrics=[metrics.dice_coefficient, metrics.hard_dice] to compile (the fit "
+                              f"check looks for 'val_hard_dice').")
+    ok("compile: Adam, BCE + Dice loss, " + ("'dice' and 'hard_dice' metrics." if hard_dice else "'dice' metric."))
 
 
-def check_training_run(history, run_dir, monitor: str = "val_dice", started: float | None = None) -> None:
+def check_training_run(history, run_dir, monitor: str = "val_dice", started: float | None = None,
+                       epochs: int | None = None, hard_dice: bool = True) -> None:
     """Check a finished ``model.fit`` run: ``history`` logged training and validation loss
-    and Dice, ``run_dir/best.keras`` exists and loads, and ``run_dir/log.csv`` has one row
-    per epoch. ``started`` (a ``time.time()`` taken before ``fit``) makes files left by an
+    and Dice (and the hard Dice, if ``hard_dice``), ran at most ``epochs`` epochs if given,
+    ``run_dir/best.keras`` exists and loads, and ``run_dir/log.csv`` has one row per epoch. ``started`` (a ``time.time()`` taken before ``fit``) makes files left by an
     earlier run fail: both must have been written after it. Says nothing about how good the
     model is."""
     from helpers import training
@@ -229,11 +236,14 @@ def check_training_run(history, run_dir, monitor: str = "val_dice", started: flo
     logs = getattr(history, "history", history)
     if not isinstance(logs, dict):
         fail('training run', None, f"Expected the History returned by model.fit, got {type(history).__name__}.")
-    for key in ("loss", "val_loss", "dice", monitor):
+    needed = ("loss", "val_loss", "dice", monitor) + (("hard_dice", "val_hard_dice") if hard_dice else ())
+    for key in needed:
         if key not in logs:
             fail('training run', None, f"The history has no {key!r} (it has {sorted(logs)}): pass validation_data=val_ds "
-                                       f"to fit and metrics=[metrics.dice_coefficient] to compile.")
-    epochs = len(logs["loss"])
+                                       f"to fit and metrics=[metrics.dice_coefficient, metrics.hard_dice] to compile.")
+    limit, epochs = epochs, len(logs["loss"])
+    if limit is not None and epochs > limit:
+        fail('training run', None, f"fit ran {epochs} epochs, more than EPOCHS = {limit}: pass epochs=EPOCHS to fit.")
     run_dir = Path(run_dir)
     best = run_dir / "best.keras"
     if not best.is_file():

@@ -357,3 +357,18 @@ def read_case(modality_paths, seg_path=None) -> tuple[np.ndarray, np.ndarray | N
     image = np.stack(channels, axis=-1)
     seg = None if seg_path is None else read_nifti(seg_path)[0].astype(np.uint8)
     return image, seg
+
+
+def remap_labels(seg) -> np.ndarray:
+    """Lesson 08's ``remap_labels`` (Exercise 2.1): BraTS labels to softmax classes.
+
+    Args:
+        seg: a BraTS label array of any shape and integer dtype, values in {0, 1, 2, 4}.
+
+    Returns:
+        A new array of the same shape and dtype with 4 replaced by 3 (classes 0..3);
+        ``seg`` itself is left unchanged.
+    """
+    labels = np.array(seg, copy=True)
+    labels[labels == 4] = 3
+    return labels

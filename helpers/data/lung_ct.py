@@ -577,6 +577,21 @@ def voxel_spacing(affine: np.ndarray) -> np.ndarray:
     return np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
 
 
+def lung_volume_ml(mask, affine) -> float:
+    """Volume of ``mask > 0`` in millilitres (lesson 06's Exercise 1.2).
+
+    Args:
+        mask: a 3D array on the grid of ``affine`` (any dtype; ``> 0`` is foreground).
+        affine: the 4 x 4 NIfTI affine of that grid, in millimetres.
+
+    Returns:
+        The number of foreground voxels times the volume of one voxel,
+        ``|det(affine[:3, :3])|`` mm³, divided by 1000 (1 mL = 1000 mm³).
+    """
+    voxel_mm3 = abs(float(np.linalg.det(np.asarray(affine, dtype=float)[:3, :3])))
+    return float(np.count_nonzero(np.asarray(mask) > 0) * voxel_mm3 / 1000.0)
+
+
 __all__ = ["CT_NAME", "DEFAULTS", "FULL", "GENERATOR_VERSION", "HU", "MASK_NAME", "case_name",
-           "generate", "load_cases", "make_case", "nifti_bytes", "read_case",
+           "generate", "load_cases", "lung_volume_ml", "make_case", "nifti_bytes", "read_case",
            "voxel_spacing"]
