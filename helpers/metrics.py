@@ -52,7 +52,7 @@ import numpy as np
 
 __all__ = [
     "dice_coefficient", "dice", "hard_dice", "iou", "jaccard", "sensitivity", "recall",
-    "specificity", "precision", "multiclass_dice", "per_class_dice", "configured",
+    "specificity", "precision", "multiclass_dice", "per_class_dice", "configured", "batch_mean",
     "dice_numpy", "volumetric_dice", "iou_numpy", "confusion_counts", "precision_numpy", "sensitivity_numpy",
     "specificity_numpy", "brats_regions", "brats_region_dice", "per_class_scores", "reference_per_class_scores",
     "format_scores", "KERAS_METRIC_NAMES", "mask_surface", "surface_distances", "hausdorff_distance",
@@ -270,6 +270,27 @@ def configured(fn, name=None, **params):
 
     wrapped.__name__ = wrapped.__qualname__ = label
     return wrapped
+
+
+def batch_mean(fn):
+    """``fn`` averaged over the batch: one number, as lesson 03 writes its metrics.
+
+    The Keras metrics here return one value per sample ``(batch,)`` (Keras averages them);
+    lesson 03's exercises return the batch mean, a scalar. ``batch_mean(dice_coefficient)``
+    is the reference the lesson falls back on when an exercise is unfinished. Same
+    arguments, same ``__name__`` (so Keras logs it under the same name).
+
+    Args:
+        fn: a metric ``fn(y_true, y_pred, **kwargs)`` returning per-sample values.
+
+    Returns:
+        A function ``(y_true, y_pred, **kwargs) -> scalar tensor``, the mean of ``fn``.
+    """
+    @functools.wraps(fn)
+    def averaged(y_true, y_pred, **kwargs):
+        return _ops().mean(fn(y_true, y_pred, **kwargs))
+
+    return averaged
 
 
 # --------------------------------------------------------------------------------------

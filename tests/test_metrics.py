@@ -569,3 +569,20 @@ def test_boundary_distances_refuse_bad_input_with_a_hint():
         metrics.hausdorff_distance(a, a, spacing=(1.0, 1.0, 1.0))
     with pytest.raises(ValueError, match="percentile"):
         metrics.hausdorff_distance(a, a, percentile=120)
+
+
+def test_batch_mean_makes_a_per_sample_metric_a_scalar_with_the_same_name():
+    """Lesson 03 falls back on metrics.batch_mean(reference): one number, like the exercises."""
+    import numpy as np
+
+    from helpers import checks, metrics
+
+    rng = np.random.default_rng(0)
+    t = (rng.random((3, 8, 8, 1)) > 0.5).astype("float32")
+    p = rng.random((3, 8, 8, 1)).astype("float32")
+    averaged = metrics.batch_mean(metrics.dice_coefficient)
+    assert averaged.__name__ == metrics.dice_coefficient.__name__
+    assert np.ndim(np.asarray(averaged(t, p))) == 0
+    assert float(averaged(t, p, smooth=0.0)) == pytest.approx(float(np.mean(metrics.dice_coefficient(t, p, smooth=0.0))))
+    checks.check_dice(averaged)
+    checks.check_multiclass_dice(metrics.batch_mean(metrics.multiclass_dice))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from helpers.checks._common import fail, ok
+from helpers.checks._common import _tracing_history_kept, fail, ok
 
 __all__ = ["check_split_by_patient", "check_callbacks", "check_compile", "check_training_run",
            "check_monitor", "check_train_step"]
@@ -184,6 +184,13 @@ def check_callbacks(fn_or_list, run_dir=None, monitor: str = "val_dice", mode: s
 
 
 def check_compile(model, learning_rate: float | None = None, hard_dice: bool = True) -> None:
+    """See :func:`_check_compile`; the check's own evaluate() calls are kept out of
+    TensorFlow's retracing warning, so that the lesson's next ``fit`` prints none."""
+    with _tracing_history_kept():
+        _check_compile(model, learning_rate, hard_dice)
+
+
+def _check_compile(model, learning_rate: float | None = None, hard_dice: bool = True) -> None:
     """Check that ``model`` is compiled with Adam (at ``learning_rate`` if given), the
     BCE + Dice loss and the metrics logged as ``dice`` and (if ``hard_dice``) ``hard_dice``:
     the loss on a fixed batch must equal the reference :func:`helpers.losses.bce_dice_loss`
