@@ -188,24 +188,27 @@ def metrics_table(true_masks, predicted_masks, names) -> list[dict]:
             for truth, pred, name in zip(true_masks, predicted_masks, names)]
 
 
-def save_prediction(probabilities, reference_path, output_path, threshold: float = 0.5) -> Path:
-    """Save a prediction made on a coarse training grid as a mask on a CT's own grid
-    (lesson 06's Exercise 4.1).
+def save_prediction(probabilities, working_affine, reference_path, output_path, threshold: float = 0.5) -> Path:
+    """Save a prediction made on a working grid (reoriented, resampled) as a mask on a CT's
+    own grid, with the CT's affine (lesson 06).
 
     Args:
-        probabilities: ``(D, H, W)`` probabilities on the training grid (any shape of three axes).
+        probabilities: ``(X, Y, Z)`` probabilities on the working grid.
+        working_affine: the 4 x 4 affine of the working grid (millimetres).
         reference_path: the CT's NIfTI file: its shape and affine are the output's.
         output_path: where to write the mask (``.nii.gz``); an existing file is replaced.
         threshold: foreground where the resampled probability is above it.
 
     Returns:
         ``output_path``: a uint8 ``{0, 1}`` NIfTI mask, the probabilities resampled linearly
-        (:func:`resize_to`) to the CT's shape and thresholded, saved with the CT's affine.
+        in millimetres onto the CT's grid (:func:`helpers.geometry.resample_to_grid`) and
+        thresholded, saved with the CT's affine.
     """
-    from helpers import data
+    from helpers import data, geometry
 
     reference, affine = data.load_nifti(reference_path)
-    resampled = resize_to(np.asarray(probabilities, dtype=np.float32), reference.shape)
+    resampled = geometry.resample_to_grid(np.asarray(probabilities, dtype=np.float32), working_affine,
+                                          reference.shape, affine)
     mask = (resampled > threshold).astype(np.uint8)
     return data.save_nifti(mask, affine, output_path, force=True)
 
@@ -580,7 +583,7 @@ def blending_weights(patch_size, blend: str = "gaussian", sigma_scale: float = 0
 
 def sliding_window(model, volume, patch_size, overlap: float = 0.5, blend: str = "gaussian",
                    batch_size: int = 4, pad_value: float = 0.0, sigma_scale: float = 0.125,
-                   progress: bool = True) -> np.ndarray:
+                   progress: bool = True, starts=None, weights=None) -> np.ndarray:
     """Predict a whole volume with a model that takes fixed-size patches.
 
     The volume is padded to at least ``patch_size`` (evenly, with ``pad_value``), cut into
@@ -604,6 +607,11 @@ def sliding_window(model, volume, patch_size, overlap: float = 0.5, blend: str =
         pad_value: value of the voxels added around a volume smaller than the window.
         sigma_scale: width of the Gaussian weights as a fraction of the window.
         progress: show a progress bar (for more than 8 batches).
+        starts: the function that places the windows along one axis,
+            ``starts(length, patch, overlap) -> list`` (default :func:`window_starts`;
+            lesson 06 passes the learner's own).
+        weights: the blending weights, an array of ``patch_size`` (default
+            :func:`blending_weights` of ``blend`` and ``sigma_scale``).
 
     Returns:
         float32 probabilities on the input's grid: ``(X, Y, Z)`` for a model with one output
@@ -627,14 +635,25 @@ def sliding_window(model, volume, patch_size, overlap: float = 0.5, blend: str =
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
     batch_size = int(batch_size)
-    weights = blending_weights(sizes, blend, sigma_scale)[..., None]
+    if weights is None:
+        weights = blending_weights(sizes, blend, sigma_scale)
+    weights = np.asarray(weights, np.float32)
+    if weights.shape != sizes:
+        raise ValueError(f"weights have shape {weights.shape}, the window is {sizes}: give one weight per voxel.")
+    weights = weights[..., None]
     original = array.shape[:spatial]
     deficit = [max(0, p - n) for p, n in zip(sizes, original)]
     before = [d // 2 for d in deficit]
     if any(deficit):
         widths = [(b, d - b) for b, d in zip(before, deficit)] + [(0, 0)]
         array = np.pad(array, widths, mode="constant", constant_values=float(pad_value))
-    positions = window_positions(array.shape[:spatial], sizes, overlap)
+    if starts is None:
+        positions = window_positions(array.shape[:spatial], sizes, overlap)
+    else:
+        import itertools
+
+        positions = list(itertools.product(*(list(starts(n, p, overlap))
+                                             for n, p in zip(array.shape[:spatial], sizes))))
     predict = getattr(model, "predict_on_batch", model)
     output = None
     total = np.zeros(array.shape[:spatial] + (1,), np.float32)

@@ -25,7 +25,7 @@ import numpy as np
 
 from helpers import config
 
-__all__ = ["PatchDataset", "PatchLocation", "pad_to_patch", "crop_patch"]
+__all__ = ["PatchDataset", "PatchLocation", "pad_to_patch", "crop_patch", "foreground_patch_start"]
 
 
 def _patch_size(patch_size) -> tuple[int, int, int]:
@@ -82,6 +82,36 @@ def crop_patch(volume, start, patch_size) -> np.ndarray:
     return array[start[0]:start[0] + size[0], start[1]:start[1] + size[1], start[2]:start[2] + size[2]]
 
 
+def foreground_patch_start(voxel, shape, patch_size) -> tuple[int, int, int]:
+    """Start of the patch centred on ``voxel``, kept inside a volume of ``shape``.
+
+    The patch is centred when ``voxel`` is its voxel ``patch_size // 2`` along every axis,
+    i.e. ``start = voxel - patch_size // 2``; near a border the start is clipped to
+    ``[0, shape - patch_size]``, so that the patch stays inside the volume and still
+    contains the voxel. This is where :class:`PatchDataset` places a foreground patch.
+
+    Args:
+        voxel: ``(x, y, z)`` index of the voxel, inside ``shape``.
+        shape: spatial shape ``(X, Y, Z)`` of the (padded) volume, at least ``patch_size``.
+        patch_size: ``(px, py, pz)`` or one number.
+
+    Returns:
+        ``(x0, y0, z0)`` as Python ints.
+
+    Raises:
+        ValueError: the voxel lies outside ``shape`` or the volume is smaller than the patch.
+    """
+    size = np.asarray(_patch_size(patch_size))
+    shape = np.asarray(tuple(int(n) for n in tuple(shape)[:3]))
+    voxel = np.asarray(tuple(int(v) for v in voxel))
+    if voxel.shape != (3,) or (voxel < 0).any() or (voxel >= shape).any():
+        raise ValueError(f"voxel {tuple(voxel.tolist())} is not inside a volume of shape {tuple(shape.tolist())}.")
+    if (shape < size).any():
+        raise ValueError(f"a volume of shape {tuple(shape.tolist())} is smaller than the patch "
+                         f"{tuple(size.tolist())}: pad it first (pad_to_patch).")
+    return tuple(int(s) for s in np.clip(voxel - size // 2, 0, shape - size))  # type: ignore[return-value]
+
+
 class PatchLocation(NamedTuple):
     """Where one patch comes from: ``case`` (index into the data set's volumes), ``start``
     (its first voxel in the padded volume) and ``foreground`` (True if it was drawn around a
@@ -124,6 +154,9 @@ class PatchDataset(keras.utils.PyDataset):
         augment: ``False``, ``True`` or a dict of keyword arguments of
             :func:`helpers.generator.augment_pair`, applied to each patch (seeded like it).
         pad_value: fill value of padded image voxels; None: each image's minimum.
+        patch_start: the function that places a foreground patch,
+            ``patch_start(voxel, shape, patch_size) -> start`` (default
+            :func:`foreground_patch_start`; lesson 06 passes the learner's own).
         **kwargs: ``workers``, ``use_multiprocessing``, ``max_queue_size`` for Keras.
 
     Returns (``dataset[i]``):
@@ -138,8 +171,10 @@ class PatchDataset(keras.utils.PyDataset):
 
     def __init__(self, images: Sequence, labels: Sequence, patch_size, batch_size: int = 2,
                  patches_per_epoch: int = 32, foreground_fraction: float = 0.5, seed: int = config.SEED,
-                 n_classes: int = 1, augment=False, pad_value: float | None = None, **kwargs):
+                 n_classes: int = 1, augment=False, pad_value: float | None = None, patch_start=None,
+                 **kwargs):
         super().__init__(**kwargs)
+        self.patch_start = foreground_patch_start if patch_start is None else patch_start
         images, labels = list(images), list(labels)
         if not images:
             raise ValueError("PatchDataset got no volumes: pass a list of image volumes and one of label maps.")
@@ -203,7 +238,7 @@ class PatchDataset(keras.utils.PyDataset):
             shape = self.labels[case].shape
             voxels = self.foreground[case]
             voxel = np.unravel_index(int(voxels[int(rng.integers(voxels.size))]), shape)
-            start = np.clip(np.asarray(voxel) - size // 2, 0, np.asarray(shape) - size)
+            start = self.patch_start(tuple(int(v) for v in voxel), shape, self.patch_size)
             return PatchLocation(case, tuple(int(s) for s in start), True)
         case = int(rng.integers(len(self.images)))
         shape = np.asarray(self.labels[case].shape)

@@ -95,6 +95,60 @@ def _spacing_times(factor: float):
     return check
 
 
+def _spacing_in_ranges(outputs: str, said: tuple[str, ...]) -> str | None:
+    """Lesson 06: the printed case's in-plane and slice spacing lie in the stated ranges
+    (to the prose's one decimal)."""
+    match = re.search(r"spacing \[([\d.]+), ([\d.]+), ([\d.]+)\] mm", outputs)
+    if not match:
+        return "the case's spacing is not printed"
+    low_xy, high_xy, low_z, high_z = (float(value) for value in said)
+    x, y, z = (round(float(value), 1) for value in match.groups())
+    inside = low_xy <= x <= high_xy and low_xy <= y <= high_xy and low_z <= z <= high_z
+    return None if inside else f"the printed spacing {match.group(0)} is outside the stated ranges"
+
+
+def _voxel_count_millions(outputs: str, said: tuple[str, ...]) -> str | None:
+    match = re.search(r"lung voxels: \d+ of (\d+)", outputs)
+    if not match:
+        return "the voxel count is not printed"
+    millions = round(int(match.group(1)) / 1e6, 1)
+    return None if millions == float(said[0]) else f"the run printed {match.group(1)} voxels"
+
+
+def _patch_share_of_axes(outputs: str, said: tuple[str, ...]) -> str | None:
+    """Lesson 06: 32 voxels are the stated share (within 10 points) of every axis of every working grid."""
+    grids = re.search(r"working grids at [\d.]+ mm: (.*)", outputs)
+    if not grids:
+        return "the working grids are not printed"
+    sides = [int(side) for side in re.findall(r"\d+", grids.group(1))]
+    shares = [100 * 32 / side for side in sides]
+    off = [round(share) for share in shares if abs(share - float(said[0])) > 10]
+    return None if not off else f"32-voxel patches cover {off} % of some axes"
+
+
+def _sampling_changes_little(outputs: str, said: tuple[str, ...]) -> str | None:
+    """Lesson 06: for 32-voxel patches foreground sampling moves the lung share by under 5
+    points; for 16-voxel patches it raises it by more."""
+    rows = dict((int(size), (float(anywhere), float(sampled))) for size, anywhere, sampled in re.findall(
+        r"patches of \((\d+), \d+, \d+\): lung voxels per patch ([\d.]+)% placed anywhere, ([\d.]+)% with", outputs))
+    if 32 not in rows or 16 not in rows:
+        return "the two patch lines are not printed"
+    big, small = rows[32], rows[16]
+    if abs(big[1] - big[0]) >= 5:
+        return f"sampling moved 32-voxel patches from {big[0]} % to {big[1]} %"
+    return None if small[1] - small[0] > abs(big[1] - big[0]) else "sampling did not help the small patches more"
+
+
+def _unet_beats_threshold(outputs: str, said: tuple[str, ...]) -> str | None:
+    dice = re.search(r"mean volumetric Dice:\s+threshold recipe ([\d.]+)\s+3D U-Net ([\d.]+)", outputs)
+    hd95 = re.search(r"mean HD95 \(mm\):\s+threshold recipe ([\d.]+)\s+3D U-Net ([\d.]+)", outputs)
+    if not dice or not hd95:
+        return "the comparison with the threshold recipe is not printed"
+    if float(dice.group(2)) <= float(dice.group(1)) or float(hd95.group(2)) >= float(hd95.group(1)):
+        return f"Dice {dice.groups()}, HD95 {hd95.groups()}: the U-Net does not beat the recipe on both"
+    return None
+
+
 def _tumour_specificity(outputs: str, said: tuple[str, ...]) -> str | None:
     """Lesson 08's table: every tumour class's specificity >= 0.99, the background's lower."""
     rows = dict(re.findall(r"^(background|necrosis \(1\)|oedema \(2\)|enhancing \(4\))\s+[\d.]+\s+[\d.]+\s+([\d.]+)",
@@ -166,20 +220,28 @@ LEDGER: dict[str, list] = {
         Claim(r"the gain is small on average", _small_post_processing_gain),
     ],
     "06_lung_ct_3d": [
+        Given(r"~5\.5 min of compute", TIME),
+        Claim(r"256 × 256 pixels of (1\.2)–(1\.4) mm in each slice, 128 slices (2\.6)–(3\.0) mm", _spacing_in_ranges),
+        Claim(r"holds (8\.4) million of them", _voxel_count_millions),
+        Given(r"at 1\.2 mm most voxels", "the data set's spacing, bound by the claim above"),
         Given(r"slices\s+2\.5–3 mm apart", DEFINITION),
         Given(r"-350 HU gives 0\.5", EXPECTED),
         Given(r"100 voxels of 0\.8 × 0\.8 × 2\.5 mm make 0\.16 mL", EXPECTED),
         Given(r"treat values above 0\.5 as inside", DEFINITION),
         Given(r"perfectly \(1\.0\), one empty and one not give 0\.0", EXPECTED),
         Given(r"gives 2 · 0\.5 / 1\.5 ≈ 0\.667", EXPECTED),
+        Given(r"0\.8 × 0\.7 × 2\.5 mm resampled to 1\.6 × 1\.4 × 5\.0 mm has\s+25 × 30 × 10 voxels "
+              r"\(21 / 2 = 10\.5", EXPECTED),
+        Given(r"`foreground_fraction` 0\.5, for our patches", CONSTANT),
+        Claim(r"Our 32³ patches cover\s+about (60) % of every axis", _patch_share_of_axes),
+        Claim(r"so wherever they fall they show lung: sampling\s+changes little", _sampling_changes_little),
         Given(r"a little dropout \(0\.05\)", CONSTANT),
-        Given(r"A momentum of 0\.9", CONSTANT),
-        Given(r"threshold at 0\.5 to a uint8", CONSTANT),
-        Given(r"resample to about 1\.5 mm", "advice for real data"),
-        Claim(r"(9\.4) × (9\.4) × (13\.9) mm voxels",
-              _spacing_times(2.0)),
-        Claim(r"half a coarse voxel, (4\.7) to (6\.9) mm here",
-              _spacing_times(1.0)),
+        Given(r"a momentum of 0\.9 rather than 0\.99", CONSTANT),
+        Given(r"the centre voxel has weight 1\.0", DEFINITION),
+        Given(r"threshold at a fixed 0\.5", CONSTANT),
+        Given(r"overlap 0\.5\)", CONSTANT),
+        Claim(r"\(4 mm: (80) windows for the first case", r"^\s*4\.0 mm\s+\([\d, ]+\)\s+[\d,]+\s+(\d+)\s"),
+        Claim(r"U-Net beats the tuned threshold recipe on both", _unet_beats_threshold),
     ],
     "07_liver_ct": [
         Given(r"scores a mean Dice of about 0\.76", BENCHMARK),

@@ -152,6 +152,46 @@ def test_generate_writes_lctsc_layout_and_round_trips(folder, case):
     assert metadata["complete"] and metadata["params"]["shape"] == list(SHAPE)
 
 
+def test_lctsc_sized_mode_is_the_design_patient_on_a_finer_grid(case):
+    """LCTSC-sized volumes: the anatomy of the design grid, interpolated onto the fine grid
+    of the same field of view; the noise is drawn on the fine grid."""
+    from scipy import ndimage
+
+    ct, lung, affine = lung_ct.make_case(1, shape=(80, 80, 48), seed=3, design_shape=SHAPE)
+    again = lung_ct.make_case(1, shape=(80, 80, 48), seed=3, design_shape=SHAPE)
+    assert _digest(ct, lung) == _digest(*again[:2])
+    assert ct.shape == lung.shape == (80, 80, 48) and ct.dtype == np.int16 and lung.dtype == np.uint8
+    spacing = lung_ct.voxel_spacing(affine)
+    np.testing.assert_allclose(spacing * (80, 80, 48), lung_ct.voxel_spacing(case[2]) * SHAPE, rtol=1e-6)
+    down = ndimage.zoom(lung.astype(np.float32), np.divide(SHAPE, lung.shape), order=1, grid_mode=True,
+                        mode="grid-constant") > 0.5
+    overlap = 2 * np.logical_and(down, case[1] > 0).sum() / (down.sum() + case[1].sum())
+    assert overlap > 0.97, overlap                           # the same lungs, not another patient
+    assert -900 < np.median(ct[lung > 0]) < -500 and np.median(ct[ct > -500]) > -200
+
+
+def test_full_preset_is_lctsc_sized():
+    """256 px in-plane, slices 2-3 mm apart, 30-35 cm field of view (the preset's numbers)."""
+    fov_mm, length_mm = (300.0, 350.0), (330.0, 380.0)   # make_case's ranges
+    nx, _, nz = lung_ct.FULL["shape"]
+    assert nx >= 256
+    assert 2.0 <= length_mm[0] / nz and length_mm[1] / nz <= 3.0
+    assert 1.0 <= fov_mm[0] / nx and fov_mm[1] / nx <= 1.4
+
+
+def test_ensure_dataset_generates_the_full_preset(tmp_path):
+    from helpers import data
+
+    folder = data.ensure_dataset("lung_ct_synthetic_full", folder=tmp_path / "full", n_cases=1,
+                                 shape=(48, 48, 40), design_shape=(32, 32, 24), workers=1)
+    metadata = json.loads((folder / "dataset.json").read_text())
+    assert metadata["params"]["design_shape"] == [32, 32, 24]
+    (ct_path, _), = lung_ct.load_cases(folder)
+    assert nib.load(ct_path).shape == (48, 48, 40)
+    with pytest.raises(ValueError, match="design_shape"):
+        lung_ct.generate(tmp_path / "bad", n_cases=1, shape=(48, 48, 40), design_shape=(8, 8, 8))
+
+
 def test_nifti_bytes_are_deterministic(case):
     ct, _, affine = case
     first, second = lung_ct.nifti_bytes(ct, affine), lung_ct.nifti_bytes(ct, affine)
@@ -235,11 +275,14 @@ def _dice(a, b):
     return 1.0 if total == 0 else float(2 * (a & b).sum() / total)
 
 
-def _save(probabilities, reference, output):
-    from skimage.transform import resize
+def _save(probabilities, working_affine, reference, output):
+    """In millimetres with scipy alone: every CT voxel's position in the working grid."""
+    from scipy import ndimage
 
     image = nib.load(str(reference))
-    resampled = resize(np.asarray(probabilities, np.float32), image.shape, order=1, preserve_range=True)
+    to_working = np.linalg.inv(working_affine) @ image.affine
+    resampled = ndimage.affine_transform(np.asarray(probabilities, np.float32), to_working[:3, :3],
+                                         to_working[:3, 3], output_shape=image.shape, order=1, mode="nearest")
     output.write_bytes(lung_ct.nifti_bytes((resampled > 0.5).astype(np.uint8), image.affine))
     return output
 
@@ -277,12 +320,12 @@ def test_checks_of_volume_dice_and_saving_explain_mistakes(tmp_path):
         with np.errstate(invalid="ignore"):
             lesson_checks.check_volumetric_dice(lambda a, b: 2 * (a * b).sum() / (a.sum() + b.sum()))
 
-    def no_resampling(probabilities, reference, output):
+    def no_resampling(probabilities, working_affine, reference, output):
         output.write_bytes(lung_ct.nifti_bytes((probabilities > 0.5).astype(np.uint8), nib.load(reference).affine))
         return output
 
-    def identity_affine(probabilities, reference, output):
-        _save(probabilities, reference, output)
+    def identity_affine(probabilities, working_affine, reference, output):
+        _save(probabilities, working_affine, reference, output)
         image = nib.load(output)
         output.write_bytes(lung_ct.nifti_bytes(np.asarray(image.dataobj), np.eye(4)))
         return output
@@ -291,6 +334,66 @@ def test_checks_of_volume_dice_and_saving_explain_mistakes(tmp_path):
         lesson_checks.check_save_prediction(no_resampling)
     with pytest.raises(AssertionError, match="affine of the saved mask"):
         lesson_checks.check_save_prediction(identity_affine)
+
+
+# independent implementations (no helpers): the checks must accept them
+
+def _grid(shape, affine, spacing):
+    affine = np.asarray(affine, float)
+    old = np.linalg.norm(affine[:3, :3], axis=0)
+    new = np.broadcast_to(np.asarray(spacing, float), (3,))
+    n = np.maximum(1, np.round(np.asarray(shape) * old / new)).astype(int)
+    out = affine.copy()
+    out[:3, :3] = affine[:3, :3] * (new / old)
+    centre = affine[:3, :3] @ ((np.asarray(shape) - 1) / 2) + affine[:3, 3]
+    out[:3, 3] = centre - out[:3, :3] @ ((n - 1) / 2)
+    return tuple(int(v) for v in n), out
+
+
+def _start(voxel, shape, patch_size):
+    return tuple(int(min(max(v - p // 2, 0), n - p)) for v, n, p in zip(voxel, shape, patch_size))
+
+
+def _starts(length, patch, overlap=0.5):
+    step = max(1, int(patch * (1 - overlap)))
+    starts = list(range(0, length - patch + 1, step))
+    return starts if starts[-1] == length - patch else starts + [length - patch]
+
+
+def _weights(patch_size, sigma_scale=0.125):
+    profiles = [np.exp(-(np.arange(n) - (n - 1) / 2) ** 2 / (2 * (sigma_scale * n) ** 2)) for n in patch_size]
+    return np.maximum(np.einsum("i,j,k->ijk", *profiles), 1e-3).astype(np.float32)
+
+
+def test_new_checks_accept_independent_answers(capsys):
+    from helpers.checks import lung_ct as lesson_checks
+
+    lesson_checks.check_resampled_grid(_grid, random_cases=10)
+    lesson_checks.check_foreground_patch_start(_start, random_cases=50)
+    lesson_checks.check_window_starts(_starts, random_cases=50)
+    lesson_checks.check_blending_weights(_weights, random_cases=10)
+    assert capsys.readouterr().out.count("✓") == 4
+
+
+def test_patch_dataset_and_sliding_window_use_the_functions_they_are_given():
+    from helpers import inference, patches
+
+    image = np.random.default_rng(0).random((20, 18, 12)).astype(np.float32)
+    label = np.zeros((20, 18, 12), np.uint8)
+    label[15:, 2:5, 3:9] = 1
+    corner = patches.PatchDataset([image], [label], (8, 8, 4), foreground_fraction=1.0,
+                                  patch_start=lambda voxel, shape, size: (0, 0, 0))
+    assert all(corner.location(i).start == (0, 0, 0) for i in range(5))
+    default = patches.PatchDataset([image], [label], (8, 8, 4), foreground_fraction=1.0)
+    for i in range(5):
+        where = default.location(i)
+        assert label[where.start[0]:where.start[0] + 8, where.start[1]:where.start[1] + 8,
+                     where.start[2]:where.start[2] + 4].any()
+    same = inference.sliding_window(lambda x: x, image, (8, 8, 4), starts=_starts,
+                                    weights=_weights((8, 8, 4)), progress=False)
+    np.testing.assert_allclose(same, image, atol=1e-5)
+    with pytest.raises(ValueError, match="weights"):
+        inference.sliding_window(lambda x: x, image, (8, 8, 4), weights=np.ones((4, 4, 4)), progress=False)
 
 
 def test_lesson_06_references_pass_their_checks(tmp_path):
@@ -306,10 +409,17 @@ def test_lesson_06_references_pass_their_checks(tmp_path):
     assert lung_ct.lung_volume_ml(np.ones((10, 10, 4)), affine) == pytest.approx(4.0)
     checks.check_volumetric_dice(metrics.volumetric_dice, random_cases=5)
     assert metrics.volumetric_dice(np.zeros((3, 3, 3)), np.zeros((3, 3, 3))) == 1.0
-    model = models.reference_model((32, 32, 24))
-    checks.check_3d_unet(model, (32, 32, 24, 1), max_parameters=400_000, min_parameters=300_000, min_depth=2,
+    model = models.reference_model((32, 32, 32))
+    checks.check_3d_unet(model, (32, 32, 32, 1), max_parameters=400_000, min_parameters=300_000, min_depth=2,
                          min_bottleneck=3, dropout=0.05)
+    checks.check_residual_blocks(model)
     checks.check_save_prediction(inference.save_prediction)
+    from helpers import geometry, patches
+
+    checks.check_resampled_grid(geometry.resampled_grid)
+    checks.check_foreground_patch_start(patches.foreground_patch_start)
+    checks.check_window_starts(inference.window_starts)
+    checks.check_blending_weights(lambda p, sigma_scale=0.125: inference.blending_weights(p, "gaussian", sigma_scale))
 
 
 def test_lesson_06_checks_ask_what_the_hidden_tests_ask(tmp_path):
@@ -324,11 +434,11 @@ def test_lesson_06_checks_ask_what_the_hidden_tests_ask(tmp_path):
     with pytest.raises(AssertionError, match="default"):
         checks.check_window_hu(no_default)
 
-    def normalised(probabilities, reference_path, output_path):   # p / p.max(): nan, then all on
+    def normalised(probabilities, working_affine, reference_path, output_path):   # p / p.max(): nan, then all on
         p = np.asarray(probabilities, np.float32)
         with np.errstate(invalid="ignore"):
             p = np.nan_to_num(p / p.max(), nan=1.0)
-        return inference.save_prediction(p, reference_path, output_path)
+        return inference.save_prediction(p, working_affine, reference_path, output_path)
 
     with pytest.raises(AssertionError, match="all-zero prediction"):
         checks.check_save_prediction(normalised)

@@ -1029,62 +1029,174 @@ for _m in ("smoothed", "empty is 0", "per slice", "iou", "accuracy"):
 _r(E, checks.check_volumetric_dice, _vdice, "lesson-like")
 
 
+def _grid(shape, affine, spacing, *, mistake=None):
+    a = np.asarray(affine, float)
+    old = np.abs(np.diag(a)[:3]) if mistake == "diagonal spacing" else np.linalg.norm(a[:3, :3], axis=0)
+    new = np.broadcast_to(np.asarray(spacing, float), (3,))
+    ratio = new / old if mistake == "inverted ratio" else old / new
+    n = np.asarray(shape) * ratio
+    n = np.maximum(1, np.floor(n) if mistake == "floor" else np.round(n)).astype(int)
+    out = a.copy()
+    out[:3, :3] = a[:3, :3] * (new / old)[:, None] if mistake == "rows scaled" else a[:3, :3] * (new / old)
+    if mistake != "translation kept":
+        centre = a[:3, :3] @ ((np.asarray(shape) - 1) / 2) + a[:3, 3]
+        out[:3, 3] = centre - out[:3, :3] @ ((n - 1) / 2)
+    return tuple(int(v) for v in n), out
+
+
+E = "resampled_grid_check"
+for _m, _frag in (("diagonal spacing", "column"), ("inverted ratio", "fewer voxels"), ("floor", "round"),
+                  ("rows scaled", "column"), ("translation kept", "centre")):
+    _w(E, checks.check_resampled_grid, lambda shape, affine, spacing, m=_m: _grid(shape, affine, spacing, mistake=m),
+       _m, _frag)
+_r(E, checks.check_resampled_grid, _grid, "lesson-like")
+_r(E, checks.check_resampled_grid, lambda shape, affine, spacing: (
+    list(_grid(shape, affine, spacing)[0]), _grid(shape, affine, spacing)[1].tolist()), "lists instead of arrays")
+
+
+def _patch_start(voxel, shape, patch_size, *, mistake=None):
+    v, n, p = (np.asarray(a) for a in (voxel, shape, patch_size))
+    if mistake == "the voxel itself":
+        return tuple(int(x) for x in v)
+    start = v - ((p - 1) // 2 if mistake == "centre (p - 1) // 2" else p // 2)
+    if mistake == "no clip":
+        return tuple(int(x) for x in start)
+    high = n - 1 if mistake == "clip to shape - 1" else n - p
+    if mistake == "low clip only":
+        high = np.full(3, 10 ** 6)
+    if mistake == "axes reversed":
+        return tuple(int(x) for x in np.clip(start, 0, high)[::-1])
+    return tuple(int(x) for x in np.clip(start, 0, high))
+
+
+E = "foreground_patch_start_check"
+for _m, _frag in (("the voxel itself", "patch_size // 2"), ("centre (p - 1) // 2", "patch_size // 2"),
+                  ("no clip", "clip"), ("clip to shape - 1", "shape - patch_size"), ("low clip only", ""),
+                  ("axes reversed", "")):
+    _w(E, checks.check_foreground_patch_start, lambda v, s, p, m=_m: _patch_start(v, s, p, mistake=m), _m, _frag)
+_r(E, checks.check_foreground_patch_start, _patch_start, "lesson-like")
+_r(E, checks.check_foreground_patch_start, lambda v, s, p: np.clip(np.subtract(v, np.floor_divide(p, 2)), 0,
+                                                                   np.subtract(s, p)), "numpy array")
+
+
+def _starts(length, patch, overlap=0.5, *, mistake=None):
+    step = patch * overlap if mistake == "step patch * overlap" else patch * (1 - overlap)
+    step = max(1, math.ceil(step) if mistake == "ceil" else int(step))
+    if mistake == "step can be 0":
+        step = int(patch * (1 - overlap)) or 1
+        if overlap > 0.85:
+            return list(range(0, length - patch + 1, 1))[:1]
+    starts = list(range(0, length - patch + 1, step))
+    if mistake == "no last window":
+        return starts
+    if mistake == "last window always added":
+        return starts + [length - patch]
+    if mistake == "last start = length":
+        return starts if starts[-1] == length - patch else starts + [length - patch + 1]
+    return starts if starts[-1] == length - patch else starts + [length - patch]
+
+
+E = "window_starts_check"
+for _m, _frag in (("step patch * overlap", "step"), ("ceil", ""), ("no last window", "border"),
+                  ("last window always added", "twice"), ("last start = length", "sticks out"),
+                  ("step can be 0", "")):
+    _w(E, checks.check_window_starts, lambda n, p, o=0.5, m=_m: _starts(n, p, o, mistake=m), _m, _frag)
+_r(E, checks.check_window_starts, _starts, "lesson-like")
+_r(E, checks.check_window_starts, lambda n, p, o=0.5: np.array(_starts(n, p, o)), "numpy array")
+
+
+def _blend(patch_size, sigma_scale=0.125, *, mistake=None):
+    profiles = []
+    for n in patch_size:
+        centre = n / 2 if mistake == "centre n / 2" else (n - 1) / 2
+        sigma = sigma_scale * (max(patch_size) if mistake == "one sigma" else n)
+        profiles.append(np.exp(-(np.arange(n) - centre) ** 2 / (2 * sigma ** 2)))
+    w = np.einsum("i,j,k->ijk", *profiles)
+    if mistake == "sum to one":
+        w = w / w.sum()
+    if mistake != "no clamp":
+        w = np.maximum(w, 1e-3)
+    if mistake == "float64":
+        return w
+    if mistake == "transposed":
+        w = w.transpose(2, 1, 0)
+    return w.astype(np.float32)
+
+
+E = "blending_weights_check"
+for _m, _frag in (("centre n / 2", "(n - 1) / 2"), ("one sigma", "own n"), ("sum to one", "centre"),
+                  ("no clamp", "1e-3"), ("float64", "float32"), ("transposed", "shape")):
+    _w(E, checks.check_blending_weights, lambda p, sigma_scale=0.125, m=_m: _blend(p, sigma_scale, mistake=m), _m, _frag)
+_r(E, checks.check_blending_weights, _blend, "lesson-like")
+
+
+PATCH_06 = (32, 32, 32, 1)
+
+
 def _unet3d_cell(model):
-    """Lesson 06's visible check: the hidden part adds no requirement (at least 300 000
-    weights is asked by the visible check too)."""
-    checks.check_3d_unet(model, (32, 32, 24, 1), max_parameters=400_000, min_parameters=300_000, min_depth=2,
+    """Lesson 06's visible check (the hidden part adds no requirement: at least 300 000
+    weights and residual blocks are asked by the visible check too)."""
+    checks.check_3d_unet(model, PATCH_06, max_parameters=400_000, min_parameters=300_000, min_depth=2,
                          min_bottleneck=3, dropout=0.05)
+    checks.check_residual_blocks(model)
+
+
+def _res(input_shape, **kwargs):
+    from helpers import models
+
+    return models.build_unet(input_shape, block="residual", **kwargs)
 
 
 E = "unet3d_check"
 for _label, _make, _frag in (
-        ("16 filters, depth 3: over budget", lambda: _unet((32, 32, 24, 1), depth=3, base_filters=16, dropout=0.05), "400,000"),
-        ("depth 1", lambda: _unet((32, 32, 24, 1), depth=1, base_filters=32, dropout=0.05), "at least 2"),
-        ("8 filters, depth 2: budget unused", lambda: _unet((32, 32, 24, 1), depth=2, base_filters=8, dropout=0.05), "budget"),
-        # the hidden test wants at least 300 000 weights: the visible check asks for it
-        ("6 filters, depth 3: under 300 000 weights", lambda: _unet((32, 32, 24, 1), depth=3, base_filters=6,
-                                                                   dropout=0.05), "at least 300,000"),
-        ("no dropout", lambda: _unet((32, 32, 24, 1), depth=3, base_filters=8, dropout=0.0), "dropout"),
-        ("two classes", lambda: _unet((32, 32, 24, 1), n_classes=2, depth=3, base_filters=8, dropout=0.05), ""),
-        ("2D slice model", lambda: _unet((32, 32, 1), depth=3, base_filters=8, dropout=0.05), "3D"),
-        ("built for another grid", lambda: _unet((32, 32, 8, 1), depth=3, base_filters=8, dropout=0.05), "TRAIN_SHAPE")):
+        ("12 filters, depth 3: over budget", lambda: _res(PATCH_06, depth=3, base_filters=12, dropout=0.05), "400,000"),
+        ("depth 1", lambda: _res(PATCH_06, depth=1, base_filters=32, dropout=0.05), "at least 2"),
+        ("6 filters, depth 3: budget unused", lambda: _res(PATCH_06, depth=3, base_filters=6, dropout=0.05), "at least 300,000"),
+        ("no dropout", lambda: _res(PATCH_06, depth=3, base_filters=8, dropout=0.0), "dropout"),
+        ("plain blocks", lambda: _unet(PATCH_06, depth=3, base_filters=8, dropout=0.05), "residual"),
+        ("2D slice model", lambda: _res((32, 32, 1), depth=3, base_filters=8, dropout=0.05), "3D"),
+        ("built for another patch", lambda: _res((32, 32, 16, 1), depth=3, base_filters=8, dropout=0.05), "")):
     WRONG.append((E, _label, lambda make=_make: _unet3d_cell(make()), (_frag,) if _frag else ()))
-RIGHT.append((E, "depth 3, 8 filters", lambda: _unet3d_cell(_unet((32, 32, 24, 1), depth=3, base_filters=8, dropout=0.05))))
-RIGHT.append((E, "depth 2, 16 filters", lambda: _unet3d_cell(_unet((32, 32, 24, 1), depth=2, base_filters=16, dropout=0.05))))
+RIGHT.append((E, "depth 3, 8 filters", lambda: _unet3d_cell(_res(PATCH_06, depth=3, base_filters=8, dropout=0.05))))
+RIGHT.append((E, "depth 2, 16 filters", lambda: _unet3d_cell(_res(PATCH_06, depth=2, base_filters=16, dropout=0.05))))
 
 
-def _save(probabilities, reference_path, output_path, *, mistake=None):
+def _save(probabilities, working_affine, reference_path, output_path, *, mistake=None):
     reference, affine = data.load_nifti(reference_path)
     p = np.asarray(probabilities, np.float32)
     if mistake == "transposed":
         p = p.transpose(2, 1, 0)
-    if mistake == "flipped":
-        p = p[::-1]
-    resampled = resize(p, reference.shape, order=1, preserve_range=True, anti_aliasing=False)
+    if mistake == "resized, affines ignored":
+        resampled = resize(p, reference.shape, order=1, preserve_range=True, anti_aliasing=False)
+    else:
+        to_working = np.linalg.inv(working_affine) @ affine
+        if mistake == "inverse mapping":
+            to_working = np.linalg.inv(affine) @ working_affine
+        resampled = ndimage.affine_transform(p, to_working[:3, :3], to_working[:3, 3], output_shape=reference.shape,
+                                             order=1, mode="nearest")
     mask = (resampled > (0.5 if mistake != "threshold 0.1" else 0.1)).astype(np.uint8)
-    if mistake == "identity affine":
-        affine = np.eye(4)
+    if mistake == "working affine":
+        affine = working_affine
     if mistake == "float mask":
         mask = mask.astype(np.float32)
     return data.save_nifti(mask, affine, output_path, force=True)
 
 
 E = "save_prediction_check"
-for _m, _frag in (("transposed", "Dice"), ("flipped", "Dice"), ("threshold 0.1", ""), ("identity affine", "affine"),
-                  ("float mask", "uint8")):
-    _w(E, checks.check_save_prediction, lambda p, r, o, m=_m: _save(p, r, o, mistake=m), _m, _frag)
-_w(E, checks.check_save_prediction, lambda p, r, o: None, "writes nothing", "file")
+for _m, _frag in (("transposed", ""), ("resized, affines ignored", "millimetres"), ("inverse mapping", ""),
+                  ("threshold 0.1", ""), ("working affine", "affine"), ("float mask", "uint8")):
+    _w(E, checks.check_save_prediction, lambda p, w, r, o, m=_m: _save(p, w, r, o, mistake=m), _m, _frag)
+_w(E, checks.check_save_prediction, lambda p, w, r, o: None, "writes nothing", "file")
 
 
-def _save_normalised(probabilities, reference_path, output_path):
+def _save_normalised(probabilities, working_affine, reference_path, output_path):
     """Divides by the maximum first: an all-zero prediction becomes NaN, then all lung."""
     p = np.asarray(probabilities, np.float32)
     with np.errstate(invalid="ignore"):
         p = np.nan_to_num(p / p.max(), nan=1.0)
-    return _save(p, reference_path, output_path)
+    return _save(p, working_affine, reference_path, output_path)
 
 
-# the hidden test saves an all-zero prediction: the visible check does too
 _w(E, checks.check_save_prediction, _save_normalised, "normalised by the maximum", "all-zero")
 _r(E, checks.check_save_prediction, _save, "lesson-like")
 

@@ -33,7 +33,8 @@ from helpers.checks.prediction import (  # lesson 05
     check_fill_holes, check_keep_largest_components, check_metrics_table, check_postprocess, check_threshold,
 )
 from helpers.checks.lung_ct import (  # lesson 06
-    check_3d_unet, check_lung_volume, check_save_prediction, check_volumetric_dice, check_window_hu,
+    check_3d_unet, check_blending_weights, check_foreground_patch_start, check_lung_volume, check_resampled_grid,
+    check_residual_blocks, check_save_prediction, check_volumetric_dice, check_window_hu, check_window_starts,
 )
 from helpers.checks.liver_ct import (  # lesson 07
     check_flip_augmentation, check_kfold, check_select_slices, check_volume_to_slices,
@@ -63,6 +64,8 @@ __all__ = [
     "check_postprocess",
     # 06 lung CT 3D
     "check_window_hu", "check_lung_volume", "check_volumetric_dice", "check_3d_unet", "check_save_prediction",
+    "check_resampled_grid", "check_foreground_patch_start", "check_window_starts", "check_blending_weights",
+    "check_residual_blocks",
     # 07 liver CT
     "check_select_slices", "check_volume_to_slices", "check_flip_augmentation", "check_kfold",
     # 08 brain tumour

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from helpers.checks._common import fail, ok
+from helpers.checks._common import call, fail, ok
 
 __all__ = ["check_window_hu", "check_lung_volume", "check_volumetric_dice", "check_3d_unet",
-           "check_save_prediction"]
+           "check_save_prediction", "check_resampled_grid", "check_foreground_patch_start",
+           "check_window_starts", "check_blending_weights", "check_residual_blocks"]
 
 
 def _reference_window(volume, window):
@@ -257,38 +258,44 @@ def check_3d_unet(model, input_shape=None, max_parameters: int = 1_500_000, dept
     ok(f"3D U-Net: input {shape_in[1:]}, output {shape_out[1:]}, {count:,} weights.")
 
 
-def _reference_resample(probabilities, shape):
-    from skimage.transform import resize
+def _working_grid_case(folder: Path):
+    """A reference CT file stored LPS (30, 26, 14) voxels of 0.9 x 0.9 x 2.5 mm, and
+    probabilities of an off-centre ellipsoid with three radii on its canonical (RAS) working
+    grid of 1.8 x 1.8 x 2.5 mm: a transposed, flipped or unaligned result does not match."""
+    from helpers import geometry
+    from helpers.data.lung_ct import nifti_bytes
 
-    return resize(np.asarray(probabilities, np.float32), shape, order=1, preserve_range=True,
-                  anti_aliasing=False)
+    reference_shape = (30, 26, 14)
+    affine = np.array([[-0.9, 0, 0, 120.0], [0, -0.9, 0, 95.0], [0, 0, 2.5, -310.0], [0, 0, 0, 1]])
+    reference = folder / "case" / "ct.nii.gz"
+    reference.parent.mkdir()
+    reference.write_bytes(nifti_bytes(np.full(reference_shape, -1000, np.int16), affine))
+    canonical, canonical_affine = geometry.to_canonical(np.zeros(reference_shape, np.uint8), affine)
+    working_shape, working_affine = geometry.resampled_grid(canonical.shape, canonical_affine, (1.8, 1.8, 2.5))
+    index = np.stack(np.meshgrid(*[np.arange(n) for n in working_shape], indexing="ij"), axis=-1)
+    world = index @ working_affine[:3, :3].T + working_affine[:3, 3]
+    centre = affine[:3, :3] @ (np.array([0.62, 0.4, 0.55]) * (np.array(reference_shape) - 1)) + affine[:3, 3]
+    distance = np.sqrt((((world - centre) / np.array([6.0, 8.0, 9.0])) ** 2).sum(-1))
+    probabilities = (1 / (1 + np.exp(8 * (distance - 1.0)))).astype(np.float32)
+    return reference, affine, reference_shape, probabilities, working_affine
 
 
 def check_save_prediction(fn) -> None:
-    """Check ``fn(probabilities, reference_path, output_path) -> Path``: the probabilities
-    (on the training grid) are resampled to the reference CT's grid, thresholded at 0.5 and
-    saved as uint8 {0, 1} NIfTI with the reference's affine; an all-zero prediction gives an
-    empty mask."""
+    """Check ``fn(probabilities, working_affine, reference_path, output_path) -> Path``: the
+    probabilities, on a working grid of affine ``working_affine`` (reoriented and resampled),
+    are resampled onto the reference CT's grid in millimetres
+    (``geometry.resample_to_grid``, linear), thresholded at 0.5 and saved as uint8 {0, 1}
+    NIfTI with the reference's affine; an all-zero prediction gives an empty mask."""
     import nibabel as nib
 
-    from helpers.data.lung_ct import nifti_bytes
+    from helpers import geometry
 
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
-        reference_shape = (30, 26, 14)
-        affine = np.array([[-0.9, 0, 0, 120.0], [0, -0.9, 0, 95.0], [0, 0, 2.5, -310.0], [0, 0, 0, 1]])
-        reference = folder / "case" / "ct.nii.gz"
-        reference.parent.mkdir()
-        reference.write_bytes(nifti_bytes(np.full(reference_shape, -1000, np.int16), affine))
-        # an off-centre ellipsoid with three different radii: a transposed or flipped
-        # volume does not match (a symmetric blob would)
-        grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, 16)] * 3, indexing="ij"))
-        centre = np.array([0.35, -0.2, 0.05])[:, None, None, None]
-        radii = np.array([0.45, 0.7, 0.3])[:, None, None, None]
-        distance = np.sqrt((((grid - centre) / radii) ** 2).sum(0))
-        probabilities = (1 / (1 + np.exp(8 * (distance - 1.0)))).astype(np.float32)
+        reference, affine, reference_shape, probabilities, working_affine = _working_grid_case(folder)
         output = folder / "case" / "prediction.nii.gz"
-        returned = fn(probabilities.copy(), reference, output)
+        returned = call(fn, 'save_prediction', "a prediction on the RAS working grid", probabilities.copy(),
+                        working_affine.copy(), reference, output, allow_none=True)
         if not output.is_file():
             fail('save_prediction', "after the call",
                  f"expected a file {output.name}, got no file.",
@@ -302,26 +309,28 @@ def check_save_prediction(fn) -> None:
         if saved.shape != reference_shape:
             fail('save_prediction', "shape of the saved mask",
                  f"expected {reference_shape} (the CT's grid), got {saved.shape}.",
-                 "resample the probabilities to the shape of the reference CT before thresholding "
-                  "(inference.resize_to(probabilities, ct_shape)).")
+                 "resample the probabilities onto the grid of the reference CT before thresholding: "
+                 "geometry.resample_to_grid(probabilities, working_affine, ct.shape, ct_affine).")
         if not np.allclose(image.affine, affine, atol=1e-4):
             fail('save_prediction', "affine of the saved mask",
                  f"expected {np.round(affine, 2).tolist()}, got {np.round(image.affine, 2).tolist()}.",
                  "save with the affine of the reference CT (data.load_nifti(reference_path)[1]), not "
-                  "np.eye(4): otherwise the mask lands in the wrong place in a viewer.")
+                 "the working grid's or np.eye(4): otherwise the mask lands in the wrong place in a viewer.")
         if saved.dtype != np.uint8 or not set(np.unique(saved).tolist()) <= {0, 1}:
             fail('save_prediction', "saved values",
                  f"expected uint8 in {{0, 1}}, got {saved.dtype} {np.unique(saved)[:5].tolist()}.",
                  "threshold at 0.5 and convert with .astype(np.uint8).")
-        expected = _reference_resample(probabilities, reference_shape) > 0.5
+        expected = geometry.resample_to_grid(probabilities, working_affine, reference_shape, affine) > 0.5
         agreement = _reference_dice(expected, saved)
         if agreement < 0.97:
-            fail('save_prediction', "saved mask against the resampled, thresholded probabilities",
+            fail('save_prediction', "saved mask against the probabilities resampled in millimetres",
                  f"expected Dice >= 0.97, got {agreement:.3f}.",
-                 "resample the probabilities linearly (order 1), then threshold "
-                  "at 0.5; do not transpose or flip axes.")
+                 "the working grid is reoriented (RAS) and has another spacing: resizing the array to the CT's "
+                 "shape flips and shifts it. Resample in millimetres with geometry.resample_to_grid(probabilities, "
+                 "working_affine, ct.shape, ct_affine) (linear), then threshold at 0.5.")
         empty_output = folder / "case" / "empty.nii.gz"
-        fn(np.zeros_like(probabilities), reference, empty_output)
+        call(fn, 'save_prediction', "an all-zero prediction", np.zeros_like(probabilities), working_affine.copy(),
+             reference, empty_output, allow_none=True)
         empty = np.asarray(nib.load(str(empty_output)).dataobj) if empty_output.is_file() else None
         if empty is None or empty.shape != reference_shape or empty.any():
             got = "no file" if empty is None else f"{int(np.count_nonzero(empty))} foreground voxels"
@@ -330,3 +339,237 @@ def check_save_prediction(fn) -> None:
                  "threshold the probabilities at a fixed 0.5 (not at their mean or after dividing by "
                  "their maximum): a prediction of no lung is an empty mask.")
     ok("save_prediction: correct (CT grid, CT affine, uint8 {0, 1}).")
+
+
+# --------------------------------------------------------------------------- geometry, patches, windows
+
+def _rotation(angle: float) -> np.ndarray:
+    c, s = np.cos(angle), np.sin(angle)
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+def check_resampled_grid(fn, random_cases: int = 3, seed: int = 0) -> None:
+    """Check ``fn(shape, affine, spacing) -> (new_shape, new_affine)``: the grid of a
+    volume resampled to ``spacing`` mm (:func:`helpers.geometry.resampled_grid`): spacing
+    from the affine's column norms, ``round(n * old / new)`` voxels (at least 1), columns
+    scaled to the new spacing, the centre of the field of view kept; on a DICOM-like flipped
+    affine, a rotated one, one number for all axes and random grids."""
+    from helpers.geometry import resampled_grid as reference
+
+    name = "resampled_grid"
+    lps = np.diag([-0.8, -0.7, 2.5, 1.0])
+    lps[:3, 3] = [150.0, 120.0, -300.0]
+    rotated = np.eye(4)
+    rotated[:3, :3] = _rotation(0.5) @ np.diag([0.9, 1.1, 3.0])
+    rotated[:3, 3] = [-20.0, 35.0, 10.0]
+    cases = [("flipped (LPS) affine, 0.8 x 0.7 x 2.5 mm, shape (50, 60, 21) -> (1.6, 1.4, 5.0) mm",
+              (50, 60, 21), lps, (1.6, 1.4, 5.0)),
+             ("flipped affine, shape (50, 60, 21) -> (1.0, 2.0, 1.5) mm", (50, 60, 21), lps, (1.0, 2.0, 1.5)),
+             ("rotated affine, 0.9 x 1.1 x 3.0 mm, shape (40, 30, 12) -> 2.0 mm for all axes",
+              (40, 30, 12), rotated, 2.0)]
+    rng = np.random.default_rng(seed)
+    for case in range(random_cases):
+        affine = np.eye(4)
+        affine[:3, :3] = _rotation(rng.uniform(-1, 1)) @ np.diag(rng.uniform(0.5, 4.0, 3) * rng.choice([-1, 1], 3))
+        affine[:3, 3] = rng.uniform(-200, 200, 3)
+        cases.append((f"random grid {case}", tuple(int(n) for n in rng.integers(5, 80, 3)), affine,
+                      tuple(float(s) for s in rng.uniform(0.7, 6.0, 3))))
+    for label, shape, affine, spacing in cases:
+        expected_shape, expected_affine = reference(shape, affine, spacing)
+        got = call(fn, name, label, shape, affine.copy(), spacing)
+        try:
+            got_shape, got_affine = got
+            got_shape = tuple(int(n) for n in got_shape)
+        except (TypeError, ValueError):
+            fail(name, label, f"expected a pair (new_shape, new_affine), got {type(got).__name__}.",
+                 "return new_shape, new_affine.")
+        current = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+        if got_shape != expected_shape:
+            diagonal = np.maximum(1, np.round(np.asarray(shape) * np.abs(np.diag(affine)[:3])
+                                             / np.broadcast_to(spacing, (3,)))).astype(int)
+            inverted = np.maximum(1, np.round(np.asarray(shape) * np.broadcast_to(spacing, (3,))
+                                             / current)).astype(int)
+            hint = ("the spacing is the norm of each column of affine[:3, :3], not its diagonal: a rotated "
+                    "affine holds cosines times spacings on the diagonal." if tuple(diagonal) == got_shape else
+                    "new voxels = old voxels x old spacing / new spacing: a coarser spacing gives fewer voxels."
+                    if tuple(inverted) == got_shape else
+                    "round(n * old_spacing / new_spacing), at least 1, per axis (np.round, not int() or "
+                    "floor; keep the axis order i, j, k).")
+            fail(name, label, f"expected shape {expected_shape}, got {got_shape}.", hint)
+        try:
+            got_affine = np.asarray(got_affine, dtype=float)
+        except (TypeError, ValueError):
+            got_affine = np.zeros(0)
+        if got_affine.shape != (4, 4):
+            fail(name, label, "expected a 4 x 4 affine as the second result.",
+                 "start from a copy of the affine and change its first three columns and its translation.")
+        if not np.allclose(got_affine[:3, :3], expected_affine[:3, :3], atol=1e-6):
+            got_spacing = np.sqrt((got_affine[:3, :3] ** 2).sum(axis=0))
+            hint = ("each *column* j of affine[:3, :3] is scaled by new_spacing[j] / old_spacing[j] "
+                    "(matrix * ratio, broadcasting along the last axis), not each row."
+                    if np.allclose(np.sort(got_spacing), np.sort(np.sqrt((expected_affine[:3, :3] ** 2).sum(axis=0))))
+                    or not np.allclose(got_spacing, np.sqrt((expected_affine[:3, :3] ** 2).sum(axis=0)), atol=1e-6)
+                    else "keep the directions (and signs) of the columns: scale them, do not replace them with "
+                         "a diagonal.")
+            fail(name, label, f"expected affine[:3, :3] =\n{np.round(expected_affine[:3, :3], 4)}\n"
+                 f"got\n{np.round(got_affine[:3, :3], 4)}.", hint)
+        if not np.allclose(got_affine[:3, 3], expected_affine[:3, 3], atol=1e-4):
+            hint = ("the translation is unchanged, so voxel 0 stays put and the volume shifts: the centre of the "
+                    "field of view, affine @ (n - 1) / 2, must stay where it was."
+                    if np.allclose(got_affine[:3, 3], affine[:3, 3]) else
+                    "place the new grid so that its centre, new_affine[:3, :3] @ (new_shape - 1) / 2 + t_new, equals "
+                    "the old centre, affine[:3, :3] @ (shape - 1) / 2 + t.")
+            fail(name, label, f"expected translation {np.round(expected_affine[:3, 3], 3).tolist()}, "
+                 f"got {np.round(got_affine[:3, 3], 3).tolist()}.", hint)
+        if not np.allclose(got_affine[3], [0, 0, 0, 1]):
+            fail(name, label, f"the last row of the affine must stay [0, 0, 0, 1], got {got_affine[3].tolist()}.")
+    ok(f"{name}: correct on {len(cases)} grids (flipped, rotated, one spacing for all axes): "
+       "spacing from the column norms, round(n * old / new) voxels, centre kept.")
+
+
+def check_foreground_patch_start(fn, random_cases: int = 20, seed: int = 0) -> None:
+    """Check ``fn(voxel, shape, patch_size) -> start``: the patch centred on ``voxel`` (the
+    voxel at index ``start + patch_size // 2``), clipped into ``[0, shape - patch_size]``
+    (:func:`helpers.patches.foreground_patch_start`); asymmetric shapes and patches, odd and
+    even sizes, voxels at both borders."""
+    from helpers.patches import foreground_patch_start as reference
+
+    name = "foreground_patch_start"
+    shape, patch = (40, 30, 20), (16, 12, 9)
+    cases = [("voxel (20, 15, 10) in the middle", (20, 15, 10), shape, patch),
+             ("voxel (1, 2, 0) at the low corner", (1, 2, 0), shape, patch),
+             ("voxel (39, 29, 19) at the high corner", (39, 29, 19), shape, patch),
+             ("voxel (3, 28, 10): low along x, high along y", (3, 28, 10), shape, patch),
+             ("a volume exactly the patch's size", (5, 7, 2), (16, 12, 9), patch)]
+    rng = np.random.default_rng(seed)
+    for case in range(random_cases):
+        size = tuple(int(n) for n in rng.integers(2, 20, 3))
+        vol = tuple(int(p + rng.integers(0, 30)) for p in size)
+        voxel = tuple(int(rng.integers(0, n)) for n in vol)
+        cases.append((f"random case {case}: voxel {voxel}, shape {vol}, patch {size}", voxel, vol, size))
+    for label, voxel, vol, size in cases:
+        expected = reference(voxel, vol, size)
+        got = call(fn, name, label, voxel, vol, size)
+        try:
+            got = tuple(int(s) for s in np.asarray(got).ravel())
+        except (TypeError, ValueError):
+            fail(name, label, f"expected a start (x0, y0, z0), got {got!r}.", "return three integers.")
+        if got == expected:
+            continue
+        unclipped = tuple(int(v - p // 2) for v, p in zip(voxel, size))
+        hint = ("that is the voxel itself: the voxel would sit at the patch's corner. Subtract patch_size // 2."
+                if got == tuple(voxel) else
+                "clip the start into [0, shape - patch_size] so that the patch stays inside the volume."
+                if got == unclipped else
+                "the upper bound of a start is shape - patch_size (the last start where the patch still fits), "
+                "not shape - 1." if got == tuple(int(np.clip(u, 0, n - 1)) for u, n in zip(unclipped, vol)) else
+                "the centre voxel of a patch is its index patch_size // 2 (for an even size, the second of the "
+                "two middle voxels): start = voxel - patch_size // 2, then clipped."
+                if got == tuple(int(np.clip(v - (p - 1) // 2, 0, n - p)) for v, p, n in zip(voxel, size, vol)) else
+                "work axis by axis: start = clip(voxel - patch_size // 2, 0, shape - patch_size); keep the order "
+                "of the axes.")
+        fail(name, label, f"expected start {expected}, got {got}.", hint)
+    ok(f"{name}: correct on {len(cases)} cases (centred on the voxel, clipped to stay inside the volume).")
+
+
+def check_window_starts(fn, seed: int = 0, random_cases: int = 20) -> None:
+    """Check ``fn(length, patch, overlap) -> starts``: windows every ``int(patch * (1 -
+    overlap))`` voxels (at least 1) from 0, the last one moved back to end at the border,
+    no start twice (:func:`helpers.inference.window_starts`)."""
+    from helpers.inference import window_starts as reference
+
+    name = "window_starts"
+    cases = [("length 10, patch 4, overlap 0.5", 10, 4, 0.5), ("length 9, patch 4, overlap 0.5", 9, 4, 0.5),
+             ("length 4, patch 4 (one window)", 4, 4, 0.5), ("length 37, patch 16, overlap 0.25", 37, 16, 0.25),
+             ("length 100, patch 32, overlap 0 (no overlap)", 100, 32, 0.0),
+             ("length 64, patch 32, overlap 0 (exact tiling)", 64, 32, 0.0),
+             ("length 7, patch 3, overlap 0.9 (step at least 1)", 7, 3, 0.9)]
+    rng = np.random.default_rng(seed)
+    for case in range(random_cases):
+        patch = int(rng.integers(1, 40))
+        length = patch + int(rng.integers(0, 90))
+        overlap = float(rng.choice([0.0, 0.25, 0.5, 0.75, float(rng.uniform(0, 0.95))]))
+        cases.append((f"random case {case}: length {length}, patch {patch}, overlap {overlap:.3f}",
+                      length, patch, overlap))
+    for label, length, patch, overlap in cases:
+        expected = reference(length, patch, overlap)
+        got = call(fn, name, label, length, patch, overlap)
+        try:
+            got = [int(s) for s in np.asarray(got).ravel()]
+        except (TypeError, ValueError):
+            fail(name, label, f"expected a list of starts, got {got!r}.", "return a list of ints.")
+        if got == expected:
+            continue
+        step = max(1, int(patch * (1 - overlap)))
+        hint = ("the last window must end exactly at the border: append length - patch (the voxels after the "
+                "last full step are otherwise never predicted)." if got == expected[:-1] or
+                (got and got[-1] < length - patch) else
+                "a window sticks out of the volume: the largest start is length - patch." if got and got[-1] > length - patch
+                else "a start appears twice: when the steps already reach length - patch, do not add it again "
+                     "(range(0, length - patch, step) stops before it)." if len(set(got)) < len(got) else
+                f"the step is int(patch * (1 - overlap)) = {step} here (overlap is the *shared* fraction), "
+                "and at least 1." if got[:2] != expected[:2] else
+                "starts go 0, step, 2 * step, ... below length - patch, then length - patch.")
+        fail(name, label, f"expected {expected}, got {got}.", hint)
+    ok(f"{name}: correct on {len(cases)} axes (every voxel covered, last window at the border, no repeats).")
+
+
+def check_blending_weights(fn, seed: int = 0, random_cases: int = 5) -> None:
+    """Check ``fn(patch_size, sigma_scale=0.125)``: the Gaussian blending weights of
+    :func:`helpers.inference.blending_weights` -- per axis ``exp(-(i - (n - 1) / 2)**2 /
+    (2 sigma**2))`` with ``sigma = sigma_scale * n``, their product over the axes, clamped
+    below at 1e-3, float32 of shape ``patch_size``; on asymmetric patches, odd and even."""
+    from helpers.inference import blending_weights as reference
+
+    name = "blending_weights"
+    cases = [("patch (8, 12, 5)", (8, 12, 5), 0.125), ("patch (7, 7, 7)", (7, 7, 7), 0.125),
+             ("patch (16, 10, 6), sigma_scale 0.25", (16, 10, 6), 0.25)]
+    rng = np.random.default_rng(seed)
+    for case in range(random_cases):
+        size = tuple(int(n) for n in rng.integers(1, 24, 3))
+        cases.append((f"random patch {size}", size, float(rng.uniform(0.08, 0.4))))
+    for label, size, sigma_scale in cases:
+        expected = reference(size, "gaussian", sigma_scale)
+        got = call(fn, name, label, size, sigma_scale=sigma_scale)
+        got = np.asarray(got)
+        if got.shape != expected.shape:
+            fail(name, label, f"expected shape {expected.shape}, got {got.shape}.",
+                 "one weight per voxel of the window: the outer product of one profile per axis, in the axis "
+                 "order of patch_size.")
+        if got.dtype != np.float32:
+            fail(name, label, f"expected float32, got {got.dtype}.", "convert with .astype(np.float32).")
+        if np.allclose(got, expected, rtol=1e-4, atol=1e-6):
+            continue
+        flipped = all(np.allclose(got, np.flip(got, axis)) for axis in range(3))
+        one_sigma = [np.exp(-(np.arange(n) - (n - 1) / 2) ** 2 / (2 * (sigma_scale * max(size)) ** 2)) for n in size]
+        one_sigma = np.maximum(np.einsum("i,j,k->ijk", *one_sigma), 1e-3)
+        hint = ("the weights must be symmetric along every axis: the centre of n voxels is (n - 1) / 2, not n / 2."
+                if not flipped else
+                "the weights are 1 at the centre, not normalised to a sum of 1 (keep exp(...) as it is)."
+                if got.max() < 0.5 * expected.max() else
+                "no voxel may get (almost) zero weight: clamp below with np.maximum(weights, 1e-3) (a corner "
+                "voxel covered by one window only would otherwise be divided by ~0)."
+                if got.min() < 0.999e-3 else
+                "sigma differs per axis: sigma = sigma_scale * n with each axis's own n."
+                if np.allclose(got, one_sigma, rtol=1e-4, atol=1e-6) else
+                "per axis exp(-(i - (n - 1) / 2)**2 / (2 * sigma**2)), sigma = sigma_scale * n; the product over "
+                "the axes; then np.maximum(weights, 1e-3).")
+        worst = np.unravel_index(np.argmax(np.abs(got.astype(float) - expected)), expected.shape)
+        fail(name, label, f"at voxel {tuple(int(i) for i in worst)} expected {expected[worst]:.5f}, "
+             f"got {float(got[worst]):.5f}.", hint)
+    ok(f"{name}: correct on {len(cases)} patches (Gaussian of sigma = sigma_scale x n per axis, 1 at the centre, "
+       "at least 1e-3, float32).")
+
+
+def check_residual_blocks(model) -> None:
+    """Check that a U-Net is built of residual blocks: its blocks add a shortcut to their
+    output (``keras.layers.Add`` layers, one per block), as ``models.build_unet(...,
+    block="residual")`` builds them."""
+    import keras
+
+    adds = sum(isinstance(layer, keras.layers.Add) for layer in model.layers)
+    if adds == 0:
+        fail('3D U-Net', "blocks",
+             "expected residual blocks (a shortcut added to each block's output), got plain blocks.",
+             'pass block="residual" to models.build_unet.')
+    ok(f"3D U-Net: {adds} residual blocks.")

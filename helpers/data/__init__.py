@@ -9,6 +9,7 @@ name                   layout                                      like
 =====================  ==========================================  ===========================
 ``cxr_synthetic``      ``images/*.png`` + ``masks/*.png``          Montgomery / Shenzhen CXR
 ``lung_ct_synthetic``  ``<case>/ct.nii.gz`` + ``<case>/lung.nii.gz``  LCTSC (converted)
+``lung_ct_synthetic_full``  the same, LCTSC-sized (256 x 256 x 128)  LCTSC (converted)
 ``liver_ct_synthetic`` ``ircad_eNN_orig.nii.gz`` + ``ircad_eNN_liver.nii.gz``  3D-IRCADb
 ``brats_synthetic``    ``BraTS20_Training_NNN/..._{t1,t1ce,t2,flair,seg}.nii.gz``  BraTS 2020
 =====================  ==========================================  ===========================
@@ -49,6 +50,7 @@ generated sets safely (atomic files, a lock that dies with its owner).
 from __future__ import annotations
 
 import importlib
+import os
 from pathlib import Path
 
 from helpers import config
@@ -58,15 +60,21 @@ from helpers.data.io import (from_depth_first, load_nifti, load_pairs, patient_i
 
 #: Synthetic data set name -> module of ``helpers.data`` that generates it. Each module
 #: has ``generate(folder, *, force=False, **params) -> Path`` and a ``DEFAULTS`` dict.
+#: A name in :data:`PRESETS` generates with that module's preset parameters instead
+#: (``lung_ct_synthetic_full``: the LCTSC-sized volumes of lesson 06, ``lung_ct.FULL``).
 GENERATORS = {
     "cxr_synthetic": "cxr",
     "lung_ct_synthetic": "lung_ct",
+    "lung_ct_synthetic_full": "lung_ct",
     "liver_ct_synthetic": "liver_ct",
     "brats_synthetic": "brain_mri",
 }
 
+#: Synthetic set name -> the name of the parameter dict of its module it is generated with.
+PRESETS = {"lung_ct_synthetic_full": "FULL"}
+
 __all__ = [
-    "DatasetError", "GENERATORS", "dataset_dir", "ensure_dataset",
+    "DatasetError", "GENERATORS", "PRESETS", "dataset_dir", "ensure_dataset",
     "from_depth_first", "load_nifti", "load_pairs", "patient_id", "read_image", "read_mask", "save_nifti",
     "to_depth_first",
 ]
@@ -90,6 +98,8 @@ def ensure_dataset(name: str = "cxr_synthetic", *, folder: Path | None = None,
     """
     if name in GENERATORS:
         module = importlib.import_module(f"helpers.data.{GENERATORS[name]}")
+        if name in PRESETS:
+            params = {**getattr(module, PRESETS[name]), "workers": min(2, os.cpu_count() or 1), **params}
         return module.generate(Path(folder) if folder else dataset_dir(name), force=force, **params)
     target = Path(folder) if folder else dataset_dir(name)
     if target.is_dir() and any(target.iterdir()):

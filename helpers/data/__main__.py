@@ -44,7 +44,8 @@ def _list() -> int:
     if folder.is_dir():
         _tidy(folder)
     rows = [("name", "kind", "lessons", "on disk", "folder")]
-    lessons = {"cxr_synthetic": "01-05", "lung_ct_synthetic": "06", "liver_ct_synthetic": "07",
+    lessons = {"cxr_synthetic": "01-05", "lung_ct_synthetic": "06 (small)", "lung_ct_synthetic_full": "06",
+               "liver_ct_synthetic": "07",
                "brats_synthetic": "08"}
     for name in sorted(data.GENERATORS):
         folder = data.dataset_dir(name)

@@ -45,6 +45,13 @@ GENERATOR_VERSION = "2.0"
 #: Default parameters of :func:`generate` (``shape`` is ``(i, j, k)`` in voxels).
 DEFAULTS = {"n_cases": 24, "shape": (64, 64, 48), "seed": config.SEED}
 
+#: Parameters of the LCTSC-sized set ``lung_ct_synthetic_full`` (lesson 06): 256 x 256 pixels
+#: of 1.2-1.4 mm in each slice, 128 slices 2.6-3.0 mm apart (the physical size of the
+#: default set, as a planning CT of LCTSC samples it at half its in-plane resolution). The
+#: anatomy is drawn on ``design_shape`` (about 3.4 x 3.4 x 5.5 mm) and interpolated onto the
+#: fine grid, where the scanner noise is added: a few seconds per case instead of a minute.
+FULL = {"n_cases": 16, "shape": (256, 256, 128), "design_shape": (96, 96, 64), "seed": config.SEED}
+
 #: File names inside every case folder (as in the converted LCTSC data).
 CT_NAME = "ct.nii.gz"
 MASK_NAME = "lung.nii.gz"
@@ -131,13 +138,19 @@ def _vessel_tree(rng, hilum, lateral_sign, n_generations=3, root_radius=(3.5, 4.
     return segments
 
 
-def make_case(number: int, *, shape=DEFAULTS["shape"], seed: int = DEFAULTS["seed"]):
+def make_case(number: int, *, shape=DEFAULTS["shape"], seed: int = DEFAULTS["seed"], design_shape=None):
     """Build synthetic case ``number`` (1-based, as in :func:`case_name`): ``(ct, lung, affine)``.
 
     ``ct`` is int16 in Hounsfield units and ``lung`` uint8 {0, 1}, both of ``shape``
     ``(i, j, k)`` (right-to-left, anterior-to-posterior, feet-to-head); ``affine`` is the
     4 x 4 voxel-to-millimetre matrix (RAS) with the case's anisotropic spacing.
-    Deterministic in ``(number, shape, seed)``.
+    Deterministic in ``(number, shape, seed, design_shape)``.
+
+    With ``design_shape`` (LCTSC-sized volumes, :data:`FULL`), the anatomy is drawn on that
+    coarser grid of the same field of view and interpolated linearly onto ``shape`` (the
+    mask from its lung fraction, > 0.5), before the noise and the reconstruction circle of
+    the scanner are added on ``shape``: the same patient as ``make_case(number,
+    shape=design_shape)``, at the resolution of ``shape``.
     """
     from scipy.ndimage import binary_erosion, gaussian_filter
 
@@ -146,6 +159,9 @@ def make_case(number: int, *, shape=DEFAULTS["shape"], seed: int = DEFAULTS["see
     index = int(number) - 1     # the random streams were numbered from 0: same volumes as before
 
     rng = np.random.default_rng([int(seed), int(index), 6])
+    fine_shape = tuple(int(n) for n in shape)
+    if design_shape is not None:
+        shape = tuple(int(n) for n in design_shape)
     nx, ny, nz = (int(n) for n in shape)
     fov = rng.uniform(300.0, 350.0)            # in-plane field of view, mm
     extent_z = rng.uniform(330.0, 380.0)       # scan length, mm
@@ -425,9 +441,23 @@ def make_case(number: int, *, shape=DEFAULTS["shape"], seed: int = DEFAULTS["see
     blur = rng.uniform(0.5, 0.75)                       # in-plane point spread, voxels
     profile = rng.uniform(0.4, 0.55)                    # slice profile: partial volume along k
     ct = gaussian_filter(ct, (blur, blur, profile))
+    if fine_shape != tuple(shape):   # LCTSC-sized: from the design grid onto the fine grid
+        from helpers import geometry
+
+        coarse = np.diag([spacing[0], spacing[1], spacing[2], 1.0])
+        fine_spacing = spacing * np.asarray(shape) / np.asarray(fine_shape)
+        fine = np.diag([fine_spacing[0], fine_spacing[1], fine_spacing[2], 1.0])
+        for grid_affine, n in ((coarse, shape), (fine, fine_shape)):
+            grid_affine[:3, 3] = -grid_affine[:3, :3] @ ((np.asarray(n) - 1) / 2.0)   # centred, like xs, ys, zs
+        ct = geometry.resample_to_grid(ct.astype(np.float32), coarse, fine_shape, fine).astype(np.float64)
+        lungs = geometry.resample_to_grid(lungs.astype(np.float32), coarse, fine_shape, fine) > 0.5
+        shape, spacing, (nx, ny, nz) = fine_shape, fine_spacing, fine_shape
+        X, Y = np.meshgrid((np.arange(nx) - (nx - 1) / 2) * spacing[0],
+                           (np.arange(ny) - (ny - 1) / 2) * spacing[1], indexing="ij")
+        X, Y = X[..., None], Y[..., None]
     ct += rng.normal(0.0, rng.uniform(15, 40), shape)
     if rng.random() < 0.5:   # many scanners pad outside the reconstruction circle
-        ct[(X ** 2 + Y ** 2) > half ** 2] = -1024
+        ct[np.broadcast_to((X ** 2 + Y ** 2) > half ** 2, shape)] = -1024
     ct = np.clip(np.rint(ct), -1024, 3071).astype(np.int16)
 
     affine = np.diag([-spacing[0], -spacing[1], spacing[2], 1.0])
@@ -440,32 +470,41 @@ def make_case(number: int, *, shape=DEFAULTS["shape"], seed: int = DEFAULTS["see
 # --------------------------------------------------------------------------- files
 
 def _make(task) -> dict[str, bytes]:
-    number, shape, seed = task
-    ct, lung, affine = make_case(number, shape=shape, seed=seed)
+    number, shape, seed, design_shape = task
+    ct, lung, affine = make_case(number, shape=shape, seed=seed, design_shape=design_shape)
     name = case_name(number)
     return {f"{name}/{CT_NAME}": nifti_bytes(ct, affine), f"{name}/{MASK_NAME}": nifti_bytes(lung, affine)}
 
 
 def generate(folder: Path, *, force: bool = False, n_cases: int = DEFAULTS["n_cases"],
-             shape=DEFAULTS["shape"], seed: int = DEFAULTS["seed"], workers: int = 1) -> Path:
+             shape=DEFAULTS["shape"], seed: int = DEFAULTS["seed"], design_shape=None,
+             workers: int = 1) -> Path:
     """Generate ``n_cases`` synthetic chest CT cases into ``folder`` unless already there.
 
     Writes ``<case>/ct.nii.gz`` (int16 HU) and ``<case>/lung.nii.gz`` (uint8 {0, 1}) for
     cases ``LCTSC-Train-S1-001`` ... with volumes of ``shape`` voxels ``(i, j, k)`` and
     anisotropic spacing in the affine; deterministic in ``(n_cases, shape, seed)``; about
     half a second per case at the default grid; ``workers`` processes draw the cases (it does
-    not change the result). Returns ``folder``.
+    not change the result). ``design_shape`` draws the anatomy on that coarser grid and
+    interpolates it onto ``shape`` (see :func:`make_case`; :data:`FULL` is the LCTSC-sized
+    set, about 4 s per case). Returns ``folder``.
     """
     n_cases = int(n_cases)
     shape = tuple(int(n) for n in shape)
     if n_cases < 1 or len(shape) != 3 or min(shape) < 16:
         raise ValueError(f"need n_cases >= 1 and a 3-D shape of at least 16 voxels per axis, "
                          f"got n_cases={n_cases}, shape={shape}")
+    params = {"n_cases": n_cases, "shape": list(shape), "seed": int(seed)}
+    if design_shape is not None:
+        design_shape = tuple(int(n) for n in design_shape)
+        if len(design_shape) != 3 or min(design_shape) < 16:
+            raise ValueError(f"design_shape must be a 3-D shape of at least 16 voxels per axis, got {design_shape}")
+        params["design_shape"] = list(design_shape)
     planned = [f"{case_name(number)}/{name}" for number in range(1, n_cases + 1) for name in (CT_NAME, MASK_NAME)]
-    request = {"generator": "lung_ct", "version": GENERATOR_VERSION,
-               "params": {"n_cases": n_cases, "shape": list(shape), "seed": int(seed)}}
+    request = {"generator": "lung_ct", "version": GENERATOR_VERSION, "params": params}
     return generate_into(Path(folder), request=request, planned=planned,
-                         tasks=[(number, shape, int(seed)) for number in range(1, n_cases + 1)], make=_make,
+                         tasks=[(number, shape, int(seed), design_shape) for number in range(1, n_cases + 1)],
+                         make=_make,
                          force=force, desc="lung CT volumes", workers=workers)
 
 
@@ -553,6 +592,6 @@ def lung_volume_ml(mask, affine) -> float:
     return float(np.count_nonzero(np.asarray(mask) > 0) * voxel_mm3 / 1000.0)
 
 
-__all__ = ["CT_NAME", "DEFAULTS", "GENERATOR_VERSION", "HU", "MASK_NAME", "case_name",
+__all__ = ["CT_NAME", "DEFAULTS", "FULL", "GENERATOR_VERSION", "HU", "MASK_NAME", "case_name",
            "generate", "load_cases", "lung_volume_ml", "make_case", "nifti_bytes", "read_case",
            "voxel_spacing"]
