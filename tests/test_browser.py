@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -84,7 +85,8 @@ def browser_lab(tmp_path_factory):
     server = subprocess.Popen([sys.executable, "-m", "helpers", "lab", "--no-browser", "--ip", "127.0.0.1",
                                "--port", str(port), f"--IdentityProvider.token={TOKEN}",
                                "--notebook-dir", str(root)],
-                              cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+                              cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                              start_new_session=True)   # its own process group: jupyter lab is a child
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 90
@@ -107,12 +109,35 @@ def browser_lab(tmp_path_factory):
             yield base, page
             context.close()
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        _stop_group(server)
         log.close()
+
+
+def _stop_group(server: subprocess.Popen) -> None:
+    """Stop ``server`` and every process it started (``python -m helpers lab`` runs
+    ``jupyter lab`` as a child, which a plain ``terminate`` would leave running), and fail if
+    one is left."""
+    try:
+        os.killpg(server.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        try:
+            os.killpg(server.pid, 0)
+        except ProcessLookupError:
+            break
+        server.poll()
+        time.sleep(0.2)
+    else:
+        os.killpg(server.pid, signal.SIGKILL)
+        time.sleep(0.5)
+    server.poll()
+    try:
+        os.killpg(server.pid, 0)
+    except ProcessLookupError:
+        return
+    raise AssertionError(f"processes of the lab's group {server.pid} are still running after SIGKILL")
 
 
 def _open(page, base: str, lesson: str):
