@@ -257,3 +257,21 @@ def test_bad_inputs_are_refused_with_the_fix():
 def test_two_dimensional_images_work_too():
     image = _volume((9, 14), seed=5)
     np.testing.assert_allclose(inference.sliding_window(_identity, image, (4, 4)), image, rtol=1e-5, atol=1e-6)
+
+
+def test_the_benchmark_runs_and_reports_its_ratios(capsys):
+    """benchmarks/sliding_window.py on a tiny volume: windows counted, efficiency and the
+    whole-volume ratio printed (the README quotes its full-size run)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "sliding_window.py"
+    spec = importlib.util.spec_from_file_location("sliding_window_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--shape", "40", "24", "12", "--patch", "16", "16", "8",
+                        "--whole-shape", "16", "16", "8", "--batch-size", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "windows" in printed and "efficiency" in printed and "whole-volume forward" in printed, printed
+    count = int(printed.split(" windows")[0].rsplit(" ", 1)[-1])
+    assert count == 4 * 2 * 2           # starts 0, 8, 16, 24 / 0, 8 / 0, 4 at overlap 0.5
