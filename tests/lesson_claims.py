@@ -276,6 +276,7 @@ LEDGER: dict[str, list] = {
         Claim(r"it is about (2\.113)", r"loss of a uniform prediction: (\d\.\d+)", "about", 0.005),
         Given(r"\*\*1\.0\*\* for a region", DEFINITION),
         Given(r"~1\.5 min of compute", TIME),
+        Given(r"that 95 % of the border points", DEFINITION),
         Claim(r"Specificity is close to 1 for every tumour class", _tumour_specificity),
     ],
     "09_challenge": [
