@@ -173,6 +173,19 @@ def _small_post_processing_gain(outputs: str, said: tuple[str, ...]) -> str | No
     gain = float(match.group(2)) - float(match.group(1))
     return None if abs(gain) <= 0.01 else f"the mean Dice moved by {gain:+.4f}, not a small gain"
 
+def _post_processing_hd95(outputs: str, said: tuple[str, ...]) -> str | None:
+    """Lesson 05: the sentence on HD95 after post-processing matches the printed lines:
+    no image changed, so the mean HD95 is the same before and after."""
+    hd95 = re.search(r"mean HD95: (\d+\.\d+) -> (\d+\.\d+) pixels after post-processing", outputs)
+    changed = re.search(r"(\d+) of \d+ images changed", outputs)
+    if not hd95 or not changed:
+        return "the HD95 and change lines of the post-processing are not in the outputs"
+    before, after = float(hd95.group(1)), float(hd95.group(2))
+    if int(changed.group(1)) == 0:
+        return None if before == after else f"no image changed but the mean HD95 went {before} -> {after}"
+    return "images changed: rewrite the sentence on HD95 after post-processing"
+
+
 LEDGER: dict[str, list] = {
     "00_start_here": [],
     "01_data_generator": [
@@ -218,6 +231,7 @@ LEDGER: dict[str, list] = {
         Given(r"give 1\.0 and 1\.0, disjoint ones 0\.0 and 0\.0", EXPECTED),
         Given(r"\(0\.1 … 0\.9\): how flat is it around 0\.5", "a suggestion for the learner"),
         Claim(r"the gain is small on average", _small_post_processing_gain),
+        Claim(r"no mask here, and the mean HD95 stayed where it was", _post_processing_hd95),
     ],
     "06_lung_ct_3d": [
         Given(r"~5\.5 min of compute", TIME),
@@ -262,6 +276,7 @@ LEDGER: dict[str, list] = {
         Claim(r"it is about (2\.113)", r"loss of a uniform prediction: (\d\.\d+)", "about", 0.005),
         Given(r"\*\*1\.0\*\* for a region", DEFINITION),
         Given(r"~1\.5 min of compute", TIME),
+        Given(r"that 95 % of the border points", DEFINITION),
         Claim(r"Specificity is close to 1 for every tumour class", _tumour_specificity),
     ],
     "09_challenge": [
