@@ -7,6 +7,7 @@ and compared with the committed notebooks/ cell by cell.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nbformat
@@ -188,9 +189,14 @@ def test_lesson_times_in_readme_and_headers_come_from_the_measured_run():
 
 
 def _exercise_or_check(cell) -> bool:
-    """An exercise cell (the learner's blank) or a check cell (a graded test)."""
+    """An exercise cell (the learner's blank) or a check cell: a graded test, or the ungraded
+    check of a reading lesson's exercise, which opens with a ``"Check: ..."`` docstring."""
     meta = cell.get("metadata", {}).get("nbgrader", {})
-    return bool(meta.get("solution") or meta.get("grade"))
+    if meta.get("solution") or meta.get("grade"):
+        return True
+    statements = [line for line in cell.get("source", "").splitlines()
+                  if line.strip() and not line.lstrip().startswith("#")]
+    return bool(statements) and re.match(r"""^('''|"|')Check:""", statements[0].lstrip()) is not None
 
 
 def dead_ends(path: Path, timeout: int = 900) -> list[str]:
@@ -198,7 +204,7 @@ def dead_ends(path: Path, timeout: int = 900) -> list[str]:
     allowed) and return, for every other code cell that raised, ``"cell N: <error>"``."""
     from nbclient import NotebookClient
 
-    from helpers.course import apply_kernel_env
+    from helpers.tools.kernels import apply_kernel_env
 
     apply_kernel_env()
     notebook = nbformat.read(path, as_version=4)
