@@ -3,6 +3,9 @@
 * ``course_root``: a temporary nbgrader course root (copy of ``nbgrader_config.py``, every
   lesson of ``answers/`` plus the example lesson of ``tests/fixtures/``), released once per
   session with ``helpers.grading.commands.release``. Used by test_release.py and test_grading.py.
+* ``no_process_left_behind`` (autouse, per test module): every process a module's tests
+  started (servers, kernels, sandboxes, workers) has ended when the module ends; leftovers
+  are killed and the module's last test errors, naming them.
 * The terminal summary prints the course table (``helpers.tools.runner.summary_table``) when
   lesson reports exist (``python -m helpers course`` or nbval runs of the answers write
   them), and the seconds the nbgrader round trip took per lesson.
@@ -10,7 +13,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -79,6 +85,66 @@ def course_root(tmp_path_factory) -> Path:
 def grading_seconds() -> dict[str, float]:
     """Where test_grading.py records how long each lesson's autograde call took."""
     return GRADING_SECONDS
+
+
+#: Helpers of the interpreter itself that live until it exits (not a test's leftovers).
+_INTERPRETER_HELPERS = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
+
+
+def descendants(pid: int) -> dict[int, str]:
+    """Living (not zombie) descendants of ``pid`` as ``{pid: command line}``, read from /proc;
+    empty where /proc does not exist."""
+    parent_of, command_of = {}, {}
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return {}
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except (OSError, IndexError):
+            continue                                    # ended while we read it
+        if fields[0] == "Z":
+            continue
+        parent_of[int(entry.name)] = int(fields[1])
+        command_of[int(entry.name)] = command
+    found, frontier = {}, {pid}
+    while frontier:
+        frontier = {child for child, parent in parent_of.items() if parent in frontier and child not in found}
+        found.update({child: command_of[child] for child in frontier})
+    return found
+
+
+def left_behind(before: set[int], grace_seconds: float = 10.0) -> dict[int, str]:
+    """Descendants of this process that are not in ``before`` and are still alive after
+    ``grace_seconds`` (interpreter helpers such as multiprocessing's resource tracker excluded)."""
+    deadline = time.monotonic() + grace_seconds
+    while True:
+        new = {pid: command for pid, command in descendants(os.getpid()).items()
+               if pid not in before and not any(helper in command for helper in _INTERPRETER_HELPERS)}
+        if not new or time.monotonic() >= deadline:
+            return new
+        time.sleep(0.2)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def no_process_left_behind():
+    """A test module leaves no process running: leftovers are killed, and named in an error."""
+    before = set(descendants(os.getpid()))
+    yield
+    leftovers = left_behind(before)
+    for pid in leftovers:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    if leftovers:
+        pytest.fail("processes left running after this test module (killed now; stop them in the test or "
+                    "its fixture, also when it fails): "
+                    + "; ".join(f"{pid}: {command[:120]}" for pid, command in sorted(leftovers.items())),
+                    pytrace=False)
 
 
 def pytest_collection_modifyitems(config, items):

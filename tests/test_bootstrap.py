@@ -274,7 +274,7 @@ def test_cli_strips_use_current_env_and_reexecutes_every_command(monkeypatch):
 
 
 def test_quick_test_tier_selects_unit_tests_only():
-    assert cli.pytest_args(["--quick", "-x"]) == ["tests", "-m", "not slow", "-x"]
+    assert cli.pytest_args(["--quick", "-x"]) == ["tests", "-m", "not slow and not browser", "-x"]
     assert cli.pytest_args(["-k", "dice"]) == ["-k", "dice"]
     assert "--quick" in (ROOT / "README.md").read_text()
 

@@ -3,13 +3,12 @@ and fail, with a helpful message, on the usual wrong implementations."""
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pytest
 
-keras = pytest.importorskip("keras")
-
-from helpers import checks, losses, metrics  # noqa: E402
-from helpers.checks import metrics as metric_checks  # noqa: E402
+from helpers import checks, losses, metrics
+from helpers.checks import metrics as metric_checks
 
 ops = keras.ops
 

@@ -3,13 +3,12 @@ finite gradients, and use in model.compile (one training step, saving and loadin
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
-keras = pytest.importorskip("keras")
-tf = pytest.importorskip("tensorflow")
-
-from helpers import losses, metrics  # noqa: E402
+from helpers import losses, metrics
 
 
 def np_soft_dice(t, p, smooth=1.0):

@@ -45,9 +45,60 @@ def _environment_pip_requirements():
     return requirements
 
 
-def test_environment_yml_lists_the_same_dependencies_as_pyproject():
+def _all_requirements() -> list[str]:
+    """Every requirement of pyproject.toml: the learner library and all extras, without the
+    course's own name (an extra that pulls in other extras)."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    expected = _requirement_names(project["dependencies"] + project["optional-dependencies"]["test"])
+    extras = [item for group in project["optional-dependencies"].values() for item in group]
+    return [item for item in project["dependencies"] + extras if not item.startswith(project["name"] + "[")]
+
+
+#: Import names of the instructor and lab tools, which the learner library must not need.
+INSTRUCTOR_DISTRIBUTIONS = {"nbgrader", "jupyterlab", "nbformat", "nbclient", "nbconvert", "ipykernel",
+                            "notebook", "bleach", "beautifulsoup4", "traitlets", "pytest", "nbval"}
+
+
+def test_extras_by_audience():
+    """`pip install .` is the learner library; JupyterLab, nbgrader and the test tools come with
+    the extras `lab`, `instructor` and `test` (which pulls in the other two: what setup installs)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    learner = set(_requirement_names(project["dependencies"]))
+    assert not learner & INSTRUCTOR_DISTRIBUTIONS, f"instructor tools in the learner dependencies: {learner & INSTRUCTOR_DISTRIBUTIONS}"
+    extras = project["optional-dependencies"]
+    assert "jupyterlab" in _requirement_names(extras["lab"])
+    assert {"nbgrader", "nbformat", "nbclient"} <= set(_requirement_names(extras["instructor"]))
+    assert f"{project['name']}[lab,instructor]" in extras["test"], "the test extra must pull in lab and instructor"
+
+
+def test_learner_modules_import_only_learner_dependencies():
+    """Every third-party package a learner module imports (outside helpers/grading and
+    helpers/tools) is a dependency of plain `pip install .`."""
+    import importlib.metadata
+
+    from test_structure import MODULES, SHIMS, TOP_PREFIXES, _third_party_imports
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    learner = set(_requirement_names(project["dependencies"]))
+    distributions_of = importlib.metadata.packages_distributions()
+    wrong = []
+    for module, path in sorted(MODULES.items()):
+        if module.startswith(TOP_PREFIXES) or module in SHIMS:
+            continue
+        for name, line in sorted(_third_party_imports(path)):
+            top = name.split(".")[0]
+            if top in sys.stdlib_module_names or top in ("helpers", "__future__"):
+                continue
+            distributions = {d.lower().replace("_", "-") for d in distributions_of.get(top, [])}
+            if not distributions & learner:
+                wrong.append(f"{path.relative_to(ROOT)}:{line} imports {name} "
+                             f"(from {sorted(distributions) or 'nothing installed'})")
+    assert not wrong, ("learner modules import packages that `pip install .` does not declare; add them to "
+                       "pyproject's dependencies or move the code to helpers/grading or helpers/tools:\n"
+                       + "\n".join(wrong))
+
+
+def test_environment_yml_lists_the_same_dependencies_as_pyproject():
+    expected = _requirement_names(_all_requirements())
     found = _requirement_names(_environment_pip_requirements())
     assert found == expected, (
         "environment.yml and pyproject.toml disagree: "
@@ -168,10 +219,9 @@ def _version(text):
 def test_constraints_pin_every_declared_dependency_within_its_bounds():
     """constraints.txt (the tested set the bootstrap installs) covers every dependency of
     pyproject.toml with an exact version that the declared lower bound admits."""
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     pins = _constraints()
     assert all(re.fullmatch(r"[\w.+!-]+", version) for version in pins.values()), "only exact pins (name==version)"
-    for requirement in project["dependencies"] + project["optional-dependencies"]["test"]:
+    for requirement in _all_requirements():
         if "python_version" in requirement:
             continue                                    # e.g. tomli, only below Python 3.11
         name, bound = re.match(r"([A-Za-z0-9_.\-]+)>=([\d.]+)", requirement).groups()

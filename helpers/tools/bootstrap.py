@@ -177,13 +177,21 @@ def current_environment(prefix: str | None = None, base_prefix: str | None = Non
     return Environment(Path(prefix), python, "none")
 
 
+#: The extras that ``python -m helpers setup`` installs (``test`` pulls in ``lab`` and ``instructor``).
+INSTALL_EXTRAS = ("lab", "instructor", "test")
+
+
 def declared_requirements(pyproject: Path = PYPROJECT) -> list[str]:
-    """Distribution names of ``dependencies`` and the ``test`` extra of ``pyproject``
-    whose environment marker applies to the running Python."""
+    """Distribution names of ``dependencies`` and of the extras in :data:`INSTALL_EXTRAS`
+    of ``pyproject`` whose environment marker applies to the running Python (the course's
+    own name, which an extra uses to pull in the others, is left out)."""
     text = pyproject.read_text()
     names = []
-    for block in re.findall(r'^(?:dependencies|test)\s*=\s*\[(.*?)\]', text, re.MULTILINE | re.DOTALL):
+    blocks = "|".join(("dependencies", *INSTALL_EXTRAS))
+    for block in re.findall(rf'^(?:{blocks})\s*=\s*\[(.*?)^\]', text, re.MULTILINE | re.DOTALL):
         for item in re.findall(r'"([^"]+)"', block):
+            if item.startswith(DISTRIBUTION + "["):
+                continue
             requirement, _, marker = item.partition(";")
             marker_match = re.search(r"python_version\s*<\s*'([\d.]+)'", marker)
             if marker_match and not sys.version_info[:2] < _version_tuple(marker_match.group(1))[:2]:
@@ -275,33 +283,73 @@ def constraints_args(python_version: tuple[int, ...] | None = None) -> list[str]
     return ["-c", str(CONSTRAINTS)]
 
 
-def pip_install(python: Path, upgrade_pip: bool, run=subprocess.run) -> None:
-    """Install the course (``-e .[test]``, constrained) with ``python``'s pip. Raises
-    :class:`BootstrapError` with an offline hint when pip fails."""
+#: Where pip's full output goes while the course installs itself (git-ignored ``build/``).
+PIP_LOG = REPO_ROOT / "build" / "pip-install.log"
+
+
+def _run_logged(command: list[str], log_path: Path = PIP_LOG) -> subprocess.CompletedProcess:
+    """Run ``command`` with its output appended to ``log_path``; show one progress line (the
+    package pip is at and how many it has seen), rewritten in place on a terminal."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    interactive = sys.stdout.isatty()
+    seen = 0
+    with open(log_path, "a", encoding="utf-8") as log:
+        log.write(f"$ {' '.join(command)}\n")
+        log.flush()
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                   errors="replace")
+        for line in process.stdout:
+            log.write(line)
+            match = re.match(r"\s*(Collecting|Requirement already satisfied:|Installing collected)\s*(\S*)", line)
+            if match:
+                seen += match.group(1) != "Installing collected"
+                if interactive:
+                    what = "installing" if match.group(1) == "Installing collected" else match.group(2)
+                    sys.stdout.write(f"\r  pip: {seen} packages checked; {what[:40]:<40}")
+                    sys.stdout.flush()
+        returncode = process.wait()
+    if interactive:
+        sys.stdout.write("\n")
+    return subprocess.CompletedProcess(command, returncode)
+
+
+def pip_install(python: Path, upgrade_pip: bool, run=None) -> None:
+    """Install the course (``-e .[test]``, constrained) with ``python``'s pip, its output kept in
+    :data:`PIP_LOG` behind a one-line progress (``run``: a ``subprocess.run`` stand-in in tests).
+
+    Raises:
+        BootstrapError: pip failed; the message has the offline hint and the log's last lines.
+    """
     commands = []
     if upgrade_pip:
         commands.append([str(python), "-m", "pip", "install", "--upgrade", "pip"])
     commands.append([str(python), "-m", "pip", "install", "-e", f"{REPO_ROOT}[test]", *constraints_args()])
+    if run is None:
+        print(f"  (pip's full output: {PIP_LOG})", flush=True)
     for command in commands:
-        result = run(command)
+        result = (run or _run_logged)(command)
         if result.returncode != 0:
+            tail = ""
+            if run is None and PIP_LOG.is_file():
+                tail = "\n".join(PIP_LOG.read_text(encoding="utf-8", errors="replace").splitlines()[-15:])
+                tail = f"\nThe last lines of {PIP_LOG}:\n{tail}\n"
             raise BootstrapError(
                 f"`{' '.join(command)}` failed (exit code {result.returncode}). If this machine is "
                 f"offline or behind a proxy, pip cannot download the packages: connect and run the "
                 f"command again, or install them yourself (pip install -e '.[test]' -c constraints.txt, "
-                f"e.g. from a wheelhouse) and set {SKIP_INSTALL}=1 so the course stops trying. "
-                f"pip's own message is above.")
+                f"e.g. from a wheelhouse) and set {SKIP_INSTALL}=1 so the course stops trying."
+                f"{tail}")
 
 
 def ensure_environment(use_current_env: bool = False, env: Environment | None = None,
-                       run=subprocess.run) -> Path:
+                       run=None) -> Path:
     """Return the interpreter of an environment that has the course installed.
 
     Args:
         use_current_env: install into the active environment even when it is conda
             ``base`` or another project's environment (``--use-current-env``).
         env: the environment to judge (default: :func:`current_environment`); for tests.
-        run: ``subprocess.run`` (replaced in tests).
+        run: a ``subprocess.run`` stand-in (tests); by default pip's output goes to :data:`PIP_LOG`.
 
     Returns:
         Path of the Python interpreter to run the command with.
@@ -319,7 +367,7 @@ def ensure_environment(use_current_env: bool = False, env: Environment | None = 
         python = venv_python(env_dir)
         if is_installed(env_dir) and python.exists():
             return python
-        if not venv_is_healthy(env_dir, run=run):
+        if not venv_is_healthy(env_dir, run=run or subprocess.run):
             python = create_venv(env_dir)
         if not skip:
             print(f"Installing the course and its dependencies into {env_dir} "

@@ -39,7 +39,7 @@ _reexec_inside = _bootstrap.reexec_inside
 GRADING_COMMANDS = {"release", "collect", "autograde", "feedback", "export"}
 PASS_THROUGH = {"test", "data", "lab", "challenge"} | GRADING_COMMANDS
 #: ``python -m helpers test --quick``: what pytest runs instead of the whole suite.
-QUICK_PYTEST_ARGS = ["tests", "-m", "not slow"]
+QUICK_PYTEST_ARGS = ["tests", "-m", "not slow and not browser"]
 
 
 def _parser() -> argparse.ArgumentParser:
