@@ -17,38 +17,118 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from helpers import config
 
 #: The answer notebooks (the lessons' source), one folder per lesson.
 ANSWERS_DIR = config.REPO_ROOT / "answers"
 
-#: Time budget per lesson in minutes at the default scale (2 CPU cores).
-TIME_BUDGET_MINUTES = {"01": 5, "02": 5, "03": 5, "04": 5, "05": 5, "06": 6, "07": 6, "08": 6, "09": 5}
+LessonKind = Literal["reading", "core", "case study", "capstone"]
+
+
+@dataclass(frozen=True)
+class LessonSpec:
+    """What the course knows about one lesson, in one place (the course manifest).
+
+    The course runner, the lesson headers' test, the results page (``python -m helpers
+    course --record``), the grading data preparation and the README read these facts from
+    :data:`LESSONS` instead of keeping their own lists.
+
+    Attributes:
+        folder: the lesson's folder under ``answers/`` and ``notebooks/`` (``"04_training"``).
+        title: the lesson's title, as its first heading says after the number.
+        kind: ``"reading"`` (nothing trains or is graded), ``"core"`` (01-05, chest X-rays),
+            ``"case study"`` (06-08) or ``"capstone"`` (09, the finale, not graded for points).
+        datasets: the embedded data sets the lesson reads by default (``data.ensure_dataset``).
+        budget_minutes: compute budget at the default scale on 2 CPU cores; ``None`` for reading.
+        quality_bars: key metric -> minimum value the lesson's run must reach.
+        needs: what the lesson takes from earlier lessons' runs, as paths under
+            ``config.runs_dir()`` (lesson 05 loads lesson 04's best model).
+    """
+
+    folder: str
+    title: str
+    kind: LessonKind
+    datasets: tuple[str, ...] = ()
+    budget_minutes: float | None = None
+    quality_bars: tuple[tuple[str, float], ...] = ()
+    needs: tuple[str, ...] = ()
+
+    @property
+    def number(self) -> str:
+        """The two-digit lesson number (``"04"``)."""
+        return self.folder[:2]
+
+    @property
+    def graded(self) -> bool:
+        """Whether nbgrader grades the lesson for points (not the reading lessons or the capstone)."""
+        return self.kind in ("core", "case study")
+
+    @property
+    def in_default_run(self) -> bool:
+        """Whether ``python -m helpers course`` without lesson names runs it (01-08)."""
+        return self.graded
+
+    @property
+    def bars(self) -> dict[str, float]:
+        """:attr:`quality_bars` as a dictionary."""
+        return dict(self.quality_bars)
+
+
+_CXR = ("cxr_synthetic",)
+
+#: The course manifest: every lesson in course order.
+LESSONS: tuple[LessonSpec, ...] = (
+    LessonSpec("00_start_here", "Start here", "reading"),
+    LessonSpec("01_data_generator", "The data generator", "core", _CXR, 5),
+    LessonSpec("02_architecture", "The U-Net architecture", "core", _CXR, 5),
+    LessonSpec("03_loss_and_metrics", "Loss and metrics", "core", _CXR, 5),
+    LessonSpec("04_training", "Training a U-Net", "core", _CXR, 5, (("test_dice", 0.95),)),
+    LessonSpec("05_prediction", "Prediction and evaluation", "core", _CXR, 5, (("test_dice", 0.95),),
+               needs=("04_training/best.keras",)),
+    LessonSpec("06_lung_ct_3d", "3D lung segmentation in CT", "case study", ("lung_ct_synthetic_full",), 6,
+               (("volumetric_dice", 0.90),)),
+    LessonSpec("07_liver_ct", "Liver CT: 2D slices from 3D volumes, with k-fold cross-validation", "case study", ("liver_ct_synthetic",), 6,
+               (("mean_fold_dice", 0.85),)),
+    LessonSpec("08_brain_tumour", "Brain tumour segmentation, multi-class", "case study", ("brats_synthetic",), 6,
+               (("dice_WT", 0.80), ("dice_TC", 0.70), ("dice_ET", 0.60))),
+    LessonSpec("09_challenge", "The challenge", "capstone", _CXR, 5, (("baseline_practice_dice", 0.85),)),
+    LessonSpec("10_where_next", "Where next", "reading"),
+)
+
+
+def lesson_spec(name: str) -> LessonSpec:
+    """The :class:`LessonSpec` of a lesson given by number (``"04"``) or folder name.
+
+    Raises:
+        KeyError: no lesson has that number or name; the message lists the lessons.
+    """
+    for spec in LESSONS:
+        if name in (spec.folder, spec.number):
+            return spec
+    raise KeyError(f"no lesson {name!r}; the lessons are {', '.join(spec.folder for spec in LESSONS)}")
+
+
+#: Time budget per lesson in minutes at the default scale (2 CPU cores), from :data:`LESSONS`.
+TIME_BUDGET_MINUTES = {spec.number: spec.budget_minutes for spec in LESSONS if spec.budget_minutes is not None}
 
 #: Lessons that ``python -m helpers course`` runs only when named (``course 09``, or
 #: ``python -m helpers challenge baseline``): the capstone's baseline is a real training run
 #: that an instructor checks once before a workshop's finale, and keeping it out keeps the
 #: ten-minute course budget for the teaching lessons 01-08.
-CAPSTONE_LESSONS = ("09_challenge",)
+CAPSTONE_LESSONS = tuple(spec.folder for spec in LESSONS if spec.kind == "capstone")
 
 #: Lessons to read, with nothing to train or grade: the orientation (00) and the closing map
 #: to MONAI and nnU-Net (10). They hold no graded points, have no time budget or quality bar,
 #: and ``python -m helpers course`` runs them only when named (``course 00``), like the
 #: capstone.
-READING_LESSONS = ("00_start_here", "10_where_next")
+READING_LESSONS = tuple(spec.folder for spec in LESSONS if spec.kind == "reading")
 #: Lessons whose answers hold no graded points (nbgrader has nothing to autograde).
 UNGRADED_LESSONS = CAPSTONE_LESSONS + READING_LESSONS
 
-#: Quality bars: lesson number -> {metric name: minimum value}.
-QUALITY_BARS = {
-    "04": {"test_dice": 0.95},
-    "05": {"test_dice": 0.95},
-    "06": {"volumetric_dice": 0.90},
-    "07": {"mean_fold_dice": 0.85},
-    "08": {"dice_WT": 0.80, "dice_TC": 0.70, "dice_ET": 0.60},
-    "09": {"baseline_practice_dice": 0.85},
-}
+#: Quality bars: lesson number -> {metric name: minimum value}, from :data:`LESSONS`.
+QUALITY_BARS = {spec.number: spec.bars for spec in LESSONS if spec.quality_bars}
 
 
 def summary_dir() -> Path:

@@ -150,42 +150,31 @@ def test_answer_notebook_follows_the_exercise_conventions(path: Path):
         f"nbformat >= 5.1 (e.g. open and save it in JupyterLab).")
 
 
-def _measured_seconds(readme: str) -> dict[str, int]:
-    """The README's one measured run: ``| 04 | 105 | ... |`` rows."""
-    import re
+def test_lesson_headers_results_page_and_manifest_agree():
+    """One source for measured figures: every timed lesson of the manifest has a recorded run
+    in docs/results.json, its **Time** line says that run's compute time, docs/results.md is
+    rendered from the JSON, and the manifest's folders and titles are the lessons'."""
+    from helpers.course import LESSONS
+    from helpers.tools import results
 
-    rows = re.findall(r"^\| (\d\d) \| (\d+) \| [^\n]*\|$", readme, re.M)
-    return {number: int(seconds) for number, seconds in rows}
-
-
-def _compute_label(seconds: int) -> tuple[str, str]:
-    """What the lesson table and a lesson's **Time** line say for ``seconds`` of compute:
-    under a minute, else the nearest half minute."""
-    if seconds < 60:
-        return "< 1 min", "under a minute"
-    text = f"~{round(seconds / 30) / 2:g} min"
-    return text, text
-
-
-def test_lesson_times_in_readme_and_headers_come_from_the_measured_run():
-    import re
-
-    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
-    measured = _measured_seconds(readme)
-    timed = [name for name in ANSWER_LESSONS if name not in READING_LESSONS]   # 00 and 10 train nothing
-    assert sorted(measured) == sorted(name[:2] for name in timed), measured
-    for number, seconds in measured.items():
-        column, phrase = _compute_label(seconds)
-        row = re.search(r"^\| \[" + number + r" [^\n]*\| ([^|\n]+) \|$", readme, re.M)
-        assert row and row.group(1).strip() == column, (
-            f"README lesson table, lesson {number}: compute {row and row.group(1)!r}, "
-            f"the measured run says {seconds} s -> {column!r}")
-        path = next((REPO_ROOT / "answers").glob(f"{number}_*/*.ipynb"))
-        header = "".join(nbformat.read(path, as_version=4).cells[0].source)
-        time_line = re.search(r"\*\*Time\*\*[^\n]*", header)
-        assert time_line and f"in class, {phrase} of compute" in time_line.group(0), (
-            f"{path.name}: the **Time** line says {time_line and time_line.group(0)!r}; the measured run "
-            f"says {seconds} s -> {phrase!r}")
+    assert [spec.folder for spec in LESSONS] == ANSWER_LESSONS, "helpers.course.LESSONS must list every lesson"
+    recorded = results.read_results()
+    for spec in LESSONS:
+        header = "".join(nbformat.read(REPO_ROOT / "answers" / spec.folder / f"{spec.folder}.ipynb",
+                                       as_version=4).cells[0].source)
+        assert header.startswith(f"# {spec.number} · {spec.title}\n"), (
+            f"{spec.folder}: the first heading should be '# {spec.number} · {spec.title}' (helpers.course.LESSONS)")
+        if spec.budget_minutes is None:
+            continue
+        entry = recorded["lessons"].get(spec.folder)
+        assert entry, f"{spec.folder} has no recorded run in docs/results.json: python -m helpers course {spec.number} --record"
+        phrase = results.compute_phrase(entry["seconds"])
+        line = re.search(r"\*\*Time\*\*[^\n]*", header)
+        assert line and f"in class, {phrase} of compute" in line.group(0), (
+            f"{spec.folder}: the **Time** line says {line and line.group(0)!r}; docs/results.json records "
+            f"{entry['seconds']:.0f} s -> {phrase!r} (python -m helpers course {spec.number} --record sets it)")
+    assert (REPO_ROOT / "docs" / "results.md").read_text(encoding="utf-8") == results.render_markdown(recorded), (
+        "docs/results.md is generated from docs/results.json: do not edit it; re-record or re-render it")
 
 
 def _exercise_or_check(cell) -> bool:

@@ -52,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     course.add_argument("lessons", nargs="*", help="lesson numbers or names (default: 01-08), e.g. 01 04")
     course.add_argument("--update-answers", action="store_true",
                         help="write the executed notebooks back into answers/ (maintainers)")
+    course.add_argument("--record", action="store_true",
+                        help="as --update-answers, then record the run in docs/results.md and set the "
+                             "lessons' Time lines from it (maintainers; run on an idle machine)")
     sub.add_parser("test", help="run the whole test suite; --quick: unit tests only (extra arguments go to pytest)")
     sub.add_parser("lab", help="open JupyterLab on notebooks/")
     sub.add_parser("data", help="list, download and prepare data sets (python -m helpers data --help)")
@@ -105,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "course":
         from helpers.tools import runner
 
-        return runner.main(args.lessons, update_answers=args.update_answers)
+        return runner.main(args.lessons, update_answers=args.update_answers, record=args.record)
     if args.command == "test":
         return subprocess.run([sys.executable, "-m", "pytest", *pytest_args(rest)], cwd=REPO_ROOT).returncode
     if args.command == "lab":

@@ -156,8 +156,18 @@ def execute_notebook(path: Path, output: Path, timeout: int = 1200, log: Path | 
         nbformat.write(notebook, output)
 
 
-def main(selection: list[str] | None = None, update_answers: bool = False) -> int:
-    """Execute the answer notebooks and print the summary table; non-zero on any failure."""
+def main(selection: list[str] | None = None, update_answers: bool = False, record: bool = False) -> int:
+    """Execute the answer notebooks and print the summary table; non-zero on any failure.
+
+    Args:
+        selection: lesson numbers or folder names; default the lessons 01-08.
+        update_answers: write the executed notebooks back into ``answers/``.
+        record: as ``update_answers``, then record the run in ``docs/results.json`` and
+            ``docs/results.md`` and set the lessons' **Time** lines from it
+            (:mod:`helpers.tools.results`), regenerating their release.
+    """
+    update_answers = update_answers or record
+    course_started = time.perf_counter()
     notebooks = lesson_notebooks(selection)
     if not notebooks:
         print(f"No answer notebooks found in {ANSWERS_DIR}.")
@@ -195,4 +205,26 @@ def main(selection: list[str] | None = None, update_answers: bool = False) -> in
     if not update_answers:
         print(f"Executed notebooks: {executed_dir}")
     print(f"Kernel start-up messages (TensorFlow, ipykernel): {log}")
+    if record:
+        return _record(reports, time.perf_counter() - course_started, failures)
+    return 1 if failures else 0
+
+
+def _record(reports: dict[str, dict], total_seconds: float, failures: int) -> int:
+    """The ``--record`` step of :func:`main`: results page, Time lines, release."""
+    from helpers.tools import results
+
+    if config.scale() != 1:
+        print(f"Not recorded: the results page holds runs at the default scale, this one ran at "
+              f"{config.SCALE_VARIABLE}={config.scale():g}.")
+        return 1
+    changed = results.record(reports, None if failures else total_seconds)
+    print(f"Recorded {len(reports)} lesson(s) in {results.RESULTS_JSON} and {results.RESULTS_MD}"
+          + (f"; Time lines updated: {', '.join(changed)}" if changed else ""))
+    if changed:
+        from helpers.grading import commands as grading
+
+        if grading.release(changed, quiet=True):
+            return 1
+        print(f"Released {', '.join(changed)} again (their headers changed).")
     return 1 if failures else 0
