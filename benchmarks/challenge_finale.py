@@ -14,10 +14,10 @@
 
 3. ``python -m helpers challenge score``: the leaderboard (page and CSV);
 4. with ``--screenshot PNG``: the page in headless Chromium (``/usr/bin/chromium``), cut to
-   its top and stored with a small palette (the README's figure).
+   its top and stored with a small palette (the instructor guide's figure, docs/instructor-guide.md).
 
 Prints the time of each step and the scorer's summary. Nothing here is needed by a workshop:
-it measures the numbers and takes the picture of the README's finale section.
+it measures the numbers and takes the picture of the finale section of docs/instructor-guide.md.
 
     .venv/bin/python benchmarks/challenge_finale.py [--out DIR] [--seed SECRET] [--screenshot PNG]
 """

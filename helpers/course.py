@@ -31,9 +31,8 @@ LessonKind = Literal["reading", "core", "case study", "capstone"]
 class LessonSpec:
     """What the course knows about one lesson, in one place (the course manifest).
 
-    The course runner, the lesson headers' test, the results page (``python -m helpers
-    course --record``), the grading data preparation and the README read these facts from
-    :data:`LESSONS` instead of keeping their own lists.
+    The course runner, the lesson headers' test and the results page (``python -m helpers
+    course --record``) read these facts from :data:`LESSONS` instead of keeping their own lists.
 
     Attributes:
         folder: the lesson's folder under ``answers/`` and ``notebooks/`` (``"04_training"``).

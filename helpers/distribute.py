@@ -66,7 +66,7 @@ def cluster_workers(tf_config: str | None = None) -> int:
                          '"task": {"type": "worker", "index": 0}} or unset it.') from None
     if not isinstance(spec, dict) or not isinstance(spec.get("cluster"), dict) or "task" not in spec:
         raise ValueError("TF_CONFIG needs a 'cluster' (job name -> list of host:port) and a 'task' "
-                         "({'type': 'worker', 'index': i}); see the README, section 'GPU and clusters'.")
+                         "({'type': 'worker', 'index': i}); see docs/learner-guide.md, section 'GPU and clusters'.")
     return sum(len(spec["cluster"].get(job, [])) for job in ("chief", "worker"))
 
 

@@ -219,7 +219,7 @@ LEDGER: dict[str, list] = {
         Given(r"\(e\.g\. 70 %, 15 %,\s+15 %\)", CONSTANT),
         Given(r"threshold at 0\.5", CONSTANT),
         Given(r"at\s+least 0\.95 at the default scale", TARGET),
-        Given(r"runs differ by up to 0\.03", "measured by benchmarks/real_cxr.py --seeds, quoted in the README"),
+        Given(r"runs differ by up to 0\.03", "measured by benchmarks/real_cxr.py --seeds, quoted in docs/data.md"),
         Claim(r"halved at epochs ([\d, and]+) \(the `ReduceLROnPlateau` lines", _reductions),
         Claim(r"early stopping did not fire \(all (\d+) epochs ran\)", _all_epochs_ran),
         Claim(r"the validation loss ended\s+within 10 % of its lowest value", _val_loss_near_lowest(0.10)),

@@ -228,7 +228,7 @@ def test_offline_install_names_the_skip_variable(course_venv, tmp_path):
     with pytest.raises(BootstrapError) as info:
         _bootstrap.pip_install(env.python, upgrade_pip=False, run=FakeRun(returncode=1))
     assert "UNET_COURSE_SKIP_INSTALL=1" in str(info.value) and "offline" in str(info.value)
-    assert "UNET_COURSE_SKIP_INSTALL" in (ROOT / "README.md").read_text(), "document the variable"
+    assert "UNET_COURSE_SKIP_INSTALL" in (ROOT / "docs" / "learner-guide.md").read_text(), "document the variable"
 
 
 def test_skip_install_builds_nothing_with_pip(course_venv, monkeypatch, tmp_path):

@@ -514,7 +514,7 @@ def test_baseline_submission_validates_and_scores_above_the_floor(tmp_path, monk
     assert np.median(results[0].hd95) <= BASELINE_CEILING_HD95, np.median(results[0].hd95)
 
 
-#: What the baseline must reach on the practice set (measured values in the README).
+#: What the baseline must reach on the practice set (measured values in docs/results.md).
 BASELINE_FLOOR_DICE = 0.85
 BASELINE_CEILING_HD95 = 40.0
 

@@ -98,3 +98,14 @@ def test_helpers_names_in_the_glossary_and_reading_lessons_exist(name, folder, m
     missing = sorted(f"{module}.{attribute}" for module, attribute in helpers_names(markdown)
                      if not hasattr(importlib.import_module(f"helpers.{module}"), attribute))
     assert not missing, f"{name} names what helpers does not have: {missing}"
+
+
+def test_the_readme_is_a_landing_page():
+    """README.md stays short (what the course is, the two commands, where each reader goes next);
+    the guides live in docs/ and the README links each of them."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(readme.splitlines()) <= 150, f"README.md has {len(readme.splitlines())} lines: move detail into docs/"
+    for guide in ("learner-guide.md", "instructor-guide.md", "data.md", "maintainer-guide.md", "results.md",
+                  "glossary.md"):
+        assert (ROOT / "docs" / guide).is_file(), f"docs/{guide} is missing"
+        assert f"docs/{guide}" in readme, f"README.md does not link docs/{guide}"

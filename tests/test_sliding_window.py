@@ -261,7 +261,7 @@ def test_two_dimensional_images_work_too():
 
 def test_the_benchmark_runs_and_reports_its_ratios(capsys):
     """benchmarks/sliding_window.py on a tiny volume: windows counted, efficiency and the
-    whole-volume ratio printed (the README quotes its full-size run)."""
+    whole-volume ratio printed (docs/maintainer-guide.md quotes its full-size run)."""
     import importlib.util
     from pathlib import Path
 
