@@ -1,6 +1,8 @@
-"""Training a U-Net: seeds, patient-level splits, callbacks and the reference chest X-ray run.
+"""Training a U-Net: patient-level splits, callbacks and the reference chest X-ray run.
 
-* :func:`set_seed` makes weight initialisation, shuffling and dropout reproducible.
+Seeds: ``keras.utils.set_random_seed(seed)`` (Python, NumPy and the backend) makes weight
+initialisation, shuffling and dropout reproducible; the course has no wrapper of its own.
+
 * :func:`split_by_patient` and :func:`kfold_by_patient` split images so that no patient
   has images in two parts (two radiographs of one patient are almost twins: one in the
   training set and one in the test set would flatter the test score).
@@ -48,7 +50,7 @@ from helpers.distribute import (
 )
 
 __all__ = [
-    "CXR_RECIPE", "MONITOR", "MODE", "set_seed", "patient_of", "split_by_patient", "kfold_by_patient",
+    "CXR_RECIPE", "MONITOR", "MODE", "patient_of", "split_by_patient", "kfold_by_patient",
     "standard_callbacks", "custom_objects", "load_model", "build_cxr_model", "compile_model", "train_step",
     "cxr_datasets",
     "train_cxr_reference", "load_or_train_cxr_model",
@@ -95,14 +97,6 @@ MODE = "max"
 
 
 # --------------------------------------------------------------------------- seeds and splits
-
-def set_seed(seed: int = config.SEED) -> None:
-    """Seed Python, NumPy and the Keras backend (``keras.utils.set_random_seed``) so that
-    weight initialisation, dropout and shuffling repeat from run to run."""
-    import keras
-
-    keras.utils.set_random_seed(int(seed))
-
 
 def patient_of(item) -> str:
     """The patient identifier of an item: a path, or an ``(image, mask)`` pair (the image
@@ -379,7 +373,9 @@ def train_cxr_reference(run_dir=None, pairs=None, seed: int = config.SEED, verbo
     train_pairs, val_pairs, _ = split_by_patient(pairs, recipe["fractions"], seed=seed)
     train_pairs = train_pairs[:config.scaled_count(len(train_pairs), minimum=8)]
     val_pairs = val_pairs[:config.scaled_count(len(val_pairs), minimum=4)]
-    set_seed(seed)
+    import keras
+
+    keras.utils.set_random_seed(int(seed))
     train, val = cxr_datasets(train_pairs, val_pairs, recipe, seed=seed)
     model = build_cxr_model(recipe)
     callbacks = standard_callbacks(run_dir, patience_lr=recipe["patience_lr"],

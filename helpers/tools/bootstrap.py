@@ -46,7 +46,6 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT = REPO_ROOT / "pyproject.toml"
 CONSTRAINTS = REPO_ROOT / "constraints.txt"
-ENVIRONMENT_YML = REPO_ROOT / "environment.yml"
 VENV_DIR = REPO_ROOT / ".venv"
 
 #: Set in the environment of a command re-run inside the course environment: the
