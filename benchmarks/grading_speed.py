@@ -1,9 +1,18 @@
-"""How fast does a class grade? Plain ``nbgrader autograde`` (one process, one student after
-the other) against ``python -m helpers autograde --jobs N`` (one sandboxed run per
-submission, N at a time), on the same synthetic class, measured in one run.
+"""How fast does a class grade? Stock serial ``nbgrader autograde`` (nbgrader's own Execute
+preprocessor in a Jupyter kernel, no sandbox, one student after the other: what an
+instructor without this course would run) against ``python -m helpers autograde --jobs N``
+(sandboxed, N at a time), on the same synthetic class, measured in one run.
 
     python benchmarks/grading_speed.py                      # lessons 00 (example) and 03, 2 jobs
     python benchmarks/grading_speed.py --lessons 03 05 --copies 3 --jobs 2
+    python benchmarks/grading_speed.py --profile --no-stock # where a submission's time goes
+
+``--profile`` prints, per lesson, the mean seconds per submission of each stage of
+``helpers autograde`` (read from ``.grading/profile.jsonl``): the grading process's start,
+the sandbox, the runner's imports, the cells (the slowest by name), what nbgrader does
+after the cells (other preprocessors, gradebook write, exit), the audit, the gradebook
+read, and the re-runs of faulty submissions. Stage times are measured inside the parallel
+jobs, so they include waiting for the CPU the other job uses.
 
 The class, per lesson and copy: the answer notebook, the untouched release, a partly solved
 notebook (first exercise only) and a faulty one (``os._exit`` in the last exercise). Both
@@ -57,11 +66,87 @@ def build_class(root: Path, lesson: str, copies: int) -> int:
     return count
 
 
+#: nbgrader_config.py of the stock run: the course's, with nbgrader's own preprocessors.
+_STOCK_CONFIG = """
+c = get_config()
+c.CourseDirectory.course_id = "unet-course"
+c.CourseDirectory.source_directory = "answers"
+c.CourseDirectory.release_directory = "notebooks"
+c.Execute.timeout = 900
+c.Execute.interrupt_on_timeout = True
+c.OverwriteCells.add_missing_cells = True
+"""
+
+
+def print_profile(path: Path, top: int = 3) -> None:
+    """Print the stage table of a ``.grading/profile.jsonl``: rows are stages, columns
+    lessons, values mean seconds per submission."""
+    import json
+    from collections import defaultdict
+
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    by_lesson: dict[str, list[dict]] = defaultdict(list)
+    for record in records:
+        by_lesson[record["lesson"]].append(record)
+    order = ["process start", "sandbox", "runner imports", "cells", "nbgrader after cells", "audit",
+             "gradebook read", "retries", "other", "total"]
+    table: dict[str, dict[str, float]] = defaultdict(dict)
+    slowest: dict[str, list[tuple[float, str]]] = {}
+    for lesson, items in sorted(by_lesson.items()):
+        sums: dict[str, float] = defaultdict(float)
+        cells: dict[str, float] = defaultdict(float)
+        for item in items:
+            for stage, seconds in item["stages"].items():
+                if stage.startswith("cell "):
+                    sums["cells"] += seconds
+                    cells[stage[5:]] += seconds
+                else:
+                    sums[stage] += seconds
+            sums["total"] += item["seconds"]
+        sums["other"] = sums["total"] - sum(v for k, v in sums.items() if k != "total")
+        for stage in order:
+            table[stage][lesson] = sums.get(stage, 0.0) / len(items)
+        slowest[lesson] = sorted(((v / len(items), k) for k, v in cells.items()), reverse=True)[:top]
+    lessons = sorted(by_lesson)
+    width = max(8, *(len(name[:14]) for name in lessons))
+    print("\nprofile of helpers autograde: mean seconds per submission by stage")
+    print(f"{'stage':22s}" + "".join(f"{name[:14]:>{width + 2}s}" for name in lessons))
+    for stage in order:
+        print(f"{stage:22s}" + "".join(f"{table[stage][name]:{width + 2}.2f}" for name in lessons))
+    for lesson in lessons:
+        print(f"  slowest cells of {lesson}: "
+              + ", ".join(f"{name} {seconds:.2f} s" for seconds, name in slowest[lesson]))
+
+
+def stock_serial(root: Path, lessons: list[str]) -> float:
+    """Seconds that stock ``nbgrader autograde`` (its own Execute, a Jupyter kernel, no
+    sandbox, serial) takes for ``lessons`` in a copy of the course ``root``."""
+    stock = root.parent / "stock"
+    shutil.rmtree(stock, ignore_errors=True)
+    stock.mkdir()
+    for name in ("answers", "notebooks", "submitted"):
+        shutil.copytree(root / name, stock / name)
+    (stock / "nbgrader_config.py").write_text(_STOCK_CONFIG, encoding="utf-8")
+    env = grading._tool_env()
+    started = time.perf_counter()
+    for name in lessons:  # one process grades the lesson's students in turn
+        subprocess.run([sys.executable, "-m", "nbgrader", "autograde", name, "--force"], cwd=stock,
+                       env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    seconds = time.perf_counter() - started
+    graded = sum(1 for _ in (stock / "autograded").glob("*/*/*.ipynb"))
+    if not graded:
+        print("warning: stock nbgrader graded nothing (see its log in a manual run)", file=sys.stderr)
+    return seconds
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lessons", nargs="*", default=["00", "03"], help="lesson numbers (00: the example)")
     parser.add_argument("--copies", type=int, default=2, help="copies of the 4-notebook class per lesson")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--profile", action="store_true", help="print the stage table of helpers autograde")
+    parser.add_argument("--no-stock", dest="stock", action="store_false",
+                        help="skip stock nbgrader (when only the profile is wanted)")
     args = parser.parse_args(argv)
     os.environ.setdefault("UNET_COURSE_SCALE", grading.GRADING_SCALE)
     work = Path(tempfile.mkdtemp(prefix="grading-speed-"))
@@ -80,21 +165,20 @@ def main(argv: list[str] | None = None) -> int:
         grading.prepare_grading_data(root, lessons, {})
         print(f"{total} submissions of {', '.join(lessons)}; {args.jobs} job(s) in parallel")
 
-        started = time.perf_counter()
-        for name in lessons:  # plain nbgrader: one process grades the lesson's students in turn
-            subprocess.run([sys.executable, "-m", "nbgrader", "autograde", name, "--force"], cwd=root,
-                           env=grading._tool_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        serial = (time.perf_counter() - started) / total
-        shutil.rmtree(root / "autograded", ignore_errors=True)
+        serial = stock_serial(root, lessons) / total if args.stock else None
 
         started = time.perf_counter()
         grading.autograde(root=root, quiet=True, jobs=args.jobs)
         parallel = (time.perf_counter() - started) / total
-        print(f"plain nbgrader autograde, serial : {serial:6.1f} s per submission")
+        if serial is not None:
+            print(f"stock nbgrader autograde, serial : {serial:6.1f} s per submission")
         print(f"helpers autograde --jobs {args.jobs:<2d}      : {parallel:6.1f} s per submission")
-        print(f"ratio serial / parallel          : {serial / parallel:6.2f}")
-        print(f"100 students x 8 lessons at the parallel rate of this mix: ~{800 * parallel / 3600:.1f} h "
-              f"(projection)")
+        if serial is not None:
+            print(f"ratio stock serial / helpers      : {serial / parallel:6.2f}  (goal: 6)")
+        print(f"100 students x 8 lessons at the helpers rate of this mix: ~{800 * parallel / 3600:.2f} h "
+              f"(projection; goal: 1 h)")
+        if args.profile:
+            print_profile(root / grading.PROFILE_FILE)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -386,6 +386,8 @@ class GradingResult:
     status: str
     reasons: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    #: Seconds per stage of grading it (see :func:`profile_stages`); not in the report.
+    profile: dict[str, float] = field(default_factory=dict)
 
     def row(self) -> dict[str, str]:
         return {"student": self.student, "lesson": self.lesson, "score": f"{self.score:g}",
@@ -449,6 +451,39 @@ def _culprits(event: dict, nb: dict) -> list[int]:
                      and not (cells[i].get("metadata", {}).get("nbgrader") or {}).get("solution"))]
 
 
+def profile_stages(events: list[dict], launched: float, ended: float) -> dict[str, float]:
+    """Seconds per stage of one nbgrader run from its grading trace.
+
+    Args:
+        events: the trace records of the run (:mod:`helpers.grading.execute` writes them).
+        launched: ``time.time()`` when the run was started.
+        ended: ``time.time()`` when it had exited.
+    Returns:
+        ``process start`` (the grading process up to its Execute step), ``sandbox``
+        (launcher and bubblewrap up to the runner's first statement), ``runner imports``,
+        one ``cell <grade_id or number>`` per cell, and ``nbgrader after cells`` (the other
+        preprocessors, the gradebook write, the process's exit); stages the trace does
+        not reach are left out.
+    """
+    stages: dict[str, float] = {}
+    first = {e.get("event"): e for e in reversed(events)}
+    if "start" in first:
+        stages["process start"] = first["start"]["time"] - launched
+    ready = first.get("ready", {})
+    if "spawn" in first and isinstance(ready.get("runner_started"), float):
+        stages["sandbox"] = ready["runner_started"] - first["spawn"]["time"]
+        if isinstance(ready.get("imported"), float):
+            stages["runner imports"] = ready["imported"] - ready["runner_started"]
+    timed = [e for e in events if e.get("event") in ("cell", "complete") and "time" in e]
+    for event, following in zip(timed, timed[1:]):
+        if event["event"] == "cell":
+            name = f"cell {event.get('grade_id') or event.get('index', 0) + 1}"
+            stages[name] = stages.get(name, 0.0) + following["time"] - event["time"]
+    if "complete" in first:
+        stages["nbgrader after cells"] = ended - first["complete"]["time"]
+    return stages
+
+
 def _grade_one(folder: Path, lesson: str, student: str, env: dict[str, str],
                timeout: float | None) -> GradingResult:
     """Audit, repair and grade one submission; grade again with a faulty cell replaced when
@@ -456,6 +491,7 @@ def _grade_one(folder: Path, lesson: str, student: str, env: dict[str, str],
     from helpers.grading import audit as grading_audit
 
     started = time.perf_counter()
+    profile: dict[str, float] = {}
     release = json.loads((folder / "notebooks" / lesson / f"{lesson}.ipynb").read_text(encoding="utf-8"))
     result = GradingResult(student, lesson, 0.0, _max_score(release), "failed")
     source = folder / "submitted" / student / lesson
@@ -482,10 +518,12 @@ def _grade_one(folder: Path, lesson: str, student: str, env: dict[str, str],
             result.reasons += dropped
             result.reasons.append(f"{lesson}.ipynb is not a readable notebook ({error})")
             return result
+        audit_started = time.perf_counter()
         with _AST_LOCK:  # CPython 3.11's ast.parse is not thread-safe ("AST constructor
             # recursion depth mismatch" when two grading threads parse at once)
             repaired, notes = grading_audit.repair(submission, release)
             findings = grading_audit.audit(repaired, release)
+        profile["audit"] = time.perf_counter() - audit_started
         replaced: dict[int, str] = {}
         trace = work / "traces" / f"{student}--{lesson}.jsonl"
         trace.parent.mkdir(parents=True, exist_ok=True)
@@ -505,14 +543,18 @@ def _grade_one(folder: Path, lesson: str, student: str, env: dict[str, str],
             if not _custom_db_url(folder):
                 # parallel runs share one SQLite file: wait for a writer instead of failing
                 args.append(f"--CourseDirectory.db_url=sqlite:///{folder / 'gradebook.db'}?timeout=300")
+            launched = time.time()
             code, log_tail = _run_logged(args, folder, dict(env, **{TRACE_VARIABLE: str(trace)}), timeout)
+            ended = time.time()
             events = _read_trace(trace)
             output = folder / "autograded" / student / lesson / f"{lesson}.ipynb"
             # nbgrader wrote the graded notebook as a regular file in a folder of regular files
             dropped += _dropped_reasons(_remove_irregular(output.parent, folder), "after grading")
             if code == 0 and any(e.get("event") == "complete" for e in events) and _is_regular(output):
                 graded = True
+                profile.update(profile_stages(events, launched, ended))
                 break
+            profile["retries"] = profile.get("retries", 0.0) + ended - launched
             cells = [e for e in events if e.get("event") == "cell"]
             if not cells:
                 if startup_failures < 2:  # nbgrader failed before running anything: once more
@@ -545,12 +587,15 @@ def _grade_one(folder: Path, lesson: str, student: str, env: dict[str, str],
             log.write_text(log_tail, encoding="utf-8")
             result.reasons.append(f"nbgrader's log: {log.relative_to(folder)}")
             return result
+        read_started = time.perf_counter()
         with gradebook(folder) as opened:
             result.score = float(opened.find_submission(lesson, student).score)
+        profile["gradebook read"] = time.perf_counter() - read_started
         result.status = "flagged" if (findings or dropped) else "repaired" if (notes or replaced) else "graded"
         return result
     finally:
         result.seconds = time.perf_counter() - started
+        result.profile = profile
 
 
 _TIMED_OUT = -9
@@ -772,6 +817,7 @@ def autograde(lesson: list[str] | None = None, student: str | None = None,
                 print(f"  {result.lesson} {result.student:20s} {result.score:g}/{result.max_score:g} "
                       f"{result.status} ({result.seconds:.0f} s)", flush=True)
     csv_path, html_path = write_report(results, folder)
+    _write_profile(results, folder)
     failed = [r for r in results if r.status == "failed"]
     if not quiet or failed:
         counts = Counter(r.status for r in results)
@@ -782,6 +828,21 @@ def autograde(lesson: list[str] | None = None, student: str | None = None,
             print(f"  not graded: {result.student}/{result.lesson}: {'; '.join(result.reasons)}",
                   file=sys.stderr)
     return 1 if failed else 0
+
+
+#: Seconds per stage of every submission of the last autograde run (one JSON object a line).
+PROFILE_FILE = f"{_WORK}/profile.jsonl"
+
+
+def _write_profile(results: list[GradingResult], folder: Path) -> None:
+    """Write :data:`PROFILE_FILE`: per submission its student, lesson, total seconds and
+    stages (what ``benchmarks/grading_speed.py --profile`` tabulates)."""
+    path = folder / PROFILE_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        for result in results:
+            handle.write(json.dumps({"student": result.student, "lesson": result.lesson,
+                                     "seconds": result.seconds, "stages": result.profile}) + "\n")
 
 
 def _ungraded(folder: Path, lesson: list[str] | None, student: str | None) -> list[str]:

@@ -159,6 +159,7 @@ class GradingExecute(Execute):
         scratch = Path(tempfile.mkdtemp(prefix="unet-course-runner-"))
         command = sandbox.launcher_command(scratch)
         environment = {**kernels.kernel_env(), **sandbox.GRADING_ENV}
+        self._trace({"event": "spawn"})
         process = subprocess.Popen(command, cwd=path, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                    env=environment, start_new_session=True)
         reader = _Reader(process, token)
@@ -168,6 +169,7 @@ class GradingExecute(Execute):
             ready = reader.receive(None, deadline=time.monotonic() + 600)
             if ready is None:
                 raise RunnerDied("the grading runner did not start (see nbgrader's log)")
+            self._trace({"event": "ready", "runner_started": ready[0], "imported": ready[1]})
             names = exercise_names(nb.cells)
             count = 0
             for index, cell in enumerate(nb.cells):
@@ -240,7 +242,8 @@ class _Reader:
 
     def receive(self, index: int | None, deadline: float):
         """``(status, outputs)`` of cell ``index`` (``index`` None: the ready line, returns
-        True); None when the runner closed its end; ``"stuck"`` past ``deadline``."""
+        the times at which the runner started and had imported everything, or ``(None, None)``
+        where the line has none); None when the runner closed its end; ``"stuck"`` past ``deadline``."""
         received = 0
         while True:
             while b"\n" in self.buffer:
@@ -272,7 +275,12 @@ class _Reader:
             return None
         fields = line[len(self.prefix):].decode("utf-8", "replace").split(" ", 2)
         if index is None:
-            return True if fields[:1] == ["ready"] else None
+            if fields[:1] != ["ready"]:
+                return None
+            try:
+                return float(fields[1]), float(fields[2].split(" ", 1)[0])
+            except (IndexError, ValueError):
+                return None, None
         if len(fields) != 3 or fields[0] != str(index) or fields[1] not in ("ok", "error"):
             return None
         try:
