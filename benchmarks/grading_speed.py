@@ -126,6 +126,7 @@ def stock_serial(root: Path, lessons: list[str]) -> float:
     stock.mkdir()
     for name in ("answers", "notebooks", "submitted"):
         shutil.copytree(root / name, stock / name)
+    shutil.copy(root / "gradebook.db", stock / "gradebook.db")  # the assignments and students
     (stock / "nbgrader_config.py").write_text(_STOCK_CONFIG, encoding="utf-8")
     env = grading._tool_env()
     started = time.perf_counter()
@@ -145,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--copies", type=int, default=2, help="copies of the 4-notebook class per lesson")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--profile", action="store_true", help="print the stage table of helpers autograde")
+    parser.add_argument("--compare-old", action="store_true",
+                        help="also grade with one nbgrader process per submission (the path before "
+                             "the long-lived workers) and print its profile")
     parser.add_argument("--no-stock", dest="stock", action="store_false",
                         help="skip stock nbgrader (when only the profile is wanted)")
     args = parser.parse_args(argv)
@@ -167,11 +171,23 @@ def main(argv: list[str] | None = None) -> int:
 
         serial = stock_serial(root, lessons) / total if args.stock else None
 
+        old = None
+        if args.compare_old:
+            started = time.perf_counter()
+            grading.autograde(root=root, quiet=True, jobs=args.jobs, reuse_workers=False)
+            old = (time.perf_counter() - started) / total
+            if args.profile:
+                print("\n[one nbgrader process per submission]", end="")
+                print_profile(root / grading.PROFILE_FILE)
+                print()
         started = time.perf_counter()
         grading.autograde(root=root, quiet=True, jobs=args.jobs)
         parallel = (time.perf_counter() - started) / total
         if serial is not None:
             print(f"stock nbgrader autograde, serial : {serial:6.1f} s per submission")
+        if old is not None:
+            print(f"helpers, one nbgrader per subm.  : {old:6.1f} s per submission "
+                  f"(ratio to the workers: {old / parallel:.2f})")
         print(f"helpers autograde --jobs {args.jobs:<2d}      : {parallel:6.1f} s per submission")
         if serial is not None:
             print(f"ratio stock serial / helpers      : {serial / parallel:6.2f}  (goal: 6)")

@@ -485,9 +485,11 @@ def profile_stages(events: list[dict], launched: float, ended: float) -> dict[st
 
 
 def _grade_one(folder: Path, lesson: str, student: str, env: dict[str, str],
-               timeout: float | None) -> GradingResult:
+               timeout: float | None, pool=None) -> GradingResult:
     """Audit, repair and grade one submission; grade again with a faulty cell replaced when
-    the grading process died or a cell could not be stopped (at most ``_MAX_ATTEMPTS`` runs)."""
+    the grading process died or a cell could not be stopped (at most ``_MAX_ATTEMPTS`` runs).
+    Each run is one ``nbgrader autograde`` in a worker of ``pool``
+    (:class:`helpers.grading.worker.WorkerPool`), or in a process of its own without one."""
     from helpers.grading import audit as grading_audit
 
     started = time.perf_counter()
@@ -544,7 +546,11 @@ def _grade_one(folder: Path, lesson: str, student: str, env: dict[str, str],
                 # parallel runs share one SQLite file: wait for a writer instead of failing
                 args.append(f"--CourseDirectory.db_url=sqlite:///{folder / 'gradebook.db'}?timeout=300")
             launched = time.time()
-            code, log_tail = _run_logged(args, folder, dict(env, **{TRACE_VARIABLE: str(trace)}), timeout)
+            run_env = dict(env, **{TRACE_VARIABLE: str(trace)})
+            if pool is None:
+                code, log_tail = _run_logged(args, folder, run_env, timeout)
+            else:
+                code, log_tail = pool.run(args, _tool_env(run_env), timeout, _TIMED_OUT)
             ended = time.time()
             events = _read_trace(trace)
             output = folder / "autograded" / student / lesson / f"{lesson}.ipynb"
@@ -750,7 +756,7 @@ def write_report(results: list[GradingResult], folder: Path) -> tuple[Path, Path
 def autograde(lesson: list[str] | None = None, student: str | None = None,
               root: str | os.PathLike | None = None, env: dict[str, str] | None = None,
               quiet: bool = False, jobs: int | None = None, sandboxed: bool = True,
-              submission_timeout: float | None = 3600.0) -> int:
+              submission_timeout: float | None = 3600.0, reuse_workers: bool = True) -> int:
     """Grade every collected submission (or those of ``lesson``/``student``), ``jobs`` at a
     time (default: the number of CPU cores), each in its own ``nbgrader autograde`` run
     with the course's sandboxed runner, and write ``grading_report.csv``/``.html``.
@@ -762,8 +768,12 @@ def autograde(lesson: list[str] | None = None, student: str | None = None,
     some could not be (the report says which and why), 2 when grading could not start.
     ``submission_timeout`` bounds one nbgrader run (a safety net: the per-cell limit of
     ``nbgrader_config.py`` normally stops a runaway cell long before).
+    ``reuse_workers`` (default) runs the ``nbgrader autograde`` of every submission in one
+    long-lived process per job (:mod:`helpers.grading.worker`) instead of a new process
+    each; the submissions' code runs in a fresh sandboxed runner either way.
     """
     from helpers.grading import sandbox
+    from helpers.grading import worker as grading_worker
 
     folder = course_root(root)
     collected = _submitted_lessons(folder, student)
@@ -799,8 +809,11 @@ def autograde(lesson: list[str] | None = None, student: str | None = None,
         print(f"Grading {len(tasks)} submission(s) of {', '.join(chosen)}, {jobs} at a time, "
               f"at {config.SCALE_VARIABLE}={env[config.SCALE_VARIABLE]} ...", flush=True)
     results: list[GradingResult] = []
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = {pool.submit(_grade_one, folder, name, who, env, submission_timeout): (name, who)
+    workers = grading_worker.WorkerPool(folder, jobs) if reuse_workers else None
+    with contextlib.ExitStack() as stack, ThreadPoolExecutor(max_workers=jobs) as pool:
+        if workers is not None:
+            stack.callback(workers.close)
+        futures = {pool.submit(_grade_one, folder, name, who, env, submission_timeout, workers): (name, who)
                    for name, who in tasks}
         for future in as_completed(futures):
             name, who = futures[future]

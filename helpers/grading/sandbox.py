@@ -115,6 +115,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from typing import NoReturn
 from pathlib import Path
 
 #: Set to 1 to grade without a sandbox (the instructor accepts the risk).
@@ -637,9 +638,10 @@ def _apply_rlimits(limits: Limits) -> None:
         lower(resource.RLIMIT_NPROC, limits.threads + limits.processes + 64)
 
 
-def runner_main() -> int:
+def runner_main() -> NoReturn:
     """Inside the sandbox (started by :func:`runner_command`): the resource backstops, then
-    :func:`helpers.grading.runner.main` of the read-only ``helpers``."""
+    :func:`helpers.grading.runner.main` of the read-only ``helpers``; ends the process with
+    its exit code (``os._exit``) rather than returning."""
     try:
         limits = Limits.from_environment()
     except ValueError as error:
@@ -648,7 +650,11 @@ def runner_main() -> int:
     _apply_rlimits(limits)
     from helpers.grading import runner as grading_runner
 
-    return grading_runner.main()
+    code = grading_runner.main()
+    # Every verdict has been written (os.write, unbuffered). End here: the interpreter's
+    # clean-up takes seconds with TensorFlow loaded (the grader used to wait 5 s and then
+    # kill the runner), and would run what a submission registered with atexit.
+    os._exit(code)
 
 
 # --- the watchdog -----------------------------------------------------------------------

@@ -1,0 +1,187 @@
+"""The fast grading path (tests helpers/grading/worker.py and its use in commands.py).
+
+``python -m helpers autograde`` runs ``nbgrader autograde`` of every submission in one
+long-lived worker process per job instead of a new process each. Two claims, end to end
+with the real nbgrader and bubblewrap, on the plain-Python example lesson (fast):
+
+* **Scores unchanged**: a class with answers, blank, partial, faulty, runner-killing,
+  endless-loop, exit-in-a-cell and repaired submissions gets exactly the same report rows
+  (scores, statuses, reasons) and per-test-cell grades from the worker path as from one
+  nbgrader process per submission.
+* **Nothing of one submission reaches the next** graded by the same worker (``jobs=1``):
+  a submission that leaves a thread, a file in ``/tmp`` and in ``$HOME``, an environment
+  variable, monkey-patched modules and (tried) a forked child and a background process
+  behind is followed by a probe whose solution cell fails when it sees any of it. A
+  control submission that leaks and probes in one notebook shows that the probe does fail
+  when the leak is there.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+
+import nbformat
+import pytest
+from conftest import FIXTURES, LOOP_MARKER, REPO_ROOT, _TEST_CONFIG
+
+from helpers.grading import commands as grading
+from helpers.grading import sandbox
+
+pytestmark = pytest.mark.slow
+
+EXAMPLE = "00_example"
+
+#: A cell that leaves every kind of state behind that a reused process could carry over.
+LEAK = """
+import os, sys, threading, time, builtins, json
+import helpers.checks
+os.environ["UNET_LEAK"] = "1"
+for folder in ("/tmp", os.environ.get("HOME", "/tmp"), os.environ.get("TMPDIR", "/tmp")):
+    try:
+        open(os.path.join(folder, "unet-leak"), "w").write("leak")
+    except OSError:
+        pass
+def _spin():
+    while True:
+        time.sleep(0.05)
+threading.Thread(target=_spin, name="unet-leak", daemon=True).start()
+helpers.checks.UNET_LEAK = True
+json.UNET_LEAK = True
+builtins.UNET_LEAK = True
+sys.modules["unet_leak"] = json
+for attempt in (lambda: os.fork(), lambda: __import__("subprocess").Popen(["sleep", "600"]),
+                lambda: os.posix_spawn("/bin/sleep", ["sleep", "600"], dict(os.environ))):
+    try:
+        if attempt() == 0:
+            while True:
+                time.sleep(1)
+    except (PermissionError, OSError):
+        pass
+"""
+
+#: Prepended to a solution cell: it raises (so the exercise scores 0) on any leak.
+PROBE = """
+import os, sys, threading, builtins, json
+import helpers.checks
+_leaks = [name for name, found in (
+    ("environment", "UNET_LEAK" in os.environ),
+    ("tmp file", any(os.path.exists(os.path.join(f, "unet-leak"))
+                     for f in ("/tmp", os.environ.get("HOME", "/tmp"), os.environ.get("TMPDIR", "/tmp")))),
+    ("thread", any(t.name == "unet-leak" for t in threading.enumerate())),
+    ("patched helpers", hasattr(helpers.checks, "UNET_LEAK")),
+    ("patched json", hasattr(json, "UNET_LEAK")),
+    ("builtins", hasattr(builtins, "UNET_LEAK")),
+    ("sys.modules", "unet_leak" in sys.modules),
+    ("process", any(open(f"/proc/{p}/cmdline", "rb").read().startswith(b"sleep")
+                    for p in os.listdir("/proc") if p.isdigit() and os.path.exists(f"/proc/{p}/cmdline"))),
+) if found]
+assert not _leaks, f"state of an earlier submission: {_leaks}"
+"""
+
+
+def _meta(cell) -> dict:
+    return cell.get("metadata", {}).get("nbgrader", {}) or {}
+
+
+def _index(nb, grade_id: str) -> int:
+    return next(i for i, c in enumerate(nb.cells) if _meta(c).get("grade_id") == grade_id)
+
+
+def _course(root):
+    if sandbox._probe():
+        pytest.skip(f"no sandbox here: {sandbox._probe()} (CI installs bubblewrap)")
+    (root / "nbgrader_config.py").write_text((REPO_ROOT / "nbgrader_config.py").read_text() + _TEST_CONFIG)
+    import shutil
+
+    shutil.copytree(FIXTURES / EXAMPLE, root / "answers" / EXAMPLE)
+    assert grading.release(root=root, quiet=True) == 0
+    answers = nbformat.read(root / "answers" / EXAMPLE / f"{EXAMPLE}.ipynb", as_version=4)
+    release = nbformat.read(root / "notebooks" / EXAMPLE / f"{EXAMPLE}.ipynb", as_version=4)
+    return answers, release
+
+
+def _submit(root, students: dict) -> None:
+    for student, nb in students.items():
+        folder = root / "submissions" / student / EXAMPLE
+        folder.mkdir(parents=True)
+        nbformat.write(nb, folder / f"{EXAMPLE}.ipynb")
+    assert grading.collect(root / "submissions", root=root, quiet=True) == 0
+
+
+def _with_cell(nb, after_id: str, source: str):
+    nb = copy.deepcopy(nb)
+    nb.cells.insert(_index(nb, after_id) + 1, nbformat.v4.new_code_cell(source))
+    return nb
+
+
+def _prefixed(nb, grade_id: str, source: str):
+    nb = copy.deepcopy(nb)
+    nb.cells[_index(nb, grade_id)].source = source + "\n" + nb.cells[_index(nb, grade_id)].source
+    return nb
+
+
+def _outcome(root) -> tuple[dict, dict]:
+    """Report rows (without the seconds) and per-test-cell grades, by (student, lesson)."""
+    with open(root / "grading_report.csv", newline="") as handle:
+        rows = {(r["student"], r["lesson"]): {k: v for k, v in r.items() if k != "seconds"}
+                for r in csv.DictReader(handle)}
+    cells = {}
+    with grading.gradebook(root) as gb:
+        for student, lesson in rows:
+            try:
+                submission = gb.find_submission(lesson, student)
+            except Exception:  # noqa: BLE001 - not in the gradebook: not graded
+                continue
+            cells[(student, lesson)] = {g.name: g.score for g in submission.notebooks[0].grades}
+    return rows, cells
+
+
+def test_the_worker_path_scores_exactly_like_one_process_per_submission(tmp_path):
+    answers, release = _course(tmp_path)
+    partial = copy.deepcopy(release)
+    partial.cells[_index(partial, "square")].source = answers.cells[_index(answers, "square")].source
+    renamed = copy.deepcopy(answers)
+    renamed.cells[_index(renamed, "square")].metadata["nbgrader"]["grade_id"] = "my_square"
+    mean_source = answers.cells[_index(answers, "mean")].source
+    _submit(tmp_path, {
+        "answers": answers,
+        "blank": release,
+        "partial": partial,
+        "exit-last": _prefixed(answers, "count_vowels", "import os\nos._exit(0)"),
+        "kill-runner": _with_cell(answers, "square_check", "import os, signal\nos.kill(1, signal.SIGKILL)"),
+        "loop": _prefixed(answers, "mean", f"# {LOOP_MARKER}\nwhile True:\n    pass\n" + mean_source),
+        "renamed-id": renamed,
+        "leaker": _with_cell(answers, "setup", LEAK),
+    })
+    assert grading.autograde(root=tmp_path, quiet=True, jobs=2, reuse_workers=False) == 0
+    before = _outcome(tmp_path)
+    assert grading.autograde(root=tmp_path, quiet=True, jobs=2) == 0
+    after = _outcome(tmp_path)
+    assert after == before
+    rows = before[0]
+    # the class exercises what it should: full, zero, partial marks, repairs and faults
+    assert {rows[(s, EXAMPLE)]["score"] for s in ("answers", "blank", "partial")} == {"5", "0", "1"}
+    assert "replaced" in rows[("exit-last", EXAMPLE)]["reason"]
+    assert rows[("kill-runner", EXAMPLE)]["score"] == "5"
+    assert rows[("renamed-id", EXAMPLE)]["status"] == "repaired"
+
+
+def test_nothing_of_one_submission_reaches_the_next_in_the_same_worker(tmp_path):
+    answers, _release = _course(tmp_path)
+    probed = _prefixed(answers, "square", PROBE)
+    # graded in name order by one worker: every leaker is followed by a probe
+    _submit(tmp_path, {
+        "a1-leaker": _with_cell(answers, "setup", LEAK),
+        "a2-probe": probed,
+        "b1-leaker": _with_cell(answers, "mean_check", LEAK),
+        "b2-probe": probed,
+        "c-control": _with_cell(probed, "setup", LEAK),  # leak and probe in one notebook
+    })
+    assert grading.autograde(root=tmp_path, quiet=True, jobs=1) == 0
+    rows, cells = _outcome(tmp_path)
+    for probe in ("a2-probe", "b2-probe"):
+        assert rows[(probe, EXAMPLE)]["score"] == "5", rows[(probe, EXAMPLE)]
+    # the probe sees a leak where there is one: the control loses the probed exercise
+    control = cells[("c-control", EXAMPLE)]
+    assert control["square_check"] == 0 and sum(control.values()) == 5 - 1, control
