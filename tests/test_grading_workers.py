@@ -10,10 +10,10 @@ with the real nbgrader and bubblewrap, on the plain-Python example lesson (fast)
   nbgrader process per submission.
 * **Nothing of one submission reaches the next** graded by the same worker (``jobs=1``):
   a submission that leaves a thread, a file in ``/tmp`` and in ``$HOME``, an environment
-  variable, monkey-patched modules and (tried) a forked child and a background process
-  behind is followed by a probe whose solution cell fails when it sees any of it. A
-  control submission that leaks and probes in one notebook shows that the probe does fail
-  when the leak is there.
+  variable, monkey-patched modules and (tried: the runner refuses them) a forked child and a
+  background process behind is followed by a probe whose solution cell fails when it sees
+  any of it. A control submission that leaks and probes in one notebook shows that the
+  probe names each leak when it is there.
 """
 
 from __future__ import annotations
@@ -182,6 +182,13 @@ def test_nothing_of_one_submission_reaches_the_next_in_the_same_worker(tmp_path)
     rows, cells = _outcome(tmp_path)
     for probe in ("a2-probe", "b2-probe"):
         assert rows[(probe, EXAMPLE)]["score"] == "5", rows[(probe, EXAMPLE)]
-    # the probe sees a leak where there is one: the control loses the probed exercise
-    control = cells[("c-control", EXAMPLE)]
-    assert control["square_check"] == 0 and sum(control.values()) == 5 - 1, control
+        assert "replaced" not in rows[(probe, EXAMPLE)]["reason"], rows[(probe, EXAMPLE)]
+    # the probe sees each leak where there is one: in the control it raises, naming them
+    control = nbformat.read(tmp_path / "autograded" / "c-control" / EXAMPLE / f"{EXAMPLE}.ipynb", as_version=4)
+    errors = [output.evalue for output in control.cells[_index(control, "square")].outputs
+              if output.output_type == "error"]
+    assert errors and "state of an earlier submission" in errors[0], errors
+    for leak in ("environment", "tmp file", "thread", "patched helpers", "patched json", "builtins",
+                 "sys.modules"):
+        assert repr(leak) in errors[0], (leak, errors[0])
+    assert cells[("c-control", EXAMPLE)]["square_check"] == 0
