@@ -758,7 +758,7 @@ def autograde(lesson: list[str] | None = None, student: str | None = None,
               quiet: bool = False, jobs: int | None = None, sandboxed: bool = True,
               submission_timeout: float | None = 3600.0, reuse_workers: bool = True) -> int:
     """Grade every collected submission (or those of ``lesson``/``student``), ``jobs`` at a
-    time (default: the number of CPU cores), each in its own ``nbgrader autograde`` run
+    time (default: the number of CPU cores), each by one ``nbgrader autograde`` run
     with the course's sandboxed runner, and write ``grading_report.csv``/``.html``.
 
     Before grading, each submission's nbgrader metadata is repaired from the release and
