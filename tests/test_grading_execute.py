@@ -89,3 +89,17 @@ def test_a_silent_runner_is_stuck_and_a_flood_is_an_output_limit(monkeypatch):
     assert reader.overflow
     process.kill()
     process.wait()
+
+
+def test_profile_stages_split_a_run_by_its_trace():
+    from helpers.grading import commands as grading
+
+    events = [{"event": "start", "time": 102.0}, {"event": "spawn", "time": 102.5},
+              {"event": "ready", "time": 110.0, "runner_started": 103.0, "imported": 109.5},
+              {"event": "cell", "index": 0, "grade_id": None, "time": 110.0},
+              {"event": "cell", "index": 3, "grade_id": "dice_check", "time": 111.0},
+              {"event": "complete", "time": 114.0}, {"event": "cell", "index": 9}]  # untimed: ignored
+    stages = grading.profile_stages(events, launched=100.0, ended=115.5)
+    assert stages == {"process start": 2.0, "sandbox": 0.5, "runner imports": 6.5, "cell 1": 1.0,
+                      "cell dice_check": 3.0, "nbgrader after cells": 1.5}
+    assert grading.profile_stages([], 0.0, 1.0) == {}

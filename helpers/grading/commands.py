@@ -466,6 +466,7 @@ def profile_stages(events: list[dict], launched: float, ended: float) -> dict[st
         not reach are left out.
     """
     stages: dict[str, float] = {}
+    events = [e for e in events if isinstance(e.get("time"), (int, float))]  # untimed: no stage
     first = {e.get("event"): e for e in reversed(events)}
     if "start" in first:
         stages["process start"] = first["start"]["time"] - launched
