@@ -24,10 +24,11 @@ from helpers.checks.architecture import (  # lesson 02
 )
 from helpers.checks.metrics import (  # lesson 03
     check_bce_dice_loss, check_confusion_metrics, check_dice, check_dice_loss, check_hard_dice, check_iou,
-    check_multiclass_dice, check_precision, check_sensitivity, check_specificity,
+    check_metric_verdicts, check_multiclass_dice, check_precision, check_sensitivity, check_specificity,
 )
 from helpers.checks.training import (  # lesson 04
-    check_callbacks, check_compile, check_monitor, check_split_by_patient, check_train_step, check_training_run,
+    check_best_epoch, check_callbacks, check_compile, check_monitor, check_split_by_patient, check_train_step,
+    check_training_run,
 )
 from helpers.checks.prediction import (  # lesson 05
     check_fill_holes, check_keep_largest_components, check_metrics_table, check_postprocess, check_threshold,
@@ -55,9 +56,10 @@ __all__ = [
     # 03 loss and metrics
     "check_dice", "check_hard_dice", "check_dice_loss", "check_iou", "check_bce_dice_loss",
     "check_confusion_metrics", "check_sensitivity", "check_specificity", "check_precision",
-    "check_multiclass_dice",
+    "check_multiclass_dice", "check_metric_verdicts",
     # 04 training
     "check_split_by_patient", "check_callbacks", "check_compile", "check_training_run", "check_monitor",
+    "check_best_epoch",
     "check_train_step",
     # 05 prediction
     "check_threshold", "check_metrics_table", "check_keep_largest_components", "check_fill_holes",
