@@ -191,6 +191,9 @@ LEDGER: dict[str, list] = {
     "01_data_generator": [
         Given(r"`contour` at level 0\.5", DEFINITION),
         Given(r"up to 5 % of the\s+size", CONSTANT),
+        Claim(r"holds more of the lung area in every image", r"masks with more lung on the image's left: 100%", "shown"),
+        Given(r"no numbers: at most 0\.5", "a rubric's points (Exercise 1.4, graded by hand)"),
+        Given(r"Only a\s+vague \"try it\": 0\.5", "a rubric's points (Exercise 1.4, graded by hand)"),
     ],
     "02_architecture": [
         Given(r"outputs about 0\.5 everywhere", DEFINITION),
@@ -223,7 +226,8 @@ LEDGER: dict[str, list] = {
         Claim(r"halved at epochs ([\d, and]+) \(the `ReduceLROnPlateau` lines", _reductions),
         Claim(r"early stopping did not fire \(all (\d+) epochs ran\)", _all_epochs_ran),
         Claim(r"the validation loss ended\s+within 10 % of its lowest value", _val_loss_near_lowest(0.10)),
-        Claim(r"put back the\s+weights of epoch (\d+)", r"Restoring model weights from the end of the best epoch: (\d+)"),
+        Given(r"numbers without epochs\s+0\.5", "a rubric's points (Exercise 6.2, graded by hand)"),
+        Given(r"Only one\s+of the two: 0\.5", "a rubric's points (Exercise 6.2, graded by hand)"),
         Claim(r"climbing above (0\.9) within the first half of the epochs", _above_in_first_half),
     ],
     "05_prediction": [
