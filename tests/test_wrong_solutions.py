@@ -648,6 +648,26 @@ for _m in ("pooled over batch", "binary dice", "always background", "never backg
 _r(E, checks.check_multiclass_dice, _mc_dice, "lesson-like")
 
 
+_WITHIN = {"plain": [.3, .5, .6, .65, .6, .7], "residual": [.3, .5, .62, .7, .66, .72]}     # 0.02 < noise 0.1
+_BEYOND = {"plain": [.3, .4, .5, .55, .56, .57], "residual": [.3, .5, .7, .8, .82, .83]}    # 0.26 > noise 0.02
+_BEST_EARLY = {"plain": [.3, .9, .5, .55, .56, .57], "residual": [.3, .5, .6, .7, .71, .72]}
+_PLAIN_AHEAD = {"plain": _BEYOND["residual"], "residual": _BEYOND["plain"]}
+_SHORT = {"plain": [.3, .5], "residual": [.3, .7]}
+E = "noise_verdict_check"
+for _ahead, _curves, _label, _frag in (
+        ("residual", _WITHIN, "higher last value, noise ignored", "not enough"),
+        ("neither", _BEYOND, "a real difference called noise", "once more"),
+        ("plain", _BEYOND, "sign of the difference", "sign"),
+        ("plain", _BEST_EARLY, "best epoch instead of the last", "last epoch"),
+        ("residual", _SHORT, "too few epochs to measure the noise", "fewer than 4 epochs"),
+        ("Residual", _BEYOND, "capitalised", "lower case"), (True, _BEYOND, "a boolean", "should be one of"),
+        (..., _BEYOND, "left blank", "not set")):
+    WRONG.append((E, _label, lambda a=_ahead, c=_curves: checks.check_noise_verdict(a, c), (_frag,)))
+for _ahead, _curves, _label in (("neither", _WITHIN, "within the noise"), ("residual", _BEYOND, "residual ahead"),
+                                ("plain", _PLAIN_AHEAD, "plain ahead"), ("neither", _SHORT, "too few epochs")):
+    RIGHT.append((E, _label, lambda a=_ahead, c=_curves: checks.check_noise_verdict(a, c)))
+
+
 def _verdict_masks():
     """A truth of two 'lungs', a prediction 2 px too tight (A) and one with a far false blob (B):
     Dice prefers B, HD95 prefers A."""
