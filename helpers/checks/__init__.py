@@ -20,7 +20,7 @@ from helpers.checks.generator import (  # lesson 01
 )
 from helpers.checks.architecture import (  # lesson 02
     check_conv_block, check_decoder_block, check_encoder_block, check_layers_for, check_max_depth,
-    check_residual_block, check_unet, check_unet_3d,
+    check_noise_verdict, check_residual_block, check_unet, check_unet_3d,
 )
 from helpers.checks.metrics import (  # lesson 03
     check_bce_dice_loss, check_confusion_metrics, check_dice, check_dice_loss, check_hard_dice, check_iou,
@@ -52,7 +52,7 @@ __all__ = [
     # 02 architecture
     "check_conv_block", "check_encoder_block", "check_decoder_block", "check_unet", "check_layers_for",
     "check_unet_3d",
-    "check_max_depth", "check_residual_block",
+    "check_max_depth", "check_residual_block", "check_noise_verdict",
     # 03 loss and metrics
     "check_dice", "check_hard_dice", "check_dice_loss", "check_iou", "check_bce_dice_loss",
     "check_confusion_metrics", "check_sensitivity", "check_specificity", "check_precision",
