@@ -668,6 +668,19 @@ for _ahead, _curves, _label in (("neither", _WITHIN, "within the noise"), ("resi
     RIGHT.append((E, _label, lambda a=_ahead, c=_curves: checks.check_noise_verdict(a, c)))
 
 
+#: Candidates as lesson 06 prints them (spacing mm, windows, best Dice), budget 30 windows.
+_SPACINGS = [(3.0, 216, 0.987), (4.0, 80, 0.979), (5.0, 36, 0.971), (6.0, 27, 0.965), (8.0, 8, 0.959)]
+E = "working_spacing_check"
+for _choice, _label, _frag in ((3.0, "best Dice, budget ignored", "budget"), (5.0, "just over the budget", "budget"),
+                               (8.0, "fewest windows", "finer spacing"), (7.0, "not a candidate", "candidates"),
+                               ("6 mm", "a string", "one number"), ((6.0, 6.0, 6.0), "one per axis", "one number"),
+                               (..., "left blank", "not set")):
+    WRONG.append((E, _label, lambda c=_choice: checks.check_working_spacing(c, _SPACINGS, 30), (_frag,)))
+RIGHT.append((E, "finest within budget", lambda: checks.check_working_spacing(6.0, _SPACINGS, 30)))
+RIGHT.append((E, "as an int", lambda: checks.check_working_spacing(6, _SPACINGS, 30)))
+RIGHT.append((E, "another budget", lambda: checks.check_working_spacing(4.0, _SPACINGS, 100)))
+
+
 def _verdict_masks():
     """A truth of two 'lungs', a prediction 2 px too tight (A) and one with a far false blob (B):
     Dice prefers B, HD95 prefers A."""

@@ -36,6 +36,7 @@ from helpers.checks.prediction import (  # lesson 05
 from helpers.checks.lung_ct import (  # lesson 06
     check_3d_unet, check_blending_weights, check_foreground_patch_start, check_lung_volume, check_resampled_grid,
     check_residual_blocks, check_save_prediction, check_volumetric_dice, check_window_hu, check_window_starts,
+    check_working_spacing,
 )
 from helpers.checks.liver_ct import (  # lesson 07
     check_flip_augmentation, check_kfold, check_select_slices, check_volume_to_slices,
@@ -67,7 +68,7 @@ __all__ = [
     # 06 lung CT 3D
     "check_window_hu", "check_lung_volume", "check_volumetric_dice", "check_3d_unet", "check_save_prediction",
     "check_resampled_grid", "check_foreground_patch_start", "check_window_starts", "check_blending_weights",
-    "check_residual_blocks",
+    "check_residual_blocks", "check_working_spacing",
     # 07 liver CT
     "check_select_slices", "check_volume_to_slices", "check_flip_augmentation", "check_kfold",
     # 08 brain tumour
