@@ -693,13 +693,13 @@ def _verdict_masks():
 
 
 E = "metric_verdicts_check"
-for _dice, _hd, _label, _frag in (("A", "A", "Dice read the wrong way", "larger value wins"),
+for _by_dice, _by_hd, _label, _frag in (("A", "A", "Dice read the wrong way", "larger value wins"),
                                   ("B", "B", "HD95 read as larger is better", "smaller value wins"),
                                   ("A", "B", "both swapped", "larger value wins"),
                                   ("b", "A", "lower-case name", "name of a prediction"),
                                   (0.98, "A", "a Dice value instead of a name", "name of a prediction"),
                                   (..., "A", "left blank", "not set"), ("B", ..., "HD95 left blank", "not set")):
-    WRONG.append((E, _label, lambda a=_dice, b=_hd: checks.check_metric_verdicts(a, b, *_verdict_masks()), (_frag,)))
+    WRONG.append((E, _label, lambda a=_by_dice, b=_by_hd: checks.check_metric_verdicts(a, b, *_verdict_masks()), (_frag,)))
 RIGHT.append((E, "read off the computed values", lambda: checks.check_metric_verdicts("B", "A", *_verdict_masks())))
 RIGHT.append((E, "other names", lambda: checks.check_metric_verdicts(
     "blob", "tight", _verdict_masks()[0], {"tight": _verdict_masks()[1]["A"], "blob": _verdict_masks()[1]["B"]})))

@@ -19,7 +19,7 @@ from helpers.checks._common import call, fail, ok
 
 __all__ = ["check_conv_block", "check_encoder_block", "check_decoder_block", "check_unet",
            "check_layers_for", "check_unet_3d", "check_max_depth", "check_residual_block",
-           "check_noise_verdict", "noise_verdict"]
+           "check_noise_verdict"]
 
 
 def _model(inputs, outputs):
