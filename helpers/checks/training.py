@@ -16,7 +16,7 @@ import numpy as np
 from helpers.checks._common import _tracing_history_kept, fail, ok
 
 __all__ = ["check_split_by_patient", "check_callbacks", "check_compile", "check_training_run",
-           "check_monitor", "check_train_step"]
+           "check_monitor", "check_train_step", "check_best_epoch"]
 
 
 def _fake_cxr_pairs(n_patients: int = 40, second_view: float = 0.3, seed: int = 0,
