@@ -94,12 +94,15 @@ c.Autograde.autograde_preprocessors = [GradingExecute, IgnorePattern, ClearMetad
 # message, never its source (hidden tests included) or traceback; outputs other than text
 # and PNG/JPEG images, markdown and metadata from the submission are escaped or cleaned; the
 # page has no script (nbgrader's template loads MathJax: formulas stay as TeX text).
+# Written answers (manually graded solution cells) get a note with their points, "not graded
+# yet" until an instructor grades them in the formgrader, apart from the automatic score.
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
-from nbgrader.preprocessors import GetGrades  # noqa: E402
 
-from helpers.grading.feedback import SafeFeedbackExporter, SanitizeFeedback, TestSummaries  # noqa: E402
+from helpers.grading.feedback import (  # noqa: E402
+    GetGradesAndPending, SafeFeedbackExporter, SanitizeFeedback, TestSummaries)
 
-c.GenerateFeedback.preprocessors = [GetGrades, TestSummaries, SanitizeFeedback, CSSHTMLHeaderPreprocessor]
+c.GenerateFeedback.preprocessors = [GetGradesAndPending, TestSummaries, SanitizeFeedback,
+                                    CSSHTMLHeaderPreprocessor]
 c.GenerateFeedback.exporter_class = SafeFeedbackExporter
 # The formgrader shows each autograded notebook to the instructor with nbconvert's
 # HTMLExporter: the same sanitiser keeps a submission's HTML, JavaScript, SVG and markdown

@@ -32,7 +32,7 @@ __all__ = [
     "predict_dataset", "threshold", "resize_to", "keep_largest_components", "fill_holes",
     "postprocess", "metrics_table", "save_prediction", "per_case_metrics", "summarise", "evaluate_cxr", "save_table_csv", "save_masks_png",
     "METRIC_COLUMNS", "RadiographSegmentation", "looks_negative", "segment_radiograph",
-    "window_starts", "window_positions", "blending_weights", "sliding_window",
+    "window_starts", "window_positions", "blending_weights", "sliding_window", "finest_spacing_within_budget",
 ]
 
 #: Columns of :func:`per_case_metrics` rows, in order.
@@ -522,6 +522,28 @@ def window_starts(length: int, patch: int, overlap: float = 0.5) -> list[int]:
                          f"window size first (sliding_window does it for you).")
     step = max(1, int(patch * (1 - overlap)))
     return list(range(0, length - patch, step)) + [length - patch]
+
+
+def finest_spacing_within_budget(table, max_windows: int) -> float:
+    """The finest working spacing whose sliding-window prediction stays within a budget.
+
+    Args:
+        table: rows ``(spacing_mm, n_windows, ...)``: a candidate spacing in millimetres and
+            the number of windows a prediction of one case needs at that spacing (extra
+            columns, e.g. the best reachable Dice, are ignored).
+        max_windows: the most windows a prediction of one case may take.
+
+    Returns:
+        The smallest spacing (mm) of ``table`` with at most ``max_windows`` windows.
+
+    Raises:
+        ValueError: no row of ``table`` fits the budget.
+    """
+    fitting = [float(row[0]) for row in table if int(row[1]) <= int(max_windows)]
+    if not fitting:
+        raise ValueError(f"no spacing of the table needs at most {max_windows} windows; "
+                         f"add coarser candidates or raise the budget.")
+    return min(fitting)
 
 
 def window_positions(shape, patch_size, overlap: float = 0.5) -> list[tuple[int, ...]]:

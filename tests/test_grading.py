@@ -12,8 +12,10 @@ Students of a lesson, in the order nbgrader grades them:
   the last test cell edited to print success, and an endless loop in the last solution
   cell -> the deleted test is restored and passes, the edited one is graded with the
   original test and fails, the loop times out in its cell and the rest still runs.
-* ``c-answers``: the answer notebook -> full marks.
-* ``d-untouched``: the release notebook -> 0, and its hidden tests are back when graded.
+* ``c-answers``: the answer notebook -> full automatic marks; its written answers (manually
+  graded solution cells) "need manual grading", their points reported apart.
+* ``d-untouched``: the release notebook -> 0 automatic points, and its hidden tests are back
+  when graded; its written answers, left as released, score 0 and need no grader.
 """
 
 from __future__ import annotations
@@ -52,6 +54,18 @@ def is_solution_cell(cell) -> bool:
     return bool(nbgrader_meta(cell).get("solution"))
 
 
+def is_written_answer(cell) -> bool:
+    """A manually graded answer: a solution cell that is graded (markdown here)."""
+    meta = nbgrader_meta(cell)
+    return bool(meta.get("grade")) and bool(meta.get("solution"))
+
+
+def written_points(nb) -> dict[str, float]:
+    """Points of every manually graded answer, by grade_id."""
+    return {nbgrader_meta(c)["grade_id"]: float(nbgrader_meta(c)["points"])
+            for c in nb.cells if is_written_answer(c)}
+
+
 def check_cell_indices(nb) -> list[int]:
     return [i for i, cell in enumerate(nb.cells) if is_test_cell(cell)]
 
@@ -72,7 +86,8 @@ def partial_submission(release, answers):
     for cell in nb.cells[:first]:
         if is_solution_cell(cell):
             cell.source = solutions[nbgrader_meta(cell)["grade_id"]]
-    loop_cells = [i for i in range(tests[-2] + 1, last) if is_solution_cell(nb.cells[i])]
+    loop_cells = [i for i in range(tests[-2] + 1, last)
+                  if is_solution_cell(nb.cells[i]) and nb.cells[i].cell_type == "code"]
     assert loop_cells, "the last graded test cell must follow a solution cell of its own"
     nb.cells[loop_cells[-1]].source = f"# {LOOP_MARKER}\nwhile True:\n    pass\n"
     nb.cells[last].source = 'print("All tests passed.")  # edited by the student'
@@ -112,7 +127,9 @@ class Graded:
         if lesson in FIXTURE_LESSONS:
             self.submissions["a-raises"] = raising_submission(self.release)
         self.scores: dict[str, float] = {}
+        self.auto_scores: dict[str, float] = {}
         self.cell_scores: dict[str, dict[str, float]] = {}
+        self.pending: dict[str, dict[str, bool]] = {}  # written answers: needs manual grading
 
     def run(self) -> None:
         source = self.root / "submissions"
@@ -139,6 +156,9 @@ class Graded:
                 self.scores[student] = submission.score
                 notebook = submission.notebooks[0]
                 self.cell_scores[student] = {grade.name: grade.score for grade in notebook.grades}
+                self.auto_scores[student], _ = grading.submission_scores(notebook.grades, self.release)
+                self.pending[student] = {grade.name: grade.needs_manual_grade for grade in notebook.grades
+                                         if grade.name in written_points(self.answers)}
 
     def autograded(self, student: str):
         path = self.root / "autograded" / student / self.lesson / f"{self.lesson}.ipynb"
@@ -211,7 +231,30 @@ def test_answers_score_full_marks(graded):
         f"stderr (warnings, logs, progress bars). Errors:\n"
         + "\n".join(f"{gid}: {graded.errors('c-answers', gid)}" for gid in failed)
         + f"\nFix: {_fix(graded.lesson)}")
-    assert graded.scores["c-answers"] == pytest.approx(graded.max_score)
+    assert graded.auto_scores["c-answers"] == pytest.approx(graded.max_score)
+    assert float(graded.report["c-answers"]["auto_score"]) == pytest.approx(graded.max_score)
+    assert float(graded.report["c-answers"]["auto_max"]) == pytest.approx(graded.max_score)
+
+
+def test_written_answers_need_manual_grading(graded):
+    """A manually graded answer: "YOUR ANSWER HERE" in the release; the answers' model answer
+    needs manual grading (no automatic points won or lost), the untouched one scores 0 and
+    needs no grader; the report states the manual points apart."""
+    written = written_points(graded.answers)
+    if not written:
+        pytest.skip(f"{graded.lesson} has no written answer")
+    released = {nbgrader_meta(c).get("grade_id"): c for c in graded.release.cells}
+    for grade_id in written:
+        assert released[grade_id].source.strip() == "YOUR ANSWER HERE", released[grade_id].source
+    assert graded.pending["c-answers"] == {gid: True for gid in written}, (
+        f"{graded.lesson}: the model answers should need manual grading: {graded.pending['c-answers']}")
+    assert all(graded.cell_scores["c-answers"][gid] == 0 for gid in written)
+    assert graded.pending["d-untouched"] == {gid: False for gid in written}
+    manual = sum(written.values())
+    for student, waiting in (("c-answers", manual), ("d-untouched", 0)):
+        row = graded.report[student]
+        assert float(row["manual_max"]) == pytest.approx(manual), row
+        assert float(row["needs_manual_grading"]) == pytest.approx(waiting), row
 
 
 def test_untouched_release_scores_zero(graded):
@@ -220,7 +263,7 @@ def test_untouched_release_scores_zero(graded):
     assert not passing, (f"{graded.lesson}: the untouched exercise notebook gets points for "
                          f"{passing}: those checks pass without the student's code; make them "
                          f"test what the solution cell computes.")
-    assert graded.scores["d-untouched"] == 0
+    assert graded.scores["d-untouched"] == 0 and graded.auto_scores["d-untouched"] == 0
 
 
 def test_answers_and_untouched_release_are_not_flagged(graded):

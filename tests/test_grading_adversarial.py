@@ -358,7 +358,7 @@ def test_each_submission_scores_what_it_deserves(attacked, student, lesson):
         assert attacked["scores"][(student, lesson)] == pytest.approx(score), (
             f"{student}/{lesson} scored {attacked['scores'][(student, lesson)]}, deserves {score}: "
             f"{row['reason']}; cells {attacked['cells'][(student, lesson)]}")
-        assert float(row["score"]) == pytest.approx(score)
+        assert float(row["auto_score"]) == pytest.approx(score)
     if status == "flagged":
         assert "needs review" in row["reason"], row["reason"]
 

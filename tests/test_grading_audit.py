@@ -9,6 +9,7 @@ every cell back the release's nbgrader metadata.
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import nbformat
@@ -449,6 +450,63 @@ def test_repair_recognises_a_locked_cell_by_content():
     assert any("recognised by its content" in note for note in notes)
 
 
+def test_repair_restores_a_written_answer_by_position():
+    """A manually graded markdown answer whose grade_id a student changed (or turned into a
+    code cell) gets its release metadata and cell type back."""
+    release = _release()
+    written = next(c for c in release.cells if c.cell_type == "markdown"
+                   and c.metadata.get("nbgrader", {}).get("solution"))
+    assert written.metadata.nbgrader.grade is True, "the example lesson has a written answer"
+    ids = _ids(release)
+    submission = copy.deepcopy(release)
+    answer = submission.cells[ids.index(written.metadata.nbgrader.grade_id)]
+    answer.metadata.nbgrader.grade_id = "my_answer"
+    answer.metadata.nbgrader.points = 10
+    answer.source = "Because len([]) is 0."
+    repaired, notes = grading_audit.repair(submission, release)
+    assert _ids(repaired) == ids, notes
+    fixed = repaired.cells[ids.index(written.metadata.nbgrader.grade_id)]
+    assert fixed.cell_type == "markdown" and fixed.metadata.nbgrader.points == written.metadata.nbgrader.points
+    assert fixed.source == "Because len([]) is 0.", "the student's answer is kept"
+    assert any("recognised by its position" in note for note in notes), notes
+
+
+def test_manual_points_are_apart_from_automatic_ones():
+    """submission_scores: the written answer's points are neither won nor lost automatically."""
+    from types import SimpleNamespace
+
+    from helpers.grading import commands as grading
+
+    release = json.loads(nbformat.writes(_release()))
+    grade = SimpleNamespace
+    grades = [grade(name="square_check", score=1.0, max_score=1.0, needs_manual_grade=False),
+              grade(name="mean_check", score=0.0, max_score=2.0, needs_manual_grade=False),
+              grade(name="count_vowels_check", score=2.0, max_score=2.0, needs_manual_grade=False),
+              grade(name="mean_written", score=0.0, max_score=1.0, needs_manual_grade=True)]
+    assert grading._max_score(release) == 5.0
+    assert sum(grading._graded_points(release, manual=True).values()) == 1.0
+    assert grading.submission_scores(grades, release) == (3.0, 1.0)
+    grades[-1] = grade(name="mean_written", score=0.0, max_score=1.0, needs_manual_grade=False)
+    assert grading.submission_scores(grades, release) == (3.0, 0.0), "an answer left blank: nothing to grade"
+
+
+def test_report_states_manual_points_apart(tmp_path):
+    from helpers.grading import commands as grading
+
+    grading.write_report([grading.GradingResult("alice", "01_x", 3, 5, "graded", manual_max=2,
+                                                needs_manual_grading=2),
+                          grading.GradingResult("bob", "01_x", 5, 5, "graded", manual_max=2)], tmp_path)
+    import csv
+
+    with open(tmp_path / "grading_report.csv", newline="") as handle:
+        rows = {r["student"]: r for r in csv.DictReader(handle)}
+    assert (rows["alice"]["auto_score"], rows["alice"]["auto_max"]) == ("3", "5")
+    assert (rows["alice"]["manual_max"], rows["alice"]["needs_manual_grading"]) == ("2", "2")
+    assert rows["bob"]["needs_manual_grading"] == "0"
+    page = (tmp_path / "grading_report.html").read_text()
+    assert "1 submission(s) have written answers that need manual grading (2 points)" in page
+
+
 def test_module_reads_nothing_at_import():
     source = Path(grading_audit.__file__).read_text()
     assert "open(" not in source.split("def ", 1)[0]
@@ -466,5 +524,5 @@ def test_report_keeps_rows_of_earlier_runs(tmp_path):
     with open(tmp_path / "grading_report.csv", newline="") as handle:
         rows = {(r["student"], r["lesson"]): r for r in csv.DictReader(handle)}
     assert set(rows) == {("alice", "01_x"), ("bob", "01_x"), ("alice", "02_y")}
-    assert rows[("bob", "01_x")]["status"] == "graded" and rows[("alice", "01_x")]["score"] == "3"
+    assert rows[("bob", "01_x")]["status"] == "graded" and rows[("alice", "01_x")]["auto_score"] == "3"
     assert "needs review" in (tmp_path / "grading_report.html").read_text()

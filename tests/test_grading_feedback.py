@@ -253,6 +253,37 @@ def test_test_cells_show_name_points_result_and_message_only():
     assert MARKER not in json.dumps(nb)
 
 
+def _with_written_answer(pending: bool, score: float = 0.0):
+    nb = graded_notebook()
+    answer = new_markdown_cell("Because len([]) is 0.", metadata={"nbgrader": {
+        "grade": True, "solution": True, "task": False, "locked": False, "grade_id": "mean_written",
+        "points": 2, "score": score, "needs_manual_grade": pending, "schema_version": 3}})
+    nb.cells.insert(4, answer)
+    return nb
+
+
+def test_a_written_answer_is_apart_from_the_automatic_score():
+    nb, _ = TestSummaries().preprocess(_with_written_answer(pending=True), {})
+    top = nb.cells[0].source
+    assert top.startswith("**Score.** Automatic checks: 2 of 3 points."), top
+    assert "Written answers, graded by hand: 0 of 2 points, 2 of them not graded yet." in top
+    index = next(i for i, c in enumerate(nb.cells) if c.source == "Because len([]) is 0.")
+    note = nb.cells[index + 1]
+    assert note.cell_type == "markdown" and "`mean_written`: not graded yet (2 points" in note.source
+    assert "passed" not in note.source and "failed" not in note.source
+
+
+def test_a_written_answer_graded_by_hand_shows_its_score():
+    nb, _ = TestSummaries().preprocess(_with_written_answer(pending=False, score=1.5), {})
+    assert "Written answers, graded by hand: 1.5 of 2 points." in nb.cells[0].source
+    assert any("`mean_written`: 1.5 of 2 points;" in c.source for c in nb.cells)
+
+
+def test_no_score_line_without_written_answers():
+    nb, _ = TestSummaries().preprocess(graded_notebook(), {})
+    assert not nb.cells[0].source.startswith("**Score.**")
+
+
 def test_outputs_and_metadata_from_the_submission_become_inert():
     nb, resources = SanitizeFeedback().preprocess(graded_notebook(), {"nbgrader": {"notebook": "<b>x</b>"}})
     outputs = nb.cells[4].outputs
@@ -381,8 +412,9 @@ def test_config_uses_the_feedback_preprocessors():
     from traitlets.config.loader import PyFileConfigLoader
 
     loaded = PyFileConfigLoader("nbgrader_config.py", path=str(REPO_ROOT)).load_config()
-    assert loaded.GenerateFeedback.preprocessors == [GetGrades, TestSummaries, SanitizeFeedback,
-                                                     CSSHTMLHeaderPreprocessor]
+    assert loaded.GenerateFeedback.preprocessors == [grading_feedback.GetGradesAndPending, TestSummaries,
+                                                     SanitizeFeedback, CSSHTMLHeaderPreprocessor]
+    assert issubclass(grading_feedback.GetGradesAndPending, GetGrades)
     assert loaded.GenerateFeedback.exporter_class is SafeFeedbackExporter
     assert loaded.ZipCollectApp.extractor_plugin is grading_feedback.SafeExtractorPlugin
 
@@ -628,14 +660,21 @@ def test_feedback_shows_no_test_source(feedback_pages):
 @pytest.mark.slow
 def test_feedback_shows_results_points_and_messages(feedback_pages):
     text = text_of(feedback_pages["hacker"])
-    for shown in ("square_check", "mean_check", "count_vowels_check", "Score: 1.0 / 5.0",
+    # nbgrader's own total counts the written answer (1 point, not graded yet); the course's
+    # score line states the automatic points apart
+    for shown in ("square_check", "mean_check", "count_vowels_check", "Score: 1.0 / 6.0",
+                  "Automatic checks: 1 of 5 points. Written answers, graded by hand: 0 of 1 point, "
+                  "1 of them not graded yet.", "mean_written: not graded yet (1 point",
                   "passed (1 of 1 point)", "failed (0 of 2 points)",
                   "AssertionError: segmentation has 5 vowels"):
         assert shown in text, shown
     # the hidden test failed with a bare assert: its type, nothing of its line
     assert re.search(r"failed \(0 of 2 points\)\nAssertionError\n", text), text
     answers = text_of(feedback_pages["answers"])
-    assert answers.count("passed (") == 3 and "Score: 5.0 / 5.0" in answers
+    assert answers.count("passed (") == 3 and "Score: 5.0 / 6.0" in answers
+    assert "Automatic checks: 5 of 5 points." in answers
+    blank = text_of(feedback_pages["blank"])
+    assert "Written answers, graded by hand: 0 of 1 point." in blank, "a blank answer needs no grader"
     assert "def square(x):" in answers, "the student's own code is shown"
 
 

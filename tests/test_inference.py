@@ -357,3 +357,12 @@ def test_checks_state_and_test_what_the_hidden_tests_ask():
             checks_prediction.check_keep_largest_components(wrong)
     with pytest.raises(AssertionError, match="n_components=3"):
         checks_prediction.check_postprocess(lambda mask, n_components=2: inference.postprocess(mask, 2))
+
+
+def test_finest_spacing_within_budget_takes_the_finest_that_fits():
+    table = [(3.0, 216, 0.987), (4.0, 80, 0.979), (5.0, 36, 0.971), (6.0, 27, 0.965), (8.0, 8, 0.959)]
+    assert inference.finest_spacing_within_budget(table, 30) == 6.0
+    assert inference.finest_spacing_within_budget(table, 36) == 5.0      # the budget is inclusive
+    assert inference.finest_spacing_within_budget(list(reversed(table)), 100) == 4.0   # any row order
+    with pytest.raises(ValueError, match="at most 5 windows"):
+        inference.finest_spacing_within_budget(table, 5)

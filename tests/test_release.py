@@ -137,10 +137,17 @@ def test_answer_notebook_follows_the_exercise_conventions(path: Path):
         assert float(m.get("points", 0)) > 0, f"{path.name} cell {i} ({m['grade_id']}): no points"
         assert m.get("locked"), f"{path.name} cell {i} ({m['grade_id']}): a test cell must be locked"
     for i, cell, m in meta:
-        if m and m.get("solution"):
+        if m and m.get("solution") and cell.cell_type == "code":
             assert "### BEGIN SOLUTION" in cell.source and "### END SOLUTION" in cell.source, (
                 f"{path.name} cell {i} ({m['grade_id']}): solution cell without "
                 f"### BEGIN SOLUTION / ### END SOLUTION")
+        elif m and m.get("solution"):  # a written answer: the whole cell becomes "YOUR ANSWER HERE"
+            assert m.get("grade") and float(m.get("points", 0)) > 0 and not m.get("task"), (
+                f"{path.name} cell {i} ({m['grade_id']}): a markdown solution cell is a written answer, "
+                f"graded by hand: grade: true, points > 0, task: false")
+            assert "Rubric" in cell.source, (
+                f"{path.name} cell {i} ({m['grade_id']}): a written answer holds its model answer and "
+                f"the **Rubric** the instructor grades with")
     checked = [i for i, c, _ in meta
                if c.cell_type == "code" and c.source.lstrip().startswith("# NBVAL_CHECK_OUTPUT")]
     assert len(checked) >= 2, (f"{path.name}: {len(checked)} cells start with # NBVAL_CHECK_OUTPUT, "

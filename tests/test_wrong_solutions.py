@@ -648,6 +648,63 @@ for _m in ("pooled over batch", "binary dice", "always background", "never backg
 _r(E, checks.check_multiclass_dice, _mc_dice, "lesson-like")
 
 
+_WITHIN = {"plain": [.3, .5, .6, .65, .6, .7], "residual": [.3, .5, .62, .7, .66, .72]}     # 0.02 < noise 0.1
+_BEYOND = {"plain": [.3, .4, .5, .55, .56, .57], "residual": [.3, .5, .7, .8, .82, .83]}    # 0.26 > noise 0.02
+_BEST_EARLY = {"plain": [.3, .9, .5, .55, .56, .57], "residual": [.3, .5, .6, .7, .71, .72]}
+_PLAIN_AHEAD = {"plain": _BEYOND["residual"], "residual": _BEYOND["plain"]}
+_SHORT = {"plain": [.3, .5], "residual": [.3, .7]}
+E = "noise_verdict_check"
+for _ahead, _curves, _label, _frag in (
+        ("residual", _WITHIN, "higher last value, noise ignored", "not enough"),
+        ("neither", _BEYOND, "a real difference called noise", "once more"),
+        ("plain", _BEYOND, "sign of the difference", "sign"),
+        ("plain", _BEST_EARLY, "best epoch instead of the last", "last epoch"),
+        ("residual", _SHORT, "too few epochs to measure the noise", "fewer than 4 epochs"),
+        ("Residual", _BEYOND, "capitalised", "lower case"), (True, _BEYOND, "a boolean", "should be one of"),
+        (..., _BEYOND, "left blank", "not set")):
+    WRONG.append((E, _label, lambda a=_ahead, c=_curves: checks.check_noise_verdict(a, c), (_frag,)))
+for _ahead, _curves, _label in (("neither", _WITHIN, "within the noise"), ("residual", _BEYOND, "residual ahead"),
+                                ("plain", _PLAIN_AHEAD, "plain ahead"), ("neither", _SHORT, "too few epochs")):
+    RIGHT.append((E, _label, lambda a=_ahead, c=_curves: checks.check_noise_verdict(a, c)))
+
+
+#: Candidates as lesson 06 prints them (spacing mm, windows, best Dice), budget 30 windows.
+_SPACINGS = [(3.0, 216, 0.987), (4.0, 80, 0.979), (5.0, 36, 0.971), (6.0, 27, 0.965), (8.0, 8, 0.959)]
+E = "working_spacing_check"
+for _choice, _label, _frag in ((3.0, "best Dice, budget ignored", "budget"), (5.0, "just over the budget", "budget"),
+                               (8.0, "fewest windows", "finer spacing"), (7.0, "not a candidate", "candidates"),
+                               ("6 mm", "a string", "one number"), ((6.0, 6.0, 6.0), "one per axis", "one number"),
+                               (..., "left blank", "not set")):
+    WRONG.append((E, _label, lambda c=_choice: checks.check_working_spacing(c, _SPACINGS, 30), (_frag,)))
+RIGHT.append((E, "finest within budget", lambda: checks.check_working_spacing(6.0, _SPACINGS, 30)))
+RIGHT.append((E, "as an int", lambda: checks.check_working_spacing(6, _SPACINGS, 30)))
+RIGHT.append((E, "another budget", lambda: checks.check_working_spacing(4.0, _SPACINGS, 100)))
+
+
+def _verdict_masks():
+    """A truth of two 'lungs', a prediction 2 px too tight (A) and one with a far false blob (B):
+    Dice prefers B, HD95 prefers A."""
+    truth = np.zeros((96, 96), bool)
+    truth[10:60, 10:40] = truth[10:60, 55:85] = True
+    tight = ndimage.binary_erosion(truth, iterations=2)
+    yy, xx = np.indices(truth.shape)
+    blob = truth | ((yy - 85) ** 2 + (xx - 48) ** 2 < 16)
+    return truth, {"A": tight, "B": blob}
+
+
+E = "metric_verdicts_check"
+for _by_dice, _by_hd, _label, _frag in (("A", "A", "Dice read the wrong way", "larger value wins"),
+                                  ("B", "B", "HD95 read as larger is better", "smaller value wins"),
+                                  ("A", "B", "both swapped", "larger value wins"),
+                                  ("b", "A", "lower-case name", "name of a prediction"),
+                                  (0.98, "A", "a Dice value instead of a name", "name of a prediction"),
+                                  (..., "A", "left blank", "not set"), ("B", ..., "HD95 left blank", "not set")):
+    WRONG.append((E, _label, lambda a=_by_dice, b=_by_hd: checks.check_metric_verdicts(a, b, *_verdict_masks()), (_frag,)))
+RIGHT.append((E, "read off the computed values", lambda: checks.check_metric_verdicts("B", "A", *_verdict_masks())))
+RIGHT.append((E, "other names", lambda: checks.check_metric_verdicts(
+    "blob", "tight", _verdict_masks()[0], {"tight": _verdict_masks()[1]["A"], "blob": _verdict_masks()[1]["B"]})))
+
+
 # ======================================================================================
 # 04 training
 # ======================================================================================
@@ -807,13 +864,40 @@ RIGHT.append((E, "fresh run", lambda tmp_path: (lambda h, d, s: checks.check_tra
 
 
 E = "monitor_check"
-for _monitor, _mode, _frag in (("dice", "max", "validation"), ("val_dice", "min", "larger"), ("val_loss", "max", "smaller"),
+for _monitor, _mode, _frag in (("dice", "max", "validation"), ("val_dice", "min", "worst epoch"),
+                               ("val_loss", "max", "worst epoch"), ("val_dice", "maximum", "'max'"),
                                ("val_dice", "auto", "auto"), ("val_accuracy", "max", "not logged"),
                                ("val_dice_coefficient", "max", "not logged"), ("loss", "min", "validation")):
     WRONG.append((E, f"{_monitor} / {_mode}", lambda a=_monitor, b=_mode: checks.check_monitor(a, b), (_frag,)))
 RIGHT.append((E, "val_dice / max", lambda: checks.check_monitor("val_dice", "max")))
 RIGHT.append((E, "val_loss / min", lambda: checks.check_monitor("val_loss", "min")))
 RIGHT.append((E, "val_hard_dice / max", lambda: checks.check_monitor("val_hard_dice", "max")))
+
+
+def test_monitor_hints_do_not_give_the_answer():
+    """The decision is the learner's: no failure message names the direction to use."""
+    for monitor, mode in (("val_dice", "min"), ("val_loss", "max"), ("val_dice", "auto"), ("dice", "max")):
+        with pytest.raises(AssertionError) as info:
+            checks.check_monitor(monitor, mode)
+        message = str(info.value)
+        assert "use 'max'" not in message and "use 'min'" not in message and "'val_dice'." not in message, message
+
+
+#: A run of 7 epochs where the best validation epoch (3, tied with 5), the best training
+#: epoch (6), the last (7) and the worst (1) all differ.
+_CURVES = {"loss": [0.9, 0.7, 0.5, 0.4, 0.3, 0.2, 0.25], "dice": [0.5, 0.6, 0.7, 0.8, 0.85, 0.95, 0.9],
+           "val_loss": [0.9, 0.6, 0.35, 0.4, 0.3, 0.33, 0.5], "val_dice": [0.5, 0.7, 0.9, 0.85, 0.9, 0.88, 0.8]}
+E = "best_epoch_check"
+for _value, _label, _frag in ((2, "counted from 0 (np.argmax)", "from 0"), (7, "the last epoch", "last epoch"),
+                              (6, "best of the training curve", "training curve"), (1, "worst epoch (wrong direction)", "worst"),
+                              (5, "the later of two tied epochs", "first"), (0, "index 0", "from 1"),
+                              (3.0, "a float", "whole number"), ("3", "a string", "whole number"),
+                              (..., "left blank", "not set")):
+    WRONG.append((E, _label, lambda v=_value: checks.check_best_epoch(v, SimpleNamespace(history=_CURVES)), (_frag,)))
+RIGHT.append((E, "read off the curve", lambda: checks.check_best_epoch(3, SimpleNamespace(history=_CURVES))))
+RIGHT.append((E, "np.argmax + 1", lambda: checks.check_best_epoch(np.argmax(_CURVES["val_dice"]) + 1, _CURVES)))
+RIGHT.append((E, "val_loss watched in mode min", lambda: checks.check_best_epoch(
+    5, SimpleNamespace(history=_CURVES), monitor="val_loss", mode="min")))
 
 
 def _step(model, optimizer, loss_fn, x, y, *, mistake=None):
@@ -1478,7 +1562,8 @@ def _graded_exercises():
         cells = json.loads(notebook.read_text())["cells"]
         for cell in cells:
             meta = cell.get("metadata", {}).get("nbgrader", {})
-            if meta.get("grade") and meta.get("points", 0) > 0:
+            if meta.get("grade") and not meta.get("solution") and meta.get("points", 0) > 0:
+                # (a written answer, solution and grade, is graded by hand: no check to fool)
                 graded.append(meta["grade_id"])
     return graded
 

@@ -20,14 +20,15 @@ from helpers.checks.generator import (  # lesson 01
 )
 from helpers.checks.architecture import (  # lesson 02
     check_conv_block, check_decoder_block, check_encoder_block, check_layers_for, check_max_depth,
-    check_residual_block, check_unet, check_unet_3d,
+    check_noise_verdict, check_residual_block, check_unet, check_unet_3d,
 )
 from helpers.checks.metrics import (  # lesson 03
     check_bce_dice_loss, check_confusion_metrics, check_dice, check_dice_loss, check_hard_dice, check_iou,
-    check_multiclass_dice, check_precision, check_sensitivity, check_specificity,
+    check_metric_verdicts, check_multiclass_dice, check_precision, check_sensitivity, check_specificity,
 )
 from helpers.checks.training import (  # lesson 04
-    check_callbacks, check_compile, check_monitor, check_split_by_patient, check_train_step, check_training_run,
+    check_best_epoch, check_callbacks, check_compile, check_monitor, check_split_by_patient, check_train_step,
+    check_training_run,
 )
 from helpers.checks.prediction import (  # lesson 05
     check_fill_holes, check_keep_largest_components, check_metrics_table, check_postprocess, check_threshold,
@@ -35,6 +36,7 @@ from helpers.checks.prediction import (  # lesson 05
 from helpers.checks.lung_ct import (  # lesson 06
     check_3d_unet, check_blending_weights, check_foreground_patch_start, check_lung_volume, check_resampled_grid,
     check_residual_blocks, check_save_prediction, check_volumetric_dice, check_window_hu, check_window_starts,
+    check_working_spacing,
 )
 from helpers.checks.liver_ct import (  # lesson 07
     check_flip_augmentation, check_kfold, check_select_slices, check_volume_to_slices,
@@ -51,13 +53,14 @@ __all__ = [
     # 02 architecture
     "check_conv_block", "check_encoder_block", "check_decoder_block", "check_unet", "check_layers_for",
     "check_unet_3d",
-    "check_max_depth", "check_residual_block",
+    "check_max_depth", "check_residual_block", "check_noise_verdict",
     # 03 loss and metrics
     "check_dice", "check_hard_dice", "check_dice_loss", "check_iou", "check_bce_dice_loss",
     "check_confusion_metrics", "check_sensitivity", "check_specificity", "check_precision",
-    "check_multiclass_dice",
+    "check_multiclass_dice", "check_metric_verdicts",
     # 04 training
     "check_split_by_patient", "check_callbacks", "check_compile", "check_training_run", "check_monitor",
+    "check_best_epoch",
     "check_train_step",
     # 05 prediction
     "check_threshold", "check_metrics_table", "check_keep_largest_components", "check_fill_holes",
@@ -65,7 +68,7 @@ __all__ = [
     # 06 lung CT 3D
     "check_window_hu", "check_lung_volume", "check_volumetric_dice", "check_3d_unet", "check_save_prediction",
     "check_resampled_grid", "check_foreground_patch_start", "check_window_starts", "check_blending_weights",
-    "check_residual_blocks",
+    "check_residual_blocks", "check_working_spacing",
     # 07 liver CT
     "check_select_slices", "check_volume_to_slices", "check_flip_augmentation", "check_kfold",
     # 08 brain tumour

@@ -18,7 +18,8 @@ import numpy as np
 from helpers.checks._common import call, fail, ok
 
 __all__ = ["check_conv_block", "check_encoder_block", "check_decoder_block", "check_unet",
-           "check_layers_for", "check_unet_3d", "check_max_depth", "check_residual_block"]
+           "check_layers_for", "check_unet_3d", "check_max_depth", "check_residual_block",
+           "check_noise_verdict"]
 
 
 def _model(inputs, outputs):
@@ -692,3 +693,71 @@ def check_residual_block(fn, random_cases: int = 1, seed: int = 0) -> None:
         fail(name, "dropout=0", "feature maps are dropped although dropout=0.",
               "add the dropout layer only `if dropout > 0:`, with the rate `dropout`.")
     ok(f"{name}: {len(cases) + 3} cases passed (2D and 3D, identity and projection shortcuts, dropout)")
+
+
+# --------------------------------------------------------------------------- beyond the noise?
+
+#: What ``AHEAD`` may say after the plain/residual comparison.
+VERDICTS = ("plain", "residual", "neither")
+
+
+def noise_verdict(curves: dict) -> tuple[str, float, float | None]:
+    """The verdict the lesson's rule gives for two validation curves: the block whose last
+    validation Dice is higher, if the difference is larger than the largest epoch-to-epoch
+    change of either curve in its second half (the run's noise); ``"neither"`` otherwise, or
+    when a curve has fewer than 4 epochs (too few to measure the noise).
+
+    Args:
+        curves: validation Dice per epoch, ``{"plain": [...], "residual": [...]}``.
+
+    Returns:
+        ``(verdict, difference, swing)``: the verdict, residual minus plain at the last epoch,
+        and the noise (``None`` when too few epochs).
+    """
+    plain, residual = (np.asarray(curves[key], dtype=float) for key in ("plain", "residual"))
+    difference = float(residual[-1] - plain[-1])
+    if min(len(plain), len(residual)) < 4:
+        return "neither", difference, None
+    swing = max(float(np.max(np.abs(np.diff(c[len(c) // 2:])))) for c in (plain, residual))
+    if abs(difference) <= swing:
+        return "neither", difference, swing
+    return ("residual" if difference > 0 else "plain"), difference, swing
+
+
+def check_noise_verdict(ahead, curves: dict) -> None:
+    """Check the learner's reading of the plain/residual comparison: ``ahead`` must be the
+    block that is ahead at the last epoch by more than the run's epoch-to-epoch noise, or
+    ``"neither"`` (see :func:`noise_verdict`).
+
+    Args:
+        ahead: the learner's verdict, ``"plain"``, ``"residual"`` or ``"neither"``.
+        curves: validation Dice per epoch of the two runs, ``{"plain": [...], "residual": [...]}``.
+
+    Raises:
+        AssertionError: ``ahead`` is not one of the three words, or not what the curves
+            support; the hint names the slip (ignoring the noise, the best instead of the last
+            epoch, the sign of the difference) without giving the verdict.
+    """
+    if ahead is Ellipsis or ahead is None:
+        fail("AHEAD", None, f"AHEAD is not set yet: replace the ... by one of {VERDICTS}.")
+    if not isinstance(ahead, str) or ahead not in VERDICTS:
+        fail("AHEAD", None, f"AHEAD should be one of {VERDICTS} (lower case), got {ahead!r}.")
+    expected, difference, swing = noise_verdict(curves)
+    if ahead == expected:
+        ok(f"AHEAD = {ahead!r}: what the last-epoch difference and this run's noise support.")
+        return
+    if swing is None:
+        hint = ("With fewer than 4 epochs the run cannot measure how much a curve jumps between epochs, "
+                "so no difference can be shown to be beyond the noise.")
+    elif ahead != "neither" and expected == "neither":
+        hint = ("A higher last value is not enough: compare the size of the difference with the largest "
+                "epoch-to-epoch change of either curve in its second half.")
+    elif expected != "neither" and ahead == "neither":
+        hint = ("Compare the size of the last-epoch difference with the noise once more: is it really "
+                "within the largest epoch-to-epoch change?")
+    else:
+        plain, residual = (np.asarray(curves[key], dtype=float) for key in ("plain", "residual"))
+        best_first = "residual" if residual.max() > plain.max() else "plain"
+        hint = ("Use the Dice after the last epoch of each run, not the best one." if ahead == best_first
+                else "Check the sign of the difference: which curve ends higher?")
+    fail("AHEAD", None, f"AHEAD = {ahead!r} is not what these curves support.", hint)

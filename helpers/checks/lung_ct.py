@@ -14,7 +14,7 @@ import numpy as np
 
 from helpers.checks._common import call, fail, ok
 
-__all__ = ["check_window_hu", "check_lung_volume", "check_volumetric_dice", "check_3d_unet",
+__all__ = ["check_working_spacing", "check_window_hu", "check_lung_volume", "check_volumetric_dice", "check_3d_unet",
            "check_save_prediction", "check_resampled_grid", "check_foreground_patch_start",
            "check_window_starts", "check_blending_weights", "check_residual_blocks"]
 
@@ -573,3 +573,47 @@ def check_residual_blocks(model) -> None:
              "expected residual blocks (a shortcut added to each block's output), got plain blocks.",
              'pass block="residual" to models.build_unet.')
     ok(f"3D U-Net: {adds} residual blocks.")
+
+
+# --------------------------------------------------------------------------- the working spacing
+
+def check_working_spacing(spacing, table, max_windows: int) -> None:
+    """Check the working spacing a learner chose from the table of candidates: the finest
+    spacing whose whole-CT prediction needs at most ``max_windows`` windows.
+
+    Args:
+        spacing: the learner's choice, one number in millimetres.
+        table: rows ``(spacing_mm, n_windows, best_dice)`` as the lesson printed them.
+        max_windows: the budget of windows per case.
+
+    Raises:
+        AssertionError: ``spacing`` is not one number of the table, breaks the budget, or is
+            coarser than needed; the hint says which, without naming the answer.
+    """
+    from helpers import inference
+
+    import numbers
+
+    name = "WORKING_SPACING"
+    rows = [(float(row[0]), int(row[1])) for row in table]
+    if spacing is Ellipsis or spacing is None:
+        fail(name, None, "WORKING_SPACING is not set yet: replace the ... by a spacing of the table, in mm.")
+    if isinstance(spacing, bool) or not isinstance(spacing, numbers.Real):
+        fail(name, None, f"WORKING_SPACING should be one number, the spacing in millimetres (as in the table's "
+                         f"first column), got {spacing!r}.",
+             "One spacing for all three axes: a plain number such as the ones the table lists.")
+    windows = {value: count for value, count in rows}
+    match = next((value for value in windows if abs(value - float(spacing)) < 1e-6), None)
+    if match is None:
+        fail(name, None, f"WORKING_SPACING = {spacing!r} mm is not one of the table's candidates "
+                         f"{[value for value, _ in rows]}.", "Choose among the spacings the table measured.")
+    expected = inference.finest_spacing_within_budget(rows, max_windows)
+    if windows[match] > max_windows:
+        fail(name, None, f"At {match:g} mm a prediction of the first case needs {windows[match]} windows, more than "
+                         f"the budget of {max_windows}.",
+             "The budget comes first: only spacings whose windows column is within it are allowed.")
+    if match != expected:
+        fail(name, None, f"{match:g} mm fits the budget, but a finer spacing of the table fits it too.",
+             "Within the budget, the finer grid keeps more of the boundary (see the table's last column): "
+             "take the finest that fits.")
+    ok(f"WORKING_SPACING = {match:g} mm: the finest spacing of the table within {max_windows} windows per case.")

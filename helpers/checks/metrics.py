@@ -22,7 +22,7 @@ from helpers.checks._common import call, fail, ok
 
 __all__ = ["check_dice", "check_hard_dice", "check_dice_loss", "check_iou",
            "check_bce_dice_loss", "check_confusion_metrics", "check_sensitivity",
-           "check_specificity", "check_precision", "check_multiclass_dice"]
+           "check_specificity", "check_precision", "check_multiclass_dice", "check_metric_verdicts"]
 
 ATOL = 1e-4
 HARD_SMOOTH = 1e-6
@@ -629,3 +629,57 @@ def check_multiclass_dice(fn, random_cases=10, seed=0, name=None):
     _check_graph_mode(fn, name, *_case(cases, "prediction shifted"))
     ok(f"{name}: {len(cases)} cases match the reference multi-class Dice "
              f"(with and without background).")
+
+
+# --------------------------------------------------------------------------- Dice or HD95?
+
+def _exact_dice(truth: np.ndarray, prediction: np.ndarray) -> float:
+    truth, prediction = truth.astype(bool), prediction.astype(bool)
+    total = truth.sum() + prediction.sum()
+    return 1.0 if total == 0 else 2.0 * np.logical_and(truth, prediction).sum() / total
+
+
+def check_metric_verdicts(better_by_dice, better_by_hd95, truth, predictions: dict) -> None:
+    """Check which of two predictions each metric prefers: the name of the prediction with
+    the higher Dice, and the name of the one with the lower HD95 (a distance: smaller is
+    better), both recomputed here from the masks.
+
+    Args:
+        better_by_dice: the learner's choice by Dice, a key of ``predictions`` (``"A"``).
+        better_by_hd95: the learner's choice by HD95, a key of ``predictions``.
+        truth: the true binary mask, 2D ``(H, W)``.
+        predictions: two predicted masks of the same shape, by name (``{"A": ..., "B": ...}``).
+
+    Raises:
+        AssertionError: a choice is not one of the names, or is not the prediction the metric
+            prefers; the hint names the direction of the metric, not the answer.
+        ValueError: ``predictions`` does not hold exactly two masks, or they differ in Dice
+            or HD95 by too little to tell them apart.
+    """
+    from helpers import metrics
+
+    names = sorted(predictions)
+    if len(names) != 2:
+        raise ValueError(f"check_metric_verdicts compares two predictions, got {names}.")
+    truth = np.asarray(truth).astype(bool)
+    dice = {name: _exact_dice(truth, np.asarray(predictions[name])) for name in names}
+    hd95 = {name: metrics.hausdorff_distance(truth, np.asarray(predictions[name]).astype(bool)) for name in names}
+    if abs(dice[names[0]] - dice[names[1]]) < 1e-3 or abs(hd95[names[0]] - hd95[names[1]]) < 0.5:
+        raise ValueError("the two predictions are too close in Dice or HD95 for a verdict")
+    for label, choice in (("BETTER_BY_DICE", better_by_dice), ("BETTER_BY_HD95", better_by_hd95)):
+        if choice is Ellipsis or choice is None:
+            fail(label, None, f"{label} is not set yet: replace the ... by {' or '.join(map(repr, names))}.")
+        if not isinstance(choice, str) or choice not in names:
+            fail(label, None, f"{label} should be the name of a prediction, {' or '.join(map(repr, names))}, "
+                              f"got {choice!r}.",
+                 "Compute the metric for each prediction, then write the name of the one it prefers.")
+    if better_by_dice != max(names, key=dice.get):
+        fail("BETTER_BY_DICE", None, f"{better_by_dice!r} is not the prediction with the better Dice.",
+             "Dice measures overlap: 1 is a perfect match, 0 no overlap, so the larger value wins. "
+             "Did you compute it on the binary masks (metrics.dice_numpy)?")
+    if better_by_hd95 != min(names, key=hd95.get):
+        fail("BETTER_BY_HD95", None, f"{better_by_hd95!r} is not the prediction with the better HD95.",
+             "HD95 is a distance between the two outlines, in pixels here: 0 is a perfect match, so the "
+             "smaller value wins. Use metrics.hausdorff_distance(truth, prediction) (its default is the "
+             "95th percentile).")
+    ok(f"BETTER_BY_DICE = {better_by_dice!r}, BETTER_BY_HD95 = {better_by_hd95!r}: the predictions each metric prefers.")

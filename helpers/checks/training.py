@@ -16,7 +16,7 @@ import numpy as np
 from helpers.checks._common import _tracing_history_kept, fail, ok
 
 __all__ = ["check_split_by_patient", "check_callbacks", "check_compile", "check_training_run",
-           "check_monitor", "check_train_step"]
+           "check_monitor", "check_train_step", "check_best_epoch"]
 
 
 def _fake_cxr_pairs(n_patients: int = 40, second_view: float = 0.3, seed: int = 0,
@@ -293,19 +293,95 @@ def check_monitor(monitor, mode, logged=LOGGED) -> None:
     if monitor in logged:
         fail('MONITOR and MODE', None, f"MONITOR = {monitor!r} is measured on the training batches, which the model has learnt "
                                        f"from (with augmentation and dropout on): it keeps improving while the model over-fits. "
-                                       f"Watch the validation version, 'val_{monitor}'.")
+                                       f"Watch a quantity that fit measures on the validation set.")
     if monitor not in options:
         fail('MONITOR and MODE', None, f"MONITOR = {monitor!r} is not logged by this fit; it logs {options} on the validation set "
                                        f"(a metric is logged under its function's name, with 'val_' in front).")
     expected = logged[monitor[len("val_"):]]
+    # the hints say what is wrong, not the answer: which direction is better is the decision
     if mode == "auto":
         fail('MONITOR and MODE', None, f"MODE = 'auto' lets Keras guess from the name: it knows 'loss' and 'accuracy', not a custom "
-                                       f"Dice. Say it: {monitor!r} improves when it gets {'larger' if expected == 'max' else 'smaller'}.")
+                                       f"Dice. Say it yourself: does {monitor!r} get larger or smaller as the model gets better?")
+    if mode not in ("max", "min"):
+        fail('MONITOR and MODE', None, f"MODE = {mode!r}: the callbacks understand 'max' (larger is better) and 'min' "
+                                       f"(smaller is better).")
     if mode != expected:
         fail('MONITOR and MODE', None, f"MODE = {mode!r} for {monitor!r}: the callbacks would keep the worst epoch and stop when "
-                                       f"the model improves. A {'Dice is better when larger' if expected == 'max' else 'loss is better when smaller'}"
-                                       f": use {expected!r}.")
+                                       f"the model improves. Think about what {monitor!r} measures and whether a better model "
+                                       f"makes it larger or smaller.")
     ok(f"MONITOR and MODE: watching {monitor!r} in mode {mode!r}, a validation quantity, in the direction it improves.")
+
+
+# --------------------------------------------------------------------------- the restored epoch
+
+def _best_epoch(values, mode: str) -> int | None:
+    """The epoch (from 1) whose value of a logged quantity is best in ``mode``; the first one
+    on a tie, as Keras's callbacks keep the first (an improvement must be strict)."""
+    values = np.asarray(values, dtype=float)
+    if not len(values) or np.all(np.isnan(values)):
+        return None
+    filled = np.where(np.isnan(values), -np.inf if mode == "max" else np.inf, values)
+    return int(np.argmax(filled) if mode == "max" else np.argmin(filled)) + 1
+
+
+def check_best_epoch(best_epoch, history, monitor: str = "val_dice", mode: str = "max") -> None:
+    """Check the epoch a learner read off the learning curves: the epoch whose weights
+    ``EarlyStopping(restore_best_weights=True)`` put back, numbered from 1 as ``fit`` prints
+    it (``Epoch 1/16`` is epoch 1).
+
+    Args:
+        best_epoch: the learner's answer, a whole number.
+        history: the ``History`` that ``model.fit`` returned (or its ``.history`` dict).
+        monitor: the logged quantity the callbacks watched (``"val_dice"``).
+        mode: ``"max"`` or ``"min"``, the direction in which ``monitor`` improves.
+
+    Raises:
+        AssertionError: ``best_epoch`` is not a whole number in range, or not the best epoch
+            of ``monitor``; the hint names the usual slip (counting from 0, the last epoch,
+            the training curve, the wrong direction) without giving the answer.
+    """
+    import numbers
+
+    name = "BEST_EPOCH"
+    logs = getattr(history, "history", history)
+    if not isinstance(logs, dict) or monitor not in logs or not len(logs[monitor]):
+        fail(name, None, f"Expected the History of the fit above with {monitor!r} in it; got "
+                         f"{sorted(logs) if isinstance(logs, dict) else type(history).__name__}.")
+    values = list(logs[monitor])
+    epochs = len(values)
+    if best_epoch is Ellipsis or best_epoch is None:
+        fail(name, None, "BEST_EPOCH is not set yet: replace the ... by the epoch you read off the curves.")
+    if isinstance(best_epoch, bool) or not isinstance(best_epoch, numbers.Integral):
+        fail(name, None, f"BEST_EPOCH should be a whole number, the epoch as fit prints it, got {best_epoch!r} "
+                         f"({type(best_epoch).__name__}).",
+             "Epochs are counted, not measured: `Epoch 1/N` is epoch 1.")
+    best_epoch = int(best_epoch)
+    if not 1 <= best_epoch <= epochs:
+        hint = ("fit numbers epochs from 1; 0 is the index of the first one (as in log.csv's epoch column)."
+                if best_epoch == 0 else "")
+        fail(name, None, f"BEST_EPOCH = {best_epoch}, but this run had epochs 1 to {epochs}.", hint)
+    expected = _best_epoch(values, mode)
+    if best_epoch == expected:
+        ok(f"BEST_EPOCH: the weights of epoch {best_epoch} of {epochs}, the best {monitor} ({mode}), are the ones restored.")
+        return
+    training_key = monitor[len("val_"):] if monitor.startswith("val_") else None
+    opposite = "min" if mode == "max" else "max"
+    if best_epoch == expected - 1:
+        hint = ("You counted from 0: np.argmax and log.csv's epoch column start at 0, "
+                "fit's `Epoch 1/N` lines and restore_best_weights at 1. Add one.")
+    elif best_epoch == epochs:
+        hint = ("The last epoch is not necessarily the best one: restore_best_weights puts back the weights of the "
+                f"epoch where {monitor!r} was best, and the curve was better earlier.")
+    elif training_key and training_key in logs and best_epoch == _best_epoch(logs[training_key], mode):
+        hint = (f"That is where the training curve {training_key!r} is best; the callbacks watch {monitor!r}, "
+                f"measured on the validation set.")
+    elif best_epoch == _best_epoch(values, opposite):
+        hint = (f"That is the worst epoch of {monitor!r}: in mode {mode!r} the best value is the "
+                f"{'largest' if mode == 'max' else 'smallest'}.")
+    else:
+        hint = (f"Find the epoch where {monitor!r} reaches its best value ({'largest' if mode == 'max' else 'smallest'}"
+                f"); if two epochs tie, Keras keeps the first.")
+    fail(name, None, f"BEST_EPOCH = {best_epoch} is not the epoch whose weights the model holds now.", hint)
 
 
 # --------------------------------------------------------------------------- a step by hand

@@ -1134,7 +1134,8 @@ def repair(submission, release) -> tuple[dict, list[str]]:
         after = [i for i, c in assigned.items() if _nbgrader(c).get("grade_id") in order[position + 1:]]
         low, high = (max(before) if before else -1), (min(after) if after else len(cells))
         for index in range(low + 1, high):
-            if index not in assigned and _nbgrader(cells[index]) and cells[index].get("cell_type") == "code":
+            if index not in assigned and _nbgrader(cells[index]) \
+                    and cells[index].get("cell_type") in ("code", original.get("cell_type")):  # a written answer is markdown
                 assigned[index] = original
                 used_ids.add(grade_id)
                 notes.append(f"cell {index + 1}: solution cell {grade_id!r} recognised by its position "

@@ -363,8 +363,11 @@ def _submitted_lessons(folder: Path, student: str | None) -> list[str]:
 #: tests check code, not how well a model trains, so training does the least work that
 #: still runs every line.
 GRADING_SCALE = "0.1"
-#: Columns of ``grading_report.csv``.
-REPORT_COLUMNS = ("student", "lesson", "score", "max_score", "status", "reason", "seconds")
+#: Columns of ``grading_report.csv``: the automatic score (test cells) apart from the
+#: points of the written answers an instructor grades by hand (nbgrader's manually graded
+#: solution cells), which autograde leaves "needs manual grading".
+REPORT_COLUMNS = ("student", "lesson", "auto_score", "auto_max", "manual_max", "needs_manual_grading",
+                  "status", "reason", "seconds")
 #: Times a submission is graded again with one more faulty cell replaced.
 _MAX_ATTEMPTS = 6
 _WORK = ".grading"
@@ -377,6 +380,11 @@ class GradingResult:
     ``status`` is ``graded`` (nothing to say), ``repaired`` (metadata put back or a faulty
     cell replaced; the other exercises kept their points), ``flagged`` (graded as usual,
     but the integrity audit found code to review) or ``failed`` (no score: see ``reason``).
+
+    ``score`` and ``max_score`` are the automatic points (test cells). The written answers
+    (manually graded solution cells) are apart: ``manual_max`` is their points, and
+    ``needs_manual_grading`` the points still waiting for an instructor in the formgrader
+    (an answer left as released scores 0 without a grader).
     """
 
     student: str
@@ -386,19 +394,56 @@ class GradingResult:
     status: str
     reasons: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    manual_max: float = 0.0
+    needs_manual_grading: float = 0.0
     #: Seconds per stage of grading it (see :func:`profile_stages`); not in the report.
     profile: dict[str, float] = field(default_factory=dict)
 
     def row(self) -> dict[str, str]:
-        return {"student": self.student, "lesson": self.lesson, "score": f"{self.score:g}",
-                "max_score": f"{self.max_score:g}", "status": self.status,
+        return {"student": self.student, "lesson": self.lesson, "auto_score": f"{self.score:g}",
+                "auto_max": f"{self.max_score:g}", "manual_max": f"{self.manual_max:g}",
+                "needs_manual_grading": f"{self.needs_manual_grading:g}", "status": self.status,
                 "reason": "; ".join(self.reasons), "seconds": f"{self.seconds:.1f}"}
 
 
+def _is_manual(meta: dict) -> bool:
+    """True for the nbgrader metadata of a manually graded answer (solution and grade)."""
+    return bool(meta.get("grade")) and bool(meta.get("solution"))
+
+
+def _graded_points(release: dict, manual: bool) -> dict[str, float]:
+    """Points by ``grade_id`` of the release's test cells (``manual=False``) or of its
+    manually graded answers (``manual=True``)."""
+    found = {}
+    for cell in release.get("cells", []):
+        meta = cell.get("metadata", {}).get("nbgrader") or {}
+        if meta.get("grade") and _is_manual(meta) == manual:
+            found[str(meta.get("grade_id"))] = float(meta.get("points", 0) or 0)
+    return found
+
+
 def _max_score(release: dict) -> float:
-    return float(sum((cell.get("metadata", {}).get("nbgrader") or {}).get("points", 0) or 0
-                     for cell in release.get("cells", [])
-                     if (cell.get("metadata", {}).get("nbgrader") or {}).get("grade")))
+    """The automatic points of a release (its graded test cells)."""
+    return sum(_graded_points(release, manual=False).values())
+
+
+def submission_scores(grades, release: dict) -> tuple[float, float]:
+    """The automatic score of a graded submission and the manual points still to grade.
+
+    Args:
+        grades: the submission's nbgrader ``Grade`` records (``name``, ``score``,
+            ``max_score``, ``needs_manual_grade``), e.g. ``SubmittedNotebook.grades``.
+        release: the released notebook (JSON), which says which cells are written answers.
+
+    Returns:
+        ``(auto_score, needs_manual_grading)``: the points of the test cells, and the points
+        of the written answers that autograde left "needs manual grading".
+    """
+    manual = _graded_points(release, manual=True)
+    auto_score = sum(float(grade.score or 0) for grade in grades if grade.name not in manual)
+    pending = sum(float(grade.max_score or 0) for grade in grades
+                  if grade.name in manual and grade.needs_manual_grade)
+    return auto_score, pending
 
 
 def _replacement(reason: str) -> str:
@@ -496,7 +541,8 @@ def _grade_one(folder: Path, lesson: str, student: str, env: dict[str, str],
     started = time.perf_counter()
     profile: dict[str, float] = {}
     release = json.loads((folder / "notebooks" / lesson / f"{lesson}.ipynb").read_text(encoding="utf-8"))
-    result = GradingResult(student, lesson, 0.0, _max_score(release), "failed")
+    result = GradingResult(student, lesson, 0.0, _max_score(release), "failed",
+                           manual_max=sum(_graded_points(release, manual=True).values()))
     source = folder / "submitted" / student / lesson
     work = folder / _WORK
     stage = work / "staged" / student / lesson
@@ -596,7 +642,8 @@ def _grade_one(folder: Path, lesson: str, student: str, env: dict[str, str],
             return result
         read_started = time.perf_counter()
         with gradebook(folder) as opened:
-            result.score = float(opened.find_submission(lesson, student).score)
+            graded_notebook = opened.find_submission(lesson, student).notebooks[0]
+            result.score, result.needs_manual_grading = submission_scores(graded_notebook.grades, release)
         profile["gradebook read"] = time.perf_counter() - read_started
         result.status = "flagged" if (findings or dropped) else "repaired" if (notes or replaced) else "graded"
         return result
@@ -744,11 +791,17 @@ def write_report(results: list[GradingResult], folder: Path) -> tuple[Path, Path
         + "".join(f"<td>{html.escape(row[key])}</td>" for key in REPORT_COLUMNS) + "</tr>"
         for row in rows)
     counts = Counter(row["status"] for row in rows)
+    waiting = [row for row in rows if float(row["needs_manual_grading"] or 0)]
+    manual_note = (f"</p><p>auto_score/auto_max are the automatic points (test cells); manual_max "
+                   f"the written answers graded by hand in the formgrader, not counted above. "
+                   f"{len(waiting)} submission(s) have written answers that need manual grading "
+                   f"({sum(float(row['needs_manual_grading']) for row in waiting):g} points).")
     html_path.write_text(
         "<!doctype html><meta charset='utf-8'><title>Grading report</title>"
         "<style>body{font-family:sans-serif}td,th{padding:4px 8px;border-bottom:1px solid #ddd;"
         "vertical-align:top}</style><h1>Grading report</h1><p>"
         + ", ".join(f"{counts[key]} {key}" for key in ("graded", "repaired", "flagged", "failed"))
+        + manual_note  # numbers only: nothing of a submission
         + "</p><table><tr>" + "".join(f"<th>{key}</th>" for key in REPORT_COLUMNS) + "</tr>"
         + body + "</table>", encoding="utf-8")
     return csv_path, html_path
@@ -828,7 +881,9 @@ def autograde(lesson: list[str] | None = None, student: str | None = None,
                                        [f"grader error: {error!r} (traceback: {log.relative_to(folder)})"])
             results.append(result)
             if not quiet:
-                print(f"  {result.lesson} {result.student:20s} {result.score:g}/{result.max_score:g} "
+                manual = (f" + {result.manual_max:g} by hand ({result.needs_manual_grading:g} to grade)"
+                          if result.manual_max else "")
+                print(f"  {result.lesson} {result.student:20s} {result.score:g}/{result.max_score:g}{manual} "
                       f"{result.status} ({result.seconds:.0f} s)", flush=True)
     csv_path, html_path = write_report(results, folder)
     _write_profile(results, folder)

@@ -10,6 +10,10 @@ formgrader's "generate feedback" button; all read ``nbgrader_config.py``):
   the same cells as the visible ones, and the visible checks are in the student's own
   notebook anyway. An output line of any other cell that quotes a line of a test cell (a
   later cell printing ``In``, a traceback) is removed as well.
+* Written answers (nbgrader's manually graded solution cells) are not test cells: each is
+  followed by a note with its points, graded by hand apart from the automatic checks ("not
+  graded yet" while it still needs an instructor: :class:`GetGradesAndPending` records
+  that), and the page opens with the automatic score and the manual one side by side.
 * :class:`SanitizeFeedback` makes everything that came from the submission inert: outputs
   other than ``text/plain``, ``image/png`` and ``image/jpeg`` (HTML, JavaScript, SVG,
   Markdown, LaTeX, widget views) become escaped text; markdown cells (a student can edit
@@ -48,6 +52,7 @@ from pathlib import Path
 from nbconvert.exporters import HTMLExporter
 from nbconvert.preprocessors import Preprocessor
 from nbgrader.plugins import ExtractorPlugin
+from nbgrader.preprocessors import GetGrades
 from traitlets import Bool, Unicode
 
 # --- feedback: test cells ----------------------------------------------------------------
@@ -69,6 +74,25 @@ def is_test_cell(cell) -> bool:
     """A graded test cell (nbgrader's "autograder tests"): graded code that is no answer."""
     meta = _nbgrader(cell)
     return cell.get("cell_type") == "code" and bool(meta.get("grade")) and not meta.get("solution")
+
+
+def is_manual_answer(cell) -> bool:
+    """A written answer graded by hand: an nbgrader solution cell that is also graded
+    (markdown or code), as opposed to a test cell."""
+    meta = _nbgrader(cell)
+    return bool(meta.get("grade")) and bool(meta.get("solution"))
+
+
+class GetGradesAndPending(GetGrades):
+    """nbgrader's GetGrades, which also records in every graded cell whether its grade still
+    needs an instructor (``needs_manual_grade``), so that :class:`TestSummaries` can say
+    "not graded yet" for a written answer rather than "0 points"."""
+
+    def _get_score(self, cell, resources) -> None:
+        super()._get_score(cell, resources)
+        grade = self.gradebook.find_grade(cell.metadata["nbgrader"]["grade_id"], self.notebook_id,
+                                          self.assignment_id, self.student_id)
+        cell.metadata.nbgrader["needs_manual_grade"] = bool(grade.needs_manual_grade)
 
 
 def _text(value) -> str:
@@ -121,17 +145,49 @@ class TestSummaries(Preprocessor):
         # as printed, as in a repr (print(In)) and as in JSON
         self._needles = sorted({needle for line in self.test_lines(nb)
                                 for needle in (line, repr(line)[1:-1], json.dumps(line)[1:-1])})
+        automatic, manual = [0.0, 0.0], [0.0, 0.0, 0.0]  # score, max (, points not graded yet)
+        cells = []
         for cell in nb.get("cells", []):
+            cells.append(cell)
             if is_test_cell(cell) or (cell.get("cell_type") == "code" and
                                       self.begin_hidden in _text(cell.get("source", ""))):
-                self.summarise(cell)
+                score, points = self.summarise(cell)
+                automatic[0] += score or 0.0
+                automatic[1] += points or 0.0
             elif cell.get("cell_type") == "code":
                 cell["outputs"] = [self.scrub_output(output) for output in cell.get("outputs", [])]
+            if is_manual_answer(cell):
+                cells.append(self.manual_note(cell, manual))
+        if manual[1]:
+            pending = f", {_points(manual[2])} of them not graded yet" if manual[2] else ""
+            cells.insert(0, _note_cell(
+                f"**Score.** Automatic checks: {_points(automatic[0])} of {_points(automatic[1])} points. "
+                f"Written answers, graded by hand: {_points(manual[0])} of {_points(manual[1])} "
+                f"{'point' if manual[1] == 1 else 'points'}{pending}."))
+        nb["cells"] = cells
         return nb, resources
+
+    def manual_note(self, cell, totals: list[float]) -> dict:
+        """A markdown cell saying what a written answer is worth and whether it was graded by
+        hand yet; adds its score, points and pending points to ``totals``."""
+        meta = _nbgrader(cell)
+        points, score = _number(meta.get("points")) or 0.0, _number(meta.get("score")) or 0.0
+        grade_id = str(meta.get("grade_id") or "")
+        name = f"`{grade_id}`" if _SAFE_ID.fullmatch(grade_id) else "(a written answer)"
+        unit = "point" if points == 1 else "points"
+        totals[1] += points
+        if meta.get("needs_manual_grade"):
+            totals[2] += points
+            verdict = f"not graded yet ({_points(points)} {unit}, graded by hand by your instructor)"
+        else:
+            totals[0] += score
+            verdict = f"{_points(score)} of {_points(points)} {unit}"
+        return _note_cell(f"*Written answer {name}: {verdict}; not part of the automatic score.*")
 
     # the result of one test cell
 
-    def summarise(self, cell) -> None:
+    def summarise(self, cell) -> tuple[float | None, float | None]:
+        """Replace a test cell by its result; return its (score, points)."""
         meta = _nbgrader(cell)
         grade_id = str(meta.get("grade_id") or "test")
         points, score = _number(meta.get("points")), _number(meta.get("score"))
@@ -160,6 +216,7 @@ class TestSummaries(Preprocessor):
             cell["outputs"] = [{"output_type": "error", "ename": "TestFailed", "evalue": problem,
                                 "traceback": [f"failed ({_points(score)} of {_points(points)} {unit})",
                                               problem]}]
+        return score, points
 
     def error_line(self, error) -> str:
         """``<ename>: <evalue>`` of an error output (the last line of its traceback), without
@@ -197,6 +254,13 @@ class TestSummaries(Preprocessor):
                 if not key.startswith("image/") or key == "image/svg+xml":
                     output["data"][key] = self.scrub_text(_text(value))
         return output
+
+
+def _note_cell(text: str) -> dict:
+    """A markdown cell the feedback adds (its text holds nothing of the submission)."""
+    import nbformat
+
+    return nbformat.v4.new_markdown_cell(text)
 
 
 # --- feedback: everything from the submission made inert --------------------------------
