@@ -3,6 +3,8 @@
 * :func:`predict_dataset` returns probabilities ``(N, H, W)`` in the order of the pairs;
 * :func:`threshold` turns them into binary masks; :func:`resize_to` brings a prediction
   back to the size of the original image;
+* :func:`threshold_sweep` and :func:`choose_threshold` decide the threshold on validation
+  data; :func:`predict_tta` predicts mirrored and shifted copies (test-time augmentation);
 * :func:`keep_largest_components`, :func:`fill_holes` and :func:`postprocess` remove
   specks and holes (two lungs, no holes);
 * :func:`per_case_metrics` gives one row of Dice, IoU, sensitivity and precision per
@@ -30,7 +32,8 @@ import numpy as np
 
 __all__ = [
     "predict_dataset", "threshold", "resize_to", "keep_largest_components", "fill_holes",
-    "postprocess", "metrics_table", "save_prediction", "per_case_metrics", "summarise", "evaluate_cxr", "save_table_csv", "save_masks_png",
+    "postprocess", "threshold_sweep", "choose_threshold", "predict_tta", "TTA_FLIP", "TTA_SHIFT",
+    "metrics_table", "save_prediction", "per_case_metrics", "summarise", "evaluate_cxr", "save_table_csv", "save_masks_png",
     "METRIC_COLUMNS", "RadiographSegmentation", "looks_negative", "segment_radiograph",
     "window_starts", "window_positions", "blending_weights", "sliding_window", "finest_spacing_within_budget",
 ]
@@ -150,6 +153,132 @@ def postprocess(mask, n_components: int = 2, fill: bool = True) -> np.ndarray:
     and, if ``fill``, fill its holes. uint8 ``{0, 1}`` of the mask's shape."""
     cleaned = keep_largest_components(mask, n=n_components)
     return fill_holes(cleaned) if fill else cleaned
+
+
+# --------------------------------------------------------------------------- decisions on validation data
+
+def threshold_sweep(probabilities, masks, candidates: Sequence[float]) -> np.ndarray:
+    """Mean per-image Dice of the masks ``probabilities > t`` for every threshold ``t``.
+
+    Run it on **validation** data: the threshold it supports is a decision, and the test
+    set is only for the one final measurement.
+
+    Args:
+        probabilities: one probability map per image (a list of arrays, or an array
+            ``(N, H, W)``), each at the size of its mask (:func:`resize_to` first).
+        masks: the true binary masks, one per map (non-zero is foreground).
+        candidates: the thresholds to try, each in [0, 1].
+
+    Returns:
+        float64 ``(len(candidates),)``: the mean over images of the exact Dice
+        (:func:`helpers.metrics.dice_numpy`, 1.0 for two empty masks) at each candidate.
+
+    Raises:
+        ValueError: no candidates, a candidate outside [0, 1], no images, a different number
+            of maps and masks, or a map and its mask of different shapes.
+    """
+    from helpers import metrics
+
+    candidates = [float(c) for c in candidates]
+    if not candidates or any(not 0.0 <= c <= 1.0 for c in candidates):
+        raise ValueError(f"candidates must be a non-empty list of thresholds in [0, 1], got {candidates}.")
+    probabilities, masks = list(probabilities), list(masks)
+    if not probabilities or len(probabilities) != len(masks):
+        raise ValueError(f"threshold_sweep needs one mask per probability map, got {len(probabilities)} maps "
+                         f"and {len(masks)} masks.")
+    truths = [np.asarray(m) > 0 for m in masks]
+    maps = [np.asarray(p) for p in probabilities]
+    for i, (p, t) in enumerate(zip(maps, truths)):
+        if p.shape != t.shape:
+            raise ValueError(f"image {i}: probabilities {p.shape} and mask {t.shape} differ in shape; resize "
+                             f"the probabilities to the mask's size first (inference.resize_to).")
+    return np.array([np.mean([metrics.dice_numpy(t, p > c) for p, t in zip(maps, truths)])
+                     for c in candidates], dtype=np.float64)
+
+
+def choose_threshold(probabilities, masks, candidates: Sequence[float]) -> float:
+    """Lesson 05's decision (Exercise 4.1): the candidate threshold with the best mean
+    per-image Dice on the data given (validation data); on a tie the first of the tied
+    candidates, in the order of ``candidates``.
+
+    Args and Raises: as :func:`threshold_sweep`.
+
+    Returns:
+        The chosen threshold, one of ``candidates``, as a float.
+    """
+    sweep = threshold_sweep(probabilities, masks, candidates)
+    return float(list(candidates)[int(np.argmax(sweep))])
+
+
+# --------------------------------------------------------------------------- test-time augmentation
+
+#: Test-time augmentations for :func:`predict_tta`, each ``(mirror left-right, shift down,
+#: shift right)`` with shifts in pixels of the model's input. The first is the plain image.
+TTA_FLIP = ((False, 0, 0), (True, 0, 0))
+TTA_SHIFT = ((False, 0, 0), (False, 4, 0), (False, -4, 0), (False, 0, 4), (False, 0, -4))
+
+
+def _shift(batch: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """``batch`` ``(B, H, W, ...)`` moved by ``dy`` rows down and ``dx`` columns right; the
+    rows and columns that come in repeat the edge (as the augmentation in training does)."""
+    if dy == 0 and dx == 0:
+        return batch
+    ay, ax = abs(int(dy)), abs(int(dx))
+    pad = [(0, 0), (ay, ay), (ax, ax)] + [(0, 0)] * (batch.ndim - 3)
+    padded = np.pad(batch, pad, mode="edge")
+    h, w = batch.shape[1:3]
+    return padded[:, ay - int(dy):ay - int(dy) + h, ax - int(dx):ax - int(dx) + w]
+
+
+def predict_tta(model, pairs, augmentations: Sequence[tuple[bool, int, int]] = TTA_FLIP,
+                batch_size: int = 16, image_size=None) -> np.ndarray:
+    """Test-time augmentation: predict every augmented copy of every image and map each
+    prediction back onto the original image.
+
+    Each image is read as in :func:`predict_dataset` (never augmented randomly), then for each
+    augmentation ``(flip, dy, dx)`` mirrored left-right if ``flip``, moved by ``dy`` rows and
+    ``dx`` columns (edges repeated), predicted, and moved and mirrored back. The mean over the
+    first axis is the test-time-augmented probability; the variance a per-pixel uncertainty.
+
+    Args:
+        model: a Keras model with one sigmoid output channel (2D images).
+        pairs: ``(image, mask)`` path pairs, as for :func:`predict_dataset`.
+        augmentations: the copies to predict (:data:`TTA_FLIP`, :data:`TTA_SHIFT`, or your
+            own); include ``(False, 0, 0)`` for the plain image.
+        batch_size: images per forward pass.
+        image_size: the model's input size ``(H, W)``; None reads it from the model.
+
+    Returns:
+        float32 ``(len(augmentations), N, H, W)``, in the order of ``augmentations`` and of
+        ``pairs``, at the model's size (:func:`resize_to` brings each map to its mask's size).
+
+    Raises:
+        ValueError: no pairs or no augmentations, a shift not smaller than the image, or a
+            model with more than one output channel.
+    """
+    from helpers.generator import SegmentationDataset
+
+    pairs = list(pairs)
+    augmentations = [(bool(f), int(dy), int(dx)) for f, dy, dx in augmentations]
+    if not pairs or not augmentations:
+        raise ValueError(f"predict_tta needs pairs and augmentations, got {len(pairs)} pair(s) and "
+                         f"{len(augmentations)} augmentation(s).")
+    size = tuple(image_size) if image_size is not None else _model_image_size(model)
+    if any(abs(dy) >= size[0] or abs(dx) >= size[1] for _, dy, dx in augmentations):
+        raise ValueError(f"shifts must be smaller than the image {size}, got {augmentations}.")
+    dataset = SegmentationDataset(pairs, batch_size=batch_size, image_size=size, augment=False, shuffle=False)
+    x = np.concatenate([dataset[i][0] for i in range(len(dataset))], axis=0)
+    out = np.empty((len(augmentations), len(x)) + x.shape[1:3], np.float32)
+    for a, (flip, dy, dx) in enumerate(augmentations):
+        for start in range(0, len(x), int(batch_size)):
+            batch = x[start:start + int(batch_size)]
+            batch = _shift(batch[:, :, ::-1] if flip else batch, dy, dx)
+            probs = np.asarray(model.predict_on_batch(np.ascontiguousarray(batch)), dtype=np.float32)
+            if probs.shape[-1] != 1:
+                raise ValueError(f"predict_tta handles one sigmoid output channel, the model gives {probs.shape[-1]}.")
+            probs = _shift(probs, -dy, -dx)
+            out[a, start:start + len(batch)] = (probs[:, :, ::-1] if flip else probs)[..., 0]
+    return out
 
 
 # --------------------------------------------------------------------------- evaluation

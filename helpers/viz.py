@@ -1,5 +1,5 @@
 """Figures of the course: overlays, batches, montages, worst cases, learning curves,
-orthogonal views of volumes and multi-class overlays.
+orthogonal views of volumes, multi-class overlays and reliability diagrams.
 
 Every function draws with matplotlib at a modest resolution (``DPI``) and returns the
 ``matplotlib.figure.Figure`` (in a notebook it is shown once, as the cell's result).
@@ -18,7 +18,7 @@ import numpy as np
 __all__ = [
     "DPI", "TRUTH_COLOUR", "PREDICTION_COLOUR", "overlay_contours", "show_overlay",
     "show_batch", "montage", "worst_cases", "plot_learning_curves", "orthogonal_views",
-    "multiclass_overlay", "unet_structure", "plot_unet", "plot_assignment", "brats_regions",
+    "multiclass_overlay", "unet_structure", "plot_unet", "plot_assignment", "brats_regions", "reliability_diagram",
 ]
 
 #: Resolution of the course figures (small notebooks).
@@ -439,5 +439,37 @@ def brats_regions(image, labels, title: str | None = None):
     axes[3].axis("off")
     if title:
         fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def reliability_diagram(bins: dict, ece: float | None = None, ax=None, title: str = "reliability (validation pixels)"):
+    """A reliability diagram from :func:`helpers.metrics.calibration_bins`: per bin the
+    observed share of foreground pixels against the mean predicted probability (a
+    calibrated model lies on the diagonal), with the pixel count of each bin on a log
+    scale underneath. Returns the Figure."""
+    plt = _plt()
+    if ax is None:
+        fig, (ax, ax_count) = plt.subplots(2, 1, figsize=(3.6, 4.2), dpi=DPI, sharex=True,
+                                           gridspec_kw={"height_ratios": (3, 1)})
+    else:
+        fig, ax_count = ax.figure, None
+    used = np.asarray(bins["count"]) > 0
+    ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="calibrated")
+    ax.plot(np.asarray(bins["confidence"])[used], np.asarray(bins["frequency"])[used], "o-", color="tab:blue",
+            label="model")
+    ax.set_ylabel("observed share of lung")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.legend(loc="upper left", fontsize=8)
+    ax.set_title(title + (f"\nECE {ece:.4f}" if ece is not None else ""), fontsize=9)
+    edges = np.asarray(bins["edges"])
+    if ax_count is not None:
+        ax_count.bar(edges[:-1], np.maximum(np.asarray(bins["count"]), 1), width=np.diff(edges), align="edge",
+                     color="tab:grey", log=True)
+        ax_count.set_ylabel("pixels")
+        ax_count.set_xlabel("predicted probability")
+    else:
+        ax.set_xlabel("predicted probability")
     fig.tight_layout()
     return fig

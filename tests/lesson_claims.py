@@ -185,17 +185,83 @@ def _small_post_processing_gain(outputs: str, said: tuple[str, ...]) -> str | No
     gain = float(match.group(2)) - float(match.group(1))
     return None if abs(gain) <= 0.01 else f"the mean Dice moved by {gain:+.4f}, not a small gain"
 
-def _post_processing_hd95(outputs: str, said: tuple[str, ...]) -> str | None:
-    """Lesson 05: the sentence on HD95 after post-processing matches the printed lines:
-    no image changed, so the mean HD95 is the same before and after."""
-    hd95 = re.search(r"mean HD95: (\d+\.\d+) -> (\d+\.\d+) pixels after post-processing", outputs)
-    changed = re.search(r"(\d+) of \d+ images changed", outputs)
-    if not hd95 or not changed:
-        return "the HD95 and change lines of the post-processing are not in the outputs"
-    before, after = float(hd95.group(1)), float(hd95.group(2))
-    if int(changed.group(1)) == 0:
-        return None if before == after else f"no image changed but the mean HD95 went {before} -> {after}"
-    return "images changed: rewrite the sentence on HD95 after post-processing"
+def _flat_sweep(low: float, high: float, spread: float):
+    """Lesson 05: the printed threshold sweep moves by less than ``spread`` between ``low`` and ``high``."""
+    def check(outputs: str, said: tuple[str, ...]) -> str | None:
+        rows = [(float(t), float(d)) for t, d in re.findall(r"^  (\d\.\d\d)     (\d\.\d{4})", outputs, flags=re.M)]
+        inside = [d for t, d in rows if low - 1e-9 <= t <= high + 1e-9]
+        if len(inside) < 2:
+            return "the threshold sweep is not in the outputs"
+        moved = max(inside) - min(inside)
+        return None if moved < spread else f"the sweep moves by {moved:.4f} between {low} and {high}"
+    return check
+
+
+def _border_bin_more_lung(outputs: str, said: tuple[str, ...]) -> str | None:
+    """Lesson 05: in the reliability table, the pixels scored 0.4-0.5 are more than half lung."""
+    row = re.search(r"^0\.4-0\.5\s+\d+\s+([\d.]+)\s+([\d.]+)", outputs, flags=re.M)
+    if not row:
+        return "the 0.4-0.5 row of the reliability table is not in the outputs"
+    return None if float(row.group(2)) > 0.5 else f"the 0.4-0.5 bin is {row.group(2)} lung, not more than half"
+
+
+def _post_processing_one_worse(outputs: str, said: tuple[str, ...]) -> str | None:
+    """Lesson 05: post-processing changed one validation mask (Dice worse, HD95 better), the mean
+    Dice did not improve, and the rule switched it off."""
+    changed = re.search(r"(\d+) of \d+ images changed: (\d+) better, (\d+) worse", outputs)
+    means = re.search(r"mean Dice: (\d\.\d+) -> (\d\.\d+) after post-processing", outputs)
+    line = re.search(r"Dice (\d\.\d+) -> (\d\.\d+)   HD95 ([\d.]+) -> ([\d.]+) pixels", outputs)
+    if not changed or not means or not line:
+        return "the post-processing lines are not in the outputs"
+    if changed.groups() != ("1", "0", "1"):
+        return f"post-processing changed {changed.group(1)} masks ({changed.group(2)} better, {changed.group(3)} worse)"
+    if not (float(line.group(2)) < float(line.group(1)) and float(line.group(4)) < float(line.group(3))):
+        return f"the changed mask went Dice {line.group(1)} -> {line.group(2)}, HD95 {line.group(3)} -> {line.group(4)}"
+    if float(means.group(2)) > float(means.group(1)):
+        return "the mean Dice improved"
+    return None if "decision: post-processing OFF" in outputs else "the decision line does not say OFF"
+
+
+_VALIDATION_TTA = r"validation, no TTA.*?\n"
+_TEST_TTA = r"test, no TTA.*?\n"
+
+
+def _variant(block: str, name: str):
+    return block + re.escape(name) + r"\s+\d\s+([+-]\d\.\d+) \[([+-]\d\.\d+), ([+-]\d\.\d+)\]\s+([+-]\d+\.\d+)"
+
+
+def _tta_validation(outputs: str, said: tuple[str, ...]) -> str | None:
+    """Lesson 05: on validation the shifts' Dice interval straddles 0; all six views gain the stated
+    Dice with an interval above 0 and no worse HD95, and the recipe takes them."""
+    shift = re.search(_variant(_VALIDATION_TTA, "shift"), outputs, flags=re.S)
+    both = re.search(_variant(_VALIDATION_TTA, "flip + shift"), outputs, flags=re.S)
+    if not shift or not both:
+        return "the validation TTA table is not in the outputs"
+    if not float(shift.group(2)) < 0 < float(shift.group(3)):
+        return f"the shifts' Dice interval [{shift.group(2)}, {shift.group(3)}] does not straddle 0"
+    if round(float(both.group(1)), 4) != float(said[0]):
+        return f"all six views gain {both.group(1)}, the prose says {said[0]}"
+    if not (float(both.group(2)) > 0 and float(both.group(4)) <= 0):
+        return f"all six views: Dice interval low {both.group(2)}, HD95 change {both.group(4)}"
+    return None if "decision: TTA 'flip + shift'" in outputs else "the recipe does not take 'flip + shift'"
+
+
+def _mirror_at_half(outputs: str, said: tuple[str, ...]) -> str | None:
+    """Lesson 05: at the threshold 0.5 the mirror costs at most half its cost at the chosen threshold."""
+    flip = re.search(_variant(_VALIDATION_TTA, "flip"), outputs, flags=re.S)
+    half = re.search(r"the mirror at the threshold 0\.5, no post-processing: Dice gain ([+-]\d\.\d+)", outputs)
+    if not flip or not half:
+        return "the mirror's lines are not in the outputs"
+    at_chosen, at_half = float(flip.group(1)), float(half.group(1))
+    return None if abs(at_half) <= abs(at_chosen) / 2 else f"the mirror costs {at_half} at 0.5 and {at_chosen} at the choice"
+
+
+def _shifts_change_little(outputs: str, said: tuple[str, ...]) -> str | None:
+    """Lesson 05: on the test images the shifts alone move the Dice by less than 0.001."""
+    shift = re.search(_variant(_TEST_TTA, "shift"), outputs, flags=re.S)
+    if not shift:
+        return "the test TTA table is not in the outputs"
+    return None if abs(float(shift.group(1))) < 0.001 else f"the shifts moved the test Dice by {shift.group(1)}"
 
 
 LEDGER: dict[str, list] = {
@@ -242,11 +308,39 @@ LEDGER: dict[str, list] = {
         Claim(r"climbing above (0\.9) within the first half of the epochs", _above_in_first_half),
     ],
     "05_prediction": [
+        Given(r"at 0\.5 for now", CONSTANT),
+        Given(r"at the threshold 0\.5\. For each image", CONSTANT),
         Given(r"both are 1\.0 when", DEFINITION),
         Given(r"give 1\.0 and 1\.0, disjoint ones 0\.0 and 0\.0", EXPECTED),
-        Given(r"\(0\.1 … 0\.9\): how flat is it around 0\.5", "a suggestion for the learner"),
-        Claim(r"the gain is small on average", _small_post_processing_gain),
-        Claim(r"no mask here, and the mean HD95 stayed where it was", _post_processing_hd95),
+        Given(r"The threshold 0\.5 assumes", DEFINITION),
+        Claim(r"the ECE is (0\.0027)", r"expected calibration error \(validation pixels, 10 bins\): (\d\.\d+)"),
+        Claim(r"(\d) of the 8 middle bins lie above the diagonal", r"with more lung than predicted: (\d) of 8"),
+        Claim(r"pixels the model scores just under one half, more than half are lung", _border_bin_more_lung),
+        Given(r"a threshold a little below\s+0\.5", "a suggestion the next exercise tests"),
+        Given(r"two empty masks have Dice 1\.0", DEFINITION),
+        Given(r"the candidates 0\.35 and 0\.5 \(mean\s+Dice 0\.829 for both, 0\.600 at 0\.75\) it returns 0\.35", EXPECTED),
+        Claim(r"between 0\.35 and 0\.5 the mean validation Dice moves by less than 0\.001", _flat_sweep(0.35, 0.5, 0.001)),
+        Claim(r"The validation optimum is (0\.4)", r"chosen threshold (\d\.\d+):"),
+        Claim(r"it gains (0\.0003) over 0\.5 per image", r"per-image gain \+(\d\.\d+)"),
+        Claim(r"interval from \+(0\.0000)\s+to \+(0\.0007)", r"per-image gain \+[\d.]+ \(95% interval \+(\d\.\d+) to \+(\d\.\d+)\)"),
+        Claim(r"the gain is small", _small_post_processing_gain),
+        Claim(r"the step changed one\s+validation mask, made its Dice a little worse and its HD95 a little better",
+              _post_processing_one_worse),
+        Claim(r"the\s+Dice falls by (0\.0251) and HD95 rises by (11\.20) pixels",
+              _VALIDATION_TTA + r"flip\s+2\s+-(\d\.\d+) \[[^\]]*\]\s+\+(\d+\.\d+)"),
+        Claim(r"at 0\.5 the\s+mirror costs much less", _mirror_at_half),
+        Claim(r"together gain (0\.0016), with an interval entirely above\s+zero and no worse HD95", _tta_validation),
+        Given(r"the middle 95 % of the\s+resampled means", DEFINITION),
+        Claim(r"the mirror alone costs (0\.0236) of Dice and (11\.06) pixels of\s+HD95",
+              _TEST_TTA + r"flip\s+2\s+-(\d\.\d+) \[[^\]]*\]\s+\+(\d+\.\d+)"),
+        Claim(r"the shifts alone change little", _shifts_change_little),
+        Claim(r"six views gain (0\.0021) of Dice, with an\s+interval entirely above zero, and lower HD95 by (0\.17) pixels",
+              _TEST_TTA + r"flip \+ shift\s+6\s+\+(\d\.\d+) \[\+[\d.]+, \+[\d.]+\]\s+-(\d+\.\d+)"),
+        Given(r"take the 5 % most uncertain pixels", DEFINITION),
+        Given(r"catch about 5 % of them", DEFINITION),
+        Claim(r"(46) % of\s+its error pixels lie in its 5 % most uncertain pixels", r"worst test image \S+: (\d+)% of its"),
+        Claim(r"the median share is\s+(71) %", r"median (\d+)%,"),
+        Given(r"Does the best threshold move to 0\.5", "a suggestion for the learner"),
     ],
     "06_lung_ct_3d": [
         Given(r"~5\.5 min of compute", TIME),

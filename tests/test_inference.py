@@ -366,3 +366,74 @@ def test_finest_spacing_within_budget_takes_the_finest_that_fits():
     assert inference.finest_spacing_within_budget(list(reversed(table)), 100) == 4.0   # any row order
     with pytest.raises(ValueError, match="at most 5 windows"):
         inference.finest_spacing_within_budget(table, 5)
+
+
+def _tiny_pairs(tmp_path, n=5, size=16):
+    from PIL import Image
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    pairs = []
+    for i in range(n):
+        image = np.zeros((size, size), np.uint8)
+        image[: i + 2, : size // 2 + i] = 255     # asymmetric, different per case
+        name = f"SYN_{i:04d}_0.png"
+        Image.fromarray(image).save(tmp_path / "images" / name)
+        Image.fromarray(image).save(tmp_path / "masks" / name)
+        pairs.append((tmp_path / "images" / name, tmp_path / "masks" / name))
+    return pairs
+
+
+def test_predict_tta_maps_every_view_back_onto_the_image(tmp_path):
+    """An equivariant 'model' (it echoes its input) gives every view the plain prediction back
+    (shifts: away from the edge band they repeat); a model that always predicts a left-to-right
+    ramp shows that the mirrored view is mirrored back."""
+    pairs = _tiny_pairs(tmp_path)
+
+    class Echo:
+        input_shape = (None, 16, 16, 1)
+
+        def predict_on_batch(self, x):
+            return np.asarray(x)
+
+    class Ramp(Echo):
+        def predict_on_batch(self, x):
+            return np.broadcast_to(np.linspace(0, 1, x.shape[2])[None, None, :, None], x.shape).astype(np.float32)
+
+    plain = inference.predict_dataset(Echo(), pairs)
+    views = inference.predict_tta(Echo(), pairs, inference.TTA_FLIP + ((False, 3, 0), (False, 0, -2)), batch_size=2)
+    assert views.shape == (4, 5, 16, 16) and views.dtype == np.float32
+    np.testing.assert_allclose(views[0], plain)
+    np.testing.assert_allclose(views[1], plain)
+    np.testing.assert_allclose(views[2][:, 3:-3], plain[:, 3:-3])
+    np.testing.assert_allclose(views[3][:, :, 2:-2], plain[:, :, 2:-2])
+    ramp = inference.predict_tta(Ramp(), pairs, inference.TTA_FLIP)
+    np.testing.assert_allclose(ramp[1], ramp[0][:, :, ::-1])
+    assert not np.allclose(ramp[1], ramp[0])
+    with pytest.raises(ValueError, match="smaller than the image"):
+        inference.predict_tta(Echo(), pairs, ((False, 16, 0),))
+
+
+def test_shift_moves_content_and_repeats_the_edge():
+    x = np.arange(12, dtype=np.float32).reshape(1, 3, 4)
+    moved = inference._shift(x, 1, -1)
+    np.testing.assert_array_equal(moved[0, 1:, :3], x[0, :2, 1:])
+    np.testing.assert_array_equal(moved[0, 0, :3], x[0, 0, 1:])      # the top row repeats
+    np.testing.assert_array_equal(inference._shift(x, 0, 0), x)
+
+
+def test_threshold_sweep_and_choose_threshold_pick_the_best_mean_dice():
+    from helpers import checks
+
+    truth = [np.array([[1, 1, 0, 0]]), np.array([[0, 1, 1, 1]]), np.zeros((1, 4), np.uint8)]
+    probs = [np.array([[0.9, 0.45, 0.3, 0.1]]), np.array([[0.2, 0.6, 0.42, 0.7]]), np.array([[0.1, 0.2, 0.35, 0.0]])]
+    sweep = inference.threshold_sweep(probs, truth, [0.25, 0.4, 0.5])
+    expected = [np.mean([metrics.dice_numpy(t, p > c) for p, t in zip(probs, truth)]) for c in (0.25, 0.4, 0.5)]
+    np.testing.assert_allclose(sweep, expected)
+    assert inference.choose_threshold(probs, truth, [0.25, 0.4, 0.5]) == 0.4
+    # transposed probabilities must not pass for the same masks
+    with pytest.raises(ValueError, match="resize"):
+        inference.threshold_sweep([p.T for p in probs], truth, [0.5])
+    with pytest.raises(ValueError, match="candidates"):
+        inference.threshold_sweep(probs, truth, [1.5])
+    checks.check_choose_threshold(inference.choose_threshold, cases=4, seed=1, data=(probs, truth, [0.25, 0.4, 0.5]))

@@ -589,3 +589,80 @@ def test_batch_mean_makes_a_per_sample_metric_a_scalar_with_the_same_name():
     assert float(averaged(t, p, smooth=0.0)) == pytest.approx(float(np.mean(metrics.dice_coefficient(t, p, smooth=0.0))))
     checks.check_dice(averaged)
     checks.check_multiclass_dice(metrics.batch_mean(metrics.multiclass_dice))
+
+
+# ------------------------------------------------------------------ reliability (lesson 05)
+
+def test_bootstrap_interval_brackets_the_mean_and_is_reproducible():
+    values = np.array([0.91, 0.95, 0.97, 0.93, 0.99, 0.96, 0.88, 0.94])
+    first = metrics.bootstrap_interval(values, n_resamples=3000, seed=3)
+    assert first == metrics.bootstrap_interval(values, n_resamples=3000, seed=3)
+    assert first.mean == pytest.approx(values.mean())
+    assert first.low < first.mean < first.high
+    # independent implementation: a loop of resamples with the same generator
+    rng = np.random.default_rng(3)
+    index = rng.integers(0, values.size, size=(3000, values.size))
+    means = np.array([values[row].mean() for row in index])
+    assert (first.low, first.high) == pytest.approx(tuple(np.quantile(means, [0.025, 0.975])))
+    # a wider confidence gives a wider interval; the normal approximation agrees roughly
+    wide = metrics.bootstrap_interval(values, n_resamples=3000, confidence=0.99, seed=3)
+    assert wide.low <= first.low and wide.high >= first.high
+    half = 1.96 * values.std(ddof=0) / np.sqrt(values.size)
+    assert (first.high - first.low) / 2 == pytest.approx(half, rel=0.25)
+
+
+def test_bootstrap_interval_of_constant_values_has_no_width_and_refuses_bad_input():
+    assert tuple(metrics.bootstrap_interval([0.5, 0.5, 0.5])) == pytest.approx((0.5, 0.5, 0.5))
+    for bad, word in (([], "1-D"), ([[0.1, 0.2]], "1-D"), ([0.1, float("nan")], "non-finite")):
+        with pytest.raises(ValueError, match=word):
+            metrics.bootstrap_interval(bad)
+    with pytest.raises(ValueError, match="confidence"):
+        metrics.bootstrap_interval([0.1, 0.2], confidence=95)
+    with pytest.raises(ValueError, match="n_resamples"):
+        metrics.bootstrap_interval([0.1, 0.2], n_resamples=0)
+
+
+def test_calibration_bins_and_ece_against_a_hand_count():
+    probs = np.array([[0.05, 0.05, 0.15, 0.95], [0.95, 0.95, 0.55, 1.0]])
+    truth = np.array([[0, 1, 0, 1], [1, 0, 1, 1]])
+    bins = metrics.calibration_bins(probs, truth, n_bins=10)
+    assert bins["count"].tolist() == [2, 1, 0, 0, 0, 1, 0, 0, 0, 4]
+    assert bins["frequency"][0] == pytest.approx(0.5) and bins["confidence"][0] == pytest.approx(0.05)
+    assert bins["frequency"][9] == pytest.approx(0.75) and bins["confidence"][9] == pytest.approx(0.9625)
+    assert np.isnan(bins["frequency"][2])
+    expected = (2 * 0.45 + 1 * 0.15 + 1 * 0.45 + 4 * 0.2125) / 8
+    assert metrics.expected_calibration_error(probs, truth, n_bins=10) == pytest.approx(expected)
+    # a list of cases is the same as their pixels pooled; transposing the truth changes it
+    assert metrics.expected_calibration_error([probs[0], probs[1]], [truth[0], truth[1]]) == pytest.approx(expected)
+    assert metrics.expected_calibration_error(probs.T, truth.T) == pytest.approx(expected)
+    assert metrics.expected_calibration_error(probs, truth[::-1]) != pytest.approx(expected)
+
+
+def test_ece_is_zero_for_calibrated_bins_and_refuses_bad_input():
+    rng = np.random.default_rng(0)
+    p = np.repeat([0.05, 0.25, 0.75, 0.95], 400)
+    truth = rng.random(p.size) < p
+    assert metrics.expected_calibration_error(p, truth) < 0.03
+    assert metrics.expected_calibration_error(p, ~truth) > 0.4
+    with pytest.raises(ValueError, match="resize"):
+        metrics.calibration_bins(np.zeros((4, 4)), np.zeros((4, 5)))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        metrics.calibration_bins(np.full((2, 2), 255.0), np.ones((2, 2)))
+    with pytest.raises(ValueError, match="one mask per map"):
+        metrics.calibration_bins([np.zeros((2, 2))] * 2, [np.zeros((2, 2))])
+
+
+def test_errors_in_most_uncertain_counts_error_pixels_in_the_top_region():
+    truth = np.zeros((10, 10), np.uint8)
+    truth[2:6, 2:8] = 1
+    pred = truth.copy()
+    pred[5, 2:8] = 0                  # 6 missed pixels on the lower border
+    uncertainty = np.zeros((10, 10))
+    uncertainty[5, 2:5] = 1.0         # 3 of them are the 3 % most uncertain... of 100 pixels
+    assert metrics.errors_in_most_uncertain(uncertainty, truth, pred, fraction=0.03) == pytest.approx(0.5)
+    assert metrics.errors_in_most_uncertain(uncertainty.T, truth, pred, fraction=0.03) == pytest.approx(0.0)
+    assert np.isnan(metrics.errors_in_most_uncertain(uncertainty, truth, truth))
+    with pytest.raises(ValueError, match="fraction"):
+        metrics.errors_in_most_uncertain(uncertainty, truth, pred, fraction=5)
+    with pytest.raises(ValueError, match="shape"):
+        metrics.errors_in_most_uncertain(uncertainty[:5], truth, pred)

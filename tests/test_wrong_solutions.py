@@ -1043,6 +1043,51 @@ RIGHT.append((E, "lesson-like", lambda: (checks.check_postprocess(_post),
                                          checks.check_fill_holes(lambda mask: _post(mask, 100)))))
 
 
+def _dice_np(truth, pred, empty=1.0):
+    a, b = np.asarray(truth) > 0, np.asarray(pred) > 0
+    total = np.count_nonzero(a) + np.count_nonzero(b)
+    return 2 * np.count_nonzero(a & b) / total if total else empty
+
+
+def _choose(probabilities, masks, candidates, *, mistake=None):
+    """A learner's choose_threshold: the candidate with the best mean per-image Dice."""
+    rule = (lambda p, t: np.asarray(p) >= t) if mistake == ">=" else (lambda p, t: np.asarray(p) > t)
+    empty = 0.0 if mistake == "empty is 0" else 1.0
+    table = np.array([[_dice_np(m, rule(p, t), empty) for p, m in zip(probabilities, masks)] for t in candidates])
+    if mistake == "pooled":
+        scores = [_dice_np(np.concatenate([np.ravel(m) for m in masks]),
+                           np.concatenate([np.ravel(p) > t for p in probabilities])) for t in candidates]
+    elif mistake == "max instead of mean":
+        scores = table.max(axis=1)
+    else:
+        scores = table.mean(axis=1)
+    if mistake == "argmin":
+        return candidates[int(np.argmin(scores))]
+    if mistake == "last of ties":
+        return sorted(zip(scores, candidates))[-1][1]
+    if mistake == "index":
+        return int(np.argmax(scores))
+    if mistake == "the Dice":
+        return float(np.max(scores))
+    return candidates[int(np.argmax(scores))]
+
+
+# "chooses on test data": a function that decides from other data than it is given (here a
+# fixed set standing in for the test images) gives the same answer on every set
+_OTHER = ([np.array([[0.9, 0.6, 0.2], [0.7, 0.1, 0.55]])], [np.array([[1, 1, 0], [1, 0, 0]])])
+
+E = "choose_threshold_check"
+for _m, _frag in (("argmin", "argmin"), ("max instead of mean", "MEAN Dice"), ("last of ties", "FIRST"),
+                  ("index", "index"), ("the Dice", "best mean Dice itself"), ("pooled", "pooled"),
+                  (">=", ">="), ("empty is 0", "empty")):
+    _w(E, checks.check_choose_threshold, lambda p, m, c, mm=_m: _choose(p, m, c, mistake=mm), _m, _frag)
+_w(E, checks.check_choose_threshold, lambda p, m, c: _choose(*_OTHER, c), "decides on other (test) data",
+   "Use only the probabilities and masks passed in")
+_r(E, checks.check_choose_threshold, _choose, "lesson-like")
+_r(E, checks.check_choose_threshold, lambda p, m, c: max(c, key=lambda t: (
+    np.mean([_dice_np(mm, np.asarray(pp) > t) for pp, mm in zip(p, m)]), -list(c).index(t))), "max with a key")
+
+
 # ======================================================================================
 # 06 lung CT 3D
 # ======================================================================================
@@ -1562,8 +1607,9 @@ def _graded_exercises():
         cells = json.loads(notebook.read_text())["cells"]
         for cell in cells:
             meta = cell.get("metadata", {}).get("nbgrader", {})
-            if meta.get("grade") and not meta.get("solution") and meta.get("points", 0) > 0:
-                # (a written answer, solution and grade, is graded by hand: no check to fool)
+            # a written answer (solution and grade, a markdown cell) is graded by hand: no check to fool
+            if meta.get("grade") and not meta.get("solution") and meta.get("points", 0) > 0 \
+                    and cell.get("cell_type") == "code":
                 graded.append(meta["grade_id"])
     return graded
 

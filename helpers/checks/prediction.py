@@ -1,5 +1,6 @@
 """Checks for lesson 05 (prediction and evaluation): threshold, per-image metrics table,
-keeping the largest components, filling holes and the whole post-processing.
+keeping the largest components, filling holes, the whole post-processing, and the
+threshold chosen on validation data.
 
 Each check compares the learner's function with the reference of
 :mod:`helpers.inference` on fixed and random masks and raises ``AssertionError`` naming
@@ -13,7 +14,7 @@ import numpy as np
 from helpers.checks._common import call, fail, ok
 
 __all__ = ["check_threshold", "check_metrics_table", "check_keep_largest_components",
-           "check_fill_holes", "check_postprocess"]
+           "check_fill_holes", "check_postprocess", "check_choose_threshold"]
 
 
 def _random_blobs(shape=(64, 64), n_blobs: int = 4, holes: int = 2, seed: int = 0) -> np.ndarray:
@@ -259,3 +260,128 @@ def check_postprocess(fn, cases: int = 3, seed: int = 0, n_components: int = 2) 
         _compare(got, inference.postprocess(mask, n_components) > 0, "postprocess", label,
                  "keep_largest_components, then fill_holes.")
     ok(f"postprocess: {int(cases) + 2} cases passed.")
+
+
+#: The candidate thresholds of the fixed cases of :func:`check_choose_threshold`.
+_CANDIDATES = (0.2, 0.35, 0.5, 0.65, 0.8)
+
+
+def _threshold_case(seed: int, n: int = 4, shape=(10, 12)) -> tuple[list, list]:
+    """A small validation set for :func:`check_choose_threshold`: ``n`` probability maps
+    (rounded to 0.01) and their masks, the last mask empty, each map shifted up or down by
+    its own amount so that the images disagree on their best threshold."""
+    rng = np.random.default_rng(seed)
+    probs, masks = [], []
+    for i in range(n):
+        truth = np.zeros(shape, np.uint8)
+        if i < n - 1:
+            y, x = rng.integers(0, shape[0] - 4), rng.integers(0, shape[1] - 4)
+            h, w = rng.integers(3, shape[0] - y + 1), rng.integers(3, shape[1] - x + 1)
+            truth[y:y + h, x:x + w] = 1
+        shift = rng.uniform(-0.35, 0.35)
+        p = np.where(truth > 0, rng.uniform(0.3, 1.0, shape), rng.uniform(0.0, 0.7, shape)) + shift
+        probs.append(np.round(np.clip(p, 0, 1), 2))
+        masks.append(truth)
+    return probs, masks
+
+
+def _mean_dice_table(probs, masks, candidates, empty=1.0, strict=True) -> np.ndarray:
+    from helpers import metrics
+
+    return np.array([[metrics.dice_numpy(m, (p > c) if strict else (p >= c), empty=empty)
+                      for p, m in zip(probs, masks)] for c in candidates])
+
+
+def _threshold_hint(got: float, probs, masks, candidates) -> str:
+    """The usual mistake that gives ``got`` on this set, or a general hint."""
+    from helpers import metrics
+
+    table = _mean_dice_table(probs, masks, candidates)
+    pick = lambda scores: candidates[int(np.argmax(scores))]  # noqa: E731 - a one-line rule
+    pooled = [metrics.dice_numpy(np.concatenate([np.ravel(m) for m in masks]),
+                                 np.concatenate([np.ravel(p) > c for p in probs])) for c in candidates]
+    with np.errstate(invalid="ignore"):
+        mistakes = [
+            (candidates[int(np.argmin(table.mean(axis=1)))], "that is the threshold with the WORST mean Dice: use argmax, not argmin."),
+            (pick(table.max(axis=1)), "that candidate has the best single image; choose by the MEAN Dice over the images, not the max."),
+            (pick(np.median(table, axis=1)), "that candidate has the best median; the exercise asks for the mean over the images."),
+            (pick(pooled), "that is the best Dice of all pixels pooled together; compute one Dice per image, then average."),
+            (pick(_mean_dice_table(probs, masks, candidates, strict=False).mean(axis=1)),
+             "that is what `probs >= t` gives; foreground is strictly above the threshold, as in `threshold`."),
+            (pick(_mean_dice_table(probs, masks, candidates, empty=0.0).mean(axis=1)),
+             "an image with an empty mask and an empty prediction has Dice 1.0 (nothing to find, nothing found), not 0."),
+        ]
+    expected = pick(table.mean(axis=1))
+    matching = [hint for value, hint in mistakes if value != expected and np.isclose(got, value)]
+    if len(matching) == 1:
+        return matching[0]
+    if matching:
+        return "one of these mistakes gives this choice: " + " Or: ".join(matching)
+    return ("for each candidate t, threshold every map with `p > t`, compute each image's Dice against its mask, "
+            "average over the images, and return the candidate with the largest mean.")
+
+
+def _chosen(fn, probs, masks, candidates, label) -> float:
+    raw = call(fn, "choose_threshold", label, [np.array(p) for p in probs], [np.array(m) for m in masks],
+               list(candidates))
+    try:
+        value = float(np.asarray(raw).item())
+    except (TypeError, ValueError):
+        fail("choose_threshold", label, f"returned {raw!r}; expected one threshold, a number.",
+             "return the chosen candidate itself, e.g. candidates[best_index].")
+    if not any(np.isclose(value, c) for c in candidates):
+        table = _mean_dice_table(probs, masks, candidates).mean(axis=1)
+        if float(value).is_integer() and 0 <= value < len(candidates):
+            hint = "that looks like an index into the candidates: return candidates[index], the threshold itself."
+        elif np.isclose(value, table.max()):
+            hint = "that is the best mean Dice itself; return the threshold that gives it."
+        else:
+            hint = "return one of the candidates you were given, the one with the best mean Dice."
+        fail("choose_threshold", label, f"returned {value}, which is not one of the candidates {list(candidates)}.",
+             hint)
+    return value
+
+
+def check_choose_threshold(fn, cases: int = 0, seed: int = 0, data: tuple | None = None) -> None:
+    """Check ``fn(probabilities, masks, candidates)``: the candidate with the best mean
+    per-image Dice (masks ``p > t``; two empty masks have Dice 1.0), the first of tied
+    candidates in their given order, computed from the data it is given.
+
+    Fixed sets (two with different optima, so a function that ignores its arguments fails;
+    one with a tie), ``cases`` random sets, and, with ``data=(probabilities, masks,
+    candidates)``, the lesson's validation data: the choice must be the reference's
+    (:func:`helpers.inference.choose_threshold`) there too.
+    """
+    from helpers import inference
+
+    sets = [(f"fixed validation set {i + 1} of 4 maps", *_threshold_case(s), _CANDIDATES) for i, s in enumerate((18, 24))]
+    tie_probs = [np.array([[0.1, 0.3, 0.6], [0.9, 0.2, 0.7]]), np.array([[0.8, 0.25, 0.1], [0.95, 0.3, 0.05]])]
+    tie_masks = [np.array([[0, 1, 1], [1, 0, 1]], np.uint8), np.array([[1, 0, 0], [1, 1, 0]], np.uint8)]
+    sets.append(("a tie: 0.35 and 0.5 give the same masks (no probability lies between them)",
+                 tie_probs, tie_masks, (0.35, 0.5, 0.75)))
+    rng = np.random.default_rng(seed)
+    for i in range(int(cases)):
+        candidates = tuple(np.round(np.sort(rng.uniform(0.05, 0.95, size=int(rng.integers(3, 8)))), 3))
+        probs, masks = _threshold_case(int(rng.integers(1000, 10**6)), n=int(rng.integers(2, 7)))
+        sets.append((f"random validation set {i + 1}", probs, masks, candidates))
+    if data is not None:
+        probs, masks, candidates = data
+        sets.append(("the lesson's validation data", list(probs), list(masks), tuple(candidates)))
+    for label, probs, masks, candidates in sets:
+        got = _chosen(fn, probs, masks, candidates, label)
+        if label == "the lesson's validation data":
+            expected = inference.choose_threshold(probs, masks, candidates)
+        else:
+            expected = candidates[int(np.argmax(_mean_dice_table(probs, masks, candidates).mean(axis=1)))]
+        if not np.isclose(got, expected):
+            scores = _mean_dice_table(probs, masks, candidates).mean(axis=1) if len(probs) < 20 else None
+            shown = (" (mean Dice per candidate: " + ", ".join(f"{c:g}: {s:.3f}" for c, s in zip(candidates, scores))
+                     + ")") if scores is not None else ""
+            if label.startswith("a tie"):
+                hint = ("on a tie keep the FIRST of the tied candidates, in the order given (np.argmax does; "
+                        "a loop must replace the best only when a score is strictly larger).")
+            else:
+                hint = _threshold_hint(got, probs, masks, candidates)
+            fail("choose_threshold", label, f"chose {got:g}, expected {expected:g}{shown}.",
+                 hint + " Use only the probabilities and masks passed in: the test set must not decide.")
+    ok(f"choose_threshold: {len(sets)} validation set(s), the best mean Dice chosen in each.")
