@@ -34,7 +34,8 @@ Two families live here.
   :func:`brats_regions`, :func:`brats_region_dice` and :func:`per_class_scores`; the
   boundary distances :func:`hausdorff_distance` (HD95 by default) and
   :func:`average_surface_distance`, in physical units, from the masks' surfaces
-  (:func:`mask_surface`, :func:`surface_distances`).
+  (:func:`mask_surface`, :func:`surface_distances`); and :func:`bootstrap_interval`, the
+  interval of a mean over a few test cases.
 
 Smoothing: the Keras metrics add ``smooth`` to numerator and denominator. Two empty masks
 then score 1.0 (a correct "nothing here") instead of 0/0 = nan, and the soft Dice has a
@@ -56,7 +57,7 @@ __all__ = [
     "dice_numpy", "volumetric_dice", "iou_numpy", "confusion_counts", "precision_numpy", "sensitivity_numpy",
     "specificity_numpy", "brats_regions", "brats_region_dice", "per_class_scores", "reference_per_class_scores",
     "format_scores", "KERAS_METRIC_NAMES", "mask_surface", "surface_distances", "hausdorff_distance",
-    "average_surface_distance",
+    "average_surface_distance", "bootstrap_interval",
 ]
 
 #: Smoothing of the ratios computed on thresholded (0/1) masks: tiny, so that the
@@ -658,3 +659,47 @@ def average_surface_distance(y_true, y_pred, spacing=None, symmetric: bool = Tru
     forward, backward = pair
     return float(np.concatenate([forward, backward]).mean() if symmetric else forward.mean())
 
+
+
+def bootstrap_interval(values, *, n_resamples: int = 2000, confidence: float = 0.95,
+                       seed: int = 0) -> tuple[float, float, float]:
+    """Mean of per-case values and its percentile bootstrap interval over the cases.
+
+    The cases (patients, images) are resampled with replacement ``n_resamples`` times; the
+    interval holds the central ``confidence`` share of the resampled means (percentile
+    bootstrap). On a test set of a handful of cases it says how far the mean could move
+    with other cases of the same kind. For a paired comparison of two models pass the
+    per-case differences.
+
+    Args:
+        values: one finite number per case (a sequence or 1D array), e.g. per-patient Dice
+            or HD95 in mm.
+        n_resamples: number of bootstrap resamples (>= 1).
+        confidence: share of the resampled means inside the interval, in (0, 1).
+        seed: seed of the resampling (``np.random.default_rng(seed)``): same values and
+            seed, same interval.
+
+    Returns:
+        ``(mean, low, high)`` as floats: the mean of ``values`` and the interval's bounds
+        (``low <= mean <= high`` up to resampling noise; all three equal for one case).
+
+    Raises:
+        ValueError: ``values`` is empty, not one-dimensional or holds a non-finite number
+            (nan or inf: count such cases apart), ``n_resamples < 1`` or ``confidence`` is
+            outside (0, 1).
+    """
+    array = np.asarray(values, dtype=float)
+    if array.ndim != 1 or array.size == 0:
+        raise ValueError(f"values must be a non-empty 1D sequence of per-case numbers, got shape {array.shape}.")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"values must be finite, got {array.tolist()}: count nan/inf cases (e.g. an empty "
+                         f"prediction's HD95) beside the mean, not inside it.")
+    if int(n_resamples) < 1:
+        raise ValueError(f"n_resamples must be at least 1, got {n_resamples}.")
+    if not 0.0 < float(confidence) < 1.0:
+        raise ValueError(f"confidence must be between 0 and 1 (e.g. 0.95), got {confidence}.")
+    rng = np.random.default_rng(seed)
+    means = array[rng.integers(0, array.size, size=(int(n_resamples), array.size))].mean(axis=1)
+    tail = (1.0 - float(confidence)) / 2.0 * 100.0
+    low, high = np.percentile(means, [tail, 100.0 - tail])
+    return float(array.mean()), float(low), float(high)
