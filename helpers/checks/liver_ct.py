@@ -263,5 +263,5 @@ def check_empty_fraction_choice(choice, study: dict) -> None:
     if isinstance(choice, str):
         fail("EMPTY_FRACTION", None, f"got the text {choice!r}.", "use the number itself, e.g. 0.2, not a string.")
     evidence = {fraction: float(scores["dice"]) for fraction, scores in study.items()}
-    check_best_choice("EMPTY_FRACTION", choice, evidence, criterion="mean validation Dice of fold 1",
+    check_best_choice("EMPTY_FRACTION", choice, evidence, criterion="mean Dice of fold 1",
                       higher_is_better=True)
