@@ -245,6 +245,37 @@ def _flagged_right_share(outputs: str, said: tuple[str, ...]) -> str | None:
     return None if 65 <= right <= 85 else f"{right:.0f} % of the flagged voxels are right, not about three quarters"
 
 
+def _necrosis_precision_rose(outputs: str, said: tuple[str, ...]) -> str | None:
+    """Lesson 08: the weighted loss's necrosis precision is higher, its sensitivity within 0.02."""
+    rows = dict((name, (float(p), float(s))) for name, p, s in re.findall(
+        r"necrosis, (plain|weighted) +loss: precision ([\d.]+), sensitivity ([\d.]+)", outputs))
+    if len(rows) != 2:
+        return "the necrosis precision and sensitivity lines are not printed"
+    if rows["weighted"][0] <= rows["plain"][0] or abs(rows["weighted"][1] - rows["plain"][1]) > 0.02:
+        return f"necrosis (precision, sensitivity): {rows}"
+    return None
+
+
+def _wt_paid(outputs: str, said: tuple[str, ...]) -> str | None:
+    """Lesson 08: weighted - plain: WT Dice interval below 0, WT HD95 interval above 0."""
+    dice = re.search(r"Dice WT +[+-][\d.]+ +([+-][\d.]+) to ([+-][\d.]+)", outputs)
+    hd95 = re.search(r"HD95 WT \(mm\) +[+-][\d.]+ +([+-][\d.]+) to ([+-][\d.]+)", outputs)
+    if not dice or not hd95:
+        return "the WT lines of the remedy's effect are not printed"
+    if not (float(dice.group(2)) < 0 and float(hd95.group(1)) > 0):
+        return f"WT Dice interval {dice.groups()}, HD95 interval {hd95.groups()}"
+    return None
+
+
+def _validation_necrosis_other(outputs: str, said: tuple[str, ...]) -> str | None:
+    """Lesson 08: on validation the weighted loss has the higher necrosis Dice (last column)."""
+    plain = re.search(r"^plain +loss +[\d.]+ +[\d.]+ +[\d.]+ +[\d.]+ +([\d.]+)", outputs, flags=re.M)
+    weighted = re.search(r"^weighted loss +[\d.]+ +[\d.]+ +[\d.]+ +[\d.]+ +([\d.]+)", outputs, flags=re.M)
+    if not plain or not weighted:
+        return "the validation table is not printed"
+    return None if float(weighted.group(1)) > float(plain.group(1)) else "the plain loss has the higher necrosis Dice"
+
+
 def _small_post_processing_gain(outputs: str, said: tuple[str, ...]) -> str | None:
     """Lesson 05: post-processing moves the mean Dice by at most 0.01 and makes no image worse."""
     match = re.search(r"mean Dice: (\d\.\d+) -> (\d\.\d+) after post-processing", outputs)
@@ -355,6 +386,7 @@ LEDGER: dict[str, list] = {
         Claim(r"the ensemble's mean Dice is above every single model's, and the paired\s+gain's interval excludes 0",
               r"verdict: the ensemble's mean Dice is above every single model's; the paired Dice interval excludes 0",
               "shown"),
+        Given(r"~2\.5 min of compute", TIME),
         Given(r"Written answer 7\.1", "the number of a written answer, like an exercise's"),
         Claim(r"the ensemble does not have the lowest mean HD95 of\s+the four, and the paired HD95 interval includes 0",
               _ensemble_hd95_not_best),
@@ -373,6 +405,17 @@ LEDGER: dict[str, list] = {
         Given(r"~1\.5 min of compute", TIME),
         Given(r"that 95 % of the border points", DEFINITION),
         Claim(r"Specificity is close to 1 for every tumour class", _tumour_specificity),
+        Given(r"with a 95 % bootstrap interval over", DEFINITION),
+        Given(r"Written answer 6\.1", "the number of a written answer, like an exercise's"),
+        Claim(r"the necrosis precision rose while its sensitivity barely moved", _necrosis_precision_rose),
+        Claim(r"the necrosis Dice rose with a paired interval above 0",
+              r"verdict on necrosis Dice: the weights help beyond the noise", "shown"),
+        Claim(r"the whole-tumour Dice fell and its HD95 grew, both with intervals\s+that exclude 0", _wt_paid),
+        Claim(r"mean region Dice \((\d\.\d+)\) against \((\d\.\d+)\)",
+              r"^plain +loss +(\d\.\d+) .*?^weighted loss +(\d\.\d+) "),
+        Claim(r"so the stated criterion kept the plain loss",
+              r"the test brains are segmented with the plain loss's model", "shown"),
+        Claim(r"a\s+learner who chose by necrosis alone would have chosen the other", _validation_necrosis_other),
     ],
     "09_challenge": [
         Given(r"~1\.5 min of compute", TIME),
