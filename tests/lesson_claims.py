@@ -402,7 +402,7 @@ LEDGER: dict[str, list] = {
         Given(r"CCE = ln 4 = 1\.386,\s+plus a Dice loss of 0\.727", DEFINITION),
         Claim(r"it is about (2\.113)", r"loss of a uniform prediction: (\d\.\d+)", "about", 0.005),
         Given(r"\*\*1\.0\*\* for a region", DEFINITION),
-        Given(r"~1\.5 min of compute", TIME),
+        Given(r"~2 min of compute", TIME),
         Given(r"that 95 % of the border points", DEFINITION),
         Claim(r"Specificity is close to 1 for every tumour class", _tumour_specificity),
         Given(r"with a 95 % bootstrap interval over", DEFINITION),
