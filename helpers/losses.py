@@ -7,7 +7,9 @@ terms are the soft Dice of :mod:`helpers.metrics`, so ``dice_loss = 1 - dice``.
 
 * binary (one sigmoid channel): :func:`dice_loss`, :func:`bce_dice_loss`,
   :func:`tversky_loss`;
-* multi-class (softmax channels): :func:`categorical_dice_loss`, :func:`cce_dice_loss`.
+* multi-class (softmax channels): :func:`categorical_dice_loss`, :func:`cce_dice_loss`,
+  :func:`weighted_cce_dice_loss` (class-weighted cross-entropy, lesson 08's remedy for a
+  rare class), :func:`class_weights_from_frequencies`.
 
 To compile a loss with other parameters use
 ``metrics.configured(losses.tversky_loss, alpha=0.2, beta=0.8)``.
@@ -23,7 +25,7 @@ import keras
 from helpers import metrics
 
 __all__ = ["dice_loss", "bce_dice_loss", "tversky_loss", "categorical_dice_loss",
-           "cce_dice_loss"]
+           "cce_dice_loss", "weighted_cce_dice_loss", "class_weights_from_frequencies"]
 
 
 def _per_replica(loss):
@@ -115,6 +117,67 @@ def cce_dice_loss(y_true, y_pred, cce_weight=1.0, dice_weight=1.0,
     dice = 1.0 - ops.mean(metrics.multiclass_dice(y_true, y_pred, include_background=include_background,
                                                   smooth=smooth))
     return _per_replica(cce_weight * cce + dice_weight * dice)
+
+
+def weighted_cce_dice_loss(y_true, y_pred, class_weights, smooth=1.0):
+    """Class-weighted categorical cross-entropy + multi-class Dice loss, a scalar >= 0.
+
+    Each pixel's cross-entropy ``-sum_c y_true * log(y_pred)`` is weighted by the weight of
+    its true class, ``w = sum_c class_weights[c] * y_true[..., c]``, and the weighted
+    cross-entropy is ``sum(w * ce) / sum(w)`` over every pixel of the batch (a weighted
+    mean, as PyTorch's ``CrossEntropyLoss(weight=...)``: only the ratios of the weights
+    matter). The Dice loss is that of :func:`cce_dice_loss` (soft Dice per image and class,
+    classes 1..C-1, unweighted). With equal weights it equals :func:`cce_dice_loss`.
+
+    Args:
+        y_true: one-hot targets ``(batch, ..., C)``.
+        y_pred: softmax probabilities of the same shape.
+        class_weights: ``C`` positive weights, one per class (a list, array or tensor).
+        smooth: added to the Dice's numerator and denominator.
+
+    Returns:
+        The loss, a scalar tensor.
+
+    Raises:
+        ValueError: from Keras when the shapes do not match.
+    """
+    ops = keras.ops
+    y_true, y_pred, _ = metrics._prepare(y_true, y_pred)
+    weights = ops.cast(ops.convert_to_tensor(class_weights), y_true.dtype)
+    pixel_weight = ops.sum(y_true * weights, axis=-1)                     # (batch, ...)
+    ce = -ops.sum(y_true * ops.log(ops.clip(y_pred, 1e-7, 1.0)), axis=-1)
+    cce = ops.sum(pixel_weight * ce) / ops.maximum(ops.sum(pixel_weight), 1e-7)
+    dice = 1.0 - ops.mean(metrics.multiclass_dice(y_true, y_pred, smooth=smooth))
+    return _per_replica(cce + dice)
+
+
+def class_weights_from_frequencies(frequencies, power: float = 0.5):
+    """Class weights ``(1 / frequency) ** power``, scaled so that the most common class
+    weighs 1.
+
+    ``power=1`` is the inverse frequency (a class of 0.3 % of the pixels would weigh
+    about 300 times the background); the default square root softens it, a usual
+    compromise.
+
+    Args:
+        frequencies: share of the training pixels of each class, ``C`` positive numbers.
+        power: exponent of the inverse frequency (>= 0; 0 gives equal weights).
+
+    Returns:
+        A float32 NumPy array of ``C`` weights, the largest class's weight 1.
+
+    Raises:
+        ValueError: a frequency is not positive, or ``power`` is negative.
+    """
+    import numpy as np
+
+    frequencies = np.asarray(frequencies, dtype=np.float64)
+    if frequencies.ndim != 1 or not np.all(frequencies > 0):
+        raise ValueError(f"frequencies must be positive, one per class, got {frequencies.tolist()}.")
+    if power < 0:
+        raise ValueError(f"power must be >= 0, got {power}.")
+    weights = (frequencies.max() / frequencies) ** power
+    return weights.astype(np.float32)
 
 
 for _fn in (dice_loss, bce_dice_loss, tversky_loss, categorical_dice_loss, cce_dice_loss):

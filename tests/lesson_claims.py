@@ -176,6 +176,118 @@ def _tumour_specificity(outputs: str, said: tuple[str, ...]) -> str | None:
     return None
 
 
+def _fraction_rows(outputs: str) -> dict[float, tuple[float, float]]:
+    return {float(f): (float(d), float(h)) for f, d, h in re.findall(
+        r"empty fraction (\d\.\d): +\d+ training slices.*?mean Dice (\d\.\d+), mean HD95 +([\d.]+) mm", outputs)}
+
+
+def _largest_fraction_best(outputs: str, said: tuple[str, ...]) -> str | None:
+    """Lesson 07: the largest empty-slice fraction tried has the best fold-1 Dice and HD95."""
+    rows = _fraction_rows(outputs)
+    if len(rows) < 2:
+        return f"the fraction study is not in the outputs (found {rows})"
+    largest = max(rows)
+    if rows[largest][0] != max(d for d, _ in rows.values()) or rows[largest][1] != min(h for _, h in rows.values()):
+        return f"the largest fraction {largest} is not best on both Dice and HD95: {rows}"
+    return None
+
+
+def _largest_fraction_beats_each(outputs: str, said: tuple[str, ...]) -> str | None:
+    """Lesson 07: the paired differences of the best fraction against each other are > 0 for
+    every patient, with intervals above 0."""
+    pairs = re.findall(r"Dice of [\d.]+ minus [\d.]+, paired per patient: [+-][\d.]+ \(95 % interval ([+-][\d.]+) to "
+                       r"[+-][\d.]+\); higher for (\d+) of (\d+) patients", outputs)
+    if not pairs:
+        return "the paired differences of the fraction study are not printed"
+    bad = [p for p in pairs if float(p[0]) <= 0 or p[1] != p[2]]
+    return None if not bad else f"not above 0 for every patient: {bad}"
+
+
+def _test_table(outputs: str) -> dict[str, tuple[float, float]]:
+    return {name: (float(d), float(h)) for name, d, h in re.findall(
+        r"^(fold \d model|ensemble of \d) +(\d\.\d+) \([^)]*\) +([\d.]+) \(", outputs, flags=re.M)}
+
+
+def _ensemble_hd95_not_best(outputs: str, said: tuple[str, ...]) -> str | None:
+    """Lesson 07: the ensemble's mean HD95 is not the lowest, and the paired HD95 interval holds 0."""
+    table = _test_table(outputs)
+    paired = re.search(r"HD95 [+-][\d.]+ mm \(([+-][\d.]+) to ([+-][\d.]+)\)", outputs)
+    ensemble = [name for name in table if name.startswith("ensemble")]
+    if not ensemble or not paired:
+        return "the test table or the paired HD95 line is not printed"
+    if table[ensemble[0]][1] <= min(h for _, h in table.values()):
+        return f"the ensemble has the lowest mean HD95: {table}"
+    if not float(paired.group(1)) <= 0 <= float(paired.group(2)):
+        return f"the paired HD95 interval {paired.groups()} excludes 0"
+    return None
+
+
+def _uncertainty(outputs: str) -> tuple[float, float, float, float] | None:
+    mean = re.search(r"mean disagreement: ([\d.]+) on the wrong voxels, ([\d.]+) on the right ones", outputs)
+    share = re.search(r"(\d+) % of the wrong voxels are flagged; (\d+) % of the \d+ flagged voxels are wrong", outputs)
+    if not mean or not share:
+        return None
+    return float(mean.group(1)), float(mean.group(2)), float(share.group(1)), float(share.group(2))
+
+
+def _disagreement_ratio(outputs: str, said: tuple[str, ...]) -> str | None:
+    """Lesson 07: "about three times higher" = a ratio between 2.5 and 3.5."""
+    values = _uncertainty(outputs)
+    if values is None:
+        return "the disagreement lines are not printed"
+    ratio = values[0] / values[1]
+    return None if 2.5 <= ratio <= 3.5 else f"the ratio is {ratio:.2f}, not about three"
+
+
+def _unflagged_share(outputs: str, said: tuple[str, ...]) -> str | None:
+    """Lesson 07: "about a third of the wrong voxels are not flagged" = 25-42 % unflagged."""
+    values = _uncertainty(outputs)
+    if values is None:
+        return "the disagreement lines are not printed"
+    unflagged = 100 - values[2]
+    return None if 25 <= unflagged <= 42 else f"{unflagged:.0f} % of the wrong voxels are unflagged, not about a third"
+
+
+def _flagged_right_share(outputs: str, said: tuple[str, ...]) -> str | None:
+    """Lesson 07: "about three quarters of the flagged voxels are right" = 65-85 % right."""
+    values = _uncertainty(outputs)
+    if values is None:
+        return "the disagreement lines are not printed"
+    right = 100 - values[3]
+    return None if 65 <= right <= 85 else f"{right:.0f} % of the flagged voxels are right, not about three quarters"
+
+
+def _necrosis_precision_rose(outputs: str, said: tuple[str, ...]) -> str | None:
+    """Lesson 08: the weighted loss's necrosis precision is higher, its sensitivity within 0.02."""
+    rows = dict((name, (float(p), float(s))) for name, p, s in re.findall(
+        r"necrosis, (plain|weighted) +loss: precision ([\d.]+), sensitivity ([\d.]+)", outputs))
+    if len(rows) != 2:
+        return "the necrosis precision and sensitivity lines are not printed"
+    if rows["weighted"][0] <= rows["plain"][0] or abs(rows["weighted"][1] - rows["plain"][1]) > 0.02:
+        return f"necrosis (precision, sensitivity): {rows}"
+    return None
+
+
+def _wt_paid(outputs: str, said: tuple[str, ...]) -> str | None:
+    """Lesson 08: weighted - plain: WT Dice interval below 0, WT HD95 interval above 0."""
+    dice = re.search(r"Dice WT +[+-][\d.]+ +([+-][\d.]+) to ([+-][\d.]+)", outputs)
+    hd95 = re.search(r"HD95 WT \(mm\) +[+-][\d.]+ +([+-][\d.]+) to ([+-][\d.]+)", outputs)
+    if not dice or not hd95:
+        return "the WT lines of the remedy's effect are not printed"
+    if not (float(dice.group(2)) < 0 and float(hd95.group(1)) > 0):
+        return f"WT Dice interval {dice.groups()}, HD95 interval {hd95.groups()}"
+    return None
+
+
+def _validation_necrosis_other(outputs: str, said: tuple[str, ...]) -> str | None:
+    """Lesson 08: on validation the weighted loss has the higher necrosis Dice (last column)."""
+    plain = re.search(r"^plain +loss +[\d.]+ +[\d.]+ +[\d.]+ +[\d.]+ +([\d.]+)", outputs, flags=re.M)
+    weighted = re.search(r"^weighted loss +[\d.]+ +[\d.]+ +[\d.]+ +[\d.]+ +([\d.]+)", outputs, flags=re.M)
+    if not plain or not weighted:
+        return "the validation table is not printed"
+    return None if float(weighted.group(1)) > float(plain.group(1)) else "the plain loss has the higher necrosis Dice"
+
+
 def _small_post_processing_gain(outputs: str, said: tuple[str, ...]) -> str | None:
     """Lesson 05: post-processing moves the mean Dice by at most 0.01 and makes no image worse."""
     match = re.search(r"mean Dice: (\d\.\d+) -> (\d\.\d+) after post-processing", outputs)
@@ -376,6 +488,21 @@ LEDGER: dict[str, list] = {
         Given(r"threshold them at 0\.5", CONSTANT),
         Given(r"down to 5 % of that", CONSTANT),
         Given(r'\(a\s+"2\.5D" U-Net\)', DEFINITION),
+        Given(r"with a 95 % \*\*bootstrap\s+interval\*\*", DEFINITION),
+        Given(r"keep the middle 95 % of the resampled means", DEFINITION),
+        Claim(r"the largest fraction has the best Dice \*\*and\*\* the best\s+HD95", _largest_fraction_best),
+        Claim(r"beats each smaller fraction on every one of the validation patients, with paired\s+intervals that stay above 0",
+              _largest_fraction_beats_each),
+        Claim(r"the ensemble's mean Dice is above every single model's, and the paired\s+gain's interval excludes 0",
+              r"verdict: the ensemble's mean Dice is above every single model's; the paired Dice interval excludes 0",
+              "shown"),
+        Given(r"~2\.5 min of compute", TIME),
+        Given(r"Written answer 7\.1", "the number of a written answer, like an exercise's"),
+        Claim(r"the ensemble does not have the lowest mean HD95 of\s+the four, and the paired HD95 interval includes 0",
+              _ensemble_hd95_not_best),
+        Claim(r"mean disagreement is about (three) times higher on the wrong voxels", _disagreement_ratio),
+        Claim(r"about a (third) of\s+the wrong voxels are not flagged", _unflagged_share),
+        Claim(r"about (three quarters) of the flagged voxels are\s+in fact right", _flagged_right_share),
     ],
     "08_brain_tumour": [
         Given(r"about 68 / 15 / 17 %", DEFINITION),
@@ -385,9 +512,20 @@ LEDGER: dict[str, list] = {
         Given(r"CCE = ln 4 = 1\.386,\s+plus a Dice loss of 0\.727", DEFINITION),
         Claim(r"it is about (2\.113)", r"loss of a uniform prediction: (\d\.\d+)", "about", 0.005),
         Given(r"\*\*1\.0\*\* for a region", DEFINITION),
-        Given(r"~1\.5 min of compute", TIME),
+        Given(r"~2 min of compute", TIME),
         Given(r"that 95 % of the border points", DEFINITION),
         Claim(r"Specificity is close to 1 for every tumour class", _tumour_specificity),
+        Given(r"with a 95 % bootstrap interval over", DEFINITION),
+        Given(r"Written answer 6\.1", "the number of a written answer, like an exercise's"),
+        Claim(r"the necrosis precision rose while its sensitivity barely moved", _necrosis_precision_rose),
+        Claim(r"the necrosis Dice rose with a paired interval above 0",
+              r"verdict on necrosis Dice: the weights help beyond the noise", "shown"),
+        Claim(r"the whole-tumour Dice fell and its HD95 grew, both with intervals\s+that exclude 0", _wt_paid),
+        Claim(r"mean region Dice \((\d\.\d+)\) against \((\d\.\d+)\)",
+              r"^plain +loss +(\d\.\d+) .*?^weighted loss +(\d\.\d+) "),
+        Claim(r"so the stated criterion kept the plain loss",
+              r"the test brains are segmented with the plain loss's model", "shown"),
+        Claim(r"a\s+learner who chose by necrosis alone would have chosen the other", _validation_necrosis_other),
     ],
     "09_challenge": [
         Given(r"~1\.5 min of compute", TIME),

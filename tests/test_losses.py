@@ -239,3 +239,66 @@ def test_categorical_loss_trains_one_step(loss):
     history = model.fit(x, y, epochs=1, batch_size=4, verbose=0)
     assert np.isfinite(history.history["loss"][0])
     assert 0.0 <= history.history["multiclass_dice"][0] <= 1.0
+
+
+# --------------------------------------------------------------------------------------
+# Class-weighted cross-entropy (lesson 08's remedy for the rare class)
+# --------------------------------------------------------------------------------------
+
+def np_weighted_cce(t, p, weights):
+    p = np.clip(p.astype(np.float64), 1e-7, 1.0)
+    w = (t * np.asarray(weights, np.float64)).sum(-1)
+    ce = -(t * np.log(p)).sum(-1)
+    return float((w * ce).sum() / w.sum())
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_weighted_cce_dice_loss_matches_numpy_on_asymmetric_batches(seed):
+    t, p = onehot_batch(seed, shape=(3, 5, 7))
+    weights = [1.0, 9.0, 2.5, 4.0]
+    assert value(losses.weighted_cce_dice_loss(t, p, weights)) == pytest.approx(
+        np_weighted_cce(t, p, weights) + 1 - np_class_dice(t, p, False), abs=1e-4)
+
+
+def test_weighted_cce_dice_loss_equal_weights_is_cce_dice_and_scale_free():
+    t, p = onehot_batch(4)
+    plain = value(losses.cce_dice_loss(t, p))
+    assert value(losses.weighted_cce_dice_loss(t, p, [1.0] * 4)) == pytest.approx(plain, abs=1e-5)
+    assert value(losses.weighted_cce_dice_loss(t, p, [3.0] * 4)) == pytest.approx(plain, abs=1e-5)
+    weights = np.array([1.0, 9.0, 2.5, 4.0])
+    assert value(losses.weighted_cce_dice_loss(t, p, weights)) == pytest.approx(
+        value(losses.weighted_cce_dice_loss(t, p, 10 * weights)), abs=1e-5)
+
+
+def test_weighted_cce_dice_loss_weighs_the_rare_class_errors_up():
+    # a batch with a wrong rare-class pixel: weighting that class raises the loss
+    t = np.eye(3, dtype=np.float32)[np.array([[[0, 0, 0, 1]]])]
+    p = np.full_like(t, 0.05)
+    p[..., 0] = 0.9
+    assert value(losses.weighted_cce_dice_loss(t, p, [1.0, 10.0, 1.0])) > value(losses.cce_dice_loss(t, p))
+
+
+def test_weighted_cce_dice_loss_traces_in_graph_with_a_finite_gradient():
+    t, p = onehot_batch(2)
+    weights = tf.constant([1.0, 5.0, 2.0, 3.0])
+
+    @tf.function
+    def step(y_true, y_pred):
+        with tf.GradientTape() as tape:
+            tape.watch(y_pred)
+            loss = losses.weighted_cce_dice_loss(y_true, y_pred, weights)
+        return loss, tape.gradient(loss, y_pred)
+
+    loss, gradient = step(tf.constant(t), tf.constant(p))
+    assert np.isfinite(loss.numpy()) and np.all(np.isfinite(gradient.numpy())) and np.any(gradient.numpy())
+
+
+def test_class_weights_from_frequencies():
+    weights = losses.class_weights_from_frequencies([0.92, 0.003, 0.06, 0.017])
+    assert weights.dtype == np.float32 and weights[0] == pytest.approx(1.0)
+    assert weights[1] == pytest.approx((0.92 / 0.003) ** 0.5, rel=1e-5)
+    assert np.all(np.diff(np.argsort(weights)) != 0) and weights[1] == weights.max()
+    assert losses.class_weights_from_frequencies([0.5, 0.5], power=1.0).tolist() == [1.0, 1.0]
+    for bad, kwargs in (([0.5, 0.0], {}), ([0.5, 0.5], {"power": -1.0})):
+        with pytest.raises(ValueError):
+            losses.class_weights_from_frequencies(bad, **kwargs)

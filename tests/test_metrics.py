@@ -666,3 +666,50 @@ def test_errors_in_most_uncertain_counts_error_pixels_in_the_top_region():
         metrics.errors_in_most_uncertain(uncertainty, truth, pred, fraction=5)
     with pytest.raises(ValueError, match="shape"):
         metrics.errors_in_most_uncertain(uncertainty[:5], truth, pred)
+
+
+# --------------------------------------------------------------------------------------
+# bootstrap_interval: the interval of a mean over a few cases
+# --------------------------------------------------------------------------------------
+
+def test_bootstrap_interval_of_six_cases_brackets_the_mean():
+    values = [0.91, 0.88, 0.95, 0.79, 0.93, 0.90]
+    mean, low, high = metrics.bootstrap_interval(values, seed=3)
+    assert mean == pytest.approx(np.mean(values))
+    assert min(values) <= low <= mean <= high <= max(values)
+    assert metrics.bootstrap_interval(values, seed=3) == (mean, low, high)
+    assert metrics.bootstrap_interval(values, seed=4) != (mean, low, high)
+
+
+def test_bootstrap_interval_matches_an_independent_percentile_bootstrap():
+    rng = np.random.default_rng(0)
+    values = rng.normal(0.85, 0.05, size=12)
+    _, low, high = metrics.bootstrap_interval(values, n_resamples=20000, seed=1)
+    # independent: scipy's percentile bootstrap of the mean
+    from scipy import stats
+    reference = stats.bootstrap((values,), np.mean, n_resamples=20000, method="percentile",
+                                confidence_level=0.95, random_state=2).confidence_interval
+    assert low == pytest.approx(reference.low, abs=0.004)
+    assert high == pytest.approx(reference.high, abs=0.004)
+
+
+def test_bootstrap_interval_narrows_with_more_cases_and_lower_confidence():
+    rng = np.random.default_rng(5)
+    few, many = rng.normal(0, 1, 5), rng.normal(0, 1, 500)
+    width = lambda v, **kw: np.subtract(*metrics.bootstrap_interval(v, **kw)[:0:-1])  # noqa: E731
+    assert width(many) < width(few)
+    assert width(few, confidence=0.5) < width(few, confidence=0.95)
+
+
+def test_bootstrap_interval_of_one_case_or_constant_values_has_no_width():
+    assert metrics.bootstrap_interval([0.7]) == (0.7, 0.7, 0.7)
+    mean, low, high = metrics.bootstrap_interval([2.0, 2.0, 2.0])
+    assert mean == low == high == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("values, kwargs", [([], {}), ([[0.1, 0.2]], {}), ([0.5, float("nan")], {}),
+                                            ([1.0, float("inf")], {}), ([0.5], {"n_resamples": 0}),
+                                            ([0.5], {"confidence": 1.0}), ([0.5], {"confidence": 0.0})])
+def test_bootstrap_interval_rejects_bad_input(values, kwargs):
+    with pytest.raises(ValueError):
+        metrics.bootstrap_interval(values, **kwargs)

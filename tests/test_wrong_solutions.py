@@ -1433,6 +1433,20 @@ for _m in ("duplicates kept", "no shuffle", "global random", "floor blocks", "tr
 _r(E, checks.check_kfold, _kfold, "lesson-like")
 
 
+_FRACTION_STUDY = {0.0: {"dice": 0.80, "hd95": 58.5}, 0.2: {"dice": 0.834, "hd95": 50.2},
+                   0.5: {"dice": 0.871, "hd95": 43.0}}
+E = "empty_fraction_choice_check"
+for _label, _choice, _frag in (("the default kept", 0.2, "validation"), ("not set", ..., "not set"),
+                               ("a fraction not measured", 0.3, "not one of"), ("as text", "0.5", "string"),
+                               ("the worst", 0.0, "highest"), ("a percentage", 50, "not one of")):
+    _w(E, lambda choice: checks.check_empty_fraction_choice(choice, _FRACTION_STUDY), _choice, _label, _frag)
+# with other evidence the same number is wrong: the check reads the study, not a constant
+_w(E, lambda choice: checks.check_empty_fraction_choice(
+    choice, {0.0: {"dice": 0.9}, 0.2: {"dice": 0.95}, 0.5: {"dice": 0.93}}), 0.5, "another study's optimum", "0.2")
+_r(E, lambda choice: checks.check_empty_fraction_choice(choice, _FRACTION_STUDY), 0.5, "the validation optimum")
+_r(E, lambda choice: checks.check_empty_fraction_choice(choice, _FRACTION_STUDY), 1 / 2, "written as 1 / 2")
+
+
 # ======================================================================================
 # 08 brain tumour
 # ======================================================================================
@@ -1573,6 +1587,52 @@ _r(E, checks.check_per_class_scores, _per_class, "lesson-like")
 # the hidden tests use other numbers of classes: the visible check cell asks for n_classes=3 too
 _w(E, checks.check_per_class_scores, lambda t, p, n_classes=4: _per_class(t, p, 4), "fixed 4 classes, visible n_classes=3",
    "shape", n_classes=3)
+
+
+def _wcce(t, p, class_weights, smooth=1.0, *, mistake=None):
+    w = ops.convert_to_tensor(class_weights, dtype=t.dtype)
+    if mistake == "numpy":
+        t, p = np.asarray(t), np.asarray(p)
+    pixel = ops.sum((p if mistake == "weights from y_pred" else t) * w, axis=-1)
+    if mistake == "weights ignored":
+        pixel = ops.ones_like(pixel)
+    ce = -ops.sum(t * ops.log(ops.clip(p, 1e-7, 1.0)), axis=-1)
+    if mistake == "plain mean of w * ce":
+        cce = ops.mean(pixel * ce)
+    elif mistake == "divided by the sum of class_weights":
+        cce = ops.sum(pixel * ce) / ops.sum(w)
+    else:
+        cce = ops.sum(pixel * ce) / ops.sum(pixel)
+    inter = ops.sum(t * p, axis=(1, 2))
+    dice = (2 * inter + smooth) / (ops.sum(t, axis=(1, 2)) + ops.sum(p, axis=(1, 2)) + smooth)
+    if mistake == "with background":
+        return cce + 1.0 - ops.mean(dice)
+    if mistake == "numpy":
+        return float(np.asarray(cce + 1.0 - ops.mean(dice[:, 1:])))
+    return cce + 1.0 - ops.mean(dice[:, 1:])
+
+
+E = "weighted_cce_dice_loss_check"
+for _m, _frag in (("numpy", "model.fit"), ("weights from y_pred", "true class"), ("weights ignored", "no effect"),
+                  ("plain mean of w * ce", "weighted mean"), ("divided by the sum of class_weights", "pixel weights"),
+                  ("with background", "background")):
+    _w(E, checks.check_weighted_cce_dice_loss,
+       lambda t, p, w, smooth=1.0, m=_m: _wcce(t, p, w, smooth, mistake=m), _m, _frag)
+_r(E, checks.check_weighted_cce_dice_loss, _wcce, "lesson-like")
+_r(E, checks.check_weighted_cce_dice_loss,
+   lambda t, p, w, smooth=1.0: _wcce(t, p, np.asarray(w, np.float32), smooth), "weights as a NumPy array")
+
+
+_LOSS_EVIDENCE = {"plain": 0.912, "weighted": 0.897}
+E = "loss_choice_check"
+for _label, _choice, _frag in (("the other loss", "weighted", "validation"), ("not set", ..., "not set"),
+                               ("None", None, "not set"), ("capitalised", "Plain", "not one of"),
+                               ("a name of the helpers", "cce_dice_loss", "not one of")):
+    _w(E, lambda choice: checks.check_loss_choice(choice, _LOSS_EVIDENCE), _choice, _label, _frag)
+# the choice the test set would favour is wrong when validation says otherwise
+_w(E, lambda choice: checks.check_loss_choice(choice, {"plain": 0.905, "weighted": 0.910}), "plain",
+   "the test-set favourite", "highest")
+_r(E, lambda choice: checks.check_loss_choice(choice, _LOSS_EVIDENCE), "plain", "the validation optimum")
 
 
 # ======================================================================================

@@ -40,10 +40,11 @@ from helpers.checks.lung_ct import (  # lesson 06
     check_working_spacing,
 )
 from helpers.checks.liver_ct import (  # lesson 07
-    check_flip_augmentation, check_kfold, check_select_slices, check_volume_to_slices,
+    check_empty_fraction_choice, check_flip_augmentation, check_kfold, check_select_slices, check_volume_to_slices,
 )
 from helpers.checks.brain import (  # lesson 08
-    check_cce_dice_loss, check_one_hot, check_per_class_scores, check_region_dice, check_remap_labels,
+    check_cce_dice_loss, check_loss_choice, check_one_hot, check_per_class_scores, check_region_dice,
+    check_remap_labels, check_weighted_cce_dice_loss,
 )
 
 __all__ = [
@@ -72,6 +73,8 @@ __all__ = [
     "check_residual_blocks", "check_working_spacing",
     # 07 liver CT
     "check_select_slices", "check_volume_to_slices", "check_flip_augmentation", "check_kfold",
+    "check_empty_fraction_choice",
     # 08 brain tumour
-    "check_remap_labels", "check_one_hot", "check_cce_dice_loss", "check_region_dice", "check_per_class_scores",
+    "check_remap_labels", "check_one_hot", "check_cce_dice_loss", "check_weighted_cce_dice_loss", "check_loss_choice",
+    "check_region_dice", "check_per_class_scores",
 ]

@@ -25,7 +25,7 @@ import sys
 import types
 from typing import Any, Callable, NoReturn
 
-__all__ = ["fail", "ok", "call", "name_of", "learner_or_reference"]
+__all__ = ["fail", "ok", "call", "name_of", "learner_or_reference", "check_best_choice"]
 
 
 def fail(name: str, case: str | None, problem: str, hint: str = "") -> NoReturn:
@@ -184,6 +184,40 @@ def _why_not(error: BaseException) -> str:
             first = first[:157] + "..."
         return f"does not pass its check ({first})" if first else "does not pass its check"
     return f"raised {type(error).__name__}: {error}"
+
+
+def check_best_choice(name: str, choice: Any, evidence: dict, *, criterion: str,
+                      higher_is_better: bool = True) -> None:
+    """Check a decision made from evidence: ``choice`` must be one of the options of
+    ``evidence`` (option -> its score on the *validation* data, by ``criterion``) and the
+    best of them.
+
+    Args:
+        name: the learner's variable (``"EMPTY_FRACTION"``).
+        choice: the learner's value.
+        evidence: option -> validation score, as the lesson printed it.
+        criterion: what the score is, in words (``"mean validation Dice"``).
+        higher_is_better: True for Dice, False for a distance such as HD95.
+
+    Raises:
+        AssertionError: ``choice`` is ``...``/None, not an option, or not the best option.
+    """
+    options = list(evidence)
+    if choice is None or choice is Ellipsis:
+        fail(name, None, "is not set yet.", f"set it to one of {options}, read from the validation table above.")
+    matches = [option for option in options if option == choice or (
+        isinstance(option, float) and isinstance(choice, (int, float)) and abs(option - float(choice)) < 1e-9)]
+    if not matches:
+        fail(name, None, f"{choice!r} is not one of the options measured: {options}.",
+             "choose one of the settings in the validation table, spelled as in the table.")
+    best = (max if higher_is_better else min)(options, key=lambda option: evidence[option])
+    if evidence[matches[0]] != evidence[best]:
+        table = ", ".join(f"{option!r}: {evidence[option]:.3f}" for option in options)
+        better = "highest" if higher_is_better else "lowest"
+        fail(name, None, f"you chose {choice!r}, but on the validation data the {better} {criterion} is "
+                         f"{best!r} ({table}).",
+             f"choose by the stated criterion ({criterion}) on the validation data; never look at the test data.")
+    ok(f"{name} = {choice!r}: the best {criterion} on the validation data.")
 
 
 def learner_or_reference(name: str, get_learner: Callable[[], Any], reference: Any,

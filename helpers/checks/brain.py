@@ -17,8 +17,8 @@ import numpy as np
 
 from helpers.checks._common import fail, ok
 
-__all__ = ["check_remap_labels", "check_one_hot", "check_cce_dice_loss",
-           "check_region_dice", "check_per_class_scores"]
+__all__ = ["check_remap_labels", "check_one_hot", "check_cce_dice_loss", "check_weighted_cce_dice_loss",
+           "check_loss_choice", "check_region_dice", "check_per_class_scores"]
 
 REGIONS = {"WT": (1, 2, 3), "TC": (1, 3), "ET": (3,)}
 SCORE_NAMES = ("precision", "sensitivity", "specificity")
@@ -192,7 +192,138 @@ def check_cce_dice_loss(fn, random_cases: int = 3, seed: int = 0, atol: float = 
     ok("cce_dice_loss = cross-entropy + (1 - multi-class Dice), as the reference.")
 
 
-def _check_loss_in_graph(fn, y_true, y_pred) -> None:
+def _weighted_reference(y_true, y_pred, weights, smooth: float = 1.0, *, pooled: bool = False,
+                        part: str = "both") -> float:
+    t, p = np.asarray(y_true, np.float64), np.asarray(y_pred, np.float64)
+    w = (t * np.asarray(weights, np.float64)).sum(-1)
+    ce = -(t * np.log(np.clip(p, 1e-7, 1.0))).sum(-1)
+    cce = float((w * ce).sum() / w.sum())
+    axes = tuple(range(0 if pooled else 1, t.ndim - 1))
+    dice = (2 * np.sum(t * p, axis=axes) + smooth) / (np.sum(t, axis=axes) + np.sum(p, axis=axes) + smooth)
+    dice_loss = float(1.0 - np.mean(dice[..., 1:]))
+    return {"both": cce + dice_loss, "cce": cce, "dice": dice_loss}[part]
+
+
+def check_weighted_cce_dice_loss(fn, random_cases: int = 3, seed: int = 0, atol: float = 2e-4) -> None:
+    """Check ``fn(y_true, y_pred, class_weights) -> scalar``: the class-weighted cross-entropy
+    ``sum(w * ce) / sum(w)`` over every pixel of the batch, where ``ce`` is a pixel's
+    categorical cross-entropy and ``w`` the weight of its *true* class, plus the unweighted
+    Dice loss of ``cce_dice_loss`` (classes 1..C-1). Inputs are asymmetric (H != W, batches
+    of several images, distinct weights per class); the loss must not change when all
+    weights are multiplied by one number, must equal ``cce_dice_loss`` for equal weights,
+    and must run traced in a graph with a finite gradient, as inside ``model.fit``.
+
+    Raises:
+        AssertionError: naming the case, expected and got values and the usual mistake.
+    """
+    name = "weighted_cce_dice_loss"
+    rng = np.random.default_rng(seed)
+    weights = np.array([1.0, 8.0, 2.0, 3.5], np.float32)
+    cases = {}
+    labels = np.zeros((2, 5, 7), int)
+    labels[0, 1:3, 2:6], labels[0, 3, 1] = 2, 1
+    labels[1, 2:4, 0:3], labels[1, 0, 6] = 3, 1
+    y_true = np.eye(4, dtype=np.float32)[labels]
+    y_pred = _softmax(rng.normal(0, 1.5, size=y_true.shape) + 1.5 * y_true).astype(np.float32)
+    cases["a batch (2, 5, 7, 4) with a rare class 1, weights [1, 8, 2, 3.5]"] = (y_true, y_pred, weights)
+    for k in range(random_cases):
+        batch = int(rng.integers(1, 4))
+        labels = rng.choice(4, size=(batch, 6, 9), p=[0.7, 0.05, 0.15, 0.1])
+        y_true = np.eye(4, dtype=np.float32)[labels]
+        y_pred = _softmax(rng.normal(0, 2, size=y_true.shape) + 2 * y_true).astype(np.float32)
+        random_weights = rng.uniform(0.5, 12.0, size=4).astype(np.float32)
+        cases[f"random batch #{k + 1} ({batch}, 6, 9, 4), weights {np.round(random_weights, 1).tolist()}"] = (
+            y_true, y_pred, random_weights)
+    def value(y_true, y_pred, w, case):
+        return call_loss(fn, name, case, y_true, y_pred, w)
+
+    for case, (y_true, y_pred, w) in cases.items():
+        got = value(y_true, y_pred, w, case)
+        options = [_weighted_reference(y_true, y_pred, w, pooled=pooled) for pooled in (False, True)]
+        if any(abs(got - option) <= atol for option in options):
+            continue
+        expected = options[0]
+        t, p = np.asarray(y_true, np.float64), np.asarray(y_pred, np.float64)
+        dice_loss = _weighted_reference(t, p, w, part="dice")
+        ce = -(t * np.log(np.clip(p, 1e-7, 1.0))).sum(-1)
+        w_true = (t * w).sum(-1)
+        w_pred = (p * w).sum(-1)
+        guesses = {
+            "class_weights have no effect: weigh each pixel's cross-entropy by the weight of its true class, "
+            "sum(y_true * class_weights, axis=-1)": _cce_dice_reference(t, p, False),
+            "you take the plain mean of w * ce: divide the sum of w * ce by the sum of the pixel weights w "
+            "(a weighted mean), so that only the ratios of the weights matter": float((w_true * ce).mean()) + dice_loss,
+            "you weigh the pixels by the predicted class (y_pred); weigh them by the true class "
+            "(y_true), whose error the weight should make more costly": float((w_pred * ce).sum() / w_pred.sum()) + dice_loss,
+            "you divide by the sum of class_weights; divide by the sum of the pixel weights "
+            "sum(y_true * class_weights) over every pixel": float((w_true * ce).sum() / w.sum()) + dice_loss,
+            "the weights go to the cross-entropy only; the Dice loss stays unweighted, over classes 1..C-1":
+                _weighted_reference(t, p, w, part="cce") + 1.0 - float(
+                    np.sum(w[1:] * ((2 * np.sum(t * p, axis=(1, 2)) + 1) / (np.sum(t + p, axis=(1, 2)) + 1))[:, 1:].mean(0))
+                    / w[1:].sum()),
+            "the Dice loss averages classes 1..C-1 only, not the background":
+                _weighted_reference(t, p, w, part="cce") + 1.0 - float(np.mean(
+                    (2 * np.sum(t * p, axis=(1, 2)) + 1) / (np.sum(t + p, axis=(1, 2)) + 1))),
+        }
+        hint = next((text for text, guess in guesses.items() if abs(got - guess) <= atol),
+                    "weighted CCE = sum(w * ce) / sum(w) with w = sum(y_true * class_weights, axis=-1) and "
+                    "ce = -sum(y_true * log(clip(y_pred)), axis=-1); plus 1 - mean soft Dice of classes 1..C-1")
+        fail(name, case, f"expected {expected:.4f}, got {got:.4f}.", hint)
+    y_true, y_pred, w = next(iter(cases.values()))
+    plain = _cce_dice_reference(y_true, y_pred, False)
+    for case, scaled in (("all weights equal to 1", np.ones(4, np.float32)),
+                         ("all weights equal to 5", np.full(4, 5.0, np.float32))):
+        got = value(y_true, y_pred, scaled, case)
+        if abs(got - plain) > atol:
+            fail(name, case, f"with equal weights the loss should equal cce_dice_loss, {plain:.4f}; got {got:.4f}.",
+                 "divide the weighted sum by the sum of the pixel weights, so that equal weights change nothing.")
+    base = value(y_true, y_pred, w, "weights [1, 8, 2, 3.5]")
+    got = value(y_true, y_pred, 10 * w, "weights multiplied by 10")
+    if abs(got - base) > atol:
+        fail(name, "weights multiplied by 10", f"the loss changed from {base:.4f} to {got:.4f}.",
+             "only the ratios of the weights may matter: a weighted MEAN, sum(w * ce) / sum(w).")
+    _check_loss_in_graph(lambda t, p: fn(t, p, w), y_true, y_pred, name=name)
+    ok(f"{name} weighs each pixel's cross-entropy by its true class (a weighted mean) plus the Dice loss.")
+
+
+def call_loss(fn, name, case, y_true, y_pred, weights) -> float:
+    """``fn(y_true, y_pred, weights)`` on tensors, as one float; a failure names the case."""
+    import keras
+
+    try:
+        got = fn(keras.ops.convert_to_tensor(y_true), keras.ops.convert_to_tensor(y_pred), weights)
+    except NotImplementedError:
+        fail(name, case, "raised NotImplementedError.", "replace `raise NotImplementedError()` with your code.")
+    except AssertionError:
+        raise
+    except Exception as error:  # noqa: BLE001 - the learner's error, reported with its case
+        fail(name, case, f"raised {type(error).__name__}: {str(error).strip()[:200]}",
+             "compute with keras.ops on the tensors; class_weights may be a list, an array or a tensor "
+             "(keras.ops.convert_to_tensor).")
+    if got is None:
+        fail(name, case, "returned None.", "add the `return` statement.")
+    got = np.asarray(keras.ops.convert_to_numpy(got), dtype=np.float64)
+    if got.size != 1:
+        fail(name, case, f"expected one number (a scalar loss), got an array of shape {got.shape}.",
+             "sum the weighted cross-entropy over every pixel and divide by the sum of the weights; "
+             "average the Dice over images and classes.")
+    return float(got.reshape(()))
+
+
+def check_loss_choice(choice, validation: dict, criterion: str = "mean region Dice") -> None:
+    """Check the loss chosen from validation evidence: ``choice`` must be a key of
+    ``validation`` (``{"plain": score, "weighted": score}``, the criterion measured on the
+    validation cases) and the one with the highest score.
+
+    Raises:
+        AssertionError: the choice is not an option, or not the validation optimum.
+    """
+    from helpers.checks._common import check_best_choice
+
+    check_best_choice("LOSS_CHOICE", choice, validation, criterion=criterion, higher_is_better=True)
+
+
+def _check_loss_in_graph(fn, y_true, y_pred, name: str = "cce_dice_loss") -> None:
     """The loss runs inside ``model.fit``: traced by ``tf.function`` on symbolic tensors, with
     a finite gradient with respect to ``y_pred``."""
     import keras
@@ -214,14 +345,14 @@ def _check_loss_in_graph(fn, y_true, y_pred) -> None:
         loss, gradient = tf.function(value_and_gradient)(tf.constant(y_true), tf.constant(y_pred))
     except Exception as error:
         raise AssertionError(
-            "cce_dice_loss works on concrete arrays but not inside model.fit, which traces the loss into a "
+            f"{name} works on concrete arrays but not inside model.fit, which traces the loss into a "
             f"graph ({type(error).__name__}: {str(error).strip().splitlines()[-1][:160]}). Hint: use keras.ops "
             "(keras.ops.sum, keras.ops.log, keras.ops.clip, keras.ops.mean) instead of NumPy or float(...)."
         ) from error
     finally:
         logger.setLevel(level)
     if gradient is None or not np.all(np.isfinite(np.asarray(gradient))) or not np.any(np.asarray(gradient)):
-        raise AssertionError("cce_dice_loss has no usable gradient with respect to y_pred (None, zero or "
+        raise AssertionError(f"{name} has no usable gradient with respect to y_pred (None, zero or "
                              "not finite), so training cannot learn from it. Hint: compute it with keras.ops "
                              "on the tensors themselves (no NumPy round trip) and clip y_pred before the log.")
 

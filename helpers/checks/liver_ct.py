@@ -16,10 +16,10 @@ from __future__ import annotations
 import numpy as np
 
 from helpers import config, slices
-from helpers.checks._common import call, fail, name_of, ok
+from helpers.checks._common import call, check_best_choice, fail, name_of, ok
 
 __all__ = ["check_select_slices", "check_volume_to_slices", "check_flip_augmentation",
-           "check_kfold"]
+           "check_kfold", "check_empty_fraction_choice"]
 
 
 # --------------------------------------------------------------------------------------
@@ -248,3 +248,20 @@ def check_kfold(kfold_by_patient, n_cases=20, k=3, seed=0):
     if other == folds:
         fail('kfold_by_patient', None, "seed has no effect on the folds.", "np.random.default_rng(seed).permutation(...).")
     ok(f"kfold_by_patient makes {k} patient-level folds with no leak between train and validation.")
+
+
+def check_empty_fraction_choice(choice, study: dict) -> None:
+    """Check the empty-slice fraction chosen from the lesson's measurement: ``study`` maps
+    each fraction tried to its fold-1 *validation* scores (``{"dice": ..., "hd95": ...}``);
+    ``choice`` must be one of the fractions and the one with the highest mean validation
+    Dice (the criterion the lesson states).
+
+    Raises:
+        AssertionError: the choice is unset, not a fraction that was measured, or not the
+            validation optimum.
+    """
+    if isinstance(choice, str):
+        fail("EMPTY_FRACTION", None, f"got the text {choice!r}.", "use the number itself, e.g. 0.2, not a string.")
+    evidence = {fraction: float(scores["dice"]) for fraction, scores in study.items()}
+    check_best_choice("EMPTY_FRACTION", choice, evidence, criterion="mean Dice of fold 1",
+                      higher_is_better=True)
