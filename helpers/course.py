@@ -31,8 +31,9 @@ LessonKind = Literal["reading", "core", "case study", "capstone"]
 class LessonSpec:
     """What the course knows about one lesson, in one place (the course manifest).
 
-    The course runner, the lesson headers' test and the results page (``python -m helpers
-    course --record``) read these facts from :data:`LESSONS` instead of keeping their own lists.
+    The course runner, the lesson headers' test, the results page (``python -m helpers
+    course --record``) and grading (what a lesson needs from an earlier one) read these facts
+    from :data:`LESSONS` instead of keeping their own lists.
 
     Attributes:
         folder: the lesson's folder under ``answers/`` and ``notebooks/`` (``"04_training"``).
@@ -108,6 +109,23 @@ def lesson_spec(name: str) -> LessonSpec:
             return spec
     raise KeyError(f"no lesson {name!r}; the lessons are {', '.join(spec.folder for spec in LESSONS)}")
 
+
+def needs_of(lessons) -> tuple[str, ...]:
+    """What the given lessons (numbers or folder names) take from earlier lessons' runs, as
+    paths under ``config.runs_dir()`` (:attr:`LessonSpec.needs`); lessons the manifest does
+    not know (a test fixture) need nothing."""
+    found = set()
+    for name in lessons:
+        try:
+            found.update(lesson_spec(name).needs)
+        except KeyError:
+            continue
+    return tuple(sorted(found))
+
+
+#: Every run artefact that a lesson takes from an earlier one (grading copies these into each
+#: sandbox's scratch data folder).
+RUN_ARTEFACTS = tuple(sorted({path for spec in LESSONS for path in spec.needs}))
 
 #: Time budget per lesson in minutes at the default scale (2 CPU cores), from :data:`LESSONS`.
 TIME_BUDGET_MINUTES = {spec.number: spec.budget_minutes for spec in LESSONS if spec.budget_minutes is not None}

@@ -276,3 +276,16 @@ def test_start_here_prints_the_current_time_table():
     assert printed == course.lesson_time_table() + "\n", (
         "answers/00_start_here shows an old lesson time table: run `python -m helpers course 00 "
         "--update-answers` and `python -m helpers release 00`")
+
+
+def test_the_manifest_says_what_each_lesson_needs_from_earlier_ones():
+    """Lesson 05 loads lesson 04's model: grading prepares it and copies it into every sandbox
+    because the manifest says so (no lesson-number special cases in helpers/grading)."""
+    assert course.lesson_spec("05").needs == ("04_training/best.keras",)
+    assert course.needs_of(["05_prediction", "03"]) == ("04_training/best.keras",)
+    assert course.needs_of(["01", "00_example"]) == ()       # a fixture lesson the manifest does not know
+    assert "04_training/best.keras" in course.RUN_ARTEFACTS
+    with pytest.raises(KeyError, match="the lessons are"):
+        course.lesson_spec("42")
+    grading_code = "".join(path.read_text() for path in (course.config.REPO_ROOT / "helpers" / "grading").glob("*.py"))
+    assert 'startswith("05")' not in grading_code

@@ -752,8 +752,11 @@ def _lesson_datasets(folder: Path, lesson: str) -> list[str]:
 def prepare_grading_data(folder: Path, lessons_to_grade: list[str], env: dict[str, str]) -> None:
     """Generate the data sets the lessons read (and lesson 04's model that lesson 05 loads)
     outside the sandbox, where the grading runners see them read-only."""
+    from helpers import course
+
     names = sorted({name for lesson in lessons_to_grade for name in _lesson_datasets(folder, lesson)})
-    needs_model = any(lesson.startswith("05") for lesson in lessons_to_grade)
+    # lesson 05 loads lesson 04's model: the course manifest says which lesson needs what
+    needs_model = "04_training/best.keras" in course.needs_of(lessons_to_grade)
     if not names and not needs_model:
         return
     code = ("import sys\nfrom helpers import data\nfrom helpers.tools import kernels\nkernels.apply_kernel_env()\n"

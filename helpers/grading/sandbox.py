@@ -470,8 +470,11 @@ def _covered(path: Path, roots: list[Path]) -> bool:
 
 def scratch_data_dir(real_data: Path, scratch: Path) -> Path:
     """A writable data folder for one runner: links to every data set of ``real_data``
-    (read-only in the sandbox) and a copy of the trained lesson-04 model of each runs
-    folder (lesson 05 loads it); the lessons write their own run artefacts here."""
+    (read-only in the sandbox) and a copy of each runs folder's artefacts that a lesson takes
+    from an earlier one (``helpers.course.RUN_ARTEFACTS``: lesson 04's model, which lesson 05
+    loads); the lessons write their own run artefacts here."""
+    from helpers import course
+
     target = scratch / "data"
     target.mkdir(parents=True, exist_ok=True)
     if not real_data.is_dir():
@@ -480,10 +483,11 @@ def scratch_data_dir(real_data: Path, scratch: Path) -> Path:
         if entry.name.startswith("."):
             continue
         if entry.name.startswith("runs"):
-            model = entry / "04_training" / "best.keras"
-            if model.is_file():
-                (target / entry.name / "04_training").mkdir(parents=True, exist_ok=True)
-                shutil.copy2(model, target / entry.name / "04_training" / "best.keras")
+            for artefact in course.RUN_ARTEFACTS:        # e.g. 04_training/best.keras for lesson 05
+                source = entry / artefact
+                if source.is_file():
+                    (target / entry.name / artefact).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(source, target / entry.name / artefact)
             continue
         link = target / entry.name
         if not link.exists():
