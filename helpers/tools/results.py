@@ -111,7 +111,7 @@ def render_markdown(results: dict) -> str:
              "(`tests/test_release.py` checks that they agree). Times on a 2-core VM vary by up to a half",
              "from run to run; the load average says how busy the machine was (1-minute, 5, 15; idle",
              "is below about 0.5).", "",
-             "| lesson | seconds | budget | key metrics at the default scale | recorded | CPUs, load |",
+             "| lesson | seconds | budget | key metrics at the default scale | recorded | CPUs, load when recorded |",
              "|---|---|---|---|---|---|"]
     for spec in LESSONS:
         entry = results["lessons"].get(spec.folder)
