@@ -390,7 +390,8 @@ def test_faults_are_repaired_cell_by_cell(attacked):
     assert "did not stop" in attacked["rows"][("sigint-proof", EXAMPLE)]["reason"]
     assert "died while it ran" in attacked["rows"][("exit-last", EXAMPLE)]["reason"]
     cells = attacked["cells"][("exit-last", EXAMPLE)]
-    assert cells == {"square_check": 1, "mean_check": 2, "count_vowels_check": 0}, cells
+    # the written answer (graded by hand) is never scored automatically: 0 until a grader marks it
+    assert cells == {"square_check": 1, "mean_check": 2, "count_vowels_check": 0, "mean_written": 0}, cells
 
 
 def test_nothing_outside_the_sandbox_changed(attacked):
@@ -459,7 +460,8 @@ def test_no_secret_of_the_grader_in_outputs(attacked):
 def test_limits_are_named_and_cost_only_their_cell(attacked, student, limit):
     reason = attacked["rows"][(student, EXAMPLE)]["reason"]
     assert f"replaced by one that raises: it exceeded the {limit}" in reason, reason
-    assert attacked["cells"][(student, EXAMPLE)] == {"square_check": 1, "mean_check": 2, "count_vowels_check": 2}
+    assert attacked["cells"][(student, EXAMPLE)] == {"square_check": 1, "mean_check": 2, "count_vowels_check": 2,
+                                                     "mean_written": 0}
 
 
 def test_batch_completes_and_exit_code_tells_the_truth(attacked):
