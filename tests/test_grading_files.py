@@ -148,7 +148,10 @@ def test_collect_notes_reach_the_report_and_flag_it(course, monkeypatch):
 
     class _Book:
         def find_submission(self, lesson, student):
-            return type("Submission", (), {"score": 5.0})()
+            grade = type("Grade", (), {"name": "square_check", "score": 5.0, "max_score": 5.0,
+                                       "needs_manual_grade": False})()
+            notebook = type("Notebook", (), {"grades": [grade]})()
+            return type("Submission", (), {"score": 5.0, "notebooks": [notebook]})()
 
     monkeypatch.setattr(grading, "gradebook", lambda folder: contextlib.nullcontext(_Book()))
     fake = _fake_nbgrader({})

@@ -161,9 +161,9 @@ def test_the_worker_path_scores_exactly_like_one_process_per_submission(tmp_path
     assert after == before
     rows = before[0]
     # the class exercises what it should: full, zero, partial marks, repairs and faults
-    assert {rows[(s, EXAMPLE)]["score"] for s in ("answers", "blank", "partial")} == {"5", "0", "1"}
+    assert {rows[(s, EXAMPLE)]["auto_score"] for s in ("answers", "blank", "partial")} == {"5", "0", "1"}
     assert "replaced" in rows[("exit-last", EXAMPLE)]["reason"]
-    assert rows[("kill-runner", EXAMPLE)]["score"] == "5"
+    assert rows[("kill-runner", EXAMPLE)]["auto_score"] == "5"
     assert rows[("renamed-id", EXAMPLE)]["status"] == "repaired"
 
 
@@ -181,7 +181,7 @@ def test_nothing_of_one_submission_reaches_the_next_in_the_same_worker(tmp_path)
     assert grading.autograde(root=tmp_path, quiet=True, jobs=1) == 0
     rows, cells = _outcome(tmp_path)
     for probe in ("a2-probe", "b2-probe"):
-        assert rows[(probe, EXAMPLE)]["score"] == "5", rows[(probe, EXAMPLE)]
+        assert rows[(probe, EXAMPLE)]["auto_score"] == "5", rows[(probe, EXAMPLE)]
         assert "replaced" not in rows[(probe, EXAMPLE)]["reason"], rows[(probe, EXAMPLE)]
     # the probe sees each leak where there is one: in the control it raises, naming them
     control = nbformat.read(tmp_path / "autograded" / "c-control" / EXAMPLE / f"{EXAMPLE}.ipynb", as_version=4)

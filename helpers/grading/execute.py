@@ -35,7 +35,6 @@ import json
 import os
 import secrets
 import selectors
-import signal
 import subprocess
 import tempfile
 import time
@@ -293,17 +292,4 @@ class _Reader:
 
 def _stop(process: subprocess.Popen) -> None:
     """Close the runner's input and end its process group."""
-    for stream in (process.stdin, process.stdout):
-        try:
-            stream.close()
-        except OSError:
-            pass
-    try:
-        process.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        pass
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    process.wait()
+    sandbox.stop_process_group(process, grace_seconds=5)

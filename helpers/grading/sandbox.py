@@ -468,6 +468,27 @@ def _covered(path: Path, roots: list[Path]) -> bool:
     return any(path == root or root in path.parents for root in roots)
 
 
+def stop_process_group(process: subprocess.Popen, grace_seconds: float = 5.0) -> int | None:
+    """Close ``process``'s pipes, give it ``grace_seconds`` to exit, then kill its whole
+    process group (it was started with ``start_new_session``); returns its exit code."""
+    for stream in (process.stdin, process.stdout):
+        if stream is None:
+            continue
+        try:
+            stream.close()
+        except OSError:
+            pass
+    try:
+        process.wait(timeout=grace_seconds)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    return process.wait()
+
+
 def scratch_data_dir(real_data: Path, scratch: Path) -> Path:
     """A writable data folder for one runner: links to every data set of ``real_data``
     (read-only in the sandbox) and a copy of each runs folder's artefacts that a lesson takes

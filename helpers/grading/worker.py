@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import os
 import selectors
-import signal
 import subprocess
 import sys
 import tempfile
@@ -181,20 +180,9 @@ class Worker:
         process, self.process = self.process, None
         if process is None:
             return None
-        for stream in (process.stdin, process.stdout):
-            try:
-                stream.close()
-            except OSError:
-                pass
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        return process.wait()
+        from helpers.grading import sandbox
+
+        return sandbox.stop_process_group(process, grace_seconds=10)
 
 
 class WorkerPool:
