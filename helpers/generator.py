@@ -208,7 +208,7 @@ def _resize(array: np.ndarray, size: tuple, is_mask: bool) -> np.ndarray:
 
 
 def one_hot(labels, n_classes: int = 4) -> np.ndarray:
-    """Lesson 08's ``one_hot`` (Exercise 2.2): integer labels to one-hot targets.
+    """Lesson 08's ``one_hot`` (Exercise 8.2): integer labels to one-hot targets.
 
     Args:
         labels: an integer array of any shape ``(...)``, values in ``0 .. n_classes - 1``.

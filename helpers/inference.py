@@ -197,7 +197,7 @@ def threshold_sweep(probabilities, masks, candidates: Sequence[float]) -> np.nda
 
 
 def choose_threshold(probabilities, masks, candidates: Sequence[float]) -> float:
-    """Lesson 05's decision (Exercise 4.1): the candidate threshold with the best mean
+    """Lesson 05's decision (Exercise 5.3): the candidate threshold with the best mean
     per-image Dice on the data given (validation data); on a tie the first of the tied
     candidates, in the order of ``candidates``.
 
@@ -298,7 +298,7 @@ def _true_mask(case) -> np.ndarray:
 
 
 def metrics_table(true_masks, predicted_masks, names) -> list[dict]:
-    """Lesson 05's per-image table (Exercise 3.1): one row per image, in order.
+    """Lesson 05's per-image table (Exercise 5.2): one row per image, in order.
 
     Args:
         true_masks: the true masks, each an array of any shape (0/1 or boolean; > 0 is

@@ -340,7 +340,7 @@ def dice_numpy(true_mask, pred_mask, empty=1.0):
 
 
 def volumetric_dice(true_mask, pred_mask) -> float:
-    """Lesson 06's ``volumetric_dice`` (Exercise 2.1): one hard Dice over a whole volume.
+    """Lesson 06's ``volumetric_dice`` (Exercise 6.3): one hard Dice over a whole volume.
 
     Args:
         true_mask, pred_mask: arrays of one shape (bool, integer or float; ``> 0.5`` is
@@ -445,7 +445,7 @@ def per_class_scores(true_labels, pred_labels, n_classes, empty=float("nan")):
 
 
 def reference_per_class_scores(true_labels, pred_labels, n_classes: int = 4) -> np.ndarray:
-    """Lesson 08's ``per_class_scores`` (Exercise 5.2), as an array.
+    """Lesson 08's ``per_class_scores`` (Exercise 8.7), as an array.
 
     Args:
         true_labels, pred_labels: integer class arrays of one shape (values 0 .. n_classes-1).

@@ -86,7 +86,7 @@ CXR_RECIPE = {
 }
 
 #: What the course's callbacks watch, and the direction in which it improves (lesson 04's
-#: Exercise 4.1): the validation Dice, larger is better.
+#: Exercise 4.4): the validation Dice, larger is better.
 MONITOR = "val_dice"
 MODE = "max"
 
@@ -288,7 +288,7 @@ def build_cxr_model(recipe: dict | None = None, compile: bool = True):
 
 
 def compile_model(model, learning_rate: float = CXR_RECIPE["learning_rate"]):
-    """Lesson 04's ``compile_model`` (Exercise 3.1): compile a binary-segmentation U-Net.
+    """Lesson 04's ``compile_model`` (Exercise 4.2): compile a binary-segmentation U-Net.
 
     Args:
         model: a Keras model with a sigmoid output ``(batch, H, W, 1)``.
@@ -309,7 +309,7 @@ def compile_model(model, learning_rate: float = CXR_RECIPE["learning_rate"]):
 
 
 def train_step(model, optimizer, loss_fn, x, y):
-    """Lesson 04's ``train_step`` (Exercise 3.2): one gradient step, as ``fit`` takes it.
+    """Lesson 04's ``train_step`` (Exercise 4.3): one gradient step, as ``fit`` takes it.
 
     Args:
         model: a Keras model, called in training mode (batch normalisation uses and updates

@@ -217,7 +217,7 @@ def test_learner_lab_lesson_03_success_line_and_kernel(browser_lab):
                           ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Toolbar-kernelName").first.inner_text()
     assert lab.KERNEL_DISPLAY_NAME in kernel, kernel
 
-    # fill exercise 1.1 by typing, run it and its check
+    # fill lesson 03's Exercise 3.1 (dice_coefficient) by typing, run it and its check
     solution = _cell_index(page, "def dice_coefficient(")
     _type_into(page, solution, DICE_SOLUTION)
     check = _cell_index(page, "checks.check_dice(dice_coefficient)")

@@ -360,7 +360,7 @@ def read_case(modality_paths, seg_path=None) -> tuple[np.ndarray, np.ndarray | N
 
 
 def remap_labels(seg) -> np.ndarray:
-    """Lesson 08's ``remap_labels`` (Exercise 2.1): BraTS labels to softmax classes.
+    """Lesson 08's ``remap_labels`` (Exercise 8.1): BraTS labels to softmax classes.
 
     Args:
         seg: a BraTS label array of any shape and integer dtype, values in {0, 1, 2, 4}.

@@ -578,7 +578,7 @@ def voxel_spacing(affine: np.ndarray) -> np.ndarray:
 
 
 def lung_volume_ml(mask, affine) -> float:
-    """Volume of ``mask > 0`` in millilitres (lesson 06's Exercise 1.2).
+    """Volume of ``mask > 0`` in millilitres (lesson 06's Exercise 6.2).
 
     Args:
         mask: a 3D array on the grid of ``affine`` (any dtype; ``> 0`` is foreground).
