@@ -22,46 +22,14 @@ from pathlib import Path
 import pytest
 
 from helpers.tools import kernels
+from support.course import ANSWER_LESSONS, FIXTURE_LESSONS, FIXTURES, REPO_ROOT, TEST_CONFIG
+from support.processes import descendants, left_behind
 
 # Kernels started by nbval and nbgrader inherit this (see helpers.tools.kernels.KERNEL_ENV).
 kernels.apply_kernel_env()
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
-
-#: The fixture notebooks are nbgrader sources, not tests: nbval must not collect them.
-collect_ignore_glob = ["fixtures/*"]
-
-#: Marker in a cell that test_grading.py injects to loop forever; the test course root's
-#: config gives such cells a short time limit (every other cell keeps the course's limit).
-LOOP_MARKER = "ENDLESS LOOP injected by tests/test_grading.py"
-LOOP_TIMEOUT_SECONDS = 10
-
-_TEST_CONFIG = f'''
-
-# --- appended by tests/conftest.py (test course root only) ---------------------------
-def _cell_timeout(cell, _default=c.Execute.timeout):
-    """A short limit for the endless loop that tests/test_grading.py injects."""
-    return {LOOP_TIMEOUT_SECONDS} if {LOOP_MARKER!r} in cell.source else _default
-
-
-c.Execute.timeout_func = _cell_timeout
-'''
-
 #: Seconds that one nbgrader autograde call took, by lesson (filled by test_grading.py).
 GRADING_SECONDS: dict[str, float] = {}
-
-
-def lesson_names(folder: Path) -> list[str]:
-    """Lessons ``<folder>/<lesson>/<lesson>.ipynb``, in course order."""
-    if not folder.is_dir():
-        return []
-    return sorted(p.name for p in folder.iterdir() if (p / f"{p.name}.ipynb").is_file())
-
-
-#: Lessons of the course (answers/) and the example lessons of tests/fixtures/.
-ANSWER_LESSONS = lesson_names(REPO_ROOT / "answers")
-FIXTURE_LESSONS = lesson_names(FIXTURES)
 
 
 @pytest.fixture(scope="session")
@@ -71,7 +39,7 @@ def course_root(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("course")
     config_text = (REPO_ROOT / "nbgrader_config.py").read_text()
-    (root / "nbgrader_config.py").write_text(config_text + _TEST_CONFIG)
+    (root / "nbgrader_config.py").write_text(config_text + TEST_CONFIG)
     for base, names in ((REPO_ROOT / "answers", ANSWER_LESSONS), (FIXTURES, FIXTURE_LESSONS)):
         for name in names:
             shutil.copytree(base / name, root / "answers" / name,
@@ -85,48 +53,6 @@ def course_root(tmp_path_factory) -> Path:
 def grading_seconds() -> dict[str, float]:
     """Where test_grading.py records how long each lesson's autograde call took."""
     return GRADING_SECONDS
-
-
-#: Helpers of the interpreter itself that live until it exits (not a test's leftovers).
-_INTERPRETER_HELPERS = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
-
-
-def descendants(pid: int) -> dict[int, str]:
-    """Living (not zombie) descendants of ``pid`` as ``{pid: command line}``, read from /proc;
-    empty where /proc does not exist."""
-    parent_of, command_of = {}, {}
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return {}
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-        except (OSError, IndexError):
-            continue                                    # ended while we read it
-        if fields[0] == "Z":
-            continue
-        parent_of[int(entry.name)] = int(fields[1])
-        command_of[int(entry.name)] = command
-    found, frontier = {}, {pid}
-    while frontier:
-        frontier = {child for child, parent in parent_of.items() if parent in frontier and child not in found}
-        found.update({child: command_of[child] for child in frontier})
-    return found
-
-
-def left_behind(before: set[int], grace_seconds: float = 10.0) -> dict[int, str]:
-    """Descendants of this process that are not in ``before`` and are still alive after
-    ``grace_seconds`` (interpreter helpers such as multiprocessing's resource tracker excluded)."""
-    deadline = time.monotonic() + grace_seconds
-    while True:
-        new = {pid: command for pid, command in descendants(os.getpid()).items()
-               if pid not in before and not any(helper in command for helper in _INTERPRETER_HELPERS)}
-        if not new or time.monotonic() >= deadline:
-            return new
-        time.sleep(0.2)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -160,7 +86,6 @@ _SESSION_STARTED: list[float] = []
 
 
 def pytest_sessionstart(session):
-    import time
 
     _SESSION_STARTED.append(time.time())
 

@@ -30,7 +30,9 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import ANSWER_LESSONS, FIXTURE_LESSONS, LOOP_MARKER, REPO_ROOT
+from support import notebooks
+from support.course import ANSWER_LESSONS, FIXTURE_LESSONS, LOOP_MARKER, REPO_ROOT
+from support.notebooks import is_solution_cell, is_test_cell, is_written_answer, nbgrader_meta
 
 from helpers.grading import commands as grading
 
@@ -39,25 +41,6 @@ SCALE = "0.1"
 
 
 # --- building submissions -----------------------------------------------------------------
-
-
-def nbgrader_meta(cell) -> dict:
-    return cell.get("metadata", {}).get("nbgrader", {})
-
-
-def is_test_cell(cell) -> bool:
-    meta = nbgrader_meta(cell)
-    return cell.cell_type == "code" and bool(meta.get("grade")) and not meta.get("solution")
-
-
-def is_solution_cell(cell) -> bool:
-    return bool(nbgrader_meta(cell).get("solution"))
-
-
-def is_written_answer(cell) -> bool:
-    """A manually graded answer: a solution cell that is graded (markdown here)."""
-    meta = nbgrader_meta(cell)
-    return bool(meta.get("grade")) and bool(meta.get("solution"))
 
 
 def written_points(nb) -> dict[str, float]:
@@ -264,6 +247,20 @@ def test_untouched_release_scores_zero(graded):
                          f"{passing}: those checks pass without the student's code; make them "
                          f"test what the solution cell computes.")
     assert graded.scores["d-untouched"] == 0 and graded.auto_scores["d-untouched"] == 0
+
+
+def test_untouched_release_has_no_dead_end(graded):
+    """No dead ends: the untouched release, graded at UNET_COURSE_SCALE=0.1, ran every cell
+    but the exercises and their checks, with the reference from helpers standing in for each
+    unfinished exercise (``checks.learner_or_reference``). (tests/test_release.py asserts
+    the same for the reading lessons, which are not graded.)"""
+    if graded.lesson in FIXTURE_LESSONS:
+        pytest.skip("the example lesson of tests/fixtures has no references to stand in")
+    assert graded.report["d-untouched"]["status"] == "graded", graded.report["d-untouched"]
+    found = notebooks.dead_ends(graded.autograded("d-untouched"))
+    assert not found, (f"{graded.lesson}: cells that stop when the blanks are left empty (give them the "
+                       f"reference with checks.learner_or_reference after the exercise's check): "
+                       + "; ".join(found))
 
 
 def test_answers_and_untouched_release_are_not_flagged(graded):

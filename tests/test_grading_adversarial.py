@@ -22,7 +22,8 @@ import time
 
 import nbformat
 import pytest
-from conftest import FIXTURES, LOOP_MARKER, REPO_ROOT, _TEST_CONFIG
+from support.notebooks import cell_index, nbgrader_meta, with_cell, with_source
+from support.course import FIXTURES, LOOP_MARKER, REPO_ROOT, TEST_CONFIG
 
 from helpers.grading import commands as grading
 from helpers.grading import sandbox
@@ -31,27 +32,6 @@ pytestmark = pytest.mark.slow
 
 EXAMPLE, LESSON = "00_example", "03_loss_and_metrics"
 HELPERS_FILE = REPO_ROOT / "helpers" / "checks" / "__init__.py"
-
-
-def _meta(cell) -> dict:
-    return cell.get("metadata", {}).get("nbgrader", {}) or {}
-
-
-def _index(nb, grade_id: str) -> int:
-    return next(i for i, c in enumerate(nb.cells) if _meta(c).get("grade_id") == grade_id)
-
-
-def _with_cell(nb, after_id: str, source: str):
-    """A copy of ``nb`` with a new plain code cell after the cell ``after_id``."""
-    nb = copy.deepcopy(nb)
-    nb.cells.insert(_index(nb, after_id) + 1, nbformat.v4.new_code_cell(source))
-    return nb
-
-
-def _with_source(nb, grade_id: str, source: str):
-    nb = copy.deepcopy(nb)
-    nb.cells[_index(nb, grade_id)].source = source
-    return nb
 
 
 #: A secret in the grader's environment that no output may show.
@@ -94,17 +74,17 @@ def _example_class(answers, release) -> dict:
     """Example-lesson submissions: (notebook or raw text, expected score, expected status[,
     a function that adds files to the submission folder])."""
     renamed = copy.deepcopy(answers)
-    renamed.cells[_index(renamed, "square")].metadata["nbgrader"]["grade_id"] = "my_square"
-    extra = _with_cell(answers, "square_check", 'print("free points")')
-    extra.cells[_index(extra, "square_check") + 1].metadata["nbgrader"] = {
+    renamed.cells[cell_index(renamed, "square")].metadata["nbgrader"]["grade_id"] = "my_square"
+    extra = with_cell(answers, "square_check", 'print("free points")')
+    extra.cells[cell_index(extra, "square_check") + 1].metadata["nbgrader"] = {
         "grade": True, "grade_id": "bonus", "locked": False, "points": 10, "schema_version": 3,
         "solution": False, "task": False}
     ungraded = copy.deepcopy(answers)
-    ungraded.cells[_index(ungraded, "mean_check")].metadata["nbgrader"]["grade"] = False
+    ungraded.cells[cell_index(ungraded, "mean_check")].metadata["nbgrader"]["grade"] = False
     to_markdown = copy.deepcopy(answers)
-    to_markdown.cells[_index(to_markdown, "count_vowels_check")].cell_type = "markdown"
-    to_markdown.cells[_index(to_markdown, "count_vowels_check")].pop("outputs", None)
-    to_markdown.cells[_index(to_markdown, "count_vowels_check")].pop("execution_count", None)
+    to_markdown.cells[cell_index(to_markdown, "count_vowels_check")].cell_type = "markdown"
+    to_markdown.cells[cell_index(to_markdown, "count_vowels_check")].pop("outputs", None)
+    to_markdown.cells[cell_index(to_markdown, "count_vowels_check")].pop("execution_count", None)
     steal = ("import json\n"
              "nb = json.load(open('../../../answers/00_example/00_example.ipynb'))\n"
              "for cell in nb['cells']:\n"
@@ -134,43 +114,43 @@ def _example_class(answers, release) -> dict:
                  "exec(compile(bomb, sys.prefix + '/bomb.py', 'exec'), {})\n")
     return {
         # 1. links and special files, made by the runner or handed in
-        "link-notebook": (_with_cell(answers, "square_check", host_link), 5, "flagged"),
-        "link-html": (_with_cell(answers, "square_check", html_link), 5, "flagged"),
-        "link-submitted": (_with_cell(release, "setup", steal_link), 0, "flagged", _link_to_answers),
+        "link-notebook": (with_cell(answers, "square_check", host_link), 5, "flagged"),
+        "link-html": (with_cell(answers, "square_check", html_link), 5, "flagged"),
+        "link-submitted": (with_cell(release, "setup", steal_link), 0, "flagged", _link_to_answers),
         "fifo-submitted": (answers, 5, "flagged", _fifo_and_link),
         "linked-notebook": (answers, 0, "failed", _notebook_is_a_link),
         # 2. modules beside the notebook
         "json-module": (answers, 5, "graded", _hostile_modules),
         "helpers-module": (answers, 5, "graded", _hostile_helpers),
         # 3. the grader's environment
-        "environ": (_with_cell(answers, "square_check", "import os\nprint(dict(os.environ))"), 5, "graded"),
-        "environ-proc": (_with_cell(answers, "square_check",
+        "environ": (with_cell(answers, "square_check", "import os\nprint(dict(os.environ))"), 5, "graded"),
+        "environ-proc": (with_cell(answers, "square_check",
                                     "for path in ('/proc/1/environ', '/proc/self/environ'):\n"
                                     "    print(open(path, 'rb').read())"), 5, "flagged"),
         # 4. resources: each limit kills the sandbox, the cell is replaced, the rest keeps its points
-        "memory-hog": (_with_cell(answers, "square_check",
+        "memory-hog": (with_cell(answers, "square_check",
                                   "chunks = []\nfor _ in range(40):\n    chunks.append(bytearray(256 * 2**20))"),
                        5, "repaired"),
-        "fork-bomb": (_with_cell(answers, "square_check", fork_bomb), 5, "flagged"),
-        "thread-bomb": (_with_cell(answers, "square_check",
+        "fork-bomb": (with_cell(answers, "square_check", fork_bomb), 5, "flagged"),
+        "thread-bomb": (with_cell(answers, "square_check",
                                    "import threading, time\nfor _ in range(5000):\n"
                                    "    threading.Thread(target=time.sleep, args=(600,), daemon=True).start()"),
                         5, "flagged"),
-        "output-flood": (_with_cell(answers, "square_check",
+        "output-flood": (with_cell(answers, "square_check",
                                     "with open('/dev/stderr', 'wb', buffering=0) as log:\n"
                                     "    for _ in range(256):\n        log.write(b'x' * 2**20)"), 5, "flagged"),
-        "disk-hog": (_with_cell(answers, "square_check",
+        "disk-hog": (with_cell(answers, "square_check",
                                 "for i in range(100):\n    with open(f'junk{i}.bin', 'wb') as f:\n"
                                 "        f.write(b'x' * 2**25)"), 5, "flagged"),
         "answers": (answers, 5, "graded"),
         "blank": (release, 0, "graded"),
-        "kill-grader": (_with_cell(answers, "square_check",
+        "kill-grader": (with_cell(answers, "square_check",
                                    "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n"
                                    "os.kill(1, signal.SIGKILL)"), 5, "flagged"),
-        "exit-last": (_with_source(answers, "count_vowels",
-                                   "import os\nos._exit(0)\n" + answers.cells[_index(answers, "count_vowels")].source),
+        "exit-last": (with_source(answers, "count_vowels",
+                                   "import os\nos._exit(0)\n" + answers.cells[cell_index(answers, "count_vowels")].source),
                       3, "flagged"),
-        "sigint-proof": (_with_source(answers, "mean",
+        "sigint-proof": (with_source(answers, "mean",
                                       f"# {LOOP_MARKER}\nimport signal\n"
                                       "for number in (signal.SIGINT, signal.SIGALRM, signal.SIGTERM):\n"
                                       "    signal.signal(number, signal.SIG_IGN)\n"
@@ -179,16 +159,16 @@ def _example_class(answers, release) -> dict:
         "extra-graded": (extra, 5, "repaired"),
         "grade-false": (ungraded, 5, "repaired"),
         "test-as-markdown": (to_markdown, 5, "repaired"),
-        "read-answers": (_with_cell(release, "setup", steal), 0, "flagged"),
-        "gradebook": (_with_cell(release, "setup", gradebook), 0, "flagged"),
-        "edit-helpers": (_with_cell(release, "setup", edit_helpers), 0, "flagged"),
+        "read-answers": (with_cell(release, "setup", steal), 0, "flagged"),
+        "gradebook": (with_cell(release, "setup", gradebook), 0, "flagged"),
+        "edit-helpers": (with_cell(release, "setup", edit_helpers), 0, "flagged"),
         "invalid-json": ('{"cells": [ this is not json', 0, "failed"),
     }
 
 
 def _lesson_class(answers, release) -> dict:
     """Lesson-03 submissions that attack the checks and the references."""
-    first = next(_meta(c)["grade_id"] for c in release.cells if _meta(c).get("solution"))
+    first = next(nbgrader_meta(c)["grade_id"] for c in release.cells if nbgrader_meta(c).get("solution"))
     quiet = ("class _Quiet:\n    def __getattr__(self, name):\n        return lambda *a, **k: print('ok')\n"
              "checks = _Quiet()\n")
     patch = ("import helpers.checks.metrics as target\n"
@@ -243,21 +223,21 @@ def _lesson_class(answers, release) -> dict:
              "def dice_coefficient(y_true, y_pred, smooth=1.0):\n"
              "    return 1.0 - losses.dice_loss(y_true, y_pred, smooth=smooth)\n")
     return {
-        "custom-exc": (_with_cell(release, first, custom_exc), 0, "flagged"),
-        "display-hook": (_with_cell(release, first, display_hook), 0, "flagged"),
-        "do-execute": (_with_cell(release, first, do_execute), 0, "flagged"),
-        "forge-results": (_with_cell(release, first, forge), 0, "flagged"),
-        "runner-patch": (_with_cell(release, first, runner_patch), 0, "flagged"),
-        "thread-spoiler": (_with_cell(release, first, spoiler), 0, "flagged"),
-        "bind-reference": (_with_source(answers, "dice_coefficient", bind), None, "flagged"),
-        "wrap-reference": (_with_source(answers, "dice_coefficient", wrap), None, "flagged"),
-        "reach-reference": (_with_source(answers, "dice_coefficient", reach), None, None),
-        "transformer": (_with_source(release, first,
+        "custom-exc": (with_cell(release, first, custom_exc), 0, "flagged"),
+        "display-hook": (with_cell(release, first, display_hook), 0, "flagged"),
+        "do-execute": (with_cell(release, first, do_execute), 0, "flagged"),
+        "forge-results": (with_cell(release, first, forge), 0, "flagged"),
+        "runner-patch": (with_cell(release, first, runner_patch), 0, "flagged"),
+        "thread-spoiler": (with_cell(release, first, spoiler), 0, "flagged"),
+        "bind-reference": (with_source(answers, "dice_coefficient", bind), None, "flagged"),
+        "wrap-reference": (with_source(answers, "dice_coefficient", wrap), None, "flagged"),
+        "reach-reference": (with_source(answers, "dice_coefficient", reach), None, None),
+        "transformer": (with_source(release, first,
                                      "get_ipython().input_transformers_cleanup.append(lambda lines: [])"),
                         0, "flagged"),
-        "rebind-checks": (_with_cell(release, first, quiet), 0, "flagged"),
-        "patch-checks": (_with_cell(release, first, patch), 0, "flagged"),
-        "call-reference": (_with_source(answers, "dice_coefficient", reference), None, "flagged"),
+        "rebind-checks": (with_cell(release, first, quiet), 0, "flagged"),
+        "patch-checks": (with_cell(release, first, patch), 0, "flagged"),
+        "call-reference": (with_source(answers, "dice_coefficient", reference), None, "flagged"),
     }
 
 
@@ -269,7 +249,7 @@ def attacked(tmp_path_factory):
             pytest.fail(f"CI must grade with the sandbox, but: {sandbox._probe()}")
         pytest.skip(f"no sandbox here: {sandbox._probe()} (CI installs bubblewrap)")
     root = tmp_path_factory.mktemp("attacked")
-    (root / "nbgrader_config.py").write_text((REPO_ROOT / "nbgrader_config.py").read_text() + _TEST_CONFIG)
+    (root / "nbgrader_config.py").write_text((REPO_ROOT / "nbgrader_config.py").read_text() + TEST_CONFIG)
     shutil.copytree(FIXTURES / EXAMPLE, root / "answers" / EXAMPLE)
     shutil.copytree(REPO_ROOT / "answers" / LESSON, root / "answers" / LESSON)
     assert grading.release(root=root, quiet=True) == 0
@@ -377,7 +357,7 @@ def test_using_the_reference_costs_that_exercise_only(attacked, student):
 def test_the_reason_a_reference_test_failed_is_in_the_graded_notebook(attacked):
     graded = nbformat.read(attacked["root"] / "autograded" / "wrap-reference" / LESSON / f"{LESSON}.ipynb",
                            as_version=4)
-    cell = graded.cells[_index(graded, "dice_coefficient_check")]
+    cell = graded.cells[cell_index(graded, "dice_coefficient_check")]
     errors = [output for output in cell.outputs if output.output_type == "error"]
     assert errors and errors[0] is cell.outputs[0], "a failed test's error must come first"
     assert errors[0].ename == "ReferenceCallError" and "reference" in errors[0].evalue

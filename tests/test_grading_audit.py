@@ -14,7 +14,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import ANSWER_LESSONS, FIXTURES, REPO_ROOT
+from support.course import ANSWER_LESSONS, FIXTURES, REPO_ROOT
 
 from helpers.grading import audit as grading_audit
 

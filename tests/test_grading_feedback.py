@@ -23,7 +23,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import FIXTURES, REPO_ROOT, _TEST_CONFIG
+from support.course import FIXTURES, REPO_ROOT, TEST_CONFIG
 from nbconvert.preprocessors import Preprocessor
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output, new_raw_cell
 
@@ -572,7 +572,7 @@ def test_two_downloads_for_one_lesson_are_both_refused(tmp_path):
 def course(tmp_path_factory) -> Path:
     """A released course root with the example lesson, whose hidden tests carry MARKER."""
     root = tmp_path_factory.mktemp("feedback_course")
-    (root / "nbgrader_config.py").write_text((REPO_ROOT / "nbgrader_config.py").read_text() + _TEST_CONFIG)
+    (root / "nbgrader_config.py").write_text((REPO_ROOT / "nbgrader_config.py").read_text() + TEST_CONFIG)
     shutil.copytree(FIXTURES / EXAMPLE, root / "answers" / EXAMPLE)
     answers = nbformat.read(root / "answers" / EXAMPLE / f"{EXAMPLE}.ipynb", as_version=4)
     for cell in answers.cells:

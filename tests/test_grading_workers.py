@@ -23,7 +23,8 @@ import csv
 
 import nbformat
 import pytest
-from conftest import FIXTURES, LOOP_MARKER, REPO_ROOT, _TEST_CONFIG
+from support.notebooks import cell_index, prefixed, with_cell
+from support.course import FIXTURES, LOOP_MARKER, REPO_ROOT, TEST_CONFIG
 
 from helpers.grading import commands as grading
 from helpers.grading import sandbox
@@ -80,18 +81,10 @@ assert not _leaks, f"state of an earlier submission: {_leaks}"
 """
 
 
-def _meta(cell) -> dict:
-    return cell.get("metadata", {}).get("nbgrader", {}) or {}
-
-
-def _index(nb, grade_id: str) -> int:
-    return next(i for i, c in enumerate(nb.cells) if _meta(c).get("grade_id") == grade_id)
-
-
 def _course(root):
     if sandbox._probe():
         pytest.skip(f"no sandbox here: {sandbox._probe()} (CI installs bubblewrap)")
-    (root / "nbgrader_config.py").write_text((REPO_ROOT / "nbgrader_config.py").read_text() + _TEST_CONFIG)
+    (root / "nbgrader_config.py").write_text((REPO_ROOT / "nbgrader_config.py").read_text() + TEST_CONFIG)
     import shutil
 
     shutil.copytree(FIXTURES / EXAMPLE, root / "answers" / EXAMPLE)
@@ -107,18 +100,6 @@ def _submit(root, students: dict) -> None:
         folder.mkdir(parents=True)
         nbformat.write(nb, folder / f"{EXAMPLE}.ipynb")
     assert grading.collect(root / "submissions", root=root, quiet=True) == 0
-
-
-def _with_cell(nb, after_id: str, source: str):
-    nb = copy.deepcopy(nb)
-    nb.cells.insert(_index(nb, after_id) + 1, nbformat.v4.new_code_cell(source))
-    return nb
-
-
-def _prefixed(nb, grade_id: str, source: str):
-    nb = copy.deepcopy(nb)
-    nb.cells[_index(nb, grade_id)].source = source + "\n" + nb.cells[_index(nb, grade_id)].source
-    return nb
 
 
 def _outcome(root) -> tuple[dict, dict]:
@@ -140,19 +121,19 @@ def _outcome(root) -> tuple[dict, dict]:
 def test_the_worker_path_scores_exactly_like_one_process_per_submission(tmp_path):
     answers, release = _course(tmp_path)
     partial = copy.deepcopy(release)
-    partial.cells[_index(partial, "square")].source = answers.cells[_index(answers, "square")].source
+    partial.cells[cell_index(partial, "square")].source = answers.cells[cell_index(answers, "square")].source
     renamed = copy.deepcopy(answers)
-    renamed.cells[_index(renamed, "square")].metadata["nbgrader"]["grade_id"] = "my_square"
-    mean_source = answers.cells[_index(answers, "mean")].source
+    renamed.cells[cell_index(renamed, "square")].metadata["nbgrader"]["grade_id"] = "my_square"
+    mean_source = answers.cells[cell_index(answers, "mean")].source
     _submit(tmp_path, {
         "answers": answers,
         "blank": release,
         "partial": partial,
-        "exit-last": _prefixed(answers, "count_vowels", "import os\nos._exit(0)"),
-        "kill-runner": _with_cell(answers, "square_check", "import os, signal\nos.kill(1, signal.SIGKILL)"),
-        "loop": _prefixed(answers, "mean", f"# {LOOP_MARKER}\nwhile True:\n    pass\n" + mean_source),
+        "exit-last": prefixed(answers, "count_vowels", "import os\nos._exit(0)"),
+        "kill-runner": with_cell(answers, "square_check", "import os, signal\nos.kill(1, signal.SIGKILL)"),
+        "loop": prefixed(answers, "mean", f"# {LOOP_MARKER}\nwhile True:\n    pass\n" + mean_source),
         "renamed-id": renamed,
-        "leaker": _with_cell(answers, "setup", LEAK),
+        "leaker": with_cell(answers, "setup", LEAK),
     })
     assert grading.autograde(root=tmp_path, quiet=True, jobs=2, reuse_workers=False) == 0
     before = _outcome(tmp_path)
@@ -169,14 +150,14 @@ def test_the_worker_path_scores_exactly_like_one_process_per_submission(tmp_path
 
 def test_nothing_of_one_submission_reaches_the_next_in_the_same_worker(tmp_path):
     answers, _release = _course(tmp_path)
-    probed = _prefixed(answers, "square", PROBE)
+    probed = prefixed(answers, "square", PROBE)
     # graded in name order by one worker: every leaker is followed by a probe
     _submit(tmp_path, {
-        "a1-leaker": _with_cell(answers, "setup", LEAK),
+        "a1-leaker": with_cell(answers, "setup", LEAK),
         "a2-probe": probed,
-        "b1-leaker": _with_cell(answers, "mean_check", LEAK),
+        "b1-leaker": with_cell(answers, "mean_check", LEAK),
         "b2-probe": probed,
-        "c-control": _with_cell(probed, "setup", LEAK),  # leak and probe in one notebook
+        "c-control": with_cell(probed, "setup", LEAK),  # leak and probe in one notebook
     })
     assert grading.autograde(root=tmp_path, quiet=True, jobs=1) == 0
     rows, cells = _outcome(tmp_path)
@@ -185,7 +166,7 @@ def test_nothing_of_one_submission_reaches_the_next_in_the_same_worker(tmp_path)
         assert "replaced" not in rows[(probe, EXAMPLE)]["reason"], rows[(probe, EXAMPLE)]
     # the probe sees each leak where there is one: in the control it raises, naming them
     control = nbformat.read(tmp_path / "autograded" / "c-control" / EXAMPLE / f"{EXAMPLE}.ipynb", as_version=4)
-    errors = [output.evalue for output in control.cells[_index(control, "square")].outputs
+    errors = [output.evalue for output in control.cells[cell_index(control, "square")].outputs
               if output.output_type == "error"]
     assert errors and "state of an earlier submission" in errors[0], errors
     for leak in ("environment", "tmp file", "thread", "patched helpers", "patched json", "builtins",

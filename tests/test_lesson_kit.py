@@ -19,7 +19,7 @@ import copy
 import re
 import nbformat
 import pytest
-from conftest import ANSWER_LESSONS, REPO_ROOT
+from support.course import ANSWER_LESSONS, REPO_ROOT
 
 from helpers.course import UNGRADED_LESSONS
 

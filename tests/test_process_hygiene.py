@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from conftest import descendants, left_behind
+from support.processes import descendants, left_behind
 
 
 def test_a_process_left_running_is_seen_and_a_stopped_one_is_not():

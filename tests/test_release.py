@@ -12,7 +12,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import ANSWER_LESSONS, FIXTURE_LESSONS, FIXTURES, REPO_ROOT, lesson_names
+from support import notebooks
+from support.course import ANSWER_LESSONS, FIXTURE_LESSONS, FIXTURES, REPO_ROOT, lesson_names
 
 from helpers.course import CAPSTONE_LESSONS, READING_LESSONS
 
@@ -184,17 +185,6 @@ def test_lesson_headers_results_page_and_manifest_agree():
         "docs/results.md is generated from docs/results.json: do not edit it; re-record or re-render it")
 
 
-def _exercise_or_check(cell) -> bool:
-    """An exercise cell (the learner's blank) or a check cell: a graded test, or the ungraded
-    check of a reading lesson's exercise, which opens with a ``"Check: ..."`` docstring."""
-    meta = cell.get("metadata", {}).get("nbgrader", {})
-    if meta.get("solution") or meta.get("grade"):
-        return True
-    statements = [line for line in cell.get("source", "").splitlines()
-                  if line.strip() and not line.lstrip().startswith("#")]
-    return bool(statements) and re.match(r"""^('''|"|')Check:""", statements[0].lstrip()) is not None
-
-
 def dead_ends(path: Path, timeout: int = 900) -> list[str]:
     """Execute a released notebook as a learner who leaves every blank empty would (errors
     allowed) and return, for every other code cell that raised, ``"cell N: <error>"``."""
@@ -206,25 +196,44 @@ def dead_ends(path: Path, timeout: int = 900) -> list[str]:
     notebook = nbformat.read(path, as_version=4)
     NotebookClient(notebook, timeout=timeout, kernel_name="python3", allow_errors=True,
                    resources={"metadata": {"path": str(path.parent)}}).execute()
-    found = []
-    for index, cell in enumerate(notebook.cells):
-        if cell.cell_type != "code" or _exercise_or_check(cell):
-            continue
-        for output in cell.get("outputs", []):
-            if output.get("output_type") == "error":
-                found.append(f"cell {index}: {output.get('ename')}: {output.get('evalue', '')[:200]}")
-    return found
+    return notebooks.dead_ends(notebook)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("lesson", [name for name in ANSWER_LESSONS if name not in CAPSTONE_LESSONS])
+@pytest.mark.parametrize("lesson", [name for name in ANSWER_LESSONS if name in READING_LESSONS])
 def test_untouched_release_has_no_dead_end(lesson, monkeypatch):
     """No dead ends: with every blank of the released notebook left as it is, every cell but
     the exercises and their checks runs, with the reference from helpers standing in for each
-    unfinished exercise (``checks.learner_or_reference``), at UNET_COURSE_SCALE=0.1."""
+    unfinished exercise (``checks.learner_or_reference``), at UNET_COURSE_SCALE=0.1.
+
+    Here for the reading lessons, which the nbgrader round trip does not grade; for every
+    graded lesson, tests/test_grading.py asserts the same on the untouched release it grades
+    at that scale (``test_untouched_release_has_no_dead_end`` there), so that no lesson runs
+    twice. The capstone has no blanks."""
     monkeypatch.setenv("UNET_COURSE_SCALE", "0.1")
     path = REPO_ROOT / "notebooks" / lesson / f"{lesson}.ipynb"
     found = dead_ends(path)
     assert not found, (f"{lesson}: cells that stop when the blanks are left empty (give them the "
                        f"reference with checks.learner_or_reference after the exercise's check): "
                        + "; ".join(found))
+
+
+def test_the_dead_end_scan_names_stuck_cells_and_ignores_exercises_and_checks():
+    """The scan behind both dead-end tests: an error in a plain cell is a dead end; errors in
+    the learner's blank, its graded check or a reading lesson's "Check:" cell are not."""
+    def cell(source, error=None, **nbgrader):
+        made = nbformat.v4.new_code_cell(source)
+        if nbgrader:
+            made.metadata["nbgrader"] = nbgrader
+        if error:
+            made.outputs = [nbformat.v4.new_output("error", ename=error, evalue="boom", traceback=[])]
+        return made
+
+    nb = nbformat.v4.new_notebook(cells=[
+        cell("raise NotImplementedError()", "NotImplementedError", solution=True, grade_id="blank"),
+        cell("check()", "AssertionError", grade=True, grade_id="blank_check", points=1),
+        cell('"""Check: the practice exercise."""\ncheck()', "AssertionError"),
+        cell("print('fine')"),
+        cell("use(blank)", "NameError"),
+    ])
+    assert notebooks.dead_ends(nb) == ["cell 4: NameError: boom"]

@@ -7,7 +7,7 @@ import shutil
 
 import nbformat
 import pytest
-from conftest import REPO_ROOT
+from support.course import REPO_ROOT
 
 from helpers.course import LESSONS
 from helpers.tools import results
