@@ -11,14 +11,19 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 __all__ = [
     "DPI", "TRUTH_COLOUR", "PREDICTION_COLOUR", "overlay_contours", "show_overlay",
     "show_batch", "montage", "worst_cases", "plot_learning_curves", "orthogonal_views",
-    "multiclass_overlay", "unet_structure", "plot_unet", "plot_assignment", "brats_regions", "reliability_diagram",
+    "multiclass_overlay", "unet_structure", "plot_unet", "plot_assignment", "plot_brats_regions", "reliability_diagram",
 ]
 
 #: Resolution of the course figures (small notebooks).
@@ -408,18 +413,32 @@ def plot_assignment(rows, row_labels: Sequence[str] | None = None, groups: Seque
 
 # --------------------------------------------------------------------------- BraTS regions
 
-def brats_regions(image, labels, title: str | None = None):
-    """The three nested BraTS regions on one slice: whole tumour (WT: every tumour label),
-    tumour core (TC: necrosis and enhancing tumour) and enhancing tumour (ET), each as a
-    filled panel and all three as nested contours on the image. ``labels``: a 2D label map
-    with 0/1/2/4 (BraTS) or 0/1/2/3 (remapped). Returns the Figure."""
+def plot_brats_regions(image: ArrayLike, labels: ArrayLike, title: str | None = None) -> Figure:
+    """The three nested BraTS regions on one slice, each filled and all three as contours.
+
+    Whole tumour (WT: every tumour label), tumour core (TC: necrosis and enhancing tumour)
+    and enhancing tumour (ET), as :func:`helpers.metrics.brats_regions` defines them (the
+    same regions the region Dice scores), each as a filled panel, then all three as nested
+    contours on the image.
+
+    Args:
+        image: a 2D slice ``(H, W)`` (or ``(H, W, 1)``), any intensity scale.
+        labels: a 2D label map of the same size with 0/1/2/4 (BraTS) or 0/1/2/3 (remapped).
+        title: a title above the panels (None for none).
+
+    Returns:
+        The matplotlib Figure (four panels).
+
+    Raises:
+        ValueError: ``labels`` holds a value other than 0-4.
+    """
     from matplotlib.colors import ListedColormap
 
-    image, labels = _squeeze(image), np.asarray(labels)
-    enhancing = 4 if np.any(labels == 4) else 3
-    regions = {"WT = 1 + 2 + 4": np.isin(labels, (1, 2, enhancing)),
-               "TC = 1 + 4": np.isin(labels, (1, enhancing)),
-               "ET = 4": labels == enhancing}
+    from helpers.metrics import brats_regions
+
+    image = _squeeze(image)
+    found = brats_regions(labels)
+    regions = {"WT = 1 + 2 + 4": found["WT"], "TC = 1 + 4": found["TC"], "ET = 4": found["ET"]}
     colours = ("yellow", "orange", "red")
     plt = _plt()
     fig, axes = plt.subplots(1, 4, figsize=(11, 3), dpi=DPI)

@@ -410,7 +410,7 @@ def test_lesson_06_references_pass_their_checks(tmp_path):
     checks.check_volumetric_dice(metrics.volumetric_dice, random_cases=5)
     assert metrics.volumetric_dice(np.zeros((3, 3, 3)), np.zeros((3, 3, 3))) == 1.0
     model = models.reference_model((32, 32, 32))
-    checks.check_3d_unet(model, (32, 32, 32, 1), max_parameters=400_000, min_parameters=300_000, min_depth=2,
+    checks.check_lung_model(model, (32, 32, 32, 1), max_parameters=400_000, min_parameters=300_000, min_depth=2,
                          min_bottleneck=3, dropout=0.05)
     checks.check_residual_blocks(model)
     checks.check_save_prediction(inference.save_prediction)
@@ -444,5 +444,5 @@ def test_lesson_06_checks_ask_what_the_hidden_tests_ask(tmp_path):
         checks.check_save_prediction(normalised)
     small = models.build_unet((32, 32, 24, 1), depth=3, base_filters=6, dropout=0.05)
     with pytest.raises(AssertionError, match="at least 300,000"):
-        checks.check_3d_unet(small, (32, 32, 24, 1), max_parameters=400_000, min_parameters=300_000,
+        checks.check_lung_model(small, (32, 32, 24, 1), max_parameters=400_000, min_parameters=300_000,
                              min_depth=2, min_bottleneck=3, dropout=0.05)

@@ -14,7 +14,7 @@ import numpy as np
 
 from helpers.checks._common import call, fail, ok
 
-__all__ = ["check_working_spacing", "check_window_hu", "check_lung_volume", "check_volumetric_dice", "check_3d_unet",
+__all__ = ["check_working_spacing", "check_window_hu", "check_lung_volume", "check_volumetric_dice", "check_lung_model",
            "check_save_prediction", "check_resampled_grid", "check_foreground_patch_start",
            "check_window_starts", "check_blending_weights", "check_residual_blocks"]
 
@@ -176,7 +176,7 @@ def check_volumetric_dice(fn, random_cases: int = 5, seed: int = 0) -> None:
     ok("volumetric_dice: correct (hard Dice over the whole volume, 1.0 for two empty masks).")
 
 
-def check_3d_unet(model, input_shape=None, max_parameters: int = 1_500_000, depth: int | None = None,
+def check_lung_model(model, input_shape=None, max_parameters: int = 1_500_000, depth: int | None = None,
                   dropout: float | None = None, base_filters: int | None = None, min_depth: int = 1,
                   min_bottleneck: int = 1, min_parameters: int = 0) -> None:
     """Check a Keras model for 3D binary segmentation: input ``(D, H, W, 1)``, output

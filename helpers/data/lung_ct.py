@@ -38,6 +38,7 @@ import numpy as np
 from helpers import config
 from helpers.data._store import DatasetError, generate_into
 from helpers.data.io import nifti_bytes
+from helpers.geometry import voxel_spacing  # one implementation; re-exported for this data set's users
 
 #: Bump when the generated volumes change, so that sets on disk are regenerated.
 GENERATOR_VERSION = "2.0"
@@ -569,12 +570,6 @@ def read_case(ct_path, lung_path=None) -> tuple[np.ndarray, np.ndarray | None, n
         labels = read_nifti(lung_path, fix="convert that case again")[0]
         lung = (check_labels(lung_path, labels, BINARY_LABELS) > 0).astype(np.uint8)
     return ct, lung, affine
-
-
-def voxel_spacing(affine: np.ndarray) -> np.ndarray:
-    """Voxel spacing in mm along the array axes ``(i, j, k)`` from a 4 x 4 affine."""
-    affine = np.asarray(affine, dtype=float)
-    return np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
 
 
 def lung_volume_ml(mask, affine) -> float:
