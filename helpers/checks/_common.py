@@ -28,8 +28,9 @@ from typing import Any, Callable, NoReturn
 __all__ = ["fail", "ok", "call", "name_of", "learner_or_reference", "check_best_choice"]
 
 
-def fail(name: str, case: str | None, problem: str, hint: str = "") -> NoReturn:
-    """Raise the check's ``AssertionError``.
+def fail(name: str, case: str | None, problem: str, hint: str = "", *,
+         cause: BaseException | None = None) -> NoReturn:
+    """Raise the check's ``AssertionError``: every failing check of the course comes here.
 
     Args:
         name: the learner's function or object under test (``"dice_coefficient"``).
@@ -37,6 +38,8 @@ def fail(name: str, case: str | None, problem: str, hint: str = "") -> NoReturn:
             is not tied to one input (a wrong optimizer, a missing callback).
         problem: what was expected and what came back.
         hint: the usual mistake that gives this result, and the fix; may be empty.
+        cause: the learner's exception behind the failure, kept as the error's cause so that
+            its traceback stays available (``raise ... from cause``).
 
     Raises:
         AssertionError: always, with ``"<name> — case '<case>': <problem> Hint: <hint>"``.
@@ -45,7 +48,7 @@ def fail(name: str, case: str | None, problem: str, hint: str = "") -> NoReturn:
     message = f"{where}: {problem.strip()}"
     if hint:
         message += f" Hint: {hint.strip()}"
-    raise AssertionError(message)
+    raise AssertionError(message) from cause
 
 
 def ok(message: str) -> None:

@@ -458,7 +458,7 @@ def check_max_depth(fn, random_cases: int = 10, seed: int = 0) -> None:
         try:
             got = fn(shape, min_size=min_size)
         except Exception as error:
-            raise AssertionError(f"{name} — case '{case}': raised {type(error).__name__}: {error}") from error
+            fail(name, case, f"raised {type(error).__name__}: {error}", cause=error)
         expected = _max_depth(shape, min_size)
         if got is None or not float(got).is_integer():
             fail(name, case, f"expected the integer {expected}, got {got!r}.", "return a depth: an int.")
@@ -544,13 +544,12 @@ def _residual_case(name, case, fn, shape, filters, batch_norm, rng):
     except Exception as error:
         hint = ""
         if rank == 3:
-            hint = (" Hint: the same function must work for volumes (batch, D, H, W, C): take the layer "
+            hint = ("the same function must work for volumes (batch, D, H, W, C): take the layer "
                     "classes from layers_for(x) instead of naming Conv2D.")
         elif c_in != filters:
-            hint = (f" Hint: x has {c_in} channels and the block's output {filters}, so x cannot be added "
+            hint = (f"x has {c_in} channels and the block's output {filters}, so x cannot be added "
                     f"as it is: project it first with a 1×1 convolution to `filters` channels.")
-        raise AssertionError(f"{name} — case '{case}': raised {type(error).__name__}: "
-                             f"{str(error).strip()[:300]}{hint}") from error
+        fail(name, case, f"raised {type(error).__name__}: {str(error).strip()[:300]}", hint, cause=error)
     expected_shape = (None,) + tuple(shape[:-1]) + (filters,)
     if _shape(out) != expected_shape:
         got = _shape(out)

@@ -36,12 +36,11 @@ def _random_brats(rng, shape, labels=(0, 1, 2, 4)) -> np.ndarray:
 
 def _to_numpy(value, name: str) -> np.ndarray:
     if value is None:
-        raise AssertionError(f"{name} returned None: did you forget `return`?")
+        fail(name, None, "returned None.", "did you forget `return`?")
     try:
         return np.asarray(value)
     except Exception as error:  # a tensor that cannot be converted, a list of odd things
-        raise AssertionError(f"{name} returned {type(value).__name__}, which is not an array "
-                             f"({error}).") from None
+        fail(name, None, f"returned {type(value).__name__}, which is not an array ({error}).", cause=error)
 
 
 # --------------------------------------------------------------------------- remap 4 -> 3
@@ -65,9 +64,8 @@ def check_remap_labels(fn, random_cases: int = 3, seed: int = 0) -> None:
         original = seg.copy()
         got = _to_numpy(fn(seg), "remap_labels")
         if not np.array_equal(seg, original):
-            raise AssertionError(f"remap_labels changed its input in place on {name}: "
-                                 f"work on a copy (`labels = seg.copy()`) so the volume read from "
-                                 f"disk keeps its BraTS labels.")
+            fail("remap_labels", name, "changed its input in place.",
+                 "work on a copy (`labels = seg.copy()`) so the volume read from disk keeps its BraTS labels.")
         expected = _remap_reference(seg)
         if got.shape != expected.shape:
             fail('remap_labels', name, f"expected shape {expected.shape}, got "
@@ -79,8 +77,8 @@ def check_remap_labels(fn, random_cases: int = 3, seed: int = 0) -> None:
             fail('remap_labels', name, f"expected values "
                                        f"{sorted(np.unique(expected).tolist())}, got {values}; {hint}.")
         if not np.issubdtype(got.dtype, np.integer):
-            raise AssertionError(f"remap_labels on {name} returned dtype {got.dtype}: labels are "
-                                 f"integers (keep the input's dtype, e.g. uint8).")
+            fail("remap_labels", name, f"returned dtype {got.dtype}: labels are integers.",
+                 "keep the input's dtype, e.g. uint8.")
     ok("remap_labels maps 4 -> 3 and leaves 0, 1, 2 and the input alone.")
 
 
@@ -187,7 +185,7 @@ def check_cce_dice_loss(fn, random_cases: int = 3, seed: int = 0, atol: float = 
         if name.startswith("a perfect"):
             perfect = got
     if perfect is not None and perfect > 0.01:
-        raise AssertionError(f"cce_dice_loss of a perfect prediction should be close to 0, got {perfect:.4f}.")
+        fail("cce_dice_loss", "a perfect prediction", f"should be close to 0, got {perfect:.4f}.")
     _check_loss_in_graph(fn, *cases["a uniform prediction (1, 6, 6, 4)"])
     ok("cce_dice_loss = cross-entropy + (1 - multi-class Dice), as the reference.")
 
@@ -344,17 +342,17 @@ def _check_loss_in_graph(fn, y_true, y_pred, name: str = "cce_dice_loss") -> Non
     try:
         loss, gradient = tf.function(value_and_gradient)(tf.constant(y_true), tf.constant(y_pred))
     except Exception as error:
-        raise AssertionError(
-            f"{name} works on concrete arrays but not inside model.fit, which traces the loss into a "
-            f"graph ({type(error).__name__}: {str(error).strip().splitlines()[-1][:160]}). Hint: use keras.ops "
-            "(keras.ops.sum, keras.ops.log, keras.ops.clip, keras.ops.mean) instead of NumPy or float(...)."
-        ) from error
+        fail(name, None,
+             f"works on concrete arrays but not inside model.fit, which traces the loss into a "
+             f"graph ({type(error).__name__}: {str(error).strip().splitlines()[-1][:160]}).",
+             "use keras.ops (keras.ops.sum, keras.ops.log, keras.ops.clip, keras.ops.mean) instead of NumPy "
+             "or float(...).", cause=error)
     finally:
         logger.setLevel(level)
     if gradient is None or not np.all(np.isfinite(np.asarray(gradient))) or not np.any(np.asarray(gradient)):
-        raise AssertionError(f"{name} has no usable gradient with respect to y_pred (None, zero or "
-                             "not finite), so training cannot learn from it. Hint: compute it with keras.ops "
-                             "on the tensors themselves (no NumPy round trip) and clip y_pred before the log.")
+        fail(name, None, "has no usable gradient with respect to y_pred (None, zero or not finite), so "
+             "training cannot learn from it.", "compute it with keras.ops on the tensors themselves (no NumPy "
+             "round trip) and clip y_pred before the log.")
 
 
 # --------------------------------------------------------------------------- region Dice

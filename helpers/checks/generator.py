@@ -65,7 +65,7 @@ def check_percentile_stretch(fn, random_cases: int = 2, seed: int = 0) -> None:
         try:
             got = fn(image, **kwargs)       # the case's own array: an in-place change shows below
         except Exception as error:  # report the learner's error with the case
-            raise AssertionError(f"{name} — case '{case}': raised {type(error).__name__}: {error}") from error
+            fail(name, case, f"raised {type(error).__name__}: {error}", cause=error)
         if not np.array_equal(image, original):
             fail(name, case, "the input image was modified in place.",
                   "compute on a copy: image = np.asarray(image, dtype=np.float32) makes one for integer "
@@ -148,7 +148,7 @@ def _epoch(ds, name, case, n, batch_size, size, ref_x, ref_y):
         try:
             batch = ds[b]
         except Exception as error:
-            raise AssertionError(f"{name} — case '{case}': ds[{b}] raised {type(error).__name__}: {error}") from error
+            fail(name, case, f"ds[{b}] raised {type(error).__name__}: {error}", cause=error)
         if not isinstance(batch, (tuple, list)) or len(batch) != 2:
             fail(name, case, f"ds[{b}] should return a tuple (x, y), got {type(batch).__name__}.",
                   "end __getitem__ with `return np.stack(images), np.stack(masks)`.")
@@ -224,8 +224,7 @@ def check_dataset(make, n_pairs: int = 7, batch_size: int = 3, image_size=(32, 3
             try:
                 return make(list(pairs), batch_size=batch_size, image_size=size, **kwargs)
             except Exception as error:
-                raise AssertionError(f"{name} — case '{case}': creating the data set raised "
-                                     f"{type(error).__name__}: {error}") from error
+                fail(name, case, f"creating the data set raised {type(error).__name__}: {error}", cause=error)
 
         case = "no shuffling"
         ds = build(case, shuffle=False, seed=seed)
@@ -239,7 +238,7 @@ def check_dataset(make, n_pairs: int = 7, batch_size: int = 3, image_size=(32, 3
         try:
             length = len(ds)
         except Exception as error:
-            raise AssertionError(f"{name} — case '{case}': len(ds) raised {type(error).__name__}: {error}") from error
+            fail(name, case, f"len(ds) raised {type(error).__name__}: {error}", cause=error)
         if length != expected_len:
             fail(name, case, f"{n_pairs} pairs in batches of {batch_size} make {expected_len} batches, "
                   f"len() gave {length}.",
@@ -332,11 +331,11 @@ def _call_augment(fn, name, case, image, mask, rng, **kwargs):
         out = fn(image, mask, rng, **kwargs)
     except TypeError as error:
         if kwargs and "flip" in str(error):
-            raise AssertionError(f"{name} — case '{case}': calling it with flip=True raised TypeError: {error}. "
-                                 "Hint: keep the signature augment_pair(image, mask, rng, flip=False, ...).") from error
-        raise AssertionError(f"{name} — case '{case}': raised TypeError: {error}") from error
+            fail(name, case, f"calling it with flip=True raised TypeError: {error}.",
+                 "keep the signature augment_pair(image, mask, rng, flip=False, ...).", cause=error)
+        fail(name, case, f"raised TypeError: {error}", cause=error)
     except Exception as error:  # report the learner's error with the case
-        raise AssertionError(f"{name} — case '{case}': raised {type(error).__name__}: {error}") from error
+        fail(name, case, f"raised {type(error).__name__}: {error}", cause=error)
     if not isinstance(out, (tuple, list)) or len(out) != 2:
         fail(name, case, f"should return a tuple (image, mask), got {type(out).__name__}.",
               "end with `return image, mask`.")

@@ -180,10 +180,9 @@ def check_flip_augmentation(random_flip, n=200, seed=0):
         same_masks = np.array([np.array_equal(g, x) for g, x in zip(got_masks, masks)])
         if not np.all(flipped_images | same_images):
             upside = np.array_equal(got_images[0], images[0, ::-1]) or np.array_equal(got_images[-1], images[-1, ::-1])
-            raise AssertionError(
-                f"p={p}: some images are neither unchanged nor flipped left-right"
-                + (" (they were flipped upside down: flip axis W, i.e. image[:, ::-1] for (H, W, C))" if upside else
-                   ". Hint: flip one pair as image[:, ::-1] (axis W of an (H, W, C) image)."))
+            fail('random_flip', f"p={p}", "some images are neither unchanged nor flipped left-right"
+                 + (" (they were flipped upside down)." if upside else "."),
+                 "flip one pair as image[:, ::-1] (axis W of an (H, W, C) image).")
         if not np.all((flipped_images & flipped_masks) | (same_images & same_masks)):
             fail('random_flip', f"p={p}", "an image and its mask were not flipped together.",
                  "draw ONE random decision per pair and apply it to both.")
@@ -214,8 +213,8 @@ def check_kfold(kfold_by_patient, n_cases=20, k=3, seed=0):
             try:
                 train, val = (list(part) for part in fold)
             except (TypeError, ValueError):
-                raise AssertionError(f"case '{case}': fold {number} should be a pair (train_ids, val_ids), "
-                                     f"got {fold!r:.80}") from None
+                fail('kfold_by_patient', case, f"fold {number} should be a pair (train_ids, val_ids), "
+                                               f"got {fold!r:.80}")
             if set(train) & set(val):
                 fail('kfold_by_patient', case, f"fold {number} has patients both in train and validation: "
                                                f"{sorted(set(train) & set(val))[:5]}. This leaks slices of one patient "

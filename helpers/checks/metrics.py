@@ -219,11 +219,9 @@ def _call(fn, name, case, y_true, y_pred, scalar=True, **kwargs):
     try:
         value = np.asarray(keras.ops.convert_to_numpy(out))
     except Exception as error:
-        raise AssertionError(f"{name} returned {type(out).__name__}, not a tensor or number: "
-                             f"{error}") from error
+        fail(name, case, f"returned {type(out).__name__}, not a tensor or number: {error}", cause=error)
     if value.dtype.kind not in "fiub":
-        raise AssertionError(f"{name} returned values of dtype {value.dtype}; expected a "
-                             f"floating-point number.")
+        fail(name, case, f"returned values of dtype {value.dtype}; expected a floating-point number.")
     if scalar:
         if value.shape == np.shape(y_true)[:1] and _returns_per_sample(fn):
             value = np.mean(value.astype(np.float64))
@@ -269,11 +267,10 @@ def _check_graph_mode(fn, name, y_true, y_pred):
     try:
         tf.function(lambda t, p: fn(t, p))(tf.constant(y_true), tf.constant(y_pred))
     except Exception as error:
-        raise AssertionError(
-            f"{name} works on concrete arrays but not inside a compiled model "
-            f"({type(error).__name__}: {str(error).strip().splitlines()[-1][:200]}) — use keras.ops "
-            f"functions (keras.ops.sum, keras.ops.mean ...) rather than NumPy or Python "
-            f"`float(...)`, so Keras can trace it during model.fit.") from error
+        fail(name, None, f"works on concrete arrays but not inside a compiled model "
+                         f"({type(error).__name__}: {str(error).strip().splitlines()[-1][:200]}).",
+             "use keras.ops functions (keras.ops.sum, keras.ops.mean ...) rather than NumPy or Python "
+             "`float(...)`, so Keras can trace it during model.fit.", cause=error)
     finally:
         logger.setLevel(level)
 
@@ -290,18 +287,16 @@ def _check_gradient(fn, name, y_true, y_pred):
     with tf.GradientTape() as tape:
         loss = fn(tf.constant(y_true), p)
     if not tf.is_tensor(loss):
-        raise AssertionError(
-            f"{name} returns a plain {type(loss).__name__}, not a tensor, so it has no gradient and "
-            f"cannot train a model — compute it with keras.ops (keras.ops.sum, keras.ops.mean) instead "
-            f"of NumPy or float(...).")
+        fail(name, None, f"returns a plain {type(loss).__name__}, not a tensor, so it has no gradient and "
+                         f"cannot train a model.",
+             "compute it with keras.ops (keras.ops.sum, keras.ops.mean) instead of NumPy or float(...).")
     grad = tape.gradient(loss, p)
     if grad is None or not np.any(np.asarray(grad)):
-        raise AssertionError(
-            f"{name} has no gradient with respect to y_pred, so a model cannot learn from it "
-            f"— did you threshold the prediction (y_pred > 0.5) or convert it with NumPy? "
-            f"A loss must stay soft: use the probabilities directly.")
+        fail(name, None, "has no gradient with respect to y_pred, so a model cannot learn from it.",
+             "did you threshold the prediction (y_pred > 0.5) or convert it with NumPy? A loss must stay soft: "
+             "use the probabilities directly.")
     if not np.all(np.isfinite(np.asarray(grad))):
-        raise AssertionError(f"{name} has a non-finite gradient (nan or inf) — {HINT_SMOOTH}.")
+        fail(name, None, "has a non-finite gradient (nan or inf).", f"{HINT_SMOOTH}.")
 
 
 def _case(cases, name):
@@ -489,10 +484,9 @@ def check_bce_dice_loss(fn, random_cases=10, seed=0, name=None):
     t = _square(8, 1, 1, 4)
     got = _call(fn, name, "a perfect prediction with exact 0 and 1", t, t.copy())
     if not np.isfinite(got) or abs(got) > 1e-3:
-        raise AssertionError(
-            f"{name}: on case 'a perfect prediction with exact 0 and 1' expected about 0.0000, got {got:.4f} "
-            f"— log(0) is -inf and 0 * log(0) is nan: clip y_pred to [1e-7, 1 - 1e-7] before the log "
-            f"(keras.losses.binary_crossentropy does it for you).")
+        fail(name, "a perfect prediction with exact 0 and 1", f"expected about 0.0000, got {got:.4f}.",
+             "log(0) is -inf and 0 * log(0) is nan: clip y_pred to [1e-7, 1 - 1e-7] before the log "
+             "(keras.losses.binary_crossentropy does it for you).")
     _check_gradient(fn, name, *_case(cases, "soft prediction"))
     _check_graph_mode(fn, name, *_case(cases, "partly overlapping squares"))
     ok(f"{name}: {len(cases) + 1} cases match BCE + (1 - Dice), with a finite gradient.")

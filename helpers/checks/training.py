@@ -431,12 +431,10 @@ def check_train_step(fn, seed: int = 0, steps: int = 3) -> None:
         try:
             got = fn(model, optimizer, _step_loss, x, y)
         except Exception as error:
-            raise AssertionError(
-                f"train_step raised {type(error).__name__} at step {step + 1}: {error}. Hint: inside "
-                f"`with tf.GradientTape() as tape:` compute predictions = model(x, training=True) and "
-                f"loss = loss_fn(y, predictions); then gradients = tape.gradient(loss, "
-                f"model.trainable_weights) and optimizer.apply_gradients(zip(gradients, "
-                f"model.trainable_weights)).") from error
+            fail("train_step", f"step {step + 1}", f"raised {type(error).__name__}: {error}.",
+                 "inside `with tf.GradientTape() as tape:` compute predictions = model(x, training=True) and "
+                 "loss = loss_fn(y, predictions); then gradients = tape.gradient(loss, model.trainable_weights) "
+                 "and optimizer.apply_gradients(zip(gradients, model.trainable_weights)).", cause=error)
         if got is None:
             fail('train_step', None, "train_step returned None: return the loss of the batch (the value before the update).")
         got = float(np.asarray(got).reshape(-1)[0]) if np.size(got) == 1 else float("nan")
