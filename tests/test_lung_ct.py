@@ -10,7 +10,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from helpers.data import DatasetError, lung_ct
+from helpers.data import DatasetError, LabelError, lung_ct
 
 SHAPE = (40, 40, 32)  # small grid: fast, but every structure is still there
 
@@ -237,7 +237,8 @@ def test_non_binary_mask_is_named(folder, tmp_path):
     path = target / "LCTSC-Train-S1-003" / "lung.nii.gz"
     mask = np.asarray(nib.load(path).dataobj) * 255
     path.write_bytes(lung_ct.nifti_bytes(mask.astype(np.uint8), np.eye(4)))
-    with pytest.raises(DatasetError, match=r"LCTSC-Train-S1-003/lung.nii.gz holds values 0, 255.*Binarise"):
+    with pytest.raises(LabelError, match=r"LCTSC-Train-S1-003/lung.nii.gz holds label values \[255\] besides the "
+                                         r"expected \[0, 1\]: a lung mask must hold only 0 and 1.*Binarise"):
         lung_ct.load_cases(target)
     assert len(lung_ct.load_cases(target, check_masks=False)) == 3
 

@@ -51,6 +51,13 @@ class DatasetError(ValueError):
     """A data set on disk is missing, incomplete or inconsistent; the message says the fix."""
 
 
+class LabelError(DatasetError):
+    """A label file (mask, segmentation) holds values its data set does not allow.
+
+    Raised by :func:`helpers.data.io.check_labels`, the one label check of every volume loader.
+    """
+
+
 def current_umask() -> int:
     """The process umask (read from ``/proc`` where possible, which changes nothing)."""
     try:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from helpers.data._store import DatasetError, atomic_write_bytes
+from helpers.data._store import DatasetError, LabelError, atomic_write_bytes
 
 #: Largest raster image decoded, in pixels (width x height). Montgomery's radiographs have
 #: 4892 x 4020 = 19.7 million; a file that declares more is refused as a probable
@@ -310,16 +310,36 @@ def check_finite(path: str | Path, array: np.ndarray) -> None:
                            f"fix the file (e.g. numpy.nan_to_num with the background value) or remove the case.")
 
 
-def check_labels(path: str | Path, array: np.ndarray, allowed: set[int] | tuple[set[int], ...]) -> np.ndarray:
-    """Check label values before any cast: finite, whole numbers, and all in ``allowed`` (or
-    all in one of the sets of a tuple, e.g. ``({0, 1}, {0, 255})`` for binary masks).
-    Returns them as uint8; raises DatasetError naming the file and the values otherwise."""
+def check_labels(path: str | Path, array: np.ndarray, allowed: set[int] | tuple[set[int], ...],
+                 hint: str = "check that this is the right file, or remove the case.") -> np.ndarray:
+    """Check the values of a label volume before any cast: the one label check of the loaders.
+
+    Every volume loader (lung CT, liver CT, brain MRI: ``load_cases`` and ``read_case``) and
+    every converter validates its masks and segmentations here.
+
+    Args:
+        path: the file the labels come from, for the message.
+        array: the label values as read (any dtype, any shape).
+        allowed: the allowed label values, or a tuple of alternative sets (all values must lie
+            in one of them), e.g. ``({0, 1}, {0, 255})`` (:data:`BINARY_LABELS`) for binary masks.
+        hint: the fix the message proposes when values are outside ``allowed``.
+
+    Returns:
+        The labels as uint8, same shape.
+
+    Raises:
+        LabelError: NaN or infinite values, non-integer values, or values outside ``allowed``;
+            the message names the file and the values (a :class:`DatasetError`).
+    """
     array = np.asarray(array)
-    check_finite(path, array)
+    try:
+        check_finite(path, array)
+    except DatasetError as error:
+        raise LabelError(str(error)) from None
     values = np.unique(array)
     fractional = values[values != np.round(values)]
     if fractional.size:
-        raise DatasetError(f"{path} holds non-integer label values ({', '.join(f'{v:g}' for v in fractional[:5])}"
+        raise LabelError(f"{path} holds non-integer label values ({', '.join(f'{v:g}' for v in fractional[:5])}"
                            f"{', ...' if fractional.size > 5 else ''}): labels must be whole numbers; this may be an "
                            f"image rather than a label file, or a resampled mask (use nearest-neighbour).")
     found = {int(v) for v in values}
@@ -327,8 +347,7 @@ def check_labels(path: str | Path, array: np.ndarray, allowed: set[int] | tuple[
     if not any(found <= choice for choice in choices):
         expected = " or ".join(str(sorted(choice)) for choice in choices)
         extra = sorted(found - set().union(*choices)) or sorted(found)
-        raise DatasetError(f"{path} holds label values {extra} besides the expected {expected}: check that this "
-                           f"is the right file, or remove the case.")
+        raise LabelError(f"{path} holds label values {extra} besides the expected {expected}: {hint}")
     return array.astype(np.uint8)
 
 

@@ -447,6 +447,18 @@ def _read_header_shape(path: Path) -> tuple:
     return nifti_shape(path, fix=_FIX)
 
 
+#: What a liver mask that fails the label check should become.
+_LIVER_MASK_FIX = ("a liver mask must be binary (0 background, 1 liver). If it is a multi-label segmentation, "
+                   "keep only the liver label (mask == liver_label) and save it again.")
+
+
+def _liver_mask(path: Path, labels: np.ndarray) -> np.ndarray:
+    """A liver mask 0/1 (uint8) from stored labels 0/1 or 0/255, checked by :func:`helpers.data.io.check_labels`."""
+    from helpers.data.io import BINARY_LABELS, check_labels
+
+    return (check_labels(path, labels, BINARY_LABELS, hint=_LIVER_MASK_FIX) > 0).astype(np.uint8)
+
+
 def _read_array(path: Path) -> np.ndarray:
     from helpers.data.io import read_nifti
 
@@ -495,13 +507,7 @@ def load_cases(folder, *, check_masks: bool = True) -> list[tuple[Path, Path]]:
                 f"{liver} has shape {mask_shape} but {orig.name} has {shape}: a mask must be on the "
                 f"grid of its volume. Resample the mask onto the volume (nearest neighbour) or remove the case.")
         if check_masks:
-            values = set(np.unique(_read_array(liver)).tolist())
-            if not (values <= {0, 1} or values <= {0, 255}):
-                shown = sorted(values)[:6]
-                raise DatasetError(
-                    f"{liver} holds values {shown}{' ...' if len(values) > 6 else ''}; a liver mask "
-                    f"must be binary (0 background, 1 liver). If it is a multi-label segmentation, "
-                    f"keep only the liver label (mask == liver_label) and save it again.")
+            _liver_mask(liver, _read_array(liver))
         cases.append((orig, liver))
     return cases
 
@@ -518,5 +524,5 @@ def read_case(orig_path, liver_path=None) -> tuple[np.ndarray, np.ndarray | None
     volume, affine = load_nifti(orig_path)
     mask = None
     if liver_path is not None:
-        mask = (_read_array(Path(liver_path)) > 0).astype(np.uint8)
+        mask = _liver_mask(Path(liver_path), _read_array(Path(liver_path)))
     return volume, mask, affine

@@ -543,13 +543,11 @@ def load_cases(folder: Path, *, check_masks: bool = True) -> list[tuple[Path, Pa
                                f"{tuple(ct_shape)}: a mask must be a 3-D volume on the CT's grid. "
                                f"Resample the mask onto the CT (nearest neighbour) when converting.")
         if check_masks:
-            from helpers.data.io import read_nifti
+            from helpers.data.io import check_labels, read_nifti
 
-            values = np.unique(read_nifti(lung_path, fix="convert that case again")[0])
-            if not set(values.tolist()) <= {0, 1}:
-                shown = ", ".join(f"{v:g}" for v in values[:6]) + (" ..." if len(values) > 6 else "")
-                raise DatasetError(f"{lung_path} holds values {shown}; a lung mask must hold only "
-                                   f"0 and 1. Binarise it when converting, e.g. (mask > 0).astype('uint8').")
+            check_labels(lung_path, read_nifti(lung_path, fix="convert that case again")[0], {0, 1},
+                         hint="a lung mask must hold only 0 and 1. Binarise it when converting, e.g. "
+                              "(mask > 0).astype('uint8').")
         pairs.append((ct_path, lung_path))
     if not pairs:
         raise DatasetError(f"{folder} holds no case folder with {CT_NAME}. Expected "
