@@ -29,7 +29,8 @@ BLOCKS: tuple[str, ...] = get_args(Block)
 def layers_for(x: Any) -> SimpleNamespace:
     """Layer classes for a tensor ``x`` of shape ``(batch, H, W, C)`` (2D) or
     ``(batch, D, H, W, C)`` (3D): ``Conv``, ``ConvTranspose``, ``MaxPool``,
-    ``SpatialDropout``, ``UpSampling`` and the spatial ``rank`` (2 or 3)."""
+    ``SpatialDropout``, ``UpSampling`` and the spatial ``rank`` (2 or 3).
+    """
     rank = len(x.shape) - 2
     L = keras.layers
     if rank == 2:
@@ -223,7 +224,8 @@ def reference_decoder_block(x: Any, skip: Any, filters: int, batch_norm: bool = 
 def check_input_shape(input_shape: tuple[int | None, ...], depth: int) -> tuple[int | None, ...]:
     """Validate ``input_shape`` ``(H, W, C)`` / ``(D, H, W, C)`` for a U-Net of ``depth``
     poolings: every known spatial size must be divisible by ``2**depth``. Returns it as a
-    tuple; raises ValueError with the nearest valid sizes otherwise."""
+    tuple; raises ValueError with the nearest valid sizes otherwise.
+    """
     shape = tuple(input_shape)
     if len(shape) not in (3, 4):
         raise ValueError(f"input_shape must be (H, W, C) for 2D or (D, H, W, C) for 3D, got {shape}: "

@@ -228,7 +228,8 @@ MODE: Mode = "max"
 
 def patient_of(item) -> str:
     """The patient identifier of an item: a path, or an ``(image, mask)`` pair (the image
-    path decides; a multi-channel tuple of images uses its first file)."""
+    path decides; a multi-channel tuple of images uses its first file).
+    """
     from helpers.data import patient_id
 
     if isinstance(item, (tuple, list)):
@@ -325,7 +326,7 @@ def standard_callbacks(run_dir, monitor: str = "val_dice", mode: str = "max",
                        patience_lr: int = CXR_RECIPE.patience_lr,
                        patience_stop: int = CXR_RECIPE.patience_stop,
                        factor: float = 0.5, min_lr: float = 1e-5) -> list:
-    """The four callbacks of the course, writing into ``run_dir`` (created if needed):
+    """The four callbacks of the course, writing into ``run_dir`` (created if needed).
 
     ``ModelCheckpoint(run_dir/"best.keras", save_best_only=True)`` keeps the best model;
     ``ReduceLROnPlateau`` multiplies the learning rate by ``factor`` after
@@ -372,7 +373,8 @@ def custom_objects() -> dict:
 
 def load_model(path, compile: bool = True):
     """Load a ``.keras`` model saved during the course (custom losses and metrics
-    included). Raises FileNotFoundError naming the file and how to make it."""
+    included). Raises FileNotFoundError naming the file and how to make it.
+    """
     import keras
 
     path = Path(path)
@@ -392,24 +394,25 @@ def _recipe(recipe: CxrRecipe | Mapping[str, Any] | None = None, **overrides: An
     return recipe.replace(**overrides) if overrides else recipe
 
 
-def build_cxr_model(recipe: dict | None = None, compile: bool = True):
+def build_cxr_model(recipe: CxrRecipe | Mapping[str, Any] | None = None, compile: bool = True) -> Any:
     """The U-Net of :data:`CXR_RECIPE` (or ``recipe``) for ``(size, size, 1)`` inputs,
     built in :func:`distribution_scope` and compiled with Adam (the recipe's learning rate,
     :func:`scaled_learning_rate` for the number of replicas), the recipe's loss and the
-    metrics ``dice`` and ``hard_dice``."""
+    metrics ``dice`` and ``hard_dice``.
+    """
     import keras
 
     from helpers import losses, metrics, models
 
-    recipe = _recipe(recipe)
-    size = int(recipe.image_size)
+    settings = _recipe(recipe)
+    size = int(settings.image_size)
     with distribution_scope() as chosen:
-        model = models.build_unet((size, size, 1), depth=recipe.depth,
-                                  base_filters=recipe.base_filters, dropout=recipe.dropout,
-                                  batch_norm=recipe.batch_norm, name="unet_cxr")
+        model = models.build_unet((size, size, 1), depth=settings.depth,
+                                  base_filters=settings.base_filters, dropout=settings.dropout,
+                                  batch_norm=settings.batch_norm, name="unet_cxr")
         if compile:
-            loss = getattr(losses, recipe.loss) if isinstance(recipe.loss, str) else recipe.loss
-            rate = scaled_learning_rate(recipe.learning_rate, replicas(chosen))
+            loss = getattr(losses, settings.loss) if isinstance(settings.loss, str) else settings.loss
+            rate = scaled_learning_rate(settings.learning_rate, replicas(chosen))
             model.compile(optimizer=keras.optimizers.Adam(rate), loss=loss,
                           metrics=[metrics.dice_coefficient, metrics.hard_dice])
     return model
@@ -444,7 +447,8 @@ def train_step(model, optimizer, loss_fn, x, y):
             the batch statistics, dropout is on).
         optimizer: a Keras optimizer, e.g. ``keras.optimizers.Adam(1e-3)``.
         loss_fn: ``loss_fn(y_true, y_pred)`` -> a scalar tensor.
-        x, y: one batch, ``(batch, H, W, C)`` and ``(batch, H, W, 1)``.
+        x: the batch's images, ``(batch, H, W, C)``.
+        y: the batch's masks, ``(batch, H, W, 1)``.
 
     Returns:
         The loss on the batch before the update (a scalar tensor).
@@ -459,17 +463,19 @@ def train_step(model, optimizer, loss_fn, x, y):
     return loss
 
 
-def cxr_datasets(train_pairs, val_pairs, recipe: dict | None = None, seed: int = config.SEED):
+def cxr_datasets(train_pairs: Sequence[tuple[Path, Path]], val_pairs: Sequence[tuple[Path, Path]],
+                 recipe: CxrRecipe | Mapping[str, Any] | None = None, seed: int = config.SEED) -> tuple[Any, Any]:
     """``(train, val)`` :class:`helpers.generator.SegmentationDataset` for the recipe: the
     training set shuffled and augmented, the validation set in file order, unaugmented.
-    Batches hold :func:`global_batch_size` images (the recipe's ``batch_size`` per replica)."""
+    Batches hold :func:`global_batch_size` images (the recipe's ``batch_size`` per replica).
+    """
     from helpers.generator import SegmentationDataset
 
-    recipe = _recipe(recipe)
-    size = (int(recipe.image_size),) * 2
-    batch = global_batch_size(recipe.batch_size)
+    settings = _recipe(recipe)
+    size = (int(settings.image_size),) * 2
+    batch = global_batch_size(settings.batch_size)
     train = SegmentationDataset(train_pairs, batch_size=batch, image_size=size,
-                                augment=recipe.augment or False, shuffle=True, seed=seed,
+                                augment=settings.augment or False, shuffle=True, seed=seed,
                                 workers=2)  # read the next batch while the model trains
     val = SegmentationDataset(val_pairs, batch_size=batch, image_size=size,
                               augment=False, shuffle=False, seed=seed)
@@ -516,7 +522,8 @@ def train_cxr_reference(run_dir=None, pairs=None, seed: int = config.SEED, verbo
 def load_or_train_cxr_model(run_dir=None, pairs=None, verbose: int = 2, **overrides):
     """The chest X-ray model of lesson 04: ``run_dir/best.keras`` if it exists (default
     ``config.runs_dir("04_training")``), else a fresh :func:`train_cxr_reference` run
-    (a few minutes) that writes it. Returns the compiled ``keras.Model``."""
+    (a few minutes) that writes it. Returns the compiled ``keras.Model``.
+    """
     run_dir = Path(run_dir) if run_dir is not None else config.runs_dir("04_training")
     path = run_dir / "best.keras"
     if path.is_file():

@@ -53,7 +53,8 @@ def _remap_reference(labels):
 
 def check_remap_labels(fn, random_cases: int = 3, seed: int = 0) -> None:
     """Check ``fn(seg) -> labels`` maps BraTS labels {0, 1, 2, 4} to {0, 1, 2, 3}, keeping
-    the shape, leaving 0, 1, 2 alone and not changing its input in place."""
+    the shape, leaving 0, 1, 2 alone and not changing its input in place.
+    """
     rng = np.random.default_rng(seed)
     cases = {"the values 0, 1, 2, 4": np.array([0, 1, 2, 4], dtype=np.uint8),
              "a 3D volume (4, 5, 6)": _random_brats(rng, (4, 5, 6)),
@@ -86,7 +87,8 @@ def check_remap_labels(fn, random_cases: int = 3, seed: int = 0) -> None:
 
 def check_one_hot(fn, n_classes: int = 4, random_cases: int = 3, seed: int = 0) -> None:
     """Check ``fn(labels, n_classes) -> float32 (..., n_classes)`` one-hot encoding of an
-    integer label array of any shape."""
+    integer label array of any shape.
+    """
     rng = np.random.default_rng(seed)
     cases = {f"labels {list(range(n_classes))}": np.arange(n_classes, dtype=np.uint8),
              "a 2D slice (3, 5)": rng.integers(0, n_classes, size=(3, 5)).astype(np.uint8),
@@ -148,7 +150,8 @@ def check_cce_dice_loss(fn, random_cases: int = 3, seed: int = 0, atol: float = 
     """Check ``fn(y_true, y_pred) -> scalar``: mean categorical cross-entropy plus
     ``1 - mean soft Dice`` over the foreground classes 1..C-1 (smooth = 1), for one-hot
     ``y_true`` and softmax ``y_pred`` of shape ``(batch, H, W, C)``. Dice per image and class
-    averaged over the batch, or pooled over the batch, are both accepted."""
+    averaged over the batch, or pooled over the batch, are both accepted.
+    """
     rng = np.random.default_rng(seed)
     cases = {}
     labels = rng.integers(0, 4, size=(1, 6, 6))
@@ -323,7 +326,8 @@ def check_loss_choice(choice, validation: dict, criterion: str = "mean region Di
 
 def _check_loss_in_graph(fn, y_true, y_pred, name: str = "cce_dice_loss") -> None:
     """The loss runs inside ``model.fit``: traced by ``tf.function`` on symbolic tensors, with
-    a finite gradient with respect to ``y_pred``."""
+    a finite gradient with respect to ``y_pred``.
+    """
     import keras
 
     if keras.backend.backend() != "tensorflow":
@@ -370,7 +374,8 @@ def _region_reference(true_labels, pred_labels):
 def check_region_dice(fn, random_cases: int = 4, seed: int = 0, atol: float = 1e-6) -> None:
     """Check ``fn(true_labels, pred_labels) -> {"WT": .., "TC": .., "ET": ..}`` on remapped
     label volumes (0, 1, 2, 3): WT = 1+2+3, TC = 1+3, ET = 3, Dice 1.0 when a region is
-    empty in both."""
+    empty in both.
+    """
     rng = np.random.default_rng(seed)
     base = _remap_reference(_random_brats(rng, (6, 6, 4)))
     swapped = base.copy()
@@ -427,7 +432,8 @@ def check_per_class_scores(fn, n_classes: int = 4, random_cases: int = 4, seed: 
                            atol: float = 1e-6) -> None:
     """Check ``fn(true_labels, pred_labels, n_classes) -> array (n_classes, 3)`` with columns
     precision, sensitivity (recall) and specificity of each class, nan where undefined
-    (0/0, e.g. precision of a class never predicted)."""
+    (0/0, e.g. precision of a class never predicted).
+    """
     rng = np.random.default_rng(seed)
     truth = np.array([[0, 0, 1, 1], [2, 2, 3, 3], [0, 2, 2, 3]], dtype=np.uint8)
     prediction = np.array([[0, 1, 1, 1], [2, 0, 3, 2], [0, 2, 2, 3]], dtype=np.uint8)

@@ -38,7 +38,7 @@ def _stretch_cases(random_cases: int, seed: int):
     hot = rng.normal(100, 15, size=(48, 48)).clip(0, 255)
     hot[:4] = 0           # black border
     hot[10, 10] = 4000.0  # hot pixel
-    cases = [
+    cases: list[tuple[str, np.ndarray, dict[str, float]]] = [
         ("uint8 ramp 0..255", ramp, {}),
         ("hot pixel and black border", hot, {}),
         ("constant image", np.full((16, 16), 37, dtype=np.uint8), {}),
@@ -55,7 +55,8 @@ def _stretch_cases(random_cases: int, seed: int):
 def check_percentile_stretch(fn, random_cases: int = 2, seed: int = 0) -> None:
     """Check ``fn(image, low=5, high=95)`` against :func:`helpers.generator.percentile_stretch`
     on a ramp, an image with outliers, a constant image, custom percentiles and
-    ``random_cases`` random images (any shape)."""
+    ``random_cases`` random images (any shape).
+    """
     from helpers.generator import percentile_stretch as reference
 
     name = "percentile_stretch"
@@ -108,7 +109,8 @@ def check_percentile_stretch(fn, random_cases: int = 2, seed: int = 0) -> None:
 
 def _index_pair(k: int, size: int = 40):
     """An image whose content encodes ``k``: a bright bar of width 4 + 2k on a dim
-    gradient, with a few dark speckles; the mask is the bar."""
+    gradient, with a few dark speckles; the mask is the bar.
+    """
     yy, xx = np.mgrid[0:size, 0:size]
     bar = (yy >= 6) & (yy < size - 6) & (xx >= 4 + (k % 3)) & (xx < 8 + 3 * k)
     image = 30 + 40 * xx / size + 10 * (yy % (k + 3) == 0)
@@ -207,7 +209,8 @@ def check_dataset(make, n_pairs: int = 7, batch_size: int = 3, image_size=(32, 3
     a new order every epoch with shuffling, and the same orders for the same seed.
     With ``augment=True`` (once the augmentation is written) it also builds the data set
     with ``augment=True, shuffle=False``: the batches must differ from the unaugmented
-    files, with masks still binary and aligned with their images."""
+    files, with masks still binary and aligned with their images.
+    """
     import keras
 
     from helpers.generator import SegmentationDataset
@@ -310,7 +313,8 @@ def check_dataset(make, n_pairs: int = 7, batch_size: int = 3, image_size=(32, 3
 
 def _blob_pair(rng, size: int = 64):
     """A float image in [0, 1] (0.2 background, 0.8 inside) with an asymmetric shape,
-    and the binary uint8 mask of that shape."""
+    and the binary uint8 mask of that shape.
+    """
     yy, xx = np.mgrid[0:size, 0:size]
     cy, cx = rng.uniform(0.35, 0.55, size=2) * size
     radius = rng.uniform(0.15, 0.22) * size
@@ -356,7 +360,8 @@ def check_augment_pair(fn, random_cases: int = 8, seed: int = 0) -> None:
     inputs unchanged; by default no mirror image at all, with ``flip=True`` about half of
     the pairs mirrored left-right and never upside down; every call rotates (a centred bar
     turns by up to ~10 degrees) and shifts (a centred disc moves by up to ~5 % of the side).
-    ``random_cases`` random generators are tried."""
+    ``random_cases`` random generators are tried.
+    """
     name = "augment_pair"
     rng = np.random.default_rng(seed)
     moved = 0
@@ -471,7 +476,8 @@ def check_dataset_augments(make, **kwargs) -> None:
     """Check that the data set of Exercise 1.2 augments with ``augment=True`` (see
     :func:`check_dataset`), once the augmentation exists. A data set that does not yet pass
     the plain check is skipped with a note, so that an unfinished Exercise 1.2 costs points
-    only there."""
+    only there.
+    """
     import contextlib
     import io
 

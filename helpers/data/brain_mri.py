@@ -29,6 +29,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from typing import Any
+
 import numpy as np
 
 from helpers import config
@@ -44,7 +46,7 @@ MODALITIES = ("t1", "t1ce", "t2", "flair")
 LABELS = tuple(config.BRATS_LABELS)
 
 #: Default parameters of :func:`generate`.
-DEFAULTS = {
+DEFAULTS: dict[str, Any] = {
     "n_cases": 24,
     "shape": (64, 64, 48),
     "seed": config.SEED,
@@ -64,7 +66,8 @@ _TISSUE_CONTRAST = {
 
 def brats_affine(shape) -> np.ndarray:
     """4x4 voxel-to-world affine (millimetres) like BraTS: 1 mm voxels, x and y flipped
-    (LPS-style storage as in the BraTS NIfTI files), origin so that voxel (0, Y-1, 0) is at 0."""
+    (LPS-style storage as in the BraTS NIfTI files), origin so that voxel (0, Y-1, 0) is at 0.
+    """
     affine = np.diag([-1.0, -1.0, 1.0, 1.0])
     affine[1, 3] = float(shape[1] - 1)
     return affine

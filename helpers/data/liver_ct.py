@@ -32,6 +32,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from typing import Any
+
 import numpy as np
 
 from helpers import config
@@ -41,7 +43,7 @@ from helpers.data.io import nifti_bytes
 GENERATOR_VERSION = "1.0"
 
 #: Default parameters of :func:`generate`: 20 cases of 128 x 128 voxels in-plane, 40 slices.
-DEFAULTS = {
+DEFAULTS: dict[str, Any] = {
     "n_cases": 20,
     "shape": (128, 128, 40),
     "seed": config.SEED,
@@ -91,7 +93,8 @@ def _waves(rng, x, y, z, n=5, wavelength=(50.0, 140.0)):
     """Smooth random field (about unit amplitude): a sum of ``n`` random plane waves (mm).
 
     ``x``, ``y`` broadcast to (X, Y, 1) and ``z`` to (1, 1, Z); each wave is computed as
-    cos(p + q) = cos p cos q - sin p sin q from an in-plane and a z part (cheap)."""
+    cos(p + q) = cos p cos q - sin p sin q from an in-plane and a z part (cheap).
+    """
     field = np.zeros(np.broadcast_shapes(np.shape(x), np.shape(y), np.shape(z)), np.float32)
     for _ in range(n):
         direction = rng.normal(size=3)
@@ -131,7 +134,8 @@ def _tube(x, y, z, start, end, radius):
 
 def case_spacing(number: int, *, shape=DEFAULTS["shape"], seed: int = DEFAULTS["seed"]) -> tuple[float, float, float]:
     """Voxel spacing (sx, sy, sz) in mm of case ``number`` (1-based): field of view 340-390 mm
-    in-plane, 170-200 mm along z, divided by the grid ``shape``."""
+    in-plane, 170-200 mm along z, divided by the grid ``shape``.
+    """
     rng = np.random.default_rng([int(seed), int(number), 7, 1])
     fov = rng.uniform(340.0, 390.0)
     coverage = rng.uniform(170.0, 200.0)
@@ -422,7 +426,8 @@ _ORIG = re.compile(r"^(?P<case>.+)_orig\.nii(\.gz)?$")
 
 def case_id(path) -> str:
     """Patient (case) identifier of a liver CT file: ``ircad_e07`` for
-    ``ircad_e07_orig.nii.gz`` or ``ircad_e07_liver.nii.gz``. Slices of one case share it."""
+    ``ircad_e07_orig.nii.gz`` or ``ircad_e07_liver.nii.gz``. Slices of one case share it.
+    """
     name = Path(path).name
     for suffix in (".nii.gz", ".nii"):
         if name.endswith(suffix):
@@ -488,7 +493,9 @@ def load_cases(folder, *, check_masks: bool = True) -> list[tuple[Path, Path]]:
             f"files to that pattern or point DATASET at the right folder.")
     cases = []
     for orig in origs:
-        case = _ORIG.match(orig.name).group("case")
+        matched = _ORIG.match(orig.name)
+        assert matched is not None   # origs holds only names that match
+        case = matched.group("case")
         liver = next((folder / f"{case}_liver{ext}" for ext in (".nii.gz", ".nii")
                       if (folder / f"{case}_liver{ext}").is_file()), None)
         if liver is None:
