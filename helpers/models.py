@@ -178,11 +178,11 @@ def decoder_block(x: Any, skip: Any, filters: int, upsampling: Upsampling = "tra
         upsampling: ``"transpose"``: a 2×2 transposed convolution with ``filters`` channels;
             ``"bilinear"``: interpolation (nearest-neighbour repetition in 3D, where Keras has
             no trilinear layer), then a 1×1 convolution.
-        batch_norm: BatchNormalization after each convolution.
-        dropout: spatial dropout rate at the end of the block (0 for none).
-        block: ``"plain"`` (:func:`conv_block`) or ``"residual"`` (:func:`residual_block`).
-        name: prefix of the layer names (None: Keras's automatic names).
-        use_bias: bias in the convolutions; default: only without BatchNorm.
+        batch_norm: as in :func:`encoder_block`.
+        dropout: as in :func:`encoder_block`.
+        block: as in :func:`encoder_block`.
+        name: as in :func:`encoder_block`.
+        use_bias: as in :func:`encoder_block`.
 
     Returns:
         A tensor of ``skip``'s spatial size with ``filters`` channels.
