@@ -36,16 +36,12 @@ sys.path.insert(0, str(ROOT))
 
 from helpers import config  # noqa: E402
 from helpers.data import brain_mri, ensure_dataset  # noqa: E402
+from helpers.metrics import brats_regions, dice_numpy  # noqa: E402  (the course's one Dice and regions)
 
-REGIONS = {"WT": (1, 2, 4), "TC": (1, 4), "ET": (4,)}
+#: The BraTS regions, in the order printed (their labels: helpers.metrics.BRATS_REGION_LABELS).
+REGIONS = ("WT", "TC", "ET")
 #: Modality whose bright voxels make each region for the threshold rule.
 RULE_CHANNEL = {"WT": "flair", "TC": "t1ce", "ET": "t1ce"}
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    """Dice of two boolean volumes; 1.0 when both are empty."""
-    total = a.sum() + b.sum()
-    return 1.0 if total == 0 else float(2.0 * np.logical_and(a, b).sum() / total)
 
 
 def zscore(volume: np.ndarray, brain: np.ndarray) -> np.ndarray:
@@ -71,7 +67,7 @@ def load(cases, normalise: bool):
         channels = {}
         for k, name in enumerate(brain_mri.MODALITIES):
             channels[name] = zscore(image[..., k], brain) if normalise else image[..., k]
-        loaded.append((channels, seg, brain))
+        loaded.append((channels, brats_regions(seg), brain))
     return loaded
 
 
@@ -84,8 +80,8 @@ def tune(loaded, region: str) -> float:
     modality = RULE_CHANNEL[region]
     best, best_score = None, -1.0
     for threshold in candidate_thresholds(loaded, modality):
-        score = np.mean([dice(rule(region, ch[modality], threshold, brain), np.isin(seg, REGIONS[region]))
-                         for ch, seg, brain in loaded])
+        score = np.mean([dice_numpy(regions[region], rule(region, ch[modality], threshold, brain))
+                         for ch, regions, brain in loaded])
         if score > best_score:
             best, best_score = float(threshold), float(score)
     return best
@@ -97,8 +93,8 @@ def evaluate(train, test) -> dict[str, float]:
         threshold = tune(train, region)
         modality = RULE_CHANNEL[region]
         results[region] = float(np.mean([
-            dice(rule(region, ch[modality], threshold, brain), np.isin(seg, REGIONS[region]))
-            for ch, seg, brain in test]))
+            dice_numpy(regions[region], rule(region, ch[modality], threshold, brain))
+            for ch, regions, brain in test]))
     return results
 
 
@@ -109,9 +105,8 @@ def oracle(test) -> dict[str, float]:
         scores = []
         for case in test:
             threshold = tune([case], region)
-            channels, seg, brain = case
-            scores.append(dice(rule(region, channels[RULE_CHANNEL[region]], threshold, brain),
-                               np.isin(seg, REGIONS[region])))
+            channels, regions, brain = case
+            scores.append(dice_numpy(regions[region], rule(region, channels[RULE_CHANNEL[region]], threshold, brain)))
         results[region] = float(np.mean(scores))
     return results
 

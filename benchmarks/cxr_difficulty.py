@@ -27,17 +27,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from helpers import config, data  # noqa: E402
+from helpers.metrics import dice_numpy  # noqa: E402  (the course's one Dice)
 from helpers.tools import kernels  # noqa: E402
 
 kernels.apply_kernel_env()  # TensorFlow settings of the lessons' kernels
 
 FIGURE = ROOT / "benchmarks" / "figures" / "cxr_montage.png"
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    """Dice of two boolean masks (1.0 when both are empty)."""
-    total = int(a.sum()) + int(b.sum())
-    return 1.0 if total == 0 else 2.0 * int(np.logical_and(a, b).sum()) / total
 
 
 def otsu_dice(pairs) -> tuple[float, float]:
@@ -49,7 +44,7 @@ def otsu_dice(pairs) -> tuple[float, float]:
     for image_path, mask_path in pairs:
         image, mask = data.read_image(image_path), data.read_mask(mask_path).astype(bool)
         level = threshold_otsu(image)
-        below, above = dice(image <= level, mask), dice(image > level, mask)
+        below, above = dice_numpy(mask, image <= level), dice_numpy(mask, image > level)
         scores.append(max(below, above))
         dark.append(below >= above)
     return float(np.mean(scores)), float(np.mean(dark))
@@ -62,7 +57,7 @@ def split(pairs, seed: int):
     except ImportError:
         training = None
     if training is not None and hasattr(training, "split_by_patient"):
-        fractions = getattr(training, "CXR_RECIPE", {}).get("fractions", (0.7, 0.15, 0.15))
+        fractions = training.CXR_RECIPE.fractions
         return training.split_by_patient(pairs, fractions, seed=seed)[-1]
     patients = sorted({data.patient_id(image) for image, _ in pairs})
     rng = np.random.default_rng(seed)

@@ -47,15 +47,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from helpers import config, data  # noqa: E402
+from helpers.metrics import dice_numpy  # noqa: E402  (the course's one Dice)
 from helpers.tools import kernels  # noqa: E402
 
 kernels.apply_kernel_env()  # TensorFlow settings of the lessons' kernels
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    """Dice of two boolean masks (1.0 when both are empty)."""
-    total = int(a.sum()) + int(b.sum())
-    return 1.0 if total == 0 else 2.0 * int(np.logical_and(a, b).sum()) / total
 
 
 def otsu_scores(pairs) -> list[float]:
@@ -66,7 +61,7 @@ def otsu_scores(pairs) -> list[float]:
     for image_path, mask_path in pairs:
         image, mask = data.read_image(image_path), data.read_mask(mask_path).astype(bool)
         level = threshold_otsu(image)
-        scores.append(max(dice(image <= level, mask), dice(image > level, mask)))
+        scores.append(max(dice_numpy(mask, image <= level), dice_numpy(mask, image > level)))
     return scores
 
 
@@ -212,8 +207,9 @@ def parse_recipe(items) -> dict:
         key = key.strip()
         if not sep or not key:
             raise SystemExit(f"--recipe {item!r}: write KEY=VALUE, e.g. epochs=10")
-        if key not in training.CXR_RECIPE:
-            raise SystemExit(f"--recipe {item!r}: {key!r} is not a recipe entry; known: {sorted(training.CXR_RECIPE)}")
+        known = sorted(training.CXR_RECIPE.as_dict())
+        if key not in known:
+            raise SystemExit(f"--recipe {item!r}: {key!r} is not a recipe entry; known: {known}")
         try:
             overrides[key] = ast.literal_eval(text.strip())
         except (ValueError, SyntaxError):
@@ -238,7 +234,7 @@ def seed_study(real_pairs, seeds, synthetic_pairs=None, run_root: Path | None = 
     if synthetic_pairs is None:
         synthetic_pairs = data.load_pairs(data.ensure_dataset("cxr_synthetic"))
     synthetic_pairs = list(synthetic_pairs)
-    fractions = overrides.get("fractions", training.CXR_RECIPE["fractions"])
+    fractions = overrides.get("fractions", training.CXR_RECIPE.fractions)
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(run_root) if run_root is not None else Path(scratch)

@@ -103,7 +103,8 @@ RANKING_RULE = ("On every test image the teams are ranked twice, by Dice and by 
 
 class ChallengeError(ValueError):
     """The challenge cannot run as asked (no labels, a weak seed, a folder in the way); the
-    message says the fix."""
+    message says the fix.
+    """
 
 
 # ------------------------------------------------------------------------------ the test set
@@ -226,7 +227,8 @@ def practice_set(n_images: int = PRACTICE_N_IMAGES, size: int = config.CXR_IMAGE
     """The public practice set: ``n_images`` radiographs of the hidden set's kind (``"hard"``
     setting) from the public :data:`PRACTICE_SEED`, with their labels, generated on first use
     into ``data/challenge_practice/{images,masks}/``. Teams score themselves on it; the
-    hidden set comes from another seed. Returns ``(images_dir, labels_dir)``."""
+    hidden set comes from another seed. Returns ``(images_dir, labels_dir)``.
+    """
     from helpers.data import cxr
     from helpers.data._store import generate_into
 
@@ -351,7 +353,8 @@ class Problem:
     """One thing wrong with a submission: ``code`` (``missing``, ``extra``, ``wrong_size``,
     ``not_binary``, ``corrupt``, ``symlink``, ``too_large``, ``not_a_file``, ``team_json``,
     ``not_a_folder``), the ``file`` it is about ("" for the folder) and a ``message`` that
-    says what is wrong and how to fix it."""
+    says what is wrong and how to fix it.
+    """
 
     code: str
     file: str
@@ -381,7 +384,8 @@ def _kind(name: str) -> str | None:
 
 def _read_untrusted(path: Path, limit: int) -> bytes:
     """The bytes of ``path`` if it is a regular file (not a symlink, FIFO or device) of at
-    most ``limit`` bytes; the file is opened without following links."""
+    most ``limit`` bytes; the file is opened without following links.
+    """
     try:
         info = os.lstat(path)
     except OSError as error:
@@ -412,7 +416,8 @@ def _read_untrusted(path: Path, limit: int) -> bytes:
 
 def _decode_png(payload: bytes, expected: tuple[int, ...] | None) -> np.ndarray:
     """Pixels of a PNG file given as bytes: the declared size is checked against
-    ``expected`` before the pixels are decoded (no decompression bomb)."""
+    ``expected`` before the pixels are decoded (no decompression bomb).
+    """
     import warnings
 
     from PIL import Image
@@ -452,7 +457,8 @@ def _decode_png(payload: bytes, expected: tuple[int, ...] | None) -> np.ndarray:
 
 def _decode_nifti(payload: bytes, expected: tuple[int, ...] | None) -> tuple[np.ndarray, tuple[float, ...]]:
     """Voxels and voxel sizes of a NIfTI file given as bytes (``.nii`` or gzip ``.nii.gz``);
-    the gzip stream is inflated only up to what the expected shape needs."""
+    the gzip stream is inflated only up to what the expected shape needs.
+    """
     import nibabel as nib
 
     if payload[:2] == b"\x1f\x8b":
@@ -535,7 +541,8 @@ def _read_mask(path: Path, expected, limit):
 @dataclass(frozen=True)
 class TestCase:
     """One test image: its file ``name``, the mask ``shape`` expected, and the ``spacing``
-    (voxel size per array axis, millimetres for NIfTI; None for PNG: distances in pixels)."""
+    (voxel size per array axis, millimetres for NIfTI; None for PNG: distances in pixels).
+    """
 
     __test__ = False            # not a pytest test class
     name: str
@@ -552,7 +559,8 @@ class TestCase:
 @dataclass
 class TestSet:
     """The test images that a submission must cover, and where their images and (for the
-    instructor only) their labels are."""
+    instructor only) their labels are.
+    """
 
     __test__ = False
     cases: list[TestCase]
@@ -561,13 +569,16 @@ class TestSet:
 
     @property
     def names(self) -> list[str]:
+        """The file names of the test cases, in order."""
         return [case.name for case in self.cases]
 
     @property
     def kind(self) -> str:
+        """The file kind of the cases: ``"png"`` or ``"nifti"``."""
         return _kind(self.cases[0].name) or "png"
 
     def case(self, name: str) -> TestCase:
+        """The test case of file name ``name``."""
         return next(case for case in self.cases if case.name == name)
 
 
@@ -673,7 +684,8 @@ class TeamResult:
     ``folder``: the team's folder name (its identifier); ``team`` and ``method`` from
     ``team.json`` (the folder's name when missing); ``problems``: what is wrong (empty when
     valid); ``dice`` and ``hd95``: per test image, in the order of the test set (empty when
-    not scored); ``masks``: the masks read (kept for the leaderboard's pictures)."""
+    not scored); ``masks``: the masks read (kept for the leaderboard's pictures).
+    """
 
     folder: str
     team: str
@@ -686,10 +698,12 @@ class TeamResult:
 
     @property
     def valid(self) -> bool:
+        """True when the submission has no problem."""
         return not self.problems
 
     @property
     def scored(self) -> bool:
+        """True when the submission is valid and has at least one scored case."""
         return self.valid and self.dice.size > 0
 
 
@@ -789,7 +803,8 @@ def validate_submission(folder: str | os.PathLike, test_set: TestSet, keep_masks
 def check_submission(folder: str | os.PathLike, images_dir: str | os.PathLike) -> TeamResult:
     """The check a team runs before handing in: :func:`validate_submission` against the test
     images' folder. Prints one success line, or raises AssertionError listing every problem
-    with its fix."""
+    with its fix.
+    """
     test_set = read_test_set(images_dir=images_dir)
     result = validate_submission(folder, test_set, keep_masks=False)
     if result.problems:
@@ -813,7 +828,8 @@ def load_labels(test_set: TestSet) -> dict[str, np.ndarray]:
 def score_case(truth: np.ndarray, prediction: np.ndarray, case: TestCase) -> tuple[float, float]:
     """``(Dice, HD95)`` of one test image by :data:`METRIC_RULE`: HD95 in the case's units
     (:func:`helpers.metrics.hausdorff_distance`), an empty prediction (or truth) scoring the
-    image diagonal and two empty masks 0."""
+    image diagonal and two empty masks 0.
+    """
     from helpers import metrics
 
     dice = metrics.dice_numpy(truth, prediction)
@@ -859,7 +875,8 @@ def score_submissions(submissions: str | os.PathLike, test_set: TestSet, labels:
                       cache: dict[str, TeamResult] | None = None) -> list[TeamResult]:
     """Validate and score every team folder of ``submissions``; a broken submission is
     reported in its :class:`TeamResult` and never stops the others. ``cache`` (folder name
-    -> result) skips folders whose files have not changed since they were scored."""
+    -> result) skips folders whose files have not changed since they were scored.
+    """
     labels = labels if labels is not None else load_labels(test_set)
     results = []
     for folder in team_folders(submissions):
@@ -889,7 +906,8 @@ class Ranking:
     team in at least :data:`CONFIDENCE` of the bootstrap resamples (equal places are ties);
     ``interval``: the 2.5th-97.5th percentile of its place over the resamples; ``dice`` and
     ``hd95``: ``(mean, low, high)`` with bootstrap 95 % intervals; ``beats[i, j]``: share of
-    the resamples in which team ``i`` has a better score than team ``j``."""
+    the resamples in which team ``i`` has a better score than team ``j``.
+    """
 
     teams: list[TeamResult]
     score: np.ndarray
@@ -1010,7 +1028,8 @@ def watch(submissions: str | os.PathLike, test_set: TestSet, out: str | os.PathL
     """Re-score whenever a team folder appears or changes, and rewrite the leaderboard (the
     page reloads itself every ``interval`` seconds, at least 5). A folder is scored once its
     files have stayed unchanged for one ``interval`` (a copy in progress is not scored half
-    done). Stops after ``rounds`` polls (None: at Ctrl-C). Returns 0."""
+    done). Stops after ``rounds`` polls (None: at Ctrl-C). Returns 0.
+    """
     submissions, out = Path(submissions), Path(out)
     labels = load_labels(test_set)
     cache: dict[str, TeamResult] = {}
@@ -1078,7 +1097,8 @@ def _new_seed(seed: str | None) -> str:
 def _import_metrics_quietly() -> None:
     """Import :mod:`helpers.metrics` (and with it TensorFlow) with the process's stderr sent
     to /dev/null: TensorFlow's C++ runtime prints start-up lines however quiet it is asked
-    to be, and the scorer's console should show only the scores."""
+    to be, and the scorer's console should show only the scores.
+    """
     if "helpers.metrics" in sys.modules:
         return
     sys.stderr.flush()
@@ -1094,7 +1114,8 @@ def _import_metrics_quietly() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m helpers challenge ACTION ...``; returns the exit code (0 done; 1 some
-    submission is invalid or a check failed; 2 the command could not run)."""
+    submission is invalid or a check failed; 2 the command could not run).
+    """
     args = _parser().parse_args(argv)
     if args.action == "score":
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

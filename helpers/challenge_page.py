@@ -82,7 +82,8 @@ def _csv_bytes(rows: list[dict]) -> bytes:
 
 def hardest_images(ranking: Any, test_set: Any, n: int = 3) -> list[int]:
     """Indices of the ``n`` test images with the lowest mean Dice over the ranked teams (the
-    highest mean HD95 breaking ties)."""
+    highest mean HD95 breaking ties).
+    """
     if not ranking.teams:
         return []
     dice = np.mean([t.dice for t in ranking.teams], axis=0)
@@ -127,7 +128,8 @@ def _distribution_figure(ranking: Any, unit: str) -> str:
 
 def _image_for(test_set: Any, index: int, truth: np.ndarray) -> np.ndarray:
     """The test image to draw outlines on (2D, or the middle slice of a volume); the truth
-    mask in grey when the images are not at hand."""
+    mask in grey when the images are not at hand.
+    """
     case = test_set.cases[index]
     if test_set.images_dir is not None and (test_set.images_dir / case.name).is_file():
         try:
@@ -145,7 +147,8 @@ def _image_for(test_set: Any, index: int, truth: np.ndarray) -> np.ndarray:
 
 def _viewer(truth: np.ndarray):
     """A function showing an array as the 2D picture of this case: itself in 2D; for a
-    volume ``(x, y, z)``, the axial slice with the most truth, in the radiological view."""
+    volume ``(x, y, z)``, the axial slice with the most truth, in the radiological view.
+    """
     if truth.ndim == 2:
         return lambda array: array
     k = int(np.argmax(truth.reshape(-1, truth.shape[-1]).sum(axis=0)))
@@ -205,7 +208,8 @@ def render_html(results: Sequence[Any], ranking: Any, test_set: Any,
                 title: str = "Challenge leaderboard", task: str = "", metric_rule: str = "",
                 ranking_rule: str = "") -> str:
     """The leaderboard as one self-contained HTML document (see the module docstring):
-    ``task`` is the subtitle's "Segment ...", ``metric_rule`` and ``ranking_rule`` the rules."""
+    ``task`` is the subtitle's "Segment ...", ``metric_rule`` and ``ranking_rule`` the rules.
+    """
     e = html.escape
     unit = "mm" if test_set.kind == "nifti" else "pixels"
     invalid = [r for r in results if not r.valid]
@@ -268,7 +272,8 @@ def write_leaderboard(results: Sequence[Any], ranking: Any, test_set: Any,
     """Write ``index.html``, ``leaderboard.csv`` and ``per_image.csv`` into ``out`` (created),
     each atomically. An ``index.html`` that the scorer did not write (no :data:`MARKER`) is
     never replaced unless ``force`` (FileExistsError). ``texts`` go to :func:`render_html`
-    (``task``, ``metric_rule``, ``ranking_rule``). Returns the page's path."""
+    (``task``, ``metric_rule``, ``ranking_rule``). Returns the page's path.
+    """
     from helpers.data._store import atomic_write_bytes
 
     out = Path(out)

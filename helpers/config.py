@@ -75,7 +75,8 @@ def scaled_epochs(epochs: int) -> int:
 def scaled_count(count: int, minimum: int = 4) -> int:
     """Scale a number of cases (images, volumes) by ``scale()``, between ``minimum`` and
     ``count`` when scaling down; scaling up never asks for more cases than ``count``
-    unless a lesson passes a larger ``count`` itself."""
+    unless a lesson passes a larger ``count`` itself.
+    """
     value = int(math.ceil(count * min(scale(), 1.0)))
     return max(min(minimum, count), value)
 

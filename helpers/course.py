@@ -17,7 +17,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from helpers import config
 
@@ -113,7 +113,8 @@ def lesson_spec(name: str) -> LessonSpec:
 def needs_of(lessons) -> tuple[str, ...]:
     """What the given lessons (numbers or folder names) take from earlier lessons' runs, as
     paths under ``config.runs_dir()`` (:attr:`LessonSpec.needs`); lessons the manifest does
-    not know (a test fixture) need nothing."""
+    not know (a test fixture) need nothing.
+    """
     found = set()
     for name in lessons:
         try:
@@ -168,11 +169,12 @@ class Lesson:
 
     @property
     def elapsed_seconds(self) -> float:
+        """Seconds since the lesson started."""
         return time.perf_counter() - self.started
 
     def finish(self, **metrics: float) -> dict:
         """Print the elapsed time and the key metrics, and save them for the summary table."""
-        report = {
+        report: dict[str, Any] = {
             "lesson": self.name,
             "elapsed_seconds": round(self.elapsed_seconds, 1),
             "scale": config.scale(),
@@ -192,7 +194,8 @@ def lesson_time_rows(answers_dir: Path | None = None) -> list[tuple[str, str, st
     :data:`TIME_BUDGET_MINUTES` (``"-"`` for a lesson without one) and what the lesson's own
     **Time** line says (the text after ``**Time** —`` in its first cell, ``"-"`` if none).
     Read from the answer notebooks in ``answers_dir`` (default :data:`ANSWERS_DIR`) as
-    plain JSON (the learner library does without nbformat)."""
+    plain JSON (the learner library does without nbformat).
+    """
     rows = []
     for path in sorted((answers_dir or ANSWERS_DIR).glob("[0-9][0-9]_*/[0-9][0-9]_*.ipynb")):
         name = path.parent.name

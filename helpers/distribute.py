@@ -109,7 +109,8 @@ def strategy():
     GPUs, Keras' global dtype policy becomes ``mixed_float16`` (float16 arithmetic, float32
     weights; ``compile`` adds loss scaling) unless ``UNET_COURSE_MIXED_PRECISION=0``; the
     U-Net's last layer is float32, so outputs, losses and metrics stay float32. On CPUs the
-    policy stays ``float32``."""
+    policy stays ``float32``.
+    """
     if _STRATEGY is None:
         chosen = choose_strategy()
         if _gpus_used(chosen) and os.environ.get(MIXED_PRECISION_VARIABLE, "1").strip() != "0":
@@ -161,7 +162,8 @@ def distribution_scope() -> Iterator:
 
 def replicas(chosen=None) -> int:
     """Number of model copies trained in step (devices × workers) under ``chosen``
-    (default: the strategy in scope, else :func:`strategy`)."""
+    (default: the strategy in scope, else :func:`strategy`).
+    """
     import tensorflow as tf
 
     if chosen is None:
@@ -171,7 +173,8 @@ def replicas(chosen=None) -> int:
 
 def is_chief(tf_config: str | None = None) -> bool:
     """True for the worker that writes checkpoints and logs: always on one machine; in a
-    ``TF_CONFIG`` cluster the ``chief`` task, or worker 0 when there is no chief."""
+    ``TF_CONFIG`` cluster the ``chief`` task, or worker 0 when there is no chief.
+    """
     raw = os.environ.get("TF_CONFIG", "") if tf_config is None else tf_config
     if cluster_workers(raw) < 2:
         return True
@@ -185,7 +188,8 @@ def is_chief(tf_config: str | None = None) -> bool:
 def global_batch_size(per_replica: int, n_replicas: int | None = None) -> int:
     """The batch that ``fit`` receives: ``per_replica × replicas``. Each replica then
     computes on ``per_replica`` images, as on one device. ``n_replicas`` defaults to
-    :func:`replicas`."""
+    :func:`replicas`.
+    """
     n = replicas() if n_replicas is None else int(n_replicas)
     if int(per_replica) < 1 or n < 1:
         raise ValueError(f"per_replica ({per_replica}) and replicas ({n}) must be >= 1.")
@@ -196,7 +200,8 @@ def scaled_learning_rate(learning_rate: float, n_replicas: int | None = None,
                          rule: str = LEARNING_RATE_RULE) -> float:
     """The learning rate for ``n_replicas`` (default :func:`replicas`) when the global batch
     is ``per_replica × n_replicas``: ``learning_rate × sqrt(n)`` (``rule="sqrt"``, Adam),
-    ``× n`` (``"linear"``, SGD) or unchanged (``"none"``). One replica: unchanged."""
+    ``× n`` (``"linear"``, SGD) or unchanged (``"none"``). One replica: unchanged.
+    """
     n = replicas() if n_replicas is None else int(n_replicas)
     factors = {"sqrt": math.sqrt(n), "linear": float(n), "none": 1.0}
     if rule not in factors:

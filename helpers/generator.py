@@ -54,7 +54,8 @@ def percentile_stretch(image, low: float = 5, high: float = 95) -> np.ndarray:
 def window_hu(volume, window: Sequence[float] = config.HU_WINDOW_LUNG) -> np.ndarray:
     """Map Hounsfield units in ``window = (lower, upper)`` linearly to ``[0, 1]``, clipping
     outside; returns float32 of the input's shape. E.g. the lung window ``(-1000, 300)``
-    maps air to 0 and bone to 1."""
+    maps air to 0 and bone to 1.
+    """
     lower, upper = float(window[0]), float(window[1])
     if not upper > lower:
         raise ValueError(f"window_hu needs window=(lower, upper) with upper > lower, got {tuple(window)}.")
@@ -165,7 +166,8 @@ def read_any_image(path) -> np.ndarray:
     """Read a 2D image (PNG/JPEG/TIFF/BMP, grey levels 0..255) or a NIfTI volume as float32,
     ``(H, W)`` or ``(D, H, W)`` in the file's axis order (a trailing axis of size 1 is
     dropped), through :mod:`helpers.data.io`. Raises :class:`helpers.data.DatasetError`
-    naming the file when it is missing, of another type or cannot be read."""
+    naming the file when it is missing, of another type or cannot be read.
+    """
     from helpers.data.io import IMAGE_SUFFIXES, DatasetError, load_nifti, read_image
 
     path = Path(path)
@@ -183,7 +185,8 @@ def read_any_mask(path) -> np.ndarray:
     """Read a mask (an image with 0/255 or 0/1 -> {0, 1}; NIfTI: integer labels) as int32,
     ``(H, W)`` or ``(D, H, W)``, through :mod:`helpers.data.io`. Raises
     :class:`helpers.data.DatasetError` naming the file when it is missing, of another type,
-    cannot be read or (images) is not binary."""
+    cannot be read or (images) is not binary.
+    """
     from helpers.data.io import IMAGE_SUFFIXES, DatasetError, read_mask, read_nifti
 
     path = Path(path)
@@ -291,7 +294,8 @@ class SegmentationDataset(keras.utils.PyDataset):
     def load(self, item: int, augment: bool | None = None):
         """Return pair ``item`` (in file order, not the shuffled order) as arrays:
         image ``(..., C)`` float32 and mask label map ``(...)`` int32 after resizing and
-        scaling, augmented if ``augment`` (default: the data set's setting)."""
+        scaling, augmented if ``augment`` (default: the data set's setting).
+        """
         image_paths, mask_path = self.pairs[item]
         paths = image_paths if isinstance(image_paths, tuple) else (image_paths,)
         channels = []

@@ -254,7 +254,8 @@ def resampled_grid(shape, affine, spacing) -> tuple[tuple[int, int, int], np.nda
     centre_old = (old_shape - 1) / 2.0
     centre_new = (new_shape - 1) / 2.0
     new_affine[:3, 3] = matrix[:3, :3] @ centre_old + matrix[:3, 3] - new_affine[:3, :3] @ centre_new
-    return tuple(int(n) for n in new_shape), new_affine
+    nx, ny, nz = (int(n) for n in new_shape)
+    return (nx, ny, nz), new_affine
 
 
 def _check_order(order: int) -> int:
@@ -267,7 +268,8 @@ def _check_order(order: int) -> int:
 def _separable_linear(array: np.ndarray, scale: np.ndarray, offset: np.ndarray, out_shape) -> np.ndarray:
     """Linear interpolation on an axis-aligned grid, one axis at a time (the result of
     ``scipy.ndimage.affine_transform(order=1, mode="nearest")`` with a diagonal matrix, some
-    ten times faster on a CT: the axis that shrinks most goes first)."""
+    ten times faster on a CT: the axis that shrinks most goes first).
+    """
     ratios = [out_shape[axis] / array.shape[axis] for axis in range(3)]
     for axis in sorted(range(3), key=lambda a: ratios[a]):
         n = array.shape[axis]

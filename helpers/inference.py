@@ -95,7 +95,8 @@ def predict_dataset(model, dataset, batch_size: int = 16, image_size=None,
 
 def threshold(probs, value: float = 0.5) -> np.ndarray:
     """Binary mask, uint8 ``{0, 1}`` of the shape of ``probs``: 1 where the probability
-    is strictly above ``value`` (the Keras metric ``hard_dice`` uses the same rule)."""
+    is strictly above ``value`` (the Keras metric ``hard_dice`` uses the same rule).
+    """
     if not 0.0 <= float(value) <= 1.0:
         raise ValueError(f"threshold value must be in [0, 1], got {value}.")
     return (np.asarray(probs) > value).astype(np.uint8)
@@ -104,7 +105,8 @@ def threshold(probs, value: float = 0.5) -> np.ndarray:
 def resize_to(prediction, shape) -> np.ndarray:
     """Resize one prediction ``(h, w)`` (or ``(d, h, w)``) to ``shape``: probabilities
     (float) linearly, masks and label maps (integers, bool) by nearest neighbour so they
-    keep their values. Returns the input unchanged when the shape already matches."""
+    keep their values. Returns the input unchanged when the shape already matches.
+    """
     prediction = np.asarray(prediction)
     shape = tuple(int(s) for s in shape)
     if prediction.shape == shape:
@@ -124,7 +126,8 @@ def keep_largest_components(mask, n: int = 2) -> np.ndarray:
     """Keep the ``n`` largest connected components of a binary mask (2D or 3D), and
     remove every other one. Pixels touching by an edge or a corner are connected. Returns
     uint8 ``{0, 1}`` of the mask's shape; a mask with ``n`` components or fewer is
-    returned as it is (as uint8)."""
+    returned as it is (as uint8).
+    """
     from skimage.measure import label
 
     mask = np.asarray(mask).astype(bool)
@@ -142,7 +145,8 @@ def keep_largest_components(mask, n: int = 2) -> np.ndarray:
 def fill_holes(mask) -> np.ndarray:
     """Fill the holes of a binary mask: background regions that do not touch the border
     become foreground (``scipy.ndimage.binary_fill_holes``, in 2D or 3D). Returns uint8
-    ``{0, 1}`` of the mask's shape."""
+    ``{0, 1}`` of the mask's shape.
+    """
     from scipy import ndimage
 
     return ndimage.binary_fill_holes(np.asarray(mask).astype(bool)).astype(np.uint8)
@@ -150,7 +154,8 @@ def fill_holes(mask) -> np.ndarray:
 
 def postprocess(mask, n_components: int = 2, fill: bool = True) -> np.ndarray:
     """Clean a binary lung mask: keep its ``n_components`` largest components (two lungs)
-    and, if ``fill``, fill its holes. uint8 ``{0, 1}`` of the mask's shape."""
+    and, if ``fill``, fill its holes. uint8 ``{0, 1}`` of the mask's shape.
+    """
     cleaned = keep_largest_components(mask, n=n_components)
     return fill_holes(cleaned) if fill else cleaned
 
@@ -220,7 +225,8 @@ TTA_SHIFT = ((False, 0, 0), (False, 4, 0), (False, -4, 0), (False, 0, 4), (False
 
 def _shift(batch: np.ndarray, dy: int, dx: int) -> np.ndarray:
     """``batch`` ``(B, H, W, ...)`` moved by ``dy`` rows down and ``dx`` columns right; the
-    rows and columns that come in repeat the edge (as the augmentation in training does)."""
+    rows and columns that come in repeat the edge (as the augmentation in training does).
+    """
     if dy == 0 and dx == 0:
         return batch
     ay, ax = abs(int(dy)), abs(int(dx))
@@ -391,7 +397,8 @@ def per_case_metrics(cases, predictions, threshold: float = 0.5,
 
 def summarise(rows: Sequence[dict], keys: Sequence[str] = ("dice", "iou", "sensitivity", "precision")) -> dict:
     """Mean of each of ``keys`` over the rows of :func:`per_case_metrics`, rounded to 4
-    digits: ``{"dice": 0.962, ...}``."""
+    digits: ``{"dice": 0.962, ...}``.
+    """
     if not rows:
         raise ValueError("summarise got no rows.")
     return {key: round(float(np.mean([row[key] for row in rows])), 4) for key in keys}
@@ -411,7 +418,8 @@ def save_table_csv(rows: Sequence[dict], path, force: bool = False) -> Path:
     """Write the rows of :func:`per_case_metrics` (any list of dicts with the same keys)
     as a CSV file with a header line; floats with 6 significant digits. Refuses to
     overwrite an existing file unless ``force=True`` (FileExistsError naming it). Returns
-    the path."""
+    the path.
+    """
     from helpers.data._store import atomic_write_bytes
 
     path = Path(path)
@@ -435,7 +443,8 @@ def save_masks_png(masks, names: Sequence[str], folder, force: bool = False) -> 
     """Save binary masks ``(H, W)`` as 8-bit PNG files (0 background, 255 foreground,
     the layout of the data sets) named ``names`` (``.png`` added if missing) in
     ``folder`` (created). Nothing is written if any target exists, unless ``force=True``
-    (FileExistsError naming it). Returns the paths written."""
+    (FileExistsError naming it). Returns the paths written.
+    """
     from PIL import Image
 
     from helpers.data._store import atomic_write_bytes
@@ -491,7 +500,8 @@ def looks_negative(image) -> bool:
     """True if a frontal chest radiograph looks like a negative (lungs brighter than the
     mediastinum and spine): the central vertical band (columns 45-55 %, rows 25-70 %) is
     compared with the two lung bands (columns 18-35 % and 65-82 %, same rows). On a
-    radiograph the spine and heart are brighter than the aerated lungs."""
+    radiograph the spine and heart are brighter than the aerated lungs.
+    """
     array = np.asarray(image, dtype=np.float64)
     if array.ndim != 2:
         raise ValueError(f"looks_negative needs a 2D grey image, got shape {array.shape}.")
@@ -590,7 +600,8 @@ def segment_radiograph(model, path, invert="auto", threshold: float = 0.5, clean
 def evaluate_cxr(model, pairs, threshold: float = 0.5, batch_size: int = 16) -> float:
     """Mean per-image Dice of ``model`` on ``pairs``: probabilities are predicted at the
     model's input size, resized back to each mask's size, thresholded at ``threshold`` and
-    compared with the mask (:func:`helpers.metrics.dice_numpy`). Returns a float in [0, 1]."""
+    compared with the mask (:func:`helpers.metrics.dice_numpy`). Returns a float in [0, 1].
+    """
     rows = per_case_metrics(pairs, predict_dataset(model, pairs, batch_size=batch_size), threshold=threshold)
     return float(np.mean([row["dice"] for row in rows]))
 

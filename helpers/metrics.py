@@ -343,8 +343,8 @@ def volumetric_dice(true_mask, pred_mask) -> float:
     """Lesson 06's ``volumetric_dice`` (Exercise 6.3): one hard Dice over a whole volume.
 
     Args:
-        true_mask, pred_mask: arrays of one shape (bool, integer or float; ``> 0.5`` is
-            foreground).
+        true_mask: the reference volume (bool, integer or float; ``> 0.5`` is foreground).
+        pred_mask: the predicted volume, same shape and convention.
 
     Returns:
         ``2|A∩B| / (|A| + |B|)`` summed over every voxel; 1.0 when both are empty.
@@ -360,7 +360,8 @@ def iou_numpy(true_mask, pred_mask, empty=1.0):
 
 def sensitivity_numpy(true_mask, pred_mask, empty=float("nan")):
     """Sensitivity (recall) ``TP / (TP + FN)`` of binary masks; ``empty`` (nan) if no
-    foreground in ``true_mask``."""
+    foreground in ``true_mask``.
+    """
     c = confusion_counts(true_mask, pred_mask)
     return _ratio(c["tp"], c["tp"] + c["fn"], empty)
 
@@ -448,7 +449,8 @@ def reference_per_class_scores(true_labels, pred_labels, n_classes: int = 4) -> 
     """Lesson 08's ``per_class_scores`` (Exercise 8.7), as an array.
 
     Args:
-        true_labels, pred_labels: integer class arrays of one shape (values 0 .. n_classes-1).
+        true_labels: integer class array (values 0 .. n_classes-1).
+        pred_labels: predicted classes, same shape.
         n_classes: the number of classes (rows).
 
     Returns:
@@ -589,7 +591,8 @@ def _directed_distances(edges_a: np.ndarray, edges_b: np.ndarray, sampling: np.n
 
 def _both_directions(y_true, y_pred, spacing) -> tuple[np.ndarray, np.ndarray] | float:
     """``(d(pred -> true), d(true -> pred))``, or MONAI's value when a mask is empty: nan if
-    both are, inf if exactly one is."""
+    both are, inf if exactly one is.
+    """
     t, p, sampling = _boundary_pair(y_true, y_pred, spacing)
     has_true, has_pred = bool(t.any()), bool(p.any())
     if not (has_true and has_pred):
@@ -780,7 +783,9 @@ def expected_calibration_error(probabilities, masks, n_bins: int = 10) -> float:
     it with the diagram.
 
     Args:
-        probabilities, masks, n_bins: as :func:`calibration_bins`.
+        probabilities: predicted foreground probabilities, as :func:`calibration_bins`.
+        masks: the true binary masks, same shape.
+        n_bins: number of equal-width probability bins.
 
     Returns:
         The ECE as a float in [0, 1].
@@ -808,7 +813,8 @@ def errors_in_most_uncertain(uncertainty, true_mask, pred_mask, fraction: float 
     Args:
         uncertainty: per-pixel uncertainty (e.g. the variance of test-time-augmented
             probabilities), the masks' shape; larger is less certain.
-        true_mask, pred_mask: binary masks of that shape (non-zero is foreground).
+        true_mask: the true binary mask of that shape (non-zero is foreground).
+        pred_mask: the predicted binary mask, same shape.
         fraction: size of the most-uncertain region as a share of the pixels, in (0, 1].
 
     Returns:

@@ -10,20 +10,27 @@ rank of the input: ``(H, W, C)`` builds Conv2D layers, ``(D, H, W, C)`` Conv3D l
 from __future__ import annotations
 
 from types import SimpleNamespace
+from typing import Any, Literal, get_args
 
 import keras
 
 __all__ = ["layers_for", "conv_block", "residual_block", "encoder_block", "decoder_block",
-           "reference_decoder_block", "build_unet", "reference_model", "count_parameters", "BLOCKS"]
+           "reference_decoder_block", "build_unet", "reference_model", "count_parameters", "BLOCKS",
+           "Block", "Upsampling"]
 
-#: The block kinds ``build_unet(block=...)`` knows.
-BLOCKS = ("plain", "residual")
+#: The block kinds ``build_unet(block=...)`` knows: :func:`conv_block` or :func:`residual_block`.
+Block = Literal["plain", "residual"]
+#: How a decoder step doubles the size (:func:`decoder_block`).
+Upsampling = Literal["transpose", "bilinear"]
+#: The block kinds as a tuple, for messages and loops.
+BLOCKS: tuple[str, ...] = get_args(Block)
 
 
-def layers_for(x) -> SimpleNamespace:
+def layers_for(x: Any) -> SimpleNamespace:
     """Layer classes for a tensor ``x`` of shape ``(batch, H, W, C)`` (2D) or
     ``(batch, D, H, W, C)`` (3D): ``Conv``, ``ConvTranspose``, ``MaxPool``,
-    ``SpatialDropout``, ``UpSampling`` and the spatial ``rank`` (2 or 3)."""
+    ``SpatialDropout``, ``UpSampling`` and the spatial ``rank`` (2 or 3).
+    """
     rank = len(x.shape) - 2
     L = keras.layers
     if rank == 2:
@@ -38,12 +45,12 @@ def layers_for(x) -> SimpleNamespace:
                      f"got {tuple(x.shape)}.")
 
 
-def _name(name, suffix):
+def _name(name: str | None, suffix: str) -> str | None:
     return f"{name}_{suffix}" if name else None
 
 
-def conv_block(x, filters: int, batch_norm: bool = True, dropout: float = 0.0,
-               residual: bool = False, name: str | None = None, use_bias: bool | None = None):
+def conv_block(x: Any, filters: int, batch_norm: bool = True, dropout: float = 0.0,
+               name: str | None = None, use_bias: bool | None = None) -> Any:
     """Two 3×3 (×3) convolutions, each followed by BatchNorm (if ``batch_norm``) and ReLU,
     then spatial dropout of rate ``dropout`` (if > 0).
 
@@ -52,7 +59,6 @@ def conv_block(x, filters: int, batch_norm: bool = True, dropout: float = 0.0,
         filters: output channels of both convolutions.
         batch_norm: BatchNormalization after each convolution.
         dropout: spatial dropout rate at the end of the block (0 for none).
-        residual: build :func:`residual_block` instead (same arguments).
         name: prefix of the layer names (None: Keras's automatic names).
         use_bias: bias in the convolutions; default: only without BatchNorm.
 
@@ -62,9 +68,6 @@ def conv_block(x, filters: int, batch_norm: bool = True, dropout: float = 0.0,
     Raises:
         ValueError: ``x`` is neither 4-D nor 5-D.
     """
-    if residual:
-        return residual_block(x, filters, batch_norm=batch_norm, dropout=dropout, name=name,
-                              use_bias=use_bias)
     L = layers_for(x)
     bias = (not batch_norm) if use_bias is None else use_bias
     for i in (1, 2):
@@ -78,8 +81,8 @@ def conv_block(x, filters: int, batch_norm: bool = True, dropout: float = 0.0,
     return x
 
 
-def residual_block(x, filters: int, batch_norm: bool = True, dropout: float = 0.0,
-                   name: str | None = None, use_bias: bool | None = None):
+def residual_block(x: Any, filters: int, batch_norm: bool = True, dropout: float = 0.0,
+                   name: str | None = None, use_bias: bool | None = None) -> Any:
     """A residual conv block (He et al., 2016), 2D or 3D from the rank of ``x``.
 
     ``Conv 3×3 → BN → ReLU → Conv 3×3 → BN``, plus a **shortcut**, then ReLU and
@@ -129,26 +132,64 @@ def residual_block(x, filters: int, batch_norm: bool = True, dropout: float = 0.
     return x
 
 
-def encoder_block(x, filters: int, batch_norm: bool = True, dropout: float = 0.0,
-                  residual: bool = False, name: str | None = None, use_bias: bool | None = None):
-    """One step down: ``conv_block`` then 2× max pooling. Returns ``(skip, pooled)``:
-    ``skip`` has the input's spatial size and ``filters`` channels (it feeds the decoder),
-    ``pooled`` half the size in every spatial axis."""
+def _block(x: Any, filters: int, block: Block, **options: Any) -> Any:
+    """:func:`conv_block` or :func:`residual_block`, as ``block`` says."""
+    if block not in BLOCKS:
+        raise ValueError(f"block must be one of {BLOCKS}, got {block!r}.")
+    return (residual_block if block == "residual" else conv_block)(x, filters, **options)
+
+
+def encoder_block(x: Any, filters: int, batch_norm: bool = True, dropout: float = 0.0,
+                  block: Block = "plain", name: str | None = None,
+                  use_bias: bool | None = None) -> tuple[Any, Any]:
+    """One step down: a conv block (``block``), then 2× max pooling.
+
+    Args:
+        x: a tensor ``(batch, H, W, C)`` or ``(batch, D, H, W, C)``.
+        filters: output channels of the block.
+        batch_norm: BatchNormalization after each convolution.
+        dropout: spatial dropout rate at the end of the block (0 for none).
+        block: ``"plain"`` (:func:`conv_block`) or ``"residual"`` (:func:`residual_block`).
+        name: prefix of the layer names (None: Keras's automatic names).
+        use_bias: bias in the convolutions; default: only without BatchNorm.
+
+    Returns:
+        ``(skip, pooled)``: ``skip`` has the input's spatial size and ``filters`` channels
+        (it feeds the decoder), ``pooled`` half the size in every spatial axis.
+
+    Raises:
+        ValueError: ``x`` is neither 4-D nor 5-D, or an unknown ``block``.
+    """
     L = layers_for(x)
-    skip = conv_block(x, filters, batch_norm=batch_norm, dropout=dropout, residual=residual,
-                      name=name, use_bias=use_bias)
+    skip = _block(x, filters, block, batch_norm=batch_norm, dropout=dropout, name=name, use_bias=use_bias)
     pooled = L.MaxPool(2, name=_name(name, "pool"))(skip)
     return skip, pooled
 
 
-def decoder_block(x, skip, filters: int, upsampling: str = "transpose", batch_norm: bool = True,
-                  dropout: float = 0.0, residual: bool = False, name: str | None = None,
-                  use_bias: bool | None = None):
-    """One step up: double the spatial size of ``x`` (a 2×2 transposed convolution with
-    ``filters`` channels for ``upsampling="transpose"``; for ``"bilinear"`` interpolation —
-    nearest-neighbour repetition in 3D, where Keras has no trilinear layer — then a 1×1
-    convolution), concatenate with ``skip`` along channels, then ``conv_block``. Returns
-    a tensor of ``skip``'s spatial size with ``filters`` channels."""
+def decoder_block(x: Any, skip: Any, filters: int, upsampling: Upsampling = "transpose",
+                  batch_norm: bool = True, dropout: float = 0.0, block: Block = "plain",
+                  name: str | None = None, use_bias: bool | None = None) -> Any:
+    """One step up: double the size of ``x``, concatenate ``skip``, then a conv block.
+
+    Args:
+        x: the tensor from the level below, ``(batch, H/2, W/2, C)`` or ``(batch, D/2, H/2, W/2, C)``.
+        skip: the encoder's tensor at this level, ``(batch, H, W, C_skip)`` (3D likewise).
+        filters: channels of the upsampling and of the block.
+        upsampling: ``"transpose"``: a 2×2 transposed convolution with ``filters`` channels;
+            ``"bilinear"``: interpolation (nearest-neighbour repetition in 3D, where Keras has
+            no trilinear layer), then a 1×1 convolution.
+        batch_norm: as in :func:`encoder_block`.
+        dropout: as in :func:`encoder_block`.
+        block: as in :func:`encoder_block`.
+        name: as in :func:`encoder_block`.
+        use_bias: as in :func:`encoder_block`.
+
+    Returns:
+        A tensor of ``skip``'s spatial size with ``filters`` channels.
+
+    Raises:
+        ValueError: an unknown ``upsampling`` or ``block``.
+    """
     L = layers_for(x)
     if upsampling == "transpose":
         x = L.ConvTranspose(filters, 2, strides=2, padding="same", name=_name(name, "up"))(x)
@@ -159,11 +200,11 @@ def decoder_block(x, skip, filters: int, upsampling: str = "transpose", batch_no
     else:
         raise ValueError(f"upsampling must be 'transpose' or 'bilinear', got {upsampling!r}.")
     x = keras.layers.Concatenate(axis=-1, name=_name(name, "concat"))([x, skip])
-    return conv_block(x, filters, batch_norm=batch_norm, dropout=dropout, residual=residual,
-                      name=name, use_bias=use_bias)
+    return _block(x, filters, block, batch_norm=batch_norm, dropout=dropout, name=name, use_bias=use_bias)
 
 
-def reference_decoder_block(x, skip, filters: int, batch_norm: bool = True, dropout: float = 0.0):
+def reference_decoder_block(x: Any, skip: Any, filters: int, batch_norm: bool = True,
+                            dropout: float = 0.0) -> Any:
     """Lesson 02's ``decoder_block(x, skip, filters, batch_norm, dropout)`` (Exercise 2.3), in
     the lesson's argument order: :func:`decoder_block` with a transposed-convolution upsampling.
 
@@ -171,7 +212,8 @@ def reference_decoder_block(x, skip, filters: int, batch_norm: bool = True, drop
         x: the tensor from the level below, ``(batch, H/2, W/2, C)`` or ``(batch, D/2, H/2, W/2, C)``.
         skip: the encoder's tensor at this level, ``(batch, H, W, C_skip)`` (3D likewise).
         filters: channels of the upsampling and of the conv block.
-        batch_norm, dropout: as in :func:`conv_block`.
+        batch_norm: as in :func:`conv_block`.
+        dropout: as in :func:`conv_block`.
 
     Returns:
         A tensor of ``skip``'s spatial size with ``filters`` channels.
@@ -179,10 +221,11 @@ def reference_decoder_block(x, skip, filters: int, batch_norm: bool = True, drop
     return decoder_block(x, skip, filters, upsampling="transpose", batch_norm=batch_norm, dropout=dropout)
 
 
-def check_input_shape(input_shape, depth: int) -> tuple:
+def check_input_shape(input_shape: tuple[int | None, ...], depth: int) -> tuple[int | None, ...]:
     """Validate ``input_shape`` ``(H, W, C)`` / ``(D, H, W, C)`` for a U-Net of ``depth``
     poolings: every known spatial size must be divisible by ``2**depth``. Returns it as a
-    tuple; raises ValueError with the nearest valid sizes otherwise."""
+    tuple; raises ValueError with the nearest valid sizes otherwise.
+    """
     shape = tuple(input_shape)
     if len(shape) not in (3, 4):
         raise ValueError(f"input_shape must be (H, W, C) for 2D or (D, H, W, C) for 3D, got {shape}: "
@@ -200,10 +243,9 @@ def check_input_shape(input_shape, depth: int) -> tuple:
     return shape
 
 
-def build_unet(input_shape, n_classes: int = 1, depth: int = 4, base_filters: int = 16,
-               batch_norm: bool = True, dropout: float = 0.1, upsampling: str = "transpose",
-               residual: bool = False, name: str = "unet", use_bias: bool | None = None,
-               block: str = "plain") -> keras.Model:
+def build_unet(input_shape: tuple[int | None, ...], n_classes: int = 1, depth: int = 4, base_filters: int = 16,
+               batch_norm: bool = True, dropout: float = 0.1, upsampling: Upsampling = "transpose",
+               name: str = "unet", use_bias: bool | None = None, block: Block = "plain") -> keras.Model:
     """Build a U-Net for inputs ``(H, W, C)`` (2D) or ``(D, H, W, C)`` (3D).
 
     ``depth`` encoder steps with ``base_filters · 2**level`` filters, a bottleneck with
@@ -221,7 +263,6 @@ def build_unet(input_shape, n_classes: int = 1, depth: int = 4, base_filters: in
         batch_norm: BatchNormalization after every convolution of the blocks.
         dropout: spatial dropout rate at the end of every block.
         upsampling: ``"transpose"`` or ``"bilinear"`` (see :func:`decoder_block`).
-        residual: same as ``block="residual"`` (kept for older code).
         name: the model's name.
         use_bias: bias in the blocks' convolutions; default: only without BatchNorm.
         block: ``"plain"`` (:func:`conv_block`) or ``"residual"`` (:func:`residual_block`)
@@ -240,8 +281,7 @@ def build_unet(input_shape, n_classes: int = 1, depth: int = 4, base_filters: in
         raise ValueError(f"n_classes must be >= 1, got {n_classes}.")
     if block not in BLOCKS:
         raise ValueError(f"block must be one of {BLOCKS}, got {block!r}.")
-    residual = bool(residual) or block == "residual"
-    options = dict(batch_norm=batch_norm, dropout=dropout, residual=residual, use_bias=use_bias)
+    options: dict[str, Any] = dict(batch_norm=batch_norm, dropout=dropout, block=block, use_bias=use_bias)
     from helpers.distribute import distribution_scope
 
     with distribution_scope():   # all devices of this machine/cluster (helpers.distribute)
@@ -251,7 +291,7 @@ def build_unet(input_shape, n_classes: int = 1, depth: int = 4, base_filters: in
         for level in range(depth):
             skip, x = encoder_block(x, base_filters * 2 ** level, name=f"enc{level + 1}", **options)
             skips.append(skip)
-        x = conv_block(x, base_filters * 2 ** depth, name="bottleneck", **options)
+        x = _block(x, base_filters * 2 ** depth, name="bottleneck", **options)
         for level in reversed(range(depth)):
             x = decoder_block(x, skips[level], base_filters * 2 ** level, upsampling=upsampling,
                               name=f"dec{level + 1}", **options)
@@ -261,7 +301,7 @@ def build_unet(input_shape, n_classes: int = 1, depth: int = 4, base_filters: in
         return keras.Model(inputs, outputs, name=name)
 
 
-def reference_model(patch_size=(32, 32, 32)) -> keras.Model:
+def reference_model(patch_size: tuple[int, int, int] = (32, 32, 32)) -> keras.Model:
     """Lesson 06's ``model``: a residual 3D U-Net for the lung CT training patches.
 
     Args:
@@ -276,9 +316,16 @@ def reference_model(patch_size=(32, 32, 32)) -> keras.Model:
                       block="residual", name="unet3d")
 
 
-def count_parameters(model) -> dict:
-    """Number of weights of a Keras model: ``{"total", "trainable", "non_trainable"}``
-    (BatchNorm moving means and variances are non-trainable)."""
+def count_parameters(model: keras.Model) -> dict[str, int]:
+    """Number of weights of a Keras model.
+
+    Args:
+        model: a built Keras model.
+
+    Returns:
+        ``{"total", "trainable", "non_trainable"}`` weight counts (BatchNorm moving means and
+        variances are non-trainable).
+    """
     trainable = int(sum(int(w.numpy().size) if hasattr(w, "numpy") else int(w.size)
                         for w in model.trainable_weights))
     non_trainable = int(sum(int(w.numpy().size) if hasattr(w, "numpy") else int(w.size)

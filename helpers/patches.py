@@ -18,7 +18,7 @@ on the number of workers.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import keras
 import numpy as np
@@ -112,10 +112,17 @@ def foreground_patch_start(voxel, shape, patch_size) -> tuple[int, int, int]:
     return tuple(int(s) for s in np.clip(voxel - size // 2, 0, shape - size))  # type: ignore[return-value]
 
 
+
+def _triple(values: Any) -> tuple[int, int, int]:
+    """Three ints from a sequence of three numbers (a patch start)."""
+    x, y, z = (int(v) for v in values)
+    return x, y, z
+
 class PatchLocation(NamedTuple):
     """Where one patch comes from: ``case`` (index into the data set's volumes), ``start``
     (its first voxel in the padded volume) and ``foreground`` (True if it was drawn around a
-    foreground voxel, False if placed anywhere)."""
+    foreground voxel, False if placed anywhere).
+    """
 
     case: int
     start: tuple[int, int, int]
@@ -230,7 +237,8 @@ class PatchDataset(keras.utils.PyDataset):
 
     def location(self, item: int, epoch: int | None = None) -> PatchLocation:
         """Where patch ``item`` (0 .. patches_per_epoch - 1) of ``epoch`` (default: the
-        current one) comes from; the same answer every time it is asked."""
+        current one) comes from; the same answer every time it is asked.
+        """
         rng = np.random.default_rng([self.seed, self.epoch if epoch is None else int(epoch), int(item)])
         size = np.asarray(self.patch_size)
         if rng.random() < self.foreground_fraction:
@@ -239,15 +247,16 @@ class PatchDataset(keras.utils.PyDataset):
             voxels = self.foreground[case]
             voxel = np.unravel_index(int(voxels[int(rng.integers(voxels.size))]), shape)
             start = self.patch_start(tuple(int(v) for v in voxel), shape, self.patch_size)
-            return PatchLocation(case, tuple(int(s) for s in start), True)
+            return PatchLocation(case, _triple(start), True)
         case = int(rng.integers(len(self.images)))
         shape = np.asarray(self.labels[case].shape)
         start = rng.integers(0, shape - size + 1)
-        return PatchLocation(case, tuple(int(s) for s in start), False)
+        return PatchLocation(case, _triple(start), False)
 
     def patch(self, item: int, epoch: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Patch ``item`` as arrays: image float32 ``(px, py, pz, C)`` and label map
-        ``(px, py, pz)`` (augmented if the data set augments)."""
+        ``(px, py, pz)`` (augmented if the data set augments).
+        """
         epoch = self.epoch if epoch is None else int(epoch)
         where = self.location(item, epoch)
         image = np.array(crop_patch(self.images[where.case], where.start, self.patch_size), dtype=np.float32)

@@ -9,8 +9,8 @@ of ``helpers``):
   empty ones;
 * :func:`volume_to_slices` — the chosen slices windowed, in radiological view, resized;
 * :func:`random_flip` — a left-right flip of each slice together with its mask;
-* :func:`kfold_by_patient` — k folds of patient ids (:func:`helpers.training.kfold_by_patient`
-  is the same idea for lists of files, with folds balanced by number of images).
+* :func:`kfold_by_patient` — k folds of patient ids, the one implementation of patient-level
+  folds (:func:`helpers.training.kfold_items_by_patient` folds lists of files with it).
 
 Conventions: volumes and masks are ``(X, Y, Z)`` arrays as stored in NIfTI (see
 :mod:`helpers.data.io`: x towards the patient's left, y towards the back, axial slices along
@@ -98,7 +98,8 @@ def random_flip(images, masks, rng: np.random.Generator, p: float = 0.5) -> tupl
     return images, masks
 
 
-def kfold_by_patient(case_ids: Sequence[str], k: int = 3, seed: int = config.SEED) -> list[tuple[list, list]]:
+def kfold_by_patient(case_ids: Sequence[str], k: int = 3,
+                     seed: int = config.SEED) -> list[tuple[list[str], list[str]]]:
     """``k`` cross-validation folds of patients.
 
     Args:
@@ -111,8 +112,14 @@ def kfold_by_patient(case_ids: Sequence[str], k: int = 3, seed: int = config.SEE
         shuffled and dealt into ``k`` groups (``shuffled[i::k]``), so every patient is
         validated exactly once, fold sizes differ by at most one, and train and validation
         never share a patient.
+
+    Raises:
+        ValueError: ``k < 2`` or fewer patients than folds (a fold would validate on nobody).
     """
     unique = sorted(set(case_ids))
+    if int(k) < 2 or len(unique) < int(k):
+        raise ValueError(f"k-fold needs 2 <= k <= number of patients; got k={k} for "
+                         f"{len(unique)} patient(s).")
     order = np.random.default_rng(seed).permutation(len(unique))
     shuffled = [unique[i] for i in order]
     folds = [shuffled[i::k] for i in range(k)]

@@ -3,7 +3,7 @@
 Seeds: ``keras.utils.set_random_seed(seed)`` (Python, NumPy and the backend) makes weight
 initialisation, shuffling and dropout reproducible; the course has no wrapper of its own.
 
-* :func:`split_by_patient` and :func:`kfold_by_patient` split images so that no patient
+* :func:`split_by_patient` and :func:`kfold_items_by_patient` split images so that no patient
   has images in two parts (two radiographs of one patient are almost twins: one in the
   training set and one in the test set would flatter the test score).
 * :func:`standard_callbacks` returns the four callbacks of every lesson: keep the best
@@ -35,9 +35,12 @@ below the models in the pipeline, and re-exported here):
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Literal, Sequence, get_args
 
 import numpy as np
 
@@ -50,7 +53,7 @@ from helpers.distribute import (
 )
 
 __all__ = [
-    "CXR_RECIPE", "MONITOR", "MODE", "patient_of", "split_by_patient", "kfold_by_patient",
+    "CXR_RECIPE", "CxrRecipe", "CxrLoss", "Mode", "MONITOR", "MODE", "patient_of", "split_by_patient", "kfold_items_by_patient",
     "standard_callbacks", "custom_objects", "load_model", "build_cxr_model", "compile_model", "train_step",
     "cxr_datasets",
     "train_cxr_reference", "load_or_train_cxr_model",
@@ -58,6 +61,146 @@ __all__ = [
     "use_strategy", "replicas", "is_chief", "global_batch_size", "scaled_learning_rate", "fit_multi_worker",
     "MIXED_PRECISION_VARIABLE",
 ]
+
+#: Names of the binary losses of :mod:`helpers.losses` a recipe may name.
+CxrLoss = Literal["bce_dice_loss", "dice_loss", "tversky_loss"]
+#: Whether a monitored quantity improves upwards (Dice) or downwards (a loss).
+Mode = Literal["max", "min"]
+
+
+class _FrozenDict(dict):
+    """A dict that refuses changes: the recipe's ``augment`` (prints as a plain dict)."""
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("The recipe is frozen: make a changed copy with "
+                        "RECIPE.replace(augment={**RECIPE.augment, 'max_rotation': 10}).")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _refuse  # type: ignore[assignment]
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(tuple(sorted(self.items())))
+
+    def __reduce__(self) -> tuple[Any, ...]:   # copy and pickle without __setitem__
+        return (_FrozenDict, (dict(self),))
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class CxrRecipe:
+    """The training recipe of the core lessons (04, 05, 09) on chest X-rays, frozen.
+
+    Every field is checked when a recipe is made, so a typo or a bad value fails at once
+    with a message that names the field. Make a changed copy with :meth:`replace`
+    (``CXR_RECIPE.replace(epochs=8)``); read a field as an attribute (``RECIPE.epochs``).
+
+    Attributes:
+        image_size: pixels per side fed to the network, divisible by ``2**depth``.
+        depth: poolings in the encoder (1 or more).
+        base_filters: filters of the first level, doubled per level.
+        dropout: spatial dropout rate in every conv block, in ``[0, 1)``.
+        batch_norm: BatchNormalization after every convolution.
+        batch_size: images per batch and replica (global batch: :func:`global_batch_size`).
+        epochs: epochs at ``UNET_COURSE_SCALE=1`` (scaled by :func:`helpers.config.scaled_epochs`).
+        learning_rate: Adam's learning rate on one replica (:func:`scaled_learning_rate`).
+        loss: the name of a binary loss of :mod:`helpers.losses` (:data:`CxrLoss`), or a
+            loss function ``loss(y_true, y_pred)``.
+        augment: keyword arguments of :func:`helpers.generator.augment_pair` (read-only),
+            ``True`` for its defaults, or ``False`` (or None) for no augmentation.
+        fractions: train / validation / test shares, by patient: positive, summing to 1.
+        patience_lr: epochs without ``val_dice`` progress before the learning rate halves.
+        patience_stop: epochs without progress before training stops.
+
+    Raises:
+        ValueError: a field out of its range (the message names it and the range).
+        TypeError: a field of the wrong type.
+    """
+
+    image_size: int = config.CXR_TRAIN_SIZE
+    depth: int = 4
+    base_filters: int = 8
+    dropout: float = 0.0
+    batch_norm: bool = True
+    batch_size: int = 8
+    epochs: int = 16
+    learning_rate: float = 3e-3
+    loss: CxrLoss | Callable[..., Any] = "bce_dice_loss"
+    augment: Mapping[str, Any] | bool = field(default_factory=lambda: _FrozenDict(
+        flip=False, max_rotation=5, max_shift=0.04, max_zoom=0.05, brightness=0.05, contrast=0.05))
+    fractions: tuple[float, ...] = (0.7, 0.15, 0.15)
+    patience_lr: int = 1
+    patience_stop: int = 5
+
+    def __post_init__(self) -> None:
+        def bad(name: str, expected: str, error: type[Exception] = ValueError) -> Exception:
+            return error(f"CXR recipe: {name} must be {expected}, got {getattr(self, name)!r}.")
+
+        for name, low in (("image_size", 1), ("depth", 1), ("base_filters", 1), ("batch_size", 1),
+                          ("epochs", 1), ("patience_lr", 0), ("patience_stop", 0)):
+            value = getattr(self, name)
+            if not _is_int(value):
+                raise bad(name, f"an integer >= {low}", TypeError)
+            if value < low:
+                raise bad(name, f"an integer >= {low}")
+        if self.image_size % 2 ** self.depth:
+            raise bad("image_size", f"divisible by 2**depth = {2 ** self.depth} (depth {self.depth})")
+        if not _is_number(self.dropout) or not 0 <= self.dropout < 1:
+            raise bad("dropout", "a rate in [0, 1)")
+        if not isinstance(self.batch_norm, bool):
+            raise bad("batch_norm", "True or False", TypeError)
+        if not _is_number(self.learning_rate) or not self.learning_rate > 0:
+            raise bad("learning_rate", "a positive number")
+        if isinstance(self.loss, str):
+            if self.loss not in get_args(CxrLoss):
+                raise bad("loss", f"one of {get_args(CxrLoss)} (a binary loss of helpers.losses) or a function")
+        elif not callable(self.loss):
+            raise bad("loss", "a loss name or a function loss(y_true, y_pred)", TypeError)
+        if self.augment is None:
+            object.__setattr__(self, "augment", False)
+        elif not isinstance(self.augment, bool):
+            if not isinstance(self.augment, Mapping) or not all(isinstance(k, str) for k in self.augment):
+                raise bad("augment", "True, False or a dict of helpers.generator.augment_pair's keyword arguments",
+                          TypeError)
+            object.__setattr__(self, "augment", _FrozenDict(self.augment))
+        try:
+            fractions = tuple(float(f) for f in self.fractions)
+        except (TypeError, ValueError):
+            raise bad("fractions", "a sequence of numbers", TypeError) from None
+        if len(fractions) < 2 or any(not f > 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
+            raise bad("fractions", "two or more positive shares summing to 1, e.g. (0.7, 0.15, 0.15)")
+        object.__setattr__(self, "fractions", tuple(self.fractions))
+
+    def replace(self, **changes: Any) -> CxrRecipe:
+        """A copy with some fields changed, checked like a new recipe.
+
+        Args:
+            **changes: new values by field name (``epochs=8``, ``base_filters=16``).
+
+        Returns:
+            The changed recipe; this one is left as it is.
+
+        Raises:
+            TypeError: an unknown field name (the message lists the known ones), or a
+                value of the wrong type.
+            ValueError: a value out of its range.
+        """
+        known = [f.name for f in fields(self)]
+        unknown = sorted(set(changes) - set(known))
+        if unknown:
+            raise TypeError(f"Unknown recipe keys {unknown}; known: {sorted(known)}.")
+        return dataclasses.replace(self, **changes)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields as a plain dict, in their order (``augment`` as a plain dict too)."""
+        return {f.name: dict(value) if isinstance(value := getattr(self, f.name), Mapping) else value
+                for f in fields(self)}
+
 
 #: The recipe of the core lessons (04, 05) on the chest X-ray data. Tuned so that at
 #: ``UNET_COURSE_SCALE=1`` the held-out test Dice is >= 0.95 in about two minutes on two
@@ -68,27 +211,12 @@ __all__ = [
 #: arguments of :func:`helpers.generator.augment_pair`: no flip (lesson 01 measures that
 #: the two halves of a chest X-ray are not mirror images; an up-down flip is never
 #: plausible).
-CXR_RECIPE = {
-    "image_size": config.CXR_TRAIN_SIZE,   # pixels per side fed to the network
-    "depth": 4,                            # poolings in the encoder
-    "base_filters": 8,                     # filters of the first level, doubled per level
-    "dropout": 0.0,                        # spatial dropout in every conv block
-    "batch_norm": True,
-    "batch_size": 8,                       # per replica (global batch: global_batch_size)
-    "epochs": 16,                          # at scale 1 (scaled by UNET_COURSE_SCALE)
-    "learning_rate": 3e-3,                 # Adam, one replica (scaled_learning_rate)
-    "loss": "bce_dice_loss",               # name of a function of helpers.losses
-    "augment": {"flip": False, "max_rotation": 5, "max_shift": 0.04, "max_zoom": 0.05,
-                "brightness": 0.05, "contrast": 0.05},
-    "fractions": (0.7, 0.15, 0.15),        # train / validation / test, by patient
-    "patience_lr": 1,                      # epochs without val_dice progress before lr / 2
-    "patience_stop": 5,                    # ... before stopping
-}
+CXR_RECIPE = CxrRecipe()
 
 #: What the course's callbacks watch, and the direction in which it improves (lesson 04's
 #: Exercise 4.4): the validation Dice, larger is better.
 MONITOR = "val_dice"
-MODE = "max"
+MODE: Mode = "max"
 
 # --------------------------------------------------------------------------- devices (tf.distribute)
 
@@ -100,7 +228,8 @@ MODE = "max"
 
 def patient_of(item) -> str:
     """The patient identifier of an item: a path, or an ``(image, mask)`` pair (the image
-    path decides; a multi-channel tuple of images uses its first file)."""
+    path decides; a multi-channel tuple of images uses its first file).
+    """
     from helpers.data import patient_id
 
     if isinstance(item, (tuple, list)):
@@ -160,44 +289,44 @@ def split_by_patient(items: Sequence, fractions: Sequence[float] = (0.7, 0.15, 0
     return tuple([items[i] for i in sorted(part)] for part in chosen)
 
 
-def kfold_by_patient(items: Sequence, k: int = 5, seed: int = config.SEED) -> list[tuple[list, list]]:
-    """``k`` cross-validation folds with no patient in both parts of a fold.
+def kfold_items_by_patient(items: Sequence[Any], k: int = 5,
+                           seed: int = config.SEED) -> list[tuple[list[Any], list[Any]]]:
+    """``k`` cross-validation folds of items (paths or pairs) with no patient in both parts.
 
-    Patients are shuffled with ``seed`` and dealt to ``k`` groups of about equal numbers
-    of items; fold ``i`` validates on group ``i`` and trains on the rest. Returns a list
-    of ``k`` ``(train, val)`` lists of items in input order; every item is validated
-    exactly once. Raises ValueError when there are fewer patients than folds.
+    The patients (:func:`patient_of`) are folded by :func:`helpers.slices.kfold_by_patient`,
+    the one implementation of patient-level folds; each fold's items follow their patients.
+
+    Args:
+        items: paths, or ``(image, mask)`` pairs.
+        k: number of folds, 2 or more.
+        seed: seed of the shuffle of the patients.
+
+    Returns:
+        ``k`` ``(train, val)`` lists of items in input order; every item is validated exactly
+        once and the folds' numbers of patients differ by at most one.
+
+    Raises:
+        ValueError: ``k < 2`` or fewer patients than folds.
     """
+    from helpers.slices import kfold_by_patient
+
     items = list(items)
-    k = int(k)
-    patients, members = _groups(items)
-    if k < 2 or len(patients) < k:
-        raise ValueError(f"k-fold needs 2 <= k <= number of patients; got k={k} for "
-                         f"{len(patients)} patient(s).")
-    rng = np.random.default_rng(seed)
-    shuffled = [patients[i] for i in rng.permutation(len(patients))]
-    groups: list[list[int]] = [[] for _ in range(k)]
-    for position, patient in enumerate(shuffled):
-        if position < k:        # every fold gets one patient first
-            target = position
-        else:                   # then the smallest group
-            target = int(np.argmin([len(g) for g in groups]))
-        groups[target].extend(members[patient])
+    patients = [patient_of(item) for item in items]
     folds = []
-    for i in range(k):
-        val = sorted(groups[i])
-        train = sorted(j for g, group in enumerate(groups) if g != i for j in group)
-        folds.append(([items[j] for j in train], [items[j] for j in val]))
+    for _, val_ids in kfold_by_patient(patients, k, seed):
+        validating = set(val_ids)
+        folds.append(([item for item, patient in zip(items, patients) if patient not in validating],
+                      [item for item, patient in zip(items, patients) if patient in validating]))
     return folds
 
 
 # --------------------------------------------------------------------------- callbacks and models
 
 def standard_callbacks(run_dir, monitor: str = "val_dice", mode: str = "max",
-                       patience_lr: int = CXR_RECIPE["patience_lr"],
-                       patience_stop: int = CXR_RECIPE["patience_stop"],
+                       patience_lr: int = CXR_RECIPE.patience_lr,
+                       patience_stop: int = CXR_RECIPE.patience_stop,
                        factor: float = 0.5, min_lr: float = 1e-5) -> list:
-    """The four callbacks of the course, writing into ``run_dir`` (created if needed):
+    """The four callbacks of the course, writing into ``run_dir`` (created if needed).
 
     ``ModelCheckpoint(run_dir/"best.keras", save_best_only=True)`` keeps the best model;
     ``ReduceLROnPlateau`` multiplies the learning rate by ``factor`` after
@@ -244,7 +373,8 @@ def custom_objects() -> dict:
 
 def load_model(path, compile: bool = True):
     """Load a ``.keras`` model saved during the course (custom losses and metrics
-    included). Raises FileNotFoundError naming the file and how to make it."""
+    included). Raises FileNotFoundError naming the file and how to make it.
+    """
     import keras
 
     path = Path(path)
@@ -255,39 +385,40 @@ def load_model(path, compile: bool = True):
         return keras.models.load_model(str(path), custom_objects=custom_objects(), compile=compile)
 
 
-def _recipe(overrides: dict) -> dict:
-    unknown = set(overrides) - set(CXR_RECIPE)
-    if unknown:
-        raise TypeError(f"Unknown recipe keys {sorted(unknown)}; known: {sorted(CXR_RECIPE)}.")
-    recipe = dict(CXR_RECIPE)
-    recipe.update(overrides)
-    return recipe
+def _recipe(recipe: CxrRecipe | Mapping[str, Any] | None = None, **overrides: Any) -> CxrRecipe:
+    """A :class:`CxrRecipe` from a recipe, or from changes to :data:`CXR_RECIPE` (a dict)."""
+    if recipe is None:
+        recipe = CXR_RECIPE
+    elif not isinstance(recipe, CxrRecipe):
+        recipe = CXR_RECIPE.replace(**recipe)
+    return recipe.replace(**overrides) if overrides else recipe
 
 
-def build_cxr_model(recipe: dict | None = None, compile: bool = True):
+def build_cxr_model(recipe: CxrRecipe | Mapping[str, Any] | None = None, compile: bool = True) -> Any:
     """The U-Net of :data:`CXR_RECIPE` (or ``recipe``) for ``(size, size, 1)`` inputs,
     built in :func:`distribution_scope` and compiled with Adam (the recipe's learning rate,
     :func:`scaled_learning_rate` for the number of replicas), the recipe's loss and the
-    metrics ``dice`` and ``hard_dice``."""
+    metrics ``dice`` and ``hard_dice``.
+    """
     import keras
 
     from helpers import losses, metrics, models
 
-    recipe = _recipe(recipe or {})
-    size = int(recipe["image_size"])
+    settings = _recipe(recipe)
+    size = int(settings.image_size)
     with distribution_scope() as chosen:
-        model = models.build_unet((size, size, 1), depth=recipe["depth"],
-                                  base_filters=recipe["base_filters"], dropout=recipe["dropout"],
-                                  batch_norm=recipe["batch_norm"], name="unet_cxr")
+        model = models.build_unet((size, size, 1), depth=settings.depth,
+                                  base_filters=settings.base_filters, dropout=settings.dropout,
+                                  batch_norm=settings.batch_norm, name="unet_cxr")
         if compile:
-            loss = getattr(losses, recipe["loss"]) if isinstance(recipe["loss"], str) else recipe["loss"]
-            rate = scaled_learning_rate(recipe["learning_rate"], replicas(chosen))
+            loss = getattr(losses, settings.loss) if isinstance(settings.loss, str) else settings.loss
+            rate = scaled_learning_rate(settings.learning_rate, replicas(chosen))
             model.compile(optimizer=keras.optimizers.Adam(rate), loss=loss,
                           metrics=[metrics.dice_coefficient, metrics.hard_dice])
     return model
 
 
-def compile_model(model, learning_rate: float = CXR_RECIPE["learning_rate"]):
+def compile_model(model, learning_rate: float = CXR_RECIPE.learning_rate):
     """Lesson 04's ``compile_model`` (Exercise 4.2): compile a binary-segmentation U-Net.
 
     Args:
@@ -316,7 +447,8 @@ def train_step(model, optimizer, loss_fn, x, y):
             the batch statistics, dropout is on).
         optimizer: a Keras optimizer, e.g. ``keras.optimizers.Adam(1e-3)``.
         loss_fn: ``loss_fn(y_true, y_pred)`` -> a scalar tensor.
-        x, y: one batch, ``(batch, H, W, C)`` and ``(batch, H, W, 1)``.
+        x: the batch's images, ``(batch, H, W, C)``.
+        y: the batch's masks, ``(batch, H, W, 1)``.
 
     Returns:
         The loss on the batch before the update (a scalar tensor).
@@ -331,17 +463,19 @@ def train_step(model, optimizer, loss_fn, x, y):
     return loss
 
 
-def cxr_datasets(train_pairs, val_pairs, recipe: dict | None = None, seed: int = config.SEED):
+def cxr_datasets(train_pairs: Sequence[tuple[Path, Path]], val_pairs: Sequence[tuple[Path, Path]],
+                 recipe: CxrRecipe | Mapping[str, Any] | None = None, seed: int = config.SEED) -> tuple[Any, Any]:
     """``(train, val)`` :class:`helpers.generator.SegmentationDataset` for the recipe: the
     training set shuffled and augmented, the validation set in file order, unaugmented.
-    Batches hold :func:`global_batch_size` images (the recipe's ``batch_size`` per replica)."""
+    Batches hold :func:`global_batch_size` images (the recipe's ``batch_size`` per replica).
+    """
     from helpers.generator import SegmentationDataset
 
-    recipe = _recipe(recipe or {})
-    size = (int(recipe["image_size"]),) * 2
-    batch = global_batch_size(recipe["batch_size"])
+    settings = _recipe(recipe)
+    size = (int(settings.image_size),) * 2
+    batch = global_batch_size(settings.batch_size)
     train = SegmentationDataset(train_pairs, batch_size=batch, image_size=size,
-                                augment=recipe["augment"] or False, shuffle=True, seed=seed,
+                                augment=settings.augment or False, shuffle=True, seed=seed,
                                 workers=2)  # read the next batch while the model trains
     val = SegmentationDataset(val_pairs, batch_size=batch, image_size=size,
                               augment=False, shuffle=False, seed=seed)
@@ -367,10 +501,10 @@ def train_cxr_reference(run_dir=None, pairs=None, seed: int = config.SEED, verbo
     ``log.csv``. ``overrides`` replace recipe entries (``epochs=5``, ``base_filters=16``).
     The returned model holds the best weights (by ``val_dice``).
     """
-    recipe = _recipe(overrides)
+    recipe = _recipe(None, **overrides)
     run_dir = Path(run_dir) if run_dir is not None else config.runs_dir("04_training")
     pairs = list(pairs) if pairs is not None else _default_pairs()
-    train_pairs, val_pairs, _ = split_by_patient(pairs, recipe["fractions"], seed=seed)
+    train_pairs, val_pairs, _ = split_by_patient(pairs, recipe.fractions, seed=seed)
     train_pairs = train_pairs[:config.scaled_count(len(train_pairs), minimum=8)]
     val_pairs = val_pairs[:config.scaled_count(len(val_pairs), minimum=4)]
     import keras
@@ -378,9 +512,9 @@ def train_cxr_reference(run_dir=None, pairs=None, seed: int = config.SEED, verbo
     keras.utils.set_random_seed(int(seed))
     train, val = cxr_datasets(train_pairs, val_pairs, recipe, seed=seed)
     model = build_cxr_model(recipe)
-    callbacks = standard_callbacks(run_dir, patience_lr=recipe["patience_lr"],
-                                   patience_stop=recipe["patience_stop"])
-    history = model.fit(train, validation_data=val, epochs=config.scaled_epochs(recipe["epochs"]),
+    callbacks = standard_callbacks(run_dir, patience_lr=recipe.patience_lr,
+                                   patience_stop=recipe.patience_stop)
+    history = model.fit(train, validation_data=val, epochs=config.scaled_epochs(recipe.epochs),
                         callbacks=callbacks, verbose=verbose)
     return model, history
 
@@ -388,7 +522,8 @@ def train_cxr_reference(run_dir=None, pairs=None, seed: int = config.SEED, verbo
 def load_or_train_cxr_model(run_dir=None, pairs=None, verbose: int = 2, **overrides):
     """The chest X-ray model of lesson 04: ``run_dir/best.keras`` if it exists (default
     ``config.runs_dir("04_training")``), else a fresh :func:`train_cxr_reference` run
-    (a few minutes) that writes it. Returns the compiled ``keras.Model``."""
+    (a few minutes) that writes it. Returns the compiled ``keras.Model``.
+    """
     run_dir = Path(run_dir) if run_dir is not None else config.runs_dir("04_training")
     path = run_dir / "best.keras"
     if path.is_file():

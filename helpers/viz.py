@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = [
     "DPI", "TRUTH_COLOUR", "PREDICTION_COLOUR", "overlay_contours", "show_overlay",
     "show_batch", "montage", "worst_cases", "plot_learning_curves", "orthogonal_views",
-    "multiclass_overlay", "unet_structure", "plot_unet", "plot_assignment", "brats_regions", "reliability_diagram",
+    "multiclass_overlay", "unet_structure", "plot_unet", "plot_assignment", "plot_brats_regions", "reliability_diagram",
 ]
 
 #: Resolution of the course figures (small notebooks).
@@ -68,7 +72,8 @@ def overlay_contours(image, mask=None, prediction=None, ax=None, title=None,
                      threshold: float = 0.5):
     """Show ``image`` ``(H, W)`` (or ``(H, W, 1)``) in grey with the contour of the true
     ``mask`` in green and of the ``prediction`` in red (probabilities are thresholded at
-    ``threshold``; either may be None). Draws into ``ax`` if given. Returns the Figure."""
+    ``threshold``; either may be None). Draws into ``ax`` if given. Returns the Figure.
+    """
     fig, ax = _new_axes(ax)
     ax.imshow(_squeeze(image), cmap="gray")
     if mask is not None:
@@ -92,7 +97,8 @@ show_overlay = overlay_contours
 def show_batch(x, y=None, n: int = 4, predictions=None, titles: Sequence[str] | None = None):
     """Show the first ``n`` images of a batch ``x`` ``(B, H, W, C)`` with their masks
     ``y`` ``(B, H, W, 1)`` (and ``predictions``) as contours, in one row. Returns the
-    Figure."""
+    Figure.
+    """
     x = np.asarray(x)
     n = int(min(n, len(x)))
     if n < 1:
@@ -113,7 +119,8 @@ def montage(images, masks=None, n: int = 16, columns: int = 4, predictions=None,
             titles: Sequence[str] | None = None):
     """A grid of the first ``n`` images (``(N, H, W)`` array or list of 2D arrays),
     ``columns`` per row, with mask (green) and prediction (red) contours. Returns the
-    Figure."""
+    Figure.
+    """
     n = int(min(n, len(images)))
     if n < 1:
         raise ValueError("montage got no images.")
@@ -138,7 +145,8 @@ def montage(images, masks=None, n: int = 16, columns: int = 4, predictions=None,
 def worst_cases(rows: Sequence[dict], images, masks, predictions, n: int = 4, key: str = "dice"):
     """The ``n`` cases with the lowest ``key`` (rows of
     :func:`helpers.inference.per_case_metrics`, in the order of ``images``, ``masks`` and
-    ``predictions``), as overlays titled with their name and score. Returns the Figure."""
+    ``predictions``), as overlays titled with their name and score. Returns the Figure.
+    """
     if not len(rows) == len(images) == len(masks) == len(predictions):
         raise ValueError(f"worst_cases needs as many rows ({len(rows)}), images ({len(images)}), "
                          f"masks ({len(masks)}) and predictions ({len(predictions)}), in one order.")
@@ -167,7 +175,8 @@ def _history_dict(history_or_csv) -> dict:
 def plot_learning_curves(history_or_csv, metrics: Sequence[str] = ("loss", "dice")):
     """Training and validation curves per epoch, one panel per metric (``loss``,
     ``dice``...), from a Keras ``History``, its ``.history`` dict or a CSVLogger file.
-    The best validation epoch is marked. Returns the Figure."""
+    The best validation epoch is marked. Returns the Figure.
+    """
     logs = _history_dict(history_or_csv)
     shown = [m for m in metrics if m in logs or f"val_{m}" in logs]
     if not shown:
@@ -202,7 +211,8 @@ def orthogonal_views(volume, mask=None, prediction=None, spacing=None, index=Non
 
     Volumes read with :func:`helpers.data.load_nifti` are ``(x, y, z)`` (the course's axis
     convention, :mod:`helpers.data.io`): pass ``data.to_depth_first(volume)`` (and the same
-    for the masks, spacing reversed), the one converter of the course."""
+    for the masks, spacing reversed), the one converter of the course.
+    """
     volume = np.asarray(volume)
     while volume.ndim > 3 and volume.shape[-1] == 1:
         volume = volume[..., 0]
@@ -245,7 +255,8 @@ def multiclass_overlay(image, labels, ax=None, legend: dict | Sequence[str] | No
     """Show ``image`` ``(H, W)`` in grey with the label map ``labels`` ``(H, W)`` (integers,
     0 = background) as translucent colours. ``legend`` names the labels: a dict
     ``{1: "necrosis", 2: "oedema", 3: "enhancing"}`` or a list for labels 1, 2, ....
-    Returns the Figure."""
+    Returns the Figure.
+    """
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
@@ -276,7 +287,8 @@ def unet_structure(model) -> dict:
     channels), "skips": number of concatenations, "input": input shape, "output": output
     shape}``. Works for any model made of (strided or pooled) convolutions, up-sampling
     and concatenations, such as :func:`helpers.models.build_unet` in 2D or 3D (plain or
-    residual blocks). Raises ValueError for a model without pooling."""
+    residual blocks). Raises ValueError for a model without pooling.
+    """
     down, up, order = {}, {}, []
     phase = "down"
     for layer in model.layers:
@@ -305,7 +317,8 @@ def plot_unet(model, title: str | None = None):
     """Draw the U of a U-Net from the model itself: one box per level with its feature-map
     size and number of channels (encoder on the left, decoder on the right, the bottleneck
     at the bottom), max-pooling arrows down, up-sampling arrows up and the skip
-    connections across. Returns the Figure."""
+    connections across. Returns the Figure.
+    """
     from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
     info = unet_structure(model)
@@ -372,7 +385,8 @@ def plot_assignment(rows, row_labels: Sequence[str] | None = None, groups: Seque
     row per split: a patient-level split against an image-level one, or the k folds of a
     cross-validation. ``rows``: sequences of part names, one per column (item);
     ``groups``: the patient of each column, drawn as separators, so an image-level split
-    shows one patient's images in two colours. Returns the Figure."""
+    shows one patient's images in two colours. Returns the Figure.
+    """
     from matplotlib.patches import Patch, Rectangle
 
     rows = [list(row) for row in rows]
@@ -408,18 +422,32 @@ def plot_assignment(rows, row_labels: Sequence[str] | None = None, groups: Seque
 
 # --------------------------------------------------------------------------- BraTS regions
 
-def brats_regions(image, labels, title: str | None = None):
-    """The three nested BraTS regions on one slice: whole tumour (WT: every tumour label),
-    tumour core (TC: necrosis and enhancing tumour) and enhancing tumour (ET), each as a
-    filled panel and all three as nested contours on the image. ``labels``: a 2D label map
-    with 0/1/2/4 (BraTS) or 0/1/2/3 (remapped). Returns the Figure."""
+def plot_brats_regions(image: ArrayLike, labels: ArrayLike, title: str | None = None) -> Figure:
+    """The three nested BraTS regions on one slice, each filled and all three as contours.
+
+    Whole tumour (WT: every tumour label), tumour core (TC: necrosis and enhancing tumour)
+    and enhancing tumour (ET), as :func:`helpers.metrics.brats_regions` defines them (the
+    same regions the region Dice scores), each as a filled panel, then all three as nested
+    contours on the image.
+
+    Args:
+        image: a 2D slice ``(H, W)`` (or ``(H, W, 1)``), any intensity scale.
+        labels: a 2D label map of the same size with 0/1/2/4 (BraTS) or 0/1/2/3 (remapped).
+        title: a title above the panels (None for none).
+
+    Returns:
+        The matplotlib Figure (four panels).
+
+    Raises:
+        ValueError: ``labels`` holds a value other than 0-4.
+    """
     from matplotlib.colors import ListedColormap
 
-    image, labels = _squeeze(image), np.asarray(labels)
-    enhancing = 4 if np.any(labels == 4) else 3
-    regions = {"WT = 1 + 2 + 4": np.isin(labels, (1, 2, enhancing)),
-               "TC = 1 + 4": np.isin(labels, (1, enhancing)),
-               "ET = 4": labels == enhancing}
+    from helpers.metrics import brats_regions
+
+    image = _squeeze(image)
+    found = brats_regions(labels)
+    regions = {"WT = 1 + 2 + 4": found["WT"], "TC = 1 + 4": found["TC"], "ET = 4": found["ET"]}
     colours = ("yellow", "orange", "red")
     plt = _plt()
     fig, axes = plt.subplots(1, 4, figsize=(11, 3), dpi=DPI)
@@ -447,7 +475,8 @@ def reliability_diagram(bins: dict, ece: float | None = None, ax=None, title: st
     """A reliability diagram from :func:`helpers.metrics.calibration_bins`: per bin the
     observed share of foreground pixels against the mean predicted probability (a
     calibrated model lies on the diagonal), with the pixel count of each bin on a log
-    scale underneath. Returns the Figure."""
+    scale underneath. Returns the Figure.
+    """
     plt = _plt()
     if ax is None:
         fig, (ax, ax_count) = plt.subplots(2, 1, figsize=(3.6, 4.2), dpi=DPI, sharex=True,

@@ -9,7 +9,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from helpers.data import DatasetError, brain_mri
+from helpers.data import DatasetError, LabelError, brain_mri
 
 SMALL = dict(n_cases=2, shape=(32, 32, 24), seed=3)
 
@@ -172,9 +172,12 @@ def test_unexpected_label_is_named(small_set, tmp_path):
     seg = np.asarray(nib.load(path).dataobj).copy()
     seg[seg == 4] = 3
     nib.save(nib.Nifti1Image(seg, np.eye(4)), path)
-    with pytest.raises(DatasetError, match=r"_seg\.nii\.gz holds label values \[3\]"):
+    with pytest.raises(LabelError, match=r"_seg\.nii\.gz holds label values \[3\] besides the expected "
+                                         r"\[0, 1, 2, 4\]: BraTS segmentations use only"):
         brain_mri.load_cases(folder)
     assert len(brain_mri.load_cases(folder, check_masks=False)) == 2
+    with pytest.raises(LabelError, match=r"holds label values \[3\]"):   # read_case: the same check
+        brain_mri.read_case(*brain_mri.load_cases(folder, check_masks=False)[1])
 
 
 def test_empty_or_wrong_folder(tmp_path):

@@ -18,6 +18,35 @@ def test_fail_names_function_case_problem_and_hint():
         fail("compile", None, "The model is not compiled.")
 
 
+def test_fail_keeps_the_learners_error_as_the_cause():
+    error = ZeroDivisionError("division by zero")
+    with pytest.raises(AssertionError, match=r"^f — case 'x': raised ZeroDivisionError\.$") as info:
+        fail("f", "x", "raised ZeroDivisionError.", cause=error)
+    assert info.value.__cause__ is error
+
+
+def test_every_check_failure_goes_through_fail():
+    """No module of helpers/checks raises AssertionError itself: the one message format of
+    _common.fail (name, case, problem, hint) holds for every failing check. Only _common
+    raises it (fail, and call's "not written yet", which learner_or_reference recognises)."""
+    import ast
+    from pathlib import Path
+
+    folder = Path(checks.__file__).parent
+    raising = []
+    for path in sorted(folder.glob("*.py")):
+        if path.name == "_common.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Raise) and node.exc is not None:
+                target = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
+                if isinstance(target, ast.Name) and target.id == "AssertionError":
+                    raising.append(f"{path.name}:{node.lineno}")
+            if isinstance(node, ast.Assert):
+                raising.append(f"{path.name}:{node.lineno} (assert)")
+    assert not raising, f"raise through checks._common.fail instead: {raising}"
+
+
 def test_ok_prints_one_tick_line(capsys):
     ok("threshold: 5 cases passed.")
     assert capsys.readouterr().out == "✓ threshold: 5 cases passed.\n"

@@ -39,7 +39,9 @@ def test_depth_first_is_its_own_inverse_and_keeps_channels_last():
     ([0, 1, 255], data_io.BINARY_LABELS, r"\[0, 1\] or \[0, 255\]"),
 ])
 def test_check_labels_before_any_cast(values, allowed, message):
-    with pytest.raises(DatasetError, match=f"seg.nii.gz holds .*{message}"):
+    from helpers.data._store import LabelError
+
+    with pytest.raises(LabelError, match=f"seg.nii.gz holds .*{message}"):
         data_io.check_labels("seg.nii.gz", np.array(values, dtype=np.float32), allowed)
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from helpers import config
-from helpers.data import DatasetError, ensure_dataset, liver_ct
+from helpers.data import DatasetError, LabelError, ensure_dataset, liver_ct
 
 SMALL = dict(n_cases=3, shape=(64, 64, 20))
 T = liver_ct.TISSUES
@@ -190,8 +190,12 @@ def test_non_binary_mask_is_named_but_0_255_is_accepted(small_set, tmp_path):
     labels[10:20, 10:20, 5:9] = 2
     labels[30:40, 30:40, 5:9] = 1
     (folder / "ircad_e01_liver.nii.gz").write_bytes(gzip.compress(nib.Nifti1Image(labels, np.eye(4)).to_bytes()))
-    with pytest.raises(DatasetError, match=r"holds values \[0, 1, 2\].*must be binary"):
+    with pytest.raises(LabelError, match=r"holds label values \[2\] besides the expected \[0, 1\] or \[0, 255\]: "
+                                         r"a liver mask must be binary"):
         liver_ct.load_cases(folder)
+    # read_case checks the labels through the same function (a loader that skipped the check)
+    with pytest.raises(LabelError, match=r"ircad_e01_liver\.nii\.gz holds label values \[2\]"):
+        liver_ct.read_case(*liver_ct.load_cases(folder, check_masks=False)[0])
     (folder / "ircad_e01_liver.nii.gz").write_bytes(
         gzip.compress(nib.Nifti1Image((labels > 0).astype(np.uint8) * 255, np.eye(4)).to_bytes()))
     [(orig, liver)] = liver_ct.load_cases(folder)

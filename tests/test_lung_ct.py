@@ -10,7 +10,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from helpers.data import DatasetError, lung_ct
+from helpers.data import DatasetError, LabelError, lung_ct
 
 SHAPE = (40, 40, 32)  # small grid: fast, but every structure is still there
 
@@ -237,7 +237,8 @@ def test_non_binary_mask_is_named(folder, tmp_path):
     path = target / "LCTSC-Train-S1-003" / "lung.nii.gz"
     mask = np.asarray(nib.load(path).dataobj) * 255
     path.write_bytes(lung_ct.nifti_bytes(mask.astype(np.uint8), np.eye(4)))
-    with pytest.raises(DatasetError, match=r"LCTSC-Train-S1-003/lung.nii.gz holds values 0, 255.*Binarise"):
+    with pytest.raises(LabelError, match=r"LCTSC-Train-S1-003/lung.nii.gz holds label values \[255\] besides the "
+                                         r"expected \[0, 1\]: a lung mask must hold only 0 and 1.*Binarise"):
         lung_ct.load_cases(target)
     assert len(lung_ct.load_cases(target, check_masks=False)) == 3
 
@@ -410,7 +411,7 @@ def test_lesson_06_references_pass_their_checks(tmp_path):
     checks.check_volumetric_dice(metrics.volumetric_dice, random_cases=5)
     assert metrics.volumetric_dice(np.zeros((3, 3, 3)), np.zeros((3, 3, 3))) == 1.0
     model = models.reference_model((32, 32, 32))
-    checks.check_3d_unet(model, (32, 32, 32, 1), max_parameters=400_000, min_parameters=300_000, min_depth=2,
+    checks.check_lung_model(model, (32, 32, 32, 1), max_parameters=400_000, min_parameters=300_000, min_depth=2,
                          min_bottleneck=3, dropout=0.05)
     checks.check_residual_blocks(model)
     checks.check_save_prediction(inference.save_prediction)
@@ -444,5 +445,5 @@ def test_lesson_06_checks_ask_what_the_hidden_tests_ask(tmp_path):
         checks.check_save_prediction(normalised)
     small = models.build_unet((32, 32, 24, 1), depth=3, base_filters=6, dropout=0.05)
     with pytest.raises(AssertionError, match="at least 300,000"):
-        checks.check_3d_unet(small, (32, 32, 24, 1), max_parameters=400_000, min_parameters=300_000,
+        checks.check_lung_model(small, (32, 32, 24, 1), max_parameters=400_000, min_parameters=300_000,
                              min_depth=2, min_bottleneck=3, dropout=0.05)

@@ -81,11 +81,11 @@ def test_bad_input_shapes_raise_clear_errors():
 
 
 def test_variants_build():
-    for kwargs in [dict(upsampling="bilinear"), dict(residual=True), dict(batch_norm=False, dropout=0.0)]:
+    for kwargs in [dict(upsampling="bilinear"), dict(block="residual"), dict(batch_norm=False, dropout=0.0)]:
         for shape in [(32, 32, 1), (16, 16, 16, 1)]:
             model = models.build_unet(shape, depth=2, base_filters=4, **kwargs)
             assert model.output_shape == (None,) + shape
-    types = _layer_types(models.build_unet((32, 32, 1), depth=2, base_filters=4, residual=True))
+    types = _layer_types(models.build_unet((32, 32, 1), depth=2, base_filters=4, block="residual"))
     assert types.count("Add") == 5
     no_bn = models.build_unet((32, 32, 1), depth=2, base_filters=4, batch_norm=False, dropout=0.0)
     assert "BatchNormalization" not in _layer_types(no_bn) and "SpatialDropout2D" not in _layer_types(no_bn)
@@ -162,7 +162,8 @@ def test_build_unet_block_option():
         extra = sum(c * f + 4 * f for c, f in zip(ins, outs))
         extra += sum(2 * f * f + 4 * f for f in (base * 2 ** level for level in range(depth)))
         assert residual.count_params() == plain.count_params() + extra
-        assert models.build_unet(shape, residual=True, **kwargs).count_params() == residual.count_params()
+    with pytest.raises(TypeError, match="residual"):   # the legacy residual= flag is gone: block= is the one name
+        models.build_unet((32, 32, 1), depth=2, residual=True)
     with pytest.raises(ValueError, match="block"):
         models.build_unet((32, 32, 1), depth=2, block="dense")
 

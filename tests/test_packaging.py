@@ -203,6 +203,33 @@ def test_ruff_finds_nothing():
     assert result.returncode == 0, f"ruff check . found problems:\n{result.stdout[-3000:]}{result.stderr[-1000:]}"
 
 
+def test_mypy_passes_on_helpers():
+    """The lenient type check of [tool.mypy] in pyproject.toml holds for helpers/ (CI's lint step)."""
+    pytest.importorskip("mypy", reason="mypy is in the test extra: pip install -e .[test]")
+    result = subprocess.run([sys.executable, "-m", "mypy", "--no-incremental"], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, f"mypy found problems:\n{result.stdout[-3000:]}{result.stderr[-1000:]}"
+
+
+def test_docstring_rules_cover_the_learner_modules_only():
+    """ruff's pydocstyle rules (google convention) apply to helpers/*.py, helpers/data and helpers/checks,
+    not to grading, tooling, tests or scripts; a learner function without a docstring fails."""
+    import textwrap
+
+    probe = textwrap.dedent('''\
+        """A module."""
+
+
+        def undocumented(x):
+            return x
+    ''')
+    for path, expected in (("helpers/metrics.py", 1), ("helpers/checks/metrics.py", 1), ("helpers/data/io.py", 1),
+                           ("helpers/grading/audit.py", 0), ("helpers/tools/cli.py", 0), ("tests/test_x.py", 0)):
+        result = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "--select", "D103",
+                                 "--stdin-filename", path, "-"], cwd=ROOT, input=probe, capture_output=True, text=True)
+        assert result.stdout.count("D103") == expected, (path, result.stdout)
+
+
 def _constraints():
     pins = {}
     for line in (ROOT / "constraints.txt").read_text().splitlines():

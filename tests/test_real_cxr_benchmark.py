@@ -97,7 +97,7 @@ def test_a_seed_study_trains_one_model_per_seed_and_scores_its_own_test_split(be
         for key in ("mean", "median", "worst decile", "synthetic_test"):
             assert 0.0 <= row[key] <= 1.0, (key, row)
         saved = tmp_path / "runs" / f"seed_{row['seed']}" / "best.keras"
-        own_test = training.split_by_patient(pairs, training.CXR_RECIPE["fractions"], seed=row["seed"])[-1]
+        own_test = training.split_by_patient(pairs, training.CXR_RECIPE.fractions, seed=row["seed"])[-1]
         assert inference.evaluate_cxr(training.load_model(saved), own_test) == pytest.approx(row["synthetic_test"], abs=1e-4)
     benchmark.print_seed_study(rows)
     lines = capsys.readouterr().out.splitlines()

@@ -67,19 +67,90 @@ def test_split_by_patient_small_sets_and_bad_fractions():
         training.split_by_patient(pairs[:2], (0.7, 0.15, 0.15))
 
 
-def test_kfold_by_patient_validates_each_item_once():
+def test_kfold_items_by_patient_validates_each_item_once():
     pairs = fake_cxr_pairs(37, seed=2)
-    folds = training.kfold_by_patient(pairs, k=5, seed=0)
+    folds = training.kfold_items_by_patient(pairs, k=5, seed=0)
     assert len(folds) == 5
     validated = [item for _, val in folds for item in val]
     assert sorted(validated) == sorted(pairs)
     for train, val in folds:
         assert not {patient_id(a) for a, _ in train} & {patient_id(a) for a, _ in val}
         assert len(train) + len(val) == len(pairs)
-    sizes = [len(val) for _, val in folds]
-    assert max(sizes) - min(sizes) <= 2
-    with pytest.raises(ValueError):
-        training.kfold_by_patient(pairs[:3], k=5)
+    sizes = [len({patient_id(a) for a, _ in val}) for _, val in folds]
+    assert max(sizes) - min(sizes) <= 1
+    with pytest.raises(ValueError, match="k-fold"):
+        training.kfold_items_by_patient(pairs[:3], k=5)
+    # one implementation: the patients are folded as lesson 07's slices.kfold_by_patient folds them
+    from helpers import slices
+
+    patients = [patient_id(a) for a, _ in pairs]
+    assert [sorted({patient_id(a) for a, _ in val}) for _, val in folds] == \
+        [sorted(val) for _, val in slices.kfold_by_patient(patients, 5, 0)]
+    assert not hasattr(training, "kfold_by_patient")   # one name per concept
+
+
+# --------------------------------------------------------------------------- the recipe
+
+def test_cxr_recipe_is_a_frozen_dataclass_with_the_tuned_values():
+    import dataclasses
+
+    recipe = training.CXR_RECIPE
+    assert isinstance(recipe, training.CxrRecipe) and dataclasses.is_dataclass(recipe)
+    # lesson 04 and 09 print this dict: its order and values are part of their saved outputs
+    assert recipe.as_dict() == {
+        "image_size": 128, "depth": 4, "base_filters": 8, "dropout": 0.0, "batch_norm": True, "batch_size": 8,
+        "epochs": 16, "learning_rate": 3e-3, "loss": "bce_dice_loss",
+        "augment": {"flip": False, "max_rotation": 5, "max_shift": 0.04, "max_zoom": 0.05,
+                    "brightness": 0.05, "contrast": 0.05},
+        "fractions": (0.7, 0.15, 0.15), "patience_lr": 1, "patience_stop": 5}
+    assert list(recipe.as_dict()) == [f.name for f in dataclasses.fields(recipe)]
+    assert type(recipe.as_dict()["augment"]) is dict
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        recipe.epochs = 3
+    with pytest.raises(TypeError, match="frozen.*replace"):
+        recipe.augment["flip"] = True
+    assert str(recipe.augment) == str(dict(recipe.augment))        # prints as a plain dict
+    changed = recipe.replace(epochs=8, base_filters=16)
+    assert (changed.epochs, changed.base_filters, recipe.epochs) == (8, 16, 16)
+    assert hash(changed) != hash(recipe) and changed == recipe.replace(base_filters=16, epochs=8)
+    # the loss names are functions of helpers.losses
+    from typing import get_args
+
+    from helpers import losses
+
+    assert all(callable(getattr(losses, name)) for name in get_args(training.CxrLoss))
+
+
+@pytest.mark.parametrize("changes, error, message", [
+    (dict(depth=0), ValueError, "depth must be an integer >= 1, got 0"),
+    (dict(image_size=100), ValueError, "image_size must be divisible by 2\\*\\*depth = 16"),
+    (dict(epochs=2.5), TypeError, "epochs must be an integer"),
+    (dict(epochs=True), TypeError, "epochs must be an integer"),
+    (dict(dropout=1.0), ValueError, "dropout must be a rate in \\[0, 1\\)"),
+    (dict(learning_rate=0), ValueError, "learning_rate must be a positive number"),
+    (dict(loss="dice"), ValueError, "loss must be one of .*bce_dice_loss"),
+    (dict(loss=3), TypeError, "loss must be a loss name or a function"),
+    (dict(augment=[("flip", True)]), TypeError, "augment must be True, False or a dict"),
+    (dict(fractions=(0.5, 0.2)), ValueError, "fractions must be two or more positive shares summing to 1"),
+    (dict(fractions="abc"), TypeError, "fractions must be a sequence of numbers"),
+    (dict(batch_norm=1), TypeError, "batch_norm must be True or False"),
+    (dict(epoch=3), TypeError, "Unknown recipe keys \\['epoch'\\]; known: .*'epochs'"),
+])
+def test_cxr_recipe_rejects_bad_values_naming_the_field(changes, error, message):
+    with pytest.raises(error, match=message):
+        training.CXR_RECIPE.replace(**changes)
+    if "epoch" not in changes:
+        with pytest.raises(error, match=message):
+            training.CxrRecipe(**changes)
+
+
+def test_recipe_callers_take_a_recipe_or_a_dict_of_changes():
+    assert training._recipe(None) is training.CXR_RECIPE
+    assert training._recipe({"epochs": 3}) == training.CXR_RECIPE.replace(epochs=3)
+    assert training._recipe(training.CXR_RECIPE.replace(depth=3), epochs=2).depth == 3
+    assert training.CXR_RECIPE.replace(augment=None).augment is False
+    with pytest.raises(TypeError, match="Unknown recipe keys"):
+        training._recipe({"filters": 3})
 
 
 # --------------------------------------------------------------------------- callbacks
@@ -144,7 +215,7 @@ def test_check_compile_accepts_reference_and_rejects_other_loss():
     from helpers import metrics
 
     model = training.build_cxr_model({"image_size": 32, "depth": 2, "base_filters": 4})
-    checks_training.check_compile(model, learning_rate=training.CXR_RECIPE["learning_rate"])
+    checks_training.check_compile(model, learning_rate=training.CXR_RECIPE.learning_rate)
     with pytest.raises(AssertionError, match="learning rate"):
         checks_training.check_compile(model, learning_rate=1e-4)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="binary_crossentropy",

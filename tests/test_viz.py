@@ -85,11 +85,11 @@ def test_orthogonal_views_and_multiclass_overlay():
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["necrosis", "oedema", "enhancing"]
 
 
-@pytest.mark.parametrize("shape, depth, residual", [((64, 64, 1), 3, False), ((16, 32, 32, 2), 2, True)])
-def test_plot_unet_draws_every_level_of_the_model(shape, depth, residual):
+@pytest.mark.parametrize("shape, depth, block", [((64, 64, 1), 3, "plain"), ((16, 32, 32, 2), 2, "residual")])
+def test_plot_unet_draws_every_level_of_the_model(shape, depth, block):
     from helpers import models
 
-    model = models.build_unet(shape, n_classes=2, depth=depth, base_filters=4, residual=residual)
+    model = models.build_unet(shape, n_classes=2, depth=depth, base_filters=4, block=block)
     info = viz.unet_structure(model)
     assert [channels for _, channels, _ in info["levels"]] == [4 * 2 ** level for level in range(depth)]
     assert [channels for _, _, channels in info["levels"]] == [4 * 2 ** level for level in range(depth)]
@@ -121,16 +121,23 @@ def test_plot_assignment_draws_one_cell_per_item_and_patient_separators():
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["train", "validation", "test"]
 
 
-def test_brats_regions_are_nested_and_counted():
+def test_plot_brats_regions_are_nested_and_counted():
     labels = np.zeros((32, 32), np.uint8)
     labels[4:28, 4:28] = 2
     labels[8:24, 8:24] = 4
     labels[12:20, 12:20] = 1
-    fig = viz.brats_regions(np.random.default_rng(0).random((32, 32)), labels)
+    fig = viz.plot_brats_regions(np.random.default_rng(0).random((32, 32)), labels)
     titles = [ax.get_title() for ax in fig.axes]
     assert titles[0] == "WT = 1 + 2 + 4: 576 px"
     assert titles[1] == "TC = 1 + 4: 256 px"
     assert titles[2] == "ET = 4: 192 px"
     remapped = np.where(labels == 4, 3, labels)
-    fig = viz.brats_regions(np.zeros((32, 32)), remapped)
+    fig = viz.plot_brats_regions(np.zeros((32, 32)), remapped)
     assert fig.axes[2].get_title() == "ET = 4: 192 px"
+    # one definition of the regions: the figure draws what helpers.metrics.brats_regions scores
+    from helpers import metrics
+
+    assert not hasattr(viz, "brats_regions")
+    assert int(metrics.brats_regions(labels)["TC"].sum()) == 256
+    with pytest.raises(ValueError, match="BraTS labels"):
+        viz.plot_brats_regions(np.zeros((32, 32)), np.full((32, 32), 7))

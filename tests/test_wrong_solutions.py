@@ -1265,7 +1265,7 @@ PATCH_06 = (32, 32, 32, 1)
 def _unet3d_cell(model):
     """Lesson 06's visible check (the hidden part adds no requirement: at least 300 000
     weights and residual blocks are asked by the visible check too)."""
-    checks.check_3d_unet(model, PATCH_06, max_parameters=400_000, min_parameters=300_000, min_depth=2,
+    checks.check_lung_model(model, PATCH_06, max_parameters=400_000, min_parameters=300_000, min_depth=2,
                          min_bottleneck=3, dropout=0.05)
     checks.check_residual_blocks(model)
 

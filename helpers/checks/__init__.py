@@ -35,7 +35,7 @@ from helpers.checks.prediction import (  # lesson 05
     check_threshold,
 )
 from helpers.checks.lung_ct import (  # lesson 06
-    check_3d_unet, check_blending_weights, check_foreground_patch_start, check_lung_volume, check_resampled_grid,
+    check_blending_weights, check_foreground_patch_start, check_lung_model, check_lung_volume, check_resampled_grid,
     check_residual_blocks, check_save_prediction, check_volumetric_dice, check_window_hu, check_window_starts,
     check_working_spacing,
 )
@@ -68,7 +68,7 @@ __all__ = [
     "check_threshold", "check_metrics_table", "check_keep_largest_components", "check_fill_holes",
     "check_postprocess", "check_choose_threshold",
     # 06 lung CT 3D
-    "check_window_hu", "check_lung_volume", "check_volumetric_dice", "check_3d_unet", "check_save_prediction",
+    "check_window_hu", "check_lung_volume", "check_volumetric_dice", "check_lung_model", "check_save_prediction",
     "check_resampled_grid", "check_foreground_patch_start", "check_window_starts", "check_blending_weights",
     "check_residual_blocks", "check_working_spacing",
     # 07 liver CT

@@ -28,8 +28,9 @@ from typing import Any, Callable, NoReturn
 __all__ = ["fail", "ok", "call", "name_of", "learner_or_reference", "check_best_choice"]
 
 
-def fail(name: str, case: str | None, problem: str, hint: str = "") -> NoReturn:
-    """Raise the check's ``AssertionError``.
+def fail(name: str, case: str | None, problem: str, hint: str = "", *,
+         cause: BaseException | None = None) -> NoReturn:
+    """Raise the check's ``AssertionError``: every failing check of the course comes here.
 
     Args:
         name: the learner's function or object under test (``"dice_coefficient"``).
@@ -37,6 +38,8 @@ def fail(name: str, case: str | None, problem: str, hint: str = "") -> NoReturn:
             is not tied to one input (a wrong optimizer, a missing callback).
         problem: what was expected and what came back.
         hint: the usual mistake that gives this result, and the fix; may be empty.
+        cause: the learner's exception behind the failure, kept as the error's cause so that
+            its traceback stays available (``raise ... from cause``).
 
     Raises:
         AssertionError: always, with ``"<name> — case '<case>': <problem> Hint: <hint>"``.
@@ -45,12 +48,13 @@ def fail(name: str, case: str | None, problem: str, hint: str = "") -> NoReturn:
     message = f"{where}: {problem.strip()}"
     if hint:
         message += f" Hint: {hint.strip()}"
-    raise AssertionError(message)
+    raise AssertionError(message) from cause
 
 
 def ok(message: str) -> None:
     """Print the one success line of a check, ``✓ <message>``; the message starts with the
-    name of what was checked (``"dice_coefficient: 9 named cases ... match"``)."""
+    name of what was checked (``"dice_coefficient: 9 named cases ... match"``).
+    """
     print(f"✓ {message}")
 
 
@@ -67,7 +71,8 @@ def call(fn: Callable, name: str, case: str | None, *args: Any, allow_none: bool
         fn: the learner's function (or class).
         name: its name in messages (see :func:`name_of`).
         case: the input it is called on, for the message.
-        *args, **kwargs: passed to ``fn``.
+        *args: passed to ``fn``.
+        **kwargs: passed to ``fn``.
         allow_none: accept ``None`` as a result (for functions that only write files).
 
     Returns:
@@ -98,7 +103,8 @@ def _random_state_kept():
     """Run a block without moving the lesson's random numbers: Python's and NumPy's global
     generators and Keras's global seed (a check builds models and may call
     ``keras.utils.set_random_seed``) are put back afterwards, so that the cells after a
-    quiet check compute what they computed without it."""
+    quiet check compute what they computed without it.
+    """
     import numpy as np
 
     python_state, numpy_state = random.getstate(), np.random.get_state()
@@ -132,7 +138,8 @@ def _tracing_history_kept():
     frequent-retracing detector: the models a quiet check builds would otherwise make the
     lesson's next ``fit`` print "triggered tf.function retracing" warnings (to stderr, which
     nbgrader scores as a failure in a test cell). TensorFlow's internals, if they are not
-    where expected, are left alone."""
+    where expected, are left alone.
+    """
     import logging
 
     tf_logger = logging.getLogger("tensorflow")
@@ -169,8 +176,10 @@ def _tracing_history_kept():
 
 def _why_not(error: BaseException) -> str:
     """Why the learner's version is not used, in a few words: ``raised NotImplementedError``
-    when that is anywhere in the chain of ``error``, else the check's first line."""
-    seen, current = set(), error
+    when that is anywhere in the chain of ``error``, else the check's first line.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         if isinstance(current, NotImplementedError):
@@ -281,7 +290,8 @@ REFERENCE_TAG = "_unet_course_reference"
 def _tag(value: Any, name: str) -> None:
     """Mark an object built by the reference (not functions, classes or modules: those are
     known to the grader by identity) with :data:`REFERENCE_TAG`; objects that take no
-    attributes (numbers, strings, tuples) stay as they are."""
+    attributes (numbers, strings, tuples) stay as they are.
+    """
     if callable(value) and not hasattr(value, "__dict__"):
         return
     if isinstance(value, (type, types.FunctionType, types.ModuleType, types.MethodType, functools.partial)):

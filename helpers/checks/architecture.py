@@ -12,6 +12,7 @@ expected versus got and the usual mistake. One success line otherwise.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -149,7 +150,8 @@ def _conv_structure(name, case, model, batch_norm, dropout, rank=2):
 
 def check_conv_block(fn, random_cases: int = 1, seed: int = 0) -> None:
     """Check ``fn(x, filters, batch_norm=True, dropout=0.0)``: output shape, two 3×3
-    'same' convolutions, Conv -> BatchNorm -> ReLU order, spatial dropout, parameter count."""
+    'same' convolutions, Conv -> BatchNorm -> ReLU order, spatial dropout, parameter count.
+    """
     import keras
 
     name = "conv_block"
@@ -163,7 +165,8 @@ def check_conv_block(fn, random_cases: int = 1, seed: int = 0) -> None:
                       dict(batch_norm=bool(rng.random() < 0.7), dropout=float(rng.choice([0.0, 0.2])))))
     for case, shape, filters, kwargs in cases:
         inputs = keras.Input(shape)
-        out = call(fn, name, case, inputs, filters, **kwargs)
+        options: dict[str, Any] = dict(kwargs)
+        out = call(fn, name, case, inputs, filters, **options)
         expected = (None,) + shape[:-1] + (filters,)
         if _shape(out) != expected:
             fail(name, case, f"expected output shape {expected}, got {_shape(out)}.",
@@ -179,7 +182,8 @@ def check_conv_block(fn, random_cases: int = 1, seed: int = 0) -> None:
 
 def check_encoder_block(fn, random_cases: int = 1, seed: int = 0) -> None:
     """Check ``fn(x, filters, batch_norm=True, dropout=0.0) -> (skip, pooled)``: shapes,
-    that ``pooled`` is the 2× max-pooled ``skip``, and the parameter count."""
+    that ``pooled`` is the 2× max-pooled ``skip``, and the parameter count.
+    """
     import keras
 
     name = "encoder_block"
@@ -225,7 +229,8 @@ def check_encoder_block(fn, random_cases: int = 1, seed: int = 0) -> None:
 def check_decoder_block(fn, random_cases: int = 1, seed: int = 0) -> None:
     """Check ``fn(x, skip, filters, batch_norm=True, dropout=0.0)``: output shape, 2×
     upsampling by a 2×2 transposed convolution, concatenation with ``skip`` (the output
-    must depend on it), a conv block after it, and the parameter count."""
+    must depend on it), a conv block after it, and the parameter count.
+    """
     import keras
 
     name = "decoder_block"
@@ -353,7 +358,8 @@ def check_unet(fn, random_cases: int = 0, seed: int = 0) -> None:
     """Check ``fn(input_shape, n_classes=1, depth=4, base_filters=16, dropout=0.1)`` in 2D:
     output shape, sigmoid/softmax, skip concatenations, poolings, parameter count against
     :func:`helpers.models.build_unet`, and a ValueError for sizes not divisible by
-    ``2**depth``."""
+    ``2**depth``.
+    """
     name = "build_unet"
     rng = np.random.default_rng(seed)
     cases = [("64×64×1, depth 3, 8 filters", (64, 64, 1), 1, 3, 8, 0.1),
@@ -374,7 +380,8 @@ def check_unet(fn, random_cases: int = 0, seed: int = 0) -> None:
 def check_layers_for(fn) -> None:
     """Check ``fn(x)``, the layer classes for a tensor ``x``: ``Conv2D``,
     ``Conv2DTranspose``, ``MaxPooling2D``, ``SpatialDropout2D`` for ``(batch, H, W, C)``,
-    their 3D versions for ``(batch, D, H, W, C)``, and a ``ValueError`` for any other rank."""
+    their 3D versions for ``(batch, D, H, W, C)``, and a ``ValueError`` for any other rank.
+    """
     import keras
 
     name = "layers_for"
@@ -411,7 +418,8 @@ def check_layers_for(fn) -> None:
 def check_unet_3d(fn, random_cases: int = 0, seed: int = 0) -> None:
     """Check the same builder on volumes ``(D, H, W, C)``: Conv3D layers, output shape,
     sigmoid/softmax, parameter count against :func:`helpers.models.build_unet`, and a
-    ValueError for sizes not divisible by ``2**depth``."""
+    ValueError for sizes not divisible by ``2**depth``.
+    """
     name = "build_unet (3D)"
     rng = np.random.default_rng(seed)
     cases = [("16×16×16×1, depth 2, 4 filters", (16, 16, 16, 1), 1, 2, 4, 0.1),
@@ -443,7 +451,8 @@ def check_max_depth(fn, random_cases: int = 10, seed: int = 0) -> None:
     """Check ``fn(input_shape, min_size=4) -> int``: the largest depth for which every
     spatial size of ``input_shape`` (the last number is the channels) is divisible by
     ``2**depth`` and the bottleneck keeps at least ``min_size`` pixels per side; 0 when
-    no pooling is possible."""
+    no pooling is possible.
+    """
     name = "max_depth"
     cases = [("(128, 128, 1)", (128, 128, 1), 4), ("(96, 80, 1)", (96, 80, 1), 4),
              ("(24, 24, 24, 1), a 3D volume", (24, 24, 24, 1), 4), ("(100, 100, 3)", (100, 100, 3), 4),
@@ -458,7 +467,7 @@ def check_max_depth(fn, random_cases: int = 10, seed: int = 0) -> None:
         try:
             got = fn(shape, min_size=min_size)
         except Exception as error:
-            raise AssertionError(f"{name} — case '{case}': raised {type(error).__name__}: {error}") from error
+            fail(name, case, f"raised {type(error).__name__}: {error}", cause=error)
         expected = _max_depth(shape, min_size)
         if got is None or not float(got).is_integer():
             fail(name, case, f"expected the integer {expected}, got {got!r}.", "return a depth: an int.")
@@ -484,7 +493,8 @@ def check_max_depth(fn, random_cases: int = 10, seed: int = 0) -> None:
 
 def _np_conv_same(x, kernel, bias=None):
     """'same' convolution of ``x`` (batch, *spatial, C_in) with an odd ``kernel``
-    (*k, C_in, C_out), stride 1, in NumPy (float64)."""
+    (*k, C_in, C_out), stride 1, in NumPy (float64).
+    """
     rank = x.ndim - 2
     k = kernel.shape[:rank]
     pads = [(0, 0)] + [(size // 2, size // 2) for size in k] + [(0, 0)]
@@ -502,7 +512,8 @@ _BN_GAMMA, _BN_BETA = 2.0, 0.5
 
 def _set_known_weights(model, rng):
     """Give every convolution random weights and every BatchNorm the inference transform
-    ``z -> 2 z + 0.5`` (moving mean 0, moving variance 1 - epsilon)."""
+    ``z -> 2 z + 0.5`` (moving mean 0, moving variance 1 - epsilon).
+    """
     for layer in model.layers:
         if _is_conv(layer):
             layer.kernel.assign(rng.normal(0, 0.4, tuple(layer.kernel.shape)).astype("float32"))
@@ -533,7 +544,8 @@ def _residual_params(rank, c_in, filters, batch_norm, use_bias, projection_bn):
 
 def _residual_case(name, case, fn, shape, filters, batch_norm, rng):
     """Build fn on ``shape``, compare its output with a NumPy residual block using the same
-    weights, and return the model."""
+    weights, and return the model.
+    """
     import keras
 
     rank = len(shape) - 1
@@ -544,13 +556,12 @@ def _residual_case(name, case, fn, shape, filters, batch_norm, rng):
     except Exception as error:
         hint = ""
         if rank == 3:
-            hint = (" Hint: the same function must work for volumes (batch, D, H, W, C): take the layer "
+            hint = ("the same function must work for volumes (batch, D, H, W, C): take the layer "
                     "classes from layers_for(x) instead of naming Conv2D.")
         elif c_in != filters:
-            hint = (f" Hint: x has {c_in} channels and the block's output {filters}, so x cannot be added "
+            hint = (f"x has {c_in} channels and the block's output {filters}, so x cannot be added "
                     f"as it is: project it first with a 1×1 convolution to `filters` channels.")
-        raise AssertionError(f"{name} — case '{case}': raised {type(error).__name__}: "
-                             f"{str(error).strip()[:300]}{hint}") from error
+        fail(name, case, f"raised {type(error).__name__}: {str(error).strip()[:300]}", hint, cause=error)
     expected_shape = (None,) + tuple(shape[:-1]) + (filters,)
     if _shape(out) != expected_shape:
         got = _shape(out)
@@ -638,7 +649,8 @@ def check_residual_block(fn, random_cases: int = 1, seed: int = 0) -> None:
     channels and a 1×1 convolution (with or without BatchNorm) otherwise; the parameter
     count matches; with ``dropout > 0`` whole feature maps are dropped at the rate asked
     for during training (after the addition). A Keras functional block runs as a graph
-    inside ``fit``; the check calls it the same way."""
+    inside ``fit``; the check calls it the same way.
+    """
     import keras
 
     name = "residual_block"

@@ -36,12 +36,11 @@ def _random_brats(rng, shape, labels=(0, 1, 2, 4)) -> np.ndarray:
 
 def _to_numpy(value, name: str) -> np.ndarray:
     if value is None:
-        raise AssertionError(f"{name} returned None: did you forget `return`?")
+        fail(name, None, "returned None.", "did you forget `return`?")
     try:
         return np.asarray(value)
     except Exception as error:  # a tensor that cannot be converted, a list of odd things
-        raise AssertionError(f"{name} returned {type(value).__name__}, which is not an array "
-                             f"({error}).") from None
+        fail(name, None, f"returned {type(value).__name__}, which is not an array ({error}).", cause=error)
 
 
 # --------------------------------------------------------------------------- remap 4 -> 3
@@ -54,7 +53,8 @@ def _remap_reference(labels):
 
 def check_remap_labels(fn, random_cases: int = 3, seed: int = 0) -> None:
     """Check ``fn(seg) -> labels`` maps BraTS labels {0, 1, 2, 4} to {0, 1, 2, 3}, keeping
-    the shape, leaving 0, 1, 2 alone and not changing its input in place."""
+    the shape, leaving 0, 1, 2 alone and not changing its input in place.
+    """
     rng = np.random.default_rng(seed)
     cases = {"the values 0, 1, 2, 4": np.array([0, 1, 2, 4], dtype=np.uint8),
              "a 3D volume (4, 5, 6)": _random_brats(rng, (4, 5, 6)),
@@ -65,9 +65,8 @@ def check_remap_labels(fn, random_cases: int = 3, seed: int = 0) -> None:
         original = seg.copy()
         got = _to_numpy(fn(seg), "remap_labels")
         if not np.array_equal(seg, original):
-            raise AssertionError(f"remap_labels changed its input in place on {name}: "
-                                 f"work on a copy (`labels = seg.copy()`) so the volume read from "
-                                 f"disk keeps its BraTS labels.")
+            fail("remap_labels", name, "changed its input in place.",
+                 "work on a copy (`labels = seg.copy()`) so the volume read from disk keeps its BraTS labels.")
         expected = _remap_reference(seg)
         if got.shape != expected.shape:
             fail('remap_labels', name, f"expected shape {expected.shape}, got "
@@ -79,8 +78,8 @@ def check_remap_labels(fn, random_cases: int = 3, seed: int = 0) -> None:
             fail('remap_labels', name, f"expected values "
                                        f"{sorted(np.unique(expected).tolist())}, got {values}; {hint}.")
         if not np.issubdtype(got.dtype, np.integer):
-            raise AssertionError(f"remap_labels on {name} returned dtype {got.dtype}: labels are "
-                                 f"integers (keep the input's dtype, e.g. uint8).")
+            fail("remap_labels", name, f"returned dtype {got.dtype}: labels are integers.",
+                 "keep the input's dtype, e.g. uint8.")
     ok("remap_labels maps 4 -> 3 and leaves 0, 1, 2 and the input alone.")
 
 
@@ -88,7 +87,8 @@ def check_remap_labels(fn, random_cases: int = 3, seed: int = 0) -> None:
 
 def check_one_hot(fn, n_classes: int = 4, random_cases: int = 3, seed: int = 0) -> None:
     """Check ``fn(labels, n_classes) -> float32 (..., n_classes)`` one-hot encoding of an
-    integer label array of any shape."""
+    integer label array of any shape.
+    """
     rng = np.random.default_rng(seed)
     cases = {f"labels {list(range(n_classes))}": np.arange(n_classes, dtype=np.uint8),
              "a 2D slice (3, 5)": rng.integers(0, n_classes, size=(3, 5)).astype(np.uint8),
@@ -150,7 +150,8 @@ def check_cce_dice_loss(fn, random_cases: int = 3, seed: int = 0, atol: float = 
     """Check ``fn(y_true, y_pred) -> scalar``: mean categorical cross-entropy plus
     ``1 - mean soft Dice`` over the foreground classes 1..C-1 (smooth = 1), for one-hot
     ``y_true`` and softmax ``y_pred`` of shape ``(batch, H, W, C)``. Dice per image and class
-    averaged over the batch, or pooled over the batch, are both accepted."""
+    averaged over the batch, or pooled over the batch, are both accepted.
+    """
     rng = np.random.default_rng(seed)
     cases = {}
     labels = rng.integers(0, 4, size=(1, 6, 6))
@@ -187,7 +188,7 @@ def check_cce_dice_loss(fn, random_cases: int = 3, seed: int = 0, atol: float = 
         if name.startswith("a perfect"):
             perfect = got
     if perfect is not None and perfect > 0.01:
-        raise AssertionError(f"cce_dice_loss of a perfect prediction should be close to 0, got {perfect:.4f}.")
+        fail("cce_dice_loss", "a perfect prediction", f"should be close to 0, got {perfect:.4f}.")
     _check_loss_in_graph(fn, *cases["a uniform prediction (1, 6, 6, 4)"])
     ok("cce_dice_loss = cross-entropy + (1 - multi-class Dice), as the reference.")
 
@@ -325,7 +326,8 @@ def check_loss_choice(choice, validation: dict, criterion: str = "mean region Di
 
 def _check_loss_in_graph(fn, y_true, y_pred, name: str = "cce_dice_loss") -> None:
     """The loss runs inside ``model.fit``: traced by ``tf.function`` on symbolic tensors, with
-    a finite gradient with respect to ``y_pred``."""
+    a finite gradient with respect to ``y_pred``.
+    """
     import keras
 
     if keras.backend.backend() != "tensorflow":
@@ -344,17 +346,17 @@ def _check_loss_in_graph(fn, y_true, y_pred, name: str = "cce_dice_loss") -> Non
     try:
         loss, gradient = tf.function(value_and_gradient)(tf.constant(y_true), tf.constant(y_pred))
     except Exception as error:
-        raise AssertionError(
-            f"{name} works on concrete arrays but not inside model.fit, which traces the loss into a "
-            f"graph ({type(error).__name__}: {str(error).strip().splitlines()[-1][:160]}). Hint: use keras.ops "
-            "(keras.ops.sum, keras.ops.log, keras.ops.clip, keras.ops.mean) instead of NumPy or float(...)."
-        ) from error
+        fail(name, None,
+             f"works on concrete arrays but not inside model.fit, which traces the loss into a "
+             f"graph ({type(error).__name__}: {str(error).strip().splitlines()[-1][:160]}).",
+             "use keras.ops (keras.ops.sum, keras.ops.log, keras.ops.clip, keras.ops.mean) instead of NumPy "
+             "or float(...).", cause=error)
     finally:
         logger.setLevel(level)
     if gradient is None or not np.all(np.isfinite(np.asarray(gradient))) or not np.any(np.asarray(gradient)):
-        raise AssertionError(f"{name} has no usable gradient with respect to y_pred (None, zero or "
-                             "not finite), so training cannot learn from it. Hint: compute it with keras.ops "
-                             "on the tensors themselves (no NumPy round trip) and clip y_pred before the log.")
+        fail(name, None, "has no usable gradient with respect to y_pred (None, zero or not finite), so "
+             "training cannot learn from it.", "compute it with keras.ops on the tensors themselves (no NumPy "
+             "round trip) and clip y_pred before the log.")
 
 
 # --------------------------------------------------------------------------- region Dice
@@ -372,7 +374,8 @@ def _region_reference(true_labels, pred_labels):
 def check_region_dice(fn, random_cases: int = 4, seed: int = 0, atol: float = 1e-6) -> None:
     """Check ``fn(true_labels, pred_labels) -> {"WT": .., "TC": .., "ET": ..}`` on remapped
     label volumes (0, 1, 2, 3): WT = 1+2+3, TC = 1+3, ET = 3, Dice 1.0 when a region is
-    empty in both."""
+    empty in both.
+    """
     rng = np.random.default_rng(seed)
     base = _remap_reference(_random_brats(rng, (6, 6, 4)))
     swapped = base.copy()
@@ -429,7 +432,8 @@ def check_per_class_scores(fn, n_classes: int = 4, random_cases: int = 4, seed: 
                            atol: float = 1e-6) -> None:
     """Check ``fn(true_labels, pred_labels, n_classes) -> array (n_classes, 3)`` with columns
     precision, sensitivity (recall) and specificity of each class, nan where undefined
-    (0/0, e.g. precision of a class never predicted)."""
+    (0/0, e.g. precision of a class never predicted).
+    """
     rng = np.random.default_rng(seed)
     truth = np.array([[0, 0, 1, 1], [2, 2, 3, 3], [0, 2, 2, 3]], dtype=np.uint8)
     prediction = np.array([[0, 1, 1, 1], [2, 0, 3, 2], [0, 2, 2, 3]], dtype=np.uint8)

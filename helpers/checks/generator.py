@@ -38,7 +38,7 @@ def _stretch_cases(random_cases: int, seed: int):
     hot = rng.normal(100, 15, size=(48, 48)).clip(0, 255)
     hot[:4] = 0           # black border
     hot[10, 10] = 4000.0  # hot pixel
-    cases = [
+    cases: list[tuple[str, np.ndarray, dict[str, float]]] = [
         ("uint8 ramp 0..255", ramp, {}),
         ("hot pixel and black border", hot, {}),
         ("constant image", np.full((16, 16), 37, dtype=np.uint8), {}),
@@ -55,7 +55,8 @@ def _stretch_cases(random_cases: int, seed: int):
 def check_percentile_stretch(fn, random_cases: int = 2, seed: int = 0) -> None:
     """Check ``fn(image, low=5, high=95)`` against :func:`helpers.generator.percentile_stretch`
     on a ramp, an image with outliers, a constant image, custom percentiles and
-    ``random_cases`` random images (any shape)."""
+    ``random_cases`` random images (any shape).
+    """
     from helpers.generator import percentile_stretch as reference
 
     name = "percentile_stretch"
@@ -65,7 +66,7 @@ def check_percentile_stretch(fn, random_cases: int = 2, seed: int = 0) -> None:
         try:
             got = fn(image, **kwargs)       # the case's own array: an in-place change shows below
         except Exception as error:  # report the learner's error with the case
-            raise AssertionError(f"{name} — case '{case}': raised {type(error).__name__}: {error}") from error
+            fail(name, case, f"raised {type(error).__name__}: {error}", cause=error)
         if not np.array_equal(image, original):
             fail(name, case, "the input image was modified in place.",
                   "compute on a copy: image = np.asarray(image, dtype=np.float32) makes one for integer "
@@ -108,7 +109,8 @@ def check_percentile_stretch(fn, random_cases: int = 2, seed: int = 0) -> None:
 
 def _index_pair(k: int, size: int = 40):
     """An image whose content encodes ``k``: a bright bar of width 4 + 2k on a dim
-    gradient, with a few dark speckles; the mask is the bar."""
+    gradient, with a few dark speckles; the mask is the bar.
+    """
     yy, xx = np.mgrid[0:size, 0:size]
     bar = (yy >= 6) & (yy < size - 6) & (xx >= 4 + (k % 3)) & (xx < 8 + 3 * k)
     image = 30 + 40 * xx / size + 10 * (yy % (k + 3) == 0)
@@ -148,7 +150,7 @@ def _epoch(ds, name, case, n, batch_size, size, ref_x, ref_y):
         try:
             batch = ds[b]
         except Exception as error:
-            raise AssertionError(f"{name} — case '{case}': ds[{b}] raised {type(error).__name__}: {error}") from error
+            fail(name, case, f"ds[{b}] raised {type(error).__name__}: {error}", cause=error)
         if not isinstance(batch, (tuple, list)) or len(batch) != 2:
             fail(name, case, f"ds[{b}] should return a tuple (x, y), got {type(batch).__name__}.",
                   "end __getitem__ with `return np.stack(images), np.stack(masks)`.")
@@ -207,7 +209,8 @@ def check_dataset(make, n_pairs: int = 7, batch_size: int = 3, image_size=(32, 3
     a new order every epoch with shuffling, and the same orders for the same seed.
     With ``augment=True`` (once the augmentation is written) it also builds the data set
     with ``augment=True, shuffle=False``: the batches must differ from the unaugmented
-    files, with masks still binary and aligned with their images."""
+    files, with masks still binary and aligned with their images.
+    """
     import keras
 
     from helpers.generator import SegmentationDataset
@@ -224,8 +227,7 @@ def check_dataset(make, n_pairs: int = 7, batch_size: int = 3, image_size=(32, 3
             try:
                 return make(list(pairs), batch_size=batch_size, image_size=size, **kwargs)
             except Exception as error:
-                raise AssertionError(f"{name} — case '{case}': creating the data set raised "
-                                     f"{type(error).__name__}: {error}") from error
+                fail(name, case, f"creating the data set raised {type(error).__name__}: {error}", cause=error)
 
         case = "no shuffling"
         ds = build(case, shuffle=False, seed=seed)
@@ -239,7 +241,7 @@ def check_dataset(make, n_pairs: int = 7, batch_size: int = 3, image_size=(32, 3
         try:
             length = len(ds)
         except Exception as error:
-            raise AssertionError(f"{name} — case '{case}': len(ds) raised {type(error).__name__}: {error}") from error
+            fail(name, case, f"len(ds) raised {type(error).__name__}: {error}", cause=error)
         if length != expected_len:
             fail(name, case, f"{n_pairs} pairs in batches of {batch_size} make {expected_len} batches, "
                   f"len() gave {length}.",
@@ -311,7 +313,8 @@ def check_dataset(make, n_pairs: int = 7, batch_size: int = 3, image_size=(32, 3
 
 def _blob_pair(rng, size: int = 64):
     """A float image in [0, 1] (0.2 background, 0.8 inside) with an asymmetric shape,
-    and the binary uint8 mask of that shape."""
+    and the binary uint8 mask of that shape.
+    """
     yy, xx = np.mgrid[0:size, 0:size]
     cy, cx = rng.uniform(0.35, 0.55, size=2) * size
     radius = rng.uniform(0.15, 0.22) * size
@@ -332,11 +335,11 @@ def _call_augment(fn, name, case, image, mask, rng, **kwargs):
         out = fn(image, mask, rng, **kwargs)
     except TypeError as error:
         if kwargs and "flip" in str(error):
-            raise AssertionError(f"{name} — case '{case}': calling it with flip=True raised TypeError: {error}. "
-                                 "Hint: keep the signature augment_pair(image, mask, rng, flip=False, ...).") from error
-        raise AssertionError(f"{name} — case '{case}': raised TypeError: {error}") from error
+            fail(name, case, f"calling it with flip=True raised TypeError: {error}.",
+                 "keep the signature augment_pair(image, mask, rng, flip=False, ...).", cause=error)
+        fail(name, case, f"raised TypeError: {error}", cause=error)
     except Exception as error:  # report the learner's error with the case
-        raise AssertionError(f"{name} — case '{case}': raised {type(error).__name__}: {error}") from error
+        fail(name, case, f"raised {type(error).__name__}: {error}", cause=error)
     if not isinstance(out, (tuple, list)) or len(out) != 2:
         fail(name, case, f"should return a tuple (image, mask), got {type(out).__name__}.",
               "end with `return image, mask`.")
@@ -357,7 +360,8 @@ def check_augment_pair(fn, random_cases: int = 8, seed: int = 0) -> None:
     inputs unchanged; by default no mirror image at all, with ``flip=True`` about half of
     the pairs mirrored left-right and never upside down; every call rotates (a centred bar
     turns by up to ~10 degrees) and shifts (a centred disc moves by up to ~5 % of the side).
-    ``random_cases`` random generators are tried."""
+    ``random_cases`` random generators are tried.
+    """
     name = "augment_pair"
     rng = np.random.default_rng(seed)
     moved = 0
@@ -472,7 +476,8 @@ def check_dataset_augments(make, **kwargs) -> None:
     """Check that the data set of Exercise 1.2 augments with ``augment=True`` (see
     :func:`check_dataset`), once the augmentation exists. A data set that does not yet pass
     the plain check is skipped with a note, so that an unfinished Exercise 1.2 costs points
-    only there."""
+    only there.
+    """
     import contextlib
     import io
 

@@ -56,7 +56,8 @@ def _toy_volume(rng, shape=(40, 32, 6)):
 
 def check_select_slices(select_slices, random_cases=5, seed=0):
     """Check ``select_slices(mask, empty_fraction, rng) -> sorted slice indices``: all liver
-    slices, the right number of empty ones, no duplicates, reproducible with a seeded rng."""
+    slices, the right number of empty ones, no duplicates, reproducible with a seeded rng.
+    """
     rng = np.random.default_rng(seed)
     cases = [("liver in slices 3..9 of 16", _toy_mask(rng, first=3, last=9), 0.0),
              ("liver in slices 3..9 of 16, empty_fraction=0.5", _toy_mask(rng, first=3, last=9), 0.5),
@@ -111,7 +112,8 @@ def check_select_slices(select_slices, random_cases=5, seed=0):
 
 def check_volume_to_slices(volume_to_slices, size=32, seed=0):
     """Check ``volume_to_slices(volume, mask, indices, size) -> (images, masks)``: shapes
-    (n, size, size, 1) float32, HU window to [0, 1], radiological orientation, resizing."""
+    (n, size, size, 1) float32, HU window to [0, 1], radiological orientation, resizing.
+    """
     rng = np.random.default_rng(seed)
     volume, mask = _toy_volume(rng)
     for case, indices in (("slices [1, 3, 4]", [1, 3, 4]), ("one slice [0]", [0]),
@@ -157,7 +159,8 @@ def check_volume_to_slices(volume_to_slices, size=32, seed=0):
 
 def check_flip_augmentation(random_flip, n=200, seed=0):
     """Check ``random_flip(images, masks, rng, p) -> (images, masks)``: the same left-right
-    flip for an image and its mask, about p of the pairs flipped, inputs unchanged."""
+    flip for an image and its mask, about p of the pairs flipped, inputs unchanged.
+    """
     rng = np.random.default_rng(seed)
     images = rng.random((n, 8, 6, 1)).astype(np.float32)
     masks = (rng.random((n, 8, 6, 1)) > 0.5).astype(np.float32)
@@ -180,10 +183,9 @@ def check_flip_augmentation(random_flip, n=200, seed=0):
         same_masks = np.array([np.array_equal(g, x) for g, x in zip(got_masks, masks)])
         if not np.all(flipped_images | same_images):
             upside = np.array_equal(got_images[0], images[0, ::-1]) or np.array_equal(got_images[-1], images[-1, ::-1])
-            raise AssertionError(
-                f"p={p}: some images are neither unchanged nor flipped left-right"
-                + (" (they were flipped upside down: flip axis W, i.e. image[:, ::-1] for (H, W, C))" if upside else
-                   ". Hint: flip one pair as image[:, ::-1] (axis W of an (H, W, C) image)."))
+            fail('random_flip', f"p={p}", "some images are neither unchanged nor flipped left-right"
+                 + (" (they were flipped upside down)." if upside else "."),
+                 "flip one pair as image[:, ::-1] (axis W of an (H, W, C) image).")
         if not np.all((flipped_images & flipped_masks) | (same_images & same_masks)):
             fail('random_flip', f"p={p}", "an image and its mask were not flipped together.",
                  "draw ONE random decision per pair and apply it to both.")
@@ -198,7 +200,8 @@ def check_flip_augmentation(random_flip, n=200, seed=0):
 def check_kfold(kfold_by_patient, n_cases=20, k=3, seed=0):
     """Check ``kfold_by_patient(case_ids, k, seed) -> [(train_ids, val_ids), ...]``: a
     partition of the patients into k validation folds of near-equal size, no leak between
-    train and validation, shuffled and reproducible."""
+    train and validation, shuffled and reproducible.
+    """
     ids = [f"ircad_e{i:02d}" for i in range(1, n_cases + 1)]
     with_repeats = [pid for pid in ids for _ in range(3)]      # several slices per patient
     for case, case_ids, kk in ((f"{n_cases} patients, k={k}", ids, k),
@@ -214,8 +217,8 @@ def check_kfold(kfold_by_patient, n_cases=20, k=3, seed=0):
             try:
                 train, val = (list(part) for part in fold)
             except (TypeError, ValueError):
-                raise AssertionError(f"case '{case}': fold {number} should be a pair (train_ids, val_ids), "
-                                     f"got {fold!r:.80}") from None
+                fail('kfold_by_patient', case, f"fold {number} should be a pair (train_ids, val_ids), "
+                                               f"got {fold!r:.80}")
             if set(train) & set(val):
                 fail('kfold_by_patient', case, f"fold {number} has patients both in train and validation: "
                                                f"{sorted(set(train) & set(val))[:5]}. This leaks slices of one patient "

@@ -14,7 +14,7 @@ import numpy as np
 
 from helpers.checks._common import call, fail, ok
 
-__all__ = ["check_working_spacing", "check_window_hu", "check_lung_volume", "check_volumetric_dice", "check_3d_unet",
+__all__ = ["check_working_spacing", "check_window_hu", "check_lung_volume", "check_volumetric_dice", "check_lung_model",
            "check_save_prediction", "check_resampled_grid", "check_foreground_patch_start",
            "check_window_starts", "check_blending_weights", "check_residual_blocks"]
 
@@ -27,7 +27,8 @@ def _reference_window(volume, window):
 def check_window_hu(fn, random_cases: int = 3, seed: int = 0) -> None:
     """Check ``fn(volume, window=(lower, upper))``: HU mapped linearly to ``[0, 1]``,
     clipped, float32, same shape, input untouched, the lung window by default; on fixed
-    values and random volumes."""
+    values and random volumes.
+    """
     fixed = np.array([-3024, -1000, -350, 300, 1500], dtype=np.int16)
     got = np.asarray(fn(fixed.copy(), window=(-1000, 300)))
     expected = np.array([0.0, 0.0, 0.5, 1.0, 1.0], np.float32)
@@ -85,7 +86,8 @@ def _reference_volume_ml(mask, affine):
 
 def check_lung_volume(fn, random_cases: int = 3, seed: int = 0) -> None:
     """Check ``fn(mask, affine) -> float``: the volume of the mask in millilitres, from the
-    number of voxels and the voxel volume given by the affine (1 mL = 1000 mm^3)."""
+    number of voxels and the voxel volume given by the affine (1 mL = 1000 mm^3).
+    """
     mask = np.zeros((10, 10, 10), np.uint8)
     mask[:5, :4, :5] = 1   # 100 voxels
     affine = np.diag([-0.8, -0.8, 2.5, 1.0])  # 1.6 mm^3 per voxel, flipped axes as in DICOM->NIfTI
@@ -137,7 +139,8 @@ def _reference_dice(a, b):
 
 def check_volumetric_dice(fn, random_cases: int = 5, seed: int = 0) -> None:
     """Check ``fn(true_mask, pred_mask) -> float``: hard Dice over a whole volume, 1.0 for
-    two empty masks, 0.0 when only one is empty, for bool, uint8 and float {0, 1} inputs."""
+    two empty masks, 0.0 when only one is empty, for bool, uint8 and float {0, 1} inputs.
+    """
     shape = (6, 8, 5)
     full, empty = np.ones(shape, np.uint8), np.zeros(shape, np.uint8)
     half = empty.copy()
@@ -176,7 +179,7 @@ def check_volumetric_dice(fn, random_cases: int = 5, seed: int = 0) -> None:
     ok("volumetric_dice: correct (hard Dice over the whole volume, 1.0 for two empty masks).")
 
 
-def check_3d_unet(model, input_shape=None, max_parameters: int = 1_500_000, depth: int | None = None,
+def check_lung_model(model, input_shape=None, max_parameters: int = 1_500_000, depth: int | None = None,
                   dropout: float | None = None, base_filters: int | None = None, min_depth: int = 1,
                   min_bottleneck: int = 1, min_parameters: int = 0) -> None:
     """Check a Keras model for 3D binary segmentation: input ``(D, H, W, 1)``, output
@@ -184,7 +187,8 @@ def check_3d_unet(model, input_shape=None, max_parameters: int = 1_500_000, dept
     (so that it trains on a laptop CPU) and at least ``min_parameters`` (so that the budget is
     used), at least ``min_depth`` poolings and a bottleneck of
     at least ``min_bottleneck`` voxels per side; if given, exactly ``depth`` poolings, a
-    spatial dropout of rate ``dropout`` and ``base_filters`` filters in the first convolution."""
+    spatial dropout of rate ``dropout`` and ``base_filters`` filters in the first convolution.
+    """
     import keras
 
     if not isinstance(model, keras.Model):
@@ -261,7 +265,8 @@ def check_3d_unet(model, input_shape=None, max_parameters: int = 1_500_000, dept
 def _working_grid_case(folder: Path):
     """A reference CT file stored LPS (30, 26, 14) voxels of 0.9 x 0.9 x 2.5 mm, and
     probabilities of an off-centre ellipsoid with three radii on its canonical (RAS) working
-    grid of 1.8 x 1.8 x 2.5 mm: a transposed, flipped or unaligned result does not match."""
+    grid of 1.8 x 1.8 x 2.5 mm: a transposed, flipped or unaligned result does not match.
+    """
     from helpers import geometry
     from helpers.data.lung_ct import nifti_bytes
 
@@ -285,7 +290,8 @@ def check_save_prediction(fn) -> None:
     probabilities, on a working grid of affine ``working_affine`` (reoriented and resampled),
     are resampled onto the reference CT's grid in millimetres
     (``geometry.resample_to_grid``, linear), thresholded at 0.5 and saved as uint8 {0, 1}
-    NIfTI with the reference's affine; an all-zero prediction gives an empty mask."""
+    NIfTI with the reference's affine; an all-zero prediction gives an empty mask.
+    """
     import nibabel as nib
 
     from helpers import geometry
@@ -353,7 +359,8 @@ def check_resampled_grid(fn, random_cases: int = 3, seed: int = 0) -> None:
     volume resampled to ``spacing`` mm (:func:`helpers.geometry.resampled_grid`): spacing
     from the affine's column norms, ``round(n * old / new)`` voxels (at least 1), columns
     scaled to the new spacing, the centre of the field of view kept; on a DICOM-like flipped
-    affine, a rotated one, one number for all axes and random grids."""
+    affine, a rotated one, one number for all axes and random grids.
+    """
     from helpers.geometry import resampled_grid as reference
 
     name = "resampled_grid"
@@ -431,7 +438,8 @@ def check_foreground_patch_start(fn, random_cases: int = 20, seed: int = 0) -> N
     """Check ``fn(voxel, shape, patch_size) -> start``: the patch centred on ``voxel`` (the
     voxel at index ``start + patch_size // 2``), clipped into ``[0, shape - patch_size]``
     (:func:`helpers.patches.foreground_patch_start`); asymmetric shapes and patches, odd and
-    even sizes, voxels at both borders."""
+    even sizes, voxels at both borders.
+    """
     from helpers.patches import foreground_patch_start as reference
 
     name = "foreground_patch_start"
@@ -475,7 +483,8 @@ def check_foreground_patch_start(fn, random_cases: int = 20, seed: int = 0) -> N
 def check_window_starts(fn, seed: int = 0, random_cases: int = 20) -> None:
     """Check ``fn(length, patch, overlap) -> starts``: windows every ``int(patch * (1 -
     overlap))`` voxels (at least 1) from 0, the last one moved back to end at the border,
-    no start twice (:func:`helpers.inference.window_starts`)."""
+    no start twice (:func:`helpers.inference.window_starts`).
+    """
     from helpers.inference import window_starts as reference
 
     name = "window_starts"
@@ -518,7 +527,8 @@ def check_blending_weights(fn, seed: int = 0, random_cases: int = 5) -> None:
     """Check ``fn(patch_size, sigma_scale=0.125)``: the Gaussian blending weights of
     :func:`helpers.inference.blending_weights` -- per axis ``exp(-(i - (n - 1) / 2)**2 /
     (2 sigma**2))`` with ``sigma = sigma_scale * n``, their product over the axes, clamped
-    below at 1e-3, float32 of shape ``patch_size``; on asymmetric patches, odd and even."""
+    below at 1e-3, float32 of shape ``patch_size``; on asymmetric patches, odd and even.
+    """
     from helpers.inference import blending_weights as reference
 
     name = "blending_weights"
@@ -564,7 +574,8 @@ def check_blending_weights(fn, seed: int = 0, random_cases: int = 5) -> None:
 def check_residual_blocks(model) -> None:
     """Check that a U-Net is built of residual blocks: its blocks add a shortcut to their
     output (``keras.layers.Add`` layers, one per block), as ``models.build_unet(...,
-    block="residual")`` builds them."""
+    block="residual")`` builds them.
+    """
     import keras
 
     adds = sum(isinstance(layer, keras.layers.Add) for layer in model.layers)

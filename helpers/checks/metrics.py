@@ -205,13 +205,15 @@ def _label(fn, name):
 def _returns_per_sample(fn):
     """True for the Keras metrics of :mod:`helpers.metrics`, which return one value per
     sample (so that Keras averages exactly over an epoch); a learner's function returns
-    the batch mean."""
+    the batch mean.
+    """
     return getattr(fn, "__module__", None) == "helpers.metrics"
 
 
 def _call(fn, name, case, y_true, y_pred, scalar=True, **kwargs):
     """Call ``fn`` on Keras tensors; return its value as float (or array). The
-    per-sample values of the reference metrics are averaged over the batch first."""
+    per-sample values of the reference metrics are averaged over the batch first.
+    """
     import keras
 
     out = call(fn, name, f"{case}, y_true and y_pred of shape {tuple(np.shape(y_true))}",
@@ -219,11 +221,9 @@ def _call(fn, name, case, y_true, y_pred, scalar=True, **kwargs):
     try:
         value = np.asarray(keras.ops.convert_to_numpy(out))
     except Exception as error:
-        raise AssertionError(f"{name} returned {type(out).__name__}, not a tensor or number: "
-                             f"{error}") from error
+        fail(name, case, f"returned {type(out).__name__}, not a tensor or number: {error}", cause=error)
     if value.dtype.kind not in "fiub":
-        raise AssertionError(f"{name} returned values of dtype {value.dtype}; expected a "
-                             f"floating-point number.")
+        fail(name, case, f"returned values of dtype {value.dtype}; expected a floating-point number.")
     if scalar:
         if value.shape == np.shape(y_true)[:1] and _returns_per_sample(fn):
             value = np.mean(value.astype(np.float64))
@@ -240,7 +240,8 @@ def _fmt(x):
 
 def _compare(name, case, expected, got, hint, diagnoses=(), atol=ATOL):
     """Raise AssertionError unless ``got`` is close to ``expected``; ``diagnoses`` is a
-    list of (value a usual mistake gives, hint) tried before ``hint``."""
+    list of (value a usual mistake gives, hint) tried before ``hint``.
+    """
     if math.isfinite(got) and abs(got - expected) <= atol:
         return
     reason = hint
@@ -269,11 +270,10 @@ def _check_graph_mode(fn, name, y_true, y_pred):
     try:
         tf.function(lambda t, p: fn(t, p))(tf.constant(y_true), tf.constant(y_pred))
     except Exception as error:
-        raise AssertionError(
-            f"{name} works on concrete arrays but not inside a compiled model "
-            f"({type(error).__name__}: {str(error).strip().splitlines()[-1][:200]}) — use keras.ops "
-            f"functions (keras.ops.sum, keras.ops.mean ...) rather than NumPy or Python "
-            f"`float(...)`, so Keras can trace it during model.fit.") from error
+        fail(name, None, f"works on concrete arrays but not inside a compiled model "
+                         f"({type(error).__name__}: {str(error).strip().splitlines()[-1][:200]}).",
+             "use keras.ops functions (keras.ops.sum, keras.ops.mean ...) rather than NumPy or Python "
+             "`float(...)`, so Keras can trace it during model.fit.", cause=error)
     finally:
         logger.setLevel(level)
 
@@ -290,18 +290,16 @@ def _check_gradient(fn, name, y_true, y_pred):
     with tf.GradientTape() as tape:
         loss = fn(tf.constant(y_true), p)
     if not tf.is_tensor(loss):
-        raise AssertionError(
-            f"{name} returns a plain {type(loss).__name__}, not a tensor, so it has no gradient and "
-            f"cannot train a model — compute it with keras.ops (keras.ops.sum, keras.ops.mean) instead "
-            f"of NumPy or float(...).")
+        fail(name, None, f"returns a plain {type(loss).__name__}, not a tensor, so it has no gradient and "
+                         f"cannot train a model.",
+             "compute it with keras.ops (keras.ops.sum, keras.ops.mean) instead of NumPy or float(...).")
     grad = tape.gradient(loss, p)
     if grad is None or not np.any(np.asarray(grad)):
-        raise AssertionError(
-            f"{name} has no gradient with respect to y_pred, so a model cannot learn from it "
-            f"— did you threshold the prediction (y_pred > 0.5) or convert it with NumPy? "
-            f"A loss must stay soft: use the probabilities directly.")
+        fail(name, None, "has no gradient with respect to y_pred, so a model cannot learn from it.",
+             "did you threshold the prediction (y_pred > 0.5) or convert it with NumPy? A loss must stay soft: "
+             "use the probabilities directly.")
     if not np.all(np.isfinite(np.asarray(grad))):
-        raise AssertionError(f"{name} has a non-finite gradient (nan or inf) — {HINT_SMOOTH}.")
+        fail(name, None, "has a non-finite gradient (nan or inf).", f"{HINT_SMOOTH}.")
 
 
 def _case(cases, name):
@@ -333,7 +331,8 @@ def _dice_diagnoses(t, p):
 
 def check_dice(fn, random_cases=10, seed=0, name=None):
     """Check a soft Dice ``fn(y_true, y_pred)`` (smooth=1, per-sample mean over the batch)
-    on named edge cases and ``random_cases`` random batches drawn with ``seed``."""
+    on named edge cases and ``random_cases`` random batches drawn with ``seed``.
+    """
     name = _label(fn, name)
     cases = _binary_cases()
     for case, t, p in cases:
@@ -354,7 +353,8 @@ def check_dice(fn, random_cases=10, seed=0, name=None):
 
 def check_hard_dice(fn, random_cases=10, seed=0, threshold=0.5, name=None):
     """Check a hard Dice ``fn(y_true, y_pred)``: Dice (smooth=1) of the masks thresholded
-    at ``threshold`` (prediction > threshold), per-sample mean over the batch."""
+    at ``threshold`` (prediction > threshold), per-sample mean over the batch.
+    """
     name = _label(fn, name)
 
     def expected(t, p):
@@ -401,7 +401,8 @@ def check_hard_dice(fn, random_cases=10, seed=0, threshold=0.5, name=None):
 
 def check_dice_loss(fn, random_cases=10, seed=0, name=None):
     """Check a Dice loss ``fn(y_true, y_pred)`` = 1 - soft Dice (smooth=1): values,
-    range [0, 1], a finite gradient and use inside a compiled model."""
+    range [0, 1], a finite gradient and use inside a compiled model.
+    """
     name = _label(fn, name)
 
     def diagnoses(t, p):
@@ -431,7 +432,8 @@ def check_dice_loss(fn, random_cases=10, seed=0, name=None):
 
 def check_iou(fn, random_cases=10, seed=0, name=None):
     """Check a soft IoU / Jaccard ``fn(y_true, y_pred)``: per sample
-    (|A∩B| + 1) / (|A∪B| + 1), averaged over the batch."""
+    (|A∩B| + 1) / (|A∪B| + 1), averaged over the batch.
+    """
     name = _label(fn, name)
 
     def diagnoses(t, p):
@@ -489,10 +491,9 @@ def check_bce_dice_loss(fn, random_cases=10, seed=0, name=None):
     t = _square(8, 1, 1, 4)
     got = _call(fn, name, "a perfect prediction with exact 0 and 1", t, t.copy())
     if not np.isfinite(got) or abs(got) > 1e-3:
-        raise AssertionError(
-            f"{name}: on case 'a perfect prediction with exact 0 and 1' expected about 0.0000, got {got:.4f} "
-            f"— log(0) is -inf and 0 * log(0) is nan: clip y_pred to [1e-7, 1 - 1e-7] before the log "
-            f"(keras.losses.binary_crossentropy does it for you).")
+        fail(name, "a perfect prediction with exact 0 and 1", f"expected about 0.0000, got {got:.4f}.",
+             "log(0) is -inf and 0 * log(0) is nan: clip y_pred to [1e-7, 1 - 1e-7] before the log "
+             "(keras.losses.binary_crossentropy does it for you).")
     _check_gradient(fn, name, *_case(cases, "soft prediction"))
     _check_graph_mode(fn, name, *_case(cases, "partly overlapping squares"))
     ok(f"{name}: {len(cases) + 1} cases match BCE + (1 - Dice), with a finite gradient.")
@@ -524,7 +525,8 @@ def check_confusion_metrics(sensitivity=None, specificity=None, precision=None,
                             random_cases=10, seed=0):
     """Check any of ``sensitivity``, ``specificity``, ``precision`` (functions
     ``fn(y_true, y_pred)``): prediction thresholded at 0.5, ratio of counts per sample
-    with a tiny smooth (1e-6) in numerator and denominator, mean over the batch."""
+    with a tiny smooth (1e-6) in numerator and denominator, mean over the batch.
+    """
     functions = {"sensitivity": sensitivity, "specificity": specificity,
                  "precision": precision}
     functions = {key: fn for key, fn in functions.items() if fn is not None}
@@ -584,7 +586,8 @@ def check_precision(fn, random_cases=10, seed=0):
 def check_multiclass_dice(fn, random_cases=10, seed=0, name=None):
     """Check ``fn(y_true_onehot, y_pred_softmax, include_background=False)``: per sample and
     class soft Dice (smooth=1) over the spatial axes, mean over the batch and the classes
-    (class 0 left out unless ``include_background=True``)."""
+    (class 0 left out unless ``include_background=True``).
+    """
     name = _label(fn, name)
     labels = np.zeros((1, 8, 8), np.int64)
     labels[0, 1:4, 1:4] = 1
@@ -673,11 +676,11 @@ def check_metric_verdicts(better_by_dice, better_by_hd95, truth, predictions: di
             fail(label, None, f"{label} should be the name of a prediction, {' or '.join(map(repr, names))}, "
                               f"got {choice!r}.",
                  "Compute the metric for each prediction, then write the name of the one it prefers.")
-    if better_by_dice != max(names, key=dice.get):
+    if better_by_dice != max(names, key=lambda n: dice[n]):
         fail("BETTER_BY_DICE", None, f"{better_by_dice!r} is not the prediction with the better Dice.",
              "Dice measures overlap: 1 is a perfect match, 0 no overlap, so the larger value wins. "
              "Did you compute it on the binary masks (metrics.dice_numpy)?")
-    if better_by_hd95 != min(names, key=hd95.get):
+    if better_by_hd95 != min(names, key=lambda n: hd95[n]):
         fail("BETTER_BY_HD95", None, f"{better_by_hd95!r} is not the prediction with the better HD95.",
              "HD95 is a distance between the two outlines, in pixels here: 0 is a perfect match, so the "
              "smaller value wins. Use metrics.hausdorff_distance(truth, prediction) (its default is the "

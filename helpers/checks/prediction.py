@@ -9,6 +9,8 @@ the case, expected versus got and a hint; it prints one success line when all is
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from helpers.checks._common import call, fail, ok
@@ -19,7 +21,8 @@ __all__ = ["check_threshold", "check_metrics_table", "check_keep_largest_compone
 
 def _random_blobs(shape=(64, 64), n_blobs: int = 4, holes: int = 2, seed: int = 0) -> np.ndarray:
     """The checks' random input: a binary uint8 mask with ``n_blobs`` disks of different radii (some may touch) and
-    ``holes`` small holes punched inside them, for the post-processing checks."""
+    ``holes`` small holes punched inside them, for the post-processing checks.
+    """
     rng = np.random.default_rng(seed)
     h, w = shape
     yy, xx = np.mgrid[:h, :w]
@@ -59,7 +62,8 @@ def _compare(got, expected, name, case, hint):
 def check_threshold(fn, cases: int = 3, seed: int = 0, dtype: str | None = "uint8") -> None:
     """Check ``fn(probs, value)``: a binary mask of ``probs``' shape and of ``dtype``
     (``None`` accepts any), 1 where the probability is strictly above ``value``, on fixed
-    and ``cases`` random arrays."""
+    and ``cases`` random arrays.
+    """
     from helpers import inference
 
     fixed = np.array([[0.0, 0.2, 0.5], [0.51, 0.8, 1.0]], dtype=np.float32)
@@ -102,7 +106,8 @@ def _row_value(row, key, index):
 def check_metrics_table(fn, cases: int = 1, seed: int = 0, keys=("dice", "iou")) -> None:
     """Check ``fn(true_masks, predicted_masks, names)`` -> list of dicts with ``name`` and
     the per-image ``keys`` (Dice and IoU by default), against the exact NumPy metrics, on
-    a fixed set (identical, disjoint, empty, half overlap) and ``cases`` random sets."""
+    a fixed set (identical, disjoint, empty, half overlap) and ``cases`` random sets.
+    """
     from helpers import metrics
 
     square = np.zeros((8, 8), np.uint8)
@@ -151,7 +156,8 @@ def check_metrics_table(fn, cases: int = 1, seed: int = 0, keys=("dice", "iou"))
 def check_keep_largest_components(fn, cases: int = 3, seed: int = 0) -> None:
     """Check ``fn(mask, n)``: keeps the ``n`` largest connected components (8-connected in
     2D) of a binary mask and removes the rest, keeps an empty mask empty, on fixed and
-    ``cases`` random masks."""
+    ``cases`` random masks.
+    """
     from helpers import inference
 
     mask = np.zeros((20, 30), np.uint8)
@@ -205,7 +211,8 @@ def check_keep_largest_components(fn, cases: int = 3, seed: int = 0) -> None:
 
 def check_fill_holes(fn, cases: int = 3, seed: int = 0) -> None:
     """Check ``fn(mask)``: holes (background not connected to the border) become
-    foreground; nothing else changes."""
+    foreground; nothing else changes.
+    """
     from helpers import inference
 
     ring = np.zeros((12, 12), np.uint8)
@@ -228,7 +235,8 @@ def check_fill_holes(fn, cases: int = 3, seed: int = 0) -> None:
 
 def check_postprocess(fn, cases: int = 3, seed: int = 0, n_components: int = 2) -> None:
     """Check ``fn(mask)``: keep the ``n_components`` largest components, then fill holes,
-    like :func:`helpers.inference.postprocess`; ``fn(mask, n_components=3)`` must keep three."""
+    like :func:`helpers.inference.postprocess`; ``fn(mask, n_components=3)`` must keep three.
+    """
     from helpers import inference
 
     mask = np.zeros((24, 32), np.uint8)
@@ -269,7 +277,8 @@ _CANDIDATES = (0.2, 0.35, 0.5, 0.65, 0.8)
 def _threshold_case(seed: int, n: int = 4, shape=(10, 12)) -> tuple[list, list]:
     """A small validation set for :func:`check_choose_threshold`: ``n`` probability maps
     (rounded to 0.01) and their masks, the last mask empty, each map shifted up or down by
-    its own amount so that the images disagree on their best threshold."""
+    its own amount so that the images disagree on their best threshold.
+    """
     rng = np.random.default_rng(seed)
     probs, masks = [], []
     for i in range(n):
@@ -354,7 +363,8 @@ def check_choose_threshold(fn, cases: int = 0, seed: int = 0, data: tuple | None
     """
     from helpers import inference
 
-    sets = [(f"fixed validation set {i + 1} of 4 maps", *_threshold_case(s), _CANDIDATES) for i, s in enumerate((18, 24))]
+    sets: list[tuple[str, Any, Any, tuple[float, ...]]] = [
+        (f"fixed validation set {i + 1} of 4 maps", *_threshold_case(s), _CANDIDATES) for i, s in enumerate((18, 24))]
     tie_probs = [np.array([[0.1, 0.3, 0.6], [0.9, 0.2, 0.7]]), np.array([[0.8, 0.25, 0.1], [0.95, 0.3, 0.05]])]
     tie_masks = [np.array([[0, 1, 1], [1, 0, 1]], np.uint8), np.array([[1, 0, 0], [1, 1, 0]], np.uint8)]
     sets.append(("a tie: 0.35 and 0.5 give the same masks (no probability lies between them)",

@@ -23,7 +23,8 @@ def _fake_cxr_pairs(n_patients: int = 40, second_view: float = 0.3, seed: int = 
                     prefix: str = "SYN") -> list[tuple[str, str]]:
     """The split check's input: made-up ``(image, mask)`` path pairs named like the chest X-ray set
     (``images/SYN_0007_0.png``, about ``second_view`` of the patients with a second view
-    ``_1``). No file is created: the split functions only look at the names."""
+    ``_1``). No file is created: the split functions only look at the names.
+    """
     rng = np.random.default_rng(seed)
     pairs = []
     for patient in range(1, n_patients + 1):
@@ -91,9 +92,11 @@ def check_split_by_patient(fn, cases: int = 1, seed: int = 0) -> None:
     """Check a patient-level split ``fn(items, fractions=..., seed=...)`` on made-up chest
     X-ray file pairs: all items used once, no patient in two parts, sizes near the
     fractions, the same seed gives the same split and another seed another split.
-    ``cases`` random data sets (sizes, fractions, seeds) are tried."""
+    ``cases`` random data sets (sizes, fractions, seeds) are tried.
+    """
     rng = np.random.default_rng(seed)
-    settings = [(40, (0.7, 0.15, 0.15), 42)]
+    settings: list[tuple[int, tuple[float, ...], int]] = [(40, (0.7, 0.15, 0.15), 42)]
+    fractions: tuple[float, ...]
     for _ in range(int(cases) - 1):
         n_patients = int(rng.integers(25, 120))
         if rng.random() < 0.3:
@@ -128,7 +131,8 @@ def check_callbacks(fn_or_list, run_dir=None, monitor: str = "val_dice", mode: s
     """Check the four callbacks of lesson 04, made by ``fn_or_list(run_dir)`` or given as a
     list: ModelCheckpoint to ``run_dir/best.keras`` keeping only the best, ReduceLROnPlateau,
     EarlyStopping restoring the best weights (all watching ``monitor`` in ``mode``) and a
-    CSVLogger writing ``run_dir/log.csv``."""
+    CSVLogger writing ``run_dir/log.csv``.
+    """
     import tempfile
 
     if callable(fn_or_list):
@@ -185,7 +189,8 @@ def check_callbacks(fn_or_list, run_dir=None, monitor: str = "val_dice", mode: s
 
 def check_compile(model, learning_rate: float | None = None, hard_dice: bool = True) -> None:
     """See :func:`_check_compile`; the check's own evaluate() calls are kept out of
-    TensorFlow's retracing warning, so that the lesson's next ``fit`` prints none."""
+    TensorFlow's retracing warning, so that the lesson's next ``fit`` prints none.
+    """
     with _tracing_history_kept():
         _check_compile(model, learning_rate, hard_dice)
 
@@ -194,7 +199,8 @@ def _check_compile(model, learning_rate: float | None = None, hard_dice: bool = 
     """Check that ``model`` is compiled with Adam (at ``learning_rate`` if given), the
     BCE + Dice loss and the metrics logged as ``dice`` and (if ``hard_dice``) ``hard_dice``:
     the loss on a fixed batch must equal the reference :func:`helpers.losses.bce_dice_loss`
-    and evaluate() must report both metrics."""
+    and evaluate() must report both metrics.
+    """
     import keras
 
     from helpers import losses
@@ -237,7 +243,8 @@ def check_training_run(history, run_dir, monitor: str = "val_dice", started: flo
     and Dice (and the hard Dice, if ``hard_dice``), ran at most ``epochs`` epochs if given,
     ``run_dir/best.keras`` exists and loads, and ``run_dir/log.csv`` has one row per epoch. ``started`` (a ``time.time()`` taken before ``fit``) makes files left by an
     earlier run fail: both must have been written after it. Says nothing about how good the
-    model is."""
+    model is.
+    """
     from helpers import training
 
     logs = getattr(history, "history", history)
@@ -285,7 +292,8 @@ LOGGED = {"loss": "min", "dice": "max", "hard_dice": "max"}
 def check_monitor(monitor, mode, logged=LOGGED) -> None:
     """Check the choice of the quantity the callbacks watch: a *validation* quantity that
     ``fit`` logs (``val_`` + one of ``logged``) and the ``mode`` in which it improves
-    (``max`` for a Dice, ``min`` for a loss)."""
+    (``max`` for a Dice, ``min`` for a loss).
+    """
     if not isinstance(monitor, str) or not isinstance(mode, str):
         fail('MONITOR and MODE', None, f"MONITOR and MODE should be strings such as 'val_...' and 'max' or 'min', got "
                                        f"{monitor!r} and {mode!r}.")
@@ -316,7 +324,8 @@ def check_monitor(monitor, mode, logged=LOGGED) -> None:
 
 def _best_epoch(values, mode: str) -> int | None:
     """The epoch (from 1) whose value of a logged quantity is best in ``mode``; the first one
-    on a tie, as Keras's callbacks keep the first (an improvement must be strict)."""
+    on a tie, as Keras's callbacks keep the first (an improvement must be strict).
+    """
     values = np.asarray(values, dtype=float)
     if not len(values) or np.all(np.isnan(values)):
         return None
@@ -366,7 +375,7 @@ def check_best_epoch(best_epoch, history, monitor: str = "val_dice", mode: str =
         return
     training_key = monitor[len("val_"):] if monitor.startswith("val_") else None
     opposite = "min" if mode == "max" else "max"
-    if best_epoch == expected - 1:
+    if expected is not None and best_epoch == expected - 1:
         hint = ("You counted from 0: np.argmax and log.csv's epoch column start at 0, "
                 "fit's `Epoch 1/N` lines and restore_best_weights at 1. Add one.")
     elif best_epoch == epochs:
@@ -413,7 +422,8 @@ def check_train_step(fn, seed: int = 0, steps: int = 3) -> None:
     """Check ``fn(model, optimizer, loss_fn, x, y) -> loss``, one training step written with
     ``tf.GradientTape``, against Keras's own ``train_on_batch`` on an identical model: the
     same loss before each of ``steps`` steps and the same weights after them, batch-norm
-    statistics included."""
+    statistics included.
+    """
     import keras
 
     rng = np.random.default_rng(seed)
@@ -431,12 +441,10 @@ def check_train_step(fn, seed: int = 0, steps: int = 3) -> None:
         try:
             got = fn(model, optimizer, _step_loss, x, y)
         except Exception as error:
-            raise AssertionError(
-                f"train_step raised {type(error).__name__} at step {step + 1}: {error}. Hint: inside "
-                f"`with tf.GradientTape() as tape:` compute predictions = model(x, training=True) and "
-                f"loss = loss_fn(y, predictions); then gradients = tape.gradient(loss, "
-                f"model.trainable_weights) and optimizer.apply_gradients(zip(gradients, "
-                f"model.trainable_weights)).") from error
+            fail("train_step", f"step {step + 1}", f"raised {type(error).__name__}: {error}.",
+                 "inside `with tf.GradientTape() as tape:` compute predictions = model(x, training=True) and "
+                 "loss = loss_fn(y, predictions); then gradients = tape.gradient(loss, model.trainable_weights) "
+                 "and optimizer.apply_gradients(zip(gradients, model.trainable_weights)).", cause=error)
         if got is None:
             fail('train_step', None, "train_step returned None: return the loss of the batch (the value before the update).")
         got = float(np.asarray(got).reshape(-1)[0]) if np.size(got) == 1 else float("nan")

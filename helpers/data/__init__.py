@@ -54,7 +54,7 @@ import os
 from pathlib import Path
 
 from helpers import config
-from helpers.data._store import DatasetError
+from helpers.data._store import DatasetError, LabelError
 from helpers.data.io import (from_depth_first, load_nifti, load_pairs, patient_id, read_image, read_mask,
                              save_nifti, to_depth_first)
 
@@ -74,7 +74,7 @@ GENERATORS = {
 PRESETS = {"lung_ct_synthetic_full": "FULL"}
 
 __all__ = [
-    "DatasetError", "GENERATORS", "PRESETS", "dataset_dir", "ensure_dataset",
+    "DatasetError", "LabelError", "GENERATORS", "PRESETS", "dataset_dir", "ensure_dataset",
     "from_depth_first", "load_nifti", "load_pairs", "patient_id", "read_image", "read_mask", "save_nifti",
     "to_depth_first",
 ]

@@ -51,6 +51,13 @@ class DatasetError(ValueError):
     """A data set on disk is missing, incomplete or inconsistent; the message says the fix."""
 
 
+class LabelError(DatasetError):
+    """A label file (mask, segmentation) holds values its data set does not allow.
+
+    Raised by :func:`helpers.data.io.check_labels`, the one label check of every volume loader.
+    """
+
+
 def current_umask() -> int:
     """The process umask (read from ``/proc`` where possible, which changes nothing)."""
     try:
@@ -68,7 +75,8 @@ def current_umask() -> int:
 def atomic_write_bytes(path: Path, payload: bytes) -> None:
     """Write ``payload`` to ``path`` through a temporary file in the same folder, then
     rename it into place, so readers never see a half-written file. The file gets the
-    permissions of an ordinary new file (``0666`` minus the umask), not ``mkstemp``'s 0600."""
+    permissions of an ordinary new file (``0666`` minus the umask), not ``mkstemp``'s 0600.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -195,7 +203,8 @@ def folder_lock(folder: Path, timeout: float = 600.0, poll: float = 0.2) -> Iter
     The lock is an OS-level lock (``flock`` on POSIX), which the operating system releases
     when its process ends in any way (``kill -9`` included); a waiter checks every ``poll``
     seconds and takes over at once. Raises DatasetError after ``timeout`` seconds of
-    waiting for a live holder."""
+    waiting for a live holder.
+    """
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     lock = folder.parent / f".{folder.name}.lock"
@@ -217,7 +226,8 @@ def folder_lock(folder: Path, timeout: float = 600.0, poll: float = 0.2) -> Iter
 
 def remove_stale_locks(parent: Path) -> list[Path]:
     """Delete the lock files in ``parent`` that no live process holds (they are harmless, but
-    litter). Returns the removed paths."""
+    litter). Returns the removed paths.
+    """
     removed = []
     for lock in sorted(Path(parent).glob(".*.lock")):
         if not lock.is_file():
@@ -235,7 +245,8 @@ def remove_stale_locks(parent: Path) -> list[Path]:
 def owned_scratch(parent: Path, prefix: str) -> Iterator[Path]:
     """A temporary folder ``parent/<prefix>XXXX`` that this process owns: it holds a locked
     ``.owner.lock``, is removed when the block exits (normally or by an exception), and is
-    recognised as litter by :func:`remove_leftovers` once the owner has died."""
+    recognised as litter by :func:`remove_leftovers` once the owner has died.
+    """
     parent = Path(parent)
     parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
@@ -256,7 +267,8 @@ def remove_leftovers(parent: Path, pattern: str = ".*.partial-*", min_age: float
     """Remove the scratch folders matching ``pattern`` in ``parent`` whose owner process is no
     longer alive (left by a killed run). A folder without an owner file (made by an older
     version) counts as a leftover once it is ``min_age`` seconds old. Returns the removed
-    folders."""
+    folders.
+    """
     removed = []
     parent = Path(parent)
     if not parent.is_dir():
@@ -303,7 +315,8 @@ def _parent_alive(pid: int) -> bool:
 def _watch_parent(parent: int, interval: float = 0.5) -> None:
     """Initializer of pool workers: a daemon thread ends this worker as soon as the process
     that made the pool has died (killed with SIGKILL or SIGTERM, or crashed), instead of
-    leaving it orphaned."""
+    leaving it orphaned.
+    """
     first_ppid = os.getppid()
 
     def watch() -> None:

@@ -25,7 +25,8 @@ _TAR_FILTER_ERROR = getattr(tarfile, "FilterError", ())
 
 def is_os_metadata(path: str | Path) -> bool:
     """True for macOS/Windows metadata files (``._name``, ``.DS_Store``, ``Thumbs.db``,
-    ``desktop.ini``) and anything inside a ``__MACOSX`` folder."""
+    ``desktop.ini``) and anything inside a ``__MACOSX`` folder.
+    """
     parts = Path(path).parts
     return bool(parts) and (parts[-1].startswith("._") or parts[-1] in OS_METADATA or "__MACOSX" in parts)
 
@@ -105,7 +106,8 @@ def opened_source(source: Path, scratch: Path) -> Iterator[Path]:
     """Yield a folder for ``source``: the folder itself, or an archive extracted into
     ``scratch/extract`` (beside the destination, never the system temp folder). OS metadata
     members are not extracted; unsafe tar members (absolute paths, links leaving the
-    archive) are refused."""
+    archive) are refused.
+    """
     source = Path(source)
     if source.is_dir():
         yield source

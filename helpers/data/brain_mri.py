@@ -29,6 +29,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from typing import Any
+
 import numpy as np
 
 from helpers import config
@@ -44,7 +46,7 @@ MODALITIES = ("t1", "t1ce", "t2", "flair")
 LABELS = tuple(config.BRATS_LABELS)
 
 #: Default parameters of :func:`generate`.
-DEFAULTS = {
+DEFAULTS: dict[str, Any] = {
     "n_cases": 24,
     "shape": (64, 64, 48),
     "seed": config.SEED,
@@ -64,7 +66,8 @@ _TISSUE_CONTRAST = {
 
 def brats_affine(shape) -> np.ndarray:
     """4x4 voxel-to-world affine (millimetres) like BraTS: 1 mm voxels, x and y flipped
-    (LPS-style storage as in the BraTS NIfTI files), origin so that voxel (0, Y-1, 0) is at 0."""
+    (LPS-style storage as in the BraTS NIfTI files), origin so that voxel (0, Y-1, 0) is at 0.
+    """
     affine = np.diag([-1.0, -1.0, 1.0, 1.0])
     affine[1, 3] = float(shape[1] - 1)
     return affine
@@ -337,14 +340,7 @@ def load_cases(folder, *, check_masks: bool = True) -> list[tuple[list[Path], Pa
                     f"modalities and the seg of a case must be co-registered on one grid. "
                     f"Resample the file onto the grid of the others or remove the case.")
         if check_masks:
-            values = np.unique(read_nifti(paths[4], fix)[0])
-            unexpected = sorted(set(values.tolist()) - set(LABELS))
-            if unexpected:
-                raise DatasetError(
-                    f"{paths[4]} holds label values {unexpected}; BraTS segmentations use only "
-                    f"{list(LABELS)} (1 necrosis, 2 oedema, 4 enhancing tumour). If your data "
-                    f"already uses 3 for enhancing tumour, map 3 back to 4 before loading, or "
-                    f"fix the file.")
+            _check_seg(paths[4], read_nifti(paths[4], fix)[0])
         cases.append((paths[:4], paths[4]))
     return cases
 
@@ -355,8 +351,17 @@ def read_case(modality_paths, seg_path=None) -> tuple[np.ndarray, np.ndarray | N
 
     channels = [np.asarray(read_nifti(path)[0], dtype=np.float32) for path in modality_paths]
     image = np.stack(channels, axis=-1)
-    seg = None if seg_path is None else read_nifti(seg_path)[0].astype(np.uint8)
+    seg = None if seg_path is None else _check_seg(seg_path, read_nifti(seg_path)[0])
     return image, seg
+
+
+def _check_seg(path: str | Path, labels: np.ndarray) -> np.ndarray:
+    """BraTS labels as uint8, checked by :func:`helpers.data.io.check_labels` (0, 1, 2, 4 only)."""
+    from helpers.data.io import check_labels
+
+    return check_labels(path, labels, set(LABELS), hint=(
+        f"BraTS segmentations use only {list(LABELS)} (1 necrosis, 2 oedema, 4 enhancing tumour). If your "
+        f"data already uses 3 for enhancing tumour, map 3 back to 4 before loading, or fix the file."))
 
 
 def remap_labels(seg) -> np.ndarray:

@@ -1,5 +1,6 @@
-"""Converters from the raw layouts of the public data sets into the course layouts, with
-the value checks of :mod:`helpers.data.io` (see :mod:`helpers.data.registry` for the rules):
+"""Converters from the raw layouts of the public data sets into the course layouts.
+
+They apply the value checks of :mod:`helpers.data.io` (see :mod:`helpers.data.registry` for the rules):
 
 * chest X-rays: ML-INFN preprocessing (black-border crop, resize, 5th-95th percentile
   contrast stretch) into ``images/<id>.png`` + ``masks/<id>.png``;
@@ -59,7 +60,8 @@ class PrepareReport:
 
 def crop_black_border(image: np.ndarray, fraction: float = 0.05) -> tuple[slice, slice]:
     """Rows and columns that remain after removing black borders: the bounding box of the
-    rows/columns whose mean exceeds ``fraction`` of the image maximum."""
+    rows/columns whose mean exceeds ``fraction`` of the image maximum.
+    """
     limit = fraction * float(image.max()) if image.size else 0.0
     rows = np.flatnonzero(image.mean(axis=1) > limit)
     cols = np.flatnonzero(image.mean(axis=0) > limit)
@@ -71,7 +73,8 @@ def crop_black_border(image: np.ndarray, fraction: float = 0.05) -> tuple[slice,
 def preprocess_cxr(image: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """ML-INFN preprocessing of one radiograph and its mask: black-border crop, resize to
     ``size`` x ``size``, 5th-95th percentile contrast stretch. Returns uint8 image (0-255)
-    and uint8 mask (0/255)."""
+    and uint8 mask (0/255).
+    """
     from skimage.transform import resize
 
     rows, cols = crop_black_border(image)
@@ -85,7 +88,8 @@ def preprocess_cxr(image: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.n
 
 def _cxr_cases(entry: PublicDataset, root: Path) -> list[tuple[str, Path | None, list[Path | None]]]:
     """(case name, image, [mask parts]) for the raw CXR layouts; a missing image or mask
-    part is None (a mask without its image is a case too, so that it is reported)."""
+    part is None (a mask without its image is a case too, so that it is reported).
+    """
     if entry.name == "montgomery":
         images = find_dir(root, ("CXR_png",), "image", entry)
         left = find_dir(root, ("leftMask",), "left-lung mask", entry)
@@ -128,6 +132,7 @@ def _cxr_case(image_path: Path | None, parts: list[Path | None], size: int, name
 
 
 def prepare_cxr(entry, root, out, size, skip_bad, report):
+    """Write the chest X-ray pairs of ``root`` (``entry``'s raw layout) into ``out`` as PNG pairs."""
     from tqdm.auto import tqdm
 
     cases = _cxr_cases(entry, root)
@@ -183,7 +188,8 @@ BRATS_MODALITIES = ("t1", "t1ce", "t2", "flair")
 def _volume_cases(entry: PublicDataset, root: Path):
     """Yield (case name, callable that returns ({relative path: bytes}, mask has foreground)).
     Cases are found from any of their files, so a case that lacks its image or one
-    modality is reported, not silently dropped."""
+    modality is reported, not silently dropped.
+    """
     if entry.kind == "lung_ct":
         names = ("ct", "lung", "Lung_L", "Lung_R")
         found = [p for p in list_files(root, "*.nii*", recursive=True) if _nifti_stem(p) in names]
@@ -286,7 +292,8 @@ def _ircad_case_name(folder: Path) -> str:
 
 def _unpacked(folder: Path, name: str, scratch: Path, what: str) -> Path:
     """``folder/name/`` when it is there, else ``folder/name.zip`` extracted into ``scratch``
-    (the source is never written to). Raises DatasetError when neither exists."""
+    (the source is never written to). Raises DatasetError when neither exists.
+    """
     from helpers.data.archives import extract_archive
 
     if (folder / name).is_dir():
@@ -303,7 +310,8 @@ def _unpacked(folder: Path, name: str, scratch: Path, what: str) -> Path:
 
 def _slice_files(folder: Path) -> list[Path]:
     """Every file of a series folder (3D-IRCADb names them ``image_N`` without an extension);
-    OS metadata left out. File names play no part in the slice order."""
+    OS metadata left out. File names play no part in the slice order.
+    """
     return [p for p in list_files(folder, "*")
             if p.name.upper() != "DICOMDIR" and not p.name.lower().endswith((".txt", ".json", ".csv", ".xml"))]
 
@@ -311,7 +319,8 @@ def _slice_files(folder: Path) -> list[Path]:
 def _ircad_dicom_cases(root: Path, scratch: Path):
     """3D-IRCADb as downloaded: ``3Dircadb1.N/PATIENT_DICOM/`` + ``MASKS_DICOM/liver/``, each
     unpacked or as ``PATIENT_DICOM.zip``/``MASKS_DICOM.zip``; written as ``ircad_eNN_orig.nii.gz``
-    (int16 HU) + ``ircad_eNN_liver.nii.gz`` (uint8 0/1) on the CT grid."""
+    (int16 HU) + ``ircad_eNN_liver.nii.gz`` (uint8 0/1) on the CT grid.
+    """
     import shutil
 
     from helpers.data import dicom
@@ -348,7 +357,8 @@ def _ircad_dicom_cases(root: Path, scratch: Path):
 def _lctsc_dicom_cases(root: Path):
     """LCTSC as downloaded from TCIA: per patient a CT series and an RTSTRUCT (any folder
     layout; files are told apart by their headers). Written as ``<PatientID>/ct.nii.gz``
-    (int16 HU) + ``<PatientID>/lung.nii.gz`` (the lung ROIs rasterised, merged, uint8 0/1)."""
+    (int16 HU) + ``<PatientID>/lung.nii.gz`` (the lung ROIs rasterised, merged, uint8 0/1).
+    """
     from helpers.data import dicom
 
     patients: dict[str, dict] = {}
@@ -393,6 +403,7 @@ def _lctsc_dicom_cases(root: Path):
 
 
 def prepare_volumes(entry, root, out, size, skip_bad, report, scratch: Path | None = None):
+    """Write the volume cases of ``root`` (``entry``'s raw layout) into ``out`` as NIfTI files."""
     from tqdm.auto import tqdm
 
     cases = list(_volume_cases(entry, root))

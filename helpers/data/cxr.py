@@ -43,6 +43,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from typing import Any
+
 import numpy as np
 
 from helpers import config
@@ -51,7 +53,7 @@ from helpers.data._store import generate_into
 GENERATOR_VERSION = "4"
 
 #: Default parameters of :func:`generate` (a different value regenerates the set).
-DEFAULTS = {"n_images": config.CXR_N_IMAGES, "size": config.CXR_IMAGE_SIZE, "seed": config.SEED}
+DEFAULTS: dict[str, Any] = {"n_images": config.CXR_N_IMAGES, "size": config.CXR_IMAGE_SIZE, "seed": config.SEED}
 
 #: Fraction of patients that have a second radiograph.
 SECOND_VIEW_FRACTION = 0.25
@@ -188,7 +190,8 @@ def harden(appearance: dict, rng: np.random.Generator) -> dict:
     poses (rotation up to 14 degrees, scale 0.78-1.14, shift up to 0.10 of the half-width,
     against 7, 0.86-1.08 and 0.06), one to three more opacities, denser (strength 0.20-0.45
     against 0.08-0.30) and wider, one or two more nodules, and stronger noise and gamma.
-    The anatomy and the mask's rules are unchanged: lung behind an opacity is still lung."""
+    The anatomy and the mask's rules are unchanged: lung behind an opacity is still lung.
+    """
     u = rng.uniform
     hard = dict(appearance)
     hard["rotation"] = float(rng.choice([-1, 1])) * u(4.0, 14.0)
@@ -283,7 +286,8 @@ def _heart_field(u: np.ndarray, v: np.ndarray, a: dict) -> np.ndarray:
 
 def _ribs(u: np.ndarray, v: np.ndarray, a: dict, px: float) -> np.ndarray:
     """Posterior ribs (from the spine up-and-out, then curving down along the chest wall)
-    and fainter anterior ribs (from the chest wall down-and-in), each with a brighter cortex."""
+    and fainter anterior ribs (from the chest wall down-and-in), each with a brighter cortex.
+    """
     out = np.zeros((v.shape[0], u.shape[1]), _DTYPE)
     vv, uu = v[:, 0], u[0]
     edge = max(px, 0.004)
@@ -609,7 +613,8 @@ def patient_seed(seed: int, patient: int) -> int:
 
 def plan(n_images: int, seed: int) -> list[tuple[str, int, int]]:
     """The files of a set: ``[(name, patient seed, view), ...]``, ``n_images`` entries,
-    about one patient in four with a second view (``SYN_<pppp>_<k>.png``)."""
+    about one patient in four with a second view (``SYN_<pppp>_<k>.png``).
+    """
     rng = np.random.default_rng([int(seed), 2024])
     entries: list[tuple[str, int, int]] = []
     patient = 0
@@ -659,7 +664,8 @@ def generate(folder: Path, *, force: bool = False, n_images: int = DEFAULTS["n_i
 
 def case_name(number: int) -> str:
     """Name of patient (case) ``number`` (1-based): ``SYN_0007`` for 7; its radiographs are
-    ``SYN_0007_0.png``, ``SYN_0007_1.png``."""
+    ``SYN_0007_0.png``, ``SYN_0007_1.png``.
+    """
     return f"SYN_{number:04d}"
 
 
@@ -668,7 +674,8 @@ def make_case(number: int, *, size: int = DEFAULTS["size"], seed: int = DEFAULTS
     """Radiograph ``view`` (0, 1, ...) of patient ``number`` (1-based) of a set generated with
     ``seed``: ``(image uint8 (size, size), mask uint8 {0, 1})``, the pixels of
     ``images/<case_name(number)>_<view>.png`` before PNG encoding. Deterministic in
-    ``(number, size, seed, view)``; :func:`generate_cxr` draws it from the patient's seed."""
+    ``(number, size, seed, view)``; :func:`generate_cxr` draws it from the patient's seed.
+    """
     if int(number) < 1:
         raise ValueError(f"patient numbers start at 1, got {number}")
     return generate_cxr(patient_seed(seed, int(number)), size, view)
@@ -677,7 +684,8 @@ def make_case(number: int, *, size: int = DEFAULTS["size"], seed: int = DEFAULTS
 def load_cases(folder) -> list[tuple[Path, Path]]:
     """The checked ``(image_path, mask_path)`` pairs of a chest X-ray folder
     (``images/`` + ``masks/``), sorted by name: :func:`helpers.data.load_pairs`, which
-    decodes every file and raises DatasetError naming the file and the fix."""
+    decodes every file and raises DatasetError naming the file and the fix.
+    """
     from helpers.data.io import load_pairs
 
     return load_pairs(folder)
@@ -685,7 +693,8 @@ def load_cases(folder) -> list[tuple[Path, Path]]:
 
 def read_case(image_path, mask_path=None) -> tuple[np.ndarray, np.ndarray | None]:
     """Read one pair: ``(image uint8 (H, W), mask uint8 {0, 1} (H, W) or None)`` through
-    :mod:`helpers.data.io` (DatasetError naming the file when it cannot be read)."""
+    :mod:`helpers.data.io` (DatasetError naming the file when it cannot be read).
+    """
     from helpers.data.io import read_image, read_mask
 
     return read_image(image_path), None if mask_path is None else read_mask(mask_path)

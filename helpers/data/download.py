@@ -91,7 +91,8 @@ def _looks_like_html(head: bytes) -> bool:
 
 def check_archive(path: Path, kind: str | None) -> str | None:
     """What is wrong with the archive ``path`` of ``kind`` ("zip", "tar" or None), or None
-    when it is sound: magic bytes, then the zip CRC of every member or a tar read-through."""
+    when it is sound: magic bytes, then the zip CRC of every member or a tar read-through.
+    """
     path = Path(path)
     with open(path, "rb") as stream:
         head = stream.read(512)

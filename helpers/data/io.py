@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from helpers.data._store import DatasetError, atomic_write_bytes
+from helpers.data._store import DatasetError, LabelError, atomic_write_bytes
 
 #: Largest raster image decoded, in pixels (width x height). Montgomery's radiographs have
 #: 4892 x 4020 = 19.7 million; a file that declares more is refused as a probable
@@ -55,7 +55,8 @@ def patient_id(path: str | Path) -> str:
     -> ``"MCUCXR_0001"``, ``CHNCXR_0042_1.png`` -> ``"CHNCXR_0042"``); any other name is its
     own patient (``BraTS20_Training_001`` -> ``"BraTS20_Training_001"``). A name without
     a digit, as in one-folder-per-case layouts (``LCTSC-Train-S1-001/ct.nii.gz``), belongs to
-    the patient named by its folder (``"LCTSC-Train-S1-001"``)."""
+    the patient named by its folder (``"LCTSC-Train-S1-001"``).
+    """
     path = Path(path)
     stem = _stem(path)
     if not any(character.isdigit() for character in stem) and path.parent.name:
@@ -67,7 +68,8 @@ def patient_id(path: str | Path) -> str:
 def open_image(path: str | Path):
     """Open a raster image file with Pillow, decoded, after checking that it exists and
     declares at most :data:`MAX_IMAGE_PIXELS` pixels. Raises DatasetError naming the file
-    when it is missing, too large (a decompression bomb), unreadable or damaged."""
+    when it is missing, too large (a decompression bomb), unreadable or damaged.
+    """
     import warnings
 
     from PIL import Image, UnidentifiedImageError
@@ -108,7 +110,8 @@ _open = open_image
 def read_grey(path: str | Path) -> np.ndarray:
     """Read a raster image as float32 grey values at its own bit depth (8- or 16-bit,
     float; RGB channels averaged), shape (H, W). Raises DatasetError naming the file when
-    it cannot be read (see :func:`open_image`), is not 2D, or holds NaN or infinite values."""
+    it cannot be read (see :func:`open_image`), is not 2D, or holds NaN or infinite values.
+    """
     with open_image(path) as image:
         array = np.asarray(image)
     if array.ndim == 3 and array.shape[-1] in (3, 4):
@@ -127,7 +130,8 @@ def read_grey(path: str | Path) -> np.ndarray:
 def binary_mask(path: str | Path, array: np.ndarray, what: str = "the lung") -> np.ndarray:
     """The one rule for binary masks: ``array`` may hold only 0 and 1, or only 0 and 255
     (an all-0 or all-foreground mask is fine; anything else, e.g. a constant 7 or 0.4, is
-    not). Returns a uint8 array of 0/1; raises DatasetError naming ``path`` and the values."""
+    not). Returns a uint8 array of 0/1; raises DatasetError naming ``path`` and the values.
+    """
     values = np.unique(np.asarray(array))
     found = set(values.tolist())
     if found <= {0, 1} or found <= {0, 255}:
@@ -211,7 +215,8 @@ def encode_png(array: np.ndarray) -> bytes:
 
 def write_png(array: np.ndarray, path: str | Path, force: bool = False) -> Path:
     """Write a 2D uint8 array as an 8-bit grey PNG file, atomically; an existing file is
-    only replaced when ``force=True`` (else FileExistsError). Returns the path."""
+    only replaced when ``force=True`` (else FileExistsError). Returns the path.
+    """
     path = Path(path)
     if path.exists() and not force:
         raise FileExistsError(f"{path} already exists: choose another name or pass force=True to replace it.")
@@ -225,7 +230,8 @@ _NIFTI_FIX = "replace it, or delete the data set folder so that it is regenerate
 def open_nifti(path: str | Path, fix: str = _NIFTI_FIX):
     """The nibabel image of a NIfTI file (``.nii`` or ``.nii.gz``), header read, voxels not
     yet loaded. Raises DatasetError naming the file, ending with ``fix``, when it is missing,
-    unreadable (permissions) or not NIfTI."""
+    unreadable (permissions) or not NIfTI.
+    """
     import nibabel as nib
 
     path = Path(path)
@@ -251,7 +257,8 @@ def nifti_shape(path: str | Path, fix: str = _NIFTI_FIX) -> tuple[int, ...]:
 def read_nifti(path: str | Path, fix: str = _NIFTI_FIX) -> tuple[np.ndarray, np.ndarray]:
     """``(voxels, affine)`` of a NIfTI file with the voxels in their stored type (scaled to
     float only when the header has a slope/intercept), for checks that must see the values
-    before any conversion (labels, Hounsfield units). Errors as :func:`open_nifti`."""
+    before any conversion (labels, Hounsfield units). Errors as :func:`open_nifti`.
+    """
     image = open_nifti(path, fix)
     try:
         array = np.asarray(image.dataobj)
@@ -265,7 +272,8 @@ def load_nifti(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """Load a NIfTI volume (``.nii`` or ``.nii.gz``) as ``(array, affine)``: the voxel
     values as float32 in the file's axis order, ``(x, y, z)`` (see the axis convention
     above; Hounsfield units for CT, scaled by the header's slope/intercept) and the 4x4
-    voxel-to-world affine (mm). Raises DatasetError naming the file when it cannot be read."""
+    voxel-to-world affine (mm). Raises DatasetError naming the file when it cannot be read.
+    """
     image = open_nifti(path)
     try:
         array = np.asarray(image.get_fdata(dtype=np.float32), dtype=np.float32)
@@ -279,7 +287,8 @@ def load_nifti(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
 def to_depth_first(volume: np.ndarray) -> np.ndarray:
     """``volume[x, y, z, ...]`` -> ``volume[z, y, x, ...]`` (depth, height, width first), a
-    view; extra trailing axes (channels) stay last. Its own inverse."""
+    view; extra trailing axes (channels) stay last. Its own inverse.
+    """
     volume = np.asarray(volume)
     if volume.ndim < 3:
         raise ValueError(f"to_depth_first needs a volume with at least 3 axes, got shape {volume.shape}")
@@ -292,7 +301,8 @@ from_depth_first = to_depth_first
 
 def as_3d(path: str | Path, array: np.ndarray) -> np.ndarray:
     """Drop trailing axes of length 1 from a volume; refuse anything that is not then 3D
-    (a 4D file with several volumes or time points), naming the file."""
+    (a 4D file with several volumes or time points), naming the file.
+    """
     array = np.asarray(array)
     while array.ndim > 3 and array.shape[-1] == 1:
         array = array[..., 0]
@@ -310,16 +320,36 @@ def check_finite(path: str | Path, array: np.ndarray) -> None:
                            f"fix the file (e.g. numpy.nan_to_num with the background value) or remove the case.")
 
 
-def check_labels(path: str | Path, array: np.ndarray, allowed: set[int] | tuple[set[int], ...]) -> np.ndarray:
-    """Check label values before any cast: finite, whole numbers, and all in ``allowed`` (or
-    all in one of the sets of a tuple, e.g. ``({0, 1}, {0, 255})`` for binary masks).
-    Returns them as uint8; raises DatasetError naming the file and the values otherwise."""
+def check_labels(path: str | Path, array: np.ndarray, allowed: set[int] | tuple[set[int], ...],
+                 hint: str = "check that this is the right file, or remove the case.") -> np.ndarray:
+    """Check the values of a label volume before any cast: the one label check of the loaders.
+
+    Every volume loader (lung CT, liver CT, brain MRI: ``load_cases`` and ``read_case``) and
+    every converter validates its masks and segmentations here.
+
+    Args:
+        path: the file the labels come from, for the message.
+        array: the label values as read (any dtype, any shape).
+        allowed: the allowed label values, or a tuple of alternative sets (all values must lie
+            in one of them), e.g. ``({0, 1}, {0, 255})`` (:data:`BINARY_LABELS`) for binary masks.
+        hint: the fix the message proposes when values are outside ``allowed``.
+
+    Returns:
+        The labels as uint8, same shape.
+
+    Raises:
+        LabelError: NaN or infinite values, non-integer values, or values outside ``allowed``;
+            the message names the file and the values (a :class:`DatasetError`).
+    """
     array = np.asarray(array)
-    check_finite(path, array)
+    try:
+        check_finite(path, array)
+    except DatasetError as error:
+        raise LabelError(str(error)) from None
     values = np.unique(array)
     fractional = values[values != np.round(values)]
     if fractional.size:
-        raise DatasetError(f"{path} holds non-integer label values ({', '.join(f'{v:g}' for v in fractional[:5])}"
+        raise LabelError(f"{path} holds non-integer label values ({', '.join(f'{v:g}' for v in fractional[:5])}"
                            f"{', ...' if fractional.size > 5 else ''}): labels must be whole numbers; this may be an "
                            f"image rather than a label file, or a resampled mask (use nearest-neighbour).")
     found = {int(v) for v in values}
@@ -327,8 +357,7 @@ def check_labels(path: str | Path, array: np.ndarray, allowed: set[int] | tuple[
     if not any(found <= choice for choice in choices):
         expected = " or ".join(str(sorted(choice)) for choice in choices)
         extra = sorted(found - set().union(*choices)) or sorted(found)
-        raise DatasetError(f"{path} holds label values {extra} besides the expected {expected}: check that this "
-                           f"is the right file, or remove the case.")
+        raise LabelError(f"{path} holds label values {extra} besides the expected {expected}: {hint}")
     return array.astype(np.uint8)
 
 
@@ -339,7 +368,8 @@ BINARY_LABELS = ({0, 1}, {0, 255})
 def to_hounsfield(path: str | Path, array: np.ndarray) -> np.ndarray:
     """CT values as int16, rounded to the nearest integer. The rule for values that int16
     cannot hold is to refuse, not clip: such values mean the file is not in Hounsfield
-    units. Raises DatasetError naming the file for those and for NaN or infinite values."""
+    units. Raises DatasetError naming the file for those and for NaN or infinite values.
+    """
     array = np.asarray(array)
     check_finite(path, array)
     low, high = float(array.min()), float(array.max())
@@ -355,7 +385,8 @@ def to_hounsfield(path: str | Path, array: np.ndarray) -> np.ndarray:
 def nifti_bytes(array: np.ndarray, affine: np.ndarray, compress: bool = True) -> bytes:
     """NIfTI-1 file bytes of ``array`` with the 4x4 ``affine`` (voxel to world, mm): spatial
     units mm, qform and sform code 1 (scanner), gzip-compressed with a zero timestamp when
-    ``compress``, so that the same array gives the same bytes on every run."""
+    ``compress``, so that the same array gives the same bytes on every run.
+    """
     import nibabel as nib
 
     array = np.asarray(array)
@@ -374,7 +405,8 @@ def save_nifti(array: np.ndarray, affine: np.ndarray, path: str | Path, force: b
     mm) as NIfTI; ``.nii.gz`` is gzip-compressed. The file appears atomically (readers never
     see half a file) and an existing file is only replaced when ``force=True`` (else
     FileExistsError). Booleans are stored as uint8, 64-bit integers as int32 and 64-bit
-    floats as float32; other dtypes are kept. Returns the path."""
+    floats as float32; other dtypes are kept. Returns the path.
+    """
     path = Path(path)
     if path.exists() and not force:
         raise FileExistsError(f"{path} already exists: choose another name or pass force=True to replace it.")

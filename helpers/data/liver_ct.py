@@ -32,6 +32,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from typing import Any
+
 import numpy as np
 
 from helpers import config
@@ -41,7 +43,7 @@ from helpers.data.io import nifti_bytes
 GENERATOR_VERSION = "1.0"
 
 #: Default parameters of :func:`generate`: 20 cases of 128 x 128 voxels in-plane, 40 slices.
-DEFAULTS = {
+DEFAULTS: dict[str, Any] = {
     "n_cases": 20,
     "shape": (128, 128, 40),
     "seed": config.SEED,
@@ -91,7 +93,8 @@ def _waves(rng, x, y, z, n=5, wavelength=(50.0, 140.0)):
     """Smooth random field (about unit amplitude): a sum of ``n`` random plane waves (mm).
 
     ``x``, ``y`` broadcast to (X, Y, 1) and ``z`` to (1, 1, Z); each wave is computed as
-    cos(p + q) = cos p cos q - sin p sin q from an in-plane and a z part (cheap)."""
+    cos(p + q) = cos p cos q - sin p sin q from an in-plane and a z part (cheap).
+    """
     field = np.zeros(np.broadcast_shapes(np.shape(x), np.shape(y), np.shape(z)), np.float32)
     for _ in range(n):
         direction = rng.normal(size=3)
@@ -131,7 +134,8 @@ def _tube(x, y, z, start, end, radius):
 
 def case_spacing(number: int, *, shape=DEFAULTS["shape"], seed: int = DEFAULTS["seed"]) -> tuple[float, float, float]:
     """Voxel spacing (sx, sy, sz) in mm of case ``number`` (1-based): field of view 340-390 mm
-    in-plane, 170-200 mm along z, divided by the grid ``shape``."""
+    in-plane, 170-200 mm along z, divided by the grid ``shape``.
+    """
     rng = np.random.default_rng([int(seed), int(number), 7, 1])
     fov = rng.uniform(340.0, 390.0)
     coverage = rng.uniform(170.0, 200.0)
@@ -422,7 +426,8 @@ _ORIG = re.compile(r"^(?P<case>.+)_orig\.nii(\.gz)?$")
 
 def case_id(path) -> str:
     """Patient (case) identifier of a liver CT file: ``ircad_e07`` for
-    ``ircad_e07_orig.nii.gz`` or ``ircad_e07_liver.nii.gz``. Slices of one case share it."""
+    ``ircad_e07_orig.nii.gz`` or ``ircad_e07_liver.nii.gz``. Slices of one case share it.
+    """
     name = Path(path).name
     for suffix in (".nii.gz", ".nii"):
         if name.endswith(suffix):
@@ -445,6 +450,18 @@ def _read_header_shape(path: Path) -> tuple:
     from helpers.data.io import nifti_shape
 
     return nifti_shape(path, fix=_FIX)
+
+
+#: What a liver mask that fails the label check should become.
+_LIVER_MASK_FIX = ("a liver mask must be binary (0 background, 1 liver). If it is a multi-label segmentation, "
+                   "keep only the liver label (mask == liver_label) and save it again.")
+
+
+def _liver_mask(path: Path, labels: np.ndarray) -> np.ndarray:
+    """A liver mask 0/1 (uint8) from stored labels 0/1 or 0/255, checked by :func:`helpers.data.io.check_labels`."""
+    from helpers.data.io import BINARY_LABELS, check_labels
+
+    return (check_labels(path, labels, BINARY_LABELS, hint=_LIVER_MASK_FIX) > 0).astype(np.uint8)
 
 
 def _read_array(path: Path) -> np.ndarray:
@@ -476,7 +493,9 @@ def load_cases(folder, *, check_masks: bool = True) -> list[tuple[Path, Path]]:
             f"files to that pattern or point DATASET at the right folder.")
     cases = []
     for orig in origs:
-        case = _ORIG.match(orig.name).group("case")
+        matched = _ORIG.match(orig.name)
+        assert matched is not None   # origs holds only names that match
+        case = matched.group("case")
         liver = next((folder / f"{case}_liver{ext}" for ext in (".nii.gz", ".nii")
                       if (folder / f"{case}_liver{ext}").is_file()), None)
         if liver is None:
@@ -495,13 +514,7 @@ def load_cases(folder, *, check_masks: bool = True) -> list[tuple[Path, Path]]:
                 f"{liver} has shape {mask_shape} but {orig.name} has {shape}: a mask must be on the "
                 f"grid of its volume. Resample the mask onto the volume (nearest neighbour) or remove the case.")
         if check_masks:
-            values = set(np.unique(_read_array(liver)).tolist())
-            if not (values <= {0, 1} or values <= {0, 255}):
-                shown = sorted(values)[:6]
-                raise DatasetError(
-                    f"{liver} holds values {shown}{' ...' if len(values) > 6 else ''}; a liver mask "
-                    f"must be binary (0 background, 1 liver). If it is a multi-label segmentation, "
-                    f"keep only the liver label (mask == liver_label) and save it again.")
+            _liver_mask(liver, _read_array(liver))
         cases.append((orig, liver))
     return cases
 
@@ -518,5 +531,5 @@ def read_case(orig_path, liver_path=None) -> tuple[np.ndarray, np.ndarray | None
     volume, affine = load_nifti(orig_path)
     mask = None
     if liver_path is not None:
-        mask = (_read_array(Path(liver_path)) > 0).astype(np.uint8)
+        mask = _liver_mask(Path(liver_path), _read_array(Path(liver_path)))
     return volume, mask, affine

@@ -33,17 +33,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from typing import Any
+
 import numpy as np
 
 from helpers import config
 from helpers.data._store import DatasetError, generate_into
 from helpers.data.io import nifti_bytes
+from helpers.geometry import voxel_spacing  # one implementation; re-exported for this data set's users
 
 #: Bump when the generated volumes change, so that sets on disk are regenerated.
 GENERATOR_VERSION = "2.0"
 
 #: Default parameters of :func:`generate` (``shape`` is ``(i, j, k)`` in voxels).
-DEFAULTS = {"n_cases": 24, "shape": (64, 64, 48), "seed": config.SEED}
+DEFAULTS: dict[str, Any] = {"n_cases": 24, "shape": (64, 64, 48), "seed": config.SEED}
 
 #: Parameters of the LCTSC-sized set ``lung_ct_synthetic_full`` (lesson 06): 256 x 256 pixels
 #: of 1.2-1.4 mm in each slice, 128 slices 2.6-3.0 mm apart (the physical size of the
@@ -70,7 +73,8 @@ HU = {
 
 def case_name(number: int) -> str:
     """LCTSC-like name of case ``number`` (1-based): ``LCTSC-Train-S1-001`` for 1, twelve
-    cases per site (``LCTSC-Train-S2-001`` for 13)."""
+    cases per site (``LCTSC-Train-S2-001`` for 13).
+    """
     site = 1 + (number - 1) // 12
     return f"LCTSC-Train-S{site}-{(number - 1) % 12 + 1:03d}"
 
@@ -95,13 +99,13 @@ def _tube(grid: np.ndarray, spacing: np.ndarray, start, end, radius: float) -> t
     low = np.minimum(start, end) - radius - spacing
     high = np.maximum(start, end) + radius + spacing
     axes = [grid[..., 0][:, 0, 0], grid[..., 1][0, :, 0], grid[..., 2][0, 0, :]]
-    slices = []
+    bounds: list[slice] = []
     for axis, (lo, hi) in enumerate(zip(low, high)):
         inside = np.nonzero((axes[axis] >= lo) & (axes[axis] <= hi))[0]
         if inside.size == 0:
             return (slice(0, 0),) * 3, np.zeros((0, 0, 0), bool)
-        slices.append(slice(int(inside[0]), int(inside[-1]) + 1))
-    slices = tuple(slices)
+        bounds.append(slice(int(inside[0]), int(inside[-1]) + 1))
+    slices = tuple(bounds)
     return slices, _segment_distance(grid[slices], start, end) <= radius
 
 
@@ -116,7 +120,8 @@ def _smooth_noise(rng: np.random.Generator, shape, sigma: float) -> np.ndarray:
 def _vessel_tree(rng, hilum, lateral_sign, n_generations=3, root_radius=(3.5, 4.5)):
     """Segments ``(start, end, radius)`` of a branching tree (vessels or bronchi) rooted at
     ``hilum`` (mm): three lobar branches of radius ``root_radius`` mm; every generation splits
-    each branch in two, 0.7 times as thick and 0.75 times as long."""
+    each branch in two, 0.7 times as thick and 0.75 times as long.
+    """
     segments = []
     frontier = []
     for _ in range(3):  # upper, middle and lower lobar branches
@@ -452,7 +457,7 @@ def make_case(number: int, *, shape=DEFAULTS["shape"], seed: int = DEFAULTS["see
         ct = geometry.resample_to_grid(ct.astype(np.float32), coarse, fine_shape, fine).astype(np.float64)
         lungs = geometry.resample_to_grid(lungs.astype(np.float32), coarse, fine_shape, fine) > 0.5
         shape, spacing, (nx, ny, nz) = fine_shape, fine_spacing, fine_shape
-        X, Y = np.meshgrid((np.arange(nx) - (nx - 1) / 2) * spacing[0],
+        X, Y = np.meshgrid((np.arange(nx) - (nx - 1) / 2) * spacing[0],  # type: ignore[assignment]
                            (np.arange(ny) - (ny - 1) / 2) * spacing[1], indexing="ij")
         X, Y = X[..., None], Y[..., None]
     ct += rng.normal(0.0, rng.uniform(15, 40), shape)
@@ -542,13 +547,11 @@ def load_cases(folder: Path, *, check_masks: bool = True) -> list[tuple[Path, Pa
                                f"{tuple(ct_shape)}: a mask must be a 3-D volume on the CT's grid. "
                                f"Resample the mask onto the CT (nearest neighbour) when converting.")
         if check_masks:
-            from helpers.data.io import read_nifti
+            from helpers.data.io import check_labels, read_nifti
 
-            values = np.unique(read_nifti(lung_path, fix="convert that case again")[0])
-            if not set(values.tolist()) <= {0, 1}:
-                shown = ", ".join(f"{v:g}" for v in values[:6]) + (" ..." if len(values) > 6 else "")
-                raise DatasetError(f"{lung_path} holds values {shown}; a lung mask must hold only "
-                                   f"0 and 1. Binarise it when converting, e.g. (mask > 0).astype('uint8').")
+            check_labels(lung_path, read_nifti(lung_path, fix="convert that case again")[0], {0, 1},
+                         hint="a lung mask must hold only 0 and 1. Binarise it when converting, e.g. "
+                              "(mask > 0).astype('uint8').")
         pairs.append((ct_path, lung_path))
     if not pairs:
         raise DatasetError(f"{folder} holds no case folder with {CT_NAME}. Expected "
@@ -560,7 +563,8 @@ def load_cases(folder: Path, *, check_masks: bool = True) -> list[tuple[Path, Pa
 def read_case(ct_path, lung_path=None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """Read one case: ``(ct float32 HU (X, Y, Z), lung uint8 {0, 1} (X, Y, Z) or None, affine
     4x4)``, the paths as :func:`load_cases` returns them. Raises DatasetError naming the
-    file when it cannot be read or the mask is not binary."""
+    file when it cannot be read or the mask is not binary.
+    """
     from helpers.data.io import BINARY_LABELS, check_labels, load_nifti, read_nifti
 
     ct, affine = load_nifti(ct_path)
@@ -569,12 +573,6 @@ def read_case(ct_path, lung_path=None) -> tuple[np.ndarray, np.ndarray | None, n
         labels = read_nifti(lung_path, fix="convert that case again")[0]
         lung = (check_labels(lung_path, labels, BINARY_LABELS) > 0).astype(np.uint8)
     return ct, lung, affine
-
-
-def voxel_spacing(affine: np.ndarray) -> np.ndarray:
-    """Voxel spacing in mm along the array axes ``(i, j, k)`` from a 4 x 4 affine."""
-    affine = np.asarray(affine, dtype=float)
-    return np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
 
 
 def lung_volume_ml(mask, affine) -> float:

@@ -82,7 +82,8 @@ __all__ = ["DATASETS", "NIFTI_SUFFIXES", "OS_METADATA", "PrepareReport", "Public
 
 def _check_destination(source: Path, dest: Path, force: bool) -> None:
     """Refuse a destination that would touch the source, is a file, or is not empty (unless
-    ``force``). Raises DatasetError; changes nothing."""
+    ``force``). Raises DatasetError; changes nothing.
+    """
     src, dst = source.resolve(), dest.resolve()
     if dst == src or dst.is_relative_to(src) or src.is_relative_to(dst):
         relation = ("is the source" if dst == src else "is inside the source" if dst.is_relative_to(src)
@@ -168,7 +169,8 @@ def is_prepared(name: str, dest: Path | None = None) -> bool:
 
 def fetch(name: str, downloads: Path | None = None, *, downloader: Callable | None = None) -> Path:
     """Download the raw archive of ``name`` into ``downloads`` (default ``data/downloads``)
-    when a direct URL is known; otherwise raise DownloadError saying how to get it by hand."""
+    when a direct URL is known; otherwise raise DownloadError saying how to get it by hand.
+    """
     from helpers.data.download import DownloadError, download
 
     entry = get(name)
