@@ -309,29 +309,33 @@ def _flat_sweep(low: float, high: float, spread: float):
     return check
 
 
-def _border_bin_more_lung(outputs: str, said: tuple[str, ...]) -> str | None:
-    """Lesson 05: in the reliability table, the pixels scored 0.4-0.5 are more than half lung."""
-    row = re.search(r"^0\.4-0\.5\s+\d+\s+([\d.]+)\s+([\d.]+)", outputs, flags=re.M)
-    if not row:
-        return "the 0.4-0.5 row of the reliability table is not in the outputs"
-    return None if float(row.group(2)) > 0.5 else f"the 0.4-0.5 bin is {row.group(2)} lung, not more than half"
+def _middle_bins_under_confident(outputs: str, said: tuple[str, ...]) -> str | None:
+    """Lesson 05: in the reliability table, the 0.3-0.4 and 0.4-0.5 bins hold more lung than
+    their mean prediction (the model is under-confident just below one half)."""
+    for low in ("0.3", "0.4"):
+        row = re.search(rf"^{re.escape(low)}-\d\.\d\s+\d+\s+([\d.]+)\s+([\d.]+)", outputs, flags=re.M)
+        if not row:
+            return f"the {low} row of the reliability table is not in the outputs"
+        if float(row.group(2)) <= float(row.group(1)):
+            return f"the {low} bin is {row.group(2)} lung for a mean prediction of {row.group(1)}"
+    return None
 
 
-def _post_processing_one_worse(outputs: str, said: tuple[str, ...]) -> str | None:
-    """Lesson 05: post-processing changed one validation mask (Dice worse, HD95 better), the mean
-    Dice did not improve, and the rule switched it off."""
+def _post_processing_one_better(outputs: str, said: tuple[str, ...]) -> str | None:
+    """Lesson 05: post-processing changed one validation mask (Dice and HD95 both better), the
+    mean Dice did not get worse, and the rule switched it on."""
     changed = re.search(r"(\d+) of \d+ images changed: (\d+) better, (\d+) worse", outputs)
     means = re.search(r"mean Dice: (\d\.\d+) -> (\d\.\d+) after post-processing", outputs)
     line = re.search(r"Dice (\d\.\d+) -> (\d\.\d+)   HD95 ([\d.]+) -> ([\d.]+) pixels", outputs)
     if not changed or not means or not line:
         return "the post-processing lines are not in the outputs"
-    if changed.groups() != ("1", "0", "1"):
+    if changed.groups() != ("1", "1", "0"):
         return f"post-processing changed {changed.group(1)} masks ({changed.group(2)} better, {changed.group(3)} worse)"
-    if not (float(line.group(2)) < float(line.group(1)) and float(line.group(4)) < float(line.group(3))):
+    if not (float(line.group(2)) > float(line.group(1)) and float(line.group(4)) < float(line.group(3))):
         return f"the changed mask went Dice {line.group(1)} -> {line.group(2)}, HD95 {line.group(3)} -> {line.group(4)}"
-    if float(means.group(2)) > float(means.group(1)):
-        return "the mean Dice improved"
-    return None if "decision: post-processing OFF" in outputs else "the decision line does not say OFF"
+    if float(means.group(2)) < float(means.group(1)):
+        return "the mean Dice got worse"
+    return None if "decision: post-processing ON" in outputs else "the decision line does not say ON"
 
 
 _VALIDATION_TTA = r"validation, no TTA.*?\n"
@@ -343,14 +347,11 @@ def _variant(block: str, name: str):
 
 
 def _tta_validation(outputs: str, said: tuple[str, ...]) -> str | None:
-    """Lesson 05: on validation the shifts' Dice interval straddles 0; all six views gain the stated
-    Dice with an interval above 0 and no worse HD95, and the recipe takes them."""
-    shift = re.search(_variant(_VALIDATION_TTA, "shift"), outputs, flags=re.S)
+    """Lesson 05: on validation all six views gain the stated Dice with an interval above 0 and
+    no worse HD95, and the recipe takes them."""
     both = re.search(_variant(_VALIDATION_TTA, "flip + shift"), outputs, flags=re.S)
-    if not shift or not both:
+    if not both:
         return "the validation TTA table is not in the outputs"
-    if not float(shift.group(2)) < 0 < float(shift.group(3)):
-        return f"the shifts' Dice interval [{shift.group(2)}, {shift.group(3)}] does not straddle 0"
     if round(float(both.group(1)), 4) != float(said[0]):
         return f"all six views gain {both.group(1)}, the prose says {said[0]}"
     if not (float(both.group(2)) > 0 and float(both.group(4)) <= 0):
@@ -426,33 +427,38 @@ LEDGER: dict[str, list] = {
         Given(r"both are 1\.0 when", DEFINITION),
         Given(r"give 1\.0 and 1\.0, disjoint ones 0\.0 and 0\.0", EXPECTED),
         Given(r"The threshold 0\.5 assumes", DEFINITION),
-        Claim(r"the ECE is (0\.0027)", r"expected calibration error \(validation pixels, 10 bins\): (\d\.\d+)"),
+        Claim(r"the ECE is (0\.0026)", r"expected calibration error \(validation pixels, 10 bins\): (\d\.\d+)"),
         Claim(r"(\d) of the 8 middle bins lie above the diagonal", r"with more lung than predicted: (\d) of 8"),
-        Claim(r"pixels the model scores just under one half, more than half are lung", _border_bin_more_lung),
+        Claim(r"between 0\.3 and 0\.5 are lung more often than their score says \((0\.402) and (0\.488)",
+              r"^0\.3-0\.4\s+\d+\s+[\d.]+\s+([\d.]+)\n0\.4-0\.5\s+\d+\s+[\d.]+\s+([\d.]+)"),
+        Claim(r"the pixels\s+the model scores between 0\.3 and 0\.5 are lung more often than their score says",
+              _middle_bins_under_confident),
         Given(r"a threshold a little below\s+0\.5", "a suggestion the next exercise tests"),
         Given(r"two empty masks have Dice 1\.0", DEFINITION),
         Given(r"the candidates 0\.35 and 0\.5 \(mean\s+Dice 0\.829 for both, 0\.600 at 0\.75\) it returns 0\.35", EXPECTED),
         Claim(r"between 0\.35 and 0\.5 the mean validation Dice moves by less than 0\.001", _flat_sweep(0.35, 0.5, 0.001)),
-        Claim(r"The validation optimum is (0\.4)", r"chosen threshold (\d\.\d+):"),
-        Claim(r"it gains (0\.0003) over 0\.5 per image", r"per-image gain \+(\d\.\d+)"),
-        Claim(r"interval from \+(0\.0000)\s+to \+(0\.0007)", r"per-image gain \+[\d.]+ \(95% interval \+(\d\.\d+) to \+(\d\.\d+)\)"),
+        Claim(r"The validation optimum is (0\.45)", r"chosen threshold (\d\.\d+):"),
+        Claim(r"\+(0\.0001) per image, with an interval from (-0\.0001)\s+to \+(0\.0002) that straddles zero",
+              r"per-image gain \+(\d\.\d+) \(95% interval ([+-]\d\.\d+) to \+(\d\.\d+)\)"),
         Claim(r"the gain is small", _small_post_processing_gain),
-        Claim(r"the step changed one\s+validation mask, made its Dice a little worse and its HD95 a little better",
-              _post_processing_one_worse),
-        Claim(r"the\s+Dice falls by (0\.0251) and HD95 rises by (11\.20) pixels",
+        Claim(r"the step changed one\s+validation mask, made both its Dice and its HD95 a little better",
+              _post_processing_one_better),
+        Claim(r"the\s+Dice falls by (0\.0273) and HD95 rises by (13\.16) pixels",
               _VALIDATION_TTA + r"flip\s+2\s+-(\d\.\d+) \[[^\]]*\]\s+\+(\d+\.\d+)"),
         Claim(r"at 0\.5 the\s+mirror costs much less", _mirror_at_half),
-        Claim(r"together gain (0\.0016), with an interval entirely above\s+zero and no worse HD95", _tta_validation),
+        Claim(r"The \*\*shifts\*\* alone gain next to nothing: \+(0\.0002), an interval that\s+only just clears zero",
+              _VALIDATION_TTA + r"shift\s+5\s+\+(\d\.\d+) \[\+0\.0000,"),
+        Claim(r"together gain (0\.0017), with an interval entirely above\s+zero and no worse HD95", _tta_validation),
         Given(r"the middle 95 % of the\s+resampled means", DEFINITION),
-        Claim(r"the mirror alone costs (0\.0236) of Dice and (11\.06) pixels of\s+HD95",
+        Claim(r"the mirror alone costs (0\.0280) of Dice and (14\.00) pixels of\s+HD95",
               _TEST_TTA + r"flip\s+2\s+-(\d\.\d+) \[[^\]]*\]\s+\+(\d+\.\d+)"),
         Claim(r"the shifts alone change little", _shifts_change_little),
-        Claim(r"six views gain (0\.0021) of Dice, with an\s+interval entirely above zero, and lower HD95 by (0\.17) pixels",
+        Claim(r"six views gain (0\.0017) of Dice, with an\s+interval entirely above zero, and lower HD95 by (0\.11) pixels",
               _TEST_TTA + r"flip \+ shift\s+6\s+\+(\d\.\d+) \[\+[\d.]+, \+[\d.]+\]\s+-(\d+\.\d+)"),
         Given(r"take the 5 % most uncertain pixels", DEFINITION),
         Given(r"catch about 5 % of them", DEFINITION),
-        Claim(r"(46) % of\s+its error pixels lie in its 5 % most uncertain pixels", r"worst test image \S+: (\d+)% of its"),
-        Claim(r"the median share is\s+(71) %", r"median (\d+)%,"),
+        Claim(r"(56) % of its error pixels lie in its 5 %\s+most uncertain pixels", r"worst test image \S+: (\d+)% of its"),
+        Claim(r"the median share is (64) %", r"median (\d+)%,"),
         Given(r"Does the best threshold move to 0\.5", "a suggestion for the learner"),
     ],
     "06_lung_ct_3d": [

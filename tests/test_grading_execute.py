@@ -103,3 +103,21 @@ def test_profile_stages_split_a_run_by_its_trace():
     assert stages == {"process start": 2.0, "sandbox": 0.5, "runner imports": 6.5, "cell 1": 1.0,
                       "cell dice_check": 3.0, "nbgrader after cells": 1.5}
     assert grading.profile_stages([], 0.0, 1.0) == {}
+
+
+def test_the_runner_imports_helpers_only_for_notebooks_that_can_use_them():
+    """``guard.needs_helpers``: a notebook whose cells never name helpers, TensorFlow or Keras,
+    and whose solutions define no name that helpers binds, is graded without importing them
+    (the runner starts in a fraction of a second); any other notebook gets the full snapshot."""
+    from helpers.grading import guard
+
+    names = guard.helper_names()
+    assert {"dice_coefficient", "build_unet", "random_flip", "SegmentationDataset"} <= names
+    assert "autograde" not in names and "sandbox_environment" not in names   # tools hold no references
+    plain = ["def square(x):\n    return x * x", "assert square(3) == 9"]
+    assert not guard.needs_helpers(plain, {"square"})
+    for word in ("from helpers import checks", "import tensorflow as tf", "from keras import ops"):
+        assert guard.needs_helpers(plain + [word], {"square"}), word
+    # the reference guard needs helpers wherever an exercise has a reference's name
+    assert guard.needs_helpers(["def dice_coefficient(a, b):\n    return 1.0"], {"dice_coefficient"})
+    assert guard.needs_helpers(["class SegmentationDataset:\n    pass"], {"SegmentationDataset"})

@@ -173,3 +173,26 @@ def test_nothing_of_one_submission_reaches_the_next_in_the_same_worker(tmp_path)
                  "sys.modules"):
         assert repr(leak) in errors[0], (leak, errors[0])
     assert cells[("c-control", EXAMPLE)]["square_check"] == 0
+
+
+def test_a_notebook_that_never_names_helpers_is_graded_without_importing_them(tmp_path):
+    """``guard.needs_helpers``: the plain-Python example is graded by a runner that has not
+    imported helpers, TensorFlow or Keras (seconds saved per submission); the same notebook
+    with one cell that imports helpers gets them imported and snapshotted before its first
+    cell. Both score full marks."""
+    answers, _release = _course(tmp_path)
+    probe = ("import sys\n"
+             "print('loaded:', sorted({name.split('.')[0] for name in sys.modules} & "
+             "{'tensor' + 'flow', 'ker' + 'as', 'hel' + 'pers'}))")
+    plain = with_cell(answers, "setup", probe)
+    _submit(tmp_path, {"plain": plain, "names-helpers": with_cell(plain, "square_check", "import helpers")})
+    assert grading.autograde(root=tmp_path, quiet=True, jobs=1) == 0
+    rows, _cells = _outcome(tmp_path)
+    seen = {}
+    for student in ("plain", "names-helpers"):
+        assert rows[(student, EXAMPLE)]["auto_score"] == "5", rows[(student, EXAMPLE)]
+        graded = nbformat.read(tmp_path / "autograded" / student / EXAMPLE / f"{EXAMPLE}.ipynb", as_version=4)
+        probe_cell = graded.cells[cell_index(graded, "setup") + 1]
+        seen[student] = "".join(output.get("text", "") for output in probe_cell.outputs)
+    assert "loaded: []" in seen["plain"], seen
+    assert "loaded: ['helpers', 'keras', 'tensorflow']" in seen["names-helpers"], seen

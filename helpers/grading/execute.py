@@ -46,7 +46,7 @@ from nbgrader.preprocessors.execute import UnresponsiveKernelError
 from traitlets import Integer
 
 from helpers.tools import kernels
-from helpers.grading import sandbox
+from helpers.grading import guard, sandbox
 from helpers.grading.commands import TRACE_VARIABLE
 
 #: Most bytes the runner may send for one cell before it is stopped.
@@ -157,7 +157,10 @@ class GradingExecute(Execute):
         token = secrets.token_hex(16)
         scratch = Path(tempfile.mkdtemp(prefix="unet-course-runner-"))
         command = sandbox.launcher_command(scratch)
-        environment = {**kernels.kernel_env(), **sandbox.GRADING_ENV}
+        names = exercise_names(nb.cells)
+        preload = guard.needs_helpers([cell.source for cell in nb.cells if cell.cell_type == "code"],
+                                      set().union(*names.values()))
+        environment = {**kernels.kernel_env(), **sandbox.GRADING_ENV, guard.PRELOAD_VARIABLE: "1" if preload else "0"}
         self._trace({"event": "spawn"})
         process = subprocess.Popen(command, cwd=path, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                    env=environment, start_new_session=True)
@@ -169,7 +172,6 @@ class GradingExecute(Execute):
             if ready is None:
                 raise RunnerDied("the grading runner did not start (see nbgrader's log)")
             self._trace({"event": "ready", "runner_started": ready[0], "imported": ready[1]})
-            names = exercise_names(nb.cells)
             count = 0
             for index, cell in enumerate(nb.cells):
                 if cell.cell_type != "code" or not cell.source.strip():

@@ -26,6 +26,7 @@ every ``helpers`` module was imported and before any learner code runs:
 
 from __future__ import annotations
 
+import ast
 import builtins
 import functools
 import importlib
@@ -90,6 +91,54 @@ def import_all_helpers() -> list[str]:
         except Exception as error:  # noqa: BLE001 - reported by the runner, never fatal
             failed.append(f"{info.name}: {error}")
     return failed
+
+
+#: Words that, in any code cell of a submission, make the runner import ``helpers`` (and with
+#: it TensorFlow and Keras) before the first cell: see :func:`needs_helpers`.
+LIBRARY_WORDS = ("helpers", "tensorflow", "keras")
+#: The runner's environment variable that says whether to import them (``"0"``: do not).
+PRELOAD_VARIABLE = "UNET_COURSE_GRADING_PRELOAD"
+
+
+@functools.lru_cache(maxsize=1)
+def helper_names() -> frozenset[str]:
+    """Every name bound at the top level of a lesson module of ``helpers`` (the modules that
+    :func:`import_all_helpers` imports): functions, classes, assignments and imports, with
+    ``reference_`` removed. Read from the source files, without importing them."""
+    names: set[str] = set()
+    for path in sorted(_HELPERS_DIR.rglob("*.py")):
+        parts = path.relative_to(_HELPERS_DIR).with_suffix("").parts
+        parts = parts[:-1] if parts[-1] == "__init__" else parts
+        module = ".".join(("helpers", *parts))
+        if is_tool_module(module) or any(part.startswith("_") for part in parts):
+            continue
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+        except (OSError, SyntaxError, ValueError):
+            continue
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.add(node.name)
+            elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                names.update(n.id for target in targets for n in ast.walk(target) if isinstance(n, ast.Name))
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+    return frozenset(name.removeprefix("reference_") for name in names)
+
+
+def needs_helpers(code_sources: list[str], solution_names: set[str]) -> bool:
+    """Whether the runner must import ``helpers`` (and TensorFlow, Keras) and snapshot them
+    before a submission's first cell. Yes when any code cell names one of
+    :data:`LIBRARY_WORDS` (the course's lessons all do), or when a solution cell defines a
+    name that ``helpers`` also binds (:func:`helper_names`; the reference guard needs the
+    reference of that name). Otherwise no test cell can use those modules: they are not
+    imported, and the runner starts in a fraction of a second instead of seconds; a cell that
+    imports them anyway (say, by a computed name) gets them unsnapshotted, which no test
+    of such a notebook relies on, and still cannot reach a reference of an exercise's name."""
+    if any(word in source for source in code_sources for word in LIBRARY_WORDS):
+        return True
+    return bool(set(solution_names) & helper_names())
 
 
 def _trusted_prefixes() -> tuple[str, ...]:
