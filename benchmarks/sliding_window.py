@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"sliding window: {real:.1f} s per volume; ideal {ideal:.1f} s "
           f"({per_batch * 1000:.0f} ms per batch of {args.batch_size}); efficiency {ideal / real:.2f}")
 
-    whole_shape = tuple(args.whole_shape)
+    whole_shape = tuple(max(size, window) for size, window in zip(args.whole_shape, patch))  # at least one window
     whole_model = models.build_unet(whole_shape + (1,), depth=3, base_filters=8, dropout=0.0, block="residual")
     whole_model.set_weights(model.get_weights())
     small = rng.random(whole_shape, dtype=np.float32)
