@@ -28,6 +28,9 @@ from support.processes import descendants, left_behind
 # Kernels started by nbval and nbgrader inherit this (see helpers.tools.kernels.KERNEL_ENV).
 kernels.apply_kernel_env()
 
+#: The fixture notebooks are nbgrader sources, not tests: nbval must not collect them.
+collect_ignore_glob = ["fixtures/*"]
+
 #: Seconds that one nbgrader autograde call took, by lesson (filled by test_grading.py).
 GRADING_SECONDS: dict[str, float] = {}
 
