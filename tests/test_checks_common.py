@@ -248,3 +248,23 @@ def test_a_quiet_check_leaves_no_retracing_warning_behind(caplog):
         model.compile(optimizer="sgd", loss="mse")
         model.fit(np.zeros((2, 4)), np.zeros((2, 1)), verbose=0)
     assert "retracing" not in caplog.text
+
+
+def test_a_wrong_choice_from_evidence_is_told_without_naming_the_answer():
+    """check_best_choice: a wrong (but measured) option fails with the criterion to apply,
+    and the message names neither the best option nor the scores that would give it away."""
+    import pytest
+
+    from helpers.checks._common import check_best_choice
+
+    evidence = {0.0: 0.800, 0.2: 0.834, 0.5: 0.871}
+    for wrong in (0.0, 0.2):
+        with pytest.raises(AssertionError) as failure:
+            check_best_choice("EMPTY_FRACTION", wrong, evidence, criterion="mean Dice of fold 1")
+        message = str(failure.value)
+        assert "another option has a higher mean Dice of fold 1" in message, message
+        assert "0.5" not in message and "0.871" not in message, message
+    with pytest.raises(AssertionError) as failure:
+        check_best_choice("SPACING", "2 mm", {"2 mm": 9.1, "4 mm": 7.5}, criterion="HD95", higher_is_better=False)
+    assert "lower HD95" in str(failure.value) and "4 mm" not in str(failure.value)
+    check_best_choice("EMPTY_FRACTION", 0.5, evidence, criterion="mean Dice of fold 1")

@@ -1438,11 +1438,12 @@ _FRACTION_STUDY = {0.0: {"dice": 0.80, "hd95": 58.5}, 0.2: {"dice": 0.834, "hd95
 E = "empty_fraction_choice_check"
 for _label, _choice, _frag in (("the default kept", 0.2, "validation"), ("not set", ..., "not set"),
                                ("a fraction not measured", 0.3, "not one of"), ("as text", "0.5", "string"),
-                               ("the worst", 0.0, "highest"), ("a percentage", 50, "not one of")):
+                               ("the worst", 0.0, "another option has a higher"), ("a percentage", 50, "not one of")):
     _w(E, lambda choice: checks.check_empty_fraction_choice(choice, _FRACTION_STUDY), _choice, _label, _frag)
 # with other evidence the same number is wrong: the check reads the study, not a constant
 _w(E, lambda choice: checks.check_empty_fraction_choice(
-    choice, {0.0: {"dice": 0.9}, 0.2: {"dice": 0.95}, 0.5: {"dice": 0.93}}), 0.5, "another study's optimum", "0.2")
+    choice, {0.0: {"dice": 0.9}, 0.2: {"dice": 0.95}, 0.5: {"dice": 0.93}}), 0.5, "another study's optimum",
+   "another option has a higher")
 _r(E, lambda choice: checks.check_empty_fraction_choice(choice, _FRACTION_STUDY), 0.5, "the validation optimum")
 _r(E, lambda choice: checks.check_empty_fraction_choice(choice, _FRACTION_STUDY), 1 / 2, "written as 1 / 2")
 
@@ -1631,7 +1632,7 @@ for _label, _choice, _frag in (("the other loss", "weighted", "validation"), ("n
     _w(E, lambda choice: checks.check_loss_choice(choice, _LOSS_EVIDENCE), _choice, _label, _frag)
 # the choice the test set would favour is wrong when validation says otherwise
 _w(E, lambda choice: checks.check_loss_choice(choice, {"plain": 0.905, "weighted": 0.910}), "plain",
-   "the test-set favourite", "highest")
+   "the test-set favourite", "another option has a higher")
 _r(E, lambda choice: checks.check_loss_choice(choice, _LOSS_EVIDENCE), "plain", "the validation optimum")
 
 

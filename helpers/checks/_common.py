@@ -221,11 +221,12 @@ def check_best_choice(name: str, choice: Any, evidence: dict, *, criterion: str,
              "choose one of the settings in the validation table, spelled as in the table.")
     best = (max if higher_is_better else min)(options, key=lambda option: evidence[option])
     if evidence[matches[0]] != evidence[best]:
-        table = ", ".join(f"{option!r}: {evidence[option]:.3f}" for option in options)
         better = "highest" if higher_is_better else "lowest"
-        fail(name, None, f"you chose {choice!r}, but on the validation data the {better} {criterion} is "
-                         f"{best!r} ({table}).",
-             f"choose by the stated criterion ({criterion}) on the validation data; never look at the test data.")
+        # the message never names the best option: a learner who tries values must still read the evidence
+        fail(name, None, f"you chose {choice!r}, but another option has a {'higher' if higher_is_better else 'lower'} "
+                         f"{criterion} on the validation data.",
+             f"read the {criterion} of every option in the validation table above and choose the {better}; "
+             f"never look at the test data.")
     ok(f"{name} = {choice!r}: the best {criterion} on the validation data.")
 
 
