@@ -26,18 +26,14 @@ import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
 from helpers.tools import kernels, lab
+from support.browser import ARTIFACTS, CHROMIUM, CHROMIUM_FLAGS
+from support.course import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts" / "browser"
 TOKEN = "unet-course-browser-test"
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 LESSONS = ("03_loss_and_metrics", "04_training")
 
 DICE_SOLUTION = '''def dice_coefficient(y_true, y_pred, smooth=1.0):

@@ -455,7 +455,7 @@ def test_predict_images_masks_every_image_at_its_size(tmp_path):
 
 @pytest.mark.browser
 def test_leaderboard_page_renders_in_chromium_with_its_rows(small_test):
-    from test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_FLAGS
+    from support.browser import ARTIFACTS, CHROMIUM, CHROMIUM_FLAGS
 
     if not CHROMIUM.is_file():
         pytest.skip(f"{CHROMIUM} is not installed: `apt-get install -y chromium` (.ci/run does it)")

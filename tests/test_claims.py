@@ -13,8 +13,8 @@ import re
 import nbformat
 import pytest
 
-from claims import ROOT, Claim, Given, check_claim, markdown_cells, output_text, unbound_numbers
-from lesson_claims import LEDGER
+from support.claims import ROOT, Claim, Given, check_claim, markdown_cells, output_text, unbound_numbers
+from support.lesson_claims import LEDGER
 
 LESSONS = sorted(path.parent.name for path in (ROOT / "answers").glob("*/*.ipynb"))
 

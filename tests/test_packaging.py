@@ -75,7 +75,7 @@ def test_learner_modules_import_only_learner_dependencies():
     helpers/tools) is a dependency of plain `pip install .`."""
     import importlib.metadata
 
-    from test_structure import MODULES, SHIMS, TOP_PREFIXES, _third_party_imports
+    from support.structure import MODULES, SHIMS, TOP_PREFIXES, third_party_imports
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     learner = set(_requirement_names(project["dependencies"]))
@@ -84,7 +84,7 @@ def test_learner_modules_import_only_learner_dependencies():
     for module, path in sorted(MODULES.items()):
         if module.startswith(TOP_PREFIXES) or module in SHIMS:
             continue
-        for name, line in sorted(_third_party_imports(path)):
+        for name, line in sorted(third_party_imports(path)):
             top = name.split(".")[0]
             if top in sys.stdlib_module_names or top in ("helpers", "__future__"):
                 continue

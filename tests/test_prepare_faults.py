@@ -20,7 +20,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from test_data_registry import _nifti, _png, _radiograph, _zip, make_brats, make_ircad, make_lctsc, make_shenzhen
+from support.raw_datasets import _nifti, _png, _radiograph, _zip, make_brats, make_ircad, make_lctsc, make_shenzhen
 
 from helpers.data import DatasetError, registry
 from helpers.data import io as data_io
@@ -131,7 +131,7 @@ def test_masks_must_hold_both_values_in_at_least_one_case(tmp_path):
     ("montgomery", "image", r"MCUCXR_0002_1\.png.* has no image", "MCUCXR_0002_1"),
 ])
 def test_a_missing_modality_or_image_is_a_bad_case_not_a_silent_drop(tmp_path, dataset, damage, message, case):
-    from test_data_registry import make_montgomery
+    from support.raw_datasets import make_montgomery
 
     root = tmp_path / "raw"
     if dataset == "brats2020":

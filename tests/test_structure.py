@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-HELPERS = ROOT / "helpers"
+from support.structure import MODULES, ROOT, SHIMS, TOP_PREFIXES, third_party_imports
 
 PIPELINE = ["foundation", "data", "generator", "models", "losses/metrics", "training", "inference", "viz"]
 BESIDE, TOP = "checks", "command line"
@@ -36,21 +35,6 @@ LAYER_OF = {
     "helpers.course": TOP, "helpers.challenge": TOP, "helpers.challenge_page": TOP,
 }
 
-#: Packages (and shim names) on top: everything under helpers/grading/ and helpers/tools/.
-TOP_PREFIXES = ("helpers.grading", "helpers.tools")
-#: One-release shims of modules that moved into helpers/grading/ or helpers/tools/.
-SHIMS = {"helpers.grading_execute", "helpers.grading_feedback", "helpers.hosted"}
-
-
-def _modules() -> dict[str, Path]:
-    modules = {}
-    for path in sorted(HELPERS.rglob("*.py")):
-        parts = path.relative_to(ROOT).with_suffix("").parts
-        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
-    return modules
-
-
-MODULES = _modules()
 
 
 def _layer(module: str) -> str:
@@ -146,20 +130,6 @@ def _instructor_package(name: str) -> bool:
     return top in INSTRUCTOR_PACKAGES or top.startswith("jupyter")
 
 
-def _third_party_imports(path: Path) -> set[tuple[str, int]]:
-    """Absolute imports of ``path`` anywhere in its code (functions included), and the
-    modules named by a constant in ``importlib.import_module``/``__import__`` calls."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            found.update((alias.name, node.lineno) for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
-            found.add((node.module, node.lineno))
-        elif (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)
-              and isinstance(node.args[0].value, str)
-              and (getattr(node.func, "attr", None) == "import_module" or getattr(node.func, "id", None) == "__import__")):
-            found.add((node.args[0].value, node.lineno))
-    return found
 
 
 def test_the_learner_library_does_not_import_the_instructor_tools():
@@ -170,7 +140,7 @@ def test_the_learner_library_does_not_import_the_instructor_tools():
         if module.startswith(TOP_PREFIXES) or module in SHIMS:
             continue
         wrong += [f"{path.relative_to(ROOT)}:{line} imports {name}"
-                  for name, line in sorted(_third_party_imports(path)) if _instructor_package(name)]
+                  for name, line in sorted(third_party_imports(path)) if _instructor_package(name)]
     assert not wrong, "instructor packages imported outside helpers/grading and helpers/tools:\n" + "\n".join(wrong)
 
 
@@ -178,6 +148,6 @@ def test_the_import_boundary_sees_imports_inside_functions(tmp_path):
     path = tmp_path / "module.py"
     path.write_text("def run():\n    import nbformat\n    from nbclient import NotebookClient\n"
                     "    from jupyter_client import KernelManager\n    importlib.import_module('nbgrader.api')\n")
-    names = {name for name, _ in _third_party_imports(path)}
+    names = {name for name, _ in third_party_imports(path)}
     assert names == {"nbformat", "nbclient", "jupyter_client", "nbgrader.api"}
     assert all(_instructor_package(name) for name in names) and not _instructor_package("numpy")

@@ -7,7 +7,7 @@ import random
 
 import numpy as np
 import pytest
-from _fakes import fake_cxr_pairs
+from support.fakes import fake_cxr_pairs
 
 from helpers import inference, training
 from helpers.checks import training as checks_training

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import nbformat
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 #: Decimal numbers and percentages in prose; what coverage counts.
 NUMBER = re.compile(r"(?<![\w.\-/^_])(\d+\.\d+|\d+(?:\.\d+)?\s?%)(?![\w.]\d)")

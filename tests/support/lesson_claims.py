@@ -1,4 +1,4 @@
-"""The ledger of what each lesson's prose says about its run (see ``tests/claims.py``).
+"""The ledger of what each lesson's prose says about its run (see ``tests/support/claims.py``).
 
 One list per answer notebook. A :class:`Claim` binds a sentence to the output that shows
 it; a :class:`Given` names a number of the prose that is not about the run (a definition,
@@ -9,7 +9,7 @@ When a re-run changes an output, rewrite the sentence, then its claim here.
 
 import re
 
-from claims import Claim, Given
+from support.claims import Claim, Given
 
 DEFINITION = "a definition or worked example, true whatever the run prints"
 EXPECTED = "an exercise's expected value for a fixed input, asserted by its check"
