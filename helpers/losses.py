@@ -35,7 +35,7 @@ def _per_replica(loss):
     Keras divides a per-sample loss by the replicas before their gradients are summed,
     but passes a scalar loss through as it is and still multiplies the logged value by
     the replicas: a scalar loss must divide itself, or the gradients and the logged loss
-    come out N times too large (tests/test_distribute.py measures it).
+    come out N times too large (tests/library/test_distribute.py measures it).
     """
     if keras.backend.backend() != "tensorflow":
         return loss

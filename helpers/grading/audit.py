@@ -39,7 +39,7 @@ Two functions, both pure (they read notebooks and return results, nothing is exe
   A finding does not change the score: the submission is graded as usual and marked
   "needs review" with the cell, the line and the reason. Ordinary solutions, which import
   ``helpers`` modules and use them as the lessons say (the references of other exercises
-  included), are never flagged (``tests/test_grading_audit.py`` keeps a corpus of
+  included), are never flagged (``tests/grading/test_grading_audit.py`` keeps a corpus of
   legitimate variants and audits the answers).
 
   What the audit does not see: code that is not in the notebook's code cells (a module

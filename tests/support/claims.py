@@ -3,7 +3,7 @@
 Every number or behaviour that a markdown cell of an answer notebook states about the run
 is a :class:`Claim`: a pattern of the prose (its groups capture the stated values), a
 pattern of the notebook's printed outputs (its groups capture the measured values) and the
-relation between them. ``tests/test_claims.py`` checks every claim against the committed
+relation between them. ``tests/lessons/test_claims.py`` checks every claim against the committed
 outputs, so a re-run that changes a number a sentence relies on fails CI until the
 sentence is rewritten (and its claim with it).
 

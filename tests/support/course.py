@@ -9,7 +9,7 @@ FIXTURES = REPO_ROOT / "tests" / "fixtures"
 
 #: Marker in a cell that test_grading.py injects to loop forever; the test course root's
 #: config gives such cells a short time limit (every other cell keeps the course's limit).
-LOOP_MARKER = "ENDLESS LOOP injected by tests/test_grading.py"
+LOOP_MARKER = "ENDLESS LOOP injected by tests/grading/test_grading.py"
 LOOP_TIMEOUT_SECONDS = 10
 
 #: Appended to ``nbgrader_config.py`` in every temporary course root of the tests.
@@ -17,7 +17,7 @@ TEST_CONFIG = f'''
 
 # --- appended by tests/support/course.py (test course root only) -------------------------
 def _cell_timeout(cell, _default=c.Execute.timeout):
-    """A short limit for the endless loop that tests/test_grading.py injects."""
+    """A short limit for the endless loop that tests/grading/test_grading.py injects."""
     return {LOOP_TIMEOUT_SECONDS} if {LOOP_MARKER!r} in cell.source else _default
 
 

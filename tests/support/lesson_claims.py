@@ -3,7 +3,7 @@
 One list per answer notebook. A :class:`Claim` binds a sentence to the output that shows
 it; a :class:`Given` names a number of the prose that is not about the run (a definition,
 a worked example, an exercise's expected value for a fixed input, a recipe constant, a
-target) and says why. ``tests/test_claims.py`` checks both against the committed outputs.
+target) and says why. ``tests/lessons/test_claims.py`` checks both against the committed outputs.
 When a re-run changes an output, rewrite the sentence, then its claim here.
 """
 
@@ -16,7 +16,7 @@ EXPECTED = "an exercise's expected value for a fixed input, asserted by its chec
 CONSTANT = "a setting the lesson's code uses, visible in the cell it describes"
 TARGET = "a target or a rule of thumb, not a measurement of this run"
 BENCHMARK = "measured by a script in benchmarks/ (the sentence names it), not by this run"
-TIME = "the lesson's Time line, set by python -m helpers course --record and checked by tests/test_release.py against docs/results.json"
+TIME = "the lesson's Time line, set by python -m helpers course --record and checked by tests/lessons/test_release.py against docs/results.json"
 
 
 def _number(outputs: str, pattern: str) -> float | None:

@@ -1,7 +1,7 @@
 """File handling of helpers/grading/commands.py: what collect, staging, autograde and feedback copy,
 and that no link or special file of a submission leads nbgrader (which runs outside the
 sandbox) to a file of the host. Fast: nbgrader itself is replaced where it would run
-(tests/test_grading_adversarial.py grades for real)."""
+(tests/grading/test_grading_adversarial.py grades for real)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import pytest
 from helpers.grading import commands as grading
 from helpers.grading import sandbox
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = REPO_ROOT / "tests" / "fixtures" / "00_example" / "00_example.ipynb"
 LESSON = "00_example"
 

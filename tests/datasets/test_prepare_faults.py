@@ -25,7 +25,7 @@ from support.raw_datasets import _nifti, _png, _radiograph, _zip, make_brats, ma
 from helpers.data import DatasetError, registry
 from helpers.data import io as data_io
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _fails_then_skips(name, raw, tmp_path, message, case, written, **kwargs):

@@ -1,7 +1,7 @@
 """The grader's side of the runner protocol (helpers/grading/execute.py): which names a
 test grades, how the runner's replies become nbgrader outputs, and that only replies with
 the grader's token count. Fast: a small Python process stands in for the runner
-(tests/test_grading_adversarial.py grades for real)."""
+(tests/grading/test_grading_adversarial.py grades for real)."""
 
 from __future__ import annotations
 

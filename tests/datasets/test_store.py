@@ -18,7 +18,7 @@ import pytest
 from helpers.data._store import (DatasetError, atomic_write_bytes, folder_lock, generate_into, owned_scratch,
                                  remove_leftovers, remove_stale_locks)
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _alive(pid: int) -> bool:

@@ -12,7 +12,7 @@ import pytest
 
 @pytest.fixture(scope="module")
 def benchmark():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "real_cxr.py"
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "real_cxr.py"
     saved = dict(os.environ)
     try:
         spec = importlib.util.spec_from_file_location("real_cxr", path)

@@ -526,7 +526,7 @@ def _capstone_outputs() -> tuple[dict[str, str], dict[str, str]]:
     source of every cell, by cell id."""
     import nbformat
 
-    path = Path(__file__).resolve().parent.parent / "answers" / "09_challenge" / "09_challenge.ipynb"
+    path = Path(__file__).resolve().parents[2] / "answers" / "09_challenge" / "09_challenge.ipynb"
     notebook = nbformat.read(path, as_version=4)
     return {cell.get("id"): "".join(o.get("text", "") for o in cell.get("outputs", []) if o.output_type == "stream")
             for cell in notebook.cells if cell.cell_type == "code"}, {c.get("id"): c.source for c in notebook.cells}

@@ -99,7 +99,7 @@ def test_every_check_the_notebooks_call_is_exported():
     import re
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     used = set()
     for notebook in sorted(root.glob("answers/*/*.ipynb")):
         for cell in json.loads(notebook.read_text(encoding="utf-8"))["cells"]:

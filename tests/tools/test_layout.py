@@ -19,7 +19,7 @@ import pytest
 
 import helpers
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HELPERS_DIR = Path(helpers.__file__).resolve().parent
 
 
@@ -108,7 +108,7 @@ def test_an_old_nbgrader_config_still_loads():
 def test_no_module_imports_the_shims():
     """The shims are for copies of nbgrader_config.py outside the repository only."""
     shims = {"helpers.grading_execute", "helpers.grading_feedback"}
-    for path in [*ROOT.glob("helpers/**/*.py"), *ROOT.glob("tests/*.py"), *ROOT.glob("benchmarks/*.py"),
+    for path in [*ROOT.glob("helpers/**/*.py"), *ROOT.glob("tests/**/*.py"), *ROOT.glob("benchmarks/*.py"),
                  ROOT / "nbgrader_config.py"]:
         if path.name == Path(__file__).name:
             continue

@@ -1,5 +1,5 @@
 """Golden hashes of the 3D generators (lung CT, liver CT, brain MRI), tied to each one's
-``GENERATOR_VERSION``, as tests/test_data.py does for the chest X-rays.
+``GENERATOR_VERSION``, as tests/datasets/test_data.py does for the chest X-rays.
 
 A set on disk is regenerated only when its recorded version differs from the generator's, so a
 generator whose output changes without a version bump leaves users on stale data. These tests

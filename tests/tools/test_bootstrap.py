@@ -19,7 +19,7 @@ from helpers.tools import bootstrap as _bootstrap
 from helpers.tools import cli
 from helpers.tools.bootstrap import BootstrapError, Environment
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class FakeRun:

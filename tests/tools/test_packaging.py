@@ -17,7 +17,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10: tomli comes with the test extra (never skip)
     import tomli as tomllib
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _requirement_names(requirements):

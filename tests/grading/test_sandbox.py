@@ -1,5 +1,5 @@
 """Unit tests of helpers/grading/sandbox.py: what the grading kernel can see, and the refusal to
-grade without a sandbox. (tests/test_grading_adversarial.py attacks it for real.)"""
+grade without a sandbox. (tests/grading/test_grading_adversarial.py attacks it for real.)"""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 from helpers import config
 from helpers.grading import sandbox
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _binds(command: list[str]) -> dict[str, str]:

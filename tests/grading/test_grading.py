@@ -261,7 +261,7 @@ def test_untouched_release_scores_zero(graded):
 def test_untouched_release_has_no_dead_end(graded):
     """No dead ends: the untouched release, graded at UNET_COURSE_SCALE=0.1, ran every cell
     but the exercises and their checks, with the reference from helpers standing in for each
-    unfinished exercise (``checks.learner_or_reference``). (tests/test_release.py asserts
+    unfinished exercise (``checks.learner_or_reference``). (tests/lessons/test_release.py asserts
     the same for the reading lessons, which are not graded.)"""
     if graded.lesson in FIXTURE_LESSONS:
         pytest.skip("the example lesson of tests/fixtures has no references to stand in")

@@ -207,7 +207,7 @@ def test_untouched_release_has_no_dead_end(lesson, monkeypatch):
     unfinished exercise (``checks.learner_or_reference``), at UNET_COURSE_SCALE=0.1.
 
     Here for the reading lessons, which the nbgrader round trip does not grade; for every
-    graded lesson, tests/test_grading.py asserts the same on the untouched release it grades
+    graded lesson, tests/grading/test_grading.py asserts the same on the untouched release it grades
     at that scale (``test_untouched_release_has_no_dead_end`` there), so that no lesson runs
     twice. The capstone has no blanks."""
     monkeypatch.setenv("UNET_COURSE_SCALE", "0.1")

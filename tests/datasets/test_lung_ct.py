@@ -111,7 +111,7 @@ def test_the_best_threshold_recipe_stays_below_the_unet_bar():
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "lung_ct_difficulty.py"
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "lung_ct_difficulty.py"
     spec = importlib.util.spec_from_file_location("lung_ct_difficulty", path)
     benchmark = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(benchmark)

@@ -48,7 +48,7 @@ def _layer(module: str) -> str:
         return "data"
     if module == "helpers.checks" or module.startswith("helpers.checks."):
         return BESIDE
-    raise AssertionError(f"{module} has no layer: add it to LAYER_OF in tests/test_structure.py "
+    raise AssertionError(f"{module} has no layer: add it to LAYER_OF in tests/tools/test_structure.py "
                          f"(where does it sit in data -> generator -> models -> ... -> viz?)")
 
 

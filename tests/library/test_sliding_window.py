@@ -265,7 +265,7 @@ def test_the_benchmark_runs_and_reports_its_ratios(capsys):
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "sliding_window.py"
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "sliding_window.py"
     spec = importlib.util.spec_from_file_location("sliding_window_benchmark", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -20,7 +20,7 @@ import pytest
 from helpers import config
 from helpers.tools import hosted
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 LESSONS = sorted(p.name for p in (REPO_ROOT / "answers").iterdir() if (p / f"{p.name}.ipynb").is_file())
 NOTEBOOKS = [REPO_ROOT / folder / lesson / f"{lesson}.ipynb" for folder in ("answers", "notebooks")
              for lesson in LESSONS]

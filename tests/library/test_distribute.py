@@ -22,7 +22,7 @@ import pytest
 from helpers import training
 from helpers.tools import kernels
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 #: Common to the subprocess scripts: fixed data and a tiny U-Net without batch norm (with
 #: batch norm each replica normalises its own half batch, which changes the loss a little).

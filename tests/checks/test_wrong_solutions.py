@@ -27,7 +27,7 @@ from skimage.transform import resize
 
 from helpers import checks, config, data
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 WRONG: list = []     # (exercise, label, run, fragments): run() must raise AssertionError
 RIGHT: list = []     # (exercise, label, run): run() must pass
