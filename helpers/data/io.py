@@ -56,6 +56,12 @@ def patient_id(path: str | Path) -> str:
     own patient (``BraTS20_Training_001`` -> ``"BraTS20_Training_001"``). A name without
     a digit, as in one-folder-per-case layouts (``LCTSC-Train-S1-001/ct.nii.gz``), belongs to
     the patient named by its folder (``"LCTSC-Train-S1-001"``).
+
+    Args:
+        path: a file of the data set.
+
+    Returns:
+        The patient's name.
     """
     path = Path(path)
     stem = _stem(path)
@@ -166,6 +172,16 @@ def read_image(path: str | Path) -> np.ndarray:
     weights; 16-bit, 32-bit and float images are scaled linearly so that 0 stays 0 and
     the image's maximum becomes 255 (negative values are shifted to 0 first). Raises
     DatasetError naming the file when it is missing or cannot be decoded.
+
+    Args:
+        path: the image file (PNG, JPEG, TIFF, ...).
+
+    Returns:
+        uint8 array ``(H, W)``.
+
+    Raises:
+        DatasetError: the file is missing, cannot be decoded, holds NaN or infinite values,
+            or is not a 2D image.
     """
     image = _open(Path(path))
     if image.mode in ("L", "1"):
@@ -187,6 +203,15 @@ def read_mask(path: str | Path) -> np.ndarray:
 
     The file may hold 0/1 or 0/255 (grey, or colour with equal channels). Any other
     values raise DatasetError naming the file, the values found and the fix.
+
+    Args:
+        path: the mask file.
+
+    Returns:
+        uint8 array ``(H, W)`` of 0 and 1.
+
+    Raises:
+        DatasetError: the file is missing, cannot be decoded, is not 2D, or is not binary.
     """
     path = Path(path)
     image = _open(path)
@@ -216,6 +241,18 @@ def encode_png(array: np.ndarray) -> bytes:
 def write_png(array: np.ndarray, path: str | Path, force: bool = False) -> Path:
     """Write a 2D uint8 array as an 8-bit grey PNG file, atomically; an existing file is
     only replaced when ``force=True`` (else FileExistsError). Returns the path.
+
+    Args:
+        array: a 2D uint8 array ``(H, W)``.
+        path: the PNG file to write.
+        force: replace an existing file.
+
+    Returns:
+        ``path``, as a ``Path``.
+
+    Raises:
+        FileExistsError: ``path`` exists and ``force`` is False.
+        ValueError: ``array`` is not a 2D uint8 array.
     """
     path = Path(path)
     if path.exists() and not force:
@@ -258,6 +295,17 @@ def read_nifti(path: str | Path, fix: str = _NIFTI_FIX) -> tuple[np.ndarray, np.
     """``(voxels, affine)`` of a NIfTI file with the voxels in their stored type (scaled to
     float only when the header has a slope/intercept), for checks that must see the values
     before any conversion (labels, Hounsfield units). Errors as :func:`open_nifti`.
+
+    Args:
+        path: the NIfTI file (``.nii`` or ``.nii.gz``).
+        fix: the end of the error message, the fix it proposes.
+
+    Returns:
+        ``(voxels, affine)``: the voxels in the file's axis order ``(x, y, z)`` and the 4x4
+        voxel-to-world affine (float64, mm).
+
+    Raises:
+        DatasetError: the file is missing, unreadable, damaged or not NIfTI.
     """
     image = open_nifti(path, fix)
     try:
@@ -273,6 +321,15 @@ def load_nifti(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     values as float32 in the file's axis order, ``(x, y, z)`` (see the axis convention
     above; Hounsfield units for CT, scaled by the header's slope/intercept) and the 4x4
     voxel-to-world affine (mm). Raises DatasetError naming the file when it cannot be read.
+
+    Args:
+        path: the NIfTI file (``.nii`` or ``.nii.gz``).
+
+    Returns:
+        ``(array, affine)``: float32 voxels ``(x, y, z)`` and the 4x4 affine (float64, mm).
+
+    Raises:
+        DatasetError: the file is missing, unreadable, damaged or not NIfTI.
     """
     image = open_nifti(path)
     try:
@@ -288,6 +345,15 @@ def load_nifti(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 def to_depth_first(volume: np.ndarray) -> np.ndarray:
     """``volume[x, y, z, ...]`` -> ``volume[z, y, x, ...]`` (depth, height, width first), a
     view; extra trailing axes (channels) stay last. Its own inverse.
+
+    Args:
+        volume: an array with at least 3 axes, ``(x, y, z, ...)``.
+
+    Returns:
+        A view ``(z, y, x, ...)`` of ``volume``.
+
+    Raises:
+        ValueError: ``volume`` has fewer than 3 axes.
     """
     volume = np.asarray(volume)
     if volume.ndim < 3:
@@ -406,6 +472,19 @@ def save_nifti(array: np.ndarray, affine: np.ndarray, path: str | Path, force: b
     see half a file) and an existing file is only replaced when ``force=True`` (else
     FileExistsError). Booleans are stored as uint8, 64-bit integers as int32 and 64-bit
     floats as float32; other dtypes are kept. Returns the path.
+
+    Args:
+        array: the voxels, e.g. ``(X, Y, Z)``.
+        affine: the 4x4 voxel-to-world matrix (mm).
+        path: the file to write (``.nii`` or ``.nii.gz``).
+        force: replace an existing file.
+
+    Returns:
+        ``path``, as a ``Path``.
+
+    Raises:
+        FileExistsError: ``path`` exists and ``force`` is False.
+        ValueError: ``affine`` is not 4x4.
     """
     path = Path(path)
     if path.exists() and not force:
@@ -442,6 +521,16 @@ def load_pairs(folder: str | Path) -> list[tuple[Path, Path]]:
     same name and vice versa, that every file decodes, that image and mask sizes match and
     that every mask is binary (0/1 or 0/255). The first problem found raises DatasetError
     naming the file(s) and the fix. Decodes every file once (about a second for 400 pairs).
+
+    Args:
+        folder: the data set folder, holding ``images/`` and ``masks/``.
+
+    Returns:
+        ``[(image_path, mask_path), ...]``, sorted by file name.
+
+    Raises:
+        DatasetError: a missing or empty folder, an image without mask or a mask without
+            image, a file that does not decode, sizes that differ, or a mask that is not binary.
     """
     folder = Path(folder)
     if not folder.is_dir():
