@@ -29,7 +29,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -295,7 +295,7 @@ def _find(case_dir: Path, suffix: str) -> Path | None:
     return None
 
 
-def load_cases(folder, *, check_masks: bool = True) -> list[tuple[list[Path], Path]]:
+def load_cases(folder: str | Path, *, check_masks: bool = True) -> list[tuple[list[Path], Path]]:
     """Find and validate the cases of a BraTS-layout folder.
 
     Returns one ``([t1, t1ce, t2, flair], seg)`` tuple of paths per case folder
@@ -303,6 +303,16 @@ def load_cases(folder, *, check_masks: bool = True) -> list[tuple[list[Path], Pa
     :class:`DatasetError` naming the file and the fix when a modality or the segmentation is
     missing, when the five volumes of a case differ in shape, or (``check_masks=True``,
     reads every seg) when a segmentation holds values other than 0, 1, 2, 4.
+
+    Args:
+        folder: the data set folder (BraTS layout).
+        check_masks: read every segmentation and check its labels.
+
+    Returns:
+        ``[([t1, t1ce, t2, flair], seg), ...]``, sorted by case name.
+
+    Raises:
+        DatasetError: as described above.
     """
     from helpers.data.io import nifti_shape, read_nifti
 
@@ -345,8 +355,21 @@ def load_cases(folder, *, check_masks: bool = True) -> list[tuple[list[Path], Pa
     return cases
 
 
-def read_case(modality_paths, seg_path=None) -> tuple[np.ndarray, np.ndarray | None]:
-    """Read one case: ``(image float32 (X, Y, Z, 4) in MODALITIES order, seg uint8 (X, Y, Z) or None)``."""
+def read_case(modality_paths: Sequence[str | Path],
+              seg_path: str | Path | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Read one case: ``(image float32 (X, Y, Z, 4) in MODALITIES order, seg uint8 (X, Y, Z) or None)``.
+
+    Args:
+        modality_paths: the NIfTI files of the modalities, in :data:`MODALITIES` order.
+        seg_path: the segmentation's NIfTI file, or None for no segmentation.
+
+    Returns:
+        ``(image, seg)`` as above.
+
+    Raises:
+        DatasetError: a file cannot be read, or the segmentation holds labels other than
+            0, 1, 2, 4.
+    """
     from helpers.data.io import read_nifti
 
     channels = [np.asarray(read_nifti(path)[0], dtype=np.float32) for path in modality_paths]

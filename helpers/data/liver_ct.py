@@ -424,9 +424,15 @@ def generate(folder, *, force: bool = False, n_cases: int = DEFAULTS["n_cases"],
 _ORIG = re.compile(r"^(?P<case>.+)_orig\.nii(\.gz)?$")
 
 
-def case_id(path) -> str:
+def case_id(path: str | Path) -> str:
     """Patient (case) identifier of a liver CT file: ``ircad_e07`` for
     ``ircad_e07_orig.nii.gz`` or ``ircad_e07_liver.nii.gz``. Slices of one case share it.
+
+    Args:
+        path: a volume or mask file of the set.
+
+    Returns:
+        The case identifier.
     """
     name = Path(path).name
     for suffix in (".nii.gz", ".nii"):
@@ -470,7 +476,7 @@ def _read_array(path: Path) -> np.ndarray:
     return read_nifti(path, fix=_FIX)[0]
 
 
-def load_cases(folder, *, check_masks: bool = True) -> list[tuple[Path, Path]]:
+def load_cases(folder: str | Path, *, check_masks: bool = True) -> list[tuple[Path, Path]]:
     """Find and validate the cases of a 3D-IRCADb-layout folder.
 
     Returns one ``(orig_path, liver_path)`` tuple per ``<case>_orig.nii.gz`` (or ``.nii``)
@@ -479,6 +485,16 @@ def load_cases(folder, *, check_masks: bool = True) -> list[tuple[Path, Path]]:
     mask is missing or unreadable, a volume is not 3D, a mask's shape differs from its
     volume's, or (``check_masks=True``, reads every mask) a mask holds values other than
     0 and 1 (0 and 255, as some exports write, is accepted and read as 0/1).
+
+    Args:
+        folder: the data set folder (3D-IRCADb layout).
+        check_masks: read every mask and check its values.
+
+    Returns:
+        ``[(orig_path, liver_path), ...]``, sorted by case number.
+
+    Raises:
+        DatasetError: as described above.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -519,12 +535,23 @@ def load_cases(folder, *, check_masks: bool = True) -> list[tuple[Path, Path]]:
     return cases
 
 
-def read_case(orig_path, liver_path=None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+def read_case(orig_path: str | Path,
+              liver_path: str | Path | None = None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """Read one case: ``(volume float32 HU (X, Y, Z), mask uint8 {0,1} (X, Y, Z) or None, affine 4x4)``.
 
     A mask stored as 0/255 is returned as 0/1. Axial slice ``k`` is ``volume[:, :, k]``;
     show it with ``.T`` for the usual radiological view. Raises DatasetError naming the
     file when it cannot be read.
+
+    Args:
+        orig_path: the CT volume's NIfTI file.
+        liver_path: the liver mask's NIfTI file, or None for no mask.
+
+    Returns:
+        ``(volume, mask, affine)`` as above.
+
+    Raises:
+        DatasetError: a file cannot be read, or the mask's values are not binary.
     """
     from helpers.data.io import load_nifti
 

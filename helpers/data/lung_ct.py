@@ -529,6 +529,17 @@ def load_cases(folder: Path, *, check_masks: bool = True) -> list[tuple[Path, Pa
     with ``check_masks`` the masks are read and must contain only 0 and 1 (this reads every
     mask: a few seconds for a real data set). Raises ``DatasetError`` naming the file and
     the fix otherwise, or when ``folder`` holds no case at all.
+
+    Args:
+        folder: the data set folder, one sub-folder per case.
+        check_masks: read every mask and check that it is binary.
+
+    Returns:
+        ``[(ct_path, lung_path), ...]``, sorted by case.
+
+    Raises:
+        DatasetError: no case, a missing or unreadable file, shapes that differ, or (with
+            ``check_masks``) a mask that is not binary.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -560,10 +571,21 @@ def load_cases(folder: Path, *, check_masks: bool = True) -> list[tuple[Path, Pa
     return pairs
 
 
-def read_case(ct_path, lung_path=None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+def read_case(ct_path: str | Path,
+              lung_path: str | Path | None = None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """Read one case: ``(ct float32 HU (X, Y, Z), lung uint8 {0, 1} (X, Y, Z) or None, affine
     4x4)``, the paths as :func:`load_cases` returns them. Raises DatasetError naming the
     file when it cannot be read or the mask is not binary.
+
+    Args:
+        ct_path: the CT's NIfTI file.
+        lung_path: the lung mask's NIfTI file, or None for no mask.
+
+    Returns:
+        ``(ct, lung, affine)`` as above.
+
+    Raises:
+        DatasetError: a file cannot be read, or the mask is not binary.
     """
     from helpers.data.io import BINARY_LABELS, check_labels, load_nifti, read_nifti
 
