@@ -18,7 +18,7 @@ on the number of workers.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import keras
 import numpy as np
@@ -189,7 +189,7 @@ class PatchDataset(keras.utils.PyDataset):
 
     def __init__(self, images: Sequence[ArrayLike], labels: Sequence[ArrayLike], patch_size: int | Sequence[int],
                  batch_size: int = 2, patches_per_epoch: int = 32, foreground_fraction: float = 0.5,
-                 seed: int = config.SEED, n_classes: int = 1, augment: bool | dict[str, Any] = False,
+                 seed: int = config.SEED, n_classes: int = 1, augment: bool | Mapping[str, Any] = False,
                  pad_value: float | None = None,
                  patch_start: Callable[[tuple[int, ...], tuple[int, ...], tuple[int, int, int]], Sequence[int]]
                  | None = None,
