@@ -459,7 +459,8 @@ def build_cxr_model(recipe: CxrRecipe | Mapping[str, Any] | None = None, compile
         The Keras model ``unet_cxr``.
 
     Raises:
-        ValueError: a recipe field is invalid (from :class:`CxrRecipe`).
+        TypeError: an unknown recipe field, or a value of the wrong type (:meth:`CxrRecipe.replace`).
+        ValueError: a recipe value out of its range.
     """
     import keras
 
@@ -542,7 +543,8 @@ def cxr_datasets(train_pairs: Sequence[tuple[Path, Path]], val_pairs: Sequence[t
         ``(train, val)`` data sets.
 
     Raises:
-        ValueError: a recipe field is invalid, or no pairs.
+        TypeError: an unknown recipe field, or a value of the wrong type (:meth:`CxrRecipe.replace`).
+        ValueError: a recipe value out of its range, or no pairs.
     """
     from helpers.generator import SegmentationDataset
 
@@ -588,7 +590,8 @@ def train_cxr_reference(run_dir: str | Path | None = None, pairs: Sequence[tuple
         ``(model, history)``.
 
     Raises:
-        ValueError: an invalid recipe field, or too few patients to split.
+        TypeError: an unknown recipe field, or a value of the wrong type (:meth:`CxrRecipe.replace`).
+        ValueError: a recipe value out of its range, or too few patients to split.
     """
     recipe = _recipe(None, **overrides)
     run_dir = Path(run_dir) if run_dir is not None else config.runs_dir("04_training")
