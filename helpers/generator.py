@@ -137,6 +137,23 @@ def augment_pair(image: ArrayLike, mask: ArrayLike, rng: np.random.Generator | i
     (``× 1 ± contrast`` about the mean) jitter the image only; an image in ``[0, 1]`` is
     clipped back to ``[0, 1]``. ``rng`` is a ``numpy.random.Generator`` (or a seed).
     Returns ``(image float32, mask with the input's dtype)``; the inputs are not modified.
+
+    Args:
+        image: the image, 2D or 3D, with or without channels.
+        mask: its label map, the same spatial shape.
+        rng: a NumPy generator, or a seed for one.
+        flip: allow the left-right flip.
+        max_rotation: the largest rotation, in degrees.
+        max_shift: the largest shift, as a fraction of the side.
+        max_zoom: the largest zoom change (``1 ± max_zoom``).
+        brightness: the largest brightness change added to the image.
+        contrast: the largest relative contrast change of the image.
+
+    Returns:
+        ``(image, mask)``: float32 image, mask of the input's dtype.
+
+    Raises:
+        ValueError: image and mask do not share a 2D or 3D spatial shape.
     """
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     image = np.asarray(image, dtype=np.float32)
@@ -189,6 +206,15 @@ def read_any_image(path: str | Path) -> np.ndarray:
     ``(H, W)`` or ``(D, H, W)`` in the file's axis order (a trailing axis of size 1 is
     dropped), through :mod:`helpers.data.io`. Raises :class:`helpers.data.DatasetError`
     naming the file when it is missing, of another type or cannot be read.
+
+    Args:
+        path: an image or NIfTI file.
+
+    Returns:
+        float32 ``(H, W)`` or ``(D, H, W)``.
+
+    Raises:
+        DatasetError: the file is missing, of another type, or cannot be read.
     """
     from helpers.data.io import IMAGE_SUFFIXES, DatasetError, load_nifti, read_image
 
@@ -208,6 +234,16 @@ def read_any_mask(path: str | Path) -> np.ndarray:
     ``(H, W)`` or ``(D, H, W)``, through :mod:`helpers.data.io`. Raises
     :class:`helpers.data.DatasetError` naming the file when it is missing, of another type,
     cannot be read or (images) is not binary.
+
+    Args:
+        path: a mask image or NIfTI file.
+
+    Returns:
+        int32 ``(H, W)`` or ``(D, H, W)``.
+
+    Raises:
+        DatasetError: the file is missing, of another type, cannot be read, or (images) is
+            not binary.
     """
     from helpers.data.io import IMAGE_SUFFIXES, DatasetError, read_mask, read_nifti
 
@@ -403,6 +439,18 @@ class CXRDataset(SegmentationDataset):
     grey PNG pairs, percentile-stretched, resized to ``image_size``, augmented with
     :func:`augment_pair` when ``augment``. ``x`` and ``y`` are float32 ``(batch, H, W, 1)``,
     ``y`` 0/1. The lesson uses it when the learner's class is not finished yet.
+
+    Args:
+        pairs: ``(image_path, mask_path)`` pairs.
+        batch_size: pairs per batch.
+        image_size: ``(H, W)`` to resize to; None keeps the files' size.
+        shuffle: permute the order at the start and after every epoch.
+        seed: seed of the order and of the augmentation.
+        augment: ``False``, ``True`` or a dict of keyword arguments of :func:`augment_pair`.
+        **kwargs: further arguments of :class:`SegmentationDataset` and Keras.
+
+    Raises:
+        ValueError: as :class:`SegmentationDataset`.
     """
 
     def __init__(self, pairs: Sequence[tuple[Any, Any]], batch_size: int = 8,
