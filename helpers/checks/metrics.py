@@ -638,18 +638,48 @@ def check_confusion_metrics(sensitivity: Callable[..., Any] | None = None,
     ok(f"{', '.join(functions)}: {len(cases)} cases each match the reference.")
 
 
-def check_sensitivity(fn, random_cases=10, seed=0):
-    """Check a sensitivity (recall) function; see :func:`check_confusion_metrics`."""
+def check_sensitivity(fn: Callable[..., Any], random_cases: int = 10, seed: int = 0) -> None:
+    """Check a sensitivity (recall) function; see :func:`check_confusion_metrics`.
+
+    Args:
+        fn: the function to check (the learner's, or the reference).
+        random_cases: the number of random cases tried after the fixed ones.
+        seed: seed of the random cases.
+
+    Raises:
+        AssertionError: the check fails; the message names the case (where there is one), what was
+            expected and what came back, with a hint.
+    """
     check_confusion_metrics(sensitivity=fn, random_cases=random_cases, seed=seed)
 
 
-def check_specificity(fn, random_cases=10, seed=0):
-    """Check a specificity function; see :func:`check_confusion_metrics`."""
+def check_specificity(fn: Callable[..., Any], random_cases: int = 10, seed: int = 0) -> None:
+    """Check a specificity function; see :func:`check_confusion_metrics`.
+
+    Args:
+        fn: the function to check (the learner's, or the reference).
+        random_cases: the number of random cases tried after the fixed ones.
+        seed: seed of the random cases.
+
+    Raises:
+        AssertionError: the check fails; the message names the case (where there is one), what was
+            expected and what came back, with a hint.
+    """
     check_confusion_metrics(specificity=fn, random_cases=random_cases, seed=seed)
 
 
-def check_precision(fn, random_cases=10, seed=0):
-    """Check a precision function; see :func:`check_confusion_metrics`."""
+def check_precision(fn: Callable[..., Any], random_cases: int = 10, seed: int = 0) -> None:
+    """Check a precision function; see :func:`check_confusion_metrics`.
+
+    Args:
+        fn: the function to check (the learner's, or the reference).
+        random_cases: the number of random cases tried after the fixed ones.
+        seed: seed of the random cases.
+
+    Raises:
+        AssertionError: the check fails; the message names the case (where there is one), what was
+            expected and what came back, with a hint.
+    """
     check_confusion_metrics(precision=fn, random_cases=random_cases, seed=seed)
 
 
