@@ -1,7 +1,8 @@
 """The learner API is typed and documented (issue 28, item 5): every helpers function or class
 that an answer notebook calls has full annotations and an ``Args`` / ``Returns`` (and, where
-it raises, ``Raises``) section. The listing is static (tests/support/learner_api.py; no
-TensorFlow); ``python tests/support/learner_api.py`` prints it."""
+it raises, ``Raises``) section, and so does every public def and class of the lessons' modules.
+The listing is static (tests/support/learner_api.py; no TensorFlow);
+``python tests/support/learner_api.py`` prints it."""
 
 from __future__ import annotations
 
@@ -26,6 +27,23 @@ def test_every_notebook_called_helper_is_annotated_and_documented():
         "\n".join(f"  {name}: {'; '.join(problems)}" for name, problems in sorted(incomplete.items()))
     stale = sorted(name for name in ALLOWED_INCOMPLETE if name not in entries or entries[name].complete)
     assert not stale, f"take these off ALLOWED_INCOMPLETE (done, or no longer called): {stale}"
+
+
+#: Public functions of the lessons' modules that may still lack annotations or sections.
+ALLOWED_INCOMPLETE_API: frozenset[str] = frozenset()
+
+
+def test_the_public_api_of_the_lessons_modules_is_annotated_and_documented():
+    """Beyond what the notebooks call today: every public def and class of the modules of the
+    lessons' pipeline (learner_api.LESSON_MODULES), so a new function starts documented."""
+    entries = learner_api.public_api()
+    assert len(entries) > 200, f"only {len(entries)} public functions found: is the scan broken?"
+    incomplete = {name: entry.problems for name, entry in entries.items()
+                  if not entry.complete and name not in ALLOWED_INCOMPLETE_API}
+    assert not incomplete, "public functions of the lessons' modules lacking annotations or docstring sections:\n" + \
+        "\n".join(f"  {name}: {'; '.join(problems)}" for name, problems in sorted(incomplete.items()))
+    stale = sorted(name for name in ALLOWED_INCOMPLETE_API if name not in entries or entries[name].complete)
+    assert not stale, f"take these off ALLOWED_INCOMPLETE_API (done, or gone): {stale}"
 
 
 def _function(source: str) -> ast.FunctionDef:

@@ -18,8 +18,9 @@ its submodules). A function is *complete* when
 A class is complete when it has a docstring and its ``__init__`` (if it defines one) is
 complete, with the ``Args:`` on the class or on ``__init__``.
 
+The same rule holds for the whole public API of the lessons' modules (:data:`LESSON_MODULES`).
 Run ``python tests/support/learner_api.py`` from the repository root for the listing;
-``tests/test_learner_api.py`` enforces it.
+``tests/test_learner_api.py`` enforces both.
 """
 
 from __future__ import annotations
@@ -263,6 +264,43 @@ def listing() -> dict[str, Entry]:
     return dict(sorted(entries.items()))
 
 
+#: The modules of the lessons' pipeline: their whole public API (``__all__``, else every public
+#: def and class) is held to the same rule, not only what a notebook calls today.
+LESSON_MODULES = (
+    "helpers.config", "helpers.distribute", "helpers.generator", "helpers.geometry", "helpers.inference",
+    "helpers.losses", "helpers.metrics", "helpers.models", "helpers.patches", "helpers.slices",
+    "helpers.training", "helpers.viz", "helpers.data", "helpers.data.io", "helpers.data.cxr",
+    "helpers.data.lung_ct", "helpers.data.liver_ct", "helpers.data.brain_mri", "helpers.checks",
+    "helpers.checks._common", "helpers.checks.architecture", "helpers.checks.brain", "helpers.checks.generator",
+    "helpers.checks.liver_ct", "helpers.checks.lung_ct", "helpers.checks.metrics", "helpers.checks.prediction",
+    "helpers.checks.training",
+)
+
+
+def _public_names(module: str) -> list[str]:
+    path = _module_file(module)
+    assert path is not None, module
+    tree = _tree(path)
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets):
+            return [element.value for element in node.value.elts]  # type: ignore[attr-defined]
+    return [node.name for node in tree.body
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not node.name.startswith("_")]
+
+
+def public_api(modules: tuple[str, ...] = LESSON_MODULES) -> dict[str, Entry]:
+    """Every public function and class of ``modules`` (constants and aliases left out)."""
+    entries: dict[str, Entry] = {}
+    for module in modules:
+        for name in _public_names(module):
+            qualname, node = resolve(module, name)
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                entries.setdefault(qualname, Entry(qualname, "function", problems=function_problems(node)))
+            elif isinstance(node, ast.ClassDef):
+                entries.setdefault(qualname, Entry(qualname, "class", problems=class_problems(node)))
+    return dict(sorted(entries.items()))
+
+
 def main() -> int:
     entries = listing()
     checked = [e for e in entries.values() if e.kind != "other"]
@@ -276,6 +314,12 @@ def main() -> int:
               + ("" if entry.complete else ": " + "; ".join(entry.problems)))
     print(f"\n{len(complete)} of {len(checked)} notebook-called helpers functions and classes are fully annotated "
           f"and documented ({len(entries) - len(checked)} other names not checked).")
+    api = public_api()
+    for entry in api.values():
+        if not entry.complete:
+            print(f"-- {entry.qualname} [public API]: " + "; ".join(entry.problems))
+    print(f"{sum(e.complete for e in api.values())} of {len(api)} public functions and classes of the lessons' "
+          f"modules are fully annotated and documented.")
     return 0
 
 
