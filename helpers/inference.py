@@ -450,8 +450,7 @@ def per_case_metrics(cases: Sequence[Any], predictions: Sequence[ArrayLike] | np
         A list of dicts, one per case, with the keys of :data:`METRIC_COLUMNS`.
 
     Raises:
-        ValueError: the numbers of cases, predictions and names differ, or a prediction
-            and its mask differ in shape after resizing.
+        ValueError: the numbers of cases, predictions and names differ.
     """
     from helpers import metrics
 
