@@ -48,11 +48,14 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
 from helpers import config
+
+if TYPE_CHECKING:
+    import keras
 
 __all__ = [
     "TASK", "RANKING_RULE", "METRIC_RULE", "DEFAULT_N_IMAGES", "PRACTICE_SEED", "Problem", "TestCase", "TestSet",
@@ -228,6 +231,13 @@ def practice_set(n_images: int = PRACTICE_N_IMAGES, size: int = config.CXR_IMAGE
     setting) from the public :data:`PRACTICE_SEED`, with their labels, generated on first use
     into ``data/challenge_practice/{images,masks}/``. Teams score themselves on it; the
     hidden set comes from another seed. Returns ``(images_dir, labels_dir)``.
+
+    Args:
+        n_images: the number of radiographs.
+        size: their side in pixels.
+
+    Returns:
+        ``(images_dir, labels_dir)``.
     """
     from helpers.data import cxr
     from helpers.data._store import generate_into
@@ -302,7 +312,17 @@ BASELINE_CHANGES = {"epochs": 8}
 
 
 def image_files(images_dir: str | os.PathLike) -> list[Path]:
-    """The PNG test images of a folder, sorted by name (hidden files left out)."""
+    """The PNG test images of a folder, sorted by name (hidden files left out).
+
+    Args:
+        images_dir: the folder of test images.
+
+    Returns:
+        The PNG files, sorted by name.
+
+    Raises:
+        ChallengeError: ``images_dir`` is not a folder, or holds no PNG image.
+    """
     folder = Path(images_dir)
     if not folder.is_dir():
         raise ChallengeError(f"{folder} is not a folder of test images: use the images/ folder your instructor "
@@ -313,7 +333,8 @@ def image_files(images_dir: str | os.PathLike) -> list[Path]:
     return files
 
 
-def predict_images(model, images_dir: str | os.PathLike, threshold: float = 0.5, postprocess=None,
+def predict_images(model: keras.Model, images_dir: str | os.PathLike, threshold: float = 0.5,
+                   postprocess: Callable[[np.ndarray], Any] | None = None,
                    batch_size: int = 16) -> tuple[list[str], list[np.ndarray]]:
     """Masks of a 2D model for every PNG image of ``images_dir``, at each image's size.
 
@@ -322,8 +343,18 @@ def predict_images(model, images_dir: str | os.PathLike, threshold: float = 0.5,
     (:func:`helpers.inference.resize_to`), thresholded at ``threshold`` and, if given,
     cleaned by ``postprocess`` (e.g. :func:`helpers.inference.postprocess`).
 
+    Args:
+        model: a Keras model of 2D grey images with one sigmoid output channel.
+        images_dir: the folder of PNG test images.
+        threshold: probabilities above it are foreground.
+        postprocess: a function applied to each binary mask, or None.
+        batch_size: images per forward pass.
+
     Returns:
         ``(names, masks)``: the image file names and uint8 ``{0, 1}`` masks ``(H, W)``.
+
+    Raises:
+        ChallengeError: ``images_dir`` is not a folder, or holds no PNG image.
     """
     from skimage.transform import resize
 
@@ -593,6 +624,13 @@ def read_test_set(labels_dir: str | os.PathLike | None = None, images_dir: str |
     Names, shapes and spacings come from ``labels_dir`` when given (every label is checked
     to be a binary mask), else from the headers of ``images_dir``.
 
+    Args:
+        labels_dir: the folder of true masks (the instructor's), or None.
+        images_dir: the folder of test images (a team's), or None.
+
+    Returns:
+        The :class:`TestSet`.
+
     Raises:
         ChallengeError: neither folder exists, it holds no PNG or NIfTI file, or it mixes both.
     """
@@ -643,8 +681,21 @@ def write_submission(masks: Sequence, names: Sequence[str], folder: str | os.Pat
     file names; masks ``(H, W)`` of 0/1 or bool at the image's size) and ``team.json``.
     Nothing is overwritten unless ``force`` (FileExistsError naming the file). Returns the folder.
 
+    Args:
+        masks: one binary mask per test image.
+        names: the test images' file names, one per mask.
+        folder: the submission folder (created).
+        team: the team's name.
+        method: one line on the team's method.
+        force: replace an existing submission.
+
+    Returns:
+        ``folder``, as a ``Path``.
+
     Raises:
-        ValueError: a team name or method that :func:`validate_submission` would refuse.
+        ValueError: a team name or method that :func:`validate_submission` would refuse, or
+            masks that :func:`helpers.inference.save_masks_png` refuses.
+        FileExistsError: ``team.json`` or a mask file already exists and ``force`` is False.
     """
     from helpers import inference
     from helpers.data._store import atomic_write_bytes
@@ -718,6 +769,11 @@ def validate_submission(folder: str | os.PathLike, test_set: TestSet, keep_masks
     masks of the wrong size, non-binary masks, corrupt or non-PNG/NIfTI files, symlinks,
     special files, oversized files, and a missing or malformed ``team.json``. Hidden files
     (``.DS_Store``, ``.ipynb_checkpoints``) and :data:`IGNORED_NAMES` are ignored.
+
+    Args:
+        folder: the team's submission folder.
+        test_set: the test set it answers.
+        keep_masks: keep the masks read in the result.
 
     Returns:
         A :class:`TeamResult` with the team's name and method, its problems and (if
@@ -804,6 +860,17 @@ def check_submission(folder: str | os.PathLike, images_dir: str | os.PathLike) -
     """The check a team runs before handing in: :func:`validate_submission` against the test
     images' folder. Prints one success line, or raises AssertionError listing every problem
     with its fix.
+
+    Args:
+        folder: the team's submission folder.
+        images_dir: the folder of test images.
+
+    Returns:
+        The :class:`TeamResult` of :func:`validate_submission`.
+
+    Raises:
+        AssertionError: the submission has problems; the message lists each with its fix.
+        ChallengeError: the test images' folder cannot be read as a test set.
     """
     test_set = read_test_set(images_dir=images_dir)
     result = validate_submission(folder, test_set, keep_masks=False)
@@ -819,7 +886,18 @@ def check_submission(folder: str | os.PathLike, images_dir: str | os.PathLike) -
 # ------------------------------------------------------------------------------ scoring
 
 def load_labels(test_set: TestSet) -> dict[str, np.ndarray]:
-    """The true masks of the test set (from its ``labels_dir``), bool arrays by name."""
+    """The true masks of the test set (from its ``labels_dir``), bool arrays by name.
+
+    Args:
+        test_set: a test set read with its labels (:func:`read_test_set`).
+
+    Returns:
+        ``{image name: bool mask}``.
+
+    Raises:
+        ChallengeError: the test set has no labels folder.
+        ValueError: a label file is refused (:func:`read_mask_file`).
+    """
     if test_set.labels_dir is None:
         raise ChallengeError("This test set has no labels folder: scoring needs the instructor's private/labels.")
     return {case.name: read_mask_file(test_set.labels_dir / case.name, case.shape)[0] for case in test_set.cases}
@@ -829,6 +907,14 @@ def score_case(truth: np.ndarray, prediction: np.ndarray, case: TestCase) -> tup
     """``(Dice, HD95)`` of one test image by :data:`METRIC_RULE`: HD95 in the case's units
     (:func:`helpers.metrics.hausdorff_distance`), an empty prediction (or truth) scoring the
     image diagonal and two empty masks 0.
+
+    Args:
+        truth: the true binary mask.
+        prediction: the predicted binary mask, the same shape.
+        case: the test case (its spacing and diagonal).
+
+    Returns:
+        ``(dice, hd95)``.
     """
     from helpers import metrics
 
@@ -876,6 +962,18 @@ def score_submissions(submissions: str | os.PathLike, test_set: TestSet, labels:
     """Validate and score every team folder of ``submissions``; a broken submission is
     reported in its :class:`TeamResult` and never stops the others. ``cache`` (folder name
     -> result) skips folders whose files have not changed since they were scored.
+
+    Args:
+        submissions: the folder of team folders.
+        test_set: the test set.
+        labels: the true masks by name; None reads them (:func:`load_labels`).
+        cache: folder name -> result of an earlier scoring, updated in place; or None.
+
+    Returns:
+        One :class:`TeamResult` per team folder.
+
+    Raises:
+        ChallengeError: ``labels`` is None and the test set has no labels folder.
     """
     labels = labels if labels is not None else load_labels(test_set)
     results = []
@@ -992,6 +1090,18 @@ def write_leaderboard(results: Sequence[TeamResult], ranking: Ranking, test_set:
     ``out`` with :func:`helpers.challenge_page.write_leaderboard`, with this challenge's task
     and rules. ``labels`` (the true masks) draw the hardest images; ``refresh`` makes the page
     reload itself every so many seconds. Returns the page's path.
+
+    Args:
+        results: the scored teams.
+        ranking: their ranking.
+        test_set: the test set.
+        labels: the true masks by name, or None.
+        out: the folder to write into.
+        refresh: seconds between reloads of the page, or None.
+        force: replace an ``index.html`` the scorer did not write.
+
+    Returns:
+        The path of ``index.html``.
 
     Raises:
         FileExistsError: ``out/index.html`` was not written by the scorer and ``force`` is False.

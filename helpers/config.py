@@ -51,6 +51,12 @@ def scale() -> float:
     """Return the work scale read from ``UNET_COURSE_SCALE`` (default 1.0).
 
     Raises ValueError with a hint when the variable is not a positive number.
+
+    Returns:
+        The scale, a positive float.
+
+    Raises:
+        ValueError: ``UNET_COURSE_SCALE`` is set but not a positive number.
     """
     raw = os.environ.get(SCALE_VARIABLE, "").strip()
     if not raw:
@@ -68,7 +74,17 @@ def scale() -> float:
 
 
 def scaled_epochs(epochs: int) -> int:
-    """Scale a default number of epochs by ``scale()``; never fewer than 1."""
+    """Scale a default number of epochs by ``scale()``; never fewer than 1.
+
+    Args:
+        epochs: the number of epochs at scale 1.
+
+    Returns:
+        ``max(1, round(epochs * scale()))``.
+
+    Raises:
+        ValueError: as :func:`scale`.
+    """
     return max(1, int(round(epochs * scale())))
 
 
@@ -76,6 +92,16 @@ def scaled_count(count: int, minimum: int = 4) -> int:
     """Scale a number of cases (images, volumes) by ``scale()``, between ``minimum`` and
     ``count`` when scaling down; scaling up never asks for more cases than ``count``
     unless a lesson passes a larger ``count`` itself.
+
+    Args:
+        count: the number of cases at scale 1 (and at most).
+        minimum: the fewest cases when scaling down (at most ``count``).
+
+    Returns:
+        The scaled number of cases.
+
+    Raises:
+        ValueError: as :func:`scale`.
     """
     value = int(math.ceil(count * min(scale(), 1.0)))
     return max(min(minimum, count), value)
@@ -86,6 +112,9 @@ def data_dir() -> Path:
 
     ``$UNET_COURSE_DATA`` if set, else ``data/`` in the repository checkout, else
     ``~/unet-course-data`` for a non-editable install.
+
+    Returns:
+        The folder (it need not exist yet).
     """
     override = os.environ.get(DATA_VARIABLE)
     if override:
@@ -100,6 +129,15 @@ def runs_dir(lesson: str | None = None) -> Path:
 
     Runs at a scale other than 1 go to ``data/runs-scale<scale>/`` so that a quick smoke
     run never replaces a model trained at the default scale.
+
+    Args:
+        lesson: the lesson's folder name, e.g. ``"04_training"``; None for the runs folder.
+
+    Returns:
+        The folder (it need not exist yet).
+
+    Raises:
+        ValueError: as :func:`scale`.
     """
     value = scale()
     name = "runs" if value == 1.0 else f"runs-scale{value:g}"

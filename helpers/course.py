@@ -211,7 +211,14 @@ def lesson_time_rows(answers_dir: Path | None = None) -> list[tuple[str, str, st
 
 
 def lesson_time_table(answers_dir: Path | None = None) -> str:
-    """:func:`lesson_time_rows` as an aligned text table (what lesson 00 prints)."""
+    """:func:`lesson_time_rows` as an aligned text table (what lesson 00 prints).
+
+    Args:
+        answers_dir: the folder of the lessons (default: the course's ``answers/``).
+
+    Returns:
+        The table, a header line, a rule and one line per lesson.
+    """
     rows = [("lesson", "compute budget", "what the lesson's Time line says")] + lesson_time_rows(answers_dir)
     widths = [max(len(row[i]) for row in rows) for i in range(2)]
     lines = [f"{row[0].ljust(widths[0])}  {row[1].ljust(widths[1])}  {row[2]}" for row in rows]

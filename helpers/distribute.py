@@ -30,17 +30,23 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Literal, Sequence
+
+if TYPE_CHECKING:
+    import keras
+    import tensorflow as tf
 
 __all__ = ["LEARNING_RATE_RULE", "MIXED_PRECISION_VARIABLE", "cluster_workers", "choose_strategy", "strategy",
            "use_strategy", "distribution_scope", "replicas", "is_chief", "global_batch_size",
            "scaled_learning_rate", "fit_multi_worker"]
 
+#: The rules of :func:`scaled_learning_rate` (see :data:`LEARNING_RATE_RULE`).
+LearningRateRule = Literal["sqrt", "linear", "none"]
 #: How the learning rate follows the number of replicas when the global batch grows with
 #: them: ``"sqrt"`` multiplies it by ``sqrt(replicas)`` (the rule for Adam, whose steps are
 #: already normalised by the gradient's scale), ``"linear"`` by ``replicas`` (Goyal et al.,
 #: 2017, for SGD with momentum, with a few epochs of warm-up), ``"none"`` keeps it.
-LEARNING_RATE_RULE = "sqrt"
+LEARNING_RATE_RULE: LearningRateRule = "sqrt"
 
 #: Environment variable that turns mixed precision off on GPUs (``0``); it is never used on CPUs.
 MIXED_PRECISION_VARIABLE = "UNET_COURSE_MIXED_PRECISION"
@@ -54,6 +60,15 @@ def cluster_workers(tf_config: str | None = None) -> int:
 
     Raises ValueError naming the variable and the fix when it is not valid JSON or has no
     ``cluster`` / ``task`` entries.
+
+    Args:
+        tf_config: the ``TF_CONFIG`` JSON text; None reads the environment variable.
+
+    Returns:
+        The number of ``chief`` and ``worker`` hosts.
+
+    Raises:
+        ValueError: the text is not valid JSON, or lacks ``cluster`` or ``task``.
     """
     raw = os.environ.get("TF_CONFIG", "") if tf_config is None else tf_config
     if not raw.strip():
@@ -70,7 +85,7 @@ def cluster_workers(tf_config: str | None = None) -> int:
     return sum(len(spec["cluster"].get(job, [])) for job in ("chief", "worker"))
 
 
-def choose_strategy(devices: Sequence[str] | None = None):
+def choose_strategy(devices: Sequence[str] | None = None) -> tf.distribute.Strategy:
     """The ``tf.distribute.Strategy`` for this machine (a new one on every call).
 
     * ``TF_CONFIG`` describes two or more workers: ``MultiWorkerMirroredStrategy`` (each
@@ -81,6 +96,15 @@ def choose_strategy(devices: Sequence[str] | None = None):
 
     Multi-worker strategies must be created at the start of the program, before other
     TensorFlow work; :func:`strategy` creates one per process.
+
+    Args:
+        devices: the devices to mirror over; None: the visible GPUs.
+
+    Returns:
+        The strategy.
+
+    Raises:
+        ValueError: ``TF_CONFIG`` is set but invalid (:func:`cluster_workers`).
     """
     import tensorflow as tf
 
@@ -103,13 +127,19 @@ def _gpus_used(chosen) -> bool:
     return any("GPU" in device.upper() for device in devices)
 
 
-def strategy():
+def strategy() -> tf.distribute.Strategy:
     """The strategy of this process: :func:`choose_strategy` on the first call (made
     current with :func:`use_strategy`), the same object afterwards. When it trains on
     GPUs, Keras' global dtype policy becomes ``mixed_float16`` (float16 arithmetic, float32
     weights; ``compile`` adds loss scaling) unless ``UNET_COURSE_MIXED_PRECISION=0``; the
     U-Net's last layer is float32, so outputs, losses and metrics stay float32. On CPUs the
     policy stays ``float32``.
+
+    Returns:
+        The strategy of this process.
+
+    Raises:
+        ValueError: ``TF_CONFIG`` is set but invalid (:func:`cluster_workers`).
     """
     if _STRATEGY is None:
         chosen = choose_strategy()
@@ -121,7 +151,7 @@ def strategy():
     return _STRATEGY
 
 
-def use_strategy(chosen) -> None:
+def use_strategy(chosen: tf.distribute.Strategy | None) -> None:
     """Make ``chosen`` the strategy of this process (:func:`strategy` returns it).
 
     A strategy other than the default one also becomes TensorFlow's current strategy
@@ -129,6 +159,9 @@ def use_strategy(chosen) -> None:
     inside ``with chosen.scope():``. That is what lets a notebook's cells train on every
     device unchanged: the optimizer that a cell creates (``keras.optimizers.Adam(...)``)
     must belong to the model's strategy. ``use_strategy(None)`` goes back to one device.
+
+    Args:
+        chosen: a strategy, or None for TensorFlow's default one.
     """
     import tensorflow as tf
 
@@ -143,12 +176,15 @@ def use_strategy(chosen) -> None:
 
 
 @contextlib.contextmanager
-def distribution_scope() -> Iterator:
+def distribution_scope() -> Iterator[tf.distribute.Strategy]:
     """Context in which to build (and compile) a model so that it trains on every device.
 
     Inside a scope that the caller opened (``with some_strategy.scope():``) it keeps that
     strategy; otherwise it opens :func:`strategy`'s scope. On one device this is
     TensorFlow's default strategy and changes nothing. Yields the strategy.
+
+    Yields:
+        The strategy in scope.
     """
     import tensorflow as tf
 
@@ -160,9 +196,15 @@ def distribution_scope() -> Iterator:
         yield chosen
 
 
-def replicas(chosen=None) -> int:
+def replicas(chosen: tf.distribute.Strategy | None = None) -> int:
     """Number of model copies trained in step (devices × workers) under ``chosen``
     (default: the strategy in scope, else :func:`strategy`).
+
+    Args:
+        chosen: a strategy, or None for the one in scope (else :func:`strategy`).
+
+    Returns:
+        ``chosen.num_replicas_in_sync``.
     """
     import tensorflow as tf
 
@@ -174,6 +216,15 @@ def replicas(chosen=None) -> int:
 def is_chief(tf_config: str | None = None) -> bool:
     """True for the worker that writes checkpoints and logs: always on one machine; in a
     ``TF_CONFIG`` cluster the ``chief`` task, or worker 0 when there is no chief.
+
+    Args:
+        tf_config: the ``TF_CONFIG`` JSON text; None reads the environment variable.
+
+    Returns:
+        Whether this process is the chief.
+
+    Raises:
+        ValueError: the ``TF_CONFIG`` text is invalid (:func:`cluster_workers`).
     """
     raw = os.environ.get("TF_CONFIG", "") if tf_config is None else tf_config
     if cluster_workers(raw) < 2:
@@ -189,6 +240,16 @@ def global_batch_size(per_replica: int, n_replicas: int | None = None) -> int:
     """The batch that ``fit`` receives: ``per_replica × replicas``. Each replica then
     computes on ``per_replica`` images, as on one device. ``n_replicas`` defaults to
     :func:`replicas`.
+
+    Args:
+        per_replica: images per replica.
+        n_replicas: the number of replicas; None asks :func:`replicas`.
+
+    Returns:
+        ``per_replica × n_replicas``.
+
+    Raises:
+        ValueError: either number is below 1.
     """
     n = replicas() if n_replicas is None else int(n_replicas)
     if int(per_replica) < 1 or n < 1:
@@ -197,10 +258,21 @@ def global_batch_size(per_replica: int, n_replicas: int | None = None) -> int:
 
 
 def scaled_learning_rate(learning_rate: float, n_replicas: int | None = None,
-                         rule: str = LEARNING_RATE_RULE) -> float:
+                         rule: LearningRateRule = LEARNING_RATE_RULE) -> float:
     """The learning rate for ``n_replicas`` (default :func:`replicas`) when the global batch
     is ``per_replica × n_replicas``: ``learning_rate × sqrt(n)`` (``rule="sqrt"``, Adam),
     ``× n`` (``"linear"``, SGD) or unchanged (``"none"``). One replica: unchanged.
+
+    Args:
+        learning_rate: the learning rate on one replica.
+        n_replicas: the number of replicas; None asks :func:`replicas`.
+        rule: ``"sqrt"``, ``"linear"`` or ``"none"``.
+
+    Returns:
+        The scaled learning rate.
+
+    Raises:
+        ValueError: an unknown ``rule``.
     """
     n = replicas() if n_replicas is None else int(n_replicas)
     factors = {"sqrt": math.sqrt(n), "linear": float(n), "none": 1.0}
@@ -209,7 +281,8 @@ def scaled_learning_rate(learning_rate: float, n_replicas: int | None = None,
     return float(learning_rate) * factors[rule]
 
 
-def fit_multi_worker(model, dataset, epochs: int, run_dir, chosen=None) -> list[float]:
+def fit_multi_worker(model: keras.Model, dataset: Any, epochs: int, run_dir: str | Path,
+                     chosen: tf.distribute.Strategy | None = None) -> list[float]:
     """Train a compiled ``model`` on ``dataset`` (a ``tf.data.Dataset`` of global batches)
     for ``epochs`` epochs under a ``MultiWorkerMirroredStrategy``; returns the mean loss
     of every epoch, the same on every worker.
@@ -221,6 +294,16 @@ def fit_multi_worker(model, dataset, epochs: int, run_dir, chosen=None) -> list[
     already divided by the number of replicas), every worker applies the same update. The
     chief (:func:`is_chief`) keeps ``run_dir/"checkpoint.keras"``, written after every epoch. Build
     and compile the model in :func:`distribution_scope` first.
+
+    Args:
+        model: a compiled Keras model, built in :func:`distribution_scope`.
+        dataset: a ``tf.data.Dataset`` of ``(x, y)`` global batches.
+        epochs: the number of epochs.
+        run_dir: the folder of the chief's checkpoint.
+        chosen: the strategy; None: :func:`strategy`.
+
+    Returns:
+        The mean loss of every epoch.
     """
     import tensorflow as tf
 

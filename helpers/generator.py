@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import keras
 import numpy as np
+from numpy.typing import ArrayLike
 
 from helpers import config
 
@@ -31,7 +32,7 @@ __all__ = ["percentile_stretch", "window_hu", "augment_pair", "one_hot", "Segmen
 
 # --------------------------------------------------------------------------- intensities
 
-def percentile_stretch(image, low: float = 5, high: float = 95) -> np.ndarray:
+def percentile_stretch(image: ArrayLike, low: float = 5, high: float = 95) -> np.ndarray:
     """Linearly map the ``low``-th percentile of ``image`` to 0 and the ``high``-th to 1,
     clipping outside, and return float32 of the same shape in ``[0, 1]``.
 
@@ -39,6 +40,17 @@ def percentile_stretch(image, low: float = 5, high: float = 95) -> np.ndarray:
     image (no contrast between the two percentiles) gives zeros, never NaN. Any shape
     (``(H, W)``, ``(D, H, W)``, with or without channels): the percentiles are taken
     over the whole array.
+
+    Args:
+        image: an array of any shape.
+        low: the percentile mapped to 0.
+        high: the percentile mapped to 1.
+
+    Returns:
+        float32 array of the image's shape, in ``[0, 1]``.
+
+    Raises:
+        ValueError: not ``0 <= low < high <= 100``.
     """
     array = np.asarray(image, dtype=np.float32)
     if not 0 <= low < high <= 100:
@@ -51,10 +63,20 @@ def percentile_stretch(image, low: float = 5, high: float = 95) -> np.ndarray:
     return np.clip((array - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
 
 
-def window_hu(volume, window: Sequence[float] = config.HU_WINDOW_LUNG) -> np.ndarray:
+def window_hu(volume: ArrayLike, window: Sequence[float] = config.HU_WINDOW_LUNG) -> np.ndarray:
     """Map Hounsfield units in ``window = (lower, upper)`` linearly to ``[0, 1]``, clipping
     outside; returns float32 of the input's shape. E.g. the lung window ``(-1000, 300)``
     maps air to 0 and bone to 1.
+
+    Args:
+        volume: CT values in Hounsfield units, any shape.
+        window: ``(lower, upper)`` in HU.
+
+    Returns:
+        float32 array of the input's shape, in ``[0, 1]``.
+
+    Raises:
+        ValueError: ``upper`` is not above ``lower``.
     """
     lower, upper = float(window[0]), float(window[1])
     if not upper > lower:
@@ -99,9 +121,9 @@ def _affine(array: np.ndarray, rank: int, matrix: np.ndarray, offset: np.ndarray
                                     mode="constant", cval=cval, prefilter=False)
 
 
-def augment_pair(image, mask, rng, flip: bool = False, max_rotation: float = 10,
-                 max_shift: float = 0.05, max_zoom: float = 0.1, brightness: float = 0.1,
-                 contrast: float = 0.1):
+def augment_pair(image: ArrayLike, mask: ArrayLike, rng: np.random.Generator | int | None, flip: bool = False,
+                 max_rotation: float = 10, max_shift: float = 0.05, max_zoom: float = 0.1, brightness: float = 0.1,
+                 contrast: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
     """Apply the same random geometric transform to ``image`` and ``mask``.
 
     ``image``: ``(H, W)``, ``(H, W, C)``, ``(D, H, W)`` or ``(D, H, W, C)``; ``mask``: the
@@ -115,6 +137,23 @@ def augment_pair(image, mask, rng, flip: bool = False, max_rotation: float = 10,
     (``× 1 ± contrast`` about the mean) jitter the image only; an image in ``[0, 1]`` is
     clipped back to ``[0, 1]``. ``rng`` is a ``numpy.random.Generator`` (or a seed).
     Returns ``(image float32, mask with the input's dtype)``; the inputs are not modified.
+
+    Args:
+        image: the image, 2D or 3D, with or without channels.
+        mask: its label map, the same spatial shape.
+        rng: a NumPy generator, or a seed for one.
+        flip: allow the left-right flip.
+        max_rotation: the largest rotation, in degrees.
+        max_shift: the largest shift, as a fraction of the side.
+        max_zoom: the largest zoom change (``1 ± max_zoom``).
+        brightness: the largest brightness change added to the image.
+        contrast: the largest relative contrast change of the image.
+
+    Returns:
+        ``(image, mask)``: float32 image, mask of the input's dtype.
+
+    Raises:
+        ValueError: image and mask do not share a 2D or 3D spatial shape.
     """
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     image = np.asarray(image, dtype=np.float32)
@@ -162,11 +201,20 @@ def _drop_trailing_channels(array: np.ndarray) -> np.ndarray:
     return array
 
 
-def read_any_image(path) -> np.ndarray:
+def read_any_image(path: str | Path) -> np.ndarray:
     """Read a 2D image (PNG/JPEG/TIFF/BMP, grey levels 0..255) or a NIfTI volume as float32,
     ``(H, W)`` or ``(D, H, W)`` in the file's axis order (a trailing axis of size 1 is
     dropped), through :mod:`helpers.data.io`. Raises :class:`helpers.data.DatasetError`
     naming the file when it is missing, of another type or cannot be read.
+
+    Args:
+        path: an image or NIfTI file.
+
+    Returns:
+        float32 ``(H, W)`` or ``(D, H, W)``.
+
+    Raises:
+        DatasetError: the file is missing, of another type, or cannot be read.
     """
     from helpers.data.io import IMAGE_SUFFIXES, DatasetError, load_nifti, read_image
 
@@ -181,11 +229,21 @@ def read_any_image(path) -> np.ndarray:
     return _drop_trailing_channels(array)
 
 
-def read_any_mask(path) -> np.ndarray:
+def read_any_mask(path: str | Path) -> np.ndarray:
     """Read a mask (an image with 0/255 or 0/1 -> {0, 1}; NIfTI: integer labels) as int32,
     ``(H, W)`` or ``(D, H, W)``, through :mod:`helpers.data.io`. Raises
     :class:`helpers.data.DatasetError` naming the file when it is missing, of another type,
     cannot be read or (images) is not binary.
+
+    Args:
+        path: a mask image or NIfTI file.
+
+    Returns:
+        int32 ``(H, W)`` or ``(D, H, W)``.
+
+    Raises:
+        DatasetError: the file is missing, of another type, cannot be read, or (images) is
+            not binary.
     """
     from helpers.data.io import IMAGE_SUFFIXES, DatasetError, read_mask, read_nifti
 
@@ -210,7 +268,7 @@ def _resize(array: np.ndarray, size: tuple, is_mask: bool) -> np.ndarray:
     return resize(array, size, order=1, anti_aliasing=True, preserve_range=True).astype(np.float32)
 
 
-def one_hot(labels, n_classes: int = 4) -> np.ndarray:
+def one_hot(labels: ArrayLike, n_classes: int = 4) -> np.ndarray:
     """Lesson 08's ``one_hot`` (Exercise 8.2): integer labels to one-hot targets.
 
     Args:
@@ -242,12 +300,30 @@ class SegmentationDataset(keras.utils.PyDataset):
     is permuted at the start and after every epoch, reproducibly from ``seed``; augmentation
     is seeded per (seed, epoch, item), so it is reproducible with several workers too.
     ``workers``, ``use_multiprocessing`` and ``max_queue_size`` go to Keras.
+
+    Args:
+        pairs: ``(image_path, mask_path)`` pairs; ``image_path`` may be a list of paths
+            (channels).
+        batch_size: pairs per batch.
+        image_size: ``(H, W)`` or ``(D, H, W)`` to resize to; None keeps the files' size.
+        augment: ``False``, ``True`` or a dict of keyword arguments of :func:`augment_pair`.
+        shuffle: permute the order at the start and after every epoch.
+        seed: seed of the order and of the augmentation.
+        preprocess: scaling of each image channel; None: :func:`percentile_stretch`.
+        n_classes: 1 for a binary mask, else the number of one-hot channels.
+        label_map: labels to rename first, ``{old: new}``.
+        **kwargs: ``workers``, ``use_multiprocessing``, ``max_queue_size`` for Keras.
+
+    Raises:
+        ValueError: no pairs, ``batch_size`` or ``n_classes`` below 1, or an ``image_size``
+            of neither 2 nor 3 numbers.
     """
 
-    def __init__(self, pairs, batch_size: int = 8, image_size=(config.CXR_TRAIN_SIZE,) * 2,
-                 augment=False, shuffle: bool = True, seed: int = config.SEED,
+    def __init__(self, pairs: Sequence[tuple[Any, Any]], batch_size: int = 8,
+                 image_size: Sequence[int] | None = (config.CXR_TRAIN_SIZE,) * 2,
+                 augment: bool | Mapping[str, Any] = False, shuffle: bool = True, seed: int = config.SEED,
                  preprocess: Callable | None = None, n_classes: int = 1,
-                 label_map: dict | None = None, **kwargs):
+                 label_map: dict | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.pairs = [(self._as_paths(image), Path(mask)) for image, mask in pairs]
         if not self.pairs:
@@ -291,7 +367,7 @@ class SegmentationDataset(keras.utils.PyDataset):
         self.epoch += 1
         self.order = self._make_order()
 
-    def load(self, item: int, augment: bool | None = None):
+    def load(self, item: int, augment: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Return pair ``item`` (in file order, not the shuffled order) as arrays:
         image ``(..., C)`` float32 and mask label map ``(...)`` int32 after resizing and
         scaling, augmented if ``augment`` (default: the data set's setting).
@@ -342,7 +418,7 @@ class SegmentationDataset(keras.utils.PyDataset):
                              f"{self.n_classes}: remap them with label_map (e.g. {{4: 3}} for BraTS).")
         return np.eye(self.n_classes, dtype=np.float32)[mask]
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         if not -len(self) <= index < len(self):
             raise IndexError(f"batch {index} out of range: this data set has {len(self)} batches.")
         index %= len(self)
@@ -363,9 +439,23 @@ class CXRDataset(SegmentationDataset):
     grey PNG pairs, percentile-stretched, resized to ``image_size``, augmented with
     :func:`augment_pair` when ``augment``. ``x`` and ``y`` are float32 ``(batch, H, W, 1)``,
     ``y`` 0/1. The lesson uses it when the learner's class is not finished yet.
+
+    Args:
+        pairs: ``(image_path, mask_path)`` pairs.
+        batch_size: pairs per batch.
+        image_size: ``(H, W)`` to resize to; None keeps the files' size.
+        shuffle: permute the order at the start and after every epoch.
+        seed: seed of the order and of the augmentation.
+        augment: ``False``, ``True`` or a dict of keyword arguments of :func:`augment_pair`.
+        **kwargs: further arguments of :class:`SegmentationDataset` and Keras.
+
+    Raises:
+        ValueError: as :class:`SegmentationDataset`.
     """
 
-    def __init__(self, pairs, batch_size: int = 8, image_size=(config.CXR_TRAIN_SIZE,) * 2,
-                 shuffle: bool = True, seed: int = config.SEED, augment=False, **kwargs):
+    def __init__(self, pairs: Sequence[tuple[Any, Any]], batch_size: int = 8,
+                 image_size: Sequence[int] | None = (config.CXR_TRAIN_SIZE,) * 2,
+                 shuffle: bool = True, seed: int = config.SEED, augment: bool | Mapping[str, Any] = False,
+                 **kwargs: Any) -> None:
         super().__init__(pairs, batch_size=batch_size, image_size=image_size, augment=augment,
                          shuffle=shuffle, seed=seed, **kwargs)

@@ -38,12 +38,16 @@ carried along untouched. Only NumPy, SciPy and nibabel's orientation helpers are
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Literal, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = ["voxel_spacing", "orientation", "reorient", "to_canonical", "from_canonical",
-           "resampled_grid", "resample_to_grid", "resample_to_spacing", "median_spacing"]
+           "resampled_grid", "resample_to_grid", "resample_to_spacing", "median_spacing", "FillMode"]
+
+#: How :func:`resample_to_grid` fills points outside the source (``scipy.ndimage`` modes).
+FillMode = Literal["reflect", "grid-mirror", "constant", "grid-constant", "nearest", "mirror", "grid-wrap", "wrap"]
 
 
 # --------------------------------------------------------------------------- the affine
@@ -69,7 +73,7 @@ def _volume(volume, what: str = "volume") -> np.ndarray:
     return array
 
 
-def voxel_spacing(affine) -> np.ndarray:
+def voxel_spacing(affine: ArrayLike) -> np.ndarray:
     """Voxel size along each array axis, from the affine's column norms.
 
     Column ``j`` of ``affine[:3, :3]`` is the step in millimetres taken when the index ``j``
@@ -88,7 +92,7 @@ def voxel_spacing(affine) -> np.ndarray:
     return np.sqrt((_affine(affine)[:3, :3] ** 2).sum(axis=0))
 
 
-def median_spacing(affines: Sequence) -> np.ndarray:
+def median_spacing(affines: Sequence[ArrayLike]) -> np.ndarray:
     """The median of :func:`voxel_spacing` over cases, axis by axis (nnU-Net's default target
     spacing). Compute it on volumes that share an orientation (e.g. after
     :func:`to_canonical`) so that axis ``j`` means the same direction in every case.
@@ -110,7 +114,7 @@ def median_spacing(affines: Sequence) -> np.ndarray:
 
 # --------------------------------------------------------------------------- orientation
 
-def orientation(affine) -> str:
+def orientation(affine: ArrayLike) -> str:
     """Axis codes of the affine: for each array axis the world direction it points to,
     e.g. ``"LPS"`` for a volume stored as DICOM does, ``"RAS"`` after :func:`to_canonical`.
     For an oblique affine each axis gets its closest direction (as
@@ -139,7 +143,7 @@ def _codes(codes) -> tuple[str, str, str]:
     return letters  # type: ignore[return-value]
 
 
-def reorient(volume, affine, codes: str = "RAS") -> tuple[np.ndarray, np.ndarray]:
+def reorient(volume: ArrayLike, affine: ArrayLike, codes: str = "RAS") -> tuple[np.ndarray, np.ndarray]:
     """Permute and flip the array axes so that they point along ``codes``, and update the
     affine, so that every voxel keeps its place in the world.
 
@@ -170,7 +174,7 @@ def reorient(volume, affine, codes: str = "RAS") -> tuple[np.ndarray, np.ndarray
     return new_array, new_affine
 
 
-def to_canonical(volume, affine) -> tuple[np.ndarray, np.ndarray]:
+def to_canonical(volume: ArrayLike, affine: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """:func:`reorient` to ``"RAS"``, nibabel's canonical frame: the index of axis 0 grows
     towards the patient's right, axis 1 towards the front (anterior), axis 2 towards the
     head (superior). The same array and affine as ``nibabel.as_closest_canonical(image)``.
@@ -189,7 +193,7 @@ def to_canonical(volume, affine) -> tuple[np.ndarray, np.ndarray]:
     return reorient(volume, affine, "RAS")
 
 
-def from_canonical(volume, original_affine) -> np.ndarray:
+def from_canonical(volume: ArrayLike, original_affine: ArrayLike) -> np.ndarray:
     """Undo :func:`to_canonical`: put an array made on the canonical grid of a volume (its
     image, a prediction, a label map) back in the axis order of the original volume, whose
     affine is ``original_affine``. ``from_canonical(to_canonical(v, a)[0], a)`` is ``v``.
@@ -222,7 +226,8 @@ def _spacing3(spacing) -> np.ndarray:
     return values
 
 
-def resampled_grid(shape, affine, spacing) -> tuple[tuple[int, int, int], np.ndarray]:
+def resampled_grid(shape: Sequence[int], affine: ArrayLike,
+                   spacing: float | Sequence[float]) -> tuple[tuple[int, int, int], np.ndarray]:
     """The grid of :func:`resample_to_spacing`: shape and affine of a volume of ``shape``
     and ``affine`` resampled to ``spacing``.
 
@@ -282,8 +287,8 @@ def _separable_linear(array: np.ndarray, scale: np.ndarray, offset: np.ndarray, 
     return np.ascontiguousarray(array, dtype=np.float32)
 
 
-def resample_to_grid(volume, affine, shape, target_affine, order: int = 1, mode: str = "nearest",
-                     cval: float = 0.0) -> np.ndarray:
+def resample_to_grid(volume: ArrayLike, affine: ArrayLike, shape: Sequence[int], target_affine: ArrayLike,
+                     order: int = 1, mode: FillMode = "nearest", cval: float = 0.0) -> np.ndarray:
     """Resample ``volume`` (on the grid of ``affine``) onto the grid ``(shape, target_affine)``:
     each target voxel takes the value of the source at the same point in millimetres. Use it
     to bring a prediction made on the working grid back onto the original volume's grid.
@@ -340,8 +345,8 @@ def resample_to_grid(volume, affine, shape, target_affine, order: int = 1, mode:
     return out.reshape(out_shape + array.shape[3:]).astype(dtype, copy=False)
 
 
-def resample_to_spacing(volume, affine, spacing, order: int = 1,
-                        mode: str = "nearest") -> tuple[np.ndarray, np.ndarray]:
+def resample_to_spacing(volume: ArrayLike, affine: ArrayLike, spacing: float | Sequence[float], order: int = 1,
+                        mode: FillMode = "nearest") -> tuple[np.ndarray, np.ndarray]:
     """Resample a volume to voxels of ``spacing`` millimetres, keeping its axis directions.
 
     The new grid is :func:`resampled_grid`: ``round(n * old / new)`` voxels per axis, the

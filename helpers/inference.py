@@ -26,9 +26,13 @@ import csv
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:
+    import keras
 
 __all__ = [
     "predict_dataset", "threshold", "resize_to", "keep_largest_components", "fill_holes",
@@ -36,7 +40,11 @@ __all__ = [
     "metrics_table", "save_prediction", "per_case_metrics", "summarise", "evaluate_cxr", "save_table_csv", "save_masks_png",
     "METRIC_COLUMNS", "RadiographSegmentation", "looks_negative", "segment_radiograph",
     "window_starts", "window_positions", "blending_weights", "sliding_window", "finest_spacing_within_budget",
+    "Blend",
 ]
+
+#: How :func:`sliding_window` weighs the voxels of overlapping windows (:func:`blending_weights`).
+Blend = Literal["gaussian", "constant"]
 
 #: Columns of :func:`per_case_metrics` rows, in order.
 METRIC_COLUMNS = ("name", "dice", "iou", "sensitivity", "precision", "true_pixels", "predicted_pixels")
@@ -49,8 +57,8 @@ def _model_image_size(model) -> tuple:
     return tuple(int(s) for s in shape[1:-1])
 
 
-def predict_dataset(model, dataset, batch_size: int = 16, image_size=None,
-                    progress: bool = True) -> np.ndarray:
+def predict_dataset(model: keras.Model, dataset: Any, batch_size: int = 16,
+                    image_size: Sequence[int] | None = None, progress: bool = True) -> np.ndarray:
     """Predict every case of ``dataset`` and return the probabilities in the order of its
     pairs, float32 ``(N, H, W)`` for one output channel, ``(N, H, W, C)`` otherwise.
 
@@ -61,6 +69,20 @@ def predict_dataset(model, dataset, batch_size: int = 16, image_size=None,
     ``PyDataset`` returning ``x`` or ``(x, y)`` batches (taken in batch order).
     Probabilities stay at the model's size: see :func:`resize_to`. A progress bar is
     shown for more than 8 batches if ``progress``.
+
+    Args:
+        model: a Keras model (``predict_on_batch`` is used).
+        dataset: ``(image, mask)`` path pairs, a ``SegmentationDataset`` or a ``PyDataset``.
+        batch_size: images per forward pass (for a list of pairs).
+        image_size: the model's input size ``(H, W)`` for a list of pairs; None reads it
+            from the model.
+        progress: show a progress bar (for more than 8 batches).
+
+    Returns:
+        float32 probabilities ``(N, H, W)`` (one output channel) or ``(N, H, W, C)``.
+
+    Raises:
+        ValueError: an empty list of pairs.
     """
     from tqdm.auto import tqdm
 
@@ -93,19 +115,36 @@ def predict_dataset(model, dataset, batch_size: int = 16, image_size=None,
     return probs
 
 
-def threshold(probs, value: float = 0.5) -> np.ndarray:
+def threshold(probs: ArrayLike, value: float = 0.5) -> np.ndarray:
     """Binary mask, uint8 ``{0, 1}`` of the shape of ``probs``: 1 where the probability
     is strictly above ``value`` (the Keras metric ``hard_dice`` uses the same rule).
+
+    Args:
+        probs: probabilities, any shape.
+        value: the threshold, in [0, 1].
+
+    Returns:
+        uint8 ``{0, 1}`` array of the shape of ``probs``.
+
+    Raises:
+        ValueError: ``value`` is outside [0, 1].
     """
     if not 0.0 <= float(value) <= 1.0:
         raise ValueError(f"threshold value must be in [0, 1], got {value}.")
     return (np.asarray(probs) > value).astype(np.uint8)
 
 
-def resize_to(prediction, shape) -> np.ndarray:
+def resize_to(prediction: ArrayLike, shape: Sequence[int]) -> np.ndarray:
     """Resize one prediction ``(h, w)`` (or ``(d, h, w)``) to ``shape``: probabilities
     (float) linearly, masks and label maps (integers, bool) by nearest neighbour so they
     keep their values. Returns the input unchanged when the shape already matches.
+
+    Args:
+        prediction: probabilities (float) or a mask or label map (integer, bool).
+        shape: the target shape, as many axes as ``prediction``.
+
+    Returns:
+        The resized array, of ``prediction``'s dtype.
     """
     prediction = np.asarray(prediction)
     shape = tuple(int(s) for s in shape)
@@ -122,11 +161,21 @@ def resize_to(prediction, shape) -> np.ndarray:
 
 # --------------------------------------------------------------------------- post-processing
 
-def keep_largest_components(mask, n: int = 2) -> np.ndarray:
+def keep_largest_components(mask: ArrayLike, n: int = 2) -> np.ndarray:
     """Keep the ``n`` largest connected components of a binary mask (2D or 3D), and
     remove every other one. Pixels touching by an edge or a corner are connected. Returns
     uint8 ``{0, 1}`` of the mask's shape; a mask with ``n`` components or fewer is
     returned as it is (as uint8).
+
+    Args:
+        mask: a binary mask, 2D or 3D (non-zero is foreground).
+        n: the number of components to keep.
+
+    Returns:
+        uint8 ``{0, 1}`` array of the mask's shape.
+
+    Raises:
+        ValueError: ``n < 1``.
     """
     from skimage.measure import label
 
@@ -142,19 +191,36 @@ def keep_largest_components(mask, n: int = 2) -> np.ndarray:
     return np.isin(labels, keep).astype(np.uint8)
 
 
-def fill_holes(mask) -> np.ndarray:
+def fill_holes(mask: ArrayLike) -> np.ndarray:
     """Fill the holes of a binary mask: background regions that do not touch the border
     become foreground (``scipy.ndimage.binary_fill_holes``, in 2D or 3D). Returns uint8
     ``{0, 1}`` of the mask's shape.
+
+    Args:
+        mask: a binary mask (non-zero is foreground).
+
+    Returns:
+        uint8 ``{0, 1}`` array of the mask's shape.
     """
     from scipy import ndimage
 
     return ndimage.binary_fill_holes(np.asarray(mask).astype(bool)).astype(np.uint8)
 
 
-def postprocess(mask, n_components: int = 2, fill: bool = True) -> np.ndarray:
+def postprocess(mask: ArrayLike, n_components: int = 2, fill: bool = True) -> np.ndarray:
     """Clean a binary lung mask: keep its ``n_components`` largest components (two lungs)
     and, if ``fill``, fill its holes. uint8 ``{0, 1}`` of the mask's shape.
+
+    Args:
+        mask: a binary mask, 2D or 3D (non-zero is foreground).
+        n_components: the number of largest components to keep.
+        fill: fill the holes afterwards.
+
+    Returns:
+        uint8 ``{0, 1}`` array of the mask's shape.
+
+    Raises:
+        ValueError: ``n_components < 1``.
     """
     cleaned = keep_largest_components(mask, n=n_components)
     return fill_holes(cleaned) if fill else cleaned
@@ -162,7 +228,8 @@ def postprocess(mask, n_components: int = 2, fill: bool = True) -> np.ndarray:
 
 # --------------------------------------------------------------------------- decisions on validation data
 
-def threshold_sweep(probabilities, masks, candidates: Sequence[float]) -> np.ndarray:
+def threshold_sweep(probabilities: ArrayLike | Sequence[ArrayLike], masks: ArrayLike | Sequence[ArrayLike],
+                    candidates: Sequence[float]) -> np.ndarray:
     """Mean per-image Dice of the masks ``probabilities > t`` for every threshold ``t``.
 
     Run it on **validation** data: the threshold it supports is a decision, and the test
@@ -201,15 +268,22 @@ def threshold_sweep(probabilities, masks, candidates: Sequence[float]) -> np.nda
                      for c in candidates], dtype=np.float64)
 
 
-def choose_threshold(probabilities, masks, candidates: Sequence[float]) -> float:
+def choose_threshold(probabilities: ArrayLike | Sequence[ArrayLike], masks: ArrayLike | Sequence[ArrayLike],
+                     candidates: Sequence[float]) -> float:
     """Lesson 05's decision (Exercise 5.3): the candidate threshold with the best mean
     per-image Dice on the data given (validation data); on a tie the first of the tied
     candidates, in the order of ``candidates``.
 
-    Args and Raises: as :func:`threshold_sweep`.
+    Args:
+        probabilities: one probability map per image, as :func:`threshold_sweep`.
+        masks: the true binary masks, one per map.
+        candidates: the thresholds to try, each in [0, 1].
 
     Returns:
         The chosen threshold, one of ``candidates``, as a float.
+
+    Raises:
+        ValueError: as :func:`threshold_sweep`.
     """
     sweep = threshold_sweep(probabilities, masks, candidates)
     return float(list(candidates)[int(np.argmax(sweep))])
@@ -236,8 +310,9 @@ def _shift(batch: np.ndarray, dy: int, dx: int) -> np.ndarray:
     return padded[:, ay - int(dy):ay - int(dy) + h, ax - int(dx):ax - int(dx) + w]
 
 
-def predict_tta(model, pairs, augmentations: Sequence[tuple[bool, int, int]] = TTA_FLIP,
-                batch_size: int = 16, image_size=None) -> np.ndarray:
+def predict_tta(model: keras.Model, pairs: Sequence[tuple[Any, Any]],
+                augmentations: Sequence[tuple[bool, int, int]] = TTA_FLIP,
+                batch_size: int = 16, image_size: Sequence[int] | None = None) -> np.ndarray:
     """Test-time augmentation: predict every augmented copy of every image and map each
     prediction back onto the original image.
 
@@ -303,7 +378,8 @@ def _true_mask(case) -> np.ndarray:
     return np.asarray(case)
 
 
-def metrics_table(true_masks, predicted_masks, names) -> list[dict]:
+def metrics_table(true_masks: Sequence[ArrayLike], predicted_masks: Sequence[ArrayLike],
+                  names: Sequence[str]) -> list[dict]:
     """Lesson 05's per-image table (Exercise 5.2): one row per image, in order.
 
     Args:
@@ -323,7 +399,8 @@ def metrics_table(true_masks, predicted_masks, names) -> list[dict]:
             for truth, pred, name in zip(true_masks, predicted_masks, names)]
 
 
-def save_prediction(probabilities, working_affine, reference_path, output_path, threshold: float = 0.5) -> Path:
+def save_prediction(probabilities: ArrayLike, working_affine: ArrayLike, reference_path: str | Path,
+                    output_path: str | Path, threshold: float = 0.5) -> Path:
     """Save a prediction made on a working grid (reoriented, resampled) as a mask on a CT's
     own grid, with the CT's affine (lesson 06).
 
@@ -348,7 +425,7 @@ def save_prediction(probabilities, working_affine, reference_path, output_path, 
     return data.save_nifti(mask, affine, output_path, force=True)
 
 
-def per_case_metrics(cases, predictions, threshold: float = 0.5,
+def per_case_metrics(cases: Sequence[Any], predictions: Sequence[ArrayLike] | np.ndarray, threshold: float = 0.5,
                      postprocess: Callable | None = None, names: Sequence[str] | None = None) -> list[dict]:
     """One row per case: ``name``, ``dice``, ``iou``, ``sensitivity``, ``precision``,
     ``true_pixels`` and ``predicted_pixels``.
@@ -361,6 +438,19 @@ def per_case_metrics(cases, predictions, threshold: float = 0.5,
     binary mask. Metrics are the exact NumPy ones of :mod:`helpers.metrics` (an empty
     truth and prediction scores 1.0 Dice). Names come from ``names``, the image file
     names, or ``case_000``...
+
+    Args:
+        cases: ``(image, mask)`` path pairs or the true masks.
+        predictions: one prediction per case (probabilities or binary masks).
+        threshold: probabilities above it are foreground.
+        postprocess: a function applied to each binary mask, or None.
+        names: one name per case, or None.
+
+    Returns:
+        A list of dicts, one per case, with the keys of :data:`METRIC_COLUMNS`.
+
+    Raises:
+        ValueError: the numbers of cases, predictions and names differ.
     """
     from helpers import metrics
 
@@ -398,6 +488,16 @@ def per_case_metrics(cases, predictions, threshold: float = 0.5,
 def summarise(rows: Sequence[dict], keys: Sequence[str] = ("dice", "iou", "sensitivity", "precision")) -> dict:
     """Mean of each of ``keys`` over the rows of :func:`per_case_metrics`, rounded to 4
     digits: ``{"dice": 0.962, ...}``.
+
+    Args:
+        rows: the rows of :func:`per_case_metrics`.
+        keys: the columns to average.
+
+    Returns:
+        ``{key: mean}``.
+
+    Raises:
+        ValueError: no rows.
     """
     if not rows:
         raise ValueError("summarise got no rows.")
@@ -414,11 +514,23 @@ def _refuse_existing(paths: Sequence[Path], force: bool) -> None:
                               f"pass force=True to replace it, or choose another folder or name.")
 
 
-def save_table_csv(rows: Sequence[dict], path, force: bool = False) -> Path:
+def save_table_csv(rows: Sequence[dict], path: str | Path, force: bool = False) -> Path:
     """Write the rows of :func:`per_case_metrics` (any list of dicts with the same keys)
     as a CSV file with a header line; floats with 6 significant digits. Refuses to
     overwrite an existing file unless ``force=True`` (FileExistsError naming it). Returns
     the path.
+
+    Args:
+        rows: dicts with the same keys, one per line.
+        path: the CSV file to write (its folder is created).
+        force: replace an existing file.
+
+    Returns:
+        ``path``, as a ``Path``.
+
+    Raises:
+        ValueError: no rows.
+        FileExistsError: ``path`` exists and ``force`` is False.
     """
     from helpers.data._store import atomic_write_bytes
 
@@ -439,11 +551,26 @@ def save_table_csv(rows: Sequence[dict], path, force: bool = False) -> Path:
     return path
 
 
-def save_masks_png(masks, names: Sequence[str], folder, force: bool = False) -> list[Path]:
+def save_masks_png(masks: Sequence[ArrayLike] | np.ndarray, names: Sequence[str], folder: str | Path,
+                   force: bool = False) -> list[Path]:
     """Save binary masks ``(H, W)`` as 8-bit PNG files (0 background, 255 foreground,
     the layout of the data sets) named ``names`` (``.png`` added if missing) in
     ``folder`` (created). Nothing is written if any target exists, unless ``force=True``
     (FileExistsError naming it). Returns the paths written.
+
+    Args:
+        masks: binary masks ``(H, W)`` (0/1, bool or 0/255).
+        names: one file name per mask.
+        folder: the folder to write into.
+        force: replace existing files.
+
+    Returns:
+        The paths written, in the order of ``masks``.
+
+    Raises:
+        ValueError: the numbers of masks and names differ, two names give one file, or a
+            mask is not 2D or not binary.
+        FileExistsError: a target exists and ``force`` is False.
     """
     from PIL import Image
 
@@ -496,11 +623,20 @@ class RadiographSegmentation:
     inverted: bool
 
 
-def looks_negative(image) -> bool:
+def looks_negative(image: ArrayLike) -> bool:
     """True if a frontal chest radiograph looks like a negative (lungs brighter than the
     mediastinum and spine): the central vertical band (columns 45-55 %, rows 25-70 %) is
     compared with the two lung bands (columns 18-35 % and 65-82 %, same rows). On a
     radiograph the spine and heart are brighter than the aerated lungs.
+
+    Args:
+        image: a 2D grey radiograph.
+
+    Returns:
+        True if the central band is darker than the lung bands.
+
+    Raises:
+        ValueError: ``image`` is not 2D.
     """
     array = np.asarray(image, dtype=np.float64)
     if array.ndim != 2:
@@ -522,7 +658,8 @@ def _overlap(a: slice, b: slice, length: int) -> slice:
     return slice(start, max(start, stop))
 
 
-def segment_radiograph(model, path, invert="auto", threshold: float = 0.5, clean: bool = True,
+def segment_radiograph(model: keras.Model, path: str | Path, invert: Literal["auto"] | bool = "auto",
+                       threshold: float = 0.5, clean: bool = True,
                        prepared_size: int = 256) -> RadiographSegmentation:
     """Segment the lungs of one frontal chest radiograph file with a trained model.
 
@@ -597,10 +734,23 @@ def segment_radiograph(model, path, invert="auto", threshold: float = 0.5, clean
                                   lung_fraction=pixels / mask.size, inverted=inverted)
 
 
-def evaluate_cxr(model, pairs, threshold: float = 0.5, batch_size: int = 16) -> float:
+def evaluate_cxr(model: keras.Model, pairs: Sequence[tuple[Any, Any]], threshold: float = 0.5,
+                 batch_size: int = 16) -> float:
     """Mean per-image Dice of ``model`` on ``pairs``: probabilities are predicted at the
     model's input size, resized back to each mask's size, thresholded at ``threshold`` and
     compared with the mask (:func:`helpers.metrics.dice_numpy`). Returns a float in [0, 1].
+
+    Args:
+        model: a Keras model with one sigmoid output channel.
+        pairs: ``(image, mask)`` path pairs.
+        threshold: probabilities above it are foreground.
+        batch_size: images per forward pass.
+
+    Returns:
+        The mean Dice over the pairs.
+
+    Raises:
+        ValueError: no pairs.
     """
     rows = per_case_metrics(pairs, predict_dataset(model, pairs, batch_size=batch_size), threshold=threshold)
     return float(np.mean([row["dice"] for row in rows]))
@@ -664,7 +814,7 @@ def window_starts(length: int, patch: int, overlap: float = 0.5) -> list[int]:
     return list(range(0, length - patch, step)) + [length - patch]
 
 
-def finest_spacing_within_budget(table, max_windows: int) -> float:
+def finest_spacing_within_budget(table: Sequence[Sequence[float]], max_windows: int) -> float:
     """The finest working spacing whose sliding-window prediction stays within a budget.
 
     Args:
@@ -686,7 +836,8 @@ def finest_spacing_within_budget(table, max_windows: int) -> float:
     return min(fitting)
 
 
-def window_positions(shape, patch_size, overlap: float = 0.5) -> list[tuple[int, ...]]:
+def window_positions(shape: Sequence[int], patch_size: int | Sequence[int],
+                     overlap: float = 0.5) -> list[tuple[int, ...]]:
     """The first voxel of every window that tiles a volume of ``shape``: all combinations of
     :func:`window_starts` along each axis, the last axis varying fastest.
 
@@ -708,7 +859,8 @@ def window_positions(shape, patch_size, overlap: float = 0.5) -> list[tuple[int,
     return list(itertools.product(*(window_starts(n, p, overlap) for n, p in zip(shape, sizes))))
 
 
-def blending_weights(patch_size, blend: str = "gaussian", sigma_scale: float = 0.125) -> np.ndarray:
+def blending_weights(patch_size: int | Sequence[int], blend: Blend = "gaussian",
+                     sigma_scale: float = 0.125) -> np.ndarray:
     """How much each voxel of a window counts when overlapping windows are averaged.
 
     ``"constant"``: 1 everywhere (a plain mean of the windows covering a voxel).
@@ -743,9 +895,11 @@ def blending_weights(patch_size, blend: str = "gaussian", sigma_scale: float = 0
     return np.maximum(weights, 1e-3).astype(np.float32)
 
 
-def sliding_window(model, volume, patch_size, overlap: float = 0.5, blend: str = "gaussian",
+def sliding_window(model: keras.Model | Callable[[np.ndarray], Any], volume: ArrayLike,
+                   patch_size: int | Sequence[int], overlap: float = 0.5, blend: Blend = "gaussian",
                    batch_size: int = 4, pad_value: float = 0.0, sigma_scale: float = 0.125,
-                   progress: bool = True, starts=None, weights=None) -> np.ndarray:
+                   progress: bool = True, starts: Callable[[int, int, float], Sequence[int]] | None = None,
+                   weights: ArrayLike | None = None) -> np.ndarray:
     """Predict a whole volume with a model that takes fixed-size patches.
 
     The volume is padded to at least ``patch_size`` (evenly, with ``pad_value``), cut into

@@ -20,9 +20,15 @@ here take their mean, as Keras weighs the logged loss by the batch size itself.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import keras
 
 from helpers import metrics
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import ArrayLike
 
 __all__ = ["dice_loss", "bce_dice_loss", "tversky_loss", "categorical_dice_loss",
            "cce_dice_loss", "weighted_cce_dice_loss", "class_weights_from_frequencies"]
@@ -47,23 +53,48 @@ def _per_replica(loss):
     return loss / context.num_replicas_in_sync
 
 
-def dice_loss(y_true, y_pred, smooth=1.0):
+def dice_loss(y_true: Any, y_pred: Any, smooth: float = 1.0) -> Any:
     """Soft Dice loss ``1 - dice_coefficient``, a scalar in ``[0, 1]``.
 
     ``(batch, ..., C)`` tensors; per-sample soft Dice with ``smooth`` in numerator and
     denominator, averaged over the batch. Insensitive to the amount of background,
     which suits small structures; on its own it can be slow to start.
+
+    Args:
+        y_true: binary masks ``(batch, ..., C)``.
+        y_pred: predicted probabilities of the same shape.
+        smooth: added to the Dice's numerator and denominator.
+
+    Returns:
+        The loss, a scalar tensor.
+
+    Raises:
+        ValueError: the ranks of ``y_true`` and ``y_pred`` differ, or there is no batch axis.
     """
     return _per_replica(1.0 - keras.ops.mean(metrics.dice_coefficient(y_true, y_pred, smooth=smooth)))
 
 
-def bce_dice_loss(y_true, y_pred, bce_weight=1.0, dice_weight=1.0, smooth=1.0):
+def bce_dice_loss(y_true: Any, y_pred: Any, bce_weight: float = 1.0, dice_weight: float = 1.0,
+                  smooth: float = 1.0) -> Any:
     """``bce_weight * BCE + dice_weight * (1 - Dice)``, a scalar >= 0.
 
     BCE is the binary cross-entropy averaged over every pixel of the batch
     (probabilities clipped to ``[1e-7, 1 - 1e-7]``); Dice as in :func:`dice_loss`.
     Cross-entropy gives smooth per-pixel gradients early in training, Dice keeps the
     focus on the overlap: the default loss of the core lessons.
+
+    Args:
+        y_true: binary masks ``(batch, ..., C)``.
+        y_pred: sigmoid probabilities of the same shape.
+        bce_weight: weight of the cross-entropy term.
+        dice_weight: weight of the Dice loss term.
+        smooth: added to the Dice's numerator and denominator.
+
+    Returns:
+        The loss, a scalar tensor.
+
+    Raises:
+        ValueError: the ranks of ``y_true`` and ``y_pred`` differ, or there is no batch axis.
     """
     ops = keras.ops
     y_true, y_pred, _ = metrics._prepare(y_true, y_pred)
@@ -72,7 +103,7 @@ def bce_dice_loss(y_true, y_pred, bce_weight=1.0, dice_weight=1.0, smooth=1.0):
     return _per_replica(bce_weight * bce + dice_weight * dice)
 
 
-def tversky_loss(y_true, y_pred, alpha=0.3, beta=0.7, smooth=1.0):
+def tversky_loss(y_true: Any, y_pred: Any, alpha: float = 0.3, beta: float = 0.7, smooth: float = 1.0) -> Any:
     """Tversky loss ``1 - (TP + s) / (TP + alpha*FP + beta*FN + s)``, scalar in ``[0, 1]``.
 
     Soft counts per sample over ``(batch, ..., C)`` tensors, averaged over the batch.
@@ -82,6 +113,19 @@ def tversky_loss(y_true, y_pred, alpha=0.3, beta=0.7, smooth=1.0):
     favours sensitivity for small lesions, and ``alpha = beta = 0.5`` gives the Dice
     loss (exactly so with ``smooth=0``). Libraries have swapped the two (Keras until
     keras-team/keras pull request 23333), so state the convention when you compare.
+
+    Args:
+        y_true: binary masks ``(batch, ..., C)``.
+        y_pred: predicted probabilities of the same shape.
+        alpha: weight of the false positives.
+        beta: weight of the false negatives.
+        smooth: added to numerator and denominator.
+
+    Returns:
+        The loss, a scalar tensor.
+
+    Raises:
+        ValueError: the ranks of ``y_true`` and ``y_pred`` differ, or there is no batch axis.
     """
     ops = metrics._ops()
     y_true, y_pred, axes = metrics._prepare(y_true, y_pred)
@@ -92,24 +136,52 @@ def tversky_loss(y_true, y_pred, alpha=0.3, beta=0.7, smooth=1.0):
     return _per_replica(1.0 - ops.mean(index))
 
 
-def categorical_dice_loss(y_true, y_pred, include_background=False, smooth=1.0):
+def categorical_dice_loss(y_true: Any, y_pred: Any, include_background: bool = False, smooth: float = 1.0) -> Any:
     """Multi-class soft Dice loss ``1 - multiclass_dice``, a scalar in ``[0, 1]``.
 
     One-hot ``y_true`` and softmax ``y_pred`` of shape ``(batch, ..., C)``; the mean
     over classes (without class 0 unless ``include_background``) of the per-class
     soft Dice, each class counting equally however small it is.
+
+    Args:
+        y_true: one-hot masks ``(batch, ..., C)``.
+        y_pred: softmax probabilities of the same shape.
+        include_background: count class 0 too.
+        smooth: added to the Dice's numerator and denominator.
+
+    Returns:
+        The loss, a scalar tensor.
+
+    Raises:
+        ValueError: the ranks differ, the tensors have no spatial axis, or (without
+            background) fewer than two channels.
     """
     return _per_replica(1.0 - keras.ops.mean(metrics.multiclass_dice(
         y_true, y_pred, include_background=include_background, smooth=smooth)))
 
 
-def cce_dice_loss(y_true, y_pred, cce_weight=1.0, dice_weight=1.0,
-                  include_background=False, smooth=1.0):
+def cce_dice_loss(y_true: Any, y_pred: Any, cce_weight: float = 1.0, dice_weight: float = 1.0,
+                  include_background: bool = False, smooth: float = 1.0) -> Any:
     """``cce_weight * CCE + dice_weight * categorical_dice_loss``, a scalar >= 0.
 
     CCE is the categorical cross-entropy (over the last axis) averaged over every pixel
     of the batch, for one-hot ``y_true`` and softmax ``y_pred`` of shape
     ``(batch, ..., C)``. The multi-class loss of lesson 08 (BraTS).
+
+    Args:
+        y_true: one-hot masks ``(batch, ..., C)``.
+        y_pred: softmax probabilities of the same shape.
+        cce_weight: weight of the cross-entropy term.
+        dice_weight: weight of the Dice loss term.
+        include_background: count class 0 in the Dice term.
+        smooth: added to the Dice's numerator and denominator.
+
+    Returns:
+        The loss, a scalar tensor.
+
+    Raises:
+        ValueError: the ranks differ, the tensors have no spatial axis, or (without
+            background) fewer than two channels.
     """
     ops = keras.ops
     y_true, y_pred, _ = metrics._prepare(y_true, y_pred)
@@ -119,7 +191,7 @@ def cce_dice_loss(y_true, y_pred, cce_weight=1.0, dice_weight=1.0,
     return _per_replica(cce_weight * cce + dice_weight * dice)
 
 
-def weighted_cce_dice_loss(y_true, y_pred, class_weights, smooth=1.0):
+def weighted_cce_dice_loss(y_true: Any, y_pred: Any, class_weights: Any, smooth: float = 1.0) -> Any:
     """Class-weighted categorical cross-entropy + multi-class Dice loss, a scalar >= 0.
 
     Each pixel's cross-entropy ``-sum_c y_true * log(y_pred)`` is weighted by the weight of
@@ -151,7 +223,7 @@ def weighted_cce_dice_loss(y_true, y_pred, class_weights, smooth=1.0):
     return _per_replica(cce + dice)
 
 
-def class_weights_from_frequencies(frequencies, power: float = 0.5):
+def class_weights_from_frequencies(frequencies: ArrayLike, power: float = 0.5) -> np.ndarray:
     """Class weights ``(1 / frequency) ** power``, scaled so that the most common class
     weighs 1.
 

@@ -51,10 +51,11 @@ return ``empty`` where the ratio is 0/0.
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import keras
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = [
     "dice_coefficient", "dice", "hard_dice", "iou", "jaccard", "sensitivity", "recall",
@@ -111,7 +112,7 @@ def _per_sample_dice(y_true, y_pred, axes, smooth):
     return (2.0 * intersection + smooth) / (total + smooth)
 
 
-def dice_coefficient(y_true, y_pred, smooth=1.0):
+def dice_coefficient(y_true: Any, y_pred: Any, smooth: float = 1.0) -> Any:
     """Soft Dice coefficient of each sample of two batches (Keras name ``dice``).
 
     ``y_true`` (binary) and ``y_pred`` (probabilities) have shape ``(batch, ..., C)``.
@@ -119,6 +120,17 @@ def dice_coefficient(y_true, y_pred, smooth=1.0):
     pixels and channels; returns shape ``(batch,)``, values in ``[0, 1]`` (take
     ``keras.ops.mean`` for the batch mean). ``smooth`` makes two empty masks give 1.0
     and avoids 0/0.
+
+    Args:
+        y_true: binary (or one-hot) masks ``(batch, ..., C)``, a tensor or array.
+        y_pred: predicted probabilities of the same shape.
+        smooth: added to numerator and denominator.
+
+    Returns:
+        A tensor of shape ``(batch,)``, the soft Dice of each sample.
+
+    Raises:
+        ValueError: the ranks of ``y_true`` and ``y_pred`` differ, or there is no batch axis.
     """
     y_true, y_pred, axes = _prepare(y_true, y_pred)
     return _per_sample_dice(y_true, y_pred, axes, smooth)
@@ -130,12 +142,24 @@ dice_coefficient.__name__ = dice_coefficient.__qualname__ = "dice"
 dice = _register(dice_coefficient, "dice")
 
 
-def hard_dice(y_true, y_pred, threshold=0.5, smooth=1.0):
+def hard_dice(y_true: Any, y_pred: Any, threshold: float = 0.5, smooth: float = 1.0) -> Any:
     """Dice of thresholded masks, per sample, shape ``(batch,)`` (Keras name ``hard_dice``).
 
     ``y_pred`` (probabilities, ``(batch, ..., C)``) becomes 1 where it is above
     ``threshold`` and ``y_true`` where it is above 0.5; then :func:`dice_coefficient`
     with the same ``smooth``. This is the Dice of the masks you would actually deliver.
+
+    Args:
+        y_true: binary masks ``(batch, ..., C)`` (above 0.5 is foreground).
+        y_pred: predicted probabilities of the same shape.
+        threshold: probabilities above it are foreground.
+        smooth: added to numerator and denominator.
+
+    Returns:
+        A tensor of shape ``(batch,)``, the Dice of the thresholded masks of each sample.
+
+    Raises:
+        ValueError: the ranks of ``y_true`` and ``y_pred`` differ, or there is no batch axis.
     """
     ops = _ops()
     y_true, y_pred, axes = _prepare(y_true, y_pred)
@@ -144,12 +168,23 @@ def hard_dice(y_true, y_pred, threshold=0.5, smooth=1.0):
     return _per_sample_dice(hard_true, hard_pred, axes, smooth)
 
 
-def iou(y_true, y_pred, smooth=1.0):
+def iou(y_true: Any, y_pred: Any, smooth: float = 1.0) -> Any:
     """Soft intersection over union (Jaccard index) per sample (Keras name ``iou``).
 
     Per sample ``(sum(t * p) + smooth) / (sum(t) + sum(p) - sum(t * p) + smooth)`` for
     ``(batch, ..., C)`` tensors; shape ``(batch,)``, values in ``[0, 1]``. For hard masks
     ``IoU = Dice / (2 - Dice)``, so IoU is never above Dice.
+
+    Args:
+        y_true: binary masks ``(batch, ..., C)``.
+        y_pred: predicted probabilities of the same shape.
+        smooth: added to numerator and denominator.
+
+    Returns:
+        A tensor of shape ``(batch,)``, the soft IoU of each sample.
+
+    Raises:
+        ValueError: the ranks of ``y_true`` and ``y_pred`` differ, or there is no batch axis.
     """
     ops = _ops()
     y_true, y_pred, axes = _prepare(y_true, y_pred)
@@ -173,12 +208,24 @@ def _hard_counts(y_true, y_pred, threshold):
     return tp, fp, fn, tn
 
 
-def sensitivity(y_true, y_pred, threshold=0.5, smooth=HARD_SMOOTH):
+def sensitivity(y_true: Any, y_pred: Any, threshold: float = 0.5, smooth: float = HARD_SMOOTH) -> Any:
     """Sensitivity (recall, true-positive rate) ``TP / (TP + FN)`` per sample, ``(batch,)``.
 
     ``y_pred`` is thresholded at ``threshold``; counts are per sample over all axes but
     the batch axis of ``(batch, ..., C)``. ``smooth`` (tiny) is added to numerator and
     denominator so a sample without foreground scores 1.0. Keras name ``sensitivity``.
+
+    Args:
+        y_true: binary masks ``(batch, ..., C)`` (above 0.5 is foreground).
+        y_pred: predicted probabilities of the same shape.
+        threshold: probabilities above it are foreground.
+        smooth: added to numerator and denominator.
+
+    Returns:
+        A tensor of shape ``(batch,)``, the sensitivity of each sample.
+
+    Raises:
+        ValueError: the ranks of ``y_true`` and ``y_pred`` differ, or there is no batch axis.
     """
     tp, fp, fn, tn = _hard_counts(y_true, y_pred, threshold)
     return (tp + smooth) / (tp + fn + smooth)
@@ -187,23 +234,47 @@ def sensitivity(y_true, y_pred, threshold=0.5, smooth=HARD_SMOOTH):
 recall = sensitivity
 
 
-def specificity(y_true, y_pred, threshold=0.5, smooth=HARD_SMOOTH):
+def specificity(y_true: Any, y_pred: Any, threshold: float = 0.5, smooth: float = HARD_SMOOTH) -> Any:
     """Specificity (true-negative rate) ``TN / (TN + FP)`` per sample, ``(batch,)``.
 
     Same conventions as :func:`sensitivity`; measures how much background is left
     alone. It is close to 1 for almost any mask because background dominates, which is
     why Dice, not accuracy or specificity, is the headline number. Keras name
     ``specificity``.
+
+    Args:
+        y_true: binary masks ``(batch, ..., C)`` (above 0.5 is foreground).
+        y_pred: predicted probabilities of the same shape.
+        threshold: probabilities above it are foreground.
+        smooth: added to numerator and denominator.
+
+    Returns:
+        A tensor of shape ``(batch,)``, the specificity of each sample.
+
+    Raises:
+        ValueError: the ranks of ``y_true`` and ``y_pred`` differ, or there is no batch axis.
     """
     tp, fp, fn, tn = _hard_counts(y_true, y_pred, threshold)
     return (tn + smooth) / (tn + fp + smooth)
 
 
-def precision(y_true, y_pred, threshold=0.5, smooth=HARD_SMOOTH):
+def precision(y_true: Any, y_pred: Any, threshold: float = 0.5, smooth: float = HARD_SMOOTH) -> Any:
     """Precision (positive predictive value) ``TP / (TP + FP)`` per sample, ``(batch,)``.
 
     Same conventions as :func:`sensitivity`: the fraction of predicted foreground that is
     right. A sample with an empty prediction scores 1.0. Keras name ``precision``.
+
+    Args:
+        y_true: binary masks ``(batch, ..., C)`` (above 0.5 is foreground).
+        y_pred: predicted probabilities of the same shape.
+        threshold: probabilities above it are foreground.
+        smooth: added to numerator and denominator.
+
+    Returns:
+        A tensor of shape ``(batch,)``, the precision of each sample.
+
+    Raises:
+        ValueError: the ranks of ``y_true`` and ``y_pred`` differ, or there is no batch axis.
     """
     tp, fp, fn, tn = _hard_counts(y_true, y_pred, threshold)
     return (tp + smooth) / (tp + fp + smooth)
@@ -222,17 +293,28 @@ def _per_class_per_sample_dice(y_true, y_pred, smooth):
     return (2.0 * intersection + smooth) / (total + smooth)
 
 
-def per_class_dice(y_true, y_pred, smooth=1.0):
+def per_class_dice(y_true: Any, y_pred: Any, smooth: float = 1.0) -> Any:
     """Soft Dice of each class, shape ``(C,)``, averaged over the batch.
 
     ``y_true`` is one-hot and ``y_pred`` softmax probabilities, both
     ``(batch, ..., C)``; class ``c`` compares channel ``c`` of both, per sample, with
     ``smooth`` in numerator and denominator (a class absent from both scores 1.0).
+
+    Args:
+        y_true: one-hot masks ``(batch, ..., C)``.
+        y_pred: softmax probabilities of the same shape.
+        smooth: added to numerator and denominator.
+
+    Returns:
+        A tensor of shape ``(C,)``, the batch mean of each class's soft Dice.
+
+    Raises:
+        ValueError: the ranks differ, or the tensors have no spatial axis.
     """
     return _ops().mean(_per_class_per_sample_dice(y_true, y_pred, smooth), axis=0)
 
 
-def multiclass_dice(y_true, y_pred, include_background=False, smooth=1.0):
+def multiclass_dice(y_true: Any, y_pred: Any, include_background: bool = False, smooth: float = 1.0) -> Any:
     """Mean soft Dice over classes of each sample (Keras name ``multiclass_dice``).
 
     Per sample, the mean over classes of the per-class soft Dice (see
@@ -240,6 +322,19 @@ def multiclass_dice(y_true, y_pred, include_background=False, smooth=1.0):
     ``(batch, ..., C)``; returns shape ``(batch,)``. Class 0 (background) is left out
     unless ``include_background`` -- background is easy and would hide a poor tumour
     class.
+
+    Args:
+        y_true: one-hot masks ``(batch, ..., C)``.
+        y_pred: softmax probabilities of the same shape.
+        include_background: average over class 0 too.
+        smooth: added to numerator and denominator.
+
+    Returns:
+        A tensor of shape ``(batch,)``, the mean per-class Dice of each sample.
+
+    Raises:
+        ValueError: the ranks differ, the tensors have no spatial axis, or (without
+            background) fewer than two channels.
     """
     scores = _per_class_per_sample_dice(y_true, y_pred, smooth)
     if not include_background:
@@ -262,12 +357,20 @@ KERAS_METRIC_NAMES = {
 }
 
 
-def configured(fn, name=None, **params):
+def configured(fn: Callable[..., Any], name: str | None = None, **params: Any) -> Callable[[Any, Any], Any]:
     """Return ``fn`` with fixed keyword ``params`` under a name Keras can log.
 
     ``configured(hard_dice, threshold=0.3)`` logs as ``hard_dice_threshold0.3`` (or
     ``name``). Works for the losses too. A model compiled with such a function is saved
     fine, but load it with ``keras.models.load_model(path, compile=False)``.
+
+    Args:
+        fn: a metric or loss ``fn(y_true, y_pred, **params)``.
+        name: the name Keras logs it under; default: ``fn``'s name and the parameters.
+        **params: keyword arguments fixed for every call.
+
+    Returns:
+        A function ``(y_true, y_pred)`` named ``name``.
     """
     label = name or "_".join([fn.__name__] + [f"{k}{v}" for k, v in sorted(params.items())])
 
@@ -279,7 +382,7 @@ def configured(fn, name=None, **params):
     return wrapped
 
 
-def batch_mean(fn):
+def batch_mean(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``fn`` averaged over the batch: one number, as lesson 03 writes its metrics.
 
     The Keras metrics here return one value per sample ``(batch,)`` (Keras averages them);
@@ -313,10 +416,20 @@ def _as_bool_pair(a, b):
     return a.astype(bool), b.astype(bool)
 
 
-def confusion_counts(true_mask, pred_mask):
+def confusion_counts(true_mask: ArrayLike, pred_mask: ArrayLike) -> dict[str, int]:
     """Counts ``{"tp", "fp", "fn", "tn"}`` (Python ints) of two binary masks of one shape.
 
     Non-zero values count as foreground; threshold probabilities first.
+
+    Args:
+        true_mask: the true mask, any shape.
+        pred_mask: the predicted mask, the same shape.
+
+    Returns:
+        ``{"tp": .., "fp": .., "fn": .., "tn": ..}``, pixel counts.
+
+    Raises:
+        ValueError: the masks differ in shape.
     """
     t, p = _as_bool_pair(true_mask, pred_mask)
     tp = int(np.count_nonzero(t & p))
@@ -329,17 +442,28 @@ def _ratio(numerator, denominator, empty):
     return float(empty) if denominator == 0 else float(numerator / denominator)
 
 
-def dice_numpy(true_mask, pred_mask, empty=1.0):
+def dice_numpy(true_mask: ArrayLike, pred_mask: ArrayLike, empty: float = 1.0) -> float:
     """Exact Dice ``2|A∩B| / (|A| + |B|)`` of two binary masks of one case (any shape).
 
     Non-zero values are foreground. Returns ``empty`` when both masks are empty
     (default 1.0: nothing to find and nothing found).
+
+    Args:
+        true_mask: the true mask, any shape.
+        pred_mask: the predicted mask, the same shape.
+        empty: the value when both masks are empty.
+
+    Returns:
+        The Dice as a float.
+
+    Raises:
+        ValueError: the masks differ in shape.
     """
     c = confusion_counts(true_mask, pred_mask)
     return _ratio(2 * c["tp"], 2 * c["tp"] + c["fp"] + c["fn"], empty)
 
 
-def volumetric_dice(true_mask, pred_mask) -> float:
+def volumetric_dice(true_mask: ArrayLike, pred_mask: ArrayLike) -> float:
     """Lesson 06's ``volumetric_dice`` (Exercise 6.3): one hard Dice over a whole volume.
 
     Args:
@@ -352,28 +476,75 @@ def volumetric_dice(true_mask, pred_mask) -> float:
     return dice_numpy(np.asarray(true_mask) > 0.5, np.asarray(pred_mask) > 0.5, empty=1.0)
 
 
-def iou_numpy(true_mask, pred_mask, empty=1.0):
-    """Exact IoU (Jaccard) ``|A∩B| / |A∪B|`` of two binary masks; ``empty`` if both empty."""
+def iou_numpy(true_mask: ArrayLike, pred_mask: ArrayLike, empty: float = 1.0) -> float:
+    """Exact IoU (Jaccard) ``|A∩B| / |A∪B|`` of two binary masks; ``empty`` if both empty.
+
+    Args:
+        true_mask: the true mask, any shape (non-zero is foreground).
+        pred_mask: the predicted mask, the same shape.
+        empty: the value when both masks are empty.
+
+    Returns:
+        The IoU as a float.
+
+    Raises:
+        ValueError: the masks differ in shape.
+    """
     c = confusion_counts(true_mask, pred_mask)
     return _ratio(c["tp"], c["tp"] + c["fp"] + c["fn"], empty)
 
 
-def sensitivity_numpy(true_mask, pred_mask, empty=float("nan")):
+def sensitivity_numpy(true_mask: ArrayLike, pred_mask: ArrayLike, empty: float = float("nan")) -> float:
     """Sensitivity (recall) ``TP / (TP + FN)`` of binary masks; ``empty`` (nan) if no
     foreground in ``true_mask``.
+
+    Args:
+        true_mask: the true mask, any shape (non-zero is foreground).
+        pred_mask: the predicted mask, the same shape.
+        empty: the value when ``true_mask`` has no foreground.
+
+    Returns:
+        The sensitivity as a float.
+
+    Raises:
+        ValueError: the masks differ in shape.
     """
     c = confusion_counts(true_mask, pred_mask)
     return _ratio(c["tp"], c["tp"] + c["fn"], empty)
 
 
-def specificity_numpy(true_mask, pred_mask, empty=float("nan")):
-    """Specificity ``TN / (TN + FP)`` of binary masks; ``empty`` (nan) if no background."""
+def specificity_numpy(true_mask: ArrayLike, pred_mask: ArrayLike, empty: float = float("nan")) -> float:
+    """Specificity ``TN / (TN + FP)`` of binary masks; ``empty`` (nan) if no background.
+
+    Args:
+        true_mask: the true mask, any shape (non-zero is foreground).
+        pred_mask: the predicted mask, the same shape.
+        empty: the value when ``true_mask`` has no background.
+
+    Returns:
+        The specificity as a float.
+
+    Raises:
+        ValueError: the masks differ in shape.
+    """
     c = confusion_counts(true_mask, pred_mask)
     return _ratio(c["tn"], c["tn"] + c["fp"], empty)
 
 
-def precision_numpy(true_mask, pred_mask, empty=float("nan")):
-    """Precision ``TP / (TP + FP)`` of binary masks; ``empty`` (nan) if nothing predicted."""
+def precision_numpy(true_mask: ArrayLike, pred_mask: ArrayLike, empty: float = float("nan")) -> float:
+    """Precision ``TP / (TP + FP)`` of binary masks; ``empty`` (nan) if nothing predicted.
+
+    Args:
+        true_mask: the true mask, any shape (non-zero is foreground).
+        pred_mask: the predicted mask, the same shape.
+        empty: the value when ``pred_mask`` has no foreground.
+
+    Returns:
+        The precision as a float.
+
+    Raises:
+        ValueError: the masks differ in shape.
+    """
     c = confusion_counts(true_mask, pred_mask)
     return _ratio(c["tp"], c["tp"] + c["fp"], empty)
 
@@ -384,12 +555,22 @@ def precision_numpy(true_mask, pred_mask, empty=float("nan")):
 BRATS_REGION_LABELS = {"ET": (3, 4), "TC": (1, 3, 4), "WT": (1, 2, 3, 4)}
 
 
-def brats_regions(labels, label_map=None):
+def brats_regions(labels: ArrayLike, label_map: dict[int, int] | None = None) -> dict[str, np.ndarray]:
     """Boolean masks ``{"ET", "TC", "WT"}`` of a BraTS label array (any shape).
 
     ET (enhancing tumour) = label 4 (or 3 after remapping 4 -> 3); TC (tumour core) =
     1 + ET; WT (whole tumour) = 1 + 2 + ET. ``label_map`` (e.g. ``{3: 4}``) is applied to
     the labels first, for other label conventions.
+
+    Args:
+        labels: an integer label array, any shape.
+        label_map: labels to translate first, ``{source: target}``.
+
+    Returns:
+        ``{"ET": mask, "TC": mask, "WT": mask}``, bool arrays of the labels' shape.
+
+    Raises:
+        ValueError: a label other than 0-4 (after ``label_map``).
     """
     labels = np.asarray(labels)
     if label_map:
@@ -404,12 +585,25 @@ def brats_regions(labels, label_map=None):
     return {region: np.isin(labels, values) for region, values in BRATS_REGION_LABELS.items()}
 
 
-def brats_region_dice(true_labels, pred_labels, label_map=None, empty=1.0):
+def brats_region_dice(true_labels: ArrayLike, pred_labels: ArrayLike, label_map: dict[int, int] | None = None,
+                      empty: float = 1.0) -> dict[str, float]:
     """Dice of the BraTS regions, ``{"ET": .., "TC": .., "WT": ..}``, for one case.
 
     ``true_labels`` and ``pred_labels`` are integer label arrays of one shape (labels 0,
     1, 2, 4, or 3 for ET after remapping); see :func:`brats_regions`. A region empty in
     both scores ``empty``.
+
+    Args:
+        true_labels: the true label array.
+        pred_labels: the predicted label array, the same shape.
+        label_map: labels to translate first in both, ``{source: target}``.
+        empty: the Dice of a region empty in both.
+
+    Returns:
+        ``{"ET": dice, "TC": dice, "WT": dice}``.
+
+    Raises:
+        ValueError: an unexpected label, or the arrays differ in shape.
     """
     true_regions = brats_regions(true_labels, label_map)
     pred_regions = brats_regions(pred_labels, label_map)
@@ -417,7 +611,8 @@ def brats_region_dice(true_labels, pred_labels, label_map=None, empty=1.0):
             for region in BRATS_REGION_LABELS}
 
 
-def per_class_scores(true_labels, pred_labels, n_classes, empty=float("nan")):
+def per_class_scores(true_labels: ArrayLike, pred_labels: ArrayLike, n_classes: int,
+                     empty: float = float("nan")) -> list[dict[str, Any]]:
     """One row per class 0 .. n_classes-1 with precision, sensitivity, specificity, Dice.
 
     ``true_labels`` and ``pred_labels`` are integer label arrays of one shape (e.g.
@@ -425,6 +620,18 @@ def per_class_scores(true_labels, pred_labels, n_classes, empty=float("nan")):
     pixels), "precision", "sensitivity", "specificity", "dice"}``; undefined ratios are
     ``empty`` (nan) except Dice, which is 1.0 when the class is absent from both.
     Print with :func:`format_scores`.
+
+    Args:
+        true_labels: the true integer labels.
+        pred_labels: the predicted labels, the same shape.
+        n_classes: the number of classes (rows).
+        empty: the value of an undefined precision, sensitivity or specificity.
+
+    Returns:
+        A list of ``n_classes`` dicts, one per class.
+
+    Raises:
+        ValueError: the label arrays differ in shape.
     """
     true_labels = np.asarray(true_labels)
     pred_labels = np.asarray(pred_labels)
@@ -445,7 +652,7 @@ def per_class_scores(true_labels, pred_labels, n_classes, empty=float("nan")):
     return rows
 
 
-def reference_per_class_scores(true_labels, pred_labels, n_classes: int = 4) -> np.ndarray:
+def reference_per_class_scores(true_labels: ArrayLike, pred_labels: ArrayLike, n_classes: int = 4) -> np.ndarray:
     """Lesson 08's ``per_class_scores`` (Exercise 8.7), as an array.
 
     Args:
@@ -468,10 +675,18 @@ def reference_per_class_scores(true_labels, pred_labels, n_classes: int = 4) -> 
     return scores
 
 
-def format_scores(rows, names=None, digits=3):
+def format_scores(rows: list[dict[str, Any]], names: dict[int, str] | None = None, digits: int = 3) -> str:
     """Format :func:`per_class_scores` rows as a fixed-width text table.
 
     ``names`` optionally maps class numbers to names (``{1: "necrotic core"}``).
+
+    Args:
+        rows: the rows of :func:`per_class_scores`.
+        names: class number -> name for the first column (default: the numbers).
+        digits: decimals of the scores.
+
+    Returns:
+        The table, one line per class under a header line.
     """
     columns = ["precision", "sensitivity", "specificity", "dice"]
     names = names or {}
@@ -532,7 +747,7 @@ def _spacing(spacing, ndim: int) -> np.ndarray:
     return values
 
 
-def mask_surface(mask) -> np.ndarray:
+def mask_surface(mask: ArrayLike) -> np.ndarray:
     """The surface of a binary mask: its voxels with a 4-connected (2D) or 6-connected (3D)
     neighbour outside the mask, voxels on the array's edge included.
 
@@ -549,7 +764,7 @@ def mask_surface(mask) -> np.ndarray:
     return mask & ~ndimage.binary_erosion(mask, structure=structure, border_value=0)
 
 
-def surface_distances(y_from, y_to, spacing=None) -> np.ndarray:
+def surface_distances(y_from: ArrayLike, y_to: ArrayLike, spacing: ArrayLike | None = None) -> np.ndarray:
     """Directed surface distances: for every surface voxel of ``y_from``, the distance to the
     nearest surface voxel of ``y_to`` (see :func:`mask_surface`).
 
@@ -602,7 +817,8 @@ def _both_directions(y_true, y_pred, spacing) -> tuple[np.ndarray, np.ndarray] |
             _directed_distances(edges_true, edges_pred, sampling))
 
 
-def hausdorff_distance(y_true, y_pred, spacing=None, percentile: float | None = 95) -> float:
+def hausdorff_distance(y_true: ArrayLike, y_pred: ArrayLike, spacing: ArrayLike | None = None,
+                       percentile: float | None = 95) -> float:
     """Hausdorff distance between the surfaces of two binary masks of one case, by default
     its 95th percentile (HD95), in physical units.
 
@@ -640,7 +856,8 @@ def hausdorff_distance(y_true, y_pred, spacing=None, percentile: float | None = 
     return float(max(np.percentile(forward, float(percentile)), np.percentile(backward, float(percentile))))
 
 
-def average_surface_distance(y_true, y_pred, spacing=None, symmetric: bool = True) -> float:
+def average_surface_distance(y_true: ArrayLike, y_pred: ArrayLike, spacing: ArrayLike | None = None,
+                             symmetric: bool = True) -> float:
     """Average surface distance between two binary masks of one case, in physical units.
 
     With ``symmetric`` (default) the mean of the directed surface distances of both
@@ -682,7 +899,8 @@ class Interval(NamedTuple):
     high: float
 
 
-def bootstrap_interval(values, n_resamples: int = 2000, confidence: float = 0.95, seed: int = 0) -> Interval:
+def bootstrap_interval(values: ArrayLike, n_resamples: int = 2000, confidence: float = 0.95,
+                       seed: int = 0) -> Interval:
     """The mean of per-case ``values`` and a percentile bootstrap interval for it.
 
     The cases are resampled with replacement ``n_resamples`` times (each resample as many
@@ -744,7 +962,8 @@ def _pixels(probabilities, masks) -> tuple[np.ndarray, np.ndarray]:
     return p, t
 
 
-def calibration_bins(probabilities, masks, n_bins: int = 10) -> dict:
+def calibration_bins(probabilities: ArrayLike | list[ArrayLike], masks: ArrayLike | list[ArrayLike],
+                     n_bins: int = 10) -> dict[str, np.ndarray]:
     """The numbers of a reliability diagram: pixels binned by predicted probability.
 
     Args:
@@ -773,7 +992,8 @@ def calibration_bins(probabilities, masks, n_bins: int = 10) -> dict:
     return {"edges": edges, "confidence": confidence, "frequency": frequency, "count": count}
 
 
-def expected_calibration_error(probabilities, masks, n_bins: int = 10) -> float:
+def expected_calibration_error(probabilities: ArrayLike | list[ArrayLike], masks: ArrayLike | list[ArrayLike],
+                               n_bins: int = 10) -> float:
     """Expected calibration error (ECE) of pixel probabilities against the true masks.
 
     ``sum_b (n_b / N) |frequency_b - confidence_b|`` over the bins of
@@ -802,7 +1022,8 @@ def expected_calibration_error(probabilities, masks, n_bins: int = 10) -> float:
     return float(np.sum(bins["count"][used] / total * gaps))
 
 
-def errors_in_most_uncertain(uncertainty, true_mask, pred_mask, fraction: float = 0.05) -> float:
+def errors_in_most_uncertain(uncertainty: ArrayLike, true_mask: ArrayLike, pred_mask: ArrayLike,
+                             fraction: float = 0.05) -> float:
     """Share of the error pixels (prediction differs from the truth) that lie among the
     ``fraction`` most uncertain pixels of one case.
 

@@ -30,6 +30,15 @@ def layers_for(x: Any) -> SimpleNamespace:
     """Layer classes for a tensor ``x`` of shape ``(batch, H, W, C)`` (2D) or
     ``(batch, D, H, W, C)`` (3D): ``Conv``, ``ConvTranspose``, ``MaxPool``,
     ``SpatialDropout``, ``UpSampling`` and the spatial ``rank`` (2 or 3).
+
+    Args:
+        x: a tensor ``(batch, H, W, C)`` or ``(batch, D, H, W, C)``.
+
+    Returns:
+        A namespace of the layer classes and ``rank``.
+
+    Raises:
+        ValueError: ``x`` is neither 4-D nor 5-D.
     """
     rank = len(x.shape) - 2
     L = keras.layers

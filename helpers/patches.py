@@ -18,10 +18,11 @@ on the number of workers.
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import keras
 import numpy as np
+from numpy.typing import ArrayLike
 
 from helpers import config
 
@@ -35,7 +36,8 @@ def _patch_size(patch_size) -> tuple[int, int, int]:
     return values  # type: ignore[return-value]
 
 
-def pad_to_patch(volume, patch_size, value: float = 0.0) -> tuple[np.ndarray, tuple[int, int, int]]:
+def pad_to_patch(volume: ArrayLike, patch_size: int | Sequence[int],
+                 value: float = 0.0) -> tuple[np.ndarray, tuple[int, int, int]]:
     """Pad a volume with ``value`` so that each spatial axis is at least the patch's.
 
     Padding is split evenly, the extra voxel after (``before = deficit // 2``), as MONAI's
@@ -66,8 +68,16 @@ def pad_to_patch(volume, patch_size, value: float = 0.0) -> tuple[np.ndarray, tu
     return np.pad(array, widths, mode="constant", constant_values=value), before  # type: ignore[return-value]
 
 
-def crop_patch(volume, start, patch_size) -> np.ndarray:
+def crop_patch(volume: np.ndarray, start: Sequence[int], patch_size: int | Sequence[int]) -> np.ndarray:
     """The patch ``volume[x:x + px, y:y + py, z:z + pz]`` of ``start = (x, y, z)``, a view.
+
+    Args:
+        volume: ``(X, Y, Z)`` or ``(X, Y, Z, C)``.
+        start: the patch's first voxel ``(x, y, z)``.
+        patch_size: ``(px, py, pz)`` or one number.
+
+    Returns:
+        A view of ``volume``, ``(px, py, pz)`` plus its trailing axes.
 
     Raises:
         ValueError: the patch does not lie inside the volume (pad it first with
@@ -82,7 +92,8 @@ def crop_patch(volume, start, patch_size) -> np.ndarray:
     return array[start[0]:start[0] + size[0], start[1]:start[1] + size[1], start[2]:start[2] + size[2]]
 
 
-def foreground_patch_start(voxel, shape, patch_size) -> tuple[int, int, int]:
+def foreground_patch_start(voxel: ArrayLike, shape: ArrayLike,
+                           patch_size: int | Sequence[int]) -> tuple[int, int, int]:
     """Start of the patch centred on ``voxel``, kept inside a volume of ``shape``.
 
     The patch is centred when ``voxel`` is its voxel ``patch_size // 2`` along every axis,
@@ -176,10 +187,13 @@ class PatchDataset(keras.utils.PyDataset):
             no label has any.
     """
 
-    def __init__(self, images: Sequence, labels: Sequence, patch_size, batch_size: int = 2,
-                 patches_per_epoch: int = 32, foreground_fraction: float = 0.5, seed: int = config.SEED,
-                 n_classes: int = 1, augment=False, pad_value: float | None = None, patch_start=None,
-                 **kwargs):
+    def __init__(self, images: Sequence[ArrayLike], labels: Sequence[ArrayLike], patch_size: int | Sequence[int],
+                 batch_size: int = 2, patches_per_epoch: int = 32, foreground_fraction: float = 0.5,
+                 seed: int = config.SEED, n_classes: int = 1, augment: bool | Mapping[str, Any] = False,
+                 pad_value: float | None = None,
+                 patch_start: Callable[[tuple[int, ...], tuple[int, ...], tuple[int, int, int]], Sequence[int]]
+                 | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.patch_start = foreground_patch_start if patch_start is None else patch_start
         images, labels = list(images), list(labels)
@@ -276,7 +290,7 @@ class PatchDataset(keras.utils.PyDataset):
                              f"remap them first (e.g. 4 -> 3 for BraTS).")
         return np.eye(self.n_classes, dtype=np.float32)[label.astype(np.int64)]
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         if not -len(self) <= index < len(self):
             raise IndexError(f"batch {index} out of range: this data set has {len(self)} batches.")
         index %= len(self)

@@ -23,13 +23,15 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from helpers import config
 
 __all__ = ["select_slices", "volume_to_slices", "random_flip", "kfold_by_patient"]
 
 
-def select_slices(mask, empty_fraction: float = 0.1, rng: np.random.Generator | None = None) -> np.ndarray:
+def select_slices(mask: ArrayLike, empty_fraction: float = 0.1,
+                  rng: np.random.Generator | None = None) -> np.ndarray:
     """The axial slices of a mask to train on: all with the organ, some without.
 
     Args:
@@ -50,7 +52,7 @@ def select_slices(mask, empty_fraction: float = 0.1, rng: np.random.Generator | 
     return np.sort(np.concatenate([organ, chosen])).astype(int)
 
 
-def volume_to_slices(volume, mask, indices, size: int = 64,
+def volume_to_slices(volume: ArrayLike, mask: ArrayLike, indices: ArrayLike, size: int = 64,
                      window: Sequence[float] = config.HU_WINDOW_LIVER) -> tuple[np.ndarray, np.ndarray]:
     """Cut axial slices out of a CT volume and its mask, ready for a 2D U-Net.
 
@@ -79,7 +81,8 @@ def volume_to_slices(volume, mask, indices, size: int = 64,
     return images[..., None].astype(np.float32), labels[..., None].astype(np.float32)
 
 
-def random_flip(images, masks, rng: np.random.Generator, p: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+def random_flip(images: ArrayLike, masks: ArrayLike, rng: np.random.Generator,
+                p: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
     """Flip each pair ``(images[i], masks[i])`` left-right (along W) with probability ``p``.
 
     Args:

@@ -40,7 +40,7 @@ import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal, Sequence, get_args
+from typing import TYPE_CHECKING, Any, Literal, Sequence, get_args
 
 import numpy as np
 
@@ -51,6 +51,11 @@ from helpers.distribute import (
     LEARNING_RATE_RULE, MIXED_PRECISION_VARIABLE, choose_strategy, cluster_workers, distribution_scope,
     fit_multi_worker, global_batch_size, is_chief, replicas, scaled_learning_rate, strategy, use_strategy,
 )
+
+if TYPE_CHECKING:
+    import keras
+
+    from helpers.generator import SegmentationDataset
 
 __all__ = [
     "CXR_RECIPE", "CxrRecipe", "CxrLoss", "Mode", "MONITOR", "MODE", "patient_of", "split_by_patient", "kfold_items_by_patient",
@@ -226,9 +231,15 @@ MODE: Mode = "max"
 
 # --------------------------------------------------------------------------- seeds and splits
 
-def patient_of(item) -> str:
+def patient_of(item: Any) -> str:
     """The patient identifier of an item: a path, or an ``(image, mask)`` pair (the image
     path decides; a multi-channel tuple of images uses its first file).
+
+    Args:
+        item: a path, or an ``(image, mask)`` pair.
+
+    Returns:
+        The patient, as :func:`helpers.data.patient_id` names it.
     """
     from helpers.data import patient_id
 
@@ -251,7 +262,7 @@ def _groups(items) -> tuple[list[str], dict[str, list[int]]]:
     return order, members
 
 
-def split_by_patient(items: Sequence, fractions: Sequence[float] = (0.7, 0.15, 0.15),
+def split_by_patient(items: Sequence[Any], fractions: Sequence[float] = (0.7, 0.15, 0.15),
                      seed: int = config.SEED) -> tuple[list, ...]:
     """Split ``items`` (paths, or ``(image, mask)`` pairs) into parts of about
     ``fractions`` of the items each, with every patient (:func:`helpers.data.patient_id`)
@@ -262,6 +273,17 @@ def split_by_patient(items: Sequence, fractions: Sequence[float] = (0.7, 0.15, 0
     (``(train, val, test)`` by default), each keeping the input order; the same items and
     seed always give the same split. Fractions must be positive and sum to 1; with fewer
     patients than parts some parts would be empty, which raises ValueError.
+
+    Args:
+        items: paths, or ``(image, mask)`` pairs.
+        fractions: the share of the items of each part, two or more, summing to 1.
+        seed: seed of the shuffle of the patients.
+
+    Returns:
+        One list of items per fraction, each in input order.
+
+    Raises:
+        ValueError: invalid ``fractions``, or fewer patients than parts.
     """
     items = list(items)
     fractions = [float(f) for f in fractions]
@@ -322,10 +344,10 @@ def kfold_items_by_patient(items: Sequence[Any], k: int = 5,
 
 # --------------------------------------------------------------------------- callbacks and models
 
-def standard_callbacks(run_dir, monitor: str = "val_dice", mode: str = "max",
+def standard_callbacks(run_dir: str | Path, monitor: str = "val_dice", mode: Mode = "max",
                        patience_lr: int = CXR_RECIPE.patience_lr,
                        patience_stop: int = CXR_RECIPE.patience_stop,
-                       factor: float = 0.5, min_lr: float = 1e-5) -> list:
+                       factor: float = 0.5, min_lr: float = 1e-5) -> list[keras.callbacks.Callback]:
     """The four callbacks of the course, writing into ``run_dir`` (created if needed).
 
     ``ModelCheckpoint(run_dir/"best.keras", save_best_only=True)`` keeps the best model;
@@ -337,6 +359,21 @@ def standard_callbacks(run_dir, monitor: str = "val_dice", mode: str = "max",
     whether more (``"max"``) or less (``"min"``) is better. In a ``TF_CONFIG`` cluster only
     the chief (:func:`is_chief`) writes into ``run_dir``; other workers write into a
     temporary folder, so the run keeps one checkpoint.
+
+    Args:
+        run_dir: the run's folder.
+        monitor: the logged quantity the callbacks watch.
+        mode: ``"max"`` if more is better, ``"min"`` if less.
+        patience_lr: epochs without progress before the learning rate is cut.
+        patience_stop: epochs without progress before training stops.
+        factor: what the learning rate is multiplied by on a plateau.
+        min_lr: the lowest learning rate.
+
+    Returns:
+        ``[ModelCheckpoint, ReduceLROnPlateau, EarlyStopping, CSVLogger]``.
+
+    Raises:
+        ValueError: ``mode`` is neither ``"max"`` nor ``"min"``.
     """
     import keras
 
@@ -358,7 +395,11 @@ def standard_callbacks(run_dir, monitor: str = "val_dice", mode: str = "max",
 
 
 def custom_objects() -> dict:
-    """Losses and metrics of the course by name, for ``keras.models.load_model``."""
+    """Losses and metrics of the course by name, for ``keras.models.load_model``.
+
+    Returns:
+        ``{name: function}`` for every loss and metric function of the course.
+    """
     from helpers import losses, metrics
 
     objects = {}
@@ -371,9 +412,19 @@ def custom_objects() -> dict:
     return objects
 
 
-def load_model(path, compile: bool = True):
+def load_model(path: str | Path, compile: bool = True) -> keras.Model:
     """Load a ``.keras`` model saved during the course (custom losses and metrics
     included). Raises FileNotFoundError naming the file and how to make it.
+
+    Args:
+        path: the ``.keras`` file.
+        compile: compile the model as it was saved (its loss, metrics and optimizer).
+
+    Returns:
+        The Keras model.
+
+    Raises:
+        FileNotFoundError: there is no file at ``path``.
     """
     import keras
 
@@ -399,6 +450,17 @@ def build_cxr_model(recipe: CxrRecipe | Mapping[str, Any] | None = None, compile
     built in :func:`distribution_scope` and compiled with Adam (the recipe's learning rate,
     :func:`scaled_learning_rate` for the number of replicas), the recipe's loss and the
     metrics ``dice`` and ``hard_dice``.
+
+    Args:
+        recipe: a :class:`CxrRecipe`, a dict of changes to :data:`CXR_RECIPE`, or None for it.
+        compile: compile the model.
+
+    Returns:
+        The Keras model ``unet_cxr``.
+
+    Raises:
+        TypeError: an unknown recipe field, or a value of the wrong type (:meth:`CxrRecipe.replace`).
+        ValueError: a recipe value out of its range.
     """
     import keras
 
@@ -418,7 +480,7 @@ def build_cxr_model(recipe: CxrRecipe | Mapping[str, Any] | None = None, compile
     return model
 
 
-def compile_model(model, learning_rate: float = CXR_RECIPE.learning_rate):
+def compile_model(model: keras.Model, learning_rate: float = CXR_RECIPE.learning_rate) -> keras.Model:
     """Lesson 04's ``compile_model`` (Exercise 4.2): compile a binary-segmentation U-Net.
 
     Args:
@@ -439,7 +501,8 @@ def compile_model(model, learning_rate: float = CXR_RECIPE.learning_rate):
     return model
 
 
-def train_step(model, optimizer, loss_fn, x, y):
+def train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer, loss_fn: Callable[[Any, Any], Any],
+               x: Any, y: Any) -> Any:
     """Lesson 04's ``train_step`` (Exercise 4.3): one gradient step, as ``fit`` takes it.
 
     Args:
@@ -464,10 +527,24 @@ def train_step(model, optimizer, loss_fn, x, y):
 
 
 def cxr_datasets(train_pairs: Sequence[tuple[Path, Path]], val_pairs: Sequence[tuple[Path, Path]],
-                 recipe: CxrRecipe | Mapping[str, Any] | None = None, seed: int = config.SEED) -> tuple[Any, Any]:
+                 recipe: CxrRecipe | Mapping[str, Any] | None = None,
+                 seed: int = config.SEED) -> tuple[SegmentationDataset, SegmentationDataset]:
     """``(train, val)`` :class:`helpers.generator.SegmentationDataset` for the recipe: the
     training set shuffled and augmented, the validation set in file order, unaugmented.
     Batches hold :func:`global_batch_size` images (the recipe's ``batch_size`` per replica).
+
+    Args:
+        train_pairs: the training ``(image, mask)`` pairs.
+        val_pairs: the validation pairs.
+        recipe: a :class:`CxrRecipe`, a dict of changes to :data:`CXR_RECIPE`, or None for it.
+        seed: seed of the order and the augmentation.
+
+    Returns:
+        ``(train, val)`` data sets.
+
+    Raises:
+        TypeError: an unknown recipe field, or a value of the wrong type (:meth:`CxrRecipe.replace`).
+        ValueError: a recipe value out of its range, or no pairs.
     """
     from helpers.generator import SegmentationDataset
 
@@ -488,8 +565,9 @@ def _default_pairs():
     return data.load_pairs(data.ensure_dataset("cxr_synthetic"))
 
 
-def train_cxr_reference(run_dir=None, pairs=None, seed: int = config.SEED, verbose: int = 2,
-                        **overrides):
+def train_cxr_reference(run_dir: str | Path | None = None, pairs: Sequence[tuple[Any, Any]] | None = None,
+                        seed: int = config.SEED, verbose: int = 2,
+                        **overrides: Any) -> tuple[keras.Model, keras.callbacks.History]:
     """Train the reference U-Net of :data:`CXR_RECIPE` on chest X-rays; returns
     ``(model, history)``.
 
@@ -500,6 +578,20 @@ def train_cxr_reference(run_dir=None, pairs=None, seed: int = config.SEED, verbo
     ``run_dir`` (default ``config.runs_dir("04_training")``) receives ``best.keras`` and
     ``log.csv``. ``overrides`` replace recipe entries (``epochs=5``, ``base_filters=16``).
     The returned model holds the best weights (by ``val_dice``).
+
+    Args:
+        run_dir: the run's folder, or None for the default.
+        pairs: the ``(image, mask)`` pairs, or None for the synthetic set.
+        seed: seed of the split, the weights and the batches.
+        verbose: Keras's ``fit`` verbosity.
+        **overrides: recipe fields to change.
+
+    Returns:
+        ``(model, history)``.
+
+    Raises:
+        TypeError: an unknown recipe field, or a value of the wrong type (:meth:`CxrRecipe.replace`).
+        ValueError: a recipe value out of its range, or too few patients to split.
     """
     recipe = _recipe(None, **overrides)
     run_dir = Path(run_dir) if run_dir is not None else config.runs_dir("04_training")
@@ -519,10 +611,20 @@ def train_cxr_reference(run_dir=None, pairs=None, seed: int = config.SEED, verbo
     return model, history
 
 
-def load_or_train_cxr_model(run_dir=None, pairs=None, verbose: int = 2, **overrides):
+def load_or_train_cxr_model(run_dir: str | Path | None = None, pairs: Sequence[tuple[Any, Any]] | None = None,
+                            verbose: int = 2, **overrides: Any) -> keras.Model:
     """The chest X-ray model of lesson 04: ``run_dir/best.keras`` if it exists (default
     ``config.runs_dir("04_training")``), else a fresh :func:`train_cxr_reference` run
     (a few minutes) that writes it. Returns the compiled ``keras.Model``.
+
+    Args:
+        run_dir: the run's folder, or None for ``config.runs_dir("04_training")``.
+        pairs: the pairs to train on if there is no model, or None for the synthetic set.
+        verbose: Keras's ``fit`` verbosity.
+        **overrides: recipe fields to change for a new run.
+
+    Returns:
+        The compiled Keras model.
     """
     run_dir = Path(run_dir) if run_dir is not None else config.runs_dir("04_training")
     path = run_dir / "best.keras"

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 if TYPE_CHECKING:
+    import keras
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 __all__ = [
@@ -68,11 +70,25 @@ def _contour(ax, mask, colour, label=None, linewidth=1.2):
         ax.plot([], [], color=colour, label=label)
 
 
-def overlay_contours(image, mask=None, prediction=None, ax=None, title=None,
-                     threshold: float = 0.5):
+def overlay_contours(image: ArrayLike, mask: ArrayLike | None = None, prediction: ArrayLike | None = None,
+                     ax: Axes | None = None, title: str | None = None, threshold: float = 0.5) -> Figure:
     """Show ``image`` ``(H, W)`` (or ``(H, W, 1)``) in grey with the contour of the true
     ``mask`` in green and of the ``prediction`` in red (probabilities are thresholded at
     ``threshold``; either may be None). Draws into ``ax`` if given. Returns the Figure.
+
+    Args:
+        image: a 2D image ``(H, W)`` or ``(H, W, 1)``.
+        mask: the true mask of the same size (above 0.5 is foreground), or None.
+        prediction: probabilities (float) or a binary mask of the same size, or None.
+        ax: the matplotlib Axes to draw into; None makes a new figure.
+        title: a title above the image, or None.
+        threshold: probabilities above it are foreground.
+
+    Returns:
+        The matplotlib Figure.
+
+    Raises:
+        ValueError: an array is not 2D (after dropping channel axes of size 1).
     """
     fig, ax = _new_axes(ax)
     ax.imshow(_squeeze(image), cmap="gray")
@@ -94,10 +110,24 @@ def overlay_contours(image, mask=None, prediction=None, ax=None, title=None,
 show_overlay = overlay_contours
 
 
-def show_batch(x, y=None, n: int = 4, predictions=None, titles: Sequence[str] | None = None):
+def show_batch(x: ArrayLike, y: ArrayLike | None = None, n: int = 4, predictions: ArrayLike | None = None,
+               titles: Sequence[str] | None = None) -> Figure:
     """Show the first ``n`` images of a batch ``x`` ``(B, H, W, C)`` with their masks
     ``y`` ``(B, H, W, 1)`` (and ``predictions``) as contours, in one row. Returns the
     Figure.
+
+    Args:
+        x: a batch of images ``(B, H, W, C)``.
+        y: their masks ``(B, H, W, 1)``, or None.
+        n: the number of images shown.
+        predictions: predictions of the batch, or None.
+        titles: one title per image shown, or None.
+
+    Returns:
+        The matplotlib Figure.
+
+    Raises:
+        ValueError: an empty batch.
     """
     x = np.asarray(x)
     n = int(min(n, len(x)))
@@ -115,11 +145,26 @@ def show_batch(x, y=None, n: int = 4, predictions=None, titles: Sequence[str] | 
     return fig
 
 
-def montage(images, masks=None, n: int = 16, columns: int = 4, predictions=None,
-            titles: Sequence[str] | None = None):
+def montage(images: ArrayLike | Sequence[ArrayLike], masks: ArrayLike | Sequence[ArrayLike] | None = None,
+            n: int = 16, columns: int = 4, predictions: ArrayLike | Sequence[ArrayLike] | None = None,
+            titles: Sequence[str] | None = None) -> Figure:
     """A grid of the first ``n`` images (``(N, H, W)`` array or list of 2D arrays),
     ``columns`` per row, with mask (green) and prediction (red) contours. Returns the
     Figure.
+
+    Args:
+        images: the images, an ``(N, H, W)`` array or a list of 2D arrays.
+        masks: one true mask per image, or None.
+        n: the number of images shown.
+        columns: images per row.
+        predictions: one prediction per image, or None.
+        titles: one title per image shown, or None.
+
+    Returns:
+        The matplotlib Figure.
+
+    Raises:
+        ValueError: no images.
     """
     n = int(min(n, len(images)))
     if n < 1:
@@ -142,10 +187,25 @@ def montage(images, masks=None, n: int = 16, columns: int = 4, predictions=None,
     return fig
 
 
-def worst_cases(rows: Sequence[dict], images, masks, predictions, n: int = 4, key: str = "dice"):
+def worst_cases(rows: Sequence[dict], images: Sequence[ArrayLike], masks: Sequence[ArrayLike],
+                predictions: Sequence[ArrayLike], n: int = 4, key: str = "dice") -> Figure:
     """The ``n`` cases with the lowest ``key`` (rows of
     :func:`helpers.inference.per_case_metrics`, in the order of ``images``, ``masks`` and
     ``predictions``), as overlays titled with their name and score. Returns the Figure.
+
+    Args:
+        rows: one row per case, with ``key`` (and ``name``) in it.
+        images: the images, in the order of ``rows``.
+        masks: the true masks, in the same order.
+        predictions: the predictions, in the same order.
+        n: the number of cases shown.
+        key: the score to sort by (lowest first).
+
+    Returns:
+        The matplotlib Figure.
+
+    Raises:
+        ValueError: the numbers of rows, images, masks and predictions differ.
     """
     if not len(rows) == len(images) == len(masks) == len(predictions):
         raise ValueError(f"worst_cases needs as many rows ({len(rows)}), images ({len(images)}), "
@@ -172,10 +232,22 @@ def _history_dict(history_or_csv) -> dict:
     return {key: [float(row[key]) for row in rows] for key in rows[0] if key != "epoch"}
 
 
-def plot_learning_curves(history_or_csv, metrics: Sequence[str] = ("loss", "dice")):
+def plot_learning_curves(history_or_csv: Any, metrics: Sequence[str] = ("loss", "dice")) -> Figure:
     """Training and validation curves per epoch, one panel per metric (``loss``,
     ``dice``...), from a Keras ``History``, its ``.history`` dict or a CSVLogger file.
     The best validation epoch is marked. Returns the Figure.
+
+    Args:
+        history_or_csv: a Keras ``History``, its ``.history`` dict, or the path of a
+            CSVLogger file.
+        metrics: the metrics to plot, one panel each (those logged).
+
+    Returns:
+        The matplotlib Figure.
+
+    Raises:
+        FileNotFoundError: the CSV file does not exist.
+        ValueError: the CSV file holds no epoch, or none of ``metrics`` was logged.
     """
     logs = _history_dict(history_or_csv)
     shown = [m for m in metrics if m in logs or f"val_{m}" in logs]
@@ -202,7 +274,9 @@ def plot_learning_curves(history_or_csv, metrics: Sequence[str] = ("loss", "dice
     return fig
 
 
-def orthogonal_views(volume, mask=None, prediction=None, spacing=None, index=None, title=None):
+def orthogonal_views(volume: ArrayLike, mask: ArrayLike | None = None, prediction: ArrayLike | None = None,
+                     spacing: Sequence[float] | None = None, index: Sequence[int] | None = None,
+                     title: str | None = None) -> Figure:
     """Axial, coronal and sagittal slices through ``volume`` ``(D, H, W)`` (depth = axial
     slices) at ``index`` ``(z, y, x)`` (default: the centre of the mask, else of the
     volume), with mask (green) and prediction (red) contours. ``spacing`` ``(dz, dy, dx)``
@@ -212,6 +286,20 @@ def orthogonal_views(volume, mask=None, prediction=None, spacing=None, index=Non
     Volumes read with :func:`helpers.data.load_nifti` are ``(x, y, z)`` (the course's axis
     convention, :mod:`helpers.data.io`): pass ``data.to_depth_first(volume)`` (and the same
     for the masks, spacing reversed), the one converter of the course.
+
+    Args:
+        volume: a volume ``(D, H, W)`` (trailing axes of size 1 are dropped).
+        mask: the true mask of the volume's shape, or None.
+        prediction: a prediction of the volume's shape, or None.
+        spacing: ``(dz, dy, dx)`` in millimetres, or None for cubic voxels.
+        index: the voxel ``(z, y, x)`` the slices go through, or None.
+        title: a title above the three views, or None.
+
+    Returns:
+        The matplotlib Figure.
+
+    Raises:
+        ValueError: ``volume`` is not 3D.
     """
     volume = np.asarray(volume)
     while volume.ndim > 3 and volume.shape[-1] == 1:
@@ -250,12 +338,27 @@ def orthogonal_views(volume, mask=None, prediction=None, spacing=None, index=Non
     return fig
 
 
-def multiclass_overlay(image, labels, ax=None, legend: dict | Sequence[str] | None = None,
-                       alpha: float = 0.4, title=None):
+def multiclass_overlay(image: ArrayLike, labels: ArrayLike, ax: Axes | None = None,
+                       legend: dict | Sequence[str] | None = None, alpha: float = 0.4,
+                       title: str | None = None) -> Figure:
     """Show ``image`` ``(H, W)`` in grey with the label map ``labels`` ``(H, W)`` (integers,
     0 = background) as translucent colours. ``legend`` names the labels: a dict
     ``{1: "necrosis", 2: "oedema", 3: "enhancing"}`` or a list for labels 1, 2, ....
     Returns the Figure.
+
+    Args:
+        image: a 2D image ``(H, W)`` or ``(H, W, 1)``.
+        labels: an integer label map of the same size.
+        ax: the matplotlib Axes to draw into; None makes a new figure.
+        legend: names of the labels (a dict or a list for labels 1, 2, ...), or None.
+        alpha: opacity of the colours.
+        title: a title above the image, or None.
+
+    Returns:
+        The matplotlib Figure.
+
+    Raises:
+        ValueError: an array is not 2D (after dropping channel axes of size 1).
     """
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
@@ -281,13 +384,22 @@ def multiclass_overlay(image, labels, ax=None, legend: dict | Sequence[str] | No
 
 # --------------------------------------------------------------------------- the network
 
-def unet_structure(model) -> dict:
+def unet_structure(model: keras.Model) -> dict:
     """Read the levels of a U-Net from its layers: ``{"levels": [(spatial size, encoder
     channels, decoder channels), ...] from the top level down, "bottleneck": (spatial size,
     channels), "skips": number of concatenations, "input": input shape, "output": output
     shape}``. Works for any model made of (strided or pooled) convolutions, up-sampling
     and concatenations, such as :func:`helpers.models.build_unet` in 2D or 3D (plain or
     residual blocks). Raises ValueError for a model without pooling.
+
+    Args:
+        model: a Keras U-Net.
+
+    Returns:
+        The dict described above.
+
+    Raises:
+        ValueError: the model has no pooling layer.
     """
     down, up, order = {}, {}, []
     phase = "down"
@@ -313,11 +425,21 @@ def unet_structure(model) -> dict:
             "input": tuple(model.input_shape[1:]), "output": tuple(model.output_shape[1:])}
 
 
-def plot_unet(model, title: str | None = None):
+def plot_unet(model: keras.Model, title: str | None = None) -> Figure:
     """Draw the U of a U-Net from the model itself: one box per level with its feature-map
     size and number of channels (encoder on the left, decoder on the right, the bottleneck
     at the bottom), max-pooling arrows down, up-sampling arrows up and the skip
     connections across. Returns the Figure.
+
+    Args:
+        model: a Keras U-Net (see :func:`unet_structure`).
+        title: a title; None gives the model's name, depth and parameter count.
+
+    Returns:
+        The matplotlib Figure.
+
+    Raises:
+        ValueError: the model has no pooling layer.
     """
     from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
@@ -379,13 +501,24 @@ PART_COLOURS = {"train": "tab:blue", "training": "tab:blue", "validation": "tab:
                 "test": "0.55"}
 
 
-def plot_assignment(rows, row_labels: Sequence[str] | None = None, groups: Sequence | None = None,
-                    column_label: str = "image", title: str | None = None):
+def plot_assignment(rows: Sequence[Sequence[str]], row_labels: Sequence[str] | None = None,
+                    groups: Sequence | None = None, column_label: str = "image",
+                    title: str | None = None) -> Figure:
     """Draw which part (``"train"``, ``"validation"``, ``"test"``, ...) every item goes to, one
     row per split: a patient-level split against an image-level one, or the k folds of a
     cross-validation. ``rows``: sequences of part names, one per column (item);
     ``groups``: the patient of each column, drawn as separators, so an image-level split
     shows one patient's images in two colours. Returns the Figure.
+
+    Args:
+        rows: one sequence of part names per split, one name per item.
+        row_labels: one label per row; None gives "split 1", "split 2", ...
+        groups: the patient (group) of each item, or None.
+        column_label: what an item is, for the axis label.
+        title: a title above the plot, or None.
+
+    Returns:
+        The matplotlib Figure.
     """
     from matplotlib.patches import Patch, Rectangle
 
@@ -471,11 +604,22 @@ def plot_brats_regions(image: ArrayLike, labels: ArrayLike, title: str | None = 
     return fig
 
 
-def reliability_diagram(bins: dict, ece: float | None = None, ax=None, title: str = "reliability (validation pixels)"):
+def reliability_diagram(bins: dict, ece: float | None = None, ax: Axes | None = None,
+                        title: str = "reliability (validation pixels)") -> Figure:
     """A reliability diagram from :func:`helpers.metrics.calibration_bins`: per bin the
     observed share of foreground pixels against the mean predicted probability (a
     calibrated model lies on the diagonal), with the pixel count of each bin on a log
     scale underneath. Returns the Figure.
+
+    Args:
+        bins: the dict of :func:`helpers.metrics.calibration_bins`.
+        ece: the expected calibration error, shown in the title, or None.
+        ax: the matplotlib Axes to draw into (then without the count panel); None makes
+            a new figure.
+        title: the title.
+
+    Returns:
+        The matplotlib Figure.
     """
     plt = _plt()
     if ax is None:

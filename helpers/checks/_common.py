@@ -54,12 +54,23 @@ def fail(name: str, case: str | None, problem: str, hint: str = "", *,
 def ok(message: str) -> None:
     """Print the one success line of a check, ``✓ <message>``; the message starts with the
     name of what was checked (``"dice_coefficient: 9 named cases ... match"``).
+
+    Args:
+        message: what passed, starting with the name of what was checked.
     """
     print(f"✓ {message}")
 
 
 def name_of(fn: Any, default: str = "your function") -> str:
-    """The name a message uses for ``fn``: its ``__name__``, else ``default``."""
+    """The name a message uses for ``fn``: its ``__name__``, else ``default``.
+
+    Args:
+        fn: a function (or any object).
+        default: the name when ``fn`` has no ``__name__``.
+
+    Returns:
+        The name.
+    """
     return getattr(fn, "__name__", None) or default
 
 

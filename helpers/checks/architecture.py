@@ -12,7 +12,7 @@ expected versus got and the usual mistake. One success line otherwise.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -148,9 +148,18 @@ def _conv_structure(name, case, model, batch_norm, dropout, rank=2):
 # Blocks
 # --------------------------------------------------------------------------------------
 
-def check_conv_block(fn, random_cases: int = 1, seed: int = 0) -> None:
+def check_conv_block(fn: Callable[..., Any], random_cases: int = 1, seed: int = 0) -> None:
     """Check ``fn(x, filters, batch_norm=True, dropout=0.0)``: output shape, two 3×3
     'same' convolutions, Conv -> BatchNorm -> ReLU order, spatial dropout, parameter count.
+
+    Args:
+        fn: the function to check (the learner's, or the reference).
+        random_cases: the number of random cases tried after the fixed ones.
+        seed: seed of the random cases.
+
+    Raises:
+        AssertionError: the check fails; the message names the case (where there is one), what was
+            expected and what came back, with a hint.
     """
     import keras
 
@@ -180,9 +189,18 @@ def check_conv_block(fn, random_cases: int = 1, seed: int = 0) -> None:
     ok(f"{name}: {len(cases)} cases passed")
 
 
-def check_encoder_block(fn, random_cases: int = 1, seed: int = 0) -> None:
+def check_encoder_block(fn: Callable[..., Any], random_cases: int = 1, seed: int = 0) -> None:
     """Check ``fn(x, filters, batch_norm=True, dropout=0.0) -> (skip, pooled)``: shapes,
     that ``pooled`` is the 2× max-pooled ``skip``, and the parameter count.
+
+    Args:
+        fn: the function to check (the learner's, or the reference).
+        random_cases: the number of random cases tried after the fixed ones.
+        seed: seed of the random cases.
+
+    Raises:
+        AssertionError: the check fails; the message names the case (where there is one), what was
+            expected and what came back, with a hint.
     """
     import keras
 
@@ -226,10 +244,19 @@ def check_encoder_block(fn, random_cases: int = 1, seed: int = 0) -> None:
     ok(f"{name}: {len(cases)} cases passed")
 
 
-def check_decoder_block(fn, random_cases: int = 1, seed: int = 0) -> None:
+def check_decoder_block(fn: Callable[..., Any], random_cases: int = 1, seed: int = 0) -> None:
     """Check ``fn(x, skip, filters, batch_norm=True, dropout=0.0)``: output shape, 2×
     upsampling by a 2×2 transposed convolution, concatenation with ``skip`` (the output
     must depend on it), a conv block after it, and the parameter count.
+
+    Args:
+        fn: the function to check (the learner's, or the reference).
+        random_cases: the number of random cases tried after the fixed ones.
+        seed: seed of the random cases.
+
+    Raises:
+        AssertionError: the check fails; the message names the case (where there is one), what was
+            expected and what came back, with a hint.
     """
     import keras
 
@@ -354,11 +381,20 @@ def _check_bad_shape(name, case, fn, input_shape, depth):
           "check every spatial size first and raise ValueError with a message saying which sizes work.")
 
 
-def check_unet(fn, random_cases: int = 0, seed: int = 0) -> None:
+def check_unet(fn: Callable[..., Any], random_cases: int = 0, seed: int = 0) -> None:
     """Check ``fn(input_shape, n_classes=1, depth=4, base_filters=16, dropout=0.1)`` in 2D:
     output shape, sigmoid/softmax, skip concatenations, poolings, parameter count against
     :func:`helpers.models.build_unet`, and a ValueError for sizes not divisible by
     ``2**depth``.
+
+    Args:
+        fn: the function to check (the learner's, or the reference).
+        random_cases: the number of random cases tried after the fixed ones.
+        seed: seed of the random cases.
+
+    Raises:
+        AssertionError: the check fails; the message names the case (where there is one), what was
+            expected and what came back, with a hint.
     """
     name = "build_unet"
     rng = np.random.default_rng(seed)
@@ -377,10 +413,17 @@ def check_unet(fn, random_cases: int = 0, seed: int = 0) -> None:
     ok(f"{name}: {len(cases) + 1} cases passed")
 
 
-def check_layers_for(fn) -> None:
+def check_layers_for(fn: Callable[..., Any]) -> None:
     """Check ``fn(x)``, the layer classes for a tensor ``x``: ``Conv2D``,
     ``Conv2DTranspose``, ``MaxPooling2D``, ``SpatialDropout2D`` for ``(batch, H, W, C)``,
     their 3D versions for ``(batch, D, H, W, C)``, and a ``ValueError`` for any other rank.
+
+    Args:
+        fn: the function to check (the learner's, or the reference).
+
+    Raises:
+        AssertionError: the check fails; the message names the case (where there is one), what was
+            expected and what came back, with a hint.
     """
     import keras
 
@@ -415,10 +458,19 @@ def check_layers_for(fn) -> None:
     ok(f"{name}: 2D and 3D layer classes, a ValueError for other shapes")
 
 
-def check_unet_3d(fn, random_cases: int = 0, seed: int = 0) -> None:
+def check_unet_3d(fn: Callable[..., Any], random_cases: int = 0, seed: int = 0) -> None:
     """Check the same builder on volumes ``(D, H, W, C)``: Conv3D layers, output shape,
     sigmoid/softmax, parameter count against :func:`helpers.models.build_unet`, and a
     ValueError for sizes not divisible by ``2**depth``.
+
+    Args:
+        fn: the function to check (the learner's, or the reference).
+        random_cases: the number of random cases tried after the fixed ones.
+        seed: seed of the random cases.
+
+    Raises:
+        AssertionError: the check fails; the message names the case (where there is one), what was
+            expected and what came back, with a hint.
     """
     name = "build_unet (3D)"
     rng = np.random.default_rng(seed)
@@ -447,11 +499,20 @@ def _max_depth(input_shape, min_size=4) -> int:
     return depth
 
 
-def check_max_depth(fn, random_cases: int = 10, seed: int = 0) -> None:
+def check_max_depth(fn: Callable[..., Any], random_cases: int = 10, seed: int = 0) -> None:
     """Check ``fn(input_shape, min_size=4) -> int``: the largest depth for which every
     spatial size of ``input_shape`` (the last number is the channels) is divisible by
     ``2**depth`` and the bottleneck keeps at least ``min_size`` pixels per side; 0 when
     no pooling is possible.
+
+    Args:
+        fn: the function to check (the learner's, or the reference).
+        random_cases: the number of random cases tried after the fixed ones.
+        seed: seed of the random cases.
+
+    Raises:
+        AssertionError: the check fails; the message names the case (where there is one), what was
+            expected and what came back, with a hint.
     """
     name = "max_depth"
     cases = [("(128, 128, 1)", (128, 128, 1), 4), ("(96, 80, 1)", (96, 80, 1), 4),
@@ -639,7 +700,7 @@ def _dropped_maps(model, x, training=True):
     return float(np.mean(np.all(maps == 0, axis=1)))
 
 
-def check_residual_block(fn, random_cases: int = 1, seed: int = 0) -> None:
+def check_residual_block(fn: Callable[..., Any], random_cases: int = 1, seed: int = 0) -> None:
     """Check ``fn(x, filters, batch_norm=True, dropout=0.0)``, a residual block that works
     for 2D ``(batch, H, W, C)`` and 3D ``(batch, D, H, W, C)`` inputs.
 
@@ -650,6 +711,15 @@ def check_residual_block(fn, random_cases: int = 1, seed: int = 0) -> None:
     count matches; with ``dropout > 0`` whole feature maps are dropped at the rate asked
     for during training (after the addition). A Keras functional block runs as a graph
     inside ``fit``; the check calls it the same way.
+
+    Args:
+        fn: the function to check (the learner's, or the reference).
+        random_cases: the number of random cases tried after the fixed ones.
+        seed: seed of the random cases.
+
+    Raises:
+        AssertionError: the check fails; the message names the case (where there is one), what was
+            expected and what came back, with a hint.
     """
     import keras
 
@@ -736,7 +806,7 @@ def noise_verdict(curves: dict) -> tuple[str, float, float | None]:
     return ("residual" if difference > 0 else "plain"), difference, swing
 
 
-def check_noise_verdict(ahead, curves: dict) -> None:
+def check_noise_verdict(ahead: Any, curves: dict) -> None:
     """Check the learner's reading of the plain/residual comparison: ``ahead`` must be the
     block that is ahead at the last epoch by more than the run's epoch-to-epoch noise, or
     ``"neither"`` (see :func:`noise_verdict`).

@@ -13,6 +13,8 @@ remap); Dice of a region empty in both volumes is 1.0.
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import numpy as np
 
 from helpers.checks._common import fail, ok
@@ -51,9 +53,18 @@ def _remap_reference(labels):
     return out
 
 
-def check_remap_labels(fn, random_cases: int = 3, seed: int = 0) -> None:
+def check_remap_labels(fn: Callable[..., Any], random_cases: int = 3, seed: int = 0) -> None:
     """Check ``fn(seg) -> labels`` maps BraTS labels {0, 1, 2, 4} to {0, 1, 2, 3}, keeping
     the shape, leaving 0, 1, 2 alone and not changing its input in place.
+
+    Args:
+        fn: the function to check (the learner's, or the reference).
+        random_cases: the number of random cases tried after the fixed ones.
+        seed: seed of the random cases.
+
+    Raises:
+        AssertionError: the check fails; the message names the case (where there is one), what was
+            expected and what came back, with a hint.
     """
     rng = np.random.default_rng(seed)
     cases = {"the values 0, 1, 2, 4": np.array([0, 1, 2, 4], dtype=np.uint8),
@@ -85,9 +96,19 @@ def check_remap_labels(fn, random_cases: int = 3, seed: int = 0) -> None:
 
 # --------------------------------------------------------------------------- one-hot
 
-def check_one_hot(fn, n_classes: int = 4, random_cases: int = 3, seed: int = 0) -> None:
+def check_one_hot(fn: Callable[..., Any], n_classes: int = 4, random_cases: int = 3, seed: int = 0) -> None:
     """Check ``fn(labels, n_classes) -> float32 (..., n_classes)`` one-hot encoding of an
     integer label array of any shape.
+
+    Args:
+        fn: the function to check (the learner's, or the reference).
+        n_classes: the number of classes passed to ``fn``.
+        random_cases: the number of random cases tried after the fixed ones.
+        seed: seed of the random cases.
+
+    Raises:
+        AssertionError: the check fails; the message names the case (where there is one), what was
+            expected and what came back, with a hint.
     """
     rng = np.random.default_rng(seed)
     cases = {f"labels {list(range(n_classes))}": np.arange(n_classes, dtype=np.uint8),
@@ -146,11 +167,21 @@ def _loss_value(fn, y_true, y_pred, name):
     return float(got.reshape(()))
 
 
-def check_cce_dice_loss(fn, random_cases: int = 3, seed: int = 0, atol: float = 2e-4) -> None:
+def check_cce_dice_loss(fn: Callable[..., Any], random_cases: int = 3, seed: int = 0, atol: float = 2e-4) -> None:
     """Check ``fn(y_true, y_pred) -> scalar``: mean categorical cross-entropy plus
     ``1 - mean soft Dice`` over the foreground classes 1..C-1 (smooth = 1), for one-hot
     ``y_true`` and softmax ``y_pred`` of shape ``(batch, H, W, C)``. Dice per image and class
     averaged over the batch, or pooled over the batch, are both accepted.
+
+    Args:
+        fn: the function to check (the learner's, or the reference).
+        random_cases: the number of random cases tried after the fixed ones.
+        seed: seed of the random cases.
+        atol: absolute tolerance of the comparison with the reference.
+
+    Raises:
+        AssertionError: the check fails; the message names the case (where there is one), what was
+            expected and what came back, with a hint.
     """
     rng = np.random.default_rng(seed)
     cases = {}
@@ -205,7 +236,8 @@ def _weighted_reference(y_true, y_pred, weights, smooth: float = 1.0, *, pooled:
     return {"both": cce + dice_loss, "cce": cce, "dice": dice_loss}[part]
 
 
-def check_weighted_cce_dice_loss(fn, random_cases: int = 3, seed: int = 0, atol: float = 2e-4) -> None:
+def check_weighted_cce_dice_loss(fn: Callable[..., Any], random_cases: int = 3, seed: int = 0,
+                                 atol: float = 2e-4) -> None:
     """Check ``fn(y_true, y_pred, class_weights) -> scalar``: the class-weighted cross-entropy
     ``sum(w * ce) / sum(w)`` over every pixel of the batch, where ``ce`` is a pixel's
     categorical cross-entropy and ``w`` the weight of its *true* class, plus the unweighted
@@ -216,6 +248,12 @@ def check_weighted_cce_dice_loss(fn, random_cases: int = 3, seed: int = 0, atol:
 
     Raises:
         AssertionError: naming the case, expected and got values and the usual mistake.
+
+    Args:
+        fn: the function to check (the learner's, or the reference).
+        random_cases: the number of random cases tried after the fixed ones.
+        seed: seed of the random cases.
+        atol: absolute tolerance of the comparison with the reference.
     """
     name = "weighted_cce_dice_loss"
     rng = np.random.default_rng(seed)
@@ -311,13 +349,18 @@ def call_loss(fn, name, case, y_true, y_pred, weights) -> float:
     return float(got.reshape(()))
 
 
-def check_loss_choice(choice, validation: dict, criterion: str = "mean region Dice") -> None:
+def check_loss_choice(choice: Any, validation: dict, criterion: str = "mean region Dice") -> None:
     """Check the loss chosen from validation evidence: ``choice`` must be a key of
     ``validation`` (``{"plain": score, "weighted": score}``, the criterion measured on the
     validation cases) and the one with the highest score.
 
     Raises:
         AssertionError: the choice is not an option, or not the validation optimum.
+
+    Args:
+        choice: the learner's choice, a key of ``validation``.
+        validation: option -> its score on the validation cases.
+        criterion: what the scores measure, for the messages.
     """
     from helpers.checks._common import check_best_choice
 
@@ -371,10 +414,20 @@ def _region_reference(true_labels, pred_labels):
             for region, labels in REGIONS.items()}
 
 
-def check_region_dice(fn, random_cases: int = 4, seed: int = 0, atol: float = 1e-6) -> None:
+def check_region_dice(fn: Callable[..., Any], random_cases: int = 4, seed: int = 0, atol: float = 1e-6) -> None:
     """Check ``fn(true_labels, pred_labels) -> {"WT": .., "TC": .., "ET": ..}`` on remapped
     label volumes (0, 1, 2, 3): WT = 1+2+3, TC = 1+3, ET = 3, Dice 1.0 when a region is
     empty in both.
+
+    Args:
+        fn: the function to check (the learner's, or the reference).
+        random_cases: the number of random cases tried after the fixed ones.
+        seed: seed of the random cases.
+        atol: absolute tolerance of the comparison with the reference.
+
+    Raises:
+        AssertionError: the check fails; the message names the case (where there is one), what was
+            expected and what came back, with a hint.
     """
     rng = np.random.default_rng(seed)
     base = _remap_reference(_random_brats(rng, (6, 6, 4)))
@@ -428,11 +481,22 @@ def _scores_reference(truth, prediction, n_classes):
     return np.asarray(rows, dtype=np.float64)
 
 
-def check_per_class_scores(fn, n_classes: int = 4, random_cases: int = 4, seed: int = 0,
+def check_per_class_scores(fn: Callable[..., Any], n_classes: int = 4, random_cases: int = 4, seed: int = 0,
                            atol: float = 1e-6) -> None:
     """Check ``fn(true_labels, pred_labels, n_classes) -> array (n_classes, 3)`` with columns
     precision, sensitivity (recall) and specificity of each class, nan where undefined
     (0/0, e.g. precision of a class never predicted).
+
+    Args:
+        fn: the function to check (the learner's, or the reference).
+        n_classes: the number of classes passed to ``fn``.
+        random_cases: the number of random cases tried after the fixed ones.
+        seed: seed of the random cases.
+        atol: absolute tolerance of the comparison with the reference.
+
+    Raises:
+        AssertionError: the check fails; the message names the case (where there is one), what was
+            expected and what came back, with a hint.
     """
     rng = np.random.default_rng(seed)
     truth = np.array([[0, 0, 1, 1], [2, 2, 3, 3], [0, 2, 2, 3]], dtype=np.uint8)

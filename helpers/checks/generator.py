@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import tempfile
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
@@ -52,10 +53,19 @@ def _stretch_cases(random_cases: int, seed: int):
     return cases
 
 
-def check_percentile_stretch(fn, random_cases: int = 2, seed: int = 0) -> None:
+def check_percentile_stretch(fn: Callable[..., Any], random_cases: int = 2, seed: int = 0) -> None:
     """Check ``fn(image, low=5, high=95)`` against :func:`helpers.generator.percentile_stretch`
     on a ramp, an image with outliers, a constant image, custom percentiles and
     ``random_cases`` random images (any shape).
+
+    Args:
+        fn: the function to check (the learner's, or the reference).
+        random_cases: the number of random cases tried after the fixed ones.
+        seed: seed of the random cases.
+
+    Raises:
+        AssertionError: the check fails; the message names the case (where there is one), what was
+            expected and what came back, with a hint.
     """
     from helpers.generator import percentile_stretch as reference
 
@@ -200,8 +210,9 @@ def _epoch(ds, name, case, n, batch_size, size, ref_x, ref_y):
     return order
 
 
-def check_dataset(make, n_pairs: int = 7, batch_size: int = 3, image_size=(32, 32),
-                  seed: int = 0, epochs: int = 3, augment: bool = False) -> None:
+def check_dataset(make: Callable[..., Any], n_pairs: int = 7, batch_size: int = 3,
+                  image_size: tuple[int, int] = (32, 32), seed: int = 0, epochs: int = 3,
+                  augment: bool = False) -> None:
     """Check a ``keras.utils.PyDataset`` class (or a function returning one) called as
     ``make(pairs, batch_size=..., image_size=..., shuffle=..., seed=...)`` on ``n_pairs``
     small PNG pairs written to a temporary folder: length, batch shapes and dtypes, value
@@ -210,6 +221,19 @@ def check_dataset(make, n_pairs: int = 7, batch_size: int = 3, image_size=(32, 3
     With ``augment=True`` (once the augmentation is written) it also builds the data set
     with ``augment=True, shuffle=False``: the batches must differ from the unaugmented
     files, with masks still binary and aligned with their images.
+
+    Args:
+        make: the data set class, or a function returning a data set.
+        n_pairs: the number of image/mask pairs written.
+        batch_size: the batch size asked for.
+        image_size: the image size asked for, ``(H, W)``.
+        seed: the seed passed to the data set.
+        epochs: the epochs run through to compare the orders.
+        augment: also check the data set with ``augment=True``.
+
+    Raises:
+        AssertionError: the check fails; the message names the case (where there is one), what was
+            expected and what came back, with a hint.
     """
     import keras
 
@@ -353,7 +377,7 @@ def _orientation(mask) -> float:
     return float(np.degrees(0.5 * np.arctan2(2 * np.mean(xx * yy), np.mean(xx * xx) - np.mean(yy * yy))))
 
 
-def check_augment_pair(fn, random_cases: int = 8, seed: int = 0) -> None:
+def check_augment_pair(fn: Callable[..., Any], random_cases: int = 8, seed: int = 0) -> None:
     """Check ``fn(image, mask, rng, flip=False) -> (image, mask)`` on 2D float images with a
     binary mask: shapes, the mask stays binary, image and mask move together, the transform is
     random (uses ``rng``), reproducible for the same ``rng`` seed, small, and leaves the
@@ -361,6 +385,15 @@ def check_augment_pair(fn, random_cases: int = 8, seed: int = 0) -> None:
     the pairs mirrored left-right and never upside down; every call rotates (a centred bar
     turns by up to ~10 degrees) and shifts (a centred disc moves by up to ~5 % of the side).
     ``random_cases`` random generators are tried.
+
+    Args:
+        fn: the function to check (the learner's, or the reference).
+        random_cases: the number of random cases tried after the fixed ones.
+        seed: seed of the random cases.
+
+    Raises:
+        AssertionError: the check fails; the message names the case (where there is one), what was
+            expected and what came back, with a hint.
     """
     name = "augment_pair"
     rng = np.random.default_rng(seed)
@@ -472,11 +505,19 @@ def check_augment_pair(fn, random_cases: int = 8, seed: int = 0) -> None:
              f"{mirrored}/{n_flip} left-right)")
 
 
-def check_dataset_augments(make, **kwargs) -> None:
+def check_dataset_augments(make: Callable[..., Any], **kwargs: Any) -> None:
     """Check that the data set of Exercise 1.2 augments with ``augment=True`` (see
     :func:`check_dataset`), once the augmentation exists. A data set that does not yet pass
     the plain check is skipped with a note, so that an unfinished Exercise 1.2 costs points
     only there.
+
+    Args:
+        make: the data set class, or a function returning a data set.
+        **kwargs: keyword arguments of :func:`check_dataset`.
+
+    Raises:
+        AssertionError: the check fails; the message names the case (where there is one), what was
+            expected and what came back, with a hint.
     """
     import contextlib
     import io

@@ -13,6 +13,8 @@ images windowed to [0, 1] with ``config.HU_WINDOW_LIVER``.
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import numpy as np
 
 from helpers import config, slices
@@ -54,9 +56,18 @@ def _toy_volume(rng, shape=(40, 32, 6)):
 # Checks
 # --------------------------------------------------------------------------------------
 
-def check_select_slices(select_slices, random_cases=5, seed=0):
+def check_select_slices(select_slices: Callable[..., Any], random_cases: int = 5, seed: int = 0) -> None:
     """Check ``select_slices(mask, empty_fraction, rng) -> sorted slice indices``: all liver
     slices, the right number of empty ones, no duplicates, reproducible with a seeded rng.
+
+    Args:
+        select_slices: the function to check.
+        random_cases: the number of random cases tried after the fixed ones.
+        seed: seed of the random cases.
+
+    Raises:
+        AssertionError: the check fails; the message names the case (where there is one), what was
+            expected and what came back, with a hint.
     """
     rng = np.random.default_rng(seed)
     cases = [("liver in slices 3..9 of 16", _toy_mask(rng, first=3, last=9), 0.0),
@@ -110,9 +121,18 @@ def check_select_slices(select_slices, random_cases=5, seed=0):
              f"({len(cases)} cases).")
 
 
-def check_volume_to_slices(volume_to_slices, size=32, seed=0):
+def check_volume_to_slices(volume_to_slices: Callable[..., Any], size: int = 32, seed: int = 0) -> None:
     """Check ``volume_to_slices(volume, mask, indices, size) -> (images, masks)``: shapes
     (n, size, size, 1) float32, HU window to [0, 1], radiological orientation, resizing.
+
+    Args:
+        volume_to_slices: the function to check.
+        size: the output size passed to it.
+        seed: seed of the random cases.
+
+    Raises:
+        AssertionError: the check fails; the message names the case (where there is one), what was
+            expected and what came back, with a hint.
     """
     rng = np.random.default_rng(seed)
     volume, mask = _toy_volume(rng)
@@ -157,9 +177,18 @@ def check_volume_to_slices(volume_to_slices, size=32, seed=0):
     ok(f"volume_to_slices windows, orients and resizes slices to (n, {size}, {size}, 1).")
 
 
-def check_flip_augmentation(random_flip, n=200, seed=0):
+def check_flip_augmentation(random_flip: Callable[..., Any], n: int = 200, seed: int = 0) -> None:
     """Check ``random_flip(images, masks, rng, p) -> (images, masks)``: the same left-right
     flip for an image and its mask, about p of the pairs flipped, inputs unchanged.
+
+    Args:
+        random_flip: the function to check.
+        n: the number of image/mask pairs flipped.
+        seed: seed of the random cases.
+
+    Raises:
+        AssertionError: the check fails; the message names the case (where there is one), what was
+            expected and what came back, with a hint.
     """
     rng = np.random.default_rng(seed)
     images = rng.random((n, 8, 6, 1)).astype(np.float32)
@@ -197,10 +226,20 @@ def check_flip_augmentation(random_flip, n=200, seed=0):
     ok("random_flip flips each image together with its mask, with probability p.")
 
 
-def check_kfold(kfold_by_patient, n_cases=20, k=3, seed=0):
+def check_kfold(kfold_by_patient: Callable[..., Any], n_cases: int = 20, k: int = 3, seed: int = 0) -> None:
     """Check ``kfold_by_patient(case_ids, k, seed) -> [(train_ids, val_ids), ...]``: a
     partition of the patients into k validation folds of near-equal size, no leak between
     train and validation, shuffled and reproducible.
+
+    Args:
+        kfold_by_patient: the function to check.
+        n_cases: the number of patients.
+        k: the number of folds.
+        seed: seed of the random cases.
+
+    Raises:
+        AssertionError: the check fails; the message names the case (where there is one), what was
+            expected and what came back, with a hint.
     """
     ids = [f"ircad_e{i:02d}" for i in range(1, n_cases + 1)]
     with_repeats = [pid for pid in ids for _ in range(3)]      # several slices per patient
@@ -253,7 +292,7 @@ def check_kfold(kfold_by_patient, n_cases=20, k=3, seed=0):
     ok(f"kfold_by_patient makes {k} patient-level folds with no leak between train and validation.")
 
 
-def check_empty_fraction_choice(choice, study: dict) -> None:
+def check_empty_fraction_choice(choice: Any, study: dict) -> None:
     """Check the empty-slice fraction chosen from the lesson's measurement: ``study`` maps
     each fraction tried to its fold-1 *validation* scores (``{"dice": ..., "hd95": ...}``);
     ``choice`` must be one of the fractions and the one with the highest mean validation
@@ -262,6 +301,10 @@ def check_empty_fraction_choice(choice, study: dict) -> None:
     Raises:
         AssertionError: the choice is unset, not a fraction that was measured, or not the
             validation optimum.
+
+    Args:
+        choice: the learner's choice, a fraction of ``study``.
+        study: fraction -> its fold-1 validation scores.
     """
     if isinstance(choice, str):
         fail("EMPTY_FRACTION", None, f"got the text {choice!r}.", "use the number itself, e.g. 0.2, not a string.")

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
 from helpers.checks._common import call, fail, ok
+
+if TYPE_CHECKING:
+    import keras
 
 __all__ = ["check_working_spacing", "check_window_hu", "check_lung_volume", "check_volumetric_dice", "check_lung_model",
            "check_save_prediction", "check_resampled_grid", "check_foreground_patch_start",
@@ -24,10 +28,19 @@ def _reference_window(volume, window):
     return np.clip((np.asarray(volume, np.float32) - lower) / (upper - lower), 0, 1).astype(np.float32)
 
 
-def check_window_hu(fn, random_cases: int = 3, seed: int = 0) -> None:
+def check_window_hu(fn: Callable[..., Any], random_cases: int = 3, seed: int = 0) -> None:
     """Check ``fn(volume, window=(lower, upper))``: HU mapped linearly to ``[0, 1]``,
     clipped, float32, same shape, input untouched, the lung window by default; on fixed
     values and random volumes.
+
+    Args:
+        fn: the function to check (the learner's, or the reference).
+        random_cases: the number of random cases tried after the fixed ones.
+        seed: seed of the random cases.
+
+    Raises:
+        AssertionError: the check fails; the message names the case (where there is one), what was
+            expected and what came back, with a hint.
     """
     fixed = np.array([-3024, -1000, -350, 300, 1500], dtype=np.int16)
     got = np.asarray(fn(fixed.copy(), window=(-1000, 300)))
@@ -84,9 +97,18 @@ def _reference_volume_ml(mask, affine):
     return float(np.count_nonzero(np.asarray(mask) > 0) * abs(np.linalg.det(np.asarray(affine)[:3, :3])) / 1000.0)
 
 
-def check_lung_volume(fn, random_cases: int = 3, seed: int = 0) -> None:
+def check_lung_volume(fn: Callable[..., Any], random_cases: int = 3, seed: int = 0) -> None:
     """Check ``fn(mask, affine) -> float``: the volume of the mask in millilitres, from the
     number of voxels and the voxel volume given by the affine (1 mL = 1000 mm^3).
+
+    Args:
+        fn: the function to check (the learner's, or the reference).
+        random_cases: the number of random cases tried after the fixed ones.
+        seed: seed of the random cases.
+
+    Raises:
+        AssertionError: the check fails; the message names the case (where there is one), what was
+            expected and what came back, with a hint.
     """
     mask = np.zeros((10, 10, 10), np.uint8)
     mask[:5, :4, :5] = 1   # 100 voxels
@@ -137,9 +159,18 @@ def _reference_dice(a, b):
     return 1.0 if total == 0 else float(2.0 * np.logical_and(a, b).sum() / total)
 
 
-def check_volumetric_dice(fn, random_cases: int = 5, seed: int = 0) -> None:
+def check_volumetric_dice(fn: Callable[..., Any], random_cases: int = 5, seed: int = 0) -> None:
     """Check ``fn(true_mask, pred_mask) -> float``: hard Dice over a whole volume, 1.0 for
     two empty masks, 0.0 when only one is empty, for bool, uint8 and float {0, 1} inputs.
+
+    Args:
+        fn: the function to check (the learner's, or the reference).
+        random_cases: the number of random cases tried after the fixed ones.
+        seed: seed of the random cases.
+
+    Raises:
+        AssertionError: the check fails; the message names the case (where there is one), what was
+            expected and what came back, with a hint.
     """
     shape = (6, 8, 5)
     full, empty = np.ones(shape, np.uint8), np.zeros(shape, np.uint8)
@@ -179,15 +210,30 @@ def check_volumetric_dice(fn, random_cases: int = 5, seed: int = 0) -> None:
     ok("volumetric_dice: correct (hard Dice over the whole volume, 1.0 for two empty masks).")
 
 
-def check_lung_model(model, input_shape=None, max_parameters: int = 1_500_000, depth: int | None = None,
-                  dropout: float | None = None, base_filters: int | None = None, min_depth: int = 1,
-                  min_bottleneck: int = 1, min_parameters: int = 0) -> None:
+def check_lung_model(model: keras.Model, input_shape: Sequence[int] | None = None, max_parameters: int = 1_500_000,
+                     depth: int | None = None, dropout: float | None = None, base_filters: int | None = None,
+                     min_depth: int = 1, min_bottleneck: int = 1, min_parameters: int = 0) -> None:
     """Check a Keras model for 3D binary segmentation: input ``(D, H, W, 1)``, output
     ``(D, H, W, 1)`` with a sigmoid, 3D convolutions, at most ``max_parameters`` weights
     (so that it trains on a laptop CPU) and at least ``min_parameters`` (so that the budget is
     used), at least ``min_depth`` poolings and a bottleneck of
     at least ``min_bottleneck`` voxels per side; if given, exactly ``depth`` poolings, a
     spatial dropout of rate ``dropout`` and ``base_filters`` filters in the first convolution.
+
+    Args:
+        model: the learner's Keras model.
+        input_shape: the expected input shape ``(D, H, W, 1)``, or None for any.
+        max_parameters: the most weights allowed.
+        depth: the exact number of poolings, or None for any.
+        dropout: the exact spatial dropout rate, or None for any.
+        base_filters: the filters of the first convolution, or None for any.
+        min_depth: the fewest poolings allowed.
+        min_bottleneck: the smallest bottleneck side, in voxels.
+        min_parameters: the fewest weights allowed.
+
+    Raises:
+        AssertionError: the check fails; the message names the case (where there is one), what was
+            expected and what came back, with a hint.
     """
     import keras
 
@@ -285,12 +331,19 @@ def _working_grid_case(folder: Path):
     return reference, affine, reference_shape, probabilities, working_affine
 
 
-def check_save_prediction(fn) -> None:
+def check_save_prediction(fn: Callable[..., Any]) -> None:
     """Check ``fn(probabilities, working_affine, reference_path, output_path) -> Path``: the
     probabilities, on a working grid of affine ``working_affine`` (reoriented and resampled),
     are resampled onto the reference CT's grid in millimetres
     (``geometry.resample_to_grid``, linear), thresholded at 0.5 and saved as uint8 {0, 1}
     NIfTI with the reference's affine; an all-zero prediction gives an empty mask.
+
+    Args:
+        fn: the function to check (the learner's, or the reference).
+
+    Raises:
+        AssertionError: the check fails; the message names the case (where there is one), what was
+            expected and what came back, with a hint.
     """
     import nibabel as nib
 
@@ -354,12 +407,21 @@ def _rotation(angle: float) -> np.ndarray:
     return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
 
 
-def check_resampled_grid(fn, random_cases: int = 3, seed: int = 0) -> None:
+def check_resampled_grid(fn: Callable[..., Any], random_cases: int = 3, seed: int = 0) -> None:
     """Check ``fn(shape, affine, spacing) -> (new_shape, new_affine)``: the grid of a
     volume resampled to ``spacing`` mm (:func:`helpers.geometry.resampled_grid`): spacing
     from the affine's column norms, ``round(n * old / new)`` voxels (at least 1), columns
     scaled to the new spacing, the centre of the field of view kept; on a DICOM-like flipped
     affine, a rotated one, one number for all axes and random grids.
+
+    Args:
+        fn: the function to check (the learner's, or the reference).
+        random_cases: the number of random cases tried after the fixed ones.
+        seed: seed of the random cases.
+
+    Raises:
+        AssertionError: the check fails; the message names the case (where there is one), what was
+            expected and what came back, with a hint.
     """
     from helpers.geometry import resampled_grid as reference
 
@@ -434,11 +496,20 @@ def check_resampled_grid(fn, random_cases: int = 3, seed: int = 0) -> None:
        "spacing from the column norms, round(n * old / new) voxels, centre kept.")
 
 
-def check_foreground_patch_start(fn, random_cases: int = 20, seed: int = 0) -> None:
+def check_foreground_patch_start(fn: Callable[..., Any], random_cases: int = 20, seed: int = 0) -> None:
     """Check ``fn(voxel, shape, patch_size) -> start``: the patch centred on ``voxel`` (the
     voxel at index ``start + patch_size // 2``), clipped into ``[0, shape - patch_size]``
     (:func:`helpers.patches.foreground_patch_start`); asymmetric shapes and patches, odd and
     even sizes, voxels at both borders.
+
+    Args:
+        fn: the function to check (the learner's, or the reference).
+        random_cases: the number of random cases tried after the fixed ones.
+        seed: seed of the random cases.
+
+    Raises:
+        AssertionError: the check fails; the message names the case (where there is one), what was
+            expected and what came back, with a hint.
     """
     from helpers.patches import foreground_patch_start as reference
 
@@ -480,10 +551,19 @@ def check_foreground_patch_start(fn, random_cases: int = 20, seed: int = 0) -> N
     ok(f"{name}: correct on {len(cases)} cases (centred on the voxel, clipped to stay inside the volume).")
 
 
-def check_window_starts(fn, seed: int = 0, random_cases: int = 20) -> None:
+def check_window_starts(fn: Callable[..., Any], seed: int = 0, random_cases: int = 20) -> None:
     """Check ``fn(length, patch, overlap) -> starts``: windows every ``int(patch * (1 -
     overlap))`` voxels (at least 1) from 0, the last one moved back to end at the border,
     no start twice (:func:`helpers.inference.window_starts`).
+
+    Args:
+        fn: the function to check (the learner's, or the reference).
+        seed: seed of the random cases.
+        random_cases: the number of random cases tried after the fixed ones.
+
+    Raises:
+        AssertionError: the check fails; the message names the case (where there is one), what was
+            expected and what came back, with a hint.
     """
     from helpers.inference import window_starts as reference
 
@@ -523,11 +603,20 @@ def check_window_starts(fn, seed: int = 0, random_cases: int = 20) -> None:
     ok(f"{name}: correct on {len(cases)} axes (every voxel covered, last window at the border, no repeats).")
 
 
-def check_blending_weights(fn, seed: int = 0, random_cases: int = 5) -> None:
+def check_blending_weights(fn: Callable[..., Any], seed: int = 0, random_cases: int = 5) -> None:
     """Check ``fn(patch_size, sigma_scale=0.125)``: the Gaussian blending weights of
     :func:`helpers.inference.blending_weights` -- per axis ``exp(-(i - (n - 1) / 2)**2 /
     (2 sigma**2))`` with ``sigma = sigma_scale * n``, their product over the axes, clamped
     below at 1e-3, float32 of shape ``patch_size``; on asymmetric patches, odd and even.
+
+    Args:
+        fn: the function to check (the learner's, or the reference).
+        seed: seed of the random cases.
+        random_cases: the number of random cases tried after the fixed ones.
+
+    Raises:
+        AssertionError: the check fails; the message names the case (where there is one), what was
+            expected and what came back, with a hint.
     """
     from helpers.inference import blending_weights as reference
 
@@ -571,10 +660,17 @@ def check_blending_weights(fn, seed: int = 0, random_cases: int = 5) -> None:
        "at least 1e-3, float32).")
 
 
-def check_residual_blocks(model) -> None:
+def check_residual_blocks(model: keras.Model) -> None:
     """Check that a U-Net is built of residual blocks: its blocks add a shortcut to their
     output (``keras.layers.Add`` layers, one per block), as ``models.build_unet(...,
     block="residual")`` builds them.
+
+    Args:
+        model: the learner's Keras U-Net.
+
+    Raises:
+        AssertionError: the check fails; the message names the case (where there is one), what was
+            expected and what came back, with a hint.
     """
     import keras
 
@@ -588,7 +684,7 @@ def check_residual_blocks(model) -> None:
 
 # --------------------------------------------------------------------------- the working spacing
 
-def check_working_spacing(spacing, table, max_windows: int) -> None:
+def check_working_spacing(spacing: Any, table: Sequence[Sequence[float]], max_windows: int) -> None:
     """Check the working spacing a learner chose from the table of candidates: the finest
     spacing whose whole-CT prediction needs at most ``max_windows`` windows.
 

@@ -15,10 +15,14 @@ per-sample values averaged over the batch, ``smooth=1`` for soft Dice and IoU, a
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from helpers.checks._common import call, fail, ok
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 __all__ = ["check_dice", "check_hard_dice", "check_dice_loss", "check_iou",
            "check_bce_dice_loss", "check_confusion_metrics", "check_sensitivity",
@@ -329,9 +333,19 @@ def _dice_diagnoses(t, p):
     ]
 
 
-def check_dice(fn, random_cases=10, seed=0, name=None):
+def check_dice(fn: Callable[..., Any], random_cases: int = 10, seed: int = 0, name: str | None = None) -> None:
     """Check a soft Dice ``fn(y_true, y_pred)`` (smooth=1, per-sample mean over the batch)
     on named edge cases and ``random_cases`` random batches drawn with ``seed``.
+
+    Args:
+        fn: the function to check (the learner's, or the reference).
+        random_cases: the number of random cases tried after the fixed ones.
+        seed: seed of the random cases.
+        name: the name the messages use; None: the function's ``__name__``.
+
+    Raises:
+        AssertionError: the check fails; the message names the case (where there is one), what was
+            expected and what came back, with a hint.
     """
     name = _label(fn, name)
     cases = _binary_cases()
@@ -351,9 +365,21 @@ def check_dice(fn, random_cases=10, seed=0, name=None):
              f"reference soft Dice.")
 
 
-def check_hard_dice(fn, random_cases=10, seed=0, threshold=0.5, name=None):
+def check_hard_dice(fn: Callable[..., Any], random_cases: int = 10, seed: int = 0, threshold: float = 0.5,
+                    name: str | None = None) -> None:
     """Check a hard Dice ``fn(y_true, y_pred)``: Dice (smooth=1) of the masks thresholded
     at ``threshold`` (prediction > threshold), per-sample mean over the batch.
+
+    Args:
+        fn: the function to check (the learner's, or the reference).
+        random_cases: the number of random cases tried after the fixed ones.
+        seed: seed of the random cases.
+        threshold: the threshold the function applies.
+        name: the name the messages use; None: the function's ``__name__``.
+
+    Raises:
+        AssertionError: the check fails; the message names the case (where there is one), what was
+            expected and what came back, with a hint.
     """
     name = _label(fn, name)
 
@@ -399,9 +425,19 @@ def check_hard_dice(fn, random_cases=10, seed=0, threshold=0.5, name=None):
              f"reference hard Dice (also at thresholds 0.25 and 0.75).")
 
 
-def check_dice_loss(fn, random_cases=10, seed=0, name=None):
+def check_dice_loss(fn: Callable[..., Any], random_cases: int = 10, seed: int = 0, name: str | None = None) -> None:
     """Check a Dice loss ``fn(y_true, y_pred)`` = 1 - soft Dice (smooth=1): values,
     range [0, 1], a finite gradient and use inside a compiled model.
+
+    Args:
+        fn: the function to check (the learner's, or the reference).
+        random_cases: the number of random cases tried after the fixed ones.
+        seed: seed of the random cases.
+        name: the name the messages use; None: the function's ``__name__``.
+
+    Raises:
+        AssertionError: the check fails; the message names the case (where there is one), what was
+            expected and what came back, with a hint.
     """
     name = _label(fn, name)
 
@@ -430,9 +466,19 @@ def check_dice_loss(fn, random_cases=10, seed=0, name=None):
     ok(f"{name}: {len(named)} cases match 1 - Dice, in [0, 1], with a finite gradient.")
 
 
-def check_iou(fn, random_cases=10, seed=0, name=None):
+def check_iou(fn: Callable[..., Any], random_cases: int = 10, seed: int = 0, name: str | None = None) -> None:
     """Check a soft IoU / Jaccard ``fn(y_true, y_pred)``: per sample
     (|A∩B| + 1) / (|A∪B| + 1), averaged over the batch.
+
+    Args:
+        fn: the function to check (the learner's, or the reference).
+        random_cases: the number of random cases tried after the fixed ones.
+        seed: seed of the random cases.
+        name: the name the messages use; None: the function's ``__name__``.
+
+    Raises:
+        AssertionError: the check fails; the message names the case (where there is one), what was
+            expected and what came back, with a hint.
     """
     name = _label(fn, name)
 
@@ -458,8 +504,19 @@ def check_iou(fn, random_cases=10, seed=0, name=None):
     ok(f"{name}: {len(named)} cases match the reference IoU.")
 
 
-def check_bce_dice_loss(fn, random_cases=10, seed=0, name=None):
-    """Check ``fn(y_true, y_pred)`` = mean binary cross-entropy + (1 - soft Dice)."""
+def check_bce_dice_loss(fn: Callable[..., Any], random_cases: int = 10, seed: int = 0, name: str | None = None) -> None:
+    """Check ``fn(y_true, y_pred)`` = mean binary cross-entropy + (1 - soft Dice).
+
+    Args:
+        fn: the function to check (the learner's, or the reference).
+        random_cases: the number of random cases tried after the fixed ones.
+        seed: seed of the random cases.
+        name: the name the messages use; None: the function's ``__name__``.
+
+    Raises:
+        AssertionError: the check fails; the message names the case (where there is one), what was
+            expected and what came back, with a hint.
+    """
     name = _label(fn, name)
 
     def expected(t, p):
@@ -521,11 +578,24 @@ def _confusion_cases():
     ]
 
 
-def check_confusion_metrics(sensitivity=None, specificity=None, precision=None,
-                            random_cases=10, seed=0):
+def check_confusion_metrics(sensitivity: Callable[..., Any] | None = None,
+                            specificity: Callable[..., Any] | None = None, precision: Callable[..., Any] | None = None,
+                            random_cases: int = 10, seed: int = 0) -> None:
     """Check any of ``sensitivity``, ``specificity``, ``precision`` (functions
     ``fn(y_true, y_pred)``): prediction thresholded at 0.5, ratio of counts per sample
     with a tiny smooth (1e-6) in numerator and denominator, mean over the batch.
+
+    Args:
+        sensitivity: a sensitivity function, or None.
+        specificity: a specificity function, or None.
+        precision: a precision function, or None.
+        random_cases: the number of random cases tried after the fixed ones.
+        seed: seed of the random cases.
+
+    Raises:
+        AssertionError: the check fails; the message names the case (where there is one), what was
+            expected and what came back, with a hint.
+        ValueError: none of the three functions is given.
     """
     functions = {"sensitivity": sensitivity, "specificity": specificity,
                  "precision": precision}
@@ -568,25 +638,66 @@ def check_confusion_metrics(sensitivity=None, specificity=None, precision=None,
     ok(f"{', '.join(functions)}: {len(cases)} cases each match the reference.")
 
 
-def check_sensitivity(fn, random_cases=10, seed=0):
-    """Check a sensitivity (recall) function; see :func:`check_confusion_metrics`."""
+def check_sensitivity(fn: Callable[..., Any], random_cases: int = 10, seed: int = 0) -> None:
+    """Check a sensitivity (recall) function; see :func:`check_confusion_metrics`.
+
+    Args:
+        fn: the function to check (the learner's, or the reference).
+        random_cases: the number of random cases tried after the fixed ones.
+        seed: seed of the random cases.
+
+    Raises:
+        AssertionError: the check fails; the message names the case (where there is one), what was
+            expected and what came back, with a hint.
+    """
     check_confusion_metrics(sensitivity=fn, random_cases=random_cases, seed=seed)
 
 
-def check_specificity(fn, random_cases=10, seed=0):
-    """Check a specificity function; see :func:`check_confusion_metrics`."""
+def check_specificity(fn: Callable[..., Any], random_cases: int = 10, seed: int = 0) -> None:
+    """Check a specificity function; see :func:`check_confusion_metrics`.
+
+    Args:
+        fn: the function to check (the learner's, or the reference).
+        random_cases: the number of random cases tried after the fixed ones.
+        seed: seed of the random cases.
+
+    Raises:
+        AssertionError: the check fails; the message names the case (where there is one), what was
+            expected and what came back, with a hint.
+    """
     check_confusion_metrics(specificity=fn, random_cases=random_cases, seed=seed)
 
 
-def check_precision(fn, random_cases=10, seed=0):
-    """Check a precision function; see :func:`check_confusion_metrics`."""
+def check_precision(fn: Callable[..., Any], random_cases: int = 10, seed: int = 0) -> None:
+    """Check a precision function; see :func:`check_confusion_metrics`.
+
+    Args:
+        fn: the function to check (the learner's, or the reference).
+        random_cases: the number of random cases tried after the fixed ones.
+        seed: seed of the random cases.
+
+    Raises:
+        AssertionError: the check fails; the message names the case (where there is one), what was
+            expected and what came back, with a hint.
+    """
     check_confusion_metrics(precision=fn, random_cases=random_cases, seed=seed)
 
 
-def check_multiclass_dice(fn, random_cases=10, seed=0, name=None):
+def check_multiclass_dice(fn: Callable[..., Any], random_cases: int = 10, seed: int = 0,
+                          name: str | None = None) -> None:
     """Check ``fn(y_true_onehot, y_pred_softmax, include_background=False)``: per sample and
     class soft Dice (smooth=1) over the spatial axes, mean over the batch and the classes
     (class 0 left out unless ``include_background=True``).
+
+    Args:
+        fn: the function to check (the learner's, or the reference).
+        random_cases: the number of random cases tried after the fixed ones.
+        seed: seed of the random cases.
+        name: the name the messages use; None: the function's ``__name__``.
+
+    Raises:
+        AssertionError: the check fails; the message names the case (where there is one), what was
+            expected and what came back, with a hint.
     """
     name = _label(fn, name)
     labels = np.zeros((1, 8, 8), np.int64)
@@ -642,7 +753,7 @@ def _exact_dice(truth: np.ndarray, prediction: np.ndarray) -> float:
     return 1.0 if total == 0 else 2.0 * np.logical_and(truth, prediction).sum() / total
 
 
-def check_metric_verdicts(better_by_dice, better_by_hd95, truth, predictions: dict) -> None:
+def check_metric_verdicts(better_by_dice: Any, better_by_hd95: Any, truth: ArrayLike, predictions: dict) -> None:
     """Check which of two predictions each metric prefers: the name of the prediction with
     the higher Dice, and the name of the one with the lower HD95 (a distance: smaller is
     better), both recomputed here from the masks.

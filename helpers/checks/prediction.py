@@ -9,7 +9,7 @@ the case, expected versus got and a hint; it prints one success line when all is
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -59,10 +59,20 @@ def _compare(got, expected, name, case, hint):
                          f"(expected {int(expected.sum())} foreground pixels, got {int(got.sum())}). {hint}")
 
 
-def check_threshold(fn, cases: int = 3, seed: int = 0, dtype: str | None = "uint8") -> None:
+def check_threshold(fn: Callable[..., Any], cases: int = 3, seed: int = 0, dtype: str | None = "uint8") -> None:
     """Check ``fn(probs, value)``: a binary mask of ``probs``' shape and of ``dtype``
     (``None`` accepts any), 1 where the probability is strictly above ``value``, on fixed
     and ``cases`` random arrays.
+
+    Args:
+        fn: the function to check (the learner's, or the reference).
+        cases: the number of random cases tried after the fixed ones.
+        seed: seed of the random cases.
+        dtype: the dtype the mask must have; None accepts any.
+
+    Raises:
+        AssertionError: the check fails; the message names the case (where there is one), what was
+            expected and what came back, with a hint.
     """
     from helpers import inference
 
@@ -103,10 +113,21 @@ def _row_value(row, key, index):
     return row[key]
 
 
-def check_metrics_table(fn, cases: int = 1, seed: int = 0, keys=("dice", "iou")) -> None:
+def check_metrics_table(fn: Callable[..., Any], cases: int = 1, seed: int = 0,
+                        keys: Sequence[str] = ("dice", "iou")) -> None:
     """Check ``fn(true_masks, predicted_masks, names)`` -> list of dicts with ``name`` and
     the per-image ``keys`` (Dice and IoU by default), against the exact NumPy metrics, on
     a fixed set (identical, disjoint, empty, half overlap) and ``cases`` random sets.
+
+    Args:
+        fn: the function to check (the learner's, or the reference).
+        cases: the number of random cases tried after the fixed ones.
+        seed: seed of the random cases.
+        keys: the metric keys each row must hold.
+
+    Raises:
+        AssertionError: the check fails; the message names the case (where there is one), what was
+            expected and what came back, with a hint.
     """
     from helpers import metrics
 
@@ -153,10 +174,19 @@ def check_metrics_table(fn, cases: int = 1, seed: int = 0, keys=("dice", "iou"))
     ok(f"metrics table: {', '.join(keys)} per image, {len(sets)} set(s) match.")
 
 
-def check_keep_largest_components(fn, cases: int = 3, seed: int = 0) -> None:
+def check_keep_largest_components(fn: Callable[..., Any], cases: int = 3, seed: int = 0) -> None:
     """Check ``fn(mask, n)``: keeps the ``n`` largest connected components (8-connected in
     2D) of a binary mask and removes the rest, keeps an empty mask empty, on fixed and
     ``cases`` random masks.
+
+    Args:
+        fn: the function to check (the learner's, or the reference).
+        cases: the number of random cases tried after the fixed ones.
+        seed: seed of the random cases.
+
+    Raises:
+        AssertionError: the check fails; the message names the case (where there is one), what was
+            expected and what came back, with a hint.
     """
     from helpers import inference
 
@@ -209,9 +239,18 @@ def check_keep_largest_components(fn, cases: int = 3, seed: int = 0) -> None:
     ok(f"keep_largest_components: {int(cases) + 5} cases passed.")
 
 
-def check_fill_holes(fn, cases: int = 3, seed: int = 0) -> None:
+def check_fill_holes(fn: Callable[..., Any], cases: int = 3, seed: int = 0) -> None:
     """Check ``fn(mask)``: holes (background not connected to the border) become
     foreground; nothing else changes.
+
+    Args:
+        fn: the function to check (the learner's, or the reference).
+        cases: the number of random cases tried after the fixed ones.
+        seed: seed of the random cases.
+
+    Raises:
+        AssertionError: the check fails; the message names the case (where there is one), what was
+            expected and what came back, with a hint.
     """
     from helpers import inference
 
@@ -233,9 +272,19 @@ def check_fill_holes(fn, cases: int = 3, seed: int = 0) -> None:
     ok(f"fill_holes: {int(cases) + 2} cases passed.")
 
 
-def check_postprocess(fn, cases: int = 3, seed: int = 0, n_components: int = 2) -> None:
+def check_postprocess(fn: Callable[..., Any], cases: int = 3, seed: int = 0, n_components: int = 2) -> None:
     """Check ``fn(mask)``: keep the ``n_components`` largest components, then fill holes,
     like :func:`helpers.inference.postprocess`; ``fn(mask, n_components=3)`` must keep three.
+
+    Args:
+        fn: the function to check (the learner's, or the reference).
+        cases: the number of random cases tried after the fixed ones.
+        seed: seed of the random cases.
+        n_components: the components ``fn`` keeps by default.
+
+    Raises:
+        AssertionError: the check fails; the message names the case (where there is one), what was
+            expected and what came back, with a hint.
     """
     from helpers import inference
 
@@ -351,7 +400,7 @@ def _chosen(fn, probs, masks, candidates, label) -> float:
     return value
 
 
-def check_choose_threshold(fn, cases: int = 0, seed: int = 0, data: tuple | None = None) -> None:
+def check_choose_threshold(fn: Callable[..., Any], cases: int = 0, seed: int = 0, data: tuple | None = None) -> None:
     """Check ``fn(probabilities, masks, candidates)``: the candidate with the best mean
     per-image Dice (masks ``p > t``; two empty masks have Dice 1.0), the first of tied
     candidates in their given order, computed from the data it is given.
@@ -360,6 +409,16 @@ def check_choose_threshold(fn, cases: int = 0, seed: int = 0, data: tuple | None
     one with a tie), ``cases`` random sets, and, with ``data=(probabilities, masks,
     candidates)``, the lesson's validation data: the choice must be the reference's
     (:func:`helpers.inference.choose_threshold`) there too.
+
+    Args:
+        fn: the function to check (the learner's, or the reference).
+        cases: the number of random cases tried after the fixed ones.
+        seed: seed of the random cases.
+        data: the lesson's ``(probabilities, masks, candidates)``, or None.
+
+    Raises:
+        AssertionError: the check fails; the message names the case (where there is one), what was
+            expected and what came back, with a hint.
     """
     from helpers import inference
 

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from helpers.checks._common import _tracing_history_kept, fail, ok
+
+if TYPE_CHECKING:
+    import keras
 
 __all__ = ["check_split_by_patient", "check_callbacks", "check_compile", "check_training_run",
            "check_monitor", "check_train_step", "check_best_epoch"]
@@ -88,11 +92,20 @@ def _one_split(fn, items, fractions, seed, label):
     return parts
 
 
-def check_split_by_patient(fn, cases: int = 1, seed: int = 0) -> None:
+def check_split_by_patient(fn: Callable[..., Any], cases: int = 1, seed: int = 0) -> None:
     """Check a patient-level split ``fn(items, fractions=..., seed=...)`` on made-up chest
     X-ray file pairs: all items used once, no patient in two parts, sizes near the
     fractions, the same seed gives the same split and another seed another split.
     ``cases`` random data sets (sizes, fractions, seeds) are tried.
+
+    Args:
+        fn: the function to check (the learner's, or the reference).
+        cases: the number of random cases tried after the fixed ones.
+        seed: seed of the random cases.
+
+    Raises:
+        AssertionError: the check fails; the message names the case (where there is one), what was
+            expected and what came back, with a hint.
     """
     rng = np.random.default_rng(seed)
     settings: list[tuple[int, tuple[float, ...], int]] = [(40, (0.7, 0.15, 0.15), 42)]
@@ -127,11 +140,23 @@ def _find(callbacks, cls_name):
     return [cb for cb in callbacks if type(cb).__name__ == cls_name]
 
 
-def check_callbacks(fn_or_list, run_dir=None, monitor: str = "val_dice", mode: str = "max") -> None:
+def check_callbacks(fn_or_list: Callable[..., Any] | Sequence[Any], run_dir: str | Path | None = None,
+                    monitor: str = "val_dice", mode: str = "max") -> None:
     """Check the four callbacks of lesson 04, made by ``fn_or_list(run_dir)`` or given as a
     list: ModelCheckpoint to ``run_dir/best.keras`` keeping only the best, ReduceLROnPlateau,
     EarlyStopping restoring the best weights (all watching ``monitor`` in ``mode``) and a
     CSVLogger writing ``run_dir/log.csv``.
+
+    Args:
+        fn_or_list: a function ``fn(run_dir) -> callbacks``, or the callbacks.
+        run_dir: the run folder the callbacks must write into; None: a new temporary folder for a function, anywhere for
+            a list.
+        monitor: the quantity the callbacks must watch.
+        mode: ``"max"`` or ``"min"``, the direction in which it improves.
+
+    Raises:
+        AssertionError: the check fails; the message names the case (where there is one), what was
+            expected and what came back, with a hint.
     """
     import tempfile
 
@@ -187,9 +212,18 @@ def check_callbacks(fn_or_list, run_dir=None, monitor: str = "val_dice", mode: s
     ok("callbacks: best.keras checkpoint, learning-rate schedule, early stopping, CSV log.")
 
 
-def check_compile(model, learning_rate: float | None = None, hard_dice: bool = True) -> None:
+def check_compile(model: keras.Model, learning_rate: float | None = None, hard_dice: bool = True) -> None:
     """See :func:`_check_compile`; the check's own evaluate() calls are kept out of
     TensorFlow's retracing warning, so that the lesson's next ``fit`` prints none.
+
+    Args:
+        model: the learner's compiled model.
+        learning_rate: the learning rate Adam must have, or None for any.
+        hard_dice: also require the ``hard_dice`` metric.
+
+    Raises:
+        AssertionError: the check fails; the message names the case (where there is one), what was
+            expected and what came back, with a hint.
     """
     with _tracing_history_kept():
         _check_compile(model, learning_rate, hard_dice)
@@ -237,13 +271,25 @@ def _check_compile(model, learning_rate: float | None = None, hard_dice: bool = 
     ok("compile: Adam, BCE + Dice loss, " + ("'dice' and 'hard_dice' metrics." if hard_dice else "'dice' metric."))
 
 
-def check_training_run(history, run_dir, monitor: str = "val_dice", started: float | None = None,
+def check_training_run(history: Any, run_dir: str | Path, monitor: str = "val_dice", started: float | None = None,
                        epochs: int | None = None, hard_dice: bool = True) -> None:
     """Check a finished ``model.fit`` run: ``history`` logged training and validation loss
     and Dice (and the hard Dice, if ``hard_dice``), ran at most ``epochs`` epochs if given,
     ``run_dir/best.keras`` exists and loads, and ``run_dir/log.csv`` has one row per epoch. ``started`` (a ``time.time()`` taken before ``fit``) makes files left by an
     earlier run fail: both must have been written after it. Says nothing about how good the
     model is.
+
+    Args:
+        history: the ``History`` that ``model.fit`` returned.
+        run_dir: the run folder.
+        monitor: the quantity the callbacks watched.
+        started: ``time.time()`` before ``fit``, or None.
+        epochs: the most epochs the run may have, or None.
+        hard_dice: also require the hard Dice in the logs.
+
+    Raises:
+        AssertionError: the check fails; the message names the case (where there is one), what was
+            expected and what came back, with a hint.
     """
     from helpers import training
 
@@ -289,10 +335,19 @@ def check_training_run(history, run_dir, monitor: str = "val_dice", started: flo
 LOGGED = {"loss": "min", "dice": "max", "hard_dice": "max"}
 
 
-def check_monitor(monitor, mode, logged=LOGGED) -> None:
+def check_monitor(monitor: Any, mode: Any, logged: Mapping[str, str] = LOGGED) -> None:
     """Check the choice of the quantity the callbacks watch: a *validation* quantity that
     ``fit`` logs (``val_`` + one of ``logged``) and the ``mode`` in which it improves
     (``max`` for a Dice, ``min`` for a loss).
+
+    Args:
+        monitor: the learner's choice of quantity, e.g. ``"val_dice"``.
+        mode: the learner's mode, ``"max"`` or ``"min"``.
+        logged: logged quantity -> the mode in which it improves.
+
+    Raises:
+        AssertionError: the check fails; the message names the case (where there is one), what was
+            expected and what came back, with a hint.
     """
     if not isinstance(monitor, str) or not isinstance(mode, str):
         fail('MONITOR and MODE', None, f"MONITOR and MODE should be strings such as 'val_...' and 'max' or 'min', got "
@@ -333,7 +388,7 @@ def _best_epoch(values, mode: str) -> int | None:
     return int(np.argmax(filled) if mode == "max" else np.argmin(filled)) + 1
 
 
-def check_best_epoch(best_epoch, history, monitor: str = "val_dice", mode: str = "max") -> None:
+def check_best_epoch(best_epoch: Any, history: Any, monitor: str = "val_dice", mode: str = "max") -> None:
     """Check the epoch a learner read off the learning curves: the epoch whose weights
     ``EarlyStopping(restore_best_weights=True)`` put back, numbered from 1 as ``fit`` prints
     it (``Epoch 1/16`` is epoch 1).
@@ -418,11 +473,20 @@ def _step_loss(y_true, y_pred):
     return bce + 1 - keras.ops.mean(dice)
 
 
-def check_train_step(fn, seed: int = 0, steps: int = 3) -> None:
+def check_train_step(fn: Callable[..., Any], seed: int = 0, steps: int = 3) -> None:
     """Check ``fn(model, optimizer, loss_fn, x, y) -> loss``, one training step written with
     ``tf.GradientTape``, against Keras's own ``train_on_batch`` on an identical model: the
     same loss before each of ``steps`` steps and the same weights after them, batch-norm
     statistics included.
+
+    Args:
+        fn: the function to check (the learner's, or the reference).
+        seed: seed of the model's weights and of the batches.
+        steps: the number of steps compared.
+
+    Raises:
+        AssertionError: the check fails; the message names the case (where there is one), what was
+            expected and what came back, with a hint.
     """
     import keras
 

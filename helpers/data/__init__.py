@@ -52,6 +52,7 @@ from __future__ import annotations
 import importlib
 import os
 from pathlib import Path
+from typing import Any
 
 from helpers import config
 from helpers.data._store import DatasetError, LabelError
@@ -81,12 +82,19 @@ __all__ = [
 
 
 def dataset_dir(name: str) -> Path:
-    """Folder of data set ``name`` under the course data folder (``data/<name>``)."""
+    """Folder of data set ``name`` under the course data folder (``data/<name>``).
+
+    Args:
+        name: the data set's name.
+
+    Returns:
+        ``config.data_dir() / name`` (it need not exist).
+    """
     return config.data_dir() / name
 
 
 def ensure_dataset(name: str = "cxr_synthetic", *, folder: Path | None = None,
-                   force: bool = False, **params) -> Path:
+                   force: bool = False, **params: Any) -> Path:
     """Return the folder of data set ``name``, generating it first if needed.
 
     Synthetic sets are generated into ``data/<name>/`` (or ``folder``) on first use and
@@ -95,6 +103,18 @@ def ensure_dataset(name: str = "cxr_synthetic", *, folder: Path | None = None,
     regenerates it. Files the generator did not write are never deleted or overwritten
     unless ``force=True``. For a real data set, pass its name as prepared with
     ``python -m helpers data prepare`` and the prepared folder is checked and returned.
+
+    Args:
+        name: a synthetic set of :data:`GENERATORS` or a public set of the registry.
+        folder: where the set lives; default ``data/<name>``.
+        force: let the generator replace files it did not write.
+        **params: generator parameters overriding its defaults (synthetic sets only).
+
+    Returns:
+        The data set's folder.
+
+    Raises:
+        DatasetError: a public set that is not prepared, or an unknown name.
     """
     if name in GENERATORS:
         module = importlib.import_module(f"helpers.data.{GENERATORS[name]}")

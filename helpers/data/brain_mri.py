@@ -29,9 +29,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from helpers import config
 from helpers.data._store import DatasetError, generate_into
@@ -64,9 +65,15 @@ _TISSUE_CONTRAST = {
 }
 
 
-def brats_affine(shape) -> np.ndarray:
+def brats_affine(shape: Sequence[int]) -> np.ndarray:
     """4x4 voxel-to-world affine (millimetres) like BraTS: 1 mm voxels, x and y flipped
     (LPS-style storage as in the BraTS NIfTI files), origin so that voxel (0, Y-1, 0) is at 0.
+
+    Args:
+        shape: the grid ``(x, y, z)``.
+
+    Returns:
+        The 4x4 affine (float64).
     """
     affine = np.diag([-1.0, -1.0, 1.0, 1.0])
     affine[1, 3] = float(shape[1] - 1)
@@ -74,12 +81,26 @@ def brats_affine(shape) -> np.ndarray:
 
 
 def case_name(number: int) -> str:
-    """BraTS folder name of case ``number`` (1-based): ``BraTS20_Training_007`` for 7."""
+    """BraTS folder name of case ``number`` (1-based): ``BraTS20_Training_007`` for 7.
+
+    Args:
+        number: the case's number, from 1.
+
+    Returns:
+        The case's folder name.
+    """
     return f"{CASE_PREFIX}{number:03d}"
 
 
 def case_files(name: str) -> list[str]:
-    """Relative paths of the five files of case ``name`` (four modalities, then seg)."""
+    """Relative paths of the five files of case ``name`` (four modalities, then seg).
+
+    Args:
+        name: the case's name (:func:`case_name`).
+
+    Returns:
+        The five relative paths.
+    """
     return [f"{name}/{name}_{suffix}.nii.gz" for suffix in (*MODALITIES, "seg")]
 
 
@@ -113,7 +134,7 @@ def _ellipsoid(coords, centre, radii, rotation=None) -> np.ndarray:
     return np.sqrt(np.sum((offset / radii) ** 2, axis=0))
 
 
-def make_case(number: int, *, shape=DEFAULTS["shape"],
+def make_case(number: int, *, shape: Sequence[int] = DEFAULTS["shape"],
               seed: int = DEFAULTS["seed"]) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """Make case ``number`` (1-based, as in ``BraTS20_Training_001``): ``({modality: float32
     volume}, seg uint8, affine 4x4)``, volumes of ``shape`` (x, y, z), affine
@@ -121,6 +142,17 @@ def make_case(number: int, *, shape=DEFAULTS["shape"],
 
     Deterministic in ``(number, shape, seed)``. Intensities are arbitrary positive units, 0
     outside the brain; seg holds BraTS labels 0, 1, 2, 4.
+
+    Args:
+        number: the case's number, from 1.
+        shape: the grid ``(x, y, z)``.
+        seed: the seed of the set.
+
+    Returns:
+        ``(volumes, seg, affine)`` as above.
+
+    Raises:
+        ValueError: ``number < 1``.
     """
     from scipy.ndimage import binary_dilation, gaussian_filter
 
@@ -255,8 +287,8 @@ def _make(task: tuple) -> dict[str, bytes]:
     return payload
 
 
-def generate(folder, *, force: bool = False, n_cases: int = DEFAULTS["n_cases"],
-             shape=DEFAULTS["shape"], seed: int = DEFAULTS["seed"], workers: int = 1) -> Path:
+def generate(folder: str | Path, *, force: bool = False, n_cases: int = DEFAULTS["n_cases"],
+             shape: Sequence[int] = DEFAULTS["shape"], seed: int = DEFAULTS["seed"], workers: int = 1) -> Path:
     """Generate (or reuse) ``n_cases`` synthetic BraTS-like cases in ``folder``; return it.
 
     Each case is a folder ``BraTS20_Training_NNN`` (NNN = 001, 002, ...) with float32
@@ -264,6 +296,21 @@ def generate(folder, *, force: bool = False, n_cases: int = DEFAULTS["n_cases"],
     uint8 ``seg`` with labels {0, 1, 2, 4}. Same ``seed`` and parameters give byte-identical
     files. An existing complete set with the same parameters is reused; files not written
     by the course are never deleted unless ``force=True``.
+
+    Args:
+        folder: where the set goes.
+        force: delete the folder's other files and regenerate.
+        n_cases: the number of cases, 1 to 999.
+        shape: the grid of each volume ``(x, y, z)``.
+        seed: the seed of the set.
+        workers: processes drawing the cases.
+
+    Returns:
+        ``folder``.
+
+    Raises:
+        ValueError: ``n_cases`` out of range, or a shape below 24 voxels per axis.
+        DatasetError: ``folder`` holds files the generator did not write and ``force`` is False.
     """
     shape = tuple(int(s) for s in shape)
     if len(shape) != 3 or min(shape) < 24:
@@ -295,7 +342,7 @@ def _find(case_dir: Path, suffix: str) -> Path | None:
     return None
 
 
-def load_cases(folder, *, check_masks: bool = True) -> list[tuple[list[Path], Path]]:
+def load_cases(folder: str | Path, *, check_masks: bool = True) -> list[tuple[list[Path], Path]]:
     """Find and validate the cases of a BraTS-layout folder.
 
     Returns one ``([t1, t1ce, t2, flair], seg)`` tuple of paths per case folder
@@ -303,6 +350,16 @@ def load_cases(folder, *, check_masks: bool = True) -> list[tuple[list[Path], Pa
     :class:`DatasetError` naming the file and the fix when a modality or the segmentation is
     missing, when the five volumes of a case differ in shape, or (``check_masks=True``,
     reads every seg) when a segmentation holds values other than 0, 1, 2, 4.
+
+    Args:
+        folder: the data set folder (BraTS layout).
+        check_masks: read every segmentation and check its labels.
+
+    Returns:
+        ``[([t1, t1ce, t2, flair], seg), ...]``, sorted by case name.
+
+    Raises:
+        DatasetError: as described above.
     """
     from helpers.data.io import nifti_shape, read_nifti
 
@@ -345,8 +402,21 @@ def load_cases(folder, *, check_masks: bool = True) -> list[tuple[list[Path], Pa
     return cases
 
 
-def read_case(modality_paths, seg_path=None) -> tuple[np.ndarray, np.ndarray | None]:
-    """Read one case: ``(image float32 (X, Y, Z, 4) in MODALITIES order, seg uint8 (X, Y, Z) or None)``."""
+def read_case(modality_paths: Sequence[str | Path],
+              seg_path: str | Path | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Read one case: ``(image float32 (X, Y, Z, 4) in MODALITIES order, seg uint8 (X, Y, Z) or None)``.
+
+    Args:
+        modality_paths: the NIfTI files of the modalities, in :data:`MODALITIES` order.
+        seg_path: the segmentation's NIfTI file, or None for no segmentation.
+
+    Returns:
+        ``(image, seg)`` as above.
+
+    Raises:
+        DatasetError: a file cannot be read, or the segmentation holds labels other than
+            0, 1, 2, 4.
+    """
     from helpers.data.io import read_nifti
 
     channels = [np.asarray(read_nifti(path)[0], dtype=np.float32) for path in modality_paths]
@@ -364,7 +434,7 @@ def _check_seg(path: str | Path, labels: np.ndarray) -> np.ndarray:
         f"data already uses 3 for enhancing tumour, map 3 back to 4 before loading, or fix the file."))
 
 
-def remap_labels(seg) -> np.ndarray:
+def remap_labels(seg: ArrayLike) -> np.ndarray:
     """Lesson 08's ``remap_labels`` (Exercise 8.1): BraTS labels to softmax classes.
 
     Args:

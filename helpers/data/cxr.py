@@ -43,7 +43,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -60,6 +60,8 @@ SECOND_VIEW_FRACTION = 0.25
 
 #: Settings of :func:`generate_cxr`: the lessons' data, and the harder one of the challenge.
 SETTINGS = ("standard", "hard")
+#: The type of a setting of :func:`generate_cxr` (one of :data:`SETTINGS`).
+Setting = Literal["standard", "hard"]
 
 #: Largest image side supported by :func:`generate_cxr`.
 MAX_SIZE = 512
@@ -191,6 +193,13 @@ def harden(appearance: dict, rng: np.random.Generator) -> dict:
     against 7, 0.86-1.08 and 0.06), one to three more opacities, denser (strength 0.20-0.45
     against 0.08-0.30) and wider, one or two more nodules, and stronger noise and gamma.
     The anatomy and the mask's rules are unchanged: lung behind an opacity is still lung.
+
+    Args:
+        appearance: the radiograph's appearance, as ``_appearance`` draws it.
+        rng: the generator of the changes.
+
+    Returns:
+        The harder appearance (a copy).
     """
     u = rng.uniform
     hard = dict(appearance)
@@ -578,7 +587,7 @@ def _render(a: dict, p: dict, size: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def generate_cxr(seed: int, size: int = config.CXR_IMAGE_SIZE, view: int = 0,
-                 setting: str = "standard") -> tuple[np.ndarray, np.ndarray]:
+                 setting: Setting = "standard") -> tuple[np.ndarray, np.ndarray]:
     """Draw one synthetic frontal chest radiograph and its lung mask.
 
     ``seed`` fixes the patient (anatomy) and, with ``view`` (0, 1, ...), the radiograph
@@ -587,6 +596,18 @@ def generate_cxr(seed: int, size: int = config.CXR_IMAGE_SIZE, view: int = 0,
     with 1 on the visible lung fields and 0 elsewhere. ``size`` is the side in pixels
     (16..512); the geometry does not depend on it. ``setting`` is ``"standard"`` (the lessons'
     data) or ``"hard"`` (the same patient and radiograph made harder by :func:`harden`).
+
+    Args:
+        seed: the patient's seed.
+        size: the side in pixels, 16 to :data:`MAX_SIZE`.
+        view: the radiograph of the patient (0, 1, ...).
+        setting: ``"standard"`` or ``"hard"``.
+
+    Returns:
+        ``(image, mask)`` as above.
+
+    Raises:
+        ValueError: ``size`` out of range or an unknown ``setting``.
     """
     size = int(size)
     if not 16 <= size <= MAX_SIZE:
@@ -607,13 +628,28 @@ def generate_cxr(seed: int, size: int = config.CXR_IMAGE_SIZE, view: int = 0,
 # --------------------------------------------------------------------------------------
 
 def patient_seed(seed: int, patient: int) -> int:
-    """Seed of patient number ``patient`` in a set generated with ``seed``."""
+    """Seed of patient number ``patient`` in a set generated with ``seed``.
+
+    Args:
+        seed: the seed of the set.
+        patient: the patient's number.
+
+    Returns:
+        The patient's seed.
+    """
     return int(np.random.SeedSequence([int(seed), int(patient)]).generate_state(1)[0])
 
 
 def plan(n_images: int, seed: int) -> list[tuple[str, int, int]]:
     """The files of a set: ``[(name, patient seed, view), ...]``, ``n_images`` entries,
     about one patient in four with a second view (``SYN_<pppp>_<k>.png``).
+
+    Args:
+        n_images: the number of radiographs.
+        seed: the seed of the set.
+
+    Returns:
+        ``[(file name, patient seed, view), ...]``.
     """
     rng = np.random.default_rng([int(seed), 2024])
     entries: list[tuple[str, int, int]] = []
@@ -643,6 +679,21 @@ def generate(folder: Path, *, force: bool = False, n_images: int = DEFAULTS["n_i
     plus ``dataset.json``. Reuses a complete set made with the same parameters; never
     deletes files it did not write unless ``force=True``. ``workers`` processes draw the
     images (it does not change the result). Returns ``folder``.
+
+    Args:
+        folder: where the set goes.
+        force: delete the folder's other files and regenerate.
+        n_images: the number of radiographs.
+        size: their side in pixels.
+        seed: the seed of the set.
+        workers: processes drawing the images.
+
+    Returns:
+        ``folder``.
+
+    Raises:
+        ValueError: ``n_images < 1`` or a ``size`` out of range.
+        DatasetError: ``folder`` holds files the generator did not write and ``force`` is False.
     """
     n_images, size, seed = int(n_images), int(size), int(seed)
     if n_images < 1:
@@ -665,6 +716,12 @@ def generate(folder: Path, *, force: bool = False, n_images: int = DEFAULTS["n_i
 def case_name(number: int) -> str:
     """Name of patient (case) ``number`` (1-based): ``SYN_0007`` for 7; its radiographs are
     ``SYN_0007_0.png``, ``SYN_0007_1.png``.
+
+    Args:
+        number: the patient's number, from 1.
+
+    Returns:
+        The patient's name.
     """
     return f"SYN_{number:04d}"
 
@@ -675,25 +732,56 @@ def make_case(number: int, *, size: int = DEFAULTS["size"], seed: int = DEFAULTS
     ``seed``: ``(image uint8 (size, size), mask uint8 {0, 1})``, the pixels of
     ``images/<case_name(number)>_<view>.png`` before PNG encoding. Deterministic in
     ``(number, size, seed, view)``; :func:`generate_cxr` draws it from the patient's seed.
+
+    Args:
+        number: the patient's number, from 1.
+        size: the side in pixels.
+        seed: the seed of the set.
+        view: the radiograph of the patient (0, 1, ...).
+
+    Returns:
+        ``(image, mask)`` as above.
+
+    Raises:
+        ValueError: ``number < 1``, or a ``size`` out of range.
     """
     if int(number) < 1:
         raise ValueError(f"patient numbers start at 1, got {number}")
     return generate_cxr(patient_seed(seed, int(number)), size, view)
 
 
-def load_cases(folder) -> list[tuple[Path, Path]]:
+def load_cases(folder: str | Path) -> list[tuple[Path, Path]]:
     """The checked ``(image_path, mask_path)`` pairs of a chest X-ray folder
     (``images/`` + ``masks/``), sorted by name: :func:`helpers.data.load_pairs`, which
     decodes every file and raises DatasetError naming the file and the fix.
+
+    Args:
+        folder: the data set folder.
+
+    Returns:
+        ``[(image_path, mask_path), ...]``, sorted by name.
+
+    Raises:
+        DatasetError: as :func:`helpers.data.load_pairs`.
     """
     from helpers.data.io import load_pairs
 
     return load_pairs(folder)
 
 
-def read_case(image_path, mask_path=None) -> tuple[np.ndarray, np.ndarray | None]:
+def read_case(image_path: str | Path, mask_path: str | Path | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Read one pair: ``(image uint8 (H, W), mask uint8 {0, 1} (H, W) or None)`` through
     :mod:`helpers.data.io` (DatasetError naming the file when it cannot be read).
+
+    Args:
+        image_path: the radiograph's file.
+        mask_path: the mask's file, or None for no mask.
+
+    Returns:
+        ``(image, mask)`` as above.
+
+    Raises:
+        DatasetError: a file cannot be read, or the mask is not binary.
     """
     from helpers.data.io import read_image, read_mask
 

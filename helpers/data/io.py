@@ -22,6 +22,7 @@ import gzip
 import io
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -56,6 +57,12 @@ def patient_id(path: str | Path) -> str:
     own patient (``BraTS20_Training_001`` -> ``"BraTS20_Training_001"``). A name without
     a digit, as in one-folder-per-case layouts (``LCTSC-Train-S1-001/ct.nii.gz``), belongs to
     the patient named by its folder (``"LCTSC-Train-S1-001"``).
+
+    Args:
+        path: a file of the data set.
+
+    Returns:
+        The patient's name.
     """
     path = Path(path)
     stem = _stem(path)
@@ -65,10 +72,19 @@ def patient_id(path: str | Path) -> str:
     return match.group(1) if match else stem
 
 
-def open_image(path: str | Path):
+def open_image(path: str | Path) -> Any:
     """Open a raster image file with Pillow, decoded, after checking that it exists and
     declares at most :data:`MAX_IMAGE_PIXELS` pixels. Raises DatasetError naming the file
     when it is missing, too large (a decompression bomb), unreadable or damaged.
+
+    Args:
+        path: the image file.
+
+    Returns:
+        The decoded ``PIL.Image.Image``.
+
+    Raises:
+        DatasetError: the file is missing, too large, unreadable or damaged.
     """
     import warnings
 
@@ -111,6 +127,15 @@ def read_grey(path: str | Path) -> np.ndarray:
     """Read a raster image as float32 grey values at its own bit depth (8- or 16-bit,
     float; RGB channels averaged), shape (H, W). Raises DatasetError naming the file when
     it cannot be read (see :func:`open_image`), is not 2D, or holds NaN or infinite values.
+
+    Args:
+        path: the image file.
+
+    Returns:
+        float32 ``(H, W)``.
+
+    Raises:
+        DatasetError: as described above.
     """
     with open_image(path) as image:
         array = np.asarray(image)
@@ -131,6 +156,17 @@ def binary_mask(path: str | Path, array: np.ndarray, what: str = "the lung") -> 
     """The one rule for binary masks: ``array`` may hold only 0 and 1, or only 0 and 255
     (an all-0 or all-foreground mask is fine; anything else, e.g. a constant 7 or 0.4, is
     not). Returns a uint8 array of 0/1; raises DatasetError naming ``path`` and the values.
+
+    Args:
+        path: the file the mask comes from, for the message.
+        array: the mask's values as read.
+        what: what the mask shows, for the message.
+
+    Returns:
+        uint8 array of 0 and 1, the input's shape.
+
+    Raises:
+        DatasetError: values other than 0/1 or 0/255.
     """
     values = np.unique(np.asarray(array))
     found = set(values.tolist())
@@ -166,6 +202,16 @@ def read_image(path: str | Path) -> np.ndarray:
     weights; 16-bit, 32-bit and float images are scaled linearly so that 0 stays 0 and
     the image's maximum becomes 255 (negative values are shifted to 0 first). Raises
     DatasetError naming the file when it is missing or cannot be decoded.
+
+    Args:
+        path: the image file (PNG, JPEG, TIFF, ...).
+
+    Returns:
+        uint8 array ``(H, W)``.
+
+    Raises:
+        DatasetError: the file is missing, cannot be decoded, holds NaN or infinite values,
+            or is not a 2D image.
     """
     image = _open(Path(path))
     if image.mode in ("L", "1"):
@@ -187,6 +233,15 @@ def read_mask(path: str | Path) -> np.ndarray:
 
     The file may hold 0/1 or 0/255 (grey, or colour with equal channels). Any other
     values raise DatasetError naming the file, the values found and the fix.
+
+    Args:
+        path: the mask file.
+
+    Returns:
+        uint8 array ``(H, W)`` of 0 and 1.
+
+    Raises:
+        DatasetError: the file is missing, cannot be decoded, is not 2D, or is not binary.
     """
     path = Path(path)
     image = _open(path)
@@ -202,7 +257,17 @@ def read_mask(path: str | Path) -> np.ndarray:
 
 
 def encode_png(array: np.ndarray) -> bytes:
-    """Encode a 2D uint8 array (H, W) as 8-bit grey PNG bytes (deterministic, no metadata)."""
+    """Encode a 2D uint8 array (H, W) as 8-bit grey PNG bytes (deterministic, no metadata).
+
+    Args:
+        array: a 2D uint8 array.
+
+    Returns:
+        The PNG file's bytes.
+
+    Raises:
+        ValueError: ``array`` is not a 2D uint8 array.
+    """
     from PIL import Image
 
     array = np.asarray(array)
@@ -216,6 +281,18 @@ def encode_png(array: np.ndarray) -> bytes:
 def write_png(array: np.ndarray, path: str | Path, force: bool = False) -> Path:
     """Write a 2D uint8 array as an 8-bit grey PNG file, atomically; an existing file is
     only replaced when ``force=True`` (else FileExistsError). Returns the path.
+
+    Args:
+        array: a 2D uint8 array ``(H, W)``.
+        path: the PNG file to write.
+        force: replace an existing file.
+
+    Returns:
+        ``path``, as a ``Path``.
+
+    Raises:
+        FileExistsError: ``path`` exists and ``force`` is False.
+        ValueError: ``array`` is not a 2D uint8 array.
     """
     path = Path(path)
     if path.exists() and not force:
@@ -227,10 +304,20 @@ def write_png(array: np.ndarray, path: str | Path, force: bool = False) -> Path:
 _NIFTI_FIX = "replace it, or delete the data set folder so that it is regenerated"
 
 
-def open_nifti(path: str | Path, fix: str = _NIFTI_FIX):
+def open_nifti(path: str | Path, fix: str = _NIFTI_FIX) -> Any:
     """The nibabel image of a NIfTI file (``.nii`` or ``.nii.gz``), header read, voxels not
     yet loaded. Raises DatasetError naming the file, ending with ``fix``, when it is missing,
     unreadable (permissions) or not NIfTI.
+
+    Args:
+        path: the NIfTI file.
+        fix: the end of the error message, the fix it proposes.
+
+    Returns:
+        The nibabel image (``nibabel.load``).
+
+    Raises:
+        DatasetError: the file is missing, unreadable or not NIfTI.
     """
     import nibabel as nib
 
@@ -250,7 +337,18 @@ def open_nifti(path: str | Path, fix: str = _NIFTI_FIX):
 
 
 def nifti_shape(path: str | Path, fix: str = _NIFTI_FIX) -> tuple[int, ...]:
-    """The array shape stored in a NIfTI header (no voxels read); errors as :func:`open_nifti`."""
+    """The array shape stored in a NIfTI header (no voxels read); errors as :func:`open_nifti`.
+
+    Args:
+        path: the NIfTI file.
+        fix: the end of an error message, the fix it proposes.
+
+    Returns:
+        The shape, as ints.
+
+    Raises:
+        DatasetError: as :func:`open_nifti`.
+    """
     return tuple(int(n) for n in open_nifti(path, fix).shape)
 
 
@@ -258,6 +356,17 @@ def read_nifti(path: str | Path, fix: str = _NIFTI_FIX) -> tuple[np.ndarray, np.
     """``(voxels, affine)`` of a NIfTI file with the voxels in their stored type (scaled to
     float only when the header has a slope/intercept), for checks that must see the values
     before any conversion (labels, Hounsfield units). Errors as :func:`open_nifti`.
+
+    Args:
+        path: the NIfTI file (``.nii`` or ``.nii.gz``).
+        fix: the end of the error message, the fix it proposes.
+
+    Returns:
+        ``(voxels, affine)``: the voxels in the file's axis order ``(x, y, z)`` and the 4x4
+        voxel-to-world affine (float64, mm).
+
+    Raises:
+        DatasetError: the file is missing, unreadable, damaged or not NIfTI.
     """
     image = open_nifti(path, fix)
     try:
@@ -273,6 +382,15 @@ def load_nifti(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     values as float32 in the file's axis order, ``(x, y, z)`` (see the axis convention
     above; Hounsfield units for CT, scaled by the header's slope/intercept) and the 4x4
     voxel-to-world affine (mm). Raises DatasetError naming the file when it cannot be read.
+
+    Args:
+        path: the NIfTI file (``.nii`` or ``.nii.gz``).
+
+    Returns:
+        ``(array, affine)``: float32 voxels ``(x, y, z)`` and the 4x4 affine (float64, mm).
+
+    Raises:
+        DatasetError: the file is missing, unreadable, damaged or not NIfTI.
     """
     image = open_nifti(path)
     try:
@@ -288,6 +406,15 @@ def load_nifti(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 def to_depth_first(volume: np.ndarray) -> np.ndarray:
     """``volume[x, y, z, ...]`` -> ``volume[z, y, x, ...]`` (depth, height, width first), a
     view; extra trailing axes (channels) stay last. Its own inverse.
+
+    Args:
+        volume: an array with at least 3 axes, ``(x, y, z, ...)``.
+
+    Returns:
+        A view ``(z, y, x, ...)`` of ``volume``.
+
+    Raises:
+        ValueError: ``volume`` has fewer than 3 axes.
     """
     volume = np.asarray(volume)
     if volume.ndim < 3:
@@ -302,6 +429,16 @@ from_depth_first = to_depth_first
 def as_3d(path: str | Path, array: np.ndarray) -> np.ndarray:
     """Drop trailing axes of length 1 from a volume; refuse anything that is not then 3D
     (a 4D file with several volumes or time points), naming the file.
+
+    Args:
+        path: the file the volume comes from, for the message.
+        array: the volume.
+
+    Returns:
+        The 3D array (a view).
+
+    Raises:
+        DatasetError: the array is not 3D once trailing axes of length 1 are dropped.
     """
     array = np.asarray(array)
     while array.ndim > 3 and array.shape[-1] == 1:
@@ -313,7 +450,15 @@ def as_3d(path: str | Path, array: np.ndarray) -> np.ndarray:
 
 
 def check_finite(path: str | Path, array: np.ndarray) -> None:
-    """Raise DatasetError naming ``path`` when ``array`` holds NaN or infinite values."""
+    """Raise DatasetError naming ``path`` when ``array`` holds NaN or infinite values.
+
+    Args:
+        path: the file the values come from, for the message.
+        array: the values.
+
+    Raises:
+        DatasetError: ``array`` holds NaN or infinite values.
+    """
     if array.dtype.kind in "fc" and not np.isfinite(array).all():
         count = int(array.size - np.count_nonzero(np.isfinite(array)))
         raise DatasetError(f"{path} holds {count} NaN or infinite voxels: they have no value to learn from; "
@@ -369,6 +514,16 @@ def to_hounsfield(path: str | Path, array: np.ndarray) -> np.ndarray:
     """CT values as int16, rounded to the nearest integer. The rule for values that int16
     cannot hold is to refuse, not clip: such values mean the file is not in Hounsfield
     units. Raises DatasetError naming the file for those and for NaN or infinite values.
+
+    Args:
+        path: the file the values come from, for the message.
+        array: the CT values.
+
+    Returns:
+        int16 array of the input's shape.
+
+    Raises:
+        DatasetError: NaN, infinite, or values outside the int16 range.
     """
     array = np.asarray(array)
     check_finite(path, array)
@@ -386,6 +541,14 @@ def nifti_bytes(array: np.ndarray, affine: np.ndarray, compress: bool = True) ->
     """NIfTI-1 file bytes of ``array`` with the 4x4 ``affine`` (voxel to world, mm): spatial
     units mm, qform and sform code 1 (scanner), gzip-compressed with a zero timestamp when
     ``compress``, so that the same array gives the same bytes on every run.
+
+    Args:
+        array: the voxels, any shape.
+        affine: the 4x4 voxel-to-world matrix (mm).
+        compress: gzip the bytes (for ``.nii.gz``).
+
+    Returns:
+        The file's bytes.
     """
     import nibabel as nib
 
@@ -406,6 +569,19 @@ def save_nifti(array: np.ndarray, affine: np.ndarray, path: str | Path, force: b
     see half a file) and an existing file is only replaced when ``force=True`` (else
     FileExistsError). Booleans are stored as uint8, 64-bit integers as int32 and 64-bit
     floats as float32; other dtypes are kept. Returns the path.
+
+    Args:
+        array: the voxels, e.g. ``(X, Y, Z)``.
+        affine: the 4x4 voxel-to-world matrix (mm).
+        path: the file to write (``.nii`` or ``.nii.gz``).
+        force: replace an existing file.
+
+    Returns:
+        ``path``, as a ``Path``.
+
+    Raises:
+        FileExistsError: ``path`` exists and ``force`` is False.
+        ValueError: ``affine`` is not 4x4.
     """
     path = Path(path)
     if path.exists() and not force:
@@ -442,6 +618,16 @@ def load_pairs(folder: str | Path) -> list[tuple[Path, Path]]:
     same name and vice versa, that every file decodes, that image and mask sizes match and
     that every mask is binary (0/1 or 0/255). The first problem found raises DatasetError
     naming the file(s) and the fix. Decodes every file once (about a second for 400 pairs).
+
+    Args:
+        folder: the data set folder, holding ``images/`` and ``masks/``.
+
+    Returns:
+        ``[(image_path, mask_path), ...]``, sorted by file name.
+
+    Raises:
+        DatasetError: a missing or empty folder, an image without mask or a mask without
+            image, a file that does not decode, sizes that differ, or a mask that is not binary.
     """
     folder = Path(folder)
     if not folder.is_dir():

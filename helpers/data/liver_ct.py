@@ -32,7 +32,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -63,21 +63,43 @@ PADDING_HU = -1024
 
 
 def case_name(number: int) -> str:
-    """IRCAD-style name of case ``number`` (1-based): ``ircad_e07`` for 7."""
+    """IRCAD-style name of case ``number`` (1-based): ``ircad_e07`` for 7.
+
+    Args:
+        number: the case's number, from 1.
+
+    Returns:
+        The case's name.
+    """
     return f"ircad_e{number:02d}"
 
 
 def case_files(name: str) -> list[str]:
-    """Relative paths of the two files of case ``name``: ``[<name>_orig.nii.gz, <name>_liver.nii.gz]``."""
+    """Relative paths of the two files of case ``name``: ``[<name>_orig.nii.gz, <name>_liver.nii.gz]``.
+
+    Args:
+        name: the case's name (:func:`case_name`).
+
+    Returns:
+        The two relative paths.
+    """
     return [f"{name}_orig.nii.gz", f"{name}_liver.nii.gz"]
 
 
-def ct_affine(shape, spacing, z_origin: float = 0.0) -> np.ndarray:
+def ct_affine(shape: Sequence[int], spacing: Sequence[float], z_origin: float = 0.0) -> np.ndarray:
     """4x4 voxel-to-world affine (RAS millimetres) of a DICOM-like (x, y, z) volume.
 
     The first axis runs towards the patient's left and the second towards the back (both
     negative in RAS), the third towards the head; ``spacing`` is (sx, sy, sz) in mm. The
     in-plane centre of the grid is at x = y = 0 and slice 0 at ``z_origin``.
+
+    Args:
+        shape: the grid ``(x, y, z)``.
+        spacing: ``(sx, sy, sz)`` in mm.
+        z_origin: the z of slice 0, in mm.
+
+    Returns:
+        The 4x4 affine (float64).
     """
     sx, sy, sz = (float(s) for s in spacing)
     affine = np.diag([-sx, -sy, sz, 1.0])
@@ -132,9 +154,18 @@ def _tube(x, y, z, start, end, radius):
     return (dx - t * ax) ** 2 + (dy - t * ay) ** 2 + (dz - t * az) ** 2 < float(radius) ** 2
 
 
-def case_spacing(number: int, *, shape=DEFAULTS["shape"], seed: int = DEFAULTS["seed"]) -> tuple[float, float, float]:
+def case_spacing(number: int, *, shape: Sequence[int] = DEFAULTS["shape"],
+                 seed: int = DEFAULTS["seed"]) -> tuple[float, float, float]:
     """Voxel spacing (sx, sy, sz) in mm of case ``number`` (1-based): field of view 340-390 mm
     in-plane, 170-200 mm along z, divided by the grid ``shape``.
+
+    Args:
+        number: the case's number, from 1.
+        shape: the grid ``(x, y, z)``.
+        seed: the seed of the set.
+
+    Returns:
+        ``(sx, sy, sz)`` in mm.
     """
     rng = np.random.default_rng([int(seed), int(number), 7, 1])
     fov = rng.uniform(340.0, 390.0)
@@ -143,7 +174,8 @@ def case_spacing(number: int, *, shape=DEFAULTS["shape"], seed: int = DEFAULTS["
     return (sxy, round(fov / shape[1], 3), round(coverage / shape[2], 2))
 
 
-def make_case(number: int, *, shape=DEFAULTS["shape"], seed: int = DEFAULTS["seed"], tissues: bool = False):
+def make_case(number: int, *, shape: Sequence[int] = DEFAULTS["shape"], seed: int = DEFAULTS["seed"],
+              tissues: bool = False) -> tuple[np.ndarray, ...]:
     """Make case ``number`` (1-based, as in ``ircad_e01``): ``(hu int16 (X, Y, Z), liver uint8
     {0,1} (X, Y, Z), affine 4x4)``.
 
@@ -151,6 +183,18 @@ def make_case(number: int, *, shape=DEFAULTS["shape"], seed: int = DEFAULTS["see
     y towards the back, z towards the head), Hounsfield units, spacing from
     :func:`case_spacing`. With ``tissues=True`` a fourth item is returned: a uint8 label map
     with the codes of :data:`TISSUES` (before blur and noise), for tests and benchmarks.
+
+    Args:
+        number: the case's number, from 1.
+        shape: the volume's grid ``(x, y, z)``.
+        seed: the seed of the set.
+        tissues: also return the tissue label map.
+
+    Returns:
+        ``(hu, liver, affine)``, or ``(hu, liver, affine, tissues)``.
+
+    Raises:
+        ValueError: ``number < 1``.
     """
     from scipy.ndimage import gaussian_filter
 
@@ -392,8 +436,8 @@ def _make(task: tuple) -> dict[str, bytes]:
     return {orig: nifti_bytes(hu, affine), liver: nifti_bytes(mask, affine)}
 
 
-def generate(folder, *, force: bool = False, n_cases: int = DEFAULTS["n_cases"],
-             shape=DEFAULTS["shape"], seed: int = DEFAULTS["seed"], workers: int = 1) -> Path:
+def generate(folder: str | Path, *, force: bool = False, n_cases: int = DEFAULTS["n_cases"],
+             shape: Sequence[int] = DEFAULTS["shape"], seed: int = DEFAULTS["seed"], workers: int = 1) -> Path:
     """Generate (or reuse) ``n_cases`` synthetic abdominal CT cases in ``folder``; return it.
 
     Writes ``ircad_eNN_orig.nii.gz`` (int16 Hounsfield units) and ``ircad_eNN_liver.nii.gz``
@@ -401,6 +445,21 @@ def generate(folder, *, force: bool = False, n_cases: int = DEFAULTS["n_cases"],
     anisotropic affine in mm. Same ``seed`` and parameters give byte-identical files. An
     existing complete set with the same parameters is reused; files not written by the
     course are never deleted unless ``force=True``.
+
+    Args:
+        folder: where the set goes.
+        force: delete the folder's other files and regenerate.
+        n_cases: the number of cases, 1 to 99.
+        shape: the grid of each volume ``(x, y, z)``.
+        seed: the seed of the set.
+        workers: processes drawing the cases.
+
+    Returns:
+        ``folder``.
+
+    Raises:
+        ValueError: ``n_cases`` out of range, or a shape below 32 x 32 x 8.
+        DatasetError: ``folder`` holds files the generator did not write and ``force`` is False.
     """
     shape = tuple(int(s) for s in shape)
     if len(shape) != 3 or min(shape[:2]) < 32 or shape[2] < 8:
@@ -424,9 +483,15 @@ def generate(folder, *, force: bool = False, n_cases: int = DEFAULTS["n_cases"],
 _ORIG = re.compile(r"^(?P<case>.+)_orig\.nii(\.gz)?$")
 
 
-def case_id(path) -> str:
+def case_id(path: str | Path) -> str:
     """Patient (case) identifier of a liver CT file: ``ircad_e07`` for
     ``ircad_e07_orig.nii.gz`` or ``ircad_e07_liver.nii.gz``. Slices of one case share it.
+
+    Args:
+        path: a volume or mask file of the set.
+
+    Returns:
+        The case identifier.
     """
     name = Path(path).name
     for suffix in (".nii.gz", ".nii"):
@@ -470,7 +535,7 @@ def _read_array(path: Path) -> np.ndarray:
     return read_nifti(path, fix=_FIX)[0]
 
 
-def load_cases(folder, *, check_masks: bool = True) -> list[tuple[Path, Path]]:
+def load_cases(folder: str | Path, *, check_masks: bool = True) -> list[tuple[Path, Path]]:
     """Find and validate the cases of a 3D-IRCADb-layout folder.
 
     Returns one ``(orig_path, liver_path)`` tuple per ``<case>_orig.nii.gz`` (or ``.nii``)
@@ -479,6 +544,16 @@ def load_cases(folder, *, check_masks: bool = True) -> list[tuple[Path, Path]]:
     mask is missing or unreadable, a volume is not 3D, a mask's shape differs from its
     volume's, or (``check_masks=True``, reads every mask) a mask holds values other than
     0 and 1 (0 and 255, as some exports write, is accepted and read as 0/1).
+
+    Args:
+        folder: the data set folder (3D-IRCADb layout).
+        check_masks: read every mask and check its values.
+
+    Returns:
+        ``[(orig_path, liver_path), ...]``, sorted by case number.
+
+    Raises:
+        DatasetError: as described above.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -519,12 +594,23 @@ def load_cases(folder, *, check_masks: bool = True) -> list[tuple[Path, Path]]:
     return cases
 
 
-def read_case(orig_path, liver_path=None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+def read_case(orig_path: str | Path,
+              liver_path: str | Path | None = None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """Read one case: ``(volume float32 HU (X, Y, Z), mask uint8 {0,1} (X, Y, Z) or None, affine 4x4)``.
 
     A mask stored as 0/255 is returned as 0/1. Axial slice ``k`` is ``volume[:, :, k]``;
     show it with ``.T`` for the usual radiological view. Raises DatasetError naming the
     file when it cannot be read.
+
+    Args:
+        orig_path: the CT volume's NIfTI file.
+        liver_path: the liver mask's NIfTI file, or None for no mask.
+
+    Returns:
+        ``(volume, mask, affine)`` as above.
+
+    Raises:
+        DatasetError: a file cannot be read, or the mask's values are not binary.
     """
     from helpers.data.io import load_nifti
 

@@ -33,9 +33,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from helpers import config
 from helpers.data._store import DatasetError, generate_into
@@ -74,6 +75,12 @@ HU = {
 def case_name(number: int) -> str:
     """LCTSC-like name of case ``number`` (1-based): ``LCTSC-Train-S1-001`` for 1, twelve
     cases per site (``LCTSC-Train-S2-001`` for 13).
+
+    Args:
+        number: the case's number, from 1.
+
+    Returns:
+        The case's name.
     """
     site = 1 + (number - 1) // 12
     return f"LCTSC-Train-S{site}-{(number - 1) % 12 + 1:03d}"
@@ -143,7 +150,8 @@ def _vessel_tree(rng, hilum, lateral_sign, n_generations=3, root_radius=(3.5, 4.
     return segments
 
 
-def make_case(number: int, *, shape=DEFAULTS["shape"], seed: int = DEFAULTS["seed"], design_shape=None):
+def make_case(number: int, *, shape: Sequence[int] = DEFAULTS["shape"], seed: int = DEFAULTS["seed"],
+              design_shape: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Build synthetic case ``number`` (1-based, as in :func:`case_name`): ``(ct, lung, affine)``.
 
     ``ct`` is int16 in Hounsfield units and ``lung`` uint8 {0, 1}, both of ``shape``
@@ -156,6 +164,18 @@ def make_case(number: int, *, shape=DEFAULTS["shape"], seed: int = DEFAULTS["see
     mask from its lung fraction, > 0.5), before the noise and the reconstruction circle of
     the scanner are added on ``shape``: the same patient as ``make_case(number,
     shape=design_shape)``, at the resolution of ``shape``.
+
+    Args:
+        number: the case's number, from 1.
+        shape: the volume's grid ``(i, j, k)``.
+        seed: the seed of the set.
+        design_shape: a coarser grid to draw the anatomy on, or None.
+
+    Returns:
+        ``(ct, lung, affine)`` as above.
+
+    Raises:
+        ValueError: ``number < 1``.
     """
     from scipy.ndimage import binary_erosion, gaussian_filter
 
@@ -482,8 +502,8 @@ def _make(task) -> dict[str, bytes]:
 
 
 def generate(folder: Path, *, force: bool = False, n_cases: int = DEFAULTS["n_cases"],
-             shape=DEFAULTS["shape"], seed: int = DEFAULTS["seed"], design_shape=None,
-             workers: int = 1) -> Path:
+             shape: Sequence[int] = DEFAULTS["shape"], seed: int = DEFAULTS["seed"],
+             design_shape: Sequence[int] | None = None, workers: int = 1) -> Path:
     """Generate ``n_cases`` synthetic chest CT cases into ``folder`` unless already there.
 
     Writes ``<case>/ct.nii.gz`` (int16 HU) and ``<case>/lung.nii.gz`` (uint8 {0, 1}) for
@@ -493,6 +513,22 @@ def generate(folder: Path, *, force: bool = False, n_cases: int = DEFAULTS["n_ca
     not change the result). ``design_shape`` draws the anatomy on that coarser grid and
     interpolates it onto ``shape`` (see :func:`make_case`; :data:`FULL` is the LCTSC-sized
     set, about 4 s per case). Returns ``folder``.
+
+    Args:
+        folder: where the set goes.
+        force: delete the folder's other files and regenerate.
+        n_cases: the number of cases.
+        shape: the grid of each volume ``(i, j, k)``.
+        seed: the seed of the set.
+        design_shape: a coarser grid to draw the anatomy on, or None.
+        workers: processes drawing the cases.
+
+    Returns:
+        ``folder``.
+
+    Raises:
+        ValueError: ``n_cases < 1``, or a shape that is not 3-D with at least 16 voxels per axis.
+        DatasetError: ``folder`` holds files the generator did not write and ``force`` is False.
     """
     n_cases = int(n_cases)
     shape = tuple(int(n) for n in shape)
@@ -529,6 +565,17 @@ def load_cases(folder: Path, *, check_masks: bool = True) -> list[tuple[Path, Pa
     with ``check_masks`` the masks are read and must contain only 0 and 1 (this reads every
     mask: a few seconds for a real data set). Raises ``DatasetError`` naming the file and
     the fix otherwise, or when ``folder`` holds no case at all.
+
+    Args:
+        folder: the data set folder, one sub-folder per case.
+        check_masks: read every mask and check that it is binary.
+
+    Returns:
+        ``[(ct_path, lung_path), ...]``, sorted by case.
+
+    Raises:
+        DatasetError: no case, a missing or unreadable file, shapes that differ, or (with
+            ``check_masks``) a mask that is not binary.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -560,10 +607,21 @@ def load_cases(folder: Path, *, check_masks: bool = True) -> list[tuple[Path, Pa
     return pairs
 
 
-def read_case(ct_path, lung_path=None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+def read_case(ct_path: str | Path,
+              lung_path: str | Path | None = None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """Read one case: ``(ct float32 HU (X, Y, Z), lung uint8 {0, 1} (X, Y, Z) or None, affine
     4x4)``, the paths as :func:`load_cases` returns them. Raises DatasetError naming the
     file when it cannot be read or the mask is not binary.
+
+    Args:
+        ct_path: the CT's NIfTI file.
+        lung_path: the lung mask's NIfTI file, or None for no mask.
+
+    Returns:
+        ``(ct, lung, affine)`` as above.
+
+    Raises:
+        DatasetError: a file cannot be read, or the mask is not binary.
     """
     from helpers.data.io import BINARY_LABELS, check_labels, load_nifti, read_nifti
 
@@ -575,7 +633,7 @@ def read_case(ct_path, lung_path=None) -> tuple[np.ndarray, np.ndarray | None, n
     return ct, lung, affine
 
 
-def lung_volume_ml(mask, affine) -> float:
+def lung_volume_ml(mask: ArrayLike, affine: ArrayLike) -> float:
     """Volume of ``mask > 0`` in millilitres (lesson 06's Exercise 6.2).
 
     Args:
