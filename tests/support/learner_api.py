@@ -20,7 +20,7 @@ complete, with the ``Args:`` on the class or on ``__init__``.
 
 The same rule holds for the whole public API of the lessons' modules (:data:`LESSON_MODULES`).
 Run ``python tests/support/learner_api.py`` from the repository root for the listing;
-``tests/test_learner_api.py`` enforces both.
+``tests/library/test_learner_api.py`` enforces both.
 """
 
 from __future__ import annotations
