@@ -69,6 +69,12 @@ def is_tool_module(name: str) -> bool:
     return name.startswith(_TOOL_PREFIXES) or name.rpartition(".")[2] == "__main__" or name in _TOOL_MODULES
 
 
+def is_lesson_module(name: str) -> bool:
+    """True for the ``helpers`` modules the runner imports and snapshots before a submission:
+    every module but the tools (:func:`is_tool_module`) and private ones (``_common``)."""
+    return not is_tool_module(name) and not name.split(".")[-1].startswith("_")
+
+
 def _is_code(value) -> bool:
     """Functions, classes, methods and modules: what a cell could swap to fake a check
     (plain data, such as a module's cache, is left as the code set it)."""
@@ -84,7 +90,7 @@ def import_all_helpers() -> list[str]:
 
     failed = []
     for info in pkgutil.walk_packages(helpers.__path__, "helpers."):
-        if is_tool_module(info.name) or info.name.split(".")[-1].startswith("_"):
+        if not is_lesson_module(info.name):
             continue
         try:
             importlib.import_module(info.name)
@@ -110,7 +116,7 @@ def helper_names() -> frozenset[str]:
         parts = path.relative_to(_HELPERS_DIR).with_suffix("").parts
         parts = parts[:-1] if parts[-1] == "__init__" else parts
         module = ".".join(("helpers", *parts))
-        if is_tool_module(module) or any(part.startswith("_") for part in parts):
+        if not is_lesson_module(module):
             continue
         try:
             tree = ast.parse(path.read_text(encoding="utf-8"))
