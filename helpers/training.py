@@ -625,11 +625,20 @@ def load_or_train_cxr_model(run_dir: str | Path | None = None, pairs: Sequence[t
 
     Returns:
         The compiled Keras model.
+
+    Raises:
+        DatasetError: another process has been training the model for an hour (its lock
+            names the process).
     """
+    from helpers.data._store import folder_lock
+
     run_dir = Path(run_dir) if run_dir is not None else config.runs_dir("04_training")
     path = run_dir / "best.keras"
-    if path.is_file():
-        return load_model(path)
-    print(f"No trained model at {path}: training the reference recipe (a few minutes) ...")
-    model, _ = train_cxr_reference(run_dir=run_dir, pairs=pairs, verbose=verbose, **overrides)
+    # Two processes asking at once (lessons 05 and 09 side by side, two graders) train one
+    # model: the second waits and loads it, never a file that the first is still writing.
+    with folder_lock(run_dir, timeout=3600):
+        if path.is_file():
+            return load_model(path)
+        print(f"No trained model at {path}: training the reference recipe (a few minutes) ...")
+        model, _ = train_cxr_reference(run_dir=run_dir, pairs=pairs, verbose=verbose, **overrides)
     return model

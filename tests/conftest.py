@@ -21,12 +21,21 @@ from pathlib import Path
 
 import pytest
 
+from helpers import course
 from helpers.tools import kernels
 from support.course import ANSWER_LESSONS, FIXTURE_LESSONS, FIXTURES, REPO_ROOT, TEST_CONFIG
 from support.processes import descendants, left_behind
 
 # Kernels started by nbval and nbgrader inherit this (see helpers.tools.kernels.KERNEL_ENV).
 kernels.apply_kernel_env()
+
+#: Under pytest-xdist (``python -m helpers test`` starts two workers on two CPUs), each
+#: worker, and every kernel and grader it starts, gets its share of the CPUs as threads,
+#: as ``python -m helpers course`` gives lessons that run side by side.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    _threads = str(max(1, (os.cpu_count() or 1) // max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))))
+    for _variable in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS"):
+        os.environ.setdefault(_variable, _threads)
 
 #: The fixture notebooks are nbgrader sources, not tests: nbval must not collect them.
 collect_ignore_glob = ["fixtures/*"]
@@ -76,13 +85,47 @@ def no_process_left_behind():
                     pytrace=False)
 
 
+def worker_group(item) -> str:
+    """The pytest-xdist group of a test: what must run in one worker process, in order.
+
+    * an answer notebook's cells share one kernel: one group per notebook, and a lesson that
+      loads an earlier one's run (05 loads 04's model: ``LessonSpec.needs``) joins that
+      lesson's group, after it;
+    * the tests that share the released course root (a session fixture) form one group;
+    * any other test stays with its module (module-scoped fixtures are built once).
+    """
+    path = Path(item.path)
+    if path.suffix == ".ipynb":
+        needed = sorted(need.split("/")[0] for need in course.needs_of([path.parent.name]))
+        return f"notebook-{needed[0] if needed else path.parent.name}"
+    if "course_root" in getattr(item, "fixturenames", ()):
+        return "course-root"
+    return "module-" + path.relative_to(REPO_ROOT).as_posix()
+
+
+#: Groups that start first under pytest-xdist, longest first, so that the last minutes do
+#: not leave one worker alone with a long group (seconds in the last full run: the round
+#: trip ~450, lesson 04 with 05 ~180, 08 ~160, 07 ~130).
+FIRST_GROUPS = ("course-root", "notebook-04_training", "notebook-08_brain_tumour",
+                "notebook-07_liver_ct", "module-tests/grading/test_grading_adversarial.py",
+                "notebook-09_challenge", "notebook-06_lung_ct_3d", "notebook-02_architecture")
+
+
 def pytest_collection_modifyitems(config, items):
     """Mark as ``slow`` what ``python -m helpers test --quick`` leaves out: every answer
     notebook run by nbval, and every test that needs the nbgrader-released course root.
-    Tests that train a model carry ``@pytest.mark.slow`` themselves."""
+    Tests that train a model carry ``@pytest.mark.slow`` themselves. Under pytest-xdist,
+    put each test in its :func:`worker_group`, the long groups first."""
     for item in items:
         if item.path.suffix == ".ipynb" or "course_root" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    groups = {id(item): worker_group(item) for item in items}
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(groups[id(item)]))
+    rank = {name: index for index, name in enumerate(FIRST_GROUPS)}
+    items.sort(key=lambda item: rank.get(groups[id(item)], len(rank)))   # stable: order within a group kept
 
 
 _SESSION_STARTED: list[float] = []

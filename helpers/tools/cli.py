@@ -55,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     course.add_argument("--record", action="store_true",
                         help="as --update-answers, then record the run in docs/results.md and set the "
                              "lessons' Time lines from it (maintainers; run on an idle machine)")
+    course.add_argument("--jobs", type=int, default=None,
+                        help="lessons run at a time, one CPU thread each (default: 2 on a machine with "
+                             "2 or more CPUs; 1 runs them one after another with every thread)")
     sub.add_parser("test", help="run the whole test suite; --quick: unit tests only (extra arguments go to pytest)")
     sub.add_parser("lab", help="open JupyterLab on notebooks/")
     sub.add_parser("data", help="list, download and prepare data sets (python -m helpers data --help)")
@@ -73,12 +76,33 @@ def _split(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     return _parser().parse_args(argv), []
 
 
+def test_workers() -> int:
+    """pytest-xdist workers of ``python -m helpers test``: 2 on a machine with two or more CPUs,
+    else 0 (no workers: one process). Most of the suite's time is TensorFlow training small
+    networks, which gains little from a second thread; two workers with one thread each
+    (tests/conftest.py) use both cores (``benchmarks/lesson_threads.py`` measures it)."""
+    return 2 if (os.cpu_count() or 1) >= 2 else 0
+
+
+def _chooses_workers(args: list[str]) -> bool:
+    """Whether pytest ``args`` already say how to distribute (``-n``, ``--numprocesses``,
+    ``--dist``, ``-p no:xdist``)."""
+    return any(arg == "-n" or arg.startswith(("-n=", "--numprocesses", "--dist")) or
+               (arg.startswith("-n") and arg[2:].isdigit()) or arg in ("no:xdist", "-pno:xdist")
+               for arg in args)
+
+
 def pytest_args(rest: list[str]) -> list[str]:
     """The pytest arguments of ``python -m helpers test REST``: ``--quick`` becomes
-    :data:`QUICK_PYTEST_ARGS`; everything else goes to pytest unchanged."""
-    if "--quick" in rest:
-        return QUICK_PYTEST_ARGS + [arg for arg in rest if arg != "--quick"]
-    return list(rest)
+    :data:`QUICK_PYTEST_ARGS`; the rest goes to pytest unchanged, after
+    ``-n WORKERS --dist loadgroup`` (:func:`test_workers`) unless it chooses workers itself
+    (``-n 0`` runs everything in one process). tests/conftest.py keeps each notebook, each
+    test module and the tests that share the released course root on one worker."""
+    args = QUICK_PYTEST_ARGS + [arg for arg in rest if arg != "--quick"] if "--quick" in rest else list(rest)
+    workers = test_workers()
+    if workers and not _chooses_workers(args):
+        args = ["-n", str(workers), "--dist", "loadgroup", *args]
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "course":
         from helpers.tools import runner
 
-        return runner.main(args.lessons, update_answers=args.update_answers, record=args.record)
+        return runner.main(args.lessons, update_answers=args.update_answers, record=args.record,
+                           jobs=args.jobs)
     if args.command == "test":
         return subprocess.run([sys.executable, "-m", "pytest", *pytest_args(rest)], cwd=REPO_ROOT).returncode
     if args.command == "lab":

@@ -103,6 +103,12 @@ def _bar_text(spec: LessonSpec, metrics: dict[str, float]) -> str:
     return "; ".join(parts) or "—"
 
 
+def _jobs_text(context: dict) -> str:
+    """``"; 2 at a time"`` for a lesson recorded beside another one, else nothing."""
+    jobs = context.get("jobs", 1)
+    return f"; {jobs} at a time" if jobs > 1 else ""
+
+
 def render_markdown(results: dict) -> str:
     """``docs/results.md`` from the recorded ``results`` (deterministic: same input, same text)."""
     lines = ["# Measured results", "",
@@ -110,7 +116,8 @@ def render_markdown(results: dict) -> str:
              "hand. Each lesson's **Time** line and the figures the documentation quotes come from here",
              "(`tests/lessons/test_release.py` checks that they agree). Times on a 2-core VM vary by up to a half",
              "from run to run; the load average says how busy the machine was (1-minute, 5, 15; idle",
-             "is below about 0.5).", "",
+             "is below about 0.5). Lessons that ran side by side (`course --jobs 2`, one CPU thread",
+             "each) show the load of both and a time a little above what they take alone.", "",
              "| lesson | seconds | budget | key metrics at the default scale | recorded | CPUs, load when recorded |",
              "|---|---|---|---|---|---|"]
     for spec in LESSONS:
@@ -126,14 +133,15 @@ def render_markdown(results: dict) -> str:
         within = "" if entry["seconds"] <= spec.budget_minutes * 60 else " **over budget**"
         lines.append(f"| {spec.folder} | {entry['seconds']:.0f}{within} | {spec.budget_minutes:g} min | "
                      f"{_bar_text(spec, entry['metrics'])}{status} | {entry['recorded']} | "
-                     f"{context.get('cpus', '?')}, {load} |")
+                     f"{context.get('cpus', '?')}, {load}{_jobs_text(context)} |")
     lines += ["", "## Whole course (lessons 01–08 in one run)", ""]
     if results.get("courses"):
-        lines += ["| recorded | minutes | CPUs, load at the end |", "|---|---|---|"]
+        lines += ["| recorded | minutes | lessons at a time | CPUs, load at the end |", "|---|---|---|---|"]
         for run in results["courses"][-5:]:
             context = run.get("context", {})
             load = ", ".join(f"{value:g}" for value in context.get("load_average", [])) or "?"
-            lines.append(f"| {run['recorded']} | {run['seconds'] / 60:.1f} | {context.get('cpus', '?')}, {load} |")
+            lines.append(f"| {run['recorded']} | {run['seconds'] / 60:.1f} | {context.get('jobs', 1)} | "
+                         f"{context.get('cpus', '?')}, {load} |")
     else:
         lines.append("Not recorded yet: `python -m helpers course --record` on an idle 2-core machine.")
     notes = results.get("notes", [])
@@ -156,12 +164,14 @@ def update_time_line(header: str, seconds: float) -> str:
 
 def record(reports: dict[str, dict], total_seconds: float | None, answers_dir: Path | None = None,
            results_path: Path = RESULTS_JSON, markdown_path: Path = RESULTS_MD,
-           when: str | None = None) -> list[str]:
+           when: str | None = None, jobs: int = 1) -> list[str]:
     """Record one run: merge ``reports`` into ``results_path``, render ``markdown_path`` and set
-    the Time lines of the recorded lessons' answer notebooks. Returns the lessons whose Time
-    line changed (their release must be regenerated)."""
+    the Time lines of the recorded lessons' answer notebooks. ``jobs`` is how many lessons
+    ran at a time (``python -m helpers course --jobs``); the pages say so. Returns the lessons
+    whose Time line changed (their release must be regenerated)."""
     when = when or _datetime.date.today().isoformat()
-    results = merge_reports(read_results(results_path), reports, machine_context(), when, total_seconds)
+    context = {**machine_context(), "jobs": jobs}
+    results = merge_reports(read_results(results_path), reports, context, when, total_seconds)
     whole_course = len(results["courses"]) > len(read_results(results_path)["courses"])
     # notes explain where older figures came from; a whole-course run replaces them all
     results["notes"] = [] if whole_course else read_results(results_path).get("notes", [])

@@ -11,12 +11,15 @@ prints one table row per lesson from those files (time against
 from __future__ import annotations
 
 import json
+import os
 import re
+import threading
 import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
 from helpers import config
-from helpers.course import QUALITY_BARS, TIME_BUDGET_MINUTES, UNGRADED_LESSONS, summary_dir
+from helpers.course import LESSONS, QUALITY_BARS, TIME_BUDGET_MINUTES, UNGRADED_LESSONS, summary_dir
 from helpers.tools.kernels import apply_kernel_env
 
 ANSWERS_DIR = config.REPO_ROOT / "answers"
@@ -156,7 +159,79 @@ def execute_notebook(path: Path, output: Path, timeout: int = 1200, log: Path | 
         nbformat.write(notebook, output)
 
 
-def main(selection: list[str] | None = None, update_answers: bool = False, record: bool = False) -> int:
+#: Threads each TensorFlow kernel may use when lessons run side by side.
+THREAD_VARIABLES = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS")
+
+
+def default_jobs() -> int:
+    """How many lessons ``python -m helpers course`` runs at a time: 2 on a machine with two or
+    more CPUs, else 1.
+
+    The lessons' networks are small (a few hundred thousand to two million weights, batches
+    of 8-16 images), and TensorFlow gains little from a second thread on them:
+    ``benchmarks/lesson_threads.py`` measures one training run with one thread, with all of
+    them, and two one-thread runs side by side. Two lessons at a time, one thread each,
+    use two cores where one lesson alone leaves the second mostly idle."""
+    return 2 if (os.cpu_count() or 1) >= 2 else 1
+
+
+def threads_per_lesson(jobs: int) -> int:
+    """CPU threads each kernel gets when ``jobs`` lessons run at once (at least 1)."""
+    return max(1, (os.cpu_count() or 1) // max(1, jobs))
+
+
+def lesson_order(names: list[str], expected_seconds: dict[str, float]) -> list[str]:
+    """``names`` in the order lessons start when several run at once: the longest chain of
+    work first (a lesson's expected seconds plus those of the lessons that need it, such as
+    04 before 05), course order among equals. Unknown durations count as zero."""
+    def chain(name: str) -> float:
+        return expected_seconds.get(name, 0.0) + sum(
+            chain(other) for other in names if name in lesson_needs(other))
+    return sorted(names, key=lambda name: (-chain(name), names.index(name)))
+
+
+def lesson_needs(name: str) -> set[str]:
+    """The lessons whose runs ``name`` needs (from :attr:`helpers.course.LessonSpec.needs`)."""
+    spec = next((spec for spec in LESSONS if spec.folder == name), None)
+    return {need.split("/")[0] for need in spec.needs} if spec else set()
+
+
+def recorded_seconds() -> dict[str, float]:
+    """Each lesson's seconds in the last recorded run (``docs/results.json``); empty if none."""
+    from helpers.tools import results
+
+    try:
+        recorded = results.read_results()
+    except (OSError, ValueError):
+        return {}
+    return {name: float(entry.get("seconds", 0.0)) for name, entry in recorded.get("lessons", {}).items()}
+
+
+def _run_one(path: Path, target: Path, log: Path, console: threading.Lock) -> bool:
+    """Execute one lesson (see :func:`main`) and print its line; False if it failed."""
+    name = path.parent.name
+    started = time.perf_counter()
+    try:
+        execute_notebook(path, target, log=log)
+    except Exception as error:  # report every lesson, then fail at the end
+        message = str(error).strip().splitlines()
+        with console:
+            print(f"[{name}] FAILED after {time.perf_counter() - started:.0f} s: "
+                  f"{message[-1] if message else type(error).__name__} (executed notebook: {target})",
+                  flush=True)
+        folder = summary_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{name}.json").write_text(json.dumps({
+            "lesson": name, "elapsed_seconds": round(time.perf_counter() - started, 1),
+            "scale": config.scale(), "metrics": {}, "error": "execution failed"}) + "\n")
+        return False
+    with console:
+        print(f"[{name}] done in {time.perf_counter() - started:.0f} s", flush=True)
+    return True
+
+
+def main(selection: list[str] | None = None, update_answers: bool = False, record: bool = False,
+         jobs: int | None = None) -> int:
     """Execute the answer notebooks and print the summary table; non-zero on any failure.
 
     Args:
@@ -165,8 +240,18 @@ def main(selection: list[str] | None = None, update_answers: bool = False, recor
         record: as ``update_answers``, then record the run in ``docs/results.json`` and
             ``docs/results.md`` and set the lessons' **Time** lines from it
             (:mod:`helpers.tools.results`), regenerating their release.
+        jobs: lessons run at a time (default :func:`default_jobs`). With more than one, each
+            kernel gets :func:`threads_per_lesson` CPU threads unless the environment already
+            sets :data:`THREAD_VARIABLES`, and a lesson that needs an earlier one's run (05
+            loads 04's model) starts only after it ends.
+
+    Returns:
+        0 when every lesson ran, 1 otherwise.
     """
     update_answers = update_answers or record
+    jobs = default_jobs() if jobs is None else jobs
+    if jobs < 1:
+        raise SystemExit(f"--jobs must be 1 or more, got {jobs}.")
     course_started = time.perf_counter()
     notebooks = lesson_notebooks(selection)
     if not notebooks:
@@ -176,29 +261,34 @@ def main(selection: list[str] | None = None, update_answers: bool = False, recor
     log = log_path()
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text("")                      # this run's kernel messages only
+    by_name = {path.parent.name: path for path in notebooks}
+    jobs = min(jobs, len(by_name))
+    if jobs > 1:
+        threads = threads_per_lesson(jobs)
+        for variable in THREAD_VARIABLES:
+            os.environ.setdefault(variable, str(threads))   # inherited by every kernel started below
+        print(f"Running {len(by_name)} lessons, {jobs} at a time, {os.environ[THREAD_VARIABLES[0]]} CPU "
+              f"thread(s) each (--jobs 1: one after another, all threads).", flush=True)
+    order = lesson_order(list(by_name), recorded_seconds())
+    console = threading.Lock()
     failures = 0
-    for path in notebooks:
-        name = path.parent.name
-        target = path if update_answers else executed_dir / path.name
-        print(f"[{name}] ", end="", flush=True)      # one console line per lesson
-        started = time.perf_counter()
-        try:
-            execute_notebook(path, target, log=log)
-        except Exception as error:  # report every lesson, then fail at the end
-            failures += 1
-            message = str(error).strip().splitlines()
-            print(f"FAILED after {time.perf_counter() - started:.0f} s: "
-                  f"{message[-1] if message else type(error).__name__} (executed notebook: {target})",
-                  flush=True)
-            folder = summary_dir()
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / f"{name}.json").write_text(json.dumps({
-                "lesson": name, "elapsed_seconds": round(time.perf_counter() - started, 1),
-                "scale": config.scale(), "metrics": {}, "error": "execution failed"}) + "\n")
-            continue
-        print(f"done in {time.perf_counter() - started:.0f} s", flush=True)
-    reports = {name: report for name, report in read_reports().items()
-               if any(nb.parent.name == name for nb in notebooks)}
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        running: dict[Future, str] = {}
+        while order or running:
+            ready = [name for name in order if not (lesson_needs(name) & set(order + list(running.values())))]
+            if not ready and not running:
+                raise RuntimeError(f"Lessons {order} wait on each other; check their `needs` in helpers/course.py.")
+            for name in ready[:jobs - len(running)]:
+                order.remove(name)
+                target = by_name[name] if update_answers else executed_dir / by_name[name].name
+                with console:
+                    print(f"[{name}] started", flush=True)
+                running[pool.submit(_run_one, by_name[name], target, log, console)] = name
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                running.pop(future)
+                failures += not future.result()
+    reports = {name: report for name, report in read_reports().items() if name in by_name}
     print()
     print(summary_table(reports))
     print()
@@ -206,11 +296,11 @@ def main(selection: list[str] | None = None, update_answers: bool = False, recor
         print(f"Executed notebooks: {executed_dir}")
     print(f"Kernel start-up messages (TensorFlow, ipykernel): {log}")
     if record:
-        return _record(reports, time.perf_counter() - course_started, failures)
+        return _record(reports, time.perf_counter() - course_started, failures, jobs)
     return 1 if failures else 0
 
 
-def _record(reports: dict[str, dict], total_seconds: float, failures: int) -> int:
+def _record(reports: dict[str, dict], total_seconds: float, failures: int, jobs: int = 1) -> int:
     """The ``--record`` step of :func:`main`: results page, Time lines, release."""
     from helpers.tools import results
 
@@ -218,7 +308,7 @@ def _record(reports: dict[str, dict], total_seconds: float, failures: int) -> in
         print(f"Not recorded: the results page holds runs at the default scale, this one ran at "
               f"{config.SCALE_VARIABLE}={config.scale():g}.")
         return 1
-    changed = results.record(reports, None if failures else total_seconds)
+    changed = results.record(reports, None if failures else total_seconds, jobs=jobs)
     print(f"Recorded {len(reports)} lesson(s) in {results.RESULTS_JSON} and {results.RESULTS_MD}"
           + (f"; Time lines updated: {', '.join(changed)}" if changed else ""))
     if changed:

@@ -273,10 +273,21 @@ def test_cli_strips_use_current_env_and_reexecutes_every_command(monkeypatch):
     assert seen == {"use": True, "argv": ["data", "list"]}
 
 
-def test_quick_test_tier_selects_unit_tests_only():
+def test_quick_test_tier_selects_unit_tests_only(monkeypatch):
+    monkeypatch.setattr(cli.os, "cpu_count", lambda: 1)        # one CPU: no workers
     assert cli.pytest_args(["--quick", "-x"]) == ["tests", "-m", "not slow and not browser", "-x"]
     assert cli.pytest_args(["-k", "dice"]) == ["-k", "dice"]
     assert "--quick" in (ROOT / "README.md").read_text()
+
+
+def test_two_cpus_run_the_suite_on_two_workers_unless_told_otherwise(monkeypatch):
+    monkeypatch.setattr(cli.os, "cpu_count", lambda: 2)
+    workers = ["-n", "2", "--dist", "loadgroup"]
+    assert cli.pytest_args([]) == workers
+    assert cli.pytest_args(["--quick", "-x"]) == workers + ["tests", "-m", "not slow and not browser", "-x"]
+    for own in (["-n", "0"], ["-n0"], ["-n=3"], ["--numprocesses", "4"], ["--dist", "loadfile"],
+                ["-p", "no:xdist"], ["-pno:xdist"]):
+        assert cli.pytest_args(["-k", "dice", *own]) == ["-k", "dice", *own], own
 
 
 def test_grading_can_still_reach_the_bootstrap_through_the_cli_module():

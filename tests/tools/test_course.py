@@ -187,12 +187,12 @@ def test_course_prints_one_line_per_lesson_and_logs_the_kernel_noise(tmp_path, m
         (folder / f"{path.parent.name}.json").write_text(json.dumps(report(path.parent.name, 1, score=0.5)))
 
     monkeypatch.setattr(runner, "execute_notebook", fake_execute)
-    assert runner.main() == 1
+    assert runner.main(jobs=1) == 1
     out = capsys.readouterr()
     lesson_lines = [line for line in out.out.splitlines() if "01_one" in line or "02_two" in line]
-    assert lesson_lines[0] == "[01_one] done in 0 s"
-    assert lesson_lines[1].startswith("[02_two] FAILED after 0 s: ValueError: boom (executed notebook: ")
-    assert lesson_lines[2:] == [line for line in lesson_lines[2:] if line.startswith(("01_one ", "02_two "))]
+    assert lesson_lines[:3] == ["[01_one] started", "[01_one] done in 0 s", "[02_two] started"]
+    assert lesson_lines[3].startswith("[02_two] FAILED after 0 s: ValueError: boom (executed notebook: ")
+    assert lesson_lines[4:] == [line for line in lesson_lines[4:] if line.startswith(("01_one ", "02_two "))]
     assert "ValueError: boom" in out.out and out.err == ""
     assert "cudart" not in out.out and "without encryption" not in out.out
     log = runner.log_path()
@@ -212,8 +212,9 @@ def test_real_kernel_start_up_noise_goes_to_the_log(tmp_path, monkeypatch, capfd
     console = capfd.readouterr()
     assert "cudart_stub" not in console.out + console.err
     assert "without encryption" not in console.out + console.err
-    assert [line for line in console.out.splitlines() if line.startswith("[01_noisy]")] == [
-        line for line in console.out.splitlines() if "01_noisy" in line and "done in" in line]
+    lesson_lines = [line for line in console.out.splitlines() if line.startswith("[01_noisy]")]
+    assert lesson_lines[0] == "[01_noisy] started" and lesson_lines[1].startswith("[01_noisy] done in ")
+    assert len(lesson_lines) == 2
     assert "cudart_stub" in runner.log_path().read_text()
     executed = nbformat.read(config.runs_dir() / "executed" / "01_noisy.ipynb", as_version=4)
     assert "cell output" in "".join(o.get("text", "") for o in executed.cells[0].outputs)
@@ -289,3 +290,54 @@ def test_the_manifest_says_what_each_lesson_needs_from_earlier_ones():
         course.lesson_spec("42")
     grading_code = "".join(path.read_text() for path in (course.config.REPO_ROOT / "helpers" / "grading").glob("*.py"))
     assert 'startswith("05")' not in grading_code
+
+
+def test_two_lessons_run_side_by_side_one_thread_each_and_05_waits_for_04(tmp_path, monkeypatch, capsys):
+    """``--jobs 2`` on two CPUs: two kernels at a time, each told to use one thread, the long
+    chain (04, then 05 that loads its model) first, and 05 only after 04 has ended."""
+    import threading
+    import time
+
+    answers = _course_in(tmp_path, monkeypatch)
+    for name in ("03_loss_and_metrics", "04_training", "05_prediction", "06_lung_ct_3d"):
+        _tiny_lesson(answers, name, "pass")
+    monkeypatch.setattr(runner.os, "cpu_count", lambda: 2)
+    for variable in runner.THREAD_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setattr(runner, "recorded_seconds", lambda: {"04_training": 150, "05_prediction": 20,
+                                                             "06_lung_ct_3d": 80, "03_loss_and_metrics": 20})
+    spans, running, most, lock = {}, set(), [0], threading.Lock()
+
+    def fake_execute(path, output, timeout=1200, log=None):
+        name = path.parent.name
+        assert all(os.environ[variable] == "1" for variable in runner.THREAD_VARIABLES)
+        with lock:
+            running.add(name)
+            most[0] = max(most[0], len(running))
+        started = time.monotonic()
+        time.sleep(0.3 if name == "04_training" else 0.1)
+        with lock:
+            running.discard(name)
+        spans[name] = (started, time.monotonic())
+        folder = course.summary_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{name}.json").write_text(json.dumps(report(name, 1)))
+
+    monkeypatch.setattr(runner, "execute_notebook", fake_execute)
+    assert runner.main() == 0
+    out = capsys.readouterr().out
+    assert "4 lessons, 2 at a time, 1 CPU thread(s) each" in out
+    assert most[0] == 2                                               # side by side
+    assert spans["05_prediction"][0] >= spans["04_training"][1]       # after the model it loads
+    started = [line.split("]")[0][1:] for line in out.splitlines() if line.endswith("] started")]
+    assert started[:2] == ["04_training", "06_lung_ct_3d"]             # longest chain first
+    assert runner.main(jobs=1) == 0 and "at a time" not in capsys.readouterr().out
+
+
+def test_lesson_order_puts_a_lesson_before_those_that_need_it():
+    seconds = {"04_training": 100, "05_prediction": 10, "08_brain_tumour": 105, "01_data_generator": 3}
+    names = ["01_data_generator", "04_training", "05_prediction", "08_brain_tumour"]
+    assert runner.lesson_order(names, seconds) == ["04_training", "08_brain_tumour", "05_prediction",
+                                                   "01_data_generator"]
+    assert runner.lesson_order(names, {}) == names                    # unknown: course order
+    assert runner.lesson_needs("05_prediction") == {"04_training"} and runner.lesson_needs("01_x") == set()
