@@ -257,35 +257,44 @@ def _flagged_right_share(outputs: str, said: tuple[str, ...]) -> str | None:
     return None if 65 <= right <= 85 else f"{right:.0f} % of the flagged voxels are right, not about three quarters"
 
 
-def _necrosis_precision_rose(outputs: str, said: tuple[str, ...]) -> str | None:
-    """Lesson 08: the weighted loss's necrosis precision is higher, its sensitivity within 0.02."""
+def _necrosis_rows(measure: str) -> str:
+    """Lesson 08: a pattern capturing the plain and then the weighted loss's necrosis
+    ``measure`` (``"precision"`` or ``"sensitivity"``) from the test lines."""
+    value = {"precision": (r"([\d.]+)", r"[\d.]+"), "sensitivity": (r"[\d.]+", r"([\d.]+)")}[measure]
+    return (rf"necrosis, plain +loss: precision {value[0]}, sensitivity {value[1]}\n"
+            rf"necrosis, weighted loss: precision {value[0]}, sensitivity {value[1]}")
+
+
+def _necrosis_trade(outputs: str, said: tuple[str, ...]) -> str | None:
+    """Lesson 08: the prediction (more sensitivity, perhaps less precision) held: the weighted
+    loss's necrosis sensitivity is higher and its precision lower."""
     rows = dict((name, (float(p), float(s))) for name, p, s in re.findall(
         r"necrosis, (plain|weighted) +loss: precision ([\d.]+), sensitivity ([\d.]+)", outputs))
     if len(rows) != 2:
         return "the necrosis precision and sensitivity lines are not printed"
-    if rows["weighted"][0] <= rows["plain"][0] or abs(rows["weighted"][1] - rows["plain"][1]) > 0.02:
+    if not (rows["weighted"][1] > rows["plain"][1] and rows["weighted"][0] < rows["plain"][0]):
         return f"necrosis (precision, sensitivity): {rows}"
     return None
 
 
-def _wt_paid(outputs: str, said: tuple[str, ...]) -> str | None:
-    """Lesson 08: weighted - plain: WT Dice interval below 0, WT HD95 interval above 0."""
+def _wt_within_noise(outputs: str, said: tuple[str, ...]) -> str | None:
+    """Lesson 08: weighted - plain: the WT Dice and WT HD95 intervals both contain 0."""
     dice = re.search(r"Dice WT +[+-][\d.]+ +([+-][\d.]+) to ([+-][\d.]+)", outputs)
     hd95 = re.search(r"HD95 WT \(mm\) +[+-][\d.]+ +([+-][\d.]+) to ([+-][\d.]+)", outputs)
     if not dice or not hd95:
         return "the WT lines of the remedy's effect are not printed"
-    if not (float(dice.group(2)) < 0 and float(hd95.group(1)) > 0):
+    if not all(float(low) <= 0 <= float(high) for low, high in (dice.groups(), hd95.groups())):
         return f"WT Dice interval {dice.groups()}, HD95 interval {hd95.groups()}"
     return None
 
 
-def _validation_necrosis_other(outputs: str, said: tuple[str, ...]) -> str | None:
-    """Lesson 08: on validation the weighted loss has the higher necrosis Dice (last column)."""
+def _validation_necrosis_plain(outputs: str, said: tuple[str, ...]) -> str | None:
+    """Lesson 08: on validation the plain loss has the higher necrosis Dice (last column)."""
     plain = re.search(r"^plain +loss +[\d.]+ +[\d.]+ +[\d.]+ +[\d.]+ +([\d.]+)", outputs, flags=re.M)
     weighted = re.search(r"^weighted loss +[\d.]+ +[\d.]+ +[\d.]+ +[\d.]+ +([\d.]+)", outputs, flags=re.M)
     if not plain or not weighted:
         return "the validation table is not printed"
-    return None if float(weighted.group(1)) > float(plain.group(1)) else "the plain loss has the higher necrosis Dice"
+    return None if float(plain.group(1)) > float(weighted.group(1)) else "the weighted loss has the higher necrosis Dice"
 
 
 def _small_post_processing_gain(outputs: str, said: tuple[str, ...]) -> str | None:
@@ -429,7 +438,7 @@ LEDGER: dict[str, list] = {
         Given(r"The threshold 0\.5 assumes", DEFINITION),
         Claim(r"the ECE is (0\.0026)", r"expected calibration error \(validation pixels, 10 bins\): (\d\.\d+)"),
         Claim(r"(\d) of the 8 middle bins lie above the diagonal", r"with more lung than predicted: (\d) of 8"),
-        Claim(r"between 0\.3 and 0\.5 are lung more often than their score says \((0\.402) and (0\.488)",
+        Claim(r"between 0\.3 and 0\.5 are lung more often than their score says \((0\.396) and (0\.477)",
               r"^0\.3-0\.4\s+\d+\s+[\d.]+\s+([\d.]+)\n0\.4-0\.5\s+\d+\s+[\d.]+\s+([\d.]+)"),
         Claim(r"the pixels\s+the model scores between 0\.3 and 0\.5 are lung more often than their score says",
               _middle_bins_under_confident),
@@ -438,27 +447,28 @@ LEDGER: dict[str, list] = {
         Given(r"the candidates 0\.35 and 0\.5 \(mean\s+Dice 0\.829 for both, 0\.600 at 0\.75\) it returns 0\.35", EXPECTED),
         Claim(r"between 0\.35 and 0\.5 the mean validation Dice moves by less than 0\.001", _flat_sweep(0.35, 0.5, 0.001)),
         Claim(r"The validation optimum is (0\.45)", r"chosen threshold (\d\.\d+):"),
-        Claim(r"\+(0\.0001) per image, with an interval from (-0\.0001)\s+to \+(0\.0002) that straddles zero",
+        Claim(r"\+(0\.0001) per image, with an interval from (-0\.0001)\s+to \+(0\.0003) that straddles zero",
               r"per-image gain \+(\d\.\d+) \(95% interval ([+-]\d\.\d+) to \+(\d\.\d+)\)"),
         Claim(r"the gain is small", _small_post_processing_gain),
         Claim(r"the step changed one\s+validation mask, made both its Dice and its HD95 a little better",
               _post_processing_one_better),
-        Claim(r"the\s+Dice falls by (0\.0273) and HD95 rises by (13\.16) pixels",
+        Claim(r"the\s+Dice falls by (0\.0178) and HD95 rises by (8\.71) pixels",
               _VALIDATION_TTA + r"flip\s+2\s+-(\d\.\d+) \[[^\]]*\]\s+\+(\d+\.\d+)"),
         Claim(r"at 0\.5 the\s+mirror costs much less", _mirror_at_half),
-        Claim(r"The \*\*shifts\*\* alone gain next to nothing: \+(0\.0002), with an interval\s+whose lower end rounds to zero",
-              _VALIDATION_TTA + r"shift\s+5\s+\+(\d\.\d+) \[\+0\.0000,"),
-        Claim(r"together gain (0\.0017), with an interval entirely above\s+zero and no worse HD95", _tta_validation),
+        Claim(r"The \*\*shifts\*\* alone gain next to nothing: \+(0\.0003), with an interval\s+that only just clears zero "
+              r"\(\+(0\.0001) to \+(0\.0006)\)",
+              _VALIDATION_TTA + r"shift\s+5\s+\+(\d\.\d+) \[\+(\d\.\d+), \+(\d\.\d+)\]"),
+        Claim(r"together gain (0\.0019), with an interval entirely above\s+zero and no worse HD95", _tta_validation),
         Given(r"the middle 95 % of the\s+resampled means", DEFINITION),
-        Claim(r"the mirror alone costs (0\.0280) of Dice and (14\.00) pixels of\s+HD95",
+        Claim(r"the mirror alone costs (0\.0177) of Dice and (8\.62) pixels of\s+HD95",
               _TEST_TTA + r"flip\s+2\s+-(\d\.\d+) \[[^\]]*\]\s+\+(\d+\.\d+)"),
         Claim(r"the shifts alone change little", _shifts_change_little),
-        Claim(r"six views gain (0\.0017) of Dice, with an\s+interval entirely above zero, and lower HD95 by (0\.11) pixels",
+        Claim(r"six views gain (0\.0020) of Dice, with an\s+interval entirely above zero, and lower HD95 by (0\.43) pixels",
               _TEST_TTA + r"flip \+ shift\s+6\s+\+(\d\.\d+) \[\+[\d.]+, \+[\d.]+\]\s+-(\d+\.\d+)"),
         Given(r"take the 5 % most uncertain pixels", DEFINITION),
         Given(r"catch about 5 % of them", DEFINITION),
-        Claim(r"(56) % of its error pixels lie in its 5 %\s+most uncertain pixels", r"worst test image \S+: (\d+)% of its"),
-        Claim(r"the median share is (64) %", r"median (\d+)%,"),
+        Claim(r"(55) % of its error pixels lie in its 5 %\s+most uncertain pixels", r"worst test image \S+: (\d+)% of its"),
+        Claim(r"the median share is (68) %", r"median (\d+)%,"),
         Given(r"Does the best threshold move to 0\.5", "a suggestion for the learner"),
     ],
     "06_lung_ct_3d": [
@@ -523,15 +533,22 @@ LEDGER: dict[str, list] = {
         Given(r"that 95 % of the border points", DEFINITION),
         Claim(r"Specificity is close to 1 for every tumour class", _tumour_specificity),
         Given(r"with a 95 % bootstrap interval over", DEFINITION),
-        Claim(r"the necrosis precision rose while its sensitivity barely moved", _necrosis_precision_rose),
-        Claim(r"the necrosis Dice rose with a paired interval above 0",
-              r"verdict on necrosis Dice: the weights help beyond the noise", "shown"),
-        Claim(r"the whole-tumour Dice fell and its HD95 grew, both with intervals\s+that exclude 0", _wt_paid),
-        Claim(r"mean region Dice \((\d\.\d+)\) against \((\d\.\d+)\)",
+        Claim(r"The prediction made before the run held", _necrosis_trade),
+        Claim(r"necrosis sensitivity \((0\.943) to (0\.988) over the six test brains\)", _necrosis_rows("sensitivity")),
+        Claim(r"paid for it in precision\s+\((0\.785) to (0\.748)\)", _necrosis_rows("precision")),
+        Claim(r"the necrosis\s+Dice fell by (0\.191) on average, but its paired interval \(-(0\.520) to \+(0\.003)\) still reaches 0",
+              r"Dice necrosis +-(\d\.\d+) +-(\d\.\d+) to \+(\d\.\d+)"),
+        Claim(r"still reaches 0", r"verdict on necrosis Dice: no difference beyond the noise", "shown"),
+        Claim(r"the whole-tumour Dice fell by (0\.021) and its HD95 grew by (1\.20) mm",
+              r"Dice WT +-(\d\.\d+) .*?HD95 WT \(mm\) +\+(\d\.\d+)"),
+        Claim(r"its HD95 grew by 1\.20 mm, with intervals that\s+include 0", _wt_within_noise),
+        Claim(r"mean region Dice (\d\.\d+)\s+against (\d\.\d+)",
               r"^plain +loss +(\d\.\d+) .*?^weighted loss +(\d\.\d+) "),
+        Claim(r"and ahead on necrosis too", _validation_necrosis_plain),
         Claim(r"so the stated criterion kept the plain loss",
               r"the test brains are segmented with the plain loss's model", "shown"),
-        Claim(r"a\s+learner who chose by necrosis alone would have chosen the other", _validation_necrosis_other),
+        Claim(r"sensitivity rose \((0\.943) to (0\.988)\) and its precision", _necrosis_rows("sensitivity")),
+        Claim(r"its precision fell \((0\.785) to (0\.748)\)", _necrosis_rows("precision")),
     ],
     "09_challenge": [
         Given(r"~\d+(?:\.5)? min of compute", TIME),
