@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -129,6 +130,19 @@ def pytest_collection_modifyitems(config, items):
 
 
 _SESSION_STARTED: list[float] = []
+
+
+def pytest_sessionfinish(session):
+    """A pytest-xdist worker hands its grading times to the controller, which prints them."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["grading_seconds"] = json.dumps(GRADING_SECONDS)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """The controller collects each worker's grading times (see :func:`pytest_sessionfinish`)."""
+    GRADING_SECONDS.update(json.loads(getattr(node, "workeroutput", {}).get("grading_seconds", "{}")))
 
 
 def pytest_sessionstart(session):
