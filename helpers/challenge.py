@@ -273,7 +273,7 @@ def test_set_from_folder(source: str | os.PathLike, seed: str, out: str | os.Pat
     seed = str(seed)
     if len(seed) < MIN_SEED_LENGTH:
         raise ChallengeError(f"The seed has {len(seed)} characters: use a secret of at least {MIN_SEED_LENGTH}.")
-    pairs = load_pairs(source)
+    pairs = load_pairs(Path(source))
     count = len(pairs) if n_images is None else int(n_images)
     if not 1 <= count <= len(pairs):
         raise ChallengeError(f"{source} has {len(pairs)} image/mask pairs; asked for {count} test images.")
@@ -799,8 +799,8 @@ def validate_submission(folder: str | os.PathLike, test_set: TestSet, keep_masks
             payload = _read_untrusted(folder / TEAM_FILE, MAX_TEAM_JSON_BYTES)
             data = json.loads(payload.decode("utf-8"))
             result.team, result.method = _team_fields(data)
-        except _Refused as refused:
-            result.problems.append(Problem(refused.code, TEAM_FILE, refused.message))
+        except _Refused as refusal:
+            result.problems.append(Problem(refusal.code, TEAM_FILE, refusal.message))
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
             result.problems.append(Problem("team_json", TEAM_FILE, f"is not valid JSON ({error}): write it as "
                                                                    f'{{"team": "...", "method": "..."}}.'))

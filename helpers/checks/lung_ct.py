@@ -199,12 +199,12 @@ def check_volumetric_dice(fn: Callable[..., Any], random_cases: int = 5, seed: i
                     }.get(case, "Dice = 2 |A and B| / (|A| + |B|); 1.0 for two empty masks.")
             fail('volumetric_dice', case, f"expected {expected:.4f}, got {got:.4f}.", hint)
     rng = np.random.default_rng(seed)
-    for case in range(random_cases):
+    for number in range(random_cases):
         truth = rng.random((12, 10, 8)) > rng.uniform(0.1, 0.9)
         prediction = rng.random((12, 10, 8)) > rng.uniform(0.1, 0.9)
         got, expected = float(fn(truth.astype(np.uint8), prediction.astype(np.uint8))), _reference_dice(truth, prediction)
         if abs(got - expected) > 1e-6:
-            fail('volumetric_dice', f"random volumes {case}",
+            fail('volumetric_dice', f"random volumes {number}",
                  f"expected {expected:.5f}, got {got:.5f}.",
                  "sum over every voxel of the volume (not per slice, not a mean of slices).")
     ok("volumetric_dice: correct (hard Dice over the whole volume, 1.0 for two empty masks).")
@@ -349,8 +349,8 @@ def check_save_prediction(fn: Callable[..., Any]) -> None:
 
     from helpers import geometry
 
-    with tempfile.TemporaryDirectory() as folder:
-        folder = Path(folder)
+    with tempfile.TemporaryDirectory() as temporary:
+        folder = Path(temporary)
         reference, affine, reference_shape, probabilities, working_affine = _working_grid_case(folder)
         output = folder / "case" / "prediction.nii.gz"
         returned = call(fn, 'save_prediction', "a prediction on the RAS working grid", probabilities.copy(),
@@ -431,7 +431,8 @@ def check_resampled_grid(fn: Callable[..., Any], random_cases: int = 3, seed: in
     rotated = np.eye(4)
     rotated[:3, :3] = _rotation(0.5) @ np.diag([0.9, 1.1, 3.0])
     rotated[:3, 3] = [-20.0, 35.0, 10.0]
-    cases = [("flipped (LPS) affine, 0.8 x 0.7 x 2.5 mm, shape (50, 60, 21) -> (1.6, 1.4, 5.0) mm",
+    cases: list[tuple[str, tuple[int, ...], np.ndarray, float | tuple[float, ...]]] = [
+             ("flipped (LPS) affine, 0.8 x 0.7 x 2.5 mm, shape (50, 60, 21) -> (1.6, 1.4, 5.0) mm",
               (50, 60, 21), lps, (1.6, 1.4, 5.0)),
              ("flipped affine, shape (50, 60, 21) -> (1.0, 2.0, 1.5) mm", (50, 60, 21), lps, (1.0, 2.0, 1.5)),
              ("rotated affine, 0.9 x 1.1 x 3.0 mm, shape (40, 30, 12) -> 2.0 mm for all axes",
@@ -515,7 +516,8 @@ def check_foreground_patch_start(fn: Callable[..., Any], random_cases: int = 20,
 
     name = "foreground_patch_start"
     shape, patch = (40, 30, 20), (16, 12, 9)
-    cases = [("voxel (20, 15, 10) in the middle", (20, 15, 10), shape, patch),
+    cases: list[tuple[str, tuple[int, ...], tuple[int, ...], tuple[int, ...]]] = [
+             ("voxel (20, 15, 10) in the middle", (20, 15, 10), shape, patch),
              ("voxel (1, 2, 0) at the low corner", (1, 2, 0), shape, patch),
              ("voxel (39, 29, 19) at the high corner", (39, 29, 19), shape, patch),
              ("voxel (3, 28, 10): low along x, high along y", (3, 28, 10), shape, patch),
@@ -621,7 +623,8 @@ def check_blending_weights(fn: Callable[..., Any], seed: int = 0, random_cases: 
     from helpers.inference import blending_weights as reference
 
     name = "blending_weights"
-    cases = [("patch (8, 12, 5)", (8, 12, 5), 0.125), ("patch (7, 7, 7)", (7, 7, 7), 0.125),
+    cases: list[tuple[str, tuple[int, ...], float]] = [
+             ("patch (8, 12, 5)", (8, 12, 5), 0.125), ("patch (7, 7, 7)", (7, 7, 7), 0.125),
              ("patch (16, 10, 6), sigma_scale 0.25", (16, 10, 6), 0.25)]
     rng = np.random.default_rng(seed)
     for case in range(random_cases):

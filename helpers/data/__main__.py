@@ -14,6 +14,7 @@ import argparse
 import signal
 import sys
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 from helpers import config, data
@@ -21,7 +22,7 @@ from helpers.data import registry
 from helpers.data._store import DatasetError, read_metadata, remove_leftovers, remove_stale_locks
 
 
-def _table(rows: list[tuple[str, ...]]) -> None:
+def _table(rows: Sequence[tuple[str, ...]]) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())

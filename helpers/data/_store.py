@@ -33,12 +33,12 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 try:  # POSIX: flock locks are dropped by the kernel when their process dies
     import fcntl
 except ImportError:  # Windows: byte-range locks, also released by the OS on exit
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]  # no fcntl module here: the lock code tests for None
     import msvcrt
 
 METADATA_NAME = "dataset.json"
@@ -103,8 +103,10 @@ def _write_metadata(folder: Path, metadata: dict) -> None:
     atomic_write_bytes(Path(folder) / METADATA_NAME, (json.dumps(metadata, indent=2) + "\n").encode())
 
 
-def _same_request(old: dict | None, request: dict) -> bool:
-    return bool(old) and all(old.get(key) == value for key, value in request.items())
+def _same_request(old: dict | None, request: dict) -> TypeGuard[dict]:
+    if not old:
+        return False
+    return all(old.get(key) == value for key, value in request.items())
 
 
 def is_complete(folder: Path, request: dict) -> bool:

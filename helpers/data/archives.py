@@ -37,13 +37,15 @@ def list_files(folder: Path, pattern: str, recursive: bool = False) -> list[Path
     return sorted(p for p in found if p.is_file() and not is_os_metadata(p))
 
 
-_LOCAL_ERRNOS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "your disk quota is exceeded",
-                 errno.EFBIG: "the file is too large for this file system",
-                 errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
-                 errno.EROFS: "the file system is read-only",
-                 errno.ENAMETOOLONG: "the path or a file name is longer than this system allows",
-                 errno.EMFILE: "too many open files", errno.ENOTDIR: "a part of the path is a file, not a folder",
-                 errno.EISDIR: "it is a folder, not a file"}
+#: What a local OSError's errno means (an error without an errno has none here).
+_LOCAL_ERRNOS: dict[int | None, str] = {
+    errno.ENOSPC: "the disk is full", errno.EDQUOT: "your disk quota is exceeded",
+    errno.EFBIG: "the file is too large for this file system",
+    errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
+    errno.EROFS: "the file system is read-only",
+    errno.ENAMETOOLONG: "the path or a file name is longer than this system allows",
+    errno.EMFILE: "too many open files", errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EISDIR: "it is a folder, not a file"}
 
 
 def local_problem(error: OSError) -> str:
@@ -76,17 +78,17 @@ def extract_archive(source: Path, target: Path) -> None:
                 archive.extractall(target, members=members)
         elif tarfile.is_tarfile(source):
             with tarfile.open(source) as archive:
-                members = [m for m in archive.getmembers() if not is_os_metadata(m.name)]
+                tar_members = [m for m in archive.getmembers() if not is_os_metadata(m.name)]
                 if hasattr(tarfile, "data_filter"):
-                    archive.extractall(target, members=members, filter="data")
+                    archive.extractall(target, members=tar_members, filter="data")
                 else:  # Python < 3.10.12 / 3.11.4: no `filter=`; refuse what the "data" filter refuses
-                    for member in members:
+                    for member in tar_members:
                         parts = Path(member.name).parts
                         if member.name.startswith(("/", "\\")) or ".." in parts or not (member.isfile() or member.isdir()):
                             raise DatasetError(f"{source} holds an unsafe member ({member.name!r}: an absolute path, "
                                                f"'..', a link or a device), so nothing was extracted. Use the "
                                                f"official archive.")
-                    archive.extractall(target, members=members)
+                    archive.extractall(target, members=tar_members)
         else:
             raise DatasetError(f"{source} is neither a folder nor a .zip/.tar archive: pass the "
                                f"downloaded archive or the folder it extracts to.")

@@ -119,9 +119,10 @@ def _cxr_case(image_path: Path | None, parts: list[Path | None], size: int, name
         raise DatasetError(f"{image_path} has no mask" + (
             f" ({'left' if missing == [0] else 'right' if missing == [1] else 'left and right'} lung mask "
             f"missing)" if len(parts) > 1 else "") + ": add it, or pass --skip-bad to leave this image out.")
+    present = [p for p in parts if p is not None]  # all of them (none is missing)
     image = read_grey(image_path)
     mask = np.zeros(image.shape, dtype=bool)
-    for part in parts:
+    for part in present:
         piece = binary_mask(part, read_grey(part)) > 0
         if piece.shape != image.shape:
             raise DatasetError(f"{part} is {piece.shape[1]}x{piece.shape[0]} but its image {image_path} "
@@ -194,7 +195,7 @@ def _volume_cases(entry: PublicDataset, root: Path):
         names = ("ct", "lung", "Lung_L", "Lung_R")
         found = [p for p in list_files(root, "*.nii*", recursive=True) if _nifti_stem(p) in names]
         for case in sorted({p.parent for p in found}):
-            def make(case=case):
+            def make_lung_case(case=case):
                 ct = _find_nifti(case, "ct")
                 lung = _find_nifti(case, "lung")
                 parts = [lung] if lung else [_find_nifti(case, "Lung_L"), _find_nifti(case, "Lung_R")]
@@ -213,13 +214,13 @@ def _volume_cases(entry: PublicDataset, root: Path):
                     mask |= (check_labels(part, labels, BINARY_LABELS) > 0).astype(np.uint8)
                 return ({f"{case.name}/ct.nii.gz": nifti_bytes(hu, affine),
                          f"{case.name}/lung.nii.gz": nifti_bytes(mask, affine)}, bool(mask.any() and not mask.all()))
-            yield case.name, make
+            yield case.name, make_lung_case
     elif entry.kind == "liver_ct":
         found = [p for p in list_files(root, "ircad_e*.nii*", recursive=True)
                  if re.fullmatch(r"ircad_e.*_(orig|liver)", _nifti_stem(p))]
         stems = sorted({(p.parent, re.sub(r"_(orig|liver)$", "", _nifti_stem(p))) for p in found})
         for folder, stem in stems:
-            def make(folder=folder, stem=stem):
+            def make_liver_case(folder=folder, stem=stem):
                 orig = _find_nifti(folder, f"{stem}_orig")
                 liver = _find_nifti(folder, f"{stem}_liver")
                 if orig is None:
@@ -235,13 +236,13 @@ def _volume_cases(entry: PublicDataset, root: Path):
                 mask = (check_labels(liver, labels, BINARY_LABELS) > 0).astype(np.uint8)
                 return ({f"{stem}_orig.nii.gz": nifti_bytes(hu, affine),
                          f"{stem}_liver.nii.gz": nifti_bytes(mask, affine)}, bool(mask.any() and not mask.all()))
-            yield stem, make
+            yield stem, make_liver_case
     else:  # brain_mri
         pattern = re.compile(r".*_(t1|t1ce|t2|flair|seg)|.*Segm")
         found = [p for p in list_files(root, "*.nii*", recursive=True) if pattern.fullmatch(_nifti_stem(p))]
         for case in sorted({p.parent for p in found}):
             name = case.name
-            def make(case=case, name=name):
+            def make_brain_case(case=case, name=name):
                 files = {}
                 reference = None
                 missing = [m for m in BRATS_MODALITIES if _find_nifti(case, f"{name}_{m}") is None]
@@ -269,7 +270,7 @@ def _volume_cases(entry: PublicDataset, root: Path):
                 labels = check_labels(seg, labels, set(config.BRATS_LABELS))
                 files[f"{name}/{name}_seg.nii.gz"] = nifti_bytes(labels, affine)
                 return files, bool(labels.any() and not labels.all())
-            yield name, make
+            yield name, make_brain_case
 
 
 # ------------------------------------------------------------------------ DICOM (lessons 06, 07)

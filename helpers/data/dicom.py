@@ -123,7 +123,7 @@ def read_header(path: Path, *, pixels: bool = False) -> Dataset:
 def _vector(ds: Dataset, keyword: str, size: int, path: Path) -> np.ndarray:
     value = getattr(ds, keyword, None)
     try:
-        array = np.asarray([float(v) for v in value], dtype=np.float64)
+        array = np.asarray([float(v) for v in (() if value is None else value)], dtype=np.float64)
     except (TypeError, ValueError):
         array = np.zeros(0)
     if array.shape != (size,) or not np.isfinite(array).all():

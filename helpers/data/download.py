@@ -118,8 +118,9 @@ def check_archive(path: Path, kind: str | None) -> str | None:
             with tarfile.open(path) as archive:
                 for member in archive:
                     if member.isfile():
-                        stream = archive.extractfile(member)
-                        while stream.read(CHUNK):
+                        member_stream = archive.extractfile(member)
+                        assert member_stream is not None  # a regular file (isfile) always has one
+                        while member_stream.read(CHUNK):
                             pass
         except (tarfile.TarError, zlib.error, EOFError, OSError) as error:
             return f"the tar archive is damaged or truncated ({error})"

@@ -62,6 +62,7 @@ import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeAlias, TypeGuard, cast
 
 from helpers.grading.guard import is_tool_module
 
@@ -221,9 +222,10 @@ def _magic_call(node: ast.AST) -> tuple[str, list[str]] | None:
             and isinstance(owner, ast.Call) and isinstance(owner.func, ast.Name)
             and owner.func.id == "get_ipython" and not owner.args and not owner.keywords):
         return None
-    if not all(isinstance(arg, ast.Constant) and isinstance(arg.value, str) for arg in node.args):
+    texts = [arg.value for arg in node.args if isinstance(arg, ast.Constant) and isinstance(arg.value, str)]
+    if len(texts) != len(node.args):
         return None
-    return method, [arg.value for arg in node.args]
+    return method, texts
 
 
 def _strip_options(argument: str) -> str:
@@ -290,7 +292,7 @@ def _parse(source: str, what: str = "cell", depth: int = 0) -> _Parsed:
     parsed = _Parsed([tree], [])
     for node in ast.walk(tree):
         magic = _magic_call(node)
-        if magic is None:
+        if magic is None or not isinstance(node, ast.Call):  # a magic is always an ast.Call
             continue
         for code, first, code_what in _magic_code(*magic):
             if depth >= _MAX_MAGIC_DEPTH:
@@ -370,6 +372,12 @@ def _helpers_index() -> _Index:
     return _Index(frozenset(modules), exports, frozenset(references))
 
 
+#: The nodes a binding keeps for its line: each has a ``lineno``.
+_Located: TypeAlias = ast.stmt | ast.expr | ast.excepthandler
+#: A def, lambda or class: decorators, defaults or bases, and a body of its own scope.
+_Definition: TypeAlias = ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda | ast.ClassDef
+
+
 class _Scope:
     """The names one module (the notebook), function, lambda or class body binds."""
 
@@ -388,7 +396,7 @@ class _Binding:
     name: str
     kind: str           # value, part, store, for, def, path, none, import
     value: object       # an expression, a def/class node, a helpers path, or None
-    node: ast.AST       # the statement, for its line
+    node: _Located      # the statement (or the expression), for its line
     cell: int
 
 
@@ -444,21 +452,21 @@ class _Notebook:
 
     # -- what the notebook binds --------------------------------------------------------------
 
-    def _bind(self, scope: _Scope, name: str, kind: str, value, node: ast.AST, cell: int) -> None:
+    def _bind(self, scope: _Scope, name: str, kind: str, value, node: _Located, cell: int) -> None:
         origin = scope
         if scope.declared.get(name) == "global":
             scope = self.module
         elif scope.declared.get(name) == "nonlocal":
-            scope = scope.parent
-            while scope is not None and scope.kind != "function":
-                scope = scope.parent
-            scope = scope or self.module
+            outer = scope.parent
+            while outer is not None and outer.kind != "function":
+                outer = outer.parent
+            scope = outer or self.module
         scope.names.add(name)
         if kind == "import":
             self.imported.add((id(scope), name))
         self.bindings.append(_Binding(scope, origin, name, kind, value, node, cell))
 
-    def _store(self, target: ast.AST, value: ast.AST, scope: _Scope, node: ast.AST, cell: int) -> None:
+    def _store(self, target: ast.AST, value: ast.AST, scope: _Scope, node: _Located, cell: int) -> None:
         """``x.attr = v``, ``x[k] = v``, ``x.append(v)``: ``x`` (and every ``.attr``) holds ``v``."""
         if isinstance(target, ast.Attribute):
             self._bind(self.module, "." + target.attr, "part", value, node, cell)
@@ -467,18 +475,18 @@ class _Notebook:
         if isinstance(target, ast.Name):
             self._stores.append((scope, target.id, value, node, cell))
 
-    def _assign(self, target: ast.AST, value: ast.AST, scope: _Scope, node: ast.AST, cell: int,
+    def _assign(self, target: ast.AST, value: ast.AST, scope: _Scope, node: _Located, cell: int,
                 kind: str = "value") -> None:
         if isinstance(target, ast.Name):
             self._bind(scope, target.id, kind, value, node, cell)
         elif isinstance(target, ast.Starred):
             self._assign(target.value, value, scope, node, cell, "part")
         elif isinstance(target, ast.Tuple | ast.List):
-            pairs = (isinstance(value, ast.Tuple | ast.List) and len(value.elts) == len(target.elts)
-                     and not any(isinstance(e, ast.Starred) for e in [*value.elts, *target.elts]))
+            pairs = (value.elts if isinstance(value, ast.Tuple | ast.List) and len(value.elts) == len(target.elts)
+                     and not any(isinstance(e, ast.Starred) for e in [*value.elts, *target.elts]) else None)
             for position, element in enumerate(target.elts):
-                if pairs:
-                    self._assign(element, value.elts[position], scope, node, cell, kind)
+                if pairs is not None:
+                    self._assign(element, pairs[position], scope, node, cell, kind)
                 else:
                     self._assign(element, value, scope, node, cell, "part")
         else:
@@ -535,8 +543,10 @@ class _Notebook:
                 self._assign(node.target, node.value, scope, node, cell)
             elif isinstance(node, ast.AugAssign):
                 self._assign(node.target, node.value, scope, node, cell, "part")
-            elif isinstance(node, ast.For | ast.AsyncFor | ast.comprehension):
+            elif isinstance(node, ast.For | ast.AsyncFor):
                 self._assign(node.target, node.iter, scope, node, cell, "for")
+            elif isinstance(node, ast.comprehension):  # which has no line of its own: its target's
+                self._assign(node.target, node.iter, scope, node.target, cell, "for")
             elif isinstance(node, ast.withitem) and node.optional_vars is not None:
                 self._assign(node.optional_vars, node.context_expr, scope, node.context_expr, cell, "part")
             elif isinstance(node, ast.ExceptHandler) and node.name:
@@ -553,7 +563,7 @@ class _Notebook:
     def _lookup(self, name: str, scope: _Scope) -> _Scope | None:
         """The scope a name read in ``scope`` comes from (class bodies are not seen from the
         functions inside them), or None when the notebook never binds it."""
-        current = scope
+        current: _Scope | None = scope
         while current is not None:
             if (current is scope or current.kind != "class") and name in current.names:
                 return current
@@ -580,11 +590,11 @@ class _Notebook:
     def _evaluate(self, binding: _Binding) -> tuple[frozenset, frozenset]:
         empty = frozenset()
         if binding.kind == "path":
-            return frozenset({binding.value}), self._path_refs(binding.value)
+            return frozenset({binding.value}), self._path_refs(cast(str, binding.value))
         if binding.kind == "def":
-            return empty, self._refs(self._definition_hits(binding.value, binding.origin))
+            return empty, self._refs(self._definition_hits(cast(_Definition, binding.value), binding.origin))
         if binding.kind == "value":
-            return self._value(binding.value, binding.origin)
+            return self._value(cast(ast.AST, binding.value), binding.origin)
         if binding.kind == "for" and isinstance(binding.value, ast.Tuple | ast.List | ast.Set):
             paths, refs = empty, empty
             for element in binding.value.elts:
@@ -637,7 +647,7 @@ class _Notebook:
                                  if base.count(".") < _MAX_PATH)
         return frozenset()
 
-    def _is_getattr(self, node: ast.AST, scope: _Scope) -> bool:
+    def _is_getattr(self, node: ast.AST, scope: _Scope) -> TypeGuard[ast.Call]:
         return (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "getattr"
                 and 2 <= len(node.args) <= 3 and not node.keywords and self._lookup("getattr", scope) is None)
 
@@ -716,7 +726,7 @@ class _Notebook:
             if name in self.index.references:
                 yield _Hit(node, frozenset({name}), "named")
 
-    def _definition_hits(self, node: ast.AST, scope: _Scope, skip: str | None = None):
+    def _definition_hits(self, node: _Definition, scope: _Scope, skip: str | None = None):
         """Hits of a def, lambda or class: its decorators, defaults and bases (in ``scope``)
         and its body (in its own scope, where a function calling itself is not a hit)."""
         if isinstance(node, ast.ClassDef):
@@ -766,14 +776,14 @@ class _Notebook:
         name = binding.name
         if binding.kind == "def":  # def/class of the graded name (a method too)
             what = "class" if isinstance(binding.value, ast.ClassDef) else "function"
-            for hit in self._definition_hits(binding.value, binding.origin):
+            for hit in self._definition_hits(cast(_Definition, binding.value), binding.origin):
                 if name in hit.refs or _ANY in hit.refs:
                     return [(binding.cell, hit.node.lineno, self._reason(name, hit, what))]
         elif binding.scope is self.module and binding.kind == "path":  # from helpers... import
-            statement = binding.node
-            if name not in self._path_refs(binding.value):
+            statement = cast(ast.Import | ast.ImportFrom, binding.node)
+            if name not in self._path_refs(cast(str, binding.value)):
                 return []
-            if any(alias.name == "*" for alias in statement.names):
+            if isinstance(statement, ast.ImportFrom) and any(alias.name == "*" for alias in statement.names):
                 return [(binding.cell, statement.lineno,
                          f"`from {statement.module} import *` binds {name} to the course's reference "
                          f"{binding.value}: import the module (from helpers import ...) and write the "
@@ -781,7 +791,7 @@ class _Notebook:
             return [(binding.cell, statement.lineno, f"binds {name} to the course's reference {binding.value} "
                                                      f"(import): write the function yourself")]
         elif binding.scope.kind in ("module", "class") and binding.kind in ("value", "part", "for"):
-            value = binding.value
+            value = cast(ast.AST, binding.value)
             sources = value.elts if binding.kind == "for" and isinstance(value, ast.Tuple | ast.List) else [value]
             for hit in (h for source in sources for h in self._hits(source, binding.origin)):
                 if name in hit.refs or _ANY in hit.refs:
@@ -828,11 +838,13 @@ def _constant_text(node: ast.AST) -> str | None:
         return None if left is None or right is None else left + right
     if isinstance(node, ast.JoinedStr):
         parts = [_constant_text(v.value if isinstance(v, ast.FormattedValue) else v) for v in node.values]
-        return None if None in parts else "".join(parts)
+        texts = [part for part in parts if part is not None]
+        return None if len(texts) != len(parts) else "".join(texts)
     if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "join"
             and len(node.args) == 1 and not node.keywords and isinstance(node.args[0], ast.List | ast.Tuple)):
         glue, parts = _constant_text(node.func.value), [_constant_text(e) for e in node.args[0].elts]
-        return None if glue is None or None in parts else glue.join(parts)
+        texts = [part for part in parts if part is not None]
+        return None if glue is None or len(texts) != len(parts) else glue.join(texts)
     return None
 
 
@@ -998,8 +1010,8 @@ class _Auditor(ast.NodeVisitor):
             elif name in ("pinfo", "pinfo2"):
                 self._help(node, name, argument)
         if method in ("system", "getoutput") or arguments[0] not in _PYTHON_MAGICS:
-            for argument in node.args:
-                self.visit(argument)  # names of the grader's files in a command
+            for expression in node.args:
+                self.visit(expression)  # names of the grader's files in a command
 
     def _help(self, node: ast.Call, name: str, target: str) -> None:
         """``x?`` / ``x??`` on the course's code shows its documentation or its source."""
@@ -1108,7 +1120,7 @@ def repair(submission, release) -> tuple[dict, list[str]]:
     by_id = {_nbgrader(cell).get("grade_id"): cell for _, cell in wanted}
     notes: list[str] = []
     assigned: dict[int, dict] = {}  # submission index -> release cell
-    used_ids: set[str] = set()
+    used_ids: set[str | None] = set()  # a release cell without a grade_id counts as None
     for index, cell in enumerate(cells):
         grade_id = _nbgrader(cell).get("grade_id")
         if grade_id in by_id and grade_id not in used_ids:

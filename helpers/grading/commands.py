@@ -141,6 +141,7 @@ def run_nbgrader(args: list[str], root: str | os.PathLike | None = None,
     folder = course_root(root)
     command = [sys.executable, "-m", "nbgrader", *args]
     full_env = _tool_env(env)
+    completed: subprocess.CompletedProcess  # of text when quiet, else of nothing captured
     if quiet:
         completed = subprocess.run(command, cwd=folder, env=full_env,
                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

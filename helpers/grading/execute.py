@@ -120,7 +120,8 @@ def _clean_outputs(raw, test: bool, status: str) -> list[NotebookNode]:
                                         traceback=[str(line) for line in traceback]
                                         if isinstance(traceback, list) else []))
         elif kind in ("execute_result", "display_data"):
-            data = item.get("data") if isinstance(item.get("data"), dict) else {}
+            raw_data = item.get("data")
+            data = raw_data if isinstance(raw_data, dict) else {}
             kept = {key: str(value) for key, value in data.items() if key in (_TEXT_MIME, "image/png")}
             if not kept:
                 continue
@@ -235,9 +236,11 @@ class _Reader:
 
     def __init__(self, process: subprocess.Popen, token: str) -> None:
         self.process, self.prefix = process, (token + " ").encode("ascii")
+        assert process.stdout is not None  # the runner is started with stdout=PIPE
+        self.stdout = process.stdout
         self.buffer = bytearray()
         self.selector = selectors.DefaultSelector()
-        self.selector.register(process.stdout, selectors.EVENT_READ)
+        self.selector.register(self.stdout, selectors.EVENT_READ)
         self.closed = False
         self.overflow = False
 
@@ -261,7 +264,7 @@ class _Reader:
                 return "stuck"
             if not self.selector.select(timeout=min(remaining, 5.0)):
                 continue
-            chunk = os.read(self.process.stdout.fileno(), 1 << 20)
+            chunk = os.read(self.stdout.fileno(), 1 << 20)
             if not chunk:
                 self.closed = True
                 continue

@@ -48,6 +48,7 @@ import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from nbconvert.exporters import HTMLExporter
 from nbconvert.preprocessors import Preprocessor
@@ -319,7 +320,8 @@ def _renderer_class():
         def image(self, text: str, url: str, title: str | None = None) -> str:
             url = url.strip()
             if url.startswith("attachment:"):
-                url = self.attachments.get(url[len("attachment:"):], "")
+                data_urls = cast("dict[str, str]", self.attachments)  # _safe_attachments: {name: data URL}
+                url = data_urls.get(url[len("attachment:"):], "")
             if _SAFE_IMAGE_URL.fullmatch(url):
                 return super().image(text, url, title)
             if not url:
@@ -426,7 +428,8 @@ def _safe_output(output) -> dict | None:
                 "traceback": [_text(line) for line in traceback] if isinstance(traceback, list) else []}
     if kind not in ("display_data", "execute_result"):
         return None
-    data = output.get("data") if isinstance(output.get("data"), dict) else {}
+    raw_data = output.get("data")
+    data = raw_data if isinstance(raw_data, dict) else {}
     safe: dict = {}
     unsafe: dict = {}
     metadata: dict = {}
@@ -818,8 +821,9 @@ def stage_downloads(files: Iterable[str | os.PathLike], lessons: Iterable[str],
         if item.suffix.lower() == ".zip":
             contents = read_archive(item, lessons, wanted)
             messages.extend(contents.messages)
-            for lesson, data in contents.notebooks.items():
-                put(contents.student, lesson, shown, data)
+            if contents.student is not None:  # else it has no notebooks
+                for lesson, data in contents.notebooks.items():
+                    put(contents.student, lesson, shown, data)
         elif item.suffix == ".ipynb":
             owner = notebook_owner(item.name, lessons)
             if owner is None or owner[1] not in wanted:
@@ -864,8 +868,9 @@ class SafeExtractorPlugin(ExtractorPlugin):
                     contents = read_archive(source, lessons, [lesson])
                     for message in contents.messages:
                         self.log.warning(message)
-                    for found, data in contents.notebooks.items():
-                        _write_notebook(Path(extracted_path), contents.student, found, data)
+                    if contents.student is not None:  # else it has no notebooks
+                        for found, data in contents.notebooks.items():
+                            _write_notebook(Path(extracted_path), contents.student, found, data)
                 elif name.lower().endswith(_ARCHIVE_SUFFIXES):
                     self.log.warning(f"{name}: not extracted: only .zip archives are read; unpack "
                                      f"it into a zip named for its student.")

@@ -34,6 +34,7 @@ import pkgutil
 import sys
 import sysconfig
 import types
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 
 #: The ``helpers`` package root (this file is helpers/grading/guard.py).
@@ -205,7 +206,7 @@ class Snapshot:
 
     # -- restoring ---------------------------------------------------------------------
 
-    def restore(self, user_ns: dict, used: set[str] = frozenset()) -> list[str]:
+    def restore(self, user_ns: dict, used: AbstractSet[str] = frozenset()) -> list[str]:
         """Put back builtins, ``sys.modules``, the helpers and library modules, their
         functions and classes, and the notebook names that the test cell uses as modules
         (``used``, e.g. ``checks`` in ``checks.check_dice(...)``); return what had changed.
@@ -257,21 +258,21 @@ class Snapshot:
                 if current.get(key) is not value:
                     changed.append(f"{cls.__module__}.{cls.__qualname__}.{key}")
                     setattr(cls, key, value)
-        short_names = {name.rsplit(".", 1)[-1]: module for name, module in self.modules.items()
-                       if name.startswith("helpers")}
+        short_names: dict[str, types.ModuleType | None] = {
+            name.rsplit(".", 1)[-1]: module for name, module in self.modules.items() if name.startswith("helpers")}
         short_names["helpers"] = self.modules.get("helpers")
         short_names.update(np=self.modules.get("numpy"), numpy=self.modules.get("numpy"),
                            tf=self.modules.get("tensorflow"), keras=self.modules.get("keras"))
-        for key, module in short_names.items():
-            if module is None or key not in user_ns or key not in used:
+        for key, ours in short_names.items():
+            if ours is None or key not in user_ns or key not in used:
                 continue
             value = user_ns[key]
             if isinstance(value, _ModuleType) and value.__name__.startswith("helpers") \
-                    and value is not module and value.__name__ != module.__name__:
+                    and value is not ours and value.__name__ != ours.__name__:
                 continue  # e.g. `from helpers.data import io` next to helpers.io: not ours
-            if value is not module:
+            if value is not ours:
                 changed.append(f"the notebook name {key!r}")
-                user_ns[key] = module
+                user_ns[key] = ours
         return changed
 
     # -- the reference, standing in for the learner --------------------------------------

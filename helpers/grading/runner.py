@@ -89,6 +89,7 @@ import sysconfig
 import threading
 import time
 import traceback
+import types
 
 #: Most characters of text output kept per cell (nbgrader's LimitOutput trims further).
 MAX_TEXT = 200_000
@@ -171,11 +172,12 @@ def _split_last_expression(source: str):
         tree = ast.parse(source)
     except SyntaxError:
         return source, None
-    if not tree.body or not isinstance(tree.body[-1], ast.Expr):
+    last = tree.body[-1] if tree.body else None
+    if not isinstance(last, ast.Expr):
         return source, None
     if source.rstrip().endswith(";"):
         return source, None
-    last = tree.body.pop()
+    tree.body.pop()
     return tree, ast.Expression(last.value)
 
 
@@ -184,7 +186,7 @@ def _figures() -> list[dict]:
     pyplot = sys.modules.get("matplotlib.pyplot")
     if pyplot is None:
         return []
-    outputs = []
+    outputs: list[dict] = []
     for number in pyplot.get_fignums()[:MAX_FIGURES]:
         figure = pyplot.figure(number)
         buffer = io.BytesIO()
@@ -217,7 +219,7 @@ def _install_audit_hook(snapshot) -> None:
     busy = []
 
     def learner_caller() -> bool:
-        frame = getframe(2)
+        frame: types.FrameType | None = getframe(2)
         while frame is not None:
             filename = frame.f_code.co_filename
             if filename.startswith(stdlib) and "site-packages" not in filename:
@@ -357,7 +359,8 @@ def main() -> int:  # noqa: C901 - one frame on purpose: the verdict must not le
             signal.signal(number, handler)
         signal.signal(signal.SIGALRM, on_alarm)
         count += 1
-        status, refusal = "ok", None
+        status = "ok"
+        refusal: BaseException | None = None
         filename = f"<cell {index}>"
         try:
             if kind == "test":
@@ -401,7 +404,7 @@ def main() -> int:  # noqa: C901 - one frame on purpose: the verdict must not le
                 guard = make_guard(frozenset(names), filename)
                 settrace(guard)
                 thread_settrace(guard)
-            exec_(code, namespace)
+            exec_(code, namespace)  # type: ignore[arg-type]  # code is None only with a refusal, raised above
             if last is not None:
                 result = eval_(last, namespace)
             status = "ok"
@@ -425,7 +428,7 @@ def main() -> int:  # noqa: C901 - one frame on purpose: the verdict must not le
             outputs.append({"output_type": "error", "ename": type(failure).__name__,
                             "evalue": "".join(["", evalue])[:MAX_TEXT],
                             "traceback": ["".join(["", line])[:MAX_TEXT] for line in lines[-20:]]})
-            failure = None
+            del failure  # drop the exception and its traceback
         elif result is not None:
             try:
                 text = repr(result)

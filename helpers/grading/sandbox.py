@@ -114,6 +114,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NoReturn
 from pathlib import Path
@@ -152,7 +153,7 @@ _ENV_PREFIXES = ("LC_", "UNET_COURSE_", "OMP_", "KMP_")
 _ENV_EXCLUDED = frozenset({TRACE_VARIABLE, NO_SANDBOX_VARIABLE})
 
 
-def sandbox_environment(base: dict[str, str], own: dict[str, str] | None = None) -> dict[str, str]:
+def sandbox_environment(base: Mapping[str, str], own: dict[str, str] | None = None) -> dict[str, str]:
     """The grading runner's environment: the allowed variables of ``base`` (see the module
     docstring; ``PYTHONPATH`` keeps its absolute entries only, since a relative one would
     be read from the submission's folder) and then ``own``, the sandbox's settings."""
@@ -216,7 +217,7 @@ class Limits:
     _SIZES = ("memory", "disk", "output")
 
     @classmethod
-    def from_environment(cls, environ: dict[str, str] | None = None) -> Limits:
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> Limits:
         """The limits that ``environ`` (default: ``os.environ``) sets, defaults elsewhere.
         Raises ValueError naming the variable when a value cannot be read."""
         environ = os.environ if environ is None else environ
@@ -533,7 +534,7 @@ def private_work_copy(workdir: Path, scratch: Path) -> Path:
 
 def bwrap_command(inner: list[str], workdir: Path, connection_dir: Path, scratch: Path,
                   data_dir: Path, *, limits: Limits | None = None,
-                  environ: dict[str, str] | None = None) -> list[str]:
+                  environ: Mapping[str, str] | None = None) -> list[str]:
     """The ``bwrap`` command line that runs ``inner`` isolated (see the module docstring).
 
     Args:

@@ -144,15 +144,17 @@ class Worker:
             self.buffer.clear()
             self.process = self._start(env)
         process = self.process
+        stdin, stdout = process.stdin, process.stdout
+        assert stdin is not None and stdout is not None  # _start opens both as pipes
         try:
-            process.stdin.write((json.dumps({"args": args, "env": env}) + "\n").encode("utf-8"))
-            process.stdin.flush()
+            stdin.write((json.dumps({"args": args, "env": env}) + "\n").encode("utf-8"))
+            stdin.flush()
         except (BrokenPipeError, OSError):
             self.close()
             return DIED, "the grading worker died before the request"
         deadline = None if timeout is None else time.monotonic() + timeout
         with selectors.DefaultSelector() as selector:
-            selector.register(process.stdout, selectors.EVENT_READ)
+            selector.register(stdout, selectors.EVENT_READ)
             while b"\n" not in self.buffer:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
@@ -160,7 +162,7 @@ class Worker:
                     return timed_out, ""
                 if not selector.select(timeout=remaining if remaining is None else min(remaining, 5.0)):
                     continue
-                chunk = os.read(process.stdout.fileno(), 1 << 20)
+                chunk = os.read(stdout.fileno(), 1 << 20)
                 if not chunk:
                     code = self.close()
                     return DIED if code is None or code == 0 else code, "the grading worker died"

@@ -39,6 +39,7 @@ import subprocess
 import sys
 import tarfile
 import venv
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,7 +150,7 @@ def _same_path(a: Path | str, b: Path | str) -> bool:
 
 
 def current_environment(prefix: str | None = None, base_prefix: str | None = None,
-                        environ: dict[str, str] | None = None,
+                        environ: Mapping[str, str] | None = None,
                         executable: str | None = None) -> Environment:
     """Classify the environment of the running interpreter (arguments for tests)."""
     prefix = sys.prefix if prefix is None else prefix
@@ -195,7 +196,10 @@ def declared_requirements(pyproject: Path = PYPROJECT) -> list[str]:
             marker_match = re.search(r"python_version\s*<\s*'([\d.]+)'", marker)
             if marker_match and not sys.version_info[:2] < _version_tuple(marker_match.group(1))[:2]:
                 continue
-            names.append(re.match(r"[A-Za-z0-9_.\-]+", requirement.strip()).group(0))
+            name = re.match(r"[A-Za-z0-9_.\-]+", requirement.strip())
+            if name is None:
+                raise ValueError(f"{pyproject}: {item!r} does not start with a distribution name")
+            names.append(name.group(0))
     return names
 
 
@@ -297,6 +301,7 @@ def _run_logged(command: list[str], log_path: Path = PIP_LOG) -> subprocess.Comp
         log.flush()
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                    errors="replace")
+        assert process.stdout is not None  # stdout=PIPE
         for line in process.stdout:
             log.write(line)
             match = re.match(r"\s*(Collecting|Requirement already satisfied:|Installing collected)\s*(\S*)", line)

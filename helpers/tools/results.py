@@ -77,9 +77,11 @@ def merge_reports(results: dict, reports: dict[str, dict], context: dict, when: 
                   total_seconds: float | None) -> dict:
     """``results`` with the lesson ``reports`` of one run put in, each stamped with ``when`` and
     the machine ``context``; a run of the default lessons also adds its whole-course time."""
-    merged = {"lessons": dict(results.get("lessons", {})), "courses": list(results.get("courses", []))}
+    lessons = dict(results.get("lessons", {}))
+    courses = list(results.get("courses", []))
+    merged = {"lessons": lessons, "courses": courses}
     for name, report in sorted(reports.items()):
-        merged["lessons"][name] = {
+        lessons[name] = {
             "seconds": round(float(report["elapsed_seconds"]), 1),
             "scale": report.get("scale", 1.0),
             "metrics": {key: round(float(value), 4) for key, value in report.get("metrics", {}).items()},
@@ -89,8 +91,8 @@ def merge_reports(results: dict, reports: dict[str, dict], context: dict, when: 
         }
     default = sorted(spec.folder for spec in LESSONS if spec.in_default_run)
     if total_seconds is not None and sorted(reports) == default:
-        merged["courses"].append({"seconds": round(total_seconds, 1), "recorded": when, "context": context,
-                                  "lessons": default})
+        courses.append({"seconds": round(total_seconds, 1), "recorded": when, "context": context,
+                        "lessons": default})
     return merged
 
 

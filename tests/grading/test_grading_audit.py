@@ -293,6 +293,14 @@ def test_audit_flags_the_reference_reached_without_calling_it_by_name(name):
     assert any(expected in reason and "yourself" in reason for reason in reasons), f"{name!r}: {reasons}"
 
 
+def test_a_comprehension_binding_a_graded_name_is_read_not_an_error():
+    """A comprehension (ast.comprehension has no line) whose target is a graded name: the finding
+    names its target's line; the audit used to raise AttributeError here."""
+    source = "x = 1\nvalues = [f(1)\n          for dice_coefficient in [metrics.dice_coefficient]]"
+    findings = grading_audit.audit_source(source, ALIASES, graded=GRADED)
+    assert [line for line, _ in findings] == [3], findings
+
+
 def test_code_nested_too_deep_is_a_finding_not_an_error():
     import sys
 
