@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers import course
 from helpers.tools import kernels
-from support.course import ANSWER_LESSONS, FIXTURE_LESSONS, FIXTURES, REPO_ROOT, TEST_CONFIG
+from support.course import (ANSWER_LESSONS, COURSE_ROOT_FILES, FIRST_GROUPS, FIXTURE_LESSONS, FIXTURES,
+                            REPO_ROOT, TEST_CONFIG, worker_group)
 from support.processes import descendants, left_behind
 
 # Kernels started by nbval and nbgrader inherit this (see helpers.tools.kernels.KERNEL_ENV).
@@ -86,30 +86,21 @@ def no_process_left_behind():
                     pytrace=False)
 
 
-def worker_group(item) -> str:
-    """The pytest-xdist group of a test: what must run in one worker process, in order.
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """Distribute whole :func:`worker_group` units (``python -m helpers test`` passes ``-n 2
+    --dist loadfile``; any load-balancing ``--dist`` gets the same), in the order the workers
+    collected them: :data:`FIRST_GROUPS` first."""
+    if config.getoption("dist") not in ("load", "loadscope", "loadfile", "loadgroup"):
+        return None
+    from xdist.scheduler import LoadScopeScheduling
 
-    * an answer notebook's cells share one kernel: one group per notebook, and a lesson that
-      loads an earlier one's run (05 loads 04's model: ``LessonSpec.needs``) joins that
-      lesson's group, after it;
-    * the tests that share the released course root (a session fixture) form one group;
-    * any other test stays with its module (module-scoped fixtures are built once).
-    """
-    path = Path(item.path)
-    if path.suffix == ".ipynb":
-        needed = sorted(need.split("/")[0] for need in course.needs_of([path.parent.name]))
-        return f"notebook-{needed[0] if needed else path.parent.name}"
-    if "course_root" in getattr(item, "fixturenames", ()):
-        return "course-root"
-    return "module-" + path.relative_to(REPO_ROOT).as_posix()
+    class CourseScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return worker_group(nodeid)
 
-
-#: Groups that start first under pytest-xdist, longest first, so that the last minutes do
-#: not leave one worker alone with a long group (seconds in the last full run: the round
-#: trip ~450, lesson 04 with 05 ~180, 08 ~160, 07 ~130).
-FIRST_GROUPS = ("course-root", "notebook-04_training", "notebook-08_brain_tumour",
-                "notebook-07_liver_ct", "module-tests/grading/test_grading_adversarial.py",
-                "notebook-09_challenge", "notebook-06_lung_ct_3d", "notebook-02_architecture")
+    config.option.loadscopereorder = False      # keep the collection's order (FIRST_GROUPS first)
+    return CourseScheduling(config, log)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -120,13 +111,12 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.path.suffix == ".ipynb" or "course_root" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
-    if not os.environ.get("PYTEST_XDIST_WORKER"):
-        return
-    groups = {id(item): worker_group(item) for item in items}
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(groups[id(item)]))
-    rank = {name: index for index, name in enumerate(FIRST_GROUPS)}
-    items.sort(key=lambda item: rank.get(groups[id(item)], len(rank)))   # stable: order within a group kept
+            if item.path.suffix != ".ipynb" and item.nodeid.split("::")[0] not in COURSE_ROOT_FILES:
+                raise pytest.UsageError(f"{item.nodeid} uses the course_root fixture: add its file to "
+                                        f"COURSE_ROOT_FILES in tests/conftest.py (one worker releases the root)")
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        rank = {name: index for index, name in enumerate(FIRST_GROUPS)}
+        items.sort(key=lambda item: rank.get(worker_group(item.nodeid), len(rank)))  # stable: order kept
 
 
 _SESSION_STARTED: list[float] = []

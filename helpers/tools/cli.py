@@ -95,13 +95,13 @@ def _chooses_workers(args: list[str]) -> bool:
 def pytest_args(rest: list[str]) -> list[str]:
     """The pytest arguments of ``python -m helpers test REST``: ``--quick`` becomes
     :data:`QUICK_PYTEST_ARGS`; the rest goes to pytest unchanged, after
-    ``-n WORKERS --dist loadgroup`` (:func:`test_workers`) unless it chooses workers itself
+    ``-n WORKERS --dist loadfile`` (:func:`test_workers`) unless it chooses workers itself
     (``-n 0`` runs everything in one process). tests/conftest.py keeps each notebook, each
     test module and the tests that share the released course root on one worker."""
     args = QUICK_PYTEST_ARGS + [arg for arg in rest if arg != "--quick"] if "--quick" in rest else list(rest)
     workers = test_workers()
     if workers and not _chooses_workers(args):
-        args = ["-n", str(workers), "--dist", "loadgroup", *args]
+        args = ["-n", str(workers), "--dist", "loadfile", *args]
     return args
 
 

@@ -9,13 +9,13 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
 
 from helpers.grading import commands as grading
 from helpers.grading import sandbox
+from support.fakes import unix_socket
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = REPO_ROOT / "tests" / "fixtures" / "00_example" / "00_example.ipynb"
@@ -33,9 +33,7 @@ def _hostile_folder(folder: Path, answers: Path) -> None:
     (folder / "sub" / "up").symlink_to(answers)
     (folder / "dangling").symlink_to(folder / "nowhere")
     os.mkfifo(folder / "pipe")
-    server = socket.socket(socket.AF_UNIX)
-    server.bind(str(folder / "sock"))
-    server.close()
+    unix_socket(folder / "sock")
 
 
 @pytest.fixture

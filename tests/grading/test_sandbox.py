@@ -14,6 +14,7 @@ import pytest
 
 from helpers import config
 from helpers.grading import sandbox
+from support.fakes import unix_socket
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -115,8 +116,6 @@ def _sandbox_or_skip() -> None:
 def _hostile_folder(folder: Path, outside: Path) -> None:
     """A submission folder with a regular file, a nested one, links (to a file outside, to
     a folder outside, dangling), a FIFO and a socket."""
-    import socket
-
     (folder / "sub").mkdir(parents=True)
     (folder / "notes.txt").write_text("mine")
     (folder / "sub" / "data.csv").write_text("1,2")
@@ -124,9 +123,7 @@ def _hostile_folder(folder: Path, outside: Path) -> None:
     (folder / "sub" / "up").symlink_to(outside)
     (folder / "dangling").symlink_to(folder / "nowhere")
     os.mkfifo(folder / "pipe")
-    server = socket.socket(socket.AF_UNIX)
-    server.bind(str(folder / "sock"))
-    server.close()
+    unix_socket(folder / "sock")
 
 
 def test_copy_keeps_regular_files_and_drops_links_fifos_and_sockets(tmp_path):

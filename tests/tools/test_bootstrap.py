@@ -282,7 +282,7 @@ def test_quick_test_tier_selects_unit_tests_only(monkeypatch):
 
 def test_two_cpus_run_the_suite_on_two_workers_unless_told_otherwise(monkeypatch):
     monkeypatch.setattr(cli.os, "cpu_count", lambda: 2)
-    workers = ["-n", "2", "--dist", "loadgroup"]
+    workers = ["-n", "2", "--dist", "loadfile"]
     assert cli.pytest_args([]) == workers
     assert cli.pytest_args(["--quick", "-x"]) == workers + ["tests", "-m", "not slow and not browser", "-x"]
     for own in (["-n", "0"], ["-n0"], ["-n=3"], ["--numprocesses", "4"], ["--dist", "loadfile"],
