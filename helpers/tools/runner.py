@@ -2,8 +2,9 @@
 
 Each answer notebook starts a :class:`helpers.course.Lesson` in its setup cell and calls
 :meth:`~helpers.course.Lesson.finish` in its last cell with its key metrics; that writes
-``runs_dir()/summary/<lesson>.json``. :func:`main` executes every answer notebook and
-prints one table row per lesson from those files (time against
+``runs_dir()/summary/<lesson>.json``. :func:`main` executes every answer notebook, two at a
+time on a machine with two or more CPUs (:func:`default_jobs`), and prints one table row per
+lesson from those files (time against
 :data:`helpers.course.TIME_BUDGET_MINUTES`, metrics against
 :data:`helpers.course.QUALITY_BARS`).
 """
