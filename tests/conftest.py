@@ -34,9 +34,7 @@ kernels.apply_kernel_env()
 #: worker, and every kernel and grader it starts, gets its share of the CPUs as threads,
 #: as ``python -m helpers course`` gives lessons that run side by side.
 if os.environ.get("PYTEST_XDIST_WORKER"):
-    _threads = str(max(1, (os.cpu_count() or 1) // max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))))
-    for _variable in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS"):
-        os.environ.setdefault(_variable, _threads)
+    kernels.share_threads(int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
 
 #: The fixture notebooks are nbgrader sources, not tests: nbval must not collect them.
 collect_ignore_glob = ["fixtures/*"]

@@ -863,10 +863,10 @@ def autograde(lesson: list[str] | None = None, student: str | None = None,
     tasks = [(name, path.parent.name) for name in chosen
              for path in sorted((folder / "submitted").glob(f"{student or '*'}/{name}")) if path.is_dir()]
     jobs = max(1, jobs or os.cpu_count() or 1)
-    if jobs > 1:  # each grader's TensorFlow gets its share of the CPUs (benchmarks/lesson_threads.py)
-        share = str(max(1, (os.cpu_count() or 1) // jobs))
-        for variable in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS"):
-            env.setdefault(variable, os.environ.get(variable, share))
+    if jobs > 1:  # each grader's TensorFlow gets its share of the CPUs
+        from helpers.tools import kernels
+
+        kernels.share_threads(jobs, env)
     if not quiet:
         print(f"Grading {len(tasks)} submission(s) of {', '.join(chosen)}, {jobs} at a time, "
               f"at {config.SCALE_VARIABLE}={env[config.SCALE_VARIABLE]} ...", flush=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import MutableMapping
 from pathlib import Path
 
 #: Environment of the kernels that run lessons (headless, in JupyterLab, under nbval and
@@ -62,6 +63,26 @@ def install_kernelspec(prefix: str | os.PathLike | None = None) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "kernel.json").write_text(json.dumps(kernelspec(), indent=1) + "\n")
     return folder
+
+
+#: Threads a TensorFlow process may use (intra-op, inter-op, OpenMP), set together.
+THREAD_VARIABLES = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS")
+
+
+def share_threads(jobs: int, env: MutableMapping[str, str] | None = None) -> MutableMapping[str, str]:
+    """Give every process of ``jobs`` running side by side its share of the CPUs as threads.
+
+    Sets :data:`THREAD_VARIABLES` to ``max(1, CPUs // jobs)`` in ``env`` (default:
+    ``os.environ``, inherited by the kernels and graders started afterwards) where they are
+    not set already, in ``env`` or in ``os.environ``: a value the user chose wins. The course's
+    small networks gain little from more threads (``benchmarks/lesson_threads.py``).
+    Returns ``env``.
+    """
+    target = os.environ if env is None else env
+    share = str(max(1, (os.cpu_count() or 1) // max(1, jobs)))
+    for variable in THREAD_VARIABLES:
+        target.setdefault(variable, os.environ.get(variable, share))
+    return target
 
 
 def apply_kernel_env() -> None:

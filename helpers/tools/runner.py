@@ -21,7 +21,7 @@ from pathlib import Path
 
 from helpers import config
 from helpers.course import LESSONS, QUALITY_BARS, TIME_BUDGET_MINUTES, UNGRADED_LESSONS, summary_dir
-from helpers.tools.kernels import apply_kernel_env
+from helpers.tools.kernels import THREAD_VARIABLES, apply_kernel_env, share_threads
 
 ANSWERS_DIR = config.REPO_ROOT / "answers"
 
@@ -160,10 +160,6 @@ def execute_notebook(path: Path, output: Path, timeout: int = 1200, log: Path | 
         nbformat.write(notebook, output)
 
 
-#: Threads each TensorFlow kernel may use when lessons run side by side.
-THREAD_VARIABLES = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS")
-
-
 def default_jobs() -> int:
     """How many lessons ``python -m helpers course`` runs at a time: 2 on a machine with two or
     more CPUs, else 1.
@@ -174,11 +170,6 @@ def default_jobs() -> int:
     them, and two one-thread runs side by side. Two lessons at a time, one thread each,
     use two cores where one lesson alone leaves the second mostly idle."""
     return 2 if (os.cpu_count() or 1) >= 2 else 1
-
-
-def threads_per_lesson(jobs: int) -> int:
-    """CPU threads each kernel gets when ``jobs`` lessons run at once (at least 1)."""
-    return max(1, (os.cpu_count() or 1) // max(1, jobs))
 
 
 def lesson_order(names: list[str], expected_seconds: dict[str, float]) -> list[str]:
@@ -242,8 +233,8 @@ def main(selection: list[str] | None = None, update_answers: bool = False, recor
             ``docs/results.md`` and set the lessons' **Time** lines from it
             (:mod:`helpers.tools.results`), regenerating their release.
         jobs: lessons run at a time (default :func:`default_jobs`). With more than one, each
-            kernel gets :func:`threads_per_lesson` CPU threads unless the environment already
-            sets :data:`THREAD_VARIABLES`, and a lesson that needs an earlier one's run (05
+            kernel gets its share of the CPU threads (:func:`helpers.tools.kernels.share_threads`)
+            unless the environment already sets them, and a lesson that needs an earlier one's run (05
             loads 04's model) starts only after it ends.
 
     Returns:
@@ -265,9 +256,7 @@ def main(selection: list[str] | None = None, update_answers: bool = False, recor
     by_name = {path.parent.name: path for path in notebooks}
     jobs = min(jobs, len(by_name))
     if jobs > 1:
-        threads = threads_per_lesson(jobs)
-        for variable in THREAD_VARIABLES:
-            os.environ.setdefault(variable, str(threads))   # inherited by every kernel started below
+        share_threads(jobs)                       # inherited by every kernel started below
         print(f"Running {len(by_name)} lessons, {jobs} at a time, {os.environ[THREAD_VARIABLES[0]]} CPU "
               f"thread(s) each (--jobs 1: one after another, all threads).", flush=True)
     order = lesson_order(list(by_name), recorded_seconds())

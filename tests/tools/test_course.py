@@ -341,3 +341,14 @@ def test_lesson_order_puts_a_lesson_before_those_that_need_it():
                                                    "01_data_generator"]
     assert runner.lesson_order(names, {}) == names                    # unknown: course order
     assert runner.lesson_needs("05_prediction") == {"04_training"} and runner.lesson_needs("01_x") == set()
+
+
+def test_share_threads_splits_the_cpus_and_keeps_a_value_the_user_set(monkeypatch):
+    monkeypatch.setattr(kernels.os, "cpu_count", lambda: 8)
+    for variable in kernels.THREAD_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    assert kernels.share_threads(2, {}) == {variable: "4" for variable in kernels.THREAD_VARIABLES}
+    assert kernels.share_threads(16, {})["OMP_NUM_THREADS"] == "1"                  # at least one
+    monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "3")
+    env = kernels.share_threads(2, {"OMP_NUM_THREADS": "2"})
+    assert env == {"TF_NUM_INTRAOP_THREADS": "3", "TF_NUM_INTEROP_THREADS": "4", "OMP_NUM_THREADS": "2"}
