@@ -431,6 +431,12 @@ LEDGER: dict[str, list] = {
         Claim(r"climbing above (0\.9) within the first half of the epochs", _above_in_first_half),
     ],
     "05_prediction": [
+        Claim(r"in `SYN_0088_1` the predicted border", r"worst five:\n(?:.*\n){0,3}\s+SYN_0088_1\.png", "shown"),
+        Claim(r"in `SYN_0178_0` it reaches above", r"worst five:\n(?:.*\n){0,3}\s+SYN_0178_0\.png", "shown"),
+        Claim(r"`SYN_0088_0` shows the other kind of error(?s:.*?)little Dice \((0\.948)\)",
+              r"SYN_0088_0\.png\s+Dice (\d\.\d+)"),
+        Claim(r"the worst HD95 of the validation set \((43\.0) pixels\)", r"^validation HD95: [^\n]*max (\d+\.\d) pixels"),
+        Claim(r"the worst HD95 of the validation set", r"SYN_0088_0\.png\s+Dice [\d.]+\s+IoU [\d.]+\s+HD95 43\.0 pixels", "shown"),
         Given(r"at 0\.5 for now", CONSTANT),
         Given(r"at the threshold 0\.5\. For each image", CONSTANT),
         Given(r"both are 1\.0 when", DEFINITION),
@@ -472,6 +478,8 @@ LEDGER: dict[str, list] = {
         Given(r"Does the best threshold move to 0\.5", "a suggestion for the learner"),
     ],
     "06_lung_ct_3d": [
+        Claim(r"in this run neither fired", r"ReduceLROnPlateau reducing|[Ee]arly stopping", "not_shown"),
+        Claim(r"and all (16) epochs ran", r"Epoch (\d+)/\d+\n(?![\s\S]*Epoch \d+/\d+)"),   # the last epoch logged
         Given(r"~\d+(?:\.5)? min of compute", TIME),
         Claim(r"256 × 256 pixels of (1\.2)–(1\.4) mm in each slice, 128 slices (2\.6)–(3\.0) mm", _spacing_in_ranges),
         Claim(r"holds (8\.4) million of them", _voxel_count_millions),
