@@ -2,7 +2,8 @@
 submission checks, scoring, ranking, leaderboard and watch mode.
 
 Everything here is quick (tiny masks, a 64-pixel test set) except the browser check of the
-page (``-m browser``, Debian's chromium) and the baseline's submission (``slow``: it trains).
+page (``-m browser``, Debian's chromium). The baseline's training, submission and score are
+lesson 09's own run (executed under nbval); the tests below read its committed outputs.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import re
 import os
 import stat
 import struct
@@ -494,24 +496,19 @@ def test_leaderboard_page_renders_in_chromium_with_its_rows(small_test):
             browser.close()
 
 
-@pytest.mark.slow
-def test_baseline_submission_validates_and_scores_above_the_floor(tmp_path, monkeypatch):
-    """The capstone's baseline (lesson 04's recipe with challenge.BASELINE_CHANGES, masks
-    post-processed as lesson 05 does) trained at the default scale, predicted on the practice
-    set, handed in and scored by the scorer."""
-    from helpers import inference, training
-
-    monkeypatch.delenv(config.SCALE_VARIABLE, raising=False)
-    images, labels = challenge.practice_set()
-    model, _ = training.train_cxr_reference(run_dir=tmp_path / "run", verbose=0, **challenge.BASELINE_CHANGES)
-    names, masks = challenge.predict_images(model, images, postprocess=inference.postprocess)
-    folder = challenge.write_submission(masks, names, tmp_path / "subs" / "baseline", team="Baseline",
-                                        method="lesson 04's recipe, 8 epochs")
-    challenge.check_submission(folder, images)
-    results = challenge.score_submissions(tmp_path / "subs", challenge.read_test_set(labels, images))
-    assert results[0].scored
-    assert results[0].dice.mean() >= BASELINE_FLOOR_DICE, results[0].dice.mean()
-    assert np.median(results[0].hd95) <= BASELINE_CEILING_HD95, np.median(results[0].hd95)
+def test_baseline_submission_scored_above_the_floor_in_the_committed_run():
+    """The capstone's baseline (lesson 04's recipe with challenge.BASELINE_CHANGES) trained at
+    the default scale, predicted on the practice set, handed in and scored: lesson 09 itself does
+    this, and the suite executes it under nbval (its own assert holds the Dice bar of the
+    manifest). Training it a second time here cost about 65 s of the suite; this test reads what
+    the committed run printed instead."""
+    outputs, _ = _capstone_outputs()
+    found = re.search(r"baseline_practice_dice = ([\d.]+), baseline_practice_hd95 = ([\d.]+)", outputs["finish"])
+    assert found, outputs["finish"]
+    dice, hd95 = map(float, found.groups())
+    assert dice >= BASELINE_FLOOR_DICE, dice
+    assert hd95 <= BASELINE_CEILING_HD95, hd95
+    assert "40 masks and team.json" in outputs["write_submission"]
 
 
 #: What the baseline must reach on the practice set (measured values in docs/results.md).
