@@ -6,6 +6,7 @@
 * :mod:`~helpers.tools.runner`     ``python -m helpers course``: execute the answer notebooks, the summary table
 * :mod:`~helpers.tools.lab`        ``python -m helpers lab``: JupyterLab on notebooks/
 * :mod:`~helpers.tools.hosted`     the Colab/Binder badges and the hosted set-up cell of every lesson
+* :mod:`~helpers.tools.dictation`  which exercises' answers the learner can read before the check (instructor notes)
 
 Importing this package does nothing, and must stay standard-library only: the command
 line imports it on a bare Python, before the course environment exists.
