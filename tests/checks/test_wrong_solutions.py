@@ -497,6 +497,14 @@ for _m in ("pooled", "no factor 2", "no smooth", "smooth numerator only", "vecto
 _r(E, checks.check_dice, _dice, "lesson-like")
 
 
+def _dice_flattened(t, p, smooth=1.0):
+    t, p = ops.reshape(t, (ops.shape(t)[0], -1)), ops.reshape(p, (ops.shape(p)[0], -1))
+    return ops.mean((2.0 * ops.sum(t * p, axis=1) + smooth) / (ops.sum(t + p, axis=1) + smooth))
+
+
+_r(E, checks.check_dice, _dice_flattened, "flattened per sample")
+
+
 def _hard(t, p, threshold=0.5, smooth=1.0, *, mistake=None):
     tt = ops.cast(t > 0.5, "float32")
     pp = ops.cast(p > (0.5 if mistake == "ignores threshold" else threshold), "float32")
@@ -515,6 +523,8 @@ for _m, _frag in (("ignores threshold", "threshold"), ("soft", "soft Dice"), ("i
     _w(E, checks.check_hard_dice, lambda t, p, threshold=0.5, smooth=1.0, m=_m: _hard(t, p, threshold, smooth, mistake=m),
        _m, _frag)
 _r(E, checks.check_hard_dice, _hard, "lesson-like")
+_r(E, checks.check_hard_dice, lambda t, p, threshold=0.5, smooth=1.0: _dice_flattened(
+    ops.where(t > 0.5, 1.0, 0.0), ops.where(p > threshold, 1.0, 0.0), smooth), "where instead of cast")
 
 # dice_loss (Exercise 3.3) is an ungraded warm-up: its wrong solutions are in tests/checks/test_checks_metrics.py.
 
@@ -664,6 +674,9 @@ for _m in ("pooled over batch", "binary dice", "always background", "never backg
     _w(E, checks.check_multiclass_dice, lambda t, p, include_background=False, smooth=1.0, m=_m: _mc_dice(
         t, p, include_background, smooth, mistake=m), _m)
 _r(E, checks.check_multiclass_dice, _mc_dice, "lesson-like")
+_r(E, checks.check_multiclass_dice, lambda t, p, include_background=False, smooth=1.0: ops.mean(ops.stack(
+    [_dice_flattened(t[..., c], p[..., c], smooth) for c in range(0 if include_background else 1, t.shape[-1])])),
+   "a loop over the classes")
 
 
 _WITHIN = {"plain": [.3, .5, .6, .65, .6, .7], "residual": [.3, .5, .62, .7, .66, .72]}     # 0.02 < noise 0.1
