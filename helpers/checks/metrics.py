@@ -32,13 +32,13 @@ ATOL = 1e-4
 HARD_SMOOTH = 1e-6
 EPSILON = 1e-7  # Keras' clipping of probabilities in binary cross-entropy
 
-HINT_SMOOTH = ("did you add `smooth` to both numerator and denominator? "
-               "(2*intersection + smooth) / (total + smooth)")
-HINT_BATCH = ("you seem to sum over the whole batch; sum per sample over "
-              "axes = tuple(range(1, len(y_true.shape))) and then take keras.ops.mean "
+HINT_SMOOTH = ("did you add `smooth` to both the numerator and the denominator? "
+               "Two empty masks must score 1, not 0/0")
+HINT_BATCH = ("you seem to sum over the whole batch at once: compute one value per sample "
+              "(summing over every axis except the batch axis), then average those values "
               "over the batch")
-HINT_AXES = ("sum over every axis except the batch axis, "
-             "axes = tuple(range(1, len(y_true.shape))), so 2D and 3D inputs both work")
+HINT_AXES = ("sum over every axis except the batch axis, whatever the number of axes, "
+             "so that 2D images and 3D volumes both work")
 
 
 # --------------------------------------------------------------------------------------
@@ -233,7 +233,7 @@ def _call(fn, name, case, y_true, y_pred, scalar=True, **kwargs):
             value = np.mean(value.astype(np.float64))
         if value.size != 1:
             fail(name, case, f"expected one number (the mean over the batch), got an array of shape "
-                             f"{value.shape}.", "average the per-sample values with keras.ops.mean(...).")
+                             f"{value.shape}.", "average the per-sample values over the batch.")
         return float(value.reshape(()))
     return value.astype(np.float64)
 
@@ -276,8 +276,8 @@ def _check_graph_mode(fn, name, y_true, y_pred):
     except Exception as error:
         fail(name, None, f"works on concrete arrays but not inside a compiled model "
                          f"({type(error).__name__}: {str(error).strip().splitlines()[-1][:200]}).",
-             "use keras.ops functions (keras.ops.sum, keras.ops.mean ...) rather than NumPy or Python "
-             "`float(...)`, so Keras can trace it during model.fit.", cause=error)
+             "compute on the tensors with keras.ops rather than with NumPy or Python `float(...)`, so "
+             "that Keras can trace it during model.fit.", cause=error)
     finally:
         logger.setLevel(level)
 
@@ -296,12 +296,12 @@ def _check_gradient(fn, name, y_true, y_pred):
     if not tf.is_tensor(loss):
         fail(name, None, f"returns a plain {type(loss).__name__}, not a tensor, so it has no gradient and "
                          f"cannot train a model.",
-             "compute it with keras.ops (keras.ops.sum, keras.ops.mean) instead of NumPy or float(...).")
+             "compute it on the tensors with keras.ops instead of NumPy or float(...).")
     grad = tape.gradient(loss, p)
     if grad is None or not np.any(np.asarray(grad)):
         fail(name, None, "has no gradient with respect to y_pred, so a model cannot learn from it.",
-             "did you threshold the prediction (y_pred > 0.5) or convert it with NumPy? A loss must stay soft: "
-             "use the probabilities directly.")
+             "did you threshold the prediction or convert it with NumPy? A loss must stay soft: "
+             "it works on the probabilities themselves.")
     if not np.all(np.isfinite(np.asarray(grad))):
         fail(name, None, "has a non-finite gradient (nan or inf).", f"{HINT_SMOOTH}.")
 
@@ -351,7 +351,8 @@ def check_dice(fn: Callable[..., Any], random_cases: int = 10, seed: int = 0, na
     cases = _binary_cases()
     for case, t, p in cases:
         got = _call(fn, name, case, t, p)
-        hint = HINT_AXES if t.ndim == 5 else "compare your formula with (2*sum(t*p) + smooth) / (sum(t) + sum(p) + smooth)"
+        hint = HINT_AXES if t.ndim == 5 else ("compare your value with the smoothed Dice of section 1, computed "
+                                              "on the probabilities, one value per sample")
         _compare(name, case, _soft_dice(t, p), got, hint, _dice_diagnoses(t, p))
     rng = np.random.default_rng(seed)
     for i in range(random_cases):
@@ -389,12 +390,12 @@ def check_hard_dice(fn: Callable[..., Any], random_cases: int = 10, seed: int = 
     def diagnoses(t, p):
         ht, hp = _hard(t, p, threshold)
         return [(_soft_dice(t, p), "this is the soft Dice: threshold the prediction first, "
-                                   "keras.ops.cast(y_pred > threshold, 'float32')"),
+                                   "into a mask of 0.0 and 1.0"),
                 (_soft_dice(ht, hp, smooth=0.0), "this is Dice without smoothing: "
                                                  + HINT_SMOOTH),
                 (_soft_dice(ht, hp, pooled=True), HINT_BATCH),
                 (_soft_dice(ht, 1 - hp), "the prediction is inverted: foreground is "
-                                         "y_pred > threshold")]
+                                         "where the prediction is above the threshold")]
 
     cases = _binary_cases()
     for case, t, p in cases:
@@ -415,7 +416,8 @@ def check_hard_dice(fn: Callable[..., Any], random_cases: int = 10, seed: int = 
             got = _call(fn, name, f"{case}, threshold={other}", t, p, threshold=other)
             if abs(float(got) - want) > 1e-4:
                 at_default = _soft_dice(*_hard(t, p, threshold))
-                hint = ("you ignore the threshold argument: compare y_pred > threshold, not > 0.5"
+                hint = ("you ignore the threshold argument: the prediction is foreground where it is "
+                        "above `threshold`, not above 0.5"
                         if abs(float(got) - at_default) < 1e-4 else
                         "threshold the prediction at the `threshold` argument (the truth at 0.5)")
                 fail(name, f"{case}, threshold={other}", f"expected {want:.4f}, got {float(got):.4f}.",
@@ -484,7 +486,7 @@ def check_iou(fn: Callable[..., Any], random_cases: int = 10, seed: int = 0, nam
 
     def diagnoses(t, p):
         return [(_soft_dice(t, p), "this is the Dice coefficient; IoU divides the "
-                                   "intersection by the union: sum(t) + sum(p) - intersection"),
+                                   "intersection by the union, which counts the overlap once"),
                 (_soft_iou(t, p, smooth=0.0), "this is IoU without smoothing: add `smooth` to "
                                               "numerator and denominator"),
                 (_soft_iou(t, p, pooled=True), HINT_BATCH),
@@ -497,7 +499,7 @@ def check_iou(fn: Callable[..., Any], random_cases: int = 10, seed: int = 0, nam
                      for i in range(random_cases)]
     for case, t, p in named:
         hint = HINT_AXES if t.ndim == 5 else \
-            "IoU = (intersection + smooth) / (sum(t) + sum(p) - intersection + smooth)"
+            "the soft IoU of section 3: intersection over union, `smooth` added to both, one value per sample"
         _compare(name, case, _soft_iou(t, p), _call(fn, name, case, t, p), hint,
                  diagnoses(t, p))
     _check_graph_mode(fn, name, *_case(cases, "partly overlapping squares"))
@@ -529,8 +531,8 @@ def check_bce_dice_loss(fn: Callable[..., Any], random_cases: int = 10, seed: in
                 (bce + dice, "add the Dice *loss* (1 - dice), not the Dice coefficient"),
                 (bce - dice, "use + (1 - dice): the Dice part must be a loss in [0, 1]"),
                 (bce + 1 - _soft_dice(t, p, pooled=True), HINT_BATCH),
-                (bce * t[0].size + 1 - dice, "average the cross-entropy over pixels "
-                                             "(keras.ops.mean), do not sum it")]
+                (bce * t[0].size + 1 - dice, "average the cross-entropy over the pixels, "
+                                             "do not sum it")]
 
     rng = np.random.default_rng(seed)
     cases = []
@@ -549,8 +551,8 @@ def check_bce_dice_loss(fn: Callable[..., Any], random_cases: int = 10, seed: in
     got = _call(fn, name, "a perfect prediction with exact 0 and 1", t, t.copy())
     if not np.isfinite(got) or abs(got) > 1e-3:
         fail(name, "a perfect prediction with exact 0 and 1", f"expected about 0.0000, got {got:.4f}.",
-             "log(0) is -inf and 0 * log(0) is nan: clip y_pred to [1e-7, 1 - 1e-7] before the log "
-             "(keras.losses.binary_crossentropy does it for you).")
+             "log(0) is -inf and 0 * log(0) is nan: keep the probabilities a hair away from exactly 0 "
+             "and 1 before the logarithm (Keras's own cross-entropy does so).")
     _check_gradient(fn, name, *_case(cases, "soft prediction"))
     _check_graph_mode(fn, name, *_case(cases, "partly overlapping squares"))
     ok(f"{name}: {len(cases) + 1} cases match BCE + (1 - Dice), with a finite gradient.")
@@ -578,12 +580,44 @@ def _confusion_cases():
     ]
 
 
+def _check_counts(fn, cases):
+    """``fn(y_true, y_pred, threshold)`` returns the per-sample (tp, fp, fn, tn) of the
+    thresholded masks, each of shape (batch,).
+    """
+    import keras
+
+    name = _label(fn, None)
+    for case, t, p in cases:
+        for threshold in (0.5, 0.25):
+            label = f"{case}, threshold={threshold}"
+            out = call(fn, name, f"{label}, y_true and y_pred of shape {tuple(np.shape(t))}",
+                       keras.ops.convert_to_tensor(t), keras.ops.convert_to_tensor(p), threshold)
+            if not isinstance(out, (tuple, list)) or len(out) != 4:
+                fail(name, label, f"expected the four counts (tp, fp, fn, tn), got {type(out).__name__}"
+                                  f"{f' of length {len(out)}' if isinstance(out, (tuple, list)) else ''}.")
+            want = _counts(t, p, threshold)
+            for key, value in zip(("tp", "fp", "fn", "tn"), out):
+                got = np.asarray(keras.ops.convert_to_numpy(value), np.float64)
+                if got.shape != want[key].shape:
+                    fail(name, label, f"{key} has shape {got.shape}; expected one count per sample, shape "
+                                      f"{want[key].shape}.", "sum over every axis except the batch axis.")
+                if not np.allclose(got, want[key], atol=1e-3):
+                    soft = _counts(t, p, hard=False)[key]
+                    hint = ("count on the thresholded masks (prediction above the threshold, truth above "
+                            "0.5), not on the probabilities" if np.allclose(got, soft, atol=1e-3) else
+                            "TP: 1 in both masks, FP: predicted but not true, FN: true but not predicted, "
+                            "TN: 0 in both masks")
+                    fail(name, label, f"{key} expected {want[key].tolist()}, got {got.tolist()}.", hint)
+
+
 def check_confusion_metrics(sensitivity: Callable[..., Any] | None = None,
                             specificity: Callable[..., Any] | None = None, precision: Callable[..., Any] | None = None,
-                            random_cases: int = 10, seed: int = 0) -> None:
+                            random_cases: int = 10, seed: int = 0,
+                            counts: Callable[..., Any] | None = None) -> None:
     """Check any of ``sensitivity``, ``specificity``, ``precision`` (functions
     ``fn(y_true, y_pred)``): prediction thresholded at 0.5, ratio of counts per sample
-    with a tiny smooth (1e-6) in numerator and denominator, mean over the batch.
+    with a tiny smooth (1e-6) in numerator and denominator, mean over the batch; and, when
+    given, ``counts(y_true, y_pred, threshold)``: the per-sample ``(tp, fp, fn, tn)``.
 
     Args:
         sensitivity: a sensitivity function, or None.
@@ -591,6 +625,7 @@ def check_confusion_metrics(sensitivity: Callable[..., Any] | None = None,
         precision: a precision function, or None.
         random_cases: the number of random cases tried after the fixed ones.
         seed: seed of the random cases.
+        counts: a ``confusion_counts`` function, or None.
 
     Raises:
         AssertionError: the check fails; the message names the case (where there is one), what was
@@ -607,6 +642,8 @@ def check_confusion_metrics(sensitivity: Callable[..., Any] | None = None,
     rng = np.random.default_rng(seed)
     cases = _confusion_cases() + [(f"random batch {i} (seed {seed})", *_random_binary(rng))
                                   for i in range(random_cases)]
+    if counts is not None:
+        _check_counts(counts, cases)
     for key, fn in functions.items():
         name = _label(fn, None)
         num, den = CONFUSION[key]
@@ -622,7 +659,8 @@ def check_confusion_metrics(sensitivity: Callable[..., Any] | None = None,
                          for other in CONFUSION if other != key]
             diagnoses += [
                 (_ratio(_counts(t, p, hard=False), num, den),
-                 "count on thresholded masks: y_pred > 0.5 (and y_true > 0.5) first"),
+                 "count on the thresholded masks (prediction above the threshold, truth above 0.5), "
+                 "not on the probabilities"),
                 (_ratio(c, num, den, smooth=0.0), f"add a tiny `smooth` to numerator and "
                                                   f"denominator of {formulas[key]}"),
                 (_ratio(_counts(t, p, pooled=True), num, den), HINT_BATCH),
@@ -635,7 +673,8 @@ def check_confusion_metrics(sensitivity: Callable[..., Any] | None = None,
                 hint = f"{key} = {formulas[key]} on the thresholded masks, per sample"
             _compare(name, case, expected, _call(fn, name, case, t, p), hint, diagnoses)
         _check_graph_mode(fn, name, *_case(cases, "partly overlapping squares"))
-    ok(f"{', '.join(functions)}: {len(cases)} cases each match the reference.")
+    ok(f"{', '.join(([_label(counts, None)] if counts is not None else []) + list(functions))}: "
+       f"{len(cases)} cases each match the reference.")
 
 
 def check_sensitivity(fn: Callable[..., Any], random_cases: int = 10, seed: int = 0) -> None:
@@ -727,7 +766,7 @@ def check_multiclass_dice(fn: Callable[..., Any], random_cases: int = 10, seed: 
             flat = _soft_dice(t, p)
             diagnoses = [
                 (other, "class 0 (background) must be " + (
-                    "left out: use channels 1: when include_background is False"
+                    "left out of the mean when include_background is False"
                     if not include_background else
                     "included when include_background is True")),
                 (flat, "this is one Dice over all channels together; compute the Dice of "
@@ -738,8 +777,8 @@ def check_multiclass_dice(fn: Callable[..., Any], random_cases: int = 10, seed: 
             got = _call(fn, name, f"{case}, include_background={include_background}", t, p,
                         include_background=include_background)
             _compare(name, f"{case}, include_background={include_background}", expected, got,
-                     "per class c: Dice of y_true[..., c] and y_pred[..., c] per sample over "
-                     "axes 1 .. ndim-2; mean over batch and classes", diagnoses)
+                     "the soft Dice of each class of each sample, summed over the pixels only; then "
+                     "the mean over samples and classes", diagnoses)
     _check_graph_mode(fn, name, *_case(cases, "prediction shifted"))
     ok(f"{name}: {len(cases)} cases match the reference multi-class Dice "
              f"(with and without background).")
@@ -790,10 +829,10 @@ def check_metric_verdicts(better_by_dice: Any, better_by_hd95: Any, truth: Array
     if better_by_dice != max(names, key=lambda n: dice[n]):
         fail("BETTER_BY_DICE", None, f"{better_by_dice!r} is not the prediction with the better Dice.",
              "Dice measures overlap: 1 is a perfect match, 0 no overlap, so the larger value wins. "
-             "Did you compute it on the binary masks (metrics.dice_numpy)?")
+             "Did you compute it on the binary masks, prediction against the truth `mask`?")
     if better_by_hd95 != min(names, key=lambda n: hd95[n]):
         fail("BETTER_BY_HD95", None, f"{better_by_hd95!r} is not the prediction with the better HD95.",
              "HD95 is a distance between the two outlines, in pixels here: 0 is a perfect match, so the "
-             "smaller value wins. Use metrics.hausdorff_distance(truth, prediction) (its default is the "
-             "95th percentile).")
+             "smaller value wins. Check that you took the 95th percentile of the outline distances, "
+             "not their mean or maximum.")
     ok(f"BETTER_BY_DICE = {better_by_dice!r}, BETTER_BY_HD95 = {better_by_hd95!r}: the predictions each metric prefers.")

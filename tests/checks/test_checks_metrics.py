@@ -127,6 +127,30 @@ def test_check_dice_loss_catches_mistakes():
             lambda t, p: 1 - ops.stop_gradient(ops.mean(metrics.dice_coefficient(t, p))))
 
 
+def _dice_loss_base(t, p, smooth=1.0):
+    return ops.mean(dice_per_sample_vector(t, p, smooth))
+
+
+@pytest.mark.parametrize("wrong", [
+    lambda t, p, smooth=1.0: -_dice_loss_base(t, p, smooth),                                  # minus Dice
+    lambda t, p, smooth=1.0: _dice_loss_base(t, p, smooth),                                   # Dice itself
+    lambda t, p, smooth=1.0: 1.0 - _dice_loss_base(ops.cast(t > 0.5, "float32"),
+                                                   ops.cast(p > 0.5, "float32"), smooth),     # 1 - hard Dice
+    lambda t, p, smooth=1.0: 1.0 - dice_pooled(t, p),                                         # 1 - pooled Dice
+    lambda t, p, smooth=1.0: 1.0 - dice_numpy_inside(t, p, smooth),                           # NumPy
+    lambda t, p, smooth=1.0: 1.0 / _dice_loss_base(t, p, smooth),                             # 1 / Dice
+], ids=["minus Dice", "Dice itself", "1 - hard Dice", "1 - pooled Dice", "NumPy", "1 / Dice"])
+def test_check_dice_loss_catches_the_warm_ups_wrong_solutions(wrong):
+    """Exercise 3.3 is an ungraded warm-up, so its wrong solutions live here and not in
+    test_wrong_solutions.py (which covers graded exercises); its check must still catch them."""
+    with pytest.raises(AssertionError):
+        metric_checks.check_dice_loss(wrong, random_cases=3)
+
+
+def test_check_dice_loss_accepts_the_warm_ups_answer(capsys):
+    metric_checks.check_dice_loss(lambda t, p, smooth=1.0: 1.0 - _dice_loss_base(t, p, smooth), random_cases=3)
+
+
 def test_check_iou_catches_dice_and_no_smoothing():
     with pytest.raises(AssertionError, match="union"):
         metric_checks.check_iou(metrics.dice_coefficient)

@@ -497,6 +497,14 @@ for _m in ("pooled", "no factor 2", "no smooth", "smooth numerator only", "vecto
 _r(E, checks.check_dice, _dice, "lesson-like")
 
 
+def _dice_flattened(t, p, smooth=1.0):
+    t, p = ops.reshape(t, (ops.shape(t)[0], -1)), ops.reshape(p, (ops.shape(p)[0], -1))
+    return ops.mean((2.0 * ops.sum(t * p, axis=1) + smooth) / (ops.sum(t + p, axis=1) + smooth))
+
+
+_r(E, checks.check_dice, _dice_flattened, "flattened per sample")
+
+
 def _hard(t, p, threshold=0.5, smooth=1.0, *, mistake=None):
     tt = ops.cast(t > 0.5, "float32")
     pp = ops.cast(p > (0.5 if mistake == "ignores threshold" else threshold), "float32")
@@ -515,16 +523,10 @@ for _m, _frag in (("ignores threshold", "threshold"), ("soft", "soft Dice"), ("i
     _w(E, checks.check_hard_dice, lambda t, p, threshold=0.5, smooth=1.0, m=_m: _hard(t, p, threshold, smooth, mistake=m),
        _m, _frag)
 _r(E, checks.check_hard_dice, _hard, "lesson-like")
+_r(E, checks.check_hard_dice, lambda t, p, threshold=0.5, smooth=1.0: _dice_flattened(
+    ops.where(t > 0.5, 1.0, 0.0), ops.where(p > threshold, 1.0, 0.0), smooth), "where instead of cast")
 
-E = "dice_loss_check"
-for _label, _fn in (("minus Dice", lambda t, p, smooth=1.0: -_dice(t, p, smooth)),
-                    ("Dice itself", lambda t, p, smooth=1.0: _dice(t, p, smooth)),
-                    ("1 - hard Dice", lambda t, p, smooth=1.0: 1.0 - _hard(t, p)),
-                    ("1 - pooled Dice", lambda t, p, smooth=1.0: 1.0 - _dice(t, p, smooth, mistake="pooled")),
-                    ("NumPy", lambda t, p, smooth=1.0: 1.0 - _dice(t, p, smooth, mistake="numpy")),
-                    ("1 / Dice", lambda t, p, smooth=1.0: 1.0 / _dice(t, p, smooth))):
-    _w(E, checks.check_dice_loss, _fn, _label)
-_r(E, checks.check_dice_loss, lambda t, p, smooth=1.0: 1.0 - _dice(t, p, smooth), "lesson-like")
+# dice_loss (Exercise 3.3) is an ungraded warm-up: its wrong solutions are in tests/checks/test_checks_metrics.py.
 
 
 def _iou(t, p, smooth=1.0, *, mistake=None):
@@ -606,9 +608,27 @@ def _ratio(which, mistake=None):
     return fn
 
 
-def _confusion(mistake=None, which=("sensitivity", "specificity", "precision")):
+def _count_fn(mistake=None):
+    def fn(t, p, threshold=0.5):
+        if mistake == "soft counts":
+            axes = _axes(t)
+            return (ops.sum(t * p, axis=axes), ops.sum((1 - t) * p, axis=axes), ops.sum(t * (1 - p), axis=axes),
+                    ops.sum((1 - t) * (1 - p), axis=axes))
+        tp, fp, fn_, tn = _counts(t, p, 0.5 if mistake == "ignores threshold" else threshold)
+        if mistake == "pooled":
+            return ops.sum(tp), ops.sum(fp), ops.sum(fn_), ops.sum(tn)
+        if mistake == "fp and fn swapped":
+            return tp, fn_, fp, tn
+        if mistake == "three counts":
+            return tp, fp, fn_
+        return tp, fp, fn_, tn
+    return fn
+
+
+def _confusion(mistake=None, which=("sensitivity", "specificity", "precision"), counts=None):
     return lambda: checks.check_confusion_metrics(**{w: _ratio(w, mistake if w in which else None)
-                                                     for w in ("sensitivity", "specificity", "precision")})
+                                                     for w in ("sensitivity", "specificity", "precision")},
+                                                  counts=counts or _count_fn())
 
 
 E = "confusion_metrics_check"
@@ -617,7 +637,15 @@ for _m, _frag in (("soft counts", "threshold"), ("swapped", "this is the"), ("no
     WRONG.append((E, _m, _confusion(_m), (_frag,) if _frag else ()))
 WRONG.append((E, "precision and sensitivity swapped", lambda: checks.check_confusion_metrics(
     sensitivity=_ratio("precision"), specificity=_ratio("specificity"), precision=_ratio("sensitivity")), ()))
+for _m, _frag in (("soft counts", "thresholded"), ("ignores threshold", "threshold=0.25"),
+                  ("pooled", "one count per sample"), ("fp and fn swapped", "fp expected"),
+                  ("three counts", "four counts")):
+    WRONG.append((E, f"confusion_counts: {_m}", lambda m=_m: _confusion(counts=_count_fn(m))(), (_frag,)))
 RIGHT.append((E, "lesson-like", _confusion()))
+RIGHT.append((E, "counts with where and logical operators", _confusion(counts=lambda t, p, threshold=0.5: (
+    lambda tt, pp, a: (ops.sum(ops.where(tt & pp, 1.0, 0.0), axis=a), ops.sum(ops.where(~tt & pp, 1.0, 0.0), axis=a),
+                       ops.sum(ops.where(tt & ~pp, 1.0, 0.0), axis=a), ops.sum(ops.where(~tt & ~pp, 1.0, 0.0), axis=a)))(
+        t > 0.5, p > threshold, tuple(range(1, len(t.shape)))))))
 
 
 def _mc_dice(t, p, include_background=False, smooth=1.0, *, mistake=None):
@@ -646,6 +674,9 @@ for _m in ("pooled over batch", "binary dice", "always background", "never backg
     _w(E, checks.check_multiclass_dice, lambda t, p, include_background=False, smooth=1.0, m=_m: _mc_dice(
         t, p, include_background, smooth, mistake=m), _m)
 _r(E, checks.check_multiclass_dice, _mc_dice, "lesson-like")
+_r(E, checks.check_multiclass_dice, lambda t, p, include_background=False, smooth=1.0: ops.mean(ops.stack(
+    [_dice_flattened(t[..., c], p[..., c], smooth) for c in range(0 if include_background else 1, t.shape[-1])])),
+   "a loop over the classes")
 
 
 _WITHIN = {"plain": [.3, .5, .6, .65, .6, .7], "residual": [.3, .5, .62, .7, .66, .72]}     # 0.02 < noise 0.1

@@ -195,11 +195,11 @@ def test_the_rules_catch_a_lesson_without_questions_or_a_wrong_time_split():
 def test_the_rules_catch_section_numbering_and_a_missing_hint():
     nb = copy.deepcopy(read("03_loss_and_metrics"))
     assert not numbering_problems(nb, 3) and not exercise_problems(nb)
-    heading = _first(nb, lambda c: c.cell_type == "markdown" and "### Exercise 3.3" in c.source)
-    heading.source = heading.source.replace("### Exercise 3.3", "### Exercise 2.1")      # the old scheme
-    assert "'Exercise 2.1' should be 'Exercise 3.3'" in numbering_problems(nb, 3)
+    heading = _first(nb, lambda c: c.cell_type == "markdown" and "### Exercise 3.4" in c.source)
+    heading.source = heading.source.replace("### Exercise 3.4", "### Exercise 2.1")      # the old scheme
+    assert "'Exercise 2.1' should be 'Exercise 3.4'" in numbering_problems(nb, 3)
     heading.source = HINT.sub("", heading.source)
-    assert any(p.startswith("dice_loss_check: no <details>") for p in exercise_problems(nb))
+    assert any(p.startswith("iou_check: no <details>") for p in exercise_problems(nb))
 
 
 def test_the_rules_catch_a_wrong_success_line_and_an_unnamed_function():
