@@ -8,8 +8,9 @@ mechanical footholds:
 * :func:`exercises` reads an answer notebook into its exercises: the number and title of each
   ``Exercise N.M`` heading, the points of the graded cells under it, how they are graded
   (``auto``, ``by hand``, or ``warm-up`` for a blank with a check but no points), the calls its
-  solution regions make and what the learner can read of it (the markdown's code spans and
-  blocks, hint included, and the released code of its cells);
+  solution regions make and what the learner can read of it before its check (the markdown's
+  code spans and blocks, hint included, and the released code of its cells, from the heading
+  to the check);
 * :func:`named_in_text` lists the answer's distinctive calls (``ndimage.rotate``,
   ``ops.cast``, ``layers.Conv2D``; generic ones such as ``len`` or ``ops.sum`` left out) and
   keyword values (``connectivity=2``) that this text names: an exercise the notes call *not
@@ -66,6 +67,7 @@ class Exercise:
     solutions: list[str] = field(default_factory=list)   #: the solution regions' code
     visible: list[str] = field(default_factory=list)     #: what the learner reads of it
     local_names: set[str] = field(default_factory=set)   #: parameters and variables of its cells
+    checked: bool = False            #: its check has been read (later cells come after the attempt)
 
 
 @dataclass
@@ -117,7 +119,7 @@ def exercises(path: Path) -> list[Exercise]:
                 continue
             if SECTION.search(cell.source):
                 current = None
-            elif current is not None:
+            elif current is not None and not current.checked:
                 current.visible.append(_markdown_code(cell.source))
             continue
         if current is None:
@@ -129,9 +131,17 @@ def exercises(path: Path) -> list[Exercise]:
             current.kind = kind if current.kind in ("warm-up", kind) else "auto + by hand"
         if cell.cell_type == "code":
             current.solutions.extend(region for region in SOLUTION.findall(cell.source))
-            current.visible.append(_released(cell.source))
             current.local_names |= _local_names(cell.source)
+            if not current.checked:
+                current.visible.append(_released(cell.source))
+        if meta.get("grade") or _is_warm_up_check(cell):
+            current.checked = True      # what follows the check is read after the attempt
     return found
+
+
+def _is_warm_up_check(cell: Any) -> bool:
+    """An ungraded check cell: a code cell whose docstring title starts with "Check"."""
+    return cell.cell_type == "code" and cell.source.lstrip().startswith(('"Check', '"""Check'))
 
 
 def _local_names(source: str) -> set[str]:
