@@ -88,9 +88,26 @@ def defined_names(source: str) -> set[str]:
     return names
 
 
+def is_warm_up_check(cell) -> bool:
+    """The check of an ungraded warm-up: a read-only nbgrader cell (``locked``, a
+    ``grade_id``, neither graded nor a solution) whose docstring title starts with "Check".
+
+    In ``nbgrader autograde`` the cell's ``grade_id`` survives only when the release
+    database knows it (``OverwriteCells`` strips unknown ids and restores a locked cell's
+    source), so a cell a learner added or forged is not one."""
+    meta = _nbgrader_meta(cell)
+    return (cell.get("cell_type") == "code" and bool(meta.get("locked")) and bool(meta.get("grade_id"))
+            and not meta.get("grade") and not meta.get("solution")
+            and cell.get("source", "").lstrip().startswith(('"Check', '"""Check')))
+
+
 def exercise_names(cells) -> dict[int, set[str]]:
     """For every graded test cell (by index), the names that the solution cells since the
-    previous graded test cell define: what the test grades."""
+    previous check define: what the test grades.
+
+    A warm-up's check (:func:`is_warm_up_check`) closes its exercise too: the names of an
+    ungraded warm-up (which the lesson may hand over to the reference when it is unfinished)
+    are not graded by the next graded test."""
     result, pending = {}, set()
     for index, cell in enumerate(cells):
         if cell.get("cell_type") != "code":
@@ -99,6 +116,8 @@ def exercise_names(cells) -> dict[int, set[str]]:
             pending |= defined_names(cell.get("source", ""))
         elif is_graded_test(cell):
             result[index] = set(pending)
+            pending = set()
+        elif is_warm_up_check(cell):
             pending = set()
     return result
 

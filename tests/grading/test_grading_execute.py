@@ -13,6 +13,7 @@ import nbformat
 import pytest
 
 from helpers.grading import execute as grading_execute
+from support.course import REPO_ROOT
 
 
 def _cell(source: str, **nbgrader) -> nbformat.NotebookNode:
@@ -31,6 +32,41 @@ def test_exercise_names_are_what_the_solution_cells_before_a_test_define():
              _cell("checks.check_iou(iou)", grade=True, grade_id="iou_check", points=1)]
     assert grading_execute.exercise_names(cells) == {2: {"dice", "SMOOTH"}, 5: {"metrics", "iou", "x", "y", "z"}}
     assert grading_execute.defined_names("def broken(:\n") == set()
+
+
+def test_a_warm_up_check_closes_its_exercise_but_only_a_read_only_one():
+    """An ungraded warm-up (its unfinished function handed over to the reference by the
+    lesson) is not graded by the next graded test; a cell that merely looks like a check,
+    or lost its grade_id (nbgrader strips ids the database does not know), closes nothing."""
+    warm_up = _cell('"Check: dice_loss (warm-up, no points)."\nchecks.check_dice_loss(dice_loss)',
+                    locked=True, grade=False, solution=False, grade_id="dice_loss_check")
+    cells = [_cell("def dice_loss(a, b):\n    return 0", solution=True, grade_id="dice_loss"),
+             warm_up,
+             _cell("dice_loss = checks.learner_or_reference('dice_loss', dice_loss, losses.dice_loss)"),
+             _cell("def iou(a, b):\n    return 1", solution=True, grade_id="iou"),
+             _cell("checks.check_iou(iou)", grade=True, grade_id="iou_check", points=1)]
+    assert grading_execute.exercise_names(cells) == {4: {"iou"}}
+    for forged in (_cell(warm_up.source),                                   # no nbgrader metadata
+                   _cell(warm_up.source, locked=True, grade=False, solution=False),   # id stripped
+                   _cell("checks.check_dice_loss(dice_loss)", locked=True, grade_id="x")):  # no "Check"
+        assert grading_execute.exercise_names([cells[0], forged, *cells[2:]]) == {4: {"dice_loss", "iou"}}
+
+
+def test_every_warm_up_check_of_the_course_is_read_only_with_a_grade_id():
+    """Grading knows where a warm-up ends only from a read-only check cell (see above): a
+    lesson's ungraded "Check: ..." cell without that metadata would let the next graded test
+    grade the warm-up's names (and fail when the lesson handed them to the reference)."""
+    loose = []
+    for path in sorted((REPO_ROOT / "answers").glob("*/*.ipynb")):
+        for index, cell in enumerate(nbformat.read(path, as_version=4).cells):
+            meta = cell.metadata.get("nbgrader", {})
+            if (cell.cell_type == "code" and not meta.get("grade") and not meta.get("solution")
+                    and cell.source.lstrip().startswith(('"Check', '"""Check'))
+                    and not grading_execute.is_warm_up_check(cell)):
+                loose.append(f"{path.relative_to(REPO_ROOT)} cell {index}")
+    assert not loose, ("warm-up checks that are not read-only nbgrader cells with a grade_id "
+                       "(set metadata.nbgrader = {grade: false, locked: true, solution: false, "
+                       "grade_id: '<name>_check'}): " + ", ".join(loose))
 
 
 def test_a_failed_test_shows_its_error_first_and_no_result_can_be_read_as_partial_credit():
