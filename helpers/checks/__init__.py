@@ -43,7 +43,7 @@ from helpers.checks.liver_ct import (  # lesson 07
     check_empty_fraction_choice, check_flip_augmentation, check_kfold, check_select_slices, check_volume_to_slices,
 )
 from helpers.checks.brain import (  # lesson 08
-    check_cce_dice_loss, check_loss_choice, check_one_hot, check_per_class_scores, check_region_dice,
+    best_loss_choice, check_cce_dice_loss, check_loss_choice, check_one_hot, check_per_class_scores, check_region_dice,
     check_remap_labels, check_weighted_cce_dice_loss,
 )
 
@@ -76,5 +76,6 @@ __all__ = [
     "check_empty_fraction_choice",
     # 08 brain tumour
     "check_remap_labels", "check_one_hot", "check_cce_dice_loss", "check_weighted_cce_dice_loss", "check_loss_choice",
+    "best_loss_choice",
     "check_region_dice", "check_per_class_scores",
 ]

@@ -191,6 +191,8 @@ def check_cce_dice_loss(fn: Callable[..., Any], random_cases: int = 3, seed: int
     # hint can tell which part is missing
     cases["a uniform prediction (1, 6, 6, 4)"] = (onehot, np.full_like(onehot, 0.25))
     cases["a perfect prediction (1, 6, 6, 4)"] = (onehot, np.clip(onehot, 1e-4, 1.0) / np.clip(onehot, 1e-4, 1.0).sum(-1, keepdims=True))
+    # a confident network outputs exact 0s and 1s in float32: the loss must stay finite there
+    cases["an exact one-hot prediction (1, 6, 6, 4), exact zeros in y_pred"] = (onehot, onehot.copy())
     for k in range(random_cases):
         batch = int(rng.integers(1, 4))
         labels = rng.integers(0, 4, size=(batch, 8, 8))
@@ -205,16 +207,20 @@ def check_cce_dice_loss(fn: Callable[..., Any], random_cases: int = 3, seed: int
             expected = _cce_dice_reference(y_true, y_pred, False)
             t, p = np.asarray(y_true, np.float64), np.asarray(y_pred, np.float64)
             cce = float(np.mean(-np.sum(t * np.log(np.clip(p, 1e-7, 1)), axis=-1)))
-            hint = "CCE = mean over pixels of -sum_c y_true*log(y_pred); Dice loss = 1 - mean Dice of classes 1..3"
-            if abs(got - cce) < atol:
-                hint = "you return only the cross-entropy: add 1 - (mean multi-class Dice)"
+            hint = ("the loss is the cross-entropy averaged over the pixels plus one minus the soft Dice averaged "
+                    "over the images and the tumour classes; try each term alone on this case")
+            if not np.isfinite(got):
+                hint = (f"{got} where y_pred holds exact 0s: the log of 0 is -inf, and 0 times -inf is nan. "
+                        "The cross-entropy must stay finite for any prediction a softmax can round to")
+            elif abs(got - cce) < atol:
+                hint = "you seem to return only the cross-entropy: the Dice loss term is missing"
             elif abs(got - (expected - cce)) < atol:
-                hint = "you return only the Dice loss: add the categorical cross-entropy"
+                hint = "you seem to return only the Dice loss: the cross-entropy term is missing"
             else:
                 with_bg = cce + 1.0 - float(np.mean((2 * np.sum(t * p, axis=(1, 2)) + 1)
                                                     / (np.sum(t + p, axis=(1, 2)) + 1)))
                 if abs(got - with_bg) < atol:
-                    hint = "you include the background (class 0) in the Dice: average classes 1..C-1 only"
+                    hint = "you seem to include the background (class 0) in the Dice: its mean runs over the tumour classes only"
             fail('cce_dice_loss', name, f"expected {expected:.4f}, got {got:.4f}; {hint}.")
         if name.startswith("a perfect"):
             perfect = got
@@ -273,6 +279,8 @@ def check_weighted_cce_dice_loss(fn: Callable[..., Any], random_cases: int = 3, 
         random_weights = rng.uniform(0.5, 12.0, size=4).astype(np.float32)
         cases[f"random batch #{k + 1} ({batch}, 6, 9, 4), weights {np.round(random_weights, 1).tolist()}"] = (
             y_true, y_pred, random_weights)
+    exact = np.eye(4, dtype=np.float32)[np.arange(24).reshape(1, 4, 6) % 4]
+    cases["an exact one-hot prediction (1, 4, 6, 4), exact zeros in y_pred"] = (exact, exact.copy(), weights)
     def value(y_true, y_pred, w, case):
         return call_loss(fn, name, case, y_true, y_pred, w)
 
@@ -288,14 +296,16 @@ def check_weighted_cce_dice_loss(fn: Callable[..., Any], random_cases: int = 3, 
         w_true = (t * w).sum(-1)
         w_pred = (p * w).sum(-1)
         guesses = {
-            "class_weights have no effect: weigh each pixel's cross-entropy by the weight of its true class, "
-            "sum(y_true * class_weights, axis=-1)": _cce_dice_reference(t, p, False),
-            "you take the plain mean of w * ce: divide the sum of w * ce by the sum of the pixel weights w "
-            "(a weighted mean), so that only the ratios of the weights matter": float((w_true * ce).mean()) + dice_loss,
-            "you weigh the pixels by the predicted class (y_pred); weigh them by the true class "
-            "(y_true), whose error the weight should make more costly": float((w_pred * ce).sum() / w_pred.sum()) + dice_loss,
-            "you divide by the sum of class_weights; divide by the sum of the pixel weights "
-            "sum(y_true * class_weights) over every pixel": float((w_true * ce).sum() / w.sum()) + dice_loss,
+            "class_weights have no effect on the loss: each pixel's cross-entropy should count with the weight "
+            "of its true class": _cce_dice_reference(t, p, False),
+            "you seem to take the plain mean of weight times cross-entropy, which is not a weighted mean: a "
+            "weighted mean divides by the total weight, so that only the ratios of the weights matter":
+                float((w_true * ce).mean()) + dice_loss,
+            "you seem to weigh the pixels by the predicted class; the weight belongs to the true class, whose "
+            "error it should make more costly": float((w_pred * ce).sum() / w_pred.sum()) + dice_loss,
+            "you seem to divide by the sum of class_weights; the total weight is that of the pixel weights "
+            "of the batch, every pixel counted with the weight of its own class":
+                float((w_true * ce).sum() / w.sum()) + dice_loss,
             "the weights go to the cross-entropy only; the Dice loss stays unweighted, over classes 1..C-1":
                 _weighted_reference(t, p, w, part="cce") + 1.0 - float(
                     np.sum(w[1:] * ((2 * np.sum(t * p, axis=(1, 2)) + 1) / (np.sum(t + p, axis=(1, 2)) + 1))[:, 1:].mean(0))
@@ -305,8 +315,11 @@ def check_weighted_cce_dice_loss(fn: Callable[..., Any], random_cases: int = 3, 
                     (2 * np.sum(t * p, axis=(1, 2)) + 1) / (np.sum(t + p, axis=(1, 2)) + 1))),
         }
         hint = next((text for text, guess in guesses.items() if abs(got - guess) <= atol),
-                    "weighted CCE = sum(w * ce) / sum(w) with w = sum(y_true * class_weights, axis=-1) and "
-                    "ce = -sum(y_true * log(clip(y_pred)), axis=-1); plus 1 - mean soft Dice of classes 1..C-1")
+                    "the value is not a weighted mean of the pixels' cross-entropies (each with the weight of its "
+                    "true class) plus the Dice loss of the tumour classes; try the two terms alone on this case")
+        if not np.isfinite(got):
+            hint = (f"{got} where y_pred holds exact 0s: the log of 0 is -inf, and 0 times -inf is nan; the "
+                    "cross-entropy must stay finite for any prediction a softmax can round to")
         fail(name, case, f"expected {expected:.4f}, got {got:.4f}.", hint)
     y_true, y_pred, w = next(iter(cases.values()))
     plain = _cce_dice_reference(y_true, y_pred, False)
@@ -315,12 +328,13 @@ def check_weighted_cce_dice_loss(fn: Callable[..., Any], random_cases: int = 3, 
         got = value(y_true, y_pred, scaled, case)
         if abs(got - plain) > atol:
             fail(name, case, f"with equal weights the loss should equal cce_dice_loss, {plain:.4f}; got {got:.4f}.",
-                 "divide the weighted sum by the sum of the pixel weights, so that equal weights change nothing.")
+                 "with equal weights a weighted mean is the plain mean; yours is not a weighted mean.")
     base = value(y_true, y_pred, w, "weights [1, 8, 2, 3.5]")
     got = value(y_true, y_pred, 10 * w, "weights multiplied by 10")
     if abs(got - base) > atol:
         fail(name, "weights multiplied by 10", f"the loss changed from {base:.4f} to {got:.4f}.",
-             "only the ratios of the weights may matter: a weighted MEAN, sum(w * ce) / sum(w).")
+             "only the ratios of the weights may matter: a weighted mean does not change when every weight is "
+             "multiplied by the same number.")
     _check_loss_in_graph(lambda t, p: fn(t, p, w), y_true, y_pred, name=name)
     ok(f"{name} weighs each pixel's cross-entropy by its true class (a weighted mean) plus the Dice loss.")
 
@@ -365,6 +379,21 @@ def check_loss_choice(choice: Any, validation: dict, criterion: str = "mean regi
     from helpers.checks._common import check_best_choice
 
     check_best_choice("LOSS_CHOICE", choice, validation, criterion=criterion, higher_is_better=True)
+
+
+def best_loss_choice(validation: dict) -> str:
+    """The validation optimum of Exercise 8.5: the key of ``validation`` with the highest score.
+
+    The lesson's fallback after the check uses it when ``LOSS_CHOICE`` is not set, so that
+    the cells after the exercise do not spell the answer out.
+
+    Args:
+        validation: option -> its score on the validation cases (higher is better).
+
+    Returns:
+        The best option.
+    """
+    return max(validation, key=lambda option: validation[option])
 
 
 def _check_loss_in_graph(fn, y_true, y_pred, name: str = "cce_dice_loss") -> None:
