@@ -20,7 +20,7 @@ import numpy as np
 from helpers.checks._common import fail, ok
 
 __all__ = ["check_remap_labels", "check_one_hot", "check_cce_dice_loss", "check_weighted_cce_dice_loss",
-           "check_loss_choice", "check_region_dice", "check_per_class_scores"]
+           "check_loss_choice", "best_loss_choice", "check_region_dice", "check_per_class_scores"]
 
 REGIONS = {"WT": (1, 2, 3), "TC": (1, 3), "ET": (3,)}
 SCORE_NAMES = ("precision", "sensitivity", "specificity")

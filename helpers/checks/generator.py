@@ -79,8 +79,8 @@ def check_percentile_stretch(fn: Callable[..., Any], random_cases: int = 2, seed
             fail(name, case, f"raised {type(error).__name__}: {error}", cause=error)
         if not np.array_equal(image, original):
             fail(name, case, "the input image was modified in place.",
-                  "compute on a copy: image = np.asarray(image, dtype=np.float32) makes one for integer "
-                  "input; for float input use image.astype(np.float32) (a new array), not image -= lo.")
+                  "the caller's image must come back unchanged: compute the result in a new array "
+                  "(for float input an in-place subtraction or division changes the caller's array).")
         expected = reference(original, **kwargs)
         got = np.asarray(got)
         if got.shape != expected.shape:
@@ -88,20 +88,23 @@ def check_percentile_stretch(fn: Callable[..., Any], random_cases: int = 2, seed
                   "return an array of the input's shape (no channel axis added, no resizing).")
         if got.dtype != np.float32:
             fail(name, case, f"expected dtype float32, got {got.dtype}.",
-                  "convert with image.astype(np.float32) before computing (uint8 arithmetic also overflows).")
+                  "the contract asks for float32 whatever the input's dtype; arithmetic on uint8 or float64 "
+                  "input does not give it by itself (and uint8 arithmetic wraps around).")
         if np.isnan(got).any():
             fail(name, case, "the result contains NaN.",
-                  "when the two percentiles are equal (a constant image) there is no contrast: "
-                  "return np.zeros_like(image, dtype=np.float32) instead of dividing by zero.")
+                  "when the two percentiles are equal (a constant image) there is no contrast and the "
+                  "formula divides by zero: the contract asks for all zeros there, decided before any division.")
         if got.min() < -ATOL or got.max() > 1 + ATOL:
             fail(name, case, f"values must lie in [0, 1], got min {got.min():.3f}, max {got.max():.3f}.",
-                  "clip after scaling: np.clip((image - lo) / (hi - lo), 0, 1).")
+                  "grey levels below the low percentile or above the high one fall outside [0, 1] after "
+                  "scaling: the stretch clips them to 0 and 1.")
         if not np.allclose(got, expected, atol=ATOL):
-            hint = "lo, hi = np.percentile(image, [low, high]); then (image - lo) / (hi - lo), clipped to [0, 1]."
+            hint = ("the two grey levels should be the low-th and high-th percentiles of the image's values, "
+                    "mapped to 0 and 1, with everything in between scaled linearly.")
             lo, hi = float(np.min(image)), float(np.max(image))
             if hi > lo and np.allclose(got, (image - lo) / (hi - lo), atol=ATOL):
                 hint = ("this is a min-max scaling: one hot pixel squashes the whole image. "
-                        "Use the percentiles: lo, hi = np.percentile(image, [low, high]).")
+                        "The stretch maps the low-th and high-th percentiles, not the extremes.")
             elif "low" in kwargs and np.allclose(got, reference(image), atol=ATOL):
                 hint = "use the low and high arguments instead of the fixed 5 and 95."
             where = np.unravel_index(np.argmax(np.abs(got - expected)), expected.shape)
@@ -109,7 +112,7 @@ def check_percentile_stretch(fn: Callable[..., Any], random_cases: int = 2, seed
                   f"got {_fmt(got)} (at {where}: {got[where]:.4f}).", hint)
         if not np.array_equal(image, original):
             fail(name, case, "the input image was modified in place.",
-                  "compute on a copy: image = np.asarray(image, dtype=np.float32) makes one for integer input.")
+                  "the caller's image must come back unchanged: compute the result in a new array.")
     ok(f"{name}: {len(cases)} cases passed")
 
 
@@ -163,41 +166,42 @@ def _epoch(ds, name, case, n, batch_size, size, ref_x, ref_y):
             fail(name, case, f"ds[{b}] raised {type(error).__name__}: {error}", cause=error)
         if not isinstance(batch, (tuple, list)) or len(batch) != 2:
             fail(name, case, f"ds[{b}] should return a tuple (x, y), got {type(batch).__name__}.",
-                  "end __getitem__ with `return np.stack(images), np.stack(masks)`.")
+                  "dataset[index] must return the two batches x and y, as a tuple.")
         x, y = (np.asarray(a) for a in batch)
         expected_len = min(batch_size, n - b * batch_size)
         if b == n_batches - 1 and len(x) != expected_len:
             fail(name, case, f"the last batch (ds[{b}]) should hold {expected_len} pairs "
                   f"({n} pairs, batch_size {batch_size}), got {len(x)}.",
-                  "slice the order with [index * batch_size:(index + 1) * batch_size]; the slice "
-                  "simply stops early at the end.")
+                  "the last batch holds the pairs that are left over: shorter, neither dropped nor "
+                  "padded nor wrapped around to the first pairs.")
         shape = (expected_len,) + tuple(size) + (1,)
         for label, array in (("x", x), ("y", y)):
             if array.shape != shape:
                 fail(name, case, f"ds[{b}] {label} should have shape {shape} (batch, H, W, 1), got {array.shape}.",
-                      "resize to image_size and add the channel axis with array[..., None] before stacking.")
+                      "H and W are image_size, and a channel axis of length 1 comes last.")
             if array.dtype != np.float32:
                 fail(name, case, f"ds[{b}] {label} should be float32, got {array.dtype}.",
-                      "np.stack(...).astype(np.float32).")
+                      "the contract asks for float32 batches, whatever the arrays they are built from.")
         if x.min() < -ATOL or x.max() > 1 + ATOL:
             fail(name, case, f"images should lie in [0, 1], got {x.min():.3f} .. {x.max():.3f}.",
-                  "apply percentile_stretch to every image.")
+                  "every image should be stretched to [0, 1], as load_pair does.")
         values = set(np.unique(y).tolist())
         if not values <= {0.0, 1.0}:
             fail(name, case, f"masks should hold only 0 and 1, got values like {sorted(values)[:5]}.",
-                  "resize masks with order=0 (nearest neighbour) and anti_aliasing=False, "
-                  "or threshold them again (mask > 0.5) after resizing.")
+                  "the masks were interpolated somewhere (resizing or augmenting averaged 0s and 1s at "
+                  "their edges), or kept the PNG's 255: a mask batch holds 0 and 1 only.")
         idx_y, dist_y = _identify(y, ref_y, "mask")
         idx_x, dist_x = _identify(x, ref_x, "image")
         for i in range(len(x)):
             if dist_y[i] > 0.05:
                 fail(name, case, f"sample {i} of ds[{b}]: its mask matches none of the mask files "
                       f"(closest differs on {dist_y[i]:.0%} of the pixels).",
-                      "read the mask with data.read_mask (values 0/1) and resize it to image_size.")
+                      "each mask should be its pair's mask file (0/1), at image_size; load_pair gives it.")
             if dist_x[i] > 0.1:
                 fail(name, case, f"sample {i} of ds[{b}]: its image matches none of the image files "
                       f"(mean difference {dist_x[i]:.3f}).",
-                      "read with data.read_image, then percentile_stretch, then resize to image_size.")
+                      "each image should be its pair's image file, stretched and at image_size; load_pair "
+                      "gives it.")
             if idx_x[i] != idx_y[i]:
                 fail(name, case, f"sample {i} of ds[{b}] pairs image file {idx_x[i]} with mask file "
                       f"{idx_y[i]}: images and masks are out of step.",
@@ -205,8 +209,8 @@ def _epoch(ds, name, case, n, batch_size, size, ref_x, ref_y):
         order.extend(int(i) for i in idx_y)
     if sorted(order) != list(range(n)):
         fail(name, case, f"one epoch should show every pair exactly once; it showed files {order}.",
-              "take batch `index` from self.order[index * batch_size:(index + 1) * batch_size] "
-              "where self.order is a permutation of range(len(pairs)).")
+              "batch `index` should hold the next batch_size pairs of the epoch's order, so that the "
+              "batches together show each pair once: none twice, none left out.")
     return order
 
 
@@ -257,10 +261,10 @@ def check_dataset(make: Callable[..., Any], n_pairs: int = 7, batch_size: int = 
         ds = build(case, shuffle=False, seed=seed)
         if not isinstance(ds, keras.utils.PyDataset):
             fail(name, case, f"expected a keras.utils.PyDataset, got {type(ds).__name__}.",
-                  "declare the class as `class MyDataset(keras.utils.PyDataset):`.")
+                  "the class must derive from keras.utils.PyDataset, as in the given code.")
         if "_workers" not in vars(ds):
             fail(name, case, "keras.utils.PyDataset.__init__ was not called.",
-                  "start __init__ with super().__init__(**kwargs) so Keras can use workers.")
+                  "keep the given super().__init__(**kwargs) line at the start of __init__ so Keras can use workers.")
         expected_len = math.ceil(n_pairs / batch_size)
         try:
             length = len(ds)
@@ -269,7 +273,7 @@ def check_dataset(make: Callable[..., Any], n_pairs: int = 7, batch_size: int = 
         if length != expected_len:
             fail(name, case, f"{n_pairs} pairs in batches of {batch_size} make {expected_len} batches, "
                   f"len() gave {length}.",
-                  "return math.ceil(len(self.pairs) / self.batch_size): the last, smaller batch counts too.")
+                  "the last, smaller batch counts too: rounding the division down drops it.")
         order = _epoch(ds, name, case, n_pairs, batch_size, size, ref_x, ref_y)
         if order != list(range(n_pairs)):
             fail(name, case, f"with shuffle=False the pairs should come in file order, got {order}.",
@@ -284,7 +288,8 @@ def check_dataset(make: Callable[..., Any], n_pairs: int = 7, batch_size: int = 
             ds.on_epoch_end()
         if all(o == list(range(n_pairs)) for o in orders):
             fail(name, case, f"shuffle=True gave the file order {orders[0]} in every epoch.",
-                  "shuffle the order in __init__ and in on_epoch_end, e.g. self.rng.shuffle(self.order).")
+                  "with shuffle=True the first epoch, too, comes in a random order, and each later one in a "
+                  "new order.")
         if len({tuple(o) for o in orders}) == 1:
             fail(name, case, f"every epoch came in the same order {orders[0]}.",
                   "reshuffle in on_epoch_end(): Keras calls it after every epoch.")
@@ -298,8 +303,8 @@ def check_dataset(make: Callable[..., Any], n_pairs: int = 7, batch_size: int = 
             again.on_epoch_end()
         if again_orders != orders:
             fail(name, case, f"two data sets with seed={seed} gave the orders {orders} and {again_orders}.",
-                  "make one generator per data set, self.rng = np.random.default_rng(seed), and use "
-                  "it (not np.random.shuffle) for every shuffle.")
+                  "the orders should depend on the seed alone; yours seem to come from a random state the data "
+                  "set does not own (NumPy's or Python's global one), which any other random draw changes.")
         n_cases += 1
 
         if augment:
@@ -315,18 +320,16 @@ def check_dataset(make: Callable[..., Any], n_pairs: int = 7, batch_size: int = 
                           f"and {y.shape}.", "augment the 2D image and mask, then add the channel axis.")
                 if not set(np.unique(y).tolist()) <= {0.0, 1.0}:
                     fail(name, case, "augmented masks should hold only 0 and 1.",
-                          "augment_pair must transform the mask with order=0.")
+                          "the mask was interpolated by the augmentation: it must stay 0/1.")
                 agreement = float(np.mean((x > 0.5) == (y > 0.5)))
                 if agreement < 0.9:
                     fail(name, case, f"augmented images and masks disagree on {1 - agreement:.0%} of the pixels.",
-                          "augment each image together with its own mask: "
-                          "image, mask = augment_pair(image, mask, self.rng).")
+                          "augment each image together with its own mask, in one call of augment_pair.")
                 for i in range(len(y)):
                     changed += int(not np.array_equal(y[i], ref_y[start + i]))
             if changed == 0:
                 fail(name, case, "with augment=True every batch equals the unaugmented files.",
-                      "in __getitem__, when self.augment is true, call "
-                      "image, mask = augment_pair(image, mask, self.rng) before adding the channel axis.")
+                      "with augment=True every pair must go through augment_pair before it is batched.")
             n_cases += 1
     ok(f"{name}: {n_cases} cases passed ({n_pairs} pairs, {epochs} epochs)")
 
@@ -406,14 +409,15 @@ def check_augment_pair(fn: Callable[..., Any], random_cases: int = 8, seed: int 
         image_a, mask_a = _call_augment(fn, name, case, image_in, mask_in, np.random.default_rng(seed * 1000 + i))
         if not (np.array_equal(image_in, image) and np.array_equal(mask_in, mask)):
             fail(name, case, "the input image or mask was modified in place.",
-                  "work on copies; np.fliplr and scipy.ndimage functions return new arrays.")
+                  "return new arrays and leave the caller's image and mask as they were.")
         if image_a.shape != image.shape or mask_a.shape != mask.shape:
             fail(name, case, f"expected shapes {image.shape} and {mask.shape}, got {image_a.shape} and {mask_a.shape}.",
-                  "keep the output size: use reshape=False in scipy.ndimage.rotate.")
+                  "keep the output size: a rotation must not grow the array to fit the turned corners.")
         values = set(np.unique(mask_a).tolist())
         if not values <= {0, 1}:
             fail(name, case, f"the mask should stay binary (0 and 1), got values like {sorted(values)[:5]}.",
-                  "transform the mask with nearest-neighbour interpolation: order=0.")
+                  "the mask was interpolated: values between 0 and 1 appear at its edge. A mask needs an "
+                  "interpolation that only copies values it already holds.")
         agreement = float(np.mean((image_a > 0.5) == (mask_a > 0)))
         if agreement < 0.95:
             fail(name, case, f"image and mask no longer line up: they disagree on {1 - agreement:.0%} of "
@@ -425,11 +429,11 @@ def check_augment_pair(fn: Callable[..., Any], random_cases: int = 8, seed: int 
         if best < 0.6:
             fail(name, case, f"the transform is too strong: the mask overlaps the original (or its mirror "
                   f"image) with Dice {best:.2f} only.",
-                  "keep rotations to about ±10 degrees and shifts to a few percent of the image size.")
+                  "rotations stay within ±max_rotation degrees and shifts within max_shift of the image size.")
         if mirror_ud > plain + 0.1:
             fail(name, case, "the result is upside down (flipped along the rows).",
-                  "a chest X-ray is never upside down: never use np.flipud; a flip, when asked for, is "
-                  "left-right (np.fliplr, the last axis).")
+                  "a chest X-ray is never upside down: a flip, when asked for, mirrors left and right "
+                  "(the columns), never top and bottom (the rows).")
         if mirror_lr > plain + 0.1:
             fail(name, case, "with the default flip=False the result is mirrored left-right.",
                   "flip only when the `flip` argument is True: no flip by default is part of the exercise's "
@@ -438,8 +442,8 @@ def check_augment_pair(fn: Callable[..., Any], random_cases: int = 8, seed: int 
         again = fn(image.copy(), mask.copy(), np.random.default_rng(seed * 1000 + i))
         if not (np.array_equal(np.asarray(again[0]), image_a) and np.array_equal(np.asarray(again[1]), mask_a)):
             fail(name, case, "two calls with generators of the same seed gave different results.",
-                  "draw every random number from the `rng` argument (rng.random(), rng.uniform(...)), "
-                  "not from np.random or random.")
+                  "draw every random number from the `rng` argument, not from NumPy's or Python's global "
+                  "random state.")
     if moved < n_cases // 2:
         fail(name, f"{n_cases} random pairs", f"only {moved} of {n_cases} masks changed.",
               "rotate and shift by a random amount on every call.")
@@ -454,7 +458,7 @@ def check_augment_pair(fn: Callable[..., Any], random_cases: int = 8, seed: int 
         plain, mirror_lr, mirror_ud = _dice(mask_a, mask), _dice(mask_a, np.fliplr(mask)), _dice(mask_a, np.flipud(mask))
         if mirror_ud > max(plain, mirror_lr) + 0.1:
             fail(name, case, "with flip=True the result is upside down (flipped along the rows).",
-                  "flip left-right only: np.fliplr (the last axis), never np.flipud.")
+                  "mirror left-right only (the columns), never upside down (the rows).")
         if float(np.mean((image_a > 0.5) == (mask_a > 0))) < 0.95:
             fail(name, case, "with flip=True image and mask no longer line up.",
                   "flip the image and the mask together, with one random draw.")
@@ -462,7 +466,7 @@ def check_augment_pair(fn: Callable[..., Any], random_cases: int = 8, seed: int 
     if not 0.2 * n_flip <= mirrored <= 0.8 * n_flip:
         fail(name, f"flip=True, {n_flip} pairs", f"{mirrored} of {n_flip} results were mirrored left-right "
               f"(expected about half).",
-              "with flip=True mirror with probability 1/2: `if flip and rng.random() < 0.5:`"
+              "with flip=True each call mirrors with probability 1/2, decided by a draw from rng"
               + (" — flip is ignored." if mirrored == 0 else " — not on every call."))
 
     # a centred disc: rotation leaves it in place, only the shift moves it
@@ -487,20 +491,19 @@ def check_augment_pair(fn: Callable[..., Any], random_cases: int = 8, seed: int 
     limit = 0.05 * size * np.sqrt(2) + 1.5
     if max(moves) < 0.75:
         fail(name, "centred disc", f"in 12 calls the disc never moved (largest centre shift {max(moves):.2f} px).",
-              "shift image and mask by the same random offset: "
-              "offset = rng.uniform(-max_shift, max_shift, size=2) * np.array(image.shape), "
-              "then scipy.ndimage.shift(a, offset, order=...).")
+              "no shift seems to be applied, or one far below a pixel: each call moves image and mask by "
+              "the same random offset of up to max_shift of the size along each axis (a share, not pixels).")
     if max(moves) > limit:
         fail(name, "centred disc", f"the disc moved by up to {max(moves):.1f} px on a {size}-px image "
               f"(at most {limit:.1f} expected for max_shift=0.05).",
-              "the shift is a fraction of the size: rng.uniform(-max_shift, max_shift) * size.")
+              "each offset is at most max_shift times the image's size along its axis.")
     if max(turns) < 1.5:
         fail(name, "centred bar", f"in 12 calls a bar never turned (largest turn {max(turns):.1f} degrees).",
-              "rotate image and mask by the same angle rng.uniform(-max_rotation, max_rotation) with "
-              "scipy.ndimage.rotate(a, angle, reshape=False, order=...).")
+              "no rotation seems to be applied: each call turns image and mask by the same random angle "
+              "within ±max_rotation degrees.")
     if max(turns) > 14:
         fail(name, "centred bar", f"a bar turned by {max(turns):.1f} degrees (at most 10 expected).",
-              "angles are in degrees: rng.uniform(-max_rotation, max_rotation) with max_rotation=10.")
+              "the angle is in degrees, within ±max_rotation (10 by default).")
     ok(f"{name}: {n_cases + n_flip + 24} cases passed (no flip by default; flip=True mirrors "
              f"{mirrored}/{n_flip} left-right)")
 

@@ -125,11 +125,11 @@ def _bilinear_masks(pairs, **kwargs):
 
 def test_dataset_check_catches_usual_mistakes():
     _fails(checks.check_dataset, _SeparateShuffle, "out of step")
-    _fails(checks.check_dataset, _DropsLastBatch, "math.ceil")
+    _fails(checks.check_dataset, _DropsLastBatch, "smaller batch")
     _fails(checks.check_dataset, _NoReshuffle, "on_epoch_end")
-    _fails(checks.check_dataset, _UnseededShuffle, "default_rng(seed)")
+    _fails(checks.check_dataset, _UnseededShuffle, "seed alone")
     _fails(checks.check_dataset, _NoSuper, "super().__init__")
-    _fails(checks.check_dataset, _bilinear_masks, "only 0 and 1", "order=0")
+    _fails(checks.check_dataset, _bilinear_masks, "only 0 and 1", "interpolated")
 
 
 # --------------------------------------------------------------------------- augment_pair
@@ -165,7 +165,7 @@ def _too_strong(image, mask, rng):
 def test_augment_pair_check_catches_usual_mistakes():
     _fails(checks.check_augment_pair, _image_only, "line up", "same flip")
     _fails(checks.check_augment_pair, _independent, "line up")
-    _fails(checks.check_augment_pair, _interpolated_mask, "binary", "order=0")
+    _fails(checks.check_augment_pair, _interpolated_mask, "binary", "interpolated")
     _fails(checks.check_augment_pair, _global_random, "same seed", "rng")
     _fails(checks.check_augment_pair, _too_strong, "too strong")
     _fails(checks.check_augment_pair, lambda image, mask, rng: (image.copy(), mask.copy()), "masks changed")

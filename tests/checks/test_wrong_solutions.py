@@ -181,9 +181,9 @@ def _dataset_with(mistake):
 
 
 E = "cxr_dataset_check"
-for _m, _frag in (("separate shuffle", "out of step"), ("drops last", "math.ceil"),
-                  ("no reshuffle", "on_epoch_end"), ("unseeded", "default_rng(seed)"),
-                  ("no super", "super().__init__"), ("soft masks", "order=0")):
+for _m, _frag in (("separate shuffle", "out of step"), ("drops last", "smaller batch"),
+                  ("no reshuffle", "on_epoch_end"), ("unseeded", "seed alone"),
+                  ("no super", "super().__init__"), ("soft masks", "interpolated")):
     _w(E, checks.check_dataset, _dataset_with(_m), _m, _frag)
 _r(E, checks.check_dataset, _Dataset, "lesson-like")
 
@@ -191,7 +191,7 @@ E = "augment_pair_check"
 for _m, _frag in (("flip by default", "flip=False"), ("up-down", "upside down"), ("no shift", "never moved"),
                   ("shift in pixels", "never moved"), ("no rotation", "never turned"),
                   ("global random", "same seed"), ("image only", "line up"),
-                  ("interpolated mask", "order=0"), ("too strong", "too strong")):
+                  ("interpolated mask", "interpolated"), ("too strong", "too strong")):
     _w(E, checks.check_augment_pair, lambda i, m, r, flip=False, m_=_m: _augment(i, m, r, flip, mistake=m_), _m, _frag)
 _w(E, checks.check_augment_pair, lambda image, mask, rng: _augment(image, mask, rng), "no flip parameter",
    "flip=True")
