@@ -102,13 +102,14 @@ def _conv_structure(name, case, model, batch_norm, dropout, rank=2):
     for conv in convs:
         if tuple(conv.kernel_size) != (3,) * rank:
             fail(name, case, f"convolution kernels should be {'×'.join(['3'] * rank)}, got {conv.kernel_size}.",
-                  "pass kernel_size=3.")
+                  "the block's convolutions each look at a 3×3 neighbourhood.")
         if conv.padding != "same":
-            fail(name, case, f"convolutions should use padding='same', got '{conv.padding}'.",
-                  "with padding='valid' the image shrinks by 2 pixels per convolution and the skips no longer fit.")
+            fail(name, case, f"the convolutions shrink the feature maps (padding '{conv.padding}').",
+                  "a conv block keeps the same height and width as its input: a convolution that drops the "
+                  "border loses 2 pixels each time, and the skips no longer fit.")
         if batch_norm and _activation_name(conv) != "linear":
             fail(name, case, f"a convolution has activation='{_activation_name(conv)}' before BatchNorm.",
-                  "leave the convolution linear and apply ReLU after BatchNorm: Conv -> BN -> ReLU.")
+                  "the convolution itself stays linear: the ReLU comes after the normalisation.")
     kinds = _kinds(model)
     n_bn = kinds.count("BatchNormalization")
     if batch_norm and n_bn != 2:
@@ -116,12 +117,12 @@ def _conv_structure(name, case, model, batch_norm, dropout, rank=2):
               "one after each convolution (and none when batch_norm=False).")
     if not batch_norm and n_bn:
         fail(name, case, f"batch_norm=False but found {n_bn} BatchNormalization layers.",
-              "add BatchNormalization only `if batch_norm:`.")
+              "batch_norm=False asks for a block without normalisation.")
     relus = sum(_is_relu(layer) for layer in model.layers) + sum(
         _activation_name(conv) == "relu" for conv in convs)
     if relus < 2:
         fail(name, case, f"expected 2 ReLU activations, found {relus}.",
-              "apply keras.layers.Activation('relu') after each BatchNorm.")
+              "each convolution's output, once normalised, goes through a ReLU.")
     if batch_norm:
         order = [k for k in kinds if k in (f"Conv{rank}D", "BatchNormalization")
                  or k in ("Activation", "ReLU")]
@@ -133,15 +134,15 @@ def _conv_structure(name, case, model, batch_norm, dropout, rank=2):
     dropouts = [layer for layer in model.layers if type(layer).__name__.startswith("SpatialDropout")]
     if dropout > 0:
         if not dropouts:
-            fail(name, case, f"dropout={dropout} but no SpatialDropout{rank}D layer was found.",
-                  f"end the block with keras.layers.SpatialDropout{rank}D(dropout) when dropout > 0 "
-                  f"(spatial dropout drops whole feature maps).")
+            fail(name, case, f"dropout={dropout} but no layer drops whole feature maps (spatial dropout).",
+                  "the block ends with spatial dropout at the rate `dropout` when dropout > 0; ordinary "
+                  "dropout zeroes single pixels, not whole maps.")
         if not any(abs(layer.rate - dropout) < 1e-9 for layer in dropouts):
             fail(name, case, f"expected a dropout rate of {dropout}, got {[layer.rate for layer in dropouts]}.",
                   "pass the dropout argument as the rate.")
     elif dropouts and any(layer.rate > 0 for layer in dropouts):
         fail(name, case, "dropout=0 but the block has a dropout layer with rate > 0.",
-              "add the dropout layer only `if dropout > 0:`.")
+              "dropout=0 asks for no dropout at all.")
 
 
 # --------------------------------------------------------------------------------------
@@ -179,13 +180,14 @@ def check_conv_block(fn: Callable[..., Any], random_cases: int = 1, seed: int = 
         expected = (None,) + shape[:-1] + (filters,)
         if _shape(out) != expected:
             fail(name, case, f"expected output shape {expected}, got {_shape(out)}.",
-                  "use `filters` filters in both convolutions and padding='same'.")
+                  "`filters` channels out, and the same height and width as the input.")
         model = _model(inputs, out)
         _conv_structure(name, case, model, kwargs["batch_norm"], kwargs["dropout"])
         counts = _counts(_block_params, 2, shape[-1], filters, kwargs["batch_norm"])
         if model.count_params() not in counts:
             fail(name, case, f"expected {' or '.join(map(str, sorted(counts)))} parameters, got {model.count_params()}.",
-                  "two Conv(filters, 3, padding='same') layers, each followed by BatchNormalization().")
+                  "two 3×3 convolutions with `filters` output channels, each followed by batch "
+                  "normalisation (4 numbers per channel); a convolution followed by BatchNorm needs no bias.")
     ok(f"{name}: {len(cases)} cases passed")
 
 
@@ -273,13 +275,14 @@ def check_decoder_block(fn: Callable[..., Any], random_cases: int = 1, seed: int
         expected = (None,) + skip_shape[:-1] + (filters,)
         if _shape(out) != expected:
             fail(name, case, f"expected output shape {expected}, got {_shape(out)}.",
-                  "upsample x with Conv2DTranspose(filters, 2, strides=2, padding='same'), concatenate "
-                  "with skip, then apply conv_block(..., filters).")
+                  "the output has the height and width of `skip` and `filters` channels: x is upsampled 2× "
+                  "before it meets the skip, and a conv block comes last.")
         model = _model([x_in, skip_in], out)
         kinds = _kinds(model)
         if "Concatenate" not in kinds:
-            fail(name, case, "no Concatenate layer: the skip connection is missing.",
-                  "keras.layers.Concatenate()([upsampled, skip]) brings back the encoder's detail.")
+            fail(name, case, "the skip connection is missing: nothing joins `skip` to the upsampled x.",
+                  "the two are joined along the channel axis, side by side (added, they would mix two "
+                  "different things in one channel).")
         rng_v = np.random.default_rng(2)
         x = rng_v.random((1,) + x_shape).astype("float32")
         s1 = rng_v.random((1,) + skip_shape).astype("float32")
@@ -287,16 +290,19 @@ def check_decoder_block(fn: Callable[..., Any], random_cases: int = 1, seed: int
         o1, o2 = (np.asarray(model([x, s], training=False)) for s in (s1, s2))
         if np.allclose(o1, o2):
             fail(name, case, "the output does not depend on the skip tensor.",
-                  "concatenate the upsampled tensor with `skip` and feed the result to the conv block.")
+                  "the skip must reach the conv block, joined with the upsampled x along the channels.")
         if not any(k.startswith(("Conv2DTranspose", "UpSampling")) for k in kinds):
             fail(name, case, "no upsampling layer found.",
-                  "double the size of x with Conv2DTranspose(filters, 2, strides=2, padding='same').")
+                  "x must be doubled in size by a learnt upsampling (a transposed convolution) before it "
+                  "meets the skip.")
         _conv_structure(name, case, model, True, 0.0)
         counts = _counts(_decoder_params, 2, x_shape[-1], skip_shape[-1], filters, True)
         if model.count_params() not in counts:
+            block = _block_params(2, filters + skip_shape[-1], filters, True)
             fail(name, case, f"expected {' or '.join(map(str, sorted(counts)))} parameters, got {model.count_params()}.",
-                  "use Conv2DTranspose(filters, kernel_size=2, strides=2) (with `filters` channels), "
-                  "then one conv block with `filters` filters.")
+                  f"the conv block (`filters` filters on the joined channels) accounts for {block} of them "
+                  f"(without biases); the rest is the upsampling's: `filters` output channels, and a kernel "
+                  f"whose size makes the count match.")
     ok(f"{name}: {len(cases)} cases passed")
 
 
@@ -311,22 +317,23 @@ def _check_model(name, case, fn, input_shape, n_classes, depth, base_filters, dr
     output_shape = tuple(model.output_shape)
     if output_shape != expected:
         fail(name, case, f"expected output shape {expected}, got {output_shape}.",
-              "end with a 1×1 convolution to n_classes channels; padding='same' everywhere keeps the size.")
+              "the last layer maps each pixel's features to n_classes channels (1×1), and every block "
+              "keeps the size of its level.")
     rank = len(input_shape) - 1
     kinds = _kinds(model)
     conv = f"Conv{rank}D"
     if conv not in kinds:
         fail(name, case, f"no {conv} layer in the model (found {sorted(set(kinds))}).",
-              f"for {rank}D input every layer must be the {rank}D version: ask layers_for(x) for the classes.")
+              f"for {rank}D input every layer must be the {rank}D version: a block or builder that names a "
+              f"2D class cannot build it.")
     n_concat = kinds.count("Concatenate")
     if n_concat != depth:
         fail(name, case, f"depth={depth} needs {depth} skip concatenations, found {n_concat}.",
-              "keep every encoder step's skip tensor in a list and pass them to the decoder steps in "
-              "reverse order.")
+              "every encoder level hands its skip to the decoder step of the same size.")
     n_pool = sum(k.startswith("MaxPooling") for k in kinds)
     if n_pool != depth:
         fail(name, case, f"depth={depth} needs {depth} poolings, found {n_pool}.",
-              "loop `for level in range(depth)` over the encoder steps.")
+              "one encoder step, and so one pooling, per level.")
     x = np.random.default_rng(0).random((1,) + tuple(input_shape)).astype("float32")
     y = np.asarray(model(x, training=False))
     if not np.isfinite(y).all() or y.min() < 0 or y.max() > 1:
@@ -334,22 +341,22 @@ def _check_model(name, case, fn, input_shape, n_classes, depth, base_filters, dr
               "the last layer needs an activation: sigmoid for one class, softmax for several.")
     if n_classes > 1 and not np.allclose(y.sum(axis=-1), 1.0, atol=1e-4):
         fail(name, case, "with several classes the probabilities of each pixel should sum to 1.",
-              "use activation='softmax' when n_classes > 1 (sigmoid only for n_classes == 1).")
+              "several classes need a softmax over the class channels; a sigmoid is for one class.")
     if n_classes == 1 and _activation_name(model.layers[-1]) not in ("sigmoid", "linear"):
         fail(name, case, f"one class needs a sigmoid output, got {_activation_name(model.layers[-1])}.",
               "softmax over a single channel is always 1: use sigmoid for n_classes == 1.")
     rates = [float(layer.rate) for layer in model.layers if type(layer).__name__.startswith("SpatialDropout")]
     if dropout > 0 and not any(abs(r - dropout) < 1e-9 for r in rates):
         fail(name, case, f"dropout={dropout} was asked for, but the model's dropout rates are {rates or 'none'}.",
-              "pass the dropout argument on to every conv_block (encoder, bottleneck and decoder).")
+              "every block (encoder, bottleneck and decoder) gets the dropout asked for.")
     if dropout == 0 and any(r > 0 for r in rates):
         fail(name, case, f"dropout=0 was asked for, but the model has dropout rates {rates}.",
-              "pass the dropout argument on instead of a fixed rate.")
+              "every block gets the dropout asked for, not a fixed rate.")
     counts = _counts(_unet_params, tuple(input_shape), n_classes, depth, base_filters, True)
     if model.count_params() not in counts:
         fail(name, case, f"expected {' or '.join(map(str, sorted(counts)))} parameters, got {model.count_params()}.",
-              "level l uses base_filters * 2**l filters (encoder and decoder), the bottleneck "
-              "base_filters * 2**depth.")
+              "level ℓ has base_filters·2^ℓ filters (encoder and decoder), the bottleneck "
+              "base_filters·2^depth; a convolution followed by BatchNorm needs no bias.")
 
 
 def _raised_by_keras(error) -> bool:
@@ -370,15 +377,15 @@ def _check_bad_shape(name, case, fn, input_shape, depth):
         if _raised_by_keras(error) or "Concatenate" in str(error):
             fail(name, case, f"the ValueError came from Keras, deep inside the model "
                   f"({str(error).strip().splitlines()[0][:120]}), not from your own size check.",
-                  f"check the sizes yourself before building any layer: `if size % 2**depth: raise "
-                  f"ValueError(...)` with a message saying which sizes work (multiples of {2 ** depth}).")
+                  f"check the sizes yourself before building any layer, and raise a ValueError whose "
+                  f"message says which sizes work (multiples of {2 ** depth}).")
         return
     except Exception as error:
         fail(name, case, f"expected a ValueError, got {type(error).__name__}: {error}",
-              "check the sizes before building: `if size % 2**depth: raise ValueError(...)`.")
+              "check every spatial size before building, and raise a ValueError when one does not fit.")
     fail(name, case, f"input_shape {input_shape} with depth={depth} should raise ValueError "
           f"(sizes must be divisible by 2**depth = {2 ** depth}).",
-          "check every spatial size first and raise ValueError with a message saying which sizes work.")
+          "check every spatial size first and raise a ValueError whose message says which sizes work.")
 
 
 def check_unet(fn: Callable[..., Any], random_cases: int = 0, seed: int = 0) -> None:
@@ -535,15 +542,15 @@ def check_max_depth(fn: Callable[..., Any], random_cases: int = 10, seed: int = 
         if int(got) == expected:
             continue
         hint = ("a depth d needs every spatial size divisible by 2**d and at least min_size pixels left per "
-                "side after d poolings; increase d while both hold.")
+                "side after d poolings.")
         if int(got) == _max_depth(shape, 1) and min_size > 1:
             hint = "the bottleneck must keep at least min_size pixels per side: stop before it gets smaller."
         elif int(got) == _max_depth(shape[:1] + (1,), min_size):
-            hint = "every spatial size counts, not only the first: use all of input_shape[:-1]."
+            hint = "every spatial size counts, not only the first."
         elif int(got) == _max_depth(tuple(shape) + (1,), min_size):
-            hint = "the last number of input_shape is the channels, not a size: use input_shape[:-1]."
+            hint = "the last number of input_shape is the channels, not a size."
         elif int(got) == expected + 1:
-            hint = "one too deep: check depth + 1 before you accept it."
+            hint = "one too deep: the depth you return must itself pass both rules."
         fail(name, case, f"expected depth {expected}, got {got}.", hint)
     ok(f"{name}: {len(cases)} cases passed")
 
@@ -617,19 +624,19 @@ def _residual_case(name, case, fn, shape, filters, batch_norm, rng):
     except Exception as error:
         hint = ""
         if rank == 3:
-            hint = ("the same function must work for volumes (batch, D, H, W, C): take the layer "
-                    "classes from layers_for(x) instead of naming Conv2D.")
+            hint = ("the same function must work for volumes (batch, D, H, W, C): it must not name a "
+                    "2D layer class.")
         elif c_in != filters:
             hint = (f"x has {c_in} channels and the block's output {filters}, so x cannot be added "
-                    f"as it is: project it first with a 1×1 convolution to `filters` channels.")
+                    f"as it is: the shortcut is then its 1×1 convolution to `filters` channels.")
         fail(name, case, f"raised {type(error).__name__}: {str(error).strip()[:300]}", hint, cause=error)
     expected_shape = (None,) + tuple(shape[:-1]) + (filters,)
     if _shape(out) != expected_shape:
         got = _shape(out)
-        hint = "padding='same' everywhere, `filters` channels at the end."
+        hint = "every convolution keeps the size; `filters` channels at the end."
         if got[:-1] == expected_shape[:-1] and got[-1] in (2 * filters, c_in + filters):
             hint = ("the output has the channels of a concatenation: a residual block *adds* the shortcut "
-                    "to the convolutions' output (keras.layers.Add), it does not concatenate it.")
+                    "to the convolutions' output, it does not concatenate it.")
         fail(name, case, f"expected output shape {expected_shape}, got {got}.", hint)
     model = _model(inputs, out)
     convs = [layer for layer in model.layers if _is_conv(layer)]
@@ -644,10 +651,10 @@ def _residual_case(name, case, fn, shape, filters, batch_norm, rng):
     if c_in == filters and small:
         fail(name, case, f"x already has {filters} channels, but the shortcut goes through a 1×1 convolution.",
               "when the channels match, the shortcut is x itself (the identity): no weights, and the "
-              "gradient passes through unchanged. Project only when x.shape[-1] != filters.")
+              "gradient passes through unchanged. Project only when the channels differ.")
     if len(small) > 1:
         fail(name, case, f"found {len(small)} 1×1 convolutions; one projection is enough.",
-              "project the shortcut once: Conv(filters, 1) on the block's input.")
+              "one projection of the block's input is enough.")
     _set_known_weights(model, rng)
     x = rng.normal(0, 1, (2,) + tuple(shape)).astype("float32")
     got = np.asarray(model(x, training=False), dtype=np.float64)
@@ -671,10 +678,9 @@ def _residual_case(name, case, fn, shape, filters, batch_norm, rng):
         if c_in != filters:
             fail(name, case, f"the output is the plain conv block's: there is no shortcut when the "
                   f"channels change ({c_in} -> {filters}).",
-                  "when x.shape[-1] != filters, project x with a 1×1 convolution to `filters` channels "
-                  "and add that.")
+                  "when the channels differ, the shortcut is the 1×1 projection of x, and it is added too.")
         fail(name, case, "the output is the plain conv block's: nothing is added to it.",
-              "add the block's input x (the shortcut) to the second BatchNorm's output, then ReLU.")
+              "the block computes ReLU(F(x) + s(x)): the shortcut s(x) is missing from the sum.")
     if any(close(relu(main) + sc) for sc in shortcuts):
         fail(name, case, "the shortcut is added after the final ReLU, so the block's output can be negative.",
               "add first, then apply ReLU: relu(F(x) + shortcut).")
@@ -687,7 +693,7 @@ def _residual_case(name, case, fn, shape, filters, batch_norm, rng):
               "a ReLU before the sum means the branch can only ever add, never subtract.")
     if filters == first.shape[-1] and close(relu(main + first)):
         fail(name, case, "the shortcut starts after the first convolution, not at the block's input.",
-              "keep a reference to the input (shortcut = x) before x is overwritten by the first Conv.")
+              "the shortcut starts from the block's input, before any convolution.")
     fail(name, case, "with known weights, the output differs from relu(F(x) + shortcut(x)), "
           "F = Conv -> BN -> ReLU -> Conv -> BN.",
           "the shortcut is x itself (or its 1×1 projection when the channels change), added to the second "
@@ -759,9 +765,9 @@ def check_residual_block(fn: Callable[..., Any], random_cases: int = 1, seed: in
         if dropped < rate / 3:
             fail(name, case, f"during training only {dropped:.0%} of the feature maps are entirely zero, "
                   f"expected about {rate:.0%}.",
-                  "end the block with spatial dropout (layers_for(x).SpatialDropout(dropout)) after the "
-                  "final ReLU, when dropout > 0: dropout before the addition is undone by the shortcut, "
-                  "and ordinary Dropout zeroes single pixels, not whole maps.")
+                  "spatial dropout comes after the final ReLU, when dropout > 0: dropout before the "
+                  "addition is undone by the shortcut, and ordinary dropout zeroes single pixels, not "
+                  "whole maps.")
         if abs(dropped - rate) > 0.2:
             fail(name, case, f"during training {dropped:.0%} of the feature maps are dropped, expected "
                   f"about {rate:.0%}.", "pass the `dropout` argument as the rate.")
@@ -773,7 +779,7 @@ def check_residual_block(fn: Callable[..., Any], random_cases: int = 1, seed: in
     x = rng.normal(0, 1, (16, 6, 5, 4)).astype("float32")
     if _dropped_maps(model, x) > 0.1:
         fail(name, "dropout=0", "feature maps are dropped although dropout=0.",
-              "add the dropout layer only `if dropout > 0:`, with the rate `dropout`.")
+              "dropout=0 asks for no dropout at all.")
     ok(f"{name}: {len(cases) + 3} cases passed (2D and 3D, identity and projection shortcuts, dropout)")
 
 

@@ -212,8 +212,8 @@ def _no_dropout(x, filters, batch_norm=True, dropout=0.0):
 def test_conv_block_check_catches_usual_mistakes():
     _fails(checks.check_conv_block, _conv_relu_then_bn, "before BatchNorm")
     _fails(checks.check_conv_block, _one_conv, "2 convolutions")
-    _fails(checks.check_conv_block, _valid_padding, "output shape", "padding='same'")
-    _fails(checks.check_conv_block, _no_dropout, "dropout=0.3", "SpatialDropout2D")
+    _fails(checks.check_conv_block, _valid_padding, "output shape", "same height and width")
+    _fails(checks.check_conv_block, _no_dropout, "dropout=0.3", "spatial dropout")
 
 
 def test_encoder_block_check_catches_usual_mistakes():
@@ -227,6 +227,41 @@ def test_encoder_block_check_catches_usual_mistakes():
 
     _fails(checks.check_encoder_block, pool_first, "skip should have shape")
     _fails(checks.check_encoder_block, swapped, "swapped")
+
+
+def _encoder_with(mistake):
+    """A learner's encoder step (Exercise 2.2, an ungraded warm-up) with one beginner error."""
+    def encoder(x, filters, batch_norm=True, dropout=0.0):
+        if mistake == "pool first":
+            pooled = keras.layers.MaxPooling2D(2)(x)
+            skip = models.conv_block(pooled, filters, batch_norm=batch_norm, dropout=dropout)
+            return skip, skip
+        skip = models.conv_block(x, filters, batch_norm=batch_norm, dropout=dropout)
+        if mistake == "strided conv":
+            pooled = keras.layers.Conv2D(filters, 3, strides=2, padding="same")(skip)
+        elif mistake == "pool 4":
+            pooled = keras.layers.MaxPooling2D(4)(skip)
+        else:
+            pooled = keras.layers.MaxPooling2D(2)(skip)
+        if mistake == "swapped":
+            return pooled, skip
+        if mistake == "skip is input":
+            return x, pooled
+        return skip, pooled
+    return encoder
+
+
+@pytest.mark.parametrize("mistake", ["pool first", "strided conv", "pool 4", "swapped", "skip is input"])
+def test_encoder_block_check_catches_the_warm_ups_wrong_solutions(mistake):
+    """Exercise 2.2 is an ungraded warm-up, so its wrong solutions live here and not in
+    test_wrong_solutions.py (which covers graded exercises); its check must still catch them."""
+    message = _fails(checks.check_encoder_block, _encoder_with(mistake))
+    assert len(message) > 40
+
+
+def test_encoder_block_check_accepts_the_warm_ups_answer(capsys):
+    checks.check_encoder_block(_encoder_with(None))
+    assert capsys.readouterr().out.startswith("✓ encoder_block")
 
 
 def _no_skip(x, skip, filters, batch_norm=True, dropout=0.0):
@@ -292,6 +327,37 @@ def test_unet_checks_catch_usual_mistakes():
     _fails(checks.check_unet, lambda shape, **kw: models.build_unet(shape, **{**kw, "base_filters": 4}),
            "parameters")
     _fails(checks.check_unet_3d, _unet_2d_only, "output shape")
+
+
+def _unet_conv2d_for_3d(input_shape, n_classes=1, depth=4, base_filters=16, batch_norm=True, dropout=0.1):
+    if len(input_shape) == 4:      # squeezes depth into channels: a 2D network on volumes
+        d, h, w, c = input_shape
+        inputs = keras.Input(input_shape)
+        x = keras.layers.Reshape((h, w, d * c))(inputs)
+        model2d = models.build_unet((h, w, d * c), d * n_classes, depth, base_filters, batch_norm, dropout)
+        out = keras.layers.Reshape((d, h, w, n_classes))(keras.layers.Permute((3, 1, 2))(model2d(x)))
+        return keras.Model(inputs, out)
+    return models.build_unet(input_shape, n_classes, depth, base_filters, batch_norm, dropout)
+
+
+def _unet_only_2d(input_shape, **kwargs):
+    if len(input_shape) != 3:
+        raise ValueError("2D only")
+    return models.build_unet(input_shape, **kwargs)
+
+
+@pytest.mark.parametrize("wrong, fragment", [
+    (_unet_only_2d, "ValueError"),
+    (_unet_conv2d_for_3d, "Conv3D"),
+    (_unet_no_size_check, ""),
+    (lambda shape, **kw: models.build_unet(shape, **{**kw, "dropout": 0.1}), "dropout"),
+    (lambda shape, **kw: models.build_unet(shape, **{**kw, "base_filters": kw.get("base_filters", 16) + 1}),
+     "parameters"),
+], ids=["2D only", "Conv2D on volumes", "no size check", "ignores dropout", "other filters"])
+def test_unet_3d_check_catches_the_warm_ups_wrong_solutions(wrong, fragment):
+    """Exercise 2.6 (3D U-Net) is an ungraded warm-up, so its wrong solutions live here and not
+    in test_wrong_solutions.py (which covers graded exercises); its check must still catch them."""
+    _fails(checks.check_unet_3d, wrong, fragment)
 
 
 @pytest.mark.parametrize("shape, n_classes, depth, base, batch_norm", [

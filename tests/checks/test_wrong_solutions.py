@@ -253,7 +253,7 @@ def _conv_block(x, filters, batch_norm=True, dropout=0.0, *, mistake=None):
 
 E = "conv_block_check"
 for _m, _frag in (("one conv", ""), ("valid padding", "same"), ("relu before bn", ""),
-                  ("no dropout", "SpatialDropout"), ("plain dropout", "SpatialDropout"),
+                  ("no dropout", "spatial dropout"), ("plain dropout", "spatial dropout"),
                   ("no batchnorm", "")):
     _w(E, checks.check_conv_block, lambda x, f, batch_norm=True, dropout=0.0, m=_m: _conv_block(
         x, f, batch_norm, dropout, mistake=m), _m, _frag)
@@ -280,11 +280,8 @@ def _encoder(x, filters, batch_norm=True, dropout=0.0, *, mistake=None):
     return skip, pooled
 
 
-E = "encoder_block_check"
-for _m in ("pool first", "strided conv", "pool 4", "swapped", "skip is input"):
-    _w(E, checks.check_encoder_block, lambda x, f, batch_norm=True, dropout=0.0, m=_m: _encoder(
-        x, f, batch_norm, dropout, mistake=m), _m)
-_r(E, checks.check_encoder_block, _encoder, "lesson-like")
+# encoder_block (Exercise 2.2) is an ungraded warm-up: its wrong solutions are in
+# tests/checks/test_checks_generator_architecture.py.
 
 
 def _decoder(x, skip, filters, batch_norm=True, dropout=0.0, *, mistake=None):
@@ -342,31 +339,8 @@ for _m, _frag in (("no size check", "your own size check"), ("ignores dropout", 
 _r(E, checks.check_unet, _unet, "lesson-like")
 
 
-def _unet_2d_only(input_shape, n_classes=1, depth=4, base_filters=16, batch_norm=True, dropout=0.1):
-    if len(input_shape) != 3:
-        raise ValueError("2D only")
-    return _unet(input_shape, n_classes, depth, base_filters, batch_norm, dropout)
-
-
-def _unet_conv2d_for_3d(input_shape, n_classes=1, depth=4, base_filters=16, batch_norm=True, dropout=0.1):
-    if len(input_shape) == 4:      # squeezes depth into channels: a 2D network on volumes
-        d, h, w, c = input_shape
-        inputs = keras.Input(input_shape)
-        x = keras.layers.Reshape((h, w, d * c))(inputs)
-        model2d = _unet((h, w, d * c), d * n_classes, depth, base_filters, batch_norm, dropout)
-        out = keras.layers.Reshape((d, h, w, n_classes))(keras.layers.Permute((3, 1, 2))(model2d(x)))
-        return keras.Model(inputs, out)
-    return _unet(input_shape, n_classes, depth, base_filters, batch_norm, dropout)
-
-
-E = "unet_3d_check"
-_w(E, checks.check_unet_3d, _unet_2d_only, "2D only", "ValueError")
-_w(E, checks.check_unet_3d, _unet_conv2d_for_3d, "Conv2D on volumes", "Conv3D")
-for _m, _frag in (("no size check", "your own size check"), ("ignores dropout", "dropout"),
-                  ("constant filters", "parameters")):
-    _w(E, checks.check_unet_3d, lambda s, n_classes=1, depth=4, base_filters=16, batch_norm=True, dropout=0.1, m=_m:
-       _unet(s, n_classes, depth, base_filters, batch_norm, dropout, mistake=m), _m, _frag)
-_r(E, checks.check_unet_3d, _unet, "lesson-like")
+# The 3D U-Net (Exercise 2.6) is an ungraded warm-up: its wrong solutions are in
+# tests/checks/test_checks_generator_architecture.py.
 
 
 def _residual(x, filters, batch_norm=True, dropout=0.0, *, mistake=None):
