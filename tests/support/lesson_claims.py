@@ -515,6 +515,7 @@ LEDGER: dict[str, list] = {
         Given(r"`empty_fraction=0\.2`", CONSTANT),
         Given(r"\$0\.5 \\cdot 9 = 4\.5\$ gives 4", DEFINITION),
         Given(r"mean absolute difference of 0\.03, the masks\s+with a Dice above 0\.9", EXPECTED),
+        Given(r"a mean absolute difference below 0\.03", EXPECTED),
         Given(r"down to 5 % of that", CONSTANT),
         Given(r'\(a\s+"2\.5D" U-Net\)', DEFINITION),
         Given(r"with a 95 % \*\*bootstrap\s+interval\*\*", DEFINITION),
