@@ -10,7 +10,9 @@ of ``helpers``):
 * :func:`volume_to_slices` — the chosen slices windowed, in radiological view, resized;
 * :func:`random_flip` — a left-right flip of each slice together with its mask;
 * :func:`kfold_by_patient` — k folds of patient ids, the one implementation of patient-level
-  folds (:func:`helpers.training.kfold_items_by_patient` folds lists of files with it).
+  folds (:func:`helpers.training.kfold_items_by_patient` folds lists of files with it);
+* :func:`predict_volume` — a 2D model's probabilities for every slice of a volume, back on
+  the volume's grid.
 
 Conventions: volumes and masks are ``(X, Y, Z)`` arrays as stored in NIfTI (see
 :mod:`helpers.data.io`: x towards the patient's left, y towards the back, axial slices along
@@ -20,14 +22,14 @@ y, columns = x), images windowed to ``[0, 1]`` with ``config.HU_WINDOW_LIVER`` b
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from helpers import config
 
-__all__ = ["select_slices", "volume_to_slices", "random_flip", "kfold_by_patient"]
+__all__ = ["select_slices", "volume_to_slices", "random_flip", "kfold_by_patient", "predict_volume"]
 
 
 def select_slices(mask: ArrayLike, empty_fraction: float = 0.1,
@@ -127,3 +129,32 @@ def kfold_by_patient(case_ids: Sequence[str], k: int = 3,
     shuffled = [unique[i] for i in order]
     folds = [shuffled[i::k] for i in range(k)]
     return [([c for c in shuffled if c not in set(val)], list(val)) for val in folds]
+
+
+def predict_volume(model: Any, volume_hu: ArrayLike, size: int = 64,
+                   window: Sequence[float] = config.HU_WINDOW_LIVER) -> np.ndarray:
+    """A 2D model's probability for every voxel of a CT volume, slice by slice.
+
+    Every axial slice is cut as for training (:func:`volume_to_slices`: windowed, radiological
+    view, ``size × size``), the model predicts them, and each probability map is resized back
+    (bilinear) to the slice's ``(y, x)`` grid and oriented back to ``(x, y)``.
+
+    Args:
+        model: a Keras model taking ``(n, size, size, 1)`` images to ``(n, size, size, 1)``
+            probabilities.
+        volume_hu: ``(X, Y, Z)`` CT in Hounsfield units.
+        size: side of the square slices the model takes, in pixels.
+        window: ``(lower, upper)`` HU mapped to ``[0, 1]``, as in training.
+
+    Returns:
+        float ``(X, Y, Z)`` probabilities on the volume's grid.
+    """
+    from skimage.transform import resize
+
+    volume_hu = np.asarray(volume_hu)
+    images, _ = volume_to_slices(volume_hu, np.zeros(volume_hu.shape, np.uint8),
+                                 np.arange(volume_hu.shape[2]), size, window)
+    probabilities = np.asarray(model.predict(images, batch_size=64, verbose=0))[..., 0]   # (Z, S, S)
+    x, y, z = volume_hu.shape
+    probabilities = resize(probabilities, (z, y, x), order=1)                            # (Z, Y, X)
+    return probabilities.transpose(2, 1, 0)                                              # (X, Y, Z)

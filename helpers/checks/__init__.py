@@ -40,7 +40,8 @@ from helpers.checks.lung_ct import (  # lesson 06
     check_working_spacing,
 )
 from helpers.checks.liver_ct import (  # lesson 07
-    check_empty_fraction_choice, check_flip_augmentation, check_kfold, check_select_slices, check_volume_to_slices,
+    check_empty_fraction_choice, check_flip_augmentation, check_kfold, check_predict_liver_volume, check_select_slices,
+    check_volume_to_slices,
 )
 from helpers.checks.brain import (  # lesson 08
     best_loss_choice, check_cce_dice_loss, check_loss_choice, check_one_hot, check_per_class_scores, check_region_dice,
@@ -73,7 +74,7 @@ __all__ = [
     "check_residual_blocks", "check_working_spacing",
     # 07 liver CT
     "check_select_slices", "check_volume_to_slices", "check_flip_augmentation", "check_kfold",
-    "check_empty_fraction_choice",
+    "check_empty_fraction_choice", "check_predict_liver_volume",
     # 08 brain tumour
     "check_remap_labels", "check_one_hot", "check_cce_dice_loss", "check_weighted_cce_dice_loss", "check_loss_choice",
     "best_loss_choice",

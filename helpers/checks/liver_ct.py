@@ -21,7 +21,7 @@ from helpers import config, slices
 from helpers.checks._common import call, check_best_choice, fail, name_of, ok
 
 __all__ = ["check_select_slices", "check_volume_to_slices", "check_flip_augmentation",
-           "check_kfold", "check_empty_fraction_choice"]
+           "check_kfold", "check_predict_liver_volume", "check_empty_fraction_choice"]
 
 
 # --------------------------------------------------------------------------------------
@@ -81,40 +81,41 @@ def check_select_slices(select_slices: Callable[..., Any], random_cases: int = 5
         got = np.asarray(out)
         if got.ndim != 1 or got.dtype.kind not in "iu":
             fail('select_slices', case, f"expected a 1D array of integer slice indices, got "
-                                        f"{type(out).__name__} of shape {got.shape} and dtype {got.dtype}. "
-                                        f"Hint: np.flatnonzero(...) gives integer indices.")
+                                        f"{type(out).__name__} of shape {got.shape} and dtype {got.dtype}: slice numbers, "
+                                        f"not a True/False value per slice.")
         has_liver = mask.any(axis=(0, 1))
         liver = np.flatnonzero(has_liver)
         n_empty = int(round(fraction * (~has_liver).sum()))
         missing = sorted(set(liver.tolist()) - set(got.tolist()))
         if missing:
             fail('select_slices', case, f"liver slices {missing[:8]} are missing. Expected every "
-                                        f"slice k with mask[:, :, k].any(); got {got.tolist()}. Hint: slices are "
-                                        f"the LAST axis of an (X, Y, Z) volume: mask.any(axis=(0, 1)).")
+                                        f"slice that holds at least one liver voxel; got {got.tolist()}. Hint: the axial slices "
+                                        f"are the LAST axis of an (X, Y, Z) volume.")
         if len(np.unique(got)) != len(got):
-            fail('select_slices', case, f"indices repeat ({got.tolist()}). Hint: draw the empty "
-                                        f"slices with rng.choice(..., replace=False).")
+            fail('select_slices', case, f"indices repeat ({got.tolist()}): a slice may be kept only "
+                                        f"once, so no empty slice may be drawn twice.")
         if np.any(np.diff(got) < 0):
-            fail('select_slices', case, f"indices should be sorted, got {got.tolist()}. Hint: np.sort.")
+            fail('select_slices', case, f"indices should be sorted in increasing order, got {got.tolist()}.")
         if got.size and (got.min() < 0 or got.max() >= mask.shape[-1]):
             fail('select_slices', case, f"index out of range 0..{mask.shape[-1] - 1}: {got.tolist()}.")
         extra = len(got) - len(liver)
         if extra != n_empty:
             fail('select_slices', case, f"expected {len(liver)} liver slices + round({fraction} * "
                                         f"{int((~has_liver).sum())} empty) = {n_empty} empty slices = {len(liver) + n_empty} "
-                                        f"indices, got {len(got)}. Hint: n_empty = int(round(empty_fraction * number_of_empty_slices)).")
+                                        f"indices, got {len(got)}: the share applies to the slices WITHOUT liver, rounded "
+                                        f"to the nearest integer.")
         again = np.asarray(call(select_slices, name_of(select_slices), case, mask.copy(), fraction, np.random.default_rng(7)))
         if not np.array_equal(again, got):
             fail('select_slices', case, "two calls with the same seeded rng gave different "
-                                        "indices. Hint: draw the random slices with the rng argument "
-                                        "(rng.choice), not np.random.")
+                                        "indices: the randomness must come from the rng argument alone, not from a "
+                                        "global random generator.")
     mask = _toy_mask(np.random.default_rng(seed + 1), first=6, last=9)   # 12 empty slices on both sides
     draws = {tuple(np.asarray(call(select_slices, name_of(select_slices), "empty_fraction=0.25, ten seeds", mask.copy(), 0.25,
                                     np.random.default_rng(k))).tolist()) for k in range(10)}
     if len(draws) == 1:
         fail('select_slices', 'empty_fraction=0.25 with ten different rng seeds', "every seed gave the same "
                                                                                   f"slices {sorted(draws)[0]}. Hint: the empty slices must be a random sample "
-                                                                                  "(rng.choice(empty, size=n_empty, replace=False)), not the first ones: the first "
+                                                                                  "of all the empty slices, not the first ones: the first "
                                                                                   "empty slices all lie at one end of the volume (the lung bases), so the model would "
                                                                                   "never see the pelvis without liver.")
     ok(f"select_slices keeps every liver slice and the right number of empty ones "
@@ -146,34 +147,34 @@ def check_volume_to_slices(volume_to_slices: Callable[..., Any], size: int = 32,
         for what, array in (("images", images), ("masks", masks)):
             if array.shape != expected_shape:
                 fail('volume_to_slices', case, f"{what} should have shape {expected_shape} (slices, H, W, channel), "
-                                               f"got {array.shape}. Hint: take volume[:, :, indices], move the slice axis first "
-                                               f"(np.moveaxis), resize to (size, size) and add a channel axis with [..., None].")
+                                               f"got {array.shape}. Hint: the slice axis comes first, then the size x size "
+                                               f"rows and columns, then a channel axis of length 1.")
             if array.dtype != np.float32:
-                fail('volume_to_slices', case, f"{what} should be float32, got {array.dtype}. Hint: .astype(np.float32).")
+                fail('volume_to_slices', case, f"{what} should be float32, got {array.dtype}.")
         ref_images, ref_masks = slices.volume_to_slices(volume, mask, indices, size)
         if images.min() < -1e-6 or images.max() > 1 + 1e-6:
             fail('volume_to_slices', case, f"images should lie in [0, 1] after the HU window "
                                            f"{config.HU_WINDOW_LIVER}, got {images.min():.3f}..{images.max():.3f}. "
-                                           f"Hint: (hu - low) / (high - low), then np.clip(..., 0, 1).")
+                                           f"Hint: the window maps low to 0 and high to 1, and nothing lies outside.")
         if not set(np.unique(masks).tolist()) <= {0.0, 1.0}:
             fail('volume_to_slices', case, f"masks should hold only 0 and 1 after resizing, got "
-                                           f"{np.unique(masks)[:6]}. Hint: threshold the resized mask at 0.5.")
+                                           f"{np.unique(masks)[:6]}: resampling leaves fractions at the border; the masks must "
+                                           f"come back binary.")
         transposed = np.swapaxes(ref_images, 1, 2)
         error = float(np.abs(images - ref_images).mean())
         if error > 0.03:
             if float(np.abs(images - transposed).mean()) < 0.03:
                 fail('volume_to_slices', case, "the images are transposed. NIfTI stores (x, y) but "
-                                               "an image is (rows, cols) = (y, x): transpose each slice "
-                                               "(e.g. .transpose(0, 2, 1) after moving the slice axis first).")
+                                               "an image is (rows, cols) = (y, x) in radiological view.")
             fail('volume_to_slices', case, f"images differ from the expected windowed, resized slices "
                                            f"(mean |difference| {error:.3f}, expected < 0.03). Hint: window with "
-                                           f"config.HU_WINDOW_LIVER = {config.HU_WINDOW_LIVER} before resizing, and "
-                                           f"resize with skimage.transform.resize(..., order=1).")
+                                           f"config.HU_WINDOW_LIVER = {config.HU_WINDOW_LIVER}, and resample by "
+                                           f"linear interpolation, smoothing the images as they shrink.")
         overlap = 2 * float((masks * ref_masks).sum()) / max(float(masks.sum() + ref_masks.sum()), 1.0)
         if overlap < 0.9:
             fail('volume_to_slices', case, f"masks do not match the expected resized masks "
-                                           f"(Dice {overlap:.2f}, expected > 0.9). Hint: transpose masks exactly "
-                                           f"like the images.")
+                                           f"(Dice {overlap:.2f}, expected > 0.9). Hint: the masks must be oriented "
+                                           f"and resampled like the images.")
     ok(f"volume_to_slices windows, orients and resizes slices to (n, {size}, {size}, 1).")
 
 
@@ -201,7 +202,7 @@ def check_flip_augmentation(random_flip: Callable[..., Any], n: int = 200, seed:
         got_images, got_masks = (np.asarray(a) for a in out)
         if not (np.array_equal(images, before[0]) and np.array_equal(masks, before[1])):
             fail('random_flip', f"p={p}", "it changed its input arrays in place.",
-                 "work on copies (images.copy()) so that the original training set stays as it was.")
+                 "return new arrays, so that the original training set stays as it was.")
         if got_images.shape != images.shape or got_masks.shape != masks.shape:
             fail('random_flip', f"p={p}", f"expected shapes {images.shape} and {masks.shape}, got "
                                          f"{got_images.shape} and {got_masks.shape}.")
@@ -214,15 +215,15 @@ def check_flip_augmentation(random_flip: Callable[..., Any], n: int = 200, seed:
             upside = np.array_equal(got_images[0], images[0, ::-1]) or np.array_equal(got_images[-1], images[-1, ::-1])
             fail('random_flip', f"p={p}", "some images are neither unchanged nor flipped left-right"
                  + (" (they were flipped upside down)." if upside else "."),
-                 "flip one pair as image[:, ::-1] (axis W of an (H, W, C) image).")
+                 "left-right mirrors the W axis of (n, H, W, C): the columns, not the rows.")
         if not np.all((flipped_images & flipped_masks) | (same_images & same_masks)):
             fail('random_flip', f"p={p}", "an image and its mask were not flipped together.",
-                 "draw ONE random decision per pair and apply it to both.")
+                 "each pair gets ONE random decision, and it holds for the image and its mask alike.")
         share = flipped_images.mean()
         low, high = {0.0: (0, 0), 0.5: (0.35, 0.65), 1.0: (1, 1)}[p]
         if not low <= share <= high:
             fail('random_flip', f"p={p}", f"expected a share of flipped pairs in [{low}, {high}], got {share:.2f}.",
-                 "flip pair i when rng.random() < p.")
+                 "each pair is mirrored with probability p, independently of the others.")
     ok("random_flip flips each image together with its mask, with probability p.")
 
 
@@ -261,11 +262,11 @@ def check_kfold(kfold_by_patient: Callable[..., Any], n_cases: int = 20, k: int 
             if set(train) & set(val):
                 fail('kfold_by_patient', case, f"fold {number} has patients both in train and validation: "
                                                f"{sorted(set(train) & set(val))[:5]}. This leaks slices of one patient "
-                                               f"into both sets. Hint: split the UNIQUE patient ids.")
+                                               f"into both sets. Hint: a patient listed several times is still one patient.")
             if set(train) | set(val) != set(patients) or len(set(val)) != len(val) or len(set(train)) != len(train):
                 fail('kfold_by_patient', case, f"fold {number}: train + validation should hold every "
                                                f"patient exactly once ({len(patients)}), got {len(train)} + {len(val)} "
-                                               f"ids. Hint: use sorted(set(case_ids)) first.")
+                                               f"ids. Hint: a patient listed several times is still one patient.")
             vals.append(val)
         all_val = [pid for val in vals for pid in val]
         if sorted(all_val) != patients:
@@ -275,11 +276,11 @@ def check_kfold(kfold_by_patient: Callable[..., Any], n_cases: int = 20, k: int 
         sizes = [len(v) for v in vals]
         if max(sizes) - min(sizes) > 1:
             fail('kfold_by_patient', case, f"validation fold sizes should differ by at most 1, got {sizes}. "
-                                           f"Hint: shuffled[i::k] gives near-equal folds.")
+                                           f"With 20 patients and k=3 the sizes are 7, 7 and 6.")
         again = [(sorted(t), sorted(v)) for t, v in call(kfold_by_patient, name_of(kfold_by_patient), case, list(case_ids), kk, seed)]
         if again != [(sorted(t), sorted(v)) for t, v in folds]:
             fail('kfold_by_patient', case, "two calls with the same seed gave different folds. "
-                                           "Hint: np.random.default_rng(seed).permutation(...).")
+                                           "Hint: the draw must depend on the seed argument alone.")
     contiguous = [sorted(ids[i * len(ids) // k:(i + 1) * len(ids) // k]) for i in range(k)]
     strided = [sorted(ids[i::k]) for i in range(k)]
     folds = [sorted(v) for _, v in kfold_by_patient(list(ids), k, seed)]
@@ -288,8 +289,98 @@ def check_kfold(kfold_by_patient: Callable[..., Any], n_cases: int = 20, k: int 
              "shuffle the patients with the seed first (cases are often sorted by hospital or date).")
     other = [sorted(v) for _, v in kfold_by_patient(list(ids), k, seed + 1)]
     if other == folds:
-        fail('kfold_by_patient', None, "seed has no effect on the folds.", "np.random.default_rng(seed).permutation(...).")
+        fail('kfold_by_patient', None, "seed has no effect on the folds.",
+             "the random draw must use the seed argument.")
     ok(f"kfold_by_patient makes {k} patient-level folds with no leak between train and validation.")
+
+
+class _OneMinusModel:
+    """A stand-in for a trained 2D model: its "probability" is one minus the input image, so
+    that a transposed, mirrored, unwindowed or unresized slice shows in the values. It answers
+    ``predict`` and ``predict_on_batch`` with NumPy arrays and a call with a tensor, as a Keras
+    model does, and traces nothing.
+    """
+
+    def predict(self, x: Any, *args: Any, **kwargs: Any) -> np.ndarray:
+        """``1 - x`` as float32 (``batch_size``, ``verbose`` and the like are accepted)."""
+        return (1.0 - np.asarray(x, dtype=np.float32)).astype(np.float32)
+
+    def predict_on_batch(self, x: Any) -> np.ndarray:
+        """``1 - x`` as float32."""
+        return self.predict(x)
+
+    def __call__(self, x: Any, *args: Any, **kwargs: Any) -> Any:
+        """``1 - x`` as a tensor, as ``model(x)`` gives."""
+        import keras
+
+        return keras.ops.convert_to_tensor(self.predict(x))
+
+
+def check_predict_liver_volume(predict_volume: Callable[..., Any], seed: int = 0) -> None:
+    """Check ``predict_volume(model, volume_hu, size) -> (X, Y, Z)`` probabilities: every axial
+    slice prepared as in training, run through the model, and its probabilities resampled back
+    onto the volume's grid in NIfTI orientation.
+
+    The model is a stand-in whose "probability" is one minus its input image, so that a
+    transposed, mirrored, unwindowed or unresized slice shows in the values.
+
+    Args:
+        predict_volume: the function to check.
+        seed: seed of the toy volumes.
+
+    Raises:
+        AssertionError: the check fails; the message names the case, what was expected and
+            what came back, with a hint.
+    """
+    from skimage.transform import resize
+
+    model = _OneMinusModel()
+    rng = np.random.default_rng(seed)
+    cases = [("volume (40, 32, 6), size 16", _toy_volume(rng, (40, 32, 6))[0], 16),
+             ("volume (32, 32, 4), size 16", _toy_volume(rng, (32, 32, 4))[0], 16),
+             ("volume (28, 36, 5), size 24", _toy_volume(rng, (28, 36, 5))[0], 24)]
+    for case, volume, size in cases:
+        before = volume.copy()
+        out = call(predict_volume, name_of(predict_volume), case, model, volume, size)
+        got = np.asarray(out, dtype=np.float64) if out is not None else None
+        if got is None or got.shape != volume.shape:
+            shape = None if got is None else got.shape
+            hint = ("the slices are the LAST axis of the volume, as in the input."
+                    if shape is not None and sorted(shape) == sorted(volume.shape) else
+                    "the probabilities must come back on the volume's own grid, every slice at its full size.")
+            fail('predict_volume', case, f"expected an array of the volume's shape {volume.shape} (X, Y, Z), "
+                                         f"got {shape}.", hint)
+        if not np.array_equal(volume, before):
+            fail('predict_volume', case, "it changed the input volume.", "leave the CT as it was.")
+        if not np.all(np.isfinite(got)) or got.min() < -1e-4 or got.max() > 1 + 1e-4:
+            fail('predict_volume', case, f"expected probabilities in [0, 1], got values "
+                                         f"{np.nanmin(got):.3f}..{np.nanmax(got):.3f}.")
+        if set(np.unique(got).tolist()) <= {0.0, 1.0}:
+            fail('predict_volume', case, "it returns a 0/1 mask; expected the model's probabilities "
+                                         "(the threshold comes later, when the Dice is computed).")
+        reference = slices.predict_volume(model, volume, size)
+        error = float(np.abs(got - reference).mean())
+        if error > 0.03:
+            x, y, z = volume.shape
+            small = model.predict(slices.volume_to_slices(volume, np.zeros(volume.shape, np.uint8),
+                                                          np.arange(z), size)[0])[..., 0]       # (Z, S, S)
+            transposed = resize(small, (z, x, y), order=1).transpose(1, 2, 0)      # rows taken as x
+            if float(np.abs(got - (1.0 - reference)).mean()) < 0.03:
+                fail('predict_volume', case, "it returns the prepared slices themselves, not what the model "
+                                             "predicts from them.", "run the model on the prepared slices.")
+            if float(np.abs(got - transposed).mean()) < 0.03 or (
+                    x == y and float(np.abs(got - np.swapaxes(reference, 0, 1)).mean()) < 0.03):
+                fail('predict_volume', case, "the slices come back transposed: the model sees (rows, columns) "
+                                             "= (y, x), the volume stores (x, y).")
+            mirrored = [name for name, other in (("left-right", reference[::-1]), ("front-back", reference[:, ::-1]))
+                        if float(np.abs(got - other).mean()) < 0.03]
+            if mirrored:
+                fail('predict_volume', case, f"the slices come back mirrored {mirrored[0]}.")
+            fail('predict_volume', case, f"the probabilities differ from the expected ones (mean |difference| "
+                                         f"{error:.3f}, expected < 0.03).",
+                 "prepare every slice exactly as for training (window, view, size), and resample each "
+                 "probability map back linearly to its slice's grid.")
+    ok(f"predict_volume returns the model's probabilities on the volume's (X, Y, Z) grid ({len(cases)} volumes).")
 
 
 def check_empty_fraction_choice(choice: Any, study: dict) -> None:

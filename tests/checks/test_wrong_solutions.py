@@ -1438,6 +1438,38 @@ for _m in ("duplicates kept", "no shuffle", "global random", "floor blocks", "tr
 _r(E, checks.check_kfold, _kfold, "lesson-like")
 
 
+def _predict_volume(model, volume_hu, size=64, *, mistake=None):
+    from helpers import slices
+
+    z_all = np.arange(volume_hu.shape[2])
+    images, _ = slices.volume_to_slices(volume_hu, np.zeros(volume_hu.shape, np.uint8), z_all, size)
+    if mistake == "raw HU":
+        images = resize(np.moveaxis(volume_hu, -1, 0).transpose(0, 2, 1), (len(z_all), size, size), order=1)[..., None]
+    maps = images[..., 0] if mistake == "no model" else np.asarray(model(images))[..., 0]    # (Z, S, S)
+    x, y, z = volume_hu.shape
+    if mistake == "not transposed back":
+        return resize(maps, (z, x, y), order=1).transpose(1, 2, 0)
+    maps = resize(maps, (z, y, x), order=1)
+    if mistake == "slices first":
+        return maps.transpose(0, 2, 1)
+    out = maps.transpose(2, 1, 0)
+    if mistake == "mirrored":
+        return out[::-1]
+    return (out >= 0.5).astype(np.float32) if mistake == "thresholded" else out
+
+
+E = "predict_volume_check"
+for _m, _frag in (("raw HU", "[0, 1]"), ("no model", "run the model"), ("not transposed back", "transposed"),
+                  ("slices first", "LAST axis"), ("mirrored", "mirrored"), ("thresholded", "0/1 mask")):
+    _w(E, checks.check_predict_liver_volume, lambda mo, v, size=64, m=_m: _predict_volume(mo, v, size, mistake=m),
+       _m, _frag)
+_r(E, checks.check_predict_liver_volume, _predict_volume, "model called, one 3D resize")
+_r(E, checks.check_predict_liver_volume, lambda mo, v, size=64: np.stack(
+    [resize(p, v.shape[1::-1], order=1).T for p in mo.predict(_to_slices(v, np.zeros(v.shape), np.arange(v.shape[2]),
+                                                                         size)[0], verbose=0)[..., 0]], axis=-1),
+   "model.predict, 2D resize per slice")
+
+
 _FRACTION_STUDY = {0.0: {"dice": 0.80, "hd95": 58.5}, 0.2: {"dice": 0.834, "hd95": 50.2},
                    0.5: {"dice": 0.871, "hd95": 43.0}}
 E = "empty_fraction_choice_check"

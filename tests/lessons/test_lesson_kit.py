@@ -213,8 +213,8 @@ def test_the_rules_catch_a_wrong_success_line_and_an_unnamed_function():
 
 def test_the_rules_catch_a_written_answer_numbered_apart_and_a_missing_anchor():
     nb = copy.deepcopy(read("07_liver_ct"))
-    heading = _first(nb, lambda c: c.cell_type == "markdown" and "### Exercise 7.6" in c.source)
-    heading.source = heading.source.replace("### Exercise 7.6", "### Written answer 7.1")
+    heading = _first(nb, lambda c: c.cell_type == "markdown" and "### Exercise 7.7" in c.source)
+    heading.source = heading.source.replace("### Exercise 7.7", "### Written answer 7.1")
     assert any("written answers are numbered as exercises" in p for p in numbering_problems(nb, 7))
     assert glossary_link_problems("[HU](../../docs/glossary.md#no-such-word)", glossary_anchors())
     assert not glossary_link_problems("[HU](../../docs/glossary.md#hu)", glossary_anchors())

@@ -24,8 +24,21 @@ def test_the_lesson_checks_accept_the_references(capsys):
     checks.check_volume_to_slices(slices.volume_to_slices)
     checks.check_flip_augmentation(slices.random_flip)
     checks.check_kfold(slices.kfold_by_patient)
+    checks.check_predict_liver_volume(slices.predict_volume)
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 4 and all(line.startswith("✓ ") for line in lines)
+    assert len(lines) == 5 and all(line.startswith("✓ ") for line in lines)
+
+
+def test_predict_volume_returns_the_model_maps_on_the_volume_grid():
+    class Echo:
+        def predict(self, x, **kwargs):
+            return np.asarray(x)
+
+    volume = np.full((24, 20, 3), -1000.0, np.float32)
+    volume[2:6, 12:16, :] = 250.0                # a block near x = 4, y = 14: stays there
+    out = slices.predict_volume(Echo(), volume, size=12)
+    assert out.shape == volume.shape
+    assert out[4, 14].min() > 0.5 and out[14, 4].max() < 0.5 and out[20, 2].max() < 0.5
 
 
 def test_select_slices_keeps_organ_slices_and_a_fraction_of_empty_ones():
