@@ -72,23 +72,25 @@ def _one_split(fn, items, fractions, seed, label):
     missing = [k for k in keys if k not in seen]
     if missing:
         fail('split_by_patient', label, f"{len(missing)} of {len(items)} items are in no part (e.g. {missing[0]!r}); "
-                                        f"every item must be in exactly one part.")
+                                        f"every item must be in exactly one part. If the lost items belong to the "
+                                        f"last patients of the shuffled order, the fractions lose patients when they "
+                                        f"become whole numbers.")
     owner = {}
     for p, part in enumerate(parts):
         for item in part:
             patient = _patient(item)
             if owner.setdefault(patient, p) != p:
                 fail('split_by_patient', label, f"patient {patient} has images in part {owner[patient]} and in part {p}. "
-                                                f"Shuffle and split the list of PATIENTS (data.patient_id), then give each "
-                                                f"part all the images of its patients.")
+                                                f"You seem to split the images rather than the patients: all the images "
+                                                f"of a patient must land in the same part.")
     n = len(items)
     for p, (part, fraction) in enumerate(zip(parts, fractions)):
         expected = fraction * n
         tolerance = max(4.0, 0.1 * n)
         if abs(len(part) - expected) > tolerance:
             fail('split_by_patient', label, f"part {p} has {len(part)} of {n} items, expected about "
-                                            f"{expected:.0f} ({fraction:.0%}, ± {tolerance:.0f}). Check how you turn the "
-                                            f"fractions into numbers of patients (cumulative sums of the fractions).")
+                                            f"{expected:.0f} ({fraction:.0%}, ± {tolerance:.0f}). The parts do not follow "
+                                            f"the fractions: look at how many patients each part receives.")
     return parts
 
 
@@ -126,14 +128,23 @@ def check_split_by_patient(fn: Callable[..., Any], cases: int = 1, seed: int = 0
         first = _one_split(fn, items, fractions, split_seed, label)
         again = _one_split(fn, list(items), fractions, split_seed, label)
         if [sorted(map(str, p)) for p in first] != [sorted(map(str, p)) for p in again]:
-            fail('split_by_patient', label, "two calls with the same seed gave different splits; use "
-                                            "np.random.default_rng(seed) for the shuffle (not np.random.shuffle without a seed).")
+            fail('split_by_patient', label, "two calls with the same seed gave different splits: the shuffle "
+                                            "seems to draw from a global random state, which moves on from call "
+                                            "to call, instead of depending on `seed` alone.")
         other = _one_split(fn, items, fractions, split_seed + 1, label + " (seed + 1)")
         if [sorted(map(str, p)) for p in first] == [sorted(map(str, p)) for p in other]:
             fail('split_by_patient', label, f"seeds {split_seed} and {split_seed + 1} gave the same split; the "
                                             f"shuffle must depend on `seed`.")
     ok(f"split_by_patient: no patient in two parts, sizes match the fractions "
        f"({len(settings)} case{'s' if len(settings) > 1 else ''}).")
+
+
+#: The four callbacks of lesson 04 by class, and what the missing one would do (failure messages
+#: name the role, not the class).
+_ROLES = {"ModelCheckpoint": "saves the best model to a file",
+          "ReduceLROnPlateau": "lowers the learning rate when the watched quantity stops improving",
+          "EarlyStopping": "stops the run when the watched quantity stops improving",
+          "CSVLogger": "writes the logs of every epoch to a CSV file"}
 
 
 def _find(callbacks, cls_name):
@@ -168,47 +179,48 @@ def check_callbacks(fn_or_list: Callable[..., Any] | Sequence[Any], run_dir: str
         callbacks = fn_or_list
         run_dir = Path(run_dir) if run_dir is not None else None
     if callbacks is None or not isinstance(callbacks, (list, tuple)):
-        fail('callbacks', None, f"Expected a list of callbacks, got {type(callbacks).__name__}: did you forget to "
-                                f"`return [checkpoint, reduce_lr, early_stop, csv_logger]`?")
+        fail('callbacks', None, f"Expected a list of four callbacks, got {type(callbacks).__name__}: did you forget "
+                                f"to return the list?")
     names = [type(cb).__name__ for cb in callbacks]
-    for needed in ("ModelCheckpoint", "ReduceLROnPlateau", "EarlyStopping", "CSVLogger"):
+    for needed, role in _ROLES.items():
         if not _find(callbacks, needed):
-            fail('callbacks', None, f"No {needed} among the callbacks {names}: add keras.callbacks.{needed}(...).")
+            fail('callbacks', None, f"None of the callbacks {names} {role}.")
     checkpoint = _find(callbacks, "ModelCheckpoint")[0]
     path = Path(checkpoint.filepath)
     if path.suffix != ".keras":
-        fail('callbacks', None, f"ModelCheckpoint writes {path}; save the whole model in the Keras 3 format: a "
-                                f"file name ending in .keras (e.g. run_dir / 'best.keras'), not .h5 or a folder.")
+        fail('callbacks', None, f"The checkpoint writes {path}; save the whole model in the Keras 3 format: a "
+                                f"file name ending in .keras (run_dir / 'best.keras'), not .h5 or a folder.")
     if run_dir is not None and path.resolve() != (run_dir / "best.keras").resolve():
-        fail('callbacks', None, f"ModelCheckpoint writes {path}, expected {run_dir / 'best.keras'} (lesson 05 loads it from there).")
+        fail('callbacks', None, f"The checkpoint writes {path}, expected {run_dir / 'best.keras'} (lesson 05 loads it from there).")
     if not checkpoint.save_best_only:
-        fail('callbacks', None, "ModelCheckpoint(save_best_only=False) overwrites the file every epoch; pass "
-                                "save_best_only=True to keep the best model only.")
+        fail('callbacks', None, "The checkpoint overwrites the file every epoch, with better and worse models alike: "
+                                "the file must hold the best model only.")
     for cb in (checkpoint, _find(callbacks, "ReduceLROnPlateau")[0], _find(callbacks, "EarlyStopping")[0]):
         if cb.monitor != monitor:
             fail('callbacks', None, f"{type(cb).__name__} watches {cb.monitor!r}, expected {monitor!r} "
-                                    f"(the quantity you chose to watch): pass monitor={monitor!r} to all three.")
+                                    f"(your MONITOR): the three callbacks that watch a quantity must all watch it.")
         if cb.mode != mode:
-            fail('callbacks', None, f"{type(cb).__name__} has mode={cb.mode!r}, expected {mode!r}: "
-                                    + ("a Dice is better when larger" if mode == "max" else "a loss is better when smaller")
-                                    + f", so pass mode={mode!r} (Keras cannot guess it for a custom metric).")
+            fail('callbacks', None, f"{type(cb).__name__} has mode {cb.mode!r}, expected {mode!r} (your MODE): "
+                                    "Keras cannot guess the direction of a custom metric, so every callback that "
+                                    "watches one must be told.")
     early = _find(callbacks, "EarlyStopping")[0]
     if not early.restore_best_weights:
-        fail('callbacks', None, "EarlyStopping should restore_best_weights=True, otherwise the model ends with the "
+        fail('callbacks', None, "Early stopping does not put back the best weights: the model would end with the "
                                 "weights of the last epoch, not of the best one.")
     reduce = _find(callbacks, "ReduceLROnPlateau")[0]
     if not 0 < reduce.factor < 1:
-        fail('callbacks', None, f"ReduceLROnPlateau(factor={reduce.factor}) must lower the rate: use a factor "
-                                f"between 0 and 1, e.g. 0.5.")
+        fail('callbacks', None, f"The learning-rate callback multiplies the rate by {reduce.factor}: it must lower "
+                                f"the rate, not keep or raise it.")
     if reduce.patience >= early.patience:
-        fail('callbacks', None, f"ReduceLROnPlateau patience ({reduce.patience}) should be shorter than EarlyStopping "
-                                f"patience ({early.patience}): lower the learning rate before giving up.")
+        fail('callbacks', None, f"The learning rate is lowered after {reduce.patience} epochs without progress and "
+                                f"the run stops after {early.patience}: lower the rate before giving up (a shorter "
+                                f"wait for the learning rate than for stopping).")
     logger = _find(callbacks, "CSVLogger")[0]
     log = Path(logger.filename)
     if log.suffix != ".csv":
-        fail('callbacks', None, f"CSVLogger writes {log}; use a .csv file name, e.g. run_dir / 'log.csv'.")
+        fail('callbacks', None, f"The log is written to {log}; it must be a .csv file, run_dir / 'log.csv'.")
     if run_dir is not None and log.resolve() != (run_dir / "log.csv").resolve():
-        fail('callbacks', None, f"CSVLogger writes {log}, expected {run_dir / 'log.csv'}.")
+        fail('callbacks', None, f"The log is written to {log}, expected {run_dir / 'log.csv'}.")
     ok("callbacks: best.keras checkpoint, learning-rate schedule, early stopping, CSV log.")
 
 
@@ -431,7 +443,7 @@ def check_best_epoch(best_epoch: Any, history: Any, monitor: str = "val_dice", m
     training_key = monitor[len("val_"):] if monitor.startswith("val_") else None
     opposite = "min" if mode == "max" else "max"
     if expected is not None and best_epoch == expected - 1:
-        hint = ("You counted from 0: np.argmax and log.csv's epoch column start at 0, "
+        hint = ("You counted from 0: positions in a Python list and log.csv's epoch column start at 0, "
                 "fit's `Epoch 1/N` lines and restore_best_weights at 1. Add one.")
     elif best_epoch == epochs:
         hint = ("The last epoch is not necessarily the best one: restore_best_weights puts back the weights of the "
@@ -506,38 +518,39 @@ def check_train_step(fn: Callable[..., Any], seed: int = 0, steps: int = 3) -> N
             got = fn(model, optimizer, _step_loss, x, y)
         except Exception as error:
             fail("train_step", f"step {step + 1}", f"raised {type(error).__name__}: {error}.",
-                 "inside `with tf.GradientTape() as tape:` compute predictions = model(x, training=True) and "
-                 "loss = loss_fn(y, predictions); then gradients = tape.gradient(loss, model.trainable_weights) "
-                 "and optimizer.apply_gradients(zip(gradients, model.trainable_weights)).", cause=error)
+                 "if the gradients came back empty (None), the forward pass and the loss were not recorded "
+                 "for differentiation: only what is computed while the operations are recorded can be "
+                 "differentiated.", cause=error)
         if got is None:
             fail('train_step', None, "train_step returned None: return the loss of the batch (the value before the update).")
         got = float(np.asarray(got).reshape(-1)[0]) if np.size(got) == 1 else float("nan")
         if step == 0 and not np.isclose(got, expected, rtol=1e-4, atol=1e-5):
             inference_loss = float(np.asarray(_step_loss(y, _step_model(seed)(x, training=False))))
-            hint = ("this is the loss in inference mode: call the model with training=True, so that batch "
-                    "normalisation uses the batch's own statistics while training"
+            hint = ("this is the loss of the model in inference mode; during a training step batch "
+                    "normalisation must use the batch's own statistics (and dropout be on)"
                     if np.isclose(got, inference_loss, rtol=1e-4, atol=1e-5) else
-                    "return loss_fn(y, model(x, training=True)) computed before the update, with the truth first")
+                    "return the loss of the prediction in training mode measured before the update, with the "
+                    "truth as loss_fn's first argument")
             fail('train_step', None, f"step 1: the loss of the batch is {expected:.5f} (Keras's own training step), "
                                      f"train_step returned {got:.5f}. Hint: {hint}.")
     after = [np.array(w) for w in model.weights]
     if all(np.array_equal(a, np.array(b)) for a, b in zip(trainable_before, model.trainable_weights)):
-        fail('train_step', None, f"after {steps} steps no trainable weight has changed. Hint: apply the gradients: "
-                                 f"optimizer.apply_gradients(zip(gradients, model.trainable_weights)).")
+        fail('train_step', None, f"after {steps} steps no trainable weight has changed. Hint: the gradients were "
+                                 f"computed but never applied by the optimizer.")
     names = [w.path if hasattr(w, "path") else w.name for w in model.weights]
     for name, w, r, b in zip(names, after, [np.array(v) for v in reference.weights], before):
         if np.allclose(w, r, rtol=1e-3, atol=1e-5):
             continue
         if "moving" in name:
             fail('train_step', None, f"after {steps} steps the batch-norm statistic {name} differs from Keras's training step. "
-                                     f"Hint: call model(x, training=True) inside the tape: only then does batch "
-                                     f"normalisation update its running averages.")
+                                     f"Hint: batch normalisation updates its running averages only when the model "
+                                     f"runs in training mode.")
         if np.sum((w - b) * (r - b)) < 0:
             fail('train_step', None, f"after {steps} steps {name} moved away from where Keras's step takes it: the step goes "
                                      f"uphill. Hint: apply the gradients of the loss as they are (the optimizer subtracts "
                                      f"them); do not negate them, and minimise the loss, not the Dice.")
         fail('train_step', None, f"after {steps} steps the weights {name} differ from Keras's own training step "
-                                 f"(largest difference {np.max(np.abs(w - r)):.2e}). Hint: one gradient of loss_fn(y, "
-                                 f"model(x, training=True)) with respect to model.trainable_weights, applied once per call "
-                                 f"with the given optimizer.")
+                                 f"(largest difference {np.max(np.abs(w - r)):.2e}). Hint: one step per call: the gradient of "
+                                 f"the loss of the prediction in training mode with respect to the trainable weights, "
+                                 f"applied once by the optimizer you are given.")
     ok(f"train_step: matches Keras's own training step: the same loss and weights over {steps} steps.")

@@ -196,7 +196,7 @@ def test_check_callbacks_rejects_wrong_settings(tmp_path):
     import keras
 
     good = training.standard_callbacks(tmp_path)
-    with pytest.raises(AssertionError, match="EarlyStopping"):
+    with pytest.raises(AssertionError, match="stops the run"):     # the missing early stopping, by its role
         checks_training.check_callbacks(good[:2] + good[3:], tmp_path)
     wrong_mode = list(good)
     wrong_mode[2] = keras.callbacks.EarlyStopping(monitor="val_dice", patience=8, restore_best_weights=True)

@@ -250,7 +250,7 @@ def test_learner_lab_lesson_04_failing_check_shows_hint(browser_lab):
     output = _run_up_to(page, check)
     page.screenshot(path=str(ARTIFACTS / "04_check_failed.png"))
     assert "AssertionError" in output, output
-    assert "has images in part" in output and "Shuffle and split the list of PATIENTS" in output, output
+    assert "has images in part" in output and "split the images rather than the patients" in output, output
 
 
 def test_learner_and_instructor_settings(tmp_path):
