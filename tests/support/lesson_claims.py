@@ -444,6 +444,7 @@ LEDGER: dict[str, list] = {
         Given(r"at the threshold 0\.5\. For each image", CONSTANT),
         Given(r"both are 1\.0 when", DEFINITION),
         Given(r"give 1\.0 and 1\.0, disjoint ones 0\.0 and 0\.0", EXPECTED),
+        Given(r"gives Dice 0\.5 and IoU 0\.333", EXPECTED),
         Given(r"The threshold 0\.5 assumes", DEFINITION),
         Claim(r"the ECE is (0\.0026)", r"expected calibration error \(validation pixels, 10 bins\): (\d\.\d+)"),
         Claim(r"(\d) of the 8 middle bins lie above the diagonal", r"with more lung than predicted: (\d) of 8"),
