@@ -1,6 +1,7 @@
 """Checks for lesson 05 (prediction and evaluation): threshold, per-image metrics table,
-keeping the largest components, filling holes, the whole post-processing, and the
-threshold chosen on validation data.
+keeping the largest components, filling holes, the whole post-processing, the
+threshold chosen on validation data, and the post-processing and test-time augmentation
+decisions taken from the validation measurements.
 
 Each check compares the learner's function with the reference of
 :mod:`helpers.inference` on fixed and random masks and raises ``AssertionError`` naming
@@ -16,7 +17,8 @@ import numpy as np
 from helpers.checks._common import call, fail, ok
 
 __all__ = ["check_threshold", "check_metrics_table", "check_keep_largest_components",
-           "check_fill_holes", "check_postprocess", "check_choose_threshold"]
+           "check_fill_holes", "check_postprocess", "check_choose_threshold", "check_postprocessing_choice",
+           "check_tta_choice"]
 
 
 def _random_blobs(shape=(64, 64), n_blobs: int = 4, holes: int = 2, seed: int = 0) -> np.ndarray:
@@ -48,7 +50,7 @@ def _as_binary(result, name, case, shape):
     values = set(np.unique(result).tolist())
     if not values <= {0, 1, True, False}:
         fail(name, case, f"expected a binary mask of 0 and 1, got values "
-                         f"{sorted(values)[:6]}; return (array > value).astype('uint8') or a bool array.")
+                         f"{sorted(values)[:6]}; a mask holds only 0 and 1 (or False and True).")
     return result.astype(bool)
 
 
@@ -167,7 +169,7 @@ def check_metrics_table(fn: Callable[..., Any], cases: int = 1, seed: int = 0,
                 if not np.isclose(got, expected, atol=1e-6):
                     hint = ""
                     if names[i] == "empty":
-                        hint = " Two empty masks agree perfectly: return 1.0 when the denominator is 0."
+                        hint = " Two empty masks agree perfectly (nothing to find, nothing found): Dice and IoU are 1.0."
                     elif key == "iou" and np.isclose(got, metrics.dice_numpy(truth[i], pred[i])):
                         hint = " That is the Dice: IoU = |A∩B| / |A∪B|."
                     fail('metrics table', label, f"{key} of {names[i]!r} is {got:.4f}, expected {expected:.4f}.{hint}")
@@ -201,13 +203,13 @@ def check_keep_largest_components(fn: Callable[..., Any], cases: int = 3, seed: 
     label = "two rectangles (80 and 48 px) and two specks (9 and 1 px), n=2"
     got = _as_binary(fn(mask, 2), "keep_largest_components", label, mask.shape)
     if np.array_equal(got, mask > 0):
-        fail('keep_largest_components', label, "nothing was removed; label the components "
-                                               "(skimage.measure.label), count the pixels of each and keep the n largest.")
+        fail('keep_largest_components', label, "nothing was removed; only the n components with the most "
+                                               "pixels may stay.")
     if got.sum() == 80 + 48 + 9 and not got[18, 2]:
-        fail('keep_largest_components', label, "the 9-pixel speck is still there; are you "
-                                               "counting the background (label 0) as a component? Set its size to 0 first.")
+        fail('keep_largest_components', label, "the 9-pixel speck is still there, as if the "
+                                               "background counted as one of the n components: it is never a component.")
     _compare(got, expected > 0, "keep_largest_components", label,
-             "Keep the n labels with the most pixels, never label 0 (the background).")
+             "Only the n components with the most pixels may stay, and the background is not one of them.")
     got = _as_binary(fn(mask, 1), "keep_largest_components", label.replace("n=2", "n=1"), mask.shape)
     only = np.zeros_like(mask)
     only[2:12, 2:10] = 1
@@ -215,7 +217,7 @@ def check_keep_largest_components(fn: Callable[..., Any], cases: int = 3, seed: 
     diagonal = np.eye(6, dtype=np.uint8)
     got = _as_binary(fn(diagonal, 1), "keep_largest_components", "a diagonal line, n=1", diagonal.shape)
     _compare(got, diagonal > 0, "keep_largest_components", "a diagonal line, n=1",
-             "Pixels touching by a corner belong to one component: label(mask, connectivity=2).")
+             "The pixels of a diagonal line touch by their corners: they are ONE component (8-connectivity), kept whole.")
     few = np.zeros((10, 10), np.uint8)
     few[2:5, 2:5] = 1
     got = _as_binary(fn(few, 2), "keep_largest_components", "a mask with a single component, n=2", few.shape)
@@ -227,8 +229,7 @@ def check_keep_largest_components(fn: Callable[..., Any], cases: int = 3, seed: 
     if got.any():
         fail('keep_largest_components', "an empty mask, n=2",
              f"an empty mask must stay empty, got {int(got.sum())} foreground pixels of {got.size}.",
-             "the background (label 0) is never a component: keep only labels with more than 0 pixels "
-             "after setting the background's size to 0, e.g. keep = keep[sizes[keep] > 0].")
+             "a mask without foreground has no component at all: is the background counted as one?")
     for i in range(int(cases)):
         case = _random_blobs((48, 56), n_blobs=5, holes=0, seed=seed + i)
         n = 1 + i % 3
@@ -262,14 +263,16 @@ def check_fill_holes(fn: Callable[..., Any], cases: int = 3, seed: int = 0) -> N
     for label, mask in (("a square ring", ring), ("a cup open to the side", cup)):
         got = _as_binary(fn(mask), "fill_holes", label, mask.shape)
         _compare(got, inference.fill_holes(mask) > 0, "fill_holes", label,
-                 "Only background that does not touch the image border is a hole: "
-                 "scipy.ndimage.binary_fill_holes(mask).")
+                 "Only background that does not touch the image border is a hole, and every hole is filled.")
     for i in range(int(cases)):
         mask = _random_blobs((40, 40), n_blobs=3, holes=3, seed=seed + 100 + i)
         label = f"random blobs with holes {i + 1}"
         got = _as_binary(fn(mask), "fill_holes", label, mask.shape)
         _compare(got, inference.fill_holes(mask) > 0, "fill_holes", label, "Fill every hole.")
     ok(f"fill_holes: {int(cases) + 2} cases passed.")
+
+
+_POSTPROCESS_HINT = "The result must be the n largest components of the mask, with their holes filled."
 
 
 def check_postprocess(fn: Callable[..., Any], cases: int = 3, seed: int = 0, n_components: int = 2) -> None:
@@ -300,22 +303,20 @@ def check_postprocess(fn: Callable[..., Any], cases: int = 3, seed: int = 0, n_c
         fail('postprocess', label, f"the speck is still there; keep only the "
                                    f"{n_components} largest components.")
     if not got[10, 6]:
-        fail('postprocess', label, "the hole is still there; fill holes "
-                                   "(scipy.ndimage.binary_fill_holes) after keeping the largest components.")
-    _compare(got, expected, "postprocess", label, "keep_largest_components, then fill_holes.")
+        fail('postprocess', label, "the hole inside a kept component is still "
+                                   "there; the result must have no holes.")
+    _compare(got, expected, "postprocess", label, _POSTPROCESS_HINT)
     label = f"{label}, n_components=3"
     got = _as_binary(fn(mask, n_components=3), "postprocess", label, mask.shape)
     if not got[21, 21]:
         fail('postprocess', label, "the speck was removed although n_components=3 keeps three components.",
-             "pass n_components on to keep_largest_components instead of a fixed 2.")
-    _compare(got, inference.postprocess(mask, 3) > 0, "postprocess", label,
-             "keep_largest_components(mask, n_components), then fill_holes.")
+             "the `n_components` argument must decide how many components stay, not a fixed number.")
+    _compare(got, inference.postprocess(mask, 3) > 0, "postprocess", label, _POSTPROCESS_HINT)
     for i in range(int(cases)):
         mask = _random_blobs((48, 48), n_blobs=5, holes=2, seed=seed + 200 + i)
         label = f"random blobs with holes {i + 1}"
         got = _as_binary(fn(mask), "postprocess", label, mask.shape)
-        _compare(got, inference.postprocess(mask, n_components) > 0, "postprocess", label,
-                 "keep_largest_components, then fill_holes.")
+        _compare(got, inference.postprocess(mask, n_components) > 0, "postprocess", label, _POSTPROCESS_HINT)
     ok(f"postprocess: {int(cases) + 2} cases passed.")
 
 
@@ -360,7 +361,7 @@ def _threshold_hint(got: float, probs, masks, candidates) -> str:
                                  np.concatenate([np.ravel(p) > c for p in probs])) for c in candidates]
     with np.errstate(invalid="ignore"):
         mistakes = [
-            (candidates[int(np.argmin(table.mean(axis=1)))], "that is the threshold with the WORST mean Dice: use argmax, not argmin."),
+            (candidates[int(np.argmin(table.mean(axis=1)))], "that is the threshold with the WORST mean Dice: the lowest instead of the highest."),
             (pick(table.max(axis=1)), "that candidate has the best single image; choose by the MEAN Dice over the images, not the max."),
             (pick(np.median(table, axis=1)), "that candidate has the best median; the exercise asks for the mean over the images."),
             (pick(pooled), "that is the best Dice of all pixels pooled together; compute one Dice per image, then average."),
@@ -375,8 +376,8 @@ def _threshold_hint(got: float, probs, masks, candidates) -> str:
         return matching[0]
     if matching:
         return "one of these mistakes gives this choice: " + " Or: ".join(matching)
-    return ("for each candidate t, threshold every map with `p > t`, compute each image's Dice against its mask, "
-            "average over the images, and return the candidate with the largest mean.")
+    return ("the answer is the candidate whose masks (`p > t`) have the highest mean, over the images given, of "
+            "their per-image Dice.")
 
 
 def _chosen(fn, probs, masks, candidates, label) -> float:
@@ -386,7 +387,7 @@ def _chosen(fn, probs, masks, candidates, label) -> float:
         value = float(np.asarray(raw).item())
     except (TypeError, ValueError):
         fail("choose_threshold", label, f"returned {raw!r}; expected one threshold, a number.",
-             "return the chosen candidate itself, e.g. candidates[best_index].")
+             "return the chosen candidate itself, one number.")
     if not any(np.isclose(value, c) for c in candidates):
         table = _mean_dice_table(probs, masks, candidates).mean(axis=1)
         if float(value).is_integer() and 0 <= value < len(candidates):
@@ -447,10 +448,92 @@ def check_choose_threshold(fn: Callable[..., Any], cases: int = 0, seed: int = 0
             shown = (" (mean Dice per candidate: " + ", ".join(f"{c:g}: {s:.3f}" for c, s in zip(candidates, scores))
                      + ")") if scores is not None else ""
             if label.startswith("a tie"):
-                hint = ("on a tie keep the FIRST of the tied candidates, in the order given (np.argmax does; "
-                        "a loop must replace the best only when a score is strictly larger).")
+                hint = ("on a tie keep the FIRST of the tied candidates, in the order given; yours kept "
+                        "another of them.")
             else:
                 hint = _threshold_hint(got, probs, masks, candidates)
             fail("choose_threshold", label, f"chose {got:g}, expected {expected:g}{shown}.",
                  hint + " Use only the probabilities and masks passed in: the test set must not decide.")
     ok(f"choose_threshold: {len(sets)} validation set(s), the best mean Dice chosen in each.")
+
+
+def check_postprocessing_choice(choice: Any, dice: Sequence[float], dice_clean: Sequence[float],
+                                hd95: Sequence[float], hd95_clean: Sequence[float]) -> None:
+    """Check the post-processing decision taken from the lesson's validation measurement:
+    ``choice`` (``USE_POSTPROCESSING``) must be ``True`` exactly when the step changed at
+    least one image's Dice and made neither the mean Dice nor the mean HD95 worse (the rule
+    the lesson states before the measurement).
+
+    Args:
+        choice: the learner's ``USE_POSTPROCESSING``, True or False.
+        dice: per-image validation Dice without post-processing.
+        dice_clean: the same images' Dice with post-processing.
+        hd95: per-image validation HD95 without post-processing.
+        hd95_clean: the same images' HD95 with post-processing.
+
+    Raises:
+        AssertionError: the choice is unset, not a bool, or not what the rule gives on this
+            measurement; the message names which part of the rule it breaks, never the value.
+    """
+    name = "USE_POSTPROCESSING"
+    if choice is None or choice is Ellipsis:
+        fail(name, None, "is not set yet.", "set it to True or False by the rule stated above the measurement.")
+    if not isinstance(choice, (bool, np.bool_)):
+        fail(name, None, f"got {choice!r}; expected True or False (a bool, not text or a number).")
+    dice, dice_clean = np.asarray(dice, float), np.asarray(dice_clean, float)
+    hd95, hd95_clean = np.asarray(hd95, float), np.asarray(hd95_clean, float)
+    changed = bool(np.any(np.abs(dice_clean - dice) > 1e-6))
+    dice_ok = bool(dice_clean.mean() >= dice.mean())
+    hd_ok = bool(hd95_clean.mean() <= hd95.mean())
+    expected = changed and dice_ok and hd_ok
+    if bool(choice) != expected:
+        if not expected and not changed:
+            reason = "the step changed no validation image's Dice: there is no evidence that it does anything here."
+        elif not expected and not dice_ok:
+            reason = "with the step the mean validation Dice is lower, and the rule keeps it only if neither mean gets worse."
+        elif not expected:
+            reason = "with the step the mean validation HD95 is higher, and the rule keeps it only if neither mean gets worse."
+        else:
+            reason = ("the measurement meets every condition of the rule (images changed, neither mean worse); "
+                      "read the printed lines again.")
+        fail(name, None, f"{choice} does not follow the rule on this validation measurement: {reason}")
+    ok(f"{name} = {bool(choice)}: the rule applied to the validation measurement.")
+
+
+def check_tta_choice(choice: Any, evidence: dict) -> None:
+    """Check the test-time augmentation variant chosen from the lesson's validation table:
+    among the variants whose Dice gain has a 95 % interval entirely above zero and whose mean
+    HD95 change is not positive, the one with the largest mean Dice gain; ``"none"`` when
+    no variant qualifies (the rule the lesson states before the measurement).
+
+    Args:
+        choice: the learner's ``TTA``, a variant's name or ``"none"``.
+        evidence: variant name -> ``{"dice_gain": mean, "dice_low": interval's low end,
+            "hd95_change": mean}``, measured on validation images against no TTA.
+
+    Raises:
+        AssertionError: the choice is unset, not a variant that was measured, or not the one
+            the rule picks; the message names the condition it breaks, never the answer.
+    """
+    name = "TTA"
+    options = ["none", *evidence]
+    if choice is None or choice is Ellipsis:
+        fail(name, None, "is not set yet.", f"set it to one of {options}, read from the validation table above.")
+    if not isinstance(choice, str) or choice not in options:
+        fail(name, None, f"{choice!r} is not one of the variants measured: {options}.",
+             "spell the variant's name as the table does.")
+    eligible = {variant: float(e["dice_gain"]) for variant, e in evidence.items()
+                if float(e["dice_low"]) > 0 and float(e["hd95_change"]) <= 0}
+    expected = max(eligible, key=eligible.get) if eligible else "none"
+    if choice != expected:
+        if choice == "none":
+            reason = ("at least one variant passes the rule on validation (a Dice interval entirely above zero, "
+                      "mean HD95 not worse).")
+        elif float(evidence[choice]["dice_low"]) <= 0:
+            reason = f"the Dice gain of {choice!r} has an interval that does not lie entirely above zero: it may be noise."
+        elif float(evidence[choice]["hd95_change"]) > 0:
+            reason = f"{choice!r} makes the mean HD95 worse on validation."
+        else:
+            reason = "another variant that passes the rule has a larger mean Dice gain on validation."
+        fail(name, None, f"you chose {choice!r}, but {reason}", "never look at the test data.")
+    ok(f"{name} = {choice!r}: the variant the rule picks on the validation data.")

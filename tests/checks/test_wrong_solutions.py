@@ -865,17 +865,7 @@ _r(E, checks.check_train_step, _step_trainable_variables, "trainable_variables, 
 # 05 prediction
 # ======================================================================================
 
-E = "threshold_check"
-for _label, _fn, _frag in (
-        ("bool", lambda probs, value=0.5: np.asarray(probs) > value, "uint8"),
-        (">=", lambda probs, value=0.5: (np.asarray(probs) >= value).astype(np.uint8), "strict"),
-        ("fixed 0.5", lambda probs, value=0.5: (np.asarray(probs) > 0.5).astype(np.uint8), "value"),
-        ("inverted", lambda probs, value=0.5: (np.asarray(probs) < value).astype(np.uint8), "inverted"),
-        ("float", lambda probs, value=0.5: (np.asarray(probs) > value).astype(np.float32), "uint8"),
-        ("round", lambda probs, value=0.5: np.round(probs).astype(np.uint8), "")):
-    _w(E, checks.check_threshold, _fn, _label, _frag)
-_r(E, checks.check_threshold, lambda probs, value=0.5: np.where(np.asarray(probs) > value, 1, 0).astype("uint8"),
-   "np.where")
+# threshold_check is an ungraded warm-up: its wrong solutions are in tests/checks/test_checks_prediction.py
 
 
 def _table(true_masks, pred_masks, names, *, mistake=None):
@@ -995,7 +985,7 @@ def _choose(probabilities, masks, candidates, *, mistake=None):
 _OTHER = ([np.array([[0.9, 0.6, 0.2], [0.7, 0.1, 0.55]])], [np.array([[1, 1, 0], [1, 0, 0]])])
 
 E = "choose_threshold_check"
-for _m, _frag in (("argmin", "argmin"), ("max instead of mean", "MEAN Dice"), ("last of ties", "FIRST"),
+for _m, _frag in (("argmin", "WORST"), ("max instead of mean", "MEAN Dice"), ("last of ties", "FIRST"),
                   ("index", "index"), ("the Dice", "best mean Dice itself"), ("pooled", "pooled"),
                   (">=", ">="), ("empty is 0", "empty")):
     _w(E, checks.check_choose_threshold, lambda p, m, c, mm=_m: _choose(p, m, c, mistake=mm), _m, _frag)
@@ -1004,6 +994,41 @@ _w(E, checks.check_choose_threshold, lambda p, m, c: _choose(*_OTHER, c), "decid
 _r(E, checks.check_choose_threshold, _choose, "lesson-like")
 _r(E, checks.check_choose_threshold, lambda p, m, c: max(c, key=lambda t: (
     np.mean([_dice_np(mm, np.asarray(pp) > t) for pp, mm in zip(p, m)]), -list(c).index(t))), "max with a key")
+
+
+# the post-processing decision: the rule (images changed, neither mean worse) on the measurement passed in
+_PP_HELPS = ([0.95, 0.90, 0.97], [0.95, 0.93, 0.97], [4.0, 40.0, 3.0], [4.0, 6.0, 3.0])
+_PP_NOTHING = ([0.95, 0.90], [0.95, 0.90], [4.0, 9.0], [4.0, 9.0])
+_PP_WORSE_HD = ([0.95, 0.90], [0.95, 0.91], [4.0, 9.0], [4.0, 19.0])
+E = "postprocessing_choice_check"
+for _label, _choice, _evidence, _frag in (
+        ("the opposite", False, _PP_HELPS, "every condition"), ("not set", ..., _PP_HELPS, "not set"),
+        ("as text", "ON", _PP_HELPS, "True or False"), ("as a number", 1, _PP_HELPS, "True or False"),
+        ("on although nothing changed", True, _PP_NOTHING, "changed no"),
+        ("on although HD95 got worse", True, _PP_WORSE_HD, "HD95")):
+    _w(E, lambda choice, e=_evidence: checks.check_postprocessing_choice(choice, *e), _choice, _label, _frag)
+_r(E, lambda choice: checks.check_postprocessing_choice(choice, *_PP_HELPS), True, "the rule's decision")
+_r(E, lambda choice: checks.check_postprocessing_choice(choice, *_PP_NOTHING), False, "off when nothing changed")
+_r(E, lambda choice: checks.check_postprocessing_choice(choice, *_PP_HELPS), np.True_, "a NumPy bool")
+
+# the TTA decision: among the variants with a Dice interval above zero and no worse HD95, the largest gain
+_TTA = {"flip": {"dice_gain": -0.0178, "dice_low": -0.0216, "hd95_change": 8.71},
+        "shift": {"dice_gain": 0.0003, "dice_low": 0.0001, "hd95_change": -0.12},
+        "flip + shift": {"dice_gain": 0.0019, "dice_low": 0.0016, "hd95_change": -0.24}}
+_TTA_WORSE_HD = {**_TTA, "flip + shift": {"dice_gain": 0.0019, "dice_low": 0.0016, "hd95_change": 0.5}}
+_TTA_NOISE = {**_TTA, "shift": {"dice_gain": 0.0003, "dice_low": -0.0001, "hd95_change": -0.12},
+              "flip + shift": {"dice_gain": 0.0019, "dice_low": -0.0002, "hd95_change": -0.24}}
+E = "tta_choice_check"
+for _label, _choice, _evidence, _frag in (
+        ("not set", ..., _TTA, "not set"), ("none although one passes", "none", _TTA, "at least one"),
+        ("the mirror", "flip", _TTA, "interval"), ("a smaller gain", "shift", _TTA, "larger mean Dice gain"),
+        ("misspelt", "flip+shift", _TTA, "not one of"), ("the number of views", 6, _TTA, "not one of"),
+        ("a worse HD95 ignored", "flip + shift", _TTA_WORSE_HD, "HD95 worse"),
+        ("a gain within the noise", "flip + shift", _TTA_NOISE, "interval")):
+    _w(E, lambda choice, e=_evidence: checks.check_tta_choice(choice, e), _choice, _label, _frag)
+_r(E, lambda choice: checks.check_tta_choice(choice, _TTA), "flip + shift", "the rule's choice")
+_r(E, lambda choice: checks.check_tta_choice(choice, _TTA_WORSE_HD), "shift", "the next one when the best fails")
+_r(E, lambda choice: checks.check_tta_choice(choice, _TTA_NOISE), "none", "none when none passes")
 
 
 # ======================================================================================

@@ -339,6 +339,18 @@ def _middle_bins_under_confident(outputs: str, said: tuple[str, ...]) -> str | N
     return None
 
 
+def _bins_over_confident_above_half(outputs: str, said: tuple[str, ...]) -> str | None:
+    """Lesson 05: in the reliability table, the 0.5-0.6 and 0.6-0.7 bins hold less lung than
+    their mean prediction (over-confident just above one half)."""
+    for low in ("0.5", "0.6"):
+        row = re.search(rf"^{re.escape(low)}-\d\.\d\s+\d+\s+([\d.]+)\s+([\d.]+)", outputs, flags=re.M)
+        if not row:
+            return f"the {low} row of the reliability table is not in the outputs"
+        if float(row.group(2)) >= float(row.group(1)):
+            return f"the {low} bin is {row.group(2)} lung for a mean prediction of {row.group(1)}"
+    return None
+
+
 def _post_processing_one_better(outputs: str, said: tuple[str, ...]) -> str | None:
     """Lesson 05: post-processing changed one validation mask (Dice and HD95 both better), the
     mean Dice did not get worse, and the rule switched it on."""
@@ -377,14 +389,15 @@ def _tta_validation(outputs: str, said: tuple[str, ...]) -> str | None:
     return None if "decision: TTA 'flip + shift'" in outputs else "the recipe does not take 'flip + shift'"
 
 
-def _mirror_at_half(outputs: str, said: tuple[str, ...]) -> str | None:
-    """Lesson 05: at the threshold 0.5 the mirror costs at most half its cost at the chosen threshold."""
+def _mirror_costs_as_much_at_half(outputs: str, said: tuple[str, ...]) -> str | None:
+    """Lesson 05: at the threshold 0.5 without post-processing the mirror costs within 0.001 of its
+    cost in the recipe (so the chosen threshold is not what makes it harmful)."""
     flip = re.search(_variant(_VALIDATION_TTA, "flip"), outputs, flags=re.S)
     half = re.search(r"the mirror at the threshold 0\.5, no post-processing: Dice gain ([+-]\d\.\d+)", outputs)
     if not flip or not half:
         return "the mirror's lines are not in the outputs"
     at_chosen, at_half = float(flip.group(1)), float(half.group(1))
-    return None if abs(at_half) <= abs(at_chosen) / 2 else f"the mirror costs {at_half} at 0.5 and {at_chosen} at the choice"
+    return None if abs(at_half - at_chosen) <= 0.001 else f"the mirror costs {at_half} at 0.5 and {at_chosen} in the recipe"
 
 
 def _shifts_change_little(outputs: str, said: tuple[str, ...]) -> str | None:
@@ -443,51 +456,48 @@ LEDGER: dict[str, list] = {
         Claim(r"climbing above (0\.9) within the first half of the epochs", _above_in_first_half),
     ],
     "05_prediction": [
-        Claim(r"in `SYN_0088_1` the predicted border", r"worst five:\n(?:.*\n){0,3}\s+SYN_0088_1\.png", "shown"),
-        Claim(r"in `SYN_0178_0` it reaches above", r"worst five:\n(?:.*\n){0,3}\s+SYN_0178_0\.png", "shown"),
-        Claim(r"`SYN_0088_0` shows the other kind of error(?s:.*?)little Dice \((0\.948)\)",
-              r"SYN_0088_0\.png\s+Dice (\d\.\d+)"),
-        Claim(r"the worst HD95 of the validation set \((43\.0) pixels\)", r"^validation HD95: [^\n]*max (\d+\.\d) pixels"),
-        Claim(r"the worst HD95 of the validation set", r"SYN_0088_0\.png\s+Dice [\d.]+\s+IoU [\d.]+\s+HD95 43\.0 pixels", "shown"),
+        Claim(r"in `SYN_0155_0` the predicted border", r"worst five:\n(?:.*\n){0,3}\s+SYN_0155_0\.png", "shown"),
+        Claim(r"in `SYN_0200_0`\s+it stops short", r"worst five:\n(?:.*\n){0,3}\s+SYN_0200_0\.png", "shown"),
+        Claim(r"the worst HD95 of the validation set is (7\.9) pixels", r"^validation HD95: [^\n]*max (\d+\.\d) pixels"),
         Given(r"at 0\.5 for now", CONSTANT),
         Given(r"at the threshold 0\.5\. For each image", CONSTANT),
         Given(r"both are 1\.0 when", DEFINITION),
         Given(r"give 1\.0 and 1\.0, disjoint ones 0\.0 and 0\.0", EXPECTED),
+        Given(r"gives Dice 0\.5 and IoU 0\.333", EXPECTED),
         Given(r"The threshold 0\.5 assumes", DEFINITION),
-        Claim(r"the ECE is (0\.0026)", r"expected calibration error \(validation pixels, 10 bins\): (\d\.\d+)"),
+        Claim(r"the ECE is (0\.0027)", r"expected calibration error \(validation pixels, 10 bins\): (\d\.\d+)"),
         Claim(r"(\d) of the 8 middle bins lie above the diagonal", r"with more lung than predicted: (\d) of 8"),
-        Claim(r"between 0\.3 and 0\.5 are lung more often than their score says \((0\.396) and (0\.477)",
+        Claim(r"between 0\.3 and 0\.5 are lung more often than their score says \((0\.372) and (0\.462)",
               r"^0\.3-0\.4\s+\d+\s+[\d.]+\s+([\d.]+)\n0\.4-0\.5\s+\d+\s+[\d.]+\s+([\d.]+)"),
         Claim(r"the pixels\s+the model scores between 0\.3 and 0\.5 are lung more often than their score says",
               _middle_bins_under_confident),
-        Given(r"a threshold a little below\s+0\.5", "a suggestion the next exercise tests"),
+        Claim(r"those it scores between 0\.5 and 0\.7 are lung less often", _bins_over_confident_above_half),
         Given(r"two empty masks have Dice 1\.0", DEFINITION),
         Given(r"the candidates 0\.35 and 0\.5 \(mean\s+Dice 0\.829 for both, 0\.600 at 0\.75\) it returns 0\.35", EXPECTED),
-        Claim(r"between 0\.35 and 0\.5 the mean validation Dice moves by less than 0\.001", _flat_sweep(0.35, 0.5, 0.001)),
-        Claim(r"The validation optimum is (0\.45)", r"chosen threshold (\d\.\d+):"),
-        Claim(r"\+(0\.0001) per image, with an interval from (-0\.0001)\s+to \+(0\.0003) that straddles zero",
-              r"per-image gain \+(\d\.\d+) \(95% interval ([+-]\d\.\d+) to \+(\d\.\d+)\)"),
+        Claim(r"between 0\.4 and 0\.6 the mean validation Dice moves by less than 0\.001", _flat_sweep(0.4, 0.6, 0.001)),
+        Claim(r"The validation optimum is (0\.5), the habitual threshold", r"chosen threshold (\d\.\d+):"),
         Claim(r"the gain is small", _small_post_processing_gain),
         Claim(r"the step changed one\s+validation mask, made both its Dice and its HD95 a little better",
               _post_processing_one_better),
-        Claim(r"the\s+Dice falls by (0\.0178) and HD95 rises by (8\.71) pixels",
+        Claim(r"the\s+Dice falls by (0\.0025) and HD95 rises by (1\.51) pixels",
               _VALIDATION_TTA + r"flip\s+2\s+-(\d\.\d+) \[[^\]]*\]\s+\+(\d+\.\d+)"),
-        Claim(r"at 0\.5 the\s+mirror costs much less", _mirror_at_half),
-        Claim(r"The \*\*shifts\*\* alone gain next to nothing: \+(0\.0003), with an interval\s+that only just clears zero "
-              r"\(\+(0\.0001) to \+(0\.0006)\)",
+        Claim(r"at 0\.5, without post-processing,\s+the mirror costs as much", _mirror_costs_as_much_at_half),
+        Claim(r"The \*\*shifts\*\* alone gain next to nothing: \+(0\.0002), with an interval\s+"
+              r"from \+(0\.0000) to \+(0\.0004)",
               _VALIDATION_TTA + r"shift\s+5\s+\+(\d\.\d+) \[\+(\d\.\d+), \+(\d\.\d+)\]"),
-        Claim(r"together gain (0\.0019), with an interval entirely above\s+zero and no worse HD95", _tta_validation),
+        Claim(r"together gain (0\.0016), with an interval entirely above\s+zero and no worse HD95", _tta_validation),
         Given(r"the middle 95 % of the\s+resampled means", DEFINITION),
-        Claim(r"the mirror alone costs (0\.0177) of Dice and (8\.62) pixels of\s+HD95",
+        Claim(r"the mirror alone costs (0\.0006) of Dice and (0\.81) pixels of\s+HD95",
               _TEST_TTA + r"flip\s+2\s+-(\d\.\d+) \[[^\]]*\]\s+\+(\d+\.\d+)"),
         Claim(r"the shifts alone change little", _shifts_change_little),
-        Claim(r"six views gain (0\.0020) of Dice, with an\s+interval entirely above zero, and lower HD95 by (0\.43) pixels",
+        Claim(r"six views gain (0\.0016) of Dice, with an\s+interval entirely above zero, and lower HD95 by (0\.14) pixels",
               _TEST_TTA + r"flip \+ shift\s+6\s+\+(\d\.\d+) \[\+[\d.]+, \+[\d.]+\]\s+-(\d+\.\d+)"),
         Given(r"take the 5 % most uncertain pixels", DEFINITION),
         Given(r"catch about 5 % of them", DEFINITION),
-        Claim(r"(55) % of its error pixels lie in its 5 %\s+most uncertain pixels", r"worst test image \S+: (\d+)% of its"),
-        Claim(r"the median share is (68) %", r"median (\d+)%,"),
+        Claim(r"(52) % of its error pixels lie in its 5 %\s+most uncertain pixels", r"worst test image \S+: (\d+)% of its"),
+        Claim(r"the median share is (65) %", r"median (\d+)%,"),
         Given(r"Does the best threshold move to 0\.5", "a suggestion for the learner"),
+        Given(r"the mirror at the threshold 0\.5", CONSTANT),
     ],
     "06_lung_ct_3d": [
         Claim(r"in this run neither fired", r"ReduceLROnPlateau reducing|[Ee]arly stopping", "not_shown"),
