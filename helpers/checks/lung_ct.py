@@ -746,6 +746,12 @@ def _toy_patch_model(seed: int = 0) -> keras.Model:
     with zero padding, then a sigmoid, so that a voxel's prediction depends on its neighbours
     and on where it lies in the window (near a window's edge the padding counts): windows
     that overlap disagree, and a wrong blending or a wrong placement shows.
+
+    Args:
+        seed: seed of the fixed kernel.
+
+    Returns:
+        A Keras model taking ``(B, X, Y, Z, 1)`` of any spatial size, returning the same shape.
     """
     import keras
 
