@@ -44,7 +44,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 __all__ = ["voxel_spacing", "orientation", "reorient", "to_canonical", "from_canonical",
-           "resampled_grid", "resample_to_grid", "resample_to_spacing", "median_spacing", "FillMode"]
+           "resampled_grid", "resample_to_grid", "resample_to_spacing", "round_trip", "median_spacing", "FillMode"]
 
 #: How :func:`resample_to_grid` fills points outside the source (``scipy.ndimage`` modes).
 FillMode = Literal["reflect", "grid-mirror", "constant", "grid-constant", "nearest", "mirror", "grid-wrap", "wrap"]
@@ -343,6 +343,30 @@ def resample_to_grid(volume: ArrayLike, affine: ArrayLike, shape: Sequence[int],
                                                      output_shape=out_shape, order=order, mode=mode,
                                                      cval=cval)
     return out.reshape(out_shape + array.shape[3:]).astype(dtype, copy=False)
+
+
+def round_trip(volume: ArrayLike, affine: ArrayLike, shape: Sequence[int], target_affine: ArrayLike,
+               order: int = 1) -> np.ndarray:
+    """What of ``volume`` survives a working grid: resampled onto ``(shape, target_affine)``
+    and back onto its own grid (lesson 06 measures with it the best Dice that any model
+    predicting on a candidate working grid could reach).
+
+    Args:
+        volume: ``(X, Y, Z)`` on the grid of ``affine``.
+        affine: 4 x 4 voxel-to-world matrix of ``volume``.
+        shape: the working grid's shape.
+        target_affine: the working grid's 4 x 4 affine.
+        order: interpolation order both ways (1: linear).
+
+    Returns:
+        float32 (for ``order >= 1``) array of ``volume``'s shape.
+
+    Raises:
+        ValueError: as :func:`resample_to_grid`.
+    """
+    array = _volume(volume)
+    there = resample_to_grid(array, affine, shape, target_affine, order=order)
+    return resample_to_grid(there, target_affine, array.shape, affine, order=order)
 
 
 def resample_to_spacing(volume: ArrayLike, affine: ArrayLike, spacing: float | Sequence[float], order: int = 1,

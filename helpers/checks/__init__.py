@@ -38,7 +38,7 @@ from helpers.checks.prediction import (  # lesson 05
 from helpers.checks.lung_ct import (  # lesson 06
     check_blending_weights, check_foreground_patch_start, check_lung_model, check_lung_volume, check_resampled_grid,
     check_residual_blocks, check_save_prediction, check_volumetric_dice, check_window_hu, check_window_starts,
-    check_working_spacing,
+    check_working_spacing, check_predict_volume,
 )
 from helpers.checks.liver_ct import (  # lesson 07
     check_empty_fraction_choice, check_flip_augmentation, check_kfold, check_predict_liver_volume, check_select_slices,
@@ -73,7 +73,7 @@ __all__ = [
     # 06 lung CT 3D
     "check_window_hu", "check_lung_volume", "check_volumetric_dice", "check_lung_model", "check_save_prediction",
     "check_resampled_grid", "check_foreground_patch_start", "check_window_starts", "check_blending_weights",
-    "check_residual_blocks", "check_working_spacing",
+    "check_residual_blocks", "check_working_spacing", "check_predict_volume",
     # 07 liver CT
     "check_select_slices", "check_volume_to_slices", "check_flip_augmentation", "check_kfold",
     "check_empty_fraction_choice", "check_predict_liver_volume",

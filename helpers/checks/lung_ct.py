@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = ["check_working_spacing", "check_window_hu", "check_lung_volume", "check_volumetric_dice", "check_lung_model",
            "check_save_prediction", "check_resampled_grid", "check_foreground_patch_start",
-           "check_window_starts", "check_blending_weights", "check_residual_blocks"]
+           "check_window_starts", "check_blending_weights", "check_residual_blocks", "check_predict_volume"]
 
 
 def _reference_window(volume, window):
@@ -48,16 +48,17 @@ def check_window_hu(fn: Callable[..., Any], random_cases: int = 3, seed: int = 0
     if got.shape != fixed.shape:
         fail('window_hu', "window (-1000, 300) on 5 values",
              f"expected shape {fixed.shape}, got shape {got.shape}.",
-             "return an array of the input's shape (no reduction, no channel axis).")
+             "the output has one value per input voxel: you seem to reduce or add an axis.")
     if got.dtype != np.float32:
         fail('window_hu', "window (-1000, 300)",
              f"expected dtype float32, got dtype {got.dtype}.",
-             "convert with .astype(np.float32): Keras trains in float32, and int16 HU would "
+             "the output must be float32: Keras trains in float32, and int16 HU would "
               "overflow or truncate.")
     if not np.allclose(got, expected, atol=1e-6):
-        hint = ("values outside the window must be clipped to 0 and 1 (np.clip)."
+        hint = ("values outside the window must be clipped to 0 and 1: yours leave [0, 1]."
                 if got.min() < 0 or got.max() > 1 else
-                "subtract the lower bound, then divide by the width (upper - lower).")
+                "inside the window the output must rise linearly from 0 at the lower bound to 1 at the upper "
+                "bound: compare your values at the two bounds and midway.")
         fail('window_hu', "HU [-3024, -1000, -350, 300, 1500] with window (-1000, 300)",
              f"expected {expected.tolist()}, got {np.round(got, 4).tolist()}.",
              hint)
@@ -65,7 +66,7 @@ def check_window_hu(fn: Callable[..., Any], random_cases: int = 3, seed: int = 0
     if got.shape != fixed.shape or not np.allclose(got, expected, atol=1e-6):
         fail('window_hu', "no window given: the default",
              f"expected the lung window's {expected.tolist()}, got {np.round(np.asarray(got, float), 4).tolist()}.",
-             "keep the default window=config.HU_WINDOW_LUNG, (-1000, 300) HU.")
+             "called without a window, the function must use the lung window (-1000, 300) HU: keep the default.")
     volume = np.array([[[-1024, -100], [40, 250]]], dtype=np.int16)
     before = volume.copy()
     got = np.asarray(fn(volume, window=(-150, 250)))
@@ -73,11 +74,11 @@ def check_window_hu(fn: Callable[..., Any], random_cases: int = 3, seed: int = 0
     if not np.array_equal(volume, before):
         fail('window_hu', "input volume after the call",
              "expected unchanged, got modified in place.",
-             "work on a float copy, e.g. np.asarray(volume, dtype=np.float32).")
+             "your function writes into the volume it is given: the caller's CT must stay as it was.")
     if got.shape != before.shape or not np.allclose(got, expected, atol=1e-6):
         fail('window_hu', "liver window (-150, 250) on a (1, 2, 2) volume",
              f"expected {np.round(expected, 4).tolist()}, got {np.round(np.asarray(got, float), 4).tolist()}.",
-             "use the window argument, not fixed numbers for the lung window.")
+             "you seem to use fixed numbers for the lung window: use the window argument.")
     rng = np.random.default_rng(seed)
     for case in range(random_cases):
         lower = float(rng.uniform(-1200, 0))
@@ -89,7 +90,7 @@ def check_window_hu(fn: Callable[..., Any], random_cases: int = 3, seed: int = 0
             worst = np.unravel_index(np.argmax(np.abs(np.asarray(got, float) - expected)), expected.shape)
             fail('window_hu', f"random volume {case} with window ({window[0]:.0f}, {window[1]:.0f}) at voxel {worst}",
                  f"expected {expected[worst]:.4f}, got {np.asarray(got, float)[worst]:.4f}.",
-                 "(HU - lower) / (upper - lower), then clip to [0, 1].")
+                 "linear inside the window (0 at its lower bound, 1 at its upper bound), 0 and 1 outside.")
     ok("window_hu: correct (linear in the window, clipped to [0, 1], float32).")
 
 
@@ -121,11 +122,11 @@ def check_lung_volume(fn: Callable[..., Any], random_cases: int = 3, seed: int =
              f"expected a number (mL), got {repr(got)}.",
              "return a float.")
     if abs(got - 0.16) > 1e-6:
-        hint = "the affine's diagonal has negative entries: take the absolute value of the determinant." \
-            if abs(got + 0.16) < 1e-6 else ("divide mm^3 by 1000 to get millilitres."
+        hint = "a volume is never negative: yours takes the sign of the flipped axes (negative entries)." \
+            if abs(got + 0.16) < 1e-6 else ("you seem to return cubic millimetres: 1 mL = 1000 mm^3."
                                            if abs(got - 160) < 1e-3 else
-                                           "voxel volume = |det(affine[:3, :3])| in mm^3; volume = "
-                                           "number of mask voxels x voxel volume / 1000.")
+                                           "the volume is the number of voxels where mask > 0 times the volume "
+                                           "of one voxel, in mL.")
         fail('lung_volume_ml', "100 voxels of 0.8 x 0.8 x 2.5 mm",
              f"expected 0.16 mL, got {got:g}.",
              hint)
@@ -137,8 +138,8 @@ def check_lung_volume(fn: Callable[..., Any], random_cases: int = 3, seed: int =
     if abs(got - expected) > 1e-6:
         fail('lung_volume_ml', "100 voxels with a rotated affine (spacing 0.7, 0.9, 3.0 mm)",
              f"expected {expected:.4f} mL, got {got:.4f}.",
-             "use the determinant of affine[:3, :3], not its diagonal: the "
-              "diagonal is not the spacing when the axes are rotated.")
+             "you seem to read the voxel size from the affine's diagonal: when the axes are rotated the "
+              "diagonal is not the spacing.")
     rng = np.random.default_rng(seed)
     for case in range(random_cases):
         mask = (rng.random((8, 9, 7)) > rng.uniform(0.2, 0.9)).astype(np.uint8)
@@ -147,10 +148,11 @@ def check_lung_volume(fn: Callable[..., Any], random_cases: int = 3, seed: int =
         if abs(got - expected) > 1e-6 * max(1.0, expected):
             fail('lung_volume_ml', f"random mask {case}",
                  f"expected {expected:.5f} mL, got {got:.5f}.",
-                 "a volume is never negative: take the absolute value of the determinant "
-                  "(an odd number of flipped axes makes it negative)." if abs(got + expected) < 1e-6 * max(1.0, expected)
-                  else "count the voxels where mask > 0 and multiply by |det(affine[:3, :3])| / 1000.")
-    ok("lung_volume_ml: correct (voxel count x |det(affine)| / 1000).")
+                 "a volume is never negative: yours is negative when an odd number of axes is flipped."
+                  if abs(got + expected) < 1e-6 * max(1.0, expected)
+                  else "the number of voxels where mask > 0 times the volume of one voxel (from the affine), "
+                       "in mL.")
+    ok("lung_volume_ml: correct (mask voxels x the volume of one voxel, in mL).")
 
 
 def _reference_dice(a, b):
@@ -187,14 +189,14 @@ def check_volumetric_dice(fn: Callable[..., Any], random_cases: int = 5, seed: i
         except Exception as error:  # show the learner what their function raised
             fail('volumetric_dice', case,
                  f"expected {expected:.4f}, got {type(error).__name__}: {error}.",
-                 "convert both masks to booleans first (mask > 0.5).")
+                 "the masks may be bool, integer or float: treat values above 0.5 as inside.")
         if not np.isfinite(got):
             fail('volumetric_dice', case,
                  f"expected {expected:.4f}, got {got}.",
                  "two empty masks agree perfectly: return 1.0 when "
                   "both are empty instead of dividing 0 by 0.")
         if abs(got - expected) > 1e-6:
-            hint = {"bool inputs": "bool + bool is logical or: count with np.sum on each mask, or cast to int.",
+            hint = {"bool inputs": "bool + bool is a logical or, not a count: count each mask's voxels.",
                     "half of the truth predicted": "Dice = 2 |A and B| / (|A| + |B|), summed over the whole volume."
                     }.get(case, "Dice = 2 |A and B| / (|A| + |B|); 1.0 for two empty masks.")
             fail('volumetric_dice', case, f"expected {expected:.4f}, got {got:.4f}.", hint)
@@ -212,13 +214,15 @@ def check_volumetric_dice(fn: Callable[..., Any], random_cases: int = 5, seed: i
 
 def check_lung_model(model: keras.Model, input_shape: Sequence[int] | None = None, max_parameters: int = 1_500_000,
                      depth: int | None = None, dropout: float | None = None, base_filters: int | None = None,
-                     min_depth: int = 1, min_bottleneck: int = 1, min_parameters: int = 0) -> None:
+                     min_depth: int = 1, min_bottleneck: int = 1, min_parameters: int = 0,
+                     dropout_range: tuple[float, float] | None = None) -> None:
     """Check a Keras model for 3D binary segmentation: input ``(D, H, W, 1)``, output
     ``(D, H, W, 1)`` with a sigmoid, 3D convolutions, at most ``max_parameters`` weights
     (so that it trains on a laptop CPU) and at least ``min_parameters`` (so that the budget is
     used), at least ``min_depth`` poolings and a bottleneck of
     at least ``min_bottleneck`` voxels per side; if given, exactly ``depth`` poolings, a
-    spatial dropout of rate ``dropout`` and ``base_filters`` filters in the first convolution.
+    spatial dropout of rate ``dropout`` (or of a rate within ``dropout_range``) and
+    ``base_filters`` filters in the first convolution.
 
     Args:
         model: the learner's Keras model.
@@ -230,6 +234,7 @@ def check_lung_model(model: keras.Model, input_shape: Sequence[int] | None = Non
         min_depth: the fewest poolings allowed.
         min_bottleneck: the smallest bottleneck side, in voxels.
         min_parameters: the fewest weights allowed.
+        dropout_range: ``(lowest, highest)`` spatial dropout rate allowed, or None.
 
     Raises:
         AssertionError: the check fails; the message names the case (where there is one), what was
@@ -240,36 +245,36 @@ def check_lung_model(model: keras.Model, input_shape: Sequence[int] | None = Non
     if not isinstance(model, keras.Model):
         fail('3D U-Net', "the model",
              f"expected a keras.Model, got {type(model).__name__}.",
-             "return the model built by models.build_unet(...).")
+             "model must be a Keras model (lesson 02's builder returns one).")
     shape_in = tuple(model.input_shape)
     if len(shape_in) != 5:
         fail('3D U-Net', "model input shape",
              f"expected (None, D, H, W, 1): a 3D volume with one channel, got {shape_in}.",
-             "pass a 4-number input_shape (D, H, W, 1) to build_unet: 4 numbers make it 3D.")
+             "the model must take 3D patches with one channel: four numbers in its input shape.")
     if input_shape is not None and tuple(shape_in[1:]) != tuple(input_shape):
         fail('3D U-Net', "model input shape",
              f"expected {tuple(input_shape)}, got {tuple(shape_in[1:])}.",
-             "build the model for the training grid TRAIN_SHAPE plus one channel.")
+             "build the model for the patch size plus one channel.")
     shape_out = tuple(model.output_shape)
     if shape_out[1:] != shape_in[1:4] + (1,):
         fail('3D U-Net', "model output shape",
              f"expected {shape_in[1:4] + (1,)}, got {shape_out[1:]}.",
-             "one output channel (n_classes=1) on the input's grid.")
+             "one output channel (one class) on the input's grid.")
     if not any(isinstance(layer, keras.layers.Conv3D) for layer in model.layers):
         fail('3D U-Net', "layers",
              "expected Conv3D layers, got none.",
-             "a 4-D input_shape makes build_unet use Conv3D.")
+             "a model for 3D patches convolves in 3D.")
     last = model.layers[-1]
     activation = getattr(getattr(last, "activation", None), "__name__", None)
     if activation != "sigmoid":
         fail('3D U-Net', "activation of the last layer",
              f"expected sigmoid, got {activation}.",
-             "one class (lung vs background) needs a sigmoid: n_classes=1.")
+             "one class (lung vs background) needs a sigmoid output.")
     pools = sum(type(layer).__name__.startswith("MaxPooling3D") for layer in model.layers)
     if depth is not None and pools != depth:
         fail('3D U-Net', "number of poolings (depth)",
              f"expected {depth}, got {pools}.",
-             f"depth={depth}: the encoder halves the volume {depth} times (pass depth={depth} to build_unet).")
+             f"the encoder must halve the volume {depth} times.")
     if pools < min_depth:
         fail('3D U-Net', "number of poolings (depth)",
              f"expected at least {min_depth}, got {pools}.",
@@ -284,26 +289,30 @@ def check_lung_model(model: keras.Model, input_shape: Sequence[int] | None = Non
     if dropout is not None and dropout > 0 and not any(abs(r - dropout) < 1e-9 for r in rates):
         fail('3D U-Net', "spatial dropout rate",
              f"expected {dropout}, got {rates or 'no dropout layer'}.",
-             f"pass dropout={dropout} to build_unet.")
+             f"the text asks for a spatial dropout of rate {dropout}.")
+    if dropout_range is not None and not any(dropout_range[0] - 1e-9 <= r <= dropout_range[1] + 1e-9 for r in rates):
+        fail('3D U-Net', "spatial dropout rate",
+             f"expected a rate between {dropout_range[0]} and {dropout_range[1]}, got {rates or 'no dropout layer'}.",
+             "the text asks for a little spatial dropout, within that range.")
     if dropout == 0 and any(r > 0 for r in rates):
         fail('3D U-Net', "spatial dropout rate",
              f"expected 0, got {rates}.",
-             "pass dropout=0.0 to build_unet.")
+             "the text asks for no dropout.")
     first = next((layer for layer in model.layers if isinstance(layer, keras.layers.Conv3D)), None)
     if base_filters is not None and first is not None and first.filters != base_filters:
         fail('3D U-Net', "filters of the first convolution (base_filters)",
              f"expected {base_filters}, got {first.filters}.",
-             f"pass base_filters={base_filters} to build_unet.")
+             f"the text asks for {base_filters} filters in the first level.")
     count = model.count_params()
     if count > max_parameters:
         fail('3D U-Net', "number of weights",
              f"expected at most {max_parameters:,}, got {count:,}.",
-             "a 3D U-Net grows fast: use base_filters=8 and depth=3 for a CPU.")
+             "a 3D U-Net grows fast with its filters and its levels: this one is over the CPU budget.")
     if count < min_parameters:
         fail('3D U-Net', "number of weights",
              f"expected at least {min_parameters:,}, got {count:,}: most of the budget of "
              f"{max_parameters:,} is unused.",
-             "take more filters (base_filters) or one more level (depth), as long as the bottleneck "
+             "the model can be larger (more filters or one more level) as long as the bottleneck "
              "keeps its size.")
     ok(f"3D U-Net: input {shape_in[1:]}, output {shape_out[1:]}, {count:,} weights.")
 
@@ -358,7 +367,7 @@ def check_save_prediction(fn: Callable[..., Any]) -> None:
         if not output.is_file():
             fail('save_prediction', "after the call",
                  f"expected a file {output.name}, got no file.",
-                 "write to output_path (e.g. data.save_nifti(mask, affine, output_path, force=True)).")
+                 "the mask must be written to output_path (replacing a file that is already there).")
         if returned is None or Path(returned) != output:
             fail('save_prediction', "return value",
                  f"expected the output path {output}, got {repr(returned)}.",
@@ -368,25 +377,25 @@ def check_save_prediction(fn: Callable[..., Any]) -> None:
         if saved.shape != reference_shape:
             fail('save_prediction', "shape of the saved mask",
                  f"expected {reference_shape} (the CT's grid), got {saved.shape}.",
-                 "resample the probabilities onto the grid of the reference CT before thresholding: "
-                 "geometry.resample_to_grid(probabilities, working_affine, ct.shape, ct_affine).")
+                 "resample the probabilities onto the grid of the reference CT before thresholding: yours "
+                 "has another shape.")
         if not np.allclose(image.affine, affine, atol=1e-4):
             fail('save_prediction', "affine of the saved mask",
                  f"expected {np.round(affine, 2).tolist()}, got {np.round(image.affine, 2).tolist()}.",
-                 "save with the affine of the reference CT (data.load_nifti(reference_path)[1]), not "
-                 "the working grid's or np.eye(4): otherwise the mask lands in the wrong place in a viewer.")
+                 "the mask must carry the reference CT's affine, not the working grid's or an identity: "
+                 "otherwise it lands in the wrong place in a viewer.")
         if saved.dtype != np.uint8 or not set(np.unique(saved).tolist()) <= {0, 1}:
             fail('save_prediction', "saved values",
                  f"expected uint8 in {{0, 1}}, got {saved.dtype} {np.unique(saved)[:5].tolist()}.",
-                 "threshold at 0.5 and convert with .astype(np.uint8).")
+                 "the file must hold a 0/1 mask stored as uint8, not probabilities or floats.")
         expected = geometry.resample_to_grid(probabilities, working_affine, reference_shape, affine) > 0.5
         agreement = _reference_dice(expected, saved)
         if agreement < 0.97:
             fail('save_prediction', "saved mask against the probabilities resampled in millimetres",
                  f"expected Dice >= 0.97, got {agreement:.3f}.",
-                 "the working grid is reoriented (RAS) and has another spacing: resizing the array to the CT's "
-                 "shape flips and shifts it. Resample in millimetres with geometry.resample_to_grid(probabilities, "
-                 "working_affine, ct.shape, ct_affine) (linear), then threshold at 0.5.")
+                 "the saved mask is not where the probabilities are in the patient: the working grid is "
+                 "reoriented (RAS) and has another spacing, so a resized, transposed or wrongly mapped array "
+                 "is flipped or shifted. Every CT voxel needs the probability at its own point in millimetres.")
         empty_output = folder / "case" / "empty.nii.gz"
         call(fn, 'save_prediction', "an all-zero prediction", np.zeros_like(probabilities), working_affine.copy(),
              reference, empty_output, allow_none=True)
@@ -395,8 +404,8 @@ def check_save_prediction(fn: Callable[..., Any]) -> None:
             got = "no file" if empty is None else f"{int(np.count_nonzero(empty))} foreground voxels"
             fail('save_prediction', "an all-zero prediction",
                  f"expected an empty mask on the CT's grid, got {got}.",
-                 "threshold the probabilities at a fixed 0.5 (not at their mean or after dividing by "
-                 "their maximum): a prediction of no lung is an empty mask.")
+                 "the threshold is a fixed 0.5, whatever the probabilities are (not relative to their mean "
+                 "or maximum): a prediction of no lung is an empty mask.")
     ok("save_prediction: correct (CT grid, CT affine, uint8 {0, 1}).")
 
 
@@ -459,12 +468,13 @@ def check_resampled_grid(fn: Callable[..., Any], random_cases: int = 3, seed: in
                                              / np.broadcast_to(spacing, (3,)))).astype(int)
             inverted = np.maximum(1, np.round(np.asarray(shape) * np.broadcast_to(spacing, (3,))
                                              / current)).astype(int)
-            hint = ("the spacing is the norm of each column of affine[:3, :3], not its diagonal: a rotated "
-                    "affine holds cosines times spacings on the diagonal." if tuple(diagonal) == got_shape else
-                    "new voxels = old voxels x old spacing / new spacing: a coarser spacing gives fewer voxels."
+            hint = ("you seem to read the spacing from the diagonal: the spacing of an axis is the length "
+                    "of its column, and a rotated affine holds cosines times spacings on the diagonal."
+                    if tuple(diagonal) == got_shape else
+                    "a coarser spacing must give fewer voxels: yours gives more."
                     if tuple(inverted) == got_shape else
-                    "round(n * old_spacing / new_spacing), at least 1, per axis (np.round, not int() or "
-                    "floor; keep the axis order i, j, k).")
+                    "the same field of view, rounded to the nearest whole number of voxels (not rounded down), "
+                    "at least 1, per axis in the order i, j, k.")
             fail(name, label, f"expected shape {expected_shape}, got {got_shape}.", hint)
         try:
             got_affine = np.asarray(got_affine, dtype=float)
@@ -472,29 +482,26 @@ def check_resampled_grid(fn: Callable[..., Any], random_cases: int = 3, seed: in
             got_affine = np.zeros(0)
         if got_affine.shape != (4, 4):
             fail(name, label, "expected a 4 x 4 affine as the second result.",
-                 "start from a copy of the affine and change its first three columns and its translation.")
+                 "the second result is the new grid's 4 x 4 affine.")
         if not np.allclose(got_affine[:3, :3], expected_affine[:3, :3], atol=1e-6):
             got_spacing = np.sqrt((got_affine[:3, :3] ** 2).sum(axis=0))
-            hint = ("each *column* j of affine[:3, :3] is scaled by new_spacing[j] / old_spacing[j] "
-                    "(matrix * ratio, broadcasting along the last axis), not each row."
+            hint = ("each axis is a *column* of affine[:3, :3]: the spacings land on the wrong axes, as if "
+                    "rows were scaled."
                     if np.allclose(np.sort(got_spacing), np.sort(np.sqrt((expected_affine[:3, :3] ** 2).sum(axis=0))))
                     or not np.allclose(got_spacing, np.sqrt((expected_affine[:3, :3] ** 2).sum(axis=0)), atol=1e-6)
-                    else "keep the directions (and signs) of the columns: scale them, do not replace them with "
-                         "a diagonal.")
+                    else "every axis keeps its direction (and sign) in the patient: yours changed one.")
             fail(name, label, f"expected affine[:3, :3] =\n{np.round(expected_affine[:3, :3], 4)}\n"
                  f"got\n{np.round(got_affine[:3, :3], 4)}.", hint)
         if not np.allclose(got_affine[:3, 3], expected_affine[:3, 3], atol=1e-4):
-            hint = ("the translation is unchanged, so voxel 0 stays put and the volume shifts: the centre of the "
-                    "field of view, affine @ (n - 1) / 2, must stay where it was."
-                    if np.allclose(got_affine[:3, 3], affine[:3, 3]) else
-                    "place the new grid so that its centre, new_affine[:3, :3] @ (new_shape - 1) / 2 + t_new, equals "
-                    "the old centre, affine[:3, :3] @ (shape - 1) / 2 + t.")
+            hint = ("the translation is unchanged, so voxel 0 stays put and the grid's centre moves: the centre "
+                    "must stay where it was." if np.allclose(got_affine[:3, 3], affine[:3, 3]) else
+                    "the grid's centre (midway between its first and last voxel centres, in mm) moved.")
             fail(name, label, f"expected translation {np.round(expected_affine[:3, 3], 3).tolist()}, "
                  f"got {np.round(got_affine[:3, 3], 3).tolist()}.", hint)
         if not np.allclose(got_affine[3], [0, 0, 0, 1]):
             fail(name, label, f"the last row of the affine must stay [0, 0, 0, 1], got {got_affine[3].tolist()}.")
     ok(f"{name}: correct on {len(cases)} grids (flipped, rotated, one spacing for all axes): "
-       "spacing from the column norms, round(n * old / new) voxels, centre kept.")
+       "directions kept, the new spacing, the same field of view and centre.")
 
 
 def check_foreground_patch_start(fn: Callable[..., Any], random_cases: int = 20, seed: int = 0) -> None:
@@ -538,19 +545,19 @@ def check_foreground_patch_start(fn: Callable[..., Any], random_cases: int = 20,
         if got == expected:
             continue
         unclipped = tuple(int(v - p // 2) for v, p in zip(voxel, size))
-        hint = ("that is the voxel itself: the voxel would sit at the patch's corner. Subtract patch_size // 2."
-                if got == tuple(voxel) else
-                "clip the start into [0, shape - patch_size] so that the patch stays inside the volume."
+        hint = ("that is the voxel itself: the voxel would sit at the patch's corner, not at its voxel "
+                "patch_size // 2." if got == tuple(voxel) else
+                "the patch sticks out of the volume near a border: it must be moved (clipped) to lie inside, "
+                "its start between 0 and shape - patch_size."
                 if got == unclipped else
-                "the upper bound of a start is shape - patch_size (the last start where the patch still fits), "
-                "not shape - 1." if got == tuple(int(np.clip(u, 0, n - 1)) for u, n in zip(unclipped, vol)) else
-                "the centre voxel of a patch is its index patch_size // 2 (for an even size, the second of the "
-                "two middle voxels): start = voxel - patch_size // 2, then clipped."
+                "near the upper border the patch still sticks out: the largest start at which it fits is "
+                "shape - patch_size." if got == tuple(int(np.clip(u, 0, n - 1)) for u, n in zip(unclipped, vol)) else
+                "for an even size the voxel must be the patch's voxel patch_size // 2, the second of the two "
+                "middle voxels: yours is one voxel off."
                 if got == tuple(int(np.clip(v - (p - 1) // 2, 0, n - p)) for v, p, n in zip(voxel, size, vol)) else
-                "work axis by axis: start = clip(voxel - patch_size // 2, 0, shape - patch_size); keep the order "
-                "of the axes.")
+                "compare with the worked cases axis by axis, and keep the order of the axes.")
         fail(name, label, f"expected start {expected}, got {got}.", hint)
-    ok(f"{name}: correct on {len(cases)} cases (centred on the voxel, clipped to stay inside the volume).")
+    ok(f"{name}: correct on {len(cases)} cases (centred on the voxel, kept inside the volume).")
 
 
 def check_window_starts(fn: Callable[..., Any], seed: int = 0, random_cases: int = 20) -> None:
@@ -592,15 +599,17 @@ def check_window_starts(fn: Callable[..., Any], seed: int = 0, random_cases: int
         if got == expected:
             continue
         step = max(1, int(patch * (1 - overlap)))
-        hint = ("the last window must end exactly at the border: append length - patch (the voxels after the "
-                "last full step are otherwise never predicted)." if got == expected[:-1] or
+        hint = ("the last window must end exactly at the border: the voxels after the last regular window "
+                "are otherwise never predicted." if got == expected[:-1] or
                 (got and got[-1] < length - patch) else
-                "a window sticks out of the volume: the largest start is length - patch." if got and got[-1] > length - patch
-                else "a start appears twice: when the steps already reach length - patch, do not add it again "
-                     "(range(0, length - patch, step) stops before it)." if len(set(got)) < len(got) else
-                f"the step is int(patch * (1 - overlap)) = {step} here (overlap is the *shared* fraction), "
-                "and at least 1." if got[:2] != expected[:2] else
-                "starts go 0, step, 2 * step, ... below length - patch, then length - patch.")
+                "a window sticks out of the volume: no window may end past the border."
+                if got and got[-1] > length - patch
+                else "a start appears twice: when a regular window already ends at the border, it is the last one."
+                if len(set(got)) < len(got) else
+                f"the step between regular windows is {step} voxels here: overlap is the share two consecutive "
+                "windows have in common (not the share they advance), and the step is at least 1."
+                if got[:2] != expected[:2] else
+                "compare with the expected starts: regular steps from 0, then one window ending at the border.")
         fail(name, label, f"expected {expected}, got {got}.", hint)
     ok(f"{name}: correct on {len(cases)} axes (every voxel covered, last window at the border, no repeats).")
 
@@ -636,26 +645,27 @@ def check_blending_weights(fn: Callable[..., Any], seed: int = 0, random_cases: 
         got = np.asarray(got)
         if got.shape != expected.shape:
             fail(name, label, f"expected shape {expected.shape}, got {got.shape}.",
-                 "one weight per voxel of the window: the outer product of one profile per axis, in the axis "
-                 "order of patch_size.")
+                 "one weight per voxel of the window, its axes in the order of patch_size: yours has another "
+                 "shape.")
         if got.dtype != np.float32:
-            fail(name, label, f"expected float32, got {got.dtype}.", "convert with .astype(np.float32).")
+            fail(name, label, f"expected float32, got {got.dtype}.", "the weights must be float32.")
         if np.allclose(got, expected, rtol=1e-4, atol=1e-6):
             continue
         flipped = all(np.allclose(got, np.flip(got, axis)) for axis in range(3))
         one_sigma = [np.exp(-(np.arange(n) - (n - 1) / 2) ** 2 / (2 * (sigma_scale * max(size)) ** 2)) for n in size]
         one_sigma = np.maximum(np.einsum("i,j,k->ijk", *one_sigma), 1e-3)
-        hint = ("the weights must be symmetric along every axis: the centre of n voxels is (n - 1) / 2, not n / 2."
+        hint = ("the weights must be symmetric along every axis: your centre is off by half a voxel (the "
+                "centre of an axis lies midway between its first and last voxel)."
                 if not flipped else
-                "the weights are 1 at the centre, not normalised to a sum of 1 (keep exp(...) as it is)."
+                "the peak of each profile is 1 at the centre: yours look normalised (to a sum of 1?)."
                 if got.max() < 0.5 * expected.max() else
-                "no voxel may get (almost) zero weight: clamp below with np.maximum(weights, 1e-3) (a corner "
-                "voxel covered by one window only would otherwise be divided by ~0)."
+                "no voxel may get (almost) zero weight: none below 1e-3 (a corner voxel covered by one window "
+                "only would otherwise be divided by ~0)."
                 if got.min() < 0.999e-3 else
-                "sigma differs per axis: sigma = sigma_scale * n with each axis's own n."
+                "sigma differs per axis: sigma_scale times each axis's own n, not one sigma for all."
                 if np.allclose(got, one_sigma, rtol=1e-4, atol=1e-6) else
-                "per axis exp(-(i - (n - 1) / 2)**2 / (2 * sigma**2)), sigma = sigma_scale * n; the product over "
-                "the axes; then np.maximum(weights, 1e-3).")
+                "compare one axis's profile with a Gaussian of peak 1 at the axis's centre and a standard "
+                "deviation of sigma_scale * n voxels.")
         worst = np.unravel_index(np.argmax(np.abs(got.astype(float) - expected)), expected.shape)
         fail(name, label, f"at voxel {tuple(int(i) for i in worst)} expected {expected[worst]:.5f}, "
              f"got {float(got[worst]):.5f}.", hint)
@@ -681,7 +691,7 @@ def check_residual_blocks(model: keras.Model) -> None:
     if adds == 0:
         fail('3D U-Net', "blocks",
              "expected residual blocks (a shortcut added to each block's output), got plain blocks.",
-             'pass block="residual" to models.build_unet.')
+             "the text asks for residual blocks: lesson 02's builder has an option for them.")
     ok(f"3D U-Net: {adds} residual blocks.")
 
 
@@ -727,3 +737,99 @@ def check_working_spacing(spacing: Any, table: Sequence[Sequence[float]], max_wi
              "Within the budget, the finer grid keeps more of the boundary (see the table's last column): "
              "take the finest that fits.")
     ok(f"WORKING_SPACING = {match:g} mm: the finest spacing of the table within {max_windows} windows per case.")
+
+
+# --------------------------------------------------------------------------- the whole volume
+
+def _toy_patch_model(seed: int = 0) -> keras.Model:
+    """A small fixed 3D model for :func:`check_predict_volume`: one 3 x 3 x 3 convolution
+    with zero padding, then a sigmoid, so that a voxel's prediction depends on its neighbours
+    and on where it lies in the window (near a window's edge the padding counts): windows
+    that overlap disagree, and a wrong blending or a wrong placement shows.
+
+    Args:
+        seed: seed of the fixed kernel.
+
+    Returns:
+        A Keras model taking ``(B, X, Y, Z, 1)`` of any spatial size, returning the same shape.
+    """
+    import keras
+
+    inputs = keras.Input((None, None, None, 1))
+    layer = keras.layers.Conv3D(1, 3, padding="same", activation="sigmoid")
+    model = keras.Model(inputs, layer(inputs), name="toy_patch_model")
+    rng = np.random.default_rng(seed)
+    kernel = rng.uniform(0.2, 1.0, (3, 3, 3, 1, 1)).astype(np.float32)
+    layer.set_weights([kernel * 4.0 / kernel.sum(), np.array([-2.0], np.float32)])
+    return model
+
+
+def check_predict_volume(fn: Callable[..., Any], random_cases: int = 0, seed: int = 0) -> None:
+    """Check ``fn(model, volume, patch_size, overlap=0.5) -> probabilities``: a whole volume
+    predicted window by window, the windows placed on every combination of
+    :func:`helpers.inference.window_starts` along the axes, each window's prediction weighted
+    by the Gaussian :func:`helpers.inference.blending_weights`, the weighted sum divided by
+    the summed weights at every voxel; float32 ``(X, Y, Z)``, input untouched. A small fixed
+    convolutional model whose prediction near a window's edge differs from that at its centre,
+    on asymmetric volumes and patches, overlaps 0.5 and 0.25, and one window only.
+
+    Args:
+        fn: the function to check (the learner's, or the reference).
+        random_cases: the number of random cases tried after the fixed ones.
+        seed: seed of the random cases and of the model.
+
+    Raises:
+        AssertionError: the check fails; the message names the case (where there is one), what was
+            expected and what came back, with a hint.
+    """
+    from helpers import inference
+
+    name = "predict_volume"
+    model = _toy_patch_model(seed)
+    rng = np.random.default_rng(seed)
+    cases: list[tuple[str, tuple[int, ...], tuple[int, ...], float]] = [
+        ("volume (20, 17, 13), patch (8, 8, 6), overlap 0.5", (20, 17, 13), (8, 8, 6), 0.5),
+        ("volume (23, 15, 12), patch (10, 6, 7), overlap 0.25", (23, 15, 12), (10, 6, 7), 0.25),
+        ("volume (8, 6, 5) = one window", (8, 6, 5), (8, 6, 5), 0.5)]
+    for case in range(random_cases):
+        patch = tuple(int(n) for n in rng.integers(4, 10, 3))
+        shape = tuple(int(p + rng.integers(0, 12)) for p in patch)
+        cases.append((f"random case {case}: volume {shape}, patch {patch}, overlap 0.5", shape, patch, 0.5))
+    for label, shape, patch, overlap in cases:
+        grid = np.stack(np.meshgrid(*[np.linspace(0, 1, n) for n in shape], indexing="ij"), -1)
+        volume = (0.5 * grid[..., 0] + 0.3 * grid[..., 1] ** 2 + 0.2 * rng.random(shape)).astype(np.float32)
+        before = volume.copy()
+        expected = inference.sliding_window(model, volume, patch, overlap, progress=False)
+        got = call(fn, name, label, model, volume, patch, overlap)
+        if not np.array_equal(volume, before):
+            fail(name, label, "expected the volume unchanged, got it modified in place.",
+                 "your function writes into the volume it is given.")
+        try:
+            got = np.asarray(got)
+        except (TypeError, ValueError):
+            fail(name, label, f"expected an array of shape {shape}, got {type(got).__name__}.")
+        if got.shape != expected.shape:
+            hint = ("one probability per voxel, without a channel axis." if got.shape[:3] == shape else
+                    "the probabilities lie on the volume's own grid, its axes in the same order.")
+            fail(name, label, f"expected shape {expected.shape}, got {got.shape}.", hint)
+        if got.dtype != np.float32:
+            fail(name, label, f"expected float32, got {got.dtype}.", "the probabilities must be float32.")
+        if np.allclose(got, expected, atol=2e-5):
+            continue
+        plain = inference.sliding_window(model, volume, patch, overlap, blend="constant", progress=False)
+        if not np.all(np.isfinite(got)) or (got == 0).any():
+            hint = ("some voxels got no prediction (zero or NaN): the windows must cover every voxel, the last "
+                    "one ending at the border of every axis.")
+        elif got.max() > 1.0 + 1e-5:
+            hint = ("probabilities above 1: every voxel's weighted sum must be divided by the sum of the weights "
+                    "it received.")
+        elif np.allclose(got, plain, atol=2e-5):
+            hint = ("you seem to take a plain mean of the windows: each window's prediction counts with its "
+                    "blending weight at the voxel's place in that window.")
+        else:
+            hint = ("a window's prediction must land where the window was cut from, and every voxel gets the "
+                    "weighted mean of all windows that contain it.")
+        worst = np.unravel_index(np.argmax(np.abs(got.astype(float) - expected)), expected.shape)
+        fail(name, label, f"at voxel {tuple(int(i) for i in worst)} expected {expected[worst]:.5f}, "
+             f"got {float(got[worst]):.5f}.", hint)
+    ok(f"{name}: correct on {len(cases)} volumes (every window, Gaussian-weighted mean, float32 (X, Y, Z)).")

@@ -1070,35 +1070,13 @@ def _volume_ml(mask, affine, *, mistake=None):
 
 
 E = "lung_volume_check"
-for _m, _frag in (("no abs", "absolute value"), ("diagonal product", "diagonal"), ("count only", ""),
+for _m, _frag in (("no abs", "never negative"), ("diagonal product", "diagonal"), ("count only", ""),
                   ("mm3", "1000"), ("first spacing cubed", "")):
     _w(E, checks.check_lung_volume, lambda mask, affine, m=_m: _volume_ml(mask, affine, mistake=m), _m, _frag)
 _r(E, checks.check_lung_volume, _volume_ml, "lesson-like")
 
 
-def _vdice(t, p, *, mistake=None):
-    a, b = np.asarray(t) > 0.5, np.asarray(p) > 0.5
-    total = int(a.sum()) + int(b.sum())
-    if total == 0:
-        return 0.0 if mistake == "empty is 0" else 1.0
-    inter = np.logical_and(a, b).sum()
-    if mistake == "per slice":
-        scores = [(2 * np.logical_and(a[..., k], b[..., k]).sum() + 1) / (a[..., k].sum() + b[..., k].sum() + 1)
-                  for k in range(a.shape[-1])]
-        return float(np.mean(scores))
-    if mistake == "iou":
-        return float(inter / np.logical_or(a, b).sum())
-    if mistake == "accuracy":
-        return float(np.mean(a == b))
-    if mistake == "smoothed":
-        return float((2.0 * inter + 1.0) / (total + 1.0))
-    return float(2.0 * inter / total)
-
-
-E = "volumetric_dice_check"
-for _m in ("smoothed", "empty is 0", "per slice", "iou", "accuracy"):
-    _w(E, checks.check_volumetric_dice, lambda t, p, m=_m: _vdice(t, p, mistake=m), _m)
-_r(E, checks.check_volumetric_dice, _vdice, "lesson-like")
+# volumetric_dice (Exercise 6.3) is an ungraded warm-up: its wrong solutions are in tests/datasets/test_lung_ct.py.
 
 
 def _grid(shape, affine, spacing, *, mistake=None):
@@ -1196,7 +1174,7 @@ def _blend(patch_size, sigma_scale=0.125, *, mistake=None):
 
 
 E = "blending_weights_check"
-for _m, _frag in (("centre n / 2", "(n - 1) / 2"), ("one sigma", "own n"), ("sum to one", "centre"),
+for _m, _frag in (("centre n / 2", "symmetric"), ("one sigma", "own n"), ("sum to one", "centre"),
                   ("no clamp", "1e-3"), ("float64", "float32"), ("transposed", "shape")):
     _w(E, checks.check_blending_weights, lambda p, sigma_scale=0.125, m=_m: _blend(p, sigma_scale, mistake=m), _m, _frag)
 _r(E, checks.check_blending_weights, _blend, "lesson-like")
@@ -1209,7 +1187,7 @@ def _unet3d_cell(model):
     """Lesson 06's visible check (the hidden part adds no requirement: at least 300 000
     weights and residual blocks are asked by the visible check too)."""
     checks.check_lung_model(model, PATCH_06, max_parameters=400_000, min_parameters=300_000, min_depth=2,
-                         min_bottleneck=3, dropout=0.05)
+                         min_bottleneck=3, dropout_range=(0.01, 0.1))
     checks.check_residual_blocks(model)
 
 
@@ -1225,12 +1203,14 @@ for _label, _make, _frag in (
         ("depth 1", lambda: _res(PATCH_06, depth=1, base_filters=32, dropout=0.05), "at least 2"),
         ("6 filters, depth 3: budget unused", lambda: _res(PATCH_06, depth=3, base_filters=6, dropout=0.05), "at least 300,000"),
         ("no dropout", lambda: _res(PATCH_06, depth=3, base_filters=8, dropout=0.0), "dropout"),
+        ("too much dropout", lambda: _res(PATCH_06, depth=3, base_filters=8, dropout=0.3), "between 0.01 and 0.1"),
         ("plain blocks", lambda: _unet(PATCH_06, depth=3, base_filters=8, dropout=0.05), "residual"),
         ("2D slice model", lambda: _res((32, 32, 1), depth=3, base_filters=8, dropout=0.05), "3D"),
         ("built for another patch", lambda: _res((32, 32, 16, 1), depth=3, base_filters=8, dropout=0.05), "")):
     WRONG.append((E, _label, lambda make=_make: _unet3d_cell(make()), (_frag,) if _frag else ()))
 RIGHT.append((E, "depth 3, 8 filters", lambda: _unet3d_cell(_res(PATCH_06, depth=3, base_filters=8, dropout=0.05))))
 RIGHT.append((E, "depth 2, 16 filters", lambda: _unet3d_cell(_res(PATCH_06, depth=2, base_filters=16, dropout=0.05))))
+RIGHT.append((E, "dropout 0.1", lambda: _unet3d_cell(_res(PATCH_06, depth=3, base_filters=8, dropout=0.1))))
 
 
 def _save(probabilities, working_affine, reference_path, output_path, *, mistake=None):
@@ -1271,6 +1251,52 @@ def _save_normalised(probabilities, working_affine, reference_path, output_path)
 
 _w(E, checks.check_save_prediction, _save_normalised, "normalised by the maximum", "all-zero")
 _r(E, checks.check_save_prediction, _save, "lesson-like")
+
+
+def _predict_volume(model, volume, patch_size, overlap=0.5, *, mistake=None):
+    from helpers import inference
+
+    volume = np.asarray(volume, np.float32)
+    starts = [inference.window_starts(n, p, overlap) for n, p in zip(volume.shape, patch_size)]
+    if mistake == "no last window":
+        starts = [s[:-1] or s for s in starts]
+    weights = inference.blending_weights(patch_size)
+    if mistake == "plain mean":
+        weights = np.ones_like(weights)
+    total = np.zeros(volume.shape, np.float32)
+    summed = np.zeros(volume.shape, np.float32)
+    for x in starts[0]:
+        for y in starts[1]:
+            for z in starts[2]:
+                where = (slice(x, x + patch_size[0]), slice(y, y + patch_size[1]), slice(z, z + patch_size[2]))
+                prediction = np.asarray(model.predict_on_batch(volume[where][None, ..., None]))[0, ..., 0]
+                total[where] += weights * prediction
+                summed[where] += 1.0 if mistake == "divided by the count" else weights
+    if mistake == "weighted sum":
+        return total
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = total / summed
+    if mistake == "channel axis kept":
+        return out[..., None]
+    if mistake == "float64":
+        return out.astype(np.float64)
+    return out
+
+
+E = "predict_volume_check"
+for _m, _frag in (("plain mean", "plain mean"), ("weighted sum", "divided"), ("no last window", "every voxel"),
+                  ("divided by the count", ""), ("channel axis kept", "channel"), ("float64", "float32")):
+    _w(E, checks.check_predict_volume, lambda m_, v, p, o=0.5, m=_m: _predict_volume(m_, v, p, o, mistake=m), _m, _frag)
+_r(E, checks.check_predict_volume, _predict_volume, "lesson-like, one window at a time")
+
+
+def _course_sliding_window(model, volume, patch_size, overlap=0.5):
+    from helpers import inference
+
+    return inference.sliding_window(model, volume, patch_size, overlap, progress=False)
+
+
+_r(E, checks.check_predict_volume, _course_sliding_window, "the course's sliding window")
 
 
 # ======================================================================================
@@ -1376,7 +1402,7 @@ for _m in ("duplicates kept", "no shuffle", "global random", "floor blocks", "tr
 _r(E, checks.check_kfold, _kfold, "lesson-like")
 
 
-def _predict_volume(model, volume_hu, size=64, *, mistake=None):
+def _predict_liver_volume(model, volume_hu, size=64, *, mistake=None):
     from helpers import slices
 
     z_all = np.arange(volume_hu.shape[2])
@@ -1396,12 +1422,12 @@ def _predict_volume(model, volume_hu, size=64, *, mistake=None):
     return (out >= 0.5).astype(np.float32) if mistake == "thresholded" else out
 
 
-E = "predict_volume_check"
+E = "predict_liver_volume_check"
 for _m, _frag in (("raw HU", "[0, 1]"), ("no model", "run the model"), ("not transposed back", "transposed"),
                   ("slices first", "LAST axis"), ("mirrored", "mirrored"), ("thresholded", "0/1 mask")):
-    _w(E, checks.check_predict_liver_volume, lambda mo, v, size=64, m=_m: _predict_volume(mo, v, size, mistake=m),
+    _w(E, checks.check_predict_liver_volume, lambda mo, v, size=64, m=_m: _predict_liver_volume(mo, v, size, mistake=m),
        _m, _frag)
-_r(E, checks.check_predict_liver_volume, _predict_volume, "model called, one 3D resize")
+_r(E, checks.check_predict_liver_volume, _predict_liver_volume, "model called, one 3D resize")
 _r(E, checks.check_predict_liver_volume, lambda mo, v, size=64: np.stack(
     [resize(p, v.shape[1::-1], order=1).T for p in mo.predict(_to_slices(v, np.zeros(v.shape), np.arange(v.shape[2]),
                                                                          size)[0], verbose=0)[..., 0]], axis=-1),
@@ -1601,6 +1627,8 @@ def test_every_graded_exercise_is_covered():
     right_ids = {exercise for exercise, *_ in RIGHT}
     graded = _graded_exercises()
     assert len(graded) >= 24
+    # the catalogue is keyed by grade_id: two lessons with one id would share (and mix) their cases
+    assert len(graded) == len(set(graded)), sorted({g for g in graded if graded.count(g) > 1})
     thin = {e: counts.get(e, 0) for e in graded if counts.get(e, 0) < 5}
     assert not thin, f"graded exercises with fewer than five wrong solutions here: {thin}"
     assert not set(graded) - right_ids, f"no legitimate variant for {sorted(set(graded) - right_ids)}"

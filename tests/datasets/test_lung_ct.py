@@ -412,7 +412,7 @@ def test_lesson_06_references_pass_their_checks(tmp_path):
     assert metrics.volumetric_dice(np.zeros((3, 3, 3)), np.zeros((3, 3, 3))) == 1.0
     model = models.reference_model((32, 32, 32))
     checks.check_lung_model(model, (32, 32, 32, 1), max_parameters=400_000, min_parameters=300_000, min_depth=2,
-                         min_bottleneck=3, dropout=0.05)
+                         min_bottleneck=3, dropout_range=(0.01, 0.1))
     checks.check_residual_blocks(model)
     checks.check_save_prediction(inference.save_prediction)
     from helpers import geometry, patches
@@ -447,3 +447,40 @@ def test_lesson_06_checks_ask_what_the_hidden_tests_ask(tmp_path):
     with pytest.raises(AssertionError, match="at least 300,000"):
         checks.check_lung_model(small, (32, 32, 24, 1), max_parameters=400_000, min_parameters=300_000,
                              min_depth=2, min_bottleneck=3, dropout=0.05)
+
+
+# Exercise 6.3 (volumetric Dice) is an ungraded warm-up: its wrong solutions live here, not in
+# tests/checks/test_wrong_solutions.py (graded exercises only).
+
+def _vdice(t, p, *, mistake=None):
+    a, b = np.asarray(t) > 0.5, np.asarray(p) > 0.5
+    total = int(a.sum()) + int(b.sum())
+    if total == 0:
+        return 0.0 if mistake == "empty is 0" else 1.0
+    inter = np.logical_and(a, b).sum()
+    if mistake == "per slice":
+        scores = [(2 * np.logical_and(a[..., k], b[..., k]).sum() + 1) / (a[..., k].sum() + b[..., k].sum() + 1)
+                  for k in range(a.shape[-1])]
+        return float(np.mean(scores))
+    if mistake == "iou":
+        return float(inter / np.logical_or(a, b).sum())
+    if mistake == "accuracy":
+        return float(np.mean(a == b))
+    if mistake == "smoothed":
+        return float((2.0 * inter + 1.0) / (total + 1.0))
+    return float(2.0 * inter / total)
+
+
+@pytest.mark.parametrize("mistake", ["smoothed", "empty is 0", "per slice", "iou", "accuracy"])
+def test_check_volumetric_dice_catches_the_warm_ups_wrong_solutions(mistake):
+    from helpers.checks import lung_ct as lesson_checks
+
+    with pytest.raises(AssertionError):
+        lesson_checks.check_volumetric_dice(lambda t, p: _vdice(t, p, mistake=mistake))
+
+
+def test_check_volumetric_dice_accepts_the_warm_ups_answer(capsys):
+    from helpers.checks import lung_ct as lesson_checks
+
+    lesson_checks.check_volumetric_dice(_vdice)
+    assert "✓ volumetric_dice" in capsys.readouterr().out

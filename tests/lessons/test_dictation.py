@@ -5,9 +5,7 @@
   ``Dictated: D of T points.`` line adds the table up;
 * the notes README's summary table is the one :func:`helpers.tools.dictation.summary_table`
   renders from those files, and the figure its text states is the table's;
-* at most 10 % of each lesson's points are dictated (so at most 10 % of the course's). The
-  lessons not yet rewritten for it are listed in ``PENDING`` and expected to fail, strictly:
-  a lesson that reaches the goal must leave the list, and the list empties when issue 27 closes;
+* at most 10 % of each lesson's points are dictated (so at most 10 % of the course's);
 * an exercise the notes call *not dictated* names none of its answer's distinctive calls or
   keyword values in its own text (markdown, hint, released code): the mechanical half of the
   reader's verdict.
@@ -31,8 +29,6 @@ GRADED = [path.name for path in sorted((REPO_ROOT / "answers").iterdir())
           if path.is_dir() and path.name[:2].isdigit() and path.name not in UNGRADED_LESSONS
           and path.name != "00_start_here"]
 COURSE_GOAL = 0.10
-# Lessons whose exercises still dictate more than COURSE_GOAL of their points (issue 27 open).
-PENDING = {"06_lung_ct_3d"}
 
 
 def notes_problems(lesson: str, notes_path: Path | None = None, answer: Path | None = None) -> list[str]:
@@ -95,18 +91,12 @@ def test_notes_readme_table_is_rendered_from_the_notes_and_states_its_figure():
         round(100 * dictated / total, 1), dictated, total), "the README's measured figure is not the table's"
 
 
-@pytest.mark.parametrize("lesson", [
-    pytest.param(lesson, marks=pytest.mark.xfail(strict=True, reason="issue 27 open: lesson not yet rewritten"))
-    if lesson in PENDING else lesson for lesson in GRADED])
+@pytest.mark.parametrize("lesson", GRADED)
 def test_at_most_the_goal_share_of_a_lessons_points_is_dictated(lesson):
     tally = dictation.tally(lesson)
     assert tally.dictated <= COURSE_GOAL * tally.total, (
         f"{lesson}: {tally.dictated} of {tally.total} points dictated, goal ≤ {COURSE_GOAL:.0%}; "
         f"`python -m helpers.tools.dictation {lesson[:2]}` lists the exercises")
-
-
-def test_pending_names_graded_lessons_only():
-    assert PENDING <= set(GRADED), PENDING - set(GRADED)
 
 
 @pytest.mark.parametrize("lesson", GRADED)
@@ -176,3 +166,14 @@ def test_answer_calls_leave_out_generic_calls_reuse_and_parameters():
     assert dictation.named_in_text(exercise) == ["ndimage.rotate", "order=0"]
     exercise.visible = ["turn the image, nearest neighbour"]
     assert dictation.named_in_text(exercise) == []
+
+
+def test_the_goal_fails_a_lesson_whose_notes_call_its_exercises_dictated(tmp_path, monkeypatch):
+    lesson = GRADED[0]
+    text = (dictation.NOTES_DIR / f"{lesson}.md").read_text(encoding="utf-8")
+    broken = re.sub(r"^(\|\s*\d+\.\d+ [^|]+\|[^|]+\|[^|]+\|)\s*no\s*\|", r"\1 yes |", text, flags=re.M)
+    assert broken != text
+    (tmp_path / f"{lesson}.md").write_text(broken, encoding="utf-8")
+    monkeypatch.setattr(dictation, "NOTES_DIR", tmp_path)
+    with pytest.raises(AssertionError, match="goal"):
+        test_at_most_the_goal_share_of_a_lessons_points_is_dictated(lesson)

@@ -331,3 +331,18 @@ def test_back_onto_the_file_grid_in_one_step_equals_the_two_step_route(name):
             geometry.resample_to_grid(working, working_affine, canonical.shape, canonical_affine, order=order), affine)
         one_step = geometry.resample_to_grid(working, working_affine, image.shape, affine, order=order)
         np.testing.assert_allclose(one_step, two_steps, atol=1e-4)
+
+
+def test_round_trip_goes_to_the_grid_and_back():
+    """geometry.round_trip: the volume's own shape, the two resamplings it stands for."""
+    from helpers import geometry
+
+    rng = np.random.default_rng(0)
+    volume = rng.random((12, 10, 7)).astype(np.float32)
+    affine = np.diag([-0.9, -0.9, 2.5, 1.0])
+    shape, grid = geometry.resampled_grid(volume.shape, affine, 2.0)
+    back = geometry.round_trip(volume, affine, shape, grid)
+    assert back.shape == volume.shape
+    expected = geometry.resample_to_grid(geometry.resample_to_grid(volume, affine, shape, grid), grid, volume.shape,
+                                         affine)
+    np.testing.assert_allclose(back, expected)
