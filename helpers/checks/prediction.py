@@ -480,11 +480,11 @@ def check_postprocessing_choice(choice: Any, dice: Sequence[float], dice_clean: 
         fail(name, None, "is not set yet.", "set it to True or False by the rule stated above the measurement.")
     if not isinstance(choice, (bool, np.bool_)):
         fail(name, None, f"got {choice!r}; expected True or False (a bool, not text or a number).")
-    dice, dice_clean = np.asarray(dice, float), np.asarray(dice_clean, float)
-    hd95, hd95_clean = np.asarray(hd95, float), np.asarray(hd95_clean, float)
-    changed = bool(np.any(np.abs(dice_clean - dice) > 1e-6))
-    dice_ok = bool(dice_clean.mean() >= dice.mean())
-    hd_ok = bool(hd95_clean.mean() <= hd95.mean())
+    dice_raw, dice_post = np.asarray(dice, float), np.asarray(dice_clean, float)
+    hd95_raw, hd95_post = np.asarray(hd95, float), np.asarray(hd95_clean, float)
+    changed = bool(np.any(np.abs(dice_post - dice_raw) > 1e-6))
+    dice_ok = bool(dice_post.mean() >= dice_raw.mean())
+    hd_ok = bool(hd95_post.mean() <= hd95_raw.mean())
     expected = changed and dice_ok and hd_ok
     if bool(choice) != expected:
         if not expected and not changed:
@@ -524,7 +524,7 @@ def check_tta_choice(choice: Any, evidence: dict) -> None:
              "spell the variant's name as the table does.")
     eligible = {variant: float(e["dice_gain"]) for variant, e in evidence.items()
                 if float(e["dice_low"]) > 0 and float(e["hd95_change"]) <= 0}
-    expected = max(eligible, key=eligible.get) if eligible else "none"
+    expected = max(eligible, key=lambda variant: eligible[variant]) if eligible else "none"
     if choice != expected:
         if choice == "none":
             reason = ("at least one variant passes the rule on validation (a Dice interval entirely above zero, "
