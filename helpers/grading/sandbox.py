@@ -811,6 +811,12 @@ class Watchdog:
         self.process: subprocess.Popen | None = None
         self._relayed = 0
         self._lock = threading.Lock()
+        # Set when run() returns: a relay thread still draining a pipe (a grandchild holding it
+        # open) must not write to, or redirect, ``streams`` after that, since those descriptor
+        # numbers may by then belong to other files of this process.
+        self._stopped = False
+        #: Seconds :meth:`run` waits for the relays once the process has ended.
+        self.relay_timeout = 10.0
         self._disk_checked = 0.0
 
     def check(self) -> tuple[str, str] | None:
@@ -865,18 +871,18 @@ class Watchdog:
                     break
                 with self._lock:
                     self._relayed += len(chunk)
-                    over = bool(limit) and self._relayed > limit
-                if over:
-                    continue
-                try:
-                    while chunk:
-                        chunk = chunk[os.write(target, chunk):]
-                except OSError:
-                    pass  # the reader is gone: keep draining, the process is stopped elsewhere
-        if target == self.streams[0]:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, target)
-            os.close(devnull)
+                    if self._stopped or (limit and self._relayed > limit):
+                        continue  # read and drop
+                    try:
+                        while chunk:
+                            chunk = chunk[os.write(target, chunk):]
+                    except OSError:
+                        pass  # the reader is gone: keep draining, the process is stopped elsewhere
+        with self._lock:
+            if target == self.streams[0] and not self._stopped:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, target)
+                os.close(devnull)
 
     def run(self, process: subprocess.Popen) -> int:
         """Relay ``process``'s output and watch it until it ends; return its exit code."""
@@ -904,7 +910,9 @@ class Watchdog:
                 self.kill()
                 code = process.wait()
         for relay in relays:
-            relay.join(timeout=10)
+            relay.join(timeout=self.relay_timeout)
+        with self._lock:
+            self._stopped = True
         return code
 
 

@@ -338,6 +338,27 @@ def _watch(tmp_path, monkeypatch, limits, code, folders=()):
     return code, watchdog, events, out.read_bytes(), err.read_bytes()
 
 
+def test_a_relay_outliving_the_run_leaves_the_descriptors_alone(tmp_path):
+    """A grandchild that keeps the output pipe open makes a relay thread outlive run(); once
+    run() has returned, the descriptor numbers it was given may belong to other files (a test's
+    closed file reused by the next subprocess pipe): the relay must neither write there nor
+    point them at /dev/null."""
+    late = ("import subprocess, sys\n"
+            "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(1.5); print(\"late output\", flush=True)'])\n")
+    out, err, reused = tmp_path / "out", tmp_path / "err", tmp_path / "reused"
+    with open(out, "wb") as out_file, open(err, "wb") as err_file, open(reused, "wb") as reused_file:
+        watchdog = sandbox.Watchdog(sandbox.Limits(), [], sandboxed=False, interval=0.1,
+                                    streams=(out_file.fileno(), err_file.fileno()))
+        watchdog.relay_timeout = 0.2
+        process = subprocess.Popen([sys.executable, "-c", late], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert watchdog.run(process) == 0
+        os.dup2(reused_file.fileno(), out_file.fileno())       # the number now names another file
+        time.sleep(3.0)                                         # the grandchild prints and exits
+        assert os.fstat(out_file.fileno()).st_ino == os.fstat(reused_file.fileno()).st_ino, \
+            "the relay pointed a descriptor it no longer owns at /dev/null"
+    assert reused.read_bytes() == b"", "the relay wrote into a descriptor it no longer owns"
+
+
 def _gone(pids) -> bool:
     for pid in pids:
         try:
