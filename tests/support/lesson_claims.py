@@ -532,7 +532,7 @@ LEDGER: dict[str, list] = {
         Given(r"scores a mean Dice of about 0\.76", BENCHMARK),
         Claim(r"clearly beats an intensity threshold \(about 0\.76 Dice\)",
               lambda out, said: _at_least(out, r"mean over folds: (\d\.\d+)", 0.80)),
-        Given(r"`FLIP_P` = 0\.2 of the batches", CONSTANT),
+        Given(r"`FLIP_P` = 0\.2 of the slices", CONSTANT),
         Given(r"`empty_fraction=0\.2`", CONSTANT),
         Given(r"\$0\.5 \\cdot 9 = 4\.5\$ gives 4", DEFINITION),
         Given(r"mean absolute difference of 0\.03, the masks\s+with a Dice above 0\.9", EXPECTED),
