@@ -33,7 +33,7 @@ from helpers.checks.training import (  # lesson 04
 from helpers.checks.prediction import (  # lesson 05
     check_choose_threshold, check_fill_holes, check_keep_largest_components, check_metrics_table, check_postprocess,
     check_threshold,
-    check_postprocessing_choice, check_tta_choice,
+    check_postprocessing_choice, check_tta_choice, best_postprocessing_choice, best_tta_choice,
 )
 from helpers.checks.lung_ct import (  # lesson 06
     check_blending_weights, check_foreground_patch_start, check_lung_model, check_lung_volume, check_resampled_grid,
@@ -69,7 +69,7 @@ __all__ = [
     # 05 prediction
     "check_threshold", "check_metrics_table", "check_keep_largest_components", "check_fill_holes",
     "check_postprocess", "check_choose_threshold",
-    "check_postprocessing_choice", "check_tta_choice",
+    "check_postprocessing_choice", "check_tta_choice", "best_postprocessing_choice", "best_tta_choice",
     # 06 lung CT 3D
     "check_window_hu", "check_lung_volume", "check_volumetric_dice", "check_lung_model", "check_save_prediction",
     "check_resampled_grid", "check_foreground_patch_start", "check_window_starts", "check_blending_weights",

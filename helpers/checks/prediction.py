@@ -18,7 +18,7 @@ from helpers.checks._common import call, fail, ok
 
 __all__ = ["check_threshold", "check_metrics_table", "check_keep_largest_components",
            "check_fill_holes", "check_postprocess", "check_choose_threshold", "check_postprocessing_choice",
-           "check_tta_choice"]
+           "check_tta_choice", "best_postprocessing_choice", "best_tta_choice"]
 
 
 def _random_blobs(shape=(64, 64), n_blobs: int = 4, holes: int = 2, seed: int = 0) -> np.ndarray:
@@ -480,11 +480,7 @@ def check_postprocessing_choice(choice: Any, dice: Sequence[float], dice_clean: 
         fail(name, None, "is not set yet.", "set it to True or False by the rule stated above the measurement.")
     if not isinstance(choice, (bool, np.bool_)):
         fail(name, None, f"got {choice!r}; expected True or False (a bool, not text or a number).")
-    dice_raw, dice_post = np.asarray(dice, float), np.asarray(dice_clean, float)
-    hd95_raw, hd95_post = np.asarray(hd95, float), np.asarray(hd95_clean, float)
-    changed = bool(np.any(np.abs(dice_post - dice_raw) > 1e-6))
-    dice_ok = bool(dice_post.mean() >= dice_raw.mean())
-    hd_ok = bool(hd95_post.mean() <= hd95_raw.mean())
+    changed, dice_ok, hd_ok = _postprocessing_conditions(dice, dice_clean, hd95, hd95_clean)
     expected = changed and dice_ok and hd_ok
     if bool(choice) != expected:
         if not expected and not changed:
@@ -498,6 +494,48 @@ def check_postprocessing_choice(choice: Any, dice: Sequence[float], dice_clean: 
                       "read the printed lines again.")
         fail(name, None, f"{choice} does not follow the rule on this validation measurement: {reason}")
     ok(f"{name} = {bool(choice)}: the rule applied to the validation measurement.")
+
+
+def _postprocessing_conditions(dice: Sequence[float], dice_clean: Sequence[float], hd95: Sequence[float],
+                               hd95_clean: Sequence[float]) -> tuple[bool, bool, bool]:
+    """The three conditions of lesson 05's post-processing rule: some image changed, the mean
+    Dice is not lower, the mean HD95 is not higher.
+    """
+    dice_raw, dice_post = np.asarray(dice, float), np.asarray(dice_clean, float)
+    hd95_raw, hd95_post = np.asarray(hd95, float), np.asarray(hd95_clean, float)
+    return (bool(np.any(np.abs(dice_post - dice_raw) > 1e-6)), bool(dice_post.mean() >= dice_raw.mean()),
+            bool(hd95_post.mean() <= hd95_raw.mean()))
+
+
+def best_postprocessing_choice(dice: Sequence[float], dice_clean: Sequence[float], hd95: Sequence[float],
+                               hd95_clean: Sequence[float]) -> bool:
+    """The decision of Exercise 5.6 by the lesson's rule (what the fallback after its check uses).
+
+    Args:
+        dice: per-image validation Dice without post-processing.
+        dice_clean: the same images' Dice with post-processing.
+        hd95: per-image validation HD95 without post-processing.
+        hd95_clean: the same images' HD95 with post-processing.
+
+    Returns:
+        True when the step changed an image and made neither mean worse.
+    """
+    return all(_postprocessing_conditions(dice, dice_clean, hd95, hd95_clean))
+
+
+def best_tta_choice(evidence: dict) -> str:
+    """The decision of Exercise 5.7 by the lesson's rule (what the fallback after its check uses).
+
+    Args:
+        evidence: variant name -> ``{"dice_gain", "dice_low", "hd95_change"}`` on validation.
+
+    Returns:
+        Among the variants whose Dice-gain interval lies above 0 and whose mean HD95 change is not
+        positive, the one with the largest mean gain; ``"none"`` when no variant qualifies.
+    """
+    eligible = {variant: float(e["dice_gain"]) for variant, e in evidence.items()
+                if float(e["dice_low"]) > 0 and float(e["hd95_change"]) <= 0}
+    return max(eligible, key=lambda variant: eligible[variant]) if eligible else "none"
 
 
 def check_tta_choice(choice: Any, evidence: dict) -> None:
@@ -522,9 +560,7 @@ def check_tta_choice(choice: Any, evidence: dict) -> None:
     if not isinstance(choice, str) or choice not in options:
         fail(name, None, f"{choice!r} is not one of the variants measured: {options}.",
              "spell the variant's name as the table does.")
-    eligible = {variant: float(e["dice_gain"]) for variant, e in evidence.items()
-                if float(e["dice_low"]) > 0 and float(e["hd95_change"]) <= 0}
-    expected = max(eligible, key=lambda variant: eligible[variant]) if eligible else "none"
+    expected = best_tta_choice(evidence)
     if choice != expected:
         if choice == "none":
             reason = ("at least one variant passes the rule on validation (a Dice interval entirely above zero, "
