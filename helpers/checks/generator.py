@@ -274,6 +274,19 @@ def check_dataset(make: Callable[..., Any], n_pairs: int = 7, batch_size: int = 
             fail(name, case, f"{n_pairs} pairs in batches of {batch_size} make {expected_len} batches, "
                   f"len() gave {length}.",
                   "the last, smaller batch counts too: rounding the division down drops it.")
+        # batch sizes that divide the pairs evenly (and one larger than all of them): no extra batch
+        for even in sorted({1, n_pairs, n_pairs + 1}):
+            even_case = f"{n_pairs} pairs in batches of {even}"
+            try:
+                even_length = len(make(list(pairs), batch_size=even, image_size=size, shuffle=False, seed=seed))
+            except Exception as error:
+                fail(name, even_case, f"creating the data set or len() raised {type(error).__name__}: {error}",
+                     cause=error)
+            if even_length != math.ceil(n_pairs / even):
+                fail(name, even_case, f"{n_pairs} pairs in batches of {even} make {math.ceil(n_pairs / even)} "
+                     f"batch(es), len() gave {even_length}.",
+                     "when the batch size divides the pairs evenly there is no smaller last batch to count "
+                     "(and a batch size above the number of pairs makes one batch).")
         order = _epoch(ds, name, case, n_pairs, batch_size, size, ref_x, ref_y)
         if order != list(range(n_pairs)):
             fail(name, case, f"with shuffle=False the pairs should come in file order, got {order}.",

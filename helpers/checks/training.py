@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from helpers.checks._common import _tracing_history_kept, fail, ok
+from helpers.checks._common import _tracing_history_kept, call, fail, name_of, ok
 
 if TYPE_CHECKING:
     import keras
@@ -174,7 +174,10 @@ def check_callbacks(fn_or_list: Callable[..., Any] | Sequence[Any], run_dir: str
     if callable(fn_or_list):
         # a folder that does not exist yet: make_callbacks must work for a new run folder
         run_dir = Path(run_dir) if run_dir is not None else Path(tempfile.mkdtemp(prefix="unet_callbacks_")) / "new" / "run"
-        callbacks = fn_or_list(run_dir)
+        callbacks = call(fn_or_list, name_of(fn_or_list, "make_callbacks"),
+                         "a run folder that does not exist yet" + ("" if run_dir.parent.exists() else
+                                                                   ", nor does its parent folder"), run_dir,
+                         allow_none=True)
     else:
         callbacks = fn_or_list
         run_dir = Path(run_dir) if run_dir is not None else None

@@ -29,6 +29,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 WRONG: list = []     # (exercise, label, run, fragments): run() must raise AssertionError
 RIGHT: list = []     # (exercise, label, run): run() must pass
+#: (exercise, label) -> a function returning the wrong solution's learner objects (the function, class,
+#: model or values the visible check cell is called on, in the order of its names there): the witnesses
+#: of tests/checks/test_hidden_tests.py run them in the hidden tests
+LEARNER: dict = {}
 
 
 def wrong(exercise: str, label: str, *fragments: str):
@@ -49,6 +53,12 @@ def right(exercise: str, label: str):
 def _w(exercise, check, fn, label, *fragments, **kwargs):
     """Shorthand: ``check(fn, **kwargs)`` must fail with ``fragments`` in the message."""
     WRONG.append((exercise, label, lambda: check(fn, **kwargs), fragments))
+    LEARNER[(exercise, label)] = lambda: (fn,)
+
+
+def _learner(exercise, label, make):
+    """Record ``make() -> (learner objects)`` for a wrong solution registered without ``_w``."""
+    LEARNER[(exercise, label)] = make
 
 
 def _r(exercise, check, fn, label, **kwargs):
@@ -154,12 +164,15 @@ class _Dataset(keras.utils.PyDataset):
 
     def __len__(self):
         n = len(self.pairs) / self.batch_size
+        if self.mistake == "exact multiple gets an extra batch":
+            return len(self.pairs) // self.batch_size + 1
         return int(n) if self.mistake == "drops last" else math.ceil(n)
 
     def __getitem__(self, index):
         images, masks = [], []
         for i in self.order[index * self.batch_size:(index + 1) * self.batch_size]:
-            image, mask = _load_pair(*self.pairs[i], self.image_size, soft=self.mistake == "soft masks")
+            size = (config.CXR_TRAIN_SIZE,) * 2 if self.mistake == "the lesson's size, not image_size" else self.image_size
+            image, mask = _load_pair(*self.pairs[i], size, soft=self.mistake == "soft masks")
             if self.augment:
                 image, mask = _augment(image, mask, self.rng)
             images.append(image[..., None])
@@ -181,7 +194,10 @@ def _dataset_with(mistake):
 E = "cxr_dataset_check"
 for _m, _frag in (("separate shuffle", "out of step"), ("drops last", "smaller batch"),
                   ("no reshuffle", "on_epoch_end"), ("unseeded", "seed alone"),
-                  ("no super", "super().__init__"), ("soft masks", "interpolated")):
+                  ("no super", "super().__init__"), ("soft masks", "interpolated"),
+                  # the hidden tests use other sizes: the visible check asks for even divisions too
+                  ("exact multiple gets an extra batch", "divides the pairs evenly"),
+                  ("the lesson's size, not image_size", "image_size")):
     _w(E, checks.check_dataset, _dataset_with(_m), _m, _frag)
 _r(E, checks.check_dataset, _Dataset, "lesson-like")
 
@@ -755,7 +771,9 @@ _r(E, checks.check_split_by_patient, _split, "lesson-like")
 
 def _callbacks(run_dir, *, mistake=None):
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir.mkdir(parents=mistake != "mkdir without parents", exist_ok=True)
+    if mistake == "ignores run_dir":
+        run_dir = Path("runs")
     mode = "min" if mistake == "mode min" else "max"
     monitor = "val_loss" if mistake == "val_loss with mode max" else "val_dice"
     out = [
@@ -778,6 +796,11 @@ E = "make_callbacks_check"
 for _m in ("mode min", "val_loss with mode max", "saves every epoch", "h5", "no restore", "no logger",
            "no mode on one", "stops before lowering"):
     WRONG.append((E, _m, lambda m=_m: checks.check_callbacks(lambda run_dir: _callbacks(run_dir, mistake=m)), ()))
+    _learner(E, _m, lambda m=_m: (lambda run_dir: _callbacks(run_dir, mistake=m),))
+# the hidden tests call it on the lesson's run folder and on a new nested one: the visible check does too
+for _m, _frag in (("ignores run_dir", "expected"), ("mkdir without parents", "does not exist yet")):
+    WRONG.append((E, _m, lambda m=_m: checks.check_callbacks(lambda run_dir: _callbacks(run_dir, mistake=m)), (_frag,)))
+    _learner(E, _m, lambda m=_m: (lambda run_dir: _callbacks(run_dir, mistake=m),))
 RIGHT.append((E, "lesson-like", lambda: checks.check_callbacks(_callbacks)))
 
 
@@ -787,6 +810,7 @@ for _monitor, _mode, _frag in (("dice", "max", "validation"), ("val_dice", "min"
                                ("val_dice", "auto", "auto"), ("val_accuracy", "max", "not logged"),
                                ("val_dice_coefficient", "max", "not logged"), ("loss", "min", "validation")):
     WRONG.append((E, f"{_monitor} / {_mode}", lambda a=_monitor, b=_mode: checks.check_monitor(a, b), (_frag,)))
+    _learner(E, f"{_monitor} / {_mode}", lambda a=_monitor, b=_mode: (a, b))
 RIGHT.append((E, "val_dice / max", lambda: checks.check_monitor("val_dice", "max")))
 RIGHT.append((E, "val_loss / min", lambda: checks.check_monitor("val_loss", "min")))
 RIGHT.append((E, "val_hard_dice / max", lambda: checks.check_monitor("val_hard_dice", "max")))
@@ -947,6 +971,7 @@ for _m in ("no fill", "closing instead of fill", "no keep", "fixed 2", "bool"):
         mask, n_components, mistake=m)), checks.check_fill_holes(lambda mask: _post(mask, 100, mistake=m)),
         checks.check_postprocess(lambda mask, n_components=2: _post(mask, n_components, mistake=m), n_components=3)),
         ()))
+    _learner(E, _m, lambda m=_m: (lambda mask, n_components=2: _post(mask, n_components, mistake=m),))
 RIGHT.append((E, "lesson-like", lambda: (checks.check_postprocess(_post),
                                          checks.check_fill_holes(lambda mask: _post(mask, 100)))))
 
@@ -1057,6 +1082,8 @@ for _m in ("fixed window", "integer maths", "divide by upper", "min-max", "no cl
 _r(E, checks.check_window_hu, _window, "lesson-like")
 # the hidden test calls window_hu without a window: the visible check does too
 _w(E, checks.check_window_hu, lambda v, window=config.HU_WINDOW_LIVER: _window(v, window), "liver window by default",
+   "default")
+_w(E, checks.check_window_hu, lambda v, window=(-1000, 400): _window(v, window), "another lung window by default",
    "default")
 
 
@@ -1208,6 +1235,7 @@ for _label, _make, _frag in (
         ("2D slice model", lambda: _res((32, 32, 1), depth=3, base_filters=8, dropout=0.05), "3D"),
         ("built for another patch", lambda: _res((32, 32, 16, 1), depth=3, base_filters=8, dropout=0.05), "")):
     WRONG.append((E, _label, lambda make=_make: _unet3d_cell(make()), (_frag,) if _frag else ()))
+    _learner(E, _label, lambda make=_make: (make(),))
 RIGHT.append((E, "depth 3, 8 filters", lambda: _unet3d_cell(_res(PATCH_06, depth=3, base_filters=8, dropout=0.05))))
 RIGHT.append((E, "depth 2, 16 filters", lambda: _unet3d_cell(_res(PATCH_06, depth=2, base_filters=16, dropout=0.05))))
 RIGHT.append((E, "dropout 0.1", lambda: _unet3d_cell(_res(PATCH_06, depth=3, base_filters=8, dropout=0.1))))
@@ -1339,7 +1367,7 @@ def _to_slices(volume, mask, indices, size=64, window=config.HU_WINDOW_LIVER, *,
         images, labels = images.transpose(0, 2, 1), labels.transpose(0, 2, 1)
     if mistake != "no window":
         images = np.clip((images - low) / (high - low), 0, 1)
-    shape = (len(indices), size, size)
+    shape = (len(indices),) + (64, 64) if mistake == "the lesson's SIZE, not size" else (len(indices), size, size)
     images = resize(images, shape, order=1, anti_aliasing=True, preserve_range=True)
     labels = resize(labels, shape, order=1, anti_aliasing=False, preserve_range=True)
     if mistake != "soft mask":
@@ -1353,7 +1381,8 @@ def _to_slices(volume, mask, indices, size=64, window=config.HU_WINDOW_LIVER, *,
 
 
 E = "volume_to_slices_check"
-for _m in ("not transposed", "no window", "soft mask", "no channel", "float64"):
+# "the lesson's SIZE, not size": the hidden tests use other sizes, the visible check one that is not the lesson's
+for _m in ("not transposed", "no window", "soft mask", "no channel", "float64", "the lesson's SIZE, not size"):
     _w(E, checks.check_volume_to_slices, lambda v, m_, i, size=64, window=config.HU_WINDOW_LIVER, m=_m: _to_slices(
         v, m_, i, size, window, mistake=m), _m)
 _r(E, checks.check_volume_to_slices, _to_slices, "lesson-like")
@@ -1389,6 +1418,8 @@ def _kfold(case_ids, k=3, seed=0, *, mistake=None):
     shuffled = [unique[i] for i in order]
     folds = []
     size = len(shuffled) // k
+    if mistake == "k ignored":
+        k = 3
     for i in range(k):
         val = shuffled[i::k] if mistake != "floor blocks" else shuffled[i * size:(i + 1) * size]
         train = [c for c in shuffled if c not in val] if mistake != "train is everything" else list(shuffled)
@@ -1397,7 +1428,8 @@ def _kfold(case_ids, k=3, seed=0, *, mistake=None):
 
 
 E = "kfold_check"
-for _m in ("duplicates kept", "no shuffle", "global random", "floor blocks", "train is everything"):
+# "k ignored": the hidden tests use k=4, the visible check k=2 and k=5 too
+for _m in ("duplicates kept", "no shuffle", "global random", "floor blocks", "train is everything", "k ignored"):
     _w(E, checks.check_kfold, lambda ids, k=3, seed=0, m=_m: _kfold(ids, k, seed, mistake=m), _m)
 _r(E, checks.check_kfold, _kfold, "lesson-like")
 
