@@ -2,9 +2,11 @@
 
 Every lesson reads its paths, seed, image sizes and intensity windows from here, so a
 value is changed in one place. The environment variable ``UNET_COURSE_SCALE`` scales the
-amount of work (epochs and number of training cases): ``1`` (the default) trains for real
-and reaches the quality bars of the course on a laptop CPU; ``0.1`` is a quick smoke run
-(minutes for the whole course, poor models); ``3`` trains longer, e.g. on a GPU.
+amount of work (epochs, and the numbers of training cases, held-out cases and patches per
+epoch that the lessons pass through :func:`scaled_epochs` and :func:`scaled_count`): ``1``
+(the default) trains for real and reaches the quality bars of the course on a laptop CPU;
+``0.1`` is a quick smoke run and the grading scale (minutes for the whole course, poor
+models: every cell still runs the learner's code); ``3`` trains longer, e.g. on a GPU.
 The environment variable ``UNET_COURSE_DATA`` moves the data folder.
 """
 
