@@ -160,8 +160,9 @@ class _Runner:
     """Runs each ``nbgrader`` attempt of :func:`commands._grade_one` as its own process in
     the scratch root (the ``pool`` argument), one that dies with the worker."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, sandboxed: bool) -> None:
         self.folder = folder
+        self.sandboxed = sandboxed
 
     def run(self, args: list[str], env: dict[str, str], timeout: float | None,
             timed_out: int) -> tuple[int, str]:
@@ -175,6 +176,11 @@ class _Runner:
         Returns:
             (exit code, end of its log).
         """
+        if self.sandboxed:  # the coordinator asked for the sandbox: the worker's own
+            # environment cannot switch it off
+            from helpers.grading import sandbox
+
+            env = {key: value for key, value in env.items() if key != sandbox.NO_SANDBOX_VARIABLE}
         with tempfile.TemporaryFile(mode="w+") as log:
             process = subprocess.Popen([sys.executable, "-m", "nbgrader", *args], cwd=self.folder, env=env,
                                        stdout=log, stderr=subprocess.STDOUT, text=True,
@@ -285,6 +291,7 @@ def grade_submission(task: RemoteTask) -> RemoteOutcome:
     """
     from nbgrader.api import Gradebook
 
+    from helpers.grading import sandbox
     from helpers.tools import kernels
 
     base = Path(tempfile.gettempdir()) / SCRATCH_FOLDER
@@ -302,7 +309,8 @@ def grade_submission(task: RemoteTask) -> RemoteOutcome:
     scratch = _scratch_root(task, base)
     try:
         commands.prepare_grading_data(scratch, [task.lesson], env)
-        result = commands._grade_one(scratch, task.lesson, task.student, env, task.timeout, _Runner(scratch))
+        result = commands._grade_one(scratch, task.lesson, task.student, env, task.timeout,
+                                    _Runner(scratch, env.get(sandbox.NO_SANDBOX_VARIABLE) != "1"))
         outcome = RemoteOutcome(result, scratch=str(scratch), worker=_worker_address())
         graded = scratch / "autograded" / task.student / task.lesson
         if result.status != "failed" and graded.is_dir():
@@ -340,11 +348,10 @@ def check_worker(remote_root: str, sandboxed: bool) -> str:
     except ImportError:
         problems.append(f"worker {host} runs a Python without nbgrader ({sys.executable}): start `dask worker` "
                         f"from the course's environment")
-    if sandboxed:
-        try:
-            sandbox.check_available()
-        except sandbox.SandboxUnavailable as error:
-            problems.append(f"worker {host}: {error}")
+    reason = sandbox._probe() if sandboxed else ""  # whatever this worker's environment says
+    if reason:
+        problems.append(f"worker {host} cannot run the grading sandbox: {reason} (install bubblewrap there, "
+                        f"see the instructor guide)")
     return "; ".join(problems)
 
 

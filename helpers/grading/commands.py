@@ -853,7 +853,9 @@ def autograde(lesson: list[str] | None = None, student: str | None = None,
         env[sandbox.NO_SANDBOX_VARIABLE] = "1"
         print("warning: grading WITHOUT the sandbox (--no-sandbox): submissions run with your "
               "permissions.", file=sys.stderr)
-    elif cluster is None:  # on a cluster, every worker checks its own sandbox
+    elif cluster is not None:  # each worker checks its own sandbox (helpers.grading.cluster)
+        env.pop(sandbox.NO_SANDBOX_VARIABLE, None)
+    else:
         env.pop(sandbox.NO_SANDBOX_VARIABLE, None)
         saved = os.environ.pop(sandbox.NO_SANDBOX_VARIABLE, None)
         try:
