@@ -82,7 +82,7 @@ from helpers.grading import commands
 
 #: Seconds to wait for the scheduler (and for a first worker) before giving up.
 CONNECT_TIMEOUT = 10.0
-#: Folder, in a worker's temporary folder, of the scratch course roots.
+#: Folder, in a worker's temporary folder, of the scratch course roots (``-UID`` appended).
 SCRATCH_FOLDER = "unet-course-cluster"
 #: What is added to the course's ``nbgrader_config.py`` in a scratch course root.
 _SCRATCH_CONFIG = """
@@ -294,7 +294,7 @@ def grade_submission(task: RemoteTask) -> RemoteOutcome:
     from helpers.grading import sandbox
     from helpers.tools import kernels
 
-    base = Path(tempfile.gettempdir()) / SCRATCH_FOLDER
+    base = Path(tempfile.gettempdir()) / f"{SCRATCH_FOLDER}-{os.getuid()}"  # one per user
     base.mkdir(parents=True, exist_ok=True)
     _remove_stale_scratch(base)
     env = dict(task.env)
