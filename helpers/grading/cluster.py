@@ -42,7 +42,8 @@ read from the real gradebook, as the local path reads it.
 its scratch folder: Dask's scheduler gives the task to another worker (up to its
 ``distributed.scheduler.allowed-failures``, 3 by default; after that the submission is
 reported ``failed`` with the reason). The nbgrader process a task starts dies with the
-worker (``PR_SET_PDEATHSIG``), and its sandbox with it (bubblewrap's ``--die-with-parent``).
+worker (``PR_SET_PDEATHSIG``); the sandboxed runner it had started loses its pipes and
+ends too (by the time the submission is graded again, the test finds nothing left of it).
 Nothing is written before a result arrives, and each submission's future resolves once, so a
 retried task never scores twice; the merge itself is idempotent (it updates the one
 submission record) as well.

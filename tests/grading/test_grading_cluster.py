@@ -183,6 +183,11 @@ def test_cluster_grades_like_the_local_path_and_a_killed_worker_costs_only_a_ret
     assert not grader.is_alive(), "grading on the cluster did not finish"
     assert finished["code"] == 1, finished["code"]  # "broken" again, nothing else failed
 
+    # what the killed worker's nbgrader had started (its sandboxed runner, in the killed
+    # worker's scratch folder task-PID-*) did not outlive the cell it was running either
+    scratch = f"task-{pids[killed_address]}-"
+    assert not [c for c in descendants(1).values() if scratch in c], "the killed worker's sandbox is still running"
+
     sleeper_merges = [worker for student, worker in merged if student == "sleeper"]
     assert len(sleeper_merges) == 1, merged           # graded exactly once ...
     assert sleeper_merges[0] != killed_address        # ... by another worker than the killed one
