@@ -814,7 +814,8 @@ def write_report(results: list[GradingResult], folder: Path) -> tuple[Path, Path
 def autograde(lesson: list[str] | None = None, student: str | None = None,
               root: str | os.PathLike | None = None, env: dict[str, str] | None = None,
               quiet: bool = False, jobs: int | None = None, sandboxed: bool = True,
-              submission_timeout: float | None = 3600.0, reuse_workers: bool = True) -> int:
+              submission_timeout: float | None = 3600.0, reuse_workers: bool = True,
+              cluster: str | None = None, cluster_root: str | None = None) -> int:
     """Grade every collected submission (or those of ``lesson``/``student``), ``jobs`` at a
     time (default: the number of CPU cores), each by one ``nbgrader autograde`` run
     with the course's sandboxed runner, and write ``grading_report.csv``/``.html``.
@@ -829,6 +830,10 @@ def autograde(lesson: list[str] | None = None, student: str | None = None,
     ``reuse_workers`` (default) runs the ``nbgrader autograde`` of every submission in one
     long-lived process per job (:mod:`helpers.grading.worker`) instead of a new process
     each; the submissions' code runs in a fresh sandboxed runner either way.
+    ``cluster`` (a Dask scheduler's address) grades the submissions on that cluster's
+    workers instead, from the course at ``cluster_root`` on the workers (default: this
+    root, for a shared filesystem); only this process writes the gradebook and the report
+    (:mod:`helpers.grading.cluster`).
     """
     from helpers.grading import sandbox
     from helpers.grading import worker as grading_worker
@@ -848,6 +853,8 @@ def autograde(lesson: list[str] | None = None, student: str | None = None,
         env[sandbox.NO_SANDBOX_VARIABLE] = "1"
         print("warning: grading WITHOUT the sandbox (--no-sandbox): submissions run with your "
               "permissions.", file=sys.stderr)
+    elif cluster is not None:  # each worker checks its own sandbox (helpers.grading.cluster)
+        env.pop(sandbox.NO_SANDBOX_VARIABLE, None)
     else:
         env.pop(sandbox.NO_SANDBOX_VARIABLE, None)
         saved = os.environ.pop(sandbox.NO_SANDBOX_VARIABLE, None)
@@ -859,19 +866,27 @@ def autograde(lesson: list[str] | None = None, student: str | None = None,
             if saved is not None:
                 os.environ[sandbox.NO_SANDBOX_VARIABLE] = saved
     chosen = select_lessons(lesson, collected)
-    prepare_grading_data(folder, chosen, env)
+    if cluster is None:  # on a cluster, the workers prepare their own
+        prepare_grading_data(folder, chosen, env)
     tasks = [(name, path.parent.name) for name in chosen
              for path in sorted((folder / "submitted").glob(f"{student or '*'}/{name}")) if path.is_dir()]
     jobs = max(1, jobs or os.cpu_count() or 1)
-    if jobs > 1:  # each grader's TensorFlow gets its share of the CPUs
+    if jobs > 1 and cluster is None:  # each grader's TensorFlow gets its share of the CPUs
         from helpers.tools import kernels
 
         kernels.share_threads(jobs, env)
     if not quiet:
-        print(f"Grading {len(tasks)} submission(s) of {', '.join(chosen)}, {jobs} at a time, "
+        print(f"Grading {len(tasks)} submission(s) of {', '.join(chosen)}, "
+              f"{'on the cluster at ' + cluster if cluster else str(jobs) + ' at a time'}, "
               f"at {config.SCALE_VARIABLE}={env[config.SCALE_VARIABLE]} ...", flush=True)
     results: list[GradingResult] = []
-    workers = grading_worker.WorkerPool(folder, jobs) if reuse_workers else None
+    if cluster is not None:
+        from helpers.grading import cluster as grading_cluster
+
+        results = grading_cluster.grade_on_cluster(cluster, folder, tasks, env, submission_timeout,
+                                                   cluster_root, None if quiet else _print_result)
+        tasks = []  # all graded there
+    workers = grading_worker.WorkerPool(folder, jobs) if reuse_workers and tasks else None
     with contextlib.ExitStack() as stack, ThreadPoolExecutor(max_workers=jobs) as pool:
         if workers is not None:
             stack.callback(workers.close)
@@ -889,10 +904,7 @@ def autograde(lesson: list[str] | None = None, student: str | None = None,
                                        [f"grader error: {error!r} (traceback: {log.relative_to(folder)})"])
             results.append(result)
             if not quiet:
-                manual = (f" + {result.manual_max:g} by hand ({result.needs_manual_grading:g} to grade)"
-                          if result.manual_max else "")
-                print(f"  {result.lesson} {result.student:20s} {result.score:g}/{result.max_score:g}{manual} "
-                      f"{result.status} ({result.seconds:.0f} s)", flush=True)
+                _print_result(result)
     csv_path, html_path = write_report(results, folder)
     _write_profile(results, folder)
     failed = [r for r in results if r.status == "failed"]
@@ -905,6 +917,14 @@ def autograde(lesson: list[str] | None = None, student: str | None = None,
             print(f"  not graded: {result.student}/{result.lesson}: {'; '.join(result.reasons)}",
                   file=sys.stderr)
     return 1 if failed else 0
+
+
+def _print_result(result: GradingResult) -> None:
+    """Print one submission's line of ``python -m helpers autograde``."""
+    manual = (f" + {result.manual_max:g} by hand ({result.needs_manual_grading:g} to grade)"
+              if result.manual_max else "")
+    print(f"  {result.lesson} {result.student:20s} {result.score:g}/{result.max_score:g}{manual} "
+          f"{result.status} ({result.seconds:.0f} s)", flush=True)
 
 
 #: Seconds per stage of every submission of the last autograde run (one JSON object a line).
@@ -1015,6 +1035,13 @@ def _parser() -> argparse.ArgumentParser:
             command.add_argument("--no-sandbox", action="store_true",
                                  help="grade without bubblewrap: submissions then run with your "
                                       "permissions and can read answers/ and the gradebook")
+            command.add_argument("--cluster", metavar="ADDRESS", default=None,
+                                 help="grade on the workers of the Dask scheduler at ADDRESS "
+                                      "(tcp://HOST:8786); only this machine writes the gradebook "
+                                      "and the report (see the instructor guide)")
+            command.add_argument("--cluster-root", metavar="PATH", default=None,
+                                 help="where the course root lives on the cluster's workers "
+                                      "(default: this course root, for a shared filesystem)")
     command = add("export", "export the gradebook to CSV (nbgrader export)")
     command.add_argument("--to", default="grades.csv", help="CSV file (default: grades.csv in the course root)")
     return parser
@@ -1058,7 +1085,8 @@ def main(argv: list[str] | None = None) -> int:
             return collect(args.source, args.lesson, args.student, args.root)
         if args.command == "autograde":
             return autograde(args.lesson, args.student, args.root, jobs=args.jobs,
-                             sandboxed=not args.no_sandbox)
+                             sandboxed=not args.no_sandbox, cluster=args.cluster,
+                             cluster_root=args.cluster_root)
         if args.command == "feedback":
             return feedback(args.lesson, args.student, args.root)
         if args.command == "export":

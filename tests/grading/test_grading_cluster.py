@@ -1,0 +1,242 @@
+"""Grading on a Dask cluster (tests helpers/grading/cluster.py and ``autograde --cluster``).
+
+End to end with the real nbgrader, bubblewrap and a local Dask cluster of two worker
+processes on 127.0.0.1 (``LocalCluster(processes=True)``), on the plain-Python example lesson:
+
+* **Scores unchanged**: the same class (answers, blank, partial, a faulty one whose cell
+  kills its runner, an unreadable notebook, a slow one) graded locally and on the cluster
+  gets the same report rows (scores, statuses, reasons) and per-test-cell grades.
+* **A killed worker costs a retry, never a lost or a second score**: the worker process
+  grading the slow submission is killed (SIGKILL) while its cell runs; the submission is
+  graded again by another worker and merged into the gradebook exactly once, with the
+  local score, and the nbgrader process of the killed worker does not outlive it.
+* **An unreachable scheduler** fails at once with an error naming the address and the fix.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import os
+import shutil
+import signal
+import socket
+import stat
+import threading
+import time
+
+import nbformat
+import pytest
+from support.course import FIXTURES, REPO_ROOT, TEST_CONFIG
+from support.notebooks import cell_index, prefixed, with_cell
+from support.processes import descendants
+
+from helpers.grading import cluster as grading_cluster
+from helpers.grading import commands as grading
+from helpers.grading import sandbox
+
+EXAMPLE = "00_example"
+#: Seconds the slow submission's first cell sleeps (the window in which its worker is killed).
+SLEEP_SECONDS = 15
+
+
+def _course(root):
+    if sandbox._probe():
+        pytest.skip(f"no sandbox here: {sandbox._probe()} (CI installs bubblewrap)")
+    root.mkdir(parents=True)
+    (root / "nbgrader_config.py").write_text((REPO_ROOT / "nbgrader_config.py").read_text() + TEST_CONFIG)
+    shutil.copytree(FIXTURES / EXAMPLE, root / "answers" / EXAMPLE)
+    assert grading.release(root=root, quiet=True) == 0
+    answers = nbformat.read(root / "answers" / EXAMPLE / f"{EXAMPLE}.ipynb", as_version=4)
+    release = nbformat.read(root / "notebooks" / EXAMPLE / f"{EXAMPLE}.ipynb", as_version=4)
+    return answers, release
+
+
+def _class(answers, release) -> dict:
+    partial = copy.deepcopy(release)
+    partial.cells[cell_index(partial, "square")].source = answers.cells[cell_index(answers, "square")].source
+    return {
+        "answers": answers,
+        "blank": release,
+        "partial": partial,
+        "faulty": with_cell(answers, "square_check", "import os, signal\nos.kill(1, signal.SIGKILL)"),
+        "broken": None,  # not a notebook at all
+        "sleeper": prefixed(answers, "square", f"import time\ntime.sleep({SLEEP_SECONDS})"),
+    }
+
+
+def _submit(root, students: dict) -> None:
+    for student, nb in students.items():
+        folder = root / "submissions" / student / EXAMPLE
+        folder.mkdir(parents=True)
+        if nb is None:
+            (folder / f"{EXAMPLE}.ipynb").write_text("{ this is not json", encoding="utf-8")
+        else:
+            nbformat.write(nb, folder / f"{EXAMPLE}.ipynb")
+    assert grading.collect(root / "submissions", root=root, quiet=True) == 0
+
+
+def _outcome(root) -> tuple[dict, dict]:
+    """Report rows (without the seconds) and per-test-cell grades, by (student, lesson)."""
+    with open(root / "grading_report.csv", newline="") as handle:
+        rows = {(r["student"], r["lesson"]): {k: v for k, v in r.items() if k != "seconds"}
+                for r in csv.DictReader(handle)}
+    cells = {}
+    with grading.gradebook(root) as gb:
+        for student, lesson in rows:
+            try:
+                submission = gb.find_submission(lesson, student)
+            except Exception:  # noqa: BLE001 - not in the gradebook: not graded
+                continue
+            cells[(student, lesson)] = {g.name: (g.score, g.needs_manual_grade)
+                                        for g in submission.notebooks[0].grades}
+    return rows, cells
+
+
+@pytest.fixture(scope="module")
+def local_cluster():
+    """Two single-threaded worker processes (with nannies) on 127.0.0.1."""
+    distributed = pytest.importorskip("distributed")
+    saved = os.environ.get("PYTHONPATH")
+    # the workers import the course's helpers, as `PYTHONPATH=COURSE dask worker` would
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), saved) if p)
+    try:
+        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                      dashboard_address=None) as running:
+            yield running
+    finally:
+        if saved is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = saved
+
+
+def _worker_pids(address: str) -> dict[str, int]:
+    from distributed import Client
+
+    with Client(address, set_as_default=False) as client:
+        return client.run(os.getpid)
+
+
+def _grading_process(pids: dict[str, int], student: str) -> tuple[str, int] | None:
+    """(worker address, nbgrader pid) of the worker whose sandboxed runner grades ``student``."""
+    for address, pid in pids.items():
+        below = descendants(pid)
+        nbgrader = [p for p, command in below.items() if "nbgrader" in command and f"--student {student}" in command]
+        if nbgrader and any("bwrap" in command for command in below.values()):
+            return address, nbgrader[0]
+    return None
+
+
+@pytest.mark.slow
+def test_cluster_grades_like_the_local_path_and_a_killed_worker_costs_only_a_retry(
+        tmp_path, local_cluster, monkeypatch):
+    local, remote = tmp_path / "local", tmp_path / "cluster"
+    answers, release = _course(local)
+    _course(remote)
+    students = _class(answers, release)
+    _submit(local, students)
+    _submit(remote, students)
+    assert grading.autograde(root=local, quiet=True, jobs=2) == 1  # "broken" cannot be graded
+    expected = _outcome(local)
+
+    merged: list[tuple[str, str]] = []
+    real_merge = grading_cluster.merge
+
+    def counting_merge(folder, task, outcome):
+        merged.append((task.student, outcome.worker))
+        return real_merge(folder, task, outcome)
+
+    monkeypatch.setattr(grading_cluster, "merge", counting_merge)
+    address = local_cluster.scheduler_address
+    pids = _worker_pids(address)
+    assert len(pids) == 2
+    finished: dict[str, object] = {}
+
+    def run():
+        try:
+            finished["code"] = grading.autograde(root=remote, quiet=True, cluster=address)
+        except BaseException as error:  # noqa: BLE001 - reported by the test below
+            finished["code"] = error
+
+    grader = threading.Thread(target=run)
+    grader.start()
+    try:
+        deadline = time.monotonic() + 150
+        found = None
+        while found is None and time.monotonic() < deadline and grader.is_alive():
+            found = _grading_process(pids, "sleeper")
+            time.sleep(0.2)
+        assert found is not None, "the slow submission was never seen grading on a worker"
+        killed_address, nbgrader_pid = found
+        time.sleep(1)  # its runner is in the sleeping cell
+        os.kill(pids[killed_address], signal.SIGKILL)
+        # the killed worker's nbgrader process dies with it (PR_SET_PDEATHSIG), at once:
+        # left alone it would go on grading the sleeping cell for seconds
+        for _ in range(50):
+            if nbgrader_pid not in descendants(1):
+                break
+            time.sleep(0.1)
+        assert nbgrader_pid not in descendants(1), "the killed worker's nbgrader process outlived it"
+    finally:
+        grader.join(timeout=300)
+    assert not grader.is_alive(), "grading on the cluster did not finish"
+    assert finished["code"] == 1, finished["code"]  # "broken" again, nothing else failed
+
+    # what the killed worker's nbgrader had started (its sandboxed runner, in the killed
+    # worker's scratch folder task-PID-*) did not outlive the cell it was running either
+    scratch = f"task-{pids[killed_address]}-"
+    assert not [c for c in descendants(1).values() if scratch in c], "the killed worker's sandbox is still running"
+
+    sleeper_merges = [worker for student, worker in merged if student == "sleeper"]
+    assert len(sleeper_merges) == 1, merged           # graded exactly once ...
+    assert sleeper_merges[0] != killed_address        # ... by another worker than the killed one
+    assert sorted(student for student, _ in merged) == sorted(students)  # one merge each
+    rows, cells = _outcome(remote)
+    assert rows == expected[0]
+    assert cells == expected[1]
+    assert rows[("sleeper", EXAMPLE)]["auto_score"] == rows[("answers", EXAMPLE)]["auto_score"]
+    assert (remote / "autograded" / "sleeper" / EXAMPLE / f"{EXAMPLE}.ipynb").is_file()
+
+
+@pytest.mark.slow
+def test_an_unreachable_scheduler_fails_fast_naming_the_address(tmp_path, capsys):
+    pytest.importorskip("distributed")
+    answers, release = _course(tmp_path / "course")
+    _submit(tmp_path / "course", {"answers": answers})
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    code = grading.main(["autograde", "--root", str(tmp_path / "course"), "--cluster", address])
+    error = capsys.readouterr().err
+    assert code == 2
+    assert address in error and "dask scheduler" in error
+    assert not (tmp_path / "course" / "grading_report.csv").exists()
+
+
+@pytest.mark.parametrize("path", ["../answers/00_example.ipynb", "/etc/passwd", "a/../../b", ""])
+def test_paths_from_a_worker_never_leave_the_submissions_folder(path):
+    with pytest.raises(ValueError):
+        grading_cluster._safe_relative(path)
+    assert str(grading_cluster._safe_relative("sub/figure.png")) == "sub/figure.png"
+
+
+def test_a_submission_folder_travels_as_it_was_collected(tmp_path):
+    """Files, folders, links (not followed) and FIFOs reach the worker as such, so that
+    staging there keeps and drops what it keeps and drops locally."""
+    source = tmp_path / "submitted"
+    (source / "data").mkdir(parents=True)
+    (source / "00_example.ipynb").write_text("{}")
+    (source / "data" / "notes.txt").write_bytes(b"\x00binary")
+    (source / "answers").symlink_to("../../answers")
+    os.mkfifo(source / "pipe")
+    entries = grading_cluster.submission_entries(source)
+    assert {(e.path, e.kind) for e in entries} == {("00_example.ipynb", "file"), ("data", "dir"),
+                                                   ("data/notes.txt", "file"), ("answers", "link"),
+                                                   ("pipe", "special")}
+    copy = tmp_path / "worker"
+    grading_cluster._write_entries(copy, entries)
+    assert (copy / "data" / "notes.txt").read_bytes() == b"\x00binary"
+    assert os.readlink(copy / "answers") == "../../answers"
+    assert stat.S_ISFIFO(os.lstat(copy / "pipe").st_mode)
