@@ -75,7 +75,7 @@ from helpers.grading import sandbox
 TEMPLATE_VARIABLE = "UNET_COURSE_GRADING_TEMPLATE"
 #: Variables the sandbox sets per submission (folders of its scratch, the limits): they may
 #: differ between the template and a runner; every other variable must be equal.
-_PER_SANDBOX = frozenset({"HOME", "TMPDIR", "MPLCONFIGDIR", "KERAS_HOME", "IPYTHONDIR",
+_PER_SANDBOX = frozenset({"PWD", "HOME", "TMPDIR", "MPLCONFIGDIR", "KERAS_HOME", "IPYTHONDIR",
                           "JUPYTER_RUNTIME_DIR", "UNET_COURSE_DATA", "PYTHONDONTWRITEBYTECODE",
                           *sandbox.Limits().environment()})
 #: The runner's "import everything" switch (:data:`helpers.grading.guard.PRELOAD_VARIABLE`).
@@ -128,6 +128,9 @@ def main(socket_path: str) -> NoReturn:
     """
     started_environment = dict(os.environ)  # before the libraries add to it
     _import_like_the_runner()
+    # what the imports set (HDF5_PLUGIN_PATH, ...): a runner that imports them has it too
+    imported_environment = {key: value for key, value in os.environ.items()
+                            if started_environment.get(key) != value and key != "MPLBACKEND"}
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(socket_path)
     server.listen(16)
@@ -144,7 +147,7 @@ def main(socket_path: str) -> NoReturn:
         except OSError:
             continue
         try:
-            _serve(server, connection, started_environment)
+            _serve(server, connection, started_environment, imported_environment)
         except (OSError, ValueError, TemplateError) as error:
             _send(connection, {"error": f"template: {error}"})
         finally:
@@ -174,7 +177,8 @@ def _parent_pid(pid: int) -> int:
     return int(text[text.rfind(b")") + 2:].split()[1])
 
 
-def _serve(server: socket.socket, connection: socket.socket, environment: dict[str, str]) -> None:
+def _serve(server: socket.socket, connection: socket.socket, environment: dict[str, str],
+           imported: dict[str, str]) -> None:
     """Read one request and fork the child that joins its sandbox (see the module docstring)."""
     connection.settimeout(30)
     credentials = connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
@@ -197,7 +201,7 @@ def _serve(server: socket.socket, connection: socket.socket, environment: dict[s
         child = os.fork()
         if child == 0:
             server.detach()
-            _child(connection, request, descriptors, environment, target)
+            _child(connection, request, descriptors, environment, imported, target)
     finally:
         for descriptor in descriptors:
             os.close(descriptor)
@@ -255,7 +259,7 @@ def _join(target: int) -> None:
 
 
 def _child(connection: socket.socket, request: dict, descriptors: list[int],
-           environment: dict[str, str], target: int) -> NoReturn:
+           environment: dict[str, str], imported: dict[str, str], target: int) -> NoReturn:
     """The forked child: join, drop, fork the runner, report (see the module docstring)."""
     try:
         wanted = {str(key): str(value) for key, value in request["env"].items()}
@@ -270,7 +274,7 @@ def _child(connection: socket.socket, request: dict, descriptors: list[int],
         _drop_capabilities()
         runner = os.fork()
         if runner == 0:
-            _runner(connection, descriptors, wanted)
+            _runner(connection, descriptors, {**wanted, **imported})
         for descriptor in descriptors:
             os.close(descriptor)
         _send(connection, {"pid": runner})
@@ -464,7 +468,7 @@ def run_forked(workdir: Path, scratch: Path, data_dir: Path, limits: sandbox.Lim
             raise TemplateError(f"bwrap's --info-fd said {raw[:200]!r}") from None
         connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         connection.connect(socket_path)
-        environment = _setenv_pairs(command)
+        environment = dict(_setenv_pairs(command), PWD=str(workdir.resolve()))  # bwrap sets PWD too
         request = json.dumps({"pid": target, "env": environment, "cwd": str(workdir.resolve()),
                               "umask": _current_umask()}).encode("utf-8")
         connection.sendmsg([request], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
