@@ -42,6 +42,18 @@ the working folder first): its first statement drops ``''`` from ``sys.path``, t
 read-only ``helpers`` go first; a student's ``helpers/`` or ``json.py`` is never imported
 by the grading machinery.
 
+**The grading template.** Under ``python -m helpers autograde`` the runner of a notebook
+that uses ``helpers`` is not started as a new interpreter: the launcher starts ``bwrap``
+exactly as above, with a placeholder as its command, and asks the run's grading template
+(:mod:`helpers.grading.template`, started once per run outside the sandbox, which has
+imported what the runner imports and nothing else) to fork a runner into that sandbox: the
+child joins the sandbox's namespaces (``setns``), drops every capability and forks the
+runner inside its PID namespace. The :class:`Watchdog` watches that runner's process tree
+besides ``bwrap``'s, and kills the sandbox when it ends. The runner sees the same file
+system, environment, capabilities and network; its PID is 3 rather than 2 (the placeholder
+is 2) and it has no parent in the namespace. Where the template cannot serve, a fresh
+runner starts as described here, and the grading trace says why.
+
 **Environment.** The runner starts from an empty environment (``bwrap --clearenv``, and
 ``bwrap`` itself is started with an empty one, so not even ``/proc/1/environ`` in the
 sandbox shows the grader's). Passed on from the launcher's environment, by name: ``PATH``,
@@ -989,8 +1001,10 @@ def _trace_runner(forked: bool, reason: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Launcher: ``... --runner --scratch FOLDER`` (see :func:`launcher_command`).
 
-    Starts :mod:`helpers.grading.runner` inside bubblewrap (or directly when the sandbox
-    was switched off with ``UNET_COURSE_NO_SANDBOX=1``) with the grader's standard input,
+    Starts :mod:`helpers.grading.runner` inside bubblewrap (forked from the grading
+    template where :func:`helpers.grading.template.unavailable_reason` allows it, else a
+    fresh interpreter; directly when the sandbox was switched off with
+    ``UNET_COURSE_NO_SANDBOX=1``) with the grader's standard input,
     relays its standard output and error, kills it at a limit (:class:`Watchdog`), waits
     for it, and removes its scratch folder. Returns the runner's exit code.
     """
