@@ -264,6 +264,29 @@ def test_a_forked_runner_sees_the_same_sandbox_as_a_fresh_one(tmp_path):
     assert forked["template visible"] is False and forked["template socket"] == []
 
 
+def test_a_template_started_with_another_environment_is_refused_and_a_fresh_runner_grades(
+        tmp_path, monkeypatch):
+    """A variable that the libraries may read at import differs between the template and
+    the sandbox: the template refuses, the launcher starts a fresh runner, the trace says
+    why, and the score is the same."""
+    from helpers.grading import template
+
+    answers, _release = _course(tmp_path)
+    _submit(tmp_path, {"answers": with_cell(answers, "setup", "import helpers.checks")})
+    started_with = template.template_environment
+    monkeypatch.setattr(template, "template_environment",
+                        lambda base, home: dict(started_with(base, home), UNET_COURSE_IMPORT_SETTING="1"))
+    assert grading.autograde(root=tmp_path, quiet=True, jobs=1) == 0
+    rows, _cells = _outcome(tmp_path)
+    assert rows[("answers", EXAMPLE)]["auto_score"] == "5"
+    import json
+
+    trace = (tmp_path / ".grading" / "traces" / f"answers--{EXAMPLE}.jsonl").read_text(encoding="utf-8")
+    runner = [json.loads(line) for line in trace.splitlines() if '"runner"' in line]
+    assert len(runner) == 1 and runner[0]["forked"] is False, runner
+    assert "another environment (UNET_COURSE_IMPORT_SETTING)" in runner[0]["reason"], runner
+
+
 def test_nothing_of_one_submission_reaches_the_next_in_the_same_worker(tmp_path):
     answers, _release = _course(tmp_path)
     probed = prefixed(answers, "square", PROBE)
