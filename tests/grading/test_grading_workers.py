@@ -287,6 +287,48 @@ def test_a_template_started_with_another_environment_is_refused_and_a_fresh_runn
     assert "another environment (UNET_COURSE_IMPORT_SETTING)" in runner[0]["reason"], runner
 
 
+#: Cells that exceed each limit of the sandbox (as in test_grading_adversarial.py).
+HOGS = {
+    "memory-hog": ("chunks = []\nfor _ in range(40):\n    chunks.append(bytearray(256 * 2**20))",
+                   "memory limit (4 GiB)"),
+    "fork-bomb": ("import sys\n"  # a file name under sys.prefix passes the runner's own audit hook
+                  "bomb = 'import subprocess\\nfor _ in range(2000):\\n    subprocess.Popen([\"sleep\", \"600\"])\\n'\n"
+                  "exec(compile(bomb, sys.prefix + '/bomb.py', 'exec'), {})\n", "processes limit (128 processes)"),
+    "thread-bomb": ("import threading, time\nfor _ in range(5000):\n"
+                    "    threading.Thread(target=time.sleep, args=(600,), daemon=True).start()", "threads limit"),
+    "output-flood": ("with open('/dev/stderr', 'wb', buffering=0) as log:\n"
+                     "    for _ in range(256):\n        log.write(b'x' * 2**20)", "output limit (64 MiB)"),
+    "disk-hog": ("for i in range(100):\n    with open(f'junk{i}.bin', 'wb') as f:\n"
+                 "        f.write(b'x' * 2**25)", "disk limit (2 GiB)"),
+}
+SECRET = "unet-course-template-secret-4711"
+
+
+def test_limits_and_the_environment_hold_for_forked_runners(tmp_path):
+    """The watchdog watches a runner forked into its sandbox: each limit kills it and costs
+    only its cell; the grader's secrets reach neither its environment nor /proc/*/environ."""
+    answers, _release = _course(tmp_path)
+    uses = with_cell(answers, "setup", "import helpers.checks")
+    students = {name: with_cell(uses, "square_check", cell) for name, (cell, _limit) in HOGS.items()}
+    students["environ-proc"] = with_cell(uses, "square_check", "import os\nprint(dict(os.environ))\n"
+                                         "for path in ('/proc/1/environ', '/proc/self/environ'):\n"
+                                         "    print(open(path, 'rb').read())")
+    _submit(tmp_path, students)
+    assert grading.autograde(root=tmp_path, quiet=True, jobs=2,
+                             env={"SECRET_TOKEN": SECRET, "AWS_SECRET_ACCESS_KEY": SECRET}) == 0
+    forked = _runner_paths(tmp_path)
+    assert all(paths and paths[0] for paths in forked.values()), forked  # the first run of each: forked
+    rows, cells = _outcome(tmp_path)
+    for name, (_cell, limit) in HOGS.items():
+        reason = rows[(name, EXAMPLE)]["reason"]
+        assert f"replaced by one that raises: it exceeded the {limit}" in reason, (name, reason)
+        assert cells[(name, EXAMPLE)]["square_check"] == 1, (name, cells[(name, EXAMPLE)])
+    graded = nbformat.read(tmp_path / "autograded" / "environ-proc" / EXAMPLE / f"{EXAMPLE}.ipynb", as_version=4)
+    printed = "".join(output.get("text", "") for output in graded.cells[cell_index(graded, "square_check") + 1].outputs)
+    assert "HOME" in printed and SECRET not in printed, printed[:2000]
+    assert rows[("environ-proc", EXAMPLE)]["auto_score"] == "5"
+
+
 def test_nothing_of_one_submission_reaches_the_next_in_the_same_worker(tmp_path):
     answers, _release = _course(tmp_path)
     probed = prefixed(answers, "square", PROBE)
