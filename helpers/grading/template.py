@@ -29,14 +29,14 @@ trusted code only):
    with the sandbox, sees only the sandbox's processes, and cannot see or signal the
    template or this child); the runner starts a new session, dies with this child
    (``PR_SET_PDEATHSIG``), keeps only its three standard descriptors, takes the sandbox's
-   environment, draws new seeds for ``random`` and NumPy, and calls
+   environment and ``sys.argv``, draws new seeds for ``random`` and NumPy, and calls
    :func:`helpers.grading.sandbox.runner_main` (the rlimits, then the runner);
 5. tells the launcher the runner's PID (the :class:`helpers.grading.sandbox.Watchdog`
    watches its process tree besides ``bwrap``'s) and, later, its exit code.
 
 What differs from a freshly started runner, seen from inside: the placeholder is PID 2 and
 the runner PID 3, with no parent in the namespace (``getppid() == 0``);
-``/proc/self/environ`` shows the template's starting environment (the same allowed
+``/proc/self/cmdline`` is the template's ``python -c`` command; ``/proc/self/environ`` shows the template's starting environment (the same allowed
 variables, a home outside the sandbox) rather than the runner's; the modules were imported
 with the template's home (Keras' configuration folder, Matplotlib's cache); every runner of
 a grading run has the same hash seed (``PYTHONHASHSEED`` is drawn once per process).
@@ -299,6 +299,7 @@ def _runner(connection: socket.socket, descriptors: list[int], environment: dict
         os.closerange(3, os.sysconf("SC_OPEN_MAX"))
         os.environ.clear()
         os.environ.update(environment)
+        sys.argv[:] = ["-c"]  # as a fresh runner's (the template's held its socket path)
         import random
 
         import numpy
