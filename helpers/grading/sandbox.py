@@ -984,7 +984,7 @@ class Watchdog:
         return code
 
 
-def _trace_runner(forked: bool, reason: str) -> None:
+def trace_runner(forked: bool, reason: str) -> None:
     """Append ``{"event": "runner", "forked": ..., "reason": ...}`` to the grading trace:
     whether the runner was forked from the grading template, and if not, why."""
     path = os.environ.get(TRACE_VARIABLE)
@@ -1038,13 +1038,11 @@ def main(argv: list[str] | None = None) -> int:
             reason = template.unavailable_reason(os.environ)
             if not reason:
                 try:
-                    code = template.run_forked(Path.cwd(), scratch, config.data_dir(), limits)
-                    _trace_runner(True, "")
-                    return code
+                    return template.run_forked(Path.cwd(), scratch, config.data_dir(), limits)
                 except template.TemplateError as error:
                     reason = str(error)
                     print(f"grading sandbox: starting a fresh runner ({reason})", file=sys.stderr, flush=True)
-            _trace_runner(False, reason)
+            trace_runner(False, reason)
         if sandboxed:
             command = bwrap_command(inner, Path.cwd(), scratch, scratch, config.data_dir(), limits=limits)
             environment: dict[str, str] = {}  # the command sets the runner's environment

@@ -479,6 +479,7 @@ def run_forked(workdir: Path, scratch: Path, data_dir: Path, limits: sandbox.Lim
         answer = _read_line(connection, buffer, time.monotonic() + 60)
         joined = _Joined(connection, int(answer["pid"]), buffer)
         handed_over = True
+        sandbox.trace_runner(True, "")
         os.close(out_write)
         os.close(err_write)
         out_write = err_write = -1
