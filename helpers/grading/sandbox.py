@@ -985,8 +985,14 @@ class Watchdog:
 
 
 def trace_runner(forked: bool, reason: str) -> None:
-    """Append ``{"event": "runner", "forked": ..., "reason": ...}`` to the grading trace:
-    whether the runner was forked from the grading template, and if not, why."""
+    """Append ``{"event": "runner", "forked": ..., "reason": ...}`` to the grading trace
+    (when there is one): whether the runner was forked from the grading template, and if
+    not, why.
+
+    Args:
+        forked: True when the runner was forked from the template.
+        reason: why it was not ("" when it was).
+    """
     path = os.environ.get(TRACE_VARIABLE)
     if not path:
         return

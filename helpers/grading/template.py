@@ -316,7 +316,14 @@ def _runner(connection: socket.socket, descriptors: list[int], environment: dict
 
 def template_environment(base: Mapping[str, str], home: Path) -> dict[str, str]:
     """The template's environment: what :func:`helpers.grading.sandbox.bwrap_command` gives
-    a runner when the launcher's environment is ``base``, with ``home`` as its folders."""
+    a runner when the launcher's environment is ``base``, with ``home`` as its folders.
+
+    Args:
+        base: the launchers' environment.
+        home: the template's own home folder (outside any sandbox).
+    Returns:
+        The environment to start the template with.
+    """
     own = {"HOME": str(home), "TMPDIR": str(home), "MPLCONFIGDIR": str(home / ".matplotlib"),
            "KERAS_HOME": str(home / ".keras"), "IPYTHONDIR": str(home / ".ipython"),
            "PYTHONDONTWRITEBYTECODE": "1", _PRELOAD_VARIABLE: "1"}
@@ -414,7 +421,13 @@ def _placeholder() -> list[str]:
 
 
 def unavailable_reason(environ: Mapping[str, str]) -> str:
-    """Why a submission gets a fresh runner rather than a forked one ("" when it can fork)."""
+    """Why a submission gets a fresh runner rather than a forked one.
+
+    Args:
+        environ: the launcher's environment.
+    Returns:
+        The reason, or "" when the runner can be forked from the template.
+    """
     if not environ.get(TEMPLATE_VARIABLE):
         return "no grading template (plain nbgrader autograde, or --no-template)"
     if environ.get(_PRELOAD_VARIABLE, "1") == "0":
