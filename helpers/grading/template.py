@@ -41,7 +41,7 @@ variables, a home outside the sandbox) rather than the runner's; the modules wer
 with the template's home (Keras' configuration folder, Matplotlib's cache); every runner of
 a grading run has the same hash seed (``PYTHONHASHSEED`` is drawn once per process).
 
-Where the template is unavailable (plain ``nbgrader autograde``, ``--no-template``, a
+Where the template is unavailable (plain ``nbgrader autograde``, ``autograde(template=False)``, a
 notebook that needs no ``helpers``: the NumPy-only runner is fast anyway, ``bwrap`` without
 ``--info-fd``, ``setns`` refused, a differing environment), the launcher starts a fresh
 runner as before and writes why into the grading trace (``{"event": "runner", "forked":
@@ -429,7 +429,7 @@ def unavailable_reason(environ: Mapping[str, str]) -> str:
         The reason, or "" when the runner can be forked from the template.
     """
     if not environ.get(TEMPLATE_VARIABLE):
-        return "no grading template (plain nbgrader autograde, or --no-template)"
+        return "no grading template (plain nbgrader autograde, or autograde(template=False))"
     if environ.get(_PRELOAD_VARIABLE, "1") == "0":
         return "the notebook needs no helpers (the NumPy-only runner starts in a fraction of a second)"
     if "--info-fd" not in sandbox._bwrap_options():
