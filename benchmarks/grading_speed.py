@@ -7,6 +7,10 @@ instructor without this course would run) against ``python -m helpers autograde 
     python benchmarks/grading_speed.py --lessons 03 05 --copies 3 --jobs 2
     python benchmarks/grading_speed.py --profile --no-stock # where a submission's time goes
 
+``--compare-template`` grades the class first without the grading template
+(:mod:`helpers.grading.template`: every runner imports TensorFlow, Keras and ``helpers``
+itself), then with it, in the same run.
+
 ``--profile`` prints, per lesson, the mean seconds per submission of each stage of
 ``helpers autograde`` (read from ``.grading/profile.jsonl``): the grading process's start,
 the sandbox, the runner's imports, the cells (the slowest by name), what nbgrader does
@@ -149,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compare-old", action="store_true",
                         help="also grade with one nbgrader process per submission (the path before "
                              "the long-lived workers) and print its profile")
+    parser.add_argument("--compare-template", action="store_true",
+                        help="also grade without the grading template (every runner imports TensorFlow, "
+                             "Keras and helpers itself) and print its profile")
     parser.add_argument("--no-stock", dest="stock", action="store_false",
                         help="skip stock nbgrader (when only the profile is wanted)")
     args = parser.parse_args(argv)
@@ -180,6 +187,15 @@ def main(argv: list[str] | None = None) -> int:
                 print("\n[one nbgrader process per submission]", end="")
                 print_profile(root / grading.PROFILE_FILE)
                 print()
+        fresh = None
+        if args.compare_template:
+            started = time.perf_counter()
+            grading.autograde(root=root, quiet=True, jobs=args.jobs, template=False)
+            fresh = (time.perf_counter() - started) / total
+            if args.profile:
+                print("\n[no grading template: every runner imports its libraries]", end="")
+                print_profile(root / grading.PROFILE_FILE)
+                print()
         started = time.perf_counter()
         grading.autograde(root=root, quiet=True, jobs=args.jobs)
         parallel = (time.perf_counter() - started) / total
@@ -188,6 +204,9 @@ def main(argv: list[str] | None = None) -> int:
         if old is not None:
             print(f"helpers, one nbgrader per subm.  : {old:6.1f} s per submission "
                   f"(ratio to the workers: {old / parallel:.2f})")
+        if fresh is not None:
+            print(f"helpers, no grading template     : {fresh:6.1f} s per submission "
+                  f"(ratio to the template: {fresh / parallel:.2f})")
         print(f"helpers autograde --jobs {args.jobs:<2d}      : {parallel:6.1f} s per submission")
         if serial is not None:
             print(f"ratio stock serial / helpers      : {serial / parallel:6.2f}  (goal: 6)")

@@ -815,7 +815,8 @@ def autograde(lesson: list[str] | None = None, student: str | None = None,
               root: str | os.PathLike | None = None, env: dict[str, str] | None = None,
               quiet: bool = False, jobs: int | None = None, sandboxed: bool = True,
               submission_timeout: float | None = 3600.0, reuse_workers: bool = True,
-              cluster: str | None = None, cluster_root: str | None = None) -> int:
+              template: bool = True, cluster: str | None = None,
+              cluster_root: str | None = None) -> int:
     """Grade every collected submission (or those of ``lesson``/``student``), ``jobs`` at a
     time (default: the number of CPU cores), each by one ``nbgrader autograde`` run
     with the course's sandboxed runner, and write ``grading_report.csv``/``.html``.
@@ -830,6 +831,10 @@ def autograde(lesson: list[str] | None = None, student: str | None = None,
     ``reuse_workers`` (default) runs the ``nbgrader autograde`` of every submission in one
     long-lived process per job (:mod:`helpers.grading.worker`) instead of a new process
     each; the submissions' code runs in a fresh sandboxed runner either way.
+    ``template`` (default, sandboxed only) starts one grading template for the run
+    (:mod:`helpers.grading.template`): the runners of notebooks that use ``helpers`` are
+    forked from it, already imported, into their sandboxes instead of importing TensorFlow,
+    Keras and ``helpers`` each.
     ``cluster`` (a Dask scheduler's address) grades the submissions on that cluster's
     workers instead, from the course at ``cluster_root`` on the workers (default: this
     root, for a shared filesystem); only this process writes the gradebook and the report
@@ -890,6 +895,16 @@ def autograde(lesson: list[str] | None = None, student: str | None = None,
     with contextlib.ExitStack() as stack, ThreadPoolExecutor(max_workers=jobs) as pool:
         if workers is not None:
             stack.callback(workers.close)
+        if template and sandboxed and tasks:  # (none left to grade here after --cluster)
+            from helpers.grading import template as grading_template
+            from helpers.tools import kernels as course_kernels
+
+            launcher_env = {**course_kernels.kernel_env(_tool_env(env)), **sandbox.GRADING_ENV}
+            log = folder / _WORK / "logs" / "template.log"
+            log.parent.mkdir(parents=True, exist_ok=True)
+            socket_path = stack.enter_context(grading_template.running(launcher_env, log))
+            if socket_path is not None:
+                env[grading_template.TEMPLATE_VARIABLE] = socket_path
         futures = {pool.submit(_grade_one, folder, name, who, env, submission_timeout, workers): (name, who)
                    for name, who in tasks}
         for future in as_completed(futures):

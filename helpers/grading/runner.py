@@ -33,6 +33,10 @@ code cell names helpers, TensorFlow or Keras, and no solution defines a name tha
 binds: :func:`helpers.grading.guard.needs_helpers`, decided by the grader, which sets
 ``UNET_COURSE_GRADING_PRELOAD=0``) gets NumPy only: its runner is ready in a fraction of a
 second instead of several seconds.
+Under ``python -m helpers autograde`` the runner of a notebook that uses them is forked
+from the grading template (:mod:`helpers.grading.template`), which made these imports once
+for the whole run, before any learner code: they are already in ``sys.modules`` when
+:func:`main` starts, and the snapshot is taken in the forked process as before.
 
 What runs before every test cell
 --------------------------------

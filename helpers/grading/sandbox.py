@@ -42,6 +42,18 @@ the working folder first): its first statement drops ``''`` from ``sys.path``, t
 read-only ``helpers`` go first; a student's ``helpers/`` or ``json.py`` is never imported
 by the grading machinery.
 
+**The grading template.** Under ``python -m helpers autograde`` the runner of a notebook
+that uses ``helpers`` is not started as a new interpreter: the launcher starts ``bwrap``
+exactly as above, with a placeholder as its command, and asks the run's grading template
+(:mod:`helpers.grading.template`, started once per run outside the sandbox, which has
+imported what the runner imports and nothing else) to fork a runner into that sandbox: the
+child joins the sandbox's namespaces (``setns``), drops every capability and forks the
+runner inside its PID namespace. The :class:`Watchdog` watches that runner's process tree
+besides ``bwrap``'s, and kills the sandbox when it ends. The runner sees the same file
+system, environment, capabilities and network; its PID is 3 rather than 2 (the placeholder
+is 2) and it has no parent in the namespace. Where the template cannot serve, a fresh
+runner starts as described here, and the grading trace says why.
+
 **Environment.** The runner starts from an empty environment (``bwrap --clearenv``, and
 ``bwrap`` itself is started with an empty one, so not even ``/proc/1/environ`` in the
 sandbox shows the grader's). Passed on from the launcher's environment, by name: ``PATH``,
@@ -116,7 +128,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import BinaryIO, NoReturn, Protocol
 from pathlib import Path
 
 #: Set to 1 to grade without a sandbox (the instructor accepts the risk).
@@ -150,7 +162,7 @@ _ENV_NAMES = frozenset({
 #: ... and by prefix.
 _ENV_PREFIXES = ("LC_", "UNET_COURSE_", "OMP_", "KMP_")
 #: Never passed, although a prefix matches.
-_ENV_EXCLUDED = frozenset({TRACE_VARIABLE, NO_SANDBOX_VARIABLE})
+_ENV_EXCLUDED = frozenset({TRACE_VARIABLE, NO_SANDBOX_VARIABLE, "UNET_COURSE_GRADING_TEMPLATE"})
 
 
 def sandbox_environment(base: Mapping[str, str], own: dict[str, str] | None = None) -> dict[str, str]:
@@ -788,6 +800,17 @@ def record_limit(name: str, limits: Limits, measured: str) -> None:
         print(f"grading sandbox: cannot write the trace {path}: {error}", file=sys.stderr)
 
 
+class JoinedRunner(Protocol):
+    """A runner that joined a sandbox from outside it (:mod:`helpers.grading.template`)."""
+
+    #: Its PID (in this process's PID namespace).
+    pid: int
+
+    def wait(self, timeout: float | None) -> int | None:
+        """Its exit code once it ended (negative: the signal), else None after ``timeout``
+        seconds (None: wait as long as it runs)."""
+
+
 class Watchdog:
     """Watches a running sandbox and kills it when it passes one of ``limits``; see the
     module docstring.
@@ -818,6 +841,21 @@ class Watchdog:
         #: Seconds :meth:`run` waits for the relays once the process has ended.
         self.relay_timeout = 10.0
         self._disk_checked = 0.0
+        #: A runner forked from the grading template into this sandbox (not a descendant of
+        #: ``bwrap``): watched, counted and killed with it (:meth:`run`'s ``joined``).
+        self.joined: JoinedRunner | None = None
+
+    def _roots(self) -> list[int]:
+        """The PIDs whose process trees are the sandbox: ``bwrap``, and a joined runner."""
+        assert self.process is not None, "run() sets the process"
+        return [self.process.pid] + ([self.joined.pid] if self.joined is not None else [])
+
+    def _tree(self) -> dict[int, int]:
+        """PID -> threads of every process of the sandbox (see :meth:`_roots`)."""
+        tree: dict[int, int] = {}
+        for root in self._roots():
+            tree.update(process_tree(root))
+        return tree
 
     def check(self) -> tuple[str, str] | None:
         """``(limit name, what was measured)`` when a limit is exceeded now, else None."""
@@ -825,7 +863,7 @@ class Watchdog:
         limits = self.limits
         if limits.output and self._relayed > limits.output:
             return "output", f"{format_size(self._relayed)} written"
-        tree = process_tree(self.process.pid)
+        tree = self._tree()
         if limits.processes and len(tree) > limits.processes:
             return "processes", f"{len(tree)} processes"
         threads = sum(tree.values())
@@ -850,7 +888,7 @@ class Watchdog:
     def kill(self) -> None:
         """SIGKILL the sandbox and every process in it."""
         assert self.process is not None, "run() sets the process"
-        for pid in [self.process.pid, *process_tree(self.process.pid)]:
+        for pid in [self.process.pid, *self._roots(), *self._tree()]:
             try:
                 os.kill(pid, signal.SIGKILL)
             except OSError:
@@ -884,31 +922,61 @@ class Watchdog:
                 os.dup2(devnull, target)
                 os.close(devnull)
 
-    def run(self, process: subprocess.Popen) -> int:
-        """Relay ``process``'s output and watch it until it ends; return its exit code."""
-        self.process = process
+    @staticmethod
+    def _reap(process: subprocess.Popen, joined: JoinedRunner | None) -> int:
+        """Wait for a killed sandbox; the exit code of its runner."""
+        code = process.wait()
+        if joined is not None:
+            joined_code = joined.wait(10.0)
+            code = -signal.SIGKILL if joined_code is None else joined_code
+        return code
+
+    def run(self, process: subprocess.Popen, joined: JoinedRunner | None = None,
+            outputs: tuple[BinaryIO, BinaryIO] | None = None) -> int:
+        """Relay the output and watch ``process`` until it ends; return its exit code.
+
+        Args:
+            process: ``bwrap`` (or the runner itself when unsandboxed).
+            joined: a runner forked from the grading template into ``process``'s sandbox;
+                then the watch ends when that runner ends, the sandbox is killed at that
+                point (as it ends with its first process today), and its exit code is
+                returned.
+            outputs: the read ends of the runner's standard output and error, when they
+                are not ``process``'s own pipes.
+        Returns:
+            The exit code of the runner (negative: the signal that killed it).
+        """
+        self.process, self.joined = process, joined
+        streams = outputs if outputs is not None else (process.stdout, process.stderr)
         relays = [threading.Thread(target=self._relay, args=(stream, fd), daemon=True)
-                  for stream, fd in zip((process.stdout, process.stderr), self.streams) if stream is not None]
+                  for stream, fd in zip(streams, self.streams) if stream is not None]
         for relay in relays:
             relay.start()
         parent = os.getppid()
         code = None
         while code is None:
-            try:
-                code = process.wait(timeout=self.interval)
-                break
-            except subprocess.TimeoutExpired:
-                pass
+            if joined is not None:
+                code = joined.wait(self.interval)
+                if code is not None:
+                    self.kill()  # what the runner left behind ends with it, as with bwrap's first process
+                    process.wait()
+                    break
+            else:
+                try:
+                    code = process.wait(timeout=self.interval)
+                    break
+                except subprocess.TimeoutExpired:
+                    pass
             if os.getppid() != parent:  # the grader is gone: so is the runner
                 self.kill()
-                code = process.wait()
+                code = self._reap(process, joined)
                 break
             found = self.check()
             if found:
                 self.exceeded = found[0]
                 record_limit(found[0], self.limits, found[1])
                 self.kill()
-                code = process.wait()
+                code = self._reap(process, joined)
         for relay in relays:
             relay.join(timeout=self.relay_timeout)
         with self._lock:
@@ -916,11 +984,33 @@ class Watchdog:
         return code
 
 
+def trace_runner(forked: bool, reason: str) -> None:
+    """Append ``{"event": "runner", "forked": ..., "reason": ...}`` to the grading trace
+    (when there is one): whether the runner was forked from the grading template, and if
+    not, why.
+
+    Args:
+        forked: True when the runner was forked from the template.
+        reason: why it was not ("" when it was).
+    """
+    path = os.environ.get(TRACE_VARIABLE)
+    if not path:
+        return
+    record = {"event": "runner", "forked": forked, "reason": reason, "time": time.time()}
+    try:
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+    except OSError as error:
+        print(f"grading sandbox: cannot write the trace {path}: {error}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Launcher: ``... --runner --scratch FOLDER`` (see :func:`launcher_command`).
 
-    Starts :mod:`helpers.grading.runner` inside bubblewrap (or directly when the sandbox
-    was switched off with ``UNET_COURSE_NO_SANDBOX=1``) with the grader's standard input,
+    Starts :mod:`helpers.grading.runner` inside bubblewrap (forked from the grading
+    template where :func:`helpers.grading.template.unavailable_reason` allows it, else a
+    fresh interpreter; directly when the sandbox was switched off with
+    ``UNET_COURSE_NO_SANDBOX=1``) with the grader's standard input,
     relays its standard output and error, kills it at a limit (:class:`Watchdog`), waits
     for it, and removes its scratch folder. Returns the runner's exit code.
     """
@@ -948,6 +1038,17 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     process = None
     try:
+        if sandboxed:
+            from helpers.grading import template
+
+            reason = template.unavailable_reason(os.environ)
+            if not reason:
+                try:
+                    return template.run_forked(Path.cwd(), scratch, config.data_dir(), limits)
+                except template.TemplateError as error:
+                    reason = str(error)
+                    print(f"grading sandbox: starting a fresh runner ({reason})", file=sys.stderr, flush=True)
+            trace_runner(False, reason)
         if sandboxed:
             command = bwrap_command(inner, Path.cwd(), scratch, scratch, config.data_dir(), limits=limits)
             environment: dict[str, str] = {}  # the command sets the runner's environment

@@ -11,8 +11,10 @@ nbgrader's test suite runs its commands (``NbGraderApp.instance()``, ``initializ
 
 Isolation is unchanged: no learner code ever runs in the worker. It only reads notebooks
 as data, as ``nbgrader autograde`` did; every submission's code still runs in its own
-sandboxed runner (:mod:`helpers.grading.execute`, :mod:`helpers.grading.sandbox`) started
-fresh for that submission. The worker puts back, after every request, what a run of
+sandboxed runner (:mod:`helpers.grading.execute`, :mod:`helpers.grading.sandbox`) made
+for that submission: a fresh interpreter, or a process forked for it from the grading
+template of the run (:mod:`helpers.grading.template`) into its own new sandbox; the worker
+only passes the template's socket path on, in the environment of each request. The worker puts back, after every request, what a run of
 nbgrader changes in the process: the environment, ``sys.path``, the working folder and the
 application singletons (``reset``).
 

@@ -81,6 +81,58 @@ assert not _leaks, f"state of an earlier submission: {_leaks}"
 """
 
 
+#: What a runner sees of its sandbox (printed as ``VIEW {...}``); "import helpers" makes the
+#: grader preload helpers, so that the runner is forked from the template where there is one.
+VIEW = """
+import glob, os, socket, tempfile
+import helpers
+def _read(path):
+    try:
+        return open(path).read()
+    except OSError as error:
+        return type(error).__name__
+def _attempt(action):
+    try:
+        action()
+        return "done"
+    except OSError as error:
+        return type(error).__name__
+_status = dict(line.split(":", 1) for line in _read("/proc/self/status").splitlines() if ":" in line)
+_pids = sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
+_view = {
+    "uid": os.getuid(), "gid": os.getgid(),
+    "capabilities": {k: _status[k].strip() for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs")},
+    "network": _attempt(lambda: socket.create_connection(("192.0.2.1", 80), timeout=2)),
+    "write /": _attempt(lambda: open("/unet-view", "w")),
+    "write /usr": _attempt(lambda: open("/usr/unet-view", "w")),
+    "write here": _attempt(lambda: open("unet-view", "w")),
+    "cwd": os.getcwd(), "listing": sorted(os.listdir(".")),
+    "environment": sorted(os.environ),
+    "mounts": sorted(line.split()[4].replace(os.path.dirname(os.environ["HOME"]), "SCRATCH")
+                     for line in _read("/proc/self/mountinfo").splitlines()),
+    "pid 1": _read("/proc/1/cmdline").split("\\0")[0],
+    "pids below 4": all(p < 4 for p in _pids),
+    "template visible": any(b"grading.template" in open(f"/proc/{p}/cmdline", "rb").read() for p in _pids
+                            if p != os.getpid() and os.path.exists(f"/proc/{p}/cmdline")),
+    "template socket": glob.glob(os.path.join(tempfile.gettempdir(), "unet-course-template-*")),
+    "hostname": socket.gethostname(),
+}
+print("VIEW", repr(_view))
+"""
+
+
+def _runner_paths(root) -> dict[str, list[bool]]:
+    """Per student: whether each runner of the last grading was forked from the template
+    (the launcher's ``runner`` events in the grading traces)."""
+    import json
+
+    found = {}
+    for trace in sorted((root / ".grading" / "traces").glob("*.jsonl")):
+        events = [json.loads(line) for line in trace.read_text(encoding="utf-8").splitlines() if line]
+        found[trace.name.split("--")[0]] = [e["forked"] for e in events if e.get("event") == "runner"]
+    return found
+
+
 def _course(root):
     if sandbox._probe():
         pytest.skip(f"no sandbox here: {sandbox._probe()} (CI installs bubblewrap)")
@@ -148,6 +200,135 @@ def test_the_worker_path_scores_exactly_like_one_process_per_submission(tmp_path
     assert rows[("renamed-id", EXAMPLE)]["status"] == "repaired"
 
 
+def test_the_template_path_scores_exactly_like_fresh_runners(tmp_path):
+    """The same class (every notebook names helpers, so its runner is forked from the
+    template) graded with and without the template: the same rows, cells and reasons."""
+    answers, release = _course(tmp_path)
+    partial = copy.deepcopy(release)
+    partial.cells[cell_index(partial, "square")].source = answers.cells[cell_index(answers, "square")].source
+    mean_source = answers.cells[cell_index(answers, "mean")].source
+    uses = "import helpers.checks"
+    students = {
+        "answers": with_cell(answers, "setup", uses),
+        "blank": with_cell(release, "setup", uses),
+        "partial": with_cell(partial, "setup", uses),
+        "exit-last": prefixed(with_cell(answers, "setup", uses), "count_vowels", "import os\nos._exit(0)"),
+        "kill-runner": with_cell(with_cell(answers, "setup", uses), "square_check",
+                                 "import os, signal\nos.kill(1, signal.SIGKILL)"),
+        "loop": prefixed(with_cell(answers, "setup", uses), "mean",
+                         f"# {LOOP_MARKER}\nwhile True:\n    pass\n" + mean_source),
+        "leaker": with_cell(answers, "setup", LEAK),
+    }
+    _submit(tmp_path, students)
+    assert grading.autograde(root=tmp_path, quiet=True, jobs=2, template=False) == 0
+    before = _outcome(tmp_path)
+    assert all(not any(paths) for paths in _runner_paths(tmp_path).values())
+    assert grading.autograde(root=tmp_path, quiet=True, jobs=2) == 0
+    after = _outcome(tmp_path)
+    assert after == before
+    forked = _runner_paths(tmp_path)
+    assert set(forked) == set(students) and all(paths and all(paths) for paths in forked.values()), forked
+    rows = before[0]
+    assert {rows[(s, EXAMPLE)]["auto_score"] for s in ("answers", "blank", "partial")} == {"5", "0", "1"}
+    assert "replaced" in rows[("exit-last", EXAMPLE)]["reason"]
+    assert rows[("kill-runner", EXAMPLE)]["auto_score"] == "5"
+
+
+def _view(root, student) -> dict:
+    import ast
+
+    graded = nbformat.read(root / "autograded" / student / EXAMPLE / f"{EXAMPLE}.ipynb", as_version=4)
+    text = "".join(output.get("text", "") for output in graded.cells[cell_index(graded, "setup") + 1].outputs)
+    assert "VIEW " in text, text
+    return ast.literal_eval(text.split("VIEW ", 1)[1].strip())
+
+
+def test_a_forked_runner_sees_the_same_sandbox_as_a_fresh_one(tmp_path):
+    """No capabilities, no network, a read-only root, the private work copy, the allowed
+    environment only, a PID namespace of its own: the same from a runner forked from the
+    template as from a fresh one; and no trace of the template (process, socket)."""
+    answers, _release = _course(tmp_path)
+    _submit(tmp_path, {"view": with_cell(answers, "setup", VIEW)})
+    assert grading.autograde(root=tmp_path, quiet=True, jobs=1, template=False) == 0
+    assert _runner_paths(tmp_path) == {"view": [False]}
+    fresh = _view(tmp_path, "view")
+    assert grading.autograde(root=tmp_path, quiet=True, jobs=1) == 0
+    assert _runner_paths(tmp_path) == {"view": [True]}
+    forked = _view(tmp_path, "view")
+    assert forked == fresh
+    assert set(forked["capabilities"].values()) == {"0000000000000000", "1"}, forked["capabilities"]
+    assert forked["network"] != "done" and forked["write /"] != "done" and forked["write /usr"] != "done"
+    assert forked["write here"] == "done"
+    assert not [name for name in forked["environment"] if "TEMPLATE" in name or name.endswith("TRACE")]
+    assert forked["pid 1"].endswith("bwrap") and forked["pids below 4"]
+    assert forked["template visible"] is False and forked["template socket"] == []
+
+
+def test_a_template_started_with_another_environment_is_refused_and_a_fresh_runner_grades(
+        tmp_path, monkeypatch):
+    """A variable that the libraries may read at import differs between the template and
+    the sandbox: the template refuses, the launcher starts a fresh runner, the trace says
+    why, and the score is the same."""
+    from helpers.grading import template
+
+    answers, _release = _course(tmp_path)
+    _submit(tmp_path, {"answers": with_cell(answers, "setup", "import helpers.checks")})
+    started_with = template.template_environment
+    monkeypatch.setattr(template, "template_environment",
+                        lambda base, home: dict(started_with(base, home), UNET_COURSE_IMPORT_SETTING="1"))
+    assert grading.autograde(root=tmp_path, quiet=True, jobs=1) == 0
+    rows, _cells = _outcome(tmp_path)
+    assert rows[("answers", EXAMPLE)]["auto_score"] == "5"
+    import json
+
+    trace = (tmp_path / ".grading" / "traces" / f"answers--{EXAMPLE}.jsonl").read_text(encoding="utf-8")
+    runner = [json.loads(line) for line in trace.splitlines() if '"runner"' in line]
+    assert len(runner) == 1 and runner[0]["forked"] is False, runner
+    assert "another environment (UNET_COURSE_IMPORT_SETTING)" in runner[0]["reason"], runner
+
+
+#: Cells that exceed each limit of the sandbox (as in test_grading_adversarial.py).
+HOGS = {
+    "memory-hog": ("chunks = []\nfor _ in range(40):\n    chunks.append(bytearray(256 * 2**20))",
+                   "memory limit (4 GiB)"),
+    "fork-bomb": ("import sys\n"  # a file name under sys.prefix passes the runner's own audit hook
+                  "bomb = 'import subprocess\\nfor _ in range(2000):\\n    subprocess.Popen([\"sleep\", \"600\"])\\n'\n"
+                  "exec(compile(bomb, sys.prefix + '/bomb.py', 'exec'), {})\n", "processes limit (128 processes)"),
+    "thread-bomb": ("import threading, time\nfor _ in range(5000):\n"
+                    "    threading.Thread(target=time.sleep, args=(600,), daemon=True).start()", "threads limit"),
+    "output-flood": ("with open('/dev/stderr', 'wb', buffering=0) as log:\n"
+                     "    for _ in range(256):\n        log.write(b'x' * 2**20)", "output limit (64 MiB)"),
+    "disk-hog": ("for i in range(100):\n    with open(f'junk{i}.bin', 'wb') as f:\n"
+                 "        f.write(b'x' * 2**25)", "disk limit (2 GiB)"),
+}
+SECRET = "unet-course-template-secret-4711"
+
+
+def test_limits_and_the_environment_hold_for_forked_runners(tmp_path):
+    """The watchdog watches a runner forked into its sandbox: each limit kills it and costs
+    only its cell; the grader's secrets reach neither its environment nor /proc/*/environ."""
+    answers, _release = _course(tmp_path)
+    uses = with_cell(answers, "setup", "import helpers.checks")
+    students = {name: with_cell(uses, "square_check", cell) for name, (cell, _limit) in HOGS.items()}
+    students["environ-proc"] = with_cell(uses, "square_check", "import os\nprint(dict(os.environ))\n"
+                                         "for path in ('/proc/1/environ', '/proc/self/environ'):\n"
+                                         "    print(open(path, 'rb').read())")
+    _submit(tmp_path, students)
+    assert grading.autograde(root=tmp_path, quiet=True, jobs=2,
+                             env={"SECRET_TOKEN": SECRET, "AWS_SECRET_ACCESS_KEY": SECRET}) == 0
+    forked = _runner_paths(tmp_path)
+    assert all(paths and paths[0] for paths in forked.values()), forked  # the first run of each: forked
+    rows, cells = _outcome(tmp_path)
+    for name, (_cell, limit) in HOGS.items():
+        reason = rows[(name, EXAMPLE)]["reason"]
+        assert f"replaced by one that raises: it exceeded the {limit}" in reason, (name, reason)
+        assert cells[(name, EXAMPLE)]["square_check"] == 1, (name, cells[(name, EXAMPLE)])
+    graded = nbformat.read(tmp_path / "autograded" / "environ-proc" / EXAMPLE / f"{EXAMPLE}.ipynb", as_version=4)
+    printed = "".join(output.get("text", "") for output in graded.cells[cell_index(graded, "square_check") + 1].outputs)
+    assert "HOME" in printed and SECRET not in printed, printed[:2000]
+    assert rows[("environ-proc", EXAMPLE)]["auto_score"] == "5"
+
+
 def test_nothing_of_one_submission_reaches_the_next_in_the_same_worker(tmp_path):
     answers, _release = _course(tmp_path)
     probed = prefixed(answers, "square", PROBE)
@@ -161,6 +342,8 @@ def test_nothing_of_one_submission_reaches_the_next_in_the_same_worker(tmp_path)
     })
     assert grading.autograde(root=tmp_path, quiet=True, jobs=1) == 0
     rows, cells = _outcome(tmp_path)
+    # every runner (they all import helpers.checks) was forked from the one template
+    assert all(paths and all(paths) for paths in _runner_paths(tmp_path).values()), _runner_paths(tmp_path)
     for probe in ("a2-probe", "b2-probe"):
         assert rows[(probe, EXAMPLE)]["auto_score"] == "5", rows[(probe, EXAMPLE)]
         assert "replaced" not in rows[(probe, EXAMPLE)]["reason"], rows[(probe, EXAMPLE)]
