@@ -299,6 +299,9 @@ def _runner(connection: socket.socket, descriptors: list[int], environment: dict
         os.closerange(3, os.sysconf("SC_OPEN_MAX"))
         os.environ.clear()
         os.environ.update(environment)
+        # tempfile caches the folder it first chose (the template's TMPDIR, a host folder
+        # the sandbox does not have): choose again, from the sandbox's TMPDIR
+        tempfile.tempdir = None
         sys.argv[:] = ["-c"]  # as a fresh runner's (the template's held its socket path)
         import random
 

@@ -115,6 +115,8 @@ _view = {
     "template visible": any(b"grading.template" in open(f"/proc/{p}/cmdline", "rb").read() for p in _pids
                             if p != os.getpid() and os.path.exists(f"/proc/{p}/cmdline")),
     "template socket": glob.glob(os.path.join(tempfile.gettempdir(), "unet-course-template-*")),
+    "temporary folder": tempfile.gettempdir(),
+    "temporary file": _attempt(lambda: tempfile.NamedTemporaryFile().close()),
     "hostname": socket.gethostname(),
 }
 print("VIEW", repr(_view))
