@@ -533,6 +533,26 @@ def _failed(folder: Path, lesson: str, student: str, reason: str) -> commands.Gr
                                   manual_max=sum(commands._graded_points(release, manual=True).values()))
 
 
+class Cluster:
+    """A Dask cluster as :func:`helpers.grading.commands.autograde`'s remote grader
+    (``python -m helpers autograde --cluster ADDRESS [--cluster-root PATH]``).
+
+    Args:
+        address: the Dask scheduler's address, e.g. ``tcp://host:8786``.
+        cluster_root: where the course root lives on the workers (default: the
+            coordinator's course root, for a shared filesystem).
+    """
+
+    def __init__(self, address: str, cluster_root: str | None = None) -> None:
+        self.address, self.cluster_root = address, cluster_root
+        self.where = f"on the cluster at {address}"
+
+    def grade(self, folder: Path, tasks: list[tuple[str, str]], env: dict[str, str], timeout: float | None,
+              on_result: Callable[[commands.GradingResult], None] | None) -> list[commands.GradingResult]:
+        """Grade ``tasks`` on the cluster's workers (:func:`grade_on_cluster`)."""
+        return grade_on_cluster(self.address, folder, tasks, env, timeout, self.cluster_root, on_result)
+
+
 def grade_on_cluster(address: str, folder: Path, tasks: list[tuple[str, str]], env: dict[str, str],
                      timeout: float | None, remote_root: str | None = None,
                      on_result: Callable[[commands.GradingResult], None] | None = None,

@@ -39,9 +39,11 @@ import time
 import traceback
 import zipfile
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from helpers import config
 from helpers.tools.bootstrap import BOOTSTRAPPED as _BOOTSTRAPPED
@@ -815,8 +817,7 @@ def autograde(lesson: list[str] | None = None, student: str | None = None,
               root: str | os.PathLike | None = None, env: dict[str, str] | None = None,
               quiet: bool = False, jobs: int | None = None, sandboxed: bool = True,
               submission_timeout: float | None = 3600.0, reuse_workers: bool = True,
-              template: bool = True, cluster: str | None = None,
-              cluster_root: str | None = None) -> int:
+              template: bool = True, remote: RemoteGrader | None = None) -> int:
     """Grade every collected submission (or those of ``lesson``/``student``), ``jobs`` at a
     time (default: the number of CPU cores), each by one ``nbgrader autograde`` run
     with the course's sandboxed runner, and write ``grading_report.csv``/``.html``.
@@ -835,10 +836,9 @@ def autograde(lesson: list[str] | None = None, student: str | None = None,
     (:mod:`helpers.grading.template`): the runners of notebooks that use ``helpers`` are
     forked from it, already imported, into their sandboxes instead of importing TensorFlow,
     Keras and ``helpers`` each.
-    ``cluster`` (a Dask scheduler's address) grades the submissions on that cluster's
-    workers instead, from the course at ``cluster_root`` on the workers (default: this
-    root, for a shared filesystem); only this process writes the gradebook and the report
-    (:mod:`helpers.grading.cluster`).
+    ``remote`` grades the submissions elsewhere instead (``--cluster``: a Dask cluster's
+    workers, :class:`helpers.grading.cluster.Cluster`); only this process writes the
+    gradebook and the report.
     """
     from helpers.grading import sandbox
     from helpers.grading import worker as grading_worker
@@ -858,7 +858,7 @@ def autograde(lesson: list[str] | None = None, student: str | None = None,
         env[sandbox.NO_SANDBOX_VARIABLE] = "1"
         print("warning: grading WITHOUT the sandbox (--no-sandbox): submissions run with your "
               "permissions.", file=sys.stderr)
-    elif cluster is not None:  # each worker checks its own sandbox (helpers.grading.cluster)
+    elif remote is not None:  # each worker checks its own sandbox (helpers.grading.cluster)
         env.pop(sandbox.NO_SANDBOX_VARIABLE, None)
     else:
         env.pop(sandbox.NO_SANDBOX_VARIABLE, None)
@@ -871,25 +871,22 @@ def autograde(lesson: list[str] | None = None, student: str | None = None,
             if saved is not None:
                 os.environ[sandbox.NO_SANDBOX_VARIABLE] = saved
     chosen = select_lessons(lesson, collected)
-    if cluster is None:  # on a cluster, the workers prepare their own
+    if remote is None:  # on a cluster, the workers prepare their own
         prepare_grading_data(folder, chosen, env)
     tasks = [(name, path.parent.name) for name in chosen
              for path in sorted((folder / "submitted").glob(f"{student or '*'}/{name}")) if path.is_dir()]
     jobs = max(1, jobs or os.cpu_count() or 1)
-    if jobs > 1 and cluster is None:  # each grader's TensorFlow gets its share of the CPUs
+    if jobs > 1 and remote is None:  # each grader's TensorFlow gets its share of the CPUs
         from helpers.tools import kernels
 
         kernels.share_threads(jobs, env)
     if not quiet:
         print(f"Grading {len(tasks)} submission(s) of {', '.join(chosen)}, "
-              f"{'on the cluster at ' + cluster if cluster else str(jobs) + ' at a time'}, "
+              f"{remote.where if remote is not None else str(jobs) + ' at a time'}, "
               f"at {config.SCALE_VARIABLE}={env[config.SCALE_VARIABLE]} ...", flush=True)
     results: list[GradingResult] = []
-    if cluster is not None:
-        from helpers.grading import cluster as grading_cluster
-
-        results = grading_cluster.grade_on_cluster(cluster, folder, tasks, env, submission_timeout,
-                                                   cluster_root, None if quiet else _print_result)
+    if remote is not None:
+        results = remote.grade(folder, tasks, env, submission_timeout, None if quiet else _print_result)
         tasks = []  # all graded there
     workers = grading_worker.WorkerPool(folder, jobs) if reuse_workers and tasks else None
     with contextlib.ExitStack() as stack, ThreadPoolExecutor(max_workers=jobs) as pool:
@@ -932,6 +929,20 @@ def autograde(lesson: list[str] | None = None, student: str | None = None,
             print(f"  not graded: {result.student}/{result.lesson}: {'; '.join(result.reasons)}",
                   file=sys.stderr)
     return 1 if failed else 0
+
+
+class RemoteGrader(Protocol):
+    """Where :func:`autograde` sends every submission instead of grading it here
+    (:class:`helpers.grading.cluster.Cluster` for ``--cluster``). The grader returns one
+    :class:`GradingResult` per task, each written to this course's gradebook already."""
+
+    #: How the progress line names it, e.g. "on the cluster at tcp://host:8786".
+    where: str
+
+    def grade(self, folder: Path, tasks: list[tuple[str, str]], env: dict[str, str],
+              timeout: float | None, on_result: Callable[[GradingResult], None] | None) -> list[GradingResult]:
+        """Grade ``tasks`` ((lesson, student) pairs) of the course root ``folder``."""
+        ...
 
 
 def _print_result(result: GradingResult) -> None:
@@ -1078,8 +1089,18 @@ def _absolute(argv: list[str]) -> list[str]:
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m helpers release|collect|autograde|feedback|export``."""
+def main(argv: list[str] | None = None,
+         remote_factory: Callable[[str, str | None], RemoteGrader] | None = None) -> int:
+    """Entry point of ``python -m helpers release|collect|autograde|feedback|export``.
+
+    Args:
+        argv: the command line (default: ``sys.argv[1:]``).
+        remote_factory: what ``autograde --cluster ADDRESS [--cluster-root PATH]`` grades
+            with, called with the address and the path (:class:`helpers.grading.cluster.Cluster`,
+            passed by :mod:`helpers.tools.cli`: the cluster module builds on this one).
+    Returns:
+        The exit code.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
     if importlib.util.find_spec("nbgrader") is None and not os.environ.get(_BOOTSTRAPPED):
@@ -1099,9 +1120,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "collect":
             return collect(args.source, args.lesson, args.student, args.root)
         if args.command == "autograde":
+            remote = None
+            if args.cluster:
+                if remote_factory is None:
+                    raise GradingError("--cluster is available through `python -m helpers autograde "
+                                       "--cluster ADDRESS` (helpers.tools.cli); run that command.")
+                remote = remote_factory(args.cluster, args.cluster_root)
             return autograde(args.lesson, args.student, args.root, jobs=args.jobs,
-                             sandboxed=not args.no_sandbox, cluster=args.cluster,
-                             cluster_root=args.cluster_root)
+                             sandboxed=not args.no_sandbox, remote=remote)
         if args.command == "feedback":
             return feedback(args.lesson, args.student, args.root)
         if args.command == "export":

@@ -126,7 +126,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import BinaryIO, NoReturn, Protocol
 from pathlib import Path
@@ -612,7 +612,7 @@ def bwrap_command(inner: list[str], workdir: Path, connection_dir: Path, scratch
 #: ``python -I -c`` code of the launcher: isolated mode keeps the working folder (the
 #: submission's) and PYTHONPATH off sys.path; this package's parent goes first instead.
 _LAUNCHER_CODE = ("import sys; sys.path.insert(0, {parent!r}); "
-                  "from helpers.grading.sandbox import main; sys.exit(main())")
+                  "from helpers.grading.template import launch; sys.exit(launch())")
 #: ``python -c`` code of the runner: the working folder ('' for -c) leaves sys.path before
 #: anything is imported, and the read-only helpers go first.
 _RUNNER_CODE = ("import sys; sys.path[:] = [p for p in sys.path if p not in ('', '.')]; "
@@ -1004,7 +1004,20 @@ def trace_runner(forked: bool, reason: str) -> None:
         print(f"grading sandbox: cannot write the trace {path}: {error}", file=sys.stderr)
 
 
-def main(argv: list[str] | None = None) -> int:
+class ForkUnavailable(RuntimeError):
+    """No runner can be forked into this sandbox (the message says why); a fresh one starts.
+    ``quiet``: whether the launcher says nothing but the grading trace's record."""
+
+    quiet = True
+
+
+#: How :func:`main` forks a runner into its sandbox: ``(workdir, scratch, data_dir,
+#: limits) -> exit code``, raising :class:`ForkUnavailable` where it cannot
+#: (:func:`helpers.grading.template.launch` passes its own).
+ForkedStart = Callable[[Path, Path, Path, "Limits"], int]
+
+
+def main(argv: list[str] | None = None, start_forked: ForkedStart | None = None) -> int:
     """Launcher: ``... --runner --scratch FOLDER`` (see :func:`launcher_command`).
 
     Starts :mod:`helpers.grading.runner` inside bubblewrap (forked from the grading
@@ -1039,15 +1052,14 @@ def main(argv: list[str] | None = None) -> int:
     process = None
     try:
         if sandboxed:
-            from helpers.grading import template
-
-            reason = template.unavailable_reason(os.environ)
-            if not reason:
+            reason = "no grading template (this launcher forks no runner)"
+            if start_forked is not None:
                 try:
-                    return template.run_forked(Path.cwd(), scratch, config.data_dir(), limits)
-                except template.TemplateError as error:
+                    return start_forked(Path.cwd(), scratch, config.data_dir(), limits)
+                except ForkUnavailable as error:
                     reason = str(error)
-                    print(f"grading sandbox: starting a fresh runner ({reason})", file=sys.stderr, flush=True)
+                    if not error.quiet:
+                        print(f"grading sandbox: starting a fresh runner ({reason})", file=sys.stderr, flush=True)
             trace_runner(False, reason)
         if sandboxed:
             command = bwrap_command(inner, Path.cwd(), scratch, scratch, config.data_dir(), limits=limits)

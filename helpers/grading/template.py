@@ -96,8 +96,10 @@ _TEMPLATE_CODE = ("import sys; sys.path[:] = [p for p in sys.path if p not in ('
                   "from helpers.grading.template import main; main(sys.argv[1])")
 
 
-class TemplateError(RuntimeError):
+class TemplateError(sandbox.ForkUnavailable):
     """The template cannot run this submission; the message says why (a fresh runner does)."""
+
+    quiet = False
 
 
 # --- the template process ---------------------------------------------------------------
@@ -438,6 +440,29 @@ def unavailable_reason(environ: Mapping[str, str]) -> str:
     if "--info-fd" not in sandbox._bwrap_options():
         return "this bwrap has no --info-fd"
     return ""
+
+
+def _start_forked(workdir: Path, scratch: Path, data_dir: Path, limits: sandbox.Limits) -> int:
+    """The launcher's way to a forked runner: :func:`run_forked`, unless
+    :func:`unavailable_reason` says why not (:class:`helpers.grading.sandbox.ForkUnavailable`)."""
+    reason = unavailable_reason(os.environ)
+    if reason:
+        raise sandbox.ForkUnavailable(reason)
+    return run_forked(workdir, scratch, data_dir, limits)
+
+
+def launch(argv: list[str] | None = None) -> int:
+    """The grading launcher (:func:`helpers.grading.sandbox.launcher_command` starts it):
+    :func:`helpers.grading.sandbox.main`, which forks the runner from the run's template
+    where there is one. The launcher enters here, not in the sandbox module, because this
+    module builds on that one.
+
+    Args:
+        argv: the launcher's arguments (default: ``sys.argv[1:]``).
+    Returns:
+        The runner's exit code.
+    """
+    return sandbox.main(argv, start_forked=_start_forked)
 
 
 def run_forked(workdir: Path, scratch: Path, data_dir: Path, limits: sandbox.Limits) -> int:

@@ -149,9 +149,10 @@ def main(argv: list[str] | None = None) -> int:
 
         return challenge.main(rest)
     if args.command in GRADING_COMMANDS:
+        from helpers.grading import cluster as grading_cluster
         from helpers.grading import commands as grading
 
-        return grading.main([args.command, *rest])
+        return grading.main([args.command, *rest], remote_factory=grading_cluster.Cluster)
     raise AssertionError(f"unhandled command {args.command}")  # argparse rejects unknown ones
 
 

@@ -34,6 +34,7 @@ from support.processes import descendants
 from helpers.grading import cluster as grading_cluster
 from helpers.grading import commands as grading
 from helpers.grading import sandbox
+from helpers.tools import cli
 
 EXAMPLE = "00_example"
 #: Seconds the slow submission's first cell sleeps (the window in which its worker is killed).
@@ -155,7 +156,7 @@ def test_cluster_grades_like_the_local_path_and_a_killed_worker_costs_only_a_ret
 
     def run():
         try:
-            finished["code"] = grading.autograde(root=remote, quiet=True, cluster=address)
+            finished["code"] = grading.autograde(root=remote, quiet=True, remote=grading_cluster.Cluster(address))
         except BaseException as error:  # noqa: BLE001 - reported by the test below
             finished["code"] = error
 
@@ -208,11 +209,15 @@ def test_an_unreachable_scheduler_fails_fast_naming_the_address(tmp_path, capsys
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     address = f"tcp://127.0.0.1:{port}"
-    code = grading.main(["autograde", "--root", str(tmp_path / "course"), "--cluster", address])
+    code = cli.main(["autograde", "--root", str(tmp_path / "course"), "--cluster", address])
     error = capsys.readouterr().err
     assert code == 2
     assert address in error and "dask scheduler" in error
     assert not (tmp_path / "course" / "grading_report.csv").exists()
+    # the grading module alone cannot reach a cluster (the cluster module builds on it):
+    # without the factory that `python -m helpers` passes, --cluster says which command to run
+    assert grading.main(["autograde", "--root", str(tmp_path / "course"), "--cluster", address]) == 2
+    assert "python -m helpers autograde" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("path", ["../answers/00_example.ipynb", "/etc/passwd", "a/../../b", ""])
