@@ -69,7 +69,6 @@ import shutil
 import signal
 import sqlite3
 import stat
-import subprocess
 import sys
 import tempfile
 import traceback
@@ -182,18 +181,7 @@ class _Runner:
             from helpers.grading import sandbox
 
             env = {key: value for key, value in env.items() if key != sandbox.NO_SANDBOX_VARIABLE}
-        with tempfile.TemporaryFile(mode="w+") as log:
-            process = subprocess.Popen([sys.executable, "-m", "nbgrader", *args], cwd=self.folder, env=env,
-                                       stdout=log, stderr=subprocess.STDOUT, text=True,
-                                       start_new_session=True, preexec_fn=_die_with_parent)
-            try:
-                code = process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-                code = timed_out
-            log.seek(0)
-            return code, log.read()[-20000:]
+        return commands.run_nbgrader_process(args, self.folder, env, timeout, timed_out, _die_with_parent)
 
 
 def _remove_stale_scratch(base: Path) -> None:

@@ -727,16 +727,34 @@ def _custom_db_url(folder: Path) -> bool:
 def _run_logged(args: list[str], folder: Path, env: dict[str, str], timeout: float | None) -> tuple[int, str]:
     """Run ``python -m nbgrader ARGS`` in ``folder``; return its exit code (``_TIMED_OUT``
     when it ran past ``timeout`` seconds and was killed) and the end of its log."""
+    return run_nbgrader_process(args, folder, _tool_env(env), timeout)
+
+
+def run_nbgrader_process(args: list[str], folder: Path, env: dict[str, str], timeout: float | None,
+                         timed_out: int = _TIMED_OUT,
+                         preexec_fn: Callable[[], None] | None = None) -> tuple[int, str]:
+    """Run ``python -m nbgrader ARGS`` as a process group of its own in ``folder``.
+
+    Args:
+        args: nbgrader's command line.
+        folder: the course root it runs in.
+        env: its complete environment.
+        timeout: seconds after which the group is killed (None: no limit).
+        timed_out: the code returned when it was.
+        preexec_fn: run in the child before nbgrader starts (e.g. to die with its parent).
+    Returns:
+        (exit code, the last 20 000 characters of its log).
+    """
     command = [sys.executable, "-m", "nbgrader", *args]
     with tempfile.TemporaryFile(mode="w+") as log:
-        process = subprocess.Popen(command, cwd=folder, env=_tool_env(env), stdout=log,
-                                   stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        process = subprocess.Popen(command, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                   text=True, start_new_session=True, preexec_fn=preexec_fn)
         try:
             code = process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-            code = _TIMED_OUT
+            code = timed_out
         log.seek(0)
         return code, log.read()[-20000:]
 

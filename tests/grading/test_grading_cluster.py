@@ -16,7 +16,6 @@ processes on 127.0.0.1 (``LocalCluster(processes=True)``), on the plain-Python e
 from __future__ import annotations
 
 import copy
-import csv
 import os
 import shutil
 import signal
@@ -28,6 +27,7 @@ import time
 import nbformat
 import pytest
 from support.course import FIXTURES, REPO_ROOT, TEST_CONFIG
+from support.grading_outcome import outcome
 from support.notebooks import cell_index, prefixed, with_cell
 from support.processes import descendants
 
@@ -77,23 +77,6 @@ def _submit(root, students: dict) -> None:
     assert grading.collect(root / "submissions", root=root, quiet=True) == 0
 
 
-def _outcome(root) -> tuple[dict, dict]:
-    """Report rows (without the seconds) and per-test-cell grades, by (student, lesson)."""
-    with open(root / "grading_report.csv", newline="") as handle:
-        rows = {(r["student"], r["lesson"]): {k: v for k, v in r.items() if k != "seconds"}
-                for r in csv.DictReader(handle)}
-    cells = {}
-    with grading.gradebook(root) as gb:
-        for student, lesson in rows:
-            try:
-                submission = gb.find_submission(lesson, student)
-            except Exception:  # noqa: BLE001 - not in the gradebook: not graded
-                continue
-            cells[(student, lesson)] = {g.name: (g.score, g.needs_manual_grade)
-                                        for g in submission.notebooks[0].grades}
-    return rows, cells
-
-
 @pytest.fixture(scope="module")
 def local_cluster():
     """Two single-threaded worker processes (with nannies) on 127.0.0.1."""
@@ -139,7 +122,7 @@ def test_cluster_grades_like_the_local_path_and_a_killed_worker_costs_only_a_ret
     _submit(local, students)
     _submit(remote, students)
     assert grading.autograde(root=local, quiet=True, jobs=2) == 1  # "broken" cannot be graded
-    expected = _outcome(local)
+    expected = outcome(local, manual_flags=True)
 
     merged: list[tuple[str, str]] = []
     real_merge = grading_cluster.merge
@@ -193,7 +176,7 @@ def test_cluster_grades_like_the_local_path_and_a_killed_worker_costs_only_a_ret
     assert len(sleeper_merges) == 1, merged           # graded exactly once ...
     assert sleeper_merges[0] != killed_address        # ... by another worker than the killed one
     assert sorted(student for student, _ in merged) == sorted(students)  # one merge each
-    rows, cells = _outcome(remote)
+    rows, cells = outcome(remote, manual_flags=True)
     assert rows == expected[0]
     assert cells == expected[1]
     assert rows[("sleeper", EXAMPLE)]["auto_score"] == rows[("answers", EXAMPLE)]["auto_score"]

@@ -19,12 +19,12 @@ with the real nbgrader and bubblewrap, on the plain-Python example lesson (fast)
 from __future__ import annotations
 
 import copy
-import csv
 
 import nbformat
 import pytest
-from support.notebooks import cell_index, prefixed, with_cell
 from support.course import FIXTURES, LOOP_MARKER, REPO_ROOT, TEST_CONFIG
+from support.grading_outcome import outcome
+from support.notebooks import cell_index, prefixed, with_cell
 
 from helpers.grading import commands as grading
 from helpers.grading import sandbox
@@ -156,22 +156,6 @@ def _submit(root, students: dict) -> None:
     assert grading.collect(root / "submissions", root=root, quiet=True) == 0
 
 
-def _outcome(root) -> tuple[dict, dict]:
-    """Report rows (without the seconds) and per-test-cell grades, by (student, lesson)."""
-    with open(root / "grading_report.csv", newline="") as handle:
-        rows = {(r["student"], r["lesson"]): {k: v for k, v in r.items() if k != "seconds"}
-                for r in csv.DictReader(handle)}
-    cells = {}
-    with grading.gradebook(root) as gb:
-        for student, lesson in rows:
-            try:
-                submission = gb.find_submission(lesson, student)
-            except Exception:  # noqa: BLE001 - not in the gradebook: not graded
-                continue
-            cells[(student, lesson)] = {g.name: g.score for g in submission.notebooks[0].grades}
-    return rows, cells
-
-
 def test_the_worker_path_scores_exactly_like_one_process_per_submission(tmp_path):
     answers, release = _course(tmp_path)
     partial = copy.deepcopy(release)
@@ -190,9 +174,9 @@ def test_the_worker_path_scores_exactly_like_one_process_per_submission(tmp_path
         "leaker": with_cell(answers, "setup", LEAK),
     })
     assert grading.autograde(root=tmp_path, quiet=True, jobs=2, reuse_workers=False) == 0
-    before = _outcome(tmp_path)
+    before = outcome(tmp_path)
     assert grading.autograde(root=tmp_path, quiet=True, jobs=2) == 0
-    after = _outcome(tmp_path)
+    after = outcome(tmp_path)
     assert after == before
     rows = before[0]
     # the class exercises what it should: full, zero, partial marks, repairs and faults
@@ -223,10 +207,10 @@ def test_the_template_path_scores_exactly_like_fresh_runners(tmp_path):
     }
     _submit(tmp_path, students)
     assert grading.autograde(root=tmp_path, quiet=True, jobs=2, template=False) == 0
-    before = _outcome(tmp_path)
+    before = outcome(tmp_path)
     assert all(not any(paths) for paths in _runner_paths(tmp_path).values())
     assert grading.autograde(root=tmp_path, quiet=True, jobs=2) == 0
-    after = _outcome(tmp_path)
+    after = outcome(tmp_path)
     assert after == before
     forked = _runner_paths(tmp_path)
     assert set(forked) == set(students) and all(paths and all(paths) for paths in forked.values()), forked
@@ -279,7 +263,7 @@ def test_a_template_started_with_another_environment_is_refused_and_a_fresh_runn
     monkeypatch.setattr(template, "template_environment",
                         lambda base, home: dict(started_with(base, home), UNET_COURSE_IMPORT_SETTING="1"))
     assert grading.autograde(root=tmp_path, quiet=True, jobs=1) == 0
-    rows, _cells = _outcome(tmp_path)
+    rows, _cells = outcome(tmp_path)
     assert rows[("answers", EXAMPLE)]["auto_score"] == "5"
     import json
 
@@ -320,7 +304,7 @@ def test_limits_and_the_environment_hold_for_forked_runners(tmp_path):
                              env={"SECRET_TOKEN": SECRET, "AWS_SECRET_ACCESS_KEY": SECRET}) == 0
     forked = _runner_paths(tmp_path)
     assert all(paths and paths[0] for paths in forked.values()), forked  # the first run of each: forked
-    rows, cells = _outcome(tmp_path)
+    rows, cells = outcome(tmp_path)
     for name, (_cell, limit) in HOGS.items():
         reason = rows[(name, EXAMPLE)]["reason"]
         assert f"replaced by one that raises: it exceeded the {limit}" in reason, (name, reason)
@@ -343,7 +327,7 @@ def test_nothing_of_one_submission_reaches_the_next_in_the_same_worker(tmp_path)
         "c-control": with_cell(probed, "setup", LEAK),  # leak and probe in one notebook
     })
     assert grading.autograde(root=tmp_path, quiet=True, jobs=1) == 0
-    rows, cells = _outcome(tmp_path)
+    rows, cells = outcome(tmp_path)
     # every runner (they all import helpers.checks) was forked from the one template
     assert all(paths and all(paths) for paths in _runner_paths(tmp_path).values()), _runner_paths(tmp_path)
     for probe in ("a2-probe", "b2-probe"):
@@ -371,7 +355,7 @@ def test_a_notebook_that_never_names_helpers_is_graded_without_importing_them(tm
     plain = with_cell(answers, "setup", probe)
     _submit(tmp_path, {"plain": plain, "names-helpers": with_cell(plain, "square_check", "import helpers")})
     assert grading.autograde(root=tmp_path, quiet=True, jobs=1) == 0
-    rows, _cells = _outcome(tmp_path)
+    rows, _cells = outcome(tmp_path)
     seen = {}
     for student in ("plain", "names-helpers"):
         assert rows[(student, EXAMPLE)]["auto_score"] == "5", rows[(student, EXAMPLE)]
