@@ -178,27 +178,22 @@ def main(argv: list[str] | None = None) -> int:
 
         serial = stock_serial(root, lessons) / total if args.stock else None
 
-        old = None
-        if args.compare_old:
+        def seconds_per_submission(title: str | None, **options) -> float:
+            """Grade the class once with ``options``; print its profile under ``title``."""
             started = time.perf_counter()
-            grading.autograde(root=root, quiet=True, jobs=args.jobs, reuse_workers=False)
-            old = (time.perf_counter() - started) / total
-            if args.profile:
-                print("\n[one nbgrader process per submission]", end="")
+            grading.autograde(root=root, quiet=True, jobs=args.jobs, **options)
+            seconds = (time.perf_counter() - started) / total
+            if args.profile and title:
+                print(f"\n[{title}]", end="")
                 print_profile(root / grading.PROFILE_FILE)
                 print()
-        fresh = None
-        if args.compare_template:
-            started = time.perf_counter()
-            grading.autograde(root=root, quiet=True, jobs=args.jobs, template=False)
-            fresh = (time.perf_counter() - started) / total
-            if args.profile:
-                print("\n[no grading template: every runner imports its libraries]", end="")
-                print_profile(root / grading.PROFILE_FILE)
-                print()
-        started = time.perf_counter()
-        grading.autograde(root=root, quiet=True, jobs=args.jobs)
-        parallel = (time.perf_counter() - started) / total
+            return seconds
+
+        old = (seconds_per_submission("one nbgrader process per submission", reuse_workers=False)
+               if args.compare_old else None)
+        fresh = (seconds_per_submission("no grading template: every runner imports its libraries", template=False)
+                 if args.compare_template else None)
+        parallel = seconds_per_submission(None)
         if serial is not None:
             print(f"stock nbgrader autograde, serial : {serial:6.1f} s per submission")
         if old is not None:
