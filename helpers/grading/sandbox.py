@@ -788,14 +788,18 @@ def record_limit(name: str, limits: Limits, measured: str) -> None:
     described = limits.describe(name)
     print(f"grading sandbox: the runner exceeded the {described}: {measured}; stopped",
           file=sys.stderr, flush=True)
+    _append_trace({"event": "limit", "limit": name, "detail": described, "measured": measured})
+
+
+def _append_trace(record: dict) -> None:
+    """Append ``record``, stamped with the time, to the grading trace named by
+    :data:`TRACE_VARIABLE` (nothing when there is none; a write error is said on stderr)."""
     path = os.environ.get(TRACE_VARIABLE)
     if not path:
         return
-    record = {"event": "limit", "limit": name, "detail": described, "measured": measured,
-              "time": time.time()}
     try:
         with open(path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
+            handle.write(json.dumps({**record, "time": time.time()}) + "\n")
     except OSError as error:
         print(f"grading sandbox: cannot write the trace {path}: {error}", file=sys.stderr)
 
@@ -993,15 +997,7 @@ def trace_runner(forked: bool, reason: str) -> None:
         forked: True when the runner was forked from the template.
         reason: why it was not ("" when it was).
     """
-    path = os.environ.get(TRACE_VARIABLE)
-    if not path:
-        return
-    record = {"event": "runner", "forked": forked, "reason": reason, "time": time.time()}
-    try:
-        with open(path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
-    except OSError as error:
-        print(f"grading sandbox: cannot write the trace {path}: {error}", file=sys.stderr)
+    _append_trace({"event": "runner", "forked": forked, "reason": reason})
 
 
 class ForkUnavailable(RuntimeError):

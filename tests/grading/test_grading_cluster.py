@@ -17,40 +17,23 @@ from __future__ import annotations
 
 import copy
 import os
-import shutil
 import signal
 import socket
 import stat
 import threading
 import time
 
-import nbformat
 import pytest
-from support.course import FIXTURES, REPO_ROOT, TEST_CONFIG
-from support.grading_outcome import outcome
+from support.example_grading import EXAMPLE, example_course, outcome, submit
 from support.notebooks import cell_index, prefixed, with_cell
 from support.processes import descendants
 
 from helpers.grading import cluster as grading_cluster
 from helpers.grading import commands as grading
-from helpers.grading import sandbox
 from helpers.tools import cli
 
-EXAMPLE = "00_example"
 #: Seconds the slow submission's first cell sleeps (the window in which its worker is killed).
 SLEEP_SECONDS = 15
-
-
-def _course(root):
-    if sandbox._probe():
-        pytest.skip(f"no sandbox here: {sandbox._probe()} (CI installs bubblewrap)")
-    root.mkdir(parents=True)
-    (root / "nbgrader_config.py").write_text((REPO_ROOT / "nbgrader_config.py").read_text() + TEST_CONFIG)
-    shutil.copytree(FIXTURES / EXAMPLE, root / "answers" / EXAMPLE)
-    assert grading.release(root=root, quiet=True) == 0
-    answers = nbformat.read(root / "answers" / EXAMPLE / f"{EXAMPLE}.ipynb", as_version=4)
-    release = nbformat.read(root / "notebooks" / EXAMPLE / f"{EXAMPLE}.ipynb", as_version=4)
-    return answers, release
 
 
 def _class(answers, release) -> dict:
@@ -64,35 +47,6 @@ def _class(answers, release) -> dict:
         "broken": None,  # not a notebook at all
         "sleeper": prefixed(answers, "square", f"import time\ntime.sleep({SLEEP_SECONDS})"),
     }
-
-
-def _submit(root, students: dict) -> None:
-    for student, nb in students.items():
-        folder = root / "submissions" / student / EXAMPLE
-        folder.mkdir(parents=True)
-        if nb is None:
-            (folder / f"{EXAMPLE}.ipynb").write_text("{ this is not json", encoding="utf-8")
-        else:
-            nbformat.write(nb, folder / f"{EXAMPLE}.ipynb")
-    assert grading.collect(root / "submissions", root=root, quiet=True) == 0
-
-
-@pytest.fixture(scope="module")
-def local_cluster():
-    """Two single-threaded worker processes (with nannies) on 127.0.0.1."""
-    distributed = pytest.importorskip("distributed")
-    saved = os.environ.get("PYTHONPATH")
-    # the workers import the course's helpers, as `PYTHONPATH=COURSE dask worker` would
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), saved) if p)
-    try:
-        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                      dashboard_address=None) as running:
-            yield running
-    finally:
-        if saved is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = saved
 
 
 def _worker_pids(address: str) -> dict[str, int]:
@@ -116,11 +70,11 @@ def _grading_process(pids: dict[str, int], student: str) -> tuple[str, int] | No
 def test_cluster_grades_like_the_local_path_and_a_killed_worker_costs_only_a_retry(
         tmp_path, local_cluster, monkeypatch):
     local, remote = tmp_path / "local", tmp_path / "cluster"
-    answers, release = _course(local)
-    _course(remote)
+    answers, release = example_course(local)
+    example_course(remote)
     students = _class(answers, release)
-    _submit(local, students)
-    _submit(remote, students)
+    submit(local, students)
+    submit(remote, students)
     assert grading.autograde(root=local, quiet=True, jobs=2) == 1  # "broken" cannot be graded
     expected = outcome(local, manual_flags=True)
 
@@ -186,8 +140,8 @@ def test_cluster_grades_like_the_local_path_and_a_killed_worker_costs_only_a_ret
 @pytest.mark.slow
 def test_an_unreachable_scheduler_fails_fast_naming_the_address(tmp_path, capsys):
     pytest.importorskip("distributed")
-    answers, release = _course(tmp_path / "course")
-    _submit(tmp_path / "course", {"answers": answers})
+    answers, release = example_course(tmp_path / "course")
+    submit(tmp_path / "course", {"answers": answers})
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]

@@ -22,16 +22,14 @@ import copy
 
 import nbformat
 import pytest
-from support.course import FIXTURES, LOOP_MARKER, REPO_ROOT, TEST_CONFIG
-from support.grading_outcome import outcome
+from support.course import LOOP_MARKER
+from support.example_grading import EXAMPLE, example_course, outcome, submit
 from support.notebooks import cell_index, prefixed, with_cell
 
 from helpers.grading import commands as grading
-from helpers.grading import sandbox
 
 pytestmark = pytest.mark.slow
 
-EXAMPLE = "00_example"
 
 #: A cell that leaves every kind of state behind that a reused process could carry over.
 LEAK = """
@@ -135,35 +133,14 @@ def _runner_paths(root) -> dict[str, list[bool]]:
     return found
 
 
-def _course(root):
-    if sandbox._probe():
-        pytest.skip(f"no sandbox here: {sandbox._probe()} (CI installs bubblewrap)")
-    (root / "nbgrader_config.py").write_text((REPO_ROOT / "nbgrader_config.py").read_text() + TEST_CONFIG)
-    import shutil
-
-    shutil.copytree(FIXTURES / EXAMPLE, root / "answers" / EXAMPLE)
-    assert grading.release(root=root, quiet=True) == 0
-    answers = nbformat.read(root / "answers" / EXAMPLE / f"{EXAMPLE}.ipynb", as_version=4)
-    release = nbformat.read(root / "notebooks" / EXAMPLE / f"{EXAMPLE}.ipynb", as_version=4)
-    return answers, release
-
-
-def _submit(root, students: dict) -> None:
-    for student, nb in students.items():
-        folder = root / "submissions" / student / EXAMPLE
-        folder.mkdir(parents=True)
-        nbformat.write(nb, folder / f"{EXAMPLE}.ipynb")
-    assert grading.collect(root / "submissions", root=root, quiet=True) == 0
-
-
 def test_the_worker_path_scores_exactly_like_one_process_per_submission(tmp_path):
-    answers, release = _course(tmp_path)
+    answers, release = example_course(tmp_path)
     partial = copy.deepcopy(release)
     partial.cells[cell_index(partial, "square")].source = answers.cells[cell_index(answers, "square")].source
     renamed = copy.deepcopy(answers)
     renamed.cells[cell_index(renamed, "square")].metadata["nbgrader"]["grade_id"] = "my_square"
     mean_source = answers.cells[cell_index(answers, "mean")].source
-    _submit(tmp_path, {
+    submit(tmp_path, {
         "answers": answers,
         "blank": release,
         "partial": partial,
@@ -189,7 +166,7 @@ def test_the_worker_path_scores_exactly_like_one_process_per_submission(tmp_path
 def test_the_template_path_scores_exactly_like_fresh_runners(tmp_path):
     """The same class (every notebook names helpers, so its runner is forked from the
     template) graded with and without the template: the same rows, cells and reasons."""
-    answers, release = _course(tmp_path)
+    answers, release = example_course(tmp_path)
     partial = copy.deepcopy(release)
     partial.cells[cell_index(partial, "square")].source = answers.cells[cell_index(answers, "square")].source
     mean_source = answers.cells[cell_index(answers, "mean")].source
@@ -205,7 +182,7 @@ def test_the_template_path_scores_exactly_like_fresh_runners(tmp_path):
                          f"# {LOOP_MARKER}\nwhile True:\n    pass\n" + mean_source),
         "leaker": with_cell(answers, "setup", LEAK),
     }
-    _submit(tmp_path, students)
+    submit(tmp_path, students)
     assert grading.autograde(root=tmp_path, quiet=True, jobs=2, template=False) == 0
     before = outcome(tmp_path)
     assert all(not any(paths) for paths in _runner_paths(tmp_path).values())
@@ -233,8 +210,8 @@ def test_a_forked_runner_sees_the_same_sandbox_as_a_fresh_one(tmp_path):
     """No capabilities, no network, a read-only root, the private work copy, the allowed
     environment only, a PID namespace of its own: the same from a runner forked from the
     template as from a fresh one; and no trace of the template (process, socket)."""
-    answers, _release = _course(tmp_path)
-    _submit(tmp_path, {"view": with_cell(answers, "setup", VIEW)})
+    answers, _release = example_course(tmp_path)
+    submit(tmp_path, {"view": with_cell(answers, "setup", VIEW)})
     assert grading.autograde(root=tmp_path, quiet=True, jobs=1, template=False) == 0
     assert _runner_paths(tmp_path) == {"view": [False]}
     fresh = _view(tmp_path, "view")
@@ -257,8 +234,8 @@ def test_a_template_started_with_another_environment_is_refused_and_a_fresh_runn
     why, and the score is the same."""
     from helpers.grading import template
 
-    answers, _release = _course(tmp_path)
-    _submit(tmp_path, {"answers": with_cell(answers, "setup", "import helpers.checks")})
+    answers, _release = example_course(tmp_path)
+    submit(tmp_path, {"answers": with_cell(answers, "setup", "import helpers.checks")})
     started_with = template.template_environment
     monkeypatch.setattr(template, "template_environment",
                         lambda base, home: dict(started_with(base, home), UNET_COURSE_IMPORT_SETTING="1"))
@@ -293,13 +270,13 @@ SECRET = "unet-course-template-secret-4711"
 def test_limits_and_the_environment_hold_for_forked_runners(tmp_path):
     """The watchdog watches a runner forked into its sandbox: each limit kills it and costs
     only its cell; the grader's secrets reach neither its environment nor /proc/*/environ."""
-    answers, _release = _course(tmp_path)
+    answers, _release = example_course(tmp_path)
     uses = with_cell(answers, "setup", "import helpers.checks")
     students = {name: with_cell(uses, "square_check", cell) for name, (cell, _limit) in HOGS.items()}
     students["environ-proc"] = with_cell(uses, "square_check", "import os\nprint(dict(os.environ))\n"
                                          "for path in ('/proc/1/environ', '/proc/self/environ'):\n"
                                          "    print(open(path, 'rb').read())")
-    _submit(tmp_path, students)
+    submit(tmp_path, students)
     assert grading.autograde(root=tmp_path, quiet=True, jobs=2,
                              env={"SECRET_TOKEN": SECRET, "AWS_SECRET_ACCESS_KEY": SECRET}) == 0
     forked = _runner_paths(tmp_path)
@@ -316,10 +293,10 @@ def test_limits_and_the_environment_hold_for_forked_runners(tmp_path):
 
 
 def test_nothing_of_one_submission_reaches_the_next_in_the_same_worker(tmp_path):
-    answers, _release = _course(tmp_path)
+    answers, _release = example_course(tmp_path)
     probed = prefixed(answers, "square", PROBE)
     # graded in name order by one worker: every leaker is followed by a probe
-    _submit(tmp_path, {
+    submit(tmp_path, {
         "a1-leaker": with_cell(answers, "setup", LEAK),
         "a2-probe": probed,
         "b1-leaker": with_cell(answers, "mean_check", LEAK),
@@ -349,11 +326,11 @@ def test_a_notebook_that_never_names_helpers_is_graded_without_importing_them(tm
     imported helpers, TensorFlow or Keras (seconds saved per submission); the same notebook
     with one cell that imports helpers gets them imported and snapshotted before its first
     cell. Both score full marks."""
-    answers, _release = _course(tmp_path)
+    answers, _release = example_course(tmp_path)
     probe = ("import sys\n"   # the runner's own package is helpers.grading: look for lesson modules
              "print('loaded:', sorted({'tensor' + 'flow', 'ker' + 'as', 'hel' + 'pers.metrics'} & set(sys.modules)))")
     plain = with_cell(answers, "setup", probe)
-    _submit(tmp_path, {"plain": plain, "names-helpers": with_cell(plain, "square_check", "import helpers")})
+    submit(tmp_path, {"plain": plain, "names-helpers": with_cell(plain, "square_check", "import helpers")})
     assert grading.autograde(root=tmp_path, quiet=True, jobs=1) == 0
     rows, _cells = outcome(tmp_path)
     seen = {}
