@@ -72,6 +72,8 @@ def test_a_number_without_claim_or_given_is_reported():
     loose = unbound_numbers([], prose)
     assert len(loose) == 1 and "'0.42'" in loose[0]
     assert unbound_numbers([Given(r"0\.42 of the pixels", "a definition")], prose) == []
+    # scientific notation is a number too (a sensitivity "of about 1e-9" once went unchecked)
+    assert ["'1e-9'" in item for item in unbound_numbers([], ["a sensitivity of about 1e-9 at epoch 2"])] == [True]
 
 
 def test_a_claim_about_a_whole_table_is_a_function_of_the_outputs():

@@ -41,8 +41,8 @@ import nbformat
 
 ROOT = Path(__file__).resolve().parents[2]
 
-#: Decimal numbers and percentages in prose; what coverage counts.
-NUMBER = re.compile(r"(?<![\w.\-/^_])(\d+\.\d+|\d+(?:\.\d+)?\s?%)(?![\w.]\d)")
+#: Decimal numbers (also in scientific notation, 1e-9) and percentages in prose; what coverage counts.
+NUMBER = re.compile(r"(?<![\w.\-/^_])(\d+(?:\.\d+)?[eE][-+]?\d+|\d+\.\d+|\d+(?:\.\d+)?\s?%)(?![\w.]\d)")
 _EXERCISE = re.compile(r"Exercise \d+\.\d+|^#+ \d+(?:\.\d+)*", flags=re.M)
 
 

@@ -42,6 +42,30 @@ def _falls(pattern: str):
     return check
 
 
+def _demo_validation_epochs(outputs: str) -> list[dict[str, float]]:
+    """Lesson 03: the validation metrics of each epoch of the compile demo, in order."""
+    return [{name: float(value) for name, value in re.findall(r"(val_\w+): ([\d.]+(?:e[-+]?\d+)?)", line)}
+            for line in outputs.splitlines() if re.match(r"\d+/\d+ - .*val_dice_coefficient: ", line)]
+
+
+def _demo_validation_ends_lower(outputs: str, said: tuple[str, ...]) -> str | None:
+    """Lesson 03: every validation metric but the loss ends lower than after the first epoch."""
+    epochs = _demo_validation_epochs(outputs)
+    if len(epochs) < 2:
+        return "the demo's epochs are not in the outputs"
+    higher = [name for name, first in epochs[0].items() if name != "val_loss" and epochs[-1][name] >= first]
+    return f"these validation metrics did not end lower: {higher}" if higher else None
+
+
+def _demo_sensitivity_collapses(outputs: str, said: tuple[str, ...]) -> str | None:
+    """Lesson 03: the demo's validation sensitivity is below 0.001 at epoch 2 and below 0.05
+    after the last epoch."""
+    values = [epoch["val_sensitivity"] for epoch in _demo_validation_epochs(outputs)]
+    if len(values) < 2 or values[1] >= 0.001 or values[-1] >= 0.05:
+        return f"validation sensitivity by epoch: {values}"
+    return None
+
+
 def _above_in_first_half(outputs: str, said: tuple[str, ...]) -> str | None:
     """The fit log's ``val_dice`` passes the stated value by the middle epoch."""
     values = [float(value) for value in re.findall(r" - val_dice: ([\d.]+)", outputs)]
@@ -437,6 +461,8 @@ LEDGER: dict[str, list] = {
         Given(r"the lungs are 20 % of the image", DEFINITION),
         Given(r"exactly 1\.0 for \$z\$", DEFINITION),
         Given(r"score 1\.0 instead of nan", DEFINITION),
+        Claim(r"the validation ones end lower than they started", _demo_validation_ends_lower),
+        Claim(r"validation sensitivity that collapsed at epoch 2", _demo_sensitivity_collapses),
         Claim(r"almost no pixel passes 0\.5", r"training=False: .*share of pixels above 0\.5 (\d\.\d+)", "shown"),
         Claim(r"hard Dice near 0 on every image",
               r"training=False: mean probability [\d.]+, share of pixels above 0\.5 [\d.]+, hard Dice (0\.0\d)",
