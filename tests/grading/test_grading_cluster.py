@@ -24,6 +24,7 @@ import threading
 import time
 
 import pytest
+from support.course import REPO_ROOT
 from support.example_grading import EXAMPLE, example_course, outcome, submit
 from support.notebooks import cell_index, prefixed, with_cell
 from support.processes import descendants
@@ -47,6 +48,24 @@ def _class(answers, release) -> dict:
         "broken": None,  # not a notebook at all
         "sleeper": prefixed(answers, "square", f"import time\ntime.sleep({SLEEP_SECONDS})"),
     }
+
+
+@pytest.fixture(scope="module")
+def local_cluster():
+    """Two single-threaded worker processes (with nannies) on 127.0.0.1."""
+    distributed = pytest.importorskip("distributed")
+    saved = os.environ.get("PYTHONPATH")
+    # the workers import the course's helpers, as `PYTHONPATH=COURSE dask worker` would
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), saved) if p)
+    try:
+        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                      dashboard_address=None) as running:
+            yield running
+    finally:
+        if saved is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = saved
 
 
 def _worker_pids(address: str) -> dict[str, int]:
