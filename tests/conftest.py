@@ -25,6 +25,7 @@ import pytest
 from helpers.tools import kernels
 from support.course import (ANSWER_LESSONS, COURSE_ROOT_FILES, FIRST_GROUPS, FIXTURE_LESSONS, FIXTURES,
                             REPO_ROOT, TEST_CONFIG, worker_group)
+from support.claims import FreshRun
 from support.processes import descendants, left_behind
 
 # Kernels started by nbval and nbgrader inherit this (see helpers.tools.kernels.KERNEL_ENV).
@@ -119,18 +120,83 @@ def pytest_collection_modifyitems(config, items):
 
 _SESSION_STARTED: list[float] = []
 
+#: The answer notebooks' outputs as nbval runs them (see support.claims.FreshRun).
+_FRESH_RUN = FreshRun()
+
+
+#: Per answer notebook run by nbval: whether its claims were checked on this run's outputs, or why not.
+FRESH_CLAIMS: dict[str, str] = {}
+
+
+def _reproduces_the_record(lesson: str) -> str | None:
+    """``None`` when a run here reproduces ``lesson``'s committed outputs bit for bit (same CPU
+    instruction sets and TensorFlow threads as its record in docs/results.json), else why not."""
+    from helpers.tools import results
+
+    try:
+        entry = results.read_results().get("lessons", {}).get(lesson)
+    except ValueError as error:
+        return str(error)
+    if entry is None:
+        return "no record in docs/results.json"
+    context, here = entry.get("context", {}), results.numerics()
+    if context.get("cpu_features") != here["cpu_features"]:
+        return f"recorded {entry.get('recorded')} on a CPU with other vector instructions (or not noted)"
+    if not results.same_numerics(context):
+        return f"recorded with {context.get('threads')} TensorFlow thread(s), here {here['threads']}"
+    return None
+
+
+class _FreshClaims:
+    """Registered as a plugin by :func:`pytest_configure`, so that it sees the cells of the
+    answer notebooks (a hook of this conftest alone only sees the items under tests/)."""
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item, call):
+        """The lessons' claims hold on this run's outputs too: when nbval has run the last code
+        cell of an answer notebook, that cell fails if a claim of ``tests/support/lesson_claims.py``
+        does not hold on the outputs this run printed (``tests/lessons/test_claims.py`` checks the
+        committed ones). Only where the run reproduces the record bit for bit (same CPU vector
+        instructions and threads, :func:`helpers.tools.results.same_numerics`): on another CPU a
+        training run ends elsewhere by design, and the terminal summary says which lessons were
+        checked and why the others were not."""
+        outcome = yield
+        notebook = getattr(getattr(item, "parent", None), "nb", None)
+        if call.when != "call" or notebook is None or item.path.parent.parent != REPO_ROOT / "answers":
+            return
+        report = outcome.get_result()
+        code_cells = sum(cell.cell_type == "code" for cell in notebook.cells)
+        problems = _FRESH_RUN.record(item.path, code_cells, item.cell_num, None if report.skipped else item.test_outputs)
+        if problems is None:
+            return
+        lesson = item.path.parent.name
+        reason = _reproduces_the_record(lesson)
+        FRESH_CLAIMS[lesson] = f"not checked: {reason}" if reason else (
+            f"{len(problems)} claim(s) broken" if problems else "checked, all hold")
+        if problems and reason is None and report.passed:
+            report.outcome = "failed"
+            report.longrepr = (f"{lesson}: this run reproduces the record's numerics, and its outputs contradict the "
+                               "lesson's prose (the claims of tests/support/lesson_claims.py):\n" + "\n".join(problems))
+
+
+def pytest_configure(config):
+    """Register the check of the claims on this run's outputs (:class:`_FreshClaims`)."""
+    config.pluginmanager.register(_FreshClaims(), "unet-course-fresh-claims")
+
 
 def pytest_sessionfinish(session):
     """A pytest-xdist worker hands its grading times to the controller, which prints them."""
     workeroutput = getattr(session.config, "workeroutput", None)
     if workeroutput is not None:
         workeroutput["grading_seconds"] = json.dumps(GRADING_SECONDS)
+        workeroutput["fresh_claims"] = json.dumps(FRESH_CLAIMS)
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node, error):
     """The controller collects each worker's grading times (see :func:`pytest_sessionfinish`)."""
     GRADING_SECONDS.update(json.loads(getattr(node, "workeroutput", {}).get("grading_seconds", "{}")))
+    FRESH_CLAIMS.update(json.loads(getattr(node, "workeroutput", {}).get("fresh_claims", "{}")))
 
 
 def pytest_sessionstart(session):
@@ -145,6 +211,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         terminalreporter.write_sep("-", "nbgrader round trip (one autograde call per lesson)")
         for name, seconds in sorted(GRADING_SECONDS.items()):
             terminalreporter.write_line(f"{name:28s} {seconds:6.0f} s")
+    if FRESH_CLAIMS:
+        terminalreporter.write_sep("-", "the lessons' claims on this run's outputs")
+        for name, verdict in sorted(FRESH_CLAIMS.items()):
+            terminalreporter.write_line(f"{name:28s} {verdict}")
     try:
         from helpers import course
         from helpers.tools import runner

@@ -44,14 +44,48 @@ def compute_phrase(seconds: float) -> str:
     return f"~{round(seconds / 30) / 2:g} min"
 
 
+#: CPU flags that select TensorFlow's (oneDNN's, Eigen's) kernels, and so the order of its sums.
+_NUMERIC_FLAGS = re.compile(r"^(avx\w*|amx\w*|fma\w*|f16c|sse4\w*)$")
+
+
+def numerics() -> dict:
+    """What decides a lesson's numbers bit for bit, besides the code and the seeds: the CPU's
+    vector instruction sets (TensorFlow picks its kernels by them, so the same run gives other
+    last digits on another CPU, and a long training run other results) and the TensorFlow
+    threads each kernel gets (``TF_NUM_INTRAOP_THREADS``, as :func:`helpers.tools.kernels.share_threads`
+    sets it; ``"all"`` when unset).
+
+    Returns:
+        ``{"cpu_features": "avx avx2 ...", "threads": "1"}``; ``cpu_features`` is ``"unknown"``
+        where ``/proc/cpuinfo`` cannot be read.
+    """
+    try:
+        lines = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        lines = []
+    flags = next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), [])
+    features = " ".join(sorted({flag for flag in flags if _NUMERIC_FLAGS.match(flag)})) or "unknown"
+    return {"cpu_features": f"{platform.machine()} {features}",
+            "threads": os.environ.get("TF_NUM_INTRAOP_THREADS", "all")}
+
+
+def same_numerics(context: dict) -> bool:
+    """Whether a run here reproduces, bit for bit, a lesson recorded with this ``context``
+    (its entry's ``"context"`` in ``docs/results.json``): same CPU instruction sets and threads.
+    A record from before this was noted (no ``cpu_features``) never matches."""
+    here = numerics()
+    return "unknown" not in here["cpu_features"] and all(context.get(key) == value for key, value in here.items())
+
+
 def machine_context() -> dict:
-    """The conditions of a measurement: CPU count, load averages, Python and platform."""
+    """The conditions of a measurement: CPU count, load averages, Python and platform, and
+    what decides its numbers bit for bit (:func:`numerics`)."""
     try:
         load = [round(value, 2) for value in os.getloadavg()]
     except OSError:           # not available on this platform
         load = []
     return {"cpus": os.cpu_count(), "load_average": load, "python": platform.python_version(),
-            "platform": platform.platform(terse=True)}
+            "platform": platform.platform(terse=True), **numerics()}
 
 
 def read_results(path: Path = RESULTS_JSON) -> dict:

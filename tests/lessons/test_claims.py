@@ -13,7 +13,8 @@ import re
 import nbformat
 import pytest
 
-from support.claims import ROOT, Claim, Given, check_claim, markdown_cells, output_text, unbound_numbers
+from support.claims import (ROOT, Claim, FreshRun, Given, check_claim, markdown_cells, output_text,
+                            unbound_numbers)
 from support.lesson_claims import LEDGER
 
 LESSONS = sorted(path.parent.name for path in (ROOT / "answers").glob("*/*.ipynb"))
@@ -90,6 +91,17 @@ def test_a_re_run_that_changes_a_relied_on_output_fails(tmp_path):
     change it: the sentence that relies on it is reported."""
     lesson = "05_prediction"
     notebook = nbformat.read(_notebook(lesson), as_version=4)
+    assert _changed_05(notebook), "lesson 05 no longer prints the post-processing line this test changes"
+    path = tmp_path / f"{lesson}.ipynb"
+    nbformat.write(notebook, path)
+    outputs = output_text(path)
+    problems = [check_claim(claim, markdown_cells(path), outputs) for claim in LEDGER[lesson]
+                if isinstance(claim, Claim)]
+    assert any(problem and "not a small gain" in problem for problem in problems), problems
+
+
+def _changed_05(notebook) -> bool:
+    """Lower lesson 05's post-processing result by 0.05, as a re-run could change it."""
     changed = False
     for cell in notebook.cells:
         for output in cell.get("outputs", []):
@@ -97,10 +109,28 @@ def test_a_re_run_that_changes_a_relied_on_output_fails(tmp_path):
             if "after post-processing" in text:
                 output["text"] = re.sub(r"-> (\d\.\d+)", lambda m: f"-> {float(m.group(1)) - 0.05:.4f}", text, count=1)
                 changed = True
-    assert changed, "lesson 05 no longer prints the post-processing line this test changes"
-    path = tmp_path / f"{lesson}.ipynb"
-    nbformat.write(notebook, path)
-    outputs = output_text(path)
-    problems = [check_claim(claim, markdown_cells(path), outputs) for claim in LEDGER[lesson]
-                if isinstance(claim, Claim)]
-    assert any(problem and "not a small gain" in problem for problem in problems), problems
+    return changed
+
+
+def test_the_claims_are_checked_on_the_run_nbval_makes():
+    """tests/conftest.py feeds every finished nbval cell of an answer notebook to a
+    FreshRun: the outputs of a complete run are checked against the ledger on its last
+    cell; a partial run is not judged."""
+    lesson = "05_prediction"
+    path = _notebook(lesson)
+    notebook = nbformat.read(path, as_version=4)
+    code = [cell.get("outputs", []) for cell in notebook.cells if cell.cell_type == "code"]
+
+    def run(cells, skipped=()):
+        fresh = FreshRun()
+        verdicts = [fresh.record(path, len(code), number, None if number in skipped else outputs)
+                    for number, outputs in enumerate(cells)]
+        assert verdicts[:-1] == [None] * (len(code) - 1), "judged before the last cell"
+        return verdicts[-1]
+
+    assert run(code) == [], "the committed outputs, replayed as a run, break a claim"
+    assert run(code, skipped={1}) is None, "a run with a cell that did not run was judged"
+    assert _changed_05(notebook)
+    changed = [cell.get("outputs", []) for cell in notebook.cells if cell.cell_type == "code"]
+    problems = run(changed)
+    assert any("not a small gain" in problem for problem in problems), problems

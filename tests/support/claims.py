@@ -74,11 +74,15 @@ def output_text(path: Path) -> str:
     """Everything the notebook's code cells printed (streams and text results), in order,
     one cell's outputs per block."""
     notebook = nbformat.read(path, as_version=4)
+    return outputs_text([cell.get("outputs", []) for cell in notebook.cells if cell.cell_type == "code"])
+
+
+def outputs_text(cells: list[list[dict]]) -> str:
+    """What :func:`output_text` reads from a notebook file, from each code cell's list of
+    outputs (as nbformat stores them, or as nbval collects them while it runs the notebook)."""
     blocks = []
-    for cell in notebook.cells:
-        if cell.cell_type != "code":
-            continue
-        for output in cell.get("outputs", []):
+    for outputs in cells:
+        for output in outputs:
             if output.get("output_type") == "stream":
                 blocks.append(output.get("text", ""))
             elif output.get("output_type") in ("execute_result", "display_data"):
@@ -157,3 +161,50 @@ def unbound_numbers(entries: list, prose: list[str]) -> list[str]:
             if not any(a <= start and end <= b for a, b in covered):
                 loose.append(f"{match.group(1)!r} in ...{source[max(0, start - 50):end + 20]!r}...")
     return loose
+
+
+def lesson_problems(lesson: str, prose: list[str], outputs: str) -> list[str]:
+    """Every claim of ``lesson``'s ledger that does not hold for these outputs, in words."""
+    from support.lesson_claims import LEDGER
+
+    return [problem for claim in LEDGER.get(lesson, []) if isinstance(claim, Claim)
+            if (problem := check_claim(claim, prose, outputs))]
+
+
+class FreshRun:
+    """The outputs of answer notebooks as nbval executes them, cell by cell, so that the
+    claims are checked against this run's outputs as well as the committed ones.
+
+    ``tests/conftest.py`` hands every finished nbval cell of ``answers/`` to :meth:`record`;
+    when the notebook's last code cell has finished and every code cell ran, :meth:`record`
+    returns the claims that this run's outputs break (the prose stays the committed
+    markdown). A re-run that changes an output a sentence relies on thus fails the last
+    cell of that notebook in CI, naming the sentence, even when the committed outputs
+    still agree with the prose.
+    """
+
+    def __init__(self) -> None:
+        self.cells: dict[Path, dict[int, list[dict]]] = {}
+
+    def record(self, path: Path, code_cells: int, cell_number: int, outputs: list[dict] | None) -> list[str] | None:
+        """Keep one cell's outputs; on the notebook's last code cell, the broken claims.
+
+        Args:
+            path: The notebook file (``answers/<lesson>/<lesson>.ipynb``).
+            code_cells: How many code cells the notebook has.
+            cell_number: This cell's index among the code cells (nbval's ``cell_num``).
+            outputs: The outputs the cell produced in this run (``None``: it did not run).
+
+        Returns:
+            ``None`` before the last cell, or when some code cell did not run (a partial
+            run proves nothing); else the problems (empty when every claim holds).
+        """
+        ran = self.cells.setdefault(path, {})
+        if outputs is None:
+            ran.pop(cell_number, None)
+        else:
+            ran[cell_number] = list(outputs)
+        if cell_number != code_cells - 1 or len(ran) != code_cells:
+            return None
+        self.cells.pop(path)
+        return lesson_problems(path.parent.name, markdown_cells(path), outputs_text([ran[i] for i in range(code_cells)]))
