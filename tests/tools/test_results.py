@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import platform
 import shutil
 
 import nbformat
@@ -77,3 +78,20 @@ def test_a_corrupt_results_file_is_named(tmp_path):
     broken.write_text("{not json")
     with pytest.raises(ValueError, match="results.json"):
         results.read_results(broken)
+
+
+def test_numerics_note_the_cpu_instructions_and_threads_and_only_an_equal_record_matches(monkeypatch):
+    """A record reproduces bit for bit only on the same vector instruction sets and TensorFlow
+    threads: the context says both, and same_numerics compares them (an old record without
+    them never matches)."""
+    monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "1")
+    here = results.numerics()
+    assert here["threads"] == "1"
+    assert here["cpu_features"].split()[0] == platform.machine()
+    assert "cpu_features" in results.machine_context() and results.machine_context()["threads"] == "1"
+    assert results.same_numerics({**here, "cpus": 2, "jobs": 2}) is ("unknown" not in here["cpu_features"])
+    assert not results.same_numerics({**here, "threads": "2"})
+    assert not results.same_numerics({**here, "cpu_features": here["cpu_features"] + " avx_imaginary"})
+    assert not results.same_numerics({"cpus": 2, "jobs": 2})   # recorded before numerics were noted
+    monkeypatch.delenv("TF_NUM_INTRAOP_THREADS")
+    assert results.numerics()["threads"] == "all"
