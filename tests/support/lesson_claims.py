@@ -8,6 +8,7 @@ When a re-run changes an output, rewrite the sentence, then its claim here.
 """
 
 import re
+import statistics
 
 from support.claims import Claim, Given
 
@@ -106,6 +107,96 @@ def _val_loss_near_lowest(margin: float):
     return check
 
 
+def _residual_costs_a_few_per_cent(outputs: str, said: tuple[str, ...]) -> str | None:
+    """Lesson 02: every residual U-Net the lesson prints has between 0 % and 10 % more parameters
+    than its plain twin (the comparison's legend counts and the +x % of the 2D and 3D builds)."""
+    counts = dict(re.findall(r"^(plain|residual)\s+([\d,]+) parameters;", outputs, flags=re.M))
+    shares = [float(share) / 100 for share in re.findall(r"residual [\d,]+ \(\+(\d+\.\d)%\)", outputs)]
+    if set(counts) != {"plain", "residual"} or len(shares) != 2:
+        return "the parameter counts of the plain and residual U-Nets are not in the outputs"
+    shares.append(int(counts["residual"].replace(",", "")) / int(counts["plain"].replace(",", "")) - 1)
+    return None if all(0 < share < 0.10 for share in shares) else f"residual/plain - 1: {shares}"
+
+
+def _fit_log(outputs: str) -> list[dict[str, float]]:
+    """Lesson 04: each epoch of the fit log (``verbose=2``), in order: its seconds and its metrics."""
+    return [{"seconds": float(seconds), **{name: float(value) for name, value in re.findall(r"(\w+): ([\d.]+)", rest)}}
+            for seconds, rest in re.findall(r"^\d+/\d+ - (\d+)s - \S+ - (dice: .*)$", outputs, flags=re.M)]
+
+
+def _val_loss_rises(outputs: str, said: tuple[str, ...]) -> str | None:
+    """Lesson 04: the validation loss rose at exactly the stated epochs, by less than 0.05 each
+    time, and ``val_dice`` fell at each of them."""
+    log = _fit_log(outputs)
+    if len(log) < 2:
+        return "no fit log in the outputs"
+    rises = [epoch for epoch in range(2, len(log) + 1) if log[epoch - 1]["val_loss"] > log[epoch - 2]["val_loss"]]
+    stated = [int(epoch) for epoch in re.findall(r"\d+", said[0])]
+    if rises != stated:
+        return f"the validation loss rose at epochs {rises}, the prose says {stated}"
+    large = [epoch for epoch in rises if log[epoch - 1]["val_loss"] - log[epoch - 2]["val_loss"] >= 0.05]
+    kept = [epoch for epoch in rises if log[epoch - 1]["val_dice"] >= log[epoch - 2]["val_dice"]]
+    if large or kept:
+        return f"rises of 0.05 or more at epochs {large}; val_dice did not fall at epochs {kept}"
+    return None
+
+
+def _val_loss_never_rose_twice(outputs: str, said: tuple[str, ...]) -> str | None:
+    """Lesson 04: the validation loss never rose two epochs in a row, and the training loss fell every epoch."""
+    log = _fit_log(outputs)
+    if len(log) < 3:
+        return "no fit log in the outputs"
+    up = [log[i]["val_loss"] > log[i - 1]["val_loss"] for i in range(1, len(log))]
+    twice = [i + 2 for i in range(1, len(up)) if up[i] and up[i - 1]]
+    train_up = [i + 1 for i in range(1, len(log)) if log[i]["loss"] >= log[i - 1]["loss"]]
+    return None if not twice and not train_up else (
+        f"the validation loss rose two epochs in a row up to epochs {twice}; training loss did not fall at {train_up}")
+
+
+def _panels_agree(outputs: str, said: tuple[str, ...]) -> str | None:
+    """Lesson 04: the best validation epoch of the loss, the Dice and the hard Dice (first on ties) is the same."""
+    log = _fit_log(outputs)
+    if not log:
+        return "no fit log in the outputs"
+    loss = [epoch["val_loss"] for epoch in log]
+    best = {"val_loss": loss.index(min(loss)) + 1}
+    for name in ("val_dice", "val_hard_dice"):
+        values = [epoch[name] for epoch in log]
+        best[name] = values.index(max(values)) + 1
+    return None if len(set(best.values())) == 1 else f"the panels mark different epochs: {best}"
+
+
+def _val_dice_best_near_end(outputs: str, said: tuple[str, ...]) -> str | None:
+    """Lesson 04: the best ``val_dice`` is within the last three epochs, and it is the printed BEST_EPOCH."""
+    log = _fit_log(outputs)
+    printed = re.search(r"^BEST_EPOCH = (\d+)$", outputs, flags=re.M)
+    if not log or not printed:
+        return "no fit log or BEST_EPOCH in the outputs"
+    values = [epoch["val_dice"] for epoch in log]
+    best = values.index(max(values)) + 1
+    if best != int(printed.group(1)) or best < len(log) - 2:
+        return f"val_dice is best at epoch {best} of {len(log)}, BEST_EPOCH = {printed.group(1)}"
+    return None
+
+
+def _dice_ends_close(outputs: str, said: tuple[str, ...]) -> str | None:
+    """Lesson 04: the training and validation Dice of the last epoch differ by at most 0.01."""
+    log = _fit_log(outputs)
+    if not log:
+        return "no fit log in the outputs"
+    gap = abs(log[-1]["dice"] - log[-1]["val_dice"])
+    return None if gap <= 0.01 else f"dice {log[-1]['dice']} and val_dice {log[-1]['val_dice']} at the last epoch"
+
+
+def _first_epoch_slowest(outputs: str, said: tuple[str, ...]) -> str | None:
+    """Lesson 04: the first epoch of the fit log took longer than the typical (median) other
+    epoch (a timing: a busy machine may slow one later epoch, never the tracing away)."""
+    seconds = [epoch["seconds"] for epoch in _fit_log(outputs)]
+    if len(seconds) < 2:
+        return "no fit log in the outputs"
+    return None if seconds[0] > statistics.median(seconds[1:]) else f"seconds per epoch: {seconds}"
+
+
 def _spacing_times(factor: float):
     """Lesson 06: the coarse grid's spacing (``factor`` 2) or half of it (1), in mm, from the
     CT spacing the lesson prints; the prose's values, as a set, must match."""
@@ -183,6 +274,37 @@ def _unet_beats_threshold(outputs: str, said: tuple[str, ...]) -> str | None:
     if float(dice.group(2)) <= float(dice.group(1)) or float(hd95.group(2)) >= float(hd95.group(1)):
         return f"Dice {dice.groups()}, HD95 {hd95.groups()}: the U-Net does not beat the recipe on both"
     return None
+
+
+def _recipe_below_bar(outputs: str, said: tuple[str, ...]) -> str | None:
+    """Lesson 06: no threshold of the recipe's printed range reaches 0.90, the Dice bar that the
+    U-Net must reach on the held-out cases (asserted in section 7)."""
+    line = re.search(r"the whole recipe at (.*)", outputs)
+    scores = [float(value) for value in re.findall(r"HU: (\d\.\d+)", line.group(1))] if line else []
+    if not scores:
+        return "the recipe's range of thresholds is not printed"
+    return None if max(scores) < 0.90 else f"a threshold reaches Dice {max(scores)}: it fixes the recipe"
+
+
+def _small_patches_see_less_lung(outputs: str, said: tuple[str, ...]) -> str | None:
+    """Lesson 06: placed anywhere, 16-voxel patches show a smaller lung share than 32-voxel ones."""
+    anywhere = dict((int(size), float(share)) for size, share in re.findall(
+        r"patches of \((\d+), \d+, \d+\): lung voxels per patch ([\d.]+)% placed anywhere", outputs))
+    if 32 not in anywhere or 16 not in anywhere:
+        return "the two patch lines are not printed"
+    return None if anywhere[16] < anywhere[32] else (
+        f"placed anywhere, 16-voxel patches show {anywhere[16]} % lung, 32-voxel ones {anywhere[32]} %")
+
+
+def _summed_weights_floor(outputs: str, said: tuple[str, ...]) -> str | None:
+    """Lesson 06: the least summed blending weight is the stated value, above 0 (every voxel predicted)."""
+    match = re.search(r"summed weights ([\d.]+) \.\. ([\d.]+)", outputs)
+    if not match:
+        return "the summed weights are not printed"
+    low = float(match.group(1))
+    if low <= 0:
+        return f"some voxel gets no weight: the least sum is {match.group(1)}"
+    return None if round(low, 3) == float(said[0]) else f"the least summed weight is {match.group(1)}, not {said[0]}"
 
 
 def _tumour_specificity(outputs: str, said: tuple[str, ...]) -> str | None:
@@ -281,6 +403,46 @@ def _flagged_right_share(outputs: str, said: tuple[str, ...]) -> str | None:
         return "the disagreement lines are not printed"
     right = 100 - values[3]
     return None if 65 <= right <= 85 else f"{right:.0f} % of the flagged voxels are right, not about three quarters"
+
+
+def _fold_lines(outputs: str) -> dict[int, tuple[float, float]]:
+    """Lesson 07: fold number -> (final training Dice as fit logs it, validation Dice), from the fold lines."""
+    return {int(n): (float(t), float(v)) for n, t, v in re.findall(
+        r"^fold (\d+): \d+ slices, .*\(final training Dice (\d\.\d+)\); validation Dice (\d\.\d+) over",
+        outputs, flags=re.M)}
+
+
+def _fit_dice_far_below(outputs: str, said: tuple[str, ...]) -> str | None:
+    """Lesson 07: "far below" = every fold's final training Dice is at least 0.2 below its validation Dice."""
+    folds = _fold_lines(outputs)
+    if not folds:
+        return "the fold lines are not printed"
+    close = {n: pair for n, pair in folds.items() if pair[1] - pair[0] < 0.2}
+    return None if not close else f"training and validation Dice (training, validation) are close: {close}"
+
+
+def _worst_trainer_not_worst_validated(outputs: str, said: tuple[str, ...]) -> str | None:
+    """Lesson 07: the stated fold ends with the lowest training Dice, at least 0.05 below every other
+    fold's ("visibly worse"), and its validation Dice is not the lowest."""
+    folds, fold = _fold_lines(outputs), int(said[0])
+    if fold not in folds or len(folds) < 3:
+        return "the fold lines are not printed"
+    others = [pair for n, pair in folds.items() if n != fold]
+    if any(folds[fold][0] > training - 0.05 for training, _ in others):
+        return f"fold {fold} does not end with a training Dice clearly the lowest: {folds}"
+    if folds[fold][1] <= min(validation for _, validation in others):
+        return f"fold {fold} has the lowest validation Dice as well: {folds}"
+    return None
+
+
+def _measured_alike(outputs: str, said: tuple[str, ...]) -> str | None:
+    """Lesson 07: "score alike" = training and validation patients within 0.05, under both measures."""
+    rows = re.findall(r"^(soft Dice per slice \(as fit logs\)|hard Dice per patient volume) +(\d\.\d+) +(\d\.\d+)",
+                      outputs, flags=re.M)
+    if len(rows) != 2:
+        return "the two measures of the last fold are not printed"
+    apart = [(name, a, b) for name, a, b in rows if abs(float(a) - float(b)) >= 0.05]
+    return None if not apart else f"training and validation patients differ: {apart}"
 
 
 def _necrosis_rows(measure: str) -> str:
@@ -457,6 +619,13 @@ LEDGER: dict[str, list] = {
         Claim(r"In this run the residual U-Net came out ahead", r"^AHEAD = residual$", "shown"),
         Claim(r"the prediction must start to look like lungs",
               lambda out, said: _at_least(out, r"three of the memorised images: (\d\.\d+)", 0.5)),
+        Claim(r"the same configuration has about three times the parameters",
+              lambda out, said: (None if (ratio := _number(out, r"parameters 3D / 2D = (\d+\.\d+)")) and 2.5 <= ratio <= 3.5
+                                 else f"the run printed a 3D / 2D ratio of {ratio}")),
+        Claim(r"It\s+has the same structure and parameter count", r"^reference ([\d,]+) parameters, yours \1$", "shown"),
+        Claim(r"With matching channels the identity shortcut costs nothing",
+              r"^\(16, 16, 8\)\s+-> 8 channels: conv_block\s+([\d,]+) parameters, residual_block\s+\1$", "shown"),
+        Claim(r"The price is small: a few per cent more\s+parameters", _residual_costs_a_few_per_cent),
     ],
     "03_loss_and_metrics": [
         Given(r"the change is below 0\.001", DEFINITION),
@@ -490,6 +659,12 @@ LEDGER: dict[str, list] = {
         Given(r"numbers without epochs\s+0\.5", "a rubric's points (Exercise 4.8, graded by hand)"),
         Given(r"Only one\s+of the two: 0\.5", "a rubric's points (Exercise 4.8, graded by hand)"),
         Claim(r"climbing above (0\.9) within the first half of the epochs", _above_in_first_half),
+        Claim(r"the first epoch is slower \(TensorFlow builds the graph\)", _first_epoch_slowest),
+        Claim(r"\(in this run they agree\)", _panels_agree),
+        Claim(r"two small rises of\s+the validation loss, at epochs ([\d and]+) \(where `val_dice` fell too", _val_loss_rises),
+        Claim(r"it never rose for two\s+epochs in a row while the training loss kept falling", _val_loss_never_rose_twice),
+        Claim(r"`val_dice` is best near the end of the run \(the epoch of\s+Exercise 4\.7\), not early on", _val_dice_best_near_end),
+        Claim(r"the training and validation Dice end close together", _dice_ends_close),
     ],
     "05_prediction": [
         Claim(r"in `SYN_0088_1` the predicted border", r"worst five:\n(?:.*\n){0,3}\s+SYN_0088_1\.png", "shown"),
@@ -573,6 +748,12 @@ LEDGER: dict[str, list] = {
         Given(r"overlap 0\.5\)", CONSTANT),
         Claim(r"\(4 mm: (80) windows for the first case", r"^\s*4\.0 mm\s+\([\d, ]+\)\s+[\d,]+\s+(\d+)\s"),
         Claim(r"U-Net beats the tuned threshold recipe on both", _unet_beats_threshold),
+        Claim(r"No single threshold fixes this, as the last line shows", _recipe_below_bar),
+        Claim(r"With smaller patches \(a finer spacing, a smaller organ, a larger volume\) the\s+share falls when "
+              r"patches are placed anywhere", _small_patches_see_less_lung),
+        Claim(r"with these large patches it changes little; with smaller ones it keeps the organ in view",
+              _sampling_changes_little),
+        Claim(r"\((0\.001) at the least, the\s+weights' floor\); it is never zero", _summed_weights_floor),
     ],
     "07_liver_ct": [
         Given(r"scores a mean Dice of about 0\.76", BENCHMARK),
@@ -600,6 +781,11 @@ LEDGER: dict[str, list] = {
         Claim(r"mean disagreement is about (three) times higher on the wrong voxels", _disagreement_ratio),
         Claim(r"about a (third) of\s+the wrong voxels are not flagged", _unflagged_share),
         Claim(r"about (three quarters) of the flagged voxels are\s+in fact right", _flagged_right_share),
+        Claim(r"The training Dice that `fit` logs is far below the validation Dice", _fit_dice_far_below),
+        Claim(r"fold (\d) trains visibly worse than folds \d and \d \(its loss stays higher, its training\s+Dice "
+              r"ends lowest\), yet its validation Dice, printed above, is not the lowest of the three",
+              _worst_trainer_not_worst_validated),
+        Claim(r"Measured the same way, training and validation patients score alike", _measured_alike),
     ],
     "08_brain_tumour": [
         Given(r"about 68 / 15 / 17 %", DEFINITION),
