@@ -59,11 +59,42 @@ def _demo_validation_ends_lower(outputs: str, said: tuple[str, ...]) -> str | No
 
 
 def _demo_sensitivity_collapses(outputs: str, said: tuple[str, ...]) -> str | None:
-    """Lesson 03: the demo's validation sensitivity is below 0.001 at epoch 2 and below 0.05
-    after the last epoch."""
+    """Lesson 03: the demo's validation sensitivity is low (below 0.1) after the first epoch,
+    below 0.001 at epoch 2 and below 0.05 after the last epoch."""
     values = [epoch["val_sensitivity"] for epoch in _demo_validation_epochs(outputs)]
-    if len(values) < 2 or values[1] >= 0.001 or values[-1] >= 0.05:
+    if len(values) < 2 or values[0] >= 0.1 or values[1] >= 0.001 or values[-1] >= 0.05:
         return f"validation sensitivity by epoch: {values}"
+    return None
+
+
+def _demo_training_rises(outputs: str, said: tuple[str, ...]) -> str | None:
+    """Lesson 03: every training metric of the compile demo (the loss aside) ends higher than
+    after the first epoch."""
+    epochs = [{name: float(value) for name, value in re.findall(r" - ((?!val_)[a-z_]+): ([\d.]+(?:e[-+]?\d+)?)", line)}
+              for line in outputs.splitlines() if re.match(r"\d+/\d+ - .*val_dice_coefficient: ", line)]
+    if len(epochs) < 2:
+        return "the demo's epochs are not in the outputs"
+    lower = [name for name, first in epochs[0].items()
+             if name not in ("loss", "learning_rate") and epochs[-1][name] <= first]
+    return f"these training metrics did not end higher: {lower}" if lower else None
+
+
+def _demo_steps(outputs: str, said: tuple[str, ...]) -> str | None:
+    """Lesson 03: the compile demo ran eighteen training steps (steps per epoch times epochs)."""
+    steps = [int(total) for total in re.findall(r"^(\d+)/\1 - .*val_dice_coefficient: ", outputs, flags=re.M)]
+    return None if sum(steps) == 18 else f"the demo ran {sum(steps)} steps ({steps} per epoch)"
+
+
+def _inference_share_a_tenth(outputs: str, said: tuple[str, ...]) -> str | None:
+    """Lesson 03: in inference mode a few per cent of the pixels pass 0.5 (under 0.1 of them),
+    about a tenth (between a twentieth and a fifth) as many as in training mode."""
+    share = {mode: float(value) for mode, value in
+             re.findall(r"training=(True|False)\s*: .*share of pixels above 0\.5 (\d\.\d+)", outputs)}
+    if len(share) != 2:
+        return "the two modes' lines are not in the outputs"
+    ratio = share["False"] / share["True"] if share["True"] else float("inf")
+    if share["False"] >= 0.1 or not 0.05 <= ratio <= 0.2:
+        return f"shares above 0.5 (training: inference) {share['True']}: {share['False']}, ratio {ratio:.2f}"
     return None
 
 
@@ -489,6 +520,47 @@ def _test_regions_not_better(outputs: str, said: tuple[str, ...]) -> str | None:
     return None if mean < 0 else f"the mean region Dice difference is {mean:+.3f}, not below 0"
 
 
+def _training_shares(outputs: str) -> list[float]:
+    """Lesson 08: the printed share of training pixels of each class (background first)."""
+    found = re.search(r"share of training pixels per class: \[([\d.\s]+)\]", outputs)
+    return [float(value) for value in found.group(1).split()] if found else []
+
+
+def _necrosis_rarest(outputs: str, said: tuple[str, ...]) -> str | None:
+    """Lesson 08: necrosis (class 1) is the rarest class, under 1 % of the training pixels."""
+    shares = _training_shares(outputs)
+    if len(shares) != 4:
+        return "the training shares per class are not printed"
+    return None if shares[1] < 0.01 and shares[1] == min(shares) else f"training shares per class: {shares}"
+
+
+def _inverse_weighs_hundreds(outputs: str, said: tuple[str, ...]) -> str | None:
+    """Lesson 08: the plain inverse frequency (the square of the printed square-root weight, the
+    background weighing 1) would weigh necrosis between 100 and 1000 times the background."""
+    found = re.search(r"class weights \(background, necrosis, oedema, enhancing\): \[\s*([\d.]+)\s+([\d.]+)", outputs)
+    if not found:
+        return "the class weights are not printed"
+    ratio = (float(found.group(2)) / float(found.group(1))) ** 2
+    return None if 100 <= ratio < 1000 else f"the plain inverse would weigh necrosis {ratio:.0f} times the background"
+
+
+def _tc_et_not_below_wt(outputs: str, said: tuple[str, ...]) -> str | None:
+    """Lesson 08: on the test brains the mean TC and ET Dice are at least the mean WT Dice."""
+    found = re.search(r"^mean +(\d\.\d{3}) +(\d\.\d{3}) +(\d\.\d{3})$", outputs, flags=re.M)
+    if not found:
+        return "the test Dice means are not printed"
+    wt, tc, et = (float(value) for value in found.groups())
+    return None if tc >= wt and et >= wt else f"mean Dice WT {wt}, TC {tc}, ET {et}"
+
+
+def _rest_within_noise(outputs: str, said: tuple[str, ...]) -> str | None:
+    """Lesson 08's rubric: apart from the ET Dice gain and the WT HD95 loss, every paired
+    interval of the remedy's effect on the regions contains 0."""
+    problems = [problem for row in ("Dice WT", "Dice TC", "HD95 TC (mm)", "HD95 ET (mm)")
+                if (problem := _effect_interval(row, "contains")(outputs, said))]
+    return "; ".join(problems) or None
+
+
 def _necrosis_interval_reaches_zero(outputs: str, said: tuple[str, ...]) -> str | None:
     """Lesson 08: weighted - plain: the necrosis Dice interval contains 0."""
     found = re.search(r"Dice necrosis +[+-][\d.]+ +([+-][\d.]+) to ([+-][\d.]+)", outputs)
@@ -610,6 +682,9 @@ LEDGER: dict[str, list] = {
         Given(r"`contour` at level 0\.5", DEFINITION),
         Given(r"up to 5 % of the\s+size", CONSTANT),
         Claim(r"holds more of the lung area in every image", r"masks with more lung on the image's left: 100%", "shown"),
+        Claim(r"a mask overlaps its own mirror image far from perfectly",
+              lambda out, said: (None if (dice := _number(out, r"its own mirror image: (\d\.\d+) on average")) is not None
+                                 and dice <= 0.9 else f"the run printed a mirror Dice of {dice}")),
         Given(r"no numbers: at most 0\.5", "a rubric's points (Exercise 1.4, graded by hand)"),
         Given(r"Only a\s+vague \"try it\": 0\.5", "a rubric's points (Exercise 1.4, graded by hand)"),
     ],
@@ -641,8 +716,11 @@ LEDGER: dict[str, list] = {
         Given(r"exactly 1\.0 for \$z\$", DEFINITION),
         Given(r"score 1\.0 instead of nan", DEFINITION),
         Claim(r"the validation ones end lower than they started", _demo_validation_ends_lower),
-        Claim(r"validation sensitivity that collapsed at epoch 2", _demo_sensitivity_collapses),
-        Claim(r"almost no pixel passes 0\.5", r"training=False: .*share of pixels above 0\.5 (\d\.\d+)", "shown"),
+        Claim(r"The training metrics rise", _demo_training_rises),
+        Claim(r"validation sensitivity that was already low after the first epoch, fell to practically zero at\s+epoch 2",
+              _demo_sensitivity_collapses),
+        Claim(r"After eighteen steps", _demo_steps),
+        Claim(r"only a few pixels pass 0\.5, about a tenth as many as in training mode", _inference_share_a_tenth),
         Claim(r"hard Dice near 0 on every image",
               r"training=False: mean probability [\d.]+, share of pixels above 0\.5 [\d.]+, hard Dice (0\.0\d)",
               "shown"),
@@ -790,7 +868,13 @@ LEDGER: dict[str, list] = {
     "08_brain_tumour": [
         Given(r"about 68 / 15 / 17 %", DEFINITION),
         Given(r"cases 17 % would be four", DEFINITION),
-        Given(r"over 90 % of the pixels", DEFINITION),
+        Claim(r"over 90 % of the pixels",
+              lambda out, said: _at_least(out, r"share of training pixels per class: \[\s*(\d\.\d+)", 0.90)),
+        Claim(r"necrosis, the rarest, well under one percent", _necrosis_rarest),
+        Claim(r"necrosis is a fraction of a percent\s+of the training pixels", _necrosis_rarest),
+        Claim(r"the plain inverse would weigh necrosis\s+hundreds of times the background", _inverse_weighs_hundreds),
+        Claim(r"scaled so that the background weighs 1",
+              r"class weights \(background, necrosis, oedema, enhancing\): \[\s*1\.\s", "shown"),
         Given(r"\(0\.25 everywhere\)", DEFINITION),
         Given(r"CCE = ln 4 = 1\.386,\s+plus a Dice loss of 0\.727", DEFINITION),
         Claim(r"it is about (2\.113)", r"loss of a uniform prediction: (\d\.\d+)", "about", 0.005),
@@ -823,6 +907,8 @@ LEDGER: dict[str, list] = {
               r"the test brains are segmented with the weighted loss's model", "shown"),
         Claim(r"the test brains do not confirm it: the\s+mean of their three region Dice differences is below 0",
               _test_regions_not_better),
+        Claim(r"so TC and ET can come out as high as WT or\s+higher", _tc_et_not_below_wt),
+        Claim(r"a small ET gain, a larger WT HD95, the\s+rest within the noise", _rest_within_noise),
     ],
     "09_challenge": [
         Given(r"~\d+(?:\.5)? min of compute", TIME),
