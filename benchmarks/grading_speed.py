@@ -122,9 +122,10 @@ def print_profile(path: Path, top: int = 3) -> None:
               + ", ".join(f"{name} {seconds:.2f} s" for seconds, name in slowest[lesson]))
 
 
-def stock_serial(root: Path, lessons: list[str]) -> float:
+def stock_serial(root: Path, lessons: list[str], scale: str | None = None) -> dict[str, float]:
     """Seconds that stock ``nbgrader autograde`` (its own Execute, a Jupyter kernel, no
-    sandbox, serial) takes for ``lessons`` in a copy of the course ``root``."""
+    sandbox, serial) takes for each of ``lessons`` in a copy of the course ``root``, at the
+    course scale ``scale`` (default: the grading scale both ways use)."""
     stock = root.parent / "stock"
     shutil.rmtree(stock, ignore_errors=True)
     stock.mkdir()
@@ -133,15 +134,38 @@ def stock_serial(root: Path, lessons: list[str]) -> float:
     shutil.copy(root / "gradebook.db", stock / "gradebook.db")  # the assignments and students
     (stock / "nbgrader_config.py").write_text(_STOCK_CONFIG, encoding="utf-8")
     env = grading._tool_env()
-    started = time.perf_counter()
+    if scale is not None:
+        env["UNET_COURSE_SCALE"] = scale
+    seconds = {}
     for name in lessons:  # one process grades the lesson's students in turn
+        started = time.perf_counter()
         subprocess.run([sys.executable, "-m", "nbgrader", "autograde", name, "--force"], cwd=stock,
                        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    seconds = time.perf_counter() - started
+        seconds[name] = time.perf_counter() - started
     graded = sum(1 for _ in (stock / "autograded").glob("*/*/*.ipynb"))
     if not graded:
         print("warning: stock nbgrader graded nothing (see its log in a manual run)", file=sys.stderr)
     return seconds
+
+
+def print_lessons(stock: dict[str, float], path: Path, jobs: int, sizes: dict[str, int]) -> None:
+    """Per lesson: stock serial seconds per submission against helpers' (the mean time of a
+    submission inside the parallel run, from ``.grading/profile.jsonl``, divided by the jobs
+    that ran side by side: its share of the wall clock), and their ratio."""
+    import json
+    from collections import defaultdict
+
+    inside: dict[str, list[float]] = defaultdict(list)
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line:
+            record = json.loads(line)
+            inside[record["lesson"]].append(record["seconds"])
+    print("\nper lesson, seconds per submission (helpers: time inside the parallel run / jobs)")
+    print(f"{'lesson':22s}{'stock serial':>14s}{'helpers':>10s}{'ratio':>8s}")
+    for name, seconds in stock.items():
+        if inside.get(name):
+            ours = sum(inside[name]) / len(inside[name]) / jobs
+            print(f"{name:22s}{seconds / sizes[name]:14.1f}{ours:10.1f}{seconds / sizes[name] / ours:8.2f}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -156,6 +180,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compare-template", action="store_true",
                         help="also grade without the grading template (every runner imports TensorFlow, "
                              "Keras and helpers itself) and print its profile")
+    parser.add_argument("--stock-scale", default=None,
+                        help="UNET_COURSE_SCALE of the stock run (default: the grading scale of both runs; "
+                             "1: the notebooks' own defaults, as plain nbgrader without this course's "
+                             "grading scale runs them)")
     parser.add_argument("--no-stock", dest="stock", action="store_false",
                         help="skip stock nbgrader (when only the profile is wanted)")
     args = parser.parse_args(argv)
@@ -171,12 +199,17 @@ def main(argv: list[str] | None = None) -> int:
         for name in lessons:
             shutil.copytree(sources[name], root / "answers" / name)
         grading.release(root=root, quiet=True)
-        total = sum(build_class(root, name, args.copies) for name in lessons)
+        sizes = {name: build_class(root, name, args.copies) for name in lessons}
+        total = sum(sizes.values())
         grading.collect(root / "submissions", root=root, quiet=True)
         grading.prepare_grading_data(root, lessons, {})
         print(f"{total} submissions of {', '.join(lessons)}; {args.jobs} job(s) in parallel")
 
-        serial = stock_serial(root, lessons) / total if args.stock else None
+        stock = stock_serial(root, lessons, args.stock_scale) if args.stock else {}
+        if args.stock:
+            print(f"stock nbgrader at UNET_COURSE_SCALE={args.stock_scale or os.environ['UNET_COURSE_SCALE']}, "
+                  f"helpers at {os.environ['UNET_COURSE_SCALE']}")
+        serial = sum(stock.values()) / total if args.stock else None
 
         def seconds_per_submission(title: str | None, **options) -> float:
             """Grade the class once with ``options``; print its profile under ``title``."""
@@ -209,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
               f"(projection; goal: 1 h)")
         if args.profile:
             print_profile(root / grading.PROFILE_FILE)
+        if stock:
+            print_lessons(stock, root / grading.PROFILE_FILE, args.jobs, sizes)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0
