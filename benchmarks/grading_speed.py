@@ -7,6 +7,9 @@ instructor without this course would run) against ``python -m helpers autograde 
     python benchmarks/grading_speed.py --lessons 03 05 --copies 3 --jobs 2
     python benchmarks/grading_speed.py --profile --no-stock # where a submission's time goes
 
+``--compare-all-cells`` grades the class first with ``--all-cells`` (the cells after each
+notebook's last cell with points run too, as before grading skipped them), then by default.
+
 ``--compare-template`` grades the class first without the grading template
 (:mod:`helpers.grading.template`: every runner imports TensorFlow, Keras and ``helpers``
 itself), then with it, in the same run.
@@ -180,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compare-template", action="store_true",
                         help="also grade without the grading template (every runner imports TensorFlow, "
                              "Keras and helpers itself) and print its profile")
+    parser.add_argument("--compare-all-cells", action="store_true",
+                        help="also grade running every cell (--all-cells: the cells after each "
+                             "notebook's last cell with points too, as before they were skipped)")
     parser.add_argument("--stock-scale", default=None,
                         help="UNET_COURSE_SCALE of the stock run (default: the grading scale of both runs; "
                              "1: the notebooks' own defaults, as plain nbgrader without this course's "
@@ -226,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
                if args.compare_old else None)
         fresh = (seconds_per_submission("no grading template: every runner imports its libraries", template=False)
                  if args.compare_template else None)
+        every = (seconds_per_submission("every cell run (--all-cells)", all_cells=True)
+                 if args.compare_all_cells else None)
         parallel = seconds_per_submission(None)
         if serial is not None:
             print(f"stock nbgrader autograde, serial : {serial:6.1f} s per submission")
@@ -235,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
         if fresh is not None:
             print(f"helpers, no grading template     : {fresh:6.1f} s per submission "
                   f"(ratio to the template: {fresh / parallel:.2f})")
+        if every is not None:
+            print(f"helpers, every cell run          : {every:6.1f} s per submission "
+                  f"(ratio to skipping the ungraded tail: {every / parallel:.2f})")
         print(f"helpers autograde --jobs {args.jobs:<2d}      : {parallel:6.1f} s per submission")
         if serial is not None:
             print(f"ratio stock serial / helpers      : {serial / parallel:6.2f}  (goal: 6)")

@@ -50,6 +50,9 @@ from helpers.tools.bootstrap import BOOTSTRAPPED as _BOOTSTRAPPED
 
 #: Environment variable naming the trace file of a grading run (see helpers.grading.execute).
 TRACE_VARIABLE = "UNET_COURSE_GRADING_TRACE"
+#: ``1``: grading also runs the cells after a notebook's last cell with points (``--all-cells``;
+#: :mod:`helpers.grading.execute` skips them by default).
+ALL_CELLS_VARIABLE = "UNET_COURSE_GRADING_ALL_CELLS"
 
 #: What a student id (a folder name under ``submissions/``) may look like.
 _STUDENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}")
@@ -835,7 +838,7 @@ def autograde(lesson: list[str] | None = None, student: str | None = None,
               root: str | os.PathLike | None = None, env: dict[str, str] | None = None,
               quiet: bool = False, jobs: int | None = None, sandboxed: bool = True,
               submission_timeout: float | None = 3600.0, reuse_workers: bool = True,
-              template: bool = True, remote: RemoteGrader | None = None) -> int:
+              template: bool = True, remote: RemoteGrader | None = None, all_cells: bool = False) -> int:
     """Grade every collected submission (or those of ``lesson``/``student``), ``jobs`` at a
     time (default: the number of CPU cores), each by one ``nbgrader autograde`` run
     with the course's sandboxed runner, and write ``grading_report.csv``/``.html``.
@@ -857,6 +860,9 @@ def autograde(lesson: list[str] | None = None, student: str | None = None,
     ``remote`` grades the submissions elsewhere instead (``--cluster``: a Dask cluster's
     workers, :class:`helpers.grading.cluster.Cluster`); only this process writes the
     gradebook and the report.
+    ``all_cells`` (``--all-cells``) also runs the cells after a notebook's last cell with
+    points, which cannot change a score and are skipped by default
+    (:func:`helpers.grading.execute.ungraded_tail`).
     """
     from helpers.grading import sandbox
     from helpers.grading import worker as grading_worker
@@ -868,6 +874,8 @@ def autograde(lesson: list[str] | None = None, student: str | None = None,
                            f"`python -m helpers collect` first.")
     env = dict(env or {})
     env.setdefault(config.SCALE_VARIABLE, os.environ.get(config.SCALE_VARIABLE) or GRADING_SCALE)
+    if all_cells:
+        env[ALL_CELLS_VARIABLE] = "1"
     try:  # the sandbox's limits (UNET_COURSE_GRADING_MEMORY, ...): a typo stops here
         sandbox.Limits.from_environment({**os.environ, **env})
     except ValueError as error:
@@ -1076,6 +1084,9 @@ def _parser() -> argparse.ArgumentParser:
         if name == "autograde":
             command.add_argument("--jobs", type=int, default=None,
                                  help="submissions graded at once (default: the number of CPU cores)")
+            command.add_argument("--all-cells", action="store_true",
+                                 help="also run the cells after each notebook's last cell with points "
+                                      "(they change no score; the feedback then shows their outputs)")
             command.add_argument("--no-sandbox", action="store_true",
                                  help="grade without bubblewrap: submissions then run with your "
                                       "permissions and can read answers/ and the gradebook")
@@ -1145,7 +1156,7 @@ def main(argv: list[str] | None = None,
                                        "--cluster ADDRESS` (helpers.tools.cli); run that command.")
                 remote = remote_factory(args.cluster, args.cluster_root)
             return autograde(args.lesson, args.student, args.root, jobs=args.jobs,
-                             sandboxed=not args.no_sandbox, remote=remote)
+                             sandboxed=not args.no_sandbox, remote=remote, all_cells=args.all_cells)
         if args.command == "feedback":
             return feedback(args.lesson, args.student, args.root)
         if args.command == "export":

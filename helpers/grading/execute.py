@@ -26,6 +26,15 @@ submission cannot rewrite, and a trace for the grader's repairs.
 A cell that runs past its limit (``Execute.timeout``, or ``timeout_func``) is stopped inside
 the runner with ``CellTimeoutError`` and grading goes on; one that does not stop
 ``interrupt_grace`` seconds later is killed with its runner.
+
+The code cells after the notebook's last cell with points (:func:`ungraded_tail`: a test, an
+autograded answer or a written answer) are not run: cells run in order in one process, so
+nothing that runs after the last graded cell can change its output or any score, and a written
+answer keeps the outputs before it as its evidence. Each such cell gets one line saying why it
+has no output (:data:`NOT_RUN`). ``c.GradingExecute.run_ungraded_tail = True``, or
+``python -m helpers autograde --all-cells`` (which sets ``UNET_COURSE_GRADING_ALL_CELLS=1``),
+runs them too (the feedback then shows their outputs; grading takes longer); a notebook with
+an nbgrader task (graded by what the cells after it show) runs whole.
 """
 
 from __future__ import annotations
@@ -43,11 +52,11 @@ from pathlib import Path
 from nbformat import NotebookNode
 from nbgrader.preprocessors import Execute
 from nbgrader.preprocessors.execute import UnresponsiveKernelError
-from traitlets import Integer
+from traitlets import Bool, Integer, default
 
 from helpers.tools import kernels
 from helpers.grading import guard, sandbox
-from helpers.grading.commands import TRACE_VARIABLE
+from helpers.grading.commands import ALL_CELLS_VARIABLE, TRACE_VARIABLE
 
 #: Most bytes the runner may send for one cell before it is stopped.
 MAX_REPLY_BYTES = 64 * 1024 * 1024
@@ -86,6 +95,33 @@ def defined_names(source: str) -> set[str]:
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
     return names
+
+
+#: The output of a cell that grading does not run (after the last cell with points).
+NOT_RUN = ("Not run at grading: no cell with points comes after this one, so its output could not "
+           "change a score. Run the notebook yourself to see it.\n")
+
+
+def ungraded_tail(cells) -> int:
+    """Index of the first cell that grading need not run: the one after the last cell with
+    points (``grade: true``: a graded test, an autograded or a written answer, code or
+    markdown). ``len(cells)`` (run everything) for a notebook with an nbgrader task, whose
+    points depend on what the cells after it show.
+
+    Args:
+        cells: the notebook's cells, as nbgrader has restored them for grading.
+
+    Returns:
+        The index; 0 when no cell has points (nothing to grade).
+    """
+    last = -1
+    for index, cell in enumerate(cells):
+        meta = _nbgrader_meta(cell)
+        if meta.get("task"):
+            return len(cells)
+        if meta.get("grade"):
+            last = index
+    return last + 1
 
 
 def is_warm_up_check(cell) -> bool:
@@ -168,6 +204,14 @@ class GradingExecute(Execute):
     interrupt_grace = Integer(
         15, help="Seconds a cell may run past its time limit before its runner is killed and "
                  "the submission graded again without that cell.").tag(config=True)
+    run_ungraded_tail = Bool(
+        False, help="Also run the code cells after the last cell with points (they cannot change a "
+                    "score; the feedback then shows their outputs, and grading takes longer). "
+                    f"Default: whether {ALL_CELLS_VARIABLE}=1.").tag(config=True)
+
+    @default("run_ungraded_tail")
+    def _run_ungraded_tail_default(self) -> bool:
+        return os.environ.get(ALL_CELLS_VARIABLE, "").strip() == "1"
 
     def preprocess(self, nb, resources=None, km=None):
         sandbox.check_available()
@@ -193,8 +237,15 @@ class GradingExecute(Execute):
                 raise RunnerDied("the grading runner did not start (see nbgrader's log)")
             self._trace({"event": "ready", "runner_started": ready[0], "imported": ready[1]})
             count = 0
+            tail = len(nb.cells) if self.run_ungraded_tail else ungraded_tail(nb.cells)
+            skipped = [index for index, cell in enumerate(nb.cells)
+                       if index >= tail and cell.cell_type == "code" and cell.source.strip()]
             for index, cell in enumerate(nb.cells):
                 if cell.cell_type != "code" or not cell.source.strip():
+                    continue
+                if index >= tail:
+                    cell.outputs = [NotebookNode(output_type="stream", name="stdout", text=NOT_RUN)]
+                    cell.execution_count = None
                     continue
                 meta = _nbgrader_meta(cell)
                 test = is_graded_test(cell)
@@ -224,6 +275,8 @@ class GradingExecute(Execute):
                 count += 1
                 cell.outputs = _clean_outputs(outputs, test, status)
                 cell.execution_count = count
+            if skipped:
+                self._trace({"event": "not run", "cells": [index + 1 for index in skipped]})
             try:
                 process.stdin.write(b"end 0 0 0\n")
                 process.stdin.flush()

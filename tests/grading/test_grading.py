@@ -134,8 +134,11 @@ class Graded:
             known = {student.id for student in gb.students}
         missing = set(self.submissions) - known
         assert not missing, f"collect did not add {missing} to the gradebook"
+        # all_cells: the dead-end test reads every cell of the untouched release, those after
+        # the last cell with points too (grading skips them by default: they change no score;
+        # tests/grading/test_grading_workers.py compares both ways)
         self.status = grading.autograde([self.lesson], root=self.root, quiet=True,
-                                        env={"UNET_COURSE_SCALE": SCALE})
+                                        env={"UNET_COURSE_SCALE": SCALE}, all_cells=True)
         with open(self.root / "grading_report.csv", newline="") as handle:
             report = {row["student"]: row for row in csv.DictReader(handle) if row["lesson"] == self.lesson}
         self.report = report
@@ -259,8 +262,8 @@ def test_untouched_release_scores_zero(graded):
 
 
 def test_untouched_release_has_no_dead_end(graded):
-    """No dead ends: the untouched release, graded at UNET_COURSE_SCALE=0.1, ran every cell
-    but the exercises and their checks, with the reference from helpers standing in for each
+    """No dead ends: the untouched release, graded at UNET_COURSE_SCALE=0.1 with every cell
+    (``all_cells``), ran every cell but the exercises and their checks, with the reference from helpers standing in for each
     unfinished exercise (``checks.learner_or_reference``). (tests/lessons/test_release.py asserts
     the same for the reading lessons, which are not graded.)"""
     if graded.lesson in FIXTURE_LESSONS:

@@ -34,6 +34,28 @@ def test_exercise_names_are_what_the_solution_cells_before_a_test_define():
     assert grading_execute.defined_names("def broken(:\n") == set()
 
 
+def test_grading_runs_up_to_the_last_cell_with_points_and_no_further():
+    """``ungraded_tail``: the cells after the last cell with points (a graded test, an
+    autograded or a written answer, code or markdown) cannot change a score, so grading need
+    not run them; a written answer keeps the cells before it (its evidence); a notebook with an
+    nbgrader task runs whole; one without points runs nothing."""
+    written = nbformat.v4.new_markdown_cell("the mean of an empty list is undefined")
+    written.metadata["nbgrader"] = {"grade": True, "solution": True, "grade_id": "why", "points": 1}
+    cells = [_cell("import numpy as np"),
+             _cell("def f(x):\n    return x", solution=True, grade_id="f"),
+             _cell("assert f(2) == 2", grade=True, grade_id="f_check", points=1),
+             _cell("print(f(3))"),                        # evidence for the written answer
+             written,
+             _cell("import os\nos._exit(1)"),              # after every cell with points
+             nbformat.v4.new_markdown_cell("## Summary")]
+    assert grading_execute.ungraded_tail(cells) == 5
+    assert grading_execute.ungraded_tail(cells[:4]) == 3       # the test is the last cell with points
+    assert grading_execute.ungraded_tail([cells[0], cells[3]]) == 0
+    task = nbformat.v4.new_markdown_cell("Plot the loss curve below.")
+    task.metadata["nbgrader"] = {"task": True, "grade": False, "solution": False, "grade_id": "plot", "points": 2}
+    assert grading_execute.ungraded_tail(cells + [task, _cell("plot()")]) == len(cells) + 2
+
+
 def test_a_warm_up_check_closes_its_exercise_but_only_a_read_only_one():
     """An ungraded warm-up (its unfinished function handed over to the reference by the
     lesson) is not graded by the next graded test; a cell that merely looks like a check,

@@ -24,9 +24,10 @@ import nbformat
 import pytest
 from support.course import LOOP_MARKER
 from support.example_grading import EXAMPLE, example_course, outcome, submit
-from support.notebooks import cell_index, prefixed, with_cell
+from support.notebooks import cell_index, nbgrader_meta, prefixed, with_cell
 
 from helpers.grading import commands as grading
+from helpers.grading import execute as grading_execute
 
 pytestmark = pytest.mark.slow
 
@@ -195,6 +196,78 @@ def test_the_template_path_scores_exactly_like_fresh_runners(tmp_path):
     assert {rows[(s, EXAMPLE)]["auto_score"] for s in ("answers", "blank", "partial")} == {"5", "0", "1"}
     assert "replaced" in rows[("exit-last", EXAMPLE)]["reason"]
     assert rows[("kill-runner", EXAMPLE)]["auto_score"] == "5"
+
+
+def test_cells_after_the_last_cell_with_points_are_not_run_and_change_no_score(tmp_path):
+    """The same class graded with ``c.GradingExecute.run_ungraded_tail = True`` (every cell
+    runs, as before) and by default (cells after the last cell with points are not run): the
+    same scores, statuses and reasons, per-cell grades included. A learner's cell added at the
+    end shows the note instead of its output; one that kills the runner there is still flagged
+    (the audit reads every cell) with the same score, but no longer costs a second run."""
+    answers, release = example_course(tmp_path)
+    partial = copy.deepcopy(release)
+    partial.cells[cell_index(partial, "square")].source = answers.cells[cell_index(answers, "square")].source
+
+    def appended(nb, source):
+        nb = copy.deepcopy(nb)
+        nb.cells.append(nbformat.v4.new_code_cell(source))
+        return nb
+
+    submit(tmp_path, {
+        "answers": answers,
+        "blank": release,
+        "partial": partial,
+        "exit-last": prefixed(answers, "count_vowels", "import os\nos._exit(0)"),
+        "tail-demo": appended(answers, 'print("a demo after the last graded cell")'),
+        "tail-exit": appended(partial, "import os\nos._exit(0)"),
+    })
+    config = tmp_path / "nbgrader_config.py"
+    course_config = config.read_text()
+    config.write_text(course_config + "\nc.GradingExecute.run_ungraded_tail = True\n")
+    assert grading.autograde(root=tmp_path, quiet=True, jobs=2) == 0
+    every_cell = outcome(tmp_path)
+    demo = nbformat.read(tmp_path / "autograded" / "tail-demo" / EXAMPLE / f"{EXAMPLE}.ipynb", as_version=4)
+    assert "a demo after the last graded cell" in demo.cells[-1].outputs[0]["text"]
+    config.write_text(course_config)
+    assert grading.autograde(root=tmp_path, quiet=True, jobs=2) == 0
+    rows, cells = outcome(tmp_path)
+    assert cells == every_cell[1]
+    changed = {key for key in rows if rows[key] != every_cell[0][key]}
+    assert changed == {("tail-exit", EXAMPLE)}, changed
+    before, after = every_cell[0][("tail-exit", EXAMPLE)], rows[("tail-exit", EXAMPLE)]   # os._exit: flagged
+    assert "replaced" in before["reason"] and "replaced" not in after["reason"], (before, after)
+    assert before["status"] == after["status"] == "flagged" and after["auto_score"] == before["auto_score"] == "1"
+    assert {rows[(s, EXAMPLE)]["auto_score"] for s in ("answers", "blank", "partial", "tail-demo")} == {"5", "0", "1"}
+    assert "replaced" in rows[("exit-last", EXAMPLE)]["reason"]          # a solution cell always runs
+    demo = nbformat.read(tmp_path / "autograded" / "tail-demo" / EXAMPLE / f"{EXAMPLE}.ipynb", as_version=4)
+    assert [output.get("text") for output in demo.cells[-1].outputs] == [grading_execute.NOT_RUN]
+
+
+def test_a_lesson_with_a_long_ungraded_tail_scores_the_same_without_it(tmp_path):
+    """Lesson 03 (the training run after its last cell with points is most of its grading
+    time) and the class of ``benchmarks/grading_speed.py``: answers, the untouched release, the
+    first exercise solved, and ``os._exit`` in the last exercise. Graded with every cell
+    (``all_cells=True``) and by default: the same report rows and per-cell grades; the
+    default does not run the training cell."""
+    lesson = "03_loss_and_metrics"
+    answers, release = example_course(tmp_path, lesson)
+    solution = [i for i, cell in enumerate(answers.cells) if nbgrader_meta(cell).get("solution")
+                and cell.cell_type == "code"]
+    partial = copy.deepcopy(release)
+    partial.cells[solution[0]].source = answers.cells[solution[0]].source
+    faulty = copy.deepcopy(answers)
+    faulty.cells[solution[-1]].source = "import os\nos._exit(0)\n" + faulty.cells[solution[-1]].source
+    submit(tmp_path, {"answers": answers, "blank": release, "partial": partial, "faulty": faulty}, lesson)
+    assert grading.autograde(root=tmp_path, quiet=True, jobs=2, all_cells=True) == 0
+    every_cell = outcome(tmp_path)
+    assert grading.autograde(root=tmp_path, quiet=True, jobs=2) == 0
+    assert outcome(tmp_path) == every_cell
+    rows = every_cell[0]
+    assert rows[("answers", lesson)]["auto_score"] == rows[("answers", lesson)]["auto_max"] != "0"
+    assert rows[("blank", lesson)]["auto_score"] == "0" and "replaced" in rows[("faulty", lesson)]["reason"]
+    graded = nbformat.read(tmp_path / "autograded" / "answers" / lesson / f"{lesson}.ipynb", as_version=4)
+    fit = next(cell for cell in graded.cells if "model.fit(" in cell.source and "history =" in cell.source)
+    assert [output.get("text") for output in fit.outputs] == [grading_execute.NOT_RUN]
 
 
 def _view(root, student) -> dict:

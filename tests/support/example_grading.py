@@ -19,30 +19,31 @@ from helpers.grading import sandbox
 EXAMPLE = "00_example"
 
 
-def example_course(root: Path) -> tuple:
-    """A released course root at ``root`` holding the example lesson (skips the test where
-    bubblewrap is missing). Returns its answer and release notebooks."""
+def example_course(root: Path, lesson: str = EXAMPLE) -> tuple:
+    """A released course root at ``root`` holding the example lesson, or the course's
+    ``lesson`` from ``answers/`` (skips the test where bubblewrap is missing). Returns its
+    answer and release notebooks."""
     if sandbox._probe():
         pytest.skip(f"no sandbox here: {sandbox._probe()} (CI installs bubblewrap)")
     root.mkdir(parents=True, exist_ok=True)
     (root / "nbgrader_config.py").write_text((REPO_ROOT / "nbgrader_config.py").read_text() + TEST_CONFIG)
-    shutil.copytree(FIXTURES / EXAMPLE, root / "answers" / EXAMPLE)
+    shutil.copytree((FIXTURES if lesson == EXAMPLE else REPO_ROOT / "answers") / lesson, root / "answers" / lesson)
     assert grading.release(root=root, quiet=True) == 0
-    answers = nbformat.read(root / "answers" / EXAMPLE / f"{EXAMPLE}.ipynb", as_version=4)
-    release = nbformat.read(root / "notebooks" / EXAMPLE / f"{EXAMPLE}.ipynb", as_version=4)
+    answers = nbformat.read(root / "answers" / lesson / f"{lesson}.ipynb", as_version=4)
+    release = nbformat.read(root / "notebooks" / lesson / f"{lesson}.ipynb", as_version=4)
     return answers, release
 
 
-def submit(root: Path, students: dict) -> None:
+def submit(root: Path, students: dict, lesson: str = EXAMPLE) -> None:
     """Hand in ``students`` (name -> notebook; None: a file that is not a notebook at all)
-    and collect them."""
+    of ``lesson`` and collect them."""
     for student, nb in students.items():
-        folder = root / "submissions" / student / EXAMPLE
+        folder = root / "submissions" / student / lesson
         folder.mkdir(parents=True)
         if nb is None:
-            (folder / f"{EXAMPLE}.ipynb").write_text("{ this is not json", encoding="utf-8")
+            (folder / f"{lesson}.ipynb").write_text("{ this is not json", encoding="utf-8")
         else:
-            nbformat.write(nb, folder / f"{EXAMPLE}.ipynb")
+            nbformat.write(nb, folder / f"{lesson}.ipynb")
     assert grading.collect(root / "submissions", root=root, quiet=True) == 0
 
 
