@@ -82,8 +82,15 @@ from nbgrader.preprocessors import (  # noqa: E402
     AssignLatePenalties, CheckCellMetadata, IgnorePattern, LimitOutput, SaveAutoGrades)
 from nbconvert.preprocessors import ClearMetadataPreprocessor  # noqa: E402
 
-from helpers.grading.execute import GradingExecute  # noqa: E402
+from helpers.grading.execute import GradingExecute, KeepSubmittedOutputs  # noqa: E402
 
+# nbgrader's own sanitize steps, after KeepSubmittedOutputs: GradingExecute does not run the
+# cells after a notebook's last graded code cell (they cannot change a score) and shows the
+# outputs the learner handed in there instead, under a line that says so (--all-cells runs them).
+from nbgrader.preprocessors import ClearOutput, DeduplicateIds, OverwriteCells, OverwriteKernelspec  # noqa: E402
+
+c.Autograde.sanitize_preprocessors = [KeepSubmittedOutputs, ClearOutput, DeduplicateIds, OverwriteKernelspec,
+                                      OverwriteCells, CheckCellMetadata]
 c.Autograde.autograde_preprocessors = [GradingExecute, IgnorePattern, ClearMetadataPreprocessor,
                                        LimitOutput, SaveAutoGrades, AssignLatePenalties,
                                        CheckCellMetadata]

@@ -27,14 +27,16 @@ A cell that runs past its limit (``Execute.timeout``, or ``timeout_func``) is st
 the runner with ``CellTimeoutError`` and grading goes on; one that does not stop
 ``interrupt_grace`` seconds later is killed with its runner.
 
-The code cells after the notebook's last cell with points (:func:`ungraded_tail`: a test, an
-autograded answer or a written answer) are not run: cells run in order in one process, so
-nothing that runs after the last graded cell can change its output or any score, and a written
-answer keeps the outputs before it as its evidence. Each such cell gets one line saying why it
-has no output (:data:`NOT_RUN`). ``c.GradingExecute.run_ungraded_tail = True``, or
-``python -m helpers autograde --all-cells`` (which sets ``UNET_COURSE_GRADING_ALL_CELLS=1``),
-runs them too (the feedback then shows their outputs; grading takes longer); a notebook with
-an nbgrader task (graded by what the cells after it show) runs whole.
+The code cells after the notebook's last code cell with points (:func:`ungraded_tail`: a
+graded test or a graded answer) are not run: cells run in order in one process, so nothing
+that runs after the last graded cell can change its output or any score. A written answer
+(markdown, graded by hand) after that point cites the learner's own run, which grading at its
+small scale does not reproduce anyway; so each skipped cell shows :data:`NOT_RUN` followed by
+the outputs the learner handed in (kept by :class:`KeepSubmittedOutputs` before nbgrader
+clears them, known output types only, at most :data:`MAX_SUBMITTED_BYTES` per cell).
+``c.GradingExecute.run_ungraded_tail = True``, or ``python -m helpers autograde --all-cells``
+(which sets ``UNET_COURSE_GRADING_ALL_CELLS=1``), runs them too (grading takes longer); a
+notebook with an nbgrader task (graded by what the cells after it show) runs whole.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ import time
 from pathlib import Path
 
 from nbformat import NotebookNode
-from nbgrader.preprocessors import Execute
+from nbgrader.preprocessors import Execute, NbGraderPreprocessor
 from nbgrader.preprocessors.execute import UnresponsiveKernelError
 from traitlets import Bool, Integer, default
 
@@ -97,31 +99,62 @@ def defined_names(source: str) -> set[str]:
     return names
 
 
-#: The output of a cell that grading does not run (after the last cell with points).
-NOT_RUN = ("Not run at grading: no cell with points comes after this one, so its output could not "
-           "change a score. Run the notebook yourself to see it.\n")
+#: The first output of a cell that grading does not run (after the last code cell with points).
+NOT_RUN = ("Not run at grading: no graded cell comes after this one, so it could not change a score. "
+           "Any output below is the one handed in (the learner's own run), not the grader's.\n")
+#: Most bytes of handed-in outputs kept for one cell that grading does not run.
+MAX_SUBMITTED_BYTES = 2 * 1024 * 1024
+#: Cell metadata key under which :class:`KeepSubmittedOutputs` keeps the handed-in outputs.
+_SUBMITTED = "unet_course_submitted_outputs"
 
 
 def ungraded_tail(cells) -> int:
-    """Index of the first cell that grading need not run: the one after the last cell with
-    points (``grade: true``: a graded test, an autograded or a written answer, code or
-    markdown). ``len(cells)`` (run everything) for a notebook with an nbgrader task, whose
-    points depend on what the cells after it show.
+    """Index of the first cell that grading need not run: the one after the last code cell
+    with points (``grade: true``: a graded test, an autograded answer, a code answer graded
+    by hand). Written answers in markdown do not count: they run nothing, and cite the
+    learner's own run. ``len(cells)`` (run everything) for a notebook with an nbgrader task,
+    whose points depend on what the cells after it show.
 
     Args:
         cells: the notebook's cells, as nbgrader has restored them for grading.
 
     Returns:
-        The index; 0 when no cell has points (nothing to grade).
+        The index; 0 when no code cell has points (nothing to grade).
     """
     last = -1
     for index, cell in enumerate(cells):
         meta = _nbgrader_meta(cell)
         if meta.get("task"):
             return len(cells)
-        if meta.get("grade"):
+        if meta.get("grade") and cell.get("cell_type") == "code":
             last = index
     return last + 1
+
+
+class KeepSubmittedOutputs(NbGraderPreprocessor):
+    """nbgrader sanitize step, before ``ClearOutput``: keeps each code cell's handed-in
+    outputs in its metadata, where :class:`GradingExecute` takes them back out (for the cells
+    it does not run) and removes them (for all others)."""
+
+    def preprocess_cell(self, cell, resources, index):
+        if cell.cell_type == "code":
+            cell.metadata[_SUBMITTED] = list(cell.get("outputs", []))
+        else:
+            cell.metadata.pop(_SUBMITTED, None)
+        return cell, resources
+
+
+def _submitted_outputs(cell) -> list[NotebookNode]:
+    """The handed-in outputs of ``cell`` (removed from its metadata), cleaned like a runner's;
+    a note instead where they exceed :data:`MAX_SUBMITTED_BYTES`."""
+    raw = cell.metadata.pop(_SUBMITTED, None)
+    outputs = _clean_outputs(raw if isinstance(raw, list) else [], test=False, status="ok")
+    size = sum(len(json.dumps(output)) for output in outputs)
+    if size > MAX_SUBMITTED_BYTES:
+        return [NotebookNode(output_type="stream", name="stdout",
+                             text=f"(the handed-in output, {size >> 10} kB, is over the "
+                                  f"{MAX_SUBMITTED_BYTES >> 20} MB kept per cell)\n")]
+    return outputs
 
 
 def is_warm_up_check(cell) -> bool:
@@ -238,13 +271,15 @@ class GradingExecute(Execute):
             self._trace({"event": "ready", "runner_started": ready[0], "imported": ready[1]})
             count = 0
             tail = len(nb.cells) if self.run_ungraded_tail else ungraded_tail(nb.cells)
+            submitted = [_submitted_outputs(cell) for cell in nb.cells]   # out of every cell's metadata
             skipped = [index for index, cell in enumerate(nb.cells)
                        if index >= tail and cell.cell_type == "code" and cell.source.strip()]
             for index, cell in enumerate(nb.cells):
                 if cell.cell_type != "code" or not cell.source.strip():
                     continue
                 if index >= tail:
-                    cell.outputs = [NotebookNode(output_type="stream", name="stdout", text=NOT_RUN)]
+                    cell.outputs = [NotebookNode(output_type="stream", name="stdout", text=NOT_RUN),
+                                    *submitted[index]]
                     cell.execution_count = None
                     continue
                 meta = _nbgrader_meta(cell)

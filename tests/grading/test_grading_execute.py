@@ -34,26 +34,54 @@ def test_exercise_names_are_what_the_solution_cells_before_a_test_define():
     assert grading_execute.defined_names("def broken(:\n") == set()
 
 
-def test_grading_runs_up_to_the_last_cell_with_points_and_no_further():
-    """``ungraded_tail``: the cells after the last cell with points (a graded test, an
-    autograded or a written answer, code or markdown) cannot change a score, so grading need
-    not run them; a written answer keeps the cells before it (its evidence); a notebook with an
-    nbgrader task runs whole; one without points runs nothing."""
+def test_grading_runs_up_to_the_last_graded_code_cell_and_no_further():
+    """``ungraded_tail``: the cells after the last code cell with points (a graded test, a
+    graded answer) cannot change a score, so grading need not run them; a written answer in
+    markdown runs nothing and does not hold them back; a notebook with an nbgrader task runs
+    whole; one without graded code runs nothing."""
     written = nbformat.v4.new_markdown_cell("the mean of an empty list is undefined")
     written.metadata["nbgrader"] = {"grade": True, "solution": True, "grade_id": "why", "points": 1}
+    by_hand = _cell("def explain():\n    return 'because'", grade=True, solution=True, grade_id="code_why", points=1)
     cells = [_cell("import numpy as np"),
              _cell("def f(x):\n    return x", solution=True, grade_id="f"),
              _cell("assert f(2) == 2", grade=True, grade_id="f_check", points=1),
-             _cell("print(f(3))"),                        # evidence for the written answer
+             _cell("print(f(3))"),                        # the learner's evidence, handed in
              written,
-             _cell("import os\nos._exit(1)"),              # after every cell with points
+             _cell("import os\nos._exit(1)"),              # after every graded code cell
              nbformat.v4.new_markdown_cell("## Summary")]
-    assert grading_execute.ungraded_tail(cells) == 5
-    assert grading_execute.ungraded_tail(cells[:4]) == 3       # the test is the last cell with points
-    assert grading_execute.ungraded_tail([cells[0], cells[3]]) == 0
+    assert grading_execute.ungraded_tail(cells) == 3
+    assert grading_execute.ungraded_tail(cells[:4] + [by_hand] + cells[4:]) == 5   # a code answer graded by hand runs
+    assert grading_execute.ungraded_tail([cells[0], cells[3], written]) == 0
     task = nbformat.v4.new_markdown_cell("Plot the loss curve below.")
     task.metadata["nbgrader"] = {"task": True, "grade": False, "solution": False, "grade_id": "plot", "points": 2}
     assert grading_execute.ungraded_tail(cells + [task, _cell("plot()")]) == len(cells) + 2
+
+
+def test_a_cell_grading_does_not_run_shows_what_was_handed_in_cleaned_and_bounded():
+    """``KeepSubmittedOutputs`` keeps a code cell's handed-in outputs in its metadata before
+    nbgrader clears them; ``_submitted_outputs`` takes them out again with the runner's
+    cleaning (text and PNG only, no HTML or JavaScript), and only up to its size limit."""
+    keep = grading_execute.KeepSubmittedOutputs()
+    cell = _cell("show()")
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="validation Dice 0.93\n"),
+                    nbformat.v4.new_output("display_data", data={"text/html": "<script>alert(1)</script>",
+                                                                 "image/png": "iVBORw0KGgo=", "text/plain": "<Figure>"})]
+    markdown = nbformat.v4.new_markdown_cell("text")
+    markdown.metadata[grading_execute._SUBMITTED] = [{"output_type": "stream", "name": "stdout", "text": "forged"}]
+    keep.preprocess_cell(cell, {}, 0)
+    keep.preprocess_cell(markdown, {}, 1)
+    assert grading_execute._SUBMITTED not in markdown.metadata
+    cell.outputs = []                                   # what nbgrader's ClearOutput does next
+    kept = grading_execute._submitted_outputs(cell)
+    assert grading_execute._SUBMITTED not in cell.metadata
+    assert [output.output_type for output in kept] == ["stream", "display_data"]
+    assert kept[0].text == "validation Dice 0.93\n"
+    assert set(kept[1].data) == {"image/png", "text/plain"}
+    huge = _cell("flood()")
+    huge.outputs = [nbformat.v4.new_output("stream", name="stdout", text="x" * (grading_execute.MAX_SUBMITTED_BYTES + 1))]
+    keep.preprocess_cell(huge, {}, 2)
+    [note] = grading_execute._submitted_outputs(huge)
+    assert "is over the" in note.text and len(note.text) < 200
 
 
 def test_a_warm_up_check_closes_its_exercise_but_only_a_read_only_one():

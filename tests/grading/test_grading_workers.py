@@ -198,12 +198,13 @@ def test_the_template_path_scores_exactly_like_fresh_runners(tmp_path):
     assert rows[("kill-runner", EXAMPLE)]["auto_score"] == "5"
 
 
-def test_cells_after_the_last_cell_with_points_are_not_run_and_change_no_score(tmp_path):
+def test_cells_after_the_last_graded_code_cell_are_not_run_and_change_no_score(tmp_path):
     """The same class graded with ``c.GradingExecute.run_ungraded_tail = True`` (every cell
-    runs, as before) and by default (cells after the last cell with points are not run): the
+    runs, as before) and by default (cells after the last graded code cell are not run): the
     same scores, statuses and reasons, per-cell grades included. A learner's cell added at the
-    end shows the note instead of its output; one that kills the runner there is still flagged
-    (the audit reads every cell) with the same score, but no longer costs a second run."""
+    end shows the note and the output handed in instead of the grader's; one that kills the
+    runner there is still flagged (the audit reads every cell) with the same score, but no
+    longer costs a second run."""
     answers, release = example_course(tmp_path)
     partial = copy.deepcopy(release)
     partial.cells[cell_index(partial, "square")].source = answers.cells[cell_index(answers, "square")].source
@@ -211,6 +212,7 @@ def test_cells_after_the_last_cell_with_points_are_not_run_and_change_no_score(t
     def appended(nb, source):
         nb = copy.deepcopy(nb)
         nb.cells.append(nbformat.v4.new_code_cell(source))
+        nb.cells[-1].outputs = [nbformat.v4.new_output("stream", name="stdout", text="my own run\n")]
         return nb
 
     submit(tmp_path, {
@@ -240,15 +242,15 @@ def test_cells_after_the_last_cell_with_points_are_not_run_and_change_no_score(t
     assert {rows[(s, EXAMPLE)]["auto_score"] for s in ("answers", "blank", "partial", "tail-demo")} == {"5", "0", "1"}
     assert "replaced" in rows[("exit-last", EXAMPLE)]["reason"]          # a solution cell always runs
     demo = nbformat.read(tmp_path / "autograded" / "tail-demo" / EXAMPLE / f"{EXAMPLE}.ipynb", as_version=4)
-    assert [output.get("text") for output in demo.cells[-1].outputs] == [grading_execute.NOT_RUN]
+    assert [output.get("text") for output in demo.cells[-1].outputs] == [grading_execute.NOT_RUN, "my own run\n"]
 
 
 def test_a_lesson_with_a_long_ungraded_tail_scores_the_same_without_it(tmp_path):
-    """Lesson 03 (the training run after its last cell with points is most of its grading
-    time) and the class of ``benchmarks/grading_speed.py``: answers, the untouched release, the
+    """Lesson 03 (the training run after its last graded cell is most of its grading time)
+    and the class of ``benchmarks/grading_speed.py``: answers, the untouched release, the
     first exercise solved, and ``os._exit`` in the last exercise. Graded with every cell
-    (``all_cells=True``) and by default: the same report rows and per-cell grades; the
-    default does not run the training cell."""
+    (``all_cells=True``) and by default: the same report rows and per-cell grades; by default
+    the training cell is not run and shows the training log handed in (the answers' own)."""
     lesson = "03_loss_and_metrics"
     answers, release = example_course(tmp_path, lesson)
     solution = [i for i, cell in enumerate(answers.cells) if nbgrader_meta(cell).get("solution")
@@ -266,8 +268,10 @@ def test_a_lesson_with_a_long_ungraded_tail_scores_the_same_without_it(tmp_path)
     assert rows[("answers", lesson)]["auto_score"] == rows[("answers", lesson)]["auto_max"] != "0"
     assert rows[("blank", lesson)]["auto_score"] == "0" and "replaced" in rows[("faulty", lesson)]["reason"]
     graded = nbformat.read(tmp_path / "autograded" / "answers" / lesson / f"{lesson}.ipynb", as_version=4)
-    fit = next(cell for cell in graded.cells if "model.fit(" in cell.source and "history =" in cell.source)
-    assert [output.get("text") for output in fit.outputs] == [grading_execute.NOT_RUN]
+    fit = next(i for i, cell in enumerate(graded.cells) if "model.fit(" in cell.source and "history =" in cell.source)
+    handed_in = [output.text for output in answers.cells[fit].outputs if output.output_type == "stream"]
+    assert "Epoch 3/3" in "".join(handed_in)
+    assert [output.get("text") for output in graded.cells[fit].outputs] == [grading_execute.NOT_RUN, *handed_in]
 
 
 def _view(root, student) -> dict:
