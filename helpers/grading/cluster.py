@@ -15,6 +15,8 @@ course copy (their checksums must equal the coordinator's: a stale copy is refus
 graded against), a *template gradebook* sent by the coordinator (a copy of the course's
 gradebook with this lesson only and no student, so no other student's scores leave the
 coordinator), the submission's files as collected, and what ``collect`` noted about them.
+Each worker process keeps a grading template (:func:`_worker_template`), started at its first
+submission, from which the runners are forked already imported, as locally.
 Then it runs the very function the local path runs, :func:`helpers.grading.commands._grade_one`
 (audit, repair, one sandboxed ``nbgrader autograde`` per attempt, the replacement of a faulty
 cell), against that scratch root: nbgrader writes the scratch gradebook, never the real one.
@@ -43,7 +45,8 @@ its scratch folder: Dask's scheduler gives the task to another worker (up to its
 ``distributed.scheduler.allowed-failures``, 3 by default; after that the submission is
 reported ``failed`` with the reason). The nbgrader process a task starts dies with the
 worker (``PR_SET_PDEATHSIG``); the sandboxed runner it had started loses its pipes and
-ends too (by the time the submission is graded again, the test finds nothing left of it).
+ends too (a runner forked from the worker's grading template dies with its sandbox, and the
+template with the worker: its standard input closes) (by the time the submission is graded again, the test finds nothing left of it).
 Nothing is written before a result arrives, and each submission's future resolves once, so a
 retried task never scores twice; the merge itself is idempotent (it updates the one
 submission record) as well.
@@ -59,6 +62,7 @@ read; this course does not test it).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import datetime
@@ -71,6 +75,7 @@ import sqlite3
 import stat
 import sys
 import tempfile
+import threading
 import traceback
 import uuid
 import warnings
@@ -141,6 +146,8 @@ class RemoteOutcome:
     scratch: str = ""
     #: Address of the worker that graded it.
     worker: str = ""
+    #: For each attempt, whether its runner was forked from the worker's grading template.
+    forked: list[bool] = field(default_factory=list)
 
 
 # --- the worker side ------------------------------------------------------------------------
@@ -258,6 +265,47 @@ def _scratch_root(task: RemoteTask, base: Path) -> Path:
     return scratch
 
 
+#: This worker process's grading templates, by the launchers' environment (:func:`_worker_template`).
+_TEMPLATES: dict[tuple[tuple[str, str], ...], str | None] = {}
+_TEMPLATES_LOCK = threading.Lock()
+_TEMPLATES_STACK = contextlib.ExitStack()
+#: Most templates one worker process keeps (one per grading setting; each holds TensorFlow).
+_MAX_TEMPLATES = 2
+
+
+def _worker_template(env: dict[str, str], base: Path) -> str | None:
+    """The socket of this worker process's grading template (:mod:`helpers.grading.template`)
+    for runs with the environment ``env``: started at the first submission that needs it and
+    kept for the process's lifetime, so that runners are forked already imported, as with
+    ``python -m helpers autograde`` locally. The template ends with the worker process, also
+    when it is killed (its standard input closes); a task thread's end does not matter.
+
+    Args:
+        env: the environment of the task's ``nbgrader`` runs (without the template's variable).
+        base: the worker's scratch folder (the template's log goes there).
+    Returns:
+        The socket path, or None (no sandbox, too many settings, or the template did not start:
+        runners then import their libraries themselves).
+    """
+    from helpers.grading import sandbox
+    from helpers.grading import template as grading_template
+    from helpers.tools import kernels
+
+    if env.get(sandbox.NO_SANDBOX_VARIABLE) == "1":
+        return None
+    launcher_env = {**kernels.kernel_env(commands._tool_env(env)), **sandbox.GRADING_ENV}
+    key = tuple(sorted(launcher_env.items()))
+    with _TEMPLATES_LOCK:
+        if key not in _TEMPLATES:
+            if len(_TEMPLATES) >= _MAX_TEMPLATES:
+                return None
+            if not _TEMPLATES:
+                atexit.register(_TEMPLATES_STACK.close)
+            log = base / f"template-{os.getpid()}.log"
+            _TEMPLATES[key] = _TEMPLATES_STACK.enter_context(grading_template.running(launcher_env, log))
+        return _TEMPLATES[key]
+
+
 def _worker_address() -> str:
     try:
         from distributed import get_worker
@@ -298,9 +346,17 @@ def grade_submission(task: RemoteTask) -> RemoteOutcome:
     scratch = _scratch_root(task, base)
     try:
         commands.prepare_grading_data(scratch, [task.lesson], env)
+        from helpers.grading import template as grading_template
+
+        socket_path = _worker_template(env, base)
+        if socket_path is not None:
+            env[grading_template.TEMPLATE_VARIABLE] = socket_path
         result = commands._grade_one(scratch, task.lesson, task.student, env, task.timeout,
                                     _Runner(scratch, env.get(sandbox.NO_SANDBOX_VARIABLE) != "1"))
         outcome = RemoteOutcome(result, scratch=str(scratch), worker=_worker_address())
+        trace = scratch / commands._WORK / "traces" / f"{task.student}--{task.lesson}.jsonl"
+        outcome.forked = [bool(event.get("forked")) for event in commands._read_trace(trace)
+                          if event.get("event") == "runner"]
         graded = scratch / "autograded" / task.student / task.lesson
         if result.status != "failed" and graded.is_dir():
             for path in sorted(graded.rglob("*")):

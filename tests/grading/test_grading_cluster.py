@@ -9,7 +9,10 @@ processes on 127.0.0.1 (``LocalCluster(processes=True)``), on the plain-Python e
 * **A killed worker costs a retry, never a lost or a second score**: the worker process
   grading the slow submission is killed (SIGKILL) while its cell runs; the submission is
   graded again by another worker and merged into the gradebook exactly once, with the
-  local score, and the nbgrader process of the killed worker does not outlive it.
+  local score, and neither the nbgrader process nor the grading template of the killed
+  worker outlives it.
+* **Workers fork runners from their grading template** where a notebook names helpers,
+  as the local path does.
 * **An unreachable scheduler** fails at once with an error naming the address and the fix.
 """
 
@@ -35,6 +38,8 @@ from helpers.tools import cli
 
 #: Seconds the slow submission's first cell sleeps (the window in which its worker is killed).
 SLEEP_SECONDS = 15
+#: A cell that makes a notebook need helpers (so its runner is forked from the template).
+USES_HELPERS = "import helpers.checks"
 
 
 def _class(answers, release) -> dict:
@@ -46,7 +51,10 @@ def _class(answers, release) -> dict:
         "partial": partial,
         "faulty": with_cell(answers, "square_check", "import os, signal\nos.kill(1, signal.SIGKILL)"),
         "broken": None,  # not a notebook at all
-        "sleeper": prefixed(answers, "square", f"import time\ntime.sleep({SLEEP_SECONDS})"),
+        # these two name helpers: their runners are forked from the grading template
+        "helpers": with_cell(answers, "setup", USES_HELPERS),
+        "sleeper": prefixed(with_cell(answers, "setup", USES_HELPERS), "square",
+                            f"import time\ntime.sleep({SLEEP_SECONDS})"),
     }
 
 
@@ -98,10 +106,12 @@ def test_cluster_grades_like_the_local_path_and_a_killed_worker_costs_only_a_ret
     expected = outcome(local, manual_flags=True)
 
     merged: list[tuple[str, str]] = []
+    forked: dict[str, list[bool]] = {}
     real_merge = grading_cluster.merge
 
     def counting_merge(folder, task, outcome):
         merged.append((task.student, outcome.worker))
+        forked[task.student] = outcome.forked
         return real_merge(folder, task, outcome)
 
     monkeypatch.setattr(grading_cluster, "merge", counting_merge)
@@ -127,6 +137,8 @@ def test_cluster_grades_like_the_local_path_and_a_killed_worker_costs_only_a_ret
         assert found is not None, "the slow submission was never seen grading on a worker"
         killed_address, nbgrader_pid = found
         time.sleep(1)  # its runner is in the sleeping cell
+        templates = [p for p, command in descendants(pids[killed_address]).items() if "unet-course-template" in command]
+        assert templates, "the worker grading the slow submission has no grading template"
         os.kill(pids[killed_address], signal.SIGKILL)
         # the killed worker's nbgrader process dies with it (PR_SET_PDEATHSIG), at once:
         # left alone it would go on grading the sleeping cell for seconds
@@ -144,6 +156,10 @@ def test_cluster_grades_like_the_local_path_and_a_killed_worker_costs_only_a_ret
     # worker's scratch folder task-PID-*) did not outlive the cell it was running either
     scratch = f"task-{pids[killed_address]}-"
     assert not [c for c in descendants(1).values() if scratch in c], "the killed worker's sandbox is still running"
+    assert not set(templates) & set(descendants(1)), "the killed worker's grading template outlived it"
+    # runners were forked from each worker's template where the notebook names helpers
+    assert forked["helpers"] == forked["sleeper"] == [True], forked
+    assert forked["answers"] == [False], forked       # NumPy only: a fresh runner, as locally
 
     sleeper_merges = [worker for student, worker in merged if student == "sleeper"]
     assert len(sleeper_merges) == 1, merged           # graded exactly once ...
