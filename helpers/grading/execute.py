@@ -33,7 +33,8 @@ that runs after the last graded cell can change its output or any score. A writt
 (markdown, graded by hand) after that point cites the learner's own run, which grading at its
 small scale does not reproduce anyway; so each skipped cell shows :data:`NOT_RUN` followed by
 the outputs the learner handed in (kept by :class:`KeepSubmittedOutputs` before nbgrader
-clears them, known output types only, at most :data:`MAX_SUBMITTED_BYTES` per cell).
+clears them, known output types only, at most :data:`MAX_SUBMITTED_BYTES` per cell and
+:data:`MAX_SUBMITTED_TOTAL` per notebook).
 ``c.GradingExecute.run_ungraded_tail = True``, or ``python -m helpers autograde --all-cells``
 (which sets ``UNET_COURSE_GRADING_ALL_CELLS=1``), runs them too (grading takes longer); a
 notebook with an nbgrader task (graded by what the cells after it show) runs whole.
@@ -104,6 +105,8 @@ NOT_RUN = ("Not run at grading: no graded cell comes after this one, so it could
            "Any output below is the one handed in (the learner's own run), not the grader's.\n")
 #: Most bytes of handed-in outputs kept for one cell that grading does not run.
 MAX_SUBMITTED_BYTES = 2 * 1024 * 1024
+#: Most bytes of handed-in outputs kept for one notebook (the cells after the limit get a note).
+MAX_SUBMITTED_TOTAL = 16 * 1024 * 1024
 #: Cell metadata key under which :class:`KeepSubmittedOutputs` keeps the handed-in outputs.
 _SUBMITTED = "unet_course_submitted_outputs"
 
@@ -144,17 +147,29 @@ class KeepSubmittedOutputs(NbGraderPreprocessor):
         return cell, resources
 
 
-def _submitted_outputs(cell) -> list[NotebookNode]:
-    """The handed-in outputs of ``cell`` (removed from its metadata), cleaned like a runner's;
-    a note instead where they exceed :data:`MAX_SUBMITTED_BYTES`."""
-    raw = cell.metadata.pop(_SUBMITTED, None)
-    outputs = _clean_outputs(raw if isinstance(raw, list) else [], test=False, status="ok")
-    size = sum(len(json.dumps(output)) for output in outputs)
-    if size > MAX_SUBMITTED_BYTES:
-        return [NotebookNode(output_type="stream", name="stdout",
-                             text=f"(the handed-in output, {size >> 10} kB, is over the "
-                                  f"{MAX_SUBMITTED_BYTES >> 20} MB kept per cell)\n")]
-    return outputs
+def _submitted_outputs(cells, start: int = 0) -> list[list[NotebookNode]]:
+    """The handed-in outputs of the cells from ``start`` on (removed from every cell's
+    metadata; none for the cells before), cleaned like a runner's; a note instead where they
+    exceed :data:`MAX_SUBMITTED_BYTES`, or where the cells before have used up
+    :data:`MAX_SUBMITTED_TOTAL`."""
+    result: list[list[NotebookNode]] = []
+    total = 0
+    for index, cell in enumerate(cells):
+        raw = cell.get("metadata", {}).pop(_SUBMITTED, None)
+        if index < start:
+            result.append([])
+            continue
+        outputs = _clean_outputs(raw if isinstance(raw, list) else [], test=False, status="ok")
+        size = sum(len(json.dumps(output)) for output in outputs)
+        if size > MAX_SUBMITTED_BYTES or total + size > MAX_SUBMITTED_TOTAL:
+            limit = (f"{MAX_SUBMITTED_BYTES >> 20} MB kept per cell" if size > MAX_SUBMITTED_BYTES
+                     else f"{MAX_SUBMITTED_TOTAL >> 20} MB kept per notebook")
+            outputs = [NotebookNode(output_type="stream", name="stdout",
+                                    text=f"(the handed-in output, {size >> 10} kB, is over the {limit})\n")]
+        else:
+            total += size
+        result.append(outputs)
+    return result
 
 
 def is_warm_up_check(cell) -> bool:
@@ -271,7 +286,7 @@ class GradingExecute(Execute):
             self._trace({"event": "ready", "runner_started": ready[0], "imported": ready[1]})
             count = 0
             tail = len(nb.cells) if self.run_ungraded_tail else ungraded_tail(nb.cells)
-            submitted = [_submitted_outputs(cell) for cell in nb.cells]   # out of every cell's metadata
+            submitted = _submitted_outputs(nb.cells, tail)   # out of every cell's metadata
             skipped = [index for index, cell in enumerate(nb.cells)
                        if index >= tail and cell.cell_type == "code" and cell.source.strip()]
             for index, cell in enumerate(nb.cells):

@@ -72,16 +72,29 @@ def test_a_cell_grading_does_not_run_shows_what_was_handed_in_cleaned_and_bounde
     keep.preprocess_cell(markdown, {}, 1)
     assert grading_execute._SUBMITTED not in markdown.metadata
     cell.outputs = []                                   # what nbgrader's ClearOutput does next
-    kept = grading_execute._submitted_outputs(cell)
-    assert grading_execute._SUBMITTED not in cell.metadata
+    [kept, nothing] = grading_execute._submitted_outputs([cell, markdown])
+    assert nothing == [] and grading_execute._SUBMITTED not in cell.metadata
     assert [output.output_type for output in kept] == ["stream", "display_data"]
     assert kept[0].text == "validation Dice 0.93\n"
     assert set(kept[1].data) == {"image/png", "text/plain"}
     huge = _cell("flood()")
     huge.outputs = [nbformat.v4.new_output("stream", name="stdout", text="x" * (grading_execute.MAX_SUBMITTED_BYTES + 1))]
     keep.preprocess_cell(huge, {}, 2)
-    [note] = grading_execute._submitted_outputs(huge)
-    assert "is over the" in note.text and len(note.text) < 200
+    [[note]] = grading_execute._submitted_outputs([huge])
+    assert "MB kept per cell" in note.text and len(note.text) < 200
+    # many cells just under the limit each: the notebook's total is bounded too
+    many = [_cell(f"flood({i})") for i in range(12)]
+    for index, each in enumerate(many):
+        each.outputs = [nbformat.v4.new_output("stream", name="stdout",
+                                               text="x" * (grading_execute.MAX_SUBMITTED_BYTES - 100))]
+        keep.preprocess_cell(each, {}, index)
+    kept_many = grading_execute._submitted_outputs(many)
+    assert sum(len(outputs[0].text) for outputs in kept_many) <= grading_execute.MAX_SUBMITTED_TOTAL
+    assert "MB kept per notebook" in kept_many[-1][0].text and len(kept_many[0][0].text) > 1000
+    for index, each in enumerate(many):   # only the cells grading does not run keep theirs
+        keep.preprocess_cell(each, {}, index)
+    assert [bool(outputs) for outputs in grading_execute._submitted_outputs(many, start=10)] == [False] * 10 + [True] * 2
+    assert not any(grading_execute._SUBMITTED in each.metadata for each in many)
 
 
 def test_a_warm_up_check_closes_its_exercise_but_only_a_read_only_one():
