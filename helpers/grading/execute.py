@@ -253,8 +253,8 @@ class GradingExecute(Execute):
         15, help="Seconds a cell may run past its time limit before its runner is killed and "
                  "the submission graded again without that cell.").tag(config=True)
     run_ungraded_tail = Bool(
-        False, help="Also run the code cells after the last cell with points (they cannot change a "
-                    "score; the feedback then shows their outputs, and grading takes longer). "
+        False, help="Also run the code cells after the last graded code cell (they cannot change a "
+                    "score; they then show the grader's outputs, not the handed-in ones; grading takes longer). "
                     f"Default: whether {ALL_CELLS_VARIABLE}=1.").tag(config=True)
 
     @default("run_ungraded_tail")
