@@ -8,7 +8,7 @@ instructor without this course would run) against ``python -m helpers autograde 
     python benchmarks/grading_speed.py --profile --no-stock # where a submission's time goes
 
 ``--compare-all-cells`` grades the class first with ``--all-cells`` (the cells after each
-notebook's last cell with points run too, as before grading skipped them), then by default.
+notebook's last graded code cell run too, as before grading skipped them), then by default.
 
 ``--compare-template`` grades the class first without the grading template
 (:mod:`helpers.grading.template`: every runner imports TensorFlow, Keras and ``helpers``
@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
                              "Keras and helpers itself) and print its profile")
     parser.add_argument("--compare-all-cells", action="store_true",
                         help="also grade running every cell (--all-cells: the cells after each "
-                             "notebook's last cell with points too, as before they were skipped)")
+                             "notebook's last graded code cell too, as before they were skipped)")
     parser.add_argument("--stock-scale", default=None,
                         help="UNET_COURSE_SCALE of the stock run (default: the grading scale of both runs; "
                              "1: the notebooks' own defaults, as plain nbgrader without this course's "

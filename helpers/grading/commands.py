@@ -50,7 +50,7 @@ from helpers.tools.bootstrap import BOOTSTRAPPED as _BOOTSTRAPPED
 
 #: Environment variable naming the trace file of a grading run (see helpers.grading.execute).
 TRACE_VARIABLE = "UNET_COURSE_GRADING_TRACE"
-#: ``1``: grading also runs the cells after a notebook's last cell with points (``--all-cells``;
+#: ``1``: grading also runs the cells after a notebook's last graded code cell (``--all-cells``;
 #: :mod:`helpers.grading.execute` skips them by default).
 ALL_CELLS_VARIABLE = "UNET_COURSE_GRADING_ALL_CELLS"
 
@@ -1085,7 +1085,7 @@ def _parser() -> argparse.ArgumentParser:
             command.add_argument("--jobs", type=int, default=None,
                                  help="submissions graded at once (default: the number of CPU cores)")
             command.add_argument("--all-cells", action="store_true",
-                                 help="also run the cells after each notebook's last cell with points "
+                                 help="also run the cells after each notebook's last graded code cell "
                                       "(they change no score; the feedback then shows their outputs)")
             command.add_argument("--no-sandbox", action="store_true",
                                  help="grade without bubblewrap: submissions then run with your "

@@ -135,7 +135,7 @@ class Graded:
         missing = set(self.submissions) - known
         assert not missing, f"collect did not add {missing} to the gradebook"
         # all_cells: the dead-end test reads every cell of the untouched release, those after
-        # the last cell with points too (grading skips them by default: they change no score;
+        # the last graded code cell too (grading skips them by default: they change no score;
         # tests/grading/test_grading_workers.py compares both ways)
         self.status = grading.autograde([self.lesson], root=self.root, quiet=True,
                                         env={"UNET_COURSE_SCALE": SCALE}, all_cells=True)
