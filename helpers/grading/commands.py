@@ -860,8 +860,8 @@ def autograde(lesson: list[str] | None = None, student: str | None = None,
     ``remote`` grades the submissions elsewhere instead (``--cluster``: a Dask cluster's
     workers, :class:`helpers.grading.cluster.Cluster`); only this process writes the
     gradebook and the report.
-    ``all_cells`` (``--all-cells``) also runs the cells after a notebook's last cell with
-    points, which cannot change a score and are skipped by default
+    ``all_cells`` (``--all-cells``) also runs the cells after a notebook's last graded code
+    cell, which cannot change a score and are skipped by default
     (:func:`helpers.grading.execute.ungraded_tail`).
     """
     from helpers.grading import sandbox
