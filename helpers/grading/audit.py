@@ -1080,11 +1080,47 @@ def _graded_names(submission, release, notebook: _Notebook, audited) -> set[str]
     return notebook.bound(solutions or set(audited))
 
 
+#: Exercises whose answer is a reading of the lesson's own run (solution cell ``grade_id`` ->
+#: the name it sets), checked against the run the grader makes at the grading scale.
+RUN_READINGS = {"noise_verdict": "AHEAD", "best_epoch": "BEST_EPOCH",
+                "postprocessing_choice": "USE_POSTPROCESSING", "tta_choice": "TTA",
+                "empty_fraction_choice": "EMPTY_FRACTION", "loss_choice": "LOSS_CHOICE"}
+
+
+def _literal(node: ast.AST) -> bool:
+    """A value spelled out in the code: a number, string or bool (``-3`` too), not ``...``."""
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+        node = node.operand
+    return isinstance(node, ast.Constant) and node.value is not Ellipsis and node.value is not None
+
+
+def typed_run_readings(cells, audited) -> list[tuple[int, int, str]]:
+    """``(cell, line, reason)`` where a solution cell of :data:`RUN_READINGS` sets its name to
+    a typed value at top level: the learner may have read it right from their own run, but
+    grading re-runs the notebook at its smaller scale, where the numbers differ, so the
+    check's verdict on it needs a look at the handed-in notebook."""
+    found = []
+    for index in audited:
+        name = RUN_READINGS.get(_nbgrader(cells[index]).get("grade_id") or "")
+        if name is None or not _nbgrader(cells[index]).get("solution"):
+            continue
+        parsed = _parse(_source(cells[index]))   # line numbers those of the cell
+        for node in (parsed.trees[0].body if parsed.trees else []):
+            if (isinstance(node, ast.Assign) and _literal(node.value)
+                    and any(isinstance(target, ast.Name) and target.id == name for target in node.targets)):
+                found.append((index, node.lineno,
+                              f"{name} is typed ({ast.unparse(node.value)}), not computed from this run: grading "
+                              f"re-runs the notebook at a smaller scale, where the numbers differ, so a value the "
+                              f"learner read right from their own run can fail its check (compare with the "
+                              f"handed-in notebook)"))
+    return found
+
+
 def audit(submission, release) -> list[Finding]:
     """Findings in the code cells of ``submission`` that a student wrote or changed (cells
     identical to a cell of ``release`` are skipped), in cell order. The names of all cells,
     the release's included, are read together (an alias bound in one cell and used in
-    another)."""
+    another). A run reading typed as a value (:func:`typed_run_readings`) is a finding too."""
     given = {_source(cell) for cell in release.get("cells", []) if cell.get("cell_type") == "code"}
     cells = submission.get("cells", [])
     parsed = {index: _parse(_source(cell)) for index, cell in enumerate(cells) if cell.get("cell_type") == "code"}
@@ -1096,6 +1132,8 @@ def audit(submission, release) -> list[Finding]:
     by_cell = {index: _audit_cell(parsed[index], notebook, aliases) for index in audited}
     for index, line, reason in notebook.findings(_graded_names(submission, release, notebook, audited),
                                                  set(audited)):
+        by_cell[index].append((line, reason))
+    for index, line, reason in typed_run_readings(cells, audited):
         by_cell[index].append((line, reason))
     return [Finding(index, line, reason) for index in audited for line, reason in sorted(set(by_cell[index]))]
 

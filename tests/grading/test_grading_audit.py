@@ -534,3 +534,52 @@ def test_report_keeps_rows_of_earlier_runs(tmp_path):
     assert set(rows) == {("alice", "01_x"), ("bob", "01_x"), ("alice", "02_y")}
     assert rows[("bob", "01_x")]["status"] == "graded" and rows[("alice", "01_x")]["auto_score"] == "3"
     assert "needs review" in (tmp_path / "grading_report.html").read_text()
+
+
+def _solution(grade_id: str, source: str):
+    cell = nbformat.v4.new_code_cell(source)
+    cell.metadata["nbgrader"] = {"grade_id": grade_id, "solution": True, "grade": False, "locked": False}
+    return cell
+
+
+def test_every_run_reading_is_an_exercise_of_the_answers_that_sets_its_name():
+    """``RUN_READINGS`` names, for each exercise whose check reads the lesson's own run, the
+    name its solution cell sets; a stale entry (renamed exercise or name) fails here, and
+    every such exercise tells the learner to compute the value, not to type it."""
+    found = {}
+    for lesson in ANSWER_LESSONS:
+        nb = nbformat.read(REPO_ROOT / "answers" / lesson / f"{lesson}.ipynb", as_version=4)
+        for index, cell in enumerate(nb.cells):
+            grade_id = (cell.metadata.get("nbgrader") or {}).get("grade_id")
+            if grade_id in grading_audit.RUN_READINGS and cell.cell_type == "code":
+                name = grading_audit.RUN_READINGS[grade_id]
+                assert f"{name} = " in cell.source, (lesson, grade_id, name)
+                text = "\n".join(c.source for c in nb.cells[max(0, index - 3):index] if c.cell_type == "markdown")
+                assert "grading re-runs your notebook at a" in text.replace("\n", " ").lower(), (lesson, grade_id)
+                found[grade_id] = lesson
+    assert set(found) == set(grading_audit.RUN_READINGS), set(grading_audit.RUN_READINGS) - set(found)
+
+
+@pytest.mark.parametrize("source, flagged", [
+    ("BEST_EPOCH = 15", True),
+    ('LOSS_CHOICE = "weighted"  # read off the table', True),
+    ("USE_POSTPROCESSING = False", True),
+    ("EMPTY_FRACTION = 0.5\nprint(EMPTY_FRACTION)", True),
+    ("BEST_EPOCH = int(np.argmax(history.history['val_dice'])) + 1", False),
+    ('LOSS_CHOICE = max(validation_evidence, key=validation_evidence.get)', False),
+    ("USE_POSTPROCESSING = ...", False),                        # the blank itself
+    ("def pick():\n    return 15\nBEST_EPOCH = pick()", False),
+])
+def test_a_run_reading_typed_as_a_value_is_reviewed_not_scored_differently(source, flagged):
+    """A learner who types what their own run showed may be right, yet the check at the
+    grading scale reads another run: the audit marks it for review (the score is untouched);
+    a value computed from the run is not a finding."""
+    grade_id = {"BEST": "best_epoch", "LOSS": "loss_choice", "USE_": "postprocessing_choice",
+                "EMPT": "empty_fraction_choice", "def ": "best_epoch"}[source[:4]]
+    findings = grading_audit.audit({"cells": [_solution(grade_id, source)]}, {"cells": []})
+    reasons = [f.reason for f in findings if "typed" in f.reason]
+    assert bool(reasons) == flagged, findings
+    if flagged:
+        assert "grading re-runs the notebook at a smaller scale" in reasons[0] and findings[0].line == 1
+    other = grading_audit.audit({"cells": [_solution("square", "BEST_EPOCH = 15")]}, {"cells": []})
+    assert not [f for f in other if "typed" in f.reason]         # only the exercises that read a run
